@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tandem",
+    products: [
+        // Public products.
+        .executable(name: "tandem", targets: ["tandem"]),
+        .library(name: "Tandem", targets: ["Tandem"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Implementation details: system libraries behind tiny C shims.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+
+        // The library: kernels ← layers/model ← training → communicator.
+        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI"]),
+
+        // The command-line tool: a thin ArgumentParser layer over the library.
+        .executableTarget(name: "tandem", dependencies: [
+            "Tandem",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Tests.
+        .testTarget(name: "TandemTests", dependencies: ["Tandem"]),
+        .testTarget(name: "TandemCLITests"),
+    ]
+)

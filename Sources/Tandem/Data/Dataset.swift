@@ -1,0 +1,176 @@
+// A dataset directory (SPEC §5): one .npy per model input and per output
+// target, named after them, plus optional `<output>.sample_weight.npy`.
+// Files are memory-mapped; rows are gathered (and converted) per batch, so a
+// rank touches only the rows it trains on. Shapes are checked on open, values
+// (token range, NaN/Inf) by `validate(rows:)`.
+
+import Foundation
+
+/// The arrays of one dataset directory, matched to a model's inputs and heads.
+public final class Dataset: @unchecked Sendable {
+    public let directory: String
+    public let count: Int
+    /// Per model input, in `model.inputs` order.
+    public let inputs: [NPYArray]
+    /// Per head: targets and optional sample weights.
+    public let targets: [NPYArray]
+    public let sampleWeights: [NPYArray?]
+    private let vocabulary: [Int?]
+
+    /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
+    /// With `requireTargets` false (predict), target files are not needed.
+    public init(directory: String, model: Model, heads: [Head], requireTargets: Bool = true) throws {
+        self.directory = directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TandemError.file(directory, "dataset directory not found")
+        }
+        func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
+        func open(_ name: String, what: String) throws -> NPYArray {
+            let p = path(name)
+            guard FileManager.default.fileExists(atPath: p) else {
+                throw TandemError.file(p, "file not found (the model's \(what) needs it)")
+            }
+            return try NPYArray(path: p)
+        }
+        var counts: [(String, Int)] = []
+        var inputArrays: [NPYArray] = [], vocab: [Int?] = []
+        for input in model.inputs {
+            let array = try open("\(input.name).npy", what: "input '\(input.name)'")
+            switch input.kind {
+            case .tokens:
+                guard array.type.isInteger else {
+                    throw TandemError.file(array.path, "token ids must be int32 or int64, found \(array.type)")
+                }
+                let embedding = model.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }
+                vocab.append(embedding?.vocabulary)
+            case .features:
+                vocab.append(nil)
+            }
+            try Dataset.check(array, rowWidth: input.width, label: "input '\(input.name)'")
+            inputArrays.append(array)
+            counts.append((array.path, array.rows))
+        }
+        var targetArrays: [NPYArray] = [], weightArrays: [NPYArray?] = []
+        if requireTargets {
+            for head in heads {
+                guard let layer = model.output(named: head.output) else {
+                    throw TandemError.usage("unknown output '\(head.output)'")
+                }
+                let array = try open("\(head.output).npy", what: "output '\(head.output)'")
+                try Dataset.check(array, rowWidth: layer.units, label: "output '\(head.output)'")
+                targetArrays.append(array)
+                counts.append((array.path, array.rows))
+                let weightPath = path("\(head.output).sample_weight.npy")
+                if FileManager.default.fileExists(atPath: weightPath) {
+                    let weights = try NPYArray(path: weightPath)
+                    guard weights.shape.count == 1 || (weights.shape.count == 2 && weights.shape[1] == 1) else {
+                        throw TandemError.file(weightPath, "sample weights must have shape [N], found \(weights.shape)")
+                    }
+                    weightArrays.append(weights)
+                    counts.append((weightPath, weights.rows))
+                } else {
+                    weightArrays.append(nil)
+                }
+            }
+        }
+        let (firstPath, n) = counts[0]
+        for (p, rows) in counts where rows != n {
+            throw TandemError.file(p, "has \(rows) rows but \(URL(fileURLWithPath: firstPath).lastPathComponent) has \(n)")
+        }
+        guard n > 0 else { throw TandemError.file(firstPath, "has no samples (0 rows)") }
+        count = n
+        inputs = inputArrays
+        targets = targetArrays
+        sampleWeights = weightArrays
+        vocabulary = vocab
+    }
+
+    private static func check(_ array: NPYArray, rowWidth: Int, label: String) throws {
+        let ok = (array.shape.count == 2 && array.shape[1] == rowWidth) || (array.shape.count == 1 && rowWidth == 1)
+        guard ok else {
+            throw TandemError.file(array.path, "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowWidth)]")
+        }
+    }
+
+    /// Checks the values of `rows`: token ids in [0, vocab), every float finite.
+    /// Returns the first problem as an error naming the file, row and column.
+    public func validate(rows: Range<Int>) -> TandemError? {
+        var tokens = [Int32](repeating: 0, count: inputs.map(\.rowWidth).max() ?? 1)
+        var floats = [Float](repeating: 0, count: (inputs + targets).map(\.rowWidth).max() ?? 1)
+        for row in rows {
+            for (array, vocab) in zip(inputs, vocabulary) {
+                if let vocab {
+                    if let bad = tokens.withUnsafeMutableBufferPointer({ array.readTokens(row: row, limit: vocab, into: $0.baseAddress!) }) {
+                        return .file(array.path, "row \(row), column \(bad.column): token id \(formatted(bad.value)) is outside the vocabulary [0, \(vocab))")
+                    }
+                } else if let error = checkFinite(array, row, &floats) { return error }
+            }
+            for array in targets + sampleWeights.compactMap({ $0 }) {
+                if let error = checkFinite(array, row, &floats) { return error }
+            }
+        }
+        return nil
+    }
+
+    private func checkFinite(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            array.readFloats(row: row, into: buffer.baseAddress!)
+            for j in 0..<array.rowWidth where !buffer[j].isFinite {
+                return .file(array.path, "row \(row), column \(j): value \(buffer[j]) is not finite")
+            }
+            return nil
+        }
+    }
+
+    private func formatted(_ v: Double) -> String { v.rounded() == v && abs(v) < 1e15 ? String(Int64(v)) : String(v) }
+}
+
+/// Per-batch buffers for targets and effective sample weights, sized once.
+public final class BatchBuffers {
+    public let targets: [UnsafeMutablePointer<Float>]
+    public let weights: [UnsafeMutablePointer<Float>]
+    public private(set) var rows = 0
+
+    public init(model: Model, heads: [Head]) {
+        targets = heads.map { head in
+            let units = model.output(named: head.output)!.units
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch * units)
+            p.initialize(repeating: 0, count: model.maxBatch * units)
+            return p
+        }
+        weights = heads.map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch)
+            p.initialize(repeating: 1, count: model.maxBatch)
+            return p
+        }
+    }
+
+    deinit { (targets + weights).forEach { $0.deallocate() } }
+
+    /// Copies samples `indices` into the model's input buffers and these buffers,
+    /// applying class weights. Values were validated beforehand.
+    public func load(_ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
+                     heads: [Head], withTargets: Bool = true) {
+        rows = indices.count
+        for (input, array) in zip(model.inputs, data.inputs) {
+            let w = input.width
+            for (r, sample) in indices.enumerated() {
+                if let tokens = input.tokens {
+                    _ = array.readTokens(row: Int(sample), limit: Int(Int32.max), into: tokens + r * w)
+                } else {
+                    array.readFloats(row: Int(sample), into: input.output.values + r * w)
+                }
+            }
+        }
+        guard withTargets else { return }
+        for (h, head) in heads.enumerated() {
+            let units = model.output(named: head.output)!.units
+            for (r, sample) in indices.enumerated() {
+                data.targets[h].readFloats(row: Int(sample), into: targets[h] + r * units)
+                if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: weights[h] + r) } else { weights[h][r] = 1 }
+            }
+            head.applyClassWeights(targets: targets[h], columns: units, rows: rows, weights: weights[h])
+        }
+    }
+}

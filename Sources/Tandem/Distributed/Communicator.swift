@@ -1,0 +1,96 @@
+// The collective operations training needs, behind one small protocol.
+// Invariant (as Horovod / DDP): every rank makes the same collectives, on
+// buffers of the same size, in the same order. The trainer never branches on
+// "distributed or not": LocalCommunicator makes every call trivial.
+
+import Foundation
+
+/// Collectives over a fixed group of ranks. Every call is collective.
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Every rank holds the element-wise sum of all ranks' buffers afterwards.
+    func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+    /// The same for Double (metrics, counts, flags).
+    func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// Every rank holds the element-wise maximum afterwards.
+    func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// Every rank holds rank `root`'s bytes afterwards.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws
+    func barrier() throws
+    /// Ends every rank of the job at once (the last resort when ranks cannot agree).
+    func abort(message: String, code: Int32) -> Never
+    /// A one-line description for the start-up report.
+    var description: String { get }
+}
+
+/// An error every rank has agreed on. `reporter` is true on the one rank
+/// that prints it (the lowest rank that saw it); the others exit quietly.
+public struct AgreedError: Error, CustomStringConvertible {
+    public let message: String
+    public let reporter: Bool
+    public var description: String { message }
+    public init(message: String, reporter: Bool) { self.message = message; self.reporter = reporter }
+}
+
+extension Communicator {
+    /// Collective: if any rank passes an error, every rank throws `AgreedError`
+    /// carrying the lowest failing rank's message. Costs two small collectives.
+    public func agree(_ error: Error?) throws {
+        var failing = [Double(error == nil ? Double(size) : Double(rank))]
+        // MIN via MAX of the negation keeps the protocol to SUM and MAX.
+        failing[0] = -failing[0]
+        try failing.withUnsafeMutableBufferPointer { try allReduceMax($0.baseAddress!, count: 1) }
+        let first = Int(-failing[0])
+        guard first < size else { return }
+        // Ship the message so the reporter's words reach rank 0's log too.
+        var bytes = [UInt8](repeating: 0, count: 2048)
+        if rank == first {
+            let text = Array(String(describing: error!).utf8.prefix(2047))
+            bytes.replaceSubrange(0..<text.count, with: text)
+        }
+        try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: 2048, from: first) }
+        let message = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        throw AgreedError(message: size > 1 && first != 0 ? "rank \(first): \(message)" : message, reporter: rank == 0)
+    }
+
+    /// Runs `body` and agrees on its outcome across ranks.
+    public func agreeOn<T>(_ body: () throws -> T) throws -> T {
+        var result: T?
+        var failure: Error?
+        do { result = try body() } catch { failure = error }
+        try agree(failure)
+        return result!
+    }
+
+    public func allReduceSum(_ values: inout [Double]) throws {
+        try values.withUnsafeMutableBufferPointer { try allReduceSum($0.baseAddress!, count: $0.count) }
+    }
+
+    public func allReduceMax(_ values: inout [Double]) throws {
+        try values.withUnsafeMutableBufferPointer { try allReduceMax($0.baseAddress!, count: $0.count) }
+    }
+}
+
+/// One process, no MPI: every collective is the identity.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
+    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {}
+    public func barrier() throws {}
+    public func abort(message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        exit(code)
+    }
+    public var description: String { "local (1 process, no MPI)" }
+}
+
+/// The contiguous slice of `count` items rank `rank` of `size` takes:
+/// slices are in rank order and their sizes differ by at most one (SPEC §4).
+public func shard(count: Int, rank: Int, size: Int) -> Range<Int> {
+    (count * rank / size)..<(count * (rank + 1) / size)
+}

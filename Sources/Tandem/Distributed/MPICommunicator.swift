@@ -1,0 +1,114 @@
+// The only file that touches MPI. Every return code is checked; a failure
+// names the rank and the call. MPI is initialised only when this type is
+// created, which happens only under mpirun (see `Launch`).
+
+import CMPI
+import Foundation
+
+/// Collectives over MPI_COMM_WORLD.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    private let world = tandem_mpi_comm_world()
+    private var finalized = false
+
+    /// MPI_Init (once per process) and the world's rank and size.
+    public init() throws {
+        tandem_line_buffer_stdio()
+        var provided: Int32 = 0
+        let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+        guard rc == MPI_SUCCESS else { throw TandemError.training("MPI_Init_thread failed (code \(rc))") }
+        // Return errors to us instead of aborting inside MPI, so we can name them.
+        MPI_Comm_set_errhandler(world, tandem_mpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(world, &r)
+        MPI_Comm_size(world, &s)
+        rank = Int(r); size = Int(s)
+    }
+
+    private func check(_ rc: Int32, _ call: String) throws {
+        guard rc != MPI_SUCCESS else { return }
+        var length: Int32 = 0
+        var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
+        MPI_Error_string(rc, &text, &length)
+        throw TandemError.training("rank \(rank): \(call) failed: \(cString(text))")
+    }
+
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_float(), tandem_mpi_sum(), world),
+                  "MPI_Allreduce(SUM, \(count) floats)")
+    }
+
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),
+                  "MPI_Allreduce(SUM, \(count) doubles)")
+    }
+
+    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_max(), world),
+                  "MPI_Allreduce(MAX, \(count) doubles)")
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
+        // MPI counts are Int32: send large buffers in chunks.
+        var offset = 0
+        while offset < bytes {
+            let n = min(bytes - offset, 1 << 30)
+            try check(MPI_Bcast(buffer + offset, Int32(n), tandem_mpi_uint8(), Int32(root), world),
+                      "MPI_Bcast(\(bytes) bytes from rank \(root))")
+            offset += n
+        }
+    }
+
+    public func barrier() throws { try check(MPI_Barrier(world), "MPI_Barrier") }
+
+    public func abort(message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("error: rank \(rank): \(message)\n".utf8))
+        MPI_Abort(world, code)
+        exit(code)
+    }
+
+    /// The MPI library's version string (for the start-up report).
+    public var libraryVersion: String {
+        var text = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
+        var length: Int32 = 0
+        MPI_Get_library_version(&text, &length)
+        return cString(text).split(separator: ",").first.map(String.init) ?? "MPI"
+    }
+
+    /// The processor (host) name this rank runs on.
+    public var hostName: String {
+        var text = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
+        var length: Int32 = 0
+        MPI_Get_processor_name(&text, &length)
+        return cString(text)
+    }
+
+    public var description: String { "MPI (\(size) ranks, \(libraryVersion))" }
+
+    /// MPI_Finalize after a final barrier, so no rank leaves while others still talk.
+    public func finalize() {
+        guard !finalized else { return }
+        finalized = true
+        MPI_Finalize()
+    }
+}
+
+/// Chooses the communicator from how the process was started (SPEC §4).
+public enum Launch {
+    /// True when started by mpirun / a PMIx launcher.
+    public static var underMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["PMI_RANK"] != nil
+    }
+
+    /// MPI under mpirun, otherwise a local communicator that never touches MPI.
+    public static func communicator() throws -> Communicator {
+        underMPI ? try MPICommunicator() : LocalCommunicator()
+    }
+}
+
+/// A NUL-terminated C buffer as a Swift string.
+private func cString(_ chars: [CChar]) -> String {
+    String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,93 @@
+// An in-process group of ranks on threads, for fast unit tests of sharding,
+// averaging and step equivalence. Sums in rank order, so every rank holds the
+// same bits. Not for production: no timeouts, one process.
+
+import Foundation
+
+/// Shared state of a thread group: a reusable barrier and a pointer exchange.
+public final class ThreadGroup: @unchecked Sendable {
+    public let size: Int
+    private let condition = NSCondition()
+    private var arrived = 0, generation = 0
+    fileprivate var slots: [UnsafeMutableRawPointer?]
+
+    public init(size: Int) {
+        self.size = size
+        slots = Array(repeating: nil, count: size)
+    }
+
+    fileprivate func wait() {
+        condition.lock()
+        let current = generation
+        arrived += 1
+        if arrived == size {
+            arrived = 0; generation += 1
+            condition.broadcast()
+        } else {
+            while generation == current { condition.wait() }
+        }
+        condition.unlock()
+    }
+
+    /// Communicators for every rank of the group.
+    public func communicators() -> [ThreadCommunicator] {
+        (0..<size).map { ThreadCommunicator(group: self, rank: $0) }
+    }
+
+    /// Runs `body(rank, communicator)` on `size` threads and waits for all.
+    public static func run(size: Int, _ body: @escaping @Sendable (Int, Communicator) -> Void) {
+        let group = ThreadGroup(size: size)
+        let comms = group.communicators()
+        let done = DispatchGroup()
+        for r in 0..<size {
+            let comm = comms[r]
+            let thread = Thread { body(r, comm); done.leave() }
+            thread.stackSize = 8 << 20
+            done.enter()
+            thread.start()
+        }
+        done.wait()
+    }
+}
+
+/// One rank of a `ThreadGroup`.
+public final class ThreadCommunicator: Communicator, @unchecked Sendable {
+    public let rank: Int
+    private let group: ThreadGroup
+    public var size: Int { group.size }
+    public var description: String { "threads (\(group.size) ranks in one process)" }
+
+    init(group: ThreadGroup, rank: Int) { self.group = group; self.rank = rank }
+
+    private func reduce<T: FloatingPoint>(_ buffer: UnsafeMutablePointer<T>, count: Int, _ combine: (T, T) -> T) {
+        group.slots[rank] = UnsafeMutableRawPointer(buffer)
+        group.wait()
+        if rank == 0 {  // rank 0 combines in rank order, then everyone copies
+            for r in 1..<size {
+                let other = group.slots[r]!.assumingMemoryBound(to: T.self)
+                for i in 0..<count { buffer[i] = combine(buffer[i], other[i]) }
+            }
+        }
+        group.wait()
+        if rank != 0 { buffer.update(from: group.slots[0]!.assumingMemoryBound(to: T.self), count: count) }
+        group.wait()
+    }
+
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws { reduce(buffer, count: count, +) }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count, +) }
+    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count) { max($0, $1) } }
+
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
+        group.slots[rank] = buffer
+        group.wait()
+        if rank != root { buffer.copyMemory(from: group.slots[root]!, byteCount: bytes) }
+        group.wait()
+    }
+
+    public func barrier() throws { group.wait() }
+
+    public func abort(message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("error: rank \(rank): \(message)\n".utf8))
+        exit(code)
+    }
+}

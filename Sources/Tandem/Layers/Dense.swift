@@ -1,0 +1,70 @@
+// Dense: y = act(x·K + b). Legend: B batch, I input width, O output width.
+// The pre-activation z is kept so a loss can take its gradient from the logits
+// (sigmoid + BCE, softmax + CCE: dz = p − t) instead of through act'.
+
+/// Keras `Dense(units, activation)`: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
+public final class Dense: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let activation: Activation
+    public let units: Int, inputWidth: Int
+    private let source: Layer
+    private var kernel: TensorView!, bias: TensorView!
+    private var store: ParameterStore!
+    /// Pre-activation z and its gradient, [B, O].
+    public private(set) var logits: UnsafeMutablePointer<Float>!
+    public private(set) var dLogits: UnsafeMutablePointer<Float>!
+    /// Set by the loss when it writes dLogits itself (the fused logits form).
+    public var lossWritesLogitGradient = false
+
+    public init(name: String, units: Int, activation: Activation = .linear, input: Layer) {
+        self.name = name; self.units = units; self.activation = activation
+        source = input; inputs = [input]
+        inputWidth = input.output.width
+        output = Node(width: units)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [ParameterSpec(layer: name, weight: "kernel", shape: [inputWidth, units],
+                       initializer: .glorotUniform(fanIn: inputWidth, fanOut: units)),
+         ParameterSpec(layer: name, weight: "bias", shape: [units], initializer: .zeros)]
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        kernel = parameters.view("\(name)/kernel")
+        bias = parameters.view("\(name)/bias")
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * units * 3, batch * units)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        logits = workspace.take(batch * units)
+        dLogits = workspace.take(batch * units)
+        output.values = workspace.take(batch * units)
+        output.gradients = workspace.takeGradient(batch * units)
+    }
+
+    public func forward(batch: Int) {
+        gemm(.none, .none, m: batch, n: units, k: inputWidth, a: source.output.values, lda: inputWidth,
+             b: store.value(kernel), ldb: units, beta: 0, c: logits, ldc: units)
+        addBias(store.value(bias), to: logits, rows: batch, columns: units, stride: units)
+        activation.apply(logits, output.values, rows: batch, columns: units)
+    }
+
+    public func backward(batch: Int) {
+        if !lossWritesLogitGradient {
+            activation.backward(dy: output.gradients, z: logits, y: output.values, dz: dLogits,
+                                rows: batch, columns: units)
+        }
+        // dK += xᵀ·dz;  db += Σ_b dz;  dx += dz·Kᵀ
+        gemm(.transposed, .none, m: inputWidth, n: units, k: batch, a: source.output.values, lda: inputWidth,
+             b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
+        addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias))
+        gemm(.none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
+             b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
+    }
+}

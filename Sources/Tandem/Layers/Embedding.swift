@@ -1,0 +1,59 @@
+// Embedding: token ids [B, T] → vectors [B, T, D] by row lookup.
+// Its gradient is the true dense gradient: every occurrence of a token id adds
+// its row of dY into that id's row of dEmbeddings (SPEC §3).
+
+/// Keras `Embedding`: `embeddings` [vocab, D], uniform ±0.05.
+public final class Embedding: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let vocabulary: Int, dimension: Int
+    private let source: InputLayer
+    private var table: TensorView!
+    private var store: ParameterStore!
+
+    public init(name: String, vocabulary: Int, dimension: Int, input: InputLayer) {
+        precondition(input.kind == .tokens, "Embedding reads a token input")
+        self.name = name; self.vocabulary = vocabulary; self.dimension = dimension
+        source = input; inputs = [input]
+        output = Node(width: input.width * dimension)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [ParameterSpec(layer: name, weight: "embeddings", shape: [vocabulary, dimension],
+                       initializer: .uniform(limit: 0.05))]
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        table = parameters.view("\(name)/embeddings")
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    /// Y[b, t, :] = E[ids[b, t], :]. Ids were range-checked when the data was read.
+    public func forward(batch: Int) {
+        let ids = source.tokens!, e = store.value(table), y = output.values!
+        let d = dimension
+        for r in 0..<(batch * source.width) {
+            (y + r * d).update(from: e + Int(ids[r]) * d, count: d)
+        }
+    }
+
+    /// dE[ids[b, t], :] += dY[b, t, :] — repeated ids sum.
+    public func backward(batch: Int) {
+        let ids = source.tokens!, dE = store.gradient(table), dy = output.gradients!
+        let d = dimension
+        for r in 0..<(batch * source.width) {
+            let row = dE + Int(ids[r]) * d, g = dy + r * d
+            for j in 0..<d { row[j] += g[j] }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+// Model inputs: int32 token ids or float32 features, filled by the data loader.
+
+/// The element type of a model input.
+public enum InputKind: String, Sendable { case tokens, features }
+
+/// A named model input of per-sample width `width` (seq_len for tokens).
+public final class InputLayer: Layer {
+    public let name: String
+    public let kind: InputKind
+    public let inputs: [Layer] = []
+    public let output: Node
+    /// Token ids [B, width] for `.tokens` inputs (nil for features).
+    public private(set) var tokens: UnsafeMutablePointer<Int32>?
+    private var tokenStorage: UnsafeMutablePointer<Int32>?
+
+    public init(name: String, kind: InputKind, width: Int) {
+        self.name = name; self.kind = kind
+        output = Node(width: width)
+    }
+
+    deinit { tokenStorage?.deallocate() }
+
+    public var width: Int { output.width }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        kind == .features ? (batch * width, batch * width) : (0, 0)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        if kind == .features {
+            output.values = workspace.take(batch * width)
+            output.gradients = workspace.takeGradient(batch * width)
+        } else {
+            tokenStorage?.deallocate()
+            tokenStorage = .allocate(capacity: max(batch * width, 1))
+            tokenStorage!.initialize(repeating: 0, count: max(batch * width, 1))
+            tokens = tokenStorage
+        }
+    }
+
+    public func forward(batch: Int) {}
+    public func backward(batch: Int) {}
+}

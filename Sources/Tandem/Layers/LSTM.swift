@@ -1,0 +1,138 @@
+// LSTM returning the last hidden state, Keras 3 layout and semantics.
+// Legend: B batch, T time steps, D input width, U units, G = 4U gate columns
+// in the order i, f, c, o.  z = x·W + h·R + b;  i, f, o = σ(z);  g = tanh(z_c);
+// c_t = f·c_{t-1} + i·g;  h_t = o·tanh(c_t). Full backpropagation through time.
+// The input projection of all T steps is ONE GEMM over B·T rows; only the
+// recurrent product runs step by step.
+
+import Foundation
+
+/// Keras `LSTM(units)` with return_sequences = false.
+public final class LSTM: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let units: Int, inputWidth: Int, steps: Int
+    private let source: Layer
+    private var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
+    private var store: ParameterStore!
+    // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
+    // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
+    // dGates [B,T,G]; dh, dc [B,U].
+    private var gates: UnsafeMutablePointer<Float>!, cells: UnsafeMutablePointer<Float>!
+    private var hPrev: UnsafeMutablePointer<Float>!, dGates: UnsafeMutablePointer<Float>!
+    private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!
+
+    /// `input` yields sequences [B, steps, inputWidth].
+    public init(name: String, units: Int, input: Layer, steps: Int) {
+        precondition(input.output.width % steps == 0, "LSTM input width must be steps × features")
+        self.name = name; self.units = units; self.steps = steps
+        inputWidth = input.output.width / steps
+        source = input; inputs = [input]
+        output = Node(width: units)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let g = 4 * units
+        return [
+            ParameterSpec(layer: name, weight: "kernel", shape: [inputWidth, g],
+                          initializer: .glorotUniform(fanIn: inputWidth, fanOut: g)),
+            ParameterSpec(layer: name, weight: "recurrent_kernel", shape: [units, g], initializer: .orthogonal),
+            ParameterSpec(layer: name, weight: "bias", shape: [g], initializer: .lstmBias(units: units)),
+        ]
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        kernel = parameters.view("\(name)/kernel")
+        recurrent = parameters.view("\(name)/recurrent_kernel")
+        bias = parameters.view("\(name)/bias")
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        let bt = batch * steps
+        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 3, batch * units)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        let bt = batch * steps, g = 4 * units
+        gates = workspace.take(bt * g)
+        dGates = workspace.take(bt * g)
+        cells = workspace.take(bt * units)
+        hPrev = workspace.take(bt * units)
+        dh = workspace.take(batch * units)
+        dc = workspace.take(batch * units)
+        output.values = workspace.take(batch * units)
+        output.gradients = workspace.takeGradient(batch * units)
+    }
+
+    public func forward(batch: Int) {
+        let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
+        let x = source.output.values!
+        let w = store.value(kernel), r = store.value(recurrent), b = store.value(bias)
+        // All steps' input projections at once: gates[B·T, G] = X[B·T, D] · W[D, G] + b.
+        gemm(.none, .none, m: B * T, n: G, k: D, a: x, lda: D, b: w, ldb: G, beta: 0, c: gates, ldc: G)
+        addBias(b, to: gates, rows: B * T, columns: G, stride: G)
+        for t in 0..<T {
+            let zt = gates + t * G
+            if t > 0 {  // z_t += h_{t-1} · R, reading rows b·T + t of hPrev.
+                gemm(.none, .none, m: B, n: G, k: U, a: hPrev + t * U, lda: T * U,
+                     b: r, ldb: G, beta: 1, c: zt, ldc: T * G)
+            }
+            for s in 0..<B {
+                let z = zt + s * T * G
+                let c = cells + (s * T + t) * U
+                let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
+                let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : output.values + s * U
+                for j in 0..<U {
+                    let i = sigmoid(z[j]), f = sigmoid(z[U + j])
+                    let g = tanhf(z[2 * U + j]), o = sigmoid(z[3 * U + j])
+                    z[j] = i; z[U + j] = f; z[2 * U + j] = g; z[3 * U + j] = o
+                    let cell = f * (cPrev?[j] ?? 0) + i * g
+                    c[j] = cell
+                    hOut[j] = o * tanhf(cell)
+                }
+            }
+        }
+        for s in 0..<B { (hPrev + s * T * U).update(repeating: 0, count: U) }
+    }
+
+    public func backward(batch: Int) {
+        let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
+        let x = source.output.values!, dx = source.output.gradients!
+        let w = store.value(kernel), r = store.value(recurrent)
+        dh.update(from: output.gradients, count: B * U)
+        dc.update(repeating: 0, count: B * U)
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            for s in 0..<B {
+                let a = gates + (s * T + t) * G, dz = dGates + (s * T + t) * G
+                let c = cells + (s * T + t) * U
+                let hasPrev = t > 0
+                let dhs = dh + s * U, dcs = dc + s * U
+                for j in 0..<U {
+                    let i = a[j], f = a[U + j], g = a[2 * U + j], o = a[3 * U + j]
+                    let tc = tanhf(c[j])
+                    let cPrev: Float = hasPrev ? c[j - U] : 0
+                    let dcell = dcs[j] + dhs[j] * o * (1 - tc * tc)
+                    dz[j] = dcell * g * i * (1 - i)
+                    dz[U + j] = dcell * cPrev * f * (1 - f)
+                    dz[2 * U + j] = dcell * i * (1 - g * g)
+                    dz[3 * U + j] = dhs[j] * tc * o * (1 - o)
+                    dcs[j] = dcell * f
+                }
+            }
+            if t > 0 {  // dh_{t-1} = dz_t · Rᵀ
+                gemm(.none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,
+                     b: r, ldb: G, beta: 0, c: dh, ldc: U)
+            }
+        }
+        // Weight gradients as single products over all B·T rows.
+        gemm(.transposed, .none, m: U, n: G, k: B * T, a: hPrev, lda: U, b: dGates, ldb: G,
+             beta: 1, c: store.gradient(recurrent), ldc: G)
+        gemm(.transposed, .none, m: D, n: G, k: B * T, a: x, lda: D, b: dGates, ldb: G,
+             beta: 1, c: store.gradient(kernel), ldc: G)
+        addColumnSums(dGates, rows: B * T, columns: G, stride: G, into: store.gradient(bias))
+        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: w, ldb: G,
+             beta: 1, c: dx, ldc: D)
+    }
+}

@@ -1,0 +1,80 @@
+// A functional model graph: named inputs, named outputs, layers in
+// topological order, one parameter arena and one activation arena sized for
+// `maxBatch` samples. Forward runs in order; backward zeroes the activation
+// gradients once and walks the graph in reverse, so every head's gradient
+// accumulates into the shared trunk. Not a loss or an optimizer: see Heads.
+
+import Foundation
+
+public final class Model {
+    /// Every layer, inputs first, in an order where a layer follows its inputs.
+    public let layers: [Layer]
+    public let inputs: [InputLayer]
+    /// The output layers, in the order given (e.g. main_output, aux_output).
+    public let outputs: [Dense]
+    public let parameters: ParameterStore
+    /// The largest batch the activation arena holds.
+    public let maxBatch: Int
+    private let valueArena: UnsafeMutablePointer<Float>
+    private let gradientArena: UnsafeMutablePointer<Float>
+    private let gradientArenaCount: Int
+
+    public init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int) {
+        precondition(maxBatch > 0)
+        self.inputs = inputs
+        self.outputs = outputs
+        self.maxBatch = maxBatch
+        // Depth-first post-order from the outputs: a deterministic topological order.
+        var order: [Layer] = []
+        var seen = Set<ObjectIdentifier>()
+        func visit(_ layer: Layer) {
+            guard seen.insert(ObjectIdentifier(layer)).inserted else { return }
+            layer.inputs.forEach(visit)
+            order.append(layer)
+        }
+        inputs.forEach(visit)
+        outputs.forEach(visit)
+        layers = order
+        let names = order.map(\.name)
+        precondition(Set(names).count == names.count, "layer names must be unique")
+
+        let store = ParameterStore(specs: order.flatMap(\.parameterSpecs))
+        parameters = store
+        order.forEach { $0.bind(parameters: store) }
+
+        var values = 0, gradients = 0
+        for layer in order {
+            let size = layer.workspaceSize(batch: maxBatch)
+            values += size.values; gradients += size.gradients
+        }
+        valueArena = .allocate(capacity: max(values, 1))
+        valueArena.initialize(repeating: 0, count: max(values, 1))
+        gradientArena = .allocate(capacity: max(gradients, 1))
+        gradientArena.initialize(repeating: 0, count: max(gradients, 1))
+        gradientArenaCount = gradients
+        var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
+        for layer in order { layer.bind(workspace: &cursor, batch: maxBatch) }
+    }
+
+    deinit {
+        valueArena.deallocate()
+        gradientArena.deallocate()
+    }
+
+    public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
+    public func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
+    public func output(named name: String) -> Dense? { outputs.first { $0.name == name } }
+
+    /// Runs every layer forward on the first `batch` rows of the input buffers.
+    public func forward(batch: Int) {
+        precondition(batch <= maxBatch)
+        for layer in layers { layer.forward(batch: batch) }
+    }
+
+    /// Backpropagates from the output gradients (or logit gradients) the losses
+    /// wrote, ACCUMULATING into the parameter gradient arena.
+    public func backward(batch: Int) {
+        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        for layer in layers.reversed() { layer.backward(batch: batch) }
+    }
+}

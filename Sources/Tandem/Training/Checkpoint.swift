@@ -1,0 +1,111 @@
+// Weights and checkpoints as safetensors (SPEC §5). Weights: `<layer>/<weight>`
+// in Keras layouts. Checkpoint: the weights, the optimizer slots as
+// `optimizer/<slot>/<layer>/<weight>`, and JSON metadata in `__metadata__`.
+// Rank 0 reads and writes; the values reach other ranks by broadcast.
+
+import Foundation
+
+/// Where training stands; stored in a checkpoint's metadata.
+public struct TrainingPosition: Codable, Sendable, Equatable {
+    /// Optimizer steps applied so far.
+    public var step = 0
+    /// The epoch in progress (0-based) and the global batches of it already done.
+    public var epoch = 0
+    public var batchInEpoch = 0
+    /// Running sums of the epoch so far: per head Σwℓ and correct, samples, Σ B·total.
+    public var epochSums: [Double] = []
+    public init() {}
+}
+
+/// Everything a checkpoint's metadata records.
+public struct CheckpointMetadata: Codable, Sendable {
+    public var position: TrainingPosition
+    public var seed: UInt64
+    public var model: HeadlineConfig
+    public var optimizer: OptimizerConfig
+    public var batchSize: Int
+    public var samples: Int
+    public var worldSize: Int
+    public var shuffle: Bool
+    public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig, optimizer: OptimizerConfig,
+                batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
+        self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer
+        self.batchSize = batchSize; self.samples = samples; self.worldSize = worldSize; self.shuffle = shuffle
+    }
+}
+
+/// Writes the model's weights to `path` (atomically).
+public func saveWeights(_ store: ParameterStore, to path: String, metadata: [String: String] = [:]) throws {
+    let entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
+    try SafeTensorsFile.write(entries, metadata: metadata, to: path)
+}
+
+/// Reads every tensor of `store` from `path`, checking names and shapes.
+/// Extra tensors in the file (e.g. optimizer slots) are ignored.
+public func loadWeights(_ store: ParameterStore, from file: SafeTensorsFile) throws {
+    let missing = store.tensors.filter { file.tensors[$0.name] == nil }.map(\.name)
+    if !missing.isEmpty {
+        throw TandemError.file(file.path, "missing tensor\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) needed by the model")
+    }
+    for view in store.tensors { try file.read(view.name, shape: view.shape, into: store.value(view)) }
+}
+
+/// Writes weights, optimizer slots and metadata to `path` atomically.
+public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: CheckpointMetadata, to path: String) throws {
+    let store = model.parameters
+    var entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
+    for slot in optimizer.slots {
+        entries += store.tensors.map {
+            SafeTensorsEntry(name: "optimizer/\(slot.name)/\($0.name)", shape: $0.shape, values: slot.values + $0.offset)
+        }
+    }
+    let json = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
+    try SafeTensorsFile.write(entries, metadata: ["tandem": json, "format": "tandem-checkpoint-1"], to: path)
+}
+
+/// Reads a checkpoint into the model and optimizer; returns its metadata.
+public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String) throws -> CheckpointMetadata {
+    let file = try SafeTensorsFile(path: path)
+    guard let json = file.metadata["tandem"],
+          let metadata = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
+        throw TandemError.file(path, "not a Tandem checkpoint (no readable training metadata)")
+    }
+    try loadWeights(model.parameters, from: file)
+    for slot in optimizer.slots {
+        for view in model.parameters.tensors {
+            try file.read("optimizer/\(slot.name)/\(view.name)", shape: view.shape, into: slot.values + view.offset)
+        }
+    }
+    optimizer.iterations = metadata.position.step
+    return metadata
+}
+
+/// Sends rank 0's parameters (and optimizer slots) to every rank.
+public func broadcastState(model: Model, optimizer: Optimizer?, communicator: Communicator) throws {
+    let store = model.parameters
+    try communicator.broadcast(store.values, bytes: store.count * 4, from: 0)
+    for slot in optimizer?.slots ?? [] {
+        try communicator.broadcast(slot.values, bytes: store.count * 4, from: 0)
+    }
+}
+
+/// The sizes of a headline model read from a weights file's shapes, for the
+/// flags the user left out. Sequence length is not in the weights.
+public func inferHeadlineConfig(from file: SafeTensorsFile, into config: inout HeadlineConfig, given: Set<String>) {
+    if let e = file.tensors["embedding/embeddings"]?.shape, e.count == 2 {
+        if !given.contains("vocab") { config.vocabulary = e[0] }
+        if !given.contains("embed-dim") { config.embeddingDimension = e[1] }
+    }
+    if let r = file.tensors["lstm/recurrent_kernel"]?.shape, r.count == 2, !given.contains("lstm-units") {
+        config.lstmUnits = r[0]
+    }
+    if let d = file.tensors["dense/kernel"]?.shape, d.count == 2 {
+        if !given.contains("aux-features") { config.auxFeatures = d[0] - config.lstmUnits }
+        if !given.contains("dense-units") { config.denseUnits = d[1] }
+    }
+    if !given.contains("dense-layers") {
+        var layers = 0
+        while file.tensors["\(layers == 0 ? "dense" : "dense_\(layers)")/kernel"] != nil { layers += 1 }
+        config.denseLayers = layers
+    }
+}

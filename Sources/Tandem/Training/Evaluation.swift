@@ -1,0 +1,86 @@
+// Evaluate and predict with the current weights, sharded across ranks:
+// rank r takes the r-th contiguous share of the rows, figures are summed with
+// one collective, predictions are assembled in the original row order.
+
+import Foundation
+
+/// Loss and accuracy of every head over a set of rows, and the weighted total.
+public struct Evaluation: Sendable {
+    public var samples = 0
+    public var headLoss: [Double] = []
+    public var headAccuracy: [Double] = []
+    public var total = 0.0
+}
+
+extension TrainingStep {
+    /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
+    public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
+        let mine = shard(count: rows.count, rank: communicator.rank, size: communicator.size)
+        var sums = [Double](repeating: 0, count: 2 * heads.count)
+        var indices = [Int32](repeating: 0, count: model.maxBatch)
+        var start = rows.lowerBound + mine.lowerBound
+        let end = rows.lowerBound + mine.upperBound
+        while start < end {
+            let n = min(model.maxBatch, end - start)
+            for i in 0..<n { indices[i] = Int32(start + i) }
+            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads) }
+            model.forward(batch: n)
+            for (h, head) in heads.enumerated() {
+                let s = head.evaluate(layer: model.output(named: head.output)!, targets: batch.targets[h],
+                                      weights: batch.weights[h], rows: n, globalBatch: rows.count, writeGradient: false)
+                sums[2 * h] += s.weightedLoss
+                sums[2 * h + 1] += s.correct
+            }
+            start += n
+        }
+        try communicator.allReduceSum(&sums)
+        var result = Evaluation()
+        result.samples = rows.count
+        result.headLoss = heads.indices.map { sums[2 * $0] / Double(rows.count) }
+        result.headAccuracy = heads.indices.map { sums[2 * $0 + 1] / Double(rows.count) }
+        result.total = regularizationLoss()
+        for (h, head) in heads.enumerated() { result.total += head.weight * result.headLoss[h] }
+        return result
+    }
+
+    /// λ·Σw² of the current weights.
+    public func regularizationLoss() -> Double {
+        var total = 0.0
+        for (view, lambda) in l2 {
+            let w = model.parameters.value(view)
+            var sum = 0.0
+            for i in 0..<view.count { sum += Double(w[i]) * Double(w[i]) }
+            total += lambda * sum
+        }
+        return total
+    }
+}
+
+/// Every output's predictions for all rows of `data`, in row order, on every rank.
+public func predict(model: Model, data: Dataset, communicator: Communicator) throws -> [(name: String, units: Int, values: [Float])] {
+    let n = data.count
+    let mine = shard(count: n, rank: communicator.rank, size: communicator.size)
+    let batch = BatchBuffers(model: model, heads: [])
+    var results = model.outputs.map { (name: $0.name, units: $0.units, values: [Float](repeating: 0, count: n * $0.units)) }
+    var indices = [Int32](repeating: 0, count: model.maxBatch)
+    var start = mine.lowerBound
+    while start < mine.upperBound {
+        let count = min(model.maxBatch, mine.upperBound - start)
+        for i in 0..<count { indices[i] = Int32(start + i) }
+        indices.withUnsafeBufferPointer {
+            batch.load(UnsafeBufferPointer(rebasing: $0[0..<count]), from: data, model: model, heads: [], withTargets: false)
+        }
+        model.forward(batch: count)
+        for (o, layer) in model.outputs.enumerated() {
+            results[o].values.withUnsafeMutableBufferPointer {
+                ($0.baseAddress! + start * layer.units).update(from: layer.output.values, count: count * layer.units)
+            }
+        }
+        start += count
+    }
+    // Rows other ranks computed are zero here; a sum assembles them exactly.
+    for o in results.indices {
+        try results[o].values.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+    }
+    return results
+}

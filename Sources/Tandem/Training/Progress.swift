@@ -1,0 +1,58 @@
+// Progress for people: one line per step on a terminal (rewritten in place),
+// a line every ~10% of an epoch otherwise, and a summary line per epoch.
+
+import Foundation
+
+final class Progress {
+    let enabled: Bool
+    private let interactive: Bool
+    private var lastPrint = Date.distantPast
+
+    init(enabled: Bool) {
+        self.enabled = enabled
+        interactive = isatty(STDERR_FILENO) != 0
+    }
+
+    private func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
+
+    func step(epoch: Int, epochs: Int, batch: Int, batches: Int, sums: [Double], heads: [String],
+              samplesPerSecond: Double, remaining: Double) {
+        guard enabled else { return }
+        let now = Date()
+        let tenth = max(1, batches / 10)
+        if interactive {
+            guard now.timeIntervalSince(lastPrint) > 0.1 || batch == batches else { return }
+        } else {
+            guard batch % tenth == 0 && batch != batches else { return }
+        }
+        lastPrint = now
+        let n = max(sums[2 * heads.count], 1)
+        var line = "epoch \(epoch)/\(epochs)  step \(batch)/\(batches)  loss \(fmt(sums[2 * heads.count + 1] / n))"
+        for (h, name) in heads.enumerated() { line += "  \(name) \(fmt(sums[2 * h] / n))" }
+        line += "  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
+        write(interactive ? "\r\u{1B}[K" + line : line + "\n")
+    }
+
+    func epochDone(_ f: EpochFigures, epochs: Int, heads: [String]) {
+        guard enabled else { return }
+        var line = "epoch \(f.epoch)/\(epochs)  loss \(fmt(f.loss))"
+        for (h, name) in heads.enumerated() {
+            line += "  \(name) loss \(fmt(f.headLoss[h])) acc \(fmt(f.headAccuracy[h], digits: 3))"
+        }
+        if let v = f.validation {
+            line += "  |  val_loss \(fmt(v.total))"
+            for (h, name) in heads.enumerated() { line += "  val_\(name) acc \(fmt(v.headAccuracy[h], digits: 3))" }
+        }
+        line += "  |  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
+        write((interactive ? "\r\u{1B}[K" : "") + line + "\n")
+    }
+}
+
+func fmt(_ x: Double, digits: Int = 4) -> String { String(format: "%.\(digits)f", x) }
+
+func duration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+                     : String(format: "%d:%02d", s / 60, s % 60)
+}

@@ -1,0 +1,207 @@
+// The epoch loop around `TrainingStep`: the epoch permutation from (seed,
+// epoch), global batches, progress on stderr (rank 0), metrics.jsonl lines,
+// checkpoints, parameter-hash checks across ranks, validation. Rank 0 alone
+// writes files; every write is agreed on so no rank is left waiting.
+
+import Foundation
+
+/// How to train: the global batch, epochs, order and bookkeeping intervals.
+public struct TrainingOptions: Sendable {
+    public var epochs = 1
+    public var batchSize = 32
+    public var seed: UInt64 = 0
+    public var shuffle = true
+    /// Steps between checkpoints (0: only at epoch ends).
+    public var checkpointEvery = 0
+    /// Steps between parameter-hash checks (0: at each epoch end).
+    public var syncCheckEvery = 0
+    /// Run directory for weights, checkpoint and metrics (nil: write nothing).
+    public var runDirectory: String?
+    public var progress = true
+    public init() {}
+}
+
+/// One epoch's figures as Keras's `fit` shows them.
+public struct EpochFigures: Sendable {
+    public var epoch = 0, step = 0, samples = 0
+    public var loss = 0.0
+    public var headLoss: [Double] = [], headAccuracy: [Double] = []
+    public var validation: Evaluation?
+    public var seconds = 0.0
+    public var samplesPerSecond: Double { seconds > 0 ? Double(samples) / seconds : 0 }
+}
+
+public final class Trainer {
+    public let step: TrainingStep
+    public let options: TrainingOptions
+    public let data: Dataset
+    public let trainRows: Range<Int>
+    public let validation: (data: Dataset, rows: Range<Int>)?
+    public var position = TrainingPosition()
+    /// Everything but the position, for checkpoint metadata.
+    public var checkpointTemplate: CheckpointMetadata?
+    private var communicator: Communicator { step.communicator }
+    private let log: Progress
+
+    public init(step: TrainingStep, data: Dataset, trainRows: Range<Int>,
+                validation: (data: Dataset, rows: Range<Int>)?, options: TrainingOptions) {
+        self.step = step; self.data = data; self.trainRows = trainRows
+        self.validation = validation; self.options = options
+        log = Progress(enabled: options.progress && step.communicator.rank == 0)
+    }
+
+    public var stepsPerEpoch: Int { (trainRows.count + options.batchSize - 1) / options.batchSize }
+
+    /// Trains from `position` to the last epoch; returns each epoch's figures.
+    @discardableResult
+    public func fit() throws -> [EpochFigures] {
+        let heads = step.heads
+        var history: [EpochFigures] = []
+        try checkParametersAgree(when: "at start")
+        while position.epoch < options.epochs {
+            let epoch = position.epoch
+            let order = options.shuffle ? epochPermutation(count: trainRows.count, seed: options.seed, epoch: epoch)
+                                        : (0..<trainRows.count).map(Int32.init)
+            let base = Int32(trainRows.lowerBound)
+            let globalOrder = order.map { $0 + base }
+            if position.epochSums.count != 2 * heads.count + 2 {
+                position.epochSums = [Double](repeating: 0, count: 2 * heads.count + 2)
+            }
+            let started = Date()
+            var samplesThisRun = 0
+            while position.batchInEpoch < stepsPerEpoch {
+                let k = position.batchInEpoch
+                let range = (k * options.batchSize)..<min((k + 1) * options.batchSize, trainRows.count)
+                let figures = try globalOrder.withUnsafeBufferPointer {
+                    try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
+                }
+                for h in heads.indices {
+                    position.epochSums[2 * h] += figures.headLossSums[h]
+                    position.epochSums[2 * h + 1] += figures.headCorrect[h]
+                }
+                position.epochSums[2 * heads.count] += Double(figures.samples)
+                position.epochSums[2 * heads.count + 1] += figures.total * Double(figures.samples)
+                position.batchInEpoch += 1
+                position.step += 1
+                samplesThisRun += figures.samples
+                let elapsed = Date().timeIntervalSince(started)
+                log.step(epoch: epoch + 1, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch,
+                         sums: position.epochSums, heads: heads.map(\.output),
+                         samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
+                         remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
+                if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
+                    try checkParametersAgree(when: "after step \(position.step)")
+                }
+                if options.checkpointEvery > 0 && position.step % options.checkpointEvery == 0
+                    && position.batchInEpoch < stepsPerEpoch {
+                    try writeCheckpoint()
+                }
+            }
+            var figures = EpochFigures()
+            figures.epoch = epoch + 1
+            figures.step = position.step
+            let n = position.epochSums[2 * heads.count]
+            figures.samples = samplesThisRun
+            figures.loss = position.epochSums[2 * heads.count + 1] / max(n, 1)
+            figures.headLoss = heads.indices.map { position.epochSums[2 * $0] / max(n, 1) }
+            figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(n, 1) }
+            figures.seconds = Date().timeIntervalSince(started)
+            if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
+            log.epochDone(figures, epochs: options.epochs, heads: heads.map(\.output))
+            history.append(figures)
+            position.epoch += 1
+            position.batchInEpoch = 0
+            position.epochSums = []
+            if options.syncCheckEvery == 0 { try checkParametersAgree(when: "after epoch \(epoch + 1)") }
+            try writeEpochFiles(figures)
+        }
+        try checkParametersAgree(when: "at the end")
+        if let run = options.runDirectory {
+            try rankZeroWrites { try saveWeights(step.model.parameters, to: run + "/weights.safetensors") }
+        }
+        return history
+    }
+
+    /// Rank 0 runs `body`; every rank learns whether it worked.
+    private func rankZeroWrites(_ body: () throws -> Void) throws {
+        try communicator.agreeOn { if communicator.rank == 0 { try body() } }
+    }
+
+    public func writeCheckpoint() throws {
+        guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
+        metadata.position = position
+        try rankZeroWrites {
+            try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
+                               to: run + "/checkpoint.safetensors")
+        }
+    }
+
+    private func writeEpochFiles(_ figures: EpochFigures) throws {
+        guard let run = options.runDirectory else { return }
+        try writeCheckpoint()
+        try rankZeroWrites {
+            let line = metricsLine(figures)
+            let path = run + "/metrics.jsonl"
+            guard let handle = FileHandle(forWritingAtPath: path) ?? {
+                FileManager.default.createFile(atPath: path, contents: nil)
+                return FileHandle(forWritingAtPath: path)
+            }() else { throw TandemError.file(path, "cannot open for writing") }
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data((line + "\n").utf8))
+        }
+    }
+
+    /// One JSON object with Keras's metric names.
+    public func metricsLine(_ f: EpochFigures) -> String {
+        var fields: [(String, Any)] = [("epoch", f.epoch), ("step", f.step), ("loss", f.loss)]
+        for (h, head) in step.heads.enumerated() {
+            fields.append(("\(head.output)_loss", f.headLoss[h]))
+            fields.append(("\(head.output)_accuracy", f.headAccuracy[h]))
+        }
+        if let v = f.validation {
+            fields.append(("val_loss", v.total))
+            for (h, head) in step.heads.enumerated() {
+                fields.append(("val_\(head.output)_loss", v.headLoss[h]))
+                fields.append(("val_\(head.output)_accuracy", v.headAccuracy[h]))
+            }
+        }
+        fields.append(("samples_per_second", f.samplesPerSecond))
+        fields.append(("seconds", f.seconds))
+        return jsonObject(fields)
+    }
+
+    /// SPEC §4 consistency check: rank 0's per-tensor hashes against every rank's.
+    public func checkParametersAgree(when: String) throws {
+        let store = step.model.parameters
+        guard communicator.size > 1 else { return }
+        var mine = store.tensors.map { store.hash(of: $0) }
+        var root = mine
+        try root.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
+        var firstDiff = [Double](repeating: 0, count: communicator.size)
+        if let i = mine.indices.first(where: { mine[$0] != root[$0] }) { firstDiff[communicator.rank] = Double(i + 1) }
+        try communicator.allReduceSum(&firstDiff)
+        let differing = firstDiff.indices.filter { firstDiff[$0] > 0 }
+        mine.removeAll()
+        guard differing.isEmpty else {
+            let details = differing.map { "rank \($0) differs from rank 0, first in '\(store.tensors[Int(firstDiff[$0]) - 1].name)'" }
+            throw AgreedError(message: "parameters are no longer identical across ranks \(when): " + details.joined(separator: "; "),
+                              reporter: communicator.rank == 0)
+        }
+    }
+}
+
+/// A JSON object from ordered fields (numbers, strings); non-finite numbers become null.
+public func jsonObject(_ fields: [(String, Any)]) -> String {
+    let parts = fields.map { key, value -> String in
+        let v: String
+        switch value {
+        case let d as Double: v = d.isFinite ? "\(d)" : "null"
+        case let i as Int: v = "\(i)"
+        case let s as String: v = "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
+        default: v = "\"\(value)\""
+        }
+        return "\"\(key)\": \(v)"
+    }
+    return "{" + parts.joined(separator: ", ") + "}"
+}

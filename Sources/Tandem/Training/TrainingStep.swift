@@ -1,0 +1,120 @@
+// One data-parallel training step, top to bottom. The distributed invariants
+// (SPEC §4), which every line below keeps:
+//  • every rank sees the same global batch (same permutation, same k) and
+//    takes the r-th contiguous slice of it; a rank may get zero samples and
+//    still makes every collective;
+//  • losses are scaled by 1/B with B the GLOBAL batch size, so the SUM of the
+//    ranks' gradients is the gradient of the whole batch's weighted total loss;
+//  • trunk and heads share ONE flat gradient arena: ONE in-place allreduce;
+//  • L2 is added after the allreduce, identically on every rank (never once per rank);
+//  • decisions (stop on non-finite values) are taken from reduced figures,
+//    so every rank takes the same one.
+
+import Foundation
+
+/// What one step measured, for the whole global batch.
+public struct StepFigures: Sendable {
+    public var samples = 0
+    /// Per head: Σ_i w_i·ℓ(i) and correct predictions over the global batch.
+    public var headLossSums: [Double] = []
+    public var headCorrect: [Double] = []
+    /// λ·Σw² over the L2-regularised tensors, before the update.
+    public var regularization = 0.0
+    /// Σ_h weight_h · loss_h + regularization.
+    public var total = 0.0
+}
+
+/// The model, its heads, the optimizer and the communicator, wired for one step.
+public final class TrainingStep {
+    public let model: Model
+    public let heads: [Head]
+    public let optimizer: Optimizer
+    public let communicator: Communicator
+    public let l2: [(view: TensorView, lambda: Double)]
+    public let batch: BatchBuffers
+    private let outputs: [Dense]
+    private var figures: [Double]
+
+    public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
+                l2: [String: Double]) throws {
+        self.model = model; self.heads = heads; self.optimizer = optimizer; self.communicator = communicator
+        outputs = try heads.map { head in
+            guard let layer = model.output(named: head.output) else {
+                throw TandemError.usage("unknown output '\(head.output)' (the model's outputs are \(model.outputs.map(\.name).joined(separator: ", ")))")
+            }
+            try head.attach(to: layer)
+            return layer
+        }
+        self.l2 = try l2.sorted { $0.key < $1.key }.map { layer, lambda in
+            guard let l = model.layer(named: layer), let weight = l.parameterSpecs.first else {
+                throw TandemError.usage("--l2: unknown layer '\(layer)' (layers with weights: \(model.layers.filter { !$0.parameterSpecs.isEmpty }.map(\.name).joined(separator: ", ")))")
+            }
+            return (model.parameters.view(weight.name)!, lambda)
+        }
+        batch = BatchBuffers(model: model, heads: heads)
+        figures = [Double](repeating: 0, count: 2 * heads.count + 1)
+    }
+
+    /// Trains on the global batch `indices` (sample numbers in `data`).
+    public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+        let B = indices.count
+        let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
+        let local = UnsafeBufferPointer(rebasing: indices[mine])
+        let params = model.parameters
+
+        // 1. Forward and backward on this rank's slice, gradients into the flat arena.
+        params.zeroGradients()
+        batch.load(local, from: data, model: model, heads: heads)
+        model.forward(batch: local.count)
+        for (h, head) in heads.enumerated() {
+            let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                                     rows: local.count, globalBatch: B, writeGradient: true)
+            figures[2 * h] = sums.weightedLoss
+            figures[2 * h + 1] = sums.correct
+        }
+        figures[2 * heads.count] = Double(local.count)
+        model.backward(batch: local.count)
+
+        // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
+        try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+        try communicator.allReduceSum(params.gradients, count: params.count)
+
+        var result = StepFigures()
+        result.samples = Int(figures[2 * heads.count])
+        result.headLossSums = heads.indices.map { figures[2 * $0] }
+        result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
+
+        // 3. L2 once, on the combined gradient: d(λΣw²)/dw = 2λw.
+        for (view, lambda) in l2 {
+            let w = params.value(view), g = params.gradient(view), l = Float(lambda)
+            var sum = 0.0
+            for i in 0..<view.count { sum += Double(w[i]) * Double(w[i]); g[i] += 2 * l * w[i] }
+            result.regularization += lambda * sum
+        }
+        result.total = result.regularization
+        for (h, head) in heads.enumerated() { result.total += head.weight * result.headLossSums[h] / Double(max(B, 1)) }
+
+        // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
+        try checkFinite(result, step: optimizer.iterations + 1)
+
+        // 5. The identical optimizer step on every rank.
+        optimizer.step(parameters: params.values, gradients: params.gradients)
+        return result
+    }
+
+    private func checkFinite(_ result: StepFigures, step: Int) throws {
+        let badHeads = heads.indices.filter { !result.headLossSums[$0].isFinite }.map { heads[$0].output }
+        if !badHeads.isEmpty || !result.total.isFinite {
+            throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", "))); stopping before the weights are updated",
+                              reporter: communicator.rank == 0)
+        }
+        let g = model.parameters.gradients
+        var probe: Float = 0
+        for i in 0..<model.parameters.count { probe += g[i] * 0 }  // NaN·0 = NaN, Inf·0 = NaN
+        if !probe.isFinite {
+            let tensor = model.parameters.tensors.first { v in (0..<v.count).contains { !g[v.offset + $0].isFinite } }
+            throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
+                              reporter: communicator.rank == 0)
+        }
+    }
+}

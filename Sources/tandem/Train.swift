@@ -1,0 +1,185 @@
+// `tandem train`: builds the model, wires data, optimizer and communicator,
+// and runs the Trainer. The same command line runs locally or under mpirun.
+
+import ArgumentParser
+import Foundation
+import Tandem
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model on a dataset directory (locally, or under mpirun).",
+        discussion: """
+            Writes RUN/weights.safetensors (final weights), RUN/checkpoint.safetensors
+            (weights + optimizer state, every epoch and every --checkpoint-every steps)
+            and RUN/metrics.jsonl (one JSON line per epoch). --batch-size is the GLOBAL
+            batch: under mpirun each rank takes a contiguous slice of every batch.
+            """)
+
+    @Option(help: "Dataset directory (main_input.npy, aux_input.npy, main_output.npy, aux_output.npy, optional <output>.sample_weight.npy).")
+    var data: String
+    @Option(help: "Run directory to write weights, checkpoint and metrics to.") var out: String
+    @Option(name: .customLong("val-data"), help: "Validation dataset directory.") var valData: String?
+    @Option(name: .customLong("validation-split"), help: "Fraction of the training data (its last rows, as Keras) held out for validation.")
+    var validationSplit: Double?
+    @OptionGroup var size: ModelSizeOptions
+    @OptionGroup var headOptions: HeadOptions
+    @Option(name: .customLong("l2"), help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
+    var l2: [String] = []
+    @Option(help: "sgd, adam or rmsprop.") var optimizer: String = "sgd"
+    @Option(help: "Learning rate. Defaults: sgd 0.01, adam and rmsprop 0.001.") var lr: Double?
+    @Option(help: "SGD momentum.") var momentum: Double = 0
+    @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together).") var batchSize: Int = 32
+    @Option(help: "Number of epochs.") var epochs: Int = 1
+    @Option(help: "Seed for initialisation and the epoch permutations.") var seed: UInt64 = 0
+    @Flag(name: .customLong("no-shuffle"), help: "Keep the file order instead of a permutation per epoch.") var noShuffle = false
+    @Option(help: "Start from the weights in this .safetensors file.") var `init`: String?
+    @Option(help: "Continue the run in this directory from its checkpoint.") var resume: String?
+    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (0: only at epoch ends).")
+    var checkpointEvery: Int = 0
+    @Option(name: .customLong("sync-check-every"), help: "Compare parameter hashes across ranks every N steps (0: each epoch).")
+    var syncCheckEvery: Int = 0
+    @Flag(help: "No progress lines on stderr.") var quiet = false
+
+    func run() throws {
+        try runCommand { comm in try train(comm) }
+    }
+
+    private func train(_ comm: Communicator) throws {
+        // Flags first: every rank parses the same command line, so no agreement is needed.
+        guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
+        guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
+        guard checkpointEvery >= 0, syncCheckEvery >= 0 else { throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative") }
+        guard let kind = OptimizerConfig.Kind(rawValue: optimizer.lowercased()) else {
+            throw TandemError.usage("--optimizer: unknown '\(optimizer)' (choose sgd, adam or rmsprop)")
+        }
+        if let lr, !(lr > 0 && lr.isFinite) { throw TandemError.usage("--lr must be a positive number") }
+        if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
+            throw TandemError.usage("--validation-split must be between 0 and 1 (exclusive)")
+        }
+        if valData != nil && validationSplit != nil { throw TandemError.usage("give --val-data or --validation-split, not both") }
+        if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
+        var optimizerConfig = OptimizerConfig(kind: kind, learningRate: lr)
+        optimizerConfig.momentum = momentum
+        optimizerConfig.nesterov = nesterov
+        let heads = try headOptions.heads()
+        let l2Terms = try parseL2(l2)
+
+        // Resume: the checkpoint fixes the model, optimizer, seed and batch.
+        var resumed: CheckpointMetadata?
+        let checkpointPath = resume.map { $0 + "/checkpoint.safetensors" }
+        if let checkpointPath {
+            let json = try rankZeroBroadcast(comm) {
+                let file = try SafeTensorsFile(path: checkpointPath)
+                guard let json = file.metadata["tandem"] else { throw TandemError.file(checkpointPath, "not a Tandem checkpoint") }
+                return json
+            }
+            guard let meta = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
+                throw AgreedError(message: "\(checkpointPath): not a Tandem checkpoint (unreadable metadata)", reporter: comm.rank == 0)
+            }
+            resumed = meta
+        }
+        var config = resumed?.model ?? HeadlineConfig()
+        if resumed == nil, size.seqLen == nil, let t = sequenceLength(inData: data) { config.sequenceLength = t }
+        let before = config
+        try size.apply(to: &config)
+        if let meta = resumed {
+            if config != before { throw TandemError.usage("--resume: the size flags contradict the checkpoint's model \(meta.model)") }
+            optimizerConfig = meta.optimizer
+        }
+        let seed = resumed?.seed ?? self.seed
+        let batch = resumed?.batchSize ?? batchSize
+        if let meta = resumed, meta.batchSize != batchSize && batchSize != 32 {
+            throw TandemError.usage("--resume: --batch-size \(batchSize) contradicts the checkpoint's \(meta.batchSize)")
+        }
+
+        // The model holds only this rank's slice of a global batch.
+        let localBatch = (batch + comm.size - 1) / comm.size
+        let model = Model.headline(config, maxBatch: max(localBatch, 64))
+        let opt = Optimizer(optimizerConfig, parameterCount: model.parameters.count)
+        let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm, l2: l2Terms)
+
+        // Data: every rank opens the files (headers only) and validates its share of rows.
+        let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
+        try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
+        var trainRows = 0..<dataset.count
+        var validation: (data: Dataset, rows: Range<Int>)?
+        if let valData {
+            let v = try comm.agreeOn { try Dataset(directory: valData, model: model, heads: heads) }
+            try comm.agree(v.validate(rows: shard(count: v.count, rank: comm.rank, size: comm.size)))
+            validation = (v, 0..<v.count)
+        } else if let validationSplit {
+            let held = Int((Double(dataset.count) * validationSplit).rounded(.down))
+            guard held > 0, held < dataset.count else {
+                throw TandemError.usage("--validation-split \(validationSplit) of \(dataset.count) samples leaves no validation or no training rows")
+            }
+            trainRows = 0..<(dataset.count - held)
+            validation = (dataset, (dataset.count - held)..<dataset.count)
+        }
+        if let meta = resumed, meta.samples != trainRows.count {
+            throw TandemError.usage("--resume: the checkpoint was trained on \(meta.samples) samples, this data has \(trainRows.count)")
+        }
+
+        // Parameters: rank 0 initialises or loads them; everyone receives rank 0's.
+        var position = TrainingPosition()
+        try comm.agreeOn {
+            guard comm.rank == 0 else { return }
+            if let checkpointPath {
+                position = try loadCheckpoint(model: model, optimizer: opt, from: checkpointPath).position
+            } else if let initPath = `init` {
+                try loadWeights(model.parameters, from: SafeTensorsFile(path: initPath))
+            } else {
+                model.parameters.initialize(seed: seed)
+            }
+        }
+        try broadcastState(model: model, optimizer: opt, communicator: comm)
+        if resumed != nil {
+            var p = [Double(position.step), Double(position.epoch), Double(position.batchInEpoch)] + position.epochSums
+            var n = [Double(p.count)]
+            try comm.allReduceMax(&n)
+            p += [Double](repeating: 0, count: Int(n[0]) - p.count)
+            try p.withUnsafeMutableBytes { try comm.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
+            position.step = Int(p[0]); position.epoch = Int(p[1]); position.batchInEpoch = Int(p[2])
+            position.epochSums = Array(p[3...])
+            opt.iterations = position.step
+        }
+
+        try comm.agreeOn {
+            if comm.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            if comm.rank == 0 && resumed == nil { try? FileManager.default.removeItem(atPath: out + "/metrics.jsonl") }
+        }
+
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.batchSize = batch
+        options.seed = seed
+        options.shuffle = resumed?.shuffle ?? !noShuffle
+        options.checkpointEvery = checkpointEvery
+        options.syncCheckEvery = syncCheckEvery
+        options.runDirectory = out
+        options.progress = !quiet
+        let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        trainer.position = position
+        trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: config, optimizer: optimizerConfig,
+                                                        batchSize: batch, samples: trainRows.count, worldSize: comm.size,
+                                                        shuffle: options.shuffle)
+        if comm.rank == 0 && !quiet {
+            let params = model.parameters.count
+            var line = "tandem: \(comm.description); \(trainRows.count) training samples"
+            if let validation { line += ", \(validation.rows.count) validation" }
+            line += "; global batch \(batch) (≤ \(localBatch) per rank); \(params) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            if resumed != nil { line += "; resuming at epoch \(position.epoch + 1), step \(position.step)" }
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        let started = Date()
+        let history = try trainer.fit()
+        if comm.rank == 0, let last = history.last {
+            var summary = "done: \(history.count) epoch\(history.count == 1 ? "" : "s") in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; final loss \(String(format: "%.4f", last.loss))"
+            for (h, head) in heads.enumerated() {
+                summary += ", \(head.output) \(String(format: "%.4f", last.headLoss[h])) (acc \(String(format: "%.3f", last.headAccuracy[h])))"
+            }
+            summary += "\nweights: \(out)/weights.safetensors  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
+            print(summary)
+        }
+    }
+}

@@ -29,6 +29,6 @@ let package = Package(
 
         // Tests.
         .testTarget(name: "TandemTests", dependencies: ["Tandem"]),
-        .testTarget(name: "TandemCLITests"),
+        .testTarget(name: "TandemCLITests", dependencies: ["Tandem"]),
     ]
 )

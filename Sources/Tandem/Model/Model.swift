@@ -19,9 +19,15 @@ public final class Model {
     private let gradientArena: UnsafeMutablePointer<Float>
     private let gradientArenaCount: Int
 
-    public init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int) {
+    public convenience init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int) {
+        self.init(inputs: inputs, terminals: outputs, maxBatch: maxBatch)
+    }
+
+    /// A graph ending in any layers; those that are Dense are the model's outputs.
+    public init(inputs: [InputLayer], terminals: [Layer], maxBatch: Int) {
         precondition(maxBatch > 0)
         self.inputs = inputs
+        let outputs = terminals.compactMap { $0 as? Dense }
         self.outputs = outputs
         self.maxBatch = maxBatch
         // Depth-first post-order from the outputs: a deterministic topological order.
@@ -33,7 +39,7 @@ public final class Model {
             order.append(layer)
         }
         inputs.forEach(visit)
-        outputs.forEach(visit)
+        terminals.forEach(visit)
         layers = order
         let names = order.map(\.name)
         precondition(Set(names).count == names.count, "layer names must be unique")
@@ -65,16 +71,17 @@ public final class Model {
     public func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
     public func output(named name: String) -> Dense? { outputs.first { $0.name == name } }
 
-    /// Runs every layer forward on the first `batch` rows of the input buffers.
+    /// Runs every layer forward on the first `batch` rows of the input buffers,
+    /// and zeroes every activation gradient so losses can then write theirs.
     public func forward(batch: Int) {
         precondition(batch <= maxBatch)
+        gradientArena.update(repeating: 0, count: gradientArenaCount)
         for layer in layers { layer.forward(batch: batch) }
     }
 
     /// Backpropagates from the output gradients (or logit gradients) the losses
-    /// wrote, ACCUMULATING into the parameter gradient arena.
+    /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     public func backward(batch: Int) {
-        gradientArena.update(repeating: 0, count: gradientArenaCount)
         for layer in layers.reversed() { layer.backward(batch: batch) }
     }
 }

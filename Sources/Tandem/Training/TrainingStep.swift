@@ -55,8 +55,17 @@ public final class TrainingStep {
         figures = [Double](repeating: 0, count: 2 * heads.count + 1)
     }
 
-    /// Trains on the global batch `indices` (sample numbers in `data`).
+    /// Trains on the global batch `indices` (sample numbers in `data`): the
+    /// combined gradient, then the identical optimizer step on every rank.
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+        let result = try computeGradient(globalBatch: indices, data: data)
+        optimizer.step(parameters: model.parameters.values, gradients: model.parameters.gradients)
+        return result
+    }
+
+    /// Leaves the gradient of the global batch's weighted total loss (L2
+    /// included) in `model.parameters.gradients` on every rank.
+    public func computeGradient(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
@@ -96,9 +105,6 @@ public final class TrainingStep {
 
         // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
         try checkFinite(result, step: optimizer.iterations + 1)
-
-        // 5. The identical optimizer step on every rank.
-        optimizer.step(parameters: params.values, gradients: params.gradients)
         return result
     }
 

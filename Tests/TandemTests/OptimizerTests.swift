@@ -1,0 +1,73 @@
+// Two steps of every optimizer against numbers computed by hand (float64,
+// outside Tandem) from Keras 3's update rules, SPEC §3:
+//   w0 = [0.5, −1.25, 2.0], g1 = [0.1, −0.4, 3.0], g2 = [−0.2, 0.05, 1.5].
+// Tolerance: Float32 arithmetic on values of order 1, 2e-6 relative.
+
+import Tandem
+import XCTest
+
+final class OptimizerTests: XCTestCase {
+    private func twoSteps(_ config: OptimizerConfig) -> [[Float]] {
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        defer { w.deallocate() }
+        w.initialize(from: [0.5, -1.25, 2.0], count: 3)
+        let optimizer = Optimizer(config, parameterCount: 3)
+        var out: [[Float]] = []
+        for g: [Float] in [[0.1, -0.4, 3.0], [-0.2, 0.05, 1.5]] {
+            optimizer.step(parameters: w, gradients: g)
+            out.append(Array(UnsafeBufferPointer(start: w, count: 3)))
+        }
+        XCTAssertEqual(optimizer.iterations, 2)
+        return out
+    }
+
+    private func check(_ config: OptimizerConfig, _ expected: [[Double]], file: StaticString = #filePath, line: UInt = #line) {
+        let got = twoSteps(config)
+        for s in 0..<2 { assertClose(got[s], expected[s], atol: 1e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line) }
+    }
+
+    func testPlainSGD() {
+        check(OptimizerConfig(kind: .sgd), [[0.499, -1.246, 1.97], [0.501, -1.2465, 1.955]])
+    }
+
+    func testSGDMomentum() {
+        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1); c.momentum = 0.9
+        check(c, [[0.49, -1.21, 1.7], [0.501, -1.179, 1.28]])
+    }
+
+    func testSGDNesterov() {
+        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1); c.momentum = 0.9; c.nesterov = true
+        check(c, [[0.481, -1.174, 1.43], [0.5109, -1.1511, 0.902]])
+    }
+
+    func testAdamDefaults() {
+        check(OptimizerConfig(kind: .adam), [[0.499000032, -1.24900001, 1.999], [0.49936613, -1.24842748, 1.99806782]])
+    }
+
+    func testAdamLearningRate() {
+        check(OptimizerConfig(kind: .adam, learningRate: 0.01),
+              [[0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822]])
+    }
+
+    func testRMSpropEpsilonInsideTheRoot() {
+        check(OptimizerConfig(kind: .rmsprop), [[0.49683788, -1.24683773, 1.99683772], [0.499694994, -1.24725083, 1.9953633]])
+    }
+
+    func testKerasDefaults() {
+        XCTAssertEqual(OptimizerConfig(kind: .sgd).learningRate, 0.01)
+        XCTAssertEqual(OptimizerConfig(kind: .adam).learningRate, 0.001)
+        XCTAssertEqual(OptimizerConfig(kind: .rmsprop).learningRate, 0.001)
+    }
+
+    func testZeroGradientStillDecaysAdamMoments() {
+        // Every parameter gets the dense rule: a zero gradient still moves w via m.
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1); defer { w.deallocate() }
+        w.pointee = 1
+        let o = Optimizer(OptimizerConfig(kind: .adam), parameterCount: 1)
+        o.step(parameters: w, gradients: [1])
+        let afterFirst = w.pointee, m1 = o.slot("m")!.pointee
+        o.step(parameters: w, gradients: [0])
+        XCTAssertEqual(o.slot("m")!.pointee, m1 * 0.9, accuracy: 1e-7)  // m + (0 − m)·0.1 rounds differently from 0.9·m
+        XCTAssertLessThan(w.pointee, afterFirst)
+    }
+}

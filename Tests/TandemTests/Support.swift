@@ -1,0 +1,49 @@
+// Shared test helpers: the tolerance rule, seeded fills, temporary folders.
+// Tolerance rule (as swift-numerics): pass when |a − e| ≤ atol + rtol·max(|a|, |e|).
+
+import Foundation
+import Tandem
+import XCTest
+
+func assertClose(_ actual: Double, _ expected: Double, atol: Double, rtol: Double, _ message: @autoclosure () -> String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    let ok = abs(actual - expected) <= atol + rtol * max(abs(actual), abs(expected))
+    XCTAssertTrue(ok, "\(actual) vs \(expected) (atol \(atol), rtol \(rtol)) \(message())", file: file, line: line)
+}
+
+func assertClose(_ actual: [Float], _ expected: [Double], atol: Double, rtol: Double, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(actual.count, expected.count, file: file, line: line)
+    for (i, (a, e)) in zip(actual, expected).enumerated() {
+        assertClose(Double(a), e, atol: atol, rtol: rtol, "\(message) [\(i)]", file: file, line: line)
+    }
+}
+
+func temporaryDirectory(_ name: String = #function) -> String {
+    let safe = name.filter { $0.isLetter || $0.isNumber }
+    let path = NSTemporaryDirectory() + "tandem-tests-\(safe)-\(UUID().uuidString.prefix(8))"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+func fillUniform(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ rng: inout SeededGenerator, _ low: Double = -1, _ high: Double = 1) {
+    for i in 0..<n { p[i] = Float(rng.uniform(low, high)) }
+}
+
+/// A tiny headline configuration with odd, non-square sizes.
+func tinyConfig() -> HeadlineConfig {
+    var c = HeadlineConfig()
+    c.vocabulary = 13; c.sequenceLength = 5; c.embeddingDimension = 4; c.lstmUnits = 3
+    c.auxFeatures = 2; c.denseUnits = 6; c.denseLayers = 2
+    return c
+}
+
+/// Writes a small headline dataset with optional sample weights for `main_output`.
+func writeTinyData(_ dir: String, samples: Int, config: HeadlineConfig, seed: UInt64, sampleWeights: Bool = false) throws {
+    try generateHeadlineData(directory: dir, samples: samples, config: config, seed: seed)
+    if sampleWeights {
+        var rng = SeededGenerator(seed: seed, stream: 77)
+        let w = (0..<samples).map { _ in Float(rng.uniform(0.5, 2.0)) }
+        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples], to: dir + "/main_output.sample_weight.npy") }
+    }
+}

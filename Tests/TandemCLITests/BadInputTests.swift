@@ -1,0 +1,103 @@
+// SPEC §7: every bad input gives one clear message naming the file or flag
+// and the problem, a non-zero exit, no crash trace, and no output written.
+
+import Foundation
+import Tandem
+import XCTest
+
+final class BadInputTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = Harness.temporaryDirectory()
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/good", "--samples", "40"] + Harness.tiny).status, 0)
+    }
+
+    /// A copy of the good dataset with `change` applied.
+    private func variant(_ name: String, _ change: (String) throws -> Void) throws -> String {
+        let path = dir + "/" + name
+        try FileManager.default.copyItem(atPath: dir + "/good", toPath: path)
+        try change(path)
+        return path
+    }
+
+    private func expectFailure(_ args: [String], mentions expected: [String], mpi: Int? = nil,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = dir + "/out-\(UUID().uuidString.prefix(6))"
+        let full = args + ["--out", out]
+        let result = try mpi.map { try Harness.mpi($0, full, timeout: 60) } ?? Harness.tandem(full)
+        XCTAssertNotEqual(result.status, 0, "must fail: \(args)", file: file, line: line)
+        XCTAssertNotEqual(result.status, 110, "mpirun timed out: a rank hung", file: file, line: line)
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        XCTAssertEqual(errors.count, 1, "one message: \(result.stderr)", file: file, line: line)
+        for word in expected {
+            XCTAssertTrue(result.stderr.contains(word), "'\(word)' in: \(result.stderr)", file: file, line: line)
+        }
+        for crash in ["Fatal error", "Stack dump", "backtrace", "Segmentation"] {
+            XCTAssertFalse(result.stderr.contains(crash), "no crash trace: \(result.stderr)", file: file, line: line)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/weights.safetensors"), "no output", file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/checkpoint.safetensors"), "no output", file: file, line: line)
+        if mpi != nil { XCTAssertLessThan(result.seconds, 30, "stopped promptly", file: file, line: line) }
+    }
+
+    private func train(_ data: String, _ extra: [String] = []) -> [String] {
+        ["train", "--data", data, "--epochs", "1", "--quiet"] + Harness.tiny + extra
+    }
+
+    func testMissingAndMalformedFiles() throws {
+        try expectFailure(train(dir + "/nowhere"), mentions: ["nowhere", "not found"])
+        let noAux = try variant("noaux") { try FileManager.default.removeItem(atPath: $0 + "/aux_input.npy") }
+        try expectFailure(train(noAux), mentions: ["aux_input.npy", "not found"])
+        let truncated = try variant("trunc") { p in
+            let data = try Data(contentsOf: URL(fileURLWithPath: p + "/main_input.npy"))
+            try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: p + "/main_input.npy"))
+        }
+        try expectFailure(train(truncated), mentions: ["main_input.npy", "truncated"])
+        let floatTokens = try variant("floattok") { p in
+            let v = [Float](repeating: 1, count: 40 * 8)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 8], to: p + "/main_input.npy") }
+        }
+        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "int32 or int64"])
+        let wrongShape = try variant("shape") { p in
+            let v = [Float](repeating: 1, count: 40 * 4)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 4], to: p + "/aux_input.npy") }
+        }
+        try expectFailure(train(wrongShape), mentions: ["aux_input.npy", "shape [40, 4]", "[N, 5]"])
+        let rows = try variant("rows") { p in
+            let v = [Float](repeating: 1, count: 39)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [39, 1], to: p + "/main_output.npy") }
+        }
+        try expectFailure(train(rows), mentions: ["main_output.npy", "39 rows", "40"])
+    }
+
+    func testBadValues() throws {
+        let token = try variant("token") { p in
+            var v = [Int32](repeating: 3, count: 40 * 8); v[17 * 8 + 2] = 50
+            try v.withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: [40, 8], to: p + "/main_input.npy") }
+        }
+        try expectFailure(train(token), mentions: ["main_input.npy", "row 17", "token id 50", "[0, 50)"])
+        let nan = try variant("nan") { p in
+            var v = [Float](repeating: 0.5, count: 40 * 5); v[3 * 5 + 1] = .nan
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 5], to: p + "/aux_input.npy") }
+        }
+        try expectFailure(train(nan), mentions: ["aux_input.npy", "row 3", "not finite"])
+    }
+
+    func testBadFlags() throws {
+        let good = dir + "/good"
+        try expectFailure(train(good, ["--loss-weight", "side_output=1"]), mentions: ["--loss-weight", "side_output"])
+        try expectFailure(train(good, ["--batch-size", "0"]), mentions: ["--batch-size"])
+        try expectFailure(train(good, ["--optimizer", "adagrad"]), mentions: ["adagrad"])
+        try expectFailure(train(good, ["--l2", "nolayer=0.1"]), mentions: ["--l2", "nolayer"])
+        try expectFailure(train(good, ["--class-weight", "main_output=x"]), mentions: ["--class-weight"])
+    }
+
+    func testCorruptWeightsAndCheckpoint() throws {
+        FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data(repeating: 7, count: 64))
+        try expectFailure(train(dir + "/good", ["--init", dir + "/junk.safetensors"]), mentions: ["junk.safetensors"])
+        try FileManager.default.createDirectory(atPath: dir + "/oldrun", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/oldrun/checkpoint.safetensors", contents: Data(repeating: 0, count: 5))
+        try expectFailure(train(dir + "/good", ["--resume", dir + "/oldrun"]), mentions: ["checkpoint.safetensors", "truncated"])
+    }
+}

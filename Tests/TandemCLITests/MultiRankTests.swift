@@ -1,0 +1,97 @@
+// Data parallelism under real mpirun (a watchdog makes a hang a failure):
+// 2, 3 and 4 (oversubscribed) ranks against the single-process run, with
+// sample weights, class weights and L2, a last global batch smaller than the
+// rank count, parameter hashes compared after every step, only rank 0
+// writing, and a bad row seen by one rank stopping the whole job.
+
+import Foundation
+import Tandem
+import XCTest
+
+final class MultiRankTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = Harness.temporaryDirectory()
+        // 34 samples at global batch 8: the last batch has 2 samples, fewer than 3 or 4 ranks.
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "34", "--seed", "2"] + Harness.tiny).status, 0)
+        var rng = SeededGenerator(seed: 12)
+        let w = (0..<34).map { _ in Float(rng.uniform(0.2, 3)) }
+        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [34], to: dir + "/data/main_output.sample_weight.npy") }
+    }
+
+    private func args(_ out: String, _ optimizer: [String]) -> [String] {
+        ["train", "--data", dir + "/data", "--out", out, "--epochs", "3", "--batch-size", "8", "--seed", "7",
+         "--l2", "dense=0.01", "--l2", "lstm=0.003", "--class-weight", "aux_output=0:1.0,1:2.0",
+         "--sync-check-every", "1", "--quiet"] + optimizer + Harness.tiny
+    }
+
+    func testRanksMatchTheSingleProcessRun() throws {
+        let optimizers = [["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"], ["--optimizer", "adam", "--lr", "0.01"]]
+        for optimizer in optimizers {
+            let local = try Harness.tandem(args(dir + "/local", optimizer))
+            XCTAssertEqual(local.status, 0, local.stderr)
+            let reference = try Harness.weights(dir + "/local/weights.safetensors")
+            for np in [2, 3, 4] {
+                let out = dir + "/np\(np)"
+                let result = try Harness.mpi(np, args(out, optimizer))
+                XCTAssertEqual(result.status, 0, "np \(np): \(result.stderr)")
+                let weights = try Harness.weights(out + "/weights.safetensors")
+                XCTAssertEqual(Set(weights.keys), Set(reference.keys))
+                for (name, values) in reference {
+                    // Same global batches, other summation order of the per-rank partial
+                    // gradients: Float32 rounding (~1e-7 relative) grown over 15 steps.
+                    let got = weights[name]!
+                    let worst = zip(got, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
+                    XCTAssertLessThan(worst, 1e-3, "\(optimizer[1]) np \(np) \(name)")
+                }
+                // Only rank 0 wrote: one metrics line per epoch, no temporary files left behind.
+                XCTAssertEqual(try Harness.metrics(out).count, 3, "np \(np): one writer")
+                let stray = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".tmp") }
+                XCTAssertEqual(stray, [])
+                let localLines = try Harness.metrics(dir + "/local"), mpiLines = try Harness.metrics(out)
+                XCTAssertEqual(localLines.last!["loss"] as! Double, mpiLines.last!["loss"] as! Double, accuracy: 1e-4,
+                               "reported figures are global")
+            }
+        }
+    }
+
+    func testBadRowSeenByOneRankStopsEveryRank() throws {
+        // Row 30 is in rank 1's share of the rows it validates (rows 17..<34).
+        var v = [Int32](repeating: 1, count: 34 * 8); v[30 * 8 + 4] = 999
+        try v.withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: [34, 8], to: dir + "/data/main_input.npy") }
+        let result = try Harness.mpi(2, args(dir + "/bad", ["--optimizer", "adam"]), timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertNotEqual(result.status, 110, "mpirun timeout: a rank hung")
+        XCTAssertLessThan(result.seconds, 30)
+        XCTAssertTrue(result.stderr.contains("main_input.npy: row 30, column 4: token id 999"), result.stderr)
+        XCTAssertEqual(result.stderr.components(separatedBy: "error:").count - 1, 1, "one message: \(result.stderr)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad/weights.safetensors"))
+    }
+
+    func testEvaluateAndPredictAreShardedAndCombined() throws {
+        XCTAssertEqual(try Harness.tandem(args(dir + "/run", ["--optimizer", "adam"])).status, 0)
+        let w = dir + "/run/weights.safetensors"
+        let local = try Harness.tandem(["evaluate", "--weights", w, "--data", dir + "/data"])
+        let three = try Harness.mpi(3, ["evaluate", "--weights", w, "--data", dir + "/data"])
+        XCTAssertEqual(three.status, 0, three.stderr)
+        let a = try JSONSerialization.jsonObject(with: Data(local.stdout.utf8)) as! [String: Any]
+        let b = try JSONSerialization.jsonObject(with: Data(three.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(a["loss"] as! Double, b["loss"] as! Double, accuracy: 1e-6)
+        XCTAssertEqual(a["main_output_accuracy"] as! Double, b["main_output_accuracy"] as! Double)
+        XCTAssertEqual(try Harness.tandem(["predict", "--weights", w, "--data", dir + "/data", "--out", dir + "/p1"]).status, 0)
+        XCTAssertEqual(try Harness.mpi(3, ["predict", "--weights", w, "--data", dir + "/data", "--out", dir + "/p3"]).status, 0)
+        for head in ["main_output", "aux_output"] {
+            let x = try NPYArray(path: dir + "/p1/\(head).npy"), y = try NPYArray(path: dir + "/p3/\(head).npy")
+            XCTAssertEqual(x.shape, [34, 1])
+            XCTAssertEqual(y.shape, [34, 1])
+            for row in 0..<34 {
+                var p: Float = 0, q: Float = 0
+                x.readFloats(row: row, into: &p); y.readFloats(row: row, into: &q)
+                // Rows are in input order; OpenBLAS may round differently for another
+                // number of rows per product, so equal up to Float32 rounding.
+                XCTAssertEqual(p, q, accuracy: 1e-6, "\(head) row \(row)")
+            }
+        }
+    }
+}

@@ -178,6 +178,7 @@ struct Train: ParsableCommand {
             for (h, head) in heads.enumerated() {
                 summary += ", \(head.output) \(String(format: "%.4f", last.headLoss[h])) (acc \(String(format: "%.3f", last.headAccuracy[h])))"
             }
+            summary += "\nper step: \(step.timings.perStepDescription)"
             summary += "\nweights: \(out)/weights.safetensors  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
             print(summary)
         }

@@ -34,6 +34,8 @@ public final class TrainingStep {
     public let batch: BatchBuffers
     private let outputs: [Dense]
     private var figures: [Double]
+    /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
+    public private(set) var timings = StepTimings()
 
     public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
                 l2: [String: Double]) throws {
@@ -59,7 +61,10 @@ public final class TrainingStep {
     /// combined gradient, then the identical optimizer step on every rank.
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let result = try computeGradient(globalBatch: indices, data: data)
+        let started = monotonicSeconds()
         optimizer.step(parameters: model.parameters.values, gradients: model.parameters.gradients)
+        timings.optimizer += monotonicSeconds() - started
+        timings.steps += 1
         return result
     }
 
@@ -72,6 +77,7 @@ public final class TrainingStep {
         let params = model.parameters
 
         // 1. Forward and backward on this rank's slice, gradients into the flat arena.
+        var clock = monotonicSeconds()
         params.zeroGradients()
         batch.load(local, from: data, model: model, heads: heads)
         model.forward(batch: local.count)
@@ -82,11 +88,14 @@ public final class TrainingStep {
             figures[2 * h + 1] = sums.correct
         }
         figures[2 * heads.count] = Double(local.count)
+        timings.forward += lap(&clock)
         model.backward(batch: local.count)
+        timings.backward += lap(&clock)
 
         // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
         try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
         try communicator.allReduceSum(params.gradients, count: params.count)
+        timings.exchange += lap(&clock)
 
         var result = StepFigures()
         result.samples = Int(figures[2 * heads.count])
@@ -105,6 +114,7 @@ public final class TrainingStep {
 
         // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
         try checkFinite(result, step: optimizer.iterations + 1)
+        timings.optimizer += lap(&clock)
         return result
     }
 
@@ -114,13 +124,42 @@ public final class TrainingStep {
             throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", "))); stopping before the weights are updated",
                               reporter: communicator.rank == 0)
         }
+        // A Float is NaN or ±Inf exactly when its exponent bits are all ones;
+        // an integer max over the masked bits vectorises, a float test does not.
         let g = model.parameters.gradients
-        var probe: Float = 0
-        for i in 0..<model.parameters.count { probe += g[i] * 0 }  // NaN·0 = NaN, Inf·0 = NaN
-        if !probe.isFinite {
+        let bits = UnsafeRawPointer(g).assumingMemoryBound(to: UInt32.self)
+        var exponent: UInt32 = 0
+        for i in 0..<model.parameters.count { exponent = max(exponent, bits[i] & 0x7F80_0000) }
+        if exponent == 0x7F80_0000 {
             let tensor = model.parameters.tensors.first { v in (0..<v.count).contains { !g[v.offset + $0].isFinite } }
             throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
                               reporter: communicator.rank == 0)
         }
     }
+}
+
+/// Where a step's time goes, summed over steps.
+public struct StepTimings: Sendable {
+    public var steps = 0
+    public var forward = 0.0, backward = 0.0, exchange = 0.0, optimizer = 0.0
+    public var total: Double { forward + backward + exchange + optimizer }
+    /// "forward 4.1 ms, backward …" per step.
+    public var perStepDescription: String {
+        let n = Double(max(steps, 1))
+        func ms(_ x: Double) -> String { String(format: "%.1f ms", 1000 * x / n) }
+        return "forward \(ms(forward)), backward \(ms(backward)), gradient exchange \(ms(exchange)), optimizer \(ms(optimizer))"
+    }
+}
+
+/// Seconds on a monotonic clock.
+@inline(__always) public func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+@inline(__always) private func lap(_ clock: inout Double) -> Double {
+    let now = monotonicSeconds()
+    defer { clock = now }
+    return now - clock
 }

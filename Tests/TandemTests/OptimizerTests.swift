@@ -70,4 +70,27 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(o.slot("m")!.pointee, m1 * 0.9, accuracy: 1e-7)  // m + (0 − m)·0.1 rounds differently from 0.9·m
         XCTAssertLessThan(w.pointee, afterFirst)
     }
+
+    func testAdamVectorPathMatchesTheRuleOnEveryLane() {
+        // 37 parameters: two 16-lane blocks and a scalar tail of 5.
+        let n = 37
+        var rng = SeededGenerator(seed: 5)
+        let w0 = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
+        let grads = (0..<3).map { _ in (0..<n).map { _ in Float(rng.uniform(-2, 2)) } }
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: n); defer { w.deallocate() }
+        w.initialize(from: w0, count: n)
+        let optimizer = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
+        for g in grads { optimizer.step(parameters: w, gradients: g) }
+        for i in 0..<n {
+            var wi = Double(w0[i]), m = 0.0, v = 0.0
+            for (t, g) in grads.enumerated() {
+                let alpha = 0.01 * (1 - pow(0.999, Double(t + 1))).squareRoot() / (1 - pow(0.9, Double(t + 1)))
+                let gi = Double(g[i])
+                m += (gi - m) * 0.1; v += (gi * gi - v) * 0.001
+                wi -= alpha * m / (v.squareRoot() + 1e-7)
+            }
+            // Float32 against Double over three steps of size ~0.01.
+            assertClose(Double(w[i]), wi, atol: 1e-6, rtol: 1e-6, "lane \(i)")
+        }
+    }
 }

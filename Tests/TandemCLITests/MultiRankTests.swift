@@ -94,4 +94,18 @@ final class MultiRankTests: XCTestCase {
             }
         }
     }
+
+    func testNonFiniteLossStopsEveryRankTogether() throws {
+        // A learning rate of 1e30 blows the weights up after the first step.
+        for np in [1, 2] {
+            let out = dir + "/nan\(np)"
+            let a = args(out, ["--optimizer", "sgd", "--lr", "1e30"])
+            let result = np == 1 ? try Harness.tandem(a) : try Harness.mpi(np, a, timeout: 60)
+            XCTAssertEqual(result.status, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("is not finite"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("step 2"), result.stderr)
+            XCTAssertEqual(result.stderr.components(separatedBy: "error:").count - 1, 1, "one message: \(result.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/weights.safetensors"))
+        }
+    }
 }

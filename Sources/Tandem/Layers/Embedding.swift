@@ -8,9 +8,12 @@ public final class Embedding: Layer {
     public let inputs: [Layer]
     public let output: Node
     public let vocabulary: Int, dimension: Int
-    private let source: InputLayer
-    private var table: TensorView!
-    private var store: ParameterStore!
+    let source: InputLayer
+    private(set) var table: TensorView!
+    private(set) var store: ParameterStore!
+    /// Set when the only consumer (an LSTM) reads the table itself (see LSTM+Embedding.swift):
+    /// this layer then has no buffers and does nothing.
+    public internal(set) var fused = false
 
     public init(name: String, vocabulary: Int, dimension: Int, input: InputLayer) {
         precondition(input.kind == .tokens, "Embedding reads a token input")
@@ -30,16 +33,18 @@ public final class Embedding: Layer {
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
-        (batch * output.width, batch * output.width)
+        fused ? (0, 0) : (batch * output.width, batch * output.width)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        guard !fused else { return }
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
 
     /// Y[b, t, :] = E[ids[b, t], :]. Ids were range-checked when the data was read.
     public func forward(batch: Int) {
+        guard !fused else { return }
         let ids = source.tokens!, e = store.value(table), y = output.values!
         let d = dimension
         for r in 0..<(batch * source.width) {
@@ -49,6 +54,7 @@ public final class Embedding: Layer {
 
     /// dE[ids[b, t], :] += dY[b, t, :] — repeated ids sum.
     public func backward(batch: Int) {
+        guard !fused else { return }
         let ids = source.tokens!, dE = store.gradient(table), dy = output.gradients!
         let d = dimension
         for r in 0..<(batch * source.width) {

@@ -13,14 +13,19 @@ public final class LSTM: Layer {
     public let inputs: [Layer]
     public let output: Node
     public let units: Int, inputWidth: Int, steps: Int
-    private let source: Layer
-    private var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
-    private var store: ParameterStore!
+    let source: Layer
+    var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
+    var store: ParameterStore!
+    /// The embedding this LSTM reads through directly, when fused (LSTM+Embedding.swift).
+    var embedding: Embedding?
+    var fusedBuffers: FusedEmbeddingBuffers?
+    var fusedRows: UnsafeMutablePointer<Float>?, fusedProjection: UnsafeMutablePointer<Float>?
+    var fusedSums: UnsafeMutablePointer<Float>?
     // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
     // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
     // dGates [B,T,G]; dh, dc [B,U].
-    private var gates: UnsafeMutablePointer<Float>!, cells: UnsafeMutablePointer<Float>!
-    private var hPrev: UnsafeMutablePointer<Float>!, dGates: UnsafeMutablePointer<Float>!
+    var gates: UnsafeMutablePointer<Float>!; private var cells: UnsafeMutablePointer<Float>!
+    private var hPrev: UnsafeMutablePointer<Float>!; var dGates: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!
 
     /// `input` yields sequences [B, steps, inputWidth].
@@ -51,7 +56,7 @@ public final class LSTM: Layer {
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
-        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 3, batch * units)
+        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 3 + fusedWorkspaceSize(batch: batch), batch * units)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -64,15 +69,20 @@ public final class LSTM: Layer {
         dc = workspace.take(batch * units)
         output.values = workspace.take(batch * units)
         output.gradients = workspace.takeGradient(batch * units)
+        bindFused(workspace: &workspace, batch: batch)
     }
 
     public func forward(batch: Int) {
         let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
-        let x = source.output.values!
-        let w = store.value(kernel), r = store.value(recurrent), b = store.value(bias)
-        // All steps' input projections at once: gates[B·T, G] = X[B·T, D] · W[D, G] + b.
-        gemm(.none, .none, m: B * T, n: G, k: D, a: x, lda: D, b: w, ldb: G, beta: 0, c: gates, ldc: G)
-        addBias(b, to: gates, rows: B * T, columns: G, stride: G)
+        let r = store.value(recurrent)
+        if embedding != nil {
+            projectUniqueTokens(batch: B)
+        } else {
+            // All steps' input projections at once: gates[B·T, G] = X[B·T, D] · W[D, G] + b.
+            gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
+                 beta: 0, c: gates, ldc: G)
+            addBias(store.value(bias), to: gates, rows: B * T, columns: G, stride: G)
+        }
         for t in 0..<T {
             let zt = gates + t * G
             if t > 0 {  // z_t += h_{t-1} · R, reading rows b·T + t of hPrev.
@@ -99,8 +109,7 @@ public final class LSTM: Layer {
 
     public func backward(batch: Int) {
         let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
-        let x = source.output.values!, dx = source.output.gradients!
-        let w = store.value(kernel), r = store.value(recurrent)
+        let r = store.value(recurrent)
         dh.update(from: output.gradients, count: B * U)
         dc.update(repeating: 0, count: B * U)
         for t in stride(from: T - 1, through: 0, by: -1) {
@@ -129,10 +138,14 @@ public final class LSTM: Layer {
         // Weight gradients as single products over all B·T rows.
         gemm(.transposed, .none, m: U, n: G, k: B * T, a: hPrev, lda: U, b: dGates, ldb: G,
              beta: 1, c: store.gradient(recurrent), ldc: G)
-        gemm(.transposed, .none, m: D, n: G, k: B * T, a: x, lda: D, b: dGates, ldb: G,
+        if embedding != nil {
+            backwardUniqueTokens(batch: B)
+            return
+        }
+        gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dGates, ldb: G,
              beta: 1, c: store.gradient(kernel), ldc: G)
         addColumnSums(dGates, rows: B * T, columns: G, stride: G, into: store.gradient(bias))
-        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: w, ldb: G,
-             beta: 1, c: dx, ldc: D)
+        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: store.value(kernel), ldb: G,
+             beta: 1, c: source.output.gradients, ldc: D)
     }
 }

@@ -21,7 +21,7 @@ public struct HeadlineConfig: Sendable, Equatable, Codable {
 
 extension Model {
     /// Builds the headline graph for batches of up to `maxBatch` samples.
-    public static func headline(_ config: HeadlineConfig, maxBatch: Int) -> Model {
+    public static func headline(_ config: HeadlineConfig, maxBatch: Int, fuse: Bool = true) -> Model {
         let tokens = InputLayer(name: "main_input", kind: .tokens, width: config.sequenceLength)
         let aux = InputLayer(name: "aux_input", kind: .features, width: config.auxFeatures)
         let embedding = Embedding(name: "embedding", vocabulary: config.vocabulary,
@@ -33,6 +33,6 @@ extension Model {
             x = Dense(name: name, units: config.denseUnits, activation: .relu, input: x)
         }
         let mainOutput = Dense(name: "main_output", units: 1, activation: .sigmoid, input: x)
-        return Model(inputs: [tokens, aux], outputs: [mainOutput, auxOutput], maxBatch: maxBatch)
+        return Model(inputs: [tokens, aux], outputs: [mainOutput, auxOutput], maxBatch: maxBatch, fuse: fuse)
     }
 }

@@ -19,12 +19,14 @@ public final class Model {
     private let gradientArena: UnsafeMutablePointer<Float>
     private let gradientArenaCount: Int
 
-    public convenience init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int) {
-        self.init(inputs: inputs, terminals: outputs, maxBatch: maxBatch)
+    public convenience init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int, fuse: Bool = true) {
+        self.init(inputs: inputs, terminals: outputs, maxBatch: maxBatch, fuse: fuse)
     }
 
     /// A graph ending in any layers; those that are Dense are the model's outputs.
-    public init(inputs: [InputLayer], terminals: [Layer], maxBatch: Int) {
+    /// With `fuse`, an Embedding whose only consumer is an LSTM is computed
+    /// inside it over the batch's distinct tokens (LSTM+Embedding.swift).
+    public init(inputs: [InputLayer], terminals: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs
         let outputs = terminals.compactMap { $0 as? Dense }
@@ -44,6 +46,15 @@ public final class Model {
         let names = order.map(\.name)
         precondition(Set(names).count == names.count, "layer names must be unique")
 
+        if fuse {
+            var consumers: [ObjectIdentifier: Int] = [:]
+            for layer in order { for input in layer.inputs { consumers[ObjectIdentifier(input), default: 0] += 1 } }
+            for case let lstm as LSTM in order {
+                if let embedding = lstm.source as? Embedding, consumers[ObjectIdentifier(embedding)] == 1 {
+                    lstm.fuse(with: embedding)
+                }
+            }
+        }
         let store = ParameterStore(specs: order.flatMap(\.parameterSpecs))
         parameters = store
         order.forEach { $0.bind(parameters: store) }

@@ -1,0 +1,92 @@
+// Embedding → LSTM fused over the batch's UNIQUE tokens. The input projection
+// is linear, so for the n distinct ids of a batch (n ≤ min(vocab, B·T)):
+//   forward   P[n, G] = E[ids] · W + b, then gates[b, t] = P[slot(b, t)]
+//   backward  S[n, G] = Σ over occurrences of dGates;  dW += E[ids]ᵀ · S;
+//             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once)
+// The three big products shrink from B·T rows to n rows, and the [B, T, D]
+// embedding output and its gradient never exist. Same mathematics as the
+// unfused pair; only the float summation order differs.
+
+/// Scratch of the fused path, sized for B·T occurrences.
+final class FusedEmbeddingBuffers {
+    /// slot[id] = unique index of id in this batch, or −1 (kept all −1 between calls).
+    let slot: UnsafeMutablePointer<Int32>
+    /// unique ids [n] and each occurrence's unique index [B·T].
+    let unique: UnsafeMutablePointer<Int32>, occurrence: UnsafeMutablePointer<Int32>
+    var count = 0
+    init(vocabulary: Int, occurrences: Int) {
+        slot = .allocate(capacity: vocabulary); slot.initialize(repeating: -1, count: vocabulary)
+        unique = .allocate(capacity: max(1, min(vocabulary, occurrences)))
+        occurrence = .allocate(capacity: max(1, occurrences))
+    }
+    deinit { slot.deallocate(); unique.deallocate(); occurrence.deallocate() }
+}
+
+extension LSTM {
+    /// Reads `embedding`'s table directly; the embedding layer becomes a no-op.
+    func fuse(with embedding: Embedding) {
+        self.embedding = embedding
+        embedding.fused = true
+    }
+
+    private var maxUnique: (Int) -> Int {
+        { batch in min(self.embedding!.vocabulary, batch * self.steps) }
+    }
+
+    func fusedWorkspaceSize(batch: Int) -> Int {
+        guard embedding != nil else { return 0 }
+        let n = maxUnique(batch)
+        return n * inputWidth + 2 * n * 4 * units  // rows [n, D] (then their gradient), P and S [n, G]
+    }
+
+    func bindFused(workspace: inout WorkspaceCursor, batch: Int) {
+        guard let embedding else { return }
+        let n = maxUnique(batch)
+        fusedRows = workspace.take(n * inputWidth)
+        fusedProjection = workspace.take(n * 4 * units)
+        fusedSums = workspace.take(n * 4 * units)
+        fusedBuffers = FusedEmbeddingBuffers(vocabulary: embedding.vocabulary, occurrences: batch * steps)
+    }
+
+    /// Fills `gates` with x·W + b for every (b, t), computing each distinct token once.
+    func projectUniqueTokens(batch: Int) {
+        let embedding = embedding!, f = fusedBuffers!
+        let ids = embedding.source.tokens!, table = embedding.store.value(embedding.table)
+        let D = inputWidth, G = 4 * units, occurrences = batch * steps
+        var n = 0
+        for o in 0..<occurrences {
+            let id = Int(ids[o])
+            var k = f.slot[id]
+            if k < 0 { k = Int32(n); f.slot[id] = k; f.unique[n] = Int32(id); n += 1 }
+            f.occurrence[o] = k
+        }
+        for k in 0..<n { f.slot[Int(f.unique[k])] = -1 }
+        f.count = n
+        let rows = fusedRows!, projection = fusedProjection!
+        for k in 0..<n { (rows + k * D).update(from: table + Int(f.unique[k]) * D, count: D) }
+        gemm(.none, .none, m: n, n: G, k: D, a: rows, lda: D, b: store.value(kernel), ldb: G, beta: 0, c: projection, ldc: G)
+        addBias(store.value(bias), to: projection, rows: n, columns: G, stride: G)
+        for o in 0..<occurrences { (gates + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G) }
+    }
+
+    /// Kernel, bias and embedding gradients from `dGates`, per distinct token.
+    func backwardUniqueTokens(batch: Int) {
+        let embedding = embedding!, f = fusedBuffers!
+        let D = inputWidth, G = 4 * units, n = f.count, occurrences = batch * steps
+        let sums = fusedSums!, rows = fusedRows!
+        sums.update(repeating: 0, count: n * G)
+        for o in 0..<occurrences {
+            let to = sums + Int(f.occurrence[o]) * G, from = dGates + o * G
+            for j in 0..<G { to[j] += from[j] }
+        }
+        gemm(.transposed, .none, m: D, n: G, k: n, a: rows, lda: D, b: sums, ldb: G, beta: 1, c: store.gradient(kernel), ldc: G)
+        addColumnSums(sums, rows: n, columns: G, stride: G, into: store.gradient(bias))
+        // The rows are no longer needed: reuse them for the per-token input gradient.
+        gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: rows, ldc: D)
+        let dTable = embedding.store.gradient(embedding.table)
+        for k in 0..<n {
+            let to = dTable + Int(f.unique[k]) * D, from = rows + k * D
+            for j in 0..<D { to[j] += from[j] }
+        }
+    }
+}

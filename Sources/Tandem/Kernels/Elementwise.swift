@@ -11,6 +11,21 @@ import Foundation
     return e / (1 + e)
 }
 
+/// tanh from one expf: glibc's tanhf goes through expm1f and was 15% of a
+/// training step. Odd Taylor series below |x| = 0.1 (where 1 − e^{−2|x|}
+/// would cancel; the first omitted term is < 1e-13), (1 − e)/(1 + e) above.
+/// Relative error ≤ ~1e-6 (tested against Foundation's tanh).
+@inline(__always) public func fastTanh(_ x: Float) -> Float {
+    let a = abs(x)
+    if a < 0.1 {
+        let x2 = x * x
+        return x * (1 - x2 * (1.0 / 3 - x2 * (2.0 / 15 - x2 * (17.0 / 315 - x2 * (62.0 / 2835)))))
+    }
+    let e = expf(-2 * a)
+    let t = (1 - e) / (1 + e)
+    return x < 0 ? -t : t
+}
+
 /// The activation functions a Dense layer can apply.
 public enum Activation: String, Sendable, CaseIterable {
     case linear, relu, sigmoid, tanh, softmax
@@ -22,7 +37,7 @@ public enum Activation: String, Sendable, CaseIterable {
         case .linear: y.update(from: z, count: n)
         case .relu: for i in 0..<n { y[i] = z[i] > 0 ? z[i] : 0 }
         case .sigmoid: for i in 0..<n { y[i] = Tandem.sigmoid(z[i]) }
-        case .tanh: for i in 0..<n { y[i] = tanhf(z[i]) }
+        case .tanh: for i in 0..<n { y[i] = fastTanh(z[i]) }
         case .softmax:
             for r in 0..<rows {
                 let zr = z + r * columns, yr = y + r * columns

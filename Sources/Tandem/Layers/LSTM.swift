@@ -96,11 +96,11 @@ public final class LSTM: Layer {
                 let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : output.values + s * U
                 for j in 0..<U {
                     let i = sigmoid(z[j]), f = sigmoid(z[U + j])
-                    let g = tanhf(z[2 * U + j]), o = sigmoid(z[3 * U + j])
+                    let g = fastTanh(z[2 * U + j]), o = sigmoid(z[3 * U + j])
                     z[j] = i; z[U + j] = f; z[2 * U + j] = g; z[3 * U + j] = o
                     let cell = f * (cPrev?[j] ?? 0) + i * g
                     c[j] = cell
-                    hOut[j] = o * tanhf(cell)
+                    hOut[j] = o * fastTanh(cell)
                 }
             }
         }
@@ -120,7 +120,7 @@ public final class LSTM: Layer {
                 let dhs = dh + s * U, dcs = dc + s * U
                 for j in 0..<U {
                     let i = a[j], f = a[U + j], g = a[2 * U + j], o = a[3 * U + j]
-                    let tc = tanhf(c[j])
+                    let tc = fastTanh(c[j])
                     let cPrev: Float = hasPrev ? c[j - U] : 0
                     let dcell = dcs[j] + dhs[j] * o * (1 - tc * tc)
                     dz[j] = dcell * g * i * (1 - i)

@@ -127,9 +127,15 @@ public final class TrainingStep {
         // A Float is NaN or ±Inf exactly when its exponent bits are all ones;
         // an integer max over the masked bits vectorises, a float test does not.
         let g = model.parameters.gradients
-        let bits = UnsafeRawPointer(g).assumingMemoryBound(to: UInt32.self)
-        var exponent: UInt32 = 0
-        for i in 0..<model.parameters.count { exponent = max(exponent, bits[i] & 0x7F80_0000) }
+        let n = model.parameters.count, body = n - n % 16
+        let raw = UnsafeRawPointer(g)
+        let mask = SIMD16<UInt32>(repeating: 0x7F80_0000)
+        var lanes = SIMD16<UInt32>(repeating: 0)
+        for i in stride(from: 0, to: body, by: 16) {
+            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<UInt32>.self) & mask)
+        }
+        var exponent = lanes.max()
+        for i in body..<n { exponent = max(exponent, raw.load(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) }
         if exponent == 0x7F80_0000 {
             let tensor = model.parameters.tensors.first { v in (0..<v.count).contains { !g[v.offset + $0].isFinite } }
             throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",

@@ -69,18 +69,18 @@ public final class Optimizer {
             let alpha = Float(config.learningRate * (1 - pow(config.beta2, t)).squareRoot() / (1 - pow(config.beta1, t)))
             let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
             let m = slots[0].values, v = slots[1].values
-            // 16 lanes at a time (the pointers may alias as far as the compiler
+            // 4 lanes at a time (the pointers may alias as far as the compiler
             // knows, so it will not vectorise the plain loop by itself).
-            let lanes = 16, body = n - n % lanes
-            let b1v = SIMD16<Float>(repeating: b1), b2v = SIMD16<Float>(repeating: b2)
-            let av = SIMD16<Float>(repeating: alpha), ev = SIMD16<Float>(repeating: eps)
+            let lanes = 4, body = n - n % lanes
+            let b1v = SIMD4<Float>(repeating: b1), b2v = SIMD4<Float>(repeating: b2)
+            let av = SIMD4<Float>(repeating: alpha), ev = SIMD4<Float>(repeating: eps)
             var i = 0
             while i < body {
-                let gi = load16(g + i), mOld = load16(m + i), vOld = load16(v + i)
+                let gi = load4(g + i), mOld = load4(m + i), vOld = load4(v + i)
                 let mi = mOld + (gi - mOld) * b1v
                 let vi = vOld + (gi * gi - vOld) * b2v
-                store16(mi, m + i); store16(vi, v + i)
-                store16(load16(w + i) - av * mi / (vi.squareRoot() + ev), w + i)
+                store4(mi, m + i); store4(vi, v + i)
+                store4(load4(w + i) - av * mi / (vi.squareRoot() + ev), w + i)
                 i += lanes
             }
             for i in body..<n {
@@ -104,10 +104,10 @@ public final class Optimizer {
     }
 }
 
-@inline(__always) private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+@inline(__always) private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
 }
 
-@inline(__always) private func store16(_ x: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD16<Float>.self)
+@inline(__always) private func store4(_ x: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD4<Float>.self)
 }

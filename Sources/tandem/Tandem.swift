@@ -24,7 +24,7 @@ struct TandemCommand: ParsableCommand {
               tandem evaluate --weights run/weights.safetensors --data data
               tandem predict --weights run/weights.safetensors --data data --out preds
             """,
-        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self])
+        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self])
 }
 
 /// Runs `body` with the process's communicator and Tandem's error policy:
@@ -109,8 +109,7 @@ struct HeadOptions: ParsableArguments {
     var classWeights: [String] = []
 
     func heads() throws -> [Head] {
-        var heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0),
-                     Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
+        var heads = Head.headlineDefaults
         let names = heads.map(\.output).joined(separator: ", ")
         for item in lossWeights {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

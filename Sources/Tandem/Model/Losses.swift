@@ -43,6 +43,12 @@ func targetClass(_ t: UnsafePointer<Float>, columns: Int) -> Int {
 }
 
 extension Head {
+    /// The headline model's heads (SPEC §2): binary cross-entropy, main 1.0, aux 0.2.
+    public static var headlineDefaults: [Head] {
+        [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0),
+         Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
+    }
+
     /// Checks the output layer fits the loss; marks fused logit gradients.
     public func attach(to layer: Dense) throws {
         switch loss {

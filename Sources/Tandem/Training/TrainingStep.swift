@@ -37,6 +37,9 @@ public final class TrainingStep {
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public private(set) var timings = StepTimings()
 
+    /// Starts the phase timings afresh (after a warm-up).
+    public func resetTimings() { timings = StepTimings() }
+
     public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
                 l2: [String: Double]) throws {
         self.model = model; self.heads = heads; self.optimizer = optimizer; self.communicator = communicator

@@ -1,0 +1,104 @@
+// `tandem bench`: throughput of the headline model on generated data, the
+// time split of a step, the dense-equivalent GFLOP/s against an sgemm peak
+// measured in the same run, and peak memory. Runs locally or under mpirun.
+
+import Foundation
+
+/// Floating-point operations of one headline sample, forward + backward,
+/// counted as the dense model computes them (2 per multiply-add; backward
+/// = 2 × forward for every product). The fused unique-token path does fewer,
+/// so the achieved figure can exceed what the hardware does.
+public func headlineFlopsPerSample(_ c: HeadlineConfig) -> Double {
+    let T = Double(c.sequenceLength), D = Double(c.embeddingDimension), U = Double(c.lstmUnits), G = 4 * U
+    var forward = 2 * T * D * G + 2 * T * U * G   // input projection + recurrent products
+    forward += 2 * U                               // aux_output
+    var width = U + Double(c.auxFeatures)
+    for _ in 0..<c.denseLayers { forward += 2 * width * Double(c.denseUnits); width = Double(c.denseUnits) }
+    forward += 2 * width                           // main_output
+    return 3 * forward
+}
+
+/// Single-thread cblas_sgemm GFLOP/s on 512³ (best of a few repetitions).
+public func measureSGEMMPeak(seconds: Double = 0.3) -> Double {
+    let n = 512
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n), b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    var rng = SeededGenerator(seed: 1)
+    for i in 0..<(n * n) { a[i] = Float(rng.uniform(-1, 1)); b[i] = Float(rng.uniform(-1, 1)); c[i] = 0 }
+    var best = 0.0
+    let end = monotonicSeconds() + seconds
+    repeat {
+        let t = monotonicSeconds()
+        gemm(.none, .none, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n)
+        best = max(best, 2 * Double(n * n * n) / (monotonicSeconds() - t) / 1e9)
+    } while monotonicSeconds() < end
+    return best
+}
+
+/// Peak resident set size of this process, in bytes.
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
+
+/// What one benchmark configuration measured.
+public struct BenchmarkResult: Sendable {
+    public var ranks = 1, batchPerRank = 0, optimizer = ""
+    public var samplesPerSecond = 0.0
+    public var intervals: [Double] = []
+    public var timings = StepTimings()
+    public var gflops = 0.0, sgemmPeak = 0.0
+    public var peakRSS = 0, stateBytes = 0
+
+    public var json: String {
+        jsonObject([("ranks", ranks), ("batch_per_rank", batchPerRank), ("global_batch", ranks * batchPerRank),
+                    ("optimizer", optimizer), ("samples_per_second", samplesPerSecond),
+                    ("forward_ms", 1000 * timings.forward / Double(max(timings.steps, 1))),
+                    ("backward_ms", 1000 * timings.backward / Double(max(timings.steps, 1))),
+                    ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
+                    ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
+                    ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
+                    ("state_mb", Double(stateBytes) / 1e6)])
+    }
+}
+
+/// Trains `warmup` steps, then `intervals` × `steps` timed steps; samples/s is the median interval.
+public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, warmup: Int, intervals: Int,
+                         steps: Int, config: HeadlineConfig) throws -> BenchmarkResult {
+    let comm = step.communicator
+    let global = batchPerRank * comm.size
+    var epoch = 0, cursor = 0
+    var order = epochPermutation(count: data.count, seed: 1, epoch: 0)
+    func oneStep() throws {
+        if cursor + global > data.count { epoch += 1; cursor = 0; order = epochPermutation(count: data.count, seed: 1, epoch: epoch) }
+        _ = try order.withUnsafeBufferPointer { try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data) }
+        cursor += global
+    }
+    for _ in 0..<warmup { try oneStep() }
+    step.resetTimings()
+    var rates: [Double] = []
+    for _ in 0..<intervals {
+        try comm.barrier()
+        let t = monotonicSeconds()
+        for _ in 0..<steps { try oneStep() }
+        var elapsed = [monotonicSeconds() - t]
+        try comm.allReduceMax(&elapsed)  // the slowest rank sets the pace
+        rates.append(Double(global * steps) / elapsed[0])
+    }
+    var result = BenchmarkResult()
+    result.ranks = comm.size
+    result.batchPerRank = batchPerRank
+    result.optimizer = step.optimizer.config.kind.rawValue
+    result.intervals = rates
+    result.samplesPerSecond = rates.sorted()[rates.count / 2]
+    result.timings = step.timings
+    result.gflops = result.samplesPerSecond * headlineFlopsPerSample(config) / 1e9 / Double(comm.size)
+    let store = step.model.parameters
+    result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
+    var rss = [Double(peakResidentBytes())]
+    try comm.allReduceMax(&rss)
+    result.peakRSS = Int(rss[0])
+    return result
+}

@@ -1,0 +1,71 @@
+// `tandem bench`: the throughput of the headline model (see Benchmark.swift).
+
+import ArgumentParser
+import Foundation
+import Tandem
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training throughput of the headline model on generated data.",
+        discussion: """
+            Prints samples/s (median of the timed intervals after a warm-up), the time split
+            of a step, dense-equivalent GFLOP/s per rank against a single-thread sgemm peak
+            measured in the same run, and peak memory. Run under mpirun for multi-rank
+            figures: --batch-size is PER RANK here, so the global batch is ranks × batch.
+            scripts/bench.sh runs the standard matrix.
+            """)
+
+    @Option(name: .customLong("batch-size"), help: "Samples per rank per step.") var batchSize: Int = 32
+    @Option(help: "sgd, adam or rmsprop.") var optimizer: String = "adam"
+    @Option(help: "Warm-up steps (not timed).") var warmup: Int = 3
+    @Option(help: "Timed intervals (the median is reported).") var intervals: Int = 5
+    @Option(help: "Steps per timed interval.") var steps: Int = 0
+    @Option(help: "Generated samples (default: enough for every step without repeats where cheap).") var samples: Int = 0
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @OptionGroup var size: ModelSizeOptions
+
+    func run() throws {
+        try runCommand { comm in
+            guard batchSize > 0, intervals > 0, warmup >= 0, steps >= 0 else {
+                throw TandemError.usage("--batch-size and --intervals must be positive")
+            }
+            guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else { throw TandemError.usage("--optimizer: unknown '\(optimizer)'") }
+            var config = HeadlineConfig()
+            try size.apply(to: &config)
+            let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
+            let global = batchSize * comm.size
+            let n = samples > 0 ? samples : max(4096, global * 4)
+            guard n >= global else { throw TandemError.usage("--samples must be at least the global batch \(global)") }
+            // Every rank generates the same data into its own folder: nothing shared is needed.
+            let dir = NSTemporaryDirectory() + "tandem-bench-\(getpid())"
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try comm.agree(Result { try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1) }.error)
+            let model = Model.headline(config, maxBatch: batchSize)
+            model.parameters.initialize(seed: 1)
+            let heads = Head.headlineDefaults
+            let step = try TrainingStep(model: model, heads: heads,
+                                        optimizer: Optimizer(OptimizerConfig(kind: kind), parameterCount: model.parameters.count),
+                                        communicator: comm, l2: [:])
+            let data = try Dataset(directory: dir, model: model, heads: heads)
+            let peak = measureSGEMMPeak()
+            var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
+                                          intervals: intervals, steps: stepsPerInterval, config: config)
+            result.sgemmPeak = peak
+            guard comm.rank == 0 else { return }
+            if json { print(result.json); return }
+            let t = result.timings, k = Double(max(t.steps, 1))
+            func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
+            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue), headline \(config.vocabulary)×\(config.embeddingDimension), seq \(config.sequenceLength), lstm \(config.lstmUnits)")
+            print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
+            print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
+            print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
+                         result.gflops, 100 * result.gflops / peak, peak))
+            print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB",
+                         Double(result.peakRSS) / 1e6, Double(result.stateBytes) / 1e6))
+        }
+    }
+}
+
+extension Result where Failure == Error {
+    var error: Error? { if case let .failure(e) = self { return e } else { return nil } }
+}

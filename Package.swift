@@ -18,8 +18,11 @@ let package = Package(
         .systemLibrary(name: "CBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
 
+        // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+
         // The library: kernels ← layers/model ← training → communicator.
-        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI"]),
+        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels"]),
 
         // The command-line tool: a thin ArgumentParser layer over the library.
         .executableTarget(name: "tandem", dependencies: [

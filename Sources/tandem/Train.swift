@@ -141,7 +141,7 @@ struct Train: ParsableCommand {
             try p.withUnsafeMutableBytes { try comm.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
             position.step = Int(p[0]); position.epoch = Int(p[1]); position.batchInEpoch = Int(p[2])
             position.epochSums = Array(p[3...])
-            opt.iterations = position.step
+            opt.restore(iterations: position.step)
         }
 
         try comm.agreeOn {

@@ -50,6 +50,7 @@ final class ThreadRankTests: XCTestCase {
                     }
                 }
             }
+            step.synchronize()
             results.set(rank, step.model.parameters.snapshot())
         }
         return results.values

@@ -14,7 +14,8 @@ final class OptimizerTests: XCTestCase {
         let optimizer = Optimizer(config, parameterCount: 3)
         var out: [[Float]] = []
         for g: [Float] in [[0.1, -0.4, 3.0], [-0.2, 0.05, 1.5]] {
-            optimizer.step(parameters: w, gradients: g)
+            var gm = g
+            optimizer.step(parameters: w, gradients: &gm)
             out.append(Array(UnsafeBufferPointer(start: w, count: 3)))
         }
         XCTAssertEqual(optimizer.iterations, 2)
@@ -64,9 +65,9 @@ final class OptimizerTests: XCTestCase {
         let w = UnsafeMutablePointer<Float>.allocate(capacity: 1); defer { w.deallocate() }
         w.pointee = 1
         let o = Optimizer(OptimizerConfig(kind: .adam), parameterCount: 1)
-        o.step(parameters: w, gradients: [1])
+        var one: [Float] = [1]; o.step(parameters: w, gradients: &one)
         let afterFirst = w.pointee, m1 = o.slot("m")!.pointee
-        o.step(parameters: w, gradients: [0])
+        var zero: [Float] = [0]; o.step(parameters: w, gradients: &zero)
         XCTAssertEqual(o.slot("m")!.pointee, m1 * 0.9, accuracy: 1e-7)  // m + (0 − m)·0.1 rounds differently from 0.9·m
         XCTAssertLessThan(w.pointee, afterFirst)
     }
@@ -80,7 +81,7 @@ final class OptimizerTests: XCTestCase {
         let w = UnsafeMutablePointer<Float>.allocate(capacity: n); defer { w.deallocate() }
         w.initialize(from: w0, count: n)
         let optimizer = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
-        for g in grads { optimizer.step(parameters: w, gradients: g) }
+        for g in grads { var gm = g; optimizer.step(parameters: w, gradients: &gm) }
         for i in 0..<n {
             var wi = Double(w0[i]), m = 0.0, v = 0.0
             for (t, g) in grads.enumerated() {
@@ -91,6 +92,41 @@ final class OptimizerTests: XCTestCase {
             }
             // Float32 against Double over three steps of size ~0.01.
             assertClose(Double(w[i]), wi, atol: 1e-6, rtol: 1e-6, "lane \(i)")
+        }
+    }
+
+    func testDeferredRowsAreBitIdenticalToTheDenseRule() {
+        // 7 leading parameters, a table of 5 rows × 6, 3 trailing; rows get gradient on some steps only.
+        let n = 7 + 30 + 3
+        var rng = SeededGenerator(seed: 8)
+        let w0 = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
+        let dense = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
+        let lazy = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
+        lazy.enableDeferredRows(offset: 7, rows: 5, width: 6)
+        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n), wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { wd.deallocate(); wl.deallocate() }
+        wd.initialize(from: w0, count: n); wl.initialize(from: w0, count: n)
+        for step in 0..<12 {
+            var g = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
+            for row in 0..<5 where (row + step) % 3 != 0 || row == 4 {  // row 4 never gets gradient
+                for j in 0..<6 { g[7 + row * 6 + j] = 0 }
+            }
+            var g2 = g
+            dense.step(parameters: wd, gradients: &g, clear: true)
+            lazy.step(parameters: wl, gradients: &g2, clear: true)
+            XCTAssertEqual(g2, [Float](repeating: 0, count: n), "clear leaves the gradient zero")
+            if step == 5 {  // a row read mid-way is current after catchUp
+                lazy.catchUp(row: 2, parameters: wl)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: wl + 19, count: 6)), Array(UnsafeBufferPointer(start: wd + 19, count: 6)))
+            }
+        }
+        XCTAssertNotEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)),
+                          "some rows were deferred (else this test proves nothing)")
+        lazy.catchUpAll(parameters: wl)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)), "weights: same bits")
+        for slot in ["m", "v"] {
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: lazy.slot(slot)!, count: n)),
+                           Array(UnsafeBufferPointer(start: dense.slot(slot)!, count: n)), "\(slot): same bits")
         }
     }
 }

@@ -3,6 +3,7 @@
 // arenas of the same layout. Every parameter gets the dense rule each step,
 // so embedding rows without gradient still see their moments decay.
 
+import CKernels
 import Foundation
 
 /// Which optimizer and its hyper-parameters. Defaults are Keras's.
@@ -27,6 +28,8 @@ public final class Optimizer {
     /// Slot arenas by name (`momentum`, `m`, `v`, `velocity`), parameter layout.
     public private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
     private let count: Int
+    /// Deferred rows (Adam on an embedding table), see `enableDeferredRows`.
+    private var deferred: DeferredRows?
 
     public init(_ config: OptimizerConfig, parameterCount: Int) {
         self.config = config
@@ -48,8 +51,9 @@ public final class Optimizer {
 
     public func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
-    /// w ← update(w, g) for every parameter; then iterations += 1.
-    public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>) {
+    /// w ← update(w, g) for every parameter; then iterations += 1. With
+    /// `clear`, g is left all zero (folded into the pass: no separate memset).
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>, clear: Bool = false) {
         let n = count
         let lr = Float(config.learningRate)
         switch config.kind {
@@ -64,32 +68,23 @@ public final class Optimizer {
                 for i in 0..<n { let mi = mu * m[i] - lr * g[i]; m[i] = mi; w[i] += mi }
             }
         case .adam:
-            // α = lr·√(1−β2^t)/(1−β1^t);  m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε)
-            let t = Double(iterations + 1)
-            let alpha = Float(config.learningRate * (1 - pow(config.beta2, t)).squareRoot() / (1 - pow(config.beta1, t)))
-            let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
-            let m = slots[0].values, v = slots[1].values
-            // 4 lanes at a time (the pointers may alias as far as the compiler
-            // knows, so it will not vectorise the plain loop by itself).
-            let lanes = 4, body = n - n % lanes
-            let b1v = SIMD4<Float>(repeating: b1), b2v = SIMD4<Float>(repeating: b2)
-            let av = SIMD4<Float>(repeating: alpha), ev = SIMD4<Float>(repeating: eps)
-            var i = 0
-            while i < body {
-                let gi = load4(g + i), mOld = load4(m + i), vOld = load4(v + i)
-                let mi = mOld + (gi - mOld) * b1v
-                let vi = vOld + (gi * gi - vOld) * b2v
-                store4(mi, m + i); store4(vi, v + i)
-                store4(load4(w + i) - av * mi / (vi.squareRoot() + ev), w + i)
-                i += lanes
+            let t = iterations + 1, alpha = adamAlpha(step: t)
+            if let d = deferred {
+                let tail = d.offset + d.rows * d.width
+                adamUpdate(w, g, 0, d.offset, alpha: alpha, clear: clear)
+                adamUpdate(w, g + tail, tail, n, alpha: alpha, clear: clear)
+                for r in 0..<d.rows {
+                    let o = d.offset + r * d.width
+                    if isZero(g + o, d.width) { continue }  // defer: replayed later, bit for bit
+                    catchUp(row: r, parameters: w)
+                    adamUpdate(w, g + o, o, o + d.width, alpha: alpha, clear: clear)
+                    d.applied[r] = Int32(t)
+                }
+            } else {
+                adamUpdate(w, g, 0, n, alpha: alpha, clear: clear)
             }
-            for i in body..<n {
-                let gi = g[i]
-                let mi = m[i] + (gi - m[i]) * b1
-                let vi = v[i] + (gi * gi - v[i]) * b2
-                m[i] = mi; v[i] = vi
-                w[i] -= alpha * mi / (vi.squareRoot() + eps)
-            }
+            iterations = t
+            return
         case .rmsprop:
             // v ← ρ·v + (1−ρ)·g²;  w ← w − lr·g/√(v + ε)   (ε inside the root, as Keras)
             let rho = Float(config.rho), eps = Float(config.epsilon), v = slots[0].values
@@ -100,7 +95,94 @@ public final class Optimizer {
                 w[i] -= lr * gi / (vi + eps).squareRoot()
             }
         }
+        if clear { g.update(repeating: 0, count: n) }
         iterations += 1
+    }
+
+    /// Adam's step size at step t: α = lr·√(1−β2^t)/(1−β1^t), rounded to Float once
+    /// and kept (`alphas[t − 1]`) so a replay uses the very same value.
+    private func adamAlpha(step t: Int) -> Float {
+        while alphas.count < t {
+            let s = Double(alphas.count + 1)
+            alphas.append(Float(config.learningRate * (1 - pow(config.beta2, s)).squareRoot() / (1 - pow(config.beta1, s))))
+        }
+        return alphas[t - 1]
+    }
+    private var alphas: [Float] = []
+
+    /// Adam on [from, to):  m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε).
+    /// `g` points at the gradient of element `from`. The loop is C (CKernels):
+    /// Swift's SIMD square root runs lane by lane.
+    private func adamUpdate(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int,
+                            alpha: Float, clear: Bool) {
+        guard to > from else { return }
+        tandem_adam(w + from, g, slots[0].values + from, slots[1].values + from, to - from, alpha,
+                    Float(1 - config.beta1), Float(1 - config.beta2), Float(config.epsilon), clear ? 1 : 0)
+    }
+
+    // MARK: Deferred rows
+    //
+    // An embedding table's rows get gradient only from the tokens of a batch;
+    // the rest see g = 0, for which Adam still decays m and v and moves w.
+    // Streaming all of m, v and w every step is most of Adam's cost. Instead a
+    // row whose combined gradient is exactly zero is skipped and its zero-
+    // gradient steps are REPLAYED later with the same code and the same α_t,
+    // so the result is bit-identical to the dense rule (SPEC §3). A row is
+    // replayed before anything reads it: the batch's tokens before forward,
+    // every row before hashing, evaluation or saving (`catchUpAll`).
+
+    private final class DeferredRows {
+        let offset: Int, rows: Int, width: Int
+        /// Steps applied to each row so far.
+        let applied: UnsafeMutablePointer<Int32>
+        init(offset: Int, rows: Int, width: Int) {
+            self.offset = offset; self.rows = rows; self.width = width
+            applied = .allocate(capacity: rows); applied.initialize(repeating: 0, count: rows)
+        }
+        deinit { applied.deallocate() }
+    }
+
+    /// Lets Adam defer zero-gradient rows of the [rows, width] table at `offset`.
+    /// Other optimizers keep the plain dense pass.
+    public func enableDeferredRows(offset: Int, rows: Int, width: Int) {
+        guard config.kind == .adam, rows > 0, width > 0 else { return }
+        let d = DeferredRows(offset: offset, rows: rows, width: width)
+        d.applied.update(repeating: Int32(iterations), count: rows)
+        deferred = d
+    }
+
+    /// Replays row `r`'s deferred zero-gradient steps up to `iterations`.
+    @inline(__always)
+    public func catchUp(row r: Int, parameters w: UnsafeMutablePointer<Float>) {
+        guard let d = deferred, Int(d.applied[r]) < iterations else { return }
+        let o = d.offset + r * d.width
+        let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
+        for t in (Int(d.applied[r]) + 1)...iterations {
+            tandem_adam_zero_gradient(w + o, slots[0].values + o, slots[1].values + o, d.width, alphas[t - 1], b1, b2, eps)
+        }
+        d.applied[r] = Int32(iterations)
+    }
+
+    /// Replays every deferred row: afterwards values and slots equal the dense rule's.
+    public func catchUpAll(parameters w: UnsafeMutablePointer<Float>) {
+        guard let d = deferred else { return }
+        for r in 0..<d.rows { catchUp(row: r, parameters: w) }
+    }
+
+    /// Sets the step count from a checkpoint, whose values are all current.
+    public func restore(iterations steps: Int) {
+        iterations = steps
+        deferred?.applied.update(repeating: Int32(steps), count: deferred!.rows)
+    }
+
+    @inline(__always) private func isZero(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
+        let raw = UnsafeRawPointer(p)
+        var any = SIMD4<UInt32>(repeating: 0)
+        var i = 0
+        while i + 4 <= n { any |= raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<UInt32>.self); i += 4 }
+        var tail: UInt32 = 0
+        while i < n { tail |= raw.load(fromByteOffset: 4 * i, as: UInt32.self); i += 1 }
+        return any == SIMD4(repeating: 0) && tail == 0
     }
 }
 

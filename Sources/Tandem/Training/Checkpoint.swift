@@ -76,7 +76,7 @@ public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String
             try file.read("optimizer/\(slot.name)/\(view.name)", shape: view.shape, into: slot.values + view.offset)
         }
     }
-    optimizer.iterations = metadata.position.step
+    optimizer.restore(iterations: metadata.position.step)
     return metadata
 }
 

@@ -15,6 +15,7 @@ public struct Evaluation: Sendable {
 extension TrainingStep {
     /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
+        synchronize()
         let mine = shard(count: rows.count, rank: communicator.rank, size: communicator.size)
         var sums = [Double](repeating: 0, count: 2 * heads.count)
         var indices = [Int32](repeating: 0, count: model.maxBatch)

@@ -115,6 +115,7 @@ public final class Trainer {
             if options.syncCheckEvery == 0 { try checkParametersAgree(when: "after epoch \(epoch + 1)") }
             try writeEpochFiles(figures)
         }
+        step.synchronize()
         try checkParametersAgree(when: "at the end")
         if let run = options.runDirectory {
             try rankZeroWrites { try saveWeights(step.model.parameters, to: run + "/weights.safetensors") }
@@ -130,6 +131,7 @@ public final class Trainer {
     public func writeCheckpoint() throws {
         guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
         metadata.position = position
+        step.synchronize()
         try rankZeroWrites {
             try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
                                to: run + "/checkpoint.safetensors")
@@ -175,6 +177,7 @@ public final class Trainer {
     public func checkParametersAgree(when: String) throws {
         let store = step.model.parameters
         guard communicator.size > 1 else { return }
+        step.synchronize()
         var mine = store.tensors.map { store.hash(of: $0) }
         var root = mine
         try root.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }

@@ -36,6 +36,10 @@ public final class TrainingStep {
     private var figures: [Double]
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public private(set) var timings = StepTimings()
+    /// True when the last optimizer step left the gradient arena all zero.
+    private var gradientsCleared = false
+    /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
+    private let deferredTable: (embedding: Embedding, view: TensorView)?
 
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
@@ -58,6 +62,19 @@ public final class TrainingStep {
         }
         batch = BatchBuffers(model: model, heads: heads)
         figures = [Double](repeating: 0, count: 2 * heads.count + 1)
+        if let embedding = model.layers.compactMap({ $0 as? Embedding }).first,
+           let view = model.parameters.view("\(embedding.name)/embeddings") {
+            optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
+            deferredTable = (embedding, view)
+        } else {
+            deferredTable = nil
+        }
+    }
+
+    /// Brings every parameter up to date (deferred optimizer rows replayed):
+    /// call before reading all parameters — hashing, evaluating, saving.
+    public func synchronize() {
+        optimizer.catchUpAll(parameters: model.parameters.values)
     }
 
     /// Trains on the global batch `indices` (sample numbers in `data`): the
@@ -65,7 +82,8 @@ public final class TrainingStep {
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let result = try computeGradient(globalBatch: indices, data: data)
         let started = monotonicSeconds()
-        optimizer.step(parameters: model.parameters.values, gradients: model.parameters.gradients)
+        optimizer.step(parameters: model.parameters.values, gradients: model.parameters.gradients, clear: true)
+        gradientsCleared = true
         timings.optimizer += monotonicSeconds() - started
         timings.steps += 1
         return result
@@ -81,8 +99,15 @@ public final class TrainingStep {
 
         // 1. Forward and backward on this rank's slice, gradients into the flat arena.
         var clock = monotonicSeconds()
-        params.zeroGradients()
+        if !gradientsCleared { params.zeroGradients() }
+        gradientsCleared = false
         batch.load(local, from: data, model: model, heads: heads)
+        if let table = deferredTable, let ids = table.embedding.source.tokens {
+            // The rows this batch reads must be current before forward.
+            for i in 0..<(local.count * table.embedding.source.width) {
+                optimizer.catchUp(row: Int(ids[i]), parameters: params.values)
+            }
+        }
         model.forward(batch: local.count)
         for (h, head) in heads.enumerated() {
             let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
@@ -106,6 +131,7 @@ public final class TrainingStep {
         result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
 
         // 3. L2 once, on the combined gradient: d(λΣw²)/dw = 2λw.
+        if let table = deferredTable, l2.contains(where: { $0.view.name == table.view.name }) { synchronize() }
         for (view, lambda) in l2 {
             let w = params.value(view), g = params.gradient(view), l = Float(lambda)
             var sum = 0.0

@@ -29,7 +29,7 @@ bin="${TANDEM_BIN:-$here/.build/release/tandem}"
 [ -x "$bin" ] || { echo "mpi-train.sh: $bin not found; run 'swift build -c release' first (or set TANDEM_BIN)" >&2; exit 2; }
 
 case "${1:-}" in
-  train|evaluate|predict) ;;
+  train|evaluate|predict|bench|gen-data) ;;
   *) set -- train "$@" ;;
 esac
 

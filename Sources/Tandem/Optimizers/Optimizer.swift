@@ -73,9 +73,10 @@ public final class Optimizer {
                 let tail = d.offset + d.rows * d.width
                 adamUpdate(w, g, 0, d.offset, alpha: alpha, clear: clear)
                 adamUpdate(w, g + tail, tail, n, alpha: alpha, clear: clear)
-                for r in 0..<d.rows {
-                    let o = d.offset + r * d.width
-                    if isZero(g + o, d.width) { continue }  // defer: replayed later, bit for bit
+                if scannedStep != t { _ = gradientsAreFinite(g) }
+                for k in 0..<scannedRowCount {
+                    // Rows not listed had an all-zero gradient: deferred, replayed later bit for bit.
+                    let r = Int(scannedRows[k]), o = d.offset + r * d.width
                     catchUp(row: r, parameters: w)
                     adamUpdate(w, g + o, o, o + d.width, alpha: alpha, clear: clear)
                     d.applied[r] = Int32(t)
@@ -175,14 +176,54 @@ public final class Optimizer {
         deferred?.applied.update(repeating: Int32(steps), count: deferred!.rows)
     }
 
-    @inline(__always) private func isZero(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
-        let raw = UnsafeRawPointer(p)
-        var any = SIMD4<UInt32>(repeating: 0)
+    /// One read of the gradient arena before the step: false when any value is
+    /// NaN or ±Inf (then nothing may be updated). With deferred rows it also
+    /// lists the table rows whose gradient is not all zero, for `step`.
+    public func gradientsAreFinite(_ g: UnsafePointer<Float>) -> Bool {
+        var exponent: UInt32 = 0
+        guard let d = deferred else { return maxExponent(g, count) != 0x7F80_0000 }
+        let tail = d.offset + d.rows * d.width
+        exponent = max(maxExponent(g, d.offset), maxExponent(g + tail, count - tail))
+        if scannedRows.count < d.rows { scannedRows = [Int32](repeating: 0, count: d.rows) }
+        var listed = 0
+        scannedRows.withUnsafeMutableBufferPointer { rows in
+            for r in 0..<d.rows {
+                let (any, e) = bitsAndExponent(g + d.offset + r * d.width, d.width)
+                exponent = max(exponent, e)
+                if any != 0 { rows[listed] = Int32(r); listed += 1 }
+            }
+        }
+        scannedRowCount = listed
+        scannedStep = iterations + 1
+        return exponent != 0x7F80_0000
+    }
+    private var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
+
+    /// The largest exponent field (bits 23–30) among n floats; 0x7F80_0000 means NaN or Inf.
+    private func maxExponent(_ p: UnsafePointer<Float>, _ n: Int) -> UInt32 {
+        guard n > 0 else { return 0 }
+        return bitsAndExponent(p, n).exponent
+    }
+
+    /// Non-zero when any bit of any value is set (so −0 counts as a gradient, which
+    /// is harmless: its update equals the +0 replay), and the largest exponent field.
+    @inline(__always) private func bitsAndExponent(_ p: UnsafePointer<Float>, _ n: Int) -> (any: UInt32, exponent: UInt32) {
+        let raw = UnsafeRawPointer(p), mask = SIMD8<UInt32>(repeating: 0x7F80_0000)
+        var any = SIMD8<UInt32>(repeating: 0), top = SIMD8<UInt32>(repeating: 0)
         var i = 0
-        while i + 4 <= n { any |= raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<UInt32>.self); i += 4 }
-        var tail: UInt32 = 0
-        while i < n { tail |= raw.load(fromByteOffset: 4 * i, as: UInt32.self); i += 1 }
-        return any == SIMD4(repeating: 0) && tail == 0
+        while i + 8 <= n {
+            let x = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
+            any |= x
+            top = pointwiseMax(top, x & mask)
+            i += 8
+        }
+        var anyTail: UInt32 = 0, topTail: UInt32 = 0
+        while i < n {
+            let x = raw.load(fromByteOffset: 4 * i, as: UInt32.self)
+            anyTail |= x; topTail = max(topTail, x & 0x7F80_0000)
+            i += 1
+        }
+        return ((any == SIMD8(repeating: 0) ? 0 : 1) | anyTail, max(top.max(), topTail))
     }
 }
 

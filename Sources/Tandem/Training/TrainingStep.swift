@@ -153,19 +153,10 @@ public final class TrainingStep {
             throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", "))); stopping before the weights are updated",
                               reporter: communicator.rank == 0)
         }
-        // A Float is NaN or ±Inf exactly when its exponent bits are all ones;
-        // an integer max over the masked bits vectorises, a float test does not.
+        // The optimizer's pre-step scan reads every gradient once (and, for
+        // deferred rows, notes which rows it must update).
         let g = model.parameters.gradients
-        let n = model.parameters.count, body = n - n % 16
-        let raw = UnsafeRawPointer(g)
-        let mask = SIMD16<UInt32>(repeating: 0x7F80_0000)
-        var lanes = SIMD16<UInt32>(repeating: 0)
-        for i in stride(from: 0, to: body, by: 16) {
-            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<UInt32>.self) & mask)
-        }
-        var exponent = lanes.max()
-        for i in body..<n { exponent = max(exponent, raw.load(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) }
-        if exponent == 0x7F80_0000 {
+        if !optimizer.gradientsAreFinite(g) {
             let tensor = model.parameters.tensors.first { v in (0..<v.count).contains { !g[v.offset + $0].isFinite } }
             throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
                               reporter: communicator.rank == 0)

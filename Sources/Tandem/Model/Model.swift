@@ -18,6 +18,8 @@ public final class Model {
     private let valueArena: UnsafeMutablePointer<Float>
     private let gradientArena: UnsafeMutablePointer<Float>
     private let gradientArenaCount: Int
+    /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
+    public let activationBytes: Int
 
     public convenience init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int, fuse: Bool = true) {
         self.init(inputs: inputs, terminals: outputs, maxBatch: maxBatch, fuse: fuse)
@@ -69,6 +71,7 @@ public final class Model {
         gradientArena = .allocate(capacity: max(gradients, 1))
         gradientArena.initialize(repeating: 0, count: max(gradients, 1))
         gradientArenaCount = gradients
+        activationBytes = 4 * (values + gradients)
         var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
         for layer in order { layer.bind(workspace: &cursor, batch: maxBatch) }
     }

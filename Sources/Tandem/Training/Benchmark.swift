@@ -50,7 +50,9 @@ public struct BenchmarkResult: Sendable {
     public var intervals: [Double] = []
     public var timings = StepTimings()
     public var gflops = 0.0, sgemmPeak = 0.0
-    public var peakRSS = 0, stateBytes = 0
+    public var peakRSS = 0, stateBytes = 0, activationBytes = 0
+    /// SPEC target: peak RSS ≤ 1.3 × (parameters + gradients + slots) + activations.
+    public var memoryBound: Double { 1.3 * Double(stateBytes) + Double(activationBytes) }
 
     public var json: String {
         jsonObject([("ranks", ranks), ("batch_per_rank", batchPerRank), ("global_batch", ranks * batchPerRank),
@@ -60,7 +62,8 @@ public struct BenchmarkResult: Sendable {
                     ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
                     ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
                     ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
-                    ("state_mb", Double(stateBytes) / 1e6)])
+                    ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
+                    ("memory_bound_mb", memoryBound / 1e6)])
     }
 }
 
@@ -97,6 +100,7 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     result.gflops = result.samplesPerSecond * headlineFlopsPerSample(config) / 1e9 / Double(comm.size)
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
+    result.activationBytes = step.model.activationBytes
     var rss = [Double(peakResidentBytes())]
     try comm.allReduceMax(&rss)
     result.peakRSS = Int(rss[0])

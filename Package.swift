@@ -21,8 +21,11 @@ let package = Package(
         // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
 
+        // Stop-on-request signal flags.
+        .target(name: "CSignals"),
+
         // The library: kernels ← layers/model ← training → communicator.
-        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels"]),
+        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals"]),
 
         // The command-line tool: a thin ArgumentParser layer over the library.
         .executableTarget(name: "tandem", dependencies: [

@@ -45,6 +45,16 @@ func runCommand(_ body: (Communicator) throws -> Void) throws {
     } catch let error as AgreedError {
         if error.reporter { printError(error.message) }
         throw ExitCode(1)
+    } catch let error as TandemError {
+        // Usage errors follow from the command line alone, which every rank
+        // parses alike: every rank stops here, rank 0 says why.
+        if case .usage = error {
+            if communicator.rank == 0 { printError(error.description) }
+            throw ExitCode(1)
+        }
+        if communicator.size > 1 { communicator.abort(message: "\(error)", code: 1) }
+        printError("\(error)")
+        throw ExitCode(1)
     } catch {
         if communicator.size > 1 { communicator.abort(message: "\(error)", code: 1) }
         printError("\(error)")

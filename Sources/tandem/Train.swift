@@ -25,20 +25,22 @@ struct Train: ParsableCommand {
     @OptionGroup var headOptions: HeadOptions
     @Option(name: .customLong("l2"), help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
     var l2: [String] = []
-    @Option(help: "sgd, adam or rmsprop.") var optimizer: String = "sgd"
+    @Option(help: "sgd, adam or rmsprop. Default sgd.") var optimizer: String?
     @Option(help: "Learning rate. Defaults: sgd 0.01, adam and rmsprop 0.001.") var lr: Double?
-    @Option(help: "SGD momentum.") var momentum: Double = 0
+    @Option(help: "SGD momentum. Default 0.") var momentum: Double?
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
-    @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together).") var batchSize: Int = 32
+    @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together). Default 32.") var batchSize: Int?
     @Option(help: "Number of epochs.") var epochs: Int = 1
-    @Option(help: "Seed for initialisation and the epoch permutations.") var seed: UInt64 = 0
+    @Option(help: "Seed for initialisation and the epoch permutations. Default 0.") var seed: UInt64?
     @Flag(name: .customLong("no-shuffle"), help: "Keep the file order instead of a permutation per epoch.") var noShuffle = false
     @Option(help: "Start from the weights in this .safetensors file.") var `init`: String?
-    @Option(help: "Continue the run in this directory from its checkpoint.") var resume: String?
+    @Option(help: ArgumentHelp("Continue the run in this directory from its checkpoint, exactly where it stopped. May change: --epochs, the number of ranks, --checkpoint-every, --sync-check-every, validation. Must match (or be left out): model sizes, optimizer flags, --batch-size, --seed, --no-shuffle, the data's length.")) var resume: String?
     @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (0: only at epoch ends).")
     var checkpointEvery: Int = 0
     @Option(name: .customLong("sync-check-every"), help: "Compare parameter hashes across ranks every N steps (0: each epoch).")
     var syncCheckEvery: Int = 0
+    @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
+    var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr.") var quiet = false
 
     func run() throws {
@@ -47,11 +49,11 @@ struct Train: ParsableCommand {
 
     private func train(_ comm: Communicator) throws {
         // Flags first: every rank parses the same command line, so no agreement is needed.
-        guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
+        if let batchSize, batchSize <= 0 { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
         guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
         guard checkpointEvery >= 0, syncCheckEvery >= 0 else { throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative") }
-        guard let kind = OptimizerConfig.Kind(rawValue: optimizer.lowercased()) else {
-            throw TandemError.usage("--optimizer: unknown '\(optimizer)' (choose sgd, adam or rmsprop)")
+        guard let kind = OptimizerConfig.Kind(rawValue: (optimizer ?? "sgd").lowercased()) else {
+            throw TandemError.usage("--optimizer: unknown '\(optimizer ?? "")' (choose sgd, adam or rmsprop)")
         }
         if let lr, !(lr > 0 && lr.isFinite) { throw TandemError.usage("--lr must be a positive number") }
         if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
@@ -60,7 +62,7 @@ struct Train: ParsableCommand {
         if valData != nil && validationSplit != nil { throw TandemError.usage("give --val-data or --validation-split, not both") }
         if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
         var optimizerConfig = OptimizerConfig(kind: kind, learningRate: lr)
-        optimizerConfig.momentum = momentum
+        optimizerConfig.momentum = momentum ?? 0
         optimizerConfig.nesterov = nesterov
         let heads = try headOptions.heads()
         let l2Terms = try parseL2(l2)
@@ -84,14 +86,22 @@ struct Train: ParsableCommand {
         let before = config
         try size.apply(to: &config)
         if let meta = resumed {
-            if config != before { throw TandemError.usage("--resume: the size flags contradict the checkpoint's model \(meta.model)") }
+            // What defines the run must match the checkpoint; what was left out is taken from it.
+            func contradiction(_ flag: String, _ given: String, _ saved: String) -> TandemError {
+                .usage("--resume: \(flag) \(given) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
+            }
+            if config != before { throw contradiction("the size flags give", "\(config)", "\(meta.model)") }
+            if optimizer != nil && kind != meta.optimizer.kind { throw contradiction("--optimizer", kind.rawValue, meta.optimizer.kind.rawValue) }
+            if let lr, lr != meta.optimizer.learningRate { throw contradiction("--lr", "\(lr)", "\(meta.optimizer.learningRate)") }
+            if let momentum, momentum != meta.optimizer.momentum { throw contradiction("--momentum", "\(momentum)", "\(meta.optimizer.momentum)") }
+            if nesterov && !meta.optimizer.nesterov { throw contradiction("--nesterov", "on", "off") }
+            if let batchSize, batchSize != meta.batchSize { throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)") }
+            if let seed, seed != meta.seed { throw contradiction("--seed", "\(seed)", "\(meta.seed)") }
+            if noShuffle && meta.shuffle { throw contradiction("--no-shuffle", "on", "a shuffled run") }
             optimizerConfig = meta.optimizer
         }
-        let seed = resumed?.seed ?? self.seed
-        let batch = resumed?.batchSize ?? batchSize
-        if let meta = resumed, meta.batchSize != batchSize && batchSize != 32 {
-            throw TandemError.usage("--resume: --batch-size \(batchSize) contradicts the checkpoint's \(meta.batchSize)")
-        }
+        let seed = resumed?.seed ?? self.seed ?? 0
+        let batch = resumed?.batchSize ?? batchSize ?? 32
 
         // The model holds only this rank's slice of a global batch.
         let localBatch = (batch + comm.size - 1) / comm.size
@@ -159,6 +169,14 @@ struct Train: ParsableCommand {
         options.runDirectory = out
         options.progress = !quiet
         let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        trainer.removeStaleTemporaryFiles()
+        if let mpi = comm as? MPICommunicator {
+            mpi.watchdog = CollectiveWatchdog(timeout: collectiveTimeout, rank: comm.rank)
+            trainer.watchdog = mpi.watchdog
+        }
+        // SIGUSR1 stops cleanly everywhere; SIGINT/SIGTERM too when local (under
+        // mpirun those end the job, as mpirun does not forward them gracefully).
+        installStopHandlers(interrupts: !Launch.underMPI)
         trainer.position = position
         trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: config, optimizer: optimizerConfig,
                                                         batchSize: batch, samples: trainRows.count, worldSize: comm.size,
@@ -173,6 +191,18 @@ struct Train: ParsableCommand {
         }
         let started = Date()
         let history = try trainer.fit()
+        if trainer.stoppedOnRequest {
+            if comm.rank == 0 {
+                var words = CommandLine.arguments
+                for flag in ["--resume", "--init"] {
+                    while let i = words.firstIndex(of: flag), i + 1 < words.count { words.removeSubrange(i...(i + 1)) }
+                }
+                words += ["--resume", out]
+                print("stopped on request after step \(trainer.position.step) (epoch \(trainer.position.epoch + 1)); checkpoint written to \(out)/checkpoint.safetensors")
+                print("resume with: \(words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))")
+            }
+            return
+        }
         if comm.rank == 0, let last = history.last {
             var summary = "done: \(history.count) epoch\(history.count == 1 ? "" : "s") in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; final loss \(String(format: "%.4f", last.loss))"
             for (h, head) in heads.enumerated() {

@@ -100,4 +100,23 @@ final class BadInputTests: XCTestCase {
         FileManager.default.createFile(atPath: dir + "/oldrun/checkpoint.safetensors", contents: Data(repeating: 0, count: 5))
         try expectFailure(train(dir + "/good", ["--resume", dir + "/oldrun"]), mentions: ["checkpoint.safetensors", "truncated"])
     }
+
+    func testBadInputsUnderMPIStopEveryRankWithOneMessage() throws {
+        let noAux = try variant("noaux-mpi") { try FileManager.default.removeItem(atPath: $0 + "/aux_input.npy") }
+        try expectFailure(train(noAux), mentions: ["aux_input.npy", "not found"], mpi: 2)
+        let rows = try variant("rows-mpi") { p in
+            let v = [Float](repeating: 1, count: 39)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [39, 1], to: p + "/aux_output.npy") }
+        }
+        try expectFailure(train(rows), mentions: ["aux_output.npy", "39 rows"], mpi: 2)
+        let nan = try variant("nan-mpi") { p in
+            var v = [Float](repeating: 0.5, count: 40); v[39] = .infinity  // the last row: rank 1's share
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 1], to: p + "/main_output.npy") }
+        }
+        try expectFailure(train(nan), mentions: ["main_output.npy", "row 39", "not finite"], mpi: 2)
+        try expectFailure(train(dir + "/good", ["--loss-weight", "nothing=2"]), mentions: ["nothing"], mpi: 2)
+        FileManager.default.createFile(atPath: dir + "/junk2.safetensors", contents: Data(repeating: 9, count: 100))
+        try expectFailure(train(dir + "/good", ["--init", dir + "/junk2.safetensors"]), mentions: ["junk2.safetensors"], mpi: 2)
+        try expectFailure(train(dir + "/good", ["--batch-size", "0"]), mentions: ["--batch-size"], mpi: 2)
+    }
 }

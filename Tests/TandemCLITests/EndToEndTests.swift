@@ -55,6 +55,19 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(try Harness.weights(dir + "/part/weights.safetensors"), try Harness.weights(dir + "/full/weights.safetensors"),
                        "same world size: bit-identical")
         XCTAssertEqual(try Harness.metrics(dir + "/part").count, 3)
+
+        // A command line that contradicts the checkpoint is refused, naming the flag.
+        for (flag, value) in [("--batch-size", "16"), ("--optimizer", "sgd"), ("--seed", "6"), ("--embed-dim", "9")] {
+            var args = ["train", "--out", dir + "/part", "--resume", dir + "/part", "--epochs", "4", "--quiet"] + common
+            if let i = args.firstIndex(of: flag) { args[i + 1] = value } else { args += [flag, value] }
+            let refused = try Harness.tandem(args)
+            XCTAssertEqual(refused.status, 1, flag)
+            XCTAssertTrue(refused.stderr.contains("contradicts the checkpoint"), "\(flag): \(refused.stderr)")
+        }
+        let otherData = dir + "/other"
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", otherData, "--samples", "91"] + Harness.tiny).status, 0)
+        let wrongData = try Harness.tandem(["train", "--data", otherData, "--out", dir + "/part", "--resume", dir + "/part", "--epochs", "4"] + Harness.tiny)
+        XCTAssertTrue(wrongData.stderr.contains("91"), wrongData.stderr)
     }
 
     func testHelpExplainsTheCommands() throws {

@@ -59,14 +59,63 @@ enum Harness {
         return RunResult(status: process.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
     }
 
+    /// A process started in the background; `finish` waits for it.
+    final class Running {
+        let process = Process()
+        let dir: String
+        let started = Date()
+        init(dir: String) { self.dir = dir }
+
+        func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+        func finish(timeout: Double = 120) -> RunResult {
+            while process.isRunning && Date().timeIntervalSince(started) < timeout { usleep(20_000) }
+            if process.isRunning {
+                process.terminate(); process.waitUntilExit()
+                XCTFail("timed out after \(timeout) s")
+            }
+            process.waitUntilExit()
+            let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
+            let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
+            return RunResult(status: process.terminationStatus, stdout: out, stderr: err,
+                             seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    static func start(_ executable: String, _ args: [String], environment: [String: String] = [:]) throws -> Running {
+        let dir = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        let running = Running(dir: dir)
+        running.process.executableURL = URL(fileURLWithPath: executable)
+        running.process.arguments = args
+        running.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        running.process.standardOutput = FileHandle(forWritingAtPath: dir + "/out")
+        running.process.standardError = FileHandle(forWritingAtPath: dir + "/err")
+        running.process.standardInput = FileHandle.nullDevice
+        try running.process.run()
+        return running
+    }
+
+    /// `tandem args` in the background, locally (np nil) or under mpirun via the launcher.
+    static func startTandem(_ args: [String], np: Int? = nil, environment: [String: String] = [:], timeout: Int = 120) throws -> Running {
+        guard let np else { return try start(binary, args, environment: environment) }
+        var env = environment
+        env["TANDEM_BIN"] = binary
+        // exec: the process we signal is mpirun itself, which forwards SIGUSR1 to every rank.
+        return try start("/bin/bash", [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(timeout)", "--"] + args,
+                         environment: env)
+    }
+
     static func tandem(_ args: [String], timeout: Double = 120) throws -> RunResult {
         try run(binary, args, timeout: timeout)
     }
 
     /// `tandem args` under mpirun with `np` ranks, via the project's launcher.
-    static func mpi(_ np: Int, _ args: [String], timeout: Double = 120) throws -> RunResult {
+    static func mpi(_ np: Int, _ args: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> RunResult {
         try run("/bin/bash", [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(Int(timeout))", "--"] + args,
-                timeout: timeout + 15, environment: ["TANDEM_BIN": binary])
+                timeout: timeout + 15, environment: environment.merging(["TANDEM_BIN": binary]) { $1 })
     }
 
     static func temporaryDirectory(_ name: String = #function) -> String {

@@ -11,6 +11,8 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     private let world = tandem_mpi_comm_world()
     private var finalized = false
+    /// Ends the job when a collective hangs (set by the command from --collective-timeout).
+    public var watchdog: CollectiveWatchdog?
 
     /// MPI_Init (once per process) and the world's rank and size.
     public init() throws {
@@ -26,25 +28,29 @@ public final class MPICommunicator: Communicator {
         rank = Int(r); size = Int(s)
     }
 
-    private func check(_ rc: Int32, _ call: String) throws {
+    private func check(_ rc: Int32, _ call: @autoclosure () -> String) throws {
+        watchdog?.leave()
         guard rc != MPI_SUCCESS else { return }
         var length: Int32 = 0
         var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
         MPI_Error_string(rc, &text, &length)
-        throw TandemError.training("rank \(rank): \(call) failed: \(cString(text))")
+        throw TandemError.training("rank \(rank): \(call()) failed: \(cString(text))")
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        watchdog?.enter("MPI_Allreduce of the gradients (\(count) floats)")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_float(), tandem_mpi_sum(), world),
                   "MPI_Allreduce(SUM, \(count) floats)")
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        watchdog?.enter("MPI_Allreduce of \(count) figures")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),
                   "MPI_Allreduce(SUM, \(count) doubles)")
     }
 
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        watchdog?.enter("MPI_Allreduce(MAX)")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_max(), world),
                   "MPI_Allreduce(MAX, \(count) doubles)")
     }
@@ -54,13 +60,17 @@ public final class MPICommunicator: Communicator {
         var offset = 0
         while offset < bytes {
             let n = min(bytes - offset, 1 << 30)
+            watchdog?.enter("MPI_Bcast")
             try check(MPI_Bcast(buffer + offset, Int32(n), tandem_mpi_uint8(), Int32(root), world),
                       "MPI_Bcast(\(bytes) bytes from rank \(root))")
             offset += n
         }
     }
 
-    public func barrier() throws { try check(MPI_Barrier(world), "MPI_Barrier") }
+    public func barrier() throws {
+        watchdog?.enter("MPI_Barrier")
+        try check(MPI_Barrier(world), "MPI_Barrier")
+    }
 
     public func abort(message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("error: rank \(rank): \(message)\n".utf8))

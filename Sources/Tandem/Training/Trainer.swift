@@ -42,6 +42,11 @@ public final class Trainer {
     public var checkpointTemplate: CheckpointMetadata?
     private var communicator: Communicator { step.communicator }
     private let log: Progress
+    /// Told the step in progress, so a hung collective can be named.
+    public var watchdog: CollectiveWatchdog?
+    /// True when `fit` returned early on a stop request (a checkpoint was written).
+    public private(set) var stoppedOnRequest = false
+    private let faults = TestFaults.fromEnvironment()
 
     public init(step: TrainingStep, data: Dataset, trainRows: Range<Int>,
                 validation: (data: Dataset, rows: Range<Int>)?, options: TrainingOptions) {
@@ -71,6 +76,8 @@ public final class Trainer {
             var samplesThisRun = 0
             while position.batchInEpoch < stepsPerEpoch {
                 let k = position.batchInEpoch
+                watchdog?.context = "step \(position.step + 1) (epoch \(epoch + 1))"
+                faults.beforeStep(position.step + 1, rank: communicator.rank)
                 let range = (k * options.batchSize)..<min((k + 1) * options.batchSize, trainRows.count)
                 let figures = try globalOrder.withUnsafeBufferPointer {
                     try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
@@ -91,6 +98,12 @@ public final class Trainer {
                          remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
                 if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
                     try checkParametersAgree(when: "after step \(position.step)")
+                }
+                if figures.stopRequested {
+                    // Every rank saw the request in the same step's figures: stop together.
+                    try writeCheckpoint()
+                    stoppedOnRequest = true
+                    return history
                 }
                 if options.checkpointEvery > 0 && position.step % options.checkpointEvery == 0
                     && position.batchInEpoch < stepsPerEpoch {
@@ -121,6 +134,15 @@ public final class Trainer {
             try rankZeroWrites { try saveWeights(step.model.parameters, to: run + "/weights.safetensors") }
         }
         return history
+    }
+
+    /// Removes temporary files a killed writer left in the run directory.
+    public func removeStaleTemporaryFiles() {
+        guard communicator.rank == 0, let run = options.runDirectory,
+              let names = try? FileManager.default.contentsOfDirectory(atPath: run) else { return }
+        for name in names where name.hasPrefix(".") && name.contains(".safetensors.tmp-") {
+            try? FileManager.default.removeItem(atPath: run + "/" + name)
+        }
     }
 
     /// Rank 0 runs `body`; every rank learns whether it worked.
@@ -207,4 +229,30 @@ public func jsonObject(_ fields: [(String, Any)]) -> String {
         return "\"\(key)\": \(v)"
     }
     return "{" + parts.joined(separator: ", ") + "}"
+}
+
+/// Test-only fault injection, from the environment (never set in normal use):
+///   TANDEM_TEST_STALL=RANK:STEP:SECONDS   that rank sleeps before that step
+///   TANDEM_TEST_KILL=RANK:STEP            that rank SIGKILLs itself before that step
+///   TANDEM_TEST_STEP_DELAY_MS=N           every rank sleeps N ms before each step
+struct TestFaults {
+    var stall: (rank: Int, step: Int, seconds: Double)?
+    var kill: (rank: Int, step: Int)?
+    var delay = 0.0
+
+    static func fromEnvironment() -> TestFaults {
+        let env = ProcessInfo.processInfo.environment
+        var f = TestFaults()
+        func numbers(_ key: String) -> [Double]? { env[key].map { $0.split(separator: ":").compactMap { Double($0) } } }
+        if let s = numbers("TANDEM_TEST_STALL"), s.count == 3 { f.stall = (Int(s[0]), Int(s[1]), s[2]) }
+        if let k = numbers("TANDEM_TEST_KILL"), k.count == 2 { f.kill = (Int(k[0]), Int(k[1])) }
+        if let d = env["TANDEM_TEST_STEP_DELAY_MS"].flatMap(Double.init) { f.delay = d / 1000 }
+        return f
+    }
+
+    func beforeStep(_ step: Int, rank: Int) {
+        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+        if let kill, kill.rank == rank, kill.step == step { Foundation.kill(getpid(), SIGKILL) }
+        if let stall, stall.rank == rank, stall.step == step { Thread.sleep(forTimeInterval: stall.seconds) }
+    }
 }

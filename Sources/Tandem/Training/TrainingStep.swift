@@ -22,6 +22,8 @@ public struct StepFigures: Sendable {
     public var regularization = 0.0
     /// Σ_h weight_h · loss_h + regularization.
     public var total = 0.0
+    /// Some rank received a stop request (SIGUSR1, or SIGINT/SIGTERM locally) before this step.
+    public var stopRequested = false
 }
 
 /// The model, its heads, the optimizer and the communicator, wired for one step.
@@ -61,7 +63,7 @@ public final class TrainingStep {
             return (model.parameters.view(weight.name)!, lambda)
         }
         batch = BatchBuffers(model: model, heads: heads)
-        figures = [Double](repeating: 0, count: 2 * heads.count + 1)
+        figures = [Double](repeating: 0, count: 2 * heads.count + 2)
         if let embedding = model.layers.compactMap({ $0 as? Embedding }).first,
            let view = model.parameters.view("\(embedding.name)/embeddings") {
             optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
@@ -116,6 +118,8 @@ public final class TrainingStep {
             figures[2 * h + 1] = sums.correct
         }
         figures[2 * heads.count] = Double(local.count)
+        // A stop request travels with the figures, so every rank sees it at the same step.
+        figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
         timings.forward += lap(&clock)
         model.backward(batch: local.count)
         timings.backward += lap(&clock)
@@ -127,6 +131,7 @@ public final class TrainingStep {
 
         var result = StepFigures()
         result.samples = Int(figures[2 * heads.count])
+        result.stopRequested = figures[2 * heads.count + 1] > 0
         result.headLossSums = heads.indices.map { figures[2 * $0] }
         result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
 

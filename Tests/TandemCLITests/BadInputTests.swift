@@ -118,5 +118,23 @@ final class BadInputTests: XCTestCase {
         FileManager.default.createFile(atPath: dir + "/junk2.safetensors", contents: Data(repeating: 9, count: 100))
         try expectFailure(train(dir + "/good", ["--init", dir + "/junk2.safetensors"]), mentions: ["junk2.safetensors"], mpi: 2)
         try expectFailure(train(dir + "/good", ["--batch-size", "0"]), mentions: ["--batch-size"], mpi: 2)
+        let truncated = try variant("trunc-mpi") { p in
+            let data = try Data(contentsOf: URL(fileURLWithPath: p + "/aux_input.npy"))
+            try data.prefix(data.count - 7).write(to: URL(fileURLWithPath: p + "/aux_input.npy"))
+        }
+        try expectFailure(train(truncated), mentions: ["aux_input.npy", "truncated"], mpi: 2)
+        let floatTokens = try variant("floattok-mpi") { p in
+            let v = [Float](repeating: 1, count: 40 * 8)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 8], to: p + "/main_input.npy") }
+        }
+        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "int32 or int64"], mpi: 2)
+        let wrongShape = try variant("shape-mpi") { p in
+            let v = [Float](repeating: 1, count: 40 * 2)
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 2], to: p + "/main_output.npy") }
+        }
+        try expectFailure(train(wrongShape), mentions: ["main_output.npy", "[N, 1]"], mpi: 2)
+        try FileManager.default.createDirectory(atPath: dir + "/oldrun-mpi", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/oldrun-mpi/checkpoint.safetensors", contents: Data(repeating: 3, count: 4096))
+        try expectFailure(train(dir + "/good", ["--resume", dir + "/oldrun-mpi"]), mentions: ["checkpoint.safetensors"], mpi: 2)
     }
 }

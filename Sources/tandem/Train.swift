@@ -181,12 +181,15 @@ struct Train: ParsableCommand {
         trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: config, optimizer: optimizerConfig,
                                                         batchSize: batch, samples: trainRows.count, worldSize: comm.size,
                                                         shuffle: options.shuffle)
+        let hosts = try comm.allGather(hostName())
         if comm.rank == 0 && !quiet {
-            let params = model.parameters.count
-            var line = "tandem: \(comm.description); \(trainRows.count) training samples"
+            var line = startupReport(comm: comm, hosts: hosts)
+            line += "\n        data: \(trainRows.count) training samples"
             if let validation { line += ", \(validation.rows.count) validation" }
-            line += "; global batch \(batch) (≤ \(localBatch) per rank); \(params) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
-            if resumed != nil { line += "; resuming at epoch \(position.epoch + 1), step \(position.step)" }
+            let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }
+            line += "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
+            line += "; \(model.parameters.count) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            if resumed != nil { line += "\n        resuming at epoch \(position.epoch + 1), step \(position.step)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         let started = Date()
@@ -213,4 +216,21 @@ struct Train: ParsableCommand {
             print(summary)
         }
     }
+}
+
+/// This machine's host name (its UTS name: each namespace host has its own).
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    gethostname(&buffer, 255)
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; 1 BLAS thread per rank".
+func startupReport(comm: Communicator, hosts: [String]) -> String {
+    var order: [String] = [], counts: [String: Int] = [:]
+    for h in hosts { if counts[h] == nil { order.append(h) }; counts[h, default: 0] += 1 }
+    let library = (comm as? MPICommunicator)?.libraryVersion ?? "no MPI (local)"
+    let threads = blasThreads()
+    return "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
+        + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ") + "); \(library); \(threads) BLAS thread\(threads == 1 ? "" : "s") per rank"
 }

@@ -63,6 +63,18 @@ extension Communicator {
         return result!
     }
 
+    /// Every rank's `text` (up to 255 bytes), in rank order, on every rank.
+    public func allGather(_ text: String) throws -> [String] {
+        var result: [String] = []
+        for root in 0..<size {
+            var bytes = [UInt8](repeating: 0, count: 256)
+            if rank == root { let t = Array(text.utf8.prefix(255)); bytes.replaceSubrange(0..<t.count, with: t) }
+            try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: 256, from: root) }
+            result.append(String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self))
+        }
+        return result
+    }
+
     public func allReduceSum(_ values: inout [Double]) throws {
         try values.withUnsafeMutableBufferPointer { try allReduceSum($0.baseAddress!, count: $0.count) }
     }

@@ -57,3 +57,6 @@ public func gemmReference(_ transA: Transpose, _ transB: Transpose,
 public func setBLASThreads(_ count: Int) {
     openblas_set_num_threads(Int32(count))
 }
+
+/// The number of threads OpenBLAS uses now.
+public func blasThreads() -> Int { Int(openblas_get_num_threads()) }

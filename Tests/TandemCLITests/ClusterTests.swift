@@ -1,0 +1,73 @@
+// Across hosts: network-namespace hosts on this machine joined by a bridge,
+// mpirun launching through the project's agent (no ssh), TCP between hosts.
+// Needs root and `ip netns` — CI runs as root; elsewhere these tests say so and skip.
+
+import Foundation
+import Tandem
+import XCTest
+
+final class ClusterTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        guard getuid() == 0 else { throw XCTSkip("the namespace cluster needs root (CI runs as root)") }
+        dir = Harness.temporaryDirectory()
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "40", "--seed", "6"] + Harness.tiny).status, 0)
+    }
+
+    private func train(_ out: String) -> [String] {
+        ["train", "--data", dir + "/data", "--out", out, "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
+         "--batch-size", "8", "--l2", "dense=0.01", "--sync-check-every", "1"] + Harness.tiny
+    }
+
+    private func cluster(_ hosts: Int, slots: Int, _ args: [String], environment: [String: String] = [:]) throws -> RunResult {
+        try Harness.run("/bin/bash", [Harness.packageRoot + "/scripts/netns-cluster.sh", "run", "\(hosts)", "--slots", "\(slots)",
+                                      "--timeout", "90", "--"] + args,
+                        timeout: 120, environment: environment.merging(["TANDEM_BIN": Harness.binary]) { $1 })
+    }
+
+    /// Bytes each host's virtual link carried, from the script's report.
+    private func linkBytes(_ stderr: String) -> [String: Int] {
+        var result: [String: Int] = [:]
+        for line in stderr.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count == 3, words[0].hasPrefix("tandem-h"), words[2] == "bytes", let n = Int(words[1]) { result[String(words[0])] = n }
+        }
+        return result
+    }
+
+    private func checkAgainstLocal(hosts: Int, slots: Int) throws {
+        XCTAssertEqual(try Harness.tandem(train(dir + "/local")).status, 0)
+        let out = dir + "/cluster\(hosts)x\(slots)"
+        let result = try cluster(hosts, slots: slots, train(out))
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("\(hosts * slots) ranks on \(hosts) hosts"), result.stderr)
+        let reference = try Harness.weights(dir + "/local/weights.safetensors"), weights = try Harness.weights(out + "/weights.safetensors")
+        for (name, values) in reference {
+            // The data-parallel tolerance: another summation order over 10 Adam steps.
+            let worst = zip(weights[name]!, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
+            XCTAssertLessThan(worst, 1e-3, name)
+        }
+        // Every step allreduces every gradient: each host's link must carry at least
+        // half the gradient bytes per step (10 steps), far more than control traffic.
+        let parameters = reference.values.reduce(0) { $0 + $1.count }
+        let bytes = linkBytes(result.stderr)
+        XCTAssertEqual(bytes.count, hosts, result.stderr)
+        for (host, n) in bytes { XCTAssertGreaterThan(n, 10 * parameters * 4 / 2, "\(host) carried the gradients") }
+        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix("tandem-") }.isEmpty,
+                      "the cluster was removed")
+    }
+
+    func testThreeHostsOneSlotEachMatchOneProcess() throws { try checkAgainstLocal(hosts: 3, slots: 1) }
+
+    func testTwoHostsTwoSlotsEachMatchOneProcess() throws { try checkAgainstLocal(hosts: 2, slots: 2) }
+
+    func testRankKilledOnOneHostEndsTheJob() throws {
+        // Ranks 2 and 3 live on tandem-h2; rank 3 SIGKILLs itself before step 4.
+        let result = try cluster(2, slots: 2, train(dir + "/killed"), environment: ["TANDEM_TEST_KILL": "3:4"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertNotEqual(result.status, 110, "mpirun timeout: the job hung")
+        XCTAssertLessThan(result.seconds, 30, "ends within seconds")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/killed/weights.safetensors"))
+    }
+}

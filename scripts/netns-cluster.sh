@@ -103,18 +103,20 @@ run() {
   local before; before=$(link_bytes "$n")
   local status=0
   # mpirun must run inside the first host: from the root namespace the remote
-  # daemons could not connect back. Its environment reaches the ranks only via -x.
+  # daemons could not connect back. --bind-to none: every "host" shares this
+  # machine's cores, and each daemon would otherwise pin its first rank to core 0.
+  # The environment reaches the ranks only via -x.
   ip netns exec tandem-h1 unshare --uts sh -c 'hostname tandem-h1; exec "$@"' sh \
     mpirun --allow-run-as-root --hostfile "$hostfile" -np $((n * slots)) --timeout "$timeout" \
       --mca plm_rsh_agent "$here/scripts/netns-agent.sh" \
       --mca btl self,vader,tcp --mca btl_tcp_if_include $subnet --mca oob_tcp_if_include $subnet \
-      --mca mpi_yield_when_idle 1 -x OPENBLAS_NUM_THREADS=1 -x PATH ${LD_LIBRARY_PATH:+-x LD_LIBRARY_PATH} \
+      --bind-to none --mca mpi_yield_when_idle 1 -x OPENBLAS_NUM_THREADS=1 -x PATH ${LD_LIBRARY_PATH:+-x LD_LIBRARY_PATH} \
       ${TANDEM_TEST_KILL:+-x TANDEM_TEST_KILL} ${TANDEM_TEST_STEP_DELAY_MS:+-x TANDEM_TEST_STEP_DELAY_MS} \
       "$bin" "$@" || status=$?
   rm -f "$hostfile"
   local after; after=$(link_bytes "$n")
   echo "netns-cluster: bytes on each host's link during the run (rx + tx):" >&2
-  paste <(echo "$before") <(echo "$after") | awk '{printf "  %s %d bytes\n", $1, ($5 - $2) + ($6 - $3)}' >&2
+  paste <(echo "$before") <(echo "$after") | awk '{printf "  %s %.0f bytes\n", $1, ($5 - $2) + ($6 - $3)}' >&2
   return $status
 }
 

@@ -39,6 +39,10 @@ struct Train: ParsableCommand {
     var checkpointEvery: Int = 0
     @Option(name: .customLong("sync-check-every"), help: "Compare parameter hashes across ranks every N steps (0: each epoch).")
     var syncCheckEvery: Int = 0
+    @Flag(help: ArgumentHelp("Bit-identical weights for any number of ranks: canonical micro-batches, gradients summed exactly in 64-bit fixed point.", valueName: "reproducible"))
+    var reproducible = false
+    @Option(name: .customLong("micro-batch"), help: "Samples per canonical micro-batch in --reproducible mode (part of what must match to get the same bits).")
+    var microBatch: Int = 8
     @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr.") var quiet = false
@@ -98,16 +102,23 @@ struct Train: ParsableCommand {
             if let batchSize, batchSize != meta.batchSize { throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)") }
             if let seed, seed != meta.seed { throw contradiction("--seed", "\(seed)", "\(meta.seed)") }
             if noShuffle && meta.shuffle { throw contradiction("--no-shuffle", "on", "a shuffled run") }
+            if reproducible && meta.microBatch != microBatch {
+                throw contradiction("--reproducible --micro-batch", "\(microBatch)", meta.microBatch.map { "micro-batch \($0)" } ?? "ordinary mode")
+            }
             optimizerConfig = meta.optimizer
         }
         let seed = resumed?.seed ?? self.seed ?? 0
         let batch = resumed?.batchSize ?? batchSize ?? 32
 
-        // The model holds only this rank's slice of a global batch.
+        guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
+        let micro: Int? = resumed.map { $0.microBatch } ?? (reproducible ? microBatch : nil)
+        // The model holds one rank's slice of a global batch (or one micro-batch).
         let localBatch = (batch + comm.size - 1) / comm.size
-        let model = Model.headline(config, maxBatch: max(localBatch, 64))
+        let model = Model.headline(config, maxBatch: micro ?? max(localBatch, 64))
         let opt = Optimizer(optimizerConfig, parameterCount: model.parameters.count)
         let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm, l2: l2Terms)
+        step.microBatch = micro
+        step.gradientBound = resumed?.gradientBound
 
         // Data: every rank opens the files (headers only) and validates its share of rows.
         let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
@@ -181,6 +192,7 @@ struct Train: ParsableCommand {
         trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: config, optimizer: optimizerConfig,
                                                         batchSize: batch, samples: trainRows.count, worldSize: comm.size,
                                                         shuffle: options.shuffle)
+        trainer.checkpointTemplate?.microBatch = micro
         let hosts = try comm.allGather(hostName())
         if comm.rank == 0 && !quiet {
             var line = startupReport(comm: comm, hosts: hosts)
@@ -189,6 +201,7 @@ struct Train: ParsableCommand {
             let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }
             line += "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
             line += "; \(model.parameters.count) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            if let micro { line += "; reproducible (micro-batch \(micro))" }
             if resumed != nil { line += "\n        resuming at epoch \(position.epoch + 1), step \(position.step)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

@@ -13,6 +13,8 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// The same for Double (metrics, counts, flags).
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// The same for Int64: exact, so the result does not depend on the order of the sum.
+    func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws
     /// Every rank holds the element-wise maximum afterwards.
     func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
     /// Every rank holds rank `root`'s bytes afterwards.
@@ -91,6 +93,7 @@ public final class LocalCommunicator: Communicator {
     public var size: Int { 1 }
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {}
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {}
     public func barrier() throws {}

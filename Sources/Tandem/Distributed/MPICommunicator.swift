@@ -49,6 +49,12 @@ public final class MPICommunicator: Communicator {
                   "MPI_Allreduce(SUM, \(count) doubles)")
     }
 
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
+        watchdog?.enter("MPI_Allreduce of the fixed-point gradients (\(count) int64)")
+        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_int64(), tandem_mpi_sum(), world),
+                  "MPI_Allreduce(SUM, \(count) int64)")
+    }
+
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         watchdog?.enter("MPI_Allreduce(MAX)")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_max(), world),

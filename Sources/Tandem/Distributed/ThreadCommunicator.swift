@@ -59,7 +59,7 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
 
     init(group: ThreadGroup, rank: Int) { self.group = group; self.rank = rank }
 
-    private func reduce<T: FloatingPoint>(_ buffer: UnsafeMutablePointer<T>, count: Int, _ combine: (T, T) -> T) {
+    private func reduce<T>(_ buffer: UnsafeMutablePointer<T>, count: Int, _ combine: (T, T) -> T) {
         group.slots[rank] = UnsafeMutableRawPointer(buffer)
         group.wait()
         if rank == 0 {  // rank 0 combines in rank order, then everyone copies
@@ -75,6 +75,7 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws { reduce(buffer, count: count, +) }
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count, +) }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws { reduce(buffer, count: count, &+) }
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count) { max($0, $1) } }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {

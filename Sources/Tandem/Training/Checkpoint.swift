@@ -27,6 +27,9 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var samples: Int
     public var worldSize: Int
     public var shuffle: Bool
+    /// Reproducible mode's micro-batch size and fixed-point bound (nil: ordinary mode).
+    public var microBatch: Int?
+    public var gradientBound: Double?
     public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig, optimizer: OptimizerConfig,
                 batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
         self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer

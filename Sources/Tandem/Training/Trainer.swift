@@ -153,6 +153,8 @@ public final class Trainer {
     public func writeCheckpoint() throws {
         guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
         metadata.position = position
+        metadata.microBatch = step.microBatch
+        metadata.gradientBound = step.gradientBound
         step.synchronize()
         try rankZeroWrites {
             try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,

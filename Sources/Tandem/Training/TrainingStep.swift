@@ -34,14 +34,20 @@ public final class TrainingStep {
     public let communicator: Communicator
     public let l2: [(view: TensorView, lambda: Double)]
     public let batch: BatchBuffers
-    private let outputs: [Dense]
-    private var figures: [Double]
+    let outputs: [Dense]
+    var figures: [Double]
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
-    public private(set) var timings = StepTimings()
+    public internal(set) var timings = StepTimings()
     /// True when the last optimizer step left the gradient arena all zero.
-    private var gradientsCleared = false
+    var gradientsCleared = false
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
-    private let deferredTable: (embedding: Embedding, view: TensorView)?
+    let deferredTable: (embedding: Embedding, view: TensorView)?
+    /// Reproducible mode: the canonical micro-batch size (nil: the ordinary float step).
+    public var microBatch: Int?
+    /// Reproducible mode: the bound on gradient magnitudes that sets the fixed-point scale
+    /// (4 × the previous step's largest magnitude; kept in checkpoints).
+    public var gradientBound: Double?
+    var exchange: FixedPointExchange?
 
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
@@ -94,6 +100,7 @@ public final class TrainingStep {
     /// Leaves the gradient of the global batch's weighted total loss (L2
     /// included) in `model.parameters.gradients` on every rank.
     public func computeGradient(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+        if let m = microBatch { return try computeGradientReproducibly(globalBatch: indices, data: data, microBatch: m) }
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
@@ -103,13 +110,7 @@ public final class TrainingStep {
         var clock = monotonicSeconds()
         if !gradientsCleared { params.zeroGradients() }
         gradientsCleared = false
-        batch.load(local, from: data, model: model, heads: heads)
-        if let table = deferredTable, let ids = table.embedding.source.tokens {
-            // The rows this batch reads must be current before forward.
-            for i in 0..<(local.count * table.embedding.source.width) {
-                optimizer.catchUp(row: Int(ids[i]), parameters: params.values)
-            }
-        }
+        loadBatch(local, data: data)
         model.forward(batch: local.count)
         for (h, head) in heads.enumerated() {
             let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
@@ -135,7 +136,29 @@ public final class TrainingStep {
         result.headLossSums = heads.indices.map { figures[2 * $0] }
         result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
 
-        // 3. L2 once, on the combined gradient: d(λΣw²)/dw = 2λw.
+        // 3. L2 once, on the combined gradient; the weighted total.
+        finishFigures(&result, globalBatch: B)
+
+        // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
+        try checkFinite(result, step: optimizer.iterations + 1)
+        timings.optimizer += lap(&clock)
+        return result
+    }
+
+    /// Loads samples `local` into the model and makes the table rows they read current.
+    func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset) {
+        batch.load(local, from: data, model: model, heads: heads)
+        if let table = deferredTable, let ids = table.embedding.source.tokens {
+            // The rows this batch reads must be current before forward.
+            for i in 0..<(local.count * table.embedding.source.width) {
+                optimizer.catchUp(row: Int(ids[i]), parameters: model.parameters.values)
+            }
+        }
+    }
+
+    /// Adds L2 once to the combined gradient (d(λΣw²)/dw = 2λw) and forms the weighted total.
+    func finishFigures(_ result: inout StepFigures, globalBatch B: Int) {
+        let params = model.parameters
         if let table = deferredTable, l2.contains(where: { $0.view.name == table.view.name }) { synchronize() }
         for (view, lambda) in l2 {
             let w = params.value(view), g = params.gradient(view), l = Float(lambda)
@@ -145,14 +168,9 @@ public final class TrainingStep {
         }
         result.total = result.regularization
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLossSums[h] / Double(max(B, 1)) }
-
-        // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
-        try checkFinite(result, step: optimizer.iterations + 1)
-        timings.optimizer += lap(&clock)
-        return result
     }
 
-    private func checkFinite(_ result: StepFigures, step: Int) throws {
+    func checkFinite(_ result: StepFigures, step: Int) throws {
         let badHeads = heads.indices.filter { !result.headLossSums[$0].isFinite }.map { heads[$0].output }
         if !badHeads.isEmpty || !result.total.isFinite {
             throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", "))); stopping before the weights are updated",
@@ -189,7 +207,7 @@ public struct StepTimings: Sendable {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-@inline(__always) private func lap(_ clock: inout Double) -> Double {
+@inline(__always) func lap(_ clock: inout Double) -> Double {
     let now = monotonicSeconds()
     defer { clock = now }
     return now - clock

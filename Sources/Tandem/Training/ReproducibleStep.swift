@@ -1,0 +1,211 @@
+// Reproducible mode: the same bits for any number of ranks.
+//  • A global batch is cut into canonical micro-batches of m samples by global
+//    position; rank r takes the r-th contiguous run of whole micro-batches. A
+//    micro-batch's float gradient is computed with the same code and shapes
+//    wherever it runs, so it is the same bits on every rank count.
+//  • Micro-batch gradients are summed EXACTLY: each value is rounded once to
+//    64-bit fixed point with a scale every rank agrees on, added as integers,
+//    and the integers are allreduced with SUM (integer addition is associative,
+//    so MPI's order does not matter), then converted back to Float32 once.
+//  • The scale comes from a bound on |g|: 4 × the previous step's largest
+//    magnitude (an order-free MAX). A step whose gradient exceeds the bound is
+//    redone with a larger one — a decision every rank count takes alike.
+//  • Only the rows of the embedding table that some micro-batch touched are
+//    packed (their union is agreed first, also exactly), plus every other
+//    parameter and the step's figures: ONE integer allreduce per step.
+
+import Foundation
+
+/// Scratch of the fixed-point exchange, allocated once.
+final class FixedPointExchange {
+    let vocabulary: Int, width: Int, tableOffset: Int, tableCount: Int, restCount: Int, figureCount: Int
+    /// Pack slot of each table row this step, or −1.
+    let rowSlot: UnsafeMutablePointer<Int32>
+    /// Per-row marks: union counts (Float, allreduced) and per-micro-batch stamps.
+    let union: UnsafeMutablePointer<Float>
+    let stamp: UnsafeMutablePointer<Int32>
+    var stampValue: Int32 = 0
+    var rows: [Int32] = []
+    var touched: [Int32] = []
+    /// [rest of the parameters | union rows × width | figures]
+    let accumulator: UnsafeMutablePointer<Int64>
+
+    init(parameters: Int, table: TensorView?, vocabulary: Int, width: Int, figures: Int) {
+        self.vocabulary = vocabulary; self.width = width
+        tableOffset = table?.offset ?? 0
+        tableCount = table?.count ?? 0
+        restCount = parameters - tableCount
+        figureCount = figures
+        rowSlot = .allocate(capacity: max(vocabulary, 1)); rowSlot.initialize(repeating: -1, count: max(vocabulary, 1))
+        union = .allocate(capacity: max(vocabulary, 1)); union.initialize(repeating: 0, count: max(vocabulary, 1))
+        stamp = .allocate(capacity: max(vocabulary, 1)); stamp.initialize(repeating: 0, count: max(vocabulary, 1))
+        accumulator = .allocate(capacity: restCount + tableCount + figures)
+        accumulator.initialize(repeating: 0, count: restCount + tableCount + figures)
+    }
+
+    deinit { rowSlot.deallocate(); union.deallocate(); stamp.deallocate(); accumulator.deallocate() }
+
+    var packedCount: Int { restCount + rows.count * width + figureCount }
+    /// Index of parameter i of the rest (everything outside the table) in the pack.
+    @inline(__always) func restSlot(_ i: Int) -> Int { i < tableOffset ? i : i - tableCount }
+}
+
+/// Fixed-point scale for the metric sums (losses): 2^24, resolution 6e-8 per micro-batch.
+private let figureScale = 16_777_216.0
+
+extension TrainingStep {
+    func computeGradientReproducibly(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
+                                     microBatch m: Int) throws -> StepFigures {
+        let B = indices.count, micro = (B + m - 1) / m
+        let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
+        let params = model.parameters
+        let figureCount = 2 * heads.count + 2
+        if exchange == nil {
+            exchange = FixedPointExchange(parameters: params.count, table: deferredTable?.view,
+                                          vocabulary: deferredTable?.embedding.vocabulary ?? 0,
+                                          width: deferredTable?.embedding.dimension ?? 0, figures: figureCount)
+        }
+        let x = exchange!
+        var clock = monotonicSeconds()
+        if !gradientsCleared { params.zeroGradients() }
+        gradientsCleared = false
+
+        // 1. The union of table rows touched anywhere this step (counts are small integers: exact).
+        try agreeOnTouchedRows(x, indices: indices, micro: mine, microBatch: m, data: data)
+        timings.exchange += lap(&clock)
+
+        // 2. Every local micro-batch into the fixed-point accumulator; redo with a larger bound if needed.
+        var attempt = 0, scale = 1.0
+        while true {
+            attempt += 1
+            let bound = max(gradientBound ?? 1.0, 1e-30)
+            // scale = 2^s with micro · bound · scale ≤ 2^62: no sum can overflow Int64.
+            let s = min(200, Int((62 - log2(Double(max(micro, 1))) - log2(bound)).rounded(.down)))
+            scale = pow(2.0, Double(s))
+            x.accumulator.update(repeating: 0, count: x.packedCount)
+            var largest = 0.0, exceeded = false, nonFinite = false
+            for k in mine {
+                let range = (k * m)..<min((k + 1) * m, B)
+                let local = UnsafeBufferPointer(rebasing: indices[range])
+                loadBatch(local, data: data)
+                model.forward(batch: local.count)
+                let tail = x.accumulator + x.packedCount - figureCount
+                for (h, head) in heads.enumerated() {
+                    let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                                             rows: local.count, globalBatch: B, writeGradient: true)
+                    if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {
+                        tail[2 * h] &+= Int64((sums.weightedLoss * figureScale).rounded())
+                    } else { nonFinite = true }
+                    tail[2 * h + 1] &+= Int64(sums.correct)
+                }
+                tail[2 * heads.count] &+= Int64(local.count)
+                timings.forward += lap(&clock)
+                model.backward(batch: local.count)
+                let (big, bad, over) = accumulate(x, scale: scale, bound: bound)
+                largest = max(largest, big); nonFinite = nonFinite || bad; exceeded = exceeded || over
+                timings.backward += lap(&clock)
+            }
+            var verdict = [largest, exceeded ? 1 : 0, nonFinite ? 1 : 0]
+            try communicator.allReduceMax(&verdict)
+            timings.exchange += lap(&clock)
+            if verdict[2] > 0 {
+                throw AgreedError(message: "step \(optimizer.iterations + 1): the loss or the gradient is not finite; stopping before the weights are updated",
+                                  reporter: communicator.rank == 0)
+            }
+            // The next step's bound: 4 × this step's largest |g| (the same on every rank count).
+            gradientBound = max(4 * verdict[0], 1e-30)
+            if verdict[1] == 0 { break }
+            precondition(attempt < 4, "fixed-point bound did not converge")
+        }
+
+        // 3. The ONE exchange: parameters, touched rows and figures, as exact integers.
+        let figureBase = x.packedCount - figureCount
+        x.accumulator[figureBase + 2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+        try communicator.allReduceSum(x.accumulator, count: x.packedCount)
+        timings.exchange += lap(&clock)
+        unpack(x, scale: scale)
+
+        var result = StepFigures()
+        let f = x.accumulator + figureBase
+        result.samples = Int(f[2 * heads.count])
+        result.stopRequested = f[2 * heads.count + 1] > 0
+        result.headLossSums = heads.indices.map { Double(f[2 * $0]) / figureScale }
+        result.headCorrect = heads.indices.map { Double(f[2 * $0 + 1]) }
+        finishFigures(&result, globalBatch: B)
+        try checkFinite(result, step: optimizer.iterations + 1)
+        timings.optimizer += lap(&clock)
+        return result
+    }
+
+    /// Agrees on the table rows any micro-batch of any rank touches this step and
+    /// gives each a slot in the pack, in ascending row order.
+    private func agreeOnTouchedRows(_ x: FixedPointExchange, indices: UnsafeBufferPointer<Int32>, micro: Range<Int>,
+                                    microBatch m: Int, data: Dataset) throws {
+        for r in x.rows { x.rowSlot[Int(r)] = -1 }
+        x.rows.removeAll(keepingCapacity: true)
+        guard let table = deferredTable, x.vocabulary > 0,
+              let inputIndex = model.inputs.firstIndex(where: { $0 === table.embedding.source }) else { return }
+        let array = data.inputs[inputIndex], width = table.embedding.source.width
+        x.union.update(repeating: 0, count: x.vocabulary)
+        var ids = [Int32](repeating: 0, count: width)
+        for k in micro {
+            for position in (k * m)..<min((k + 1) * m, indices.count) {
+                _ = ids.withUnsafeMutableBufferPointer { array.readTokens(row: Int(indices[position]), limit: Int(Int32.max), into: $0.baseAddress!) }
+                for id in ids { x.union[Int(id)] = 1 }
+            }
+        }
+        try communicator.allReduceSum(x.union, count: x.vocabulary)
+        for r in 0..<x.vocabulary where x.union[r] > 0 {
+            x.rowSlot[r] = Int32(x.rows.count)
+            x.rows.append(Int32(r))
+        }
+    }
+
+    /// Adds the micro-batch gradient now in the arena to the accumulator as
+    /// round(g · scale), and zeroes the arena for the next micro-batch.
+    /// Returns the largest |g|, whether any g was not finite, and whether any exceeded `bound`.
+    private func accumulate(_ x: FixedPointExchange, scale: Double, bound: Double) -> (Double, Bool, Bool) {
+        let g = model.parameters.gradients
+        var largest: Float = 0, nonFinite = false, exceeded = false
+        func convert(_ src: UnsafeMutablePointer<Float>, _ n: Int, into dst: UnsafeMutablePointer<Int64>) {
+            for i in 0..<n {
+                let v = src[i]
+                if v == 0 { continue }
+                src[i] = 0
+                guard v.isFinite else { nonFinite = true; continue }
+                let a = abs(v)
+                largest = max(largest, a)
+                if Double(a) > bound { exceeded = true; continue }
+                dst[i] &+= Int64((Double(v) * scale).rounded())
+            }
+        }
+        let tableEnd = x.tableOffset + x.tableCount
+        convert(g, x.tableOffset, into: x.accumulator)
+        convert(g + tableEnd, model.parameters.count - tableEnd, into: x.accumulator + x.tableOffset)
+        if let table = deferredTable, let ids = table.embedding.source.tokens {
+            // Only rows this micro-batch touched can hold gradient; each once.
+            x.stampValue &+= 1
+            let rows = batch.rows * table.embedding.source.width
+            for i in 0..<rows {
+                let id = Int(ids[i])
+                guard x.stamp[id] != x.stampValue else { continue }
+                x.stamp[id] = x.stampValue
+                let slot = Int(x.rowSlot[id])
+                convert(g + x.tableOffset + id * x.width, x.width, into: x.accumulator + x.restCount + slot * x.width)
+            }
+        }
+        return (Double(largest), nonFinite, exceeded)
+    }
+
+    /// The summed integers back into the gradient arena as Float32, once.
+    private func unpack(_ x: FixedPointExchange, scale: Double) {
+        let g = model.parameters.gradients, a = x.accumulator
+        for i in 0..<x.tableOffset { g[i] = Float(Double(a[i]) / scale) }
+        let tableEnd = x.tableOffset + x.tableCount
+        for i in tableEnd..<model.parameters.count { g[i] = Float(Double(a[i - x.tableCount]) / scale) }
+        for (slot, row) in x.rows.enumerated() {
+            let to = g + x.tableOffset + Int(row) * x.width, from = a + x.restCount + slot * x.width
+            for j in 0..<x.width { to[j] = Float(Double(from[j]) / scale) }
+        }
+    }
+}

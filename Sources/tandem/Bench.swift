@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed intervals (the median is reported).") var intervals: Int = 5
     @Option(help: "Steps per timed interval.") var steps: Int = 0
     @Option(help: "Generated samples (default: enough for every step without repeats where cheap).") var samples: Int = 0
+    @Flag(help: "Measure reproducible mode (exact fixed-point sums of canonical micro-batches).") var reproducible = false
+    @Option(name: .customLong("micro-batch"), help: "Micro-batch size in --reproducible mode.") var microBatch: Int = 8
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @OptionGroup var size: ModelSizeOptions
 
@@ -40,12 +42,14 @@ struct Bench: ParsableCommand {
             let dir = NSTemporaryDirectory() + "tandem-bench-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: dir) }
             try comm.agree(Result { try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1) }.error)
-            let model = Model.headline(config, maxBatch: batchSize)
+            guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
+            let model = Model.headline(config, maxBatch: reproducible ? microBatch : batchSize)
             model.parameters.initialize(seed: 1)
             let heads = Head.headlineDefaults
             let step = try TrainingStep(model: model, heads: heads,
                                         optimizer: Optimizer(OptimizerConfig(kind: kind), parameterCount: model.parameters.count),
                                         communicator: comm, l2: [:])
+            if reproducible { step.microBatch = microBatch }
             let data = try Dataset(directory: dir, model: model, heads: heads)
             let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
@@ -55,7 +59,7 @@ struct Bench: ParsableCommand {
             if json { print(result.json); return }
             let t = result.timings, k = Double(max(t.steps, 1))
             func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
-            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue), headline \(config.vocabulary)×\(config.embeddingDimension), seq \(config.sequenceLength), lstm \(config.lstmUnits)")
+            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), headline \(config.vocabulary)×\(config.embeddingDimension), seq \(config.sequenceLength), lstm \(config.lstmUnits)")
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",

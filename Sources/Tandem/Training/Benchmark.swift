@@ -46,6 +46,7 @@ public func peakResidentBytes() -> Int {
 /// What one benchmark configuration measured.
 public struct BenchmarkResult: Sendable {
     public var ranks = 1, batchPerRank = 0, optimizer = ""
+    public var microBatch: Int?
     public var samplesPerSecond = 0.0
     public var intervals: [Double] = []
     public var timings = StepTimings()
@@ -56,7 +57,7 @@ public struct BenchmarkResult: Sendable {
 
     public var json: String {
         jsonObject([("ranks", ranks), ("batch_per_rank", batchPerRank), ("global_batch", ranks * batchPerRank),
-                    ("optimizer", optimizer), ("samples_per_second", samplesPerSecond),
+                    ("optimizer", optimizer), ("micro_batch", microBatch ?? 0), ("samples_per_second", samplesPerSecond),
                     ("forward_ms", 1000 * timings.forward / Double(max(timings.steps, 1))),
                     ("backward_ms", 1000 * timings.backward / Double(max(timings.steps, 1))),
                     ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
@@ -94,6 +95,7 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     result.ranks = comm.size
     result.batchPerRank = batchPerRank
     result.optimizer = step.optimizer.config.kind.rawValue
+    result.microBatch = step.microBatch
     result.intervals = rates
     result.samplesPerSecond = rates.sorted()[rates.count / 2]
     result.timings = step.timings

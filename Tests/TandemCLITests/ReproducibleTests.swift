@@ -1,0 +1,63 @@
+// Reproducible mode: the same data, seed and global batch give the SAME BYTES
+// for any number of ranks, and across a resume at another rank count.
+
+import Foundation
+import Tandem
+import XCTest
+
+final class ReproducibleTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = Harness.temporaryDirectory()
+        // 33 samples at global batch 8: the last batch has 1 sample, fewer than 2, 3 or 4 ranks.
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "33", "--seed", "8"] + Harness.tiny).status, 0)
+        var rng = SeededGenerator(seed: 3)
+        let w = (0..<33).map { _ in Float(rng.uniform(0.2, 3)) }
+        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [33], to: dir + "/data/main_output.sample_weight.npy") }
+    }
+
+    private func args(_ out: String, _ optimizer: [String], epochs: Int = 3, reproducible: Bool = true) -> [String] {
+        ["train", "--data", dir + "/data", "--out", out, "--epochs", "\(epochs)", "--batch-size", "8", "--seed", "2",
+         "--l2", "dense=0.01", "--l2", "embedding=0.001", "--class-weight", "main_output=0:1.0,1:1.5", "--quiet"]
+            + (reproducible ? ["--reproducible", "--micro-batch", "2"] : []) + optimizer + Harness.tiny
+    }
+
+    private func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+
+    func testWeightsAreByteIdenticalForAnyRankCount() throws {
+        for optimizer in [["--optimizer", "adam", "--lr", "0.01"], ["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"]] {
+            let local = try Harness.tandem(args(dir + "/local", optimizer))
+            XCTAssertEqual(local.status, 0, local.stderr)
+            let reference = try bytes(dir + "/local/weights.safetensors")
+            for np in [2, 3, 4] {
+                let result = try Harness.mpi(np, args(dir + "/np\(np)", optimizer))
+                XCTAssertEqual(result.status, 0, result.stderr)
+                XCTAssertEqual(try bytes(dir + "/np\(np)/weights.safetensors"), reference, "\(optimizer[1]) np \(np): same bytes")
+                XCTAssertEqual(try Harness.metrics(dir + "/np\(np)").last!["loss"] as! Double,
+                               try Harness.metrics(dir + "/local").last!["loss"] as! Double, "figures are exact too")
+            }
+            // Still the same training as the ordinary mode: equal within the float tolerance.
+            XCTAssertEqual(try Harness.tandem(args(dir + "/ordinary", optimizer, reproducible: false)).status, 0)
+            let a = try Harness.weights(dir + "/local/weights.safetensors"), b = try Harness.weights(dir + "/ordinary/weights.safetensors")
+            for (name, values) in b {
+                let worst = zip(a[name]!, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
+                XCTAssertLessThan(worst, 1e-3, "\(optimizer[1]) \(name)")
+            }
+        }
+    }
+
+    func testCheckpointAtFourRanksResumedAtTwoEqualsOneProcess() throws {
+        let adam = ["--optimizer", "adam", "--lr", "0.01"]
+        XCTAssertEqual(try Harness.tandem(args(dir + "/one", adam)).status, 0)
+        let out = dir + "/moved"
+        // Rank 2 of 4 dies before step 9; the checkpoint of step 6 is mid-epoch 2.
+        let killed = try Harness.mpi(4, args(out, adam) + ["--checkpoint-every", "3"], timeout: 60, environment: ["TANDEM_TEST_KILL": "2:9"])
+        XCTAssertNotEqual(killed.status, 0)
+        let resumed = try Harness.mpi(2, args(out, adam) + ["--resume", out])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.isEmpty || !resumed.stderr.contains("error"), resumed.stderr)
+        XCTAssertEqual(try bytes(out + "/weights.safetensors"), try bytes(dir + "/one/weights.safetensors"),
+                       "np 4 → checkpoint → np 2 gives the bytes of one uninterrupted process")
+    }
+}

@@ -108,4 +108,25 @@ final class MultiRankTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/weights.safetensors"))
         }
     }
+
+    func testTouchedRowExchangeMatchesTheSingleProcessRun() throws {
+        // vocab 3000 and ≤ 64 tokens a batch: few rows are touched, so the ranks
+        // exchange only those rows (GradientExchange.swift) — and must still agree.
+        let sizes = ["--vocab", "3000", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
+                     "--dense-units", "8", "--dense-layers", "2"]
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/sparse", "--samples", "50", "--seed", "9"] + sizes).status, 0)
+        let run = { (out: String) in ["train", "--data", self.dir + "/sparse", "--out", out, "--epochs", "3", "--batch-size", "8",
+                                      "--optimizer", "adam", "--lr", "0.01", "--sync-check-every", "1", "--quiet"] + sizes }
+        XCTAssertEqual(try Harness.tandem(run(dir + "/sparse-local")).status, 0)
+        let reference = try Harness.weights(dir + "/sparse-local/weights.safetensors")
+        for np in [2, 3] {
+            let result = try Harness.mpi(np, run(dir + "/sparse-np\(np)"))
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let weights = try Harness.weights(dir + "/sparse-np\(np)/weights.safetensors")
+            for (name, values) in reference {
+                let worst = zip(weights[name]!, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
+                XCTAssertLessThan(worst, 1e-3, "np \(np) \(name)")
+            }
+        }
+    }
 }

@@ -18,36 +18,31 @@ import Foundation
 
 /// Scratch of the fixed-point exchange, allocated once.
 final class FixedPointExchange {
-    let vocabulary: Int, width: Int, tableOffset: Int, tableCount: Int, restCount: Int, figureCount: Int
-    /// Pack slot of each table row this step, or −1.
-    let rowSlot: UnsafeMutablePointer<Int32>
-    /// Per-row marks: union counts (Float, allreduced) and per-micro-batch stamps.
-    let union: UnsafeMutablePointer<Float>
+    let tableOffset: Int, tableCount: Int, width: Int, restCount: Int, figureCount: Int
+    /// The union of touched table rows (nil without an embedding table).
+    let touched: TouchedRows?
+    /// Per-row stamps: each row is converted once per micro-batch.
     let stamp: UnsafeMutablePointer<Int32>
     var stampValue: Int32 = 0
-    var rows: [Int32] = []
-    var touched: [Int32] = []
     /// [rest of the parameters | union rows × width | figures]
     let accumulator: UnsafeMutablePointer<Int64>
 
     init(parameters: Int, table: TensorView?, vocabulary: Int, width: Int, figures: Int) {
-        self.vocabulary = vocabulary; self.width = width
+        self.width = width
         tableOffset = table?.offset ?? 0
         tableCount = table?.count ?? 0
         restCount = parameters - tableCount
         figureCount = figures
-        rowSlot = .allocate(capacity: max(vocabulary, 1)); rowSlot.initialize(repeating: -1, count: max(vocabulary, 1))
-        union = .allocate(capacity: max(vocabulary, 1)); union.initialize(repeating: 0, count: max(vocabulary, 1))
+        touched = table.map { TouchedRows(table: $0, vocabulary: vocabulary, width: width) }
         stamp = .allocate(capacity: max(vocabulary, 1)); stamp.initialize(repeating: 0, count: max(vocabulary, 1))
         accumulator = .allocate(capacity: restCount + tableCount + figures)
         accumulator.initialize(repeating: 0, count: restCount + tableCount + figures)
     }
 
-    deinit { rowSlot.deallocate(); union.deallocate(); stamp.deallocate(); accumulator.deallocate() }
+    deinit { stamp.deallocate(); accumulator.deallocate() }
 
+    var rows: [Int32] { touched?.rows ?? [] }
     var packedCount: Int { restCount + rows.count * width + figureCount }
-    /// Index of parameter i of the rest (everything outside the table) in the pack.
-    @inline(__always) func restSlot(_ i: Int) -> Int { i < tableOffset ? i : i - tableCount }
 }
 
 /// Fixed-point scale for the metric sums (losses): 2^24, resolution 6e-8 per micro-batch.
@@ -137,27 +132,20 @@ extension TrainingStep {
         return result
     }
 
-    /// Agrees on the table rows any micro-batch of any rank touches this step and
-    /// gives each a slot in the pack, in ascending row order.
+    /// Agrees on the table rows any micro-batch of any rank touches this step.
     private func agreeOnTouchedRows(_ x: FixedPointExchange, indices: UnsafeBufferPointer<Int32>, micro: Range<Int>,
                                     microBatch m: Int, data: Dataset) throws {
-        for r in x.rows { x.rowSlot[Int(r)] = -1 }
-        x.rows.removeAll(keepingCapacity: true)
-        guard let table = deferredTable, x.vocabulary > 0,
+        guard let touched = x.touched, let table = deferredTable,
               let inputIndex = model.inputs.firstIndex(where: { $0 === table.embedding.source }) else { return }
         let array = data.inputs[inputIndex], width = table.embedding.source.width
-        x.union.update(repeating: 0, count: x.vocabulary)
         var ids = [Int32](repeating: 0, count: width)
-        for k in micro {
-            for position in (k * m)..<min((k + 1) * m, indices.count) {
-                _ = ids.withUnsafeMutableBufferPointer { array.readTokens(row: Int(indices[position]), limit: Int(Int32.max), into: $0.baseAddress!) }
-                for id in ids { x.union[Int(id)] = 1 }
+        try touched.agree(communicator) { marks in
+            for k in micro {
+                for position in (k * m)..<min((k + 1) * m, indices.count) {
+                    _ = ids.withUnsafeMutableBufferPointer { array.readTokens(row: Int(indices[position]), limit: Int(Int32.max), into: $0.baseAddress!) }
+                    for id in ids { marks[Int(id)] = 1 }
+                }
             }
-        }
-        try communicator.allReduceSum(x.union, count: x.vocabulary)
-        for r in 0..<x.vocabulary where x.union[r] > 0 {
-            x.rowSlot[r] = Int32(x.rows.count)
-            x.rows.append(Int32(r))
         }
     }
 
@@ -190,7 +178,7 @@ extension TrainingStep {
                 let id = Int(ids[i])
                 guard x.stamp[id] != x.stampValue else { continue }
                 x.stamp[id] = x.stampValue
-                let slot = Int(x.rowSlot[id])
+                let slot = Int(x.touched!.slot[id])
                 convert(g + x.tableOffset + id * x.width, x.width, into: x.accumulator + x.restCount + slot * x.width)
             }
         }

@@ -48,6 +48,7 @@ public final class TrainingStep {
     /// (4 × the previous step's largest magnitude; kept in checkpoints).
     public var gradientBound: Double?
     var exchange: FixedPointExchange?
+    var sparseExchange: SparseGradientExchange?
 
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
@@ -127,7 +128,18 @@ public final class TrainingStep {
 
         // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
         try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
-        try communicator.allReduceSum(params.gradients, count: params.count)
+        if communicator.size > 1, let table = deferredTable, let ids = table.embedding.source.tokens {
+            // Only the union of the rows some rank touched, plus everything else (GradientExchange.swift).
+            if sparseExchange == nil {
+                sparseExchange = SparseGradientExchange(parameters: params.count, table: table.view,
+                                                        vocabulary: table.embedding.vocabulary, width: table.embedding.dimension)
+            }
+            let occurrences = local.count * table.embedding.source.width
+            try sparseExchange!.touched.agree(communicator) { marks in for i in 0..<occurrences { marks[Int(ids[i])] = 1 } }
+            try sparseExchange!.allReduceSum(params.gradients, communicator)
+        } else {
+            try communicator.allReduceSum(params.gradients, count: params.count)
+        }
         timings.exchange += lap(&clock)
 
         var result = StepFigures()

@@ -42,17 +42,23 @@ final class TouchedRows {
 /// The ordinary step's exchange: [non-table gradients | touched rows] in one Float allreduce.
 final class SparseGradientExchange {
     let touched: TouchedRows
-    private let pack: UnsafeMutablePointer<Float>
     private let parameterCount: Int
+    /// Sized for the largest pack that is ever sent (under half the table), on first use.
+    private lazy var pack: UnsafeMutablePointer<Float> = {
+        let n = parameterCount - touched.tableCount + (touched.vocabulary / 2) * touched.width
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        p.initialize(repeating: 0, count: n)
+        packAllocated = true
+        return p
+    }()
+    private var packAllocated = false
 
     init(parameters: Int, table: TensorView, vocabulary: Int, width: Int) {
         touched = TouchedRows(table: table, vocabulary: vocabulary, width: width)
         parameterCount = parameters
-        pack = .allocate(capacity: parameters)
-        pack.initialize(repeating: 0, count: parameters)
     }
 
-    deinit { pack.deallocate() }
+    deinit { if packAllocated { pack.deallocate() } }
 
     /// Allreduces `g` (the whole arena) by packing what may be non-zero. When
     /// most rows are touched the copies cost more than they save (measured:

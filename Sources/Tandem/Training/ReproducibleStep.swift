@@ -14,6 +14,7 @@
 //    packed (their union is agreed first, also exactly), plus every other
 //    parameter and the step's figures: ONE integer allreduce per step.
 
+import CKernels
 import Foundation
 
 /// Scratch of the fixed-point exchange, allocated once.
@@ -154,17 +155,11 @@ extension TrainingStep {
     /// Returns the largest |g|, whether any g was not finite, and whether any exceeded `bound`.
     private func accumulate(_ x: FixedPointExchange, scale: Double, bound: Double) -> (Double, Bool, Bool) {
         let g = model.parameters.gradients
-        var largest: Float = 0, nonFinite = false, exceeded = false
+        var largest: Float = 0, flags: Int32 = 0
         func convert(_ src: UnsafeMutablePointer<Float>, _ n: Int, into dst: UnsafeMutablePointer<Int64>) {
-            for i in 0..<n {
-                let v = src[i]
-                if v == 0 { continue }
-                src[i] = 0
-                guard v.isFinite else { nonFinite = true; continue }
-                let a = abs(v)
-                largest = max(largest, a)
-                if Double(a) > bound { exceeded = true; continue }
-                dst[i] &+= Int64((Double(v) * scale).rounded())
+            // round-half-even (rint) to the fixed-point grid; the C kernel also zeroes src.
+            dst.withMemoryRebound(to: CLongLong.self, capacity: n) {
+                tandem_fixed_accumulate(src, $0, n, scale, bound, &largest, &flags)
             }
         }
         let tableEnd = x.tableOffset + x.tableCount
@@ -182,7 +177,7 @@ extension TrainingStep {
                 convert(g + x.tableOffset + id * x.width, x.width, into: x.accumulator + x.restCount + slot * x.width)
             }
         }
-        return (Double(largest), nonFinite, exceeded)
+        return (Double(largest), flags & 2 != 0, flags & 1 != 0)
     }
 
     /// The summed integers back into the gradient arena as Float32, once.

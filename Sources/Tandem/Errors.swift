@@ -17,3 +17,15 @@ public enum TandemError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+/// The product of `dimensions`, or nil when it overflows (corrupt headers can ask for anything).
+func checkedProduct(_ dimensions: [Int]) -> Int? {
+    var result = 1
+    for d in dimensions {
+        guard d >= 0 else { return nil }
+        let (p, overflow) = result.multipliedReportingOverflow(by: d)
+        if overflow { return nil }
+        result = p
+    }
+    return result
+}

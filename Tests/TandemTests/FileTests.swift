@@ -121,6 +121,7 @@ final class SafeTensorsTests: XCTestCase {
             (good.prefix(good.count - 10), "truncated"),
             (good.prefix(5), "truncated"),
             (Data([0xFF, 0xFF, 0, 0, 0, 0, 0, 0]) + good.dropFirst(8), "header length"),
+            (Data([0, 0, 0, 0, 0, 0, 0, 0xF3]) + good.dropFirst(8), "header length"),  // does not fit an Int
             (good.prefix(8) + Data(repeating: 0x41, count: good.count - 8), "corrupt safetensors header"),
         ]
         for (k, (data, expected)) in cases.enumerated() {

@@ -28,8 +28,11 @@ public final class NPYArray: @unchecked Sendable {
         self.type = type
         self.shape = shape
         data = file.bytes + headerEnd
-        let expected = shape.reduce(1, *) * type.size
         let available = file.size - headerEnd
+        guard let elements = checkedProduct(shape), elements <= available else {
+            throw TandemError.file(path, "truncated: shape \(shape) needs more data than the file's \(available) bytes")
+        }
+        let expected = elements * type.size
         if available < expected {
             throw TandemError.file(path, "truncated: shape \(shape) needs \(expected) bytes of data, the file has \(available)")
         }

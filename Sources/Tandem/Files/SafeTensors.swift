@@ -26,10 +26,12 @@ public final class SafeTensorsFile {
     public init(path: String) throws {
         file = try MappedFile(path: path)
         guard file.size >= 8 else { throw TandemError.file(path, "truncated: no safetensors header") }
-        let headerLength = Int(file.bytes.loadUnaligned(as: UInt64.self).littleEndian)
-        guard headerLength > 0, headerLength <= file.size - 8, headerLength < 100_000_000 else {
-            throw TandemError.file(path, "not a safetensors file (header length \(headerLength) does not fit the file of \(file.size) bytes)")
+        // Compare as UInt64: a corrupt length may not even fit an Int.
+        let rawLength = file.bytes.loadUnaligned(as: UInt64.self).littleEndian
+        guard rawLength > 0, rawLength <= UInt64(file.size - 8), rawLength < 100_000_000 else {
+            throw TandemError.file(path, "not a safetensors file (header length \(rawLength) does not fit the file of \(file.size) bytes)")
         }
+        let headerLength = Int(rawLength)
         dataStart = 8 + headerLength
         let json = Data(bytes: file.bytes + 8, count: headerLength)
         guard let header = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
@@ -56,8 +58,8 @@ public final class SafeTensorsFile {
             default: throw TandemError.file(path, "tensor '\(name)' has dtype \(dtype); Tandem reads F32 and F64")
             }
             let (begin, end) = (offsets[0], offsets[1])
-            guard shape.allSatisfy({ $0 >= 0 }), begin >= 0, end >= begin, end <= dataSize,
-                  end - begin == shape.reduce(1, *) * itemSize else {
+            guard let elements = checkedProduct(shape), elements <= dataSize, begin >= 0, end >= begin, end <= dataSize,
+                  end - begin == elements * itemSize else {
                 throw TandemError.file(path, "tensor '\(name)' has data offsets \(offsets) that do not fit its shape \(shape) or the file (truncated?)")
             }
             infos[name] = Info(dtype: dtype, shape: shape, begin: begin, end: end)

@@ -34,7 +34,7 @@ let package = Package(
         ]),
 
         // Tests.
-        .testTarget(name: "TandemTests", dependencies: ["Tandem"]),
+        .testTarget(name: "TandemTests", dependencies: ["Tandem", "CKernels"]),
         .testTarget(name: "TandemCLITests", dependencies: ["Tandem"]),
     ]
 )

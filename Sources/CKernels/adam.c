@@ -46,7 +46,7 @@ __attribute__((target("avx512f")))
 static void zero_avx512(float *restrict w, float *restrict m, float *restrict v, size_t n,
                         float alpha, float b1, float b2, float eps) { ZERO_BODY }
 
-static int isa_level(void) {
+int tandem_isa_level(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
@@ -57,15 +57,15 @@ static int isa_level(void) {
 
 void tandem_adam(float *w, float *g, float *m, float *v, size_t n, float alpha, float b1, float b2, float eps, int clear) {
     static const adam_fn table[3] = {adam_base, adam_avx2, adam_avx512};
-    table[isa_level()](w, g, m, v, n, alpha, b1, b2, eps, clear);
+    table[tandem_isa_level()](w, g, m, v, n, alpha, b1, b2, eps, clear);
 }
 
 void tandem_adam_zero_gradient(float *w, float *m, float *v, size_t n, float alpha, float b1, float b2, float eps) {
     static const zero_fn table[3] = {zero_base, zero_avx2, zero_avx512};
-    table[isa_level()](w, m, v, n, alpha, b1, b2, eps);
+    table[tandem_isa_level()](w, m, v, n, alpha, b1, b2, eps);
 }
 
 const char *tandem_kernel_isa(void) {
     static const char *names[3] = {"sse2", "avx2", "avx512f"};
-    return names[isa_level()];
+    return names[tandem_isa_level()];
 }

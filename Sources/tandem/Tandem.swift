@@ -108,6 +108,7 @@ struct ModelSizeOptions: ParsableArguments {
         for (flag, value, low) in sizes where value < low {
             throw TandemError.usage("\(flag) must be at least \(low), got \(value)")
         }
+        if config.lstmUnits > 4096 { throw TandemError.usage("--lstm-units must be at most 4096, got \(config.lstmUnits)") }
     }
 }
 

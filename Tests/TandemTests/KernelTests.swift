@@ -1,5 +1,6 @@
 // GEMM against the naive reference, activations, the orthogonal initialiser.
 
+import CKernels
 import Foundation
 import Tandem
 import XCTest
@@ -91,5 +92,56 @@ final class FastMathTests: XCTestCase {
         XCTAssertEqual(fastTanh(0), 0)
         XCTAssertEqual(fastTanh(100), 1)
         XCTAssertEqual(fastTanh(-100), -1)
+    }
+}
+
+final class LSTMKernelTests: XCTestCase {
+    func testVectorisedExpSigmoidTanhAgainstLibm() {
+        var worstExp = 0.0, worstTanh = 0.0, worstSigmoid = 0.0
+        var x: Float = -80
+        while x < 80 {
+            worstExp = max(worstExp, abs(Double(tandem_exp(x)) - Foundation.exp(Double(x))) / Foundation.exp(Double(x)))
+            let t = Foundation.tanh(Double(x))
+            worstTanh = max(worstTanh, abs(Double(tandem_tanh(x)) - t) / max(abs(t), 1e-30))
+            let s = 1 / (1 + Foundation.exp(-Double(x)))
+            worstSigmoid = max(worstSigmoid, abs(Double(tandem_sigmoid(x)) - s) / s)
+            x += 0.0013
+        }
+        // Cephes's polynomial: a few Float32 ulps (1 ulp ≈ 1.2e-7 relative).
+        XCTAssertLessThan(worstExp, 4e-7)
+        XCTAssertLessThan(worstTanh, 1e-6)
+        XCTAssertLessThan(worstSigmoid, 1e-6)
+        XCTAssertEqual(tandem_tanh(0), 0)
+        XCTAssertEqual(tandem_sigmoid(200), 1)
+        XCTAssertEqual(tandem_sigmoid(-200), 0, accuracy: 1e-37)
+    }
+
+    func testStepKernelsMatchTheSwiftReference() {
+        var rng = SeededGenerator(seed: 17)
+        for units in [1, 5, 32, 37] {
+            for hasPrevious in [false, true] {
+                let g = 4 * units
+                var z1 = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }, z2 = z1
+                let cPrev = (0..<units).map { _ in Float(rng.uniform(-2, 2)) }
+                var c1 = [Float](repeating: 0, count: units), c2 = c1, h1 = c1, h2 = c1
+                cPrev.withUnsafeBufferPointer { p in
+                    tandem_lstm_step_forward(&z1, hasPrevious ? p.baseAddress : nil, &c1, &h1, Int32(units))
+                    lstmStepForwardReference(&z2, hasPrevious ? p.baseAddress : nil, &c2, &h2, units: units)
+                }
+                // Activations agree to a few ulps of libm's.
+                assertClose(z1, z2.map(Double.init), atol: 1e-6, rtol: 1e-6, "z, units \(units)")
+                assertClose(c1, c2.map(Double.init), atol: 1e-6, rtol: 1e-6, "c")
+                assertClose(h1, h2.map(Double.init), atol: 1e-6, rtol: 1e-6, "h")
+                let dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
+                var dc1 = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }, dc2 = dc1
+                var dz1 = [Float](repeating: 0, count: g), dz2 = dz1
+                cPrev.withUnsafeBufferPointer { p in
+                    tandem_lstm_step_backward(z2, c2, hasPrevious ? p.baseAddress : nil, dh, &dc1, &dz1, Int32(units))
+                    lstmStepBackwardReference(z2, c2, hasPrevious ? p.baseAddress : nil, dh, &dc2, &dz2, units: units)
+                }
+                assertClose(dz1, dz2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dz")
+                assertClose(dc1, dc2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dc")
+            }
+        }
     }
 }

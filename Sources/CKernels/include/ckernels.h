@@ -24,6 +24,24 @@ void tandem_adam_zero_gradient(float *w, float *m, float *v, size_t n,
 void tandem_fixed_accumulate(float *g, long long *acc, size_t n, double scale, double bound,
                              float *largest, int *flags);
 
+/// exp, sigmoid and tanh as the LSTM kernels compute them (for tests).
+float tandem_exp(float x);
+float tandem_sigmoid(float x);
+float tandem_tanh(float x);
+
+/// One LSTM step for one sample, U units. z [4U] holds the pre-activations
+/// (gate order i, f, c, o) and receives the activations i, f, g, o; then
+/// c = f·c_prev + i·g and h = o·tanh(c). c_prev may be NULL (zero state).
+void tandem_lstm_step_forward(float *z, const float *c_prev, float *c, float *h, int units);  // units ≤ 4096
+
+/// Its backward: from the activations a [4U], c, c_prev (may be NULL), dh and
+/// the running dc (updated to dc·f for the previous step), writes dz [4U].
+void tandem_lstm_step_backward(const float *a, const float *c, const float *c_prev,
+                               const float *dh, float *dc, float *dz, int units);
+
+/// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
+int tandem_isa_level(void);
+
 /// The name of the instruction set the kernels use on this CPU.
 const char *tandem_kernel_isa(void);
 #endif

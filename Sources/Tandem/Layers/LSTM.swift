@@ -5,6 +5,7 @@
 // The input projection of all T steps is ONE GEMM over B·T rows; only the
 // recurrent product runs step by step.
 
+import CKernels
 import Foundation
 
 /// Keras `LSTM(units)` with return_sequences = false.
@@ -31,6 +32,7 @@ public final class LSTM: Layer {
     /// `input` yields sequences [B, steps, inputWidth].
     public init(name: String, units: Int, input: Layer, steps: Int) {
         precondition(input.output.width % steps == 0, "LSTM input width must be steps × features")
+        precondition(units <= 4096, "LSTM units are limited to 4096 (the step kernel's zero state)")
         self.name = name; self.units = units; self.steps = steps
         inputWidth = input.output.width / steps
         source = input; inputs = [input]
@@ -94,14 +96,7 @@ public final class LSTM: Layer {
                 let c = cells + (s * T + t) * U
                 let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
                 let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : output.values + s * U
-                for j in 0..<U {
-                    let i = sigmoid(z[j]), f = sigmoid(z[U + j])
-                    let g = fastTanh(z[2 * U + j]), o = sigmoid(z[3 * U + j])
-                    z[j] = i; z[U + j] = f; z[2 * U + j] = g; z[3 * U + j] = o
-                    let cell = f * (cPrev?[j] ?? 0) + i * g
-                    c[j] = cell
-                    hOut[j] = o * fastTanh(cell)
-                }
+                tandem_lstm_step_forward(z, cPrev, c, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
             }
         }
         for s in 0..<B { (hPrev + s * T * U).update(repeating: 0, count: U) }
@@ -116,19 +111,7 @@ public final class LSTM: Layer {
             for s in 0..<B {
                 let a = gates + (s * T + t) * G, dz = dGates + (s * T + t) * G
                 let c = cells + (s * T + t) * U
-                let hasPrev = t > 0
-                let dhs = dh + s * U, dcs = dc + s * U
-                for j in 0..<U {
-                    let i = a[j], f = a[U + j], g = a[2 * U + j], o = a[3 * U + j]
-                    let tc = fastTanh(c[j])
-                    let cPrev: Float = hasPrev ? c[j - U] : 0
-                    let dcell = dcs[j] + dhs[j] * o * (1 - tc * tc)
-                    dz[j] = dcell * g * i * (1 - i)
-                    dz[U + j] = dcell * cPrev * f * (1 - f)
-                    dz[2 * U + j] = dcell * i * (1 - g * g)
-                    dz[3 * U + j] = dhs[j] * tc * o * (1 - o)
-                    dcs[j] = dcell * f
-                }
+                tandem_lstm_step_backward(a, c, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
             }
             if t > 0 {  // dh_{t-1} = dz_t · Rᵀ
                 gemm(.none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,

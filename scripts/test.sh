@@ -7,13 +7,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
 venv=.build/keras-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import keras, jax" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax" 2>/dev/null; then
   echo "test.sh: installing Keras 3 and JAX into $venv (for the Keras-equivalence tests)"
   if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check keras jax; }; then
     echo "test.sh: WARNING: could not install Keras/JAX from PyPI; the Keras-equivalence tests will be skipped" >&2
   fi
 fi
-if "$venv/bin/python" -c "import keras, jax" 2>/dev/null; then
+if KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax" 2>/dev/null; then
   export TANDEM_KERAS_PYTHON="$PWD/$venv/bin/python"
 fi
 swift build --build-tests

@@ -5,10 +5,14 @@
 //    still makes every collective;
 //  • losses are scaled by 1/B with B the GLOBAL batch size, so the SUM of the
 //    ranks' gradients is the gradient of the whole batch's weighted total loss;
-//  • trunk and heads share ONE flat gradient arena: ONE in-place allreduce;
+//  • trunk and heads share ONE flat gradient arena: ONE allreduce combines it
+//    (in place, or packed to the embedding rows some rank touched when those
+//    are under half the table — GradientExchange.swift), after one small
+//    allreduce of the step's figures;
 //  • L2 is added after the allreduce, identically on every rank (never once per rank);
-//  • decisions (stop on non-finite values) are taken from reduced figures,
-//    so every rank takes the same one.
+//  • decisions (stop on non-finite values, stop on request) are taken from
+//    reduced figures, so every rank takes the same one.
+// Reproducible mode replaces the middle of this step (ReproducibleStep.swift).
 
 import Foundation
 

@@ -70,4 +70,23 @@ final class ClusterTests: XCTestCase {
         XCTAssertLessThan(result.seconds, 30, "ends within seconds")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/killed/weights.safetensors"))
     }
+
+    func testRefusesWithoutRootAndCleansUpAfterFailure() throws {
+        // As an unprivileged user the script refuses before touching anything. (A copy in
+        // /tmp: the checkout itself may not be readable by that user.)
+        let copy = "/tmp/tandem-netns-cluster-\(getpid()).sh"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Harness.packageRoot + "/scripts/netns-cluster.sh", toPath: copy)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let refused = try Harness.run("/usr/sbin/runuser", ["-u", "nobody", "--", "/bin/bash", copy, "up", "2"], timeout: 30)
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("must run as root"), refused.stderr)
+        // A run that fails (bad data) still removes every namespace it made.
+        let failed = try cluster(2, slots: 1, ["train", "--data", dir + "/nowhere", "--out", dir + "/x"] + Harness.tiny)
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("dataset directory not found"), failed.stderr)
+        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix("tandem-") }.isEmpty,
+                      "nothing left behind")
+    }
 }

@@ -69,7 +69,7 @@ struct Predict: ParsableCommand {
             let outputs = try predict(model: model, data: dataset, communicator: comm)
             try comm.agreeOn {
                 guard comm.rank == 0 else { return }
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                try makeDirectory(out)
                 for o in outputs {
                     let path = URL(fileURLWithPath: out).appendingPathComponent("\(o.name).npy").path
                     try o.values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [dataset.count, o.units], to: path) }

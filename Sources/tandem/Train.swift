@@ -166,7 +166,7 @@ struct Train: ParsableCommand {
         }
 
         try comm.agreeOn {
-            if comm.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+            if comm.rank == 0 { try makeDirectory(out) }
             if comm.rank == 0 && resumed == nil { try? FileManager.default.removeItem(atPath: out + "/metrics.jsonl") }
         }
 

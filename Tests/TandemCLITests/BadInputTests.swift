@@ -93,6 +93,16 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--class-weight", "main_output=x"]), mentions: ["--class-weight"])
     }
 
+    func testUnwritableOutputIsNamed() throws {
+        FileManager.default.createFile(atPath: dir + "/plainfile", contents: Data("x".utf8))
+        let train = try Harness.tandem(["train", "--data", dir + "/good", "--out", dir + "/plainfile/run", "--quiet"] + Harness.tiny)
+        XCTAssertEqual(train.status, 1)
+        XCTAssertTrue(train.stderr.contains("plainfile/run: cannot create the directory (Not a directory)"), train.stderr)
+        let gen = try Harness.tandem(["gen-data", "--out", dir + "/plainfile", "--samples", "3"] + Harness.tiny)
+        XCTAssertEqual(gen.status, 1)
+        XCTAssertTrue(gen.stderr.contains("plainfile: exists and is not a directory"), gen.stderr)
+    }
+
     func testCorruptWeightsAndCheckpoint() throws {
         FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data(repeating: 7, count: 64))
         try expectFailure(train(dir + "/good", ["--init", dir + "/junk.safetensors"]), mentions: ["junk.safetensors"])

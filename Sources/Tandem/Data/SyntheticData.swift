@@ -10,7 +10,7 @@ import Foundation
 public func generateHeadlineData(directory: String, samples: Int, config: HeadlineConfig, seed: UInt64) throws {
     guard samples > 0 else { throw TandemError.usage("--samples must be at least 1") }
     guard config.vocabulary >= 4 else { throw TandemError.usage("--vocab must be at least 4 for generated data") }
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try makeDirectory(directory)
     var rng = SeededGenerator(seed: seed, stream: 0xDA7A)
     let T = config.sequenceLength, F = config.auxFeatures, V = config.vocabulary
     let block = max(1, V / 20)  // topic 0 uses ids [0, block), topic 1 [block, 2·block)

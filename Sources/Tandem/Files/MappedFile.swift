@@ -97,3 +97,25 @@ public final class AtomicFileWriter {
         try writer.commit()
     }
 }
+
+/// Creates `path` (and its parents) as a directory, or says clearly why not.
+public func makeDirectory(_ path: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        guard isDirectory.boolValue else { throw TandemError.file(path, "exists and is not a directory") }
+        guard access(path, W_OK) == 0 else { throw TandemError.file(path, "directory is not writable") }
+        return
+    }
+    // mkdir -p by hand, so the failure carries the system's reason.
+    var prefix = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        prefix += "/" + part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            throw TandemError.file(path, "cannot create the directory (\(String(cString: strerror(errno))))")
+        }
+    }
+    var check: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &check), check.boolValue else {
+        throw TandemError.file(path, "cannot create the directory (\(String(cString: strerror(ENOTDIR))))")
+    }
+}

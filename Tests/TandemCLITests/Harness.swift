@@ -128,6 +128,16 @@ enum Harness {
     static let tiny = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
                        "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2"]
 
+    /// `tandem gen-data` of the tiny model into `dir`, plus seeded main_output sample weights in [0.2, 3).
+    static func tinyDataWithSampleWeights(_ dir: String, samples: Int, seed: UInt64, weightSeed: UInt64,
+                                          file: StaticString = #filePath, line: UInt = #line) throws {
+        let gen = try tandem(["gen-data", "--out", dir, "--samples", "\(samples)", "--seed", "\(seed)"] + tiny)
+        XCTAssertEqual(gen.status, 0, gen.stderr, file: file, line: line)
+        var rng = SeededGenerator(seed: weightSeed)
+        let w = (0..<samples).map { _ in Float(rng.uniform(0.2, 3)) }
+        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples], to: dir + "/main_output.sample_weight.npy") }
+    }
+
     static func weights(_ path: String) throws -> [String: [Float]] {
         let file = try SafeTensorsFile(path: path)
         var result: [String: [Float]] = [:]

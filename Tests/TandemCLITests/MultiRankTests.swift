@@ -14,10 +14,7 @@ final class MultiRankTests: XCTestCase {
     override func setUpWithError() throws {
         dir = Harness.temporaryDirectory()
         // 34 samples at global batch 8: the last batch has 2 samples, fewer than 3 or 4 ranks.
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "34", "--seed", "2"] + Harness.tiny).status, 0)
-        var rng = SeededGenerator(seed: 12)
-        let w = (0..<34).map { _ in Float(rng.uniform(0.2, 3)) }
-        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [34], to: dir + "/data/main_output.sample_weight.npy") }
+        try Harness.tinyDataWithSampleWeights(dir + "/data", samples: 34, seed: 2, weightSeed: 12)
     }
 
     private func args(_ out: String, _ optimizer: [String]) -> [String] {

@@ -11,10 +11,7 @@ final class ReproducibleTests: XCTestCase {
     override func setUpWithError() throws {
         dir = Harness.temporaryDirectory()
         // 33 samples at global batch 8: the last batch has 1 sample, fewer than 2, 3 or 4 ranks.
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "33", "--seed", "8"] + Harness.tiny).status, 0)
-        var rng = SeededGenerator(seed: 3)
-        let w = (0..<33).map { _ in Float(rng.uniform(0.2, 3)) }
-        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [33], to: dir + "/data/main_output.sample_weight.npy") }
+        try Harness.tinyDataWithSampleWeights(dir + "/data", samples: 33, seed: 8, weightSeed: 3)
     }
 
     private func args(_ out: String, _ optimizer: [String], epochs: Int = 3, reproducible: Bool = true) -> [String] {

@@ -92,14 +92,6 @@ public final class MPICommunicator: Communicator {
         return cString(text).split(separator: ",").first.map(String.init) ?? "MPI"
     }
 
-    /// The processor (host) name this rank runs on.
-    public var hostName: String {
-        var text = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
-        var length: Int32 = 0
-        MPI_Get_processor_name(&text, &length)
-        return cString(text)
-    }
-
     public var description: String { "MPI (\(size) ranks, \(libraryVersion))" }
 
     /// MPI_Finalize after a final barrier, so no rank leaves while others still talk.

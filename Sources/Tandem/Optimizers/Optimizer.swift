@@ -227,10 +227,3 @@ public final class Optimizer {
     }
 }
 
-@inline(__always) private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-}
-
-@inline(__always) private func store4(_ x: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD4<Float>.self)
-}

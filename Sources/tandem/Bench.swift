@@ -64,6 +64,7 @@ struct Bench: ParsableCommand {
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                          result.gflops, 100 * result.gflops / peak, peak))
+            print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")
             print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; target ≤ 1.3 × state + activations = %.0f MB",
                          Double(result.peakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
                          result.memoryBound / 1e6))

@@ -25,6 +25,24 @@ struct TandemCommand: ParsableCommand {
               tandem predict --weights run/weights.safetensors --data data --out preds
             """,
         subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self])
+
+    static func main() {
+        useFastBLASKernels()
+        Self.main(nil)
+    }
+}
+
+/// Re-executes this process once with OPENBLAS_CORETYPE set when OpenBLAS fell
+/// back to generic kernels on a CPU it does not know (see `BLASKernels`). Runs
+/// before anything else, MPI included, so the process keeps its pid and its
+/// place under mpirun. If exec fails, training goes on with the slower kernels.
+func useFastBLASKernels() {
+    guard let core = BLASKernels.betterCoreType() else { return }
+    setenv(BLASKernels.fallbackVariable, BLASKernels.coreName, 1)
+    setenv("OPENBLAS_CORETYPE", core, 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+    unsetenv("OPENBLAS_CORETYPE")
+    unsetenv(BLASKernels.fallbackVariable)
 }
 
 /// Runs `body` with the process's communicator and Tandem's error policy:

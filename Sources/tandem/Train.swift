@@ -238,12 +238,12 @@ func hostName() -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; 1 BLAS thread per rank".
+/// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; OpenBLAS 0.3.21, Haswell kernels, 1 thread per rank".
 func startupReport(comm: Communicator, hosts: [String]) -> String {
     var order: [String] = [], counts: [String: Int] = [:]
     for h in hosts { if counts[h] == nil { order.append(h) }; counts[h, default: 0] += 1 }
     let library = (comm as? MPICommunicator)?.libraryVersion ?? "no MPI (local)"
     let threads = blasThreads()
     return "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
-        + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ") + "); \(library); \(threads) BLAS thread\(threads == 1 ? "" : "s") per rank"
+        + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ") + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
 }

@@ -29,7 +29,7 @@ enum Harness {
 
     /// Runs `executable args` with a deadline; output goes to files (no pipe deadlock).
     static func run(_ executable: String, _ args: [String], timeout: Double = 120,
-                    environment: [String: String] = [:]) throws -> RunResult {
+                    environment: [String: String] = [:], unsetting: [String] = []) throws -> RunResult {
         let dir = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: dir + "/out", contents: nil)
@@ -39,6 +39,7 @@ enum Harness {
         process.arguments = args
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
+        for name in unsetting { env[name] = nil }
         process.environment = env
         process.standardOutput = FileHandle(forWritingAtPath: dir + "/out")
         process.standardError = FileHandle(forWritingAtPath: dir + "/err")

@@ -44,4 +44,9 @@ int tandem_isa_level(void);
 
 /// The name of the instruction set the kernels use on this CPU.
 const char *tandem_kernel_isa(void);
+
+/// The widest OpenBLAS kernel family (an OPENBLAS_CORETYPE value) this CPU can
+/// run: "SkylakeX" with AVX-512 F/CD/BW/DQ/VL, "Haswell" with AVX2 and FMA,
+/// else NULL.
+const char *tandem_blas_core_for_cpu(void);
 #endif

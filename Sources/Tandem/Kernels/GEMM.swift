@@ -3,6 +3,8 @@
 // tests use it as the oracle. Not a tensor library: pointers and sizes only.
 
 import CBLAS
+import CKernels
+import Foundation
 
 /// Whether an operand of `gemm` is read transposed.
 public enum Transpose: Sendable {
@@ -60,3 +62,51 @@ public func setBLASThreads(_ count: Int) {
 
 /// The number of threads OpenBLAS uses now.
 public func blasThreads() -> Int { Int(openblas_get_num_threads()) }
+
+// MARK: Which OpenBLAS kernels run
+//
+// OpenBLAS built with DYNAMIC_ARCH picks its kernels by CPU model when the
+// library loads. A release that does not know the model falls back to
+// "Prescott" (SSE3), about 5× slower than its AVX-512 kernels on the same CPU
+// (measured: 17–31 vs 135–150 GFLOP/s for 512³ on a Sapphire Rapids Xeon with
+// OpenBLAS 0.3.21). OPENBLAS_CORETYPE overrides the choice, but only before
+// the library loads — so the command line re-executes itself once with it set.
+
+/// The BLAS library and the kernels it runs.
+public enum BLASKernels {
+    /// OpenBLAS's kernel family now in use ("SkylakeX", "Haswell", "Prescott", …).
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+
+    /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH … Prescott MAX_THREADS=64").
+    public static var configuration: String { String(cString: openblas_get_config()) }
+
+    /// Kernel families without AVX2 or FMA: what OpenBLAS falls back to for a CPU it does not know.
+    public static let genericCores: Set<String> = [
+        "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge", "Atom", "Katmai",
+        "Coppermine", "Northwood", "Banias", "Athlon", "Opteron", "Opteron_SSE3", "Barcelona", "Bobcat",
+    ]
+
+    /// The OPENBLAS_CORETYPE to start with instead, when OpenBLAS chose a generic
+    /// kernel family on a CPU with AVX2/FMA or AVX-512 and nobody set
+    /// OPENBLAS_CORETYPE (an explicit setting is always respected); else nil.
+    public static func betterCoreType(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        guard environment["OPENBLAS_CORETYPE"] == nil, genericCores.contains(coreName) else { return nil }
+        return coreTypeForCPU
+    }
+
+    /// The widest kernel family this CPU runs: "SkylakeX" (AVX-512), "Haswell" (AVX2 + FMA) or nil.
+    public static var coreTypeForCPU: String? { tandem_blas_core_for_cpu().map { String(cString: $0) } }
+
+    /// The variable that tells a re-executed process which kernels OpenBLAS had picked by itself.
+    public static let fallbackVariable = "TANDEM_OPENBLAS_FALLBACK"
+
+    /// "OpenBLAS 0.3.21, SkylakeX kernels (set by Tandem: this OpenBLAS picked Prescott on this CPU)".
+    public static var description: String {
+        let version = configuration.split(separator: " ").prefix(2).joined(separator: " ")
+        var text = "\(version), \(coreName) kernels"
+        if let fallback = ProcessInfo.processInfo.environment[fallbackVariable] {
+            text += " (set by Tandem: this OpenBLAS picked \(fallback) on this CPU)"
+        }
+        return text
+    }
+}

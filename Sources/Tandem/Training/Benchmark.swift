@@ -64,7 +64,7 @@ public struct BenchmarkResult: Sendable {
                     ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
                     ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
                     ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
-                    ("memory_bound_mb", memoryBound / 1e6)])
+                    ("memory_bound_mb", memoryBound / 1e6), ("blas", BLASKernels.description)])
     }
 }
 

@@ -2,7 +2,8 @@
 // is linear, so for the n distinct ids of a batch (n ≤ min(vocab, B·T)):
 //   forward   P[n, G] = E[ids] · W + b, then gates[b, t] = P[slot(b, t)]
 //   backward  S[n, G] = Σ over occurrences of dGates;  dW += E[ids]ᵀ · S;
-//             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once)
+//             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once; into the
+//             arena, or into a compact row-sparse buffer — `tableRowGradients`)
 // The three big products shrink from B·T rows to n rows, and the [B, T, D]
 // embedding output and its gradient never exist. Same mathematics as the
 // unfused pair; only the float summation order differs.
@@ -85,7 +86,9 @@ extension LSTM {
         gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: rows, ldc: D)
         let dTable = embedding.store.gradient(embedding.table)
         for k in 0..<n {
-            let to = dTable + Int(f.unique[k]) * D, from = rows + k * D
+            let id = Int(f.unique[k])
+            let to = tableRowGradients.map { $0.base + Int($0.slot[id]) * D } ?? dTable + id * D
+            let from = rows + k * D
             for j in 0..<D { to[j] += from[j] }
         }
     }

@@ -54,41 +54,106 @@ public final class Optimizer {
     /// w ← update(w, g) for every parameter; then iterations += 1. With
     /// `clear`, g is left all zero (folded into the pass: no separate memset).
     public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>, clear: Bool = false) {
-        let n = count
-        let lr = Float(config.learningRate)
+        let t = iterations + 1
+        prepare(step: t)
+        if let d = deferred {
+            let tail = d.offset + d.rows * d.width
+            apply(w, g, 0, d.offset, clear: clear)
+            apply(w, g + tail, tail, count, clear: clear)
+            if scannedStep != t { _ = gradientsAreFinite(g) }
+            for k in 0..<scannedRowCount {
+                // Rows not listed had an all-zero gradient: deferred, replayed later bit for bit.
+                let r = Int(scannedRows[k]), o = d.offset + r * d.width
+                catchUp(row: r, parameters: w)
+                apply(w, g + o, o, o + d.width, clear: clear)
+                d.applied[r] = Int32(t)
+            }
+        } else {
+            apply(w, g, 0, count, clear: clear)
+        }
+        iterations = t
+    }
+
+    /// The same step with an embedding table's gradient held compactly: rows
+    /// `rows` (ascending) of the [rows, width] table at `table.offset` have their
+    /// gradient at `g + rowGradients + k·width` (k-th listed row); every other
+    /// row's gradient is zero, and the arena's table window is not read. Every
+    /// other parameter's gradient is at its own offset in `g`. The result is
+    /// bit-identical to `step` on the dense arena. With `clear`, what was read is zeroed.
+    public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
+                     table: (offset: Int, rows: Int, width: Int), touchedRows rows: UnsafeBufferPointer<Int32>,
+                     rowGradients: Int, clear: Bool) {
+        let t = iterations + 1, W = table.width
+        prepare(step: t)
+        let tail = table.offset + table.rows * W
+        apply(w, g, 0, table.offset, clear: clear)
+        apply(w, g + tail, tail, count, clear: clear)
+        let rowGradient = { (k: Int) in g + rowGradients + k * W }
+        switch config.kind {
+        case .adam where deferred != nil:
+            // Untouched rows are deferred and replayed later, as in `step`.
+            for (k, r) in rows.enumerated() {
+                let o = table.offset + Int(r) * W
+                catchUp(row: Int(r), parameters: w)
+                apply(w, rowGradient(k), o, o + W, clear: clear)
+                deferred!.applied[Int(r)] = Int32(t)
+            }
+        case .sgd where config.momentum == 0:
+            // w − lr·0 = w: untouched rows do not change.
+            for (k, r) in rows.enumerated() {
+                let o = table.offset + Int(r) * W
+                apply(w, rowGradient(k), o, o + W, clear: clear)
+            }
+        default:
+            // Slots decay on every row: untouched rows take the step with g = 0.
+            if zeroRow.count < W { zeroRow = [Float](repeating: 0, count: W) }
+            zeroRow.withUnsafeMutableBufferPointer { zero in
+                var k = 0
+                for r in 0..<table.rows {
+                    let o = table.offset + r * W
+                    if k < rows.count && Int(rows[k]) == r {
+                        apply(w, rowGradient(k), o, o + W, clear: clear)
+                        k += 1
+                    } else {
+                        apply(w, zero.baseAddress!, o, o + W, clear: false)
+                    }
+                }
+            }
+        }
+        iterations = t
+    }
+    private var zeroRow: [Float] = []
+
+    /// Per-step constants (Adam's α_t).
+    private func prepare(step t: Int) {
+        if config.kind == .adam { alpha = adamAlpha(step: t) }
+    }
+    private var alpha: Float = 0
+
+    /// The update rule on elements [from, to); `g` points at the gradient of element `from`.
+    private func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool) {
+        guard to > from else { return }
+        let n = to - from, w = w + from, lr = Float(config.learningRate)
         switch config.kind {
         case .sgd where config.momentum == 0:
             for i in 0..<n { w[i] -= lr * g[i] }
         case .sgd:
             // m ← μ·m − lr·g;  w ← w + m,  or nesterov  w ← w + μ·m − lr·g (new m)
-            let mu = Float(config.momentum), m = slots[0].values
+            let mu = Float(config.momentum), m = slots[0].values + from
             if config.nesterov {
                 for i in 0..<n { let mi = mu * m[i] - lr * g[i]; m[i] = mi; w[i] += mu * mi - lr * g[i] }
             } else {
                 for i in 0..<n { let mi = mu * m[i] - lr * g[i]; m[i] = mi; w[i] += mi }
             }
         case .adam:
-            let t = iterations + 1, alpha = adamAlpha(step: t)
-            if let d = deferred {
-                let tail = d.offset + d.rows * d.width
-                adamUpdate(w, g, 0, d.offset, alpha: alpha, clear: clear)
-                adamUpdate(w, g + tail, tail, n, alpha: alpha, clear: clear)
-                if scannedStep != t { _ = gradientsAreFinite(g) }
-                for k in 0..<scannedRowCount {
-                    // Rows not listed had an all-zero gradient: deferred, replayed later bit for bit.
-                    let r = Int(scannedRows[k]), o = d.offset + r * d.width
-                    catchUp(row: r, parameters: w)
-                    adamUpdate(w, g + o, o, o + d.width, alpha: alpha, clear: clear)
-                    d.applied[r] = Int32(t)
-                }
-            } else {
-                adamUpdate(w, g, 0, n, alpha: alpha, clear: clear)
-            }
-            iterations = t
+            // m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε). The loop is C
+            // (CKernels): Swift's SIMD square root runs lane by lane. It clears g itself.
+            tandem_adam(w, g, slots[0].values + from, slots[1].values + from, n, alpha,
+                        Float(1 - config.beta1), Float(1 - config.beta2), Float(config.epsilon), clear ? 1 : 0)
             return
         case .rmsprop:
             // v ← ρ·v + (1−ρ)·g²;  w ← w − lr·g/√(v + ε)   (ε inside the root, as Keras)
-            let rho = Float(config.rho), eps = Float(config.epsilon), v = slots[0].values
+            let rho = Float(config.rho), eps = Float(config.epsilon), v = slots[0].values + from
             for i in 0..<n {
                 let gi = g[i]
                 let vi = rho * v[i] + (1 - rho) * gi * gi
@@ -97,7 +162,6 @@ public final class Optimizer {
             }
         }
         if clear { g.update(repeating: 0, count: n) }
-        iterations += 1
     }
 
     /// Adam's step size at step t: α = lr·√(1−β2^t)/(1−β1^t), rounded to Float once
@@ -110,16 +174,6 @@ public final class Optimizer {
         return alphas[t - 1]
     }
     private var alphas: [Float] = []
-
-    /// Adam on [from, to):  m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε).
-    /// `g` points at the gradient of element `from`. The loop is C (CKernels):
-    /// Swift's SIMD square root runs lane by lane.
-    private func adamUpdate(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int,
-                            alpha: Float, clear: Bool) {
-        guard to > from else { return }
-        tandem_adam(w + from, g, slots[0].values + from, slots[1].values + from, to - from, alpha,
-                    Float(1 - config.beta1), Float(1 - config.beta2), Float(config.epsilon), clear ? 1 : 0)
-    }
 
     // MARK: Deferred rows
     //
@@ -198,6 +252,11 @@ public final class Optimizer {
         return exponent != 0x7F80_0000
     }
     private var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
+
+    /// False when any of the n values at `g` is NaN or ±Inf.
+    public func allFinite(_ g: UnsafePointer<Float>, count n: Int) -> Bool {
+        maxExponent(g, n) != 0x7F80_0000
+    }
 
     /// The largest exponent field (bits 23–30) among n floats; 0x7F80_0000 means NaN or Inf.
     private func maxExponent(_ p: UnsafePointer<Float>, _ n: Int) -> UInt32 {

@@ -61,14 +61,15 @@ public final class ParameterStore: @unchecked Sendable {
         count = offset
         values = .allocate(capacity: max(offset, 1))
         values.initialize(repeating: 0, count: max(offset, 1))
-        gradients = .allocate(capacity: max(offset, 1))
-        gradients.initialize(repeating: 0, count: max(offset, 1))
+        // Zero pages from calloc are mapped lazily: a window no step writes (the
+        // table's, in the compact layout) never becomes resident.
+        gradients = calloc(max(offset, 1), MemoryLayout<Float>.stride)!.bindMemory(to: Float.self, capacity: max(offset, 1))
         index = Dictionary(uniqueKeysWithValues: views.enumerated().map { ($1.name, $0) })
     }
 
     deinit {
         values.deallocate()
-        gradients.deallocate()
+        free(gradients)
     }
 
     public func view(_ name: String) -> TensorView? { index[name].map { tensors[$0] } }

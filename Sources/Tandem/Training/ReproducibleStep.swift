@@ -63,8 +63,7 @@ extension TrainingStep {
         }
         let x = exchange!
         var clock = monotonicSeconds()
-        if !gradientsCleared { params.zeroGradients() }
-        gradientsCleared = false
+        beginGradient()
 
         // 1. The union of table rows touched anywhere this step (counts are small integers: exact).
         try agreeOnTouchedRows(x, indices: indices, micro: mine, microBatch: m, data: data)

@@ -42,8 +42,16 @@ public final class TrainingStep {
     var figures: [Double]
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public internal(set) var timings = StepTimings()
-    /// True when the last optimizer step left the gradient arena all zero.
-    var gradientsCleared = false
+    /// True when the gradient arena is all zero (it starts so; the optimizer pass leaves it so).
+    var gradientsCleared = true
+    /// Otherwise only [dirtyFrom, count) may hold values (a compact step writes no lower).
+    var dirtyFrom = 0
+    /// The compact table-gradient layout, when the model allows it (CompactTableStep.swift).
+    let compact: CompactTable?
+    /// Use the compact table gradient when the model allows it (tests compare both; same bits).
+    public var compactTableGradient = true
+    /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
+    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil && microBatch == nil }
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
     let deferredTable: (embedding: Embedding, view: TensorView)?
     /// Reproducible mode: the canonical micro-batch size (nil: the ordinary float step).
@@ -82,6 +90,7 @@ public final class TrainingStep {
         } else {
             deferredTable = nil
         }
+        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2)
     }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):
@@ -93,9 +102,22 @@ public final class TrainingStep {
     /// Trains on the global batch `indices` (sample numbers in `data`): the
     /// combined gradient, then the identical optimizer step on every rank.
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+        let params = model.parameters
+        if usesCompactTableGradient, let c = compact {
+            let result = try computeGradientCompactly(globalBatch: indices, data: data, c)
+            let started = monotonicSeconds()
+            c.touched.rows.withUnsafeBufferPointer {
+                optimizer.step(parameters: params.values, gradients: params.gradients, table: c.optimizerTable,
+                               touchedRows: $0, rowGradients: c.start, clear: true)
+            }
+            gradientsCleared = true
+            timings.optimizer += monotonicSeconds() - started
+            timings.steps += 1
+            return result
+        }
         let result = try computeGradient(globalBatch: indices, data: data)
         let started = monotonicSeconds()
-        optimizer.step(parameters: model.parameters.values, gradients: model.parameters.gradients, clear: true)
+        optimizer.step(parameters: params.values, gradients: params.gradients, clear: true)
         gradientsCleared = true
         timings.optimizer += monotonicSeconds() - started
         timings.steps += 1
@@ -113,8 +135,7 @@ public final class TrainingStep {
 
         // 1. Forward and backward on this rank's slice, gradients into the flat arena.
         var clock = monotonicSeconds()
-        if !gradientsCleared { params.zeroGradients() }
-        gradientsCleared = false
+        beginGradient()
         loadBatch(local, data: data)
         model.forward(batch: local.count)
         for (h, head) in heads.enumerated() {
@@ -146,11 +167,7 @@ public final class TrainingStep {
         }
         timings.exchange += lap(&clock)
 
-        var result = StepFigures()
-        result.samples = Int(figures[2 * heads.count])
-        result.stopRequested = figures[2 * heads.count + 1] > 0
-        result.headLossSums = heads.indices.map { figures[2 * $0] }
-        result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
+        var result = reducedFigures()
 
         // 3. L2 once, on the combined gradient; the weighted total.
         finishFigures(&result, globalBatch: B)
@@ -158,6 +175,25 @@ public final class TrainingStep {
         // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
         try checkFinite(result, step: optimizer.iterations + 1)
         timings.optimizer += lap(&clock)
+        return result
+    }
+
+    /// Zeroes what the previous step may have left in the arena (nothing after an optimizer pass).
+    func beginGradient() {
+        if !gradientsCleared {
+            (model.parameters.gradients + dirtyFrom).update(repeating: 0, count: model.parameters.count - dirtyFrom)
+        }
+        gradientsCleared = false
+        dirtyFrom = 0
+    }
+
+    /// The step's figures after their allreduce.
+    func reducedFigures() -> StepFigures {
+        var result = StepFigures()
+        result.samples = Int(figures[2 * heads.count])
+        result.stopRequested = figures[2 * heads.count + 1] > 0
+        result.headLossSums = heads.indices.map { figures[2 * $0] }
+        result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
         return result
     }
 
@@ -187,19 +223,28 @@ public final class TrainingStep {
     }
 
     func checkFinite(_ result: StepFigures, step: Int) throws {
+        try checkLossIsFinite(result, step: step)
+        // The optimizer's pre-step scan reads every gradient once (and, for
+        // deferred rows, notes which rows it must update).
+        if !optimizer.gradientsAreFinite(model.parameters.gradients) { try stopOnNonFiniteGradient(step: step, from: 0) }
+    }
+
+    func checkLossIsFinite(_ result: StepFigures, step: Int) throws {
         let badHeads = heads.indices.filter { !result.headLossSums[$0].isFinite }.map { heads[$0].output }
         if !badHeads.isEmpty || !result.total.isFinite {
             throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", "))); stopping before the weights are updated",
                               reporter: communicator.rank == 0)
         }
-        // The optimizer's pre-step scan reads every gradient once (and, for
-        // deferred rows, notes which rows it must update).
+    }
+
+    /// Names the tensor of the first non-finite gradient at or after `from` and stops every rank.
+    func stopOnNonFiniteGradient(step: Int, from: Int) throws -> Never {
         let g = model.parameters.gradients
-        if !optimizer.gradientsAreFinite(g) {
-            let tensor = model.parameters.tensors.first { v in (0..<v.count).contains { !g[v.offset + $0].isFinite } }
-            throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
-                              reporter: communicator.rank == 0)
-        }
+        let first = (from..<model.parameters.count).first { !g[$0].isFinite } ?? from
+        // In the compact layout the table's rows sit at the end of its own window.
+        let tensor = model.parameters.tensors.first { $0.offset <= first && first < $0.offset + $0.count }
+        throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
+                          reporter: communicator.rank == 0)
     }
 }
 

@@ -24,7 +24,10 @@ final class MultiRankTests: XCTestCase {
     }
 
     func testRanksMatchTheSingleProcessRun() throws {
-        let optimizers = [["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"], ["--optimizer", "adam", "--lr", "0.01"]]
+        // L2 on the embedding reaches every table row, so that run takes the dense
+        // step and its exchange (GradientExchange.swift); the others the compact one.
+        let optimizers = [["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"], ["--optimizer", "adam", "--lr", "0.01"],
+                          ["--optimizer", "rmsprop", "--lr", "0.01", "--l2", "embedding=0.001"]]
         for optimizer in optimizers {
             let local = try Harness.tandem(args(dir + "/local", optimizer))
             XCTAssertEqual(local.status, 0, local.stderr)
@@ -108,7 +111,7 @@ final class MultiRankTests: XCTestCase {
 
     func testTouchedRowExchangeMatchesTheSingleProcessRun() throws {
         // vocab 3000 and ≤ 64 tokens a batch: few rows are touched, so the ranks
-        // exchange only those rows (GradientExchange.swift) — and must still agree.
+        // exchange only those rows (CompactTableStep.swift) — and must still agree.
         let sizes = ["--vocab", "3000", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
                      "--dense-units", "8", "--dense-layers", "2"]
         XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/sparse", "--samples", "50", "--seed", "9"] + sizes).status, 0)

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh >/dev/null
-swift build -c release >/dev/null
+swift build -c release --static-swift-stdlib >/dev/null
 bin=.build/release/tandem
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

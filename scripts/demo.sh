@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
-swift build -c release
+swift build -c release --static-swift-stdlib
 bin=.build/release/tandem
 mkdir -p runs
 $bin gen-data --out runs/data --samples 4096 --seed 1

@@ -26,7 +26,7 @@ done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${TANDEM_BIN:-$here/.build/release/tandem}"
-[ -x "$bin" ] || { echo "mpi-train.sh: $bin not found; run 'swift build -c release' first (or set TANDEM_BIN)" >&2; exit 2; }
+[ -x "$bin" ] || { echo "mpi-train.sh: $bin not found; run 'swift build -c release --static-swift-stdlib' first (or set TANDEM_BIN)" >&2; exit 2; }
 
 case "${1:-}" in
   train|evaluate|predict|bench|gen-data) ;;

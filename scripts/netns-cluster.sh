@@ -86,7 +86,7 @@ run() {
     esac
   done
   local bin="${TANDEM_BIN:-$here/.build/release/tandem}"
-  [ -x "$bin" ] || die "$bin not found; run 'swift build -c release' first (or set TANDEM_BIN)"
+  [ -x "$bin" ] || die "$bin not found; run 'swift build -c release --static-swift-stdlib' first (or set TANDEM_BIN)"
   case "${1:-}" in train|evaluate|predict|bench) ;; *) set -- train "$@" ;; esac
 
   local created=0

@@ -37,10 +37,20 @@ public final class MPICommunicator: Communicator {
         throw TandemError.training("rank \(rank): \(call()) failed: \(cString(text))")
     }
 
+    /// Elements per MPI_Allreduce of a large buffer. Open MPI's algorithms take a
+    /// temporary buffer as large as the message (measured: +10 MB resident for 20.8 MB
+    /// on 2 ranks); 4 MB pieces bound that at no cost in speed (3.5 vs 3.6 ms).
+    static let piece = 1 << 20
+
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
-        watchdog?.enter("MPI_Allreduce of the gradients (\(count) floats)")
-        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_float(), tandem_mpi_sum(), world),
-                  "MPI_Allreduce(SUM, \(count) floats)")
+        var offset = 0
+        repeat {
+            watchdog?.enter("MPI_Allreduce of the gradients (\(count) floats)")
+            let n = min(count - offset, Self.piece)
+            try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world),
+                      "MPI_Allreduce(SUM, \(count) floats)")
+            offset += n
+        } while offset < count
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
@@ -50,9 +60,14 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
-        watchdog?.enter("MPI_Allreduce of the fixed-point gradients (\(count) int64)")
-        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_int64(), tandem_mpi_sum(), world),
-                  "MPI_Allreduce(SUM, \(count) int64)")
+        var offset = 0
+        repeat {
+            watchdog?.enter("MPI_Allreduce of the fixed-point gradients (\(count) int64)")
+            let n = min(count - offset, Self.piece / 2)
+            try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_int64(), tandem_mpi_sum(), world),
+                      "MPI_Allreduce(SUM, \(count) int64)")
+            offset += n
+        } while offset < count
     }
 
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {

@@ -37,15 +37,16 @@ extension LSTM {
     func fusedWorkspaceSize(batch: Int) -> Int {
         guard embedding != nil else { return 0 }
         let n = maxUnique(batch)
-        return n * inputWidth + 2 * n * 4 * units  // rows [n, D] (then their gradient), P and S [n, G]
+        return n * inputWidth + n * 4 * units  // rows [n, D] (then their gradient), P then S [n, G]
     }
 
     func bindFused(workspace: inout WorkspaceCursor, batch: Int) {
         guard let embedding else { return }
         let n = maxUnique(batch)
         fusedRows = workspace.take(n * inputWidth)
+        // P is dead once the gates hold it, so the backward's S reuses its memory.
         fusedProjection = workspace.take(n * 4 * units)
-        fusedSums = workspace.take(n * 4 * units)
+        fusedSums = fusedProjection
         fusedBuffers = FusedEmbeddingBuffers(vocabulary: embedding.vocabulary, occurrences: batch * steps)
     }
 
@@ -54,13 +55,14 @@ extension LSTM {
         let embedding = embedding!, f = fusedBuffers!
         let ids = embedding.source.tokens!, table = embedding.store.value(embedding.table)
         let D = inputWidth, G = 4 * units, occurrences = batch * steps
+        // Distinct ids in ascending order (a pass over the vocabulary beats a sort),
+        // so on one rank they line up with the compact gradient's slots.
+        for o in 0..<occurrences { f.slot[Int(ids[o])] = 0 }
         var n = 0
-        for o in 0..<occurrences {
-            let id = Int(ids[o])
-            var k = f.slot[id]
-            if k < 0 { k = Int32(n); f.slot[id] = k; f.unique[n] = Int32(id); n += 1 }
-            f.occurrence[o] = k
+        for id in 0..<embedding.vocabulary where f.slot[id] == 0 {
+            f.slot[id] = Int32(n); f.unique[n] = Int32(id); n += 1
         }
+        for o in 0..<occurrences { f.occurrence[o] = f.slot[Int(ids[o])] }
         for k in 0..<n { f.slot[Int(f.unique[k])] = -1 }
         f.count = n
         let rows = fusedRows!, projection = fusedProjection!
@@ -82,6 +84,13 @@ extension LSTM {
         }
         gemm(.transposed, .none, m: D, n: G, k: n, a: rows, lda: D, b: sums, ldb: G, beta: 1, c: store.gradient(kernel), ldc: G)
         addColumnSums(sums, rows: n, columns: G, stride: G, into: store.gradient(bias))
+        if let compact = tableRowGradients, n > 0, slotsAreConsecutive(compact.slot, n) {
+            // This rank's rows fill consecutive slots (always so on one rank): accumulate in place.
+            let first = Int(compact.slot[Int(f.unique[0])])
+            gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G,
+                 beta: 1, c: compact.base + first * D, ldc: D)
+            return
+        }
         // The rows are no longer needed: reuse them for the per-token input gradient.
         gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: rows, ldc: D)
         let dTable = embedding.store.gradient(embedding.table)
@@ -91,5 +100,14 @@ extension LSTM {
             let from = rows + k * D
             for j in 0..<D { to[j] += from[j] }
         }
+    }
+}
+
+extension LSTM {
+    /// True when this batch's distinct ids (ascending) sit in consecutive slots.
+    fileprivate func slotsAreConsecutive(_ slot: UnsafePointer<Int32>, _ n: Int) -> Bool {
+        let unique = fusedBuffers!.unique, first = slot[Int(unique[0])]
+        for k in 1..<max(n, 1) where slot[Int(unique[k])] != first + Int32(k) { return false }
+        return true
     }
 }

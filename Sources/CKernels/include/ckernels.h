@@ -49,4 +49,8 @@ const char *tandem_kernel_isa(void);
 /// run: "SkylakeX" with AVX-512 F/CD/BW/DQ/VL, "Haswell" with AVX2 and FMA,
 /// else NULL.
 const char *tandem_blas_core_for_cpu(void);
+
+/// Returns the C heap's free memory to the system (malloc_trim): large scratch
+/// freed before training would otherwise stay resident.
+void tandem_release_free_memory(void);
 #endif

@@ -2,6 +2,7 @@
 // time split of a step, the dense-equivalent GFLOP/s against an sgemm peak
 // measured in the same run, and peak memory. Runs locally or under mpirun.
 
+import CKernels
 import Foundation
 
 /// Floating-point operations of one headline sample, forward + backward,
@@ -80,6 +81,8 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
         _ = try order.withUnsafeBufferPointer { try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data) }
         cursor += global
     }
+    // The generated data's scratch is freed by now; give it back so it is not counted.
+    tandem_release_free_memory()
     for _ in 0..<warmup { try oneStep() }
     step.resetTimings()
     var rates: [Double] = []

@@ -57,13 +57,17 @@ extension TrainingStep {
         // 1. This rank's samples; the union of the table rows the whole global batch reads.
         var clock = monotonicSeconds()
         beginGradient()
-        loadBatch(local, data: data)
-        timings.forward += lap(&clock)
+        loadBatch(local, data: data, catchUp: false)
         let ids = c.lstm.embedding!.source.tokens!, occurrences = local.count * c.lstm.steps
         try c.touched.agree(communicator) { marks in for i in 0..<occurrences { marks[Int(ids[i])] = 1 } }
         c.start = c.end - c.touched.rows.count * c.width
         dirtyFrom = c.start
         timings.exchange += lap(&clock)
+        // Every union row current now (deferred Adam steps replayed): the same work on
+        // every rank, so no rank waits at the next collective for another's replays.
+        let w = params.values
+        for r in c.touched.rows { optimizer.catchUp(row: Int(r), parameters: w) }
+        timings.forward += lap(&clock)
 
         // 2. Forward and backward; the table's rows go to their slots from `start`.
         model.forward(batch: local.count)

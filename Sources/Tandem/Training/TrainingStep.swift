@@ -198,9 +198,9 @@ public final class TrainingStep {
     }
 
     /// Loads samples `local` into the model and makes the table rows they read current.
-    func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset) {
+    func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset, catchUp: Bool = true) {
         batch.load(local, from: data, model: model, heads: heads)
-        if let table = deferredTable, let ids = table.embedding.source.tokens {
+        if catchUp, let table = deferredTable, let ids = table.embedding.source.tokens {
             // The rows this batch reads must be current before forward.
             for i in 0..<(local.count * table.embedding.source.width) {
                 optimizer.catchUp(row: Int(ids[i]), parameters: model.parameters.values)

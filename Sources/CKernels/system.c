@@ -1,5 +1,6 @@
-// See ckernels.h: which OpenBLAS kernel family this CPU can run.
+// See ckernels.h: what Tandem asks of the CPU and the C library.
 #include "ckernels.h"
+#include <malloc.h>
 
 const char *tandem_blas_core_for_cpu(void) {
     __builtin_cpu_init();
@@ -11,3 +12,5 @@ const char *tandem_blas_core_for_cpu(void) {
         return "Haswell";
     return 0;
 }
+
+void tandem_release_free_memory(void) { malloc_trim(0); }

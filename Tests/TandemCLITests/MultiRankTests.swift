@@ -112,7 +112,8 @@ final class MultiRankTests: XCTestCase {
     func testTouchedRowExchangeMatchesTheSingleProcessRun() throws {
         // vocab 3000 and ≤ 64 tokens a batch: few rows are touched, so the ranks
         // exchange only those rows (CompactTableStep.swift) — and must still agree.
-        let sizes = ["--vocab", "3000", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
+        // embed-dim ≥ 4 × lstm-units: the compact, factored step (CompactTableStep.swift).
+        let sizes = ["--vocab", "3000", "--seq-len", "8", "--embed-dim", "24", "--lstm-units", "5",
                      "--dense-units", "8", "--dense-layers", "2"]
         XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/sparse", "--samples", "50", "--seed", "9"] + sizes).status, 0)
         let run = { (out: String) in ["train", "--data", self.dir + "/sparse", "--out", out, "--epochs", "3", "--batch-size", "8",

@@ -118,10 +118,10 @@ final class LayerGradientTests: XCTestCase {
 /// A headline model and TrainingStep on tiny data.
 func tinyHeadline(heads: [Head], l2: [String: Double], batch: Int, samples: Int = 9,
                   sampleWeights: Bool = true, communicator: Communicator = LocalCommunicator(),
-                  optimizer: OptimizerConfig = OptimizerConfig()) throws -> (TrainingStep, Dataset, String) {
+                  optimizer: OptimizerConfig = OptimizerConfig(), config: HeadlineConfig = tinyConfig()) throws -> (TrainingStep, Dataset, String) {
     let dir = temporaryDirectory()
-    try writeTinyData(dir, samples: samples, config: tinyConfig(), seed: 5, sampleWeights: sampleWeights)
-    let model = Model.headline(tinyConfig(), maxBatch: batch)
+    try writeTinyData(dir, samples: samples, config: config, seed: 5, sampleWeights: sampleWeights)
+    let model = Model.headline(config, maxBatch: batch)
     model.parameters.initialize(seed: 21)
     let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(optimizer, parameterCount: model.parameters.count),
                                 communicator: communicator, l2: l2)

@@ -2,8 +2,8 @@
 // is linear, so for the n distinct ids of a batch (n ≤ min(vocab, B·T)):
 //   forward   P[n, G] = E[ids] · W + b, then gates[b, t] = P[slot(b, t)]
 //   backward  S[n, G] = Σ over occurrences of dGates;  dW += E[ids]ᵀ · S;
-//             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once; into the
-//             arena, or into a compact row-sparse buffer — `tableRowGradients`)
+//             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once; or S is
+//             kept per row and dE formed later in blocks — `tableRowSums`)
 // The three big products shrink from B·T rows to n rows, and the [B, T, D]
 // embedding output and its gradient never exist. Same mathematics as the
 // unfused pair; only the float summation order differs.
@@ -73,6 +73,9 @@ extension LSTM {
     }
 
     /// Kernel, bias and embedding gradients from `dGates`, per distinct token.
+    /// With `tableRowSums` set, the table's gradient is left factored: each
+    /// distinct token's S row is added at `base + slot[id]·G`, and dE = S·Wᵀ is
+    /// formed later, block by block, by whoever reads it (`tableGradientRows`).
     func backwardUniqueTokens(batch: Int) {
         let embedding = embedding!, f = fusedBuffers!
         let D = inputWidth, G = 4 * units, n = f.count, occurrences = batch * steps
@@ -84,30 +87,41 @@ extension LSTM {
         }
         gemm(.transposed, .none, m: D, n: G, k: n, a: rows, lda: D, b: sums, ldb: G, beta: 1, c: store.gradient(kernel), ldc: G)
         addColumnSums(sums, rows: n, columns: G, stride: G, into: store.gradient(bias))
-        if let compact = tableRowGradients, n > 0, slotsAreConsecutive(compact.slot, n) {
-            // This rank's rows fill consecutive slots (always so on one rank): accumulate in place.
-            let first = Int(compact.slot[Int(f.unique[0])])
-            gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G,
-                 beta: 1, c: compact.base + first * D, ldc: D)
+        if let compact = tableRowSums {
+            for k in 0..<n {
+                let to = compact.base + Int(compact.slot[Int(f.unique[k])]) * G, from = sums + k * G
+                for j in 0..<G { to[j] += from[j] }
+            }
             return
         }
-        // The rows are no longer needed: reuse them for the per-token input gradient.
-        gemm(.none, .transposed, m: n, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: rows, ldc: D)
+        // dE[ids] += S·Wᵀ in the same blocks as the factored path, so both give the same bits.
+        // The gathered rows are no longer needed: their first block holds each block of dE.
         let dTable = embedding.store.gradient(embedding.table)
-        for k in 0..<n {
-            let id = Int(f.unique[k])
-            let to = tableRowGradients.map { $0.base + Int($0.slot[id]) * D } ?? dTable + id * D
-            let from = rows + k * D
-            for j in 0..<D { to[j] += from[j] }
+        for first in stride(from: 0, to: n, by: LSTM.tableBlockRows) {
+            let count = min(LSTM.tableBlockRows, n - first)
+            tableGradientRows(sums + first * G, count: count, into: rows)
+            for k in 0..<count {
+                let to = dTable + Int(f.unique[first + k]) * D, from = rows + k * D
+                for j in 0..<D { to[j] += from[j] }
+            }
         }
     }
-}
 
-extension LSTM {
-    /// True when this batch's distinct ids (ascending) sit in consecutive slots.
-    fileprivate func slotsAreConsecutive(_ slot: UnsafePointer<Int32>, _ n: Int) -> Bool {
-        let unique = fusedBuffers!.unique, first = slot[Int(unique[0])]
-        for k in 1..<max(n, 1) where slot[Int(unique[k])] != first + Int32(k) { return false }
-        return true
+    /// Rows of the table gradient formed per block: dE is computed `tableBlockRows`
+    /// rows at a time (a block stays in cache for whoever consumes it).
+    public static let tableBlockRows = 128
+
+    /// dE[count, D] = S[count, G] · Wᵀ with W this LSTM's (current) input kernel.
+    public func tableGradientRows(_ sums: UnsafePointer<Float>, count: Int, into dE: UnsafeMutablePointer<Float>) {
+        let D = inputWidth, G = 4 * units
+        gemm(.none, .transposed, m: count, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: dE, ldc: D)
+    }
+
+    /// The largest |w| of the input kernel (bounds |dE| from |S|).
+    func largestKernelMagnitude() -> Float {
+        let w = store.value(kernel)
+        var top: Float = 0
+        for i in 0..<kernel.count { top = max(top, abs(w[i])) }
+        return top
     }
 }

@@ -22,9 +22,10 @@ public final class LSTM: Layer {
     var fusedBuffers: FusedEmbeddingBuffers?
     var fusedRows: UnsafeMutablePointer<Float>?, fusedProjection: UnsafeMutablePointer<Float>?
     var fusedSums: UnsafeMutablePointer<Float>?
-    /// When set, the fused backward adds table row `id`'s gradient at
-    /// `base + slot[id]·D` (a compact, row-sparse gradient) instead of into the arena.
-    public var tableRowGradients: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
+    /// When set, the fused backward leaves the table's gradient factored: token
+    /// `id`'s summed input-projection gradient S (4U wide) is added at
+    /// `base + slot[id]·4U`, and no table row is written (LSTM+Embedding.swift).
+    public var tableRowSums: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
     // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
     // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
     // dGates [B,T,G]; dh, dc [B,U].

@@ -74,35 +74,43 @@ public final class Optimizer {
         iterations = t
     }
 
-    /// The same step with an embedding table's gradient held compactly: rows
-    /// `rows` (ascending) of the [rows, width] table at `table.offset` have their
-    /// gradient at `g + rowGradients + k·width` (k-th listed row); every other
-    /// row's gradient is zero, and the arena's table window is not read. Every
-    /// other parameter's gradient is at its own offset in `g`. The result is
-    /// bit-identical to `step` on the dense arena. With `clear`, what was read is zeroed.
+    /// The same step with an embedding table's gradient given by rows: rows
+    /// `rows` (ascending) of the [rows, width] table at `table.offset` have the
+    /// gradient that `rowGradients(first, count)` returns for listed rows
+    /// first..<first+count (consecutive [count, width] values, valid until the next
+    /// call; asked in ascending blocks of `blockRows` starting at multiples of it);
+    /// every other row's gradient is zero and the arena's table window is not read.
+    /// The table is updated FIRST, so `rowGradients` may read the other
+    /// parameters' current values. Every other parameter's gradient is at its own
+    /// offset in `g`, cleared with `clear`. Bit-identical to `step` on the dense arena.
     public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                      table: (offset: Int, rows: Int, width: Int), touchedRows rows: UnsafeBufferPointer<Int32>,
-                     rowGradients: Int, clear: Bool) {
+                     blockRows: Int, rowGradients: (_ first: Int, _ count: Int) -> UnsafeMutablePointer<Float>,
+                     clear: Bool) {
         let t = iterations + 1, W = table.width
         prepare(step: t)
-        let tail = table.offset + table.rows * W
-        apply(w, g, 0, table.offset, clear: clear)
-        apply(w, g + tail, tail, count, clear: clear)
-        let rowGradient = { (k: Int) in g + rowGradients + k * W }
+        var block = -1, blockValues = g
+        func rowGradient(_ k: Int) -> UnsafeMutablePointer<Float> {
+            if k / blockRows != block {
+                block = k / blockRows
+                blockValues = rowGradients(block * blockRows, min(blockRows, rows.count - block * blockRows))
+            }
+            return blockValues + (k - block * blockRows) * W
+        }
         switch config.kind {
         case .adam where deferred != nil:
             // Untouched rows are deferred and replayed later, as in `step`.
             for (k, r) in rows.enumerated() {
                 let o = table.offset + Int(r) * W
                 catchUp(row: Int(r), parameters: w)
-                apply(w, rowGradient(k), o, o + W, clear: clear)
+                apply(w, rowGradient(k), o, o + W, clear: false)
                 deferred!.applied[Int(r)] = Int32(t)
             }
         case .sgd where config.momentum == 0:
             // w − lr·0 = w: untouched rows do not change.
             for (k, r) in rows.enumerated() {
                 let o = table.offset + Int(r) * W
-                apply(w, rowGradient(k), o, o + W, clear: clear)
+                apply(w, rowGradient(k), o, o + W, clear: false)
             }
         default:
             // Slots decay on every row: untouched rows take the step with g = 0.
@@ -112,7 +120,7 @@ public final class Optimizer {
                 for r in 0..<table.rows {
                     let o = table.offset + r * W
                     if k < rows.count && Int(rows[k]) == r {
-                        apply(w, rowGradient(k), o, o + W, clear: clear)
+                        apply(w, rowGradient(k), o, o + W, clear: false)
                         k += 1
                     } else {
                         apply(w, zero.baseAddress!, o, o + W, clear: false)
@@ -120,6 +128,9 @@ public final class Optimizer {
                 }
             }
         }
+        let tail = table.offset + table.rows * W
+        apply(w, g, 0, table.offset, clear: clear)
+        apply(w, g + tail, tail, count, clear: clear)
         iterations = t
     }
     private var zeroRow: [Float] = []
@@ -252,6 +263,14 @@ public final class Optimizer {
         return exponent != 0x7F80_0000
     }
     private var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
+
+    /// An upper bound on |x| over the n values at `p` (a power of two), or nil
+    /// when one of them is NaN or ±Inf.
+    public func magnitudeBound(_ p: UnsafePointer<Float>, count n: Int) -> Double? {
+        let e = maxExponent(p, n)
+        guard e != 0x7F80_0000 else { return nil }
+        return pow(2.0, Double(Int(e >> 23) - 126))
+    }
 
     /// False when any of the n values at `g` is NaN or ±Inf.
     public func allFinite(_ g: UnsafePointer<Float>, count n: Int) -> Bool {

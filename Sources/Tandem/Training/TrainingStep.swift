@@ -106,10 +106,13 @@ public final class TrainingStep {
         if usesCompactTableGradient, let c = compact {
             let result = try computeGradientCompactly(globalBatch: indices, data: data, c)
             let started = monotonicSeconds()
+            let g = params.gradients
             c.touched.rows.withUnsafeBufferPointer {
-                optimizer.step(parameters: params.values, gradients: params.gradients, table: c.optimizerTable,
-                               touchedRows: $0, rowGradients: c.start, clear: true)
+                optimizer.step(parameters: params.values, gradients: g, table: c.optimizerTable, touchedRows: $0,
+                               blockRows: LSTM.tableBlockRows, rowGradients: { c.tableGradient(g, first: $0, count: $1) },
+                               clear: true)
             }
+            (g + c.start).update(repeating: 0, count: c.end - c.start)  // the S rows, for the next step
             gradientsCleared = true
             timings.optimizer += monotonicSeconds() - started
             timings.steps += 1

@@ -36,11 +36,13 @@ final class FixedPointExchange {
         figureCount = figures
         touched = table.map { TouchedRows(table: $0, vocabulary: vocabulary, width: width) }
         stamp = .allocate(capacity: max(vocabulary, 1)); stamp.initialize(repeating: 0, count: max(vocabulary, 1))
-        accumulator = .allocate(capacity: restCount + tableCount + figures)
-        accumulator.initialize(repeating: 0, count: restCount + tableCount + figures)
+        // Sized for every row, but only the packed prefix is ever written: calloc's
+        // zero pages make the rest cost no memory until a step touches that many rows.
+        accumulator = calloc(restCount + tableCount + figures, MemoryLayout<Int64>.stride)!
+            .bindMemory(to: Int64.self, capacity: restCount + tableCount + figures)
     }
 
-    deinit { stamp.deallocate(); accumulator.deallocate() }
+    deinit { stamp.deallocate(); free(accumulator) }
 
     var rows: [Int32] { touched?.rows ?? [] }
     var packedCount: Int { restCount + rows.count * width + figureCount }

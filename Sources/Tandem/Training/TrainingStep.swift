@@ -5,14 +5,17 @@
 //    still makes every collective;
 //  • losses are scaled by 1/B with B the GLOBAL batch size, so the SUM of the
 //    ranks' gradients is the gradient of the whole batch's weighted total loss;
-//  • trunk and heads share ONE flat gradient arena: ONE allreduce combines it
-//    (in place, or packed to the embedding rows some rank touched when those
-//    are under half the table — GradientExchange.swift), after one small
-//    allreduce of the step's figures;
+//  • trunk and heads share ONE flat gradient arena: ONE allreduce combines it,
+//    after one small allreduce of the step's figures. `run` keeps the embedding
+//    table's part compact and factored when the model allows it (the union of
+//    touched rows, 4U wide each, in place before the other parameters —
+//    CompactTableStep.swift); otherwise the dense arena is sent, packed to the
+//    touched rows when those are under half the table (GradientExchange.swift);
 //  • L2 is added after the allreduce, identically on every rank (never once per rank);
 //  • decisions (stop on non-finite values, stop on request) are taken from
 //    reduced figures, so every rank takes the same one.
 // Reproducible mode replaces the middle of this step (ReproducibleStep.swift).
+// `computeGradient` always leaves the dense gradient (the gradient checks read it).
 
 import Foundation
 

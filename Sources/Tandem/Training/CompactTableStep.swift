@@ -91,15 +91,7 @@ extension TrainingStep {
         timings.forward += lap(&clock)
 
         // 2. Forward and backward; the table's S rows go to their slots from `start`.
-        model.forward(batch: local.count)
-        for (h, head) in heads.enumerated() {
-            let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                     rows: local.count, globalBatch: B, writeGradient: true)
-            figures[2 * h] = sums.weightedLoss
-            figures[2 * h + 1] = sums.correct
-        }
-        figures[2 * heads.count] = Double(local.count)
-        figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+        forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
         c.lstm.tableRowSums = (g + c.start, UnsafePointer(c.touched.slot))
         defer { c.lstm.tableRowSums = nil }

@@ -143,16 +143,7 @@ public final class TrainingStep {
         var clock = monotonicSeconds()
         beginGradient()
         loadBatch(local, data: data)
-        model.forward(batch: local.count)
-        for (h, head) in heads.enumerated() {
-            let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                     rows: local.count, globalBatch: B, writeGradient: true)
-            figures[2 * h] = sums.weightedLoss
-            figures[2 * h + 1] = sums.correct
-        }
-        figures[2 * heads.count] = Double(local.count)
-        // A stop request travels with the figures, so every rank sees it at the same step.
-        figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+        forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
         model.backward(batch: local.count)
         timings.backward += lap(&clock)
@@ -182,6 +173,21 @@ public final class TrainingStep {
         try checkFinite(result, step: optimizer.iterations + 1)
         timings.optimizer += lap(&clock)
         return result
+    }
+
+    /// Forward on this rank's `rows` samples; each head's loss gradient (scaled by
+    /// the global batch) and its figures, the sample count and the stop flag.
+    func forwardAndLosses(rows: Int, globalBatch B: Int) {
+        model.forward(batch: rows)
+        for (h, head) in heads.enumerated() {
+            let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                                     rows: rows, globalBatch: B, writeGradient: true)
+            figures[2 * h] = sums.weightedLoss
+            figures[2 * h + 1] = sums.correct
+        }
+        figures[2 * heads.count] = Double(rows)
+        // A stop request travels with the figures, so every rank sees it at the same step.
+        figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
     }
 
     /// Zeroes what the previous step may have left in the arena (nothing after an optimizer pass).

@@ -14,13 +14,12 @@ final class CompactTableGradientTests: XCTestCase {
     /// Trains 2 epochs of global batch 3 on `size` thread ranks; returns rank 0's
     /// parameters followed by its optimizer slots, and whether the step was compact.
     private func train(size: Int, optimizer: OptimizerConfig, compact: Bool,
-                       l2: [String: Double] = ["dense": 0.01, "lstm": 0.002]) -> (state: [Float], compact: Bool) {
+                       l2: [String: Double] = ["dense": 0.01, "lstm": 0.002],
+                       config: HeadlineConfig = wideTinyConfig()) -> (state: [Float], compact: Bool) {
         let results = LockedArray(size)
         let used = LockedArray(1)
         let batch = 3
         ThreadGroup.run(size: size) { [heads] rank, comm in
-            // The table must be at least 4U wide for the factored form: 13 ≥ 12.
-            var config = tinyConfig(); config.embeddingDimension = 13
             let (step, data, _) = try! tinyHeadline(heads: heads, l2: l2, batch: (batch + size - 1) / size, samples: 10,
                                                     communicator: comm, optimizer: optimizer, config: config)
             step.compactTableGradient = compact
@@ -63,6 +62,18 @@ final class CompactTableGradientTests: XCTestCase {
         }
     }
 
+    func testSeveralBlocksOfRowsGiveTheDenseStepsBits() {
+        // ≈ 520 distinct tokens a step: dE is formed in 256-row blocks (3 of them).
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
+        for optimizer in [adam, OptimizerConfig(kind: .rmsprop, learningRate: 0.01)] {
+            let dense = train(size: 1, optimizer: optimizer, compact: false, config: config)
+            let compact = train(size: 1, optimizer: optimizer, compact: true, config: config)
+            XCTAssertTrue(compact.compact)
+            XCTAssertEqual(compact.state, dense.state, "\(optimizer.kind): same bits")
+        }
+    }
+
     func testL2OnTheTableUsesTheDenseStep() {
         // 2λw reaches every row of the table: no compact layout can hold that gradient.
         let run = train(size: 1, optimizer: OptimizerConfig(kind: .adam), compact: true, l2: ["embedding": 0.001])
@@ -70,7 +81,7 @@ final class CompactTableGradientTests: XCTestCase {
     }
 
     func testNonFiniteFactoredGradientStopsBeforeTheUpdate() throws {
-        var config = tinyConfig(); config.embeddingDimension = 13
+        let config = wideTinyConfig()
         let loud = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1e4),
                     Head(output: "aux_output", loss: .binaryCrossentropy, weight: 1e4)]
         let (step, data, _) = try tinyHeadline(heads: loud, l2: [:], batch: 3, samples: 10,
@@ -89,4 +100,11 @@ final class CompactTableGradientTests: XCTestCase {
         }
         XCTAssertEqual(store.snapshot(), before, "no weight moved")
     }
+}
+
+/// tinyConfig with a table at least 4U wide, as the factored form needs: 13 ≥ 12.
+func wideTinyConfig() -> HeadlineConfig {
+    var config = tinyConfig()
+    config.embeddingDimension = 13
+    return config
 }

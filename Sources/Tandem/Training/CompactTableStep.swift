@@ -12,7 +12,7 @@
 //
 // and ONE in-place allreduce over [start, count) combines the whole gradient
 // set: 4× fewer bytes than the table rows themselves, no packing, no copies.
-// The optimizer forms dE = S·Wᵀ 128 rows at a time and updates those rows
+// The optimizer forms dE = S·Wᵀ 256 rows at a time and updates those rows
 // while they are in cache; the [union, D] table gradient never exists, and the
 // table's window of the arena is never written beyond the S rows (its pages
 // stay non-resident). On one rank the bits equal the dense step's (tested);

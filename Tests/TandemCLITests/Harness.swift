@@ -129,6 +129,11 @@ enum Harness {
     static let tiny = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
                        "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2"]
 
+    /// The small model with a table at least 4 × lstm-units wide, so training takes
+    /// the compact, factored step (CompactTableStep.swift), as the headline model does.
+    static let tinyWide = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "24", "--lstm-units", "5",
+                           "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2"]
+
     /// `tandem gen-data` of the tiny model into `dir`, plus seeded main_output sample weights in [0.2, 3).
     static func tinyDataWithSampleWeights(_ dir: String, samples: Int, seed: UInt64, weightSeed: UInt64,
                                           file: StaticString = #filePath, line: UInt = #line) throws {

@@ -2,6 +2,9 @@
 // scripts/keras_reference.py) makes the initial weights; Tandem and Keras
 // train from them on the same batches (no shuffle, last batch partial, sample
 // weights, loss weights 1.0 / 0.2); final weights and per-epoch losses agree.
+// The model's table is 4U wide or more, so Tandem runs its compact, factored
+// step — the one the headline model uses (its dense step gives the same bits
+// on one rank: CompactTableTests).
 // Needs TANDEM_KERAS_PYTHON (a Python with keras and jax); scripts/test.sh sets it.
 
 import Foundation
@@ -18,11 +21,11 @@ final class KerasEquivalenceTests: XCTestCase {
         python = p
         dir = Harness.temporaryDirectory()
         // 37 samples at batch 8: the last batch has 5.
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "37", "--seed", "12"] + Harness.tiny).status, 0)
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "37", "--seed", "12"] + Harness.tinyWide).status, 0)
         var rng = SeededGenerator(seed: 4)
         let w = (0..<37).map { _ in Float(rng.uniform(0.3, 2.5)) }
         try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37], to: dir + "/data/main_output.sample_weight.npy") }
-        let initial = try keras(["init", "--out", dir + "/init.safetensors", "--seed", "5"] + Harness.tiny)
+        let initial = try keras(["init", "--out", dir + "/init.safetensors", "--seed", "5"] + Harness.tinyWide)
         XCTAssertEqual(initial.status, 0, initial.stderr)
     }
 
@@ -32,7 +35,7 @@ final class KerasEquivalenceTests: XCTestCase {
     }
 
     private func compare(_ optimizer: [String], file: StaticString = #filePath, line: UInt = #line) throws {
-        let common = ["--batch-size", "8", "--epochs", "3"] + optimizer + Harness.tiny
+        let common = ["--batch-size", "8", "--epochs", "3"] + optimizer + Harness.tinyWide
         let reference = try keras(["train", "--data", dir + "/data", "--init", dir + "/init.safetensors",
                                    "--out", dir + "/keras.safetensors"] + common)
         XCTAssertEqual(reference.status, 0, reference.stderr, file: file, line: line)

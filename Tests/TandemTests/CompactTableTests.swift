@@ -23,15 +23,7 @@ final class CompactTableGradientTests: XCTestCase {
             let (step, data, _) = try! tinyHeadline(heads: heads, l2: l2, batch: (batch + size - 1) / size, samples: 10,
                                                     communicator: comm, optimizer: optimizer, config: config)
             step.compactTableGradient = compact
-            for epoch in 0..<2 {
-                let order = epochPermutation(count: data.count, seed: 4, epoch: epoch)
-                for k in stride(from: 0, to: data.count, by: batch) {
-                    _ = try! order.withUnsafeBufferPointer {
-                        try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[k..<min(k + batch, data.count)]), data: data)
-                    }
-                }
-            }
-            step.synchronize()
+            try! trainEpochs(step, data: data, batch: batch, epochs: 2, seed: 4)
             let store = step.model.parameters
             var state = store.snapshot()
             for slot in step.optimizer.slots { state += Array(UnsafeBufferPointer(start: slot.values, count: store.count)) }

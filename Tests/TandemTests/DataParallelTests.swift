@@ -42,15 +42,7 @@ final class ThreadRankTests: XCTestCase {
             let (step, data, _) = try! tinyHeadline(heads: heads, l2: ["dense": 0.01, "embedding": 0.001],
                                                     batch: (batch + size - 1) / size, samples: samples,
                                                     communicator: comm, optimizer: optimizer)
-            for epoch in 0..<2 {
-                let order = epochPermutation(count: data.count, seed: 1, epoch: epoch)
-                for k in stride(from: 0, to: data.count, by: batch) {
-                    _ = try! order.withUnsafeBufferPointer {
-                        try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[k..<min(k + batch, data.count)]), data: data)
-                    }
-                }
-            }
-            step.synchronize()
+            try! trainEpochs(step, data: data, batch: batch, epochs: 2, seed: 1)
             results.set(rank, step.model.parameters.snapshot())
         }
         return results.values

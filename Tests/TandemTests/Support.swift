@@ -47,3 +47,17 @@ func writeTinyData(_ dir: String, samples: Int, config: HeadlineConfig, seed: UI
         try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples], to: dir + "/main_output.sample_weight.npy") }
     }
 }
+
+/// `epochs` epochs of global batches of `batch` samples (shuffled by `seed`), then
+/// every deferred row brought up to date.
+func trainEpochs(_ step: TrainingStep, data: Dataset, batch: Int, epochs: Int, seed: UInt64) throws {
+    for epoch in 0..<epochs {
+        let order = epochPermutation(count: data.count, seed: seed, epoch: epoch)
+        for k in stride(from: 0, to: data.count, by: batch) {
+            _ = try order.withUnsafeBufferPointer {
+                try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[k..<min(k + batch, data.count)]), data: data)
+            }
+        }
+    }
+    step.synchronize()
+}

@@ -111,10 +111,10 @@ extension LSTM {
     /// rows at a time, so a block (512 KB at D = 512) stays in L2 for whoever
     /// consumes it. Measured for S·Wᵀ over 4700 rows: 64 rows 82–105 GFLOP/s,
     /// 128 rows 93–122, 256 rows 106–134, 512 rows 108–142 (B is repacked per block).
-    public static let tableBlockRows = 256
+    static let tableBlockRows = 256
 
     /// dE[count, D] = S[count, G] · Wᵀ with W this LSTM's (current) input kernel.
-    public func tableGradientRows(_ sums: UnsafePointer<Float>, count: Int, into dE: UnsafeMutablePointer<Float>) {
+    func tableGradientRows(_ sums: UnsafePointer<Float>, count: Int, into dE: UnsafeMutablePointer<Float>) {
         let D = inputWidth, G = 4 * units
         gemm(.none, .transposed, m: count, n: D, k: G, a: sums, lda: G, b: store.value(kernel), ldb: G, beta: 0, c: dE, ldc: D)
     }

@@ -25,7 +25,7 @@ public final class LSTM: Layer {
     /// When set, the fused backward leaves the table's gradient factored: token
     /// `id`'s summed input-projection gradient S (4U wide) is added at
     /// `base + slot[id]·4U`, and no table row is written (LSTM+Embedding.swift).
-    public var tableRowSums: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
+    var tableRowSums: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
     // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
     // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
     // dGates [B,T,G]; dh, dc [B,U].

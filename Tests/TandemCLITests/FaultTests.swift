@@ -1,6 +1,8 @@
 // Faults (issue: checkpoints that survive crashes): stop on request and resume,
 // a killed rank, a stalled rank, kills during checkpoint writes. Every run has
 // a watchdog (mpirun --timeout and the harness's), so a hang is a failure.
+// The model's table is ≥ 4U wide, so training takes the compact, factored step
+// (CompactTableStep.swift), as the headline model does.
 
 import Foundation
 import Tandem
@@ -11,17 +13,17 @@ final class FaultTests: XCTestCase {
 
     override func setUpWithError() throws {
         dir = Harness.temporaryDirectory()
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "120", "--seed", "4"] + Harness.tiny).status, 0)
+        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "120", "--seed", "4"] + Harness.tinyWide).status, 0)
     }
 
     private func train(_ out: String, epochs: Int = 4, _ extra: [String] = []) -> [String] {
         ["train", "--data", dir + "/data", "--out", out, "--optimizer", "adam", "--lr", "0.01", "--epochs", "\(epochs)",
-         "--batch-size", "8", "--seed", "3", "--quiet"] + Harness.tiny + extra
+         "--batch-size", "8", "--seed", "3", "--quiet"] + Harness.tinyWide + extra
     }
 
     private func loadableCheckpoint(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> CheckpointMetadata {
         var config = HeadlineConfig()
-        config.vocabulary = 50; config.sequenceLength = 8; config.embeddingDimension = 8; config.lstmUnits = 6
+        config.vocabulary = 50; config.sequenceLength = 8; config.embeddingDimension = 24; config.lstmUnits = 5
         config.denseUnits = 8; config.denseLayers = 2
         let model = Model.headline(config, maxBatch: 1)
         let optimizer = Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count)

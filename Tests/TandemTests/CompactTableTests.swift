@@ -1,6 +1,7 @@
 // The compact, factored table gradient (CompactTableStep.swift) against the
 // dense step, with rows that no sample of a step touches: the same bits for
-// every optimizer on one rank; on three thread ranks dE = (Σ S)·Wᵀ rounds
+// every optimizer on one rank; on three and four thread ranks (one with no
+// samples) dE = (Σ S)·Wᵀ rounds
 // differently from Σ (S·Wᵀ), so there the two agree within float tolerance.
 
 import Foundation
@@ -38,7 +39,7 @@ final class CompactTableGradientTests: XCTestCase {
         var momentum = OptimizerConfig(kind: .sgd, learningRate: 0.1); momentum.momentum = 0.9; momentum.nesterov = true
         let configs = [adam, OptimizerConfig(kind: .sgd, learningRate: 0.2), momentum, OptimizerConfig(kind: .rmsprop, learningRate: 0.01)]
         for config in configs {
-            for size in [1, 3] {
+            for size in [1, 3, 4] {  // 4 ranks on batches of 3: one rank has no samples
                 let dense = train(size: size, optimizer: config, compact: false)
                 let compact = train(size: size, optimizer: config, compact: true)
                 XCTAssertFalse(dense.compact); XCTAssertTrue(compact.compact, "the compact step ran")

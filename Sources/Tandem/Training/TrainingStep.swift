@@ -105,25 +105,21 @@ public final class TrainingStep {
     /// Trains on the global batch `indices` (sample numbers in `data`): the
     /// combined gradient, then the identical optimizer step on every rank.
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
-        let params = model.parameters
-        if usesCompactTableGradient, let c = compact {
-            let result = try computeGradientCompactly(globalBatch: indices, data: data, c)
-            let started = monotonicSeconds()
-            let g = params.gradients
+        let params = model.parameters, g = params.gradients
+        let compactStep = usesCompactTableGradient ? compact : nil
+        let result = try compactStep.map { try computeGradientCompactly(globalBatch: indices, data: data, $0) }
+            ?? computeGradient(globalBatch: indices, data: data)
+        let started = monotonicSeconds()
+        if let c = compactStep {
             c.touched.rows.withUnsafeBufferPointer {
                 optimizer.step(parameters: params.values, gradients: g, table: c.optimizerTable, touchedRows: $0,
                                blockRows: LSTM.tableBlockRows, rowGradients: { c.tableGradient(g, first: $0, count: $1) },
                                clear: true)
             }
             (g + c.start).update(repeating: 0, count: c.end - c.start)  // the S rows, for the next step
-            gradientsCleared = true
-            timings.optimizer += monotonicSeconds() - started
-            timings.steps += 1
-            return result
+        } else {
+            optimizer.step(parameters: params.values, gradients: g, clear: true)
         }
-        let result = try computeGradient(globalBatch: indices, data: data)
-        let started = monotonicSeconds()
-        optimizer.step(parameters: params.values, gradients: params.gradients, clear: true)
         gradientsCleared = true
         timings.optimizer += monotonicSeconds() - started
         timings.steps += 1

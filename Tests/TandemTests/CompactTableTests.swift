@@ -13,10 +13,10 @@ final class CompactTableGradientTests: XCTestCase {
                          Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
 
     /// Trains 2 epochs of global batch 3 on `size` thread ranks; returns rank 0's
-    /// parameters followed by its optimizer slots, and whether the step was compact.
+    /// parameters followed by its optimizer slots, every rank's, and whether the step was compact.
     private func train(size: Int, optimizer: OptimizerConfig, compact: Bool,
                        l2: [String: Double] = ["dense": 0.01, "lstm": 0.002],
-                       config: HeadlineConfig = wideTinyConfig()) -> (state: [Float], compact: Bool) {
+                       config: HeadlineConfig = wideTinyConfig()) -> (state: [Float], ranks: [[Float]], compact: Bool) {
         let results = LockedArray(size)
         let used = LockedArray(1)
         let batch = 3
@@ -31,7 +31,7 @@ final class CompactTableGradientTests: XCTestCase {
             results.set(rank, state)
             if rank == 0 { used.set(0, [step.usesCompactTableGradient ? 1 : 0]) }
         }
-        return (results.values[0], used.values[0] == [1])
+        return (results.values[0], results.values, used.values[0] == [1])
     }
 
     func testCompactTableGradientGivesTheDenseStepsBits() {
@@ -64,6 +64,25 @@ final class CompactTableGradientTests: XCTestCase {
             let compact = train(size: 1, optimizer: optimizer, compact: true, config: config)
             XCTAssertTrue(compact.compact)
             XCTAssertEqual(compact.state, dense.state, "\(optimizer.kind): same bits")
+        }
+    }
+
+    func testSharedTableGradientBlocksKeepEveryRankIdentical() {
+        // ≈ 520 distinct tokens a step, 3 blocks of dE, dealt round-robin: on 2 ranks
+        // the second round has a rank with no block; on 4 one round, a rank with none.
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
+        for optimizer in [adam, OptimizerConfig(kind: .sgd, learningRate: 0.2), OptimizerConfig(kind: .rmsprop, learningRate: 0.01)] {
+            let dense = train(size: 1, optimizer: optimizer, compact: false, config: config)
+            for size in [2, 4] {
+                let compact = train(size: size, optimizer: optimizer, compact: true, config: config)
+                XCTAssertTrue(compact.compact)
+                for (rank, state) in compact.ranks.enumerated() {
+                    XCTAssertEqual(state, compact.state, "\(optimizer.kind), \(size) ranks: rank \(rank) holds rank 0's bits")
+                }
+                assertClose(compact.state, dense.state.map { Double($0) }, atol: 1e-6, rtol: 1e-5,
+                            "\(optimizer.kind), \(size) ranks against 1 rank")
+            }
         }
     }
 

@@ -17,6 +17,9 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws
     /// Every rank holds the element-wise maximum afterwards.
     func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// In place: rank r's `count` values at `buffer + r·count` reach every rank,
+    /// so afterwards every rank holds all `size·count` values, in rank order.
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// Every rank holds rank `root`'s bytes afterwards.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws
     func barrier() throws
@@ -95,6 +98,7 @@ public final class LocalCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {}
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {}
     public func barrier() throws {}
     public func abort(message: String, code: Int32) -> Never {

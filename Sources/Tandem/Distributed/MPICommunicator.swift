@@ -76,6 +76,12 @@ public final class MPICommunicator: Communicator {
                   "MPI_Allreduce(MAX, \(count) doubles)")
     }
 
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        watchdog?.enter("MPI_Allgather of the table gradient (\(count) floats per rank)")
+        try check(MPI_Allgather(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
+                  "MPI_Allgather(\(count) floats per rank)")
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
         // MPI counts are Int32: send large buffers in chunks.
         var offset = 0

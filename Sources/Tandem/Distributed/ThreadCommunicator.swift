@@ -78,6 +78,15 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws { reduce(buffer, count: count, &+) }
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count) { max($0, $1) } }
 
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        group.slots[rank] = UnsafeMutableRawPointer(buffer)
+        group.wait()
+        for r in 0..<size where r != rank {
+            (buffer + r * count).update(from: group.slots[r]!.assumingMemoryBound(to: Float.self) + r * count, count: count)
+        }
+        group.wait()
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
         group.slots[rank] = buffer
         group.wait()

@@ -85,15 +85,15 @@ public final class Optimizer {
     /// offset in `g`, cleared with `clear`. Bit-identical to `step` on the dense arena.
     public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                      table: (offset: Int, rows: Int, width: Int), touchedRows rows: UnsafeBufferPointer<Int32>,
-                     blockRows: Int, rowGradients: (_ first: Int, _ count: Int) -> UnsafeMutablePointer<Float>,
-                     clear: Bool) {
+                     blockRows: Int, rowGradients: (_ first: Int, _ count: Int) throws -> UnsafeMutablePointer<Float>,
+                     clear: Bool) rethrows {
         let t = iterations + 1, W = table.width
         prepare(step: t)
         var block = -1, blockValues = g
-        func rowGradient(_ k: Int) -> UnsafeMutablePointer<Float> {
+        func rowGradient(_ k: Int) throws -> UnsafeMutablePointer<Float> {
             if k / blockRows != block {
                 block = k / blockRows
-                blockValues = rowGradients(block * blockRows, min(blockRows, rows.count - block * blockRows))
+                blockValues = try rowGradients(block * blockRows, min(blockRows, rows.count - block * blockRows))
             }
             return blockValues + (k - block * blockRows) * W
         }
@@ -103,24 +103,24 @@ public final class Optimizer {
             for (k, r) in rows.enumerated() {
                 let o = table.offset + Int(r) * W
                 catchUp(row: Int(r), parameters: w)
-                apply(w, rowGradient(k), o, o + W, clear: false)
+                apply(w, try rowGradient(k), o, o + W, clear: false)
                 deferred!.applied[Int(r)] = Int32(t)
             }
         case .sgd where config.momentum == 0:
             // w − lr·0 = w: untouched rows do not change.
             for (k, r) in rows.enumerated() {
                 let o = table.offset + Int(r) * W
-                apply(w, rowGradient(k), o, o + W, clear: false)
+                apply(w, try rowGradient(k), o, o + W, clear: false)
             }
         default:
             // Slots decay on every row: untouched rows take the step with g = 0.
             if zeroRow.count < W { zeroRow = [Float](repeating: 0, count: W) }
-            zeroRow.withUnsafeMutableBufferPointer { zero in
+            try zeroRow.withUnsafeMutableBufferPointer { zero in
                 var k = 0
                 for r in 0..<table.rows {
                     let o = table.offset + r * W
                     if k < rows.count && Int(rows[k]) == r {
-                        apply(w, rowGradient(k), o, o + W, clear: false)
+                        apply(w, try rowGradient(k), o, o + W, clear: false)
                         k += 1
                     } else {
                         apply(w, zero.baseAddress!, o, o + W, clear: false)

@@ -13,9 +13,12 @@
 // and ONE in-place allreduce over [start, count) combines the whole gradient
 // set: 4× fewer bytes than the table rows themselves, no packing, no copies.
 // The optimizer forms dE = S·Wᵀ 256 rows at a time and updates those rows
-// while they are in cache; the [union, D] table gradient never exists, and the
-// table's window of the arena is never written beyond the S rows (its pages
-// stay non-resident). On one rank the bits equal the dense step's (tested);
+// while they are in cache; on P ranks each rank forms every P-th block and an
+// allgather per P blocks shares them (forming a row costs ~6× receiving it),
+// so every rank still applies the whole, identical step. The [union, D] table
+// gradient never exists, and the table's window of the arena is never
+// written beyond the S rows (its pages stay non-resident). On one rank the
+// bits equal the dense step's (tested);
 // across ranks dE = (Σ S)·Wᵀ rounds differently from Σ (S·Wᵀ), within float
 // tolerance. Used when the table is fused into an LSTM, leads the arena, is
 // at least 4U wide (else S is no smaller than the rows; the headline model's
@@ -29,40 +32,74 @@ final class CompactTable {
     let touched: TouchedRows
     /// Gradient offset of the first union row's S this step.
     var start: Int
-    /// One block of dE rows [tableBlockRows, width], formed for the optimizer.
-    let block: UnsafeMutablePointer<Float>
+    /// One block of dE rows [tableBlockRows, width] per rank: a round's blocks.
+    let blocks: UnsafeMutablePointer<Float>
+    let ranks: Int
+    /// The round whose blocks `blocks` holds (-1: none yet this step).
+    var round = -1
+    /// Seconds spent in the allgathers (exchange, not optimizer, in the timings).
+    var gatherSeconds = 0.0
 
-    init(lstm: LSTM, view: TensorView, vocabulary: Int, width: Int) {
+    init(lstm: LSTM, view: TensorView, vocabulary: Int, width: Int, ranks: Int) {
         self.lstm = lstm
         offset = view.offset; self.vocabulary = vocabulary; self.width = width
         sumWidth = 4 * lstm.units
         touched = TouchedRows(table: view, vocabulary: vocabulary, width: width)
         start = view.offset + view.count
-        block = .allocate(capacity: LSTM.tableBlockRows * width)
+        self.ranks = ranks
+        blocks = .allocate(capacity: ranks * LSTM.tableBlockRows * width)
     }
 
-    deinit { block.deallocate() }
+    deinit { blocks.deallocate() }
 
     var end: Int { offset + vocabulary * width }
     var optimizerTable: (offset: Int, rows: Int, width: Int) { (offset, vocabulary, width) }
 
-    /// dE rows first..<first+count of the union, from their S rows at `g + start`.
+    /// dE rows first..<first+count of the union, from their S rows at `g + start`,
+    /// formed here.
     func tableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int) -> UnsafeMutablePointer<Float> {
-        lstm.tableGradientRows(g + start + first * sumWidth, count: count, into: block)
-        return block
+        lstm.tableGradientRows(g + start + first * sumWidth, count: count, into: blocks)
+        return blocks
+    }
+
+    /// The same rows, with the GEMMs shared out: every rank holds the same
+    /// combined S, so blocks are dealt round-robin, rank r forming block
+    /// k·P + r of round k, and one allgather per round hands every rank the
+    /// round's P blocks. Receiving a 512 KB block takes ~60 µs, forming it
+    /// ~330 µs, so each rank forms 1/P of dE instead of all of it. A block is
+    /// formed by exactly one rank, so every rank applies identical bits.
+    /// Blocks must be asked for in ascending order (as the optimizer does),
+    /// starting each step with `round = -1`.
+    func sharedTableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
+                             _ communicator: Communicator) throws -> UnsafeMutablePointer<Float> {
+        let P = communicator.size, B = LSTM.tableBlockRows, block = first / B
+        guard P > 1 else { return tableGradient(g, first: first, count: count) }
+        if block / P != round {
+            round = block / P
+            let mine = round * P + communicator.rank, rows = touched.rows.count
+            if mine * B < rows {
+                lstm.tableGradientRows(g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
+                                       into: blocks + communicator.rank * B * width)
+            }
+            let clock = monotonicSeconds()
+            try communicator.allGather(blocks, count: B * width)
+            gatherSeconds += monotonicSeconds() - clock
+        }
+        return blocks + (block % P) * B * width
     }
 }
 
 extension TrainingStep {
     /// The compact layout when this model and its L2 allow it (see the file header).
     static func compactTable(model: Model, table: (embedding: Embedding, view: TensorView)?,
-                             l2: [(view: TensorView, lambda: Double)]) -> CompactTable? {
+                             l2: [(view: TensorView, lambda: Double)], ranks: Int) -> CompactTable? {
         guard let table, table.embedding.fused, table.view.offset == 0,
               !l2.contains(where: { $0.view.name == table.view.name }),
               let lstm = model.layers.compactMap({ $0 as? LSTM }).first(where: { $0.embedding === table.embedding }),
               4 * lstm.units <= table.embedding.dimension  // S rows no wider than table rows
         else { return nil }
-        return CompactTable(lstm: lstm, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension)
+        return CompactTable(lstm: lstm, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension,
+                            ranks: ranks)
     }
 
     /// `computeGradient` with the factored table gradient: leaves the union's

@@ -93,7 +93,7 @@ public final class TrainingStep {
         } else {
             deferredTable = nil
         }
-        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2)
+        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2, ranks: communicator.size)
     }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):
@@ -111,12 +111,16 @@ public final class TrainingStep {
             ?? computeGradient(globalBatch: indices, data: data)
         let started = monotonicSeconds()
         if let c = compactStep {
-            c.touched.rows.withUnsafeBufferPointer {
-                optimizer.step(parameters: params.values, gradients: g, table: c.optimizerTable, touchedRows: $0,
-                               blockRows: LSTM.tableBlockRows, rowGradients: { c.tableGradient(g, first: $0, count: $1) },
-                               clear: true)
+            c.round = -1; c.gatherSeconds = 0
+            try c.touched.rows.withUnsafeBufferPointer {
+                try optimizer.step(parameters: params.values, gradients: g, table: c.optimizerTable, touchedRows: $0,
+                                   blockRows: LSTM.tableBlockRows,
+                                   rowGradients: { try c.sharedTableGradient(g, first: $0, count: $1, communicator) },
+                                   clear: true)
             }
             (g + c.start).update(repeating: 0, count: c.end - c.start)  // the S rows, for the next step
+            timings.exchange += c.gatherSeconds
+            timings.optimizer -= c.gatherSeconds
         } else {
             optimizer.step(parameters: params.values, gradients: g, clear: true)
         }

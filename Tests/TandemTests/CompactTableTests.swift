@@ -16,7 +16,7 @@ final class CompactTableGradientTests: XCTestCase {
     /// parameters followed by its optimizer slots, every rank's, and whether the step was compact.
     private func train(size: Int, optimizer: OptimizerConfig, compact: Bool,
                        l2: [String: Double] = ["dense": 0.01, "lstm": 0.002],
-                       config: HeadlineConfig = wideTinyConfig()) -> (state: [Float], ranks: [[Float]], compact: Bool) {
+                       config: HeadlineConfig = wideTinyConfig(), microBatch: Int? = nil) -> (state: [Float], ranks: [[Float]], compact: Bool) {
         let results = LockedArray(size)
         let used = LockedArray(1)
         let batch = 3
@@ -24,6 +24,7 @@ final class CompactTableGradientTests: XCTestCase {
             let (step, data, _) = try! tinyHeadline(heads: heads, l2: l2, batch: (batch + size - 1) / size, samples: 10,
                                                     communicator: comm, optimizer: optimizer, config: config)
             step.compactTableGradient = compact
+            step.microBatch = microBatch
             try! trainEpochs(step, data: data, batch: batch, epochs: 2, seed: 4)
             let store = step.model.parameters
             var state = store.snapshot()
@@ -83,6 +84,27 @@ final class CompactTableGradientTests: XCTestCase {
                 assertClose(compact.state, dense.state.map { Double($0) }, atol: 1e-6, rtol: 1e-5,
                             "\(optimizer.kind), \(size) ranks against 1 rank")
             }
+        }
+    }
+
+    func testReproducibleModeWithTheFactoredTableGivesTheSameBitsOnAnyRankCount() {
+        // The exact sum of S, then dE blocks from it: the same bits on 1, 2 and 3 ranks,
+        // with 3 blocks of rows; within tolerance of the float step (another rounding).
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
+        var momentum = OptimizerConfig(kind: .sgd, learningRate: 0.1); momentum.momentum = 0.9
+        for optimizer in [adam, momentum] {
+            let one = train(size: 1, optimizer: optimizer, compact: true, config: config, microBatch: 1)
+            XCTAssertTrue(one.compact, "reproducible mode takes the factored step")
+            for size in [2, 3] {
+                let run = train(size: size, optimizer: optimizer, compact: true, config: config, microBatch: 1)
+                for state in run.ranks { XCTAssertEqual(state, one.state, "\(optimizer.kind), \(size) ranks: one rank's bits") }
+            }
+            let dense = train(size: 1, optimizer: optimizer, compact: false, config: config, microBatch: 1)
+            XCTAssertFalse(dense.compact)
+            XCTAssertNotEqual(dense.state, one.state, "the factored sum really is another path")
+            let float = train(size: 1, optimizer: optimizer, compact: true, config: config)
+            assertClose(one.state, float.state.map { Double($0) }, atol: 1e-6, rtol: 1e-5, "\(optimizer.kind): against the float step")
         }
     }
 

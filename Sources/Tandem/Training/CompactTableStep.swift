@@ -151,7 +151,7 @@ extension TrainingStep {
     /// Every gradient finite before any weight moves: S and the other parameters
     /// are read; dE = S·Wᵀ is finite when 4U·max|S|·max|W| stays far below
     /// Float's range, and is formed and checked block by block only otherwise.
-    private func checkFactoredGradientIsFinite(_ c: CompactTable, step: Int) throws {
+    func checkFactoredGradientIsFinite(_ c: CompactTable, step: Int) throws {
         let g = model.parameters.gradients, n = model.parameters.count
         guard let sumBound = optimizer.magnitudeBound(g + c.start, count: c.end - c.start),
               optimizer.allFinite(g + c.end, count: n - c.end) else {

@@ -13,6 +13,10 @@
 //  • Only the rows of the embedding table that some micro-batch touched are
 //    packed (their union is agreed first, also exactly), plus every other
 //    parameter and the step's figures: ONE integer allreduce per step.
+//  • With the compact table (CompactTableStep.swift) the packed rows are the
+//    factored S rows (4U wide, not D): the exact sum of S is the same on every
+//    rank count, so the dE = S·Wᵀ blocks formed from it are the same bits too,
+//    and the fixed-point pass, the exchange and the accumulator are 4× smaller.
 
 import CKernels
 import Foundation
@@ -25,8 +29,11 @@ final class FixedPointExchange {
     /// Per-row stamps: each row is converted once per micro-batch.
     let stamp: UnsafeMutablePointer<Int32>
     var stampValue: Int32 = 0
-    /// [rest of the parameters | union rows × width | figures]
+    /// [rest of the parameters | union rows × width | figures], or with the
+    /// compact table the arena's [compactStart, parameters) then the figures.
     let accumulator: UnsafeMutablePointer<Int64>
+    /// The compact table's first S row this step (nil: the dense table layout).
+    var compactStart: Int?
 
     init(parameters: Int, table: TensorView?, vocabulary: Int, width: Int, figures: Int) {
         self.width = width
@@ -45,15 +52,19 @@ final class FixedPointExchange {
     deinit { stamp.deallocate(); free(accumulator) }
 
     var rows: [Int32] { touched?.rows ?? [] }
-    var packedCount: Int { restCount + rows.count * width + figureCount }
+    var packedCount: Int {
+        if let start = compactStart { return restCount + tableCount - start + figureCount }
+        return restCount + rows.count * width + figureCount
+    }
 }
 
 /// Fixed-point scale for the metric sums (losses): 2^24, resolution 6e-8 per micro-batch.
 private let figureScale = 16_777_216.0
 
 extension TrainingStep {
+    /// With `compact`, leaves the factored gradient as `computeGradientCompactly` does.
     func computeGradientReproducibly(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
-                                     microBatch m: Int) throws -> StepFigures {
+                                     microBatch m: Int, compact c: CompactTable? = nil) throws -> StepFigures {
         let B = indices.count, micro = (B + m - 1) / m
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters
@@ -68,8 +79,19 @@ extension TrainingStep {
         beginGradient()
 
         // 1. The union of table rows touched anywhere this step (counts are small integers: exact).
-        try agreeOnTouchedRows(x, indices: indices, micro: mine, microBatch: m, data: data)
-        timings.exchange += lap(&clock)
+        x.compactStart = nil
+        if let c {
+            try agreeOnTouchedRows(c.touched, indices: indices, micro: mine, microBatch: m, data: data)
+            c.start = c.end - c.touched.rows.count * c.sumWidth
+            dirtyFrom = c.start
+            x.compactStart = c.start
+            timings.exchange += lap(&clock)
+            for r in c.touched.rows { optimizer.catchUp(row: Int(r), parameters: params.values) }
+            timings.forward += lap(&clock)
+        } else if let touched = x.touched {
+            try agreeOnTouchedRows(touched, indices: indices, micro: mine, microBatch: m, data: data)
+            timings.exchange += lap(&clock)
+        }
 
         // 2. Every local micro-batch into the fixed-point accumulator; redo with a larger bound if needed.
         var attempt = 0, scale = 1.0
@@ -97,8 +119,10 @@ extension TrainingStep {
                 }
                 tail[2 * heads.count] &+= Int64(local.count)
                 timings.forward += lap(&clock)
+                if let c { c.lstm.tableRowSums = (params.gradients + c.start, UnsafePointer(c.touched.slot)) }
                 model.backward(batch: local.count)
-                let (big, bad, over) = accumulate(x, scale: scale, bound: bound)
+                if let c { c.lstm.tableRowSums = nil }
+                let (big, bad, over) = accumulate(x, compact: c, scale: scale, bound: bound)
                 largest = max(largest, big); nonFinite = nonFinite || bad; exceeded = exceeded || over
                 timings.backward += lap(&clock)
             }
@@ -129,15 +153,20 @@ extension TrainingStep {
         result.headLossSums = heads.indices.map { Double(f[2 * $0]) / figureScale }
         result.headCorrect = heads.indices.map { Double(f[2 * $0 + 1]) }
         finishFigures(&result, globalBatch: B)
-        try checkFinite(result, step: optimizer.iterations + 1)
+        if let c {
+            try checkLossIsFinite(result, step: optimizer.iterations + 1)
+            try checkFactoredGradientIsFinite(c, step: optimizer.iterations + 1)
+        } else {
+            try checkFinite(result, step: optimizer.iterations + 1)
+        }
         timings.optimizer += lap(&clock)
         return result
     }
 
     /// Agrees on the table rows any micro-batch of any rank touches this step.
-    private func agreeOnTouchedRows(_ x: FixedPointExchange, indices: UnsafeBufferPointer<Int32>, micro: Range<Int>,
+    private func agreeOnTouchedRows(_ touched: TouchedRows, indices: UnsafeBufferPointer<Int32>, micro: Range<Int>,
                                     microBatch m: Int, data: Dataset) throws {
-        guard let touched = x.touched, let table = deferredTable,
+        guard let table = deferredTable,
               let inputIndex = model.inputs.firstIndex(where: { $0 === table.embedding.source }) else { return }
         let array = data.inputs[inputIndex], width = table.embedding.source.width
         var ids = [Int32](repeating: 0, count: width)
@@ -154,7 +183,7 @@ extension TrainingStep {
     /// Adds the micro-batch gradient now in the arena to the accumulator as
     /// round(g · scale), and zeroes the arena for the next micro-batch.
     /// Returns the largest |g|, whether any g was not finite, and whether any exceeded `bound`.
-    private func accumulate(_ x: FixedPointExchange, scale: Double, bound: Double) -> (Double, Bool, Bool) {
+    private func accumulate(_ x: FixedPointExchange, compact c: CompactTable?, scale: Double, bound: Double) -> (Double, Bool, Bool) {
         let g = model.parameters.gradients
         var largest: Float = 0, flags: Int32 = 0
         func convert(_ src: UnsafeMutablePointer<Float>, _ n: Int, into dst: UnsafeMutablePointer<Int64>) {
@@ -162,6 +191,19 @@ extension TrainingStep {
             dst.withMemoryRebound(to: CLongLong.self, capacity: n) {
                 tandem_fixed_accumulate(src, $0, n, scale, bound, &largest, &flags)
             }
+        }
+        if let c, let ids = c.lstm.embedding!.source.tokens {
+            // [start, count) of the arena: the S rows this micro-batch touched, each once, and the rest.
+            convert(g + c.end, model.parameters.count - c.end, into: x.accumulator + (c.end - c.start))
+            x.stampValue &+= 1
+            for i in 0..<(batch.rows * c.lstm.steps) {
+                let id = Int(ids[i])
+                guard x.stamp[id] != x.stampValue else { continue }
+                x.stamp[id] = x.stampValue
+                let slot = Int(c.touched.slot[id])
+                convert(g + c.start + slot * c.sumWidth, c.sumWidth, into: x.accumulator + slot * c.sumWidth)
+            }
+            return (Double(largest), flags & 2 != 0, flags & 1 != 0)
         }
         let tableEnd = x.tableOffset + x.tableCount
         convert(g, x.tableOffset, into: x.accumulator)
@@ -184,6 +226,10 @@ extension TrainingStep {
     /// The summed integers back into the gradient arena as Float32, once.
     private func unpack(_ x: FixedPointExchange, scale: Double) {
         let g = model.parameters.gradients, a = x.accumulator
+        if let start = x.compactStart {
+            for i in 0..<(model.parameters.count - start) { g[start + i] = Float(Double(a[i]) / scale) }
+            return
+        }
         for i in 0..<x.tableOffset { g[i] = Float(Double(a[i]) / scale) }
         let tableEnd = x.tableOffset + x.tableCount
         for i in tableEnd..<model.parameters.count { g[i] = Float(Double(a[i - x.tableCount]) / scale) }

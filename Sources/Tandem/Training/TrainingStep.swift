@@ -54,7 +54,7 @@ public final class TrainingStep {
     /// Use the compact table gradient when the model allows it (tests compare both; same bits).
     public var compactTableGradient = true
     /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
-    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil && microBatch == nil }
+    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil }
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
     let deferredTable: (embedding: Embedding, view: TensorView)?
     /// Reproducible mode: the canonical micro-batch size (nil: the ordinary float step).
@@ -107,8 +107,14 @@ public final class TrainingStep {
     public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let params = model.parameters, g = params.gradients
         let compactStep = usesCompactTableGradient ? compact : nil
-        let result = try compactStep.map { try computeGradientCompactly(globalBatch: indices, data: data, $0) }
-            ?? computeGradient(globalBatch: indices, data: data)
+        let result: StepFigures
+        if let m = microBatch {
+            result = try computeGradientReproducibly(globalBatch: indices, data: data, microBatch: m, compact: compactStep)
+        } else if let c = compactStep {
+            result = try computeGradientCompactly(globalBatch: indices, data: data, c)
+        } else {
+            result = try computeGradient(globalBatch: indices, data: data)
+        }
         let started = monotonicSeconds()
         if let c = compactStep {
             c.round = -1; c.gatherSeconds = 0

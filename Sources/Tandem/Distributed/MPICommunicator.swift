@@ -46,7 +46,7 @@ public final class MPICommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         var offset = 0
         repeat {
-            watchdog?.enter("MPI_Allreduce of the gradients (\(count) floats)")
+            watchdog?.enter("MPI_Allreduce of the gradients", count: count, unit: "floats")
             let n = min(count - offset, Self.piece)
             try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world),
                       "MPI_Allreduce(SUM, \(count) floats)")
@@ -55,7 +55,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
-        watchdog?.enter("MPI_Allreduce of \(count) figures")
+        watchdog?.enter("MPI_Allreduce of the figures", count: count, unit: "doubles")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),
                   "MPI_Allreduce(SUM, \(count) doubles)")
     }
@@ -63,7 +63,7 @@ public final class MPICommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
         var offset = 0
         repeat {
-            watchdog?.enter("MPI_Allreduce of the fixed-point gradients (\(count) int64)")
+            watchdog?.enter("MPI_Allreduce of the fixed-point gradients", count: count, unit: "int64")
             let n = min(count - offset, Self.piece / 2)
             try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_int64(), tandem_mpi_sum(), world),
                       "MPI_Allreduce(SUM, \(count) int64)")
@@ -78,7 +78,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
-        watchdog?.enter("MPI_Allgather of the table gradient (\(count) floats per rank)")
+        watchdog?.enter("MPI_Allgather of the table gradient", count: count, unit: "floats per rank")
         try check(MPI_Allgather(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
                   "MPI_Allgather(\(count) floats per rank)")
     }

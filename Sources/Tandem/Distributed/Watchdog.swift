@@ -7,7 +7,9 @@ import Foundation
 
 public final class CollectiveWatchdog: @unchecked Sendable {
     private let lock = NSLock()
-    private var current: (name: String, since: Double)?
+    /// The collective in progress: static words and a count, formatted only if it
+    /// times out, so entering one allocates nothing inside a training step.
+    private var current: (name: StaticString, count: Int, unit: StaticString, since: Double)?
     private let timeout: Double
     private let rank: Int
     /// Where training is, for the message ("step 12").
@@ -31,9 +33,10 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         thread.start()
     }
 
-    @inline(__always) public func enter(_ name: String) {
+    /// `name` ("MPI_Allreduce of the gradients"), then "(count unit)" when count ≥ 0.
+    @inline(__always) public func enter(_ name: StaticString, count: Int = -1, unit: StaticString = "") {
         guard timeout > 0 else { return }
-        lock.lock(); current = (name, monotonicSeconds()); lock.unlock()
+        lock.lock(); current = (name, count, unit, monotonicSeconds()); lock.unlock()
     }
 
     @inline(__always) public func leave() {
@@ -46,7 +49,8 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         let state = current, where_ = contextValue
         lock.unlock()
         guard let state, monotonicSeconds() - state.since > timeout else { return }
-        let message = "error: rank \(rank): \(state.name) at \(where_) has not completed after \(Int(timeout)) s (--collective-timeout): another rank is stalled or gone; ending the job\n"
+        let what = "\(state.name)" + (state.count >= 0 ? " (\(state.count) \(state.unit))" : "")
+        let message = "error: rank \(rank): \(what) at \(where_) has not completed after \(Int(timeout)) s (--collective-timeout): another rank is stalled or gone; ending the job\n"
         FileHandle.standardError.write(Data(message.utf8))
         // Not MPI_Abort: MPI may only be called from the main thread here. Ending
         // this process makes mpirun end every rank.

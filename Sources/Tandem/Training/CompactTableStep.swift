@@ -23,7 +23,8 @@
 // tolerance. Used when the table is fused into an LSTM, leads the arena, is
 // at least 4U wide (else S is no smaller than the rows; the headline model's
 // 512 ≥ 128) and has no L2 (whose gradient 2λw reaches every row); otherwise
-// the dense step runs.
+// the dense step runs. Reproducible mode sums the same S rows exactly
+// (ReproducibleStep.swift) and then takes the same optimizer step.
 
 /// What the compact step needs, found once.
 final class CompactTable {

@@ -115,11 +115,18 @@ final class CompactTableGradientTests: XCTestCase {
     }
 
     func testNonFiniteFactoredGradientStopsBeforeTheUpdate() throws {
+        for microBatch in [nil, 1] {  // the float step and reproducible mode
+            try checkNonFiniteFactoredGradientStops(microBatch: microBatch)
+        }
+    }
+
+    private func checkNonFiniteFactoredGradientStops(microBatch: Int?) throws {
         let config = wideTinyConfig()
         let loud = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1e4),
                     Head(output: "aux_output", loss: .binaryCrossentropy, weight: 1e4)]
         let (step, data, _) = try tinyHeadline(heads: loud, l2: [:], batch: 3, samples: 10,
                                                optimizer: OptimizerConfig(kind: .adam), config: config)
+        step.microBatch = microBatch
         XCTAssertTrue(step.usesCompactTableGradient)
         // Zero embeddings keep the forward finite whatever the input kernel; a kernel
         // of 3e38 then makes dE = S·Wᵀ overflow although S is finite: the magnitude
@@ -130,9 +137,10 @@ final class CompactTableGradientTests: XCTestCase {
         store.value(kernel).update(repeating: 3e38, count: kernel.count)
         let before = store.snapshot()
         XCTAssertThrowsError(try [Int32(0), 1, 2].withUnsafeBufferPointer { try step.run(globalBatch: $0, data: data) }) { error in
-            XCTAssertTrue("\(error)".contains("combined gradient is not finite (first in 'embedding/embeddings')"), "\(error)")
+            XCTAssertTrue("\(error)".contains("combined gradient is not finite (first in 'embedding/embeddings')"),
+                          "micro-batch \(microBatch ?? 0): \(error)")
         }
-        XCTAssertEqual(store.snapshot(), before, "no weight moved")
+        XCTAssertEqual(store.snapshot(), before, "micro-batch \(microBatch ?? 0): no weight moved")
     }
 }
 

@@ -97,9 +97,9 @@ final class MultiRankTests: XCTestCase {
 
     func testNonFiniteLossStopsEveryRankTogether() throws {
         // A learning rate of 1e30 blows the weights up after the first step.
-        for np in [1, 2] {
-            let out = dir + "/nan\(np)"
-            let a = args(out, ["--optimizer", "sgd", "--lr", "1e30"])
+        for (np, mode) in [(1, []), (2, []), (2, ["--reproducible", "--micro-batch", "2"])] {
+            let out = dir + "/nan\(np)\(mode.count)"
+            let a = args(out, ["--optimizer", "sgd", "--lr", "1e30"] + mode)
             let result = np == 1 ? try Harness.tandem(a) : try Harness.mpi(np, a, timeout: 60)
             XCTAssertEqual(result.status, 1, result.stderr)
             XCTAssertTrue(result.stderr.contains("is not finite"), result.stderr)

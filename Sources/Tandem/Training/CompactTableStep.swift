@@ -141,7 +141,7 @@ extension TrainingStep {
         if communicator.size > 1 { try communicator.allReduceSum(g + c.start, count: params.count - c.start) }
         timings.exchange += lap(&clock)
 
-        var result = reducedFigures()
+        var result = reducedFigures { figures[$0] }
         finishFigures(&result, globalBatch: B)
         try checkLossIsFinite(result, step: optimizer.iterations + 1)
         try checkFactoredGradientIsFinite(c, step: optimizer.iterations + 1)

@@ -146,12 +146,8 @@ extension TrainingStep {
         timings.exchange += lap(&clock)
         unpack(x, scale: scale)
 
-        var result = StepFigures()
-        let f = x.accumulator + figureBase
-        result.samples = Int(f[2 * heads.count])
-        result.stopRequested = f[2 * heads.count + 1] > 0
-        result.headLossSums = heads.indices.map { Double(f[2 * $0]) / figureScale }
-        result.headCorrect = heads.indices.map { Double(f[2 * $0 + 1]) }
+        let f = x.accumulator + figureBase, losses = 2 * heads.count
+        var result = reducedFigures { i in Double(f[i]) / (i < losses && i % 2 == 0 ? figureScale : 1) }
         finishFigures(&result, globalBatch: B)
         if let c {
             try checkLossIsFinite(result, step: optimizer.iterations + 1)

@@ -9,8 +9,10 @@
 //    after one small allreduce of the step's figures. `run` keeps the embedding
 //    table's part compact and factored when the model allows it (the union of
 //    touched rows, 4U wide each, in place before the other parameters —
-//    CompactTableStep.swift); otherwise the dense arena is sent, packed to the
-//    touched rows when those are under half the table (GradientExchange.swift);
+//    CompactTableStep.swift; the table rows' dE formed from it is shared out,
+//    each block formed by one rank, by an allgather per round); otherwise the
+//    dense arena is sent, packed to the touched rows when those are under half
+//    the table (GradientExchange.swift);
 //  • L2 is added after the allreduce, identically on every rank (never once per rank);
 //  • decisions (stop on non-finite values, stop on request) are taken from
 //    reduced figures, so every rank takes the same one.
@@ -49,6 +51,8 @@ public final class TrainingStep {
     var gradientsCleared = true
     /// Otherwise only [dirtyFrom, count) may hold values (a compact step writes no lower).
     var dirtyFrom = 0
+    /// The last step's figures, whose arrays `reducedFigures` reuses.
+    private var lastFigures = StepFigures()
     /// The compact table-gradient layout, when the model allows it (CompactTableStep.swift).
     let compact: CompactTable?
     /// Use the compact table gradient when the model allows it (tests compare both; same bits).
@@ -170,7 +174,7 @@ public final class TrainingStep {
         }
         timings.exchange += lap(&clock)
 
-        var result = reducedFigures()
+        var result = reducedFigures { figures[$0] }
 
         // 3. L2 once, on the combined gradient; the weighted total.
         finishFigures(&result, globalBatch: B)
@@ -205,14 +209,25 @@ public final class TrainingStep {
         dirtyFrom = 0
     }
 
-    /// The step's figures after their allreduce.
-    func reducedFigures() -> StepFigures {
-        var result = StepFigures()
-        result.samples = Int(figures[2 * heads.count])
-        result.stopRequested = figures[2 * heads.count + 1] > 0
-        result.headLossSums = heads.indices.map { figures[2 * $0] }
-        result.headCorrect = heads.indices.map { figures[2 * $0 + 1] }
-        return result
+    /// The step's figures after their allreduce; `figure(i)` reads the i-th reduced value
+    /// (per head: weighted loss sum, correct; then samples and the stop flag). The
+    /// arrays are reused, so once the caller has let go of the previous step's
+    /// figures this allocates nothing.
+    func reducedFigures(_ figure: (Int) -> Double) -> StepFigures {
+        let n = heads.count
+        if lastFigures.headLossSums.count != n {
+            lastFigures.headLossSums = Array(repeating: 0, count: n)
+            lastFigures.headCorrect = Array(repeating: 0, count: n)
+        }
+        for h in 0..<n {
+            lastFigures.headLossSums[h] = figure(2 * h)
+            lastFigures.headCorrect[h] = figure(2 * h + 1)
+        }
+        lastFigures.samples = Int(figure(2 * n))
+        lastFigures.stopRequested = figure(2 * n + 1) > 0
+        lastFigures.regularization = 0
+        lastFigures.total = 0
+        return lastFigures
     }
 
     /// Loads samples `local` into the model and makes the table rows they read current.

@@ -15,9 +15,9 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "40", "--seed", "6"] + Harness.tiny).status, 0)
     }
 
-    private func train(_ out: String) -> [String] {
+    private func train(_ out: String, model: [String] = Harness.tiny) -> [String] {
         ["train", "--data", dir + "/data", "--out", out, "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
-         "--batch-size", "8", "--l2", "dense=0.01", "--sync-check-every", "1"] + Harness.tiny
+         "--batch-size", "8", "--l2", "dense=0.01", "--sync-check-every", "1"] + model
     }
 
     private func cluster(_ hosts: Int, slots: Int, _ args: [String], environment: [String: String] = [:]) throws -> RunResult {
@@ -36,10 +36,13 @@ final class ClusterTests: XCTestCase {
         return result
     }
 
-    private func checkAgainstLocal(hosts: Int, slots: Int) throws {
-        XCTAssertEqual(try Harness.tandem(train(dir + "/local")).status, 0)
+    /// With `factored`, the model takes the compact step (CompactTableStep.swift): the
+    /// table's S rows in the allreduce, its dE blocks allgathered over TCP.
+    private func checkAgainstLocal(hosts: Int, slots: Int, factored: Bool = false) throws {
+        let model = factored ? Harness.tinyWide : Harness.tiny
+        XCTAssertEqual(try Harness.tandem(train(dir + "/local", model: model)).status, 0)
         let out = dir + "/cluster\(hosts)x\(slots)"
-        let result = try cluster(hosts, slots: slots, train(out))
+        let result = try cluster(hosts, slots: slots, train(out, model: model))
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stderr.contains("\(hosts * slots) ranks on \(hosts) hosts"), result.stderr)
         let reference = try Harness.weights(dir + "/local/weights.safetensors"), weights = try Harness.weights(out + "/weights.safetensors")
@@ -49,8 +52,9 @@ final class ClusterTests: XCTestCase {
             XCTAssertLessThan(worst, 1e-3, name)
         }
         // Every step allreduces every gradient: each host's link must carry at least
-        // half the gradient bytes per step (10 steps), far more than control traffic.
-        let parameters = reference.values.reduce(0) { $0 + $1.count }
+        // half the gradient bytes per step (10 steps), far more than control traffic
+        // (the factored table's rows are counted out: they travel as S rows and dE blocks).
+        let parameters = reference.filter { !factored || $0.key != "embedding/embeddings" }.values.reduce(0) { $0 + $1.count }
         let bytes = linkBytes(result.stderr)
         XCTAssertEqual(bytes.count, hosts, result.stderr)
         for (host, n) in bytes { XCTAssertGreaterThan(n, 10 * parameters * 4 / 2, "\(host) carried the gradients") }
@@ -61,6 +65,10 @@ final class ClusterTests: XCTestCase {
     func testThreeHostsOneSlotEachMatchOneProcess() throws { try checkAgainstLocal(hosts: 3, slots: 1) }
 
     func testTwoHostsTwoSlotsEachMatchOneProcess() throws { try checkAgainstLocal(hosts: 2, slots: 2) }
+
+    func testFactoredTableStepAcrossThreeHostsMatchesOneProcess() throws {
+        try checkAgainstLocal(hosts: 3, slots: 1, factored: true)
+    }
 
     func testRankKilledOnOneHostEndsTheJob() throws {
         // Ranks 2 and 3 live on tandem-h2; rank 3 SIGKILLs itself before step 4.

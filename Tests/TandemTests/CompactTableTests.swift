@@ -16,7 +16,8 @@ final class CompactTableGradientTests: XCTestCase {
     /// parameters followed by its optimizer slots, every rank's, and whether the step was compact.
     private func train(size: Int, optimizer: OptimizerConfig, compact: Bool,
                        l2: [String: Double] = ["dense": 0.01, "lstm": 0.002],
-                       config: HeadlineConfig = wideTinyConfig(), microBatch: Int? = nil) -> (state: [Float], ranks: [[Float]], compact: Bool) {
+                       config: HeadlineConfig = wideTinyConfig(), microBatch: Int? = nil,
+                       formers: Int = 8) -> (state: [Float], ranks: [[Float]], compact: Bool) {
         let results = LockedArray(size)
         let used = LockedArray(1)
         let batch = 3
@@ -25,6 +26,7 @@ final class CompactTableGradientTests: XCTestCase {
                                                     communicator: comm, optimizer: optimizer, config: config)
             step.compactTableGradient = compact
             step.microBatch = microBatch
+            step.tableGradientFormers = formers
             try! trainEpochs(step, data: data, batch: batch, epochs: 2, seed: 4)
             let store = step.model.parameters
             var state = store.snapshot()
@@ -57,8 +59,8 @@ final class CompactTableGradientTests: XCTestCase {
     }
 
     func testSeveralBlocksOfRowsGiveTheDenseStepsBits() {
-        // ≈ 520 distinct tokens a step: dE is formed in 256-row blocks (3 of them).
-        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        // ≈ 840 distinct tokens a step: dE is formed in 256-row blocks (4 of them).
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 400
         var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
         for optimizer in [adam, OptimizerConfig(kind: .rmsprop, learningRate: 0.01)] {
             let dense = train(size: 1, optimizer: optimizer, compact: false, config: config)
@@ -69,28 +71,29 @@ final class CompactTableGradientTests: XCTestCase {
     }
 
     func testSharedTableGradientBlocksKeepEveryRankIdentical() {
-        // ≈ 520 distinct tokens a step, 3 blocks of dE, dealt round-robin: on 2 ranks
-        // the second round has a rank with no block; on 4 one round, a rank with none.
-        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        // ≈ 840 distinct tokens a step, 4 blocks of dE (the last partial), dealt
+        // round-robin: on 2 ranks in two rounds; on 4 in one; on 4 with 2 formers
+        // in two rounds, ranks 2 and 3 only receiving.
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 400
         var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
         for optimizer in [adam, OptimizerConfig(kind: .sgd, learningRate: 0.2), OptimizerConfig(kind: .rmsprop, learningRate: 0.01)] {
             let dense = train(size: 1, optimizer: optimizer, compact: false, config: config)
-            for size in [2, 4] {
-                let compact = train(size: size, optimizer: optimizer, compact: true, config: config)
+            for (size, formers) in [(2, 8), (4, 8), (4, 2)] {
+                let compact = train(size: size, optimizer: optimizer, compact: true, config: config, formers: formers)
+                let what = "\(optimizer.kind), \(size) ranks, \(formers) formers"
                 XCTAssertTrue(compact.compact)
                 for (rank, state) in compact.ranks.enumerated() {
-                    XCTAssertEqual(state, compact.state, "\(optimizer.kind), \(size) ranks: rank \(rank) holds rank 0's bits")
+                    XCTAssertEqual(state, compact.state, "\(what): rank \(rank) holds rank 0's bits")
                 }
-                assertClose(compact.state, dense.state.map { Double($0) }, atol: 1e-6, rtol: 1e-5,
-                            "\(optimizer.kind), \(size) ranks against 1 rank")
+                assertClose(compact.state, dense.state.map { Double($0) }, atol: 1e-6, rtol: 1e-5, "\(what) against 1 rank")
             }
         }
     }
 
     func testReproducibleModeWithTheFactoredTableGivesTheSameBitsOnAnyRankCount() {
         // The exact sum of S, then dE blocks from it: the same bits on 1, 2 and 3 ranks,
-        // with 3 blocks of rows; within tolerance of the float step (another rounding).
-        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 150
+        // with 4 blocks of rows; within tolerance of the float step (another rounding).
+        var config = wideTinyConfig(); config.vocabulary = 2000; config.sequenceLength = 400
         var adam = OptimizerConfig(kind: .adam); adam.learningRate = 0.01
         var momentum = OptimizerConfig(kind: .sgd, learningRate: 0.1); momentum.momentum = 0.9
         for optimizer in [adam, momentum] {

@@ -17,9 +17,10 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws
     /// Every rank holds the element-wise maximum afterwards.
     func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
-    /// In place: rank r's `count` values at `buffer + r·count` reach every rank,
-    /// so afterwards every rank holds all `size·count` values, in rank order.
-    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+    /// In place: the `count` values of each rank r < `senders` at `buffer + r·count`
+    /// reach every rank, so afterwards every rank holds all `senders·count` values,
+    /// in rank order (ranks from `senders` on only receive).
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws
     /// Every rank holds rank `root`'s bytes afterwards.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws
     func barrier() throws
@@ -98,7 +99,7 @@ public final class LocalCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {}
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {}
-    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {}
     public func barrier() throws {}
     public func abort(message: String, code: Int32) -> Never {

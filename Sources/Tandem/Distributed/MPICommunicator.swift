@@ -77,11 +77,22 @@ public final class MPICommunicator: Communicator {
                   "MPI_Allreduce(MAX, \(count) doubles)")
     }
 
-    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
-        watchdog?.enter("MPI_Allgather of the table gradient", count: count, unit: "floats per rank")
-        try check(MPI_Allgather(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
-                  "MPI_Allgather(\(count) floats per rank)")
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
+        watchdog?.enter("MPI_Allgather of the table gradient", count: count, unit: "floats per sending rank")
+        if senders >= size {
+            try check(MPI_Allgather(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
+                      "MPI_Allgather(\(count) floats per rank)")
+            return
+        }
+        if gatherLayout.count != count || gatherLayout.senders != senders {  // once: no allocation per call
+            gatherLayout = (count, senders, (0..<size).map { $0 < senders ? Int32(count) : 0 },
+                            (0..<size).map { Int32(min($0, senders) * count) })
+        }
+        try check(MPI_Allgatherv(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, gatherLayout.counts,
+                                 gatherLayout.displacements, tandem_mpi_float(), world),
+                  "MPI_Allgatherv(\(count) floats from each of \(senders) ranks)")
     }
+    private var gatherLayout: (count: Int, senders: Int, counts: [Int32], displacements: [Int32]) = (0, 0, [], [])
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
         // MPI counts are Int32: send large buffers in chunks.

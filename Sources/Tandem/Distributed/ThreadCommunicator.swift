@@ -78,10 +78,10 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws { reduce(buffer, count: count, &+) }
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count) { max($0, $1) } }
 
-    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
         group.slots[rank] = UnsafeMutableRawPointer(buffer)
         group.wait()
-        for r in 0..<size where r != rank {
+        for r in 0..<min(senders, size) where r != rank {
             (buffer + r * count).update(from: group.slots[r]!.assumingMemoryBound(to: Float.self) + r * count, count: count)
         }
         group.wait()

@@ -33,22 +33,26 @@ final class CompactTable {
     let touched: TouchedRows
     /// Gradient offset of the first union row's S this step.
     var start: Int
-    /// One block of dE rows [tableBlockRows, width] per rank: a round's blocks.
-    let blocks: UnsafeMutablePointer<Float>
-    let ranks: Int
+    /// One block of dE rows [tableBlockRows, width] per forming rank: a round's blocks.
+    private(set) var blocks: UnsafeMutablePointer<Float>
+    /// How many ranks form dE blocks (the rest only receive); bounds `blocks`
+    /// at `formers` × 512 KB however many ranks there are.
+    var formers: Int {
+        didSet { blocks.deallocate(); blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width) }
+    }
     /// The round whose blocks `blocks` holds (-1: none yet this step).
     var round = -1
     /// Seconds spent in the allgathers (exchange, not optimizer, in the timings).
     var gatherSeconds = 0.0
 
-    init(lstm: LSTM, view: TensorView, vocabulary: Int, width: Int, ranks: Int) {
+    init(lstm: LSTM, view: TensorView, vocabulary: Int, width: Int, formers: Int) {
         self.lstm = lstm
         offset = view.offset; self.vocabulary = vocabulary; self.width = width
         sumWidth = 4 * lstm.units
         touched = TouchedRows(table: view, vocabulary: vocabulary, width: width)
         start = view.offset + view.count
-        self.ranks = ranks
-        blocks = .allocate(capacity: ranks * LSTM.tableBlockRows * width)
+        self.formers = formers
+        blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width)
     }
 
     deinit { blocks.deallocate() }
@@ -64,43 +68,43 @@ final class CompactTable {
     }
 
     /// The same rows, with the GEMMs shared out: every rank holds the same
-    /// combined S, so blocks are dealt round-robin, rank r forming block
-    /// k·P + r of round k, and one allgather per round hands every rank the
-    /// round's P blocks. Receiving a 512 KB block takes ~60 µs, forming it
-    /// ~330 µs, so each rank forms 1/P of dE instead of all of it. A block is
-    /// formed by exactly one rank, so every rank applies identical bits.
-    /// Blocks must be asked for in ascending order (as the optimizer does),
-    /// starting each step with `round = -1`.
+    /// combined S, so blocks are dealt round-robin to the F = min(P, formers)
+    /// lowest ranks, rank r forming block k·F + r of round k, and one allgather
+    /// per round hands every rank the round's F blocks. Receiving a 512 KB
+    /// block takes ~60 µs, forming it ~330 µs, so each forming rank forms 1/F
+    /// of dE instead of all of it. A block is formed by exactly one rank, so
+    /// every rank applies identical bits. Blocks must be asked for in ascending
+    /// order (as the optimizer does), starting each step with `round = -1`.
     func sharedTableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
                              _ communicator: Communicator) throws -> UnsafeMutablePointer<Float> {
-        let P = communicator.size, B = LSTM.tableBlockRows, block = first / B
-        guard P > 1 else { return tableGradient(g, first: first, count: count) }
-        if block / P != round {
-            round = block / P
-            let mine = round * P + communicator.rank, rows = touched.rows.count
-            if mine * B < rows {
+        let F = min(communicator.size, formers), B = LSTM.tableBlockRows, block = first / B
+        guard F > 1 else { return tableGradient(g, first: first, count: count) }
+        if block / F != round {
+            round = block / F
+            let me = communicator.rank, mine = round * F + me, rows = touched.rows.count
+            if me < F && mine * B < rows {
                 lstm.tableGradientRows(g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
-                                       into: blocks + communicator.rank * B * width)
+                                       into: blocks + me * B * width)
             }
             let clock = monotonicSeconds()
-            try communicator.allGather(blocks, count: B * width)
+            try communicator.allGather(blocks, count: B * width, senders: F)
             gatherSeconds += monotonicSeconds() - clock
         }
-        return blocks + (block % P) * B * width
+        return blocks + (block % F) * B * width
     }
 }
 
 extension TrainingStep {
     /// The compact layout when this model and its L2 allow it (see the file header).
     static func compactTable(model: Model, table: (embedding: Embedding, view: TensorView)?,
-                             l2: [(view: TensorView, lambda: Double)], ranks: Int) -> CompactTable? {
+                             l2: [(view: TensorView, lambda: Double)], formers: Int) -> CompactTable? {
         guard let table, table.embedding.fused, table.view.offset == 0,
               !l2.contains(where: { $0.view.name == table.view.name }),
               let lstm = model.layers.compactMap({ $0 as? LSTM }).first(where: { $0.embedding === table.embedding }),
               4 * lstm.units <= table.embedding.dimension  // S rows no wider than table rows
         else { return nil }
         return CompactTable(lstm: lstm, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension,
-                            ranks: ranks)
+                            formers: formers)
     }
 
     /// `computeGradient` with the factored table gradient: leaves the union's

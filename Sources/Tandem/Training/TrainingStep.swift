@@ -57,6 +57,12 @@ public final class TrainingStep {
     let compact: CompactTable?
     /// Use the compact table gradient when the model allows it (tests compare both; same bits).
     public var compactTableGradient = true
+    /// How many ranks form the table's dE blocks in the compact step; the others
+    /// only receive them. Each former adds one 512 KB block (at D = 512) to every
+    /// rank's allgather buffer, so this bounds that buffer on many ranks.
+    public var tableGradientFormers = 8 {
+        didSet { compact?.formers = max(1, min(communicator.size, tableGradientFormers)) }
+    }
     /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
     public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil }
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
@@ -97,7 +103,8 @@ public final class TrainingStep {
         } else {
             deferredTable = nil
         }
-        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2, ranks: communicator.size)
+        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2,
+                                            formers: min(communicator.size, tableGradientFormers))
     }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):

@@ -38,7 +38,10 @@ final class CompactTable {
     /// How many ranks form dE blocks (the rest only receive); bounds `blocks`
     /// at `formers` × 512 KB however many ranks there are.
     var formers: Int {
-        didSet { blocks.deallocate(); blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width) }
+        didSet {
+            guard formers != oldValue else { return }
+            blocks.deallocate(); blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width)
+        }
     }
     /// The round whose blocks `blocks` holds (-1: none yet this step).
     var round = -1

@@ -51,6 +51,9 @@ public final class TrainingStep {
     var gradientsCleared = true
     /// Otherwise only [dirtyFrom, count) may hold values (a compact step writes no lower).
     var dirtyFrom = 0
+    /// The ranks that form dE blocks: the requested number, at least 1, at most every rank.
+    private static func formerCount(ranks: Int, requested: Int) -> Int { max(1, min(ranks, requested)) }
+    public static let defaultTableGradientFormers = 8
     /// The last step's figures, whose arrays `reducedFigures` reuses.
     private var lastFigures = StepFigures()
     /// The compact table-gradient layout, when the model allows it (CompactTableStep.swift).
@@ -60,8 +63,8 @@ public final class TrainingStep {
     /// How many ranks form the table's dE blocks in the compact step; the others
     /// only receive them. Each former adds one 512 KB block (at D = 512) to every
     /// rank's allgather buffer, so this bounds that buffer on many ranks.
-    public var tableGradientFormers = 8 {
-        didSet { compact?.formers = max(1, min(communicator.size, tableGradientFormers)) }
+    public var tableGradientFormers = TrainingStep.defaultTableGradientFormers {
+        didSet { compact?.formers = Self.formerCount(ranks: communicator.size, requested: tableGradientFormers) }
     }
     /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
     public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil }
@@ -104,7 +107,7 @@ public final class TrainingStep {
             deferredTable = nil
         }
         compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2,
-                                            formers: min(communicator.size, tableGradientFormers))
+                                            formers: Self.formerCount(ranks: communicator.size, requested: Self.defaultTableGradientFormers))
     }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):

@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // .keras archives are zips (read and written through ZIPFoundation, never by hand).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // Implementation details: system libraries behind tiny C shims.
@@ -17,6 +19,9 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        // The HDF5 C library, for a .keras archive's model.weights.h5.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
 
         // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
@@ -25,7 +30,8 @@ let package = Package(
         .target(name: "CSignals"),
 
         // The library: kernels ← layers/model ← training → communicator.
-        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals"]),
+        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5",
+                                               .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // The command-line tool: a thin ArgumentParser layer over the library.
         // Linked at a fixed address (not PIE): the loader then relocates none of

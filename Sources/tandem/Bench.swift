@@ -6,7 +6,7 @@ import Tandem
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training throughput of the headline model on generated data.",
+        abstract: "Measure training throughput of a model (the headline preset or a .keras archive) on generated data.",
         discussion: """
             Prints samples/s (median of the timed intervals after a warm-up), the time split
             of a step, dense-equivalent GFLOP/s per rank against a single-thread sgemm peak
@@ -32,8 +32,8 @@ struct Bench: ParsableCommand {
                 throw TandemError.usage("--batch-size and --intervals must be positive")
             }
             guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else { throw TandemError.usage("--optimizer: unknown '\(optimizer)'") }
-            var config = HeadlineConfig()
-            try size.apply(to: &config)
+            let resolved = try size.resolve(comm)
+            let description = resolved.description
             let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
             let global = batchSize * comm.size
             let n = samples > 0 ? samples : max(4096, global * 4)
@@ -41,11 +41,18 @@ struct Bench: ParsableCommand {
             // Every rank generates the same data into its own folder: nothing shared is needed.
             let dir = NSTemporaryDirectory() + "tandem-bench-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            try comm.agree(Result { try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1) }.error)
+            try comm.agree(Result {
+                if let config = resolved.headline {
+                    try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1)
+                } else {
+                    try generateData(directory: dir, samples: n, description: description, seed: 1)
+                }
+            }.error)
             guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
-            let model = Model.headline(config, maxBatch: reproducible ? microBatch : batchSize)
+            let model = try description.build(maxBatch: reproducible ? microBatch : batchSize)
             model.parameters.initialize(seed: 1)
-            let heads = Head.headlineDefaults
+            let heads = description.heads
+            guard !heads.isEmpty else { throw TandemError.usage("\(size.model): the model has no loss to train (compile it with loss=... in Keras)") }
             let step = try TrainingStep(model: model, heads: heads,
                                         optimizer: Optimizer(OptimizerConfig(kind: kind), parameterCount: model.parameters.count),
                                         communicator: comm, l2: [:])
@@ -53,13 +60,15 @@ struct Bench: ParsableCommand {
             let data = try Dataset(directory: dir, model: model, heads: heads)
             let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
-                                          intervals: intervals, steps: stepsPerInterval, config: config)
+                                          intervals: intervals, steps: stepsPerInterval)
             result.sgemmPeak = peak
             guard comm.rank == 0 else { return }
             if json { print(result.json); return }
             let t = result.timings, k = Double(max(t.steps, 1))
             func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
-            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), headline \(config.vocabulary)×\(config.embeddingDimension), seq \(config.sequenceLength), lstm \(config.lstmUnits)")
+            let name = resolved.headline.map { "headline \($0.vocabulary)×\($0.embeddingDimension), seq \($0.sequenceLength), lstm \($0.lstmUnits)" } ?? size.model
+            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
+            print("path              \(step.pathDescription)")
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",

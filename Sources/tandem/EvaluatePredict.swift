@@ -5,24 +5,33 @@ import ArgumentParser
 import Foundation
 import Tandem
 
-/// Builds the headline model for `weights`, sizes from flags, then the weights, then the data.
-func modelForWeights(_ weights: String, data: String, size: ModelSizeOptions, maxBatch: Int,
-                     communicator comm: Communicator) throws -> Model {
-    let file = try comm.agreeOn { try SafeTensorsFile(path: weights) }
-    var config = HeadlineConfig()
-    if size.seqLen == nil, let t = sequenceLength(inData: data) { config.sequenceLength = t }
-    inferHeadlineConfig(from: file, into: &config, given: size.given)
-    try size.apply(to: &config)
-    let model = Model.headline(config, maxBatch: maxBatch)
-    try comm.agreeOn { try loadWeights(model.parameters, from: file) }
-    return model
+/// The model --model names with its weights: `weights` (safetensors) when given,
+/// else the archive's own. For the preset, sizes come from the flags, else the weights and the data.
+func modelWithWeights(_ weights: String?, data: String, size: ModelSizeOptions, maxBatch: Int,
+                      communicator comm: Communicator) throws -> (model: Model, description: ModelDescription) {
+    let file = try weights.map { w in try comm.agreeOn { try SafeTensorsFile(path: w) } }
+    var preset = HeadlineConfig()
+    if size.isPreset {
+        guard let file else { throw TandemError.usage("--weights is required with --model headline (an archive carries its own weights)") }
+        if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
+        inferHeadlineConfig(from: file, into: &preset, given: size.given)
+    }
+    let resolved = try size.resolve(comm, preset: preset)
+    let model = try resolved.description.build(maxBatch: maxBatch)
+    try comm.agreeOn {
+        if let file { try loadWeights(model.parameters, from: file); return }
+        guard comm.rank == 0, let archive = resolved.archive else { return }
+        try resolved.description.loadWeights(model.parameters, from: archive)
+    }
+    try broadcastState(model: model, optimizer: nil, communicator: comm)
+    return (model, resolved.description)
 }
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loss and accuracy of each head and the weighted total, as JSON on stdout.")
 
-    @Option(help: "Weights (.safetensors) to evaluate.") var weights: String
+    @Option(help: "Weights (.safetensors) to evaluate. Default with --model m.keras: the archive's.") var weights: String?
     @Option(help: "Dataset directory with inputs and targets.") var data: String
     @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
     @Option(name: .customLong("l2"), help: "L2 terms to include in the total, LAYER=λ.") var l2: [String] = []
@@ -32,17 +41,18 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let heads = try headOptions.heads()
-            let model = try modelForWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
+            let (model, description) = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
+            let heads = try headOptions.heads(description.heads)
             let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: 0),
-                                        communicator: comm, l2: try parseL2(l2))
+                                        communicator: comm,
+                                        regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
             let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let result = try step.evaluate(dataset, rows: 0..<dataset.count)
             var fields: [(String, Any)] = [("loss", result.total)]
             for (h, head) in heads.enumerated() {
                 fields.append(("\(head.output)_loss", result.headLoss[h]))
-                fields.append(("\(head.output)_accuracy", result.headAccuracy[h]))
+                if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", result.headAccuracy[h])) }
             }
             fields.append(("samples", result.samples))
             if comm.rank == 0 { print(jsonObject(fields)) }
@@ -54,7 +64,7 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write each head's predictions as OUT/<output>.npy (float32 [N, units]), rows in input order.")
 
-    @Option(help: "Weights (.safetensors).") var weights: String
+    @Option(help: "Weights (.safetensors). Default with --model m.keras: the archive's.") var weights: String?
     @Option(help: "Dataset directory with the model's inputs (targets are not needed).") var data: String
     @Option(help: "Directory to write the predictions to.") var out: String
     @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
@@ -63,7 +73,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let model = try modelForWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
+            let model = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm).model
             let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: [], requireTargets: false) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let outputs = try predict(model: model, data: dataset, communicator: comm)
@@ -83,8 +93,13 @@ struct Predict: ParsableCommand {
 struct GenData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gen-data",
-        abstract: "Write a learnable synthetic headline dataset (.npy files) to a directory.",
-        discussion: "The aux label depends on the tokens only; the main label on the tokens and aux_input.")
+        abstract: "Write a learnable synthetic dataset (.npy files named after the model's inputs and outputs) to a directory.",
+        discussion: """
+            --model headline: the aux label depends on the tokens only; the main label on the tokens and aux_input.
+            --model m.keras: random inputs with the model's names, shapes and dtypes; targets are what the same
+            architecture with random weights predicts (binary labels balanced at the median, class ids or one-hot
+            rows from its argmax, regression values), so the model can learn them.
+            """)
 
     @Option(help: "Directory to write to.") var out: String
     @Option(help: "Number of samples.") var samples: Int
@@ -92,14 +107,19 @@ struct GenData: ParsableCommand {
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
-        do {
-            var config = HeadlineConfig()
-            try size.apply(to: &config)
-            try generateHeadlineData(directory: out, samples: samples, config: config, seed: seed)
-            print("wrote \(samples) samples to \(out) (seq_len \(config.sequenceLength), vocab \(config.vocabulary), \(config.auxFeatures) aux features)")
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
+        try runCommand { comm in
+            let resolved = try size.resolve(comm)
+            try comm.agreeOn {
+                guard comm.rank == 0 else { return }
+                if let config = resolved.headline {
+                    try generateHeadlineData(directory: out, samples: samples, config: config, seed: seed)
+                    print("wrote \(samples) samples to \(out) (seq_len \(config.sequenceLength), vocab \(config.vocabulary), \(config.auxFeatures) aux features)")
+                } else {
+                    try generateData(directory: out, samples: samples, description: resolved.description, seed: seed)
+                    let d = resolved.description
+                    print("wrote \(samples) samples to \(out): inputs \(d.inputNames.joined(separator: ", ")); targets \(d.heads.map(\.output).joined(separator: ", "))")
+                }
+            }
         }
     }
 }

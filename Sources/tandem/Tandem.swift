@@ -18,13 +18,13 @@ struct TandemCommand: ParsableCommand {
             computes the gradient of its slice of the global batch, one allreduce combines
             them, and every rank applies the same step.
 
-            Typical use:
+            Typical use (the headline preset; --model m.keras trains your own Keras model):
               tandem gen-data --out data --samples 4096
               tandem train --data data --out run --optimizer adam --epochs 3
               tandem evaluate --weights run/weights.safetensors --data data
               tandem predict --weights run/weights.safetensors --data data --out preds
             """,
-        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self])
+        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self, Summary.self])
 
     static func main() {
         useFastBLASKernels()
@@ -82,89 +82,6 @@ func runCommand(_ body: (Communicator) throws -> Void) throws {
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-}
-
-/// Model size flags (SPEC §6). Omitted flags come from a weights file or the
-/// data when there is one, else from the headline defaults.
-struct ModelSizeOptions: ParsableArguments {
-    @Option(help: "Model preset.") var model: String = "headline"
-    @Option(help: "Vocabulary size (token ids are 0..<vocab). Default 10000.") var vocab: Int?
-    @Option(name: .customLong("seq-len"), help: "Tokens per sample. Default 100.") var seqLen: Int?
-    @Option(name: .customLong("embed-dim"), help: "Embedding width. Default 512.") var embedDim: Int?
-    @Option(name: .customLong("lstm-units"), help: "LSTM units. Default 32.") var lstmUnits: Int?
-    @Option(name: .customLong("aux-features"), help: "Width of aux_input. Default 5.") var auxFeatures: Int?
-    @Option(name: .customLong("dense-units"), help: "Units of each relu Dense layer. Default 64.") var denseUnits: Int?
-    @Option(name: .customLong("dense-layers"), help: "Number of relu Dense layers. Default 3.") var denseLayers: Int?
-
-    /// The flags the user gave, by their long names.
-    var given: Set<String> {
-        var s = Set<String>()
-        if vocab != nil { s.insert("vocab") }
-        if seqLen != nil { s.insert("seq-len") }
-        if embedDim != nil { s.insert("embed-dim") }
-        if lstmUnits != nil { s.insert("lstm-units") }
-        if auxFeatures != nil { s.insert("aux-features") }
-        if denseUnits != nil { s.insert("dense-units") }
-        if denseLayers != nil { s.insert("dense-layers") }
-        return s
-    }
-
-    /// Applies the given flags over `config` and checks every size.
-    func apply(to config: inout HeadlineConfig) throws {
-        guard model == "headline" else { throw TandemError.usage("--model: unknown preset '\(model)' (available: headline)") }
-        if let vocab { config.vocabulary = vocab }
-        if let seqLen { config.sequenceLength = seqLen }
-        if let embedDim { config.embeddingDimension = embedDim }
-        if let lstmUnits { config.lstmUnits = lstmUnits }
-        if let auxFeatures { config.auxFeatures = auxFeatures }
-        if let denseUnits { config.denseUnits = denseUnits }
-        if let denseLayers { config.denseLayers = denseLayers }
-        let sizes: [(String, Int, Int)] = [("--vocab", config.vocabulary, 1), ("--seq-len", config.sequenceLength, 1),
-            ("--embed-dim", config.embeddingDimension, 1), ("--lstm-units", config.lstmUnits, 1),
-            ("--aux-features", config.auxFeatures, 1), ("--dense-units", config.denseUnits, 1),
-            ("--dense-layers", config.denseLayers, 0)]
-        for (flag, value, low) in sizes where value < low {
-            throw TandemError.usage("\(flag) must be at least \(low), got \(value)")
-        }
-        if config.lstmUnits > 4096 { throw TandemError.usage("--lstm-units must be at most 4096, got \(config.lstmUnits)") }
-    }
-}
-
-/// Loss-weight and class-weight flags, turned into the model's heads.
-struct HeadOptions: ParsableArguments {
-    @Option(name: .customLong("loss-weight"), help: ArgumentHelp("Weight of an output's loss in the total, OUTPUT=W (repeatable). Defaults: main_output=1.0, aux_output=0.2.", valueName: "output=w"))
-    var lossWeights: [String] = []
-    @Option(name: .customLong("class-weight"), help: ArgumentHelp("Per-class sample-weight multipliers, OUTPUT=CLASS:W,CLASS:W (repeatable).", valueName: "output=c:w,..."))
-    var classWeights: [String] = []
-
-    func heads() throws -> [Head] {
-        var heads = Head.headlineDefaults
-        let names = heads.map(\.output).joined(separator: ", ")
-        for item in lossWeights {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let w = Double(parts[1]), w.isFinite, w >= 0 else {
-                throw TandemError.usage("--loss-weight '\(item)': expected OUTPUT=WEIGHT with a non-negative number")
-            }
-            guard let h = heads.firstIndex(where: { $0.output == parts[0] }) else {
-                throw TandemError.usage("--loss-weight: unknown output '\(parts[0])' (outputs: \(names))")
-            }
-            heads[h].weight = w
-        }
-        for item in classWeights {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let h = heads.firstIndex(where: { $0.output == parts[0] }) else {
-                throw TandemError.usage("--class-weight '\(item)': expected OUTPUT=CLASS:W,... with OUTPUT one of \(names)")
-            }
-            for pair in parts[1].split(separator: ",") {
-                let cw = pair.split(separator: ":").map(String.init)
-                guard cw.count == 2, let c = Int(cw[0]), c >= 0, let w = Double(cw[1]), w.isFinite, w >= 0 else {
-                    throw TandemError.usage("--class-weight '\(item)': '\(pair)' is not CLASS:WEIGHT")
-                }
-                heads[h].classWeights[c] = w
-            }
-        }
-        return heads
-    }
 }
 
 /// Parses `LAYER=λ` items.

@@ -9,15 +9,19 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model on a dataset directory (locally, or under mpirun).",
         discussion: """
-            Writes RUN/weights.safetensors (final weights), RUN/checkpoint.safetensors
-            (weights + optimizer state, every epoch and every --checkpoint-every steps)
-            and RUN/metrics.jsonl (one JSON line per epoch). --batch-size is the GLOBAL
-            batch: under mpirun each rank takes a contiguous slice of every batch.
+            Writes RUN/weights.safetensors (final weights), RUN/model.keras (the trained
+            model for keras.saving.load_model: architecture, compile config, weights and
+            optimizer state), RUN/checkpoint.safetensors (weights + optimizer state, every
+            epoch and every --checkpoint-every steps) and RUN/metrics.jsonl (one JSON line
+            per epoch). --batch-size is the GLOBAL batch: under mpirun each rank takes a
+            contiguous slice of every batch. With --model m.keras the losses, loss weights,
+            metrics, optimizer, weights and optimizer state come from the archive; the
+            flags given here override its compile settings.
             """)
 
-    @Option(help: "Dataset directory (main_input.npy, aux_input.npy, main_output.npy, aux_output.npy, optional <output>.sample_weight.npy).")
+    @Option(help: "Dataset directory: <input>.npy for each model input, <output>.npy for each output with a loss, optional <output>.sample_weight.npy (headline: main_input, aux_input, main_output, aux_output).")
     var data: String
-    @Option(help: "Run directory to write weights, checkpoint and metrics to.") var out: String
+    @Option(help: "Run directory to write weights, checkpoint, metrics and model.keras to.") var out: String
     @Option(name: .customLong("val-data"), help: "Validation dataset directory.") var valData: String?
     @Option(name: .customLong("validation-split"), help: "Fraction of the training data (its last rows, as Keras) held out for validation.")
     var validationSplit: Double?
@@ -25,7 +29,7 @@ struct Train: ParsableCommand {
     @OptionGroup var headOptions: HeadOptions
     @Option(name: .customLong("l2"), help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
     var l2: [String] = []
-    @Option(help: "sgd, adam or rmsprop. Default sgd.") var optimizer: String?
+    @Option(help: "sgd, adam or rmsprop. Default: the archive's compiled optimizer, else sgd.") var optimizer: String?
     @Option(help: "Learning rate. Defaults: sgd 0.01, adam and rmsprop 0.001.") var lr: Double?
     @Option(help: "SGD momentum. Default 0.") var momentum: Double?
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
@@ -56,8 +60,11 @@ struct Train: ParsableCommand {
         if let batchSize, batchSize <= 0 { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
         guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
         guard checkpointEvery >= 0, syncCheckEvery >= 0 else { throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative") }
-        guard let kind = OptimizerConfig.Kind(rawValue: (optimizer ?? "sgd").lowercased()) else {
-            throw TandemError.usage("--optimizer: unknown '\(optimizer ?? "")' (choose sgd, adam or rmsprop)")
+        let flagKind = try optimizer.map { name -> OptimizerConfig.Kind in
+            guard let k = OptimizerConfig.Kind(rawValue: name.lowercased()) else {
+                throw TandemError.usage("--optimizer: unknown '\(name)' (choose sgd, adam or rmsprop)")
+            }
+            return k
         }
         if let lr, !(lr > 0 && lr.isFinite) { throw TandemError.usage("--lr must be a positive number") }
         if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
@@ -65,10 +72,6 @@ struct Train: ParsableCommand {
         }
         if valData != nil && validationSplit != nil { throw TandemError.usage("give --val-data or --validation-split, not both") }
         if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
-        var optimizerConfig = OptimizerConfig(kind: kind, learningRate: lr)
-        optimizerConfig.momentum = momentum ?? 0
-        optimizerConfig.nesterov = nesterov
-        let heads = try headOptions.heads()
         let l2Terms = try parseL2(l2)
 
         // Resume: the checkpoint fixes the model, optimizer, seed and batch.
@@ -85,17 +88,53 @@ struct Train: ParsableCommand {
             }
             resumed = meta
         }
-        var config = resumed?.model ?? HeadlineConfig()
-        if resumed == nil, size.seqLen == nil, let t = sequenceLength(inData: data) { config.sequenceLength = t }
-        let before = config
-        try size.apply(to: &config)
+        // The model: from the checkpoint on resume (no model flags needed), else --model.
+        var resolved: ResolvedModel
+        if let meta = resumed {
+            if !size.isPreset { throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model") }
+            if let text = meta.modelConfig {
+                if !size.given.isEmpty { throw TandemError.usage("--resume: the checkpoint holds an archive model; the size flags do not apply") }
+                resolved = ResolvedModel(description: try comm.agreeOn { try KerasConfig.description(fromJSON: Array(text.utf8), source: checkpointPath!) },
+                                         archive: nil, headline: nil)
+            } else {
+                let saved = meta.model ?? HeadlineConfig()
+                var config = saved
+                try size.apply(to: &config)
+                if config != saved {
+                    throw TandemError.usage("--resume: the size flags give \(config) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
+                }
+                resolved = ResolvedModel(description: try ModelDescription.headline(config), archive: nil, headline: config)
+            }
+        } else {
+            var preset = HeadlineConfig()
+            if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
+            resolved = try size.resolve(comm, preset: preset)
+        }
+        let description = resolved.description
+        let heads = try headOptions.heads(description.heads)
+        guard !heads.isEmpty else {
+            throw TandemError.usage("\(size.model): the model has no loss (compile it in Keras with loss=... before saving, so Tandem knows what to train)")
+        }
+
+        // The optimizer: the checkpoint's; else --optimizer with its flags; else the archive's, with the flags over it.
+        var optimizerConfig: OptimizerConfig
+        if let kind = flagKind {
+            optimizerConfig = OptimizerConfig(kind: kind, learningRate: lr)
+        } else {
+            optimizerConfig = description.optimizer ?? OptimizerConfig(kind: .sgd)
+            if let lr { optimizerConfig.learningRate = lr }
+        }
+        if let momentum { optimizerConfig.momentum = momentum }
+        if nesterov { optimizerConfig.nesterov = true }
+        if optimizerConfig.kind != .sgd && (momentum != nil || nesterov) {
+            throw TandemError.usage("--momentum and --nesterov apply to sgd only (the optimizer is \(optimizerConfig.kind.rawValue))")
+        }
         if let meta = resumed {
             // What defines the run must match the checkpoint; what was left out is taken from it.
             func contradiction(_ flag: String, _ given: String, _ saved: String) -> TandemError {
                 .usage("--resume: \(flag) \(given) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
             }
-            if config != before { throw contradiction("the size flags give", "\(config)", "\(meta.model)") }
-            if optimizer != nil && kind != meta.optimizer.kind { throw contradiction("--optimizer", kind.rawValue, meta.optimizer.kind.rawValue) }
+            if let kind = flagKind, kind != meta.optimizer.kind { throw contradiction("--optimizer", kind.rawValue, meta.optimizer.kind.rawValue) }
             if let lr, lr != meta.optimizer.learningRate { throw contradiction("--lr", "\(lr)", "\(meta.optimizer.learningRate)") }
             if let momentum, momentum != meta.optimizer.momentum { throw contradiction("--momentum", "\(momentum)", "\(meta.optimizer.momentum)") }
             if nesterov && !meta.optimizer.nesterov { throw contradiction("--nesterov", "on", "off") }
@@ -114,9 +153,10 @@ struct Train: ParsableCommand {
         let micro: Int? = resumed.map { $0.microBatch } ?? (reproducible ? microBatch : nil)
         // The model holds one rank's slice of a global batch (or one micro-batch).
         let localBatch = (batch + comm.size - 1) / comm.size
-        let model = Model.headline(config, maxBatch: micro ?? max(localBatch, 64))
+        let model = try description.build(maxBatch: micro ?? max(localBatch, 64))
         let opt = Optimizer(optimizerConfig, parameterCount: model.parameters.count)
-        let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm, l2: l2Terms)
+        let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm,
+                                    regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
         step.microBatch = micro
         step.gradientBound = resumed?.gradientBound
 
@@ -143,17 +183,36 @@ struct Train: ParsableCommand {
 
         // Parameters: rank 0 initialises or loads them; everyone receives rank 0's.
         var position = TrainingPosition()
+        var iterations = [0.0], notes: [String] = []
         try comm.agreeOn {
             guard comm.rank == 0 else { return }
             if let checkpointPath {
-                position = try loadCheckpoint(model: model, optimizer: opt, from: checkpointPath).position
+                let meta = try loadCheckpoint(model: model, optimizer: opt, from: checkpointPath)
+                position = meta.position
+                iterations[0] = Double(meta.optimizerIterations ?? meta.position.step)
             } else if let initPath = `init` {
                 try loadWeights(model.parameters, from: SafeTensorsFile(path: initPath))
+            } else if let archive = resolved.archive, archive.weightsBytes != nil {
+                // As keras.saving.load_model(p).fit(…): the archive's weights, and its optimizer state when complete.
+                try description.loadWeights(model.parameters, from: archive)
+                if description.optimizer?.kind == optimizerConfig.kind {
+                    let state = try description.loadOptimizerState(opt, store: model.parameters, from: archive)
+                    if let n = state.iterations { iterations[0] = Double(n) }
+                    if let note = state.note { notes.append(note) }
+                } else if description.optimizer != nil {
+                    notes.append("--optimizer \(optimizerConfig.kind.rawValue) replaces the archive's \(description.optimizer!.kind.rawValue): its optimizer state is not used")
+                }
             } else {
+                let missing = model.parameters.unsupportedInitializers
+                guard missing.isEmpty else {
+                    throw TandemError.usage("\(size.model): no weights to start from and Tandem cannot run these initializers: \(missing.joined(separator: ", ")) (save the model after building it, so the archive holds its weights, or give --init)")
+                }
                 model.parameters.initialize(seed: seed)
             }
         }
         try broadcastState(model: model, optimizer: opt, communicator: comm)
+        try comm.allReduceMax(&iterations)
+        if resumed == nil && iterations[0] > 0 { opt.restore(iterations: Int(iterations[0])) }
         if resumed != nil {
             var p = [Double(position.step), Double(position.epoch), Double(position.batchInEpoch)] + position.epochSums
             var n = [Double(p.count)]
@@ -162,7 +221,7 @@ struct Train: ParsableCommand {
             try p.withUnsafeMutableBytes { try comm.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
             position.step = Int(p[0]); position.epoch = Int(p[1]); position.batchInEpoch = Int(p[2])
             position.epochSums = Array(p[3...])
-            opt.restore(iterations: position.step)
+            opt.restore(iterations: Int(iterations[0]))
         }
 
         try comm.agreeOn {
@@ -189,10 +248,14 @@ struct Train: ParsableCommand {
         // mpirun those end the job, as mpirun does not forward them gracefully).
         installStopHandlers(interrupts: !Launch.underMPI)
         trainer.position = position
-        trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: config, optimizer: optimizerConfig,
+        trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: resolved.headline, optimizer: optimizerConfig,
                                                         batchSize: batch, samples: trainRows.count, worldSize: comm.size,
                                                         shuffle: options.shuffle)
         trainer.checkpointTemplate?.microBatch = micro
+        if resolved.headline == nil {
+            trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
+        }
+        trainer.modelDescription = description
         let hosts = try comm.allGather(hostName())
         if comm.rank == 0 && !quiet {
             var line = startupReport(comm: comm, hosts: hosts)
@@ -200,7 +263,10 @@ struct Train: ParsableCommand {
             if let validation { line += ", \(validation.rows.count) validation" }
             let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }
             line += "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
-            line += "; \(model.parameters.count) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            line += "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
+            line += "\(model.parameters.count) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            if iterations[0] > 0 && resumed == nil { line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))" }
+            for note in notes { line += "\n        note: \(note)" }
             if let micro { line += "; reproducible (micro-batch \(micro))" }
             if resumed != nil { line += "\n        resuming at epoch \(position.epoch + 1), step \(position.step)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
@@ -222,10 +288,11 @@ struct Train: ParsableCommand {
         if comm.rank == 0, let last = history.last {
             var summary = "done: \(history.count) epoch\(history.count == 1 ? "" : "s") in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; final loss \(String(format: "%.4f", last.loss))"
             for (h, head) in heads.enumerated() {
-                summary += ", \(head.output) \(String(format: "%.4f", last.headLoss[h])) (acc \(String(format: "%.3f", last.headAccuracy[h])))"
+                summary += ", \(head.output) \(String(format: "%.4f", last.headLoss[h]))"
+                if head.accuracy != nil { summary += " (acc \(String(format: "%.3f", last.headAccuracy[h])))" }
             }
             summary += "\nper step: \(step.timings.perStepDescription)"
-            summary += "\nweights: \(out)/weights.safetensors  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
+            summary += "\nweights: \(out)/weights.safetensors  model: \(out)/model.keras  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
             print(summary)
         }
     }

@@ -83,14 +83,14 @@ final class LayerGradientTests: XCTestCase {
         let a = InputLayer(name: "a", kind: .features, width: 2)
         let b = InputLayer(name: "b", kind: .features, width: 3)
         let cat = Concatenate(name: "c", inputs: [a, b])
-        let model = Model(inputs: [a, b], terminals: [cat], maxBatch: 4)
+        let model = Model(inputs: [a, b], outputs: [cat], maxBatch: 4)
         checkLayer(model, terminal: cat, batch: 4, seed: 12)
     }
 
     func testEmbeddingSumsRepeatedTokens() {
         let ids = InputLayer(name: "ids", kind: .tokens, width: 4)
         let emb = Embedding(name: "e", vocabulary: 7, dimension: 3, input: ids)
-        let model = Model(inputs: [ids], terminals: [emb], maxBatch: 3)
+        let model = Model(inputs: [ids], outputs: [emb], maxBatch: 3)
         let tokens: [Int32] = [1, 1, 6, 0, 3, 1, 6, 6, 2, 0, 0, 1]  // repeats within and across samples
         checkLayer(model, terminal: emb, batch: 3, seed: 13, prepare: { _ in
             for i in 0..<12 { ids.tokens![i] = tokens[i] }
@@ -103,14 +103,14 @@ final class LayerGradientTests: XCTestCase {
     func testLSTMFullBackpropagationThroughTime() {
         let x = InputLayer(name: "x", kind: .features, width: 4 * 3)  // T = 4 steps of D = 3
         let lstm = LSTM(name: "lstm", units: 5, input: x, steps: 4)
-        let model = Model(inputs: [x], terminals: [lstm], maxBatch: 3)
+        let model = Model(inputs: [x], outputs: [lstm], maxBatch: 3)
         checkLayer(model, terminal: lstm, batch: 3, seed: 14)
     }
 
     func testLSTMSingleStep() {
         let x = InputLayer(name: "x", kind: .features, width: 2)
         let lstm = LSTM(name: "lstm", units: 3, input: x, steps: 1)
-        let model = Model(inputs: [x], terminals: [lstm], maxBatch: 2)
+        let model = Model(inputs: [x], outputs: [lstm], maxBatch: 2)
         checkLayer(model, terminal: lstm, batch: 2, seed: 15)
     }
 }

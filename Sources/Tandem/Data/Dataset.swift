@@ -16,6 +16,8 @@ public final class Dataset: @unchecked Sendable {
     public let targets: [NPYArray]
     public let sampleWeights: [NPYArray?]
     private let vocabulary: [Int?]
+    /// Per head: the number of classes when targets are class ids (sparse categorical).
+    private let classes: [Int?]
 
     /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
     /// With `requireTargets` false (predict), target files are not needed.
@@ -47,19 +49,21 @@ public final class Dataset: @unchecked Sendable {
             case .features:
                 vocab.append(nil)
             }
-            try Dataset.check(array, rowWidth: input.width, label: "input '\(input.name)'")
+            try Dataset.check(array, rowShape: input.output.shape, label: "input '\(input.name)'")
             inputArrays.append(array)
             counts.append((array.path, array.rows))
         }
         var targetArrays: [NPYArray] = [], weightArrays: [NPYArray?] = []
+        var classCounts: [Int?] = []
         if requireTargets {
             for head in heads {
                 guard let layer = model.output(named: head.output) else {
                     throw TandemError.usage("unknown output '\(head.output)'")
                 }
                 let array = try open("\(head.output).npy", what: "output '\(head.output)'")
-                try Dataset.check(array, rowWidth: layer.units, label: "output '\(head.output)'")
+                try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
                 targetArrays.append(array)
+                classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
                 counts.append((array.path, array.rows))
                 let weightPath = path("\(head.output).sample_weight.npy")
                 if FileManager.default.fileExists(atPath: weightPath) {
@@ -84,12 +88,15 @@ public final class Dataset: @unchecked Sendable {
         targets = targetArrays
         sampleWeights = weightArrays
         vocabulary = vocab
+        classes = classCounts
     }
 
-    private static func check(_ array: NPYArray, rowWidth: Int, label: String) throws {
-        let ok = (array.shape.count == 2 && array.shape[1] == rowWidth) || (array.shape.count == 1 && rowWidth == 1)
-        guard ok else {
-            throw TandemError.file(array.path, "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowWidth)]")
+    /// [N, shape…] as the model has it; [N] for one column.
+    static func check(_ array: NPYArray, rowShape: [Int], label: String) throws {
+        let width = rowShape.reduce(1, *)
+        let ok = Array(array.shape.dropFirst()) == rowShape || (array.shape.count == 1 && width == 1)
+        guard ok, array.shape.count >= 1 else {
+            throw TandemError.file(array.path, "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]")
         }
     }
 
@@ -108,6 +115,14 @@ public final class Dataset: @unchecked Sendable {
             }
             for array in targets + sampleWeights.compactMap({ $0 }) {
                 if let error = checkFinite(array, row, &floats) { return error }
+            }
+            for (array, count) in zip(targets, classes) {
+                guard let count else { continue }
+                array.readFloats(row: row, into: &floats)
+                let id = floats[0]
+                if id.rounded() != id || id < 0 || Int(id) >= count {
+                    return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes)")
+                }
             }
         }
         return nil
@@ -134,7 +149,7 @@ public final class BatchBuffers {
 
     public init(model: Model, heads: [Head]) {
         targets = heads.map { head in
-            let units = model.output(named: head.output)!.units
+            let units = head.targetWidth(of: model.output(named: head.output)!)
             let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch * units)
             p.initialize(repeating: 0, count: model.maxBatch * units)
             return p
@@ -165,7 +180,7 @@ public final class BatchBuffers {
         }
         guard withTargets else { return }
         for (h, head) in heads.enumerated() {
-            let units = model.output(named: head.output)!.units
+            let units = head.targetWidth(of: model.output(named: head.output)!)
             for (r, sample) in indices.enumerated() {
                 data.targets[h].readFloats(row: Int(sample), into: targets[h] + r * units)
                 if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: weights[h] + r) } else { weights[h][r] = 1 }

@@ -34,3 +34,92 @@ public func generateHeadlineData(directory: String, samples: Int, config: Headli
     try main.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples, 1], to: path("main_output.npy")) }
     try aux.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples, 1], to: path("aux_output.npy")) }
 }
+
+/// A learnable synthetic dataset for any model: inputs are random (token ids
+/// uniform over the vocabulary of the Embedding that reads them, features
+/// standard normal) and the targets are what a TEACHER — the same
+/// architecture with weights drawn from `seed` — predicts: binary labels by
+/// thresholding each column at its median (balanced classes), class ids and
+/// one-hot rows from its argmax, regression targets as its values. So the
+/// model can fit the data exactly, and every file has the model's names,
+/// shapes and dtypes.
+public func generateData(directory: String, samples: Int, description: ModelDescription, seed: UInt64) throws {
+    guard samples > 0 else { throw TandemError.usage("--samples must be at least 1") }
+    let batch = 256
+    let teacher = try description.build(maxBatch: batch, fuse: false)
+    teacher.parameters.initialize(seed: seed &+ 0x7EAC)
+    try makeDirectory(directory)
+    var rng = SeededGenerator(seed: seed, stream: 0xDA7B)
+    func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
+    // Inputs.
+    var tokenData: [[Int32]] = [], floatData: [[Float]] = []
+    for input in teacher.inputs {
+        let n = samples * input.width
+        if input.kind == .tokens {
+            let vocab = teacher.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }?.vocabulary ?? 100
+            tokenData.append((0..<n).map { _ in Int32(rng.below(vocab)) })
+            floatData.append([])
+        } else {
+            floatData.append((0..<n).map { _ in Float(rng.normal()) })
+            tokenData.append([])
+        }
+    }
+    // The teacher's predictions, batch by batch.
+    var predictions = teacher.outputs.map { [Float](repeating: 0, count: samples * $0.output.width) }
+    var start = 0
+    while start < samples {
+        let n = min(batch, samples - start)
+        for (i, input) in teacher.inputs.enumerated() {
+            let w = input.width
+            if let t = input.tokens {
+                tokenData[i].withUnsafeBufferPointer { (t).update(from: $0.baseAddress! + start * w, count: n * w) }
+            } else {
+                floatData[i].withUnsafeBufferPointer { input.output.values.update(from: $0.baseAddress! + start * w, count: n * w) }
+            }
+        }
+        teacher.forward(batch: n, training: false)
+        for (o, layer) in teacher.outputs.enumerated() {
+            let w = layer.output.width
+            predictions[o].withUnsafeMutableBufferPointer { ($0.baseAddress! + start * w).update(from: layer.output.values, count: n * w) }
+        }
+        start += n
+    }
+    for (i, input) in teacher.inputs.enumerated() {
+        let shape = [samples] + input.output.shape
+        if input.kind == .tokens {
+            try tokenData[i].withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: shape, to: path("\(input.name).npy")) }
+        } else {
+            try floatData[i].withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(input.name).npy")) }
+        }
+    }
+    for head in description.heads {
+        guard let o = teacher.outputs.firstIndex(where: { $0.name == head.output }) else { continue }
+        let w = teacher.outputs[o].output.width, p = predictions[o]
+        var targets: [Float]
+        var shape = [samples, w]
+        switch head.loss {
+        case .binaryCrossentropy:
+            targets = [Float](repeating: 0, count: samples * w)
+            for j in 0..<w {
+                let column = (0..<samples).map { p[$0 * w + j] }.sorted()
+                let median = column[samples / 2]
+                for s in 0..<samples { targets[s * w + j] = p[s * w + j] >= median ? 1 : 0 }
+            }
+        case .categoricalCrossentropy, .sparseCategoricalCrossentropy:
+            let ids = (0..<samples).map { s -> Int in
+                var best = 0
+                for j in 1..<w where p[s * w + j] > p[s * w + best] { best = j }
+                return best
+            }
+            if head.loss == .sparseCategoricalCrossentropy {
+                targets = ids.map(Float.init); shape = [samples, 1]
+            } else {
+                targets = [Float](repeating: 0, count: samples * w)
+                for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }
+            }
+        case .meanSquaredError:
+            targets = p
+        }
+        try targets.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy")) }
+    }
+}

@@ -1,13 +1,14 @@
 // Concatenate along the feature axis: y[b] = x1[b] ⊕ x2[b] ⊕ …
 // Backward splits dy and adds each part to its source's gradient.
 
-/// Keras `Concatenate()` (axis −1) of 2-D inputs.
+/// Keras `Concatenate()` (axis −1) of [B, features] inputs.
 public final class Concatenate: Layer {
     public let name: String
     public let inputs: [Layer]
     public let output: Node
 
     public init(name: String, inputs: [Layer]) {
+        precondition(inputs.allSatisfy { $0.output.shape.count == 1 }, "Concatenate joins [B, features] inputs")
         self.name = name; self.inputs = inputs
         output = Node(width: inputs.reduce(0) { $0 + $1.output.width })
     }
@@ -21,7 +22,7 @@ public final class Concatenate: Layer {
         output.gradients = workspace.takeGradient(batch * output.width)
     }
 
-    public func forward(batch: Int) {
+    public func forward(batch: Int, training: Bool) {
         let y = output.values!, n = output.width
         var column = 0
         for source in inputs {

@@ -2,9 +2,13 @@
 // The pre-activation z is kept so a loss can take its gradient from the logits
 // (sigmoid + BCE, softmax + CCE: dz = p − t) instead of through act'.
 
-/// Keras `Dense(units, activation)`: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
+/// Keras `Dense(units, activation)` on [B, I]: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
 public final class Dense: Layer {
     public let name: String
+    public let weightsName: String
+    public let useBias: Bool
+    /// How the weights start (Keras's defaults unless the archive says otherwise).
+    let kernelInitializer: Initializer?, biasInitializer: Initializer
     public let inputs: [Layer]
     public let output: Node
     public let activation: Activation
@@ -18,23 +22,28 @@ public final class Dense: Layer {
     /// Set by the loss when it writes dLogits itself (the fused logits form).
     public var lossWritesLogitGradient = false
 
-    public init(name: String, units: Int, activation: Activation = .linear, input: Layer) {
+    /// `weights` names the Keras layer whose weights a shared call uses (default: `name`).
+    public init(name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
+                weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros) {
+        precondition(input.output.shape.count == 1, "Dense reads [B, features]")
         self.name = name; self.units = units; self.activation = activation
+        weightsName = weights ?? name; self.useBias = useBias
+        self.kernelInitializer = kernelInitializer; self.biasInitializer = biasInitializer
         source = input; inputs = [input]
         inputWidth = input.output.width
         output = Node(width: units)
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec(layer: name, weight: "kernel", shape: [inputWidth, units],
-                       initializer: .glorotUniform(fanIn: inputWidth, fanOut: units)),
-         ParameterSpec(layer: name, weight: "bias", shape: [units], initializer: .zeros)]
+        let k = ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, units],
+                              initializer: kernelInitializer ?? .glorotUniform(fanIn: inputWidth, fanOut: units))
+        return useBias ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [units], initializer: biasInitializer)] : [k]
     }
 
     public func bind(parameters: ParameterStore) {
         store = parameters
-        kernel = parameters.view("\(name)/kernel")
-        bias = parameters.view("\(name)/bias")
+        kernel = parameters.view("\(weightsName)/kernel")
+        bias = useBias ? parameters.view("\(weightsName)/bias") : nil
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
@@ -48,10 +57,10 @@ public final class Dense: Layer {
         output.gradients = workspace.takeGradient(batch * units)
     }
 
-    public func forward(batch: Int) {
+    public func forward(batch: Int, training: Bool) {
         gemm(.none, .none, m: batch, n: units, k: inputWidth, a: source.output.values, lda: inputWidth,
              b: store.value(kernel), ldb: units, beta: 0, c: logits, ldc: units)
-        addBias(store.value(bias), to: logits, rows: batch, columns: units, stride: units)
+        if useBias { addBias(store.value(bias), to: logits, rows: batch, columns: units, stride: units) }
         activation.apply(logits, output.values, rows: batch, columns: units)
     }
 
@@ -63,7 +72,7 @@ public final class Dense: Layer {
         // dK += xᵀ·dz;  db += Σ_b dz;  dx += dz·Kᵀ
         gemm(.transposed, .none, m: inputWidth, n: units, k: batch, a: source.output.values, lda: inputWidth,
              b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
-        addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias))
+        if useBias { addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias)) }
         gemm(.none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
              b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
     }

@@ -5,6 +5,8 @@
 /// Keras `Embedding`: `embeddings` [vocab, D], uniform ±0.05.
 public final class Embedding: Layer {
     public let name: String
+    public let weightsName: String
+    let initializer: Initializer
     public let inputs: [Layer]
     public let output: Node
     public let vocabulary: Int, dimension: Int
@@ -15,21 +17,24 @@ public final class Embedding: Layer {
     /// this layer then has no buffers and does nothing.
     public internal(set) var fused = false
 
-    public init(name: String, vocabulary: Int, dimension: Int, input: InputLayer) {
+    /// Output [B, T, D] for token ids [B, T]. `weights` names the Keras layer
+    /// whose table a shared call uses (default: `name`).
+    public init(name: String, vocabulary: Int, dimension: Int, input: InputLayer, weights: String? = nil,
+                initializer: Initializer = .uniform(limit: 0.05)) {
         precondition(input.kind == .tokens, "Embedding reads a token input")
         self.name = name; self.vocabulary = vocabulary; self.dimension = dimension
+        weightsName = weights ?? name; self.initializer = initializer
         source = input; inputs = [input]
-        output = Node(width: input.width * dimension)
+        output = Node(shape: [input.width, dimension])
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec(layer: name, weight: "embeddings", shape: [vocabulary, dimension],
-                       initializer: .uniform(limit: 0.05))]
+        [ParameterSpec(layer: weightsName, weight: "embeddings", shape: [vocabulary, dimension], initializer: initializer)]
     }
 
     public func bind(parameters: ParameterStore) {
         store = parameters
-        table = parameters.view("\(name)/embeddings")
+        table = parameters.view("\(weightsName)/embeddings")
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
@@ -43,7 +48,7 @@ public final class Embedding: Layer {
     }
 
     /// Y[b, t, :] = E[ids[b, t], :]. Ids were range-checked when the data was read.
-    public func forward(batch: Int) {
+    public func forward(batch: Int, training: Bool) {
         guard !fused else { return }
         let ids = source.tokens!, e = store.value(table), y = output.values!
         let d = dimension

@@ -13,9 +13,14 @@ public final class InputLayer: Layer {
     public private(set) var tokens: UnsafeMutablePointer<Int32>?
     private var tokenStorage: UnsafeMutablePointer<Int32>?
 
-    public init(name: String, kind: InputKind, width: Int) {
+    /// `shape` is per sample (Keras's batch_shape without the batch axis).
+    public init(name: String, kind: InputKind, shape: [Int]) {
         self.name = name; self.kind = kind
-        output = Node(width: width)
+        output = Node(shape: shape)
+    }
+
+    public convenience init(name: String, kind: InputKind, width: Int) {
+        self.init(name: name, kind: kind, shape: [width])
     }
 
     deinit { tokenStorage?.deallocate() }
@@ -38,6 +43,6 @@ public final class InputLayer: Layer {
         }
     }
 
-    public func forward(batch: Int) {}
+    public func forward(batch: Int, training: Bool) {}
     public func backward(batch: Int) {}
 }

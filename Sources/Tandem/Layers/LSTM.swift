@@ -1,4 +1,5 @@
-// LSTM returning the last hidden state, Keras 3 layout and semantics.
+// LSTM, Keras 3 layout and semantics: the last hidden state [B, U], or with
+// return_sequences every step's [B, T, U].
 // Legend: B batch, T time steps, D input width, U units, G = 4U gate columns
 // in the order i, f, c, o.  z = x·W + h·R + b;  i, f, o = σ(z);  g = tanh(z_c);
 // c_t = f·c_{t-1} + i·g;  h_t = o·tanh(c_t). Full backpropagation through time.
@@ -8,12 +9,15 @@
 import CKernels
 import Foundation
 
-/// Keras `LSTM(units)` with return_sequences = false.
+/// Keras `LSTM(units, return_sequences)`.
 public final class LSTM: Layer {
     public let name: String
+    public let weightsName: String
     public let inputs: [Layer]
     public let output: Node
     public let units: Int, inputWidth: Int, steps: Int
+    public let returnSequences: Bool
+    let initializers: (kernel: Initializer?, recurrent: Initializer, bias: Initializer?)
     let source: Layer
     var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
     var store: ParameterStore!
@@ -33,36 +37,46 @@ public final class LSTM: Layer {
     private var hPrev: UnsafeMutablePointer<Float>!; var dGates: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!
 
-    /// `input` yields sequences [B, steps, inputWidth].
-    public init(name: String, units: Int, input: Layer, steps: Int) {
+    /// The most units the vectorised step kernel takes (its zero state is a fixed buffer).
+    public static let maxUnits = 4096
+
+    /// `input` yields sequences [B, steps, inputWidth]. `weights` names the Keras
+    /// layer whose weights a shared call uses (default: `name`). Initialisers
+    /// default to Keras's (glorot uniform, orthogonal, zeros with forget bias 1).
+    public init(name: String, units: Int, input: Layer, steps: Int, returnSequences: Bool = false, weights: String? = nil,
+                kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
+                biasInitializer: Initializer? = nil) {
         precondition(input.output.width % steps == 0, "LSTM input width must be steps × features")
-        precondition(units <= 4096, "LSTM units are limited to 4096 (the step kernel's zero state)")
-        self.name = name; self.units = units; self.steps = steps
+        precondition(units <= LSTM.maxUnits, "LSTM units are limited to 4096 (the step kernel's zero state)")
+        self.name = name; self.units = units; self.steps = steps; self.returnSequences = returnSequences
+        weightsName = weights ?? name
+        initializers = (kernelInitializer, recurrentInitializer, biasInitializer)
         inputWidth = input.output.width / steps
         source = input; inputs = [input]
-        output = Node(width: units)
+        output = Node(shape: returnSequences ? [steps, units] : [units])
     }
 
     public var parameterSpecs: [ParameterSpec] {
         let g = 4 * units
         return [
-            ParameterSpec(layer: name, weight: "kernel", shape: [inputWidth, g],
-                          initializer: .glorotUniform(fanIn: inputWidth, fanOut: g)),
-            ParameterSpec(layer: name, weight: "recurrent_kernel", shape: [units, g], initializer: .orthogonal),
-            ParameterSpec(layer: name, weight: "bias", shape: [g], initializer: .lstmBias(units: units)),
+            ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, g],
+                          initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: g)),
+            ParameterSpec(layer: weightsName, weight: "recurrent_kernel", shape: [units, g], initializer: initializers.recurrent),
+            ParameterSpec(layer: weightsName, weight: "bias", shape: [g], initializer: initializers.bias ?? .lstmBias(units: units)),
         ]
     }
 
     public func bind(parameters: ParameterStore) {
         store = parameters
-        kernel = parameters.view("\(name)/kernel")
-        recurrent = parameters.view("\(name)/recurrent_kernel")
-        bias = parameters.view("\(name)/bias")
+        kernel = parameters.view("\(weightsName)/kernel")
+        recurrent = parameters.view("\(weightsName)/recurrent_kernel")
+        bias = parameters.view("\(weightsName)/bias")
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
-        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 3 + fusedWorkspaceSize(batch: batch), batch * units)
+        let out = batch * output.width
+        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 2 + out + fusedWorkspaceSize(batch: batch), out)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -73,12 +87,12 @@ public final class LSTM: Layer {
         hPrev = workspace.take(bt * units)
         dh = workspace.take(batch * units)
         dc = workspace.take(batch * units)
-        output.values = workspace.take(batch * units)
-        output.gradients = workspace.takeGradient(batch * units)
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
         bindFused(workspace: &workspace, batch: batch)
     }
 
-    public func forward(batch: Int) {
+    public func forward(batch: Int, training: Bool) {
         let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
         let r = store.value(recurrent)
         if embedding != nil {
@@ -99,8 +113,17 @@ public final class LSTM: Layer {
                 let z = zt + s * T * G
                 let c = cells + (s * T + t) * U
                 let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
-                let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : output.values + s * U
+                let last = returnSequences ? output.values + (s * T + T - 1) * U : output.values + s * U
+                let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : last
                 tandem_lstm_step_forward(z, cPrev, c, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
+            }
+        }
+        if returnSequences {
+            // h_t for t < T−1 is row (b, t+1) of hPrev: output rows (b, 0..<T−1) are those rows.
+            let y: UnsafeMutablePointer<Float> = output.values, rowsPerSample = T * U
+            for s in 0..<B {
+                let from: UnsafeMutablePointer<Float> = hPrev + (s * rowsPerSample + U)
+                (y + s * rowsPerSample).update(from: from, count: rowsPerSample - U)
             }
         }
         for s in 0..<B { (hPrev + s * T * U).update(repeating: 0, count: U) }
@@ -109,7 +132,12 @@ public final class LSTM: Layer {
     public func backward(batch: Int) {
         let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
         let r = store.value(recurrent)
-        dh.update(from: output.gradients, count: B * U)
+        // dh_T−1: the output's gradient (its last step's, for a sequence).
+        if returnSequences {
+            for s in 0..<B { (dh + s * U).update(from: output.gradients + (s * T + T - 1) * U, count: U) }
+        } else {
+            dh.update(from: output.gradients, count: B * U)
+        }
         dc.update(repeating: 0, count: B * U)
         for t in stride(from: T - 1, through: 0, by: -1) {
             for s in 0..<B {
@@ -117,9 +145,15 @@ public final class LSTM: Layer {
                 let c = cells + (s * T + t) * U
                 tandem_lstm_step_backward(a, c, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
             }
-            if t > 0 {  // dh_{t-1} = dz_t · Rᵀ
+            if t > 0 {  // dh_{t-1} = dz_t · Rᵀ (+ the output's gradient at t−1, for a sequence)
                 gemm(.none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,
                      b: r, ldb: G, beta: 0, c: dh, ldc: U)
+                if returnSequences {
+                    for s in 0..<B {
+                        let to = dh + s * U, from = output.gradients + (s * T + t - 1) * U
+                        for j in 0..<U { to[j] += from[j] }
+                    }
+                }
             }
         }
         // Weight gradients as single products over all B·T rows.

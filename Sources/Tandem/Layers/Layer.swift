@@ -5,13 +5,20 @@
 
 import Foundation
 
-/// One layer output: per-sample width and the value / gradient buffers for
-/// up to `maxBatch` samples, laid out [B, width] (sequences as [B, T, D]).
+/// One layer output: its per-sample shape ([features], or [time, features]
+/// for a sequence) and the value / gradient buffers for up to `maxBatch`
+/// samples, laid out [B, shape…] row-major.
 public final class Node: @unchecked Sendable {
+    /// Per-sample shape, without the batch axis.
+    public let shape: [Int]
+    /// Floats per sample: the product of `shape`.
     public let width: Int
     public internal(set) var values: UnsafeMutablePointer<Float>!
     public internal(set) var gradients: UnsafeMutablePointer<Float>!
-    init(width: Int) { self.width = width }
+    init(shape: [Int]) { self.shape = shape; width = shape.reduce(1, *) }
+    convenience init(width: Int) { self.init(shape: [width]) }
+    /// The last axis (features per time step for a sequence).
+    public var features: Int { shape.last ?? 1 }
 }
 
 /// Hands out consecutive windows of the model's two activation arenas.
@@ -30,9 +37,14 @@ public struct WorkspaceCursor {
     }
 }
 
-/// A layer of the functional graph.
+/// A layer of the functional graph: one CALL of a Keras layer. A Keras layer
+/// called twice is two `Layer`s whose parameter specs carry the same names, so
+/// they share one set of weights (and both calls' gradients add up in it).
 public protocol Layer: AnyObject {
+    /// Unique in the graph: the Keras layer's name, or "name@k" for its call k ≥ 1.
     var name: String { get }
+    /// The Keras layer whose weights this call uses (its own name when not shared).
+    var weightsName: String { get }
     /// Layers whose outputs this layer reads.
     var inputs: [Layer] { get }
     var output: Node { get }
@@ -43,11 +55,14 @@ public protocol Layer: AnyObject {
     func workspaceSize(batch: Int) -> (values: Int, gradients: Int)
     /// Takes this layer's buffers (including `output`'s) from the arenas.
     func bind(workspace: inout WorkspaceCursor, batch: Int)
-    func forward(batch: Int)
+    /// `training` is false for evaluate and predict (dropout and batch
+    /// normalisation behave differently then).
+    func forward(batch: Int, training: Bool)
     func backward(batch: Int)
 }
 
 extension Layer {
+    public var weightsName: String { name }
     public var parameterSpecs: [ParameterSpec] { [] }
     public func bind(parameters: ParameterStore) {}
 }

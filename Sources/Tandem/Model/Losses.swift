@@ -1,27 +1,72 @@
 // Per-head losses (SPEC §3), Keras's `sum_over_batch_size`:
 //   loss_h = (1/B) · Σ_i w_i · ℓ_h(i),  B = samples in the GLOBAL batch.
-// Sigmoid + BCE and softmax + CCE are formed from the logits (stable; dz = p − t).
-// Each head writes lossWeight_h · w_i · ∂ℓ/∂z / B straight into its output
-// layer's gradient, so backward sees d(total)/d(output) for every head.
+// Each head writes lossWeight_h · w_i · ∂ℓ/∂(output) / B into its output
+// layer's gradient, so backward sees d(total)/d(output) for every head. Where
+// a loss meets the activation it inverts (sigmoid + binary cross-entropy,
+// softmax + (sparse) categorical cross-entropy, on a Dense output nothing else
+// reads) it works from the logits instead: stable, and ∂ℓ/∂z = p − t.
+// Otherwise the loss works on the output itself: from logits (`from_logits`)
+// or from probabilities clipped to [ε, 1 − ε] exactly as Keras does.
 
 import Foundation
 
-/// The loss functions a head can use.
-public enum LossKind: String, Sendable, Codable {
+/// The loss functions a head can use (Keras names).
+public enum LossKind: String, Sendable, Codable, CaseIterable {
     case binaryCrossentropy = "binary_crossentropy"
     case categoricalCrossentropy = "categorical_crossentropy"
-    case meanSquaredError = "mse"
+    case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"
+    case meanSquaredError = "mean_squared_error"
+
+    /// Keras's names and aliases for each loss (function names and class names).
+    public static func named(_ name: String) -> LossKind? {
+        switch name {
+        case "binary_crossentropy", "BinaryCrossentropy", "bce": return .binaryCrossentropy
+        case "categorical_crossentropy", "CategoricalCrossentropy": return .categoricalCrossentropy
+        case "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy": return .sparseCategoricalCrossentropy
+        case "mean_squared_error", "MeanSquaredError", "mse", "MSE": return .meanSquaredError
+        default: return nil
+        }
+    }
+
+    /// Columns of the target for an output of `width` columns: class ids are one column.
+    public func targetWidth(outputWidth: Int) -> Int { self == .sparseCategoricalCrossentropy ? 1 : outputWidth }
 }
 
-/// One output's loss, its weight in the total, and optional class weights.
-public struct Head: Sendable {
+/// The accuracy metrics (Keras's "accuracy" resolves to one of them).
+public enum AccuracyKind: String, Sendable, Codable {
+    case binary = "binary_accuracy"
+    case categorical = "categorical_accuracy"
+    case sparseCategorical = "sparse_categorical_accuracy"
+
+    /// What Keras's "accuracy" means for this output (trainers/compile_utils.py):
+    /// one output column → binary; class-id targets → sparse categorical; else categorical.
+    public static func resolving(outputWidth: Int, targetWidth: Int) -> AccuracyKind {
+        if outputWidth == 1 { return .binary }
+        return targetWidth == 1 ? .sparseCategorical : .categorical
+    }
+}
+
+/// One output's loss, its weight in the total, its accuracy metric and optional class weights.
+public struct Head: Sendable, Codable, Equatable {
     public let output: String
     public var loss: LossKind
+    /// The output holds logits, not probabilities (Keras's `from_logits`).
+    public var fromLogits = false
     public var weight: Double
     /// Class index → multiplier of the sample weight.
     public var classWeights: [Int: Double]
-    public init(output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:]) {
+    /// The reported name (e.g. "accuracy") and kind; nil: no accuracy for this head.
+    public var accuracy: Accuracy?
+    public struct Accuracy: Sendable, Codable, Equatable {
+        public var name: String
+        public var kind: AccuracyKind
+        public init(name: String, kind: AccuracyKind) { self.name = name; self.kind = kind }
+    }
+
+    public init(output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:],
+                fromLogits: Bool = false, accuracy: Accuracy? = nil) {
         self.output = output; self.loss = loss; self.weight = weight; self.classWeights = classWeights
+        self.fromLogits = fromLogits; self.accuracy = accuracy
     }
 }
 
@@ -29,7 +74,7 @@ public struct Head: Sendable {
 public struct HeadSums: Sendable {
     /// Σ_i w_i · ℓ(i), in Double.
     public var weightedLoss = 0.0
-    /// Samples whose prediction matches the target class (unweighted, as Keras's accuracy).
+    /// Σ_i accuracy(i) (unweighted, as Keras's compiled metrics).
     public var correct = 0.0
 }
 
@@ -42,23 +87,58 @@ func targetClass(_ t: UnsafePointer<Float>, columns: Int) -> Int {
     return best
 }
 
+@inline(__always) private func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
+    var best = 0
+    for j in 1..<max(n, 1) where p[j] > p[best] { best = j }
+    return best
+}
+
+/// Keras's backend epsilon, the clip of probabilities.
+private let epsilon = 1e-7
+
+/// How a head reads its output layer, decided once when the step is wired.
+public enum LossInput {
+    /// From the Dense's pre-activation z (the activation the loss inverts); writes dz.
+    case logits(Dense)
+    /// From the output's values; writes d(output).
+    case output(Layer)
+
+    var layer: Layer {
+        switch self {
+        case let .logits(d): return d
+        case let .output(l): return l
+        }
+    }
+}
+
 extension Head {
-    /// The headline model's heads (SPEC §2): binary cross-entropy, main 1.0, aux 0.2.
+    /// The headline model's heads (SPEC §2): binary cross-entropy, main 1.0, aux 0.2, accuracy.
     public static var headlineDefaults: [Head] {
-        [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0),
-         Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
+        [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0, accuracy: .init(name: "accuracy", kind: .binary)),
+         Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2, accuracy: .init(name: "accuracy", kind: .binary))]
     }
 
-    /// Checks the output layer fits the loss; marks fused logit gradients.
-    public func attach(to layer: Dense) throws {
-        switch loss {
-        case .binaryCrossentropy where layer.activation != .sigmoid:
-            throw TandemError.usage("\(output): binary_crossentropy needs a sigmoid output, found \(layer.activation)")
-        case .categoricalCrossentropy where layer.activation != .softmax:
-            throw TandemError.usage("\(output): categorical_crossentropy needs a softmax output, found \(layer.activation)")
-        default: break
+    /// Columns of this head's targets for its output layer.
+    public func targetWidth(of layer: Layer) -> Int { loss.targetWidth(outputWidth: layer.output.width) }
+
+    /// Decides how the loss reads `layer` and marks a Dense whose logit gradient it writes.
+    /// `consumers` is how many layers read `layer` (a Dense read further on keeps act').
+    public func attach(to layer: Layer, consumers: Int) throws -> LossInput {
+        if loss == .sparseCategoricalCrossentropy && layer.output.width < 2 {
+            throw TandemError.usage("output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(layer.output.width)")
         }
-        layer.lossWritesLogitGradient = loss != .meanSquaredError
+        if layer.output.shape.count != 1 {
+            throw TandemError.usage("output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])")
+        }
+        guard let dense = layer as? Dense else { return .output(layer) }
+        let folds: Bool
+        switch loss {
+        case .binaryCrossentropy: folds = dense.activation == .sigmoid
+        case .categoricalCrossentropy, .sparseCategoricalCrossentropy: folds = dense.activation == .softmax
+        case .meanSquaredError: folds = false
+        }
+        dense.lossWritesLogitGradient = folds && !fromLogits && consumers == 0
+        return dense.lossWritesLogitGradient ? .logits(dense) : .output(layer)
     }
 
     /// Effective per-sample weights: sample weight × class weight, written into `weights`.
@@ -66,70 +146,136 @@ extension Head {
                                   weights: UnsafeMutablePointer<Float>) {
         guard !classWeights.isEmpty else { return }
         for i in 0..<rows {
-            let k = targetClass(targets + i * columns, columns: columns)
+            let k = loss == .sparseCategoricalCrossentropy ? Int(targets[i * columns]) : targetClass(targets + i * columns, columns: columns)
             weights[i] *= Float(classWeights[k] ?? 1)
         }
     }
 
-    /// Loss sums over `rows` local samples, and the gradient into `layer`
-    /// scaled by weight / globalBatch. `weights` are the effective sample weights.
-    public func evaluate(layer: Dense, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+    /// Loss sums over `rows` local samples, and the gradient into the output
+    /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
+    public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                          rows: Int, globalBatch: Int, writeGradient: Bool) -> HeadSums {
-        let columns = layer.units
-        let z = UnsafePointer(layer.logits!), p = UnsafePointer(layer.output.values!)
-        let dz = layer.dLogits!, dy = layer.output.gradients!
-        let scale = Float(weight / Double(max(globalBatch, 1)))
-        let perColumn = 1 / Float(columns)
+        let layer = input.layer
+        let columns = layer.output.width, tw = loss.targetWidth(outputWidth: columns)
+        let y = UnsafePointer(layer.output.values!)
+        let scale = weight / Double(max(globalBatch, 1))
         var sums = HeadSums()
+        let dOut: UnsafeMutablePointer<Float>?
+        let fromZ: UnsafePointer<Float>?
+        switch input {
+        case let .logits(dense): fromZ = UnsafePointer(dense.logits!); dOut = writeGradient ? dense.dLogits! : nil
+        case .output: fromZ = fromLogits ? y : nil; dOut = writeGradient ? layer.output.gradients! : nil
+        }
         for i in 0..<rows {
-            let o = i * columns, w = weights[i]
-            var sampleLoss = 0.0
+            let o = i * columns, t = targets + i * tw, w = Double(weights[i])
+            let g = w * scale
+            let sampleLoss: Double
             switch loss {
             case .binaryCrossentropy:
-                // ℓ = mean_c [max(z,0) − z·t + log(1 + e^{−|z|})];  ∂ℓ/∂z = (σ(z) − t)/C
-                for j in 0..<columns {
-                    let zj = Double(z[o + j]), tj = Double(targets[o + j])
-                    sampleLoss += max(zj, 0) - zj * tj + Foundation.log1p(Foundation.exp(-abs(zj)))
-                    if writeGradient { dz[o + j] = scale * w * perColumn * (p[o + j] - targets[o + j]) }
-                }
-                sampleLoss /= Double(columns)
-            case .categoricalCrossentropy:
-                // ℓ = −Σ_c t_c · log softmax(z)_c, via log-sum-exp;  ∂ℓ/∂z = p·Σt − t
-                var peak = -Double.infinity
-                for j in 0..<columns { peak = max(peak, Double(z[o + j])) }
-                var total = 0.0, targetSum = 0.0
-                for j in 0..<columns { total += Foundation.exp(Double(z[o + j]) - peak) }
-                let logNorm = peak + Foundation.log(total)
-                for j in 0..<columns {
-                    let tj = Double(targets[o + j])
-                    sampleLoss -= tj * (Double(z[o + j]) - logNorm)
-                    targetSum += tj
-                }
-                if writeGradient {
-                    for j in 0..<columns {
-                        dz[o + j] = scale * w * (p[o + j] * Float(targetSum) - targets[o + j])
-                    }
-                }
+                sampleLoss = binaryCrossentropy(y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns,
+                                                d: dOut.map { $0 + o }, scale: g)
+            case .categoricalCrossentropy, .sparseCategoricalCrossentropy:
+                sampleLoss = categoricalCrossentropy(y: y + o, z: fromZ.map { $0 + o }, t: t, sparse: loss == .sparseCategoricalCrossentropy,
+                                                     columns: columns, d: dOut.map { $0 + o }, scale: g)
             case .meanSquaredError:
+                var s = 0.0
                 for j in 0..<columns {
-                    let e = Double(p[o + j]) - Double(targets[o + j])
-                    sampleLoss += e * e
-                    if writeGradient { dy[o + j] = scale * w * perColumn * 2 * Float(e) }
+                    let e = Double(y[o + j]) - Double(t[j])
+                    s += e * e
+                    if let d = dOut { d[o + j] = Float(g * 2 * e / Double(columns)) }
                 }
-                sampleLoss /= Double(columns)
+                sampleLoss = s / Double(columns)
             }
-            sums.weightedLoss += Double(w) * sampleLoss
-            sums.correct += isCorrect(p + o, targets + o, columns: columns) ? 1 : 0
+            sums.weightedLoss += w * sampleLoss
+            if let accuracy {
+                // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
+                sums.correct += Head.accuracy(accuracy.kind, p: y + o, t: t, columns: columns, targetColumns: tw)
+            }
         }
         return sums
     }
 
-    /// Keras's accuracy for the loss: binary (threshold 0.5) or categorical (argmax).
-    private func isCorrect(_ p: UnsafePointer<Float>, _ t: UnsafePointer<Float>, columns: Int) -> Bool {
-        if loss == .binaryCrossentropy || (loss == .meanSquaredError && columns == 1) {
-            for j in 0..<columns where (p[j] > 0.5) != (t[j] >= 0.5) { return false }
-            return true
+    /// ℓ = mean_c BCE. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}), ∂ℓ/∂z = (σ(z) − t)/C.
+    /// From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)], ∂/∂y zero where clipped.
+    private func binaryCrossentropy(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                                    d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+        var s = 0.0
+        let perColumn = 1 / Double(columns)
+        for j in 0..<columns {
+            let tj = Double(t[j])
+            if let z {
+                let zj = Double(z[j])
+                s += max(zj, 0) - zj * tj + Foundation.log1p(Foundation.exp(-abs(zj)))
+                if let d {
+                    // σ(z) in Float as the output layer computes it (the same bits the fused path always used).
+                    d[j] = Float(scale * perColumn) * (sigmoid(z[j]) - t[j])
+                }
+            } else {
+                let raw = Double(y[j]), p = min(max(raw, epsilon), 1 - epsilon)
+                s -= tj * Foundation.log(p) + (1 - tj) * Foundation.log(1 - p)
+                if let d { d[j] = raw > epsilon && raw < 1 - epsilon ? Float(scale * perColumn * (-tj / p + (1 - tj) / (1 - p))) : 0 }
+            }
         }
-        return targetClass(p, columns: columns) == targetClass(t, columns: columns)
+        return s * perColumn
+    }
+
+    /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse). From logits:
+    /// q = softmax(z) via log-sum-exp, ∂ℓ/∂z = q·Σt − t. From probabilities (Keras):
+    /// q = clip(y / Σy, ε, 1−ε), and the gradient goes back through the normalisation.
+    private func categoricalCrossentropy(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, sparse: Bool,
+                                         columns: Int, d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+        let label = sparse ? Int(t[0]) : -1
+        @inline(__always) func target(_ j: Int) -> Double { sparse ? (j == label ? 1 : 0) : Double(t[j]) }
+        var s = 0.0
+        if let z {
+            var peak = -Double.infinity
+            for j in 0..<columns { peak = max(peak, Double(z[j])) }
+            var total = 0.0, targetSum = 0.0
+            for j in 0..<columns { total += Foundation.exp(Double(z[j]) - peak) }
+            let logNorm = peak + Foundation.log(total)
+            for j in 0..<columns {
+                let tj = target(j)
+                if tj != 0 { s -= tj * (Double(z[j]) - logNorm) }
+                targetSum += tj
+            }
+            if let d {
+                // Softmax in Float as the output layer computes it, when it is that layer's own output.
+                let folded = z != y
+                for j in 0..<columns {
+                    let q = folded ? Double(y[j]) : Foundation.exp(Double(z[j]) - logNorm)
+                    d[j] = Float(scale * (q * targetSum - target(j)))
+                }
+            }
+            return s
+        }
+        var total = 0.0
+        for j in 0..<columns { total += Double(y[j]) }
+        var dq = [Double](repeating: 0, count: d == nil ? 0 : columns)
+        var dot = 0.0
+        for j in 0..<columns {
+            let raw = Double(y[j]) / total, q = min(max(raw, epsilon), 1 - epsilon), tj = target(j)
+            if tj != 0 { s -= tj * Foundation.log(q) }
+            if d != nil {
+                dq[j] = raw > epsilon && raw < 1 - epsilon ? -tj / q : 0
+                dot += dq[j] * raw
+            }
+        }
+        if let d { for j in 0..<columns { d[j] = Float(scale * (dq[j] - dot) / total) } }
+        return s
+    }
+
+    /// One sample's accuracy as Keras computes it (mean over columns for binary).
+    static func accuracy(_ kind: AccuracyKind, p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int) -> Double {
+        switch kind {
+        case .binary:
+            // Keras: mean over the last axis of (y_true == (y_pred > 0.5)).
+            var hits = 0
+            for j in 0..<columns where t[j] == (p[j] > 0.5 ? 1 : 0) { hits += 1 }
+            return Double(hits) / Double(columns)
+        case .categorical:
+            return argmax(p, columns) == argmax(t, targetColumns) ? 1 : 0
+        case .sparseCategorical:
+            return Float(argmax(p, columns)) == t[0] ? 1 : 0
+        }
     }
 }

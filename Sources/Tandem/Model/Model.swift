@@ -10,8 +10,8 @@ public final class Model {
     /// Every layer, inputs first, in an order where a layer follows its inputs.
     public let layers: [Layer]
     public let inputs: [InputLayer]
-    /// The output layers, in the order given (e.g. main_output, aux_output).
-    public let outputs: [Dense]
+    /// The output layers, in the order given (e.g. main_output, aux_output); any layer can be one.
+    public let outputs: [Layer]
     public let parameters: ParameterStore
     /// The largest batch the activation arena holds.
     public let maxBatch: Int
@@ -21,17 +21,13 @@ public final class Model {
     /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
     public let activationBytes: Int
 
-    public convenience init(inputs: [InputLayer], outputs: [Dense], maxBatch: Int, fuse: Bool = true) {
-        self.init(inputs: inputs, terminals: outputs, maxBatch: maxBatch, fuse: fuse)
-    }
-
-    /// A graph ending in any layers; those that are Dense are the model's outputs.
+    /// A graph from `inputs` to `outputs`. Layers that name the same weights
+    /// (a Keras layer called more than once) share one tensor in the arena.
     /// With `fuse`, an Embedding whose only consumer is an LSTM is computed
     /// inside it over the batch's distinct tokens (LSTM+Embedding.swift).
-    public init(inputs: [InputLayer], terminals: [Layer], maxBatch: Int, fuse: Bool = true) {
+    public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs
-        let outputs = terminals.compactMap { $0 as? Dense }
         self.outputs = outputs
         self.maxBatch = maxBatch
         // Depth-first post-order from the outputs: a deterministic topological order.
@@ -43,7 +39,7 @@ public final class Model {
             order.append(layer)
         }
         inputs.forEach(visit)
-        terminals.forEach(visit)
+        outputs.forEach(visit)
         layers = order
         let names = order.map(\.name)
         precondition(Set(names).count == names.count, "layer names must be unique")
@@ -57,7 +53,10 @@ public final class Model {
                 }
             }
         }
-        let store = ParameterStore(specs: order.flatMap(\.parameterSpecs))
+        // One tensor per weight name: a shared layer's later calls reuse the first call's.
+        var specs: [ParameterSpec] = [], named = Set<String>()
+        for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted { specs.append(spec) }
+        let store = ParameterStore(specs: specs)
         parameters = store
         order.forEach { $0.bind(parameters: store) }
 
@@ -83,14 +82,15 @@ public final class Model {
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
     public func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
-    public func output(named name: String) -> Dense? { outputs.first { $0.name == name } }
+    public func output(named name: String) -> Layer? { outputs.first { $0.name == name } }
 
     /// Runs every layer forward on the first `batch` rows of the input buffers,
     /// and zeroes every activation gradient so losses can then write theirs.
-    public func forward(batch: Int) {
+    /// `training` is false for evaluate and predict.
+    public func forward(batch: Int, training: Bool = true) {
         precondition(batch <= maxBatch)
         gradientArena.update(repeating: 0, count: gradientArenaCount)
-        for layer in layers { layer.forward(batch: batch) }
+        for layer in layers { layer.forward(batch: batch, training: training) }
     }
 
     /// Backpropagates from the output gradients (or logit gradients) the losses

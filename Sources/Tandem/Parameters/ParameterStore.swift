@@ -16,6 +16,15 @@ public enum Initializer: Sendable, Equatable {
     case orthogonal
     /// LSTM bias with unit_forget_bias: zeros except the forget block [u, 2u) = 1.
     case lstmBias(units: Int)
+    /// Every value the same.
+    case constant(Double)
+    /// Uniform in [low, high) (Keras `RandomUniform`).
+    case uniformRange(low: Double, high: Double)
+    /// `Orthogonal` times a gain.
+    case scaledOrthogonal(gain: Double)
+    /// A Keras initializer Tandem does not implement, named; usable only when
+    /// the weights come from a file (`ParameterStore.unsupportedInitializers`).
+    case unsupported(String)
 }
 
 /// What a layer asks the store for.
@@ -79,6 +88,11 @@ public final class ParameterStore: @unchecked Sendable {
 
     public func zeroGradients() { gradients.update(repeating: 0, count: count) }
 
+    /// The tensors whose initializer Tandem cannot run (they need weights from a file).
+    public var unsupportedInitializers: [String] {
+        tensors.compactMap { if case let .unsupported(what) = $0.spec.initializer { return what } else { return nil } }
+    }
+
     /// Fills every tensor from its initialiser, in declaration order, from one seeded stream.
     public func initialize(seed: UInt64) {
         var rng = SeededGenerator(seed: seed, stream: 0x1417)
@@ -97,10 +111,18 @@ public final class ParameterStore: @unchecked Sendable {
             for i in 0..<n { p[i] = Float(rng.uniform(-limit, limit)) }
         case let .uniform(limit):
             for i in 0..<n { p[i] = Float(rng.uniform(-limit, limit)) }
-        case .orthogonal:
+        case .orthogonal, .scaledOrthogonal:
+            var gain = 1.0
+            if case let .scaledOrthogonal(g) = spec.initializer { gain = g }
             let rows = spec.shape.dropLast().reduce(1, *), columns = spec.shape.last ?? 1
             let q = orthogonalMatrix(rows: rows, columns: columns, rng: &rng)
-            for i in 0..<n { p[i] = Float(q[i]) }
+            for i in 0..<n { p[i] = Float(gain * q[i]) }
+        case let .constant(v):
+            p.update(repeating: Float(v), count: n)
+        case let .uniformRange(low, high):
+            for i in 0..<n { p[i] = Float(rng.uniform(low, high)) }
+        case .unsupported:
+            p.update(repeating: 0, count: n)
         case let .lstmBias(units):
             p.update(repeating: 0, count: n)
             for j in units..<(2 * units) { p[j] = 1 }

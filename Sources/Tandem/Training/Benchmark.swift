@@ -5,17 +5,14 @@
 import CKernels
 import Foundation
 
-/// Floating-point operations of one headline sample, forward + backward,
-/// counted as the dense model computes them (2 per multiply-add; backward
-/// = 2 × forward for every product). The fused unique-token path does fewer,
-/// so the achieved figure can exceed what the hardware does.
-public func headlineFlopsPerSample(_ c: HeadlineConfig) -> Double {
-    let T = Double(c.sequenceLength), D = Double(c.embeddingDimension), U = Double(c.lstmUnits), G = 4 * U
-    var forward = 2 * T * D * G + 2 * T * U * G   // input projection + recurrent products
-    forward += 2 * U                               // aux_output
-    var width = U + Double(c.auxFeatures)
-    for _ in 0..<c.denseLayers { forward += 2 * width * Double(c.denseUnits); width = Double(c.denseUnits) }
-    forward += 2 * width                           // main_output
+/// The same dense count for any model: Dense 2·I·O, LSTM 2·T·(D + U)·4U per
+/// sample forward (the Embedding is a lookup), ×3 for forward + backward.
+public func denseFlopsPerSample(_ model: Model) -> Double {
+    var forward = 0.0
+    for layer in model.layers {
+        if let d = layer as? Dense { forward += 2 * Double(d.inputWidth * d.units) }
+        if let l = layer as? LSTM { forward += 2 * Double(l.steps * (l.inputWidth + l.units) * 4 * l.units) }
+    }
     return 3 * forward
 }
 
@@ -71,7 +68,7 @@ public struct BenchmarkResult: Sendable {
 
 /// Trains `warmup` steps, then `intervals` × `steps` timed steps; samples/s is the median interval.
 public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, warmup: Int, intervals: Int,
-                         steps: Int, config: HeadlineConfig) throws -> BenchmarkResult {
+                         steps: Int) throws -> BenchmarkResult {
     let comm = step.communicator
     let global = batchPerRank * comm.size
     var epoch = 0, cursor = 0
@@ -102,7 +99,7 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     result.intervals = rates
     result.samplesPerSecond = rates.sorted()[rates.count / 2]
     result.timings = step.timings
-    result.gflops = result.samplesPerSecond * headlineFlopsPerSample(config) / 1e9 / Double(comm.size)
+    result.gflops = result.samplesPerSecond * denseFlopsPerSample(step.model) / 1e9 / Double(comm.size)
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
     result.activationBytes = step.model.activationBytes

@@ -21,8 +21,14 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
 public struct CheckpointMetadata: Codable, Sendable {
     public var position: TrainingPosition
     public var seed: UInt64
-    public var model: HeadlineConfig
+    /// The preset's sizes (for --model headline).
+    public var model: HeadlineConfig?
+    /// The model's Keras config.json, compile config included (for an archive model;
+    /// `--resume` rebuilds the model from it, so no model flags are needed).
+    public var modelConfig: String?
     public var optimizer: OptimizerConfig
+    /// Optimizer steps applied (differs from position.step when training continued an archive's state).
+    public var optimizerIterations: Int?
     public var batchSize: Int
     public var samples: Int
     public var worldSize: Int
@@ -30,7 +36,7 @@ public struct CheckpointMetadata: Codable, Sendable {
     /// Reproducible mode's micro-batch size and fixed-point bound (nil: ordinary mode).
     public var microBatch: Int?
     public var gradientBound: Double?
-    public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig, optimizer: OptimizerConfig,
+    public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
                 batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
         self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer
         self.batchSize = batchSize; self.samples = samples; self.worldSize = worldSize; self.shuffle = shuffle
@@ -79,7 +85,7 @@ public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String
             try file.read("optimizer/\(slot.name)/\(view.name)", shape: view.shape, into: slot.values + view.offset)
         }
     }
-    optimizer.restore(iterations: metadata.position.step)
+    optimizer.restore(iterations: metadata.optimizerIterations ?? metadata.position.step)
     return metadata
 }
 

@@ -22,7 +22,7 @@
 // across ranks dE = (Σ S)·Wᵀ rounds differently from Σ (S·Wᵀ), within float
 // tolerance. Used when the table is fused into an LSTM, leads the arena, is
 // at least 4U wide (else S is no smaller than the rows; the headline model's
-// 512 ≥ 128) and has no L2 (whose gradient 2λw reaches every row); otherwise
+// 512 ≥ 128) and has no penalty (whose gradient 2λw reaches every row); otherwise
 // the dense step runs. Reproducible mode sums the same S rows exactly
 // (ReproducibleStep.swift) and then takes the same optimizer step.
 
@@ -100,9 +100,9 @@ final class CompactTable {
 extension TrainingStep {
     /// The compact layout when this model and its L2 allow it (see the file header).
     static func compactTable(model: Model, table: (embedding: Embedding, view: TensorView)?,
-                             l2: [(view: TensorView, lambda: Double)], formers: Int) -> CompactTable? {
+                             regularizers: [(view: TensorView, l1: Double, l2: Double)], formers: Int) -> CompactTable? {
         guard let table, table.embedding.fused, table.view.offset == 0,
-              !l2.contains(where: { $0.view.name == table.view.name }),
+              !regularizers.contains(where: { $0.view.name == table.view.name }),
               let lstm = model.layers.compactMap({ $0 as? LSTM }).first(where: { $0.embedding === table.embedding }),
               4 * lstm.units <= table.embedding.dimension  // S rows no wider than table rows
         else { return nil }
@@ -174,5 +174,34 @@ extension TrainingStep {
                                   reporter: communicator.rank == 0)
             }
         }
+    }
+}
+
+extension TrainingStep {
+    /// Which gradient path `run` takes and why, in words (`tandem summary`, `tandem bench`).
+    public var pathDescription: String {
+        var parts: [String] = []
+        let embeddings = model.layers.compactMap { $0 as? Embedding }
+        for e in embeddings where e.fused {
+            let lstm = model.layers.compactMap { $0 as? LSTM }.first { $0.embedding === e }
+            parts.append("Embedding '\(e.name)' fused into LSTM '\(lstm?.name ?? "?")' over the batch's distinct tokens")
+        }
+        if microBatch != nil { parts.append("reproducible mode (exact fixed-point sums of canonical micro-batches)") }
+        if usesCompactTableGradient {
+            parts.append("compact, factored table gradient (touched rows' 4U-wide S in one allreduce, dE formed in blocks)")
+        } else if let table = deferredTable {
+            let why: String
+            if !table.embedding.fused { why = "the table is not fused into an LSTM" }
+            else if regularizers.contains(where: { $0.view.name == table.view.name }) { why = "a penalty on the table reaches every row" }
+            else if table.view.offset != 0 { why = "the table does not lead the parameter arena" }
+            else { why = "the table is narrower than 4 × the LSTM's units" }
+            parts.append("dense gradient, touched table rows packed for the exchange (\(why))")
+        } else if embeddings.count > 1 {
+            parts.append("dense gradient (the embedding table is read by \(embeddings.count) calls)")
+        } else {
+            parts.append("dense gradient in one allreduce")
+        }
+        if optimizer.config.kind == .adam && deferredTable != nil { parts.append("Adam defers untouched table rows (replayed bit-identically)") }
+        return parts.joined(separator: "; ")
     }
 }

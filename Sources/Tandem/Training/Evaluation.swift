@@ -25,9 +25,9 @@ extension TrainingStep {
             let n = min(model.maxBatch, end - start)
             for i in 0..<n { indices[i] = Int32(start + i) }
             indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads) }
-            model.forward(batch: n)
+            model.forward(batch: n, training: false)
             for (h, head) in heads.enumerated() {
-                let s = head.evaluate(layer: model.output(named: head.output)!, targets: batch.targets[h],
+                let s = head.evaluate(lossInputs[h], targets: batch.targets[h],
                                       weights: batch.weights[h], rows: n, globalBatch: rows.count, writeGradient: false)
                 sums[2 * h] += s.weightedLoss
                 sums[2 * h + 1] += s.correct
@@ -44,14 +44,14 @@ extension TrainingStep {
         return result
     }
 
-    /// λ·Σw² of the current weights.
+    /// Σ λ₂·Σw² + λ₁·Σ|w| of the current weights.
     public func regularizationLoss() -> Double {
         var total = 0.0
-        for (view, lambda) in l2 {
+        for (view, l1, l2) in regularizers {
             let w = model.parameters.value(view)
-            var sum = 0.0
-            for i in 0..<view.count { sum += Double(w[i]) * Double(w[i]) }
-            total += lambda * sum
+            var squares = 0.0, magnitudes = 0.0
+            for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); magnitudes += Double(abs(w[i])) }
+            total += l2 * squares + l1 * magnitudes
         }
         return total
     }
@@ -62,7 +62,7 @@ public func predict(model: Model, data: Dataset, communicator: Communicator) thr
     let n = data.count
     let mine = shard(count: n, rank: communicator.rank, size: communicator.size)
     let batch = BatchBuffers(model: model, heads: [])
-    var results = model.outputs.map { (name: $0.name, units: $0.units, values: [Float](repeating: 0, count: n * $0.units)) }
+    var results = model.outputs.map { (name: $0.name, units: $0.output.width, values: [Float](repeating: 0, count: n * $0.output.width)) }
     var indices = [Int32](repeating: 0, count: model.maxBatch)
     var start = mine.lowerBound
     while start < mine.upperBound {
@@ -71,10 +71,11 @@ public func predict(model: Model, data: Dataset, communicator: Communicator) thr
         indices.withUnsafeBufferPointer {
             batch.load(UnsafeBufferPointer(rebasing: $0[0..<count]), from: data, model: model, heads: [], withTargets: false)
         }
-        model.forward(batch: count)
+        model.forward(batch: count, training: false)
         for (o, layer) in model.outputs.enumerated() {
+            let units = layer.output.width
             results[o].values.withUnsafeMutableBufferPointer {
-                ($0.baseAddress! + start * layer.units).update(from: layer.output.values, count: count * layer.units)
+                ($0.baseAddress! + start * units).update(from: layer.output.values, count: count * units)
             }
         }
         start += count

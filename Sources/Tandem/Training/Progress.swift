@@ -33,15 +33,18 @@ final class Progress {
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
 
-    func epochDone(_ f: EpochFigures, epochs: Int, heads: [String]) {
+    func epochDone(_ f: EpochFigures, epochs: Int, heads: [Head]) {
         guard enabled else { return }
         var line = "epoch \(f.epoch)/\(epochs)  loss \(fmt(f.loss))"
-        for (h, name) in heads.enumerated() {
-            line += "  \(name) loss \(fmt(f.headLoss[h])) acc \(fmt(f.headAccuracy[h], digits: 3))"
+        for (h, head) in heads.enumerated() {
+            line += "  \(head.output) loss \(fmt(f.headLoss[h]))"
+            if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
         }
         if let v = f.validation {
             line += "  |  val_loss \(fmt(v.total))"
-            for (h, name) in heads.enumerated() { line += "  val_\(name) acc \(fmt(v.headAccuracy[h], digits: 3))" }
+            for (h, head) in heads.enumerated() {
+                line += head.accuracy != nil ? "  val_\(head.output) acc \(fmt(v.headAccuracy[h], digits: 3))" : "  val_\(head.output) loss \(fmt(v.headLoss[h]))"
+            }
         }
         line += "  |  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
         write((interactive ? "\r\u{1B}[K" : "") + line + "\n")

@@ -107,15 +107,15 @@ extension TrainingStep {
                 let range = (k * m)..<min((k + 1) * m, B)
                 let local = UnsafeBufferPointer(rebasing: indices[range])
                 loadBatch(local, data: data)
-                model.forward(batch: local.count)
+                model.forward(batch: local.count, training: true)
                 let tail = x.accumulator + x.packedCount - figureCount
                 for (h, head) in heads.enumerated() {
-                    let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                    let sums = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
                                              rows: local.count, globalBatch: B, writeGradient: true)
                     if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {
                         tail[2 * h] &+= Int64((sums.weightedLoss * figureScale).rounded())
                     } else { nonFinite = true }
-                    tail[2 * h + 1] &+= Int64(sums.correct)
+                    tail[2 * h + 1] &+= Int64((sums.correct * figureScale).rounded())  // accuracy can be fractional
                 }
                 tail[2 * heads.count] &+= Int64(local.count)
                 timings.forward += lap(&clock)
@@ -147,7 +147,7 @@ extension TrainingStep {
         unpack(x, scale: scale)
 
         let f = x.accumulator + figureBase, losses = 2 * heads.count
-        var result = reducedFigures { i in Double(f[i]) / (i < losses && i % 2 == 0 ? figureScale : 1) }
+        var result = reducedFigures { i in Double(f[i]) / (i < losses ? figureScale : 1) }
         finishFigures(&result, globalBatch: B)
         if let c {
             try checkLossIsFinite(result, step: optimizer.iterations + 1)

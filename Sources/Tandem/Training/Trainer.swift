@@ -40,6 +40,8 @@ public final class Trainer {
     public var position = TrainingPosition()
     /// Everything but the position, for checkpoint metadata.
     public var checkpointTemplate: CheckpointMetadata?
+    /// The model as Keras describes it: RUN/model.keras is written from it at the end.
+    public var modelDescription: ModelDescription?
     private var communicator: Communicator { step.communicator }
     private let log: Progress
     /// Told the step in progress, so a hung collective can be named.
@@ -120,7 +122,7 @@ public final class Trainer {
             figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(n, 1) }
             figures.seconds = Date().timeIntervalSince(started)
             if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
-            log.epochDone(figures, epochs: options.epochs, heads: heads.map(\.output))
+            log.epochDone(figures, epochs: options.epochs, heads: heads)
             history.append(figures)
             position.epoch += 1
             position.batchInEpoch = 0
@@ -131,7 +133,12 @@ public final class Trainer {
         step.synchronize()
         try checkParametersAgree(when: "at the end")
         if let run = options.runDirectory {
-            try rankZeroWrites { try saveWeights(step.model.parameters, to: run + "/weights.safetensors") }
+            try rankZeroWrites {
+                try saveWeights(step.model.parameters, to: run + "/weights.safetensors")
+                // The trained model for Keras: architecture, compile config, weights, optimizer state.
+                try modelDescription?.saveArchive(to: run + "/model.keras", store: step.model.parameters,
+                                                  optimizer: step.optimizer, heads: step.heads)
+            }
         }
         return history
     }
@@ -153,6 +160,7 @@ public final class Trainer {
     public func writeCheckpoint() throws {
         guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
         metadata.position = position
+        metadata.optimizerIterations = step.optimizer.iterations
         metadata.microBatch = step.microBatch
         metadata.gradientBound = step.gradientBound
         step.synchronize()
@@ -183,13 +191,13 @@ public final class Trainer {
         var fields: [(String, Any)] = [("epoch", f.epoch), ("step", f.step), ("loss", f.loss)]
         for (h, head) in step.heads.enumerated() {
             fields.append(("\(head.output)_loss", f.headLoss[h]))
-            fields.append(("\(head.output)_accuracy", f.headAccuracy[h]))
+            if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", f.headAccuracy[h])) }
         }
         if let v = f.validation {
             fields.append(("val_loss", v.total))
             for (h, head) in step.heads.enumerated() {
                 fields.append(("val_\(head.output)_loss", v.headLoss[h]))
-                fields.append(("val_\(head.output)_accuracy", v.headAccuracy[h]))
+                if let a = head.accuracy { fields.append(("val_\(head.output)_\(a.name)", v.headAccuracy[h])) }
             }
         }
         fields.append(("samples_per_second", f.samplesPerSecond))

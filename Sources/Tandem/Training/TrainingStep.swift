@@ -13,7 +13,7 @@
 //    each block formed by one rank, by an allgather per round); otherwise the
 //    dense arena is sent, packed to the touched rows when those are under half
 //    the table (GradientExchange.swift);
-//  • L2 is added after the allreduce, identically on every rank (never once per rank);
+//  • regularisation (L1/L2) is added after the allreduce, identically on every rank (never once per rank);
 //  • decisions (stop on non-finite values, stop on request) are taken from
 //    reduced figures, so every rank takes the same one.
 // Reproducible mode replaces the middle of this step (ReproducibleStep.swift).
@@ -41,9 +41,11 @@ public final class TrainingStep {
     public let heads: [Head]
     public let optimizer: Optimizer
     public let communicator: Communicator
-    public let l2: [(view: TensorView, lambda: Double)]
+    /// Weight penalties, each tensor once (a shared layer's too), added after the allreduce.
+    public let regularizers: [(view: TensorView, l1: Double, l2: Double)]
     public let batch: BatchBuffers
-    let outputs: [Dense]
+    /// How each head's loss reads its output layer (Losses.swift).
+    let lossInputs: [LossInput]
     var figures: [Double]
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public internal(set) var timings = StepTimings()
@@ -81,32 +83,38 @@ public final class TrainingStep {
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
 
+    /// `l2` maps a layer name to λ on its first weight (the kernel; an Embedding's table) — the `--l2` flag.
+    public convenience init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
+                            l2: [String: Double]) throws {
+        try self.init(model: model, heads: heads, optimizer: optimizer, communicator: communicator,
+                      regularizers: try Regularizer.fromLayerFlags(l2, model: model))
+    }
+
     public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
-                l2: [String: Double]) throws {
+                regularizers: [Regularizer]) throws {
         self.model = model; self.heads = heads; self.optimizer = optimizer; self.communicator = communicator
-        outputs = try heads.map { head in
+        var consumers: [ObjectIdentifier: Int] = [:]
+        for layer in model.layers { for input in layer.inputs { consumers[ObjectIdentifier(input), default: 0] += 1 } }
+        lossInputs = try heads.map { head in
             guard let layer = model.output(named: head.output) else {
                 throw TandemError.usage("unknown output '\(head.output)' (the model's outputs are \(model.outputs.map(\.name).joined(separator: ", ")))")
             }
-            try head.attach(to: layer)
-            return layer
+            return try head.attach(to: layer, consumers: consumers[ObjectIdentifier(layer)] ?? 0)
         }
-        self.l2 = try l2.sorted { $0.key < $1.key }.map { layer, lambda in
-            guard let l = model.layer(named: layer), let weight = l.parameterSpecs.first else {
-                throw TandemError.usage("--l2: unknown layer '\(layer)' (layers with weights: \(model.layers.filter { !$0.parameterSpecs.isEmpty }.map(\.name).joined(separator: ", ")))")
-            }
-            return (model.parameters.view(weight.name)!, lambda)
-        }
+        self.regularizers = try Regularizer.combined(regularizers, in: model.parameters)
         batch = BatchBuffers(model: model, heads: heads)
         figures = [Double](repeating: 0, count: 2 * heads.count + 2)
-        if let embedding = model.layers.compactMap({ $0 as? Embedding }).first,
-           let view = model.parameters.view("\(embedding.name)/embeddings") {
+        // Deferred rows and the compact table need the one Embedding call that reads the table:
+        // with a table read twice (a shared Embedding) the dense step runs.
+        let embeddings = model.layers.compactMap { $0 as? Embedding }
+        if embeddings.count == 1, let embedding = embeddings.first,
+           let view = model.parameters.view("\(embedding.weightsName)/embeddings") {
             optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
             deferredTable = (embedding, view)
         } else {
             deferredTable = nil
         }
-        compact = TrainingStep.compactTable(model: model, table: deferredTable, l2: self.l2,
+        compact = TrainingStep.compactTable(model: model, table: deferredTable, regularizers: self.regularizers,
                                             formers: Self.formerCount(ranks: communicator.size, requested: Self.defaultTableGradientFormers))
     }
 
@@ -198,9 +206,9 @@ public final class TrainingStep {
     /// Forward on this rank's `rows` samples; each head's loss gradient (scaled by
     /// the global batch) and its figures, the sample count and the stop flag.
     func forwardAndLosses(rows: Int, globalBatch B: Int) {
-        model.forward(batch: rows)
+        model.forward(batch: rows, training: true)
         for (h, head) in heads.enumerated() {
-            let sums = head.evaluate(layer: outputs[h], targets: batch.targets[h], weights: batch.weights[h],
+            let sums = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
                                      rows: rows, globalBatch: B, writeGradient: true)
             figures[2 * h] = sums.weightedLoss
             figures[2 * h + 1] = sums.correct
@@ -251,15 +259,24 @@ public final class TrainingStep {
         }
     }
 
-    /// Adds L2 once to the combined gradient (d(λΣw²)/dw = 2λw) and forms the weighted total.
+    /// Adds the penalties once to the combined gradient (d(λ₂Σw²)/dw = 2λ₂w,
+    /// d(λ₁Σ|w|)/dw = λ₁·sign(w), as Keras) and forms the weighted total.
     func finishFigures(_ result: inout StepFigures, globalBatch B: Int) {
         let params = model.parameters
-        if let table = deferredTable, l2.contains(where: { $0.view.name == table.view.name }) { synchronize() }
-        for (view, lambda) in l2 {
-            let w = params.value(view), g = params.gradient(view), l = Float(lambda)
-            var sum = 0.0
-            for i in 0..<view.count { sum += Double(w[i]) * Double(w[i]); g[i] += 2 * l * w[i] }
-            result.regularization += lambda * sum
+        if let table = deferredTable, regularizers.contains(where: { $0.view.name == table.view.name }) { synchronize() }
+        for (view, l1, l2) in regularizers {
+            let w = params.value(view), g = params.gradient(view), a = Float(l1), b = Float(l2)
+            var squares = 0.0, magnitudes = 0.0
+            if l1 == 0 {
+                for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); g[i] += 2 * b * w[i] }
+            } else {
+                for i in 0..<view.count {
+                    let x = w[i]
+                    squares += Double(x) * Double(x); magnitudes += Double(abs(x))
+                    g[i] += 2 * b * x + a * (x > 0 ? 1 : x < 0 ? -1 : 0)
+                }
+            }
+            result.regularization += l2 * squares + l1 * magnitudes
         }
         result.total = result.regularization
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLossSums[h] / Double(max(B, 1)) }

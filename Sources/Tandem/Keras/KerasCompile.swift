@@ -1,0 +1,207 @@
+// The compile config (KERAS-FORMAT §2) → heads and optimizer: each output's
+// loss (a name, a loss object, a list by output position or a dict by output
+// name), loss weights (list or dict), metrics ("accuracy" resolved from the
+// output and target as Keras does), and the optimizer (object or name) with
+// its arguments. What Tandem does not implement is refused by name, with
+// what is supported; the overrides of the command line apply afterwards.
+
+import Foundation
+
+enum KerasCompile {
+    static func apply(_ compile: JSONValue, to d: inout ModelDescription) throws {
+        let outputs = d.outputNames
+        // Without a compile config the model has no losses: train needs flags then (the CLI says so).
+        guard compile.object != nil, let loss = compile["loss"], !loss.isNull else {
+            d.heads = []
+            d.optimizer = try compile["optimizer"].flatMap { $0.isNull ? nil : try optimizer($0) }
+            return
+        }
+        let losses = try perOutput(loss, outputs: outputs, what: "loss")
+        let weights = try perOutput(compile["loss_weights"] ?? .null, outputs: outputs, what: "loss_weights")
+        let metrics = try perOutput(compile["metrics"] ?? .null, outputs: outputs, what: "metrics", listIsShared: true)
+        if let w = compile["weighted_metrics"], !w.isNull, !(w.array?.isEmpty ?? false) {
+            throw TandemError.usage("compile config: weighted_metrics are not supported yet (they come with the losses/metrics issue)")
+        }
+        var heads: [Head] = []
+        for (o, name) in outputs.enumerated() {
+            guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
+            let (kind, fromLogits) = try lossKind(l, output: name)
+            var weight = 1.0
+            if let w = weights[o], !w.isNull {
+                guard let x = w.number, x.isFinite, x >= 0 else { throw TandemError.usage("output '\(name)': loss weight \(w) is not a non-negative number") }
+                weight = x
+            }
+            let layer = d.node(d.outputs[o])!
+            let width = try outputWidth(d, node: layer)
+            var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
+            head.accuracy = try accuracy(metrics[o], output: name, outputWidth: width, targetWidth: kind.targetWidth(outputWidth: width))
+            heads.append(head)
+        }
+        d.heads = heads
+        if let opt = compile["optimizer"], !opt.isNull { d.optimizer = try optimizer(opt) }
+    }
+
+    /// The per-output entries of a loss / loss_weights / metrics value.
+    private static func perOutput(_ value: JSONValue, outputs: [String], what: String, listIsShared: Bool = false) throws -> [JSONValue?] {
+        let n = outputs.count
+        if value.isNull { return Array(repeating: nil, count: n) }
+        if let fields = value.object, value["class_name"] == nil {  // a dict by output name
+            for (key, _) in fields where !outputs.contains(key) {
+                throw TandemError.usage("compile config: \(what) names '\(key)', which is not an output (outputs: \(outputs.joined(separator: ", ")))")
+            }
+            return outputs.map { name in fields.first { $0.0 == name }?.1 }
+        }
+        if let items = value.array {
+            if n == 1 { return [listIsShared ? value : (items.count == 1 ? items[0] : value)] }
+            guard items.count == n else {
+                throw TandemError.usage("compile config: \(what) is a list of \(items.count) entries for \(n) outputs (give one per output, in output order, or a dict)")
+            }
+            return items
+        }
+        // One loss (a name or an object) for every output.
+        return Array(repeating: value, count: n)
+    }
+
+    private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool) {
+        let supported = "supported: binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, mean_squared_error"
+        if let name = value.string {
+            guard let k = LossKind.named(name) else { throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))") }
+            return (k, false)
+        }
+        try KerasConfig.refuseCustom(value, what: "the loss of output '\(output)'")
+        let className = value["class_name"]?.string ?? "?"
+        let config = value["config"] ?? .object([])
+        if className == "function", let name = config.string ?? value["config"]?["name"]?.string {
+            return try lossKind(.string(name), output: output)
+        }
+        guard let kind = LossKind.named(className) else {
+            throw TandemError.usage("output '\(output)': loss \(className) is not supported (\(supported))")
+        }
+        if let r = config["reduction"]?.string, r != "sum_over_batch_size" {
+            throw TandemError.usage("output '\(output)': loss reduction '\(r)' is not supported (sum_over_batch_size)")
+        }
+        if let s = config["label_smoothing"]?.number, s != 0 {
+            throw TandemError.usage("output '\(output)': label_smoothing \(s) is not supported yet (0; it comes with the losses issue)")
+        }
+        if let i = config["ignore_class"], !i.isNull {
+            throw TandemError.usage("output '\(output)': ignore_class is not supported yet (null; it comes with the losses issue)")
+        }
+        if let axis = config["axis"]?.integer, axis != -1 {
+            throw TandemError.usage("output '\(output)': loss axis \(axis) is not supported (-1)")
+        }
+        let fromLogits = config["from_logits"]?.bool ?? false
+        if fromLogits && kind == .meanSquaredError { throw TandemError.usage("output '\(output)': mean_squared_error has no from_logits") }
+        return (kind, fromLogits)
+    }
+
+    private static func accuracy(_ value: JSONValue?, output: String, outputWidth: Int, targetWidth: Int) throws -> Head.Accuracy? {
+        guard let value, !value.isNull else { return nil }
+        let items = value.array ?? [value]
+        var found: Head.Accuracy?
+        for item in items {
+            let name: String, kind: AccuracyKind
+            if let s = item.string {
+                switch s {
+                case "accuracy", "acc": name = s; kind = AccuracyKind.resolving(outputWidth: outputWidth, targetWidth: targetWidth)
+                case "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy": name = s; kind = AccuracyKind(rawValue: s)!
+                default:
+                    throw TandemError.usage("output '\(output)': metric '\(s)' is not supported yet (accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy; more come with the metrics issue)")
+                }
+            } else {
+                try KerasConfig.refuseCustom(item, what: "a metric of output '\(output)'")
+                let c = item["class_name"]?.string ?? "?", config = item["config"] ?? .object([])
+                switch c {
+                case "BinaryAccuracy":
+                    if let t = config["threshold"]?.number, t != 0.5 { throw TandemError.usage("output '\(output)': BinaryAccuracy threshold \(t) is not supported yet (0.5)") }
+                    kind = .binary
+                case "CategoricalAccuracy": kind = .categorical
+                case "SparseCategoricalAccuracy": kind = .sparseCategorical
+                case "MeanMetricWrapper" where config["fn"]?.string.flatMap(AccuracyKind.init(rawValue:)) != nil:
+                    kind = AccuracyKind(rawValue: config["fn"]!.string!)!
+                default:
+                    throw TandemError.usage("output '\(output)': metric \(c) is not supported yet (accuracy metrics; more come with the metrics issue)")
+                }
+                name = config["name"]?.string ?? kind.rawValue
+            }
+            if found != nil && found!.kind != kind {
+                throw TandemError.usage("output '\(output)': more than one kind of accuracy is not supported yet")
+            }
+            found = Head.Accuracy(name: name, kind: kind)
+        }
+        return found
+    }
+
+    /// The per-sample width of a node's output, from the configs (the layer
+    /// registry checks the rest when the model is built).
+    private static func outputWidth(_ d: ModelDescription, node: GraphNode) throws -> Int {
+        func shape(_ n: GraphNode) -> [Int]? {
+            let c = n.config
+            switch n.className {
+            case "InputLayer": return (c["batch_shape"] ?? c["batch_input_shape"])?.array?.dropFirst().compactMap(\.integer)
+            case "Dense": return c["units"]?.integer.map { [$0] }
+            case "LSTM":
+                guard let u = c["units"]?.integer else { return nil }
+                if c["return_sequences"]?.bool == true, let p = n.inputs.first.flatMap(d.node).flatMap(shape), let t = p.first { return [t, u] }
+                return [u]
+            case "Embedding":
+                guard let p = n.inputs.first.flatMap(d.node).flatMap(shape), let dim = c["output_dim"]?.integer else { return nil }
+                return p + [dim]
+            case "Concatenate":
+                let parts = n.inputs.compactMap(d.node).compactMap(shape)
+                return parts.count == n.inputs.count ? [parts.map { $0.reduce(1, *) }.reduce(0, +)] : nil
+            default: return nil
+            }
+        }
+        guard let s = shape(node) else {
+            throw TandemError.usage("output '\(node.layer)': \(node.className) cannot be an output here (supported layers: \(LayerRegistry.supported.joined(separator: ", ")))")
+        }
+        return s.reduce(1, *)
+    }
+
+    /// An optimizer object or name (Keras's defaults for what is absent).
+    static func optimizer(_ value: JSONValue) throws -> OptimizerConfig {
+        let className: String, config: JSONValue
+        if let s = value.string { className = s; config = .object([]) } else {
+            try KerasConfig.refuseCustom(value, what: "the optimizer")
+            className = value["class_name"]?.string ?? "?"; config = value["config"] ?? .object([])
+        }
+        guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
+            throw TandemError.usage("optimizer \(className) is not supported yet (SGD, Adam, RMSprop; the rest come with the optimizers issue)")
+        }
+        func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
+            .usage("optimizer \(className): '\(key)' = \(v) is not supported yet (\(supported))")
+        }
+        for key in ["weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps", "ema_overwrite_frequency"] {
+            if let v = config[key], !v.isNull { throw fail(key, v, "null; it comes with the optimizers issue") }
+        }
+        if let v = config["use_ema"], v.bool == true { throw fail("use_ema", v, "false") }
+        var o = OptimizerConfig(kind: kind)
+        if let lr = config["learning_rate"], !lr.isNull {
+            guard let x = lr.number else {
+                throw TandemError.usage("optimizer \(className): a learning-rate schedule (\(lr["class_name"]?.string ?? "object")) is not supported yet (a constant; schedules come with the optimizers issue)")
+            }
+            guard x > 0, x.isFinite else { throw fail("learning_rate", lr, "a positive number") }
+            o.learningRate = x
+        }
+        func number(_ key: String, into target: inout Double) throws {
+            if let v = config[key], !v.isNull {
+                guard let x = v.number, x.isFinite else { throw fail(key, v, "a number") }
+                target = x
+            }
+        }
+        switch kind {
+        case .sgd:
+            try number("momentum", into: &o.momentum)
+            o.nesterov = config["nesterov"]?.bool ?? false
+            guard o.momentum >= 0 && o.momentum < 1 else { throw fail("momentum", .double(o.momentum), "0 ≤ momentum < 1") }
+        case .adam:
+            try number("beta_1", into: &o.beta1); try number("beta_2", into: &o.beta2); try number("epsilon", into: &o.epsilon)
+            if let v = config["amsgrad"], v.bool == true { throw fail("amsgrad", v, "false; it comes with the optimizers issue") }
+        case .rmsprop:
+            try number("rho", into: &o.rho); try number("epsilon", into: &o.epsilon)
+            if let v = config["momentum"], let m = v.number, m != 0 { throw fail("momentum", v, "0; it comes with the optimizers issue") }
+            if let v = config["centered"], v.bool == true { throw fail("centered", v, "false; it comes with the optimizers issue") }
+        }
+        return o
+    }
+}

@@ -1,0 +1,232 @@
+// Keras class names → Tandem layers. Each constructor reads the layer's Keras
+// config, checks every argument Tandem does not implement against the value
+// that means "off", and throws one message naming the layer, the argument and
+// what is supported — never a precondition on user input. Nothing in a config
+// is executed: a Lambda or a custom class is refused by name.
+
+import Foundation
+
+/// Reads one layer's config with errors that name the layer.
+struct LayerArguments {
+    let node: GraphNode
+    var config: JSONValue { node.config }
+    var label: String { "layer '\(node.layer)' (\(node.className))" }
+
+    func fail(_ message: String) -> TandemError { .usage("\(label): \(message)") }
+
+    func int(_ key: String, min: Int = 1) throws -> Int {
+        guard let v = config[key]?.integer else { throw fail("'\(key)' must be an integer") }
+        guard v >= min else { throw fail("'\(key)' must be at least \(min), got \(v)") }
+        return v
+    }
+    func bool(_ key: String, default value: Bool) throws -> Bool {
+        guard let v = config[key], !v.isNull else { return value }
+        guard let b = v.bool else { throw fail("'\(key)' must be true or false") }
+        return b
+    }
+    func string(_ key: String, default value: String) throws -> String {
+        guard let v = config[key], !v.isNull else { return value }
+        guard let s = v.string else { throw fail("'\(key)' must be a string, found \(v)") }
+        return s
+    }
+
+    /// The argument is absent, null, or equal to `off` (the only value Tandem implements).
+    func require(_ key: String, is off: JSONValue, supported: String) throws {
+        guard let v = config[key], !v.isNull else { return }
+        if v == off { return }
+        if case let .int(i) = v, case let .double(d) = off, Double(i) == d { return }
+        if case let .double(d) = v, case let .int(i) = off, Double(i) == d { return }
+        throw fail("'\(key)' = \(v) is not supported (\(supported))")
+    }
+    func requireNull(_ keys: String...) throws {
+        for key in keys {
+            if let v = config[key], !v.isNull { throw fail("'\(key)' is not supported (only null)") }
+        }
+    }
+
+    func activation(_ key: String = "activation") throws -> Activation {
+        let name = try string(key, default: "linear")
+        guard let a = Activation(rawValue: name) else {
+            throw fail("activation '\(name)' is not supported (supported: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return a
+    }
+
+    func dtypePolicy() throws {
+        guard let d = config["dtype"], !d.isNull else { return }
+        let name = d.string ?? d["config"]?["name"]?.string
+        guard name == nil || name == "float32" else { throw fail("dtype '\(name!)' is not supported (float32 only)") }
+    }
+
+    /// A Keras initializer object, in Tandem's terms (nil: Keras's default for that weight).
+    func initializer(_ key: String, fanIn: Int, fanOut: Int) throws -> Initializer? {
+        guard let v = config[key], !v.isNull else { return nil }
+        let name = v.string ?? v["class_name"]?.string ?? ""
+        let args = v["config"] ?? .object([])
+        switch name {
+        case "Zeros", "zeros": return .zeros
+        case "Ones", "ones": return .constant(1)
+        case "Constant", "constant": return .constant(args["value"]?.number ?? 0)
+        case "GlorotUniform", "glorot_uniform": return .glorotUniform(fanIn: fanIn, fanOut: fanOut)
+        case "RandomUniform", "random_uniform", "uniform":
+            return .uniformRange(low: args["minval"]?.number ?? -0.05, high: args["maxval"]?.number ?? 0.05)
+        case "Orthogonal", "orthogonal":
+            if let g = args["gain"]?.number, g != 1 { return .scaledOrthogonal(gain: g) }
+            return .orthogonal
+        default:
+            // Only needed when the archive carries no weights; the CLI says so then.
+            return .unsupported("\(node.layer)/\(key) = \(name)")
+        }
+    }
+
+    /// λ₁, λ₂ of a Keras regularizer object (L1, L2, L1L2), nil when absent.
+    func regularizer(_ key: String) throws -> (l1: Double, l2: Double)? {
+        guard let v = config[key], !v.isNull else { return nil }
+        let name = v.string ?? v["class_name"]?.string ?? ""
+        let args = v["config"] ?? .object([])
+        switch name {
+        case "L2", "l2": return (0, args["l2"]?.number ?? 0.01)
+        case "L1", "l1": return (args["l1"]?.number ?? 0.01, 0)
+        case "L1L2", "l1_l2": return (args["l1"]?.number ?? 0, args["l2"]?.number ?? 0)
+        default: throw fail("'\(key)' \(name) is not supported (supported: L1, L2, L1L2)")
+        }
+    }
+}
+
+/// The registry of Keras layer classes Tandem builds.
+public enum LayerRegistry {
+    /// Keras classes Tandem can build.
+    public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate"]
+
+    /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
+    static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
+        let a = LayerArguments(node: node)
+        if node.className != "InputLayer" { try a.dtypePolicy() }  // an input's dtype is its data's
+        if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
+            throw a.fail("frozen layers (trainable = false) are not supported")
+        }
+        switch node.className {
+        case "InputLayer": return try input(a)
+        case "Embedding": return try embedding(a, inputs)
+        case "LSTM": return try lstm(a, inputs)
+        case "Dense": return try dense(a, inputs)
+        case "Concatenate": return try concatenate(a, inputs)
+        default:
+            throw TandemError.usage("layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))")
+        }
+    }
+
+    /// The penalties a node's config asks for, as tensors (`*_regularizer`).
+    static func regularizers(_ node: GraphNode) throws -> [Regularizer] {
+        let a = LayerArguments(node: node)
+        let keys: [(String, String)]
+        switch node.className {
+        case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
+        case "LSTM": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
+        case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
+        default: keys = []
+        }
+        return try keys.compactMap { key, weight in
+            try a.regularizer(key).map { Regularizer(tensor: "\(node.layer)/\(weight)", l1: $0.l1, l2: $0.l2) }
+        }
+    }
+
+    private static func single(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        guard inputs.count == 1 else { throw a.fail("takes one input, got \(inputs.count)") }
+        return inputs[0]
+    }
+
+    private static func input(_ a: LayerArguments) throws -> Layer {
+        let shape = a.config["batch_shape"] ?? a.config["batch_input_shape"]
+        guard let dims = shape?.array, dims.count >= 2, dims[0].isNull || dims[0].integer != nil else {
+            throw a.fail("'batch_shape' must be [null, …] with at least one feature axis")
+        }
+        let sample = try dims.dropFirst().map { d -> Int in
+            guard let n = d.integer, n > 0 else { throw a.fail("every axis but the batch must have a fixed size, got \(shape!)") }
+            return n
+        }
+        try a.require("sparse", is: .bool(false), supported: "dense inputs only")
+        try a.require("ragged", is: .bool(false), supported: "dense inputs only")
+        let dtype = a.config["dtype"]?.string ?? a.config["dtype"]?["config"]?["name"]?.string ?? "float32"
+        switch dtype {
+        case "int32", "int64", "int16", "int8", "uint8", "uint16", "uint32":
+            guard sample.count == 1 else { throw a.fail("integer (token) inputs must be [batch, length], got \(sample)") }
+            return InputLayer(name: a.node.id, kind: .tokens, shape: sample)
+        case "float32", "float64", "float16":
+            guard sample.count <= 2 else { throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])") }
+            return InputLayer(name: a.node.id, kind: .features, shape: sample)
+        default:
+            throw a.fail("input dtype '\(dtype)' is not supported (integer ids or floats)")
+        }
+    }
+
+    private static func embedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        guard let source = try single(a, inputs) as? InputLayer, source.kind == .tokens else {
+            throw a.fail("must read an integer model input directly (token ids)")
+        }
+        let vocabulary = try a.int("input_dim"), dimension = try a.int("output_dim")
+        try a.require("mask_zero", is: .bool(false), supported: "mask_zero = false; masking comes with the layers issue")
+        try a.require("sparse", is: .bool(false), supported: "dense gradients")
+        try a.requireNull("embeddings_constraint", "activity_regularizer", "lora_rank", "quantization_config")
+        let initializer = try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension)
+        return Embedding(name: a.node.id, vocabulary: vocabulary, dimension: dimension, input: source,
+                         weights: a.node.layer, initializer: initializer ?? .uniform(limit: 0.05))
+    }
+
+    private static func lstm(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        guard source.output.shape.count == 2 else { throw a.fail("needs a sequence input [batch, time, features], got [batch, \(source.output.shape.map(String.init).joined(separator: ", "))]") }
+        let units = try a.int("units")
+        guard units <= LSTM.maxUnits else { throw a.fail("'units' must be at most \(LSTM.maxUnits), got \(units)") }
+        guard try a.activation() == .tanh else { throw a.fail("activation must be tanh (Keras's default)") }
+        guard try a.activation("recurrent_activation") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
+        try a.require("use_bias", is: .bool(true), supported: "use_bias = true")
+        try a.require("return_state", is: .bool(false), supported: "return_state = false")
+        try a.require("go_backwards", is: .bool(false), supported: "go_backwards = false; comes with the layers issue")
+        try a.require("stateful", is: .bool(false), supported: "stateful = false")
+        try a.require("dropout", is: .double(0), supported: "dropout = 0; comes with the layers issue")
+        try a.require("recurrent_dropout", is: .double(0), supported: "recurrent_dropout = 0; comes with the layers issue")
+        try a.requireNull("kernel_constraint", "recurrent_constraint", "bias_constraint", "activity_regularizer")
+        let steps = source.output.shape[0], features = source.output.shape[1], g = 4 * units
+        let unitForgetBias = try a.bool("unit_forget_bias", default: true)
+        var bias = try a.initializer("bias_initializer", fanIn: units, fanOut: g)
+        if unitForgetBias {
+            // Keras: the forget block is ones, the rest from the bias initializer (zeros by default).
+            switch bias {
+            case nil, .zeros?: bias = .lstmBias(units: units)
+            default: bias = .unsupported("\(a.node.layer)/bias_initializer with unit_forget_bias")
+            }
+        } else if bias == nil {
+            bias = .zeros
+        }
+        return LSTM(name: a.node.id, units: units, input: source, steps: steps,
+                    returnSequences: try a.bool("return_sequences", default: false), weights: a.node.layer,
+                    kernelInitializer: try a.initializer("kernel_initializer", fanIn: features, fanOut: g),
+                    recurrentInitializer: try a.initializer("recurrent_initializer", fanIn: units, fanOut: g) ?? .orthogonal,
+                    biasInitializer: bias)
+    }
+
+    private static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        guard source.output.shape.count == 1 else {
+            throw a.fail("Dense on a sequence [batch, \(source.output.shape.map(String.init).joined(separator: ", "))] is not supported yet (it comes with the layers issue); only [batch, features]")
+        }
+        let units = try a.int("units")
+        try a.requireNull("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config")
+        let useBias = try a.bool("use_bias", default: true)
+        return Dense(name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,
+                     weights: a.node.layer,
+                     kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.width, fanOut: units),
+                     biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.width, fanOut: units) ?? .zeros)
+    }
+
+    private static func concatenate(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
+        guard inputs.allSatisfy({ $0.output.shape.count == 1 }) else {
+            throw a.fail("joins [batch, features] inputs only, got \(inputs.map { "[batch, \($0.output.shape.map(String.init).joined(separator: ", "))]" }.joined(separator: " and ")); other axes come with the layers issue")
+        }
+        let axis = a.config["axis"]?.integer ?? -1
+        guard axis == -1 || axis == 1 else { throw a.fail("axis \(axis) is not supported for [batch, features] inputs (-1 or 1)") }
+        return Concatenate(name: a.node.id, inputs: inputs)
+    }
+}

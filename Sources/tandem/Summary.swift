@@ -1,0 +1,57 @@
+// `tandem summary`: the model as Keras's model.summary() shows it (layer,
+// output shape, parameters, connected to), then each output's loss, weight and
+// metrics, the optimizer, and which fast paths training takes.
+
+import ArgumentParser
+import Foundation
+import Tandem
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model (the headline preset or a .keras archive): layers, shapes, parameters, heads and fast paths.")
+
+    @OptionGroup var size: ModelSizeOptions
+
+    func run() throws {
+        try runCommand { comm in
+            let resolved = try size.resolve(comm)
+            let d = resolved.description
+            let model = try d.build(maxBatch: 1)
+            guard comm.rank == 0 else { return }
+            var rows: [[String]] = [["Layer (type)", "Output Shape", "Param #", "Connected to"]]
+            var counted = Set<String>(), total = 0
+            for layer in model.layers {
+                let node = d.node(layer.name)
+                var params = 0
+                for spec in layer.parameterSpecs where counted.insert(spec.name).inserted { params += spec.shape.reduce(1, *) }
+                total += params
+                let shape = "(None, " + layer.output.shape.map(String.init).joined(separator: ", ") + ")"
+                let from = layer.inputs.map { $0.name }.joined(separator: ", ")
+                let shared = node.map { $0.call > 0 ? " [shares '\($0.layer)']" : "" } ?? ""
+                rows.append(["\(layer.name) (\(node?.className ?? "?"))\(shared)", shape, String(params), from.isEmpty ? "-" : from])
+            }
+            let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
+            var out = "Model: \"\(d.name)\"\(resolved.headline != nil ? " (the headline preset)" : "")\n"
+            let rule = String(repeating: "─", count: widths.reduce(0, +) + 6)
+            for (i, row) in rows.enumerated() {
+                out += row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
+                if i == 0 { out += rule + "\n" }
+            }
+            out += rule + "\n"
+            out += " Total params: \(total) (\(String(format: "%.2f", Double(total) * 4 / 1_048_576)) MB)\n"
+            out += "\nHeads (one weighted total loss; each head's gradient reaches every layer it depends on):\n"
+            for h in d.heads {
+                let metric = h.accuracy.map { "\($0.name) (\($0.kind.rawValue))" } ?? "none"
+                out += "  \(h.output): \(h.loss.rawValue)\(h.fromLogits ? " (from logits)" : ""), weight \(h.weight), metrics \(metric)\n"
+            }
+            if d.heads.isEmpty { out += "  none: the archive was saved without compile(loss=...)\n" }
+            for r in d.regularizers { out += "  penalty on \(r.tensor): l1 \(r.l1), l2 \(r.l2)\n" }
+            let config = d.optimizer ?? OptimizerConfig(kind: .adam)
+            out += "\nOptimizer: \(d.optimizer.map { "\($0.kind.rawValue), learning rate \($0.learningRate)" } ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
+            let step = try TrainingStep(model: model, heads: d.heads, optimizer: Optimizer(config, parameterCount: model.parameters.count),
+                                        communicator: comm, regularizers: d.regularizers)
+            out += "Training path: \(step.pathDescription)\n"
+            print(out, terminator: "")
+        }
+    }
+}

@@ -26,7 +26,9 @@ final class HDF5Reader {
         H5Pset_fapl_core(fapl, 1 << 20, false)
         let ok = image.withUnsafeMutableBytes { H5Pset_file_image(fapl, $0.baseAddress, $0.count) }
         guard ok >= 0 else { throw TandemError.file(source, "HDF5 could not take the file image") }
-        file = H5Fopen("model.weights.h5", tandem_h5f_acc_rdonly(), fapl)
+        // The name must not exist on disk: HDF5 1.10 opened a file of that name in the
+        // working directory instead of the image (measured), so it names nothing.
+        file = H5Fopen("/nonexistent/tandem-memory-image.h5", tandem_h5f_acc_rdonly(), fapl)
         guard file >= 0 else { throw TandemError.file(source, "not a readable HDF5 file (corrupt or truncated)") }
         image = []  // HDF5 copied it
     }
@@ -138,7 +140,7 @@ final class HDF5Writer {
         let fapl = H5Pcreate(tandem_h5p_file_access())
         defer { H5Pclose(fapl) }
         H5Pset_fapl_core(fapl, 1 << 20, false)  // in memory, no backing file
-        file = H5Fcreate("model.weights.h5", tandem_h5f_acc_trunc(), tandem_h5_default(), fapl)
+        file = H5Fcreate("/nonexistent/tandem-memory-image.h5", tandem_h5f_acc_trunc(), tandem_h5_default(), fapl)
         guard file >= 0 else { throw TandemError.training("HDF5 could not create a file in memory") }
     }
 

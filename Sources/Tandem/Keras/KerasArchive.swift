@@ -167,15 +167,19 @@ extension ModelDescription {
                                ("jit_compile", .bool(false))])
         }
         let names = outputNames
+        // A dict by output name; a single-output model (Sequential too) takes plain values,
+        // as Keras's compile cannot match a dict to an unnamed output.
+        let single = outputs.count == 1 && heads.count == 1
         func byOutput(_ value: (Head) -> JSONValue) -> JSONValue {
-            .object(heads.map { h in (names[outputs.firstIndex(of: h.output)!], value(h)) })
+            if single { return value(heads[0]) }
+            return .object(heads.map { h in (names[outputs.firstIndex(of: h.output)!], value(h)) })
         }
         compile = compile.setting("loss", to: byOutput { h in
             h.fromLogits
                 ? KerasJSON.serialized("keras.losses", lossClassName(h.loss), [("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size")), ("from_logits", .bool(true))])
                 : .string(h.loss.rawValue)
         })
-        compile = compile.setting("loss_weights", to: byOutput { .double($0.weight) })
+        compile = compile.setting("loss_weights", to: single ? .array([.double(heads[0].weight)]) : byOutput { .double($0.weight) })
         compile = compile.setting("metrics", to: byOutput { h in .array(h.accuracy.map { [.string($0.name)] } ?? []) })
         if let optimizer { compile = compile.setting("optimizer", to: kerasOptimizer(optimizer)) }
         return config.setting("compile_config", to: compile)
@@ -193,7 +197,7 @@ extension ModelDescription {
     /// The optimizer as Keras serialises it (its arguments; learning rate widened from float32, as Keras writes it).
     func kerasOptimizer(_ o: OptimizerConfig) -> JSONValue {
         var fields: [(String, JSONValue)] = [
-            ("name", .string(o.kind.rawValue)), ("learning_rate", .double(Double(Float(o.learningRate)))),
+            ("name", .string(["sgd": "SGD", "adam": "adam", "rmsprop": "rm_sprop"][o.kind.rawValue]!)), ("learning_rate", .double(Double(Float(o.learningRate)))),
             ("weight_decay", .null), ("clipnorm", .null), ("global_clipnorm", .null), ("clipvalue", .null),
             ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)), ("ema_overwrite_frequency", .null),
             ("loss_scale_factor", .null), ("gradient_accumulation_steps", .null)]

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Keras 3 (JAX) side of the bring-your-own-model tests: builds and saves multi-output
+models as a user would, and runs Keras's own fit / predict / evaluate on archives.
+
+  keras_models.py build    --out DIR                   DIR/<name>.keras for every model below
+  keras_models.py fit      --model M --data D --out OUT.keras [--batch-size B --epochs E]
+                           load_model(M).fit(shuffle=False) on D's .npy files, saved as OUT.keras;
+                           prints the history as JSON
+  keras_models.py weights  --model M --out W.safetensors   the archive's weights, <layer>/<weight>
+  keras_models.py predict  --model M --data D --out DIR     one <output>.npy per output
+  keras_models.py evaluate --model M --data D               evaluate(return_dict=True) as JSON
+  keras_models.py slots    --model M --out S.safetensors    the optimizer's variables, by path
+
+Data files are named after the model's inputs and outputs (what `tandem gen-data --model`
+writes); <output>.sample_weight.npy is used when present.
+"""
+import argparse, json, os, struct, sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+
+L = keras.layers
+
+
+def headline():
+    """The project's headline model, small: its table is 4U wide, so Tandem takes the compact path."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="main_input")
+    x = L.Embedding(50, 16, name="embedding")(tokens)
+    trunk = L.LSTM(4, name="lstm")(x)
+    aux = L.Dense(1, activation="sigmoid", name="aux_output")(trunk)
+    extra = keras.Input(shape=(3,), name="aux_input")
+    x = L.Concatenate(name="concatenate")([trunk, extra])
+    x = L.Dense(8, activation="relu", name="dense")(x)
+    x = L.Dense(8, activation="relu", name="dense_1")(x)
+    main = L.Dense(1, activation="sigmoid", name="main_output")(x)
+    m = keras.Model([tokens, extra], [main, aux])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"main_output": "binary_crossentropy", "aux_output": "binary_crossentropy"},
+              loss_weights={"main_output": 1.0, "aux_output": 0.2}, metrics={"main_output": ["accuracy"], "aux_output": ["accuracy"]})
+    return m
+
+
+def sequential():
+    m = keras.Sequential([keras.Input(shape=(6,), name="features"), L.Dense(10, activation="relu", name="hidden"),
+                          L.Dense(4, activation="softmax", name="probabilities")])
+    m.compile(optimizer=keras.optimizers.RMSprop(0.005), loss="categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def three_heads():
+    """Three heads of different losses, loss weights as a list, an L2 kernel penalty, SGD with Nesterov."""
+    x_in = keras.Input(shape=(9,), name="features")
+    x = L.Dense(12, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01), name="trunk")(x_in)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(x)
+    kind = L.Dense(3, activation="softmax", name="kind")(x)
+    score = L.Dense(1, name="score")(x)
+    m = keras.Model(x_in, [flag, kind, score])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+              loss=["binary_crossentropy", "sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5, 0.25],
+              metrics={"flag": ["accuracy"], "kind": ["accuracy"]})
+    return m
+
+
+def shared():
+    """One Embedding and one LSTM called on two inputs (shared weights), an L1L2 penalty."""
+    a = keras.Input(shape=(6,), dtype="int32", name="left")
+    b = keras.Input(shape=(6,), dtype="int32", name="right")
+    emb, lstm = L.Embedding(30, 8, name="shared_embedding"), L.LSTM(5, name="shared_lstm")
+    x = L.Concatenate(name="pair")([lstm(emb(a)), lstm(emb(b))])
+    same = L.Dense(1, activation="sigmoid", name="same")(x)
+    topic = L.Dense(3, activation="softmax", kernel_regularizer=keras.regularizers.L1L2(l1=0.001, l2=0.01), name="topic")(x)
+    m = keras.Model([a, b], [same, topic])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"same": "binary_crossentropy", "topic": "sparse_categorical_crossentropy"},
+              loss_weights={"same": 1.0, "topic": 0.5}, metrics={"same": ["accuracy"], "topic": ["accuracy"]})
+    return m
+
+
+def unseen():
+    """No test names its parts: a float sequence input, stacked LSTMs (return_sequences), a logits head
+    (from_logits=True on a linear Dense without bias), a one-hot categorical head; RMSprop."""
+    seq = keras.Input(shape=(5, 3), name="signal")
+    side = keras.Input(shape=(4,), name="context")
+    x = L.LSTM(6, return_sequences=True, name="encoder")(seq)
+    x = L.LSTM(4, name="summary")(x)
+    logit = L.Dense(1, use_bias=False, name="alarm")(L.Concatenate(name="joined")([x, side]))
+    mode = L.Dense(3, activation="softmax", name="mode")(L.Dense(7, activation="tanh", name="mixer")(side))
+    m = keras.Model([seq, side], [logit, mode])
+    m.compile(optimizer=keras.optimizers.RMSprop(0.01),
+              loss={"alarm": keras.losses.BinaryCrossentropy(from_logits=True), "mode": "categorical_crossentropy"},
+              loss_weights={"alarm": 0.7, "mode": 1.3}, metrics={"mode": ["accuracy"]})
+    return m
+
+
+MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen}
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, array in tensors.items():
+        blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def weights_of(model):
+    """<layer>/<weight> for every layer's variables (an RNN's are its cell's)."""
+    out = {}
+    for layer in model.layers:
+        for v in layer.weights:
+            out[f"{layer.name}/{v.name}"] = np.asarray(v)
+    return out
+
+
+def input_names(model):
+    return [t._keras_history[0].name for t in model.inputs]
+
+
+def output_names(model):
+    return [t._keras_history[0].name for t in model.outputs]
+
+
+def load_data(model, data, with_targets=True):
+    d = lambda name: np.load(os.path.join(data, name + ".npy"))
+    x = {n: d(n) for n in input_names(model)}
+    if not with_targets:
+        return x, None, None
+    # Lists in the model's output order (Keras 3 matches per-output sample weights by position).
+    y, w = [], []
+    for n in output_names(model):
+        y.append(d(n).astype("float32"))
+        p = os.path.join(data, n + ".sample_weight.npy")
+        w.append(np.load(p).astype("float32").reshape(-1) if os.path.exists(p) else np.ones(len(y[-1]), "float32"))
+    xs = x if len(x) > 1 else next(iter(x.values()))
+    if len(y) == 1:  # a single-output model takes arrays
+        return xs, y[0], w[0]
+    return xs, y, w
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["build", "fit", "weights", "predict", "evaluate", "slots"])
+    p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
+    p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    keras.utils.set_random_seed(a.seed)
+    if a.mode == "build":
+        os.makedirs(a.out, exist_ok=True)
+        for name, make in MODELS.items():
+            make().save(os.path.join(a.out, name + ".keras"))
+        return
+    model = keras.saving.load_model(a.model)
+    if a.mode == "weights":
+        write_safetensors(a.out, weights_of(model))
+    elif a.mode == "slots":
+        write_safetensors(a.out, {v.path: np.asarray(v, dtype="float32").reshape(np.shape(v)) for v in model.optimizer.variables})
+    elif a.mode == "fit":
+        x, y, w = load_data(model, a.data)
+        history = model.fit(x, y, sample_weight=w, batch_size=a.batch_size, epochs=a.epochs, shuffle=False, verbose=0)
+        model.save(a.out)
+        print(json.dumps({k: [float(v) for v in vs] for k, vs in history.history.items()}))
+    elif a.mode == "predict":
+        x, _, _ = load_data(model, a.data, with_targets=False)
+        predictions = model.predict(x, batch_size=64, verbose=0)
+        if not isinstance(predictions, (list, tuple)):
+            predictions = [predictions]
+        os.makedirs(a.out, exist_ok=True)
+        for n, v in zip(output_names(model), predictions):
+            np.save(os.path.join(a.out, n + ".npy"), np.asarray(v, dtype="float32"))
+    elif a.mode == "evaluate":
+        x, y, w = load_data(model, a.data)
+        print(json.dumps({k: float(v) for k, v in model.evaluate(x, y, sample_weight=w, batch_size=64, verbose=0, return_dict=True).items()}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,14 +2,18 @@
 """Keras 3 (JAX) side of the bring-your-own-model tests: builds and saves multi-output
 models as a user would, and runs Keras's own fit / predict / evaluate on archives.
 
-  keras_models.py build    --out DIR                   DIR/<name>.keras for every model below
+  keras_models.py build    --out DIR                   DIR/<name>.keras for every model below, and its
+                           weights as DIR/<name>.safetensors
   keras_models.py fit      --model M --data D --out OUT.keras [--batch-size B --epochs E]
-                           load_model(M).fit(shuffle=False) on D's .npy files, saved as OUT.keras;
-                           prints the history as JSON
+                           load_model(M).fit(shuffle=False) on D's .npy files, saved as OUT.keras and its
+                           weights as OUT.keras.safetensors; prints the history as JSON
   keras_models.py weights  --model M --out W.safetensors   the archive's weights, <layer>/<weight>
   keras_models.py predict  --model M --data D --out DIR     one <output>.npy per output
   keras_models.py evaluate --model M --data D               evaluate(return_dict=True) as JSON
-  keras_models.py slots    --model M --out S.safetensors    the optimizer's variables, by path
+  keras_models.py inspect  --model M --data D --out DIR     load_model(M): DIR/weights.safetensors, DIR/<output>.npy
+                           (predict), and evaluate(return_dict=True) printed as JSON
+  keras_models.py bad      --model M --out DIR              broken and hostile variants of archive M, for the
+                           error tests (see BAD below)
 
 Data files are named after the model's inputs and outputs (what `tandem gen-data --model`
 writes); <output>.sample_weight.npy is used when present.
@@ -91,6 +95,98 @@ def unseen():
     return m
 
 
+def bad_archives(source, out):
+    """Variants of `source` that Tandem must refuse with one clear message (written without Keras)."""
+    import h5py, io, zipfile
+    os.makedirs(out, exist_ok=True)
+    z = zipfile.ZipFile(source)
+    config, weights = json.loads(z.read("config.json")), z.read("model.weights.h5")
+
+    def archive(name, members):
+        with zipfile.ZipFile(os.path.join(out, name + ".keras"), "w") as f:
+            for n, data in members.items():
+                f.writestr(n, data)
+
+    def edited_h5(edit):
+        buf = io.BytesIO(weights)
+        with h5py.File(buf, "r+") as f:
+            edit(f)
+        return buf.getvalue()
+
+    def with_layer(name, change):
+        c = json.loads(json.dumps(config))
+        for layer in c["config"]["layers"]:
+            if layer["name"] == name:
+                change(layer)
+        return json.dumps(c)
+
+    open(os.path.join(out, "not_a_zip.keras"), "wb").write(b"this is not a zip archive\n" * 20)
+    archive("no_config", {"model.weights.h5": weights})
+    archive("no_weights", {"config.json": json.dumps(config)})
+    archive("corrupt_weights", {"config.json": json.dumps(config), "model.weights.h5": weights[:200] + b"\0" * 300})
+    archive("bad_json", {"config.json": "{\"class_name\": \"Functional\", ", "model.weights.h5": weights})
+    archive("missing_weight", {"config.json": json.dumps(config), "model.weights.h5": edited_h5(lambda f: f["layers/lstm/cell/vars"].__delitem__("1"))})
+
+    def misshape(f):
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars/0"] = np.zeros((3, 3), "float32")
+    archive("misshapen_weight", {"config.json": json.dumps(config), "model.weights.h5": edited_h5(misshape)})
+
+    def soft(f):
+        del f["layers/dense/vars/1"]
+        f["layers/dense/vars/1"] = h5py.SoftLink("/layers/dense_1/vars/1")
+    archive("soft_link", {"config.json": json.dumps(config), "model.weights.h5": edited_h5(soft)})
+
+    def external(f):
+        del f["layers/dense/vars/1"]
+        f["layers/dense/vars/1"] = h5py.ExternalLink("/etc/passwd.h5", "/x")
+    archive("external_link", {"config.json": json.dumps(config), "model.weights.h5": edited_h5(external)})
+
+    def external_storage(f):
+        shape = f["layers/dense/vars/1"].shape
+        del f["layers/dense/vars/1"]
+        f.create_dataset("layers/dense/vars/1", shape=shape, dtype="float32", external=[("/etc/hostname", 0, 4 * int(np.prod(shape)))])
+    archive("external_storage", {"config.json": json.dumps(config), "model.weights.h5": edited_h5(external_storage)})
+    archive("dotdot_member", {"config.json": json.dumps(config), "model.weights.h5": weights, "../../escape.txt": "x"})
+    archive("absolute_member", {"config.json": json.dumps(config), "model.weights.h5": weights, "/tmp/escape.txt": "x"})
+
+    def to_gru(layer):
+        layer["class_name"] = "GRU"
+    archive("unsupported_layer", {"config.json": with_layer("lstm", to_gru), "model.weights.h5": weights})
+
+    def backwards(layer):
+        layer["config"]["go_backwards"] = True
+    archive("unsupported_argument", {"config.json": with_layer("lstm", backwards), "model.weights.h5": weights})
+
+    def lam(layer):
+        layer["class_name"] = "Lambda"
+        layer["config"]["function"] = {"class_name": "__lambda__", "config": {"code": "print('pwned')"}}
+    archive("lambda_layer", {"config.json": with_layer("dense", lam), "model.weights.h5": weights})
+
+    def custom(layer):
+        layer["module"] = "my_package.layers"
+        layer["registered_name"] = "MyDense"
+    archive("custom_object", {"config.json": with_layer("dense", custom), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "huber"
+    archive("unsupported_loss", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Adagrad", "config": {"learning_rate": 0.01}, "registered_name": None}
+    archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    # A member that claims far more bytes than the archive could expand to (a zip bomb's header).
+    members = {"config.json": json.dumps(config), "model.weights.h5": weights}
+    archive("huge_member", members)
+    path = os.path.join(out, "huge_member.keras")
+    blob = bytearray(open(path, "rb").read())
+    cd = blob.rfind(b"PK\x01\x02" + blob[blob.find(b"PK\x01\x02") + 4:blob.find(b"PK\x01\x02") + 4])  # the last central entry
+    i = blob.find(b"PK\x01\x02")
+    while i >= 0:
+        name_len = struct.unpack("<H", blob[i + 28:i + 30])[0]
+        if blob[i + 46:i + 46 + name_len] == b"model.weights.h5":
+            blob[i + 24:i + 28] = struct.pack("<I", 0xFFFFFFF0)  # uncompressed size
+        i = blob.find(b"PK\x01\x02", i + 4)
+    open(path, "wb").write(bytes(blob))
+    del cd
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen}
 
 
@@ -143,7 +239,7 @@ def load_data(model, data, with_targets=True):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "fit", "weights", "predict", "evaluate", "slots"])
+    p.add_argument("mode", choices=["build", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad"])
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -152,9 +248,25 @@ def main():
     if a.mode == "build":
         os.makedirs(a.out, exist_ok=True)
         for name, make in MODELS.items():
-            make().save(os.path.join(a.out, name + ".keras"))
+            m = make()
+            m.save(os.path.join(a.out, name + ".keras"))
+            write_safetensors(os.path.join(a.out, name + ".safetensors"), weights_of(m))
+        return
+    if a.mode == "bad":
+        bad_archives(a.model, a.out)
         return
     model = keras.saving.load_model(a.model)
+    if a.mode == "inspect":
+        os.makedirs(a.out, exist_ok=True)
+        write_safetensors(os.path.join(a.out, "weights.safetensors"), weights_of(model))
+        x, y, w = load_data(model, a.data)
+        predictions = model.predict(x, batch_size=64, verbose=0)
+        if not isinstance(predictions, (list, tuple)):
+            predictions = [predictions]
+        for n, v in zip(output_names(model), predictions):
+            np.save(os.path.join(a.out, n + ".npy"), np.asarray(v, dtype="float32"))
+        print(json.dumps({k: float(v) for k, v in model.evaluate(x, y, sample_weight=w, batch_size=64, verbose=0, return_dict=True).items()}))
+        return
     if a.mode == "weights":
         write_safetensors(a.out, weights_of(model))
     elif a.mode == "slots":
@@ -163,6 +275,7 @@ def main():
         x, y, w = load_data(model, a.data)
         history = model.fit(x, y, sample_weight=w, batch_size=a.batch_size, epochs=a.epochs, shuffle=False, verbose=0)
         model.save(a.out)
+        write_safetensors(a.out + ".safetensors", weights_of(model))
         print(json.dumps({k: [float(v) for v in vs] for k, vs in history.history.items()}))
     elif a.mode == "predict":
         x, _, _ = load_data(model, a.data, with_targets=False)

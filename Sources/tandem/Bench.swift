@@ -49,7 +49,7 @@ struct Bench: ParsableCommand {
                 }
             }.error)
             guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
-            let model = try description.build(maxBatch: reproducible ? microBatch : batchSize)
+            let model = try comm.agreeOn { try description.build(maxBatch: reproducible ? microBatch : batchSize) }
             model.parameters.initialize(seed: 1)
             let heads = description.heads
             guard !heads.isEmpty else { throw TandemError.usage("\(size.model): the model has no loss to train (compile it with loss=... in Keras)") }

@@ -17,7 +17,7 @@ func modelWithWeights(_ weights: String?, data: String, size: ModelSizeOptions, 
         inferHeadlineConfig(from: file, into: &preset, given: size.given)
     }
     let resolved = try size.resolve(comm, preset: preset)
-    let model = try resolved.description.build(maxBatch: maxBatch)
+    let model = try comm.agreeOn { try resolved.description.build(maxBatch: maxBatch) }
     try comm.agreeOn {
         if let file { try loadWeights(model.parameters, from: file); return }
         guard comm.rank == 0, let archive = resolved.archive else { return }

@@ -16,7 +16,7 @@ struct Summary: ParsableCommand {
         try runCommand { comm in
             let resolved = try size.resolve(comm)
             let d = resolved.description
-            let model = try d.build(maxBatch: 1)
+            let model = try comm.agreeOn { try d.build(maxBatch: 1) }
             guard comm.rank == 0 else { return }
             var rows: [[String]] = [["Layer (type)", "Output Shape", "Param #", "Connected to"]]
             var counted = Set<String>(), total = 0

@@ -153,7 +153,7 @@ struct Train: ParsableCommand {
         let micro: Int? = resumed.map { $0.microBatch } ?? (reproducible ? microBatch : nil)
         // The model holds one rank's slice of a global batch (or one micro-batch).
         let localBatch = (batch + comm.size - 1) / comm.size
-        let model = try description.build(maxBatch: micro ?? max(localBatch, 64))
+        let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, 64)) }
         let opt = Optimizer(optimizerConfig, parameterCount: model.parameters.count)
         let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm,
                                     regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))

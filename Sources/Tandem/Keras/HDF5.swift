@@ -43,7 +43,7 @@ final class HDF5Reader {
             let type = tandem_h5_link_type(file, prefix)
             if type < 0 { return false }
             guard type == Int32(H5L_TYPE_HARD.rawValue) else {
-                throw TandemError.file(source, "'\(prefix)' is a \(type == Int32(H5L_TYPE_SOFT.rawValue) ? "soft" : "external") link; links are never followed")
+                throw TandemError.file(source, "'\(prefix)' is \(type == Int32(H5L_TYPE_SOFT.rawValue) ? "a soft" : "an external") link; links are never followed")
             }
         }
         return true

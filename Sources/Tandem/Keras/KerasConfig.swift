@@ -15,7 +15,9 @@ public enum KerasConfig {
         let json: JSONValue
         do { json = try JSONValue.parse(bytes) } catch { throw TandemError.file(source, "config.json is not valid JSON (\(error))") }
         do {
-            return try description(from: json)
+            var d = try description(from: json)
+            d.source = source
+            return d
         } catch let e as TandemError {
             if case let .usage(message) = e { throw TandemError.file(source, message) }
             throw e
@@ -40,7 +42,7 @@ public enum KerasConfig {
         for node in graph.nodes where seen.insert(node.layer).inserted { regularizers += try LayerRegistry.regularizers(node) }
         var description = ModelDescription(name: config["name"]?.string ?? "model", nodes: graph.nodes, inputs: graph.inputs,
                                            outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
-                                           heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil)
+                                           heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
         try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
         return description
     }

@@ -47,6 +47,8 @@ public struct ModelDescription: Sendable {
     public var config: JSONValue
     /// "headline" when built from the preset (`--model headline`), nil for an archive.
     public var preset: String?
+    /// The file it was read from, named in errors (nil for the preset).
+    public var source: String?
 
     public func node(_ id: String) -> GraphNode? { nodes.first { $0.id == id } }
 
@@ -57,6 +59,12 @@ public struct ModelDescription: Sendable {
     /// Builds the runnable graph for batches of up to `maxBatch` samples.
     /// Throws a clear error for anything the registry does not support.
     public func build(maxBatch: Int, fuse: Bool = true) throws -> Model {
+        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message) where source != nil {
+            throw TandemError.file(source!, message)
+        }
+    }
+
+    private func buildGraph(maxBatch: Int, fuse: Bool) throws -> Model {
         var built: [String: Layer] = [:]
         for node in nodes {
             let sources = try node.inputs.map { id -> Layer in

@@ -10,7 +10,7 @@
 
 import Foundation
 
-/// The loss functions a head can use (Keras names).
+/// The loss functions a head can use (Keras names); `function` implements each.
 public enum LossKind: String, Sendable, Codable, CaseIterable {
     case binaryCrossentropy = "binary_crossentropy"
     case categoricalCrossentropy = "categorical_crossentropy"
@@ -29,7 +29,7 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     }
 
     /// Columns of the target for an output of `width` columns: class ids are one column.
-    public func targetWidth(outputWidth: Int) -> Int { self == .sparseCategoricalCrossentropy ? 1 : outputWidth }
+    public func targetWidth(outputWidth: Int) -> Int { function.targetWidth(outputWidth: outputWidth) }
 }
 
 /// The accuracy metrics (Keras's "accuracy" resolves to one of them).
@@ -131,12 +131,7 @@ extension Head {
             throw TandemError.usage("output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])")
         }
         guard let dense = layer as? Dense else { return .output(layer) }
-        let folds: Bool
-        switch loss {
-        case .binaryCrossentropy: folds = dense.activation == .sigmoid
-        case .categoricalCrossentropy, .sparseCategoricalCrossentropy: folds = dense.activation == .softmax
-        case .meanSquaredError: folds = false
-        }
+        let folds = loss.function.folds(dense.activation)
         dense.lossWritesLogitGradient = folds && !fromLogits && consumers == 0
         return dense.lossWritesLogitGradient ? .logits(dense) : .output(layer)
     }
@@ -156,7 +151,8 @@ extension Head {
     public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                          rows: Int, globalBatch: Int, writeGradient: Bool) -> HeadSums {
         let layer = input.layer
-        let columns = layer.output.width, tw = loss.targetWidth(outputWidth: columns)
+        let function = loss.function
+        let columns = layer.output.width, tw = function.targetWidth(outputWidth: columns)
         let y = UnsafePointer(layer.output.values!)
         let scale = weight / Double(max(globalBatch, 1))
         var sums = HeadSums()
@@ -169,23 +165,7 @@ extension Head {
         for i in 0..<rows {
             let o = i * columns, t = targets + i * tw, w = Double(weights[i])
             let g = w * scale
-            let sampleLoss: Double
-            switch loss {
-            case .binaryCrossentropy:
-                sampleLoss = binaryCrossentropy(y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns,
-                                                d: dOut.map { $0 + o }, scale: g)
-            case .categoricalCrossentropy, .sparseCategoricalCrossentropy:
-                sampleLoss = categoricalCrossentropy(y: y + o, z: fromZ.map { $0 + o }, t: t, sparse: loss == .sparseCategoricalCrossentropy,
-                                                     columns: columns, d: dOut.map { $0 + o }, scale: g)
-            case .meanSquaredError:
-                var s = 0.0
-                for j in 0..<columns {
-                    let e = Double(y[o + j]) - Double(t[j])
-                    s += e * e
-                    if let d = dOut { d[o + j] = Float(g * 2 * e / Double(columns)) }
-                }
-                sampleLoss = s / Double(columns)
-            }
+            let sampleLoss = function.sample(y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
             sums.weightedLoss += w * sampleLoss
             if let accuracy {
                 // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
@@ -195,10 +175,56 @@ extension Head {
         return sums
     }
 
+    /// One sample's accuracy as Keras computes it (mean over columns for binary).
+    static func accuracy(_ kind: AccuracyKind, p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int) -> Double {
+        switch kind {
+        case .binary:
+            // Keras: mean over the last axis of (y_true == (y_pred > 0.5)).
+            var hits = 0
+            for j in 0..<columns where t[j] == (p[j] > 0.5 ? 1 : 0) { hits += 1 }
+            return Double(hits) / Double(columns)
+        case .categorical:
+            return argmax(p, columns) == argmax(t, targetColumns) ? 1 : 0
+        case .sparseCategorical:
+            return Float(argmax(p, columns)) == t[0] ? 1 : 0
+        }
+    }
+}
+
+/// One sample's loss and its gradient: the small protocol every loss implements.
+/// `y` is the output row; `z`, when given, the logits the loss works from instead
+/// (the output's own pre-activation, or the output itself with from_logits);
+/// with `d`, scale·∂ℓ/∂z (or ∂ℓ/∂y without z) is written there.
+public protocol LossFunction: Sendable {
+    /// Target columns for an output of `outputWidth` columns.
+    func targetWidth(outputWidth: Int) -> Int
+    /// True when the loss inverts `activation` and so works from its logits.
+    func folds(_ activation: Activation) -> Bool
+    func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                d: UnsafeMutablePointer<Float>?, scale: Double) -> Double
+}
+
+extension LossKind {
+    /// The implementation of this loss.
+    public var function: LossFunction {
+        switch self {
+        case .binaryCrossentropy: return BinaryCrossentropy()
+        case .categoricalCrossentropy: return CategoricalCrossentropy(sparse: false)
+        case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true)
+        case .meanSquaredError: return MeanSquaredError()
+        }
+    }
+}
+
+/// Keras `binary_crossentropy` (mean over the last axis).
+public struct BinaryCrossentropy: LossFunction {
+    public init() {}
+    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    public func folds(_ activation: Activation) -> Bool { activation == .sigmoid }
     /// ℓ = mean_c BCE. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}), ∂ℓ/∂z = (σ(z) − t)/C.
     /// From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)], ∂/∂y zero where clipped.
-    private func binaryCrossentropy(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                                    d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
         var s = 0.0
         let perColumn = 1 / Double(columns)
         for j in 0..<columns {
@@ -219,11 +245,19 @@ extension Head {
         return s * perColumn
     }
 
+}
+
+/// Keras `categorical_crossentropy`, or with `sparse` `sparse_categorical_crossentropy` (targets are class ids).
+public struct CategoricalCrossentropy: LossFunction {
+    public let sparse: Bool
+    public init(sparse: Bool) { self.sparse = sparse }
+    public func targetWidth(outputWidth: Int) -> Int { sparse ? 1 : outputWidth }
+    public func folds(_ activation: Activation) -> Bool { activation == .softmax }
     /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse). From logits:
     /// q = softmax(z) via log-sum-exp, ∂ℓ/∂z = q·Σt − t. From probabilities (Keras):
     /// q = clip(y / Σy, ε, 1−ε), and the gradient goes back through the normalisation.
-    private func categoricalCrossentropy(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, sparse: Bool,
-                                         columns: Int, d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
         let label = sparse ? Int(t[0]) : -1
         @inline(__always) func target(_ j: Int) -> Double { sparse ? (j == label ? 1 : 0) : Double(t[j]) }
         var s = 0.0
@@ -264,18 +298,21 @@ extension Head {
         return s
     }
 
-    /// One sample's accuracy as Keras computes it (mean over columns for binary).
-    static func accuracy(_ kind: AccuracyKind, p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int) -> Double {
-        switch kind {
-        case .binary:
-            // Keras: mean over the last axis of (y_true == (y_pred > 0.5)).
-            var hits = 0
-            for j in 0..<columns where t[j] == (p[j] > 0.5 ? 1 : 0) { hits += 1 }
-            return Double(hits) / Double(columns)
-        case .categorical:
-            return argmax(p, columns) == argmax(t, targetColumns) ? 1 : 0
-        case .sparseCategorical:
-            return Float(argmax(p, columns)) == t[0] ? 1 : 0
+}
+
+/// Keras `mean_squared_error` (mean over the last axis).
+public struct MeanSquaredError: LossFunction {
+    public init() {}
+    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    public func folds(_ activation: Activation) -> Bool { false }
+    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+        var s = 0.0
+        for j in 0..<columns {
+            let e = Double(y[j]) - Double(t[j])
+            s += e * e
+            if let d { d[j] = Float(scale * 2 * e / Double(columns)) }
         }
+        return s / Double(columns)
     }
 }

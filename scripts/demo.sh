@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, from a fresh machine: install, build (release), generate data,
-# train locally and under mpirun with 2 ranks, evaluate both, show the result.
+# train locally and under mpirun with 2 ranks, evaluate both, show the result; then
+# continue the local run from its RUN/model.keras (the path a user's Keras archive takes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
@@ -18,3 +19,8 @@ $bin evaluate --weights runs/local/weights.safetensors --data runs/val
 $bin evaluate --weights runs/mpi2/weights.safetensors --data runs/val
 echo "== metrics of the 2-rank run: runs/mpi2/metrics.jsonl"
 cat runs/mpi2/metrics.jsonl
+echo "== the trained model as a Keras archive (runs/local/model.keras loads with keras.saving.load_model)"
+$bin summary --model runs/local/model.keras
+echo "== one more epoch from that archive, its weights and Adam state, under mpirun with 2 ranks"
+scripts/mpi-train.sh -np 2 -- --model runs/local/model.keras --data runs/data --val-data runs/val --out runs/continued --epochs 1 --batch-size 64
+$bin evaluate --model runs/continued/model.keras --data runs/val

@@ -240,3 +240,34 @@ final class ArchiveMutationTests: XCTestCase {
         XCTAssertEqual(outcomes.read + outcomes.refused, 300)
     }
 }
+
+final class FusionTests: XCTestCase {
+    /// The fused Embedding → LSTM (over the batch's distinct tokens) against the plain pair:
+    /// the same losses and gradients, up to float summation order.
+    func testFusedEmbeddingLSTMEqualsThePlainPair() throws {
+        let config = tinyConfig()
+        let dir = temporaryDirectory()
+        try writeTinyData(dir, samples: 9, config: config, seed: 5, sampleWeights: true)
+        let heads = Head.headlineDefaults
+        var results: [(loss: Double, gradients: [String: [Float]])] = []
+        for fuse in [true, false] {
+            let model = try ModelDescription.headline(config).build(maxBatch: 9, fuse: fuse)
+            XCTAssertEqual(model.layers.compactMap { $0 as? Embedding }.first!.fused, fuse)
+            model.parameters.initialize(seed: 21)
+            let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                                        communicator: LocalCommunicator(), regularizers: [])
+            let data = try Dataset(directory: dir, model: model, heads: heads)
+            let figures = try [Int32]([0, 3, 5, 7, 2, 8, 1]).withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
+            let store = model.parameters
+            results.append((figures.total, Dictionary(uniqueKeysWithValues: store.tensors.map { v in
+                (v.name, (0..<v.count).map { store.gradient(v)[$0] }) })))
+        }
+        assertClose(results[0].loss, results[1].loss, atol: 1e-7, rtol: 1e-6, "total loss")
+        XCTAssertEqual(Set(results[0].gradients.keys), Set(results[1].gradients.keys))
+        for (name, fused) in results[0].gradients {
+            // Float32 sums over the same terms in another order.
+            assertClose(fused, results[1].gradients[name]!.map(Double.init), atol: 1e-6, rtol: 1e-4, name)
+            XCTAssertTrue(fused.contains { $0 != 0 }, "\(name) gets gradient")
+        }
+    }
+}

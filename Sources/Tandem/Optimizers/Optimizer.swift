@@ -74,64 +74,81 @@ public final class Optimizer {
         iterations = t
     }
 
-    /// The same step with an embedding table's gradient given by rows: rows
-    /// `rows` (ascending) of the [rows, width] table at `table.offset` have the
-    /// gradient that `rowGradients(first, count)` returns for listed rows
-    /// first..<first+count (consecutive [count, width] values, valid until the next
-    /// call; asked in ascending blocks of `blockRows` starting at multiples of it);
-    /// every other row's gradient is zero and the arena's table window is not read.
-    /// The table is updated FIRST, so `rowGradients` may read the other
-    /// parameters' current values. Every other parameter's gradient is at its own
-    /// offset in `g`, cleared with `clear`. Bit-identical to `step` on the dense arena.
-    public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
-                     table: (offset: Int, rows: Int, width: Int), touchedRows rows: UnsafeBufferPointer<Int32>,
-                     blockRows: Int, rowGradients: (_ first: Int, _ count: Int) throws -> UnsafeMutablePointer<Float>,
-                     clear: Bool) rethrows {
-        let t = iterations + 1, W = table.width
+    /// One step whose embedding table's gradient arrives by rows, block by block:
+    /// `beginTableStep`, then `applyTableRows` for consecutive runs of the
+    /// touched rows (ascending) with their gradients, then `finishTableStep`.
+    /// Every row not listed has a zero gradient and the arena's table window is
+    /// never read. The table is updated FIRST, so whoever forms a block's
+    /// gradient may read the other parameters' current values; the caller forms
+    /// (and exchanges) the blocks — the optimizer runs no collective. Bit-identical
+    /// to `step` on the dense arena.
+    public struct TableStep {
+        let table: (offset: Int, rows: Int, width: Int)
+        let t: Int
+        /// The next table row the default rule has not yet passed (rows below it are done).
+        var nextRow = 0
+    }
+
+    public func beginTableStep(table: (offset: Int, rows: Int, width: Int)) -> TableStep {
+        let t = iterations + 1
         prepare(step: t)
-        var block = -1, blockValues = g
-        func rowGradient(_ k: Int) throws -> UnsafeMutablePointer<Float> {
-            if k / blockRows != block {
-                block = k / blockRows
-                blockValues = try rowGradients(block * blockRows, min(blockRows, rows.count - block * blockRows))
-            }
-            return blockValues + (k - block * blockRows) * W
-        }
+        if zeroRow.count < table.width { zeroRow = [Float](repeating: 0, count: table.width) }
+        return TableStep(table: table, t: t)
+    }
+
+    /// Rows `rows` of the table (ascending, after any earlier call's) take the step with
+    /// their gradients `gradients` ([rows.count, width], consecutive).
+    public func applyTableRows(_ s: inout TableStep, rows: UnsafeBufferPointer<Int32>, gradients: UnsafeMutablePointer<Float>,
+                               parameters w: UnsafeMutablePointer<Float>) {
+        let W = s.table.width
         switch config.kind {
         case .adam where deferred != nil:
             // Untouched rows are deferred and replayed later, as in `step`.
             for (k, r) in rows.enumerated() {
-                let o = table.offset + Int(r) * W
+                let o = s.table.offset + Int(r) * W
                 catchUp(row: Int(r), parameters: w)
-                apply(w, try rowGradient(k), o, o + W, clear: false)
-                deferred!.applied[Int(r)] = Int32(t)
+                apply(w, gradients + k * W, o, o + W, clear: false)
+                deferred!.applied[Int(r)] = Int32(s.t)
             }
         case .sgd where config.momentum == 0:
             // w − lr·0 = w: untouched rows do not change.
             for (k, r) in rows.enumerated() {
-                let o = table.offset + Int(r) * W
-                apply(w, try rowGradient(k), o, o + W, clear: false)
+                let o = s.table.offset + Int(r) * W
+                apply(w, gradients + k * W, o, o + W, clear: false)
             }
         default:
-            // Slots decay on every row: untouched rows take the step with g = 0.
-            if zeroRow.count < W { zeroRow = [Float](repeating: 0, count: W) }
-            try zeroRow.withUnsafeMutableBufferPointer { zero in
-                var k = 0
-                for r in 0..<table.rows {
-                    let o = table.offset + r * W
-                    if k < rows.count && Int(rows[k]) == r {
-                        apply(w, try rowGradient(k), o, o + W, clear: false)
-                        k += 1
-                    } else {
-                        apply(w, zero.baseAddress!, o, o + W, clear: false)
-                    }
-                }
+            // Slots decay on every row: untouched rows up to each listed row take the step with g = 0.
+            for (k, r) in rows.enumerated() {
+                passZeroRows(&s, upTo: Int(r), parameters: w)
+                let o = s.table.offset + Int(r) * W
+                apply(w, gradients + k * W, o, o + W, clear: false)
+                s.nextRow = Int(r) + 1
             }
         }
-        let tail = table.offset + table.rows * W
-        apply(w, g, 0, table.offset, clear: clear)
+    }
+
+    /// The rest of the step: untouched table rows after the last listed one, then every
+    /// other parameter from its own offset in `g` (cleared with `clear`); iterations += 1.
+    public func finishTableStep(_ s: inout TableStep, parameters w: UnsafeMutablePointer<Float>,
+                                gradients g: UnsafeMutablePointer<Float>, clear: Bool) {
+        if !(config.kind == .adam && deferred != nil) && !(config.kind == .sgd && config.momentum == 0) {
+            passZeroRows(&s, upTo: s.table.rows, parameters: w)
+        }
+        let tail = s.table.offset + s.table.rows * s.table.width
+        apply(w, g, 0, s.table.offset, clear: clear)
         apply(w, g + tail, tail, count, clear: clear)
-        iterations = t
+        iterations = s.t
+    }
+
+    private func passZeroRows(_ s: inout TableStep, upTo end: Int, parameters w: UnsafeMutablePointer<Float>) {
+        let W = s.table.width
+        zeroRow.withUnsafeMutableBufferPointer { zero in
+            for r in s.nextRow..<max(end, s.nextRow) {
+                let o = s.table.offset + r * W
+                apply(w, zero.baseAddress!, o, o + W, clear: false)
+            }
+        }
+        s.nextRow = max(end, s.nextRow)
     }
     private var zeroRow: [Float] = []
 

@@ -12,7 +12,7 @@
 //
 // and ONE in-place allreduce over [start, count) combines the whole gradient
 // set: 4× fewer bytes than the table rows themselves, no packing, no copies.
-// The optimizer forms dE = S·Wᵀ 256 rows at a time and updates those rows
+// The step forms dE = S·Wᵀ 256 rows at a time and the optimizer updates those rows
 // while they are in cache; on P ranks each rank forms every P-th block and an
 // allgather per P blocks shares them (forming a row costs ~6× receiving it),
 // so every rank still applies the whole, identical step. The [union, D] table
@@ -77,7 +77,7 @@ final class CompactTable {
     /// block takes ~60 µs, forming it ~330 µs, so each forming rank forms 1/F
     /// of dE instead of all of it. A block is formed by exactly one rank, so
     /// every rank applies identical bits. Blocks must be asked for in ascending
-    /// order (as the optimizer does), starting each step with `round = -1`.
+    /// order (as `TrainingStep.run` does), starting each step with `round = -1`.
     func sharedTableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
                              _ communicator: Communicator) throws -> UnsafeMutablePointer<Float> {
         let F = min(communicator.size, formers), B = LSTM.tableBlockRows, block = first / B

@@ -15,7 +15,9 @@
 //    the table (GradientExchange.swift);
 //  • regularisation (L1/L2) is added after the allreduce, identically on every rank (never once per rank);
 //  • decisions (stop on non-finite values, stop on request) are taken from
-//    reduced figures, so every rank takes the same one.
+//    reduced figures, so every rank takes the same one;
+//  • the optimizer runs no collective: the step hands it the combined gradient
+//    (the table's by blocks it forms and gathers itself).
 // Reproducible mode replaces the middle of this step (ReproducibleStep.swift).
 // `computeGradient` always leaves the dense gradient (the gradient checks read it).
 
@@ -139,13 +141,21 @@ public final class TrainingStep {
         }
         let started = monotonicSeconds()
         if let c = compactStep {
+            // The table first, block by block: each block's dE is formed here (and shared
+            // out across ranks, CompactTableStep.swift) while the LSTM kernel is still the
+            // pre-step one; then every other parameter.
             c.round = -1; c.gatherSeconds = 0
-            try c.touched.rows.withUnsafeBufferPointer {
-                try optimizer.step(parameters: params.values, gradients: g, table: c.optimizerTable, touchedRows: $0,
-                                   blockRows: LSTM.tableBlockRows,
-                                   rowGradients: { try c.sharedTableGradient(g, first: $0, count: $1, communicator) },
-                                   clear: true)
+            var table = optimizer.beginTableStep(table: c.optimizerTable)
+            let rows = c.touched.rows.count
+            try c.touched.rows.withUnsafeBufferPointer { touched in
+                for first in stride(from: 0, to: rows, by: LSTM.tableBlockRows) {
+                    let count = min(LSTM.tableBlockRows, rows - first)
+                    let dE = try c.sharedTableGradient(g, first: first, count: count, communicator)
+                    optimizer.applyTableRows(&table, rows: UnsafeBufferPointer(rebasing: touched[first..<(first + count)]),
+                                             gradients: dE, parameters: params.values)
+                }
             }
+            optimizer.finishTableStep(&table, parameters: params.values, gradients: g, clear: true)
             (g + c.start).update(repeating: 0, count: c.end - c.start)  // the S rows, for the next step
             timings.exchange += c.gatherSeconds
             timings.optimizer -= c.gatherSeconds

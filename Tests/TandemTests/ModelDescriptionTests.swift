@@ -253,6 +253,10 @@ final class FusionTests: XCTestCase {
         for fuse in [true, false] {
             let model = try ModelDescription.headline(config).build(maxBatch: 9, fuse: fuse)
             XCTAssertEqual(model.layers.compactMap { $0 as? Embedding }.first!.fused, fuse)
+            // The fusion pass puts ONE explicit layer in the schedule in place of the pair; the graph keeps both.
+            XCTAssertEqual(model.schedule.filter { $0 is FusedEmbeddingLSTM }.count, fuse ? 1 : 0)
+            XCTAssertEqual(model.schedule.contains { $0 is Embedding || $0 is LSTM }, !fuse)
+            XCTAssertEqual(model.layers.count, model.schedule.count + (fuse ? 1 : 0))
             model.parameters.initialize(seed: 21)
             let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
                                         communicator: LocalCommunicator(), regularizers: [])

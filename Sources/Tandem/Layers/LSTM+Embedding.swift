@@ -24,7 +24,8 @@ final class FusedEmbeddingBuffers {
 }
 
 extension LSTM {
-    /// Reads `embedding`'s table directly; the embedding layer becomes a no-op.
+    /// Reads `embedding`'s table directly; the embedding layer becomes a no-op
+    /// (called by the fusion pass, Fusion.swift).
     func fuse(with embedding: Embedding) {
         self.embedding = embedding
         embedding.fused = true

@@ -7,8 +7,12 @@
 import Foundation
 
 public final class Model {
-    /// Every layer, inputs first, in an order where a layer follows its inputs.
+    /// Every layer of the graph (each Keras layer call), inputs first, in an order
+    /// where a layer follows its inputs.
     public let layers: [Layer]
+    /// What forward and backward run, in order: `layers` after the fusion pass
+    /// (an Embedding → LSTM pair is one FusedEmbeddingLSTM there).
+    public let schedule: [Layer]
     public let inputs: [InputLayer]
     /// The output layers, in the order given (e.g. main_output, aux_output); any layer can be one.
     public let outputs: [Layer]
@@ -23,8 +27,8 @@ public final class Model {
 
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
-    /// With `fuse`, an Embedding whose only consumer is an LSTM is computed
-    /// inside it over the batch's distinct tokens (LSTM+Embedding.swift).
+    /// With `fuse`, the fusion pass turns an Embedding whose only consumer is an
+    /// LSTM and that LSTM into one layer of the schedule (Fusion.swift).
     public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs
@@ -44,15 +48,8 @@ public final class Model {
         let names = order.map(\.name)
         precondition(Set(names).count == names.count, "layer names must be unique")
 
-        if fuse {
-            var consumers: [ObjectIdentifier: Int] = [:]
-            for layer in order { for input in layer.inputs { consumers[ObjectIdentifier(input), default: 0] += 1 } }
-            for case let lstm as LSTM in order {
-                if let embedding = lstm.source as? Embedding, consumers[ObjectIdentifier(embedding)] == 1 {
-                    lstm.fuse(with: embedding)
-                }
-            }
-        }
+        // What runs: the graph's order after the fusion pass (Fusion.swift).
+        schedule = fuse ? FusionPass.apply(to: order) : order
         // One tensor per weight name: a shared layer's later calls reuse the first call's.
         var specs: [ParameterSpec] = [], named = Set<String>()
         for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted { specs.append(spec) }
@@ -61,7 +58,7 @@ public final class Model {
         order.forEach { $0.bind(parameters: store) }
 
         var values = 0, gradients = 0
-        for layer in order {
+        for layer in schedule {
             let size = layer.workspaceSize(batch: maxBatch)
             values += size.values; gradients += size.gradients
         }
@@ -72,7 +69,7 @@ public final class Model {
         gradientArenaCount = gradients
         activationBytes = 4 * (values + gradients)
         var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
-        for layer in order { layer.bind(workspace: &cursor, batch: maxBatch) }
+        for layer in schedule { layer.bind(workspace: &cursor, batch: maxBatch) }
     }
 
     deinit {
@@ -90,12 +87,12 @@ public final class Model {
     public func forward(batch: Int, training: Bool = true) {
         precondition(batch <= maxBatch)
         gradientArena.update(repeating: 0, count: gradientArenaCount)
-        for layer in layers { layer.forward(batch: batch, training: training) }
+        for layer in schedule { layer.forward(batch: batch, training: training) }
     }
 
     /// Backpropagates from the output gradients (or logit gradients) the losses
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     public func backward(batch: Int) {
-        for layer in layers.reversed() { layer.backward(batch: batch) }
+        for layer in schedule.reversed() { layer.backward(batch: batch) }
     }
 }

@@ -182,9 +182,8 @@ extension TrainingStep {
     public var pathDescription: String {
         var parts: [String] = []
         let embeddings = model.layers.compactMap { $0 as? Embedding }
-        for e in embeddings where e.fused {
-            let lstm = model.layers.compactMap { $0 as? LSTM }.first { $0.embedding === e }
-            parts.append("Embedding '\(e.name)' fused into LSTM '\(lstm?.name ?? "?")' over the batch's distinct tokens")
+        for case let f as FusedEmbeddingLSTM in model.schedule {
+            parts.append("Embedding '\(f.embedding.name)' fused into LSTM '\(f.lstm.name)' over the batch's distinct tokens (one layer)")
         }
         if microBatch != nil { parts.append("reproducible mode (exact fixed-point sums of canonical micro-batches)") }
         if usesCompactTableGradient {

@@ -187,7 +187,30 @@ def bad_archives(source, out):
     del cd
 
 
-MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen}
+def merges():
+    """Every merge layer, the Activation layer and every closed-form string activation."""
+    f, g = keras.Input(shape=(6,), name="f"), keras.Input(shape=(6,), name="g")
+    a = L.Dense(8, activation="gelu", name="a")(f)
+    b = L.Dense(8, activation="selu", name="b")(g)
+    c = L.Dense(8, activation="swish", name="c")(f)
+    parts = [L.Activation("softplus", name="soft")(L.Add(name="add")([a, b, c])), L.Subtract(name="sub")([a, b]),
+             L.Activation("elu", name="elu")(L.Multiply(name="mul")([b, c])), L.Average(name="avg")([a, b, c]),
+             L.Maximum(name="max")([a, c]), L.Minimum(name="min")([b, c])]
+    x = L.Concatenate(name="all")(parts)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(L.Dense(6, activation="leaky_relu", name="lr")(x))
+    kind = L.Dense(3, activation="softmax", name="kind")(L.Dense(5, activation="mish", name="mi")(x))
+    level = L.Dense(2, activation="softsign", name="level")(L.Dense(4, activation="relu6", name="r6")(x))
+    rest = L.Dense(3, activation="hard_sigmoid", name="hs")(x)
+    rest = L.Dense(3, activation="exponential", name="ex")(L.Dense(3, activation="tanh", name="th")(rest))
+    spread = L.Activation("log_softmax", name="spread")(L.Dense(3, activation="sigmoid", name="sg")(rest))
+    m = keras.Model([f, g], [flag, kind, level, spread])
+    m.compile(optimizer=keras.optimizers.Adam(0.01),
+              loss={"flag": "binary_crossentropy", "kind": "categorical_crossentropy", "level": "mse", "spread": "mse"},
+              loss_weights={"flag": 1.0, "kind": 0.5, "level": 0.8, "spread": 0.3}, metrics={"flag": ["accuracy"], "kind": ["accuracy"]})
+    return m
+
+
+MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges}
 
 
 def write_safetensors(path, tensors):

@@ -67,7 +67,7 @@ final class LayerGradientTests: XCTestCase {
             let dense = Dense(name: "d", units: 5, activation: activation, input: x)
             let model = Model(inputs: [x], outputs: [dense], maxBatch: 3)
             checkLayer(model, terminal: dense, batch: 3, seed: 11, prepare: { m in
-                guard activation == .relu else { return }
+                guard [.relu, .relu6, .leakyRelu, .selu].contains(activation) else { return }
                 // Keep relu inputs away from the kink: shift the bias until every |z| > 10ε.
                 m.forward(batch: 3)
                 let bias = m.parameters.value(m.parameters.view("d/bias")!)

@@ -88,6 +88,29 @@ final class NewLayerGradientTests: XCTestCase {
         try checkTotal(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 1, 4, 0, 2])
     }
 
+    func testMergeLayersAndTheActivationLayer() throws {
+        // Three tanh branches merged by every Keras merge, each through an Activation layer
+        // (softmax and log_softmax over the last axis among them), MSE on each.
+        let xs = (0..<3).map { InputLayer(name: "x\($0)", kind: .features, width: 3) }
+        let branches = xs.enumerated().map { Dense(name: "b\($0.offset)", units: 4, activation: .tanh, input: $0.element) }
+        let activations: [Activation] = [.gelu, .softplus, .logSoftmax, .mish, .softmax, .silu]
+        var outputs: [Layer] = []
+        for (k, kind) in MergeKind.allCases.enumerated() {
+            let merged = Merge(name: "m\(k)", kind: kind, inputs: kind == .subtract ? Array(branches.prefix(2)) : branches)
+            outputs.append(ActivationLayer(name: "a\(k)", activation: activations[k], input: merged))
+        }
+        let model = Model(inputs: xs, outputs: outputs, maxBatch: 4)
+        model.parameters.initialize(seed: 12)
+        let dir = temporaryDirectory()
+        var rng = SeededGenerator(seed: 13)
+        for x in xs { try write((0..<12).map { _ in Float(rng.normal()) }, [4, 3], dir + "/\(x.name).npy") }
+        for o in outputs { try write((0..<16).map { _ in Float(rng.normal()) }, [4, 4], dir + "/\(o.name).npy") }
+        let heads = outputs.enumerated().map { Head(output: $0.element.name, loss: .meanSquaredError, weight: 0.5 + Double($0.offset) / 4) }
+        let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                                    communicator: LocalCommunicator(), regularizers: [])
+        try checkTotal(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [1, 3, 0, 2])
+    }
+
     func testBinaryCrossentropyOnProbabilitiesMatchesKerasFormula() throws {
         // A sigmoid Dense read by another layer: BCE from clipped probabilities, −[t·log p + (1−t)·log(1−p)].
         let x = InputLayer(name: "x", kind: .features, width: 2)

@@ -146,6 +146,8 @@ enum KerasCompile {
             case "Embedding":
                 guard let p = n.inputs.first.flatMap(d.node).flatMap(shape), let dim = c["output_dim"]?.integer else { return nil }
                 return p + [dim]
+            case "Activation": return n.inputs.first.flatMap(d.node).flatMap(shape)
+            case let c where MergeKind(rawValue: c) != nil: return n.inputs.first.flatMap(d.node).flatMap(shape)
             case "Concatenate":
                 let parts = n.inputs.compactMap(d.node).compactMap(shape)
                 return parts.count == n.inputs.count ? [parts.map { $0.reduce(1, *) }.reduce(0, +)] : nil

@@ -26,11 +26,66 @@ import Foundation
     return x < 0 ? -t : t
 }
 
-/// The activation functions a Dense layer can apply.
+/// The activation functions (Keras 3's closed-form string activations, with
+/// Keras's defaults: leaky_relu slope 0.2, elu α 1, selu's constants, exact
+/// erf gelu, hard_sigmoid = relu6(x + 3)/6). softmax and log_softmax act per row.
 public enum Activation: String, Sendable, CaseIterable {
     case linear, relu, sigmoid, tanh, softmax
+    case relu6, leakyRelu = "leaky_relu", elu, selu, gelu, hardSigmoid = "hard_sigmoid"
+    case softplus, softsign, silu, mish, exponential, logSoftmax = "log_softmax"
 
-    /// y = act(z) for B rows of N columns (softmax is per row).
+    /// Keras's name or alias (`swish` is `silu`).
+    public static func named(_ name: String) -> Activation? { name == "swish" ? .silu : Activation(rawValue: name) }
+
+    static let seluScale: Float = 1.0507009873554805, seluAlpha: Float = 1.6732632423543772
+
+    /// y = act(z) for one element (not softmax / log_softmax).
+    @inline(__always) func value(_ x: Float) -> Float {
+        switch self {
+        case .linear, .softmax, .logSoftmax: return x
+        case .relu: return x > 0 ? x : 0
+        case .sigmoid: return Tandem.sigmoid(x)
+        case .tanh: return fastTanh(x)
+        case .relu6: return min(max(x, 0), 6)
+        case .leakyRelu: return x > 0 ? x : 0.2 * x
+        case .elu: return x > 0 ? x : expm1f(x)
+        case .selu: return Activation.seluScale * (x > 0 ? x : Activation.seluAlpha * expm1f(x))
+        case .gelu: return 0.5 * x * (1 + erff(x / Float(2).squareRoot()))
+        case .hardSigmoid: return min(max(x + 3, 0), 6) / 6
+        case .softplus: return softplusValue(x)
+        case .softsign: return x / (1 + abs(x))
+        case .silu: return x * Tandem.sigmoid(x)
+        case .mish: return x * Foundation.tanh(softplusValue(x))
+        case .exponential: return expf(x)
+        }
+    }
+
+    /// dy/dz for one element, from z and y = act(z).
+    @inline(__always) func derivative(_ z: Float, _ y: Float) -> Float {
+        switch self {
+        case .linear, .softmax, .logSoftmax: return 1
+        case .relu: return z > 0 ? 1 : 0
+        case .sigmoid: return y * (1 - y)
+        case .tanh: return 1 - y * y
+        case .relu6: return z > 0 && z < 6 ? 1 : 0
+        case .leakyRelu: return z > 0 ? 1 : 0.2
+        case .elu: return z > 0 ? 1 : y + 1
+        case .selu: return z > 0 ? Activation.seluScale : y + Activation.seluScale * Activation.seluAlpha
+        case .gelu:
+            let cdf = 0.5 * (1 + erff(z / Float(2).squareRoot())), pdf = expf(-0.5 * z * z) / (2 * Float.pi).squareRoot()
+            return cdf + z * pdf
+        case .hardSigmoid: return z > -3 && z < 3 ? 1.0 / 6 : 0
+        case .softplus: return Tandem.sigmoid(z)
+        case .softsign: let d = 1 + abs(z); return 1 / (d * d)
+        case .silu: let s = Tandem.sigmoid(z); return s * (1 + z * (1 - s))
+        case .mish:
+            let t = Foundation.tanh(softplusValue(z))
+            return t + z * (1 - t * t) * Tandem.sigmoid(z)
+        case .exponential: return y
+        }
+    }
+
+    /// y = act(z) for B rows of N columns (softmax and log_softmax per row).
     public func apply(_ z: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
         let n = rows * columns
         switch self {
@@ -38,19 +93,25 @@ public enum Activation: String, Sendable, CaseIterable {
         case .relu: for i in 0..<n { y[i] = z[i] > 0 ? z[i] : 0 }
         case .sigmoid: for i in 0..<n { y[i] = Tandem.sigmoid(z[i]) }
         case .tanh: for i in 0..<n { y[i] = fastTanh(z[i]) }
-        case .softmax:
+        case .softmax, .logSoftmax:
             for r in 0..<rows {
                 let zr = z + r * columns, yr = y + r * columns
                 var peak = -Float.infinity
                 for j in 0..<columns { peak = max(peak, zr[j]) }
                 var total: Float = 0
                 for j in 0..<columns { let e = expf(zr[j] - peak); yr[j] = e; total += e }
-                for j in 0..<columns { yr[j] /= total }
+                if self == .softmax {
+                    for j in 0..<columns { yr[j] /= total }
+                } else {
+                    let logTotal = logf(total)
+                    for j in 0..<columns { yr[j] = zr[j] - peak - logTotal }
+                }
             }
+        default: for i in 0..<n { y[i] = value(z[i]) }
         }
     }
 
-    /// dz = dy · act'(z), from the stored z and y. Softmax uses the full Jacobian per row.
+    /// dz = dy · act'(z), from the stored z and y. Softmax and log_softmax use the full Jacobian per row.
     public func backward(dy: UnsafePointer<Float>, z: UnsafePointer<Float>, y: UnsafePointer<Float>,
                          dz: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
         let n = rows * columns
@@ -66,9 +127,21 @@ public enum Activation: String, Sendable, CaseIterable {
                 for j in 0..<columns { dot += dy[o + j] * y[o + j] }
                 for j in 0..<columns { dz[o + j] = y[o + j] * (dy[o + j] - dot) }
             }
+        case .logSoftmax:
+            // y = z − logΣe^z:  dz = dy − softmax(z)·Σdy, softmax = e^y.
+            for r in 0..<rows {
+                let o = r * columns
+                var total: Float = 0
+                for j in 0..<columns { total += dy[o + j] }
+                for j in 0..<columns { dz[o + j] = dy[o + j] - expf(y[o + j]) * total }
+            }
+        default: for i in 0..<n { dz[i] = dy[i] * derivative(z[i], y[i]) }
         }
     }
 }
+
+/// log(1 + e^x) without overflow.
+@inline(__always) func softplusValue(_ x: Float) -> Float { x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)) }
 
 /// out[j] += Σ_r x[r, j] over B rows of N columns: a bias gradient.
 @inline(__always)

@@ -46,7 +46,7 @@ struct LayerArguments {
 
     func activation(_ key: String = "activation") throws -> Activation {
         let name = try string(key, default: "linear")
-        guard let a = Activation(rawValue: name) else {
+        guard let a = Activation.named(name) else {
             throw fail("activation '\(name)' is not supported (supported: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         return a
@@ -96,7 +96,7 @@ struct LayerArguments {
 /// The registry of Keras layer classes Tandem builds.
 public enum LayerRegistry {
     /// Keras classes Tandem can build.
-    public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate"]
+    public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
     static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
@@ -111,6 +111,8 @@ public enum LayerRegistry {
         case "LSTM": return try lstm(a, inputs)
         case "Dense": return try dense(a, inputs)
         case "Concatenate": return try concatenate(a, inputs)
+        case "Activation": return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
+        case let c where MergeKind(rawValue: c) != nil: return try merge(a, MergeKind(rawValue: c)!, inputs)
         default:
             throw TandemError.usage("layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))")
         }
@@ -218,6 +220,15 @@ public enum LayerRegistry {
                      weights: a.node.layer,
                      kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.width, fanOut: units),
                      biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.width, fanOut: units) ?? .zeros)
+    }
+
+    private static func merge(_ a: LayerArguments, _ kind: MergeKind, _ inputs: [Layer]) throws -> Layer {
+        guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
+        guard kind != .subtract || inputs.count == 2 else { throw a.fail("takes exactly two inputs, got \(inputs.count)") }
+        guard inputs.allSatisfy({ $0.output.shape == inputs[0].output.shape }) else {
+            throw a.fail("inputs must share one shape (broadcasting is not supported), got \(inputs.map { "\($0.output.shape)" }.joined(separator: " and "))")
+        }
+        return Merge(name: a.node.id, kind: kind, inputs: inputs)
     }
 
     private static func concatenate(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {

@@ -1,0 +1,103 @@
+// Element-wise merges of same-shaped inputs (Keras Add, Subtract, Multiply,
+// Average, Maximum, Minimum) and the Activation layer. Legend: n = B · width.
+// Backward ACCUMULATES into every input's gradient, as every layer does.
+
+/// Keras's element-wise merge layers.
+public enum MergeKind: String, Sendable, CaseIterable {
+    case add = "Add", subtract = "Subtract", multiply = "Multiply", average = "Average", maximum = "Maximum", minimum = "Minimum"
+}
+
+/// y = x₁ ∘ x₂ ∘ … element by element (Subtract: exactly two inputs, x₁ − x₂).
+public final class Merge: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let kind: MergeKind
+
+    public init(name: String, kind: MergeKind, inputs: [Layer]) {
+        precondition(inputs.count >= 2 && inputs.allSatisfy { $0.output.shape == inputs[0].output.shape }, "merge inputs share one shape")
+        precondition(kind != .subtract || inputs.count == 2, "Subtract takes two inputs")
+        self.name = name; self.kind = kind; self.inputs = inputs
+        output = Node(shape: inputs[0].output.shape)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let n = batch * output.width, y = output.values!
+        y.update(from: inputs[0].output.values, count: n)
+        for source in inputs.dropFirst() {
+            let x = source.output.values!
+            switch kind {
+            case .add, .average: for i in 0..<n { y[i] += x[i] }
+            case .subtract: for i in 0..<n { y[i] -= x[i] }
+            case .multiply: for i in 0..<n { y[i] *= x[i] }
+            case .maximum: for i in 0..<n { y[i] = max(y[i], x[i]) }
+            case .minimum: for i in 0..<n { y[i] = min(y[i], x[i]) }
+            }
+        }
+        if kind == .average { let k = 1 / Float(inputs.count); for i in 0..<n { y[i] *= k } }
+    }
+
+    public func backward(batch: Int) {
+        let n = batch * output.width, dy = output.gradients!, y = output.values!
+        for (k, source) in inputs.enumerated() {
+            let dx = source.output.gradients!, x = source.output.values!
+            switch kind {
+            case .add: for i in 0..<n { dx[i] += dy[i] }
+            case .average: let s = 1 / Float(inputs.count); for i in 0..<n { dx[i] += dy[i] * s }
+            case .subtract: let s: Float = k == 0 ? 1 : -1; for i in 0..<n { dx[i] += s * dy[i] }
+            case .multiply:
+                // ∂y/∂x_k = Π_{j≠k} x_j (a product, not y / x_k, so zeros are exact).
+                for i in 0..<n {
+                    var p: Float = 1
+                    for (j, other) in inputs.enumerated() where j != k { p *= other.output.values[i] }
+                    dx[i] += dy[i] * p
+                }
+            case .maximum, .minimum:
+                // The first input that holds the extreme takes the gradient.
+                for i in 0..<n where x[i] == y[i] && !inputs[..<k].contains(where: { $0.output.values[i] == y[i] }) { dx[i] += dy[i] }
+            }
+        }
+    }
+}
+
+/// Keras `Activation(activation)`: y = act(x) on any shape (softmax over the last axis).
+public final class ActivationLayer: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let activation: Activation
+    private var dz: UnsafeMutablePointer<Float>!
+
+    public init(name: String, activation: Activation, input: Layer) {
+        self.name = name; self.activation = activation; inputs = [input]
+        output = Node(shape: input.output.shape)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (2 * batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        dz = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    private var rows: (Int) -> Int { { batch in batch * self.output.width / self.output.features } }
+
+    public func forward(batch: Int, training: Bool) {
+        activation.apply(inputs[0].output.values, output.values, rows: rows(batch), columns: output.features)
+    }
+
+    public func backward(batch: Int) {
+        activation.backward(dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
+                            rows: rows(batch), columns: output.features)
+        let dx = inputs[0].output.gradients!, n = batch * output.width
+        for i in 0..<n { dx[i] += dz[i] }
+    }
+}

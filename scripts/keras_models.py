@@ -21,8 +21,10 @@ writes); <output>.sample_weight.npy is used when present.
 import argparse, json, os, struct, sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
+from keras_reference import write_safetensors  # noqa: E402  (the same safetensors writer)
 
 L = keras.layers
 
@@ -176,15 +178,13 @@ def bad_archives(source, out):
     archive("huge_member", members)
     path = os.path.join(out, "huge_member.keras")
     blob = bytearray(open(path, "rb").read())
-    cd = blob.rfind(b"PK\x01\x02" + blob[blob.find(b"PK\x01\x02") + 4:blob.find(b"PK\x01\x02") + 4])  # the last central entry
-    i = blob.find(b"PK\x01\x02")
+    i = blob.find(b"PK\x01\x02")  # central directory entries
     while i >= 0:
         name_len = struct.unpack("<H", blob[i + 28:i + 30])[0]
         if blob[i + 46:i + 46 + name_len] == b"model.weights.h5":
             blob[i + 24:i + 28] = struct.pack("<I", 0xFFFFFFF0)  # uncompressed size
         i = blob.find(b"PK\x01\x02", i + 4)
     open(path, "wb").write(bytes(blob))
-    del cd
 
 
 def merges():
@@ -211,19 +211,6 @@ def merges():
 
 
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges}
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, array in tensors.items():
-        blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
-        offset += len(blob)
-        blobs.append(blob)
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def weights_of(model):

@@ -30,6 +30,10 @@ struct ModelSizeOptions: ParsableArguments {
 
     var isPreset: Bool { model == "headline" }
 
+    private var sizeFlagsWithArchive: TandemError {
+        .usage("the size flags (--\(given.sorted().joined(separator: ", --"))) apply to --model headline only; an archive's sizes are in its config")
+    }
+
     /// The flags the user gave, by their long names.
     var given: Set<String> {
         var s = Set<String>()
@@ -45,7 +49,7 @@ struct ModelSizeOptions: ParsableArguments {
 
     /// Applies the given flags over `config` and checks every size.
     func apply(to config: inout HeadlineConfig) throws {
-        guard isPreset else { throw TandemError.usage("the size flags (--\(given.sorted().joined(separator: ", --"))) apply to --model headline only; an archive's sizes are in its config") }
+        guard isPreset else { throw sizeFlagsWithArchive }
         if let vocab { config.vocabulary = vocab }
         if let seqLen { config.sequenceLength = seqLen }
         if let embedDim { config.embeddingDimension = embedDim }
@@ -71,7 +75,7 @@ struct ModelSizeOptions: ParsableArguments {
             try apply(to: &c)
             return ResolvedModel(description: try ModelDescription.headline(c), archive: nil, headline: c)
         }
-        if !given.isEmpty { throw TandemError.usage("the size flags (--\(given.sorted().joined(separator: ", --"))) apply to --model headline only; an archive's sizes are in its config") }
+        if !given.isEmpty { throw sizeFlagsWithArchive }
         var archive: KerasArchive?
         let text = try rankZeroBroadcast(comm) {
             let a = try KerasArchive(path: model)

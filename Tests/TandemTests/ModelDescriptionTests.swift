@@ -3,31 +3,12 @@
 // without bias, sparse CCE, from_logits, losses on probabilities, L1), the
 // Keras config reader (legacy inbound nodes, bare triples, Keras's layer
 // order), the JSON value type, and a few hundred mutated archives read
-// without a trap. Tolerances as in GradientCheckTests.
+// without a trap. Gradient tolerances as in GradientCheckTests (Support.swift).
 
 import Foundation
 import Tandem
 import XCTest
 
-private let eps: Float = 1e-3, atol = 5e-4, rtol = 1e-2
-
-/// Central differences of the step's total loss against its gradient, every parameter.
-private func checkTotal(_ step: TrainingStep, data: Dataset, batch: [Int32], file: StaticString = #filePath, line: UInt = #line) throws {
-    func total() throws -> Double { try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data).total } }
-    _ = try total()
-    let store = step.model.parameters
-    let analytic = (0..<store.count).map { store.gradients[$0] }
-    for view in store.tensors {
-        for j in 0..<view.count {
-            let p = store.values + view.offset + j, saved = p.pointee
-            p.pointee = saved + eps; let up = try total()
-            p.pointee = saved - eps; let down = try total()
-            p.pointee = saved
-            assertClose(Double(analytic[view.offset + j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol, "\(view.name)[\(j)]", file: file, line: line)
-        }
-        XCTAssertTrue((0..<view.count).contains { analytic[view.offset + $0] != 0 }, "\(view.name) gets gradient", file: file, line: line)
-    }
-}
 
 private func write(_ values: [Float], _ shape: [Int], _ path: String) throws {
     try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
@@ -50,7 +31,7 @@ final class NewLayerGradientTests: XCTestCase {
         let heads = [Head(output: "out", loss: .binaryCrossentropy, weight: 1)]
         let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
                                     communicator: LocalCommunicator(), regularizers: [])
-        try checkTotal(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+        try checkTotalLossGradient(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
     }
 
     func testEveryLossInputAndASharedLayer() throws {
@@ -85,7 +66,7 @@ final class NewLayerGradientTests: XCTestCase {
                                     communicator: LocalCommunicator(), regularizers: [Regularizer(tensor: "trunk/kernel", l1: 0.02, l2: 0.05)])
         XCTAssertTrue(ids.lossWritesLogitGradient, "sparse CCE folds into the softmax")
         XCTAssertFalse(probs.lossWritesLogitGradient, "a Dense read further on keeps its activation's derivative")
-        try checkTotal(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 1, 4, 0, 2])
+        try checkTotalLossGradient(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 1, 4, 0, 2])
     }
 
     func testMergeLayersAndTheActivationLayer() throws {
@@ -108,7 +89,7 @@ final class NewLayerGradientTests: XCTestCase {
         let heads = outputs.enumerated().map { Head(output: $0.element.name, loss: .meanSquaredError, weight: 0.5 + Double($0.offset) / 4) }
         let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
                                     communicator: LocalCommunicator(), regularizers: [])
-        try checkTotal(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [1, 3, 0, 2])
+        try checkTotalLossGradient(step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [1, 3, 0, 2])
     }
 
     func testBinaryCrossentropyOnProbabilitiesMatchesKerasFormula() throws {
@@ -133,7 +114,7 @@ final class NewLayerGradientTests: XCTestCase {
             expected -= t * log(pi) + (1 - t) * log(1 - pi)
         }
         assertClose(figures.headLossSums[0], expected, atol: 1e-7, rtol: 1e-6)
-        try checkTotal(step, data: data, batch: [0, 1, 2, 3])
+        try checkTotalLossGradient(step, data: data, batch: [0, 1, 2, 3])
     }
 }
 

@@ -61,3 +61,23 @@ func trainEpochs(_ step: TrainingStep, data: Dataset, batch: Int, epochs: Int, s
     }
     step.synchronize()
 }
+
+/// Central differences of the step's total loss against `computeGradient`, every
+/// parameter, each tensor getting some gradient (the GradientCheckTests tolerances).
+func checkTotalLossGradient(_ step: TrainingStep, data: Dataset, batch: [Int32], eps: Float = 1e-3, atol: Double = 5e-4, rtol: Double = 1e-2,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+    func total() throws -> Double { try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data).total } }
+    _ = try total()
+    let store = step.model.parameters
+    let analytic = (0..<store.count).map { store.gradients[$0] }
+    for view in store.tensors {
+        for j in 0..<view.count {
+            let p = store.values + view.offset + j, saved = p.pointee
+            p.pointee = saved + eps; let up = try total()
+            p.pointee = saved - eps; let down = try total()
+            p.pointee = saved
+            assertClose(Double(analytic[view.offset + j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol, "\(view.name)[\(j)]", file: file, line: line)
+        }
+        XCTAssertTrue((0..<view.count).contains { analytic[view.offset + $0] != 0 }, "\(view.name) gets gradient", file: file, line: line)
+    }
+}

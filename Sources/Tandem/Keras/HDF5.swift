@@ -7,6 +7,11 @@
 import CHDF5
 import Foundation
 
+/// A name for an in-memory file. It must exist nowhere on disk (HDF5 1.10 opened a
+/// file of the given name in the working directory instead of the image, measured)
+/// and differ between open files (HDF5 refuses a second file of an open one's name).
+private func memoryImageName() -> String { "/nonexistent/tandem-memory-image-\(UUID().uuidString).h5" }
+
 /// A read-only HDF5 file image.
 final class HDF5Reader {
     private let file: hid_t
@@ -26,9 +31,7 @@ final class HDF5Reader {
         H5Pset_fapl_core(fapl, 1 << 20, false)
         let ok = image.withUnsafeMutableBytes { H5Pset_file_image(fapl, $0.baseAddress, $0.count) }
         guard ok >= 0 else { throw TandemError.file(source, "HDF5 could not take the file image") }
-        // The name must not exist on disk: HDF5 1.10 opened a file of that name in the
-        // working directory instead of the image (measured), so it names nothing.
-        file = H5Fopen("/nonexistent/tandem-memory-image.h5", tandem_h5f_acc_rdonly(), fapl)
+        file = H5Fopen(memoryImageName(), tandem_h5f_acc_rdonly(), fapl)
         guard file >= 0 else { throw TandemError.file(source, "not a readable HDF5 file (corrupt or truncated)") }
         image = []  // HDF5 copied it
     }
@@ -140,7 +143,7 @@ final class HDF5Writer {
         let fapl = H5Pcreate(tandem_h5p_file_access())
         defer { H5Pclose(fapl) }
         H5Pset_fapl_core(fapl, 1 << 20, false)  // in memory, no backing file
-        file = H5Fcreate("/nonexistent/tandem-memory-image.h5", tandem_h5f_acc_trunc(), tandem_h5_default(), fapl)
+        file = H5Fcreate(memoryImageName(), tandem_h5f_acc_trunc(), tandem_h5_default(), fapl)
         guard file >= 0 else { throw TandemError.training("HDF5 could not create a file in memory") }
     }
 

@@ -11,7 +11,7 @@ import Foundation
 import ZIPFoundation
 
 /// The members of a `.keras` archive, read into memory.
-public struct KerasArchive {
+public final class KerasArchive {
     public let path: String
     public let configBytes: [UInt8]
     /// nil when the archive has no weights file (a config-only directory).
@@ -77,34 +77,27 @@ public struct KerasArchive {
         try KerasConfig.description(fromJSON: configBytes, source: path + " (config.json)")
     }
 
-    /// The weights file, opened.
+    /// The weights file, opened on first use (HDF5 copies the image, so once).
     func weights() throws -> HDF5Reader? {
-        try weightsBytes.map { try HDF5Reader(bytes: $0, source: path + " (model.weights.h5)") }
+        if opened == nil, let bytes = weightsBytes { opened = try HDF5Reader(bytes: bytes, source: path + " (model.weights.h5)") }
+        return opened
     }
+    private var opened: HDF5Reader?
 }
 
 extension ModelDescription {
-    /// The HDF5 path of each of `layer`'s variables, in Keras's order, with Tandem's tensor names.
-    func weightPaths() -> [(tensor: String, path: String)] {
-        weightGroups.flatMap { layer, className, group -> [(tensor: String, path: String)] in
-            let config = nodes.first { $0.layer == layer }?.config ?? .null
-            let v = ModelDescription.kerasVariables(className: className, layer: layer, config: config)
-            return v.names.enumerated().map { ("\(layer)/\($1)", "layers/\(group)/\(v.path)/\($0)") }
-        }
-    }
-
     /// Reads every weight of `store` from `file` (names and shapes checked) —
     /// what Keras's load_model reads into the same model.
     public func loadWeights(_ store: ParameterStore, from archive: KerasArchive) throws {
         guard let file = try archive.weights() else { throw TandemError.file(archive.path, "the archive has no model.weights.h5") }
-        for (tensor, path) in weightPaths() {
-            guard let view = store.view(tensor) else { continue }
-            try file.readFloats(path, shape: view.shape, into: store.value(view))
-        }
-        for (layer, _, group) in weightGroups {
+        for (layer, className, group) in weightGroups {
             let config = nodes.first { $0.layer == layer }?.config ?? .null
-            let className = layerOrder.first { $0.name == layer }!.className
             let v = ModelDescription.kerasVariables(className: className, layer: layer, config: config)
+            for (i, name) in v.names.enumerated() {
+                guard let view = store.view("\(layer)/\(name)") else { continue }
+                try file.readFloats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, into: store.value(view))
+            }
+            // Exactly the variables the class has (Keras fails on a missing or an extra one too).
             let count = try file.childCount("layers/\(group)/\(v.path)") ?? (v.names.isEmpty ? 0 : -1)
             if count != v.names.count {
                 throw TandemError.file(file.source, "layer '\(layer)' (layers/\(group)/\(v.path)) holds \(count < 0 ? "no" : String(count)) variable\(count == 1 ? "" : "s"), \(className) needs \(v.names.count)")

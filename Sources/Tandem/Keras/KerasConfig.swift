@@ -29,6 +29,7 @@ public enum KerasConfig {
         try refuseCustom(json, what: "the model")
         let className = json["class_name"]?.string ?? ""
         guard let config = json["config"], config.object != nil else { throw TandemError.usage("config.json has no 'config' object") }
+        if config["trainable"]?.bool == false { throw TandemError.usage("the model is frozen (trainable = false); frozen models and layers are not supported") }
         var graph: Graph
         switch className {
         case "Functional", "Model": graph = try functional(config)
@@ -155,10 +156,7 @@ public enum KerasConfig {
                 found.append((n, node, t))
             } else if let items = v.array {
                 for item in items { try collect(item) }
-            } else if let fields = v.object, v["class_name"] != nil {
-                // A serialised object among the arguments (not a tensor): not a graph edge.
-                _ = fields
-            }
+            }  // anything else (a number, a serialised object) is an argument, not a graph edge
         }
         if call.object != nil {
             try collect(call["args"] ?? .array([]))

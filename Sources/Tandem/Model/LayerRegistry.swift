@@ -149,6 +149,7 @@ public enum LayerRegistry {
         }
         try a.require("sparse", is: .bool(false), supported: "dense inputs only")
         try a.require("ragged", is: .bool(false), supported: "dense inputs only")
+        try a.require("optional", is: .bool(false), supported: "inputs that are always given")
         let dtype = a.config["dtype"]?.string ?? a.config["dtype"]?["config"]?["name"]?.string ?? "float32"
         switch dtype {
         case "int32", "int64", "int16", "int8", "uint8", "uint16", "uint32":

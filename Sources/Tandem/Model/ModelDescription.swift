@@ -77,8 +77,6 @@ public struct ModelDescription: Sendable {
             guard let l = built[id] as? InputLayer else { throw TandemError.usage("model input '\(id)' is not an InputLayer") }
             return l
         }
-        let model = Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
-        // Keras's output names are the layers' names: heads refer to those, and so do data files.
-        return model
+        return Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
     }
 }

@@ -210,7 +210,33 @@ def merges():
     return m
 
 
-MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges}
+def sequence_core():
+    """Dense and TimeDistributed(Dense) on sequences, LayerNormalization, pooling (valid, same, strided), global
+    pooling, RepeatVector, Concatenate on the time axis, Flatten, Reshape, Dropout / SpatialDropout1D at rate 0."""
+    seq = keras.Input(shape=(8, 3), name="series")
+    ctx = keras.Input(shape=(6,), name="context")
+    x = L.Dense(5, activation="tanh", name="per_step")(seq)
+    x = L.SpatialDropout1D(0.0, name="spatial_drop")(L.LayerNormalization(name="norm")(x))
+    a = L.MaxPooling1D(2, name="max_pool")(x)
+    b = L.AveragePooling1D(3, strides=2, padding="same", name="avg_pool")(x)
+    r = L.RepeatVector(2, name="repeat")(L.Dense(5, name="context_proj")(ctx))
+    t = L.Concatenate(axis=1, name="time_join")([a, b, r])
+    t = L.TimeDistributed(L.Dense(4, activation="relu"), name="per_step_2")(t)
+    flat = L.Flatten(name="flat")(L.MaxPooling1D(2, strides=1, padding="same", name="max_pool_same")(t))
+    h = L.Concatenate(name="joined")([L.GlobalAveragePooling1D(name="gap")(t), L.GlobalMaxPooling1D(name="gmp")(t),
+                                      L.Dropout(0.0, name="drop")(flat)])
+    h = L.LayerNormalization(center=False, epsilon=0.01, name="norm_2")(h)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(h)
+    grid = L.GlobalAveragePooling1D(name="grid_pool")(L.Reshape((4, 12), name="grid")(L.Dense(48, name="widen")(h)))
+    kind = L.Dense(3, activation="softmax", name="kind")(grid)
+    m = keras.Model([seq, ctx], [flag, kind])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"flag": "binary_crossentropy", "kind": "sparse_categorical_crossentropy"},
+              loss_weights={"flag": 1.0, "kind": 0.5}, metrics={"flag": ["accuracy"], "kind": ["accuracy"]})
+    return m
+
+
+MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
+          "sequence_core": sequence_core}
 
 
 def weights_of(model):

@@ -12,7 +12,7 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core"]
 
     struct Made { let dir: String; let python: String }
 

@@ -92,15 +92,16 @@ extension ModelDescription {
         guard let file = try archive.weights() else { throw TandemError.file(archive.path, "the archive has no model.weights.h5") }
         for (layer, className, group) in weightGroups {
             let config = nodes.first { $0.layer == layer }?.config ?? .null
-            let v = ModelDescription.kerasVariables(className: className, layer: layer, config: config)
-            for (i, name) in v.names.enumerated() {
-                guard let view = store.view("\(layer)/\(name)") else { continue }
-                try file.readFloats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, into: store.value(view))
-            }
-            // Exactly the variables the class has (Keras fails on a missing or an extra one too).
-            let count = try file.childCount("layers/\(group)/\(v.path)") ?? (v.names.isEmpty ? 0 : -1)
-            if count != v.names.count {
-                throw TandemError.file(file.source, "layer '\(layer)' (layers/\(group)/\(v.path)) holds \(count < 0 ? "no" : String(count)) variable\(count == 1 ? "" : "s"), \(className) needs \(v.names.count)")
+            for v in ModelDescription.kerasVariables(className: className, layer: layer, config: config) {
+                for (i, name) in v.names.enumerated() {
+                    guard let view = store.view("\(layer)/\(name)") else { continue }
+                    try file.readFloats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, into: store.value(view))
+                }
+                // Exactly the variables the class has (Keras fails on a missing or an extra one too).
+                let count = try file.childCount("layers/\(group)/\(v.path)") ?? (v.names.isEmpty ? 0 : -1)
+                if count != v.names.count {
+                    throw TandemError.file(file.source, "layer '\(layer)' (layers/\(group)/\(v.path)) holds \(count < 0 ? "no" : String(count)) variable\(count == 1 ? "" : "s"), \(className) needs \(v.names.count)")
+                }
             }
         }
     }
@@ -215,16 +216,12 @@ extension ModelDescription {
         try h5.group("layers")
         for (layer, className, group) in weightGroups {
             let config = nodes.first { $0.layer == layer }?.config ?? .null
-            let v = ModelDescription.kerasVariables(className: className, layer: layer, config: config)
-            if v.path == "cell/vars" {
-                try h5.group("layers/\(group)/vars", name: layer)
-                try h5.group("layers/\(group)/cell/vars", name: "\(KerasConfig.snakeCase(className))_cell")
-            } else {
-                try h5.group("layers/\(group)/vars", name: layer)
-            }
-            for (i, name) in v.names.enumerated() {
-                let view = store.view("\(layer)/\(name)")!
-                try h5.floats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, values: store.value(view))
+            for v in ModelDescription.kerasVariables(className: className, layer: layer, config: config) {
+                try h5.group("layers/\(group)/\(v.path)", name: v.label)
+                for (i, name) in v.names.enumerated() {
+                    let view = store.view("\(layer)/\(name)")!
+                    try h5.floats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, values: store.value(view))
+                }
             }
         }
         try h5.group("vars", name: isSequential ? "sequential" : "functional")

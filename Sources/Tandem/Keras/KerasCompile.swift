@@ -23,6 +23,7 @@ enum KerasCompile {
             throw TandemError.usage("compile config: weighted_metrics are not supported yet (they come with the losses/metrics issue)")
         }
         var heads: [Head] = []
+        let graph = try d.layerGraph()  // the output shapes (layers only; no arenas)
         for (o, name) in outputs.enumerated() {
             guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
             let (kind, fromLogits) = try lossKind(l, output: name)
@@ -31,8 +32,11 @@ enum KerasCompile {
                 guard let x = w.number, x.isFinite, x >= 0 else { throw TandemError.usage("output '\(name)': loss weight \(w) is not a non-negative number") }
                 weight = x
             }
-            let layer = d.node(d.outputs[o])!
-            let width = try outputWidth(d, node: layer)
+            let output = graph[d.outputs[o]]!.output
+            guard output.shape.count == 1 else {
+                throw TandemError.usage("output '\(name)' is a sequence [batch, \(output.shape.map(String.init).joined(separator: ", "))]; losses on sequence outputs are not supported yet (only [batch, features])")
+            }
+            let width = output.width
             var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
             head.accuracy = try accuracy(metrics[o], output: name, outputWidth: width, targetWidth: kind.targetWidth(outputWidth: width))
             heads.append(head)
@@ -133,33 +137,6 @@ enum KerasCompile {
 
     /// The per-sample width of a node's output, from the configs (the layer
     /// registry checks the rest when the model is built).
-    private static func outputWidth(_ d: ModelDescription, node: GraphNode) throws -> Int {
-        func shape(_ n: GraphNode) -> [Int]? {
-            let c = n.config
-            switch n.className {
-            case "InputLayer": return (c["batch_shape"] ?? c["batch_input_shape"])?.array?.dropFirst().compactMap(\.integer)
-            case "Dense": return c["units"]?.integer.map { [$0] }
-            case "LSTM":
-                guard let u = c["units"]?.integer else { return nil }
-                if c["return_sequences"]?.bool == true, let p = n.inputs.first.flatMap(d.node).flatMap(shape), let t = p.first { return [t, u] }
-                return [u]
-            case "Embedding":
-                guard let p = n.inputs.first.flatMap(d.node).flatMap(shape), let dim = c["output_dim"]?.integer else { return nil }
-                return p + [dim]
-            case "Activation": return n.inputs.first.flatMap(d.node).flatMap(shape)
-            case let c where MergeKind(rawValue: c) != nil: return n.inputs.first.flatMap(d.node).flatMap(shape)
-            case "Concatenate":
-                let parts = n.inputs.compactMap(d.node).compactMap(shape)
-                return parts.count == n.inputs.count ? [parts.map { $0.reduce(1, *) }.reduce(0, +)] : nil
-            default: return nil
-            }
-        }
-        guard let s = shape(node) else {
-            throw TandemError.usage("output '\(node.layer)': \(node.className) cannot be an output here (supported layers: \(LayerRegistry.supported.joined(separator: ", ")))")
-        }
-        return s.reduce(1, *)
-    }
-
     /// An optimizer object or name (Keras's defaults for what is absent).
     static func optimizer(_ value: JSONValue) throws -> OptimizerConfig {
         let className: String, config: JSONValue

@@ -264,14 +264,31 @@ extension ModelDescription {
         }
     }
 
-    /// A layer's variables in Keras's order, as Tandem names them, and the HDF5
-    /// sub-path they sit under (RNN weights under `cell/`).
-    public static func kerasVariables(className: String, layer: String, config: JSONValue) -> (path: String, names: [String]) {
+    /// One HDF5 group of a layer's variables: its path under the layer's group,
+    /// the `name` attribute Keras writes on it, and the variables in Keras's order
+    /// as Tandem names them (`<layer>/<name>`).
+    public struct VariableGroup: Sendable {
+        public let path: String, label: String, names: [String]
+    }
+
+    /// A layer's variable groups (KERAS-FORMAT §3): `vars` (named after the layer),
+    /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
+    /// TimeDistributed's under `layer/`), each holding its own variables.
+    public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
+        let top = { (names: [String]) in VariableGroup(path: "vars", label: layer, names: names) }
         switch className {
-        case "Dense": return ("vars", config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"])
-        case "Embedding": return ("vars", ["embeddings"])
-        case "LSTM": return ("cell/vars", ["kernel", "recurrent_kernel", "bias"])
-        default: return ("vars", [])
+        case "Dense": return [top(config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"])]
+        case "Embedding": return [top(["embeddings"])]
+        case "LSTM": return [top([]), VariableGroup(path: "cell/vars", label: "lstm_cell", names: ["kernel", "recurrent_kernel", "bias"])]
+        case "LayerNormalization":
+            return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]))]
+        case "TimeDistributed":
+            let inner = config["layer"] ?? .null
+            let groups = kerasVariables(className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
+            return [top([])] + groups.map {
+                VariableGroup(path: "layer/" + $0.path, label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label, names: $0.names)
+            }
+        default: return [top([])]
         }
     }
 
@@ -279,7 +296,7 @@ extension ModelDescription {
     public var trainableVariables: [String] {
         layerOrder.flatMap { name, className -> [String] in
             let config = nodes.first { $0.layer == name }?.config ?? .null
-            return ModelDescription.kerasVariables(className: className, layer: name, config: config).names.map { "\(name)/\($0)" }
+            return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names).map { "\(name)/\($0)" }
         }
     }
 }

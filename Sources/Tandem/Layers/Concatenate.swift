@@ -1,16 +1,26 @@
-// Concatenate along the feature axis: y[b] = x1[b] ⊕ x2[b] ⊕ …
-// Backward splits dy and adds each part to its source's gradient.
+// Concatenate along one per-sample axis. With `outer` = the product of the
+// axes before it, each input is `outer` contiguous chunks (its axis and the
+// axes after it), and the output interleaves them: chunk k of x1, of x2, …
+// Backward splits dy the same way and adds each part to its source's gradient.
 
-/// Keras `Concatenate()` (axis −1) of [B, features] inputs.
+/// Keras `Concatenate(axis)`; `axis` counts per-sample axes (0 ..< rank).
 public final class Concatenate: Layer {
     public let name: String
     public let inputs: [Layer]
     public let output: Node
+    public let axis: Int
+    private let outer: Int, chunks: [Int]
 
-    public init(name: String, inputs: [Layer]) {
-        precondition(inputs.allSatisfy { $0.output.shape.count == 1 }, "Concatenate joins [B, features] inputs")
-        self.name = name; self.inputs = inputs
-        output = Node(width: inputs.reduce(0) { $0 + $1.output.width })
+    /// Inputs agree on every axis but `axis` (default: the last).
+    public init(name: String, inputs: [Layer], axis: Int? = nil) {
+        let rank = inputs[0].output.shape.count, axis = axis ?? rank - 1
+        precondition(inputs.allSatisfy { $0.output.shape.count == rank } && (0..<rank).contains(axis), "Concatenate joins inputs of one rank")
+        self.name = name; self.inputs = inputs; self.axis = axis
+        var shape = inputs[0].output.shape
+        shape[axis] = inputs.reduce(0) { $0 + $1.output.shape[axis] }
+        outer = shape[..<axis].reduce(1, *)
+        chunks = inputs.map { $0.output.width / shape[..<axis].reduce(1, *) }
+        output = Node(shape: shape)
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
@@ -23,22 +33,22 @@ public final class Concatenate: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let y = output.values!, n = output.width
+        let y = output.values!, row = output.width / outer
         var column = 0
-        for source in inputs {
-            let w = source.output.width, x = source.output.values!
-            for b in 0..<batch { (y + b * n + column).update(from: x + b * w, count: w) }
+        for (source, w) in zip(inputs, chunks) {
+            let x = source.output.values!
+            for k in 0..<(batch * outer) { (y + k * row + column).update(from: x + k * w, count: w) }
             column += w
         }
     }
 
     public func backward(batch: Int) {
-        let dy = output.gradients!, n = output.width
+        let dy = output.gradients!, row = output.width / outer
         var column = 0
-        for source in inputs {
-            let w = source.output.width, dx = source.output.gradients!
-            for b in 0..<batch {
-                let to = dx + b * w, from = dy + b * n + column
+        for (source, w) in zip(inputs, chunks) {
+            let dx = source.output.gradients!
+            for k in 0..<(batch * outer) {
+                let to = dx + k * w, from = dy + k * row + column
                 for j in 0..<w { to[j] += from[j] }
             }
             column += w

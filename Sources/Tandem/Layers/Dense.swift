@@ -1,8 +1,9 @@
 // Dense: y = act(x·K + b). Legend: B batch, I input width, O output width.
+// On a sequence [B, T, I] it acts on the last axis: one GEMM over B·T rows.
 // The pre-activation z is kept so a loss can take its gradient from the logits
 // (sigmoid + BCE, softmax + CCE: dz = p − t) instead of through act'.
 
-/// Keras `Dense(units, activation)` on [B, I]: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
+/// Keras `Dense(units, activation)` on [B, I] or [B, T, I]: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
 public final class Dense: Layer {
     public let name: String
     public let weightsName: String
@@ -13,6 +14,8 @@ public final class Dense: Layer {
     public let output: Node
     public let activation: Activation
     public let units: Int, inputWidth: Int
+    /// Rows per sample: 1, or T on a sequence.
+    public let steps: Int
     private let source: Layer
     private var kernel: TensorView!, bias: TensorView!
     private var store: ParameterStore!
@@ -25,13 +28,14 @@ public final class Dense: Layer {
     /// `weights` names the Keras layer whose weights a shared call uses (default: `name`).
     public init(name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
                 weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros) {
-        precondition(input.output.shape.count == 1, "Dense reads [B, features]")
+        precondition(input.output.shape.count <= 2, "Dense reads [B, features] or [B, T, features]")
         self.name = name; self.units = units; self.activation = activation
         weightsName = weights ?? name; self.useBias = useBias
         self.kernelInitializer = kernelInitializer; self.biasInitializer = biasInitializer
         source = input; inputs = [input]
-        inputWidth = input.output.width
-        output = Node(width: units)
+        inputWidth = input.output.features
+        steps = input.output.width / inputWidth
+        output = Node(shape: input.output.shape.dropLast() + [units])
     }
 
     public var parameterSpecs: [ParameterSpec] {
@@ -47,17 +51,19 @@ public final class Dense: Layer {
     }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
-        (batch * units * 3, batch * units)
+        (batch * steps * units * 3, batch * steps * units)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
-        logits = workspace.take(batch * units)
-        dLogits = workspace.take(batch * units)
-        output.values = workspace.take(batch * units)
-        output.gradients = workspace.takeGradient(batch * units)
+        let n = batch * steps * units
+        logits = workspace.take(n)
+        dLogits = workspace.take(n)
+        output.values = workspace.take(n)
+        output.gradients = workspace.takeGradient(n)
     }
 
     public func forward(batch: Int, training: Bool) {
+        let batch = batch * steps  // rows
         gemm(.none, .none, m: batch, n: units, k: inputWidth, a: source.output.values, lda: inputWidth,
              b: store.value(kernel), ldb: units, beta: 0, c: logits, ldc: units)
         if useBias { addBias(store.value(bias), to: logits, rows: batch, columns: units, stride: units) }
@@ -65,6 +71,7 @@ public final class Dense: Layer {
     }
 
     public func backward(batch: Int) {
+        let batch = batch * steps  // rows
         if !lossWritesLogitGradient {
             activation.backward(dy: output.gradients, z: logits, y: output.values, dz: dLogits,
                                 rows: batch, columns: units)

@@ -52,6 +52,30 @@ struct LayerArguments {
         return a
     }
 
+    /// Keras's `data_format`: channels_last (the default) only.
+    func channelsLast() throws {
+        try require("data_format", is: .string("channels_last"), supported: "channels_last")
+    }
+
+    /// An int, or a one-element list of one (Keras's 1-D sizes).
+    func size(_ key: String, default value: Int? = nil) throws -> Int {
+        guard let v = config[key], !v.isNull else {
+            if let value { return value }
+            throw fail("'\(key)' must be given")
+        }
+        guard let n = v.integer ?? (v.array?.count == 1 ? v.array![0].integer : nil), n > 0 else {
+            throw fail("'\(key)' must be a positive integer (or a list of one), got \(v)")
+        }
+        return n
+    }
+
+    /// A rate in [0, 1).
+    func rate(_ key: String) throws -> Float {
+        guard let v = config[key], !v.isNull else { return 0 }
+        guard let r = v.number, r >= 0, r < 1 else { throw fail("'\(key)' must be in [0, 1), got \(v)") }
+        return Float(r)
+    }
+
     func dtypePolicy() throws {
         guard let d = config["dtype"], !d.isNull else { return }
         let name = d.string ?? d["config"]?["name"]?.string
@@ -97,6 +121,8 @@ struct LayerArguments {
 public enum LayerRegistry {
     /// Keras classes Tandem can build.
     public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
+        + ["Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed",
+           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"]
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
     static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
@@ -113,6 +139,23 @@ public enum LayerRegistry {
         case "Concatenate": return try concatenate(a, inputs)
         case "Activation": return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
         case let c where MergeKind(rawValue: c) != nil: return try merge(a, MergeKind(rawValue: c)!, inputs)
+        case "Flatten":
+            try a.channelsLast()
+            return Reshape(name: node.id, input: try single(a, inputs), shape: [try single(a, inputs).output.width])
+        case "Reshape": return try reshape(a, inputs)
+        case "RepeatVector":
+            let source = try single(a, inputs)
+            guard source.output.shape.count == 1 else { throw a.fail("needs [batch, features], got \(shapeText(source))") }
+            return RepeatVector(name: node.id, input: source, count: try a.int("n"))
+        case "Dropout", "SpatialDropout1D": return try dropout(a, inputs)
+        case "LayerNormalization": return try layerNormalization(a, inputs)
+        case "TimeDistributed": return try timeDistributed(a, inputs)
+        case "MaxPooling1D", "AveragePooling1D": return try pooling(a, inputs)
+        case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
+            let source = try sequence(a, inputs)
+            try a.channelsLast()
+            try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
+            return GlobalPooling1D(name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source)
         default:
             throw TandemError.usage("layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))")
         }
@@ -120,12 +163,17 @@ public enum LayerRegistry {
 
     /// The penalties a node's config asks for, as tensors (`*_regularizer`).
     static func regularizers(_ node: GraphNode) throws -> [Regularizer] {
+        if node.className == "TimeDistributed", let inner = node.config["layer"] {  // the wrapped layer's, under the wrapper's name
+            return try regularizers(GraphNode(id: node.id, layer: node.layer, className: inner["class_name"]?.string ?? "",
+                                              config: inner["config"] ?? .null, inputs: node.inputs, call: node.call))
+        }
         let a = LayerArguments(node: node)
         let keys: [(String, String)]
         switch node.className {
         case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
         case "LSTM": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
         case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
+        case "LayerNormalization": keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
         default: keys = []
         }
         return try keys.compactMap { key, weight in
@@ -211,16 +259,90 @@ public enum LayerRegistry {
 
     private static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
-        guard source.output.shape.count == 1 else {
-            throw a.fail("Dense on a sequence [batch, \(source.output.shape.map(String.init).joined(separator: ", "))] is not supported yet (it comes with the layers issue); only [batch, features]")
-        }
         let units = try a.int("units")
         try a.requireNull("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config")
         let useBias = try a.bool("use_bias", default: true)
         return Dense(name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,
                      weights: a.node.layer,
-                     kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.width, fanOut: units),
-                     biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.width, fanOut: units) ?? .zeros)
+                     kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.features, fanOut: units),
+                     biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.features, fanOut: units) ?? .zeros)
+    }
+
+    private static func shapeText(_ layer: Layer) -> String {
+        "[batch, \(layer.output.shape.map(String.init).joined(separator: ", "))]"
+    }
+
+    private static func sequence(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        guard source.output.shape.count == 2 else { throw a.fail("needs a sequence input [batch, time, features], got \(shapeText(source))") }
+        return source
+    }
+
+    private static func reshape(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        guard let dims = a.config["target_shape"]?.array, !dims.isEmpty else { throw a.fail("'target_shape' must be a list of sizes") }
+        var shape = try dims.map { d -> Int in
+            guard let n = d.integer, n > 0 || n == -1 else { throw a.fail("'target_shape' sizes must be positive or -1, got \(d)") }
+            return n
+        }
+        if let free = shape.firstIndex(of: -1) {
+            let known = shape.filter { $0 != -1 }.reduce(1, *)
+            guard shape.filter({ $0 == -1 }).count == 1, source.output.width % known == 0 else { throw a.fail("cannot reshape \(shapeText(source)) to \(shape)") }
+            shape[free] = source.output.width / known
+        }
+        guard shape.reduce(1, *) == source.output.width else { throw a.fail("cannot reshape \(shapeText(source)) (\(source.output.width) values a sample) to \(shape)") }
+        guard shape.count <= 2 else { throw a.fail("target shapes of rank \(shape.count) are not supported (features or [time, features])") }
+        return Reshape(name: a.node.id, input: source, shape: shape)
+    }
+
+    private static func dropout(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let spatial = a.node.className == "SpatialDropout1D"
+        let source = spatial ? try sequence(a, inputs) : try single(a, inputs)
+        try a.requireNull("noise_shape")  // SpatialDropout1D's is fixed; Dropout's must be absent
+        // `seed` seeds Keras's own generator; Tandem's masks come from the run's seed (SPEC §9).
+        return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), spatial: spatial)
+    }
+
+    private static func layerNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        let rank = source.output.shape.count + 1
+        let axes = a.config["axis"]?.array ?? [a.config["axis"] ?? .int(-1)]
+        guard axes.count == 1, let axis = axes[0].integer, axis == -1 || axis == rank - 1 else {
+            throw a.fail("'axis' = \(a.config["axis"]!) is not supported (the last axis, -1)")
+        }
+        try a.require("rms_scaling", is: .bool(false), supported: "rms_scaling = false")
+        try a.requireNull("beta_constraint", "gamma_constraint", "activity_regularizer")
+        let f = source.output.features
+        let epsilon = a.config["epsilon"]?.number ?? 1e-3
+        guard epsilon > 0 else { throw a.fail("'epsilon' must be positive") }
+        return LayerNormalization(name: a.node.id, input: source, epsilon: Float(epsilon),
+                                  center: try a.bool("center", default: true), scale: try a.bool("scale", default: true),
+                                  weights: a.node.layer,
+                                  gammaInitializer: try a.initializer("gamma_initializer", fanIn: f, fanOut: f) ?? .constant(1),
+                                  betaInitializer: try a.initializer("beta_initializer", fanIn: f, fanOut: f) ?? .zeros)
+    }
+
+    /// TimeDistributed(Dense) is Dense on the last axis of the sequence (weights under `layer/`).
+    private static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try sequence(a, inputs)
+        guard let inner = a.config["layer"], inner["class_name"]?.string == "Dense" else {
+            throw a.fail("wraps \(a.config["layer"]?["class_name"]?.string ?? "?"); only TimeDistributed(Dense) is supported (Dense itself acts on every step of a sequence)")
+        }
+        try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
+        let node = GraphNode(id: a.node.id, layer: a.node.layer, className: "Dense", config: inner["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
+        return try dense(LayerArguments(node: node), [source])
+    }
+
+    private static func pooling(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try sequence(a, inputs)
+        try a.channelsLast()
+        let pool = try a.size("pool_size", default: 2), stride = try a.size("strides", default: pool)
+        let padding = try a.string("padding", default: "valid")
+        guard padding == "valid" || padding == "same" else { throw a.fail("padding '\(padding)' is not supported (valid, same)") }
+        let steps = source.output.shape[0]
+        guard padding == "same" || pool <= steps else { throw a.fail("pool_size \(pool) is longer than the \(steps) steps it pools") }
+        return Pooling1D(name: a.node.id, kind: a.node.className.hasPrefix("Max") ? .max : .average, input: source,
+                         pool: pool, stride: stride, same: padding == "same")
     }
 
     private static func merge(_ a: LayerArguments, _ kind: MergeKind, _ inputs: [Layer]) throws -> Layer {
@@ -234,11 +356,18 @@ public enum LayerRegistry {
 
     private static func concatenate(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
-        guard inputs.allSatisfy({ $0.output.shape.count == 1 }) else {
-            throw a.fail("joins [batch, features] inputs only, got \(inputs.map { "[batch, \($0.output.shape.map(String.init).joined(separator: ", "))]" }.joined(separator: " and ")); other axes come with the layers issue")
+        let rank = inputs[0].output.shape.count
+        let shapes = inputs.map { shapeText($0) }.joined(separator: " and ")
+        guard inputs.allSatisfy({ $0.output.shape.count == rank }) else { throw a.fail("inputs must have one rank, got \(shapes)") }
+        let given = a.config["axis"]?.integer ?? -1
+        // Keras counts the batch axis: axis 1 is the first per-sample axis, −1 the last.
+        let axis = given < 0 ? rank + given : given - 1
+        guard (0..<rank).contains(axis) else { throw a.fail("axis \(given) is not an axis of \(shapes) (the batch axis cannot be joined)") }
+        for i in 0..<rank where i != axis {
+            guard inputs.allSatisfy({ $0.output.shape[i] == inputs[0].output.shape[i] }) else {
+                throw a.fail("inputs must agree on every axis but \(given), got \(shapes)")
+            }
         }
-        let axis = a.config["axis"]?.integer ?? -1
-        guard axis == -1 || axis == 1 else { throw a.fail("axis \(axis) is not supported for [batch, features] inputs (-1 or 1)") }
-        return Concatenate(name: a.node.id, inputs: inputs)
+        return Concatenate(name: a.node.id, inputs: inputs, axis: axis)
     }
 }

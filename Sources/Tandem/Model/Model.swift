@@ -24,6 +24,9 @@ public final class Model {
     private let gradientArenaCount: Int
     /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
     public let activationBytes: Int
+    /// Where the rows of the next training forward pass sit in the epoch: the
+    /// keys of every dropout mask (Dropout.swift). The training step sets them.
+    public let dropoutKeys = DropoutKeys()
 
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
@@ -56,6 +59,7 @@ public final class Model {
         let store = ParameterStore(specs: specs)
         parameters = store
         order.forEach { $0.bind(parameters: store) }
+        for case let layer as RandomLayer in order { layer.bind(keys: dropoutKeys) }
 
         var values = 0, gradients = 0
         for layer in schedule {

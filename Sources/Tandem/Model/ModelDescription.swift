@@ -64,7 +64,8 @@ public struct ModelDescription: Sendable {
         }
     }
 
-    private func buildGraph(maxBatch: Int, fuse: Bool) throws -> Model {
+    /// Every node's Tandem layer, by node id: shapes and parameters, no arenas.
+    func layerGraph() throws -> [String: Layer] {
         var built: [String: Layer] = [:]
         for node in nodes {
             let sources = try node.inputs.map { id -> Layer in
@@ -73,6 +74,11 @@ public struct ModelDescription: Sendable {
             }
             built[node.id] = try LayerRegistry.make(node, inputs: sources)
         }
+        return built
+    }
+
+    private func buildGraph(maxBatch: Int, fuse: Bool) throws -> Model {
+        let built = try layerGraph()
         let inputLayers = try inputs.map { id -> InputLayer in
             guard let l = built[id] as? InputLayer else { throw TandemError.usage("model input '\(id)' is not an InputLayer") }
             return l

@@ -107,6 +107,7 @@ extension TrainingStep {
                 let range = (k * m)..<min((k + 1) * m, B)
                 let local = UnsafeBufferPointer(rebasing: indices[range])
                 loadBatch(local, data: data)
+                model.dropoutKeys.firstPosition = epochPosition + range.lowerBound
                 model.forward(batch: local.count, training: true)
                 let tail = x.accumulator + x.packedCount - figureCount
                 for (h, head) in heads.enumerated() {

@@ -81,6 +81,9 @@ public final class Trainer {
                 watchdog?.context = "step \(position.step + 1) (epoch \(epoch + 1))"
                 faults.beforeStep(position.step + 1, rank: communicator.rank)
                 let range = (k * options.batchSize)..<min((k + 1) * options.batchSize, trainRows.count)
+                step.model.dropoutKeys.seed = options.seed
+                step.model.dropoutKeys.epoch = epoch
+                step.epochPosition = range.lowerBound
                 let figures = try globalOrder.withUnsafeBufferPointer {
                     try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
                 }

@@ -79,6 +79,9 @@ public final class TrainingStep {
     /// Reproducible mode: the bound on gradient magnitudes that sets the fixed-point scale
     /// (4 × the previous step's largest magnitude; kept in checkpoints).
     public var gradientBound: Double?
+    /// Where the global batch starts in the epoch's order (the trainer sets it): with
+    /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
+    public var epochPosition = 0
     var exchange: FixedPointExchange?
     var sparseExchange: SparseGradientExchange?
 
@@ -181,6 +184,7 @@ public final class TrainingStep {
         var clock = monotonicSeconds()
         beginGradient()
         loadBatch(local, data: data)
+        model.dropoutKeys.firstPosition = epochPosition + mine.lowerBound
         forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
         model.backward(batch: local.count)

@@ -1,0 +1,158 @@
+// 1-D pooling over the time axis of [B, T, C] (channels last), as Keras's JAX
+// backend computes it. Legend: T input steps, S output steps, C channels,
+// P pool size, s stride. Padding "valid": S = ⌊(T − P)/s⌋ + 1; "same":
+// S = ⌈T/s⌉ with max((S−1)·s + P − T, 0) padding, the smaller half first
+// (XLA's SAME); padded cells never win a max and are not counted in an average.
+// Max routes each output's gradient to its (first) arg-max.
+
+/// Keras `MaxPooling1D` / `AveragePooling1D`.
+public final class Pooling1D: Layer {
+    public enum Kind: Sendable { case max, average }
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let kind: Kind
+    public let pool: Int, stride: Int, steps: Int, channels: Int, outSteps: Int
+    /// Padding before the first step ("same" only).
+    let padFront: Int
+    /// Max: the input step each output cell took its value from, [B, S, C].
+    private var argmax: UnsafeMutablePointer<Int32>?
+
+    public static func outputSteps(steps: Int, pool: Int, stride: Int, same: Bool) -> Int {
+        same ? (steps + stride - 1) / stride : (steps - pool) / stride + 1
+    }
+
+    public init(name: String, kind: Kind, input: Layer, pool: Int, stride: Int, same: Bool) {
+        precondition(input.output.shape.count == 2)
+        self.name = name; self.kind = kind; inputs = [input]
+        self.pool = pool; self.stride = stride
+        steps = input.output.shape[0]; channels = input.output.shape[1]
+        outSteps = Pooling1D.outputSteps(steps: steps, pool: pool, stride: stride, same: same)
+        precondition(outSteps > 0)
+        padFront = same ? max((outSteps - 1) * stride + pool - steps, 0) / 2 : 0
+        output = Node(shape: [outSteps, channels])
+    }
+
+    deinit { argmax?.deallocate() }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+        if kind == .max {
+            argmax?.deallocate()
+            argmax = .allocate(capacity: max(batch * output.width, 1))
+        }
+    }
+
+    /// The input steps output step `o` covers.
+    @inline(__always) private func window(_ o: Int) -> Range<Int> {
+        let first = o * stride - padFront
+        return max(first, 0)..<min(first + pool, steps)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let x = inputs[0].output.values!, y = output.values!, C = channels
+        for b in 0..<batch {
+            for o in 0..<outSteps {
+                let w = window(o), row = y + (b * outSteps + o) * C
+                switch kind {
+                case .max:
+                    let arg = argmax! + (b * outSteps + o) * C
+                    for c in 0..<C {
+                        var best = -Float.infinity, at = w.lowerBound
+                        for t in w where x[(b * steps + t) * C + c] > best { best = x[(b * steps + t) * C + c]; at = t }
+                        row[c] = best; arg[c] = Int32(at)
+                    }
+                case .average:
+                    row.update(repeating: 0, count: C)
+                    for t in w { for c in 0..<C { row[c] += x[(b * steps + t) * C + c] } }
+                    let k = Float(w.count)
+                    for c in 0..<C { row[c] /= k }
+                }
+            }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!, dy = output.gradients!, C = channels
+        for b in 0..<batch {
+            for o in 0..<outSteps {
+                let g = dy + (b * outSteps + o) * C
+                switch kind {
+                case .max:
+                    let arg = argmax! + (b * outSteps + o) * C
+                    for c in 0..<C { dx[(b * steps + Int(arg[c])) * C + c] += g[c] }
+                case .average:
+                    let w = window(o), k = Float(w.count)
+                    for t in w { for c in 0..<C { dx[(b * steps + t) * C + c] += g[c] / k } }
+                }
+            }
+        }
+    }
+}
+
+/// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C].
+public final class GlobalPooling1D: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let kind: Pooling1D.Kind
+    public let steps: Int, channels: Int
+    private var argmax: UnsafeMutablePointer<Int32>?
+
+    public init(name: String, kind: Pooling1D.Kind, input: Layer) {
+        precondition(input.output.shape.count == 2)
+        self.name = name; self.kind = kind; inputs = [input]
+        steps = input.output.shape[0]; channels = input.output.shape[1]
+        output = Node(shape: [channels])
+    }
+
+    deinit { argmax?.deallocate() }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * channels, batch * channels) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * channels)
+        output.gradients = workspace.takeGradient(batch * channels)
+        if kind == .max {
+            argmax?.deallocate()
+            argmax = .allocate(capacity: max(batch * channels, 1))
+        }
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let x = inputs[0].output.values!, C = channels, T = steps
+        for b in 0..<batch {
+            let y = output.values + b * C
+            switch kind {
+            case .max:
+                let arg = argmax! + b * C
+                for c in 0..<C {
+                    var best = -Float.infinity, at = 0
+                    for t in 0..<T where x[(b * T + t) * C + c] > best { best = x[(b * T + t) * C + c]; at = t }
+                    y[c] = best; arg[c] = Int32(at)
+                }
+            case .average:
+                y.update(repeating: 0, count: C)
+                for t in 0..<T { for c in 0..<C { y[c] += x[(b * T + t) * C + c] } }
+                for c in 0..<C { y[c] /= Float(T) }
+            }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!, C = channels, T = steps
+        for b in 0..<batch {
+            let g = output.gradients + b * C
+            switch kind {
+            case .max:
+                let arg = argmax! + b * C
+                for c in 0..<C { dx[(b * T + Int(arg[c])) * C + c] += g[c] }
+            case .average:
+                for t in 0..<T { for c in 0..<C { dx[(b * T + t) * C + c] += g[c] / Float(T) } }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+// Layers that only move values: Flatten and Reshape (the same row-major
+// floats under a new per-sample shape) and RepeatVector ([F] → [n, F]).
+// Backward ACCUMULATES into the input's gradient, as every layer does.
+
+/// Keras `Flatten` and `Reshape(target_shape)`: y = x with another per-sample shape.
+public final class Reshape: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+
+    public init(name: String, input: Layer, shape: [Int]) {
+        precondition(shape.reduce(1, *) == input.output.width, "Reshape keeps the element count")
+        self.name = name; inputs = [input]
+        output = Node(shape: shape)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        output.values.update(from: inputs[0].output.values, count: batch * output.width)
+    }
+
+    public func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!, dy = output.gradients!
+        for i in 0..<(batch * output.width) { dx[i] += dy[i] }
+    }
+}
+
+/// Keras `RepeatVector(n)`: [B, F] → [B, n, F], every step a copy.
+public final class RepeatVector: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let count: Int
+
+    public init(name: String, input: Layer, count: Int) {
+        precondition(input.output.shape.count == 1 && count > 0)
+        self.name = name; self.count = count; inputs = [input]
+        output = Node(shape: [count, input.output.width])
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let f = inputs[0].output.width, x = inputs[0].output.values!
+        for b in 0..<batch {
+            for t in 0..<count { (output.values + (b * count + t) * f).update(from: x + b * f, count: f) }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let f = inputs[0].output.width, dx = inputs[0].output.gradients!
+        for b in 0..<batch {
+            for t in 0..<count {
+                let dy = output.gradients + (b * count + t) * f
+                for j in 0..<f { dx[b * f + j] += dy[j] }
+            }
+        }
+    }
+}

@@ -152,13 +152,13 @@ def bad_archives(source, out):
     archive("dotdot_member", {"config.json": json.dumps(config), "model.weights.h5": weights, "../../escape.txt": "x"})
     archive("absolute_member", {"config.json": json.dumps(config), "model.weights.h5": weights, "/tmp/escape.txt": "x"})
 
-    def to_gru(layer):
-        layer["class_name"] = "GRU"
-    archive("unsupported_layer", {"config.json": with_layer("lstm", to_gru), "model.weights.h5": weights})
+    def to_conv_lstm(layer):
+        layer["class_name"] = "ConvLSTM1D"
+    archive("unsupported_layer", {"config.json": with_layer("lstm", to_conv_lstm), "model.weights.h5": weights})
 
-    def backwards(layer):
-        layer["config"]["go_backwards"] = True
-    archive("unsupported_argument", {"config.json": with_layer("lstm", backwards), "model.weights.h5": weights})
+    def stateful(layer):
+        layer["config"]["stateful"] = True
+    archive("unsupported_argument", {"config.json": with_layer("lstm", stateful), "model.weights.h5": weights})
 
     def lam(layer):
         layer["class_name"] = "Lambda"
@@ -235,14 +235,70 @@ def sequence_core():
     return m
 
 
+def recurrent():
+    """GRU (reset_after true and false), SimpleRNN, go_backwards, stacking, Bidirectional (every merge mode), and
+    the mask of Embedding(mask_zero=True) read by GRUs, an LSTM, a Bidirectional and GlobalAveragePooling1D."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    signal = keras.Input(shape=(6, 2), name="signal")
+    e = L.Embedding(8, 6, mask_zero=True, name="embedding")(tokens)
+    x = L.GRU(5, return_sequences=True, name="gru")(e)
+    x = L.GRU(4, reset_after=False, go_backwards=True, name="gru_classic")(x)
+    y = L.Bidirectional(L.LSTM(3, return_sequences=True), merge_mode="sum", name="bi_lstm")(e)
+    y = L.GlobalAveragePooling1D(name="masked_mean")(y)
+    z = L.LSTM(3, go_backwards=True, name="lstm_back")(e)
+    s = L.SimpleRNN(4, activation="relu", return_sequences=True, go_backwards=True, name="simple")(signal)
+    s1 = L.Bidirectional(L.GRU(3), name="bi_gru")(s)
+    s2 = L.Bidirectional(L.SimpleRNN(2, return_sequences=True), merge_mode="mul", name="bi_simple")(s)
+    s2 = L.Bidirectional(L.GRU(2, reset_after=False, use_bias=False), merge_mode="ave", name="bi_ave")(s2)
+    h = L.Concatenate(name="joined")([x, y, z, s1, s2])
+    flag = L.Dense(1, activation="sigmoid", name="flag")(h)
+    kind = L.Dense(3, activation="softmax", name="kind")(L.SimpleRNN(4, name="simple_2")(s))
+    m = keras.Model([tokens, signal], [flag, kind])
+    m.compile(optimizer=keras.optimizers.Adam(0.02), loss={"flag": "binary_crossentropy", "kind": "sparse_categorical_crossentropy"},
+              loss_weights={"flag": 1.0, "kind": 0.4}, metrics={"flag": ["accuracy"], "kind": ["accuracy"]})
+    return m
+
+
+def conv_bilstm():
+    """A Conv1D trunk (same, causal with dilation, strided valid) under a bidirectional LSTM, two heads."""
+    tokens = keras.Input(shape=(12,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, name="embedding")(tokens)
+    x = L.Conv1D(6, 3, padding="same", activation="relu", name="conv_same")(x)
+    x = L.Conv1D(5, 2, dilation_rate=2, padding="causal", activation="tanh", name="conv_causal")(x)
+    x = L.Conv1D(4, 3, strides=2, name="conv_strided")(x)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi_lstm")(x)
+    topic = L.Dense(3, activation="softmax", name="topic")(L.GlobalMaxPooling1D(name="max_over_time")(x))
+    flag = L.Dense(1, activation="sigmoid", name="flag")(L.LSTM(3, name="summary")(x))
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy", "binary_crossentropy"],
+              loss_weights=[1.0, 0.3], metrics={"topic": ["accuracy"], "flag": ["accuracy"]})
+    return m
+
+
+def sequential_text():
+    """A Sequential text model: the mask of Embedding(mask_zero=True) flows implicitly through Dropout to a
+    Bidirectional GRU and on to a second GRU (input dropout 0)."""
+    m = keras.Sequential([keras.Input(shape=(9,), dtype="int32", name="words"), L.Embedding(6, 5, mask_zero=True, name="embedding"),
+                          L.Dropout(0.0, name="drop"), L.Bidirectional(L.GRU(4, return_sequences=True), name="bi_gru"),
+                          L.GRU(3, dropout=0.0, name="gru"), L.Dense(2, activation="softmax", name="label")])
+    m.compile(optimizer=keras.optimizers.RMSprop(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
-          "sequence_core": sequence_core}
+          "sequence_core": sequence_core, "recurrent": recurrent,
+          "conv_bilstm": conv_bilstm, "sequential_text": sequential_text}
 
 
 def weights_of(model):
     """<layer>/<weight> for every layer's variables (an RNN's are its cell's)."""
     out = {}
     for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):  # <layer>/<half>/<weight>, as Tandem names them
+            for half in (layer.forward_layer, layer.backward_layer):
+                for v in half.weights:
+                    out[f"{layer.name}/{half.name}/{v.name}"] = np.asarray(v)
+            continue
         for v in layer.weights:
             out[f"{layer.name}/{v.name}"] = np.asarray(v)
     return out

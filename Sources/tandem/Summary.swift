@@ -28,7 +28,9 @@ struct Summary: ParsableCommand {
                 let shape = "(None, " + layer.output.shape.map(String.init).joined(separator: ", ") + ")"
                 let from = layer.inputs.map { $0.name }.joined(separator: ", ")
                 let shared = node.map { $0.call > 0 ? " [shares '\($0.layer)']" : "" } ?? ""
-                rows.append(["\(layer.name) (\(node?.className ?? "?"))\(shared)", shape, String(params), from.isEmpty ? "-" : from])
+                // A part Tandem adds inside a Keras layer (a Bidirectional's halves, an RNN's input dropout) shows its Tandem type.
+                let type = node?.className ?? "part: \(String(describing: Swift.type(of: layer)))"
+                rows.append(["\(layer.name) (\(type))\(shared)", shape, String(params), from.isEmpty ? "-" : from])
             }
             let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
             var out = "Model: \"\(d.name)\"\(resolved.headline != nil ? " (the headline preset)" : "")\n"

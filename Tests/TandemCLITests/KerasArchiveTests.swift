@@ -12,7 +12,7 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text"]
 
     struct Made { let dir: String; let python: String }
 
@@ -244,7 +244,7 @@ final class KerasArchiveTests: XCTestCase {
             "corrupt_weights": "not a readable HDF5 file", "bad_json": "not valid JSON", "missing_weight": "'layers/lstm/cell/vars/1' is missing",
             "misshapen_weight": "has shape [3, 3], the model needs [7, 8]", "soft_link": "a soft link", "external_link": "an external link",
             "external_storage": "external storage", "dotdot_member": "'../../escape.txt'", "absolute_member": "'/tmp/escape.txt'",
-            "unsupported_layer": "Keras class GRU is not supported (supported: InputLayer", "unsupported_argument": "'go_backwards' = true is not supported",
+            "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer", "unsupported_argument": "'stateful' = true is not supported",
             "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object", "unsupported_loss": "loss 'huber' is not supported",
             "unsupported_optimizer": "optimizer Adagrad is not supported", "huge_member": "refusing to unpack it"]
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: bad).map { String($0.dropLast(6)) }), Set(expected.keys))

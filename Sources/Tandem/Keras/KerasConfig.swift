@@ -87,17 +87,21 @@ public enum KerasConfig {
 
     private static func functional(_ config: JSONValue) throws -> Graph {
         guard let layers = config["layers"]?.array else { throw TandemError.usage("config.json: the model has no 'layers' list") }
-        var raw: [String: (className: String, config: JSONValue, calls: [[(String, Int, Int)]])] = [:]
+        var raw: [String: (className: String, config: JSONValue, calls: [(tensors: [(String, Int, Int)], masked: Bool)])] = [:]
         var fileOrder: [String] = []
         for entry in layers {
             let className = entry["class_name"]?.string ?? "?"
             let name = entry["name"]?.string ?? entry["config"]?["name"]?.string ?? ""
             guard !name.isEmpty else { throw TandemError.usage("config.json: a \(className) layer has no name") }
-            try refuseCustom(entry, what: "layer '\(name)'")
-            if className == "NotEqual" || (entry["module"]?.string ?? "").hasPrefix("keras.src.ops") {
-                throw TandemError.usage("layer '\(name)': the operation \(className) (from Embedding(mask_zero=True) or a raw op) is not supported; masking comes with the layers issue")
-            }
             guard raw[name] == nil else { throw TandemError.usage("config.json: two layers are named '\(name)'") }
+            if (entry["module"]?.string ?? "").hasPrefix("keras.src.ops") {
+                // An operation, not a layer: only the mask Embedding(mask_zero=True) saves.
+                let (calls, value) = try notEqual(entry, name: name)
+                raw[name] = (className, .object([("name", .string(name)), ("value", .int(Int64(value)))]), calls)
+                fileOrder.append(name)
+                continue
+            }
+            try refuseCustom(entry, what: "layer '\(name)'")
             let calls = try (entry["inbound_nodes"]?.array ?? []).map { try inbound($0, layer: name) }
             raw[name] = (className, entry["config"] ?? .object([]), calls)
             fileOrder.append(name)
@@ -126,9 +130,9 @@ public enum KerasConfig {
                 continue
             }
             for (k, args) in e.calls.enumerated() {
-                let producers = try args.map { try checkedID($0, "layer '\(name)'") }
+                let producers = try args.tensors.map { try checkedID($0, "layer '\(name)'") }
                 nodes[nodeID(name, k)] = GraphNode(id: nodeID(name, k), layer: name, className: e.className, config: e.config,
-                                                   inputs: producers, call: k)
+                                                   inputs: producers, call: k, masked: args.masked)
             }
         }
         var done = Set<String>(), active = Set<String>()
@@ -144,8 +148,26 @@ public enum KerasConfig {
         return graph
     }
 
+    /// The classes of `keras.src.ops` a file may hold: the mask of Embedding(mask_zero=True).
+    static let operations = ["NotEqual"]
+
+    /// A NotEqual operation (`ops.not_equal(tokens, value)`): its calls and the value.
+    private static func notEqual(_ entry: JSONValue, name: String) throws -> ([(tensors: [(String, Int, Int)], masked: Bool)], Int) {
+        let className = entry["class_name"]?.string ?? "?"
+        guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
+            throw TandemError.usage("layer '\(name)': the operation \(className) is not supported (only NotEqual, the mask that Embedding(mask_zero=True) saves)")
+        }
+        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array, args.count == 2,
+              let value = args[1].integer else {
+            throw TandemError.usage("layer '\(name)': NotEqual must compare one tensor with an integer constant")
+        }
+        let tensors = try inbound(.object([("args", .array([args[0]]))]), layer: name)
+        return ([tensors], value)
+    }
+
     /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
-    private static func inbound(_ call: JSONValue, layer: String) throws -> [(String, Int, Int)] {
+    /// A `mask` keyword tensor comes last, and `masked` says so.
+    private static func inbound(_ call: JSONValue, layer: String) throws -> (tensors: [(String, Int, Int)], masked: Bool) {
         var found: [(String, Int, Int)] = []
         func collect(_ v: JSONValue) throws {
             if v["class_name"]?.string == "__keras_tensor__" {
@@ -160,16 +182,18 @@ public enum KerasConfig {
         }
         if call.object != nil {
             try collect(call["args"] ?? .array([]))
+            var mask: [(String, Int, Int)] = []
             for (key, value) in call["kwargs"]?.object ?? [] {
                 var tensors: [(String, Int, Int)] = []
                 swap(&tensors, &found)
                 try collect(value)
                 swap(&tensors, &found)
+                if key == "mask", tensors.count == 1 { mask = tensors; continue }
                 if !tensors.isEmpty {
-                    throw TandemError.usage("layer '\(layer)': the tensor argument '\(key)' is not supported\(key == "mask" ? " (masking comes with the layers issue)" : "")")
+                    throw TandemError.usage("layer '\(layer)': the tensor argument '\(key)' is not supported (tensors come as inputs, and a mask as 'mask')")
                 }
             }
-            return found
+            return (found + mask, !mask.isEmpty)
         }
         // Legacy: a list of [layer, node, tensor, kwargs].
         guard let items = call.array else { throw TandemError.usage("layer '\(layer)': inbound_nodes entries must be objects or lists") }
@@ -179,7 +203,7 @@ public enum KerasConfig {
             }
             found.append((n, node, t))
         }
-        return found
+        return (found, false)
     }
 
     private static func sequential(_ config: JSONValue) throws -> Graph {
@@ -194,13 +218,29 @@ public enum KerasConfig {
         graph.nodes.append(GraphNode(id: inputName, layer: inputName, className: "InputLayer", config: first["config"] ?? .object([]), inputs: [], call: 0))
         graph.inputs = [inputName]
         var previous = inputName, names = Set([inputName])
+        // A Sequential file does not spell the mask out: it flows from Embedding(mask_zero=True)
+        // through the layers that pass masks on, to the first layer that reads it, as in Keras.
+        var mask: String?
         for entry in layers {
             let className = entry["class_name"]?.string ?? "?"
             guard let name = entry["config"]?["name"]?.string else { throw TandemError.usage("config.json: a \(className) layer has no name") }
             try refuseCustom(entry, what: "layer '\(name)'")
             guard names.insert(name).inserted else { throw TandemError.usage("config.json: two layers are named '\(name)'") }
-            graph.nodes.append(GraphNode(id: name, layer: name, className: className, config: entry["config"] ?? .object([]),
-                                         inputs: [previous], call: 0))
+            let config = entry["config"] ?? .object([])
+            let reads = mask != nil && LayerRegistry.maskConsumers.contains(className)
+            graph.nodes.append(GraphNode(id: name, layer: name, className: className, config: config,
+                                         inputs: [previous] + (reads ? [mask!] : []), call: 0, masked: reads))
+            if className == "Embedding", config["mask_zero"]?.bool == true, previous == inputName {
+                let id = "\(name)/not_equal"
+                graph.nodes.insert(GraphNode(id: id, layer: id, className: "NotEqual", config: .object([("name", .string(id)), ("value", .int(0))]),
+                                             inputs: [inputName], call: 0), at: graph.nodes.count - 1)
+                mask = id
+            } else if reads {
+                // An RNN returning its sequence passes the mask on; otherwise it is used up.
+                if !(config["return_sequences"]?.bool ?? config["layer"]?["config"]?["return_sequences"]?.bool ?? false) { mask = nil }
+            } else if !["Dense", "Activation", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed"].contains(className) {
+                mask = nil  // a layer without mask support drops it
+            }
             previous = name
         }
         graph.outputs = [previous]
@@ -214,7 +254,7 @@ public enum KerasConfig {
     /// ties by index. Sequential: its layers in order, without the InputLayer.
     static func keraslayerOrder(_ graph: Graph, sequential: Bool) throws -> [(name: String, className: String)] {
         let byID = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.id, $0) })
-        if sequential { return graph.nodes.dropFirst().map { ($0.layer, $0.className) } }
+        if sequential { return graph.nodes.dropFirst().filter { !operations.contains($0.className) }.map { ($0.layer, $0.className) } }
         var finished = Set<String>(), ordered: [String] = [], index: [String: Int] = [:]
         func walk(_ id: String) {
             guard !finished.contains(id), let node = byID[id] else { return }
@@ -237,7 +277,8 @@ public enum KerasConfig {
             index[byID[i]!.layer] = -1
         }
         let classOf = Dictionary(graph.nodes.map { ($0.layer, $0.className) }, uniquingKeysWith: { a, _ in a })
-        return layerDepth.keys.sorted { a, b in
+        // Operations (a NotEqual mask) take part in the walk but are not layers.
+        return layerDepth.keys.filter { !operations.contains(classOf[$0]!) }.sorted { a, b in
             layerDepth[a]! != layerDepth[b]! ? layerDepth[a]! > layerDepth[b]! : index[a]! < index[b]!
         }.map { ($0, classOf[$0]!) }
     }
@@ -277,9 +318,27 @@ extension ModelDescription {
     public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
         let top = { (names: [String]) in VariableGroup(path: "vars", label: layer, names: names) }
         switch className {
-        case "Dense": return [top(config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"])]
+        case "Dense", "Conv1D": return [top(config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"])]
         case "Embedding": return [top(["embeddings"])]
-        case "LSTM": return [top([]), VariableGroup(path: "cell/vars", label: "lstm_cell", names: ["kernel", "recurrent_kernel", "bias"])]
+        case "LSTM", "GRU", "SimpleRNN":
+            let names = ["kernel", "recurrent_kernel"] + (config["use_bias"]?.bool == false ? [] : ["bias"])
+            return [top([]), VariableGroup(path: "cell/vars", label: "\(KerasConfig.snakeCase(className))_cell", names: names)]
+        case "Bidirectional":
+            // forward_layer/… and backward_layer/…, each an RNN named in the config; Tandem's names are <layer>/<half>/<weight>.
+            var groups = [top([])]
+            for (key, attribute) in [("layer", "forward_layer"), ("backward_layer", "backward_layer")] {
+                var half = config[key] ?? .null
+                if half.isNull, let f = config["layer"] {  // Keras derives the backward half from the forward one
+                    let fname = f["config"]?["name"]?.string ?? ""
+                    half = .object([("class_name", f["class_name"] ?? .null), ("config", .object([("name", .string("backward_" + fname.replacingOccurrences(of: "forward_", with: ""))),
+                                                                                                   ("use_bias", f["config"]?["use_bias"] ?? .null)]))])
+                }
+                let name = half["config"]?["name"]?.string ?? attribute
+                groups += kerasVariables(className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null).map {
+                    VariableGroup(path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label, names: $0.names.map { "\(name)/\($0)" })
+                }
+            }
+            return groups
         case "LayerNormalization":
             return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]))]
         case "TimeDistributed":

@@ -94,17 +94,21 @@ public final class Pooling1D: Layer {
 }
 
 /// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C].
+/// With a mask (average only, as in Keras) the mean is over the unmasked steps:
+/// Σ mask·x / Σ mask (0/0 when every step is masked, as Keras computes).
 public final class GlobalPooling1D: Layer {
     public let name: String
     public let inputs: [Layer]
     public let output: Node
     public let kind: Pooling1D.Kind
     public let steps: Int, channels: Int
+    let mask: Layer?
     private var argmax: UnsafeMutablePointer<Int32>?
 
-    public init(name: String, kind: Pooling1D.Kind, input: Layer) {
-        precondition(input.output.shape.count == 2)
-        self.name = name; self.kind = kind; inputs = [input]
+    public init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil) {
+        precondition(input.output.shape.count == 2 && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
+        self.name = name; self.kind = kind; self.mask = mask
+        inputs = mask.map { [input, $0] } ?? [input]
         steps = input.output.shape[0]; channels = input.output.shape[1]
         output = Node(shape: [channels])
     }
@@ -122,6 +126,15 @@ public final class GlobalPooling1D: Layer {
         }
     }
 
+    @inline(__always) private func weight(_ b: Int, _ t: Int) -> Float { mask.map { $0.output.values[b * steps + t] } ?? 1 }
+    /// The steps an average runs over.
+    private func count(_ b: Int) -> Float {
+        guard let mask else { return Float(steps) }
+        var n: Float = 0
+        for t in 0..<steps { n += mask.output.values[b * steps + t] }
+        return n
+    }
+
     public func forward(batch: Int, training: Bool) {
         let x = inputs[0].output.values!, C = channels, T = steps
         for b in 0..<batch {
@@ -136,8 +149,9 @@ public final class GlobalPooling1D: Layer {
                 }
             case .average:
                 y.update(repeating: 0, count: C)
-                for t in 0..<T { for c in 0..<C { y[c] += x[(b * T + t) * C + c] } }
-                for c in 0..<C { y[c] /= Float(T) }
+                for t in 0..<T where weight(b, t) != 0 { for c in 0..<C { y[c] += x[(b * T + t) * C + c] } }
+                let n = count(b)
+                for c in 0..<C { y[c] /= n }
             }
         }
     }
@@ -151,7 +165,8 @@ public final class GlobalPooling1D: Layer {
                 let arg = argmax! + b * C
                 for c in 0..<C { dx[(b * T + Int(arg[c])) * C + c] += g[c] }
             case .average:
-                for t in 0..<T { for c in 0..<C { dx[(b * T + t) * C + c] += g[c] / Float(T) } }
+                let n = count(b)
+                for t in 0..<T where weight(b, t) != 0 { for c in 0..<C { dx[(b * T + t) * C + c] += g[c] / n } }
             }
         }
     }

@@ -1,5 +1,6 @@
 // Layers that only move values: Flatten and Reshape (the same row-major
-// floats under a new per-sample shape) and RepeatVector ([F] → [n, F]).
+// floats under a new per-sample shape), RepeatVector ([F] → [n, F]) and the
+// time reversal of a Bidirectional's backward sequence.
 // Backward ACCUMULATES into the input's gradient, as every layer does.
 
 /// Keras `Flatten` and `Reshape(target_shape)`: y = x with another per-sample shape.
@@ -64,6 +65,47 @@ public final class RepeatVector: Layer {
             for t in 0..<count {
                 let dy = output.gradients + (b * count + t) * f
                 for j in 0..<f { dx[b * f + j] += dy[j] }
+            }
+        }
+    }
+}
+
+/// [B, T, F] with the time axis reversed: y[b, t] = x[b, T−1−t] (a Bidirectional's
+/// backward half returns its sequence in processing order; Keras flips it back).
+public final class TimeReverse: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+
+    public init(name: String, input: Layer) {
+        precondition(input.output.shape.count == 2)
+        self.name = name; inputs = [input]
+        output = Node(shape: input.output.shape)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let T = output.shape[0], F = output.shape[1], x = inputs[0].output.values!
+        for b in 0..<batch {
+            for t in 0..<T {
+                let from: UnsafeMutablePointer<Float> = x + (b * T + T - 1 - t) * F
+                (output.values + (b * T + t) * F).update(from: from, count: F)
+            }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let T = output.shape[0], F = output.shape[1], dx = inputs[0].output.gradients!
+        for b in 0..<batch {
+            for t in 0..<T {
+                let to = dx + (b * T + T - 1 - t) * F, from = output.gradients + (b * T + t) * F
+                for j in 0..<F { to[j] += from[j] }
             }
         }
     }

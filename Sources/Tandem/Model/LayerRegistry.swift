@@ -122,7 +122,10 @@ public enum LayerRegistry {
     /// Keras classes Tandem can build.
     public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
         + ["Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed",
-           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"]
+           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN", "Bidirectional", "Conv1D"]
+
+    /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
+    static let maskConsumers = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "GlobalAveragePooling1D"]
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
     static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
@@ -131,10 +134,25 @@ public enum LayerRegistry {
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
             throw a.fail("frozen layers (trainable = false) are not supported")
         }
+        var inputs = inputs, mask: Layer?
+        if node.masked {
+            guard maskConsumers.contains(node.className) else {
+                throw a.fail("its 'mask' argument is not supported (masks are read by \(maskConsumers.joined(separator: ", ")))")
+            }
+            mask = inputs.removeLast()
+            guard mask is SequenceMask else { throw a.fail("its mask must come from Embedding(mask_zero=True) (ops.not_equal on the token ids)") }
+        }
         switch node.className {
+        case "NotEqual":
+            guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
+                throw a.fail("compares a model input of integer token ids only")
+            }
+            guard let v = node.config["value"]?.integer, let value = Int32(exactly: v) else { throw a.fail("needs an integer value") }
+            return SequenceMask(name: node.id, tokens: tokens, value: value)
+        case "LSTM", "GRU", "SimpleRNN": return try recurrent(a, inputs, mask: mask)
+        case "Bidirectional": return try bidirectional(a, inputs, mask: mask)
         case "InputLayer": return try input(a)
         case "Embedding": return try embedding(a, inputs)
-        case "LSTM": return try lstm(a, inputs)
         case "Dense": return try dense(a, inputs)
         case "Concatenate": return try concatenate(a, inputs)
         case "Activation": return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
@@ -143,6 +161,7 @@ public enum LayerRegistry {
             try a.channelsLast()
             return Reshape(name: node.id, input: try single(a, inputs), shape: [try single(a, inputs).output.width])
         case "Reshape": return try reshape(a, inputs)
+        case "Conv1D": return try conv1D(a, inputs)
         case "RepeatVector":
             let source = try single(a, inputs)
             guard source.output.shape.count == 1 else { throw a.fail("needs [batch, features], got \(shapeText(source))") }
@@ -155,7 +174,7 @@ public enum LayerRegistry {
             let source = try sequence(a, inputs)
             try a.channelsLast()
             try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
-            return GlobalPooling1D(name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source)
+            return GlobalPooling1D(name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
         default:
             throw TandemError.usage("layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))")
         }
@@ -167,13 +186,22 @@ public enum LayerRegistry {
             return try regularizers(GraphNode(id: node.id, layer: node.layer, className: inner["class_name"]?.string ?? "",
                                               config: inner["config"] ?? .null, inputs: node.inputs, call: node.call))
         }
+        if node.className == "Bidirectional" {  // each half's, under <layer>/<half's name>/
+            return try ["layer", "backward_layer"].flatMap { key -> [Regularizer] in
+                guard let half = node.config[key], let name = half["config"]?["name"]?.string else { return [] }
+                let inner = GraphNode(id: node.id, layer: "\(node.layer)/\(name)", className: half["class_name"]?.string ?? "",
+                                      config: half["config"] ?? .null, inputs: node.inputs, call: node.call)
+                return try regularizers(inner)
+            }
+        }
         let a = LayerArguments(node: node)
         let keys: [(String, String)]
         switch node.className {
         case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
-        case "LSTM": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
+        case "LSTM", "GRU", "SimpleRNN": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
         case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
         case "LayerNormalization": keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
+        case "Conv1D": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
         default: keys = []
         }
         return try keys.compactMap { key, weight in
@@ -216,7 +244,7 @@ public enum LayerRegistry {
             throw a.fail("must read an integer model input directly (token ids)")
         }
         let vocabulary = try a.int("input_dim"), dimension = try a.int("output_dim")
-        try a.require("mask_zero", is: .bool(false), supported: "mask_zero = false; masking comes with the layers issue")
+        // mask_zero: the file carries the mask as a NotEqual op passed to the layers that read it.
         try a.require("sparse", is: .bool(false), supported: "dense gradients")
         try a.requireNull("embeddings_constraint", "activity_regularizer", "lora_rank", "quantization_config")
         let initializer = try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension)
@@ -224,24 +252,41 @@ public enum LayerRegistry {
                          weights: a.node.layer, initializer: initializer ?? .uniform(limit: 0.05))
     }
 
-    private static func lstm(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
-        let source = try single(a, inputs)
-        guard source.output.shape.count == 2 else { throw a.fail("needs a sequence input [batch, time, features], got [batch, \(source.output.shape.map(String.init).joined(separator: ", "))]") }
+    /// LSTM, GRU, SimpleRNN. The plain LSTM class when nothing more is asked
+    /// (the fusion pass knows it); otherwise `Recurrent`. Input dropout is a
+    /// SpatialDropout1D in front: one mask per sample and feature, all steps.
+    private static func recurrent(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?, name: String? = nil, weights: String? = nil,
+                                  zeroOutputForMask: Bool? = nil) throws -> Layer {
+        var source = try sequence(a, inputs)
+        let id = name ?? a.node.id, className = a.node.className
         let units = try a.int("units")
         guard units <= LSTM.maxUnits else { throw a.fail("'units' must be at most \(LSTM.maxUnits), got \(units)") }
-        guard try a.activation() == .tanh else { throw a.fail("activation must be tanh (Keras's default)") }
-        guard try a.activation("recurrent_activation") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
-        try a.require("use_bias", is: .bool(true), supported: "use_bias = true")
+        let activation = try a.activation()
+        if className != "SimpleRNN" {
+            guard activation == .tanh else { throw a.fail("activation must be tanh (Keras's default)") }
+            guard try a.activation("recurrent_activation") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
+        } else if activation == .softmax || activation == .logSoftmax {
+            throw a.fail("activation \(activation.rawValue) is not supported for SimpleRNN (element-wise activations only)")
+        }
         try a.require("return_state", is: .bool(false), supported: "return_state = false")
-        try a.require("go_backwards", is: .bool(false), supported: "go_backwards = false; comes with the layers issue")
         try a.require("stateful", is: .bool(false), supported: "stateful = false")
-        try a.require("dropout", is: .double(0), supported: "dropout = 0; comes with the layers issue")
-        try a.require("recurrent_dropout", is: .double(0), supported: "recurrent_dropout = 0; comes with the layers issue")
         try a.requireNull("kernel_constraint", "recurrent_constraint", "bias_constraint", "activity_regularizer")
-        let steps = source.output.shape[0], features = source.output.shape[1], g = 4 * units
-        let unitForgetBias = try a.bool("unit_forget_bias", default: true)
+        // `unroll` and `implementation` change how Keras schedules the same arithmetic; `seed`
+        // seeds Keras's own generator (Tandem's masks come from the run's seed, SPEC §9).
+        let useBias = try a.bool("use_bias", default: true), goBackwards = try a.bool("go_backwards", default: false)
+        let returnSequences = try a.bool("return_sequences", default: false)
+        let dropout = try a.rate("dropout"), recurrentDropout = try a.rate("recurrent_dropout")
+        let zeroOutput = try zeroOutputForMask ?? a.bool("zero_output_for_mask", default: false)
+        let features = source.output.shape[1]
+        let cell: Recurrent.Cell
+        switch className {
+        case "LSTM": cell = .lstm
+        case "GRU": cell = .gru(resetAfter: try a.bool("reset_after", default: true))
+        default: cell = .simple(activation)
+        }
+        let g = cell == .lstm ? 4 * units : (className == "GRU" ? 3 * units : units)
         var bias = try a.initializer("bias_initializer", fanIn: units, fanOut: g)
-        if unitForgetBias {
+        if cell == .lstm, try a.bool("unit_forget_bias", default: true) {
             // Keras: the forget block is ones, the rest from the bias initializer (zeros by default).
             switch bias {
             case nil, .zeros?: bias = .lstmBias(units: units)
@@ -250,11 +295,53 @@ public enum LayerRegistry {
         } else if bias == nil {
             bias = .zeros
         }
-        return LSTM(name: a.node.id, units: units, input: source, steps: steps,
-                    returnSequences: try a.bool("return_sequences", default: false), weights: a.node.layer,
-                    kernelInitializer: try a.initializer("kernel_initializer", fanIn: features, fanOut: g),
-                    recurrentInitializer: try a.initializer("recurrent_initializer", fanIn: units, fanOut: g) ?? .orthogonal,
-                    biasInitializer: bias)
+        let kernelInit = try a.initializer("kernel_initializer", fanIn: features, fanOut: g)
+        let recurrentInit = try a.initializer("recurrent_initializer", fanIn: units, fanOut: g) ?? .orthogonal
+        if dropout > 0 { source = Dropout(name: "\(id)/dropout", input: source, rate: dropout, spatial: true) }
+        if cell == .lstm, useBias, !goBackwards, mask == nil, recurrentDropout == 0 {
+            return LSTM(name: id, units: units, input: source, steps: source.output.shape[0], returnSequences: returnSequences,
+                        weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit, biasInitializer: bias)
+        }
+        return Recurrent(name: id, cell: cell, units: units, input: source, mask: mask, returnSequences: returnSequences,
+                         goBackwards: goBackwards, useBias: useBias, zeroOutputForMask: zeroOutput, recurrentDropout: recurrentDropout,
+                         weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit, biasInitializer: bias)
+    }
+
+    /// Keras `Bidirectional(layer, merge_mode, backward_layer)`: the forward RNN, the
+    /// backward one (go_backwards; its sequence flipped back to input order) and the merge.
+    /// Weights are `<layer>/<half's name>/<weight>` (Keras's forward_layer / backward_layer).
+    private static func bidirectional(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
+        let source = try sequence(a, inputs)
+        guard let forward = a.config["layer"], let fname = forward["config"]?["name"]?.string else { throw a.fail("has no 'layer'") }
+        try KerasConfig.refuseCustom(forward, what: "layer '\(a.node.layer)'s forward layer")
+        var backward = a.config["backward_layer"]
+        if let b = backward, !b.isNull { try KerasConfig.refuseCustom(b, what: "layer '\(a.node.layer)'s backward layer") } else {
+            // Keras builds the backward half from the forward config with go_backwards flipped.
+            var c = forward["config"]!.object!
+            c = c.map { $0.0 == "go_backwards" ? ($0.0, .bool(!(forward["config"]?["go_backwards"]?.bool ?? false))) : ($0.0 == "name" ? ($0.0, .string("backward_" + fname.replacingOccurrences(of: "forward_", with: ""))) : $0) }
+            backward = .object([("class_name", forward["class_name"]!), ("config", .object(c))])
+        }
+        let mode = try a.string("merge_mode", default: "concat")
+        guard ["concat", "sum", "mul", "ave"].contains(mode) else { throw a.fail("merge_mode '\(mode)' is not supported (concat, sum, mul, ave)") }
+        var halves: [Layer] = []
+        for half in [forward, backward!] {
+            let className = half["class_name"]?.string ?? "?"
+            guard ["LSTM", "GRU", "SimpleRNN"].contains(className), let hname = half["config"]?["name"]?.string else {
+                throw a.fail("wraps \(className); only LSTM, GRU and SimpleRNN are supported")
+            }
+            let node = GraphNode(id: "\(a.node.id)/\(hname)", layer: "\(a.node.layer)/\(hname)", className: className,
+                                 config: half["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
+            let inner = LayerArguments(node: node)
+            try inner.require("return_state", is: .bool(false), supported: "return_state = false")
+            // Keras forces zero_output_for_mask = return_sequences on both halves.
+            var layer = try recurrent(inner, [source], mask: mask, zeroOutputForMask: try inner.bool("return_sequences", default: false))
+            if let r = layer as? Recurrent, r.goBackwards, r.returnSequences { layer = TimeReverse(name: "\(node.id)/reversed", input: r) }
+            halves.append(layer)
+        }
+        guard halves[0].output.shape == halves[1].output.shape else { throw a.fail("its halves give different shapes") }
+        if mode == "concat" { return Concatenate(name: a.node.id, inputs: halves) }
+        let kind: MergeKind = mode == "sum" ? .add : mode == "mul" ? .multiply : .average
+        return Merge(name: a.node.id, kind: kind, inputs: halves)
     }
 
     private static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
@@ -331,6 +418,26 @@ public enum LayerRegistry {
         try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
         let node = GraphNode(id: a.node.id, layer: a.node.layer, className: "Dense", config: inner["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
         return try dense(LayerArguments(node: node), [source])
+    }
+
+    private static func conv1D(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try sequence(a, inputs)
+        try a.channelsLast()
+        try a.require("groups", is: .int(1), supported: "groups = 1")
+        try a.requireNull("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank")
+        let filters = try a.int("filters"), size = try a.size("kernel_size")
+        let stride = try a.size("strides", default: 1), dilation = try a.size("dilation_rate", default: 1)
+        guard stride == 1 || dilation == 1 else { throw a.fail("strides > 1 with dilation_rate > 1 is not allowed (as in Keras)") }
+        let name = try a.string("padding", default: "valid")
+        guard let padding = Conv1D.Padding(rawValue: name) else { throw a.fail("padding '\(name)' is not supported (valid, same, causal)") }
+        let steps = source.output.shape[0], channels = source.output.shape[1]
+        guard Conv1D.outputSteps(steps: steps, kernel: size, stride: stride, dilation: dilation, padding: padding) > 0 else {
+            throw a.fail("its kernel (size \(size), dilation \(dilation)) is longer than the \(steps) steps it reads")
+        }
+        return Conv1D(name: a.node.id, filters: filters, kernelSize: size, input: source, stride: stride, dilation: dilation,
+                      padding: padding, activation: try a.activation(), useBias: try a.bool("use_bias", default: true), weights: a.node.layer,
+                      kernelInitializer: try a.initializer("kernel_initializer", fanIn: size * channels, fanOut: size * filters),
+                      biasInitializer: try a.initializer("bias_initializer", fanIn: size * channels, fanOut: filters) ?? .zeros)
     }
 
     private static func pooling(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {

@@ -22,6 +22,8 @@ public struct GraphNode: Sendable {
     public let inputs: [String]
     /// Which call of `layer` this is (0 for the first).
     public let call: Int
+    /// The call's `mask` argument is its last input (a NotEqual node).
+    public var masked = false
 }
 
 /// A Keras model as Tandem trains it.

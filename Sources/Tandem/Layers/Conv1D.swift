@@ -1,0 +1,125 @@
+// Conv1D on [B, T, C] (channels last) as one GEMM: each output step's
+// receptive field is gathered into a row of `columns` [B·S, K·C] (im2col;
+// cells outside the input are zero), then z = columns · W + b with the
+// kernel [K, C, F] read as [K·C, F], and y = act(z). Legend: T input steps,
+// S output steps, K kernel size, C input channels, F filters, s stride,
+// d dilation. Input step of (o, k): o·s − padFront + k·d. Padding "valid":
+// S = ⌊(T − d(K−1) − 1)/s⌋ + 1; "same": S = ⌈T/s⌉ with max((S−1)s + d(K−1) + 1 − T, 0)
+// padding, the smaller half in front (XLA's SAME, as Keras's JAX backend);
+// "causal": d(K−1) in front, then valid. Backward: dW += columnsᵀ·dz,
+// db += Σ dz, dcolumns = dz·Wᵀ scattered back into dx (col2im).
+
+/// Keras `Conv1D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
+public final class Conv1D: Layer {
+    public enum Padding: String, Sendable { case valid, same, causal }
+    public let name: String
+    public let weightsName: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let filters: Int, kernelSize: Int, stride: Int, dilation: Int, padding: Padding
+    public let activation: Activation, useBias: Bool
+    public let steps: Int, channels: Int, outSteps: Int
+    let padFront: Int
+    let initializers: (kernel: Initializer?, bias: Initializer)
+    private var kernel: TensorView!, bias: TensorView?
+    private var store: ParameterStore!
+    private var columns: UnsafeMutablePointer<Float>!, dColumns: UnsafeMutablePointer<Float>!
+    private var z: UnsafeMutablePointer<Float>!, dz: UnsafeMutablePointer<Float>!
+
+    public static func outputSteps(steps: Int, kernel: Int, stride: Int, dilation: Int, padding: Padding) -> Int {
+        let span = dilation * (kernel - 1) + 1
+        switch padding {
+        case .valid: return steps >= span ? (steps - span) / stride + 1 : 0
+        case .same: return (steps + stride - 1) / stride
+        case .causal: return (steps - 1) / stride + 1
+        }
+    }
+
+    public init(name: String, filters: Int, kernelSize: Int, input: Layer, stride: Int = 1, dilation: Int = 1, padding: Padding = .valid,
+                activation: Activation = .linear, useBias: Bool = true, weights: String? = nil,
+                kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros) {
+        precondition(input.output.shape.count == 2)
+        self.name = name; weightsName = weights ?? name; inputs = [input]
+        self.filters = filters; self.kernelSize = kernelSize; self.stride = stride; self.dilation = dilation
+        self.padding = padding; self.activation = activation; self.useBias = useBias
+        steps = input.output.shape[0]; channels = input.output.shape[1]
+        outSteps = Conv1D.outputSteps(steps: steps, kernel: kernelSize, stride: stride, dilation: dilation, padding: padding)
+        precondition(outSteps > 0, "Conv1D's kernel is longer than its input")
+        switch padding {
+        case .valid: padFront = 0
+        case .same: padFront = max((outSteps - 1) * stride + dilation * (kernelSize - 1) + 1 - steps, 0) / 2
+        case .causal: padFront = dilation * (kernelSize - 1)
+        }
+        initializers = (kernelInitializer, biasInitializer)
+        output = Node(shape: [outSteps, filters])
+    }
+
+    private var patch: Int { kernelSize * channels }
+
+    public var parameterSpecs: [ParameterSpec] {
+        // Keras's glorot fans for a conv kernel: K·C in, K·F out.
+        let k = ParameterSpec(layer: weightsName, weight: "kernel", shape: [kernelSize, channels, filters],
+                              initializer: initializers.kernel ?? .glorotUniform(fanIn: patch, fanOut: kernelSize * filters))
+        return useBias ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [filters], initializer: initializers.bias)] : [k]
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        kernel = parameters.view("\(weightsName)/kernel")
+        bias = useBias ? parameters.view("\(weightsName)/bias") : nil
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        let rows = batch * outSteps
+        return (2 * rows * patch + 3 * rows * filters, rows * filters)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        let rows = batch * outSteps
+        columns = workspace.take(rows * patch); dColumns = workspace.take(rows * patch)
+        z = workspace.take(rows * filters); dz = workspace.take(rows * filters)
+        output.values = workspace.take(rows * filters)
+        output.gradients = workspace.takeGradient(rows * filters)
+    }
+
+    /// The input step that tap k of output step o reads (may be outside 0..<T).
+    @inline(__always) private func tap(_ o: Int, _ k: Int) -> Int { o * stride - padFront + k * dilation }
+
+    public func forward(batch: Int, training: Bool) {
+        let x = inputs[0].output.values!, C = channels, rows = batch * outSteps
+        for b in 0..<batch {
+            for o in 0..<outSteps {
+                let row = columns + (b * outSteps + o) * patch
+                for k in 0..<kernelSize {
+                    let t = tap(o, k), cell = row + k * C
+                    if t >= 0 && t < steps { cell.update(from: x + (b * steps + t) * C, count: C) } else { cell.update(repeating: 0, count: C) }
+                }
+            }
+        }
+        gemm(.none, .none, m: rows, n: filters, k: patch, a: columns, lda: patch, b: store.value(kernel), ldb: filters,
+             beta: 0, c: z, ldc: filters)
+        if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
+        activation.apply(z, output.values, rows: rows, columns: filters)
+    }
+
+    public func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!, C = channels, rows = batch * outSteps
+        activation.backward(dy: output.gradients, z: z, y: output.values, dz: dz, rows: rows, columns: filters)
+        gemm(.transposed, .none, m: patch, n: filters, k: rows, a: columns, lda: patch, b: dz, ldb: filters,
+             beta: 1, c: store.gradient(kernel), ldc: filters)
+        if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
+        gemm(.none, .transposed, m: rows, n: patch, k: filters, a: dz, lda: filters, b: store.value(kernel), ldb: filters,
+             beta: 0, c: dColumns, ldc: patch)
+        for b in 0..<batch {
+            for o in 0..<outSteps {
+                let row = dColumns + (b * outSteps + o) * patch
+                for k in 0..<kernelSize {
+                    let t = tap(o, k)
+                    guard t >= 0 && t < steps else { continue }
+                    let to = dx + (b * steps + t) * C, from = row + k * C
+                    for c in 0..<C { to[c] += from[c] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+// Recurrent layers with every option of Keras 3's RNN on [B, T, D]: GRU
+// (reset_after true and false), SimpleRNN, and LSTM when it needs more than
+// the plain LSTM class does (go_backwards, a mask, recurrent dropout).
+// Legend: B batch, T steps, D input features, U units, G gate columns
+// (LSTM 4U: i, f, c, o; GRU 3U: z, r, h; SimpleRNN U). p is the processing
+// step and t = p (or T−1−p with go_backwards) the input step it reads.
+//   LSTM  z = x·W + b + h̃·R;  i, f, o = σ;  g = tanh;  c = f·c₋ + i·g;  h = o·tanh(c)
+//   GRU   x_* = x·W_* + b_in;  z = σ(x_z + h̃·R_z [+ b_rz]);  r = σ(x_r + h̃·R_r [+ b_rr])
+//         reset_after:  hh = tanh(x_h + r ⊙ (h̃·R_h + b_rh));  else  hh = tanh(x_h + (r ⊙ h̃)·R_h)
+//         h = z ⊙ h₋ + (1 − z) ⊙ hh
+//   SimpleRNN  h = act(x·W + b + h̃·R)
+// h̃ is h₋ times the recurrent-dropout mask (one per sample, all steps; h₋
+// itself otherwise). A masked step (mask 0 at t) leaves the state unchanged;
+// its output is the state (or zero with zero_output_for_mask), as Keras's JAX
+// backend computes. Outputs come in processing order (Keras does not reverse
+// go_backwards outputs). The input projection of all steps is one GEMM over
+// B·T rows; the recurrent products run step by step. Input dropout is a
+// SpatialDropout1D in front (one mask per sample and feature, all steps).
+
+import CKernels
+import Foundation
+
+/// Keras `LSTM`, `GRU` or `SimpleRNN` with return_sequences, go_backwards, a mask,
+/// recurrent dropout and use_bias.
+public final class Recurrent: Layer, RandomLayer {
+    public enum Cell: Equatable, Sendable {
+        case lstm
+        case gru(resetAfter: Bool)
+        case simple(Activation)
+    }
+    public let name: String
+    public let weightsName: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let cell: Cell
+    public let units: Int, inputWidth: Int, steps: Int
+    public let returnSequences: Bool, goBackwards: Bool, useBias: Bool, zeroOutputForMask: Bool
+    public let recurrentDropout: Float
+    let source: Layer, mask: Layer?
+    let initializers: (kernel: Initializer?, recurrent: Initializer, bias: Initializer?)
+    let stream: DropoutStream
+    private var keys: DropoutKeys!
+    private var kernel: TensorView!, recurrent: TensorView!, bias: TensorView?
+    private var store: ParameterStore!
+    private let G: Int
+    // Workspace, B = bound batch: xProj [B,T,G] (input order); gates [B,T,G] and rec [B,T,G]
+    // (processing order); hPrev / cPrev [B,T,U] with row (b, p) the state before step p,
+    // hLast / cLast [B,U] the final state; hIn [B,T,U] (h̃, with recurrent dropout);
+    // rh [B,T,U] (GRU without reset_after: r ⊙ h̃); their gradients dXProj, dRec; dh, dc,
+    // dHin, dKeep, dRH [B,U]; the recurrent-dropout mask [B,U].
+    private var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!, rec: UnsafeMutablePointer<Float>!
+    private var hPrev: UnsafeMutablePointer<Float>!, hLast: UnsafeMutablePointer<Float>!
+    private var cPrev: UnsafeMutablePointer<Float>!, cLast: UnsafeMutablePointer<Float>!
+    private var hIn: UnsafeMutablePointer<Float>!, rh: UnsafeMutablePointer<Float>!
+    private var dXProj: UnsafeMutablePointer<Float>!, dRec: UnsafeMutablePointer<Float>!
+    private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!, dHin: UnsafeMutablePointer<Float>!
+    private var dKeep: UnsafeMutablePointer<Float>!, dRH: UnsafeMutablePointer<Float>!, dropMask: UnsafeMutablePointer<Float>!
+    private var dropping = false
+
+    /// `input` yields [B, steps, D]; `mask`, when given, yields [B, steps] of 0/1 (SequenceMask).
+    public init(name: String, cell: Cell, units: Int, input: Layer, mask: Layer? = nil, returnSequences: Bool = false,
+                goBackwards: Bool = false, useBias: Bool = true, zeroOutputForMask: Bool = false, recurrentDropout: Float = 0,
+                weights: String? = nil, kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
+                biasInitializer: Initializer? = nil) {
+        precondition(input.output.shape.count == 2 && units <= LSTM.maxUnits)
+        precondition(mask == nil || mask!.output.shape == [input.output.shape[0]])
+        self.name = name; self.cell = cell; self.units = units
+        weightsName = weights ?? name
+        steps = input.output.shape[0]; inputWidth = input.output.shape[1]
+        self.returnSequences = returnSequences; self.goBackwards = goBackwards; self.useBias = useBias
+        self.zeroOutputForMask = zeroOutputForMask; self.recurrentDropout = recurrentDropout
+        source = input; self.mask = mask
+        inputs = mask.map { [input, $0] } ?? [input]
+        initializers = (kernelInitializer, recurrentInitializer, biasInitializer)
+        stream = DropoutStream(name: name, purpose: 1, rate: recurrentDropout)
+        switch cell {
+        case .lstm: G = 4 * units
+        case .gru: G = 3 * units
+        case .simple: G = units
+        }
+        output = Node(shape: returnSequences ? [steps, units] : [units])
+    }
+
+    func bind(keys: DropoutKeys) { self.keys = keys }
+
+    private var biasShape: [Int] { if case .gru(true) = cell { return [2, G] } else { return [G] } }
+
+    public var parameterSpecs: [ParameterSpec] {
+        var specs = [
+            ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, G],
+                          initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: G)),
+            ParameterSpec(layer: weightsName, weight: "recurrent_kernel", shape: [units, G], initializer: initializers.recurrent),
+        ]
+        if useBias {
+            specs.append(ParameterSpec(layer: weightsName, weight: "bias", shape: biasShape,
+                                       initializer: initializers.bias ?? (cell == .lstm ? .lstmBias(units: units) : .zeros)))
+        }
+        return specs
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        kernel = parameters.view("\(weightsName)/kernel")
+        recurrent = parameters.view("\(weightsName)/recurrent_kernel")
+        bias = useBias ? parameters.view("\(weightsName)/bias") : nil
+    }
+
+    private var isLSTM: Bool { cell == .lstm }
+    private var resetBefore: Bool { cell == .gru(resetAfter: false) }
+    private var isGRU: Bool { if case .gru = cell { return true } else { return false } }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        let bt = batch * steps, b = batch, U = units
+        var n = 4 * bt * G + bt * U + b * U  // xProj, gates, dXProj, dRec; hPrev, hLast
+        if isGRU { n += bt * G }  // rec
+        if isLSTM { n += bt * U + b * U }  // cPrev, cLast
+        if recurrentDropout > 0 { n += bt * U + b * U }  // hIn, mask
+        if resetBefore { n += bt * U + b * U }  // rh, dRH
+        n += 4 * b * U  // dh, dc, dHin, dKeep
+        return (n + batch * output.width, batch * output.width)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        let bt = batch * steps, b = batch, U = units
+        xProj = workspace.take(bt * G); gates = workspace.take(bt * G)
+        dXProj = workspace.take(bt * G); dRec = workspace.take(bt * G)
+        hPrev = workspace.take(bt * U); hLast = workspace.take(b * U)
+        rec = isGRU ? workspace.take(bt * G) : nil
+        if isLSTM { cPrev = workspace.take(bt * U); cLast = workspace.take(b * U) }
+        if recurrentDropout > 0 { hIn = workspace.take(bt * U); dropMask = workspace.take(b * U) } else { hIn = hPrev }
+        if resetBefore { rh = workspace.take(bt * U); dRH = workspace.take(b * U) }
+        dh = workspace.take(b * U); dc = workspace.take(b * U); dHin = workspace.take(b * U); dKeep = workspace.take(b * U)
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
+    @inline(__always) private func masked(_ s: Int, _ t: Int) -> Bool { mask.map { $0.output.values[s * steps + t] == 0 } ?? false }
+    /// The state after step p of sample s (row p+1 of hPrev, or hLast).
+    @inline(__always) private func next(_ base: UnsafeMutablePointer<Float>, _ last: UnsafeMutablePointer<Float>, _ s: Int, _ p: Int) -> UnsafeMutablePointer<Float> {
+        p + 1 < steps ? base + (s * steps + p + 1) * units : last + s * units
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let B = batch, T = steps, D = inputWidth, U = units
+        let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
+        // x·W + b_in for every step at once.
+        gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
+             beta: 0, c: xProj, ldc: G)
+        if let b { addBias(b, to: xProj, rows: B * T, columns: G, stride: G) }
+        dropping = training && recurrentDropout > 0
+        if dropping { stream.fill(dropMask, rows: B, count: U, keys: keys) }
+        for s in 0..<B {
+            (hPrev + s * T * U).update(repeating: 0, count: U)
+            if isLSTM { (cPrev + s * T * U).update(repeating: 0, count: U) }
+        }
+        for p in 0..<T {
+            let t = inputStep(p)
+            if recurrentDropout > 0 {  // h̃ = h₋ ⊙ mask (h₋ itself in inference)
+                for s in 0..<B {
+                    let from = hPrev + (s * T + p) * U, to = hIn + (s * T + p) * U
+                    if dropping { for j in 0..<U { to[j] = from[j] * dropMask[s * U + j] } } else { to.update(from: from, count: U) }
+                }
+            }
+            let hp = hIn + p * U, ld = T * U  // rows (s, p) of h̃
+            switch cell {
+            case .lstm, .simple:
+                gemm(.none, .none, m: B, n: G, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: gates + p * G, ldc: T * G)
+                for s in 0..<B {
+                    let z = gates + (s * T + p) * G, x = xProj + (s * T + t) * G
+                    for j in 0..<G { z[j] += x[j] }
+                    let h = next(hPrev, hLast, s, p)
+                    if case let .simple(act) = cell {
+                        act.apply(z, h, rows: 1, columns: U)
+                    } else {
+                        tandem_lstm_step_forward(z, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), h, Int32(U))
+                    }
+                }
+            case let .gru(resetAfter):
+                let GR = resetAfter ? G : 2 * U
+                gemm(.none, .none, m: B, n: GR, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: rec + p * G, ldc: T * G)
+                if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
+                for s in 0..<B {  // z and r
+                    let a = gates + (s * T + p) * G, x = xProj + (s * T + t) * G, r = rec + (s * T + p) * G
+                    for j in 0..<(2 * U) { a[j] = sigmoid(x[j] + r[j]) }
+                    if !resetAfter {
+                        let h = hIn + (s * T + p) * U, o = rh + (s * T + p) * U
+                        for j in 0..<U { o[j] = a[U + j] * h[j] }
+                    }
+                }
+                if !resetAfter {  // (r ⊙ h̃)·R_h
+                    gemm(.none, .none, m: B, n: U, k: U, a: rh + p * U, lda: ld, b: R + 2 * U, ldb: G, beta: 0,
+                         c: rec + p * G + 2 * U, ldc: T * G)
+                }
+                for s in 0..<B {
+                    let a = gates + (s * T + p) * G, x = xProj + (s * T + t) * G, r = rec + (s * T + p) * G
+                    let before = hPrev + (s * T + p) * U, h = next(hPrev, hLast, s, p)
+                    for j in 0..<U {
+                        let hh = fastTanh(x[2 * U + j] + (resetAfter ? a[U + j] * r[2 * U + j] : r[2 * U + j]))
+                        a[2 * U + j] = hh
+                        h[j] = a[j] * before[j] + (1 - a[j]) * hh
+                    }
+                }
+            }
+            for s in 0..<B where masked(s, t) {  // the state stays
+                next(hPrev, hLast, s, p).update(from: hPrev + (s * T + p) * U, count: U)
+                if isLSTM { next(cPrev, cLast, s, p).update(from: cPrev + (s * T + p) * U, count: U) }
+            }
+            if returnSequences || p == T - 1 {
+                for s in 0..<B {
+                    let y = output.values + (returnSequences ? (s * T + p) * U : s * U)
+                    if zeroOutputForMask && masked(s, t) { y.update(repeating: 0, count: U) } else { y.update(from: next(hPrev, hLast, s, p), count: U) }
+                }
+            }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let B = batch, T = steps, D = inputWidth, U = units
+        let R = UnsafePointer(store.value(recurrent))
+        dh.update(repeating: 0, count: B * U)
+        dc.update(repeating: 0, count: B * U)
+        for p in stride(from: T - 1, through: 0, by: -1) {
+            let t = inputStep(p)
+            if returnSequences || p == T - 1 {
+                for s in 0..<B where !(zeroOutputForMask && masked(s, t)) {
+                    let g = output.gradients + (returnSequences ? (s * T + p) * U : s * U), to = dh + s * U
+                    for j in 0..<U { to[j] += g[j] }
+                }
+            }
+            for s in 0..<B {
+                let dx = dXProj + (s * T + t) * G, dr = dRec + (s * T + p) * G
+                let dhs = dh + s * U, keep = dKeep + s * U
+                if masked(s, t) {  // the state passed through: its gradient too
+                    dx.update(repeating: 0, count: G); dr.update(repeating: 0, count: G)
+                    keep.update(from: dhs, count: U)
+                    continue
+                }
+                switch cell {
+                case .lstm:
+                    tandem_lstm_step_backward(gates + (s * T + p) * G, next(cPrev, cLast, s, p), cPrev + (s * T + p) * U,
+                                              dhs, dc + s * U, dr, Int32(U))
+                    dx.update(from: dr, count: G)
+                    keep.update(repeating: 0, count: U)
+                case let .simple(act):
+                    // gates hold the pre-activation, the next state its value.
+                    act.backward(dy: dhs, z: gates + (s * T + p) * G, y: next(hPrev, hLast, s, p), dz: dr, rows: 1, columns: U)
+                    dx.update(from: dr, count: G)
+                    keep.update(repeating: 0, count: U)
+                case let .gru(resetAfter):
+                    let a = gates + (s * T + p) * G, r = rec + (s * T + p) * G, before = hPrev + (s * T + p) * U
+                    for j in 0..<U {
+                        let z = a[j], hh = a[2 * U + j], g = dhs[j]
+                        let daz = g * (before[j] - hh) * z * (1 - z)
+                        let dah = g * (1 - z) * (1 - hh * hh)
+                        keep[j] = g * z
+                        dx[j] = daz; dr[j] = daz
+                        dx[2 * U + j] = dah
+                        if resetAfter {
+                            let rj = a[U + j]
+                            let dar = dah * r[2 * U + j] * rj * (1 - rj)
+                            dx[U + j] = dar; dr[U + j] = dar
+                            dr[2 * U + j] = dah * rj
+                        } else {
+                            dr[2 * U + j] = dah
+                        }
+                    }
+                }
+            }
+            if resetBefore {
+                // d(r ⊙ h̃) = dah · R_hᵀ, then dr and the extra path into h̃.
+                gemm(.none, .transposed, m: B, n: U, k: U, a: dRec + p * G + 2 * U, lda: T * G, b: R + 2 * U, ldb: G,
+                     beta: 0, c: dRH, ldc: U)
+                for s in 0..<B where !masked(s, t) {
+                    let a = gates + (s * T + p) * G, h = hIn + (s * T + p) * U
+                    let dx = dXProj + (s * T + t) * G, dr = dRec + (s * T + p) * G, d = dRH + s * U
+                    for j in 0..<U {
+                        let rj = a[U + j], dar = d[j] * h[j] * rj * (1 - rj)
+                        dx[U + j] = dar; dr[U + j] = dar
+                        d[j] *= rj
+                    }
+                }
+            }
+            guard p > 0 else { continue }  // h₀ is the zero state
+            // dh̃ = dRec · Rᵀ (the z, r columns only without reset_after), then through the mask.
+            let GR = resetBefore ? 2 * U : G
+            gemm(.none, .transposed, m: B, n: U, k: GR, a: dRec + p * G, lda: T * G, b: R, ldb: G, beta: 0, c: dHin, ldc: U)
+            for s in 0..<B {
+                let to = dh + s * U, k = dKeep + s * U, g = dHin + s * U
+                let extra: UnsafeMutablePointer<Float>? = resetBefore && !masked(s, t) ? dRH + s * U : nil
+                for j in 0..<U {
+                    var v = g[j] + (extra?[j] ?? 0)
+                    if dropping { v *= dropMask[s * U + j] }
+                    to[j] = k[j] + v
+                }
+            }
+        }
+        // Weight gradients as single products over all B·T rows.
+        let dR = store.gradient(recurrent)
+        if resetBefore {
+            gemm(.transposed, .none, m: U, n: 2 * U, k: B * T, a: hIn, lda: U, b: dRec, ldb: G, beta: 1, c: dR, ldc: G)
+            gemm(.transposed, .none, m: U, n: U, k: B * T, a: rh, lda: U, b: dRec + 2 * U, ldb: G, beta: 1, c: dR + 2 * U, ldc: G)
+        } else {
+            gemm(.transposed, .none, m: U, n: G, k: B * T, a: hIn, lda: U, b: dRec, ldb: G, beta: 1, c: dR, ldc: G)
+        }
+        gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dXProj, ldb: G,
+             beta: 1, c: store.gradient(kernel), ldc: G)
+        if let bias {
+            let db = store.gradient(bias)
+            addColumnSums(dXProj, rows: B * T, columns: G, stride: G, into: db)
+            if case .gru(true) = cell { addColumnSums(dRec, rows: B * T, columns: G, stride: G, into: db + G) }
+        }
+        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dXProj, lda: G, b: store.value(kernel), ldb: G,
+             beta: 1, c: source.output.gradients, ldc: D)
+    }
+}
+
+/// Keras's `ops.not_equal(tokens, value)` as Embedding(mask_zero=True) saves it:
+/// [B, T] of 1 where the token id differs from `value`, else 0. No gradient.
+public final class SequenceMask: Layer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let value: Int32
+    private let source: InputLayer
+
+    public init(name: String, tokens: InputLayer, value: Int32 = 0) {
+        precondition(tokens.kind == .tokens)
+        self.name = name; self.value = value; source = tokens; inputs = [tokens]
+        output = Node(shape: tokens.output.shape)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let ids = source.tokens!
+        for i in 0..<(batch * output.width) { output.values[i] = ids[i] != value ? 1 : 0 }
+    }
+
+    public func backward(batch: Int) {}
+}

@@ -285,9 +285,42 @@ def sequential_text():
     return m
 
 
+def normalized():
+    """BatchNormalization on features and on a sequence (statistics over the global batch, moving statistics
+    saved), Conv1D into it, a second BatchNormalization without centre."""
+    x_in = keras.Input(shape=(10,), name="features")
+    seq = keras.Input(shape=(5, 3), name="series")
+    x = L.Activation("relu", name="relu")(L.BatchNormalization(name="bn")(L.Dense(8, use_bias=False, name="dense")(x_in)))
+    s = L.BatchNormalization(momentum=0.9, epsilon=0.01, center=False, name="bn_seq")(L.Conv1D(4, 2, use_bias=False, name="conv")(seq))
+    s = L.GlobalAveragePooling1D(name="pool")(s)
+    h = L.Concatenate(name="joined")([x, s])
+    score = L.Dense(1, name="score")(h)
+    kind = L.Dense(3, activation="softmax", name="kind")(L.Dense(6, activation="tanh", name="mix")(h))
+    m = keras.Model([x_in, seq], [score, kind])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), loss={"score": "mse", "kind": "categorical_crossentropy"},
+              loss_weights={"score": 0.5, "kind": 1.0}, metrics={"kind": ["accuracy"]})
+    return m
+
+
+def dropout():
+    """Dropout that is on: Dropout, SpatialDropout1D, an RNN's input and recurrent dropout (GRU, LSTM, SimpleRNN).
+    Its masks are Tandem's own (not Keras's), so the tests check them against other rank counts, not Keras."""
+    tokens = keras.Input(shape=(8,), dtype="int32", name="tokens")
+    x = L.SpatialDropout1D(0.2, name="spatial")(L.Embedding(20, 6, name="embedding")(tokens))
+    x = L.GRU(5, dropout=0.2, recurrent_dropout=0.3, return_sequences=True, name="gru")(x)
+    a = L.LSTM(3, recurrent_dropout=0.25, name="lstm")(x)
+    b = L.SimpleRNN(3, dropout=0.1, recurrent_dropout=0.1, name="simple")(x)
+    h = L.Dropout(0.4, name="drop")(L.Concatenate(name="joined")([a, b]))
+    flag = L.Dense(1, activation="sigmoid", name="flag")(h)
+    m = keras.Model(tokens, flag)
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+    return m
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
           "sequence_core": sequence_core, "recurrent": recurrent,
-          "conv_bilstm": conv_bilstm, "sequential_text": sequential_text}
+          "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
+          "normalized": normalized, "dropout": dropout}
 
 
 def weights_of(model):

@@ -12,7 +12,10 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized"]
+
+    /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
+    static let randomModels = ["dropout"]
 
     struct Made { let dir: String; let python: String }
 
@@ -29,7 +32,7 @@ enum KerasFixture {
             let dir = Harness.temporaryDirectory("kerasfixture")
             let built = try keras(p, ["build", "--out", dir + "/models"])
             guard built.status == 0 else { throw TandemError.training("keras_models.py build failed: \(built.stderr)") }
-            for m in models {
+            for m in models + randomModels {
                 // 37 samples at batch 8: the last batch has 5.
                 let gen = try Harness.tandem(["gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37", "--seed", "3"])
                 guard gen.status == 0 else { throw TandemError.training("gen-data \(m): \(gen.stderr)") }
@@ -192,6 +195,25 @@ final class KerasArchiveTests: XCTestCase {
             XCTAssertEqual(bytes[0], bytes[1], "\(m): np 1 and 2")
             XCTAssertEqual(bytes[0], bytes[2], "\(m): np 1 and 3")
         }
+    }
+
+    /// Dropout masks are a function of the sample's position, not of its rank: np 1 and np 3
+    /// train alike, and reproducible mode is byte-identical for 1 to 4 ranks with dropout on.
+    /// BatchNormalization is refused in reproducible mode, with the reason.
+    func testDropoutIsTheSameForAnyRankCount() throws {
+        let m = "dropout"
+        let one = try tandemTrain(model(m), m, epochs: 2), three = try tandemTrain(model(m), m, epochs: 2, np: 3)
+        assertClose(try Harness.weights(three + "/weights.safetensors"), try Harness.weights(one + "/weights.safetensors"), tolerance, "dropout np 3 against np 1")
+        var bytes: [Data] = []
+        for np in [nil, 2, 3, 4] as [Int?] {
+            let run = try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "2"])
+            bytes.append(try Data(contentsOf: URL(fileURLWithPath: run + "/weights.safetensors")))
+        }
+        for k in 1..<4 { XCTAssertEqual(bytes[0], bytes[k], "dropout, reproducible: np 1 and \(k + 1)") }
+        let r = try Harness.tandem(["train", "--model", model("normalized"), "--data", data("normalized"), "--out", dir + "/bn-repro",
+                                    "--batch-size", "8", "--reproducible", "--quiet"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("'bn' (BatchNormalization) is not supported in reproducible mode"), r.stderr)
     }
 
     func testResumeOfAnArchiveModelNeedsNoModelFlags() throws {

@@ -70,7 +70,7 @@ func checkTotalLossGradient(_ step: TrainingStep, data: Dataset, batch: [Int32],
     _ = try total()
     let store = step.model.parameters
     let analytic = (0..<store.count).map { store.gradients[$0] }
-    for view in store.tensors {
+    for view in store.tensors where view.spec.trainable {
         for j in 0..<view.count {
             let p = store.values + view.offset + j, saved = p.pointee
             p.pointee = saved + eps; let up = try total()

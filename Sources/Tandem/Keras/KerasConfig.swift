@@ -339,6 +339,8 @@ extension ModelDescription {
                 }
             }
             return groups
+        case "BatchNormalization":
+            return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]) + ["moving_mean", "moving_variance"])]
         case "LayerNormalization":
             return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]))]
         case "TimeDistributed":
@@ -355,7 +357,9 @@ extension ModelDescription {
     public var trainableVariables: [String] {
         layerOrder.flatMap { name, className -> [String] in
             let config = nodes.first { $0.layer == name }?.config ?? .null
-            return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names).map { "\(name)/\($0)" }
+            // BatchNormalization's moving statistics are not trainable variables (no optimizer slots).
+            return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names)
+                .filter { className != "BatchNormalization" || !$0.hasPrefix("moving_") }.map { "\(name)/\($0)" }
         }
     }
 }

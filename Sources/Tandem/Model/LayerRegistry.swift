@@ -122,7 +122,7 @@ public enum LayerRegistry {
     /// Keras classes Tandem can build.
     public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
         + ["Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed",
-           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN", "Bidirectional", "Conv1D"]
+           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN", "Bidirectional", "Conv1D", "BatchNormalization"]
 
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
     static let maskConsumers = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "GlobalAveragePooling1D"]
@@ -168,6 +168,7 @@ public enum LayerRegistry {
             return RepeatVector(name: node.id, input: source, count: try a.int("n"))
         case "Dropout", "SpatialDropout1D": return try dropout(a, inputs)
         case "LayerNormalization": return try layerNormalization(a, inputs)
+        case "BatchNormalization": return try batchNormalization(a, inputs)
         case "TimeDistributed": return try timeDistributed(a, inputs)
         case "MaxPooling1D", "AveragePooling1D": return try pooling(a, inputs)
         case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
@@ -200,7 +201,7 @@ public enum LayerRegistry {
         case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
         case "LSTM", "GRU", "SimpleRNN": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
         case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
-        case "LayerNormalization": keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
+        case "LayerNormalization", "BatchNormalization": keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
         case "Conv1D": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
         default: keys = []
         }
@@ -407,6 +408,29 @@ public enum LayerRegistry {
                                   weights: a.node.layer,
                                   gammaInitializer: try a.initializer("gamma_initializer", fanIn: f, fanOut: f) ?? .constant(1),
                                   betaInitializer: try a.initializer("beta_initializer", fanIn: f, fanOut: f) ?? .zeros)
+    }
+
+    /// Statistics over the global batch whatever `synchronized` says: one process
+    /// of Keras's fit computes them over the whole batch, and so do N ranks here.
+    private static func batchNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try single(a, inputs)
+        let rank = source.output.shape.count + 1
+        let axes = a.config["axis"]?.array ?? [a.config["axis"] ?? .int(-1)]
+        guard axes.count == 1, let axis = axes[0].integer, axis == -1 || axis == rank - 1 else {
+            throw a.fail("'axis' = \(a.config["axis"]!) is not supported (the last axis, -1)")
+        }
+        try a.require("renorm", is: .bool(false), supported: "renorm = false")
+        try a.requireNull("beta_constraint", "gamma_constraint", "activity_regularizer")
+        let f = source.output.features
+        let epsilon = a.config["epsilon"]?.number ?? 1e-3, momentum = a.config["momentum"]?.number ?? 0.99
+        guard epsilon > 0, (0...1).contains(momentum) else { throw a.fail("'epsilon' must be positive and 'momentum' in [0, 1]") }
+        func initializer(_ key: String, _ otherwise: Initializer) throws -> Initializer { try a.initializer(key, fanIn: f, fanOut: f) ?? otherwise }
+        return BatchNormalization(name: a.node.id, input: source, momentum: Float(momentum), epsilon: Float(epsilon),
+                                  center: try a.bool("center", default: true), scale: try a.bool("scale", default: true), weights: a.node.layer,
+                                  gammaInitializer: try initializer("gamma_initializer", .constant(1)),
+                                  betaInitializer: try initializer("beta_initializer", .zeros),
+                                  movingMeanInitializer: try initializer("moving_mean_initializer", .zeros),
+                                  movingVarianceInitializer: try initializer("moving_variance_initializer", .constant(1)))
     }
 
     /// TimeDistributed(Dense) is Dense on the last axis of the sequence (weights under `layer/`).

@@ -33,9 +33,12 @@ public struct ParameterSpec: Sendable {
     public let weight: String
     public let shape: [Int]
     public let initializer: Initializer
+    /// False for state a layer updates itself (BatchNormalization's moving statistics):
+    /// no gradient reaches it, so the optimizer leaves it as it is.
+    public let trainable: Bool
     public var name: String { "\(layer)/\(weight)" }
-    public init(layer: String, weight: String, shape: [Int], initializer: Initializer) {
-        self.layer = layer; self.weight = weight; self.shape = shape; self.initializer = initializer
+    public init(layer: String, weight: String, shape: [Int], initializer: Initializer, trainable: Bool = true) {
+        self.layer = layer; self.weight = weight; self.shape = shape; self.initializer = initializer; self.trainable = trainable
     }
 }
 

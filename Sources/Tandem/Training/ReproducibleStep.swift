@@ -63,8 +63,17 @@ private let figureScale = 16_777_216.0
 
 extension TrainingStep {
     /// With `compact`, leaves the factored gradient as `computeGradientCompactly` does.
+    /// Refuses what reproducible mode cannot run yet: BatchNormalization, whose statistics
+    /// span the global batch that the canonical micro-batches split.
+    public static func checkReproducible(_ model: Model) throws {
+        if let bn = model.layers.first(where: { $0 is BatchNormalization }) {
+            throw TandemError.usage("layer '\(bn.name)' (BatchNormalization) is not supported in reproducible mode yet (its global batch statistics would need a pass of their own); train without --reproducible")
+        }
+    }
+
     func computeGradientReproducibly(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
                                      microBatch m: Int, compact c: CompactTable? = nil) throws -> StepFigures {
+        try TrainingStep.checkReproducible(model)
         let B = indices.count, micro = (B + m - 1) / m
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters

@@ -79,6 +79,7 @@ public final class TrainingStep {
     /// Reproducible mode: the bound on gradient magnitudes that sets the fixed-point scale
     /// (4 × the previous step's largest magnitude; kept in checkpoints).
     public var gradientBound: Double?
+    let collectiveLayers: [CollectiveLayer]
     /// Where the global batch starts in the epoch's order (the trainer sets it): with
     /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
     public var epochPosition = 0
@@ -107,6 +108,9 @@ public final class TrainingStep {
             return try head.attach(to: layer, consumers: consumers[ObjectIdentifier(layer)] ?? 0)
         }
         self.regularizers = try Regularizer.combined(regularizers, in: model.parameters)
+        // Layers with collectives of their own (BatchNormalization's global statistics).
+        collectiveLayers = model.layers.compactMap { $0 as? CollectiveLayer }
+        for layer in collectiveLayers { layer.bind(communicator: communicator) }
         batch = BatchBuffers(model: model, heads: heads)
         figures = [Double](repeating: 0, count: 2 * heads.count + 2)
         // Deferred rows and the compact table need the one Embedding call that reads the table:
@@ -188,6 +192,7 @@ public final class TrainingStep {
         forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
         model.backward(batch: local.count)
+        try collectiveFailure()
         timings.backward += lap(&clock)
 
         // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
@@ -230,6 +235,11 @@ public final class TrainingStep {
         figures[2 * heads.count] = Double(rows)
         // A stop request travels with the figures, so every rank sees it at the same step.
         figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+    }
+
+    /// A collective some layer made in forward or backward failed: the step stops.
+    func collectiveFailure() throws {
+        for layer in collectiveLayers { if let error = layer.takeError() { throw error } }
     }
 
     /// Zeroes what the previous step may have left in the arena (nothing after an optimizer pass).

@@ -317,10 +317,25 @@ def dropout():
     return m
 
 
+def gru_text():
+    """The headline shape with a GRU trunk: Embedding → GRU, so the fused path and the compact table gradient apply."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="main_input")
+    trunk = L.GRU(4, name="gru")(L.Embedding(50, 16, name="embedding")(tokens))
+    aux = L.Dense(1, activation="sigmoid", name="aux_output")(trunk)
+    extra = keras.Input(shape=(3,), name="aux_input")
+    x = L.Dense(8, activation="relu", name="dense")(L.Concatenate(name="concatenate")([trunk, extra]))
+    main = L.Dense(1, activation="sigmoid", name="main_output")(x)
+    m = keras.Model([tokens, extra], [main, aux])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"main_output": "binary_crossentropy", "aux_output": "binary_crossentropy"},
+              loss_weights={"main_output": 1.0, "aux_output": 0.2}, metrics={"main_output": ["accuracy"], "aux_output": ["accuracy"]})
+    return m
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
-          "normalized": normalized, "dropout": dropout}
+          "normalized": normalized, "dropout": dropout,
+          "gru_text": gru_text}
 
 
 def weights_of(model):

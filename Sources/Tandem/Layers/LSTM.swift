@@ -10,7 +10,7 @@ import CKernels
 import Foundation
 
 /// Keras `LSTM(units, return_sequences)`.
-public final class LSTM: Layer {
+public final class LSTM: Layer, TokenFusable {
     public let name: String
     public let weightsName: String
     public let inputs: [Layer]
@@ -21,15 +21,8 @@ public final class LSTM: Layer {
     let source: Layer
     var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
     var store: ParameterStore!
-    /// The embedding this LSTM reads through directly, when fused (LSTM+Embedding.swift).
-    var embedding: Embedding?
-    var fusedBuffers: FusedEmbeddingBuffers?
-    var fusedRows: UnsafeMutablePointer<Float>?, fusedProjection: UnsafeMutablePointer<Float>?
-    var fusedSums: UnsafeMutablePointer<Float>?
-    /// When set, the fused backward leaves the table's gradient factored: token
-    /// `id`'s summed input-projection gradient S (4U wide) is added at
-    /// `base + slot[id]·4U`, and no table row is written (LSTM+Embedding.swift).
-    var tableRowSums: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
+    /// The embedding this LSTM reads through directly, when fused (TokenProjection.swift).
+    var tokens: TokenProjection?
     // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
     // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
     // dGates [B,T,G]; dh, dc [B,U].
@@ -66,6 +59,13 @@ public final class LSTM: Layer {
         ]
     }
 
+    var gateColumns: Int { 4 * units }
+    var inputKernel: TensorView { kernel }
+    var inputBias: TensorView? { bias }
+    var parameterStore: ParameterStore { store }
+    var kerasClass: String { "LSTM" }
+    var canFuse: Bool { true }
+
     public func bind(parameters: ParameterStore) {
         store = parameters
         kernel = parameters.view("\(weightsName)/kernel")
@@ -76,7 +76,7 @@ public final class LSTM: Layer {
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
         let out = batch * output.width
-        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 2 + out + fusedWorkspaceSize(batch: batch), out)
+        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 2 + out + (tokens?.workspaceSize(batch: batch) ?? 0), out)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -89,14 +89,14 @@ public final class LSTM: Layer {
         dc = workspace.take(batch * units)
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
-        bindFused(workspace: &workspace, batch: batch)
+        tokens?.bind(workspace: &workspace, batch: batch)
     }
 
     public func forward(batch: Int, training: Bool) {
         let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
         let r = store.value(recurrent)
-        if embedding != nil {
-            projectUniqueTokens(batch: B)
+        if let tokens {
+            tokens.project(batch: B, into: gates)
         } else {
             // All steps' input projections at once: gates[B·T, G] = X[B·T, D] · W[D, G] + b.
             gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
@@ -159,8 +159,8 @@ public final class LSTM: Layer {
         // Weight gradients as single products over all B·T rows.
         gemm(.transposed, .none, m: U, n: G, k: B * T, a: hPrev, lda: U, b: dGates, ldb: G,
              beta: 1, c: store.gradient(recurrent), ldc: G)
-        if embedding != nil {
-            backwardUniqueTokens(batch: B)
+        if let tokens {
+            tokens.backward(batch: B, from: dGates)
             return
         }
         gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dGates, ldb: G,

@@ -22,7 +22,7 @@ import Foundation
 
 /// Keras `LSTM`, `GRU` or `SimpleRNN` with return_sequences, go_backwards, a mask,
 /// recurrent dropout and use_bias.
-public final class Recurrent: Layer, RandomLayer {
+public final class Recurrent: Layer, RandomLayer, TokenFusable {
     public enum Cell: Equatable, Sendable {
         case lstm
         case gru(resetAfter: Bool)
@@ -83,6 +83,17 @@ public final class Recurrent: Layer, RandomLayer {
 
     func bind(keys: DropoutKeys) { self.keys = keys }
 
+    /// The embedding this layer reads through directly, when fused (TokenProjection.swift).
+    var tokens: TokenProjection?
+    var gateColumns: Int { G }
+    var inputKernel: TensorView { kernel }
+    var inputBias: TensorView? { bias }  // GRU with reset_after: row 0 of [2, 3U], the input bias
+    var parameterStore: ParameterStore { store }
+    var kerasClass: String {
+        switch cell { case .lstm: return "LSTM"; case .gru: return "GRU"; case .simple: return "SimpleRNN" }
+    }
+    var canFuse: Bool { true }
+
     private var biasShape: [Int] { if case .gru(true) = cell { return [2, G] } else { return [G] } }
 
     public var parameterSpecs: [ParameterSpec] {
@@ -117,7 +128,7 @@ public final class Recurrent: Layer, RandomLayer {
         if recurrentDropout > 0 { n += bt * U + b * U }  // hIn, mask
         if resetBefore { n += bt * U + b * U }  // rh, dRH
         n += 4 * b * U  // dh, dc, dHin, dKeep
-        return (n + batch * output.width, batch * output.width)
+        return (n + batch * output.width + (tokens?.workspaceSize(batch: batch) ?? 0), batch * output.width)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -132,6 +143,7 @@ public final class Recurrent: Layer, RandomLayer {
         dh = workspace.take(b * U); dc = workspace.take(b * U); dHin = workspace.take(b * U); dKeep = workspace.take(b * U)
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
+        tokens?.bind(workspace: &workspace, batch: batch)
     }
 
     @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
@@ -144,10 +156,14 @@ public final class Recurrent: Layer, RandomLayer {
     public func forward(batch: Int, training: Bool) {
         let B = batch, T = steps, D = inputWidth, U = units
         let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
-        // x·W + b_in for every step at once.
-        gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
-             beta: 0, c: xProj, ldc: G)
-        if let b { addBias(b, to: xProj, rows: B * T, columns: G, stride: G) }
+        // x·W + b_in for every step at once (over the distinct tokens, when fused).
+        if let tokens {
+            tokens.project(batch: B, into: xProj)
+        } else {
+            gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
+                 beta: 0, c: xProj, ldc: G)
+            if let b { addBias(b, to: xProj, rows: B * T, columns: G, stride: G) }
+        }
         dropping = training && recurrentDropout > 0
         if dropping { stream.fill(dropMask, rows: B, count: U, keys: keys) }
         for s in 0..<B {
@@ -303,13 +319,14 @@ public final class Recurrent: Layer, RandomLayer {
         } else {
             gemm(.transposed, .none, m: U, n: G, k: B * T, a: hIn, lda: U, b: dRec, ldb: G, beta: 1, c: dR, ldc: G)
         }
+        if let bias, case .gru(true) = cell { addColumnSums(dRec, rows: B * T, columns: G, stride: G, into: store.gradient(bias) + G) }
+        if let tokens {  // input kernel, input bias and table gradients per distinct token
+            tokens.backward(batch: B, from: dXProj)
+            return
+        }
         gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dXProj, ldb: G,
              beta: 1, c: store.gradient(kernel), ldc: G)
-        if let bias {
-            let db = store.gradient(bias)
-            addColumnSums(dXProj, rows: B * T, columns: G, stride: G, into: db)
-            if case .gru(true) = cell { addColumnSums(dRec, rows: B * T, columns: G, stride: G, into: db + G) }
-        }
+        if let bias { addColumnSums(dXProj, rows: B * T, columns: G, stride: G, into: store.gradient(bias)) }
         gemm(.none, .transposed, m: B * T, n: D, k: G, a: dXProj, lda: G, b: store.value(kernel), ldb: G,
              beta: 1, c: source.output.gradients, ldc: D)
     }

@@ -11,7 +11,7 @@ public final class Model {
     /// where a layer follows its inputs.
     public let layers: [Layer]
     /// What forward and backward run, in order: `layers` after the fusion pass
-    /// (an Embedding → LSTM pair is one FusedEmbeddingLSTM there).
+    /// (an Embedding → recurrent pair is one FusedEmbeddingRecurrent there).
     public let schedule: [Layer]
     public let inputs: [InputLayer]
     /// The output layers, in the order given (e.g. main_output, aux_output); any layer can be one.
@@ -31,7 +31,7 @@ public final class Model {
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
     /// With `fuse`, the fusion pass turns an Embedding whose only consumer is an
-    /// LSTM and that LSTM into one layer of the schedule (Fusion.swift).
+    /// recurrent layer and that layer into one layer of the schedule (Fusion.swift).
     public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs

@@ -1,13 +1,14 @@
 // The ordinary step with the embedding table's gradient kept compact and
 // factored. Only the rows of the tokens in the global batch can have
-// gradient, and each such row's gradient is S_row · Wᵀ, where S_row (4U = 128
-// wide) is the input-projection gradient summed over the row's occurrences and
-// W the LSTM's input kernel (D = 512 wide). So the ranks first agree on the
+// gradient, and each such row's gradient is S_row · Wᵀ, where S_row (G wide:
+// 4U = 128 for the headline LSTM, 3U for a GRU, U for a SimpleRNN) is the
+// input-projection gradient summed over the row's occurrences and W the
+// recurrent layer's input kernel (D = 512 wide). So the ranks first agree on the
 // union of touched rows (a tiny exact allreduce of per-row marks), the fused
 // backward adds each S_row at its slot at the END of the table's window of the
 // arena, directly before every other parameter's gradient,
 //
-//     arena  [ unused table window | union S rows × 4U | lstm, dense, heads … ]
+//     arena  [ unused table window | union S rows × G | lstm, dense, heads … ]
 //                                  ^ start
 //
 // and ONE in-place allreduce over [start, count) combines the whole gradient
@@ -20,15 +21,15 @@
 // written beyond the S rows (its pages stay non-resident). On one rank the
 // bits equal the dense step's (tested);
 // across ranks dE = (Σ S)·Wᵀ rounds differently from Σ (S·Wᵀ), within float
-// tolerance. Used when the table is fused into an LSTM, leads the arena, is
-// at least 4U wide (else S is no smaller than the rows; the headline model's
+// tolerance. Used when the table is fused into a recurrent layer, leads the arena, is
+// at least G wide (else S is no smaller than the rows; the headline model's
 // 512 ≥ 128) and has no penalty (whose gradient 2λw reaches every row); otherwise
 // the dense step runs. Reproducible mode sums the same S rows exactly
 // (ReproducibleStep.swift) and then takes the same optimizer step.
 
 /// What the compact step needs, found once.
 final class CompactTable {
-    let lstm: LSTM
+    let recurrent: TokenFusable
     let offset: Int, vocabulary: Int, width: Int, sumWidth: Int
     let touched: TouchedRows
     /// Gradient offset of the first union row's S this step.
@@ -40,7 +41,7 @@ final class CompactTable {
     var formers: Int {
         didSet {
             guard formers != oldValue else { return }
-            blocks.deallocate(); blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width)
+            blocks.deallocate(); blocks = .allocate(capacity: formers * tableBlockRows * width)
         }
     }
     /// The round whose blocks `blocks` holds (-1: none yet this step).
@@ -48,14 +49,14 @@ final class CompactTable {
     /// Seconds spent in the allgathers (exchange, not optimizer, in the timings).
     var gatherSeconds = 0.0
 
-    init(lstm: LSTM, view: TensorView, vocabulary: Int, width: Int, formers: Int) {
-        self.lstm = lstm
+    init(recurrent: TokenFusable, view: TensorView, vocabulary: Int, width: Int, formers: Int) {
+        self.recurrent = recurrent
         offset = view.offset; self.vocabulary = vocabulary; self.width = width
-        sumWidth = 4 * lstm.units
+        sumWidth = recurrent.gateColumns
         touched = TouchedRows(table: view, vocabulary: vocabulary, width: width)
         start = view.offset + view.count
         self.formers = formers
-        blocks = .allocate(capacity: formers * LSTM.tableBlockRows * width)
+        blocks = .allocate(capacity: formers * tableBlockRows * width)
     }
 
     deinit { blocks.deallocate() }
@@ -66,7 +67,7 @@ final class CompactTable {
     /// dE rows first..<first+count of the union, from their S rows at `g + start`,
     /// formed here.
     func tableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int) -> UnsafeMutablePointer<Float> {
-        lstm.tableGradientRows(g + start + first * sumWidth, count: count, into: blocks)
+        recurrent.tableGradientRows(g + start + first * sumWidth, count: count, into: blocks)
         return blocks
     }
 
@@ -80,13 +81,13 @@ final class CompactTable {
     /// order (as `TrainingStep.run` does), starting each step with `round = -1`.
     func sharedTableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
                              _ communicator: Communicator) throws -> UnsafeMutablePointer<Float> {
-        let F = min(communicator.size, formers), B = LSTM.tableBlockRows, block = first / B
+        let F = min(communicator.size, formers), B = tableBlockRows, block = first / B
         guard F > 1 else { return tableGradient(g, first: first, count: count) }
         if block / F != round {
             round = block / F
             let me = communicator.rank, mine = round * F + me, rows = touched.rows.count
             if me < F && mine * B < rows {
-                lstm.tableGradientRows(g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
+                recurrent.tableGradientRows(g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
                                        into: blocks + me * B * width)
             }
             let clock = monotonicSeconds()
@@ -103,10 +104,10 @@ extension TrainingStep {
                              regularizers: [(view: TensorView, l1: Double, l2: Double)], formers: Int) -> CompactTable? {
         guard let table, table.embedding.fused, table.view.offset == 0,
               !regularizers.contains(where: { $0.view.name == table.view.name }),
-              let lstm = model.layers.compactMap({ $0 as? LSTM }).first(where: { $0.embedding === table.embedding }),
-              4 * lstm.units <= table.embedding.dimension  // S rows no wider than table rows
+              let recurrent = model.layers.compactMap({ $0 as? TokenFusable }).first(where: { $0.embedding === table.embedding }),
+              recurrent.gateColumns <= table.embedding.dimension  // S rows no wider than table rows
         else { return nil }
-        return CompactTable(lstm: lstm, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension,
+        return CompactTable(recurrent: recurrent, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension,
                             formers: formers)
     }
 
@@ -124,7 +125,7 @@ extension TrainingStep {
         var clock = monotonicSeconds()
         beginGradient()
         loadBatch(local, data: data, catchUp: false)
-        let ids = c.lstm.embedding!.source.tokens!, occurrences = local.count * c.lstm.steps
+        let ids = c.recurrent.embedding!.source.tokens!, occurrences = local.count * c.recurrent.steps
         try c.touched.agree(communicator) { marks in for i in 0..<occurrences { marks[Int(ids[i])] = 1 } }
         c.start = c.end - c.touched.rows.count * c.sumWidth
         dirtyFrom = c.start
@@ -138,8 +139,8 @@ extension TrainingStep {
         // 2. Forward and backward; the table's S rows go to their slots from `start`.
         forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
-        c.lstm.tableRowSums = (g + c.start, UnsafePointer(c.touched.slot))
-        defer { c.lstm.tableRowSums = nil }
+        c.recurrent.tokens!.tableRowSums = (g + c.start, UnsafePointer(c.touched.slot))
+        defer { c.recurrent.tokens!.tableRowSums = nil }
         model.backward(batch: local.count)
         timings.backward += lap(&clock)
 
@@ -157,7 +158,7 @@ extension TrainingStep {
     }
 
     /// Every gradient finite before any weight moves: S and the other parameters
-    /// are read; dE = S·Wᵀ is finite when 4U·max|S|·max|W| stays far below
+    /// are read; dE = S·Wᵀ is finite when G·max|S|·max|W| stays far below
     /// Float's range, and is formed and checked block by block only otherwise.
     func checkFactoredGradientIsFinite(_ c: CompactTable, step: Int) throws {
         let g = model.parameters.gradients, n = model.parameters.count
@@ -165,10 +166,10 @@ extension TrainingStep {
               optimizer.allFinite(g + c.end, count: n - c.end) else {
             try stopOnNonFiniteGradient(step: step, from: c.start)
         }
-        if Double(c.sumWidth) * sumBound * Double(c.lstm.largestKernelMagnitude()) < 1e37 { return }
+        if Double(c.sumWidth) * sumBound * Double(c.recurrent.largestKernelMagnitude()) < 1e37 { return }
         let rows = c.touched.rows.count
-        for first in stride(from: 0, to: rows, by: LSTM.tableBlockRows) {
-            let count = min(LSTM.tableBlockRows, rows - first)
+        for first in stride(from: 0, to: rows, by: tableBlockRows) {
+            let count = min(tableBlockRows, rows - first)
             if !optimizer.allFinite(c.tableGradient(g, first: first, count: count), count: count * c.width) {
                 throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(deferredTable!.view.name)'); stopping before the weights are updated",
                                   reporter: communicator.rank == 0)
@@ -182,18 +183,18 @@ extension TrainingStep {
     public var pathDescription: String {
         var parts: [String] = []
         let embeddings = model.layers.compactMap { $0 as? Embedding }
-        for case let f as FusedEmbeddingLSTM in model.schedule {
-            parts.append("Embedding '\(f.embedding.name)' fused into LSTM '\(f.lstm.name)' over the batch's distinct tokens (one layer)")
+        for case let f as FusedEmbeddingRecurrent in model.schedule {
+            parts.append("Embedding '\(f.embedding.name)' fused into \(f.recurrent.kerasClass) '\(f.recurrent.name)' over the batch's distinct tokens (one layer)")
         }
         if microBatch != nil { parts.append("reproducible mode (exact fixed-point sums of canonical micro-batches)") }
         if usesCompactTableGradient {
-            parts.append("compact, factored table gradient (touched rows' 4U-wide S in one allreduce, dE formed in blocks)")
+            parts.append("compact, factored table gradient (touched rows' \(compact!.sumWidth)-wide S in one allreduce, dE formed in blocks)")
         } else if let table = deferredTable {
             let why: String
-            if !table.embedding.fused { why = "the table is not fused into an LSTM" }
+            if !table.embedding.fused { why = "the table is not fused into a recurrent layer" }
             else if regularizers.contains(where: { $0.view.name == table.view.name }) { why = "a penalty on the table reaches every row" }
             else if table.view.offset != 0 { why = "the table does not lead the parameter arena" }
-            else { why = "the table is narrower than 4 × the LSTM's units" }
+            else { why = "the table is narrower than the recurrent layer's gate columns" }
             parts.append("dense gradient, touched table rows packed for the exchange (\(why))")
         } else if embeddings.count > 1 {
             parts.append("dense gradient (the embedding table is read by \(embeddings.count) calls)")

@@ -129,9 +129,9 @@ extension TrainingStep {
                 }
                 tail[2 * heads.count] &+= Int64(local.count)
                 timings.forward += lap(&clock)
-                if let c { c.lstm.tableRowSums = (params.gradients + c.start, UnsafePointer(c.touched.slot)) }
+                if let c { c.recurrent.tokens!.tableRowSums = (params.gradients + c.start, UnsafePointer(c.touched.slot)) }
                 model.backward(batch: local.count)
-                if let c { c.lstm.tableRowSums = nil }
+                if let c { c.recurrent.tokens!.tableRowSums = nil }
                 let (big, bad, over) = accumulate(x, compact: c, scale: scale, bound: bound)
                 largest = max(largest, big); nonFinite = nonFinite || bad; exceeded = exceeded || over
                 timings.backward += lap(&clock)
@@ -198,11 +198,11 @@ extension TrainingStep {
                 tandem_fixed_accumulate(src, $0, n, scale, bound, &largest, &flags)
             }
         }
-        if let c, let ids = c.lstm.embedding!.source.tokens {
+        if let c, let ids = c.recurrent.embedding!.source.tokens {
             // [start, count) of the arena: the S rows this micro-batch touched, each once, and the rest.
             convert(g + c.end, model.parameters.count - c.end, into: x.accumulator + (c.end - c.start))
             x.stampValue &+= 1
-            for i in 0..<(batch.rows * c.lstm.steps) {
+            for i in 0..<(batch.rows * c.recurrent.steps) {
                 let id = Int(ids[i])
                 guard x.stamp[id] != x.stampValue else { continue }
                 x.stamp[id] = x.stampValue

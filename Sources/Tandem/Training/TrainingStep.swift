@@ -155,8 +155,8 @@ public final class TrainingStep {
             var table = optimizer.beginTableStep(table: c.optimizerTable)
             let rows = c.touched.rows.count
             try c.touched.rows.withUnsafeBufferPointer { touched in
-                for first in stride(from: 0, to: rows, by: LSTM.tableBlockRows) {
-                    let count = min(LSTM.tableBlockRows, rows - first)
+                for first in stride(from: 0, to: rows, by: tableBlockRows) {
+                    let count = min(tableBlockRows, rows - first)
                     let dE = try c.sharedTableGradient(g, first: first, count: count, communicator)
                     optimizer.applyTableRows(&table, rows: UnsafeBufferPointer(rebasing: touched[first..<(first + count)]),
                                              gradients: dE, parameters: params.values)

@@ -211,7 +211,7 @@ def merges():
 
 
 def sequence_core():
-    """Dense and TimeDistributed(Dense) on sequences, LayerNormalization, pooling (valid, same, strided), global
+    """Dense and TimeDistributed(Dense, LayerNormalization, Activation) on sequences, LayerNormalization, pooling (valid, same, strided), global
     pooling, RepeatVector, Concatenate on the time axis, Flatten, Reshape, Dropout / SpatialDropout1D at rate 0."""
     seq = keras.Input(shape=(8, 3), name="series")
     ctx = keras.Input(shape=(6,), name="context")
@@ -222,6 +222,7 @@ def sequence_core():
     r = L.RepeatVector(2, name="repeat")(L.Dense(5, name="context_proj")(ctx))
     t = L.Concatenate(axis=1, name="time_join")([a, b, r])
     t = L.TimeDistributed(L.Dense(4, activation="relu"), name="per_step_2")(t)
+    t = L.TimeDistributed(L.Activation("elu"), name="per_step_act")(L.TimeDistributed(L.LayerNormalization(), name="per_step_norm")(t))
     flat = L.Flatten(name="flat")(L.MaxPooling1D(2, strides=1, padding="same", name="max_pool_same")(t))
     h = L.Concatenate(name="joined")([L.GlobalAveragePooling1D(name="gap")(t), L.GlobalMaxPooling1D(name="gmp")(t),
                                       L.Dropout(0.0, name="drop")(flat)])

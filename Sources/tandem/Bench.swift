@@ -57,7 +57,6 @@ struct Bench: ParsableCommand {
                                         optimizer: Optimizer(OptimizerConfig(kind: kind), parameterCount: model.parameters.count),
                                         communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
-            if reproducible { try TrainingStep.checkReproducible(model) }
             let data = try Dataset(directory: dir, model: model, heads: heads)
             let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,

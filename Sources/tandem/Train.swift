@@ -158,7 +158,6 @@ struct Train: ParsableCommand {
         let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm,
                                     regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
         step.microBatch = micro
-        if micro != nil { try TrainingStep.checkReproducible(model) }
         step.gradientBound = resumed?.gradientBound
 
         // Data: every rank opens the files (headers only) and validates its share of rows.

@@ -32,7 +32,8 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     private var store: ParameterStore!
     private var communicator: Communicator = LocalCommunicator()
     private var error: Error?
-    /// Per channel: Σx, Σx², and the global count, then Σdy, Σdy·x̂ (Double, for the allreduce).
+    /// Per channel: μ and σ² (Σx, Σx² and the count while reduced), the global Σdy, Σdy·x̂,
+    /// then this rank's Σdy, Σdy·x̂ (Double).
     private var sums: UnsafeMutablePointer<Double>
     /// x̂ [rows, C]; 1/√(σ² + ε) per channel; whether the last forward used batch statistics.
     private var normalized: UnsafeMutablePointer<Float>!, inverse: UnsafeMutablePointer<Float>
@@ -46,7 +47,7 @@ public final class BatchNormalization: Layer, CollectiveLayer {
         initializers = (gammaInitializer, betaInitializer, movingMeanInitializer, movingVarianceInitializer)
         output = Node(shape: input.output.shape)
         let c = input.output.features
-        sums = .allocate(capacity: 4 * c + 1)
+        sums = .allocate(capacity: 6 * c + 1)
         inverse = .allocate(capacity: c)
     }
 
@@ -92,27 +93,16 @@ public final class BatchNormalization: Layer, CollectiveLayer {
 
     public func forward(batch: Int, training: Bool) {
         let C = channels, n = rows(batch), x = inputs[0].output.values!, y = output.values!
-        let mean = store.value(movingMean), variance = store.value(movingVariance)
         batchStatistics = training
-        if training {
-            sums.update(repeating: 0, count: 2 * C + 1)
-            for r in 0..<n {
-                let row = x + r * C
-                for c in 0..<C { let v = Double(row[c]); sums[c] += v; sums[C + c] += v * v }
-            }
+        if training && !givenStatistics {
+            inputSums(batch: batch, into: sums)
             sums[2 * C] = Double(n)
             allReduce(2 * C + 1)
-            count = sums[2 * C]
-            for c in 0..<C {
-                let mu = sums[c] / count, v = max(sums[C + c] / count - mu * mu, 0)
-                sums[c] = mu; sums[C + c] = v
-                inverse[c] = Float(1 / (v + Double(epsilon)).squareRoot())
-                mean[c] = mean[c] * momentum + Float(mu) * (1 - momentum)
-                variance[c] = variance[c] * momentum + Float(v) * (1 - momentum)
-            }
-        } else {
+            setStatistics(sums, count: sums[2 * C])
+        } else if !training {
+            let mean = store.value(movingMean), variance = store.value(movingVariance)
             for c in 0..<C { sums[c] = Double(mean[c]); inverse[c] = 1 / (variance[c] + epsilon).squareRoot() }
-        }
+        }  // else: the step set this step's statistics (reproducible mode)
         let g = gamma.map { UnsafePointer(store.value($0)) }, b = beta.map { UnsafePointer(store.value($0)) }
         for r in 0..<n {
             let xr = x + r * C, nr = normalized + r * C, yr = y + r * C
@@ -127,28 +117,73 @@ public final class BatchNormalization: Layer, CollectiveLayer {
         let C = channels, n = rows(batch), dx = inputs[0].output.gradients!, dy = output.gradients!
         let g = gamma.map { UnsafePointer(store.value($0)) }
         let dg = gamma.map { store.gradient($0) }, db = beta.map { store.gradient($0) }
-        let dySum = sums + 2 * C + 1, dyxSum = dySum + C
-        dySum.update(repeating: 0, count: 2 * C)
-        for r in 0..<n {
-            let d = dy + r * C, nr = normalized + r * C
-            for c in 0..<C { dySum[c] += Double(d[c]); dyxSum[c] += Double(d[c] * nr[c]) }
-        }
-        for c in 0..<C { dg?[c] += Float(dyxSum[c]); db?[c] += Float(dySum[c]) }
+        let local = sums + 4 * C + 1, global = sums + 2 * C + 1  // Σdy, Σdy·x̂: this rank's rows, then the global batch's
+        gradientSums(batch: batch, into: local)
+        for c in 0..<C { dg?[c] += Float(local[C + c]); db?[c] += Float(local[c]) }
         guard batchStatistics else {  // statistics were constants: dx = γ·dy/√(σ² + ε)
             for r in 0..<n { for c in 0..<C { dx[r * C + c] += dy[r * C + c] * (g?[c] ?? 1) * inverse[c] } }
             return
         }
-        // The gradient of the global statistics needs the global sums.
-        do { try communicator.allReduceSum(dySum, count: 2 * C) } catch {
-            if self.error == nil { self.error = error }
-            dySum.update(repeating: .nan, count: 2 * C)
+        if !givenStatistics {
+            // The gradient of the global statistics needs the global sums.
+            global.update(from: local, count: 2 * C)
+            do { try communicator.allReduceSum(global, count: 2 * C) } catch {
+                if self.error == nil { self.error = error }
+                global.update(repeating: .nan, count: 2 * C)
+            }
         }
         for r in 0..<n {
             let d = dy + r * C, nr = normalized + r * C, to = dx + r * C
             for c in 0..<C {
-                let meanDy = Float(dySum[c] / count), meanDyx = Float(dyxSum[c] / count)
+                let meanDy = Float(global[c] / count), meanDyx = Float(global[C + c] / count)
                 to[c] += (g?[c] ?? 1) * inverse[c] * (d[c] - meanDy - nr[c] * meanDyx)
             }
         }
     }
+
+    // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch
+    // and adds them in one order on every rank, so the statistics are the same bits for
+    // any rank count; the layer then makes no collective of its own.
+
+    /// Reproducible mode: the step sets the statistics and the global gradient sums.
+    var givenStatistics = false
+
+    /// Σx, Σx² per channel over the input rows of the current forward (2C doubles, in row order).
+    func inputSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
+        let C = channels, x = inputs[0].output.values!
+        out.update(repeating: 0, count: 2 * C)
+        for r in 0..<rows(batch) {
+            let row = x + r * C
+            for c in 0..<C { let v = Double(row[c]); out[c] += v; out[C + c] += v * v }
+        }
+    }
+
+    /// Σdy, Σdy·x̂ per channel over the rows of the current backward (2C doubles, in row order).
+    func gradientSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
+        let C = channels, dy = output.gradients!
+        out.update(repeating: 0, count: 2 * C)
+        for r in 0..<rows(batch) {
+            let d = dy + r * C, nr = normalized + r * C
+            for c in 0..<C { out[c] += Double(d[c]); out[C + c] += Double(d[c] * nr[c]) }
+        }
+    }
+
+    /// The step's statistics from the global Σx, Σx² over `count` rows; the moving statistics move once.
+    func setStatistics(_ totals: UnsafePointer<Double>, count: Double) {
+        let C = channels, mean = store.value(movingMean), variance = store.value(movingVariance)
+        self.count = count
+        for c in 0..<C {
+            let mu = totals[c] / count, v = max(totals[C + c] / count - mu * mu, 0)
+            sums[c] = mu; sums[C + c] = v
+            inverse[c] = Float(1 / (v + Double(epsilon)).squareRoot())
+            mean[c] = mean[c] * momentum + Float(mu) * (1 - momentum)
+            variance[c] = variance[c] * momentum + Float(v) * (1 - momentum)
+        }
+    }
+
+    /// The global Σdy, Σdy·x̂ (reproducible mode).
+    func setGradientSums(_ totals: UnsafePointer<Double>) { (sums + 2 * channels + 1).update(from: totals, count: 2 * channels) }
+
+    /// Rows per sample (time steps of a sequence, else 1).
+    var rowsPerSample: Int { output.width / channels }
 }

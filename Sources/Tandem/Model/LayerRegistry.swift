@@ -433,15 +433,21 @@ public enum LayerRegistry {
                                   movingVarianceInitializer: try initializer("moving_variance_initializer", .constant(1)))
     }
 
-    /// TimeDistributed(Dense) is Dense on the last axis of the sequence (weights under `layer/`).
+    /// Layers that act on each step's last axis alone: TimeDistributed(X) is X on the sequence.
+    /// (Not BatchNormalization: Keras's TimeDistributed calls it once per step, so each step has
+    /// its own statistics and the moving statistics move T times a batch.)
+    static let perStep = ["Dense", "Activation", "Dropout", "LayerNormalization"]
+
+    /// TimeDistributed of a per-step layer (weights under `layer/`, named after the wrapper).
     private static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
-        guard let inner = a.config["layer"], inner["class_name"]?.string == "Dense" else {
-            throw a.fail("wraps \(a.config["layer"]?["class_name"]?.string ?? "?"); only TimeDistributed(Dense) is supported (Dense itself acts on every step of a sequence)")
+        guard let inner = a.config["layer"], let innerClass = inner["class_name"]?.string, perStep.contains(innerClass) else {
+            let name = a.config["layer"]?["class_name"]?.string ?? "?"
+            throw a.fail("wraps \(name); TimeDistributed supports \(perStep.joined(separator: ", "))\(name == "BatchNormalization" ? " (Keras normalises each step of a TimeDistributed BatchNormalization on its own; use BatchNormalization on the sequence for statistics over batch and time)" : "")")
         }
         try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
-        let node = GraphNode(id: a.node.id, layer: a.node.layer, className: "Dense", config: inner["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
-        return try dense(LayerArguments(node: node), [source])
+        let node = GraphNode(id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
+        return try make(node, inputs: [source])
     }
 
     private static func conv1D(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {

@@ -94,6 +94,17 @@ public final class Model {
         for layer in schedule { layer.forward(batch: batch, training: training) }
     }
 
+    /// Forward through `schedule[0...last]` only (reproducible mode's statistics passes).
+    func forward(batch: Int, training: Bool, through last: Int) {
+        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        for layer in schedule[...last] { layer.forward(batch: batch, training: training) }
+    }
+
+    /// Backward through `schedule[first...]` only, the last layer first.
+    func backward(batch: Int, downTo first: Int) {
+        for layer in schedule[first...].reversed() { layer.backward(batch: batch) }
+    }
+
     /// Backpropagates from the output gradients (or logit gradients) the losses
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     public func backward(batch: Int) {

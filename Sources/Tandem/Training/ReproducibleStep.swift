@@ -63,17 +63,61 @@ private let figureScale = 16_777_216.0
 
 extension TrainingStep {
     /// With `compact`, leaves the factored gradient as `computeGradientCompactly` does.
-    /// Refuses what reproducible mode cannot run yet: BatchNormalization, whose statistics
-    /// span the global batch that the canonical micro-batches split.
-    public static func checkReproducible(_ model: Model) throws {
-        if let bn = model.layers.first(where: { $0 is BatchNormalization }) {
-            throw TandemError.usage("layer '\(bn.name)' (BatchNormalization) is not supported in reproducible mode yet (its global batch statistics would need a pass of their own); train without --reproducible")
+    /// Reproducible mode with BatchNormalization: its statistics span the global batch,
+    /// which the canonical micro-batches split. Before the step's own pass, for each
+    /// BatchNormalization layer in forward order, every rank runs its micro-batches up to
+    /// that layer and takes each one's Σx, Σx²; for each in backward order, the full
+    /// forward and the backward down to it give each micro-batch's Σdy, Σdy·x̂. Each sum
+    /// is gathered by micro-batch (a zero-padded allreduce: exact) and added in micro-batch
+    /// order on every rank, so the statistics are the same bits for any rank count. The
+    /// layers then use them without collectives of their own; parameter gradients of these
+    /// passes are discarded.
+    func batchNormalizationStatistics(_ indices: UnsafeBufferPointer<Int32>, data: Dataset, microBatch m: Int,
+                                      micro: Int, mine: Range<Int>) throws {
+        let layers = model.schedule.enumerated().compactMap { entry in (entry.element as? BatchNormalization).map { (index: entry.offset, bn: $0) } }
+        guard !layers.isEmpty else { return }
+        let B = indices.count
+        func load(_ k: Int) -> Int {
+            let range = (k * m)..<min((k + 1) * m, B)
+            loadBatch(UnsafeBufferPointer(rebasing: indices[range]), data: data)
+            model.dropoutKeys.firstPosition = epochPosition + range.lowerBound
+            return range.count
         }
+        /// `width` sums of every micro-batch, gathered, then added in micro-batch order.
+        func gathered(_ width: Int, _ fill: (Int, UnsafeMutablePointer<Double>) -> Void) throws -> [Double] {
+            var partial = [Double](repeating: 0, count: micro * width)
+            partial.withUnsafeMutableBufferPointer { p in for k in mine { fill(k, p.baseAddress! + k * width) } }
+            try partial.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+            var total = [Double](repeating: 0, count: width)
+            for k in 0..<micro { for j in 0..<width { total[j] += partial[k * width + j] } }
+            return total
+        }
+        for (_, bn) in layers { bn.givenStatistics = true }
+        for (index, bn) in layers {
+            let totals = try gathered(2 * bn.output.features) { k, out in
+                let n = load(k)
+                model.forward(batch: n, training: true, through: index - 1)
+                bn.inputSums(batch: n, into: out)
+            }
+            bn.setStatistics(totals, count: Double(B * bn.rowsPerSample))
+        }
+        for (index, bn) in layers.reversed() {
+            let totals = try gathered(2 * bn.output.features) { k, out in
+                let n = load(k)
+                model.forward(batch: n, training: true)
+                for (h, head) in heads.enumerated() {
+                    _ = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n, globalBatch: B, writeGradient: true)
+                }
+                model.backward(batch: n, downTo: index + 1)
+                bn.gradientSums(batch: n, into: out)
+            }
+            totals.withUnsafeBufferPointer { bn.setGradientSums($0.baseAddress!) }
+        }
+        model.parameters.zeroGradients()
     }
 
     func computeGradientReproducibly(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
                                      microBatch m: Int, compact c: CompactTable? = nil) throws -> StepFigures {
-        try TrainingStep.checkReproducible(model)
         let B = indices.count, micro = (B + m - 1) / m
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters
@@ -101,6 +145,10 @@ extension TrainingStep {
             try agreeOnTouchedRows(touched, indices: indices, micro: mine, microBatch: m, data: data)
             timings.exchange += lap(&clock)
         }
+
+        // BatchNormalization's statistics over the global batch, the same bits for any rank count.
+        try batchNormalizationStatistics(indices, data: data, microBatch: m, micro: micro, mine: mine)
+        timings.forward += lap(&clock)
 
         // 2. Every local micro-batch into the fixed-point accumulator; redo with a larger bound if needed.
         var attempt = 0, scale = 1.0

@@ -4,6 +4,8 @@ models as a user would, and runs Keras's own fit / predict / evaluate on archive
 
   keras_models.py build    --out DIR                   DIR/<name>.keras for every model below, and its
                            weights as DIR/<name>.safetensors
+  keras_models.py bench-models --out DIR              DIR/gru_text.keras and DIR/conv_bilstm.keras at the headline's scale,
+                           for `tandem bench --model`
   keras_models.py fit      --model M --data D --out OUT.keras [--batch-size B --epochs E]
                            load_model(M).fit(shuffle=False) on D's .npy files, saved as OUT.keras and its
                            weights as OUT.keras.safetensors; prints the history as JSON
@@ -339,6 +341,39 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "gru_text": gru_text}
 
 
+def bench_gru_text():
+    """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")
+    trunk = L.GRU(32, name="gru")(L.Embedding(10000, 512, name="embedding")(tokens))
+    aux = L.Dense(1, activation="sigmoid", name="aux_output")(trunk)
+    extra = keras.Input(shape=(5,), name="aux_input")
+    x = L.Concatenate(name="concatenate")([trunk, extra])
+    for k in range(3):
+        x = L.Dense(64, activation="relu", name=f"dense_{k}")(x)
+    main = L.Dense(1, activation="sigmoid", name="main_output")(x)
+    m = keras.Model([tokens, extra], [main, aux])
+    m.compile(optimizer="adam", loss={"main_output": "binary_crossentropy", "aux_output": "binary_crossentropy"},
+              loss_weights={"main_output": 1.0, "aux_output": 0.2})
+    return m
+
+
+def bench_conv_bilstm():
+    """A Conv1D + bidirectional-LSTM text model of the same scale: 10 000 × 128 table, 100 tokens."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
+    x = L.Embedding(10000, 128, name="embedding")(tokens)
+    x = L.Conv1D(64, 5, padding="same", activation="relu", name="conv")(x)
+    x = L.MaxPooling1D(2, name="pool")(x)
+    x = L.Bidirectional(L.LSTM(32, return_sequences=True), name="bi_lstm")(x)
+    topic = L.Dense(4, activation="softmax", name="topic")(L.GlobalMaxPooling1D(name="max_over_time")(x))
+    flag = L.Dense(1, activation="sigmoid", name="flag")(L.GlobalAveragePooling1D(name="mean_over_time")(x))
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "binary_crossentropy"], loss_weights=[1.0, 0.3])
+    return m
+
+
+BENCH = {"gru_text": bench_gru_text, "conv_bilstm": bench_conv_bilstm}
+
+
 def weights_of(model):
     """<layer>/<weight> for every layer's variables (an RNN's are its cell's)."""
     out = {}
@@ -380,7 +415,7 @@ def load_data(model, data, with_targets=True):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad"])
+    p.add_argument("mode", choices=["build", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad"])
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -392,6 +427,11 @@ def main():
             m = make()
             m.save(os.path.join(a.out, name + ".keras"))
             write_safetensors(os.path.join(a.out, name + ".safetensors"), weights_of(m))
+        return
+    if a.mode == "bench-models":  # larger archives for `tandem bench --model`
+        os.makedirs(a.out, exist_ok=True)
+        for name, make in BENCH.items():
+            make().save(os.path.join(a.out, name + ".keras"))
         return
     if a.mode == "bad":
         bad_archives(a.model, a.out)

@@ -44,8 +44,9 @@ struct LayerArguments {
         }
     }
 
-    func activation(_ key: String = "activation") throws -> Activation {
-        let name = try string(key, default: "linear")
+    /// An activation by name; absent means Keras's default for the argument (`otherwise`).
+    func activation(_ key: String = "activation", default otherwise: String = "linear") throws -> Activation {
+        let name = try string(key, default: otherwise)
         guard let a = Activation.named(name) else {
             throw fail("activation '\(name)' is not supported (supported: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -262,10 +263,10 @@ public enum LayerRegistry {
         let id = name ?? a.node.id, className = a.node.className
         let units = try a.int("units")
         guard units <= LSTM.maxUnits else { throw a.fail("'units' must be at most \(LSTM.maxUnits), got \(units)") }
-        let activation = try a.activation()
+        let activation = try a.activation(default: "tanh")
         if className != "SimpleRNN" {
             guard activation == .tanh else { throw a.fail("activation must be tanh (Keras's default)") }
-            guard try a.activation("recurrent_activation") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
+            guard try a.activation("recurrent_activation", default: "sigmoid") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
         } else if activation == .softmax || activation == .logSoftmax {
             throw a.fail("activation \(activation.rawValue) is not supported for SimpleRNN (element-wise activations only)")
         }

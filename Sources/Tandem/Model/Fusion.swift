@@ -1,5 +1,5 @@
-// The fusion pass: an Embedding whose only consumer is a recurrent layer
-// (LSTM, GRU, SimpleRNN) becomes, with that layer, ONE explicit layer in the
+// The fusion pass: an Embedding read only by recurrent layers (LSTM, GRU,
+// SimpleRNN) becomes, with each of them, ONE explicit layer in the
 // model's schedule (the order forward and backward run), computed over the
 // batch's distinct tokens (TokenProjection.swift). The graph (`Model.layers`)
 // keeps both Keras layers, so names, weights, summaries and archives are
@@ -35,15 +35,18 @@ public final class FusedEmbeddingRecurrent: Layer {
 enum FusionPass {
     /// `order` (a topological order of the graph) with each fusable Embedding → recurrent pair
     /// replaced by one FusedEmbeddingRecurrent at the recurrent layer's place (the Embedding's
-    /// own place held nothing to run once fused).
+    /// own place held nothing to run once fused). An Embedding read only by recurrent layers
+    /// (a Bidirectional's two halves, say) fuses into each: every one projects the batch's
+    /// distinct tokens with its own kernel, and their table gradients add up.
     static func apply(to order: [Layer]) -> [Layer] {
-        var consumers: [ObjectIdentifier: Int] = [:]
-        for layer in order { for input in layer.inputs { consumers[ObjectIdentifier(input), default: 0] += 1 } }
+        var readers: [ObjectIdentifier: [Layer]] = [:]
+        for layer in order { for input in layer.inputs { readers[ObjectIdentifier(input), default: []].append(layer) } }
         var fused: [ObjectIdentifier: FusedEmbeddingRecurrent] = [:], absorbed = Set<ObjectIdentifier>()
-        for layer in order {
-            guard let recurrent = layer as? TokenFusable, recurrent.canFuse,
-                  let embedding = recurrent.source as? Embedding, consumers[ObjectIdentifier(embedding)] == 1 else { continue }
-            fused[ObjectIdentifier(recurrent)] = FusedEmbeddingRecurrent(embedding, recurrent)
+        for case let embedding as Embedding in order {
+            let consumers = readers[ObjectIdentifier(embedding)] ?? []
+            let recurrent = consumers.compactMap { $0 as? TokenFusable }.filter { $0.canFuse && $0.source === embedding }
+            guard !consumers.isEmpty, recurrent.count == consumers.count else { continue }
+            for r in recurrent { fused[ObjectIdentifier(r)] = FusedEmbeddingRecurrent(embedding, r) }
             absorbed.insert(ObjectIdentifier(embedding))
         }
         return order.compactMap { layer in

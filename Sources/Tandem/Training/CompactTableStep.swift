@@ -104,7 +104,8 @@ extension TrainingStep {
                              regularizers: [(view: TensorView, l1: Double, l2: Double)], formers: Int) -> CompactTable? {
         guard let table, table.embedding.fused, table.view.offset == 0,
               !regularizers.contains(where: { $0.view.name == table.view.name }),
-              let recurrent = model.layers.compactMap({ $0 as? TokenFusable }).first(where: { $0.embedding === table.embedding }),
+              case let readers = model.layers.compactMap({ $0 as? TokenFusable }).filter({ $0.embedding === table.embedding }),
+              readers.count == 1, let recurrent = readers.first,  // one S per row: one fused reader
               recurrent.gateColumns <= table.embedding.dimension  // S rows no wider than table rows
         else { return nil }
         return CompactTable(recurrent: recurrent, view: table.view, vocabulary: table.embedding.vocabulary, width: table.embedding.dimension,
@@ -192,6 +193,7 @@ extension TrainingStep {
         } else if let table = deferredTable {
             let why: String
             if !table.embedding.fused { why = "the table is not fused into a recurrent layer" }
+            else if model.layers.filter({ ($0 as? TokenFusable)?.embedding === table.embedding }).count > 1 { why = "the table is fused into several recurrent layers" }
             else if regularizers.contains(where: { $0.view.name == table.view.name }) { why = "a penalty on the table reaches every row" }
             else if table.view.offset != 0 { why = "the table does not lead the parameter arena" }
             else { why = "the table is narrower than the recurrent layer's gate columns" }

@@ -1,17 +1,20 @@
-// `tandem bench`: throughput of the headline model on generated data, the
+// `tandem bench`: throughput of a model (the headline preset or an archive) on generated data, the
 // time split of a step, the dense-equivalent GFLOP/s against an sgemm peak
 // measured in the same run, and peak memory. Runs locally or under mpirun.
 
 import CKernels
 import Foundation
 
-/// The same dense count for any model: Dense 2·I·O, LSTM 2·T·(D + U)·4U per
-/// sample forward (the Embedding is a lookup), ×3 for forward + backward.
+/// The same dense count for any model: Dense 2·T·I·O (T = 1 on features), a recurrent
+/// layer 2·T·(D + U)·G, Conv1D 2·S·K·C·F per sample forward (the Embedding is a
+/// lookup; element-wise work is not counted), ×3 for forward + backward.
 public func denseFlopsPerSample(_ model: Model) -> Double {
     var forward = 0.0
     for layer in model.layers {
-        if let d = layer as? Dense { forward += 2 * Double(d.inputWidth * d.units) }
+        if let d = layer as? Dense { forward += 2 * Double(d.steps * d.inputWidth * d.units) }
         if let l = layer as? LSTM { forward += 2 * Double(l.steps * (l.inputWidth + l.units) * 4 * l.units) }
+        if let r = layer as? Recurrent { forward += 2 * Double(r.steps * (r.inputWidth + r.units) * r.gateColumns) }
+        if let c = layer as? Conv1D { forward += 2 * Double(c.outSteps * c.kernelSize * c.channels * c.filters) }
     }
     return 3 * forward
 }

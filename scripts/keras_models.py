@@ -334,11 +334,26 @@ def gru_text():
     return m
 
 
+def regression():
+    """The regression and distribution losses: MAE, Huber, log-cosh, Poisson (on a softplus output), KL divergence
+    (on a softmax output), by name and as objects."""
+    x_in = keras.Input(shape=(7,), name="features")
+    h = L.Dense(10, activation="tanh", name="trunk")(x_in)
+    heads = {"level": L.Dense(2, name="level")(h), "robust": L.Dense(1, name="robust")(h),
+             "smooth": L.Dense(2, activation="tanh", name="smooth")(h), "rate": L.Dense(1, activation="softplus", name="rate")(h),
+             "mix": L.Dense(3, activation="softmax", name="mix")(h)}
+    m = keras.Model(x_in, list(heads.values()))
+    m.compile(optimizer=keras.optimizers.Adam(0.01),
+              loss={"level": "mae", "robust": keras.losses.Huber(), "smooth": "log_cosh", "rate": keras.losses.Poisson(),
+                    "mix": "kl_divergence"}, loss_weights={"level": 0.5, "robust": 0.4, "smooth": 0.5, "rate": 0.2, "mix": 0.6})
+    return m
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
           "normalized": normalized, "dropout": dropout,
-          "gru_text": gru_text}
+          "gru_text": gru_text, "regression": regression}
 
 
 def bench_gru_text():

@@ -12,7 +12,7 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression"]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]

@@ -117,8 +117,16 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 targets = [Float](repeating: 0, count: samples * w)
                 for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }
             }
-        case .meanSquaredError:
+        case .meanSquaredError, .meanAbsoluteError, .huber, .logCosh:
             targets = p
+        case .poisson:  // counts' rates are non-negative
+            targets = p.map { max($0, 0) }
+        case .klDivergence:  // a distribution per row
+            targets = p.map { max(abs($0), 1e-3) }
+            for s in 0..<samples {
+                let total = targets[(s * w)..<((s + 1) * w)].reduce(0, +)
+                for j in 0..<w { targets[s * w + j] /= total }
+            }
         }
         try targets.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy")) }
     }

@@ -185,6 +185,11 @@ extension ModelDescription {
         case .categoricalCrossentropy: return "CategoricalCrossentropy"
         case .sparseCategoricalCrossentropy: return "SparseCategoricalCrossentropy"
         case .meanSquaredError: return "MeanSquaredError"
+        case .meanAbsoluteError: return "MeanAbsoluteError"
+        case .huber: return "Huber"
+        case .logCosh: return "LogCosh"
+        case .poisson: return "Poisson"
+        case .klDivergence: return "KLDivergence"
         }
     }
 

@@ -67,7 +67,7 @@ enum KerasCompile {
     }
 
     private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool) {
-        let supported = "supported: binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, mean_squared_error"
+        let supported = "supported: " + LossKind.allCases.map(\.rawValue).joined(separator: ", ")
         if let name = value.string {
             guard let k = LossKind.named(name) else { throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))") }
             return (k, false)
@@ -93,8 +93,13 @@ enum KerasCompile {
         if let axis = config["axis"]?.integer, axis != -1 {
             throw TandemError.usage("output '\(output)': loss axis \(axis) is not supported (-1)")
         }
+        if kind == .huber, let delta = config["delta"]?.number, delta != 1 {
+            throw TandemError.usage("output '\(output)': Huber delta \(delta) is not supported yet (1.0, Keras's default)")
+        }
         let fromLogits = config["from_logits"]?.bool ?? false
-        if fromLogits && kind == .meanSquaredError { throw TandemError.usage("output '\(output)': mean_squared_error has no from_logits") }
+        if fromLogits && ![.binaryCrossentropy, .categoricalCrossentropy, .sparseCategoricalCrossentropy].contains(kind) {
+            throw TandemError.usage("output '\(output)': \(kind.rawValue) has no from_logits")
+        }
         return (kind, fromLogits)
     }
 

@@ -16,6 +16,11 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     case categoricalCrossentropy = "categorical_crossentropy"
     case sparseCategoricalCrossentropy = "sparse_categorical_crossentropy"
     case meanSquaredError = "mean_squared_error"
+    case meanAbsoluteError = "mean_absolute_error"
+    case huber
+    case logCosh = "log_cosh"
+    case poisson
+    case klDivergence = "kl_divergence"
 
     /// Keras's names and aliases for each loss (function names and class names).
     public static func named(_ name: String) -> LossKind? {
@@ -24,6 +29,11 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
         case "categorical_crossentropy", "CategoricalCrossentropy": return .categoricalCrossentropy
         case "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy": return .sparseCategoricalCrossentropy
         case "mean_squared_error", "MeanSquaredError", "mse", "MSE": return .meanSquaredError
+        case "mean_absolute_error", "MeanAbsoluteError", "mae", "MAE": return .meanAbsoluteError
+        case "huber", "Huber", "huber_loss": return .huber
+        case "log_cosh", "LogCosh", "logcosh": return .logCosh
+        case "poisson", "Poisson": return .poisson
+        case "kl_divergence", "KLDivergence", "kld", "KLD", "kullback_leibler_divergence": return .klDivergence
         default: return nil
         }
     }
@@ -212,6 +222,7 @@ extension LossKind {
         case .categoricalCrossentropy: return CategoricalCrossentropy(sparse: false)
         case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true)
         case .meanSquaredError: return MeanSquaredError()
+        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence: return Regression(kind: self)
         }
     }
 }
@@ -316,3 +327,45 @@ public struct MeanSquaredError: LossFunction {
         return s / Double(columns)
     }
 }
+
+/// Keras's other element-wise losses, each the mean over the last axis of ℓ(y, t)
+/// (KL divergence: the sum), as keras/src/losses/losses.py computes them:
+///   mean_absolute_error |y − t|;  huber (δ = 1) ½e² for |e| ≤ δ, else δ|e| − ½δ²;
+///   log_cosh x + softplus(−2x) − log 2 with x = y − t;  poisson y − t·log(y + ε);
+///   kl_divergence t'·log(t'/y') with t', y' clipped to [ε, 1].
+/// Derivatives as JAX takes them: sign(e) (0 at 0), clamp(e, −δ, δ), tanh(x),
+/// 1 − t/(y + ε), −t'/y' (0 where y is clipped).
+public struct Regression: LossFunction {
+    public let kind: LossKind
+    public init(kind: LossKind) { self.kind = kind }
+    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    public func folds(_ activation: Activation) -> Bool { false }
+    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+        let reduce = kind == .klDivergence ? 1.0 : 1 / Double(columns)
+        var s = 0.0
+        for j in 0..<columns {
+            let yj = Double(y[j]), tj = Double(t[j]), e = yj - tj
+            let value: Double, slope: Double
+            switch kind {
+            case .meanAbsoluteError:
+                value = abs(e); slope = e > 0 ? 1 : (e < 0 ? -1 : 0)
+            case .huber:
+                value = abs(e) <= 1 ? 0.5 * e * e : abs(e) - 0.5; slope = min(max(e, -1), 1)
+            case .logCosh:
+                value = e + softplusDouble(-2 * e) - Foundation.log(2.0); slope = Foundation.tanh(e)
+            case .poisson:
+                value = yj - tj * Foundation.log(yj + epsilon); slope = 1 - tj / (yj + epsilon)
+            default:  // kl_divergence
+                let tc = min(max(tj, epsilon), 1), yc = min(max(yj, epsilon), 1)
+                value = tc * Foundation.log(tc / yc); slope = yj > epsilon && yj < 1 ? -tc / yc : 0
+            }
+            s += value
+            if let d { d[j] = Float(scale * reduce * slope) }
+        }
+        return s * reduce
+    }
+}
+
+/// log(1 + e^x) in Double without overflow.
+@inline(__always) func softplusDouble(_ x: Double) -> Double { x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x)) }

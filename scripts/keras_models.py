@@ -171,7 +171,7 @@ def bad_archives(source, out):
         layer["module"] = "my_package.layers"
         layer["registered_name"] = "MyDense"
     archive("custom_object", {"config.json": with_layer("dense", custom), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "huber"
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "squared_hinge"
     archive("unsupported_loss", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Adagrad", "config": {"learning_rate": 0.01}, "registered_name": None}
     archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})

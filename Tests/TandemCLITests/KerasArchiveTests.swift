@@ -267,7 +267,7 @@ final class KerasArchiveTests: XCTestCase {
             "misshapen_weight": "has shape [3, 3], the model needs [7, 8]", "soft_link": "a soft link", "external_link": "an external link",
             "external_storage": "external storage", "dotdot_member": "'../../escape.txt'", "absolute_member": "'/tmp/escape.txt'",
             "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer", "unsupported_argument": "'stateful' = true is not supported",
-            "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object", "unsupported_loss": "loss 'huber' is not supported",
+            "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object", "unsupported_loss": "loss 'squared_hinge' is not supported",
             "unsupported_optimizer": "optimizer Adagrad is not supported", "huge_member": "refusing to unpack it"]
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: bad).map { String($0.dropLast(6)) }), Set(expected.keys))
         for (name, words) in expected.sorted(by: { $0.key < $1.key }) {

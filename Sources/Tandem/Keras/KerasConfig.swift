@@ -48,6 +48,23 @@ public enum KerasConfig {
         return description
     }
 
+    /// A Bidirectional config's forward and backward RNN entries. Without a
+    /// `backward_layer`, Keras builds it from the forward one: go_backwards
+    /// flipped, named `backward_<name without "forward_">`.
+    static func bidirectionalHalves(_ config: JSONValue) -> [JSONValue] {
+        let forward = config["layer"] ?? .null
+        if let b = config["backward_layer"], !b.isNull { return [forward, b] }
+        let name = forward["config"]?["name"]?.string ?? ""
+        let fields = (forward["config"]?.object ?? []).map { key, value -> (String, JSONValue) in
+            switch key {
+            case "go_backwards": return (key, .bool(!(value.bool ?? false)))
+            case "name": return (key, .string("backward_" + name.replacingOccurrences(of: "forward_", with: "")))
+            default: return (key, value)
+            }
+        }
+        return [forward, .object([("class_name", forward["class_name"] ?? .null), ("config", .object(fields))])]
+    }
+
     /// Refuses custom classes and anything outside Keras's own modules (never executed).
     static func refuseCustom(_ entry: JSONValue, what: String) throws {
         let className = entry["class_name"]?.string ?? "?"
@@ -326,13 +343,7 @@ extension ModelDescription {
         case "Bidirectional":
             // forward_layer/… and backward_layer/…, each an RNN named in the config; Tandem's names are <layer>/<half>/<weight>.
             var groups = [top([])]
-            for (key, attribute) in [("layer", "forward_layer"), ("backward_layer", "backward_layer")] {
-                var half = config[key] ?? .null
-                if half.isNull, let f = config["layer"] {  // Keras derives the backward half from the forward one
-                    let fname = f["config"]?["name"]?.string ?? ""
-                    half = .object([("class_name", f["class_name"] ?? .null), ("config", .object([("name", .string("backward_" + fname.replacingOccurrences(of: "forward_", with: ""))),
-                                                                                                   ("use_bias", f["config"]?["use_bias"] ?? .null)]))])
-                }
+            for (half, attribute) in zip(KerasConfig.bidirectionalHalves(config), ["forward_layer", "backward_layer"]) {
                 let name = half["config"]?["name"]?.string ?? attribute
                 groups += kerasVariables(className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null).map {
                     VariableGroup(path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label, names: $0.names.map { "\(name)/\($0)" })

@@ -3,6 +3,15 @@
 
 import Foundation
 
+/// SplitMix64's output for state `x`: (x + γ) through its finaliser. Also a
+/// stateless hash (the dropout masks are keyed through it).
+@inline(__always) func splitMix64(_ x: UInt64) -> UInt64 {
+    var z = x &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
 /// A small, fast, reproducible generator (xoshiro256**).
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
@@ -11,11 +20,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public init(seed: UInt64, stream: UInt64 = 0) {
         var x = seed &+ stream &* 0x9E37_79B9_7F4A_7C15
         func splitMix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
+            defer { x &+= 0x9E37_79B9_7F4A_7C15 }
+            return splitMix64(x)
         }
         s = (splitMix(&x), splitMix(&x), splitMix(&x), splitMix(&x))
     }

@@ -32,12 +32,7 @@ struct DropoutStream {
         self.rate = rate
     }
 
-    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { splitMix64(x) }
 
     /// The key of sample `position` of `keys.epoch`: every element's draw derives from it.
     @inline(__always) func sampleKey(_ keys: DropoutKeys, position: Int) -> UInt64 {

@@ -53,6 +53,14 @@ struct LayerArguments {
         return a
     }
 
+    /// A normalisation's `axis` (an int or a list of one): the last axis only.
+    func lastAxis(rank: Int) throws {
+        let axes = config["axis"]?.array ?? [config["axis"] ?? .int(-1)]
+        guard axes.count == 1, let axis = axes[0].integer, axis == -1 || axis == rank - 1 else {
+            throw fail("'axis' = \(config["axis"]!) is not supported (the last axis, -1)")
+        }
+    }
+
     /// Keras's `data_format`: channels_last (the default) only.
     func channelsLast() throws {
         try require("data_format", is: .string("channels_last"), supported: "channels_last")
@@ -314,19 +322,13 @@ public enum LayerRegistry {
     /// Weights are `<layer>/<half's name>/<weight>` (Keras's forward_layer / backward_layer).
     private static func bidirectional(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
         let source = try sequence(a, inputs)
-        guard let forward = a.config["layer"], let fname = forward["config"]?["name"]?.string else { throw a.fail("has no 'layer'") }
-        try KerasConfig.refuseCustom(forward, what: "layer '\(a.node.layer)'s forward layer")
-        var backward = a.config["backward_layer"]
-        if let b = backward, !b.isNull { try KerasConfig.refuseCustom(b, what: "layer '\(a.node.layer)'s backward layer") } else {
-            // Keras builds the backward half from the forward config with go_backwards flipped.
-            var c = forward["config"]!.object!
-            c = c.map { $0.0 == "go_backwards" ? ($0.0, .bool(!(forward["config"]?["go_backwards"]?.bool ?? false))) : ($0.0 == "name" ? ($0.0, .string("backward_" + fname.replacingOccurrences(of: "forward_", with: ""))) : $0) }
-            backward = .object([("class_name", forward["class_name"]!), ("config", .object(c))])
-        }
+        guard a.config["layer"]?["config"]?["name"]?.string != nil else { throw a.fail("has no 'layer'") }
+        let configs = KerasConfig.bidirectionalHalves(a.config)
+        for (half, role) in zip(configs, ["forward", "backward"]) { try KerasConfig.refuseCustom(half, what: "layer '\(a.node.layer)'s \(role) layer") }
         let mode = try a.string("merge_mode", default: "concat")
         guard ["concat", "sum", "mul", "ave"].contains(mode) else { throw a.fail("merge_mode '\(mode)' is not supported (concat, sum, mul, ave)") }
         var halves: [Layer] = []
-        for half in [forward, backward!] {
+        for half in configs {
             let className = half["class_name"]?.string ?? "?"
             guard ["LSTM", "GRU", "SimpleRNN"].contains(className), let hname = half["config"]?["name"]?.string else {
                 throw a.fail("wraps \(className); only LSTM, GRU and SimpleRNN are supported")
@@ -394,11 +396,7 @@ public enum LayerRegistry {
 
     private static func layerNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
-        let rank = source.output.shape.count + 1
-        let axes = a.config["axis"]?.array ?? [a.config["axis"] ?? .int(-1)]
-        guard axes.count == 1, let axis = axes[0].integer, axis == -1 || axis == rank - 1 else {
-            throw a.fail("'axis' = \(a.config["axis"]!) is not supported (the last axis, -1)")
-        }
+        try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("rms_scaling", is: .bool(false), supported: "rms_scaling = false")
         try a.requireNull("beta_constraint", "gamma_constraint", "activity_regularizer")
         let f = source.output.features
@@ -415,11 +413,7 @@ public enum LayerRegistry {
     /// of Keras's fit computes them over the whole batch, and so do N ranks here.
     private static func batchNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
-        let rank = source.output.shape.count + 1
-        let axes = a.config["axis"]?.array ?? [a.config["axis"] ?? .int(-1)]
-        guard axes.count == 1, let axis = axes[0].integer, axis == -1 || axis == rank - 1 else {
-            throw a.fail("'axis' = \(a.config["axis"]!) is not supported (the last axis, -1)")
-        }
+        try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("renorm", is: .bool(false), supported: "renorm = false")
         try a.requireNull("beta_constraint", "gamma_constraint", "activity_regularizer")
         let f = source.output.features

@@ -2,8 +2,8 @@
 """Keras 3 (JAX) side of the bring-your-own-model tests: builds and saves multi-output
 models as a user would, and runs Keras's own fit / predict / evaluate on archives.
 
-  keras_models.py build    --out DIR                   DIR/<name>.keras for every model below, and its
-                           weights as DIR/<name>.safetensors
+  keras_models.py build    --out DIR                   DIR/<name>.keras for every model below (opt_<name> for
+                           each of OPTIMIZERS), and its weights as DIR/<name>.safetensors
   keras_models.py bench-models --out DIR              DIR/gru_text.keras and DIR/conv_bilstm.keras at the headline's scale,
                            for `tandem bench --model`
   keras_models.py fit      --model M --data D --out OUT.keras [--batch-size B --epochs E]
@@ -349,11 +349,53 @@ def regression():
     return m
 
 
+def optimizer_model(optimizer):
+    """A two-head text model for the optimizer tests: its table feeds an LSTM (Tandem's table paths), and a
+    BatchNormalization's moving statistics are variables without slots or weight decay."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    trunk = L.LSTM(4, name="lstm")(L.Embedding(50, 16, name="embedding")(tokens))
+    aux = L.Dense(1, activation="sigmoid", name="aux")(trunk)
+    extra = keras.Input(shape=(3,), name="extra")
+    # No bias before the normalisation: its gradient is exactly zero in theory, float noise in practice,
+    # which Adam-like rules blow up to full-size steps in two libraries differently.
+    x = L.Dense(8, use_bias=False, name="dense")(L.Concatenate(name="concatenate")([trunk, extra]))
+    x = L.Activation("relu", name="relu")(L.BatchNormalization(name="norm")(x))
+    main = L.Dense(1, activation="sigmoid", name="main")(x)
+    m = keras.Model([tokens, extra], [main, aux])
+    m.compile(optimizer=optimizer, loss={"main": "binary_crossentropy", "aux": "binary_crossentropy"},
+              loss_weights={"main": 1.0, "aux": 0.3}, metrics={"main": ["accuracy"]})
+    return m
+
+
+S = keras.optimizers.schedules
+O = keras.optimizers
+# Every optimizer of SPEC §9, each modifier on one of them, and every schedule (10 steps: 37 samples, batch 8, 2 epochs).
+OPTIMIZERS = {
+    "adam_amsgrad": lambda: O.Adam(0.01, amsgrad=True),
+    "adamw": lambda: O.AdamW(0.01, weight_decay=0.05),
+    "rmsprop_centered": lambda: O.RMSprop(0.005, momentum=0.5, centered=True),
+    "adagrad": lambda: O.Adagrad(0.05),
+    "adamax": lambda: O.Adamax(0.02),
+    "nadam": lambda: O.Nadam(0.01),
+    "sgd_clipnorm": lambda: O.SGD(0.1, momentum=0.9, clipnorm=0.05),
+    "adam_global_clipnorm": lambda: O.Adam(0.01, global_clipnorm=0.05),
+    "rmsprop_clipvalue": lambda: O.RMSprop(0.01, clipvalue=0.002),
+    "sgd_weight_decay": lambda: O.SGD(0.2, weight_decay=0.05),
+    "exponential": lambda: O.Adam(S.ExponentialDecay(0.02, 4, 0.5)),
+    "inverse_time": lambda: O.SGD(S.InverseTimeDecay(0.5, 3, 0.5, staircase=True), momentum=0.5),
+    "piecewise": lambda: O.Adam(S.PiecewiseConstantDecay([3, 6], [0.02, 0.01, 0.005])),
+    "polynomial": lambda: O.RMSprop(S.PolynomialDecay(0.01, 8, 0.001, power=2.0)),
+    "cosine": lambda: O.AdamW(S.CosineDecay(0.001, 6, alpha=0.1, warmup_target=0.005, warmup_steps=3)),
+    "cosine_restarts": lambda: O.Nadam(S.CosineDecayRestarts(0.02, 3, t_mul=2.0, m_mul=0.8, alpha=0.05)),
+}
+
+
 MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_heads, "shared": shared, "unseen": unseen, "merges": merges,
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
           "normalized": normalized, "dropout": dropout,
           "gru_text": gru_text, "regression": regression}
+MODELS.update({"opt_" + name: (lambda make=make: optimizer_model(make())) for name, make in OPTIMIZERS.items()})
 
 
 def bench_gru_text():

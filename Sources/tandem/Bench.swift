@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
             """)
 
     @Option(name: .customLong("batch-size"), help: "Samples per rank per step.") var batchSize: Int = 32
-    @Option(help: "sgd, adam or rmsprop.") var optimizer: String = "adam"
+    @OptionGroup(title: "Optimizer (as train's flags; default Adam with Keras's defaults)") var optimizerOptions: OptimizerOptions
     @Option(help: "Warm-up steps (not timed).") var warmup: Int = 3
     @Option(help: "Timed intervals (the median is reported).") var intervals: Int = 5
     @Option(help: "Steps per timed interval.") var steps: Int = 0
@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
             guard batchSize > 0, intervals > 0, warmup >= 0, steps >= 0 else {
                 throw TandemError.usage("--batch-size and --intervals must be positive")
             }
-            guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else { throw TandemError.usage("--optimizer: unknown '\(optimizer)'") }
+            let optimizerConfig = try optimizerOptions.config(over: OptimizerConfig(kind: .adam))
             let resolved = try size.resolve(comm)
             let description = resolved.description
             let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
@@ -54,7 +54,7 @@ struct Bench: ParsableCommand {
             let heads = description.heads
             guard !heads.isEmpty else { throw TandemError.usage("\(size.model): the model has no loss to train (compile it with loss=... in Keras)") }
             let step = try TrainingStep(model: model, heads: heads,
-                                        optimizer: Optimizer(OptimizerConfig(kind: kind), parameterCount: model.parameters.count),
+                                        optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
                                         communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
             let data = try Dataset(directory: dir, model: model, heads: heads)
@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
             let t = result.timings, k = Double(max(t.steps, 1))
             func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
             let name = resolved.headline.map { "headline \($0.vocabulary)×\($0.embeddingDimension), seq \($0.sequenceLength), lstm \($0.lstmUnits)" } ?? size.model
-            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
+            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(optimizerConfig.kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
             print("path              \(step.pathDescription)")
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")

@@ -49,8 +49,8 @@ struct Summary: ParsableCommand {
             if d.heads.isEmpty { out += "  none: the archive was saved without compile(loss=...)\n" }
             for r in d.regularizers { out += "  penalty on \(r.tensor): l1 \(r.l1), l2 \(r.l2)\n" }
             let config = d.optimizer ?? OptimizerConfig(kind: .adam)
-            out += "\nOptimizer: \(d.optimizer.map { "\($0.kind.rawValue), learning rate \($0.learningRate)" } ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
-            let step = try TrainingStep(model: model, heads: d.heads, optimizer: Optimizer(config, parameterCount: model.parameters.count),
+            out += "\nOptimizer: \(d.optimizer.map(\.summary) ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
+            let step = try TrainingStep(model: model, heads: d.heads, optimizer: Optimizer(config, parameters: model.parameters),
                                         communicator: comm, regularizers: d.regularizers)
             out += "Training path: \(step.pathDescription)\n"
             print(out, terminator: "")

@@ -29,10 +29,7 @@ struct Train: ParsableCommand {
     @OptionGroup var headOptions: HeadOptions
     @Option(name: .customLong("l2"), help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
     var l2: [String] = []
-    @Option(help: "sgd, adam or rmsprop. Default: the archive's compiled optimizer, else sgd.") var optimizer: String?
-    @Option(help: "Learning rate. Defaults: sgd 0.01, adam and rmsprop 0.001.") var lr: Double?
-    @Option(help: "SGD momentum. Default 0.") var momentum: Double?
-    @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @OptionGroup(title: "Optimizer (each flag overrides the archive's compiled value)") var optimizerOptions: OptimizerOptions
     @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together). Default 32.") var batchSize: Int?
     @Option(help: "Number of epochs.") var epochs: Int = 1
     @Option(help: "Seed for initialisation and the epoch permutations. Default 0.") var seed: UInt64?
@@ -60,13 +57,7 @@ struct Train: ParsableCommand {
         if let batchSize, batchSize <= 0 { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
         guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
         guard checkpointEvery >= 0, syncCheckEvery >= 0 else { throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative") }
-        let flagKind = try optimizer.map { name -> OptimizerConfig.Kind in
-            guard let k = OptimizerConfig.Kind(rawValue: name.lowercased()) else {
-                throw TandemError.usage("--optimizer: unknown '\(name)' (choose sgd, adam or rmsprop)")
-            }
-            return k
-        }
-        if let lr, !(lr > 0 && lr.isFinite) { throw TandemError.usage("--lr must be a positive number") }
+        _ = try optimizerOptions.kind()
         if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
             throw TandemError.usage("--validation-split must be between 0 and 1 (exclusive)")
         }
@@ -117,27 +108,16 @@ struct Train: ParsableCommand {
         }
 
         // The optimizer: the checkpoint's; else --optimizer with its flags; else the archive's, with the flags over it.
-        var optimizerConfig: OptimizerConfig
-        if let kind = flagKind {
-            optimizerConfig = OptimizerConfig(kind: kind, learningRate: lr)
-        } else {
-            optimizerConfig = description.optimizer ?? OptimizerConfig(kind: .sgd)
-            if let lr { optimizerConfig.learningRate = lr }
-        }
-        if let momentum { optimizerConfig.momentum = momentum }
-        if nesterov { optimizerConfig.nesterov = true }
-        if optimizerConfig.kind != .sgd && (momentum != nil || nesterov) {
-            throw TandemError.usage("--momentum and --nesterov apply to sgd only (the optimizer is \(optimizerConfig.kind.rawValue))")
-        }
+        var optimizerConfig = try optimizerOptions.config(over: description.optimizer)
         if let meta = resumed {
             // What defines the run must match the checkpoint; what was left out is taken from it.
             func contradiction(_ flag: String, _ given: String, _ saved: String) -> TandemError {
                 .usage("--resume: \(flag) \(given) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
             }
-            if let kind = flagKind, kind != meta.optimizer.kind { throw contradiction("--optimizer", kind.rawValue, meta.optimizer.kind.rawValue) }
-            if let lr, lr != meta.optimizer.learningRate { throw contradiction("--lr", "\(lr)", "\(meta.optimizer.learningRate)") }
-            if let momentum, momentum != meta.optimizer.momentum { throw contradiction("--momentum", "\(momentum)", "\(meta.optimizer.momentum)") }
-            if nesterov && !meta.optimizer.nesterov { throw contradiction("--nesterov", "on", "off") }
+            // Optimizer flags may restate the checkpoint's optimizer, not change it.
+            if !optimizerOptions.given.isEmpty, try optimizerOptions.config(over: meta.optimizer) != meta.optimizer {
+                throw TandemError.usage("--resume: \(optimizerOptions.given.joined(separator: " ")) contradicts the checkpoint's optimizer (\(meta.optimizer.kind.rawValue)) (\(checkpointPath!))")
+            }
             if let batchSize, batchSize != meta.batchSize { throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)") }
             if let seed, seed != meta.seed { throw contradiction("--seed", "\(seed)", "\(meta.seed)") }
             if noShuffle && meta.shuffle { throw contradiction("--no-shuffle", "on", "a shuffled run") }
@@ -154,7 +134,7 @@ struct Train: ParsableCommand {
         // The model holds one rank's slice of a global batch (or one micro-batch).
         let localBatch = (batch + comm.size - 1) / comm.size
         let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, 64)) }
-        let opt = Optimizer(optimizerConfig, parameterCount: model.parameters.count)
+        let opt = Optimizer(optimizerConfig, parameters: model.parameters)
         let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm,
                                     regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
         step.microBatch = micro
@@ -264,7 +244,7 @@ struct Train: ParsableCommand {
             let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }
             line += "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
             line += "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
-            line += "\(model.parameters.count) parameters; \(optimizerConfig.kind.rawValue) lr \(optimizerConfig.learningRate)"
+            line += "\(model.parameters.count) parameters; \(optimizerConfig.summary)"
             if iterations[0] > 0 && resumed == nil { line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))" }
             for note in notes { line += "\n        note: \(note)" }
             if let micro { line += "; reproducible (micro-batch \(micro))" }

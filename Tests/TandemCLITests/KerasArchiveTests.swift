@@ -17,6 +17,11 @@ enum KerasFixture {
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]
 
+    /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
+    static let optimizerModels = ["adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
+                                  "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
+                                  "piecewise", "polynomial", "cosine", "cosine_restarts"].map { "opt_" + $0 }
+
     struct Made { let dir: String; let python: String }
 
     nonisolated(unsafe) private static var made: Result<Made, Error>?
@@ -32,7 +37,7 @@ enum KerasFixture {
             let dir = Harness.temporaryDirectory("kerasfixture")
             let built = try keras(p, ["build", "--out", dir + "/models"])
             guard built.status == 0 else { throw TandemError.training("keras_models.py build failed: \(built.stderr)") }
-            for m in models + randomModels {
+            for m in models + randomModels + optimizerModels {
                 // 37 samples at batch 8: the last batch has 5.
                 let gen = try Harness.tandem(["gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37", "--seed", "3"])
                 guard gen.status == 0 else { throw TandemError.training("gen-data \(m): \(gen.stderr)") }
@@ -53,21 +58,22 @@ enum KerasFixture {
     }
 }
 
-final class KerasArchiveTests: XCTestCase {
-    private var f: KerasFixture.Made!
-    private var dir = ""
+/// The fixture and the Keras / Tandem runs the archive tests share (no tests of its own).
+class KerasFixtureTestCase: XCTestCase {
+    var f: KerasFixture.Made!
+    var dir = ""
 
     override func setUpWithError() throws {
         f = try KerasFixture.get()
         dir = Harness.temporaryDirectory()
     }
 
-    private func model(_ m: String) -> String { "\(f.dir)/models/\(m).keras" }
-    private func data(_ m: String) -> String { "\(f.dir)/data-\(m)" }
-    private func keras(_ args: [String]) throws -> RunResult { try KerasFixture.keras(f.python, args) }
+    func model(_ m: String) -> String { "\(f.dir)/models/\(m).keras" }
+    func data(_ m: String) -> String { "\(f.dir)/data-\(m)" }
+    func keras(_ args: [String]) throws -> RunResult { try KerasFixture.keras(f.python, args) }
 
     /// Keras's fit from `archive` for `epochs`: the saved archive, its weights and its history.
-    private func kerasFit(_ archive: String, _ m: String, epochs: Int, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
+    func kerasFit(_ archive: String, _ m: String, epochs: Int, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
         let out = dir + "/keras-\(m)-\(UUID().uuidString.prefix(6)).keras"
         let fit = try keras(["fit", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"])
         XCTAssertEqual(fit.status, 0, fit.stderr, file: file, line: line)
@@ -75,7 +81,7 @@ final class KerasArchiveTests: XCTestCase {
         return (out, try Harness.weights(out + ".safetensors"), history)
     }
 
-    private func tandemTrain(_ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [],
+    func tandemTrain(_ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [],
                              file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let out = dir + "/tandem-\(m)-\(np ?? 1)-\(UUID().uuidString.prefix(6))"
         let args = ["train", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)",
@@ -86,7 +92,7 @@ final class KerasArchiveTests: XCTestCase {
     }
 
     /// Every tensor within `tolerance`, and the same tensor names.
-    private func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], _ tolerance: Float, _ what: String,
+    func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], _ tolerance: Float, _ what: String,
                              file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
         for (name, x) in a {
@@ -99,8 +105,10 @@ final class KerasArchiveTests: XCTestCase {
     // 10 steps of Float32 arithmetic in two libraries (XLA and OpenBLAS sum in other
     // orders; Keras clips probabilities at 1e-7): measured ≤ 1.2e-6 apart, while
     // training moved every tensor by ~1e-2.
-    private let tolerance: Float = 5e-6
+    let tolerance: Float = 5e-6
+}
 
+final class KerasArchiveTests: KerasFixtureTestCase {
     func testEveryModelTrainsToKerasWeightsAtOneTwoAndThreeRanks() throws {
         for m in KerasFixture.models {
             let reference = try kerasFit(model(m), m, epochs: 2)

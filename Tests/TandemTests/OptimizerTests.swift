@@ -129,4 +129,166 @@ final class OptimizerTests: XCTestCase {
                            Array(UnsafeBufferPointer(start: dense.slot(slot)!, count: n)), "\(slot): same bits")
         }
     }
+
+    // MARK: The optimizers of SPEC §9 (numbers from the float64 rules; Keras's apply agrees to float32)
+
+    /// Steps of `config` from w0 with g1, g2 and then g3 = 0 (so AMSGrad's maximum differs from v).
+    private func steps(_ config: OptimizerConfig, _ n: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) -> [[Float]] {
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 3); defer { w.deallocate() }
+        w.initialize(from: [0.5, -1.25, 2.0], count: 3)
+        let optimizer = Optimizer(config, parameterCount: 3, tensors: tensors)
+        var out: [[Float]] = []
+        for g: [Float] in [[0.1, -0.4, 3.0], [-0.2, 0.05, 1.5], [0, 0, 0]].prefix(n) {
+            var gm = g
+            optimizer.step(parameters: w, gradients: &gm)
+            out.append(Array(UnsafeBufferPointer(start: w, count: 3)))
+        }
+        return out
+    }
+
+    private func check(_ config: OptimizerConfig, steps expected: [[Double]], tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil,
+                       file: StaticString = #filePath, line: UInt = #line) {
+        let got = steps(config, expected.count, tensors: tensors)
+        for s in expected.indices { assertClose(got[s], expected[s], atol: 2e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line) }
+    }
+
+    private func config(_ kind: OptimizerConfig.Kind, _ lr: Double, _ edit: (inout OptimizerConfig) -> Void = { _ in }) -> OptimizerConfig {
+        var c = OptimizerConfig(kind: kind, learningRate: lr); edit(&c); return c
+    }
+
+    func testAMSGradDividesByTheRunningMaximum() {
+        let adam: [[Double]] = [[0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822], [0.496491251, -1.2298491, 1.97347245]]
+        check(config(.adam, 0.01), steps: adam)
+        check(config(.adam, 0.01) { $0.amsgrad = true },
+              steps: [adam[0], adam[1], [0.496489835, -1.22985132, 1.97347606]])
+    }
+
+    func testAdamWDecaysBeforeTheRule() {
+        XCTAssertEqual(OptimizerConfig(kind: .adamw).weightDecay, 0.004, "Keras's default")
+        check(OptimizerConfig(kind: .adamw, learningRate: 0.01), steps: [[0.489980316, -1.23995008, 1.98992001], [0.4936217, -1.23417518, 1.98051863]])
+    }
+
+    func testRMSpropMomentumAndCentered() {
+        check(config(.rmsprop, 0.01) { $0.momentum = 0.9 }, steps: [[0.468378804, -1.21837732, 1.96837723], [0.468490865, -1.19404786, 1.92517253]])
+        check(config(.rmsprop, 0.01) { $0.momentum = 0.5; $0.centered = true },
+              steps: [[0.466668518, -1.21666678, 1.96666667], [0.478933344, -1.20427366, 1.93381191]])
+    }
+
+    func testAdagradStartsFromItsInitialAccumulator() {
+        check(config(.adagrad, 0.1), steps: [[0.469848879, -1.17155356, 1.90055097], [0.52148864, -1.18131256, 1.85602706]])
+    }
+
+    func testAdamax() {
+        check(config(.adamax, 0.01), steps: [[0.49000001, -1.24, 1.99], [0.492894745, -1.23591697, 1.9826242]])
+    }
+
+    func testNadamAndItsMomentumProduct() {
+        check(config(.nadam, 0.01), steps: [[0.489372133, -1.23937212, 1.98937212], [0.498188784, -1.23992442, 1.9841563]])
+        let o = Optimizer(config(.nadam, 0.01), parameterCount: 1)
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1); defer { w.deallocate() }
+        w.pointee = 1
+        for _ in 0..<2 { var g: [Float] = [0.5]; o.step(parameters: w, gradients: &g) }
+        // Π_t β1(1 − ½·0.96^t) for t = 1, 2
+        XCTAssertEqual(Double(o.nadamProduct), 0.9 * (1 - 0.5 * 0.96) * 0.9 * (1 - 0.5 * 0.96 * 0.96), accuracy: 1e-7)
+    }
+
+    func testWeightDecaySkipsFrozenTensors() {
+        // SGD lr 0.1, wd 0.5: w ← w − w·0.05 − 0.1·g on trainable tensors; the first element is frozen (a moving statistic).
+        check(config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.465, -1.1475, 1.6], [0.46175, -1.095125, 1.37]])
+        check(config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.49, -1.1475, 1.6], [0.51, -1.095125, 1.37]],
+              tensors: [(0, 1, false), (1, 2, true)])
+    }
+
+    func testClipnormIsPerTensorAndGlobalClipnormIsOverAll() {
+        // SGD lr 1, one step, tensors [0.1] and [−0.4, 3.0]: clipnorm 1 leaves the first (norm 0.1), scales the
+        // second by 1/√9.16; global_clipnorm 1 scales both by 1/√9.17.
+        let tensors: [(offset: Int, count: Int, trainable: Bool)] = [(0, 1, true), (1, 2, true)]
+        check(config(.sgd, 1) { $0.clipnorm = 1 }, steps: [[0.4, -1.117836280, 1.008772099]], tensors: tensors)
+        check(config(.sgd, 1) { $0.globalClipnorm = 1 }, steps: [[0.466977091, -1.117908363, 1.009312720]], tensors: tensors)
+        check(config(.adam, 0.01) { $0.globalClipnorm = 1 }, steps: [[0.490000958, -1.24000024, 1.99000003], [0.495595863, -1.23530567, 1.98000005]])
+        check(config(.adam, 0.01) { $0.clipvalue = 0.3 }, steps: [[0.490000316, -1.24000011, 1.99000011], [0.4936613, -1.23461479, 1.98000018]])
+    }
+
+    func testOptimizerValuesAreChecked() {
+        let bad: [(OptimizerConfig, String)] = [
+            (config(.adam, -0.1), "learning_rate = -0.1"),
+            (config(.sgd, 0.1) { $0.momentum = 1.5 }, "momentum = 1.5"),
+            (config(.adam, 0.1) { $0.beta1 = 1 }, "beta_1 = 1.0"),
+            (config(.adam, 0.1) { $0.clipnorm = 1; $0.clipvalue = 2 }, "only one of clipnorm, global_clipnorm and clipvalue"),
+            (config(.adam, 0.1) { $0.weightDecay = -1 }, "weight_decay = -1.0"),
+        ]
+        for (c, expected) in bad {
+            XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+    }
+
+    func testDeferredRowsStayBitIdenticalUnderASchedule() {
+        var c = config(.adam, 0.01)
+        c.schedule = .exponentialDecay(initial: 0.01, decaySteps: 3, decayRate: 0.5, staircase: false)
+        let n = 2 + 12
+        var rng = SeededGenerator(seed: 4)
+        let w0 = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
+        let dense = Optimizer(c, parameterCount: n), lazy = Optimizer(c, parameterCount: n)
+        lazy.enableDeferredRows(offset: 2, rows: 4, width: 3)
+        XCTAssertTrue(lazy.defersRows)
+        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n), wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { wd.deallocate(); wl.deallocate() }
+        wd.initialize(from: w0, count: n); wl.initialize(from: w0, count: n)
+        for step in 0..<9 {
+            var g = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
+            for row in 0..<4 where (row + step) % 2 == 0 { for j in 0..<3 { g[2 + row * 3 + j] = 0 } }
+            var g2 = g
+            dense.step(parameters: wd, gradients: &g)
+            lazy.step(parameters: wl, gradients: &g2)
+        }
+        lazy.catchUpAll(parameters: wl)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)))
+        // Rules that touch every row are not deferred, and say why.
+        for (edit, why) in [({ (c: inout OptimizerConfig) in c.weightDecay = 0.1 }, "weight decay"), ({ $0.amsgrad = true }, "AMSGrad")] {
+            var other = config(.adam, 0.01); edit(&other)
+            let o = Optimizer(other, parameterCount: n)
+            o.enableDeferredRows(offset: 2, rows: 4, width: 3)
+            XCTAssertFalse(o.defersRows)
+            XCTAssertTrue(o.deferralRefusal?.contains(why) ?? false, o.deferralRefusal ?? "nil")
+        }
+    }
+}
+
+/// Each schedule at chosen steps against the value worked out by hand from Keras's formula.
+final class LearningRateScheduleTests: XCTestCase {
+    private func check(_ s: LearningRateSchedule, _ cases: [(Int, Double)], file: StaticString = #filePath, line: UInt = #line) {
+        for (step, expected) in cases {
+            XCTAssertEqual(Double(s.value(at: step)), expected, accuracy: 1e-6 * max(1, expected), "\(s.className) at step \(step)", file: file, line: line)
+        }
+    }
+
+    func testEverySchedule() {
+        check(.exponentialDecay(initial: 0.1, decaySteps: 10, decayRate: 0.5, staircase: false), [(0, 0.1), (5, 0.1 * 0.5.squareRoot()), (20, 0.025)])
+        check(.exponentialDecay(initial: 0.1, decaySteps: 10, decayRate: 0.5, staircase: true), [(9, 0.1), (15, 0.05)])
+        check(.inverseTimeDecay(initial: 0.1, decaySteps: 4, decayRate: 0.5, staircase: false), [(0, 0.1), (2, 0.08)])
+        check(.inverseTimeDecay(initial: 0.1, decaySteps: 4, decayRate: 0.5, staircase: true), [(3, 0.1), (6, 0.1 / 1.5)])
+        check(.piecewiseConstantDecay(boundaries: [3, 6], values: [1, 0.5, 0.1]), [(0, 1), (3, 1), (4, 0.5), (6, 0.5), (7, 0.1), (1000, 0.1)])
+        check(.polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: false), [(0, 0.1), (5, 0.0325), (10, 0.01), (20, 0.01)])
+        check(.polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: true), [(0, 0.1), (15, 0.015625)])
+        check(.cosineDecay(initial: 0.1, decaySteps: 10, alpha: 0.1, warmupTarget: nil, warmupSteps: 0), [(0, 0.1), (5, 0.055), (10, 0.01), (20, 0.01)])
+        check(.cosineDecay(initial: 0, decaySteps: 10, alpha: 0.1, warmupTarget: 1, warmupSteps: 4), [(0, 0), (2, 0.5), (4, 1), (9, 0.55), (100, 0.1)])
+        check(.cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 2, mMul: 0.5, alpha: 0), [(0, 0.1), (2, 0.05), (4, 0.05), (8, 0.025)])
+        check(.cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 1, mMul: 0.5, alpha: 0), [(4, 0.05), (6, 0.025)])
+    }
+
+    func testKerasConfigsLoadAndBadOnesAreRefused() throws {
+        let ok = try JSONValue.parse(Array(#"{"module": "keras.optimizers.schedules", "class_name": "CosineDecay", "config": {"initial_learning_rate": 0.001, "decay_steps": 6, "alpha": 0.1, "name": "CosineDecay", "warmup_target": 0.005, "warmup_steps": 3}, "registered_name": null}"#.utf8))
+        let s = try LearningRateSchedule.keras(ok)
+        XCTAssertEqual(s, .cosineDecay(initial: 0.001, decaySteps: 6, alpha: 0.1, warmupTarget: 0.005, warmupSteps: 3))
+        XCTAssertEqual(try LearningRateSchedule.keras(s.kerasConfig), s, "written as it is read")
+        let bad: [(String, String)] = [
+            (#"{"class_name": "OneCycle", "config": {}}"#, "OneCycle is not supported (ExponentialDecay, InverseTimeDecay"),
+            (#"{"class_name": "ExponentialDecay", "config": {"initial_learning_rate": -0.1, "decay_steps": 3, "decay_rate": 0.5}}"#, "initial_learning_rate = -0.1"),
+            (#"{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [3], "values": [0.1]}}"#, "one more value than boundaries"),
+            (#"{"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 0}}"#, "decay_steps = 0.0"),
+        ]
+        for (text, expected) in bad {
+            XCTAssertThrowsError(try LearningRateSchedule.keras(JSONValue.parse(Array(text.utf8)))) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+    }
 }

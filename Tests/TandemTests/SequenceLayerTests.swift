@@ -230,7 +230,7 @@ final class RegressionLossTests: XCTestCase {
         ]
         for (kind, value) in expected {
             let got = y.withUnsafeBufferPointer { yp in t.withUnsafeBufferPointer { tp in
-                kind.function.sample(y: yp.baseAddress!, z: nil, t: tp.baseAddress!, columns: 3, d: nil, scale: 1) } }
+                kind.function(LossOptions()).sample(y: yp.baseAddress!, z: nil, t: tp.baseAddress!, columns: 3, d: nil, scale: 1) } }
             XCTAssertEqual(got, value, accuracy: 1e-6, kind.rawValue)
         }
         // Gradients through a small model, one head per loss (targets positive; KL's a distribution).

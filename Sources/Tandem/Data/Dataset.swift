@@ -18,6 +18,8 @@ public final class Dataset: @unchecked Sendable {
     private let vocabulary: [Int?]
     /// Per head: the number of classes when targets are class ids (sparse categorical).
     private let classes: [Int?]
+    /// Per head: the class id that marks "no label" (Keras's ignore_class).
+    private let ignored: [Int?]
 
     /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
     /// With `requireTargets` false (predict), target files are not needed.
@@ -54,7 +56,7 @@ public final class Dataset: @unchecked Sendable {
             counts.append((array.path, array.rows))
         }
         var targetArrays: [NPYArray] = [], weightArrays: [NPYArray?] = []
-        var classCounts: [Int?] = []
+        var classCounts: [Int?] = [], ignoredClasses: [Int?] = []
         if requireTargets {
             for head in heads {
                 guard let layer = model.output(named: head.output) else {
@@ -64,6 +66,7 @@ public final class Dataset: @unchecked Sendable {
                 try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
                 targetArrays.append(array)
                 classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
+                ignoredClasses.append(head.options.ignoreClass)
                 counts.append((array.path, array.rows))
                 let weightPath = path("\(head.output).sample_weight.npy")
                 if FileManager.default.fileExists(atPath: weightPath) {
@@ -89,6 +92,19 @@ public final class Dataset: @unchecked Sendable {
         sampleWeights = weightArrays
         vocabulary = vocab
         classes = classCounts
+        ignored = ignoredClasses
+    }
+
+    /// The number of `rows` whose target for head `h` is not its ignored class.
+    public func labelledCount<S: Sequence>(head h: Int, rows: S) -> Int where S.Element == Int {
+        guard h < ignored.count, let c = ignored[h] else { return rows.reduce(0) { n, _ in n + 1 } }
+        var value = [Float](repeating: 0, count: targets[h].rowWidth)
+        var n = 0
+        for r in rows {
+            targets[h].readFloats(row: r, into: &value)
+            if value[0] != Float(c) { n += 1 }
+        }
+        return n
     }
 
     /// [N, shape…] as the model has it; [N] for one column.
@@ -116,12 +132,13 @@ public final class Dataset: @unchecked Sendable {
             for array in targets + sampleWeights.compactMap({ $0 }) {
                 if let error = checkFinite(array, row, &floats) { return error }
             }
-            for (array, count) in zip(targets, classes) {
+            for (array, (count, skip)) in zip(targets, zip(classes, ignored)) {
                 guard let count else { continue }
                 array.readFloats(row: row, into: &floats)
                 let id = floats[0]
+                if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
                 if id.rounded() != id || id < 0 || Int(id) >= count {
-                    return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes)")
+                    return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))")
                 }
             }
         }
@@ -165,8 +182,10 @@ public final class BatchBuffers {
 
     /// Copies samples `indices` into the model's input buffers and these buffers,
     /// applying class weights. Values were validated beforehand.
+    /// `labelledScales[h]`: for a head with `ignoreClass`, the weight of a labelled row
+    /// (B / labelled over the global batch, Keras's mask weight); ignored rows weigh 0.
     public func load(_ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
-                     heads: [Head], withTargets: Bool = true) {
+                     heads: [Head], withTargets: Bool = true, labelledScales: [Double] = []) {
         rows = indices.count
         for (input, array) in zip(model.inputs, data.inputs) {
             let w = input.width
@@ -186,6 +205,10 @@ public final class BatchBuffers {
                 if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: weights[h] + r) } else { weights[h][r] = 1 }
             }
             head.applyClassWeights(targets: targets[h], columns: units, rows: rows, weights: weights[h])
+            if let ignored = head.options.ignoreClass {
+                let scale = Float(h < labelledScales.count ? labelledScales[h] : 1)
+                for r in 0..<rows { weights[h][r] = targets[h][r * units] == Float(ignored) ? 0 : weights[h][r] * scale }
+            }
         }
     }
 }

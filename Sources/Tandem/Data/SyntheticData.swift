@@ -98,7 +98,7 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
         var targets: [Float]
         var shape = [samples, w]
         switch head.loss {
-        case .binaryCrossentropy:
+        case .binaryCrossentropy, .binaryFocalCrossentropy:
             targets = [Float](repeating: 0, count: samples * w)
             for j in 0..<w {
                 let column = (0..<samples).map { p[$0 * w + j] }.sorted()
@@ -113,6 +113,8 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
             }
             if head.loss == .sparseCategoricalCrossentropy {
                 targets = ids.map(Float.init); shape = [samples, 1]
+                // With ignore_class, every fourth sample (from the second) is unlabelled.
+                if let c = head.options.ignoreClass { for s in stride(from: 1, to: samples, by: 4) { targets[s] = Float(c) } }
             } else {
                 targets = [Float](repeating: 0, count: samples * w)
                 for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }

@@ -106,13 +106,20 @@ extension ModelDescription {
         }
     }
 
-    /// The Keras names of an optimizer's slots, in the order its variables are saved
-    /// (KERAS-FORMAT §3), each with Tandem's slot name; `interleaved` for Adam.
-    static func kerasSlots(_ config: OptimizerConfig) -> (slots: [(keras: String, tandem: String)], interleaved: Bool) {
+    /// An optimizer's variables in the order Keras saves them (KERAS-FORMAT §3): after
+    /// `iterations` (and `learning_rate` unless a schedule sets it), groups of slots, each
+    /// group interleaved per trainable variable (Adam's momentum, velocity), groups in turn;
+    /// then Nadam's scalar `_u_product`.
+    static func kerasSlots(_ config: OptimizerConfig) -> (groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int) {
+        let leading = config.schedule == nil ? 2 : 1
         switch config.kind {
-        case .adam: return ([("momentum", "m"), ("velocity", "v")], true)
-        case .sgd: return (config.momentum != 0 ? [("momentum", "momentum")] : [], false)
-        case .rmsprop: return ([("velocity", "velocity")], false)
+        case .adam, .adamw:
+            return ([[("momentum", "m"), ("velocity", "v")]] + (config.amsgrad ? [[("velocity_hat", "velocity_hat")]] : []), leading, 0)
+        case .nadam: return ([[("momentum", "m"), ("velocity", "v")]], leading, 1)
+        case .adamax: return ([[("momentum", "m"), ("norm", "u")]], leading, 0)
+        case .sgd, .rmsprop, .adagrad:
+            let names = Optimizer.slotNames(config)
+            return (names.map { [($0, $0)] }, leading, 0)
         }
     }
 
@@ -122,31 +129,30 @@ extension ModelDescription {
     public func loadOptimizerState(_ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive) throws -> (iterations: Int?, note: String?) {
         guard let file = try archive.weights(), let count = try file.childCount("optimizer/vars") else { return (nil, nil) }
         let variables = trainableVariables
-        let (slots, interleaved) = ModelDescription.kerasSlots(optimizer.config)
-        let expected = 2 + slots.count * variables.count
-        if count == 2 || count == 0 {
+        let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
+        let expected = leading + groups.reduce(0) { $0 + $1.count } * variables.count + scalars
+        if count == leading || count == 0 {
             // Compiled but never trained: iterations (0) and the learning rate only.
-            return (count == 2 ? Int(try file.readInteger("optimizer/vars/0")) : nil, nil)
+            return (count == leading ? Int(try file.readInteger("optimizer/vars/0")) : nil, nil)
         }
         guard count == expected else {
             return (nil, "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue) on this model needs \(expected); starting the optimizer afresh (as Keras does)")
         }
         let iterations = try file.readInteger("optimizer/vars/0")
         guard iterations >= 0 && iterations < Int64(Int32.max) else { throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range") }
-        var index = 2
+        var index = leading
         func path() -> String { defer { index += 1 }; return "optimizer/vars/\(index)" }
-        if interleaved {
+        for group in groups {
             for name in variables {
                 let view = store.view(name)!
-                for s in slots { try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset) }
+                for s in group { try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset) }
             }
-        } else {
-            for s in slots {
-                for name in variables {
-                    let view = store.view(name)!
-                    try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset)
-                }
-            }
+        }
+        if scalars == 1 {
+            var product: Float = 0
+            try file.readFloats(path(), shape: [], into: &product)
+            guard product.isFinite else { throw TandemError.file(file.source, "Nadam's momentum product \(product) is not finite") }
+            optimizer.nadamProduct = product
         }
         return (Int(iterations), nil)
     }
@@ -168,15 +174,31 @@ extension ModelDescription {
             if single { return value(heads[0]) }
             return .object(heads.map { h in (names[outputs.firstIndex(of: h.output)!], value(h)) })
         }
-        compile = compile.setting("loss", to: byOutput { h in
-            h.fromLogits
-                ? KerasJSON.serialized("keras.losses", lossClassName(h.loss), [("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size")), ("from_logits", .bool(true))])
-                : .string(h.loss.rawValue)
-        })
+        compile = compile.setting("loss", to: byOutput(kerasLoss))
         compile = compile.setting("loss_weights", to: single ? .array([.double(heads[0].weight)]) : byOutput { .double($0.weight) })
         compile = compile.setting("metrics", to: byOutput { h in .array(h.accuracy.map { [.string($0.name)] } ?? []) })
         if let optimizer { compile = compile.setting("optimizer", to: kerasOptimizer(optimizer)) }
         return config.setting("compile_config", to: compile)
+    }
+
+    /// A head's loss as Keras serialises it: the name when it has Keras's defaults, else the object.
+    private func kerasLoss(_ h: Head) -> JSONValue {
+        if !h.fromLogits && h.options == LossOptions() { return .string(h.loss.rawValue) }
+        var fields: [(String, JSONValue)] = [("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size"))]
+        let o = h.options
+        for key in KerasCompile.lossArguments[h.loss] ?? [] {
+            switch key {
+            case "from_logits": fields.append((key, .bool(h.fromLogits)))
+            case "label_smoothing": fields.append((key, .double(o.labelSmoothing)))
+            case "gamma": fields.append((key, .double(o.gamma)))
+            case "alpha": fields.append((key, .double(o.alpha)))
+            case "apply_class_balancing": fields.append((key, .bool(o.applyClassBalancing)))
+            case "ignore_class": fields.append((key, o.ignoreClass.map { .int(Int64($0)) } ?? .null))
+            case "delta": fields.append((key, .double(o.delta)))
+            default: break
+            }
+        }
+        return KerasJSON.serialized("keras.losses", lossClassName(h.loss), fields)
     }
 
     private func lossClassName(_ k: LossKind) -> String {
@@ -190,27 +212,30 @@ extension ModelDescription {
         case .logCosh: return "LogCosh"
         case .poisson: return "Poisson"
         case .klDivergence: return "KLDivergence"
+        case .binaryFocalCrossentropy: return "BinaryFocalCrossentropy"
         }
     }
 
     /// The optimizer as Keras serialises it (its arguments; learning rate widened from float32, as Keras writes it).
     func kerasOptimizer(_ o: OptimizerConfig) -> JSONValue {
+        func optional(_ x: Double?) -> JSONValue { x.map { .double($0) } ?? .null }
+        let names: [OptimizerConfig.Kind: (String, String)] = [
+            .sgd: ("SGD", "SGD"), .adam: ("Adam", "adam"), .adamw: ("AdamW", "adam_w"), .rmsprop: ("RMSprop", "rm_sprop"),
+            .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam")]
+        let (className, name) = names[o.kind]!
         var fields: [(String, JSONValue)] = [
-            ("name", .string(["sgd": "SGD", "adam": "adam", "rmsprop": "rm_sprop"][o.kind.rawValue]!)), ("learning_rate", .double(Double(Float(o.learningRate)))),
-            ("weight_decay", .null), ("clipnorm", .null), ("global_clipnorm", .null), ("clipvalue", .null),
-            ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)), ("ema_overwrite_frequency", .null),
+            ("name", .string(name)), ("learning_rate", o.schedule?.kerasConfig ?? .double(Double(Float(o.learningRate)))),
+            ("weight_decay", optional(o.weightDecay)), ("clipnorm", optional(o.clipnorm)), ("global_clipnorm", optional(o.globalClipnorm)),
+            ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)), ("ema_overwrite_frequency", .null),
             ("loss_scale_factor", .null), ("gradient_accumulation_steps", .null)]
-        let className: String
         switch o.kind {
-        case .sgd:
-            className = "SGD"
-            fields += [("momentum", .double(o.momentum)), ("nesterov", .bool(o.nesterov))]
-        case .adam:
-            className = "Adam"
-            fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)), ("amsgrad", .bool(false))]
+        case .sgd: fields += [("momentum", .double(o.momentum)), ("nesterov", .bool(o.nesterov))]
+        case .adam, .adamw:
+            fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)), ("amsgrad", .bool(o.amsgrad))]
         case .rmsprop:
-            className = "RMSprop"
-            fields += [("rho", .double(o.rho)), ("momentum", .double(0)), ("epsilon", .double(o.epsilon)), ("centered", .bool(false))]
+            fields += [("rho", .double(o.rho)), ("momentum", .double(o.momentum)), ("epsilon", .double(o.epsilon)), ("centered", .bool(o.centered))]
+        case .adagrad: fields += [("initial_accumulator_value", .double(o.initialAccumulatorValue)), ("epsilon", .double(o.epsilon))]
+        case .adamax, .nadam: fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
         }
         return KerasJSON.serialized("keras.optimizers", className, fields)
     }
@@ -233,19 +258,24 @@ extension ModelDescription {
         if let optimizer {
             try h5.group("optimizer/vars", name: optimizer.config.kind.rawValue)
             try h5.integer("optimizer/vars/0", Int64(optimizer.iterations))
-            var lr = Float(optimizer.config.learningRate)
-            try h5.floats("optimizer/vars/1", shape: [], values: &lr)
-            let (slots, interleaved) = ModelDescription.kerasSlots(optimizer.config)
-            var index = 2
-            func put(_ slot: String, _ name: String) throws {
-                let view = store.view(name)!
-                try h5.floats("optimizer/vars/\(index)", shape: view.shape, values: optimizer.slot(slot)! + view.offset)
-                index += 1
+            let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
+            if leading == 2 {
+                var lr = Float(optimizer.config.learningRate)
+                try h5.floats("optimizer/vars/1", shape: [], values: &lr)
             }
-            if interleaved {
-                for name in trainableVariables { for s in slots { try put(s.tandem, name) } }
-            } else {
-                for s in slots { for name in trainableVariables { try put(s.tandem, name) } }
+            var index = leading
+            for group in groups {
+                for name in trainableVariables {
+                    let view = store.view(name)!
+                    for s in group {
+                        try h5.floats("optimizer/vars/\(index)", shape: view.shape, values: optimizer.slot(s.tandem)! + view.offset)
+                        index += 1
+                    }
+                }
+            }
+            if scalars == 1 {
+                var product = optimizer.nadamProduct
+                try h5.floats("optimizer/vars/\(index)", shape: [], values: &product)
             }
         }
         return try h5.bytes()

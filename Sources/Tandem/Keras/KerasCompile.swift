@@ -26,7 +26,7 @@ enum KerasCompile {
         let graph = try d.layerGraph()  // the output shapes (layers only; no arenas)
         for (o, name) in outputs.enumerated() {
             guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
-            let (kind, fromLogits) = try lossKind(l, output: name)
+            let (kind, fromLogits, options) = try lossKind(l, output: name)
             var weight = 1.0
             if let w = weights[o], !w.isNull {
                 guard let x = w.number, x.isFinite, x >= 0 else { throw TandemError.usage("output '\(name)': loss weight \(w) is not a non-negative number") }
@@ -38,6 +38,7 @@ enum KerasCompile {
             }
             let width = output.width
             var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
+            head.options = options
             head.accuracy = try accuracy(metrics[o], output: name, outputWidth: width, targetWidth: kind.targetWidth(outputWidth: width))
             heads.append(head)
         }
@@ -66,11 +67,20 @@ enum KerasCompile {
         return Array(repeating: value, count: n)
     }
 
-    private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool) {
+    /// The keys each loss class has beyond name, reduction, dtype and axis (Keras 3's constructors).
+    static let lossArguments: [LossKind: [String]] = [
+        .binaryCrossentropy: ["from_logits", "label_smoothing"],
+        .binaryFocalCrossentropy: ["from_logits", "label_smoothing", "gamma", "alpha", "apply_class_balancing"],
+        .categoricalCrossentropy: ["from_logits", "label_smoothing"],
+        .sparseCategoricalCrossentropy: ["from_logits", "ignore_class"],
+        .huber: ["delta"],
+    ]
+
+    private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool, LossOptions) {
         let supported = "supported: " + LossKind.allCases.map(\.rawValue).joined(separator: ", ")
         if let name = value.string {
             guard let k = LossKind.named(name) else { throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))") }
-            return (k, false)
+            return (k, false, LossOptions())
         }
         try KerasConfig.refuseCustom(value, what: "the loss of output '\(output)'")
         let className = value["class_name"]?.string ?? "?"
@@ -81,26 +91,39 @@ enum KerasCompile {
         guard let kind = LossKind.named(className) else {
             throw TandemError.usage("output '\(output)': loss \(className) is not supported (\(supported))")
         }
+        func fail(_ key: String, _ v: JSONValue, _ rule: String) -> TandemError {
+            .usage("output '\(output)': \(className) '\(key)' = \(v) is not supported (\(rule))")
+        }
+        let arguments = lossArguments[kind] ?? []
+        for (key, v) in config.object ?? [] where !["name", "reduction", "dtype", "axis"].contains(key) && !arguments.contains(key) {
+            if v.isNull || (key == "label_smoothing" && v.number == 0) || (key == "from_logits" && v.bool == false) { continue }
+            let owners = lossArguments.filter { $0.value.contains(key) }.map(\.key.rawValue).sorted()
+            throw TandemError.usage("output '\(output)': \(className) has no argument '\(key)'" + (owners.isEmpty ? "" : " (it belongs to \(owners.joined(separator: ", ")))"))
+        }
         if let r = config["reduction"]?.string, r != "sum_over_batch_size" {
-            throw TandemError.usage("output '\(output)': loss reduction '\(r)' is not supported (sum_over_batch_size)")
+            throw fail("reduction", .string(r), "sum_over_batch_size")
         }
-        if let s = config["label_smoothing"]?.number, s != 0 {
-            throw TandemError.usage("output '\(output)': label_smoothing \(s) is not supported yet (0; it comes with the losses issue)")
+        if let axis = config["axis"]?.integer, axis != -1 { throw fail("axis", .int(Int64(axis)), "-1") }
+        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
+            throw fail("dtype", d, "float32")
         }
+        func number(_ key: String, _ fallback: Double, _ valid: (Double) -> Bool, _ rule: String) throws -> Double {
+            guard let v = config[key], !v.isNull else { return fallback }
+            guard let x = v.number, x.isFinite, valid(x) else { throw fail(key, v, rule) }
+            return x
+        }
+        var options = LossOptions()
+        options.labelSmoothing = try number("label_smoothing", 0, { $0 >= 0 && $0 <= 1 }, "0 ≤ label_smoothing ≤ 1")
+        options.delta = try number("delta", 1, { $0 > 0 }, "a positive number")
+        options.gamma = try number("gamma", 2, { $0 >= 0 }, "gamma ≥ 0")
+        options.alpha = try number("alpha", 0.25, { $0 >= 0 && $0 <= 1 }, "0 ≤ alpha ≤ 1")
+        options.applyClassBalancing = config["apply_class_balancing"]?.bool ?? false
         if let i = config["ignore_class"], !i.isNull {
-            throw TandemError.usage("output '\(output)': ignore_class is not supported yet (null; it comes with the losses issue)")
-        }
-        if let axis = config["axis"]?.integer, axis != -1 {
-            throw TandemError.usage("output '\(output)': loss axis \(axis) is not supported (-1)")
-        }
-        if kind == .huber, let delta = config["delta"]?.number, delta != 1 {
-            throw TandemError.usage("output '\(output)': Huber delta \(delta) is not supported yet (1.0, Keras's default)")
+            guard let c = i.integer else { throw fail("ignore_class", i, "an integer class id or null") }
+            options.ignoreClass = c
         }
         let fromLogits = config["from_logits"]?.bool ?? false
-        if fromLogits && ![.binaryCrossentropy, .categoricalCrossentropy, .sparseCategoricalCrossentropy].contains(kind) {
-            throw TandemError.usage("output '\(output)': \(kind.rawValue) has no from_logits")
-        }
-        return (kind, fromLogits)
+        return (kind, fromLogits, options)
     }
 
     private static func accuracy(_ value: JSONValue?, output: String, outputWidth: Int, targetWidth: Int) throws -> Head.Accuracy? {
@@ -140,8 +163,6 @@ enum KerasCompile {
         return found
     }
 
-    /// The per-sample width of a node's output, from the configs (the layer
-    /// registry checks the rest when the model is built).
     /// An optimizer object or name (Keras's defaults for what is absent).
     static func optimizer(_ value: JSONValue) throws -> OptimizerConfig {
         let className: String, config: JSONValue
@@ -150,22 +171,25 @@ enum KerasCompile {
             className = value["class_name"]?.string ?? "?"; config = value["config"] ?? .object([])
         }
         guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
-            throw TandemError.usage("optimizer \(className) is not supported yet (SGD, Adam, RMSprop; the rest come with the optimizers issue)")
+            throw TandemError.usage("optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)")
         }
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
-            .usage("optimizer \(className): '\(key)' = \(v) is not supported yet (\(supported))")
+            .usage("optimizer \(className): '\(key)' = \(v) is not supported (\(supported))")
         }
-        for key in ["weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps", "ema_overwrite_frequency"] {
-            if let v = config[key], !v.isNull { throw fail(key, v, "null; it comes with the optimizers issue") }
+        for key in ["loss_scale_factor", "gradient_accumulation_steps", "ema_overwrite_frequency"] {
+            if let v = config[key], !v.isNull { throw fail(key, v, "null") }
         }
         if let v = config["use_ema"], v.bool == true { throw fail("use_ema", v, "false") }
         var o = OptimizerConfig(kind: kind)
         if let lr = config["learning_rate"], !lr.isNull {
-            guard let x = lr.number else {
-                throw TandemError.usage("optimizer \(className): a learning-rate schedule (\(lr["class_name"]?.string ?? "object")) is not supported yet (a constant; schedules come with the optimizers issue)")
+            if lr.object != nil {
+                try KerasConfig.refuseCustom(lr, what: "the learning-rate schedule")
+                o.schedule = try LearningRateSchedule.keras(lr)
+                o.learningRate = o.schedule!.initial
+            } else {
+                guard let x = lr.number, x > 0, x.isFinite else { throw fail("learning_rate", lr, "a positive number or a schedule") }
+                o.learningRate = x
             }
-            guard x > 0, x.isFinite else { throw fail("learning_rate", lr, "a positive number") }
-            o.learningRate = x
         }
         func number(_ key: String, into target: inout Double) throws {
             if let v = config[key], !v.isNull {
@@ -173,19 +197,35 @@ enum KerasCompile {
                 target = x
             }
         }
+        func optional(_ key: String) throws -> Double? {
+            guard let v = config[key], !v.isNull else { return nil }
+            guard let x = v.number, x.isFinite else { throw fail(key, v, "a number or null") }
+            return x
+        }
+        func flag(_ key: String) throws -> Bool {
+            guard let v = config[key], !v.isNull else { return false }
+            guard let b = v.bool else { throw fail(key, v, "true or false") }
+            return b
+        }
+        if config["weight_decay"] != nil { o.weightDecay = try optional("weight_decay") }
+        o.clipnorm = try optional("clipnorm"); o.globalClipnorm = try optional("global_clipnorm"); o.clipvalue = try optional("clipvalue")
+        try number("epsilon", into: &o.epsilon)
         switch kind {
         case .sgd:
             try number("momentum", into: &o.momentum)
-            o.nesterov = config["nesterov"]?.bool ?? false
-            guard o.momentum >= 0 && o.momentum < 1 else { throw fail("momentum", .double(o.momentum), "0 ≤ momentum < 1") }
-        case .adam:
-            try number("beta_1", into: &o.beta1); try number("beta_2", into: &o.beta2); try number("epsilon", into: &o.epsilon)
-            if let v = config["amsgrad"], v.bool == true { throw fail("amsgrad", v, "false; it comes with the optimizers issue") }
+            o.nesterov = try flag("nesterov")
+        case .adam, .adamw:
+            try number("beta_1", into: &o.beta1); try number("beta_2", into: &o.beta2)
+            o.amsgrad = try flag("amsgrad")
         case .rmsprop:
-            try number("rho", into: &o.rho); try number("epsilon", into: &o.epsilon)
-            if let v = config["momentum"], let m = v.number, m != 0 { throw fail("momentum", v, "0; it comes with the optimizers issue") }
-            if let v = config["centered"], v.bool == true { throw fail("centered", v, "false; it comes with the optimizers issue") }
+            try number("rho", into: &o.rho); try number("momentum", into: &o.momentum)
+            o.centered = try flag("centered")
+        case .adagrad:
+            try number("initial_accumulator_value", into: &o.initialAccumulatorValue)
+        case .adamax, .nadam:
+            try number("beta_1", into: &o.beta1); try number("beta_2", into: &o.beta2)
         }
+        try o.validate()
         return o
     }
 }

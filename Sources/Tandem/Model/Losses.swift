@@ -21,6 +21,7 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     case logCosh = "log_cosh"
     case poisson
     case klDivergence = "kl_divergence"
+    case binaryFocalCrossentropy = "binary_focal_crossentropy"
 
     /// Keras's names and aliases for each loss (function names and class names).
     public static func named(_ name: String) -> LossKind? {
@@ -34,12 +35,28 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
         case "log_cosh", "LogCosh", "logcosh": return .logCosh
         case "poisson", "Poisson": return .poisson
         case "kl_divergence", "KLDivergence", "kld", "KLD", "kullback_leibler_divergence": return .klDivergence
+        case "binary_focal_crossentropy", "BinaryFocalCrossentropy": return .binaryFocalCrossentropy
         default: return nil
         }
     }
 
     /// Columns of the target for an output of `width` columns: class ids are one column.
-    public func targetWidth(outputWidth: Int) -> Int { function.targetWidth(outputWidth: outputWidth) }
+    public func targetWidth(outputWidth: Int) -> Int { function(LossOptions()).targetWidth(outputWidth: outputWidth) }
+}
+
+/// A loss's arguments beyond its kind (Keras's defaults).
+public struct LossOptions: Sendable, Codable, Equatable {
+    /// Targets squeezed towards uniform: binary t(1 − s) + s/2, categorical t(1 − s) + s/C.
+    public var labelSmoothing = 0.0
+    /// Huber's δ.
+    public var delta = 1.0
+    /// Binary focal cross-entropy: the focusing power, and the class balance α for targets 1 (when balancing).
+    public var gamma = 2.0, alpha = 0.25
+    public var applyClassBalancing = false
+    /// Sparse categorical cross-entropy: targets of this class count for nothing, and the loss is
+    /// divided by the labelled count instead of the batch (Keras's mask on the loss).
+    public var ignoreClass: Int?
+    public init() {}
 }
 
 /// The accuracy metrics (Keras's "accuracy" resolves to one of them).
@@ -60,6 +77,7 @@ public enum AccuracyKind: String, Sendable, Codable {
 public struct Head: Sendable, Codable, Equatable {
     public let output: String
     public var loss: LossKind
+    public var options = LossOptions()
     /// The output holds logits, not probabilities (Keras's `from_logits`).
     public var fromLogits = false
     public var weight: Double
@@ -141,7 +159,7 @@ extension Head {
             throw TandemError.usage("output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])")
         }
         guard let dense = layer as? Dense else { return .output(layer) }
-        let folds = loss.function.folds(dense.activation)
+        let folds = function.folds(dense.activation)
         dense.lossWritesLogitGradient = folds && !fromLogits && consumers == 0
         return dense.lossWritesLogitGradient ? .logits(dense) : .output(layer)
     }
@@ -152,6 +170,7 @@ extension Head {
         guard !classWeights.isEmpty else { return }
         for i in 0..<rows {
             let k = loss == .sparseCategoricalCrossentropy ? Int(targets[i * columns]) : targetClass(targets + i * columns, columns: columns)
+            if k == options.ignoreClass { continue }
             weights[i] *= Float(classWeights[k] ?? 1)
         }
     }
@@ -161,7 +180,7 @@ extension Head {
     public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                          rows: Int, globalBatch: Int, writeGradient: Bool) -> HeadSums {
         let layer = input.layer
-        let function = loss.function
+        let function = self.function
         let columns = layer.output.width, tw = function.targetWidth(outputWidth: columns)
         let y = UnsafePointer(layer.output.values!)
         let scale = weight / Double(max(globalBatch, 1))
@@ -215,37 +234,45 @@ public protocol LossFunction: Sendable {
 }
 
 extension LossKind {
-    /// The implementation of this loss.
-    public var function: LossFunction {
+    /// The implementation of this loss with `options`.
+    public func function(_ options: LossOptions) -> LossFunction {
         switch self {
-        case .binaryCrossentropy: return BinaryCrossentropy()
-        case .categoricalCrossentropy: return CategoricalCrossentropy(sparse: false)
-        case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true)
+        case .binaryCrossentropy: return BinaryCrossentropy(labelSmoothing: options.labelSmoothing)
+        case .categoricalCrossentropy: return CategoricalCrossentropy(sparse: false, labelSmoothing: options.labelSmoothing)
+        case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true, labelSmoothing: 0)
         case .meanSquaredError: return MeanSquaredError()
-        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence: return Regression(kind: self)
+        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence: return Regression(kind: self, delta: options.delta)
+        case .binaryFocalCrossentropy: return BinaryFocalCrossentropy(options)
         }
     }
 }
 
+extension Head {
+    /// This head's loss with its arguments.
+    public var function: LossFunction { loss.function(options) }
+}
+
 /// Keras `binary_crossentropy` (mean over the last axis).
 public struct BinaryCrossentropy: LossFunction {
-    public init() {}
+    public let labelSmoothing: Double
+    public init(labelSmoothing: Double = 0) { self.labelSmoothing = labelSmoothing }
     public func targetWidth(outputWidth: Int) -> Int { outputWidth }
     public func folds(_ activation: Activation) -> Bool { activation == .sigmoid }
-    /// ℓ = mean_c BCE. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}), ∂ℓ/∂z = (σ(z) − t)/C.
-    /// From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)], ∂/∂y zero where clipped.
+    /// ℓ = mean_c BCE, on t smoothed to t(1 − s) + s/2. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}),
+    /// ∂ℓ/∂z = (σ(z) − t)/C. From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)],
+    /// ∂/∂y zero where clipped.
     public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
                        d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
         var s = 0.0
         let perColumn = 1 / Double(columns)
         for j in 0..<columns {
-            let tj = Double(t[j])
+            let tj = labelSmoothing == 0 ? Double(t[j]) : Double(t[j]) * (1 - labelSmoothing) + 0.5 * labelSmoothing
             if let z {
                 let zj = Double(z[j])
                 s += max(zj, 0) - zj * tj + Foundation.log1p(Foundation.exp(-abs(zj)))
                 if let d {
                     // σ(z) in Float as the output layer computes it (the same bits the fused path always used).
-                    d[j] = Float(scale * perColumn) * (sigmoid(z[j]) - t[j])
+                    d[j] = Float(scale * perColumn) * (sigmoid(z[j]) - Float(tj))
                 }
             } else {
                 let raw = Double(y[j]), p = min(max(raw, epsilon), 1 - epsilon)
@@ -261,16 +288,21 @@ public struct BinaryCrossentropy: LossFunction {
 /// Keras `categorical_crossentropy`, or with `sparse` `sparse_categorical_crossentropy` (targets are class ids).
 public struct CategoricalCrossentropy: LossFunction {
     public let sparse: Bool
-    public init(sparse: Bool) { self.sparse = sparse }
+    public let labelSmoothing: Double
+    public init(sparse: Bool, labelSmoothing: Double = 0) { self.sparse = sparse; self.labelSmoothing = labelSmoothing }
     public func targetWidth(outputWidth: Int) -> Int { sparse ? 1 : outputWidth }
     public func folds(_ activation: Activation) -> Bool { activation == .softmax }
-    /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse). From logits:
+    /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse; smoothed to t(1 − s) + s/C). From logits:
     /// q = softmax(z) via log-sum-exp, ∂ℓ/∂z = q·Σt − t. From probabilities (Keras):
     /// q = clip(y / Σy, ε, 1−ε), and the gradient goes back through the normalisation.
     public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
                        d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
         let label = sparse ? Int(t[0]) : -1
-        @inline(__always) func target(_ j: Int) -> Double { sparse ? (j == label ? 1 : 0) : Double(t[j]) }
+        let keep = 1 - labelSmoothing, spread = labelSmoothing / Double(columns)
+        @inline(__always) func target(_ j: Int) -> Double {
+            let tj: Double = sparse ? (j == label ? 1 : 0) : Double(t[j])
+            return labelSmoothing == 0 ? tj : tj * keep + spread
+        }
         var s = 0.0
         if let z {
             var peak = -Double.infinity
@@ -330,14 +362,15 @@ public struct MeanSquaredError: LossFunction {
 
 /// Keras's other element-wise losses, each the mean over the last axis of ℓ(y, t)
 /// (KL divergence: the sum), as keras/src/losses/losses.py computes them:
-///   mean_absolute_error |y − t|;  huber (δ = 1) ½e² for |e| ≤ δ, else δ|e| − ½δ²;
+///   mean_absolute_error |y − t|;  huber ½e² for |e| ≤ δ, else δ|e| − ½δ²;
 ///   log_cosh x + softplus(−2x) − log 2 with x = y − t;  poisson y − t·log(y + ε);
 ///   kl_divergence t'·log(t'/y') with t', y' clipped to [ε, 1].
 /// Derivatives as JAX takes them: sign(e) (0 at 0), clamp(e, −δ, δ), tanh(x),
 /// 1 − t/(y + ε), −t'/y' (0 where y is clipped).
 public struct Regression: LossFunction {
     public let kind: LossKind
-    public init(kind: LossKind) { self.kind = kind }
+    public let delta: Double
+    public init(kind: LossKind, delta: Double = 1) { self.kind = kind; self.delta = delta }
     public func targetWidth(outputWidth: Int) -> Int { outputWidth }
     public func folds(_ activation: Activation) -> Bool { false }
     public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
@@ -351,7 +384,7 @@ public struct Regression: LossFunction {
             case .meanAbsoluteError:
                 value = abs(e); slope = e > 0 ? 1 : (e < 0 ? -1 : 0)
             case .huber:
-                value = abs(e) <= 1 ? 0.5 * e * e : abs(e) - 0.5; slope = min(max(e, -1), 1)
+                value = abs(e) <= delta ? 0.5 * e * e : delta * abs(e) - 0.5 * delta * delta; slope = min(max(e, -delta), delta)
             case .logCosh:
                 value = e + softplusDouble(-2 * e) - Foundation.log(2.0); slope = Foundation.tanh(e)
             case .poisson:
@@ -364,6 +397,41 @@ public struct Regression: LossFunction {
             if let d { d[j] = Float(scale * reduce * slope) }
         }
         return s * reduce
+    }
+}
+
+/// Keras `binary_focal_crossentropy` (mean over the last axis), keras/src/losses/losses.py:
+/// t smoothed as BCE's; p = σ(y) with from_logits, else y; bce on p clipped to [ε, 1−ε];
+/// p_t = t·p + (1−t)(1−p);  ℓ = (1 − p_t)^γ · bce, × (t·α + (1−t)(1−α)) with class balancing.
+/// ∂ℓ/∂p = w·[−γ(1−p_t)^{γ−1}(2t − 1)·bce + (1−p_t)^γ·∂bce/∂p] (∂bce/∂p zero where clipped), × p(1−p) from logits.
+public struct BinaryFocalCrossentropy: LossFunction {
+    public let options: LossOptions
+    public init(_ options: LossOptions) { self.options = options }
+    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    public func folds(_ activation: Activation) -> Bool { false }
+    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+        let ls = options.labelSmoothing, gamma = options.gamma, alpha = options.alpha
+        let perColumn = 1 / Double(columns)
+        var s = 0.0
+        for j in 0..<columns {
+            let tj = ls == 0 ? Double(t[j]) : Double(t[j]) * (1 - ls) + 0.5 * ls
+            let p = z.map { Double(sigmoid($0[j])) } ?? Double(y[j])
+            let pc = min(max(p, epsilon), 1 - epsilon)
+            let bce = -(tj * Foundation.log(pc) + (1 - tj) * Foundation.log(1 - pc))
+            let pt = tj * p + (1 - tj) * (1 - p), rest = 1 - pt
+            let balance = options.applyClassBalancing ? tj * alpha + (1 - tj) * (1 - alpha) : 1
+            let focal = Foundation.pow(rest, gamma)
+            s += balance * focal * bce
+            if let d {
+                let dBCE = p > epsilon && p < 1 - epsilon ? -tj / pc + (1 - tj) / (1 - pc) : 0
+                let dFocal = rest == 0 && gamma < 1 ? 0 : -gamma * Foundation.pow(rest, gamma - 1) * (2 * tj - 1)
+                var slope = balance * (dFocal * bce + focal * dBCE)
+                if z != nil { slope *= p * (1 - p) }
+                d[j] = Float(scale * perColumn * slope)
+            }
+        }
+        return s * perColumn
     }
 }
 

@@ -6,43 +6,47 @@
 import CKernels
 import Foundation
 
-/// Which optimizer and its hyper-parameters. Defaults are Keras's.
-public struct OptimizerConfig: Sendable, Equatable, Codable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case sgd, adam, rmsprop }
-    public var kind: Kind = .sgd
-    public var learningRate: Double = 0.01
-    public var momentum: Double = 0
-    public var nesterov = false
-    public var beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, rho = 0.9
-    public init(kind: Kind = .sgd, learningRate: Double? = nil) {
-        self.kind = kind
-        self.learningRate = learningRate ?? (kind == .sgd ? 0.01 : 0.001)
-    }
-}
-
 /// A stateful optimizer over a `ParameterStore`.
 public final class Optimizer {
     public let config: OptimizerConfig
     /// Steps applied so far (Keras's `iterations`).
     public var iterations: Int = 0
-    /// Slot arenas by name (`momentum`, `m`, `v`, `velocity`), parameter layout.
+    /// Slot arenas by name (see `slotNames`), parameter layout.
     public private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
+    /// Nadam's running product of its momentum schedule (Keras's `_u_product`, a variable saved after the slots).
+    public var nadamProduct: Float = 1
     private let count: Int
+    /// The tensors' element ranges: clipnorm is per tensor; weight decay reaches trainable tensors only.
+    private let tensors: [(offset: Int, count: Int, trainable: Bool)]
     /// Deferred rows (Adam on an embedding table), see `enableDeferredRows`.
     private var deferred: DeferredRows?
 
-    public init(_ config: OptimizerConfig, parameterCount: Int) {
+    /// The slots `config` keeps, by Tandem's names (checkpoints use them).
+    public static func slotNames(_ config: OptimizerConfig) -> [String] {
+        switch config.kind {
+        case .sgd: return config.momentum != 0 ? ["momentum"] : []
+        case .adam, .adamw: return ["m", "v"] + (config.amsgrad ? ["velocity_hat"] : [])
+        case .rmsprop: return ["velocity"] + (config.momentum > 0 ? ["momentum"] : []) + (config.centered ? ["average_gradient"] : [])
+        case .adagrad: return ["accumulator"]
+        case .adamax: return ["m", "u"]
+        case .nadam: return ["m", "v"]
+        }
+    }
+
+    /// An optimizer for every tensor of `store` (frozen tensors get no weight decay).
+    public convenience init(_ config: OptimizerConfig, parameters store: ParameterStore) {
+        self.init(config, parameterCount: store.count,
+                  tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) })
+    }
+
+    /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
+    public init(_ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) {
         self.config = config
         count = parameterCount
-        let names: [String]
-        switch config.kind {
-        case .sgd: names = config.momentum != 0 ? ["momentum"] : []
-        case .adam: names = ["m", "v"]
-        case .rmsprop: names = ["velocity"]
-        }
-        for name in names {
+        self.tensors = tensors ?? [(0, parameterCount, true)]
+        for name in Self.slotNames(config) {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-            p.initialize(repeating: 0, count: max(count, 1))
+            p.initialize(repeating: name == "accumulator" ? Float(config.initialAccumulatorValue) : 0, count: max(count, 1))
             slots.append((name, p))
         }
     }
@@ -51,11 +55,30 @@ public final class Optimizer {
 
     public func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
+    /// The learning rate of the next step (the schedule's value at `iterations`).
+    public var currentLearningRate: Float { config.learningRate(iterations: iterations) }
+
+    /// False when the rule needs the whole gradient before any row is updated
+    /// (clipnorm and global_clipnorm scale by norms over whole tensors), so the
+    /// table's gradient cannot be streamed to it row block by row block.
+    public var takesRowStreamedGradient: Bool { config.clipnorm == nil && config.globalClipnorm == nil }
+
+    /// Why zero-gradient table rows are not deferred under this rule (nil: they are, or may be).
+    public var deferralRefusal: String? {
+        if config.decays { return "weight decay touches every row every step; no rows are deferred" }
+        if untouchedRowsStay { return "plain SGD leaves untouched rows as they are (nothing to defer)" }
+        if config.amsgrad { return "AMSGrad's running maximum is not replayed; no rows are deferred" }
+        if config.kind != .adam { return "\(config.kind.rawValue)'s slots move on untouched rows every step; they take the dense rule (no rows deferred)" }
+        return nil
+    }
+    public var defersRows: Bool { deferred != nil }
+
     /// w ← update(w, g) for every parameter; then iterations += 1. With
     /// `clear`, g is left all zero (folded into the pass: no separate memset).
     public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>, clear: Bool = false) {
         let t = iterations + 1
         prepare(step: t)
+        clipByNorm(g)
         if let d = deferred {
             let tail = d.offset + d.rows * d.width
             apply(w, g, 0, d.offset, clear: clear)
@@ -72,6 +95,29 @@ public final class Optimizer {
             apply(w, g, 0, count, clear: clear)
         }
         iterations = t
+    }
+
+    /// Keras's clipnorm (each tensor scaled by c / max(‖g‖, c)) or global_clipnorm (all
+    /// tensors by c·min(1/‖g‖, 1/c)), applied as Keras writes them, on the combined gradient.
+    /// Norms are summed in Double (Keras sums Float32 in XLA's order; the scale agrees to ~1e-7).
+    private func clipByNorm(_ g: UnsafeMutablePointer<Float>) {
+        func squaredSum(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Double {
+            var sum = 0.0
+            for i in 0..<n { sum += Double(x[i]) * Double(x[i]) }
+            return sum
+        }
+        if let c = config.clipnorm.map(Float.init) {
+            for t in tensors {
+                let x = g + t.offset, sum = squaredSum(x, t.count)
+                guard sum > 0 else { continue }  // a zero tensor stays zero (Keras's two-tap where)
+                let divisor = max(Float(sum.squareRoot()), c)
+                for i in 0..<t.count { x[i] = x[i] * c / divisor }
+            }
+        } else if let c = config.globalClipnorm.map(Float.init) {
+            let norm = Float(tensors.reduce(0.0) { $0 + squaredSum(g + $1.offset, $1.count) }.squareRoot())
+            let scale = c * min(1 / norm, 1 / c)
+            for t in tensors { let x = g + t.offset; for i in 0..<t.count { x[i] *= scale } }
+        }
     }
 
     /// One step whose embedding table's gradient arrives by rows, block by block:
@@ -101,8 +147,7 @@ public final class Optimizer {
     public func applyTableRows(_ s: inout TableStep, rows: UnsafeBufferPointer<Int32>, gradients: UnsafeMutablePointer<Float>,
                                parameters w: UnsafeMutablePointer<Float>) {
         let W = s.table.width
-        switch config.kind {
-        case .adam where deferred != nil:
+        if deferred != nil {
             // Untouched rows are deferred and replayed later, as in `step`.
             for (k, r) in rows.enumerated() {
                 let o = s.table.offset + Int(r) * W
@@ -110,14 +155,14 @@ public final class Optimizer {
                 apply(w, gradients + k * W, o, o + W, clear: false)
                 deferred!.applied[Int(r)] = Int32(s.t)
             }
-        case .sgd where config.momentum == 0:
+        } else if untouchedRowsStay {
             // w − lr·0 = w: untouched rows do not change.
             for (k, r) in rows.enumerated() {
                 let o = s.table.offset + Int(r) * W
                 apply(w, gradients + k * W, o, o + W, clear: false)
             }
-        default:
-            // Slots decay on every row: untouched rows up to each listed row take the step with g = 0.
+        } else {
+            // Slots (and weights, under weight decay) decay on every row: untouched rows up to each listed row take the step with g = 0.
             for (k, r) in rows.enumerated() {
                 passZeroRows(&s, upTo: Int(r), parameters: w)
                 let o = s.table.offset + Int(r) * W
@@ -127,11 +172,14 @@ public final class Optimizer {
         }
     }
 
+    /// Plain SGD without weight decay leaves a row with zero gradient as it is.
+    private var untouchedRowsStay: Bool { config.kind == .sgd && config.momentum == 0 && !config.decays }
+
     /// The rest of the step: untouched table rows after the last listed one, then every
     /// other parameter from its own offset in `g` (cleared with `clear`); iterations += 1.
     public func finishTableStep(_ s: inout TableStep, parameters w: UnsafeMutablePointer<Float>,
                                 gradients g: UnsafeMutablePointer<Float>, clear: Bool) {
-        if !(config.kind == .adam && deferred != nil) && !(config.kind == .sgd && config.momentum == 0) {
+        if deferred == nil && !untouchedRowsStay {
             passZeroRows(&s, upTo: s.table.rows, parameters: w)
         }
         let tail = s.table.offset + s.table.rows * s.table.width
@@ -152,52 +200,136 @@ public final class Optimizer {
     }
     private var zeroRow: [Float] = []
 
-    /// Per-step constants (Adam's α_t).
+    /// Per-step constants: the learning rate, Adam's α_t, Adamax's and Nadam's bias corrections.
     private func prepare(step t: Int) {
-        if config.kind == .adam { alpha = adamAlpha(step: t) }
+        lr = config.learningRate(iterations: t - 1)
+        let b1 = Float(config.beta1), b2 = Float(config.beta2), ft = Float(t)
+        switch config.kind {
+        case .adam, .adamw: alpha = adamAlpha(step: t)
+        case .adamax: correction = 1 - pow(b1, ft)
+        case .nadam:
+            // Keras's _backend_update_step, then update_step's u_t, u_{t+1} and products (Float32, its order).
+            nadamProduct = nadamProduct * b1 * (1 - 0.5 * pow(Float(0.96), ft))
+            nadam = (u: b1 * (1 - 0.5 * pow(Float(0.96), ft)), next: b1 * (1 - 0.5 * pow(Float(0.96), ft + 1)),
+                     product: nadamProduct, nextProduct: nadamProduct * (b1 * (1 - 0.5 * pow(Float(0.96), ft + 1))),
+                     velocityCorrection: 1 - pow(b2, ft))
+        default: break
+        }
     }
-    private var alpha: Float = 0
+    private var lr: Float = 0, alpha: Float = 0, correction: Float = 0
+    private var nadam = (u: Float(0), next: Float(0), product: Float(0), nextProduct: Float(0), velocityCorrection: Float(0))
 
     /// The update rule on elements [from, to); `g` points at the gradient of element `from`.
+    /// Keras's order: clip (clipvalue here; norms in `step`), weight decay, the rule.
     private func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool) {
         guard to > from else { return }
-        let n = to - from, w = w + from, lr = Float(config.learningRate)
+        let n = to - from, lr = self.lr
+        if let c = config.clipvalue.map(Float.init) {
+            for i in 0..<n { g[i] = min(max(g[i], -c), c) }
+        }
+        if config.decays { decay(w, from, to) }
+        let w = w + from
+        func slot(_ k: Int) -> UnsafeMutablePointer<Float> { slots[k].values + from }
+        let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
         switch config.kind {
         case .sgd where config.momentum == 0:
-            for i in 0..<n { w[i] -= lr * g[i] }
+            for i in 0..<n { w[i] -= g[i] * lr }
         case .sgd:
-            // m ← μ·m − lr·g;  w ← w + m,  or nesterov  w ← w + μ·m − lr·g (new m)
-            let mu = Float(config.momentum), m = slots[0].values + from
+            // m ← μ·m − g·lr;  w ← w + m,  or nesterov  w ← w + (μ·m − g·lr) (new m)
+            let mu = Float(config.momentum), m = slot(0)
             if config.nesterov {
-                for i in 0..<n { let mi = mu * m[i] - lr * g[i]; m[i] = mi; w[i] += mu * mi - lr * g[i] }
+                for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi * mu - g[i] * lr }
             } else {
-                for i in 0..<n { let mi = mu * m[i] - lr * g[i]; m[i] = mi; w[i] += mi }
+                for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi }
             }
-        case .adam:
+        case .adam where !config.amsgrad, .adamw where !config.amsgrad:
             // m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε). The loop is C
             // (CKernels): Swift's SIMD square root runs lane by lane. It clears g itself.
-            tandem_adam(w, g, slots[0].values + from, slots[1].values + from, n, alpha,
-                        Float(1 - config.beta1), Float(1 - config.beta2), Float(config.epsilon), clear ? 1 : 0)
+            tandem_adam(w, g, slot(0), slot(1), n, alpha, b1, b2, eps, clear ? 1 : 0)
             return
-        case .rmsprop:
-            // v ← ρ·v + (1−ρ)·g²;  w ← w − lr·g/√(v + ε)   (ε inside the root, as Keras)
-            let rho = Float(config.rho), eps = Float(config.epsilon), v = slots[0].values + from
+        case .adam, .adamw:
+            // AMSGrad: the step divides by the running maximum of v.
+            let m = slot(0), v = slot(1), vHat = slot(2), alpha = self.alpha
             for i in 0..<n {
                 let gi = g[i]
-                let vi = rho * v[i] + (1 - rho) * gi * gi
+                m[i] += (gi - m[i]) * b1
+                v[i] += (gi * gi - v[i]) * b2
+                vHat[i] = max(vHat[i], v[i])
+                w[i] -= m[i] * alpha / (vHat[i].squareRoot() + eps)
+            }
+        case .rmsprop:
+            // v ← ρ·v + (1−ρ)·g²;  centered: a ← ρ·a + (1−ρ)·g, denominator v − a² + ε, else v + ε
+            // (ε inside the root, as Keras);  Δ = lr·g/√denominator;  momentum: m ← μ·m + Δ, w −= m.
+            let rho = Float(config.rho), keep = Float(1 - config.rho), mu = Float(config.momentum)
+            let v = slot(0)
+            let m: UnsafeMutablePointer<Float>? = config.momentum > 0 ? slot(1) : nil
+            let a: UnsafeMutablePointer<Float>? = config.centered ? slot(config.momentum > 0 ? 2 : 1) : nil
+            for i in 0..<n {
+                let gi = g[i]
+                let vi = rho * v[i] + keep * (gi * gi)
                 v[i] = vi
-                w[i] -= lr * gi / (vi + eps).squareRoot()
+                var denominator = vi + eps
+                if let a {
+                    let ai = rho * a[i] + keep * gi
+                    a[i] = ai
+                    denominator = vi - ai * ai + eps
+                }
+                let increment = lr * gi / denominator.squareRoot()
+                if let m {
+                    let mi = mu * m[i] + increment
+                    m[i] = mi
+                    w[i] -= mi
+                } else {
+                    w[i] -= increment
+                }
+            }
+        case .adagrad:
+            // s += g²;  w −= lr·g/√(s + ε)
+            let s = slot(0)
+            for i in 0..<n {
+                let gi = g[i]
+                s[i] += gi * gi
+                w[i] -= lr * gi / (s[i] + eps).squareRoot()
+            }
+        case .adamax:
+            // m += (g−m)(1−β1);  u ← max(β2·u, |g|);  w −= lr·m / ((1−β1^t)(u + ε))
+            let m = slot(0), u = slot(1), beta2 = Float(config.beta2), correction = self.correction
+            for i in 0..<n {
+                let gi = g[i]
+                m[i] += (gi - m[i]) * b1
+                u[i] = max(beta2 * u[i], abs(gi))
+                w[i] -= lr * m[i] / (correction * (u[i] + eps))
+            }
+        case .nadam:
+            // m, v as Adam;  m̂ = u_{t+1}·m/(1−Π_{t+1}) + (1−u_t)·g/(1−Π_t);  v̂ = v/(1−β2^t);  w −= m̂·lr/(√v̂ + ε)
+            let m = slot(0), v = slot(1), k = nadam
+            for i in 0..<n {
+                let gi = g[i]
+                m[i] += (gi - m[i]) * b1
+                v[i] += (gi * gi - v[i]) * b2
+                let mHat = k.next * m[i] / (1 - k.nextProduct) + (1 - k.u) * gi / (1 - k.product)
+                let vHat = v[i] / k.velocityCorrection
+                w[i] -= mHat * lr / (vHat.squareRoot() + eps)
             }
         }
         if clear { g.update(repeating: 0, count: n) }
     }
 
-    /// Adam's step size at step t: α = lr·√(1−β2^t)/(1−β1^t), rounded to Float once
+    /// w ← w − w·wd·lr on the trainable elements of [from, to) (Keras's _apply_weight_decay).
+    private func decay(_ w: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
+        let wd = Float(config.weightDecay ?? 0), lr = self.lr
+        for t in tensors where t.trainable {
+            let lo = max(from, t.offset), hi = min(to, t.offset + t.count)
+            for i in lo..<max(hi, lo) { w[i] = w[i] - w[i] * wd * lr }
+        }
+    }
+
+    /// Adam's step size at step t: α = lr_t·√(1−β2^t)/(1−β1^t), rounded to Float once
     /// and kept (`alphas[t − 1]`) so a replay uses the very same value.
     private func adamAlpha(step t: Int) -> Float {
         while alphas.count < t {
-            let s = Double(alphas.count + 1)
-            alphas.append(Float(config.learningRate * (1 - pow(config.beta2, s)).squareRoot() / (1 - pow(config.beta1, s))))
+            let s = Double(alphas.count + 1), rate = Double(config.learningRate(iterations: alphas.count))
+            alphas.append(Float(rate * (1 - pow(config.beta2, s)).squareRoot() / (1 - pow(config.beta1, s))))
         }
         return alphas[t - 1]
     }
@@ -228,7 +360,7 @@ public final class Optimizer {
     /// Lets Adam defer zero-gradient rows of the [rows, width] table at `offset`.
     /// Other optimizers keep the plain dense pass.
     public func enableDeferredRows(offset: Int, rows: Int, width: Int) {
-        guard config.kind == .adam, rows > 0, width > 0 else { return }
+        guard deferralRefusal == nil, rows > 0, width > 0 else { return }
         let d = DeferredRows(offset: offset, rows: rows, width: width)
         d.applied.update(repeating: Int32(iterations), count: rows)
         deferred = d

@@ -29,6 +29,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var optimizer: OptimizerConfig
     /// Optimizer steps applied (differs from position.step when training continued an archive's state).
     public var optimizerIterations: Int?
+    /// Nadam's momentum product (state that is no slot).
+    public var nadamProduct: Float?
     public var batchSize: Int
     public var samples: Int
     public var worldSize: Int
@@ -86,6 +88,7 @@ public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String
         }
     }
     optimizer.restore(iterations: metadata.optimizerIterations ?? metadata.position.step)
+    if let product = metadata.nadamProduct { optimizer.nadamProduct = product }
     return metadata
 }
 
@@ -95,6 +98,9 @@ public func broadcastState(model: Model, optimizer: Optimizer?, communicator: Co
     try communicator.broadcast(store.values, bytes: store.count * 4, from: 0)
     for slot in optimizer?.slots ?? [] {
         try communicator.broadcast(slot.values, bytes: store.count * 4, from: 0)
+    }
+    if let optimizer, optimizer.config.kind == .nadam {
+        try withUnsafeMutableBytes(of: &optimizer.nadamProduct) { try communicator.broadcast($0.baseAddress!, bytes: 4, from: 0) }
     }
 }
 

@@ -100,9 +100,9 @@ final class CompactTable {
 
 extension TrainingStep {
     /// The compact layout when this model and its L2 allow it (see the file header).
-    static func compactTable(model: Model, table: (embedding: Embedding, view: TensorView)?,
+    static func compactTable(model: Model, table: (embedding: Embedding, view: TensorView)?, optimizer: Optimizer,
                              regularizers: [(view: TensorView, l1: Double, l2: Double)], formers: Int) -> CompactTable? {
-        guard let table, table.embedding.fused, table.view.offset == 0,
+        guard let table, table.embedding.fused, table.view.offset == 0, optimizer.takesRowStreamedGradient,
               !regularizers.contains(where: { $0.view.name == table.view.name }),
               case let readers = model.layers.compactMap({ $0 as? TokenFusable }).filter({ $0.embedding === table.embedding }),
               readers.count == 1, let recurrent = readers.first,  // one S per row: one fused reader
@@ -121,6 +121,7 @@ extension TrainingStep {
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
         let params = model.parameters, g = params.gradients
+        countLabelled(indices, data: data)
 
         // 1. This rank's samples; the union of the table rows the whole global batch reads.
         var clock = monotonicSeconds()
@@ -193,6 +194,7 @@ extension TrainingStep {
         } else if let table = deferredTable {
             let why: String
             if !table.embedding.fused { why = "the table is not fused into a recurrent layer" }
+            else if !optimizer.takesRowStreamedGradient { why = "clipping by norm needs the whole gradient before any row is updated" }
             else if model.layers.filter({ ($0 as? TokenFusable)?.embedding === table.embedding }).count > 1 { why = "the table is fused into several recurrent layers" }
             else if regularizers.contains(where: { $0.view.name == table.view.name }) { why = "a penalty on the table reaches every row" }
             else if table.view.offset != 0 { why = "the table does not lead the parameter arena" }
@@ -203,7 +205,9 @@ extension TrainingStep {
         } else {
             parts.append("dense gradient in one allreduce")
         }
-        if optimizer.config.kind == .adam && deferredTable != nil { parts.append("Adam defers untouched table rows (replayed bit-identically)") }
+        if deferredTable != nil {
+            parts.append(optimizer.defersRows ? "Adam defers untouched table rows (replayed bit-identically)" : optimizer.deferralRefusal ?? "no rows deferred")
+        }
         return parts.joined(separator: "; ")
     }
 }

@@ -21,10 +21,16 @@ extension TrainingStep {
         var indices = [Int32](repeating: 0, count: model.maxBatch)
         var start = rows.lowerBound + mine.lowerBound
         let end = rows.lowerBound + mine.upperBound
+        // ignore_class: the mean over the labelled rows of the whole set.
+        let scales = heads.indices.map { h -> Double in
+            guard heads[h].options.ignoreClass != nil else { return 1 }
+            let labelled = data.labelledCount(head: h, rows: rows)
+            return labelled == 0 ? 0 : Double(rows.count) / Double(labelled)
+        }
         while start < end {
             let n = min(model.maxBatch, end - start)
             for i in 0..<n { indices[i] = Int32(start + i) }
-            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads) }
+            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads, labelledScales: scales) }
             model.forward(batch: n, training: false)
             for (h, head) in heads.enumerated() {
                 let s = head.evaluate(lossInputs[h], targets: batch.targets[h],

@@ -16,7 +16,7 @@ final class Progress {
     private func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 
     func step(epoch: Int, epochs: Int, batch: Int, batches: Int, sums: [Double], heads: [String],
-              samplesPerSecond: Double, remaining: Double) {
+              learningRate: Float, samplesPerSecond: Double, remaining: Double) {
         guard enabled else { return }
         let now = Date()
         let tenth = max(1, batches / 10)
@@ -29,7 +29,7 @@ final class Progress {
         let n = max(sums[2 * heads.count], 1)
         var line = "epoch \(epoch)/\(epochs)  step \(batch)/\(batches)  loss \(fmt(sums[2 * heads.count + 1] / n))"
         for (h, name) in heads.enumerated() { line += "  \(name) \(fmt(sums[2 * h] / n))" }
-        line += "  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
+        line += "  lr \(rate(learningRate))  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
 
@@ -46,10 +46,13 @@ final class Progress {
                 line += head.accuracy != nil ? "  val_\(head.output) acc \(fmt(v.headAccuracy[h], digits: 3))" : "  val_\(head.output) loss \(fmt(v.headLoss[h]))"
             }
         }
-        line += "  |  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
+        line += "  |  lr \(rate(f.learningRate))  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
         write((interactive ? "\r\u{1B}[K" : "") + line + "\n")
     }
 }
+
+/// A learning rate in 4 significant digits (1e-05 style when small).
+func rate(_ x: Float) -> String { String(format: "%.4g", Double(x)) }
 
 func fmt(_ x: Double, digits: Int = 4) -> String { String(format: "%.\(digits)f", x) }
 

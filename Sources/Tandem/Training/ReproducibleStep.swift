@@ -121,6 +121,7 @@ extension TrainingStep {
         let B = indices.count, micro = (B + m - 1) / m
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters
+        countLabelled(indices, data: data)
         let figureCount = 2 * heads.count + 2
         if exchange == nil {
             exchange = FixedPointExchange(parameters: params.count, table: deferredTable?.view,

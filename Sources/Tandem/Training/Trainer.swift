@@ -28,6 +28,8 @@ public struct EpochFigures: Sendable {
     public var headLoss: [Double] = [], headAccuracy: [Double] = []
     public var validation: Evaluation?
     public var seconds = 0.0
+    /// The optimizer's learning rate after the epoch (the next step's; Keras's `optimizer.learning_rate`).
+    public var learningRate: Float = 0
     public var samplesPerSecond: Double { seconds > 0 ? Double(samples) / seconds : 0 }
 }
 
@@ -98,7 +100,7 @@ public final class Trainer {
                 samplesThisRun += figures.samples
                 let elapsed = Date().timeIntervalSince(started)
                 log.step(epoch: epoch + 1, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch,
-                         sums: position.epochSums, heads: heads.map(\.output),
+                         sums: position.epochSums, heads: heads.map(\.output), learningRate: step.optimizer.currentLearningRate,
                          samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
                          remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
                 if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
@@ -124,6 +126,7 @@ public final class Trainer {
             figures.headLoss = heads.indices.map { position.epochSums[2 * $0] / max(n, 1) }
             figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(n, 1) }
             figures.seconds = Date().timeIntervalSince(started)
+            figures.learningRate = step.optimizer.currentLearningRate
             if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
             log.epochDone(figures, epochs: options.epochs, heads: heads)
             history.append(figures)
@@ -164,6 +167,7 @@ public final class Trainer {
         guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
         metadata.position = position
         metadata.optimizerIterations = step.optimizer.iterations
+        if step.optimizer.config.kind == .nadam { metadata.nadamProduct = step.optimizer.nadamProduct }
         metadata.microBatch = step.microBatch
         metadata.gradientBound = step.gradientBound
         step.synchronize()
@@ -203,6 +207,7 @@ public final class Trainer {
                 if let a = head.accuracy { fields.append(("val_\(head.output)_\(a.name)", v.headAccuracy[h])) }
             }
         }
+        fields.append(("learning_rate", Double(f.learningRate)))
         fields.append(("samples_per_second", f.samplesPerSecond))
         fields.append(("seconds", f.seconds))
         return jsonObject(fields)

@@ -83,6 +83,8 @@ public final class TrainingStep {
     /// Where the global batch starts in the epoch's order (the trainer sets it): with
     /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
     public var epochPosition = 0
+    /// Per head, the weight of a labelled row this step (see `countLabelled`).
+    var labelledScales: [Double] = []
     var exchange: FixedPointExchange?
     var sparseExchange: SparseGradientExchange?
 
@@ -123,7 +125,7 @@ public final class TrainingStep {
         } else {
             deferredTable = nil
         }
-        compact = TrainingStep.compactTable(model: model, table: deferredTable, regularizers: self.regularizers,
+        compact = TrainingStep.compactTable(model: model, table: deferredTable, optimizer: optimizer, regularizers: self.regularizers,
                                             formers: Self.formerCount(ranks: communicator.size, requested: Self.defaultTableGradientFormers))
     }
 
@@ -183,6 +185,7 @@ public final class TrainingStep {
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
         let params = model.parameters
+        countLabelled(indices, data: data)
 
         // 1. Forward and backward on this rank's slice, gradients into the flat arena.
         var clock = monotonicSeconds()
@@ -272,9 +275,21 @@ public final class TrainingStep {
         return lastFigures
     }
 
+    /// Keras's mask weight for heads with ignore_class, over the GLOBAL batch (every rank reads
+    /// the batch's targets, so no collective): labelled rows weigh B / labelled, the loss is then
+    /// Σ w·ℓ / labelled for any rank count; a batch without labels weighs 0 (divide_no_nan).
+    func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
+        guard heads.contains(where: { $0.options.ignoreClass != nil }) else { return }
+        labelledScales = heads.indices.map { h in
+            guard heads[h].options.ignoreClass != nil else { return 1 }
+            let labelled = data.labelledCount(head: h, rows: indices.lazy.map { Int($0) })
+            return labelled == 0 ? 0 : Double(indices.count) / Double(labelled)
+        }
+    }
+
     /// Loads samples `local` into the model and makes the table rows they read current.
     func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset, catchUp: Bool = true) {
-        batch.load(local, from: data, model: model, heads: heads)
+        batch.load(local, from: data, model: model, heads: heads, labelledScales: labelledScales)
         if catchUp, let table = deferredTable, let ids = table.embedding.source.tokens {
             // The rows this batch reads must be current before forward.
             for i in 0..<(local.count * table.embedding.source.width) {

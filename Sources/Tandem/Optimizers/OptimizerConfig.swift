@@ -1,0 +1,113 @@
+// Which optimizer, with Keras 3's hyper-parameters and defaults (SPEC §9):
+// the update rule, decoupled weight decay, gradient clipping and the
+// learning rate (a constant or a schedule of the step). One value, kept in
+// checkpoints and written into model.keras's compile config.
+
+import Foundation
+
+public struct OptimizerConfig: Sendable, Equatable, Codable {
+    /// Keras's class names, lower-cased.
+    public enum Kind: String, Sendable, Codable, CaseIterable { case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam }
+    public var kind: Kind = .sgd
+    /// The constant learning rate; with a schedule, its initial value (for display only).
+    public var learningRate: Double = 0.01
+    /// A learning rate that changes with the step (Keras evaluates it at `iterations` before the step).
+    public var schedule: LearningRateSchedule?
+    public var momentum: Double = 0
+    public var nesterov = false
+    public var beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, rho = 0.9
+    public var amsgrad = false, centered = false
+    public var initialAccumulatorValue = 0.1
+    /// Decoupled weight decay, w ← w − w·wd·lr before the rule (Keras 3's base optimizer); nil: none.
+    public var weightDecay: Double?
+    /// At most one of these (Keras refuses two): per-tensor norm, global norm, element value.
+    public var clipnorm: Double?, globalClipnorm: Double?, clipvalue: Double?
+
+    public init(kind: Kind = .sgd, learningRate: Double? = nil) {
+        self.kind = kind
+        self.learningRate = learningRate ?? (kind == .sgd ? 0.01 : 0.001)
+        if kind == .adamw { weightDecay = 0.004 }
+    }
+
+    /// The learning rate of the step taken when `iterations` steps are done, as Float32 (Keras's dtype).
+    public func learningRate(iterations: Int) -> Float {
+        schedule?.value(at: iterations) ?? Float(learningRate)
+    }
+
+    /// One line for the start-up report and `tandem summary`: the rule and what modifies it.
+    public var summary: String {
+        var parts = [kind.rawValue + (amsgrad ? " (amsgrad)" : "") + (centered ? " (centered)" : "")]
+        if let schedule { parts.append("lr \(schedule.className) from \(schedule.initial)") } else { parts.append("lr \(learningRate)") }
+        if (kind == .sgd || kind == .rmsprop) && momentum != 0 { parts.append("momentum \(momentum)" + (nesterov ? " (nesterov)" : "")) }
+        if let weightDecay { parts.append("weight decay \(weightDecay)") }
+        if let clipnorm { parts.append("clipnorm \(clipnorm)") }
+        if let globalClipnorm { parts.append("global clipnorm \(globalClipnorm)") }
+        if let clipvalue { parts.append("clipvalue \(clipvalue)") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// Weight decay that changes anything.
+    public var decays: Bool { (weightDecay ?? 0) != 0 }
+
+    /// Checks the values the way Keras's constructors do, naming the argument.
+    public func validate() throws {
+        func bad(_ what: String, _ v: Double, _ rule: String) -> TandemError {
+            .usage("optimizer \(kind.rawValue): \(what) = \(v) is not allowed (\(rule))")
+        }
+        if schedule == nil, !(learningRate > 0 && learningRate.isFinite) { throw bad("learning_rate", learningRate, "a positive number") }
+        try schedule?.validate()
+        if !(momentum >= 0 && momentum < 1) && kind == .sgd { throw bad("momentum", momentum, "0 ≤ momentum < 1") }
+        if !(momentum >= 0 && momentum.isFinite) && kind == .rmsprop { throw bad("momentum", momentum, "≥ 0") }
+        for (name, v) in [("beta_1", beta1), ("beta_2", beta2), ("rho", rho)] where !(v >= 0 && v < 1) {
+            throw bad(name, v, "0 ≤ \(name) < 1")
+        }
+        if !(epsilon >= 0 && epsilon.isFinite) { throw bad("epsilon", epsilon, "≥ 0") }
+        if !(initialAccumulatorValue >= 0 && initialAccumulatorValue.isFinite) { throw bad("initial_accumulator_value", initialAccumulatorValue, "≥ 0") }
+        if let wd = weightDecay, !(wd >= 0 && wd.isFinite) { throw bad("weight_decay", wd, "≥ 0") }
+        let clips = [("clipnorm", clipnorm), ("global_clipnorm", globalClipnorm), ("clipvalue", clipvalue)].filter { $0.1 != nil }
+        if clips.count > 1 {
+            throw TandemError.usage("optimizer \(kind.rawValue): only one of clipnorm, global_clipnorm and clipvalue may be set (got \(clips.map(\.0).joined(separator: " and ")))")
+        }
+        for (name, v) in clips where !(v! > 0 && v!.isFinite) { throw bad(name, v!, "a positive number") }
+    }
+
+    // Checkpoints written before these fields existed decode with Keras's defaults.
+    private enum CodingKeys: String, CodingKey {
+        case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
+             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(kind: try c.decode(Kind.self, forKey: .kind), learningRate: try c.decode(Double.self, forKey: .learningRate))
+        schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
+        momentum = try c.decodeIfPresent(Double.self, forKey: .momentum) ?? momentum
+        nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
+        epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? epsilon
+        rho = try c.decodeIfPresent(Double.self, forKey: .rho) ?? rho
+        amsgrad = try c.decodeIfPresent(Bool.self, forKey: .amsgrad) ?? amsgrad
+        centered = try c.decodeIfPresent(Bool.self, forKey: .centered) ?? centered
+        initialAccumulatorValue = try c.decodeIfPresent(Double.self, forKey: .initialAccumulatorValue) ?? initialAccumulatorValue
+        weightDecay = c.contains(.weightDecay) ? try c.decodeIfPresent(Double.self, forKey: .weightDecay) : weightDecay
+        clipnorm = try c.decodeIfPresent(Double.self, forKey: .clipnorm)
+        globalClipnorm = try c.decodeIfPresent(Double.self, forKey: .globalClipnorm)
+        clipvalue = try c.decodeIfPresent(Double.self, forKey: .clipvalue)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind, forKey: .kind); try c.encode(learningRate, forKey: .learningRate)
+        try c.encodeIfPresent(schedule, forKey: .schedule)
+        try c.encode(momentum, forKey: .momentum); try c.encode(nesterov, forKey: .nesterov)
+        try c.encode(beta1, forKey: .beta1); try c.encode(beta2, forKey: .beta2)
+        try c.encode(epsilon, forKey: .epsilon); try c.encode(rho, forKey: .rho)
+        try c.encode(amsgrad, forKey: .amsgrad); try c.encode(centered, forKey: .centered)
+        try c.encode(initialAccumulatorValue, forKey: .initialAccumulatorValue)
+        try c.encode(weightDecay, forKey: .weightDecay)  // null is meaningful (AdamW without decay)
+        try c.encodeIfPresent(clipnorm, forKey: .clipnorm)
+        try c.encodeIfPresent(globalClipnorm, forKey: .globalClipnorm)
+        try c.encodeIfPresent(clipvalue, forKey: .clipvalue)
+    }
+}

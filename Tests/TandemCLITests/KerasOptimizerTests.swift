@@ -1,0 +1,43 @@
+// Every optimizer, modifier (weight decay, the three clippings) and learning-rate
+// schedule of SPEC §9, each compiled by Keras into the same two-head model
+// (keras_models.py OPTIMIZERS: an Embedding→LSTM trunk, so the table paths run,
+// and a BatchNormalization whose moving statistics get neither slots nor decay):
+// Tandem at 1 and 3 ranks trains to Keras's fit; Keras's fit continues from
+// Tandem's model.keras (slots, iterations, Nadam's product, the schedule's step)
+// as Keras continuing itself does; and Tandem continues a Keras-trained archive.
+
+import Foundation
+import Tandem
+import XCTest
+
+final class KerasOptimizerTests: KerasFixtureTestCase {
+    func testEveryOptimizerAndScheduleTrainsAsKerasAndContinuesInBothDirections() throws {
+        for m in KerasFixture.optimizerModels {
+            let reference = try kerasFit(model(m), m, epochs: 2)
+            let start = try Harness.weights("\(f.dir)/models/\(m).safetensors")
+            for (name, values) in reference.weights where !name.contains("moving_") {
+                let moved = zip(start[name]!, values).map { abs($0 - $1) }.max()!
+                XCTAssertGreaterThan(moved, 100 * tolerance, "\(m): \(name) moved, so the comparison means something")
+            }
+            for np in [nil, 3] as [Int?] {
+                let run = try tandemTrain(model(m), m, epochs: 2, np: np)
+                assertClose(try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance, "\(m) at np \(np ?? 1)")
+                let metrics = try Harness.metrics(run)
+                for (epoch, line) in metrics.enumerated() {
+                    XCTAssertEqual(line["loss"] as! Double, reference.history["loss"]![epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) loss")
+                    XCTAssertEqual(line["main_accuracy"] as? Double ?? -1, reference.history["main_accuracy"]![epoch], accuracy: 1e-6, "\(m) accuracy")
+                    XCTAssertNotNil(line["learning_rate"] as? Double, "\(m): the learning rate is in metrics.jsonl")
+                }
+            }
+            // Tandem's first epoch, continued by Keras, lands where Keras's two epochs do.
+            let first = try tandemTrain(model(m), m, epochs: 1)
+            let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
+            assertClose(kerasContinues.weights, reference.weights, tolerance, "\(m): Keras continuing Tandem's optimizer state")
+            // Keras's first epoch, continued by Tandem at 3 ranks, likewise.
+            let kerasFirst = try kerasFit(model(m), m, epochs: 1)
+            let tandemContinues = try tandemTrain(kerasFirst.archive, m, epochs: 1, np: 3)
+            assertClose(try Harness.weights(tandemContinues + "/weights.safetensors"), reference.weights, tolerance,
+                        "\(m): Tandem continuing Keras's optimizer state")
+        }
+    }
+}

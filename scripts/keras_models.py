@@ -8,7 +8,8 @@ models as a user would, and runs Keras's own fit / predict / evaluate on archive
                            for `tandem bench --model`
   keras_models.py fit      --model M --data D --out OUT.keras [--batch-size B --epochs E]
                            load_model(M).fit(shuffle=False) on D's .npy files, saved as OUT.keras and its
-                           weights as OUT.keras.safetensors; prints the history as JSON
+                           weights as OUT.keras.safetensors; prints the history as JSON (--save-epochs: also
+                           OUT.keras.epoch<N>.keras after each epoch)
   keras_models.py weights  --model M --out W.safetensors   the archive's weights, <layer>/<weight>
   keras_models.py predict  --model M --data D --out DIR     one <output>.npy per output
   keras_models.py evaluate --model M --data D               evaluate(return_dict=True) as JSON
@@ -173,8 +174,16 @@ def bad_archives(source, out):
     archive("custom_object", {"config.json": with_layer("dense", custom), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "squared_hinge"
     archive("unsupported_loss", {"config.json": json.dumps(c), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Adagrad", "config": {"learning_rate": 0.01}, "registered_name": None}
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Lion", "config": {"learning_rate": 0.01}, "registered_name": None}
     archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"]["config"]["learning_rate"] = -0.01
+    archive("negative_learning_rate", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"]["config"]["learning_rate"] = {
+        "module": "keras.optimizers.schedules", "class_name": "WarmupHold", "config": {"initial_learning_rate": 0.01}, "registered_name": None}
+    archive("unknown_schedule", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
+        "module": "keras.losses", "class_name": "BinaryCrossentropy", "config": {"name": "bce", "ignore_class": 0}, "registered_name": None}
+    archive("ignore_class_on_bce", {"config.json": json.dumps(c), "model.weights.h5": weights})
     # A member that claims far more bytes than the archive could expand to (a zip bomb's header).
     members = {"config.json": json.dumps(config), "model.weights.h5": weights}
     archive("huge_member", members)
@@ -349,6 +358,30 @@ def regression():
     return m
 
 
+def losses():
+    """The classification losses' arguments and Huber's delta: label smoothing (BCE folded into a sigmoid, BCE
+    from logits, CCE folded into a softmax), binary focal cross-entropy (balanced; and from logits, smoothed),
+    sparse categorical cross-entropy with ignore_class (gen-data leaves every fourth sample unlabelled)."""
+    x_in = keras.Input(shape=(6,), name="features")
+    h = L.Dense(10, activation="tanh", name="trunk")(x_in)
+    heads = {"smooth": L.Dense(2, activation="sigmoid", name="smooth")(h), "raw": L.Dense(1, name="raw")(h),
+             "topic": L.Dense(4, activation="softmax", name="topic")(h), "rare": L.Dense(1, activation="sigmoid", name="rare")(h),
+             "rare_logits": L.Dense(2, name="rare_logits")(h), "partial": L.Dense(3, activation="softmax", name="partial")(h),
+             "level": L.Dense(2, name="level")(h)}
+    m = keras.Model(x_in, list(heads.values()))
+    K = keras.losses
+    # A small step and loss weights: the per-epoch losses of seven heads are compared to 2e-6.
+    m.compile(optimizer=keras.optimizers.Adam(0.004),
+              loss={"smooth": K.BinaryCrossentropy(label_smoothing=0.1), "raw": K.BinaryCrossentropy(from_logits=True, label_smoothing=0.3),
+                    "topic": K.CategoricalCrossentropy(label_smoothing=0.2),
+                    "rare": K.BinaryFocalCrossentropy(gamma=2.0, alpha=0.3, apply_class_balancing=True),
+                    "rare_logits": K.BinaryFocalCrossentropy(gamma=1.5, from_logits=True, label_smoothing=0.1),
+                    "partial": K.SparseCategoricalCrossentropy(ignore_class=-1), "level": K.Huber(delta=0.4)},
+              loss_weights={"smooth": 0.3, "raw": 0.3, "topic": 0.3, "rare": 1.0, "rare_logits": 0.5, "partial": 0.3, "level": 0.3},
+              metrics={"topic": ["accuracy"], "partial": ["accuracy"]})
+    return m
+
+
 def optimizer_model(optimizer):
     """A two-head text model for the optimizer tests: its table feeds an LSTM (Tandem's table paths), and a
     BatchNormalization's moving statistics are variables without slots or weight decay."""
@@ -394,7 +427,7 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
           "normalized": normalized, "dropout": dropout,
-          "gru_text": gru_text, "regression": regression}
+          "gru_text": gru_text, "regression": regression, "losses": losses}
 MODELS.update({"opt_" + name: (lambda make=make: optimizer_model(make())) for name, make in OPTIMIZERS.items()})
 
 
@@ -476,6 +509,7 @@ def main():
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-epochs", action="store_true", help="fit: also save OUT.epoch<N>.keras after each epoch")
     a = p.parse_args()
     keras.utils.set_random_seed(a.seed)
     if a.mode == "build":
@@ -511,7 +545,8 @@ def main():
         write_safetensors(a.out, {v.path: np.asarray(v, dtype="float32").reshape(np.shape(v)) for v in model.optimizer.variables})
     elif a.mode == "fit":
         x, y, w = load_data(model, a.data)
-        history = model.fit(x, y, sample_weight=w, batch_size=a.batch_size, epochs=a.epochs, shuffle=False, verbose=0)
+        callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: model.save(f"{a.out}.epoch{e + 1}.keras"))] if a.save_epochs else []
+        history = model.fit(x, y, sample_weight=w, batch_size=a.batch_size, epochs=a.epochs, shuffle=False, verbose=0, callbacks=callbacks)
         model.save(a.out)
         write_safetensors(a.out + ".safetensors", weights_of(model))
         print(json.dumps({k: [float(v) for v in vs] for k, vs in history.history.items()}))

@@ -94,12 +94,28 @@ struct ModelSizeOptions: ParsableArguments {
 struct HeadOptions: ParsableArguments {
     @Option(name: .customLong("loss-weight"), help: ArgumentHelp("Weight of an output's loss in the total, OUTPUT=W (repeatable); overrides the archive's loss_weights. Headline defaults: main_output=1.0, aux_output=0.2.", valueName: "output=w"))
     var lossWeights: [String] = []
+    @Option(name: .customLong("loss"), help: ArgumentHelp("Replace an output's compiled loss, OUTPUT=NAME with Keras's defaults for its arguments (repeatable): \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "output=loss"))
+    var losses: [String] = []
     @Option(name: .customLong("class-weight"), help: ArgumentHelp("Per-class sample-weight multipliers, OUTPUT=CLASS:W,CLASS:W (repeatable).", valueName: "output=c:w,..."))
     var classWeights: [String] = []
 
     func heads(_ base: [Head] = Head.headlineDefaults) throws -> [Head] {
         var heads = base
         let names = heads.map(\.output).joined(separator: ", ")
+        for item in losses {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let kind = LossKind.named(parts[1]) else {
+                throw TandemError.usage("--loss '\(item)': expected OUTPUT=LOSS with LOSS one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard let h = heads.firstIndex(where: { $0.output == parts[0] }) else {
+                throw TandemError.usage("--loss: unknown output '\(parts[0])' (outputs with a loss: \(names))")
+            }
+            heads[h].loss = kind; heads[h].options = LossOptions(); heads[h].fromLogits = false
+            // Class-id targets and one-hot targets take the matching accuracy.
+            if let a = heads[h].accuracy, a.kind != .binary {
+                heads[h].accuracy!.kind = kind == .sparseCategoricalCrossentropy ? .sparseCategorical : .categorical
+            }
+        }
         for item in lossWeights {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let w = Double(parts[1]), w.isFinite, w >= 0 else {

@@ -12,7 +12,7 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses"]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]
@@ -73,9 +73,10 @@ class KerasFixtureTestCase: XCTestCase {
     func keras(_ args: [String]) throws -> RunResult { try KerasFixture.keras(f.python, args) }
 
     /// Keras's fit from `archive` for `epochs`: the saved archive, its weights and its history.
-    func kerasFit(_ archive: String, _ m: String, epochs: Int, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
+    /// With `saveEpochs`, also `<archive>.epoch<N>.keras` after each epoch.
+    func kerasFit(_ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
         let out = dir + "/keras-\(m)-\(UUID().uuidString.prefix(6)).keras"
-        let fit = try keras(["fit", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"])
+        let fit = try keras(["fit", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"] + (saveEpochs ? ["--save-epochs"] : []))
         XCTAssertEqual(fit.status, 0, fit.stderr, file: file, line: line)
         let history = try JSONSerialization.jsonObject(with: Data(fit.stdout.split(separator: "\n").last!.utf8)) as! [String: [Double]]
         return (out, try Harness.weights(out + ".safetensors"), history)
@@ -276,7 +277,11 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             "external_storage": "external storage", "dotdot_member": "'../../escape.txt'", "absolute_member": "'/tmp/escape.txt'",
             "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer", "unsupported_argument": "'stateful' = true is not supported",
             "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object", "unsupported_loss": "loss 'squared_hinge' is not supported",
-            "unsupported_optimizer": "optimizer Adagrad is not supported", "huge_member": "refusing to unpack it"]
+            "unsupported_optimizer": "optimizer Lion is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)",
+            "negative_learning_rate": "'learning_rate' = -0.01 is not supported (a positive number or a schedule)",
+            "unknown_schedule": "learning-rate schedule WarmupHold is not supported (ExponentialDecay, InverseTimeDecay",
+            "ignore_class_on_bce": "BinaryCrossentropy has no argument 'ignore_class' (it belongs to sparse_categorical_crossentropy)",
+            "huge_member": "refusing to unpack it"]
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: bad).map { String($0.dropLast(6)) }), Set(expected.keys))
         for (name, words) in expected.sorted(by: { $0.key < $1.key }) {
             let path = "\(bad)/\(name).keras", out = dir + "/out-\(name)"

@@ -376,9 +376,33 @@ def losses():
                     "topic": K.CategoricalCrossentropy(label_smoothing=0.2),
                     "rare": K.BinaryFocalCrossentropy(gamma=2.0, alpha=0.3, apply_class_balancing=True),
                     "rare_logits": K.BinaryFocalCrossentropy(gamma=1.5, from_logits=True, label_smoothing=0.1),
-                    "partial": K.SparseCategoricalCrossentropy(ignore_class=-1), "level": K.Huber(delta=0.4)},
+                    "partial": K.SparseCategoricalCrossentropy(ignore_class=-1),
+                    "level": K.Huber()},  # Keras 3.15's Huber.get_config drops delta: a saved Huber(delta=…) reloads as 1.0
               loss_weights={"smooth": 0.3, "raw": 0.3, "topic": 0.3, "rare": 1.0, "rare_logits": 0.5, "partial": 0.3, "level": 0.3},
               metrics={"topic": ["accuracy"], "partial": ["accuracy"]})
+    return m
+
+
+def metrics():
+    """Every compiled metric of SPEC §9 on five heads, unweighted and as weighted_metrics (the fixture
+    writes sample weights for 'click' and 'score')."""
+    x_in = keras.Input(shape=(6,), name="features")
+    h = L.Dense(8, activation="tanh", name="trunk")(x_in)
+    heads = {"click": L.Dense(1, activation="sigmoid", name="click")(h), "topic": L.Dense(5, activation="softmax", name="topic")(h),
+             "mix": L.Dense(4, activation="softmax", name="mix")(h), "score": L.Dense(2, name="score")(h), "logit": L.Dense(1, name="logit")(h)}
+    m = keras.Model(x_in, list(heads.values()))
+    M = keras.metrics
+    # A small step and loss weights: the per-epoch losses are compared to 2e-6.
+    m.compile(optimizer=keras.optimizers.Adam(0.003), loss_weights={"click": 0.3, "topic": 0.2, "mix": 0.3, "score": 0.3, "logit": 0.3},
+              loss={"click": "binary_crossentropy", "topic": "sparse_categorical_crossentropy", "mix": "categorical_crossentropy",
+                    "score": "mse", "logit": keras.losses.BinaryCrossentropy(from_logits=True)},
+              metrics={"click": ["accuracy", M.AUC(), M.AUC(curve="PR", num_thresholds=50, name="pr_auc"), M.Precision(),
+                                 M.Recall(thresholds=0.4), M.BinaryAccuracy(threshold=0.6, name="strict")],
+                       "topic": ["accuracy", M.SparseTopKCategoricalAccuracy(k=2)],
+                       "mix": [M.TopKCategoricalAccuracy(k=2, name="top2"), "categorical_accuracy"],
+                       "score": ["mae", M.RootMeanSquaredError(), "mse"],
+                       "logit": [M.AUC(from_logits=True, name="logit_auc"), M.AUC(summation_method="minoring", name="low_auc")]},
+              weighted_metrics={"click": ["accuracy", M.AUC(name="wauc")], "score": ["mae"]})
     return m
 
 
@@ -427,7 +451,7 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
           "normalized": normalized, "dropout": dropout,
-          "gru_text": gru_text, "regression": regression, "losses": losses}
+          "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics}
 MODELS.update({"opt_" + name: (lambda make=make: optimizer_model(make())) for name, make in OPTIMIZERS.items()})
 
 

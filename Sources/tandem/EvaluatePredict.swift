@@ -29,7 +29,7 @@ func modelWithWeights(_ weights: String?, data: String, size: ModelSizeOptions, 
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Loss and accuracy of each head and the weighted total, as JSON on stdout.")
+        abstract: "Loss and metrics of each head and the weighted total, as JSON on stdout.")
 
     @Option(help: "Weights (.safetensors) to evaluate. Default with --model m.keras: the archive's.") var weights: String?
     @Option(help: "Dataset directory with inputs and targets.") var data: String
@@ -53,6 +53,7 @@ struct Evaluate: ParsableCommand {
             for (h, head) in heads.enumerated() {
                 fields.append(("\(head.output)_loss", result.headLoss[h]))
                 if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", result.headAccuracy[h])) }
+                for (m, metric) in head.metrics.enumerated() { fields.append(("\(head.output)_\(metric.name)", result.headMetrics[h][m])) }
             }
             fields.append(("samples", result.samples))
             if comm.rank == 0 { print(jsonObject(fields)) }

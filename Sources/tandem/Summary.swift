@@ -43,8 +43,14 @@ struct Summary: ParsableCommand {
             out += " Total params: \(total) (\(String(format: "%.2f", Double(total) * 4 / 1_048_576)) MB)\n"
             out += "\nHeads (one weighted total loss; each head's gradient reaches every layer it depends on):\n"
             for h in d.heads {
-                let metric = h.accuracy.map { "\($0.name) (\($0.kind.rawValue))" } ?? "none"
-                out += "  \(h.output): \(h.loss.rawValue)\(h.fromLogits ? " (from logits)" : ""), weight \(h.weight), metrics \(metric)\n"
+                let names = (h.accuracy.map { ["\($0.name) (\($0.kind.rawValue))"] } ?? []) + h.metrics.map { $0.weighted ? "\($0.name) (weighted)" : $0.name }
+                var loss = h.loss.rawValue + (h.fromLogits ? " (from logits)" : "")
+                let o = h.options
+                if o.labelSmoothing != 0 { loss += ", label smoothing \(o.labelSmoothing)" }
+                if h.loss == .binaryFocalCrossentropy { loss += ", gamma \(o.gamma)" + (o.applyClassBalancing ? ", alpha \(o.alpha)" : "") }
+                if h.loss == .huber { loss += ", delta \(o.delta)" }
+                if let c = o.ignoreClass { loss += ", ignore class \(c) (mean over labelled samples)" }
+                out += "  \(h.output): \(loss), weight \(h.weight), metrics \(names.isEmpty ? "none" : names.joined(separator: ", "))\n"
             }
             if d.heads.isEmpty { out += "  none: the archive was saved without compile(loss=...)\n" }
             for r in d.regularizers { out += "  penalty on \(r.tensor): l1 \(r.l1), l2 \(r.l2)\n" }

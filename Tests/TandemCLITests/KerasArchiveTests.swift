@@ -12,7 +12,7 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses"]
+    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics"]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]
@@ -46,6 +46,12 @@ enum KerasFixture {
             var rng = SeededGenerator(seed: 9)
             let w = (0..<37).map { _ in Float(rng.uniform(0.3, 2.5)) }
             try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-headline/main_output.sample_weight.npy") }
+            // And on two heads of the metrics model, for its weighted_metrics.
+            for (head, seed) in [("click", UInt64(10)), ("score", 11)] {
+                var g = SeededGenerator(seed: seed)
+                let v = (0..<37).map { _ in Float(g.uniform(0.2, 3)) }
+                try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-metrics/\(head).sample_weight.npy") }
+            }
             return Made(dir: dir, python: p)
         }
         made = result
@@ -129,8 +135,9 @@ final class KerasArchiveTests: KerasFixtureTestCase {
                     for (key, values) in reference.history where key.hasSuffix("_loss") {
                         XCTAssertEqual(line[key] as! Double, values[epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) \(key)")
                     }
-                    for (key, values) in reference.history where key.hasSuffix("accuracy") {
-                        let mine = metrics[epoch].first { $0.key.hasSuffix(key) }?.value as? Double
+                    // Every metric Keras reports (a single output's without the output prefix).
+                    for (key, values) in reference.history where key != "loss" && !key.hasSuffix("_loss") {
+                        let mine = line[key] as? Double ?? line.first { $0.key.hasSuffix("_" + key) }?.value as? Double
                         XCTAssertEqual(mine ?? -1, values[epoch], accuracy: 1e-6, "\(m) epoch \(epoch + 1) \(key)")
                     }
                 }
@@ -191,6 +198,41 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             let said = try Harness.tandem(["train", "--model", kerasFirst.archive, "--data", data(m), "--out", dir + "/said-\(m)",
                                            "--batch-size", "8", "--epochs", "0"])
             XCTAssertTrue(said.stderr.contains("continuing the archive's optimizer state at iteration 5"), "\(m): \(said.stderr)")
+        }
+    }
+
+    /// Metrics are reduced as sums and counts, never as per-rank averages: `evaluate` at 1, 2 and 3
+    /// ranks gives the same confusion counts (AUC, precision, recall, accuracies bit for bit) and the
+    /// same means to Double rounding; in reproducible mode (fixed-point sums) every training metric
+    /// is the same bits at any rank count.
+    func testMetricsAreTheGlobalValueForAnyRankCount() throws {
+        let m = "metrics"
+        var results: [[String: Double]] = []
+        for np in [1, 2, 3] {
+            let r = try Harness.mpi(np, ["evaluate", "--model", model(m), "--data", data(m)])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            results.append(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Double])
+        }
+        let means = ["loss", "mae", "mse", "root_mean_squared_error"]
+        for (key, value) in results[0] {
+            for (i, other) in results.dropFirst().enumerated() {
+                if means.contains(where: { key.hasSuffix($0) }) {
+                    XCTAssertEqual(other[key]!, value, accuracy: 1e-12 * max(1, abs(value)), "\(key) at np \(i + 2)")
+                } else {
+                    XCTAssertEqual(other[key], value, "\(key) at np \(i + 2): the same counts")
+                }
+            }
+        }
+        XCTAssertNotNil(results[0]["click_auc"]); XCTAssertNotNil(results[0]["click_wauc"])
+        var lines: [[[String: Any]]] = []
+        for np in [nil, 3] as [Int?] {
+            let run = try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "3"])
+            lines.append(try Harness.metrics(run))
+        }
+        for (a, b) in zip(lines[0], lines[1]) {
+            for (key, value) in a where key != "seconds" && key != "samples_per_second" {
+                XCTAssertEqual(b[key] as? Double, value as? Double, "reproducible \(key) at np 3")
+            }
         }
     }
 

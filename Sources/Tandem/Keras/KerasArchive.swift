@@ -176,7 +176,14 @@ extension ModelDescription {
         }
         compile = compile.setting("loss", to: byOutput(kerasLoss))
         compile = compile.setting("loss_weights", to: single ? .array([.double(heads[0].weight)]) : byOutput { .double($0.weight) })
-        compile = compile.setting("metrics", to: byOutput { h in .array(h.accuracy.map { [.string($0.name)] } ?? []) })
+        // Each metric as the compile config wrote it (validated when it was read).
+        func written(_ m: Metric) -> JSONValue { (try? JSONValue.parse(Array(m.keras.utf8))) ?? .string(m.name) }
+        compile = compile.setting("metrics", to: byOutput { h in
+            .array((h.accuracy.map { a in [a.keras.flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .string(a.name)] } ?? [])
+                   + h.metrics.filter { !$0.weighted }.map(written))
+        })
+        let weighted = heads.contains { $0.metrics.contains(where: \.weighted) }
+        compile = compile.setting("weighted_metrics", to: weighted ? byOutput { h in .array(h.metrics.filter(\.weighted).map(written)) } : .null)
         if let optimizer { compile = compile.setting("optimizer", to: kerasOptimizer(optimizer)) }
         return config.setting("compile_config", to: compile)
     }

@@ -19,9 +19,7 @@ enum KerasCompile {
         let losses = try perOutput(loss, outputs: outputs, what: "loss")
         let weights = try perOutput(compile["loss_weights"] ?? .null, outputs: outputs, what: "loss_weights")
         let metrics = try perOutput(compile["metrics"] ?? .null, outputs: outputs, what: "metrics", listIsShared: true)
-        if let w = compile["weighted_metrics"], !w.isNull, !(w.array?.isEmpty ?? false) {
-            throw TandemError.usage("compile config: weighted_metrics are not supported yet (they come with the losses/metrics issue)")
-        }
+        let weightedMetrics = try perOutput(compile["weighted_metrics"] ?? .null, outputs: outputs, what: "weighted_metrics", listIsShared: true)
         var heads: [Head] = []
         let graph = try d.layerGraph()  // the output shapes (layers only; no arenas)
         for (o, name) in outputs.enumerated() {
@@ -39,7 +37,20 @@ enum KerasCompile {
             let width = output.width
             var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
             head.options = options
-            head.accuracy = try accuracy(metrics[o], output: name, outputWidth: width, targetWidth: kind.targetWidth(outputWidth: width))
+            let targetWidth = kind.targetWidth(outputWidth: width)
+            // The first plain accuracy takes the accuracy figures; every other metric its sums.
+            var plain = try metricList(metrics[o], weighted: false, output: name, outputWidth: width, targetWidth: targetWidth)
+            if let first = plain.firstIndex(where: { Head.Accuracy(metric: $0) != nil }) {
+                head.accuracy = Head.Accuracy(metric: plain.remove(at: first))
+            }
+            var used = Set(([head.accuracy?.name].compactMap { $0 }) + plain.map(\.name))
+            var weighted = try metricList(weightedMetrics[o], weighted: true, output: name, outputWidth: width, targetWidth: targetWidth)
+            for i in weighted.indices where used.contains(weighted[i].name) { weighted[i].name = "weighted_" + weighted[i].name }
+            used.formUnion(weighted.map(\.name))
+            if !weighted.isEmpty && options.ignoreClass != nil {
+                throw TandemError.usage("output '\(name)': weighted_metrics together with ignore_class are not supported (the loss's mask is not the metrics' weight)")
+            }
+            head.metrics = plain + weighted
             heads.append(head)
         }
         d.heads = heads
@@ -126,41 +137,88 @@ enum KerasCompile {
         return (kind, fromLogits, options)
     }
 
-    private static func accuracy(_ value: JSONValue?, output: String, outputWidth: Int, targetWidth: Int) throws -> Head.Accuracy? {
-        guard let value, !value.isNull else { return nil }
-        let items = value.array ?? [value]
-        var found: Head.Accuracy?
-        for item in items {
-            let name: String, kind: AccuracyKind
-            if let s = item.string {
-                switch s {
-                case "accuracy", "acc": name = s; kind = AccuracyKind.resolving(outputWidth: outputWidth, targetWidth: targetWidth)
-                case "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy": name = s; kind = AccuracyKind(rawValue: s)!
-                default:
-                    throw TandemError.usage("output '\(output)': metric '\(s)' is not supported yet (accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy; more come with the metrics issue)")
-                }
-            } else {
-                try KerasConfig.refuseCustom(item, what: "a metric of output '\(output)'")
-                let c = item["class_name"]?.string ?? "?", config = item["config"] ?? .object([])
-                switch c {
-                case "BinaryAccuracy":
-                    if let t = config["threshold"]?.number, t != 0.5 { throw TandemError.usage("output '\(output)': BinaryAccuracy threshold \(t) is not supported yet (0.5)") }
-                    kind = .binary
-                case "CategoricalAccuracy": kind = .categorical
-                case "SparseCategoricalAccuracy": kind = .sparseCategorical
-                case "MeanMetricWrapper" where config["fn"]?.string.flatMap(AccuracyKind.init(rawValue:)) != nil:
-                    kind = AccuracyKind(rawValue: config["fn"]!.string!)!
-                default:
-                    throw TandemError.usage("output '\(output)': metric \(c) is not supported yet (accuracy metrics; more come with the metrics issue)")
-                }
-                name = config["name"]?.string ?? kind.rawValue
-            }
-            if found != nil && found!.kind != kind {
-                throw TandemError.usage("output '\(output)': more than one kind of accuracy is not supported yet")
-            }
-            found = Head.Accuracy(name: name, kind: kind)
+    /// A metrics entry of one output (a name, an object, or a list of them) as Tandem's metrics.
+    private static func metricList(_ value: JSONValue?, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int) throws -> [Metric] {
+        guard let value, !value.isNull else { return [] }
+        return try (value.array ?? [value]).map { item in
+            try metric(item, weighted: weighted, output: output, outputWidth: outputWidth, targetWidth: targetWidth)
         }
-        return found
+    }
+
+    static let metricNames = "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, root_mean_squared_error (and their classes)"
+
+    /// One metric: Keras's compile names a string metric after the string, an object after its `name`.
+    private static func metric(_ item: JSONValue, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int) throws -> Metric {
+        let className: String, config: JSONValue, name: String
+        if let s = item.string {
+            className = s; config = .object([]); name = s
+        } else {
+            try KerasConfig.refuseCustom(item, what: "a metric of output '\(output)'")
+            className = item["class_name"]?.string ?? "?"; config = item["config"] ?? .object([])
+            name = config["name"]?.string ?? KerasConfig.snakeCase(className)
+        }
+        func fail(_ key: String, _ v: JSONValue, _ rule: String) -> TandemError {
+            .usage("output '\(output)': metric \(className) '\(key)' = \(v) is not supported (\(rule))")
+        }
+        func refuseSet(_ keys: [String]) throws {
+            for key in keys { if let v = config[key], !v.isNull, v.bool != false { throw fail(key, v, "null") } }
+        }
+        func threshold(_ key: String) throws -> Double {
+            guard let v = config[key], !v.isNull else { return 0.5 }
+            guard let x = v.number ?? (v.array?.count == 1 ? v.array![0].number : nil), x.isFinite else { throw fail(key, v, "one threshold") }
+            return x
+        }
+        func k() throws -> Int {
+            guard let v = config["k"], !v.isNull else { return 5 }
+            guard let x = v.integer, x >= 1 else { throw fail("k", v, "a positive integer") }
+            return x
+        }
+        let kind: MetricKind
+        switch className {
+        case "accuracy", "acc":
+            switch AccuracyKind.resolving(outputWidth: outputWidth, targetWidth: targetWidth) {
+            case .binary: kind = .binaryAccuracy(threshold: 0.5)
+            case .categorical: kind = .categoricalAccuracy
+            case .sparseCategorical: kind = .sparseCategoricalAccuracy
+            }
+        case "binary_accuracy", "BinaryAccuracy": kind = .binaryAccuracy(threshold: try threshold("threshold"))
+        case "categorical_accuracy", "CategoricalAccuracy": kind = .categoricalAccuracy
+        case "sparse_categorical_accuracy", "SparseCategoricalAccuracy": kind = .sparseCategoricalAccuracy
+        case "top_k_categorical_accuracy", "TopKCategoricalAccuracy": kind = .topK(k: try k(), sparse: false)
+        case "sparse_top_k_categorical_accuracy", "SparseTopKCategoricalAccuracy":
+            try refuseSet(["from_sorted_ids"])
+            kind = .topK(k: try k(), sparse: true)
+        case "mae", "mean_absolute_error", "MeanAbsoluteError": kind = .meanAbsoluteError
+        case "mse", "mean_squared_error", "MeanSquaredError": kind = .meanSquaredError
+        case "root_mean_squared_error", "RootMeanSquaredError": kind = .rootMeanSquaredError
+        case "precision", "Precision", "recall", "Recall":
+            try refuseSet(["top_k", "class_id"])
+            let t = try threshold("thresholds")
+            kind = className.lowercased() == "precision" ? .precision(threshold: t) : .recall(threshold: t)
+        case "auc", "AUC":
+            try refuseSet(["multi_label", "num_labels", "label_weights", "thresholds"])
+            var n = 200
+            if let v = config["num_thresholds"], !v.isNull {
+                guard let x = v.integer, x > 1, x <= 100_000 else { throw fail("num_thresholds", v, "an integer in 2…100000") }
+                n = x
+            }
+            guard let curve = MetricKind.Curve(rawValue: config["curve"]?.string ?? "ROC") else {
+                throw fail("curve", config["curve"]!, "ROC or PR")
+            }
+            guard let summation = MetricKind.Summation(rawValue: config["summation_method"]?.string ?? "interpolation") else {
+                throw fail("summation_method", config["summation_method"]!, "interpolation, minoring or majoring")
+            }
+            kind = .auc(curve: curve, thresholds: n, summation: summation, fromLogits: config["from_logits"]?.bool ?? false)
+        case "MeanMetricWrapper":
+            guard let fn = config["fn"]?.string else { throw fail("fn", config["fn"] ?? .null, "a Keras metric function") }
+            var m = try metric(.string(fn), weighted: weighted, output: output, outputWidth: outputWidth, targetWidth: targetWidth)
+            m.name = name; m.keras = item.serialized()
+            return m
+        default:
+            throw TandemError.usage("output '\(output)': metric \(className) is not supported (\(metricNames))")
+        }
+        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" { throw fail("dtype", d, "float32") }
+        return Metric(name: name, kind: kind, weighted: weighted, keras: item.serialized())
     }
 
     /// An optimizer object or name (Keras's defaults for what is absent).

@@ -85,10 +85,14 @@ public struct Head: Sendable, Codable, Equatable {
     public var classWeights: [Int: Double]
     /// The reported name (e.g. "accuracy") and kind; nil: no accuracy for this head.
     public var accuracy: Accuracy?
+    /// The other compiled metrics (Metrics.swift), in Keras's order.
+    public var metrics: [Metric] = []
     public struct Accuracy: Sendable, Codable, Equatable {
         public var name: String
         public var kind: AccuracyKind
-        public init(name: String, kind: AccuracyKind) { self.name = name; self.kind = kind }
+        /// How the compile config wrote it, when it came from one.
+        public var keras: String?
+        public init(name: String, kind: AccuracyKind, keras: String? = nil) { self.name = name; self.kind = kind; self.keras = keras }
     }
 
     public init(output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:],
@@ -177,8 +181,10 @@ extension Head {
 
     /// Loss sums over `rows` local samples, and the gradient into the output
     /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
+    /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
     public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                         rows: Int, globalBatch: Int, writeGradient: Bool) -> HeadSums {
+                         rows: Int, globalBatch: Int, writeGradient: Bool,
+                         metricSums: UnsafeMutablePointer<Double>? = nil) -> HeadSums {
         let layer = input.layer
         let function = self.function
         let columns = layer.output.width, tw = function.targetWidth(outputWidth: columns)
@@ -199,6 +205,13 @@ extension Head {
             if let accuracy {
                 // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
                 sums.correct += Head.accuracy(accuracy.kind, p: y + o, t: t, columns: columns, targetColumns: tw)
+            }
+            if let metricSums {
+                var offset = 0
+                for m in metrics {
+                    m.accumulate(p: y + o, t: t, columns: columns, targetColumns: tw, weight: w, into: metricSums + offset)
+                    offset += m.slotCount
+                }
             }
         }
         return sums

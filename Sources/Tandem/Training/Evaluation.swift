@@ -9,15 +9,24 @@ public struct Evaluation: Sendable {
     public var samples = 0
     public var headLoss: [Double] = []
     public var headAccuracy: [Double] = []
+    /// Per head, each of its metrics' values over the whole set.
+    public var headMetrics: [[Double]] = []
     public var total = 0.0
 }
 
 extension TrainingStep {
+    /// Per head, its metrics' values from all heads' sums laid out in turn at `s`.
+    public func metricResults(_ s: UnsafePointer<Double>) -> [[Double]] {
+        var offset = 0
+        return heads.map { head in defer { offset += head.metricSlotCount }; return head.metricResults(s + offset) }
+    }
+
     /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
         synchronize()
         let mine = shard(count: rows.count, rank: communicator.rank, size: communicator.size)
-        var sums = [Double](repeating: 0, count: 2 * heads.count)
+        let metricBase = 2 * heads.count
+        var sums = [Double](repeating: 0, count: metricBase + metricSlots)
         var indices = [Int32](repeating: 0, count: model.maxBatch)
         var start = rows.lowerBound + mine.lowerBound
         let end = rows.lowerBound + mine.upperBound
@@ -32,9 +41,13 @@ extension TrainingStep {
             for i in 0..<n { indices[i] = Int32(start + i) }
             indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads, labelledScales: scales) }
             model.forward(batch: n, training: false)
+            var offset = metricBase
             for (h, head) in heads.enumerated() {
-                let s = head.evaluate(lossInputs[h], targets: batch.targets[h],
-                                      weights: batch.weights[h], rows: n, globalBatch: rows.count, writeGradient: false)
+                let s = sums.withUnsafeMutableBufferPointer { all in
+                    head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n,
+                                  globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + offset)
+                }
+                offset += head.metricSlotCount
                 sums[2 * h] += s.weightedLoss
                 sums[2 * h + 1] += s.correct
             }
@@ -45,6 +58,7 @@ extension TrainingStep {
         result.samples = rows.count
         result.headLoss = heads.indices.map { sums[2 * $0] / Double(rows.count) }
         result.headAccuracy = heads.indices.map { sums[2 * $0 + 1] / Double(rows.count) }
+        result.headMetrics = sums.withUnsafeBufferPointer { metricResults($0.baseAddress! + metricBase) }
         result.total = regularizationLoss()
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLoss[h] }
         return result

@@ -39,6 +39,7 @@ final class Progress {
         for (h, head) in heads.enumerated() {
             line += "  \(head.output) loss \(fmt(f.headLoss[h]))"
             if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
+            for (m, metric) in head.metrics.enumerated() { line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))" }
         }
         if let v = f.validation {
             line += "  |  val_loss \(fmt(v.total))"

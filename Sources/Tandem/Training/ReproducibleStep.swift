@@ -122,7 +122,7 @@ extension TrainingStep {
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters
         countLabelled(indices, data: data)
-        let figureCount = 2 * heads.count + 2
+        let figureCount = 2 * heads.count + 2 + metricSlots
         if exchange == nil {
             exchange = FixedPointExchange(parameters: params.count, table: deferredTable?.view,
                                           vocabulary: deferredTable?.embedding.vocabulary ?? 0,
@@ -168,15 +168,22 @@ extension TrainingStep {
                 model.dropoutKeys.firstPosition = epochPosition + range.lowerBound
                 model.forward(batch: local.count, training: true)
                 let tail = x.accumulator + x.packedCount - figureCount
+                metricScratch.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                var offset = 0
                 for (h, head) in heads.enumerated() {
-                    let sums = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                             rows: local.count, globalBatch: B, writeGradient: true)
+                    let sums = metricScratch.withUnsafeMutableBufferPointer { m in
+                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                                      rows: local.count, globalBatch: B, writeGradient: true, metricSums: m.baseAddress! + offset)
+                    }
+                    offset += head.metricSlotCount
                     if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {
                         tail[2 * h] &+= Int64((sums.weightedLoss * figureScale).rounded())
                     } else { nonFinite = true }
                     tail[2 * h + 1] &+= Int64((sums.correct * figureScale).rounded())  // accuracy can be fractional
                 }
                 tail[2 * heads.count] &+= Int64(local.count)
+                // Metric sums in the same fixed point: counts are exact, means to 2^-24 per micro-batch.
+                for k in 0..<metricSlots { tail[2 * heads.count + 2 + k] &+= Int64((metricScratch[k] * figureScale).rounded()) }
                 timings.forward += lap(&clock)
                 if let c { c.recurrent.tokens!.tableRowSums = (params.gradients + c.start, UnsafePointer(c.touched.slot)) }
                 model.backward(batch: local.count)
@@ -206,7 +213,7 @@ extension TrainingStep {
         unpack(x, scale: scale)
 
         let f = x.accumulator + figureBase, losses = 2 * heads.count
-        var result = reducedFigures { i in Double(f[i]) / (i < losses ? figureScale : 1) }
+        var result = reducedFigures { i in Double(f[i]) / (i < losses || i >= losses + 2 ? figureScale : 1) }
         finishFigures(&result, globalBatch: B)
         if let c {
             try checkLossIsFinite(result, step: optimizer.iterations + 1)

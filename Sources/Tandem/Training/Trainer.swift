@@ -26,6 +26,8 @@ public struct EpochFigures: Sendable {
     public var epoch = 0, step = 0, samples = 0
     public var loss = 0.0
     public var headLoss: [Double] = [], headAccuracy: [Double] = []
+    /// Per head, each of its metrics' values (Head.metrics order).
+    public var headMetrics: [[Double]] = []
     public var validation: Evaluation?
     public var seconds = 0.0
     /// The optimizer's learning rate after the epoch (the next step's; Keras's `optimizer.learning_rate`).
@@ -73,8 +75,9 @@ public final class Trainer {
                                         : (0..<trainRows.count).map(Int32.init)
             let base = Int32(trainRows.lowerBound)
             let globalOrder = order.map { $0 + base }
-            if position.epochSums.count != 2 * heads.count + 2 {
-                position.epochSums = [Double](repeating: 0, count: 2 * heads.count + 2)
+            let metricBase = 2 * heads.count + 2
+            if position.epochSums.count != metricBase + step.metricSlots {
+                position.epochSums = [Double](repeating: 0, count: metricBase + step.metricSlots)
             }
             let started = Date()
             var samplesThisRun = 0
@@ -95,6 +98,7 @@ public final class Trainer {
                 }
                 position.epochSums[2 * heads.count] += Double(figures.samples)
                 position.epochSums[2 * heads.count + 1] += figures.total * Double(figures.samples)
+                for k in 0..<step.metricSlots { position.epochSums[metricBase + k] += figures.metricSums[k] }
                 position.batchInEpoch += 1
                 position.step += 1
                 samplesThisRun += figures.samples
@@ -125,6 +129,7 @@ public final class Trainer {
             figures.loss = position.epochSums[2 * heads.count + 1] / max(n, 1)
             figures.headLoss = heads.indices.map { position.epochSums[2 * $0] / max(n, 1) }
             figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(n, 1) }
+            figures.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
             if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
@@ -199,12 +204,14 @@ public final class Trainer {
         for (h, head) in step.heads.enumerated() {
             fields.append(("\(head.output)_loss", f.headLoss[h]))
             if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", f.headAccuracy[h])) }
+            for (m, metric) in head.metrics.enumerated() { fields.append(("\(head.output)_\(metric.name)", f.headMetrics[h][m])) }
         }
         if let v = f.validation {
             fields.append(("val_loss", v.total))
             for (h, head) in step.heads.enumerated() {
                 fields.append(("val_\(head.output)_loss", v.headLoss[h]))
                 if let a = head.accuracy { fields.append(("val_\(head.output)_\(a.name)", v.headAccuracy[h])) }
+                for (m, metric) in head.metrics.enumerated() { fields.append(("val_\(head.output)_\(metric.name)", v.headMetrics[h][m])) }
             }
         }
         fields.append(("learning_rate", Double(f.learningRate)))

@@ -29,6 +29,8 @@ public struct StepFigures: Sendable {
     /// Per head: Σ_i w_i·ℓ(i) and correct predictions over the global batch.
     public var headLossSums: [Double] = []
     public var headCorrect: [Double] = []
+    /// Every head's metric sums over the global batch, heads in turn (Metrics.swift).
+    public var metricSums: [Double] = []
     /// λ·Σw² over the L2-regularised tensors, before the update.
     public var regularization = 0.0
     /// Σ_h weight_h · loss_h + regularization.
@@ -83,9 +85,13 @@ public final class TrainingStep {
     /// Where the global batch starts in the epoch's order (the trainer sets it): with
     /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
     public var epochPosition = 0
+    /// Doubles of metric sums after the per-head figures (Metrics.swift), all heads in turn.
+    public let metricSlots: Int
     /// Per head, the weight of a labelled row this step (see `countLabelled`).
     var labelledScales: [Double] = []
     var exchange: FixedPointExchange?
+    /// Reproducible mode: one micro-batch's metric sums before they go to fixed point.
+    lazy var metricScratch = [Double](repeating: 0, count: metricSlots)
     var sparseExchange: SparseGradientExchange?
 
     /// Starts the phase timings afresh (after a warm-up).
@@ -114,7 +120,8 @@ public final class TrainingStep {
         collectiveLayers = model.layers.compactMap { $0 as? CollectiveLayer }
         for layer in collectiveLayers { layer.bind(communicator: communicator) }
         batch = BatchBuffers(model: model, heads: heads)
-        figures = [Double](repeating: 0, count: 2 * heads.count + 2)
+        metricSlots = heads.reduce(0) { $0 + $1.metricSlotCount }
+        figures = [Double](repeating: 0, count: 2 * heads.count + 2 + metricSlots)
         // Deferred rows and the compact table need the one Embedding call that reads the table:
         // with a table read twice (a shared Embedding) the dense step runs.
         let embeddings = model.layers.compactMap { $0 as? Embedding }
@@ -229,9 +236,15 @@ public final class TrainingStep {
     /// the global batch) and its figures, the sample count and the stop flag.
     func forwardAndLosses(rows: Int, globalBatch B: Int) {
         model.forward(batch: rows, training: true)
+        let base = 2 * heads.count + 2
+        var offset = base
+        for k in base..<figures.count { figures[k] = 0 }
         for (h, head) in heads.enumerated() {
-            let sums = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                     rows: rows, globalBatch: B, writeGradient: true)
+            let sums = figures.withUnsafeMutableBufferPointer { f in
+                head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                              rows: rows, globalBatch: B, writeGradient: true, metricSums: f.baseAddress! + offset)
+            }
+            offset += head.metricSlotCount
             figures[2 * h] = sums.weightedLoss
             figures[2 * h + 1] = sums.correct
         }
@@ -268,6 +281,9 @@ public final class TrainingStep {
             lastFigures.headLossSums[h] = figure(2 * h)
             lastFigures.headCorrect[h] = figure(2 * h + 1)
         }
+        let base = 2 * n + 2
+        if lastFigures.metricSums.count != metricSlots { lastFigures.metricSums = Array(repeating: 0, count: metricSlots) }
+        for k in 0..<metricSlots { lastFigures.metricSums[k] = figure(base + k) }
         lastFigures.samples = Int(figure(2 * n))
         lastFigures.stopRequested = figure(2 * n + 1) > 0
         lastFigures.regularization = 0

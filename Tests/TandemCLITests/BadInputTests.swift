@@ -89,7 +89,7 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--loss-weight", "side_output=1"]), mentions: ["--loss-weight", "side_output"])
         try expectFailure(train(good, ["--batch-size", "0"]), mentions: ["--batch-size"])
         try expectFailure(train(good, ["--optimizer", "lion"]), mentions: ["--optimizer", "lion", "adagrad"])
-        try expectFailure(train(good, ["--lr", "-0.1"]), mentions: ["--lr must be a positive number"])
+        try expectFailure(train(good, ["--lr=-0.1"]), mentions: ["--lr must be a positive number"])
         try expectFailure(train(good, ["--optimizer", "adam", "--momentum", "0.9"]), mentions: ["--momentum applies to sgd, rmsprop"])
         try expectFailure(train(good, ["--clipnorm", "1", "--clipvalue", "0.5"]), mentions: ["only one of clipnorm, global_clipnorm and clipvalue"])
         try expectFailure(train(good, ["--loss", "main_output=hinge"]), mentions: ["--loss", "hinge"])

@@ -95,16 +95,20 @@ public final class Dataset: @unchecked Sendable {
         ignored = ignoredClasses
     }
 
-    /// The number of `rows` whose target for head `h` is not its ignored class.
-    public func labelledCount<S: Sequence>(head h: Int, rows: S) -> Int where S.Element == Int {
-        guard h < ignored.count, let c = ignored[h] else { return rows.reduce(0) { n, _ in n + 1 } }
-        var value = [Float](repeating: 0, count: targets[h].rowWidth)
-        var n = 0
-        for r in rows {
-            targets[h].readFloats(row: r, into: &value)
-            if value[0] != Float(c) { n += 1 }
+    /// Keras's mask weight per head over `rows` (the global batch, or a whole evaluated set):
+    /// for a head with ignore_class, count / labelled (0 when nothing is labelled, as
+    /// divide_no_nan), else 1. Every rank reads the same targets, so no collective is needed.
+    public func labelledScales<S: Collection>(rows: S) -> [Double] where S.Element == Int {
+        var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
+        return ignored.indices.map { h in
+            guard let c = ignored[h] else { return 1 }
+            var labelled = 0
+            for r in rows {
+                targets[h].readFloats(row: r, into: &value)
+                if value[0] != Float(c) { labelled += 1 }
+            }
+            return labelled == 0 ? 0 : Double(rows.count) / Double(labelled)
         }
-        return n
     }
 
     /// [N, shape…] as the model has it; [N] for one column.

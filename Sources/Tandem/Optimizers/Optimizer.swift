@@ -18,6 +18,7 @@ public final class Optimizer {
     private let count: Int
     /// The tensors' element ranges: clipnorm is per tensor; weight decay reaches trainable tensors only.
     private let tensors: [(offset: Int, count: Int, trainable: Bool)]
+    private var trainableRanges: [Range<Int>] = []
     /// Deferred rows (Adam on an embedding table), see `enableDeferredRows`.
     private var deferred: DeferredRows?
 
@@ -44,6 +45,14 @@ public final class Optimizer {
         self.config = config
         count = parameterCount
         self.tensors = tensors ?? [(0, parameterCount, true)]
+        // Adjacent trainable tensors merged into ranges: weight decay's per-call intersection stays short.
+        for t in self.tensors where t.trainable && t.count > 0 {
+            if let last = trainableRanges.last, last.upperBound == t.offset {
+                trainableRanges[trainableRanges.count - 1] = last.lowerBound..<(t.offset + t.count)
+            } else {
+                trainableRanges.append(t.offset..<(t.offset + t.count))
+            }
+        }
         for name in Self.slotNames(config) {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
             p.initialize(repeating: name == "accumulator" ? Float(config.initialAccumulatorValue) : 0, count: max(count, 1))
@@ -318,9 +327,8 @@ public final class Optimizer {
     /// w ← w − w·wd·lr on the trainable elements of [from, to) (Keras's _apply_weight_decay).
     private func decay(_ w: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
         let wd = Float(config.weightDecay ?? 0), lr = self.lr
-        for t in tensors where t.trainable {
-            let lo = max(from, t.offset), hi = min(to, t.offset + t.count)
-            for i in lo..<max(hi, lo) { w[i] = w[i] - w[i] * wd * lr }
+        for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
+            for i in max(from, r.lowerBound)..<min(to, r.upperBound) { w[i] = w[i] - w[i] * wd * lr }
         }
     }
 

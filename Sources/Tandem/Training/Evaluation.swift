@@ -17,8 +17,7 @@ public struct Evaluation: Sendable {
 extension TrainingStep {
     /// Per head, its metrics' values from all heads' sums laid out in turn at `s`.
     public func metricResults(_ s: UnsafePointer<Double>) -> [[Double]] {
-        var offset = 0
-        return heads.map { head in defer { offset += head.metricSlotCount }; return head.metricResults(s + offset) }
+        heads.indices.map { heads[$0].metricResults(s + metricOffsets[$0]) }
     }
 
     /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
@@ -31,23 +30,17 @@ extension TrainingStep {
         var start = rows.lowerBound + mine.lowerBound
         let end = rows.lowerBound + mine.upperBound
         // ignore_class: the mean over the labelled rows of the whole set.
-        let scales = heads.indices.map { h -> Double in
-            guard heads[h].options.ignoreClass != nil else { return 1 }
-            let labelled = data.labelledCount(head: h, rows: rows)
-            return labelled == 0 ? 0 : Double(rows.count) / Double(labelled)
-        }
+        let scales = heads.contains { $0.options.ignoreClass != nil } ? data.labelledScales(rows: rows) : []
         while start < end {
             let n = min(model.maxBatch, end - start)
             for i in 0..<n { indices[i] = Int32(start + i) }
             indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads, labelledScales: scales) }
             model.forward(batch: n, training: false)
-            var offset = metricBase
             for (h, head) in heads.enumerated() {
                 let s = sums.withUnsafeMutableBufferPointer { all in
                     head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n,
-                                  globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + offset)
+                                  globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + metricBase + metricOffsets[h])
                 }
-                offset += head.metricSlotCount
                 sums[2 * h] += s.weightedLoss
                 sums[2 * h + 1] += s.correct
             }

@@ -169,13 +169,11 @@ extension TrainingStep {
                 model.forward(batch: local.count, training: true)
                 let tail = x.accumulator + x.packedCount - figureCount
                 metricScratch.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                var offset = 0
                 for (h, head) in heads.enumerated() {
                     let sums = metricScratch.withUnsafeMutableBufferPointer { m in
                         head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                      rows: local.count, globalBatch: B, writeGradient: true, metricSums: m.baseAddress! + offset)
+                                      rows: local.count, globalBatch: B, writeGradient: true, metricSums: m.baseAddress! + metricOffsets[h])
                     }
-                    offset += head.metricSlotCount
                     if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {
                         tail[2 * h] &+= Int64((sums.weightedLoss * figureScale).rounded())
                     } else { nonFinite = true }

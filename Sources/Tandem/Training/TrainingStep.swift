@@ -87,6 +87,8 @@ public final class TrainingStep {
     public var epochPosition = 0
     /// Doubles of metric sums after the per-head figures (Metrics.swift), all heads in turn.
     public let metricSlots: Int
+    /// Where each head's metric sums start in that region.
+    let metricOffsets: [Int]
     /// Per head, the weight of a labelled row this step (see `countLabelled`).
     var labelledScales: [Double] = []
     var exchange: FixedPointExchange?
@@ -120,7 +122,9 @@ public final class TrainingStep {
         collectiveLayers = model.layers.compactMap { $0 as? CollectiveLayer }
         for layer in collectiveLayers { layer.bind(communicator: communicator) }
         batch = BatchBuffers(model: model, heads: heads)
-        metricSlots = heads.reduce(0) { $0 + $1.metricSlotCount }
+        var starts = heads.reduce(into: [0]) { $0.append($0.last! + $1.metricSlotCount) }
+        metricSlots = starts.removeLast()
+        metricOffsets = starts
         figures = [Double](repeating: 0, count: 2 * heads.count + 2 + metricSlots)
         // Deferred rows and the compact table need the one Embedding call that reads the table:
         // with a table read twice (a shared Embedding) the dense step runs.
@@ -237,14 +241,12 @@ public final class TrainingStep {
     func forwardAndLosses(rows: Int, globalBatch B: Int) {
         model.forward(batch: rows, training: true)
         let base = 2 * heads.count + 2
-        var offset = base
         for k in base..<figures.count { figures[k] = 0 }
         for (h, head) in heads.enumerated() {
             let sums = figures.withUnsafeMutableBufferPointer { f in
                 head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                              rows: rows, globalBatch: B, writeGradient: true, metricSums: f.baseAddress! + offset)
+                              rows: rows, globalBatch: B, writeGradient: true, metricSums: f.baseAddress! + base + metricOffsets[h])
             }
-            offset += head.metricSlotCount
             figures[2 * h] = sums.weightedLoss
             figures[2 * h + 1] = sums.correct
         }
@@ -291,16 +293,11 @@ public final class TrainingStep {
         return lastFigures
     }
 
-    /// Keras's mask weight for heads with ignore_class, over the GLOBAL batch (every rank reads
-    /// the batch's targets, so no collective): labelled rows weigh B / labelled, the loss is then
-    /// Σ w·ℓ / labelled for any rank count; a batch without labels weighs 0 (divide_no_nan).
+    /// Keras's mask weight for heads with ignore_class, over the GLOBAL batch (Dataset.labelledScales):
+    /// the loss is then Σ w·ℓ / labelled for any rank count.
     func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
         guard heads.contains(where: { $0.options.ignoreClass != nil }) else { return }
-        labelledScales = heads.indices.map { h in
-            guard heads[h].options.ignoreClass != nil else { return 1 }
-            let labelled = data.labelledCount(head: h, rows: indices.lazy.map { Int($0) })
-            return labelled == 0 ? 0 : Double(indices.count) / Double(labelled)
-        }
+        labelledScales = data.labelledScales(rows: indices.lazy.map { Int($0) })
     }
 
     /// Loads samples `local` into the model and makes the table rows they read current.

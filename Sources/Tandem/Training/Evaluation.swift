@@ -1,6 +1,6 @@
-// Evaluate and predict with the current weights, sharded across ranks:
-// rank r takes the r-th contiguous share of the rows, figures are summed with
-// one collective, predictions are assembled in the original row order.
+// Evaluate and predict with the current weights, sharded across ranks: rank r
+// forwards the r-th contiguous share of the rows; outputs are assembled in the
+// original row order (evaluate: per chunk, then summed in that order).
 
 import Foundation
 
@@ -21,32 +21,79 @@ extension TrainingStep {
     }
 
     /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
+    ///
+    /// The rows go in blocks of `evaluationBlock`, a size that does not depend on the rank
+    /// count, dealt to the ranks in rounds. Each rank forwards its block (so every row is
+    /// forwarded in the same company as in one process); the round's outputs, and logits,
+    /// are assembled on every rank, and every rank adds the losses and metric sums of the
+    /// blocks in row order — the additions one process makes. So every figure, means
+    /// included, is the same bits for any rank count.
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
         synchronize()
-        let mine = shard(count: rows.count, rank: communicator.rank, size: communicator.size)
         let metricBase = 2 * heads.count
         var sums = [Double](repeating: 0, count: metricBase + metricSlots)
-        var indices = [Int32](repeating: 0, count: model.maxBatch)
-        var start = rows.lowerBound + mine.lowerBound
-        let end = rows.lowerBound + mine.upperBound
+        let E = evaluationBlock, P = communicator.size
+        var indices = [Int32](repeating: 0, count: E)
+        // Per head, the buffers its loss reads: the output's values, and z when it reads logits.
+        let sources: [[UnsafeMutablePointer<Float>]] = lossInputs.map { input in
+            if case let .logits(dense) = input { return [input.layer.output.values!, dense.logits!] }
+            return [input.layer.output.values!]
+        }
+        let widths = heads.indices.map { lossInputs[$0].layer.output.width }
+        let blockFloats = E * zip(sources, widths).reduce(0) { $0 + $1.0.count * $1.1 }
+        var round = [Float](repeating: 0, count: P > 1 ? P * blockFloats : 0)
         // ignore_class: the mean over the labelled rows of the whole set.
         let scales = heads.contains { $0.options.ignoreClass != nil } ? data.labelledScales(rows: rows) : []
-        while start < end {
-            let n = min(model.maxBatch, end - start)
-            for i in 0..<n { indices[i] = Int32(start + i) }
-            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<n]), from: data, model: model, heads: heads, labelledScales: scales) }
-            model.forward(batch: n, training: false)
-            for (h, head) in heads.enumerated() {
-                let s = sums.withUnsafeMutableBufferPointer { all in
-                    head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n,
-                                  globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + metricBase + metricOffsets[h])
-                }
-                sums[2 * h] += s.weightedLoss
-                sums[2 * h + 1] += s.correct
-            }
-            start += n
+        func block(_ k: Int) -> Range<Int> {
+            let lower = rows.lowerBound + k * E
+            return lower..<min(lower + E, rows.upperBound)
         }
-        try communicator.allReduceSum(&sums)
+        func load(_ k: Int) {
+            let r = block(k)
+            for i in r.indices { indices[i - r.lowerBound] = Int32(i) }
+            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labelledScales: scales) }
+        }
+        // Moves block rows between the loss buffers and a block's slot of `round`.
+        func copy(_ slot: UnsafeMutablePointer<Float>, count n: Int, out: Bool) {
+            var offset = 0
+            for (h, buffers) in sources.enumerated() {
+                for b in buffers {
+                    if out { (slot + offset).update(from: b, count: n * widths[h]) } else { b.update(from: slot + offset, count: n * widths[h]) }
+                    offset += E * widths[h]
+                }
+            }
+        }
+        let blocks = (rows.count + E - 1) / E
+        for first in stride(from: 0, to: blocks, by: P) {
+            let inRound = min(P, blocks - first), mine = first + communicator.rank
+            if mine < blocks {
+                load(mine)
+                model.forward(batch: block(mine).count, training: false)
+            }
+            if P > 1 {
+                // Slots other ranks filled are zero here; a sum assembles them exactly.
+                try round.withUnsafeMutableBufferPointer { r in
+                    r.update(repeating: 0)
+                    if mine < blocks { copy(r.baseAddress! + communicator.rank * blockFloats, count: block(mine).count, out: true) }
+                    try communicator.allReduceSum(r.baseAddress!, count: inRound * blockFloats)
+                }
+            }
+            for k in first..<(first + inRound) {
+                let n = block(k).count
+                if P > 1 {
+                    round.withUnsafeMutableBufferPointer { copy($0.baseAddress! + (k - first) * blockFloats, count: n, out: false) }
+                    load(k)
+                }
+                for (h, head) in heads.enumerated() {
+                    let s = sums.withUnsafeMutableBufferPointer { all in
+                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n,
+                                      globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + metricBase + metricOffsets[h])
+                    }
+                    sums[2 * h] += s.weightedLoss
+                    sums[2 * h + 1] += s.correct
+                }
+            }
+        }
         var result = Evaluation()
         result.samples = rows.count
         result.headLoss = heads.indices.map { sums[2 * $0] / Double(rows.count) }

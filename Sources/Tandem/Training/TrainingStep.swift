@@ -89,6 +89,10 @@ public final class TrainingStep {
     public let metricSlots: Int
     /// Where each head's metric sums start in that region.
     let metricOffsets: [Int]
+    /// Rows `evaluate` forwards together. It must not depend on the rank count (a row's
+    /// outputs depend, in the last bits, on the rows forwarded with it): training builds
+    /// models of at least 64 rows in ordinary mode, of the micro-batch in reproducible mode.
+    public var evaluationBlock: Int { min(model.maxBatch, 64) }
     /// Per head, the weight of a labelled row this step (see `countLabelled`).
     var labelledScales: [Double] = []
     var exchange: FixedPointExchange?

@@ -105,11 +105,24 @@ struct GenData: ParsableCommand {
     @Option(help: "Directory to write to.") var out: String
     @Option(help: "Number of samples.") var samples: Int
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("missing"), help: ArgumentHelp("Leave about this fraction of an output's samples unlabelled (NaN rows), OUTPUT=FRACTION (repeatable).", valueName: "output=fraction"))
+    var missing: [String] = []
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
         try runCommand { comm in
             let resolved = try size.resolve(comm)
+            let outputs = resolved.headline != nil ? Head.headlineDefaults.map(\.output) : resolved.description.heads.map(\.output)
+            let marks: [(String, Double)] = try missing.map { item in
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let f = Double(parts[1]), f >= 0, f <= 1 else {
+                    throw TandemError.usage("--missing '\(item)': expected OUTPUT=FRACTION with a fraction in [0, 1]")
+                }
+                guard outputs.contains(parts[0]) else {
+                    throw TandemError.usage("--missing: unknown output '\(parts[0])' (outputs with a loss: \(outputs.joined(separator: ", ")))")
+                }
+                return (parts[0], f)
+            }
             try comm.agreeOn {
                 guard comm.rank == 0 else { return }
                 if let config = resolved.headline {
@@ -119,6 +132,10 @@ struct GenData: ParsableCommand {
                     try generateData(directory: out, samples: samples, description: resolved.description, seed: seed)
                     let d = resolved.description
                     print("wrote \(samples) samples to \(out): inputs \(d.inputNames.joined(separator: ", ")); targets \(d.heads.map(\.output).joined(separator: ", "))")
+                }
+                for (output, fraction) in marks {
+                    let n = try markMissingLabels(directory: out, output: output, fraction: fraction, seed: seed)
+                    print("\(output): \(n) of \(samples) samples left unlabelled (NaN)")
                 }
             }
         }

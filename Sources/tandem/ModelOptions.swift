@@ -98,6 +98,24 @@ struct HeadOptions: ParsableArguments {
     var losses: [String] = []
     @Option(name: .customLong("class-weight"), help: ArgumentHelp("Per-class sample-weight multipliers, OUTPUT=CLASS:W,CLASS:W (repeatable).", valueName: "output=c:w,..."))
     var classWeights: [String] = []
+    @Option(name: .customLong("head-reduction"), help: ArgumentHelp("What an output's loss over a batch is divided by, OUTPUT=batch|labeled (repeatable): batch (Keras's default) divides by the global batch size, a missing label (a NaN target row) counting as weight 0; labeled divides by the global sum of weights of the samples labelled for that output (the true mean over labelled samples).", valueName: "output=mode"))
+    var reductions: [String] = []
+
+    /// The outputs --head-reduction names, with their modes.
+    func givenReductions(_ heads: [Head]) throws -> [String: Head.Reduction] {
+        var result: [String: Head.Reduction] = [:]
+        for item in reductions {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let mode = Head.Reduction(rawValue: parts[1]) else {
+                throw TandemError.usage("--head-reduction '\(item)': expected OUTPUT=batch or OUTPUT=labeled")
+            }
+            guard heads.contains(where: { $0.output == parts[0] }) else {
+                throw TandemError.usage("--head-reduction: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))")
+            }
+            result[parts[0]] = mode
+        }
+        return result
+    }
 
     func heads(_ base: [Head] = Head.headlineDefaults) throws -> [Head] {
         var heads = base
@@ -138,6 +156,9 @@ struct HeadOptions: ParsableArguments {
                 }
                 heads[h].classWeights[c] = w
             }
+        }
+        for (output, mode) in try givenReductions(heads) {
+            heads[heads.firstIndex { $0.output == output }!].reduction = mode
         }
         return heads
     }

@@ -102,7 +102,14 @@ struct Train: ParsableCommand {
             resolved = try size.resolve(comm, preset: preset)
         }
         let description = resolved.description
-        let heads = try headOptions.heads(description.heads)
+        var heads = try headOptions.heads(description.heads)
+        if let saved = resumed?.labeledReduction {
+            // The checkpoint's reductions hold; a flag may restate them, not change them.
+            for (output, mode) in try headOptions.givenReductions(heads) where (mode == .labeled) != saved.contains(output) {
+                throw TandemError.usage("--resume: --head-reduction \(output)=\(mode.rawValue) contradicts the checkpoint's \(saved.contains(output) ? "labeled" : "batch") (\(checkpointPath!))")
+            }
+            for h in heads.indices where saved.contains(heads[h].output) { heads[h].reduction = .labeled }
+        }
         guard !heads.isEmpty else {
             throw TandemError.usage("\(size.model): the model has no loss (compile it in Keras with loss=... before saving, so Tandem knows what to train)")
         }
@@ -232,6 +239,7 @@ struct Train: ParsableCommand {
                                                         batchSize: batch, samples: trainRows.count, worldSize: comm.size,
                                                         shuffle: options.shuffle)
         trainer.checkpointTemplate?.microBatch = micro
+        trainer.checkpointTemplate?.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
         if resolved.headline == nil {
             trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
         }
@@ -246,6 +254,12 @@ struct Train: ParsableCommand {
             line += "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
             line += "\(model.parameters.count) parameters; \(optimizerConfig.summary)"
             if iterations[0] > 0 && resumed == nil { line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))" }
+            if dataset.hasMissingLabels || heads.contains(where: { $0.reduction == .labeled }) {
+                let counts = dataset.labels(rows: trainRows).labelled
+                line += "\n        labels: " + heads.indices.map { h in
+                    "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss ÷ \(heads[h].reduction == .labeled ? "labelled weight" : "batch size")"
+                }.joined(separator: "; ")
+            }
             for note in notes { line += "\n        note: \(note)" }
             if let micro { line += "; reproducible (micro-batch \(micro))" }
             if resumed != nil { line += "\n        resuming at epoch \(position.epoch + 1), step \(position.step)" }

@@ -6,6 +6,13 @@
 
 import Foundation
 
+/// Per head, over a set of rows: the weight factor of a labelled row and the labelled count.
+public struct Labels: Sendable {
+    public var scales: [Double] = []
+    public var labelled: [Int] = []
+    public init() {}
+}
+
 /// The arrays of one dataset directory, matched to a model's inputs and heads.
 public final class Dataset: @unchecked Sendable {
     public let directory: String
@@ -20,6 +27,10 @@ public final class Dataset: @unchecked Sendable {
     private let classes: [Int?]
     /// Per head: the class id that marks "no label" (Keras's ignore_class).
     private let ignored: [Int?]
+    /// The heads the targets belong to (empty without targets).
+    public let heads: [Head]
+    /// Some head's targets hold a NaN row (a sample without that label).
+    public let hasMissingLabels: Bool
 
     /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
     /// With `requireTargets` false (predict), target files are not needed.
@@ -93,22 +104,46 @@ public final class Dataset: @unchecked Sendable {
         vocabulary = vocab
         classes = classCounts
         ignored = ignoredClasses
+        self.heads = requireTargets ? heads : []
+        hasMissingLabels = targetArrays.contains { array in (0..<n).contains { array.float(row: $0).isNaN } }
     }
 
-    /// Keras's mask weight per head over `rows` (the global batch, or a whole evaluated set):
-    /// for a head with ignore_class, count / labelled (0 when nothing is labelled, as
-    /// divide_no_nan), else 1. Every rank reads the same targets, so no collective is needed.
-    public func labelledScales<S: Collection>(rows: S) -> [Double] where S.Element == Int {
+    /// Per head over `rows` (a global batch, or a whole evaluated set; SPEC §10): the factor a
+    /// labelled row's weight takes, and how many rows have a label (a target that is not NaN).
+    /// - `batch` reduction: 1, or with ignore_class Keras's mask weight count / not-ignored
+    ///   (0 when all are ignored, as divide_no_nan); a NaN row simply weighs 0.
+    /// - `labeled`: count / Σ effective weight of the labelled, not-ignored rows (0 when
+    ///   there are none), so the loss is the weighted mean over labelled samples.
+    /// Every rank reads the same targets, so no collective is needed.
+    public func labels<S: Collection>(rows: S) -> Labels where S.Element == Int {
         var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
-        return ignored.indices.map { h in
-            guard let c = ignored[h] else { return 1 }
-            var labelled = 0
+        var result = Labels()
+        for (h, head) in heads.enumerated() {
+            var labelled = 0, ignoredRows = 0, weightSum = 0.0
             for r in rows {
-                targets[h].readFloats(row: r, into: &value)
-                if value[0] != Float(c) { labelled += 1 }
+                let first = targets[h].float(row: r)
+                if first.isNaN { continue }
+                labelled += 1
+                if let c = head.options.ignoreClass, first == Float(c) { ignoredRows += 1; continue }
+                if head.reduction == .labeled {
+                    targets[h].readFloats(row: r, into: &value)
+                    var w: Float = 1
+                    if let sw = sampleWeights[h] { sw.readFloats(row: r, into: &w) }
+                    value.withUnsafeBufferPointer { head.applyClassWeights(targets: $0.baseAddress!, columns: targets[h].rowWidth, rows: 1, weights: &w) }
+                    weightSum += Double(w)
+                }
             }
-            return labelled == 0 ? 0 : Double(rows.count) / Double(labelled)
+            let scale: Double
+            switch head.reduction {
+            case .labeled: scale = weightSum > 0 ? Double(rows.count) / weightSum : 0
+            case .batch:
+                let valid = rows.count - ignoredRows
+                scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : Double(rows.count) / Double(valid)
+            }
+            result.scales.append(scale)
+            result.labelled.append(labelled)
         }
+        return result
     }
 
     /// [N, shape…] as the model has it; [N] for one column.
@@ -133,13 +168,17 @@ public final class Dataset: @unchecked Sendable {
                     }
                 } else if let error = checkFinite(array, row, &floats) { return error }
             }
-            for array in targets + sampleWeights.compactMap({ $0 }) {
+            for array in sampleWeights.compactMap({ $0 }) {
                 if let error = checkFinite(array, row, &floats) { return error }
+            }
+            for array in targets {
+                if let error = checkTarget(array, row, &floats) { return error }
             }
             for (array, (count, skip)) in zip(targets, zip(classes, ignored)) {
                 guard let count else { continue }
                 array.readFloats(row: row, into: &floats)
                 let id = floats[0]
+                if id.isNaN { continue }  // no label for this head (SPEC §10)
                 if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
                 if id.rounded() != id || id < 0 || Int(id) >= count {
                     return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))")
@@ -147,6 +186,21 @@ public final class Dataset: @unchecked Sendable {
             }
         }
         return nil
+    }
+
+    /// A target row is finite, or NaN in every column (no label for that head).
+    private func checkTarget(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            array.readFloats(row: row, into: buffer.baseAddress!)
+            let missing = buffer[0].isNaN
+            for j in 0..<array.rowWidth where missing ? !buffer[j].isNaN : !buffer[j].isFinite {
+                if missing || buffer[j].isNaN {
+                    return .file(array.path, "row \(row): a missing label must be NaN in every column, but column \(missing ? j : 0) is \(missing ? buffer[j] : buffer[0]) and column \(missing ? 0 : j) is NaN")
+                }
+                return .file(array.path, "row \(row), column \(j): value \(buffer[j]) is not finite (NaN in every column marks a missing label)")
+            }
+            return nil
+        }
     }
 
     private func checkFinite(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
@@ -166,6 +220,8 @@ public final class Dataset: @unchecked Sendable {
 public final class BatchBuffers {
     public let targets: [UnsafeMutablePointer<Float>]
     public let weights: [UnsafeMutablePointer<Float>]
+    /// Per head and row: false when the target is NaN (no label; the target is zeroed, weight 0).
+    public let labelled: [UnsafeMutablePointer<Bool>]
     public private(set) var rows = 0
 
     public init(model: Model, heads: [Head]) {
@@ -180,16 +236,21 @@ public final class BatchBuffers {
             p.initialize(repeating: 1, count: model.maxBatch)
             return p
         }
+        labelled = heads.map { _ in
+            let p = UnsafeMutablePointer<Bool>.allocate(capacity: model.maxBatch)
+            p.initialize(repeating: true, count: model.maxBatch)
+            return p
+        }
     }
 
-    deinit { (targets + weights).forEach { $0.deallocate() } }
+    deinit { (targets + weights).forEach { $0.deallocate() }; labelled.forEach { $0.deallocate() } }
 
     /// Copies samples `indices` into the model's input buffers and these buffers,
     /// applying class weights. Values were validated beforehand.
-    /// `labelledScales[h]`: for a head with `ignoreClass`, the weight of a labelled row
-    /// (B / labelled over the global batch, Keras's mask weight); ignored rows weigh 0.
+    /// `labels` (Dataset.labels over the global batch) gives each head's factor for the
+    /// weight of a labelled row; rows without a label, or of the ignored class, weigh 0.
     public func load(_ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
-                     heads: [Head], withTargets: Bool = true, labelledScales: [Double] = []) {
+                     heads: [Head], withTargets: Bool = true, labels: Labels? = nil) {
         rows = indices.count
         for (input, array) in zip(model.inputs, data.inputs) {
             let w = input.width
@@ -204,14 +265,19 @@ public final class BatchBuffers {
         guard withTargets else { return }
         for (h, head) in heads.enumerated() {
             let units = head.targetWidth(of: model.output(named: head.output)!)
+            let t = targets[h], w = weights[h], present = labelled[h]
             for (r, sample) in indices.enumerated() {
-                data.targets[h].readFloats(row: Int(sample), into: targets[h] + r * units)
-                if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: weights[h] + r) } else { weights[h][r] = 1 }
+                data.targets[h].readFloats(row: Int(sample), into: t + r * units)
+                if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: w + r) } else { w[r] = 1 }
+                present[r] = !t[r * units].isNaN
+                // A finite stand-in target keeps the (zero-weighted) loss terms finite.
+                if !present[r] { (t + r * units).update(repeating: 0, count: units) }
             }
-            head.applyClassWeights(targets: targets[h], columns: units, rows: rows, weights: weights[h])
-            if let ignored = head.options.ignoreClass {
-                let scale = Float(h < labelledScales.count ? labelledScales[h] : 1)
-                for r in 0..<rows { weights[h][r] = targets[h][r * units] == Float(ignored) ? 0 : weights[h][r] * scale }
+            head.applyClassWeights(targets: t, columns: units, rows: rows, weights: w)
+            let scale = Float(labels.map { $0.scales[h] } ?? 1)
+            let ignored = head.options.ignoreClass.map(Float.init)
+            for r in 0..<rows {
+                w[r] = !present[r] || t[r * units] == ignored ? 0 : w[r] * scale
             }
         }
     }

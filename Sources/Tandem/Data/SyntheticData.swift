@@ -133,3 +133,26 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
         try targets.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy")) }
     }
 }
+
+/// Marks about `fraction` of the rows of `<output>.npy` in `directory` as unlabelled (NaN in
+/// every column, SPEC §10), the rows drawn from `seed`; returns how many. The file is
+/// rewritten as float32, since NaN needs a float type.
+@discardableResult
+public func markMissingLabels(directory: String, output: String, fraction: Double, seed: UInt64) throws -> Int {
+    let path = URL(fileURLWithPath: directory).appendingPathComponent("\(output).npy").path
+    let array = try NPYArray(path: path)
+    let w = array.rowWidth
+    var values = [Float](repeating: 0, count: array.rows * w)
+    values.withUnsafeMutableBufferPointer { v in
+        for r in 0..<array.rows { array.readFloats(row: r, into: v.baseAddress! + r * w) }
+    }
+    var rng = SeededGenerator(seed: seed ^ 0x6d69_7373_696e_67)  // "missing"
+    var marked = 0
+    for r in 0..<array.rows where rng.uniform(0, 1) < fraction {
+        for j in 0..<w { values[r * w + j] = .nan }
+        marked += 1
+    }
+    let shape = array.shape
+    try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
+    return marked
+}

@@ -92,6 +92,17 @@ public final class NPYArray: @unchecked Sendable {
 
     /// Row `row` as Float32 (converted from any accepted type) into `out[0..<rowWidth]`.
     @inline(__always)
+    /// One element of a row, as Float.
+    public func float(row: Int, column: Int = 0) -> Float {
+        let i = row * rowWidth + column
+        switch type {
+        case .float32: return (data + i * 4).assumingMemoryBound(to: Float.self).pointee
+        case .float64: return Float((data + i * 8).assumingMemoryBound(to: Double.self).pointee)
+        case .int32: return Float((data + i * 4).assumingMemoryBound(to: Int32.self).pointee)
+        case .int64: return Float((data + i * 8).assumingMemoryBound(to: Int64.self).pointee)
+        }
+    }
+
     public func readFloats(row: Int, into out: UnsafeMutablePointer<Float>) {
         let w = rowWidth, base = row * w
         switch type {

@@ -87,6 +87,14 @@ public struct Head: Sendable, Codable, Equatable {
     public var accuracy: Accuracy?
     /// The other compiled metrics (Metrics.swift), in Keras's order.
     public var metrics: [Metric] = []
+    /// What the head's loss over a batch is divided by (SPEC §10).
+    public var reduction: Reduction = .batch
+    public enum Reduction: String, Sendable, Codable, CaseIterable {
+        /// Keras's sum_over_batch_size: the global batch size (a missing label counts as weight 0).
+        case batch
+        /// The global Σ weight of the labelled samples: the true mean over labelled samples.
+        case labeled
+    }
     public struct Accuracy: Sendable, Codable, Equatable {
         public var name: String
         public var kind: AccuracyKind
@@ -106,7 +114,7 @@ public struct Head: Sendable, Codable, Equatable {
 public struct HeadSums: Sendable {
     /// Σ_i w_i · ℓ(i), in Double.
     public var weightedLoss = 0.0
-    /// Σ_i accuracy(i) (unweighted, as Keras's compiled metrics).
+    /// Σ_i accuracy(i) over labelled rows (unweighted, as Keras's compiled metrics).
     public var correct = 0.0
 }
 
@@ -182,8 +190,9 @@ extension Head {
     /// Loss sums over `rows` local samples, and the gradient into the output
     /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
     /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
+    /// Rows whose `labelled` flag is false (a NaN target, SPEC §10) weigh 0 and add to no metric.
     public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                         rows: Int, globalBatch: Int, writeGradient: Bool,
+                         labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
                          metricSums: UnsafeMutablePointer<Double>? = nil) -> HeadSums {
         let layer = input.layer
         let function = self.function
@@ -202,6 +211,7 @@ extension Head {
             let g = w * scale
             let sampleLoss = function.sample(y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
             sums.weightedLoss += w * sampleLoss
+            if let labelled, !labelled[i] { continue }
             if let accuracy {
                 // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
                 sums.correct += Head.accuracy(accuracy.kind, p: y + o, t: t, columns: columns, targetColumns: tw)

@@ -38,6 +38,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     /// Reproducible mode's micro-batch size and fixed-point bound (nil: ordinary mode).
     public var microBatch: Int?
     public var gradientBound: Double?
+    /// Outputs whose loss is divided by the labelled weight (`--head-reduction OUTPUT=labeled`).
+    public var labeledReduction: [String]?
     public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
                 batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
         self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer

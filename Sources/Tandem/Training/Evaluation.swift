@@ -42,8 +42,8 @@ extension TrainingStep {
         let widths = heads.indices.map { lossInputs[$0].layer.output.width }
         let blockFloats = E * zip(sources, widths).reduce(0) { $0 + $1.0.count * $1.1 }
         var round = [Float](repeating: 0, count: P > 1 ? P * blockFloats : 0)
-        // ignore_class: the mean over the labelled rows of the whole set.
-        let scales = heads.contains { $0.options.ignoreClass != nil } ? data.labelledScales(rows: rows) : []
+        // Divisors and labelled counts over the whole set (ignore_class, `labeled`, NaN targets).
+        let labels = data.labels(rows: rows)
         func block(_ k: Int) -> Range<Int> {
             let lower = rows.lowerBound + k * E
             return lower..<min(lower + E, rows.upperBound)
@@ -51,7 +51,7 @@ extension TrainingStep {
         func load(_ k: Int) {
             let r = block(k)
             for i in r.indices { indices[i - r.lowerBound] = Int32(i) }
-            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labelledScales: scales) }
+            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labels: labels) }
         }
         // Moves block rows between the loss buffers and a block's slot of `round`.
         func copy(_ slot: UnsafeMutablePointer<Float>, count n: Int, out: Bool) {
@@ -86,7 +86,7 @@ extension TrainingStep {
                 }
                 for (h, head) in heads.enumerated() {
                     let s = sums.withUnsafeMutableBufferPointer { all in
-                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n,
+                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h], rows: n,
                                       globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + metricBase + metricOffsets[h])
                     }
                     sums[2 * h] += s.weightedLoss
@@ -97,7 +97,7 @@ extension TrainingStep {
         var result = Evaluation()
         result.samples = rows.count
         result.headLoss = heads.indices.map { sums[2 * $0] / Double(rows.count) }
-        result.headAccuracy = heads.indices.map { sums[2 * $0 + 1] / Double(rows.count) }
+        result.headAccuracy = heads.indices.map { sums[2 * $0 + 1] / Double(max(labels.labelled[$0], 1)) }
         result.headMetrics = sums.withUnsafeBufferPointer { metricResults($0.baseAddress! + metricBase) }
         result.total = regularizationLoss()
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLoss[h] }

@@ -106,7 +106,7 @@ extension TrainingStep {
                 let n = load(k)
                 model.forward(batch: n, training: true)
                 for (h, head) in heads.enumerated() {
-                    _ = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], rows: n, globalBatch: B, writeGradient: true)
+                    _ = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h], rows: n, globalBatch: B, writeGradient: true)
                 }
                 model.backward(batch: n, downTo: index + 1)
                 bn.gradientSums(batch: n, into: out)
@@ -171,7 +171,7 @@ extension TrainingStep {
                 metricScratch.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
                 for (h, head) in heads.enumerated() {
                     let sums = metricScratch.withUnsafeMutableBufferPointer { m in
-                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h],
                                       rows: local.count, globalBatch: B, writeGradient: true, metricSums: m.baseAddress! + metricOffsets[h])
                     }
                     if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {

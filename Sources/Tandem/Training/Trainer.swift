@@ -75,9 +75,10 @@ public final class Trainer {
                                         : (0..<trainRows.count).map(Int32.init)
             let base = Int32(trainRows.lowerBound)
             let globalOrder = order.map { $0 + base }
-            let metricBase = 2 * heads.count + 2
-            if position.epochSums.count != metricBase + step.metricSlots {
-                position.epochSums = [Double](repeating: 0, count: metricBase + step.metricSlots)
+            // epochSums: per head loss sum and correct; samples; total·samples; metric sums; per head labelled.
+            let metricBase = 2 * heads.count + 2, labelledBase = metricBase + step.metricSlots
+            if position.epochSums.count != labelledBase + heads.count {
+                position.epochSums = [Double](repeating: 0, count: labelledBase + heads.count)
             }
             let started = Date()
             var samplesThisRun = 0
@@ -95,6 +96,7 @@ public final class Trainer {
                 for h in heads.indices {
                     position.epochSums[2 * h] += figures.headLossSums[h]
                     position.epochSums[2 * h + 1] += figures.headCorrect[h]
+                    position.epochSums[labelledBase + h] += figures.headLabelled[h]
                 }
                 position.epochSums[2 * heads.count] += Double(figures.samples)
                 position.epochSums[2 * heads.count + 1] += figures.total * Double(figures.samples)
@@ -128,7 +130,7 @@ public final class Trainer {
             figures.samples = samplesThisRun
             figures.loss = position.epochSums[2 * heads.count + 1] / max(n, 1)
             figures.headLoss = heads.indices.map { position.epochSums[2 * $0] / max(n, 1) }
-            figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(n, 1) }
+            figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(position.epochSums[labelledBase + $0], 1) }
             figures.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate

@@ -29,6 +29,8 @@ public struct StepFigures: Sendable {
     /// Per head: Σ_i w_i·ℓ(i) and correct predictions over the global batch.
     public var headLossSums: [Double] = []
     public var headCorrect: [Double] = []
+    /// Per head: the samples of the global batch with a label (all, unless targets hold NaN rows).
+    public var headLabelled: [Double] = []
     /// Every head's metric sums over the global batch, heads in turn (Metrics.swift).
     public var metricSums: [Double] = []
     /// λ·Σw² over the L2-regularised tensors, before the update.
@@ -93,8 +95,9 @@ public final class TrainingStep {
     /// outputs depend, in the last bits, on the rows forwarded with it): training builds
     /// models of at least 64 rows in ordinary mode, of the micro-batch in reproducible mode.
     public var evaluationBlock: Int { min(model.maxBatch, 64) }
-    /// Per head, the weight of a labelled row this step (see `countLabelled`).
-    var labelledScales: [Double] = []
+    /// Per head, this step's labelled count and weight factor (see `countLabelled`); nil: every
+    /// row labelled, factor 1.
+    var labels: Labels?
     var exchange: FixedPointExchange?
     /// Reproducible mode: one micro-batch's metric sums before they go to fixed point.
     lazy var metricScratch = [Double](repeating: 0, count: metricSlots)
@@ -248,7 +251,7 @@ public final class TrainingStep {
         for k in base..<figures.count { figures[k] = 0 }
         for (h, head) in heads.enumerated() {
             let sums = figures.withUnsafeMutableBufferPointer { f in
-                head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h],
                               rows: rows, globalBatch: B, writeGradient: true, metricSums: f.baseAddress! + base + metricOffsets[h])
             }
             figures[2 * h] = sums.weightedLoss
@@ -291,22 +294,28 @@ public final class TrainingStep {
         if lastFigures.metricSums.count != metricSlots { lastFigures.metricSums = Array(repeating: 0, count: metricSlots) }
         for k in 0..<metricSlots { lastFigures.metricSums[k] = figure(base + k) }
         lastFigures.samples = Int(figure(2 * n))
+        if lastFigures.headLabelled.count != n { lastFigures.headLabelled = Array(repeating: 0, count: n) }
+        for h in 0..<n { lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples) }
         lastFigures.stopRequested = figure(2 * n + 1) > 0
         lastFigures.regularization = 0
         lastFigures.total = 0
         return lastFigures
     }
 
-    /// Keras's mask weight for heads with ignore_class, over the GLOBAL batch (Dataset.labelledScales):
-    /// the loss is then Σ w·ℓ / labelled for any rank count.
+    /// The labels of the GLOBAL batch (Dataset.labels): each rank reads every row's target, so
+    /// the divisors of ignore_class and `labeled` reduction, and the labelled counts, are the
+    /// global ones for any rank count without a collective. Skipped when every row is labelled
+    /// and no head divides by a labelled count.
     func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
-        guard heads.contains(where: { $0.options.ignoreClass != nil }) else { return }
-        labelledScales = data.labelledScales(rows: indices.lazy.map { Int($0) })
+        guard data.hasMissingLabels || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction == .labeled }) else {
+            labels = nil; return
+        }
+        labels = data.labels(rows: indices.lazy.map { Int($0) })
     }
 
     /// Loads samples `local` into the model and makes the table rows they read current.
     func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset, catchUp: Bool = true) {
-        batch.load(local, from: data, model: model, heads: heads, labelledScales: labelledScales)
+        batch.load(local, from: data, model: model, heads: heads, labels: labels)
         if catchUp, let table = deferredTable, let ids = table.embedding.source.tokens {
             // The rows this batch reads must be current before forward.
             for i in 0..<(local.count * table.embedding.source.width) {

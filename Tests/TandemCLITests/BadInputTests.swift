@@ -82,6 +82,12 @@ final class BadInputTests: XCTestCase {
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 5], to: p + "/aux_input.npy") }
         }
         try expectFailure(train(nan), mentions: ["aux_input.npy", "row 3", "not finite"])
+        // In a target, NaN is a missing label (SPEC §10); infinity is still refused.
+        let inf = try variant("inf-target") { p in
+            var v = [Float](repeating: 1, count: 40); v[6] = .nan; v[9] = .infinity
+            try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 1], to: p + "/main_output.npy") }
+        }
+        try expectFailure(train(inf), mentions: ["main_output.npy", "row 9", "inf", "NaN in every column marks a missing label"])
     }
 
     func testBadFlags() throws {
@@ -95,6 +101,8 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--loss", "main_output=hinge"]), mentions: ["--loss", "hinge"])
         try expectFailure(train(good, ["--l2", "nolayer=0.1"]), mentions: ["--l2", "nolayer"])
         try expectFailure(train(good, ["--class-weight", "main_output=x"]), mentions: ["--class-weight"])
+        try expectFailure(train(good, ["--head-reduction", "aux_output=mean"]), mentions: ["--head-reduction 'aux_output=mean'", "batch", "labeled"])
+        try expectFailure(train(good, ["--head-reduction", "side_output=labeled"]), mentions: ["--head-reduction", "side_output", "main_output, aux_output"])
     }
 
     func testUnwritableOutputIsNamed() throws {

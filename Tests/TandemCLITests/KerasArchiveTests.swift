@@ -80,18 +80,18 @@ class KerasFixtureTestCase: XCTestCase {
 
     /// Keras's fit from `archive` for `epochs`: the saved archive, its weights and its history.
     /// With `saveEpochs`, also `<archive>.epoch<N>.keras` after each epoch.
-    func kerasFit(_ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
+    func kerasFit(_ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, dataDir: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
         let out = dir + "/keras-\(m)-\(UUID().uuidString.prefix(6)).keras"
-        let fit = try keras(["fit", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"] + (saveEpochs ? ["--save-epochs"] : []))
+        let fit = try keras(["fit", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"] + (saveEpochs ? ["--save-epochs"] : []))
         XCTAssertEqual(fit.status, 0, fit.stderr, file: file, line: line)
         let history = try JSONSerialization.jsonObject(with: Data(fit.stdout.split(separator: "\n").last!.utf8)) as! [String: [Double]]
         return (out, try Harness.weights(out + ".safetensors"), history)
     }
 
-    func tandemTrain(_ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [],
+    func tandemTrain(_ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [], dataDir: String? = nil,
                              file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let out = dir + "/tandem-\(m)-\(np ?? 1)-\(UUID().uuidString.prefix(6))"
-        let args = ["train", "--model", archive, "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)",
+        let args = ["train", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)",
                     "--no-shuffle", "--quiet"] + extra
         let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
         XCTAssertEqual(r.status, 0, "\(m) np \(np ?? 1): \(r.stderr)", file: file, line: line)

@@ -1,0 +1,77 @@
+// Multi-task training (SPEC §10) through the CLI, on Keras-built archives:
+// missing labels against Keras with sample weight 0, across rank counts and
+// in reproducible mode. Needs TANDEM_KERAS_PYTHON (scripts/test.sh sets it).
+
+import Foundation
+import Tandem
+import XCTest
+
+final class MultiTaskTests: KerasFixtureTestCase {
+    /// The headline archive's data with aux_output unlabelled on rows 0–7 (the whole first batch at
+    /// batch 8) and every fifth row from 3: as NaN for Tandem, and as Keras users write it — a
+    /// stand-in label with sample weight 0.
+    private func partialLabels() throws -> (nan: String, zero: String, missing: Set<Int>) {
+        let source = data("headline"), nan = dir + "/data-nan", zero = dir + "/data-zero"
+        for d in [nan, zero] { try FileManager.default.copyItem(atPath: source, toPath: d) }
+        let aux = try NPYArray(path: source + "/aux_output.npy")
+        let missing = Set(0..<8).union(stride(from: 3, to: aux.rows, by: 5))
+        let labels = (0..<aux.rows).map { aux.float(row: $0) }
+        func write(_ v: [Float], _ path: String) throws { try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [aux.rows, 1], to: path) } }
+        try write(labels.enumerated().map { missing.contains($0.offset) ? .nan : $0.element }, nan + "/aux_output.npy")
+        try write(labels.enumerated().map { missing.contains($0.offset) ? 0 : $0.element }, zero + "/aux_output.npy")
+        try (0..<aux.rows).map { Float(missing.contains($0) ? 0 : 1) }.withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [aux.rows], to: zero + "/aux_output.sample_weight.npy")
+        }
+        return (nan, zero, missing)
+    }
+
+    /// `batch`: NaN rows train exactly as Keras with sample weight 0, at 1 and 3 ranks; `labeled`
+    /// differs from it and is byte-identical for 1, 2 and 3 ranks in reproducible mode; a first
+    /// batch without one aux label trains; accuracy counts the labelled rows only.
+    func testMissingLabelsTrainAsKerasWithSampleWeightZeroAtAnyRankCount() throws {
+        let m = "headline", (nan, zero, missing) = try partialLabels()
+        let keras = try kerasFit(model(m), m, epochs: 2, dataDir: zero)
+        for np in [nil, 3] as [Int?] {
+            let run = try tandemTrain(model(m), m, epochs: 2, np: np, dataDir: nan)
+            assertClose(try Harness.weights(run + "/weights.safetensors"), keras.weights, tolerance, "batch reduction np \(np ?? 1) against Keras with sample weight 0")
+            let lines = try Harness.metrics(run)
+            for key in ["loss", "main_output_loss", "aux_output_loss"] {
+                for e in 0..<2 {
+                    XCTAssertEqual(lines[e][key] as! Double, keras.history[key]![e], accuracy: 2e-6, "\(key) epoch \(e + 1) np \(np ?? 1)")
+                }
+            }
+        }
+        // Accuracy over labelled rows only: Tandem's evaluate of Keras's weights, by hand from its predictions.
+        let evaluated = try Harness.tandem(["evaluate", "--model", keras.archive, "--data", nan])
+        XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+        let figures = try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as! [String: Double]
+        let predicted = try Harness.tandem(["predict", "--model", keras.archive, "--data", nan, "--out", dir + "/pred"])
+        XCTAssertEqual(predicted.status, 0, predicted.stderr)
+        let p = try NPYArray(path: dir + "/pred/aux_output.npy"), t = try NPYArray(path: data(m) + "/aux_output.npy")
+        let labelled = (0..<t.rows).filter { !missing.contains($0) }
+        let hits = labelled.filter { (p.float(row: $0) > 0.5 ? 1 : 0) == t.float(row: $0) }.count
+        XCTAssertEqual(figures["aux_output_accuracy"]!, Double(hits) / Double(labelled.count), accuracy: 1e-12)
+
+        var bytes: [Data] = []
+        for np in [nil, 2, 3] as [Int?] {
+            let run = try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "3", "--head-reduction", "aux_output=labeled"], dataDir: nan)
+            bytes.append(try Data(contentsOf: URL(fileURLWithPath: run + "/weights.safetensors")))
+            let lines = try Harness.metrics(run)
+            XCTAssertTrue(lines.allSatisfy { ($0["aux_output_loss"] as! Double).isFinite }, "labeled: finite losses with an unlabelled first batch")
+        }
+        XCTAssertEqual(bytes[0], bytes[1], "labeled, reproducible: np 1 and 2")
+        XCTAssertEqual(bytes[0], bytes[2], "labeled, reproducible: np 1 and 3")
+        let plain = try tandemTrain(model(m), m, epochs: 2, extra: ["--reproducible", "--micro-batch", "3"], dataDir: nan)
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: plain + "/weights.safetensors")), bytes[0], "labeled divides by another number than batch")
+        // The reduction is part of the checkpoint: a resume may restate it, not change it.
+        let run = try tandemTrain(model(m), m, epochs: 1, extra: ["--head-reduction", "aux_output=labeled"], dataDir: nan)
+        let changed = try Harness.tandem(["train", "--out", run, "--resume", run, "--data", nan, "--epochs", "2", "--head-reduction", "aux_output=batch"])
+        XCTAssertNotEqual(changed.status, 0)
+        XCTAssertTrue(changed.stderr.contains("--head-reduction aux_output=batch contradicts the checkpoint's labeled"), changed.stderr)
+        let resumed = try Harness.tandem(["train", "--out", run, "--resume", run, "--data", nan, "--epochs", "2", "--quiet"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let straight = try tandemTrain(model(m), m, epochs: 2, extra: ["--head-reduction", "aux_output=labeled"], dataDir: nan)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/weights.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: straight + "/weights.safetensors")), "the resumed run keeps dividing by the labelled weight")
+    }
+}

@@ -47,6 +47,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr.") var quiet = false
+    @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
 
     func run() throws {
         try runCommand { comm in try train(comm) }
@@ -225,7 +226,14 @@ struct Train: ParsableCommand {
         options.syncCheckEvery = syncCheckEvery
         options.runDirectory = out
         options.progress = !quiet
-        let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        var trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
+            if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
+                throw TandemError.usage("--resume: --monitor '\(monitor.expression.text)' contradicts the checkpoint's '\(saved.expression)' (\(checkpointPath!))")
+            }
+            options.monitor = monitor
+            trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        }
         trainer.removeStaleTemporaryFiles()
         if let mpi = comm as? MPICommunicator {
             mpi.watchdog = CollectiveWatchdog(timeout: collectiveTimeout, rank: comm.rank)
@@ -267,6 +275,12 @@ struct Train: ParsableCommand {
         }
         let started = Date()
         let history = try trainer.fit()
+        if comm.rank == 0, let monitor = options.monitor, let state = trainer.position.monitor {
+            var line = trainer.stoppedEarlyAfter.map { "early stop after epoch \($0): \(monitor.expression.text) did not improve for \(monitor.patience!) epoch\(monitor.patience! == 1 ? "" : "s"); " } ?? ""
+            line += "best \(monitor.expression.text) = \(state.best.map { String(format: "%.6g", $0) } ?? "n/a") at epoch \(state.bestEpoch) (\(out)/best.keras)"
+            if monitor.restoreBest && state.bestEpoch > 0 { line += "; the final weights are that epoch's (--restore-best)" }
+            print(line)
+        }
         if trainer.stoppedOnRequest {
             if comm.rank == 0 {
                 var words = CommandLine.arguments
@@ -307,4 +321,42 @@ func startupReport(comm: Communicator, hosts: [String]) -> String {
     let threads = blasThreads()
     return "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
         + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ") + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
+}
+
+/// --monitor, --mode, --patience, --restore-best.
+struct MonitorFlags: ParsableArguments {
+    @Option(help: ArgumentHelp("Keep RUN/best.keras (and best.safetensors) from the epoch where this is best: a metrics.jsonl name such as val_loss, or a weighted sum such as 0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy.", valueName: "expr"))
+    var monitor: String?
+    @Option(help: ArgumentHelp("min or max: whether a lower or a higher --monitor value is better. Default: inferred as Keras does (losses and errors min; accuracy, AUC, precision, recall max).", valueName: "min|max"))
+    var mode: String?
+    @Option(help: "Stop after this many epochs without improvement of --monitor (Keras's EarlyStopping patience). Default: never stop early.")
+    var patience: Int?
+    @Flag(name: .customLong("restore-best"), help: "End with the best epoch's weights in weights.safetensors and model.keras (Keras's restore_best_weights).")
+    var restoreBest = false
+
+    func resolve(names: [String], heads: [Head]) throws -> MonitorOptions? {
+        guard let monitor else {
+            for (given, flag) in [(mode != nil, "--mode"), (patience != nil, "--patience"), (restoreBest, "--restore-best")] where given {
+                throw TandemError.usage("\(flag) needs --monitor (the figure to watch, e.g. --monitor val_loss)")
+            }
+            return nil
+        }
+        let expression = try MonitorExpression.parse(monitor)
+        for t in expression.terms where !names.contains(t.name) {
+            let hint = t.name.hasPrefix("val_") && !names.contains(where: { $0.hasPrefix("val_") }) ? "; val_ figures need --validation-split or --val-data" : ""
+            throw TandemError.usage("--monitor: '\(t.name)' is not a figure of this run (they are: \(names.filter { !["epoch", "step", "seconds", "samples_per_second"].contains($0) }.joined(separator: ", "))\(hint))")
+        }
+        let chosen: MonitorOptions.Mode
+        if let mode {
+            guard let m = MonitorOptions.Mode(rawValue: mode) else { throw TandemError.usage("--mode '\(mode)': expected min or max") }
+            chosen = m
+        } else {
+            guard let m = MonitorOptions.inferredMode(expression, heads: heads) else {
+                throw TandemError.usage("--monitor '\(monitor)': cannot tell whether higher or lower is better; give --mode min or --mode max")
+            }
+            chosen = m
+        }
+        if let patience, patience < 0 { throw TandemError.usage("--patience must be at least 0, got \(patience)") }
+        return MonitorOptions(expression: expression, mode: chosen, patience: patience, restoreBest: restoreBest)
+    }
 }

@@ -74,4 +74,60 @@ final class MultiTaskTests: KerasFixtureTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/weights.safetensors")),
                        try Data(contentsOf: URL(fileURLWithPath: straight + "/weights.safetensors")), "the resumed run keeps dividing by the labelled weight")
     }
+
+    /// Keras's own EarlyStopping on a sequence of val_loss values: how many epochs run, and the best (1-based).
+    private func kerasEarlyStopping(_ values: [Double], patience: Int) throws -> (epochs: Int, best: Int) {
+        let code = """
+            import json, sys, keras
+            values = json.loads(sys.argv[1]); cb = keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(sys.argv[2]))
+            class Stub: stop_training = False; metrics = []
+            m = Stub(); cb.set_model(m); cb.on_train_begin(); ran = 0
+            for e, v in enumerate(values):
+                cb.on_epoch_end(e, {"val_loss": v}); ran = e + 1
+                if m.stop_training: break
+            print(json.dumps([ran, cb.best_epoch + 1]))
+            """
+        let list = "[" + values.map { "\($0)" }.joined(separator: ", ") + "]"
+        let r = try Harness.run(f.python, ["-c", code, list, "\(patience)"], timeout: 120,
+                                environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let pair = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [Int]
+        return (pair[0], pair[1])
+    }
+
+    private func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
+
+    /// --monitor val_loss --patience 2 --restore-best stops where Keras's EarlyStopping stops on the
+    /// same values, keeps the best epoch's weights in best.safetensors / best.keras and ends with them,
+    /// the same at np 1 and 2; a resume mid-way decides as the uninterrupted run.
+    func testBestModelAndEarlyStoppingAtOneAndTwoRanks() throws {
+        let m = "headline", epochs = 10
+        let common = ["--optimizer", "adam", "--lr", "0.05", "--validation-split", "0.3", "--reproducible", "--micro-batch", "2"]
+        let full = try tandemTrain(model(m), m, epochs: epochs, extra: common)
+        let values = try Harness.metrics(full).map { $0["val_loss"] as! Double }
+        let keras = try kerasEarlyStopping(values, patience: 2)
+        XCTAssertLessThan(keras.epochs, epochs, "the run overfits, so early stopping has something to do")
+        let bestByHand = values.indices.min { values[$0] < values[$1] || (values[$0] == values[$1] && $0 < $1) }!
+        let expected = try bytes(tandemTrain(model(m), m, epochs: keras.best, extra: common) + "/weights.safetensors")
+        let watch = common + ["--monitor", "val_loss", "--patience", "2", "--restore-best"]
+        for np in [nil, 2] as [Int?] {
+            let run = try tandemTrain(model(m), m, epochs: epochs, np: np, extra: watch)
+            let lines = try Harness.metrics(run)
+            XCTAssertEqual(lines.count, keras.epochs, "np \(np ?? 1): stops after the epoch Keras stops after")
+            XCTAssertEqual(lines.map { $0["val_loss"] as! Double }, Array(values.prefix(keras.epochs)), "the same epochs as without --monitor")
+            XCTAssertLessThanOrEqual(keras.best - 1, bestByHand)
+            XCTAssertEqual(try bytes(run + "/best.safetensors"), expected, "np \(np ?? 1): best.safetensors holds epoch \(keras.best)'s weights")
+            XCTAssertEqual(try bytes(run + "/weights.safetensors"), expected, "np \(np ?? 1): --restore-best ends with them")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/best.keras"))
+        }
+        // Stop after epoch 1, resume: the monitor's state comes from the checkpoint.
+        let part = try tandemTrain(model(m), m, epochs: 1, extra: watch)
+        let resumed = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--validation-split", "0.3", "--epochs", "\(epochs)", "--quiet",
+                                          "--monitor", "val_loss", "--patience", "2", "--restore-best"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("early stop after epoch \(keras.epochs)"), resumed.stdout)
+        XCTAssertEqual(try bytes(part + "/weights.safetensors"), expected, "resumed: the same best epoch")
+        let other = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--validation-split", "0.3", "--epochs", "\(epochs + 1)", "--monitor", "val_main_output_loss"])
+        XCTAssertTrue(other.status != 0 && other.stderr.contains("contradicts the checkpoint's 'val_loss'"), other.stderr)
+    }
 }

@@ -14,6 +14,8 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     public var batchInEpoch = 0
     /// Running sums of the epoch so far: per head Σwℓ and correct, samples, Σ B·total.
     public var epochSums: [Double] = []
+    /// --monitor's best value, its epoch and the epochs waited since.
+    public var monitor: MonitorState?
     public init() {}
 }
 

@@ -33,7 +33,7 @@ final class Progress {
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
 
-    func epochDone(_ f: EpochFigures, epochs: Int, heads: [Head]) {
+    func epochDone(_ f: EpochFigures, epochs: Int, heads: [Head], monitor: (MonitorOptions, MonitorState)? = nil) {
         guard enabled else { return }
         var line = "epoch \(f.epoch)/\(epochs)  loss \(fmt(f.loss))"
         for (h, head) in heads.enumerated() {
@@ -48,6 +48,10 @@ final class Progress {
             }
         }
         line += "  |  lr \(rate(f.learningRate))  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
+        if let (options, state) = monitor {
+            let value = f.monitored.map { String(format: "%.4f", $0) } ?? "n/a"
+            line += "  |  monitor \(value)" + (f.improved ? " (best, saved best.keras)" : " (best \(state.best.map { String(format: "%.4f", $0) } ?? "n/a") at epoch \(state.bestEpoch)\(options.patience.map { "; \(state.wait)/\($0) without improvement" } ?? ""))")
+        }
         write((interactive ? "\r\u{1B}[K" : "") + line + "\n")
     }
 }

@@ -18,6 +18,8 @@ public struct TrainingOptions: Sendable {
     /// Run directory for weights, checkpoint and metrics (nil: write nothing).
     public var runDirectory: String?
     public var progress = true
+    /// Best model and early stopping (Monitor.swift); needs `runDirectory`.
+    public var monitor: MonitorOptions?
     public init() {}
 }
 
@@ -32,6 +34,9 @@ public struct EpochFigures: Sendable {
     public var seconds = 0.0
     /// The optimizer's learning rate after the epoch (the next step's; Keras's `optimizer.learning_rate`).
     public var learningRate: Float = 0
+    /// The --monitor expression's value this epoch, and whether it was the best so far.
+    public var monitored: Double?
+    public var improved = false
     public var samplesPerSecond: Double { seconds > 0 ? Double(samples) / seconds : 0 }
 }
 
@@ -52,6 +57,8 @@ public final class Trainer {
     public var watchdog: CollectiveWatchdog?
     /// True when `fit` returned early on a stop request (a checkpoint was written).
     public private(set) var stoppedOnRequest = false
+    /// The epoch after which --patience stopped training (nil: it did not).
+    public private(set) var stoppedEarlyAfter: Int?
     private let faults = TestFaults.fromEnvironment()
 
     public init(step: TrainingStep, data: Dataset, trainRows: Range<Int>,
@@ -135,15 +142,36 @@ public final class Trainer {
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
             if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
-            log.epochDone(figures, epochs: options.epochs, heads: heads)
+            var stopEarly = false
+            if let monitor = options.monitor {
+                // From reduced figures: every rank takes the same decision.
+                var state = position.monitor ?? MonitorState()
+                state.expression = monitor.expression.text
+                figures.monitored = monitor.expression.value(metricValues(figures))
+                figures.improved = state.update(figures.monitored, epoch: epoch + 1, mode: monitor.mode)
+                if figures.improved { try writeBest() }
+                position.monitor = state
+                stopEarly = state.shouldStop(patience: monitor.patience, epoch: epoch + 1)
+            }
+            log.epochDone(figures, epochs: options.epochs, heads: heads, monitor: options.monitor.map { ($0, position.monitor!) })
             history.append(figures)
             position.epoch += 1
             position.batchInEpoch = 0
             position.epochSums = []
             if options.syncCheckEvery == 0 { try checkParametersAgree(when: "after epoch \(epoch + 1)") }
             try writeEpochFiles(figures)
+            if stopEarly { stoppedEarlyAfter = epoch + 1; break }
         }
         step.synchronize()
+        if let monitor = options.monitor, monitor.restoreBest, let best = position.monitor, best.bestEpoch > 0,
+           best.bestEpoch != position.epoch, let run = options.runDirectory {
+            // Keras's restore_best_weights: the model's weights (the optimizer state stays the last).
+            let store = step.model.parameters
+            try communicator.agreeOn {
+                if communicator.rank == 0 { try loadWeights(store, from: SafeTensorsFile(path: run + "/best.safetensors")) }
+            }
+            try communicator.broadcast(store.values, bytes: store.count * 4, from: 0)
+        }
         try checkParametersAgree(when: "at the end")
         if let run = options.runDirectory {
             try rankZeroWrites {
@@ -184,6 +212,38 @@ public final class Trainer {
         }
     }
 
+    /// RUN/best.keras and RUN/best.safetensors: the weights of the best epoch so far (atomically).
+    private func writeBest() throws {
+        guard let run = options.runDirectory else { return }
+        step.synchronize()
+        try rankZeroWrites {
+            try saveWeights(step.model.parameters, to: run + "/best.safetensors")
+            try modelDescription?.saveArchive(to: run + "/best.keras", store: step.model.parameters,
+                                              optimizer: step.optimizer, heads: step.heads)
+        }
+    }
+
+    /// The names an epoch's metrics.jsonl line will hold (for checking --monitor before training).
+    public func metricNames() -> [String] {
+        var f = EpochFigures()
+        let n = step.heads.count
+        f.headLoss = Array(repeating: 0, count: n); f.headAccuracy = f.headLoss
+        f.headMetrics = step.heads.map { Array(repeating: 0, count: $0.metrics.count) }
+        if validation != nil {
+            var v = Evaluation()
+            v.headLoss = f.headLoss; v.headAccuracy = f.headLoss; v.headMetrics = f.headMetrics
+            f.validation = v
+        }
+        return metricFields(f).map(\.0)
+    }
+
+    /// An epoch's figures by their metrics.jsonl names.
+    func metricValues(_ f: EpochFigures) -> [String: Double] {
+        var values: [String: Double] = [:]
+        for (key, value) in metricFields(f) { if let d = value as? Double { values[key] = d } }
+        return values
+    }
+
     private func writeEpochFiles(_ figures: EpochFigures) throws {
         guard let run = options.runDirectory else { return }
         try writeCheckpoint()
@@ -201,7 +261,9 @@ public final class Trainer {
     }
 
     /// One JSON object with Keras's metric names.
-    public func metricsLine(_ f: EpochFigures) -> String {
+    public func metricsLine(_ f: EpochFigures) -> String { jsonObject(metricFields(f)) }
+
+    func metricFields(_ f: EpochFigures) -> [(String, Any)] {
         var fields: [(String, Any)] = [("epoch", f.epoch), ("step", f.step), ("loss", f.loss)]
         for (h, head) in step.heads.enumerated() {
             fields.append(("\(head.output)_loss", f.headLoss[h]))
@@ -219,7 +281,7 @@ public final class Trainer {
         fields.append(("learning_rate", Double(f.learningRate)))
         fields.append(("samples_per_second", f.samplesPerSecond))
         fields.append(("seconds", f.seconds))
-        return jsonObject(fields)
+        return fields
     }
 
     /// SPEC §4 consistency check: rank 0's per-tensor hashes against every rank's.

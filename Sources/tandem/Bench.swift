@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure reproducible mode (exact fixed-point sums of canonical micro-batches).") var reproducible = false
     @Option(name: .customLong("micro-batch"), help: "Micro-batch size in --reproducible mode.") var microBatch: Int = 8
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Flag(name: .customLong("head-diagnostics"), help: "Also time the per-head diagnostic pass of --head-diagnostics-every (per pass, on top of a step).")
+    var headDiagnostics = false
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
@@ -60,7 +62,8 @@ struct Bench: ParsableCommand {
             let data = try Dataset(directory: dir, model: model, heads: heads)
             let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
-                                          intervals: intervals, steps: stepsPerInterval)
+                                          intervals: intervals, steps: stepsPerInterval,
+                                          diagnostics: headDiagnostics ? HeadDiagnostics(model: model, heads: heads) : nil)
             result.sgemmPeak = peak
             guard comm.rank == 0 else { return }
             if json { print(result.json); return }
@@ -74,6 +77,12 @@ struct Bench: ParsableCommand {
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                          result.gflops, 100 * result.gflops / peak, peak))
             print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")
+            if let d = result.diagnosticMilliseconds {
+                print(String(format: "head diagnostics  %.1f ms per diagnostic pass (median of %d), %.1f× a step of %.1f ms",
+                             d, stepsPerInterval, d / (1000 * Double(global) / result.samplesPerSecond), 1000 * Double(global) / result.samplesPerSecond))
+            } else if headDiagnostics {
+                print("head diagnostics  none: no tensor is reached by more than one head")
+            }
             print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; target ≤ 1.3 × state + activations = %.0f MB",
                          Double(result.peakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
                          result.memoryBound / 1e6))

@@ -48,6 +48,8 @@ struct Train: ParsableCommand {
     var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr.") var quiet = false
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
+    @Option(name: .customLong("head-diagnostics-every"), help: "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off).")
+    var headDiagnosticsEvery: Int = 0
 
     func run() throws {
         try runCommand { comm in try train(comm) }
@@ -226,6 +228,8 @@ struct Train: ParsableCommand {
         options.syncCheckEvery = syncCheckEvery
         options.runDirectory = out
         options.progress = !quiet
+        guard headDiagnosticsEvery >= 0 else { throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)") }
+        options.diagnosticsEvery = headDiagnosticsEvery
         var trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
@@ -275,6 +279,9 @@ struct Train: ParsableCommand {
         }
         let started = Date()
         let history = try trainer.fit()
+        if comm.rank == 0, let d = trainer.diagnostics {
+            print(d.shared.isEmpty ? "per-head diagnostics: no tensor is reached by more than one head" : d.summary())
+        }
         if comm.rank == 0, let monitor = options.monitor, let state = trainer.position.monitor {
             var line = trainer.stoppedEarlyAfter.map { "early stop after epoch \($0): \(monitor.expression.text) did not improve for \(monitor.patience!) epoch\(monitor.patience! == 1 ? "" : "s"); " } ?? ""
             line += "best \(monitor.expression.text) = \(state.best.map { String(format: "%.6g", $0) } ?? "n/a") at epoch \(state.bestEpoch) (\(out)/best.keras)"

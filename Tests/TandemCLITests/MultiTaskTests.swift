@@ -130,4 +130,40 @@ final class MultiTaskTests: KerasFixtureTestCase {
         let other = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--validation-split", "0.3", "--epochs", "\(epochs + 1)", "--monitor", "val_main_output_loss"])
         XCTAssertTrue(other.status != 0 && other.stderr.contains("contradicts the checkpoint's 'val_loss'"), other.stderr)
     }
+
+    /// --head-diagnostics-every: a line per diagnostic step with every shared tensor's per-head figures,
+    /// the same at np 1 and 3 (to Float rounding), a summary by layer; and the weights are the bits of a
+    /// run without diagnostics (BatchNormalization statistics and dropout masks untouched).
+    func testHeadDiagnosticsAreGlobalAndChangeNothing() throws {
+        var lines: [[[String: Any]]] = []
+        for np in [nil, 3] as [Int?] {
+            let out = dir + "/diag-\(np ?? 1)"
+            let args = ["train", "--model", model("headline"), "--data", data("headline"), "--out", out, "--batch-size", "8", "--epochs", "2",
+                        "--no-shuffle", "--quiet", "--head-diagnostics-every", "2"]
+            let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("per-head diagnostics over 5 steps") && r.stdout.contains("lstm:  main_output norm"), r.stdout)
+            let text = try String(contentsOfFile: out + "/diagnostics.jsonl", encoding: .utf8)
+            lines.append(try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] })
+        }
+        XCTAssertEqual(lines[0].map { $0["step"] as! Int }, [2, 4, 6, 8, 10], "every second of 10 steps")
+        for (a, b) in zip(lines[0], lines[1]) {
+            let ta = a["tensors"] as! [[String: Any]], tb = b["tensors"] as! [[String: Any]]
+            XCTAssertEqual(ta.map { $0["tensor"] as! String }, ["embedding/embeddings", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias"])
+            for (x, y) in zip(ta, tb) {
+                for field in ["norm", "share", "cosine"] {
+                    let u = x[field] as! [String: Double], v = y[field] as! [String: Double]
+                    XCTAssertEqual(Set(u.keys), Set(v.keys))
+                    for (k, value) in u { XCTAssertEqual(v[k]!, value, accuracy: 1e-5 * max(abs(value), 1e-3), "\(x["tensor"]!) \(field) \(k)") }
+                }
+                let share = x["share"] as! [String: Double]
+                XCTAssertEqual(share.values.reduce(0, +), 1, accuracy: 1e-9, "shares add up to 1")
+            }
+        }
+        for m in ["normalized", "dropout", "headline"] {
+            let plain = try tandemTrain(model(m), m, epochs: 2)
+            let watched = try tandemTrain(model(m), m, epochs: 2, extra: ["--head-diagnostics-every", "1"])
+            XCTAssertEqual(try bytes(plain + "/weights.safetensors"), try bytes(watched + "/weights.safetensors"), "\(m): diagnostics change no weight")
+        }
+    }
 }

@@ -52,6 +52,8 @@ public struct BenchmarkResult: Sendable {
     public var intervals: [Double] = []
     public var timings = StepTimings()
     public var gflops = 0.0, sgemmPeak = 0.0
+    /// With diagnostics: the median milliseconds of one per-head diagnostic pass (on top of the step).
+    public var diagnosticMilliseconds: Double?
     public var peakRSS = 0, stateBytes = 0, activationBytes = 0
     /// SPEC target: peak RSS ≤ 1.3 × (parameters + gradients + slots) + activations.
     public var memoryBound: Double { 1.3 * Double(stateBytes) + Double(activationBytes) }
@@ -65,13 +67,15 @@ public struct BenchmarkResult: Sendable {
                     ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
                     ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
                     ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
-                    ("memory_bound_mb", memoryBound / 1e6), ("blas", BLASKernels.description)])
+                    ("memory_bound_mb", memoryBound / 1e6), ("diagnostic_ms", diagnosticMilliseconds ?? 0),
+                    ("blas", BLASKernels.description)])
     }
 }
 
 /// Trains `warmup` steps, then `intervals` × `steps` timed steps; samples/s is the median interval.
+/// With `diagnostics`, then `steps` per-head diagnostic passes, timed one by one.
 public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, warmup: Int, intervals: Int,
-                         steps: Int) throws -> BenchmarkResult {
+                         steps: Int, diagnostics: HeadDiagnostics? = nil) throws -> BenchmarkResult {
     let comm = step.communicator
     let global = batchPerRank * comm.size
     var epoch = 0, cursor = 0
@@ -95,6 +99,20 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
         rates.append(Double(global * steps) / elapsed[0])
     }
     var result = BenchmarkResult()
+    if let d = diagnostics, !d.shared.isEmpty {
+        var times: [Double] = []
+        for _ in 0..<steps {
+            if cursor + global > data.count { cursor = 0 }
+            try comm.barrier()
+            let t = monotonicSeconds()
+            _ = try order.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data) }
+            var elapsed = [monotonicSeconds() - t]
+            try comm.allReduceMax(&elapsed)
+            times.append(elapsed[0])
+            cursor += global
+        }
+        result.diagnosticMilliseconds = 1000 * times.sorted()[times.count / 2]
+    }
     result.ranks = comm.size
     result.batchPerRank = batchPerRank
     result.optimizer = step.optimizer.config.kind.rawValue

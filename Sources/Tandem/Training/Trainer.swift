@@ -18,6 +18,8 @@ public struct TrainingOptions: Sendable {
     /// Run directory for weights, checkpoint and metrics (nil: write nothing).
     public var runDirectory: String?
     public var progress = true
+    /// Steps between per-head diagnostics (HeadDiagnostics.swift; 0: none).
+    public var diagnosticsEvery = 0
     /// Best model and early stopping (Monitor.swift); needs `runDirectory`.
     public var monitor: MonitorOptions?
     public init() {}
@@ -57,6 +59,8 @@ public final class Trainer {
     public var watchdog: CollectiveWatchdog?
     /// True when `fit` returned early on a stop request (a checkpoint was written).
     public private(set) var stoppedOnRequest = false
+    /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
+    public private(set) var diagnostics: HeadDiagnostics?
     /// The epoch after which --patience stopped training (nil: it did not).
     public private(set) var stoppedEarlyAfter: Int?
     private let faults = TestFaults.fromEnvironment()
@@ -97,6 +101,9 @@ public final class Trainer {
                 step.model.dropoutKeys.seed = options.seed
                 step.model.dropoutKeys.epoch = epoch
                 step.epochPosition = range.lowerBound
+                if options.diagnosticsEvery > 0 && (position.step + 1) % options.diagnosticsEvery == 0 {
+                    try diagnose(globalOrder, range: range, epoch: epoch + 1)
+                }
                 let figures = try globalOrder.withUnsafeBufferPointer {
                     try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
                 }
@@ -212,6 +219,18 @@ public final class Trainer {
         }
     }
 
+    /// Each head's gradient of the shared tensors for this global batch (before its step),
+    /// one line of RUN/diagnostics.jsonl.
+    private func diagnose(_ order: [Int32], range: Range<Int>, epoch: Int) throws {
+        if diagnostics == nil { diagnostics = HeadDiagnostics(model: step.model, heads: step.heads) }
+        let d = diagnostics!
+        guard !d.shared.isEmpty else { return }
+        let figures = try order.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data) }
+        let line = d.record(figures, step: position.step + 1, epoch: epoch)
+        guard let run = options.runDirectory else { return }
+        try rankZeroWrites { try appendLine(line, to: run + "/diagnostics.jsonl") }
+    }
+
     /// RUN/best.keras and RUN/best.safetensors: the weights of the best epoch so far (atomically).
     private func writeBest() throws {
         guard let run = options.runDirectory else { return }
@@ -247,17 +266,17 @@ public final class Trainer {
     private func writeEpochFiles(_ figures: EpochFigures) throws {
         guard let run = options.runDirectory else { return }
         try writeCheckpoint()
-        try rankZeroWrites {
-            let line = metricsLine(figures)
-            let path = run + "/metrics.jsonl"
-            guard let handle = FileHandle(forWritingAtPath: path) ?? {
-                FileManager.default.createFile(atPath: path, contents: nil)
-                return FileHandle(forWritingAtPath: path)
-            }() else { throw TandemError.file(path, "cannot open for writing") }
-            defer { try? handle.close() }
-            try handle.seekToEnd()
-            try handle.write(contentsOf: Data((line + "\n").utf8))
-        }
+        try rankZeroWrites { try appendLine(metricsLine(figures), to: run + "/metrics.jsonl") }
+    }
+
+    private func appendLine(_ line: String, to path: String) throws {
+        guard let handle = FileHandle(forWritingAtPath: path) ?? {
+            FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }() else { throw TandemError.file(path, "cannot open for writing") }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data((line + "\n").utf8))
     }
 
     /// One JSON object with Keras's metric names.

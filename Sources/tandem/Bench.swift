@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure reproducible mode (exact fixed-point sums of canonical micro-batches).") var reproducible = false
     @Option(name: .customLong("micro-batch"), help: "Micro-batch size in --reproducible mode.") var microBatch: Int = 8
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Option(name: .customLong("gradient-surgery"), help: "pcgrad: measure steps with PCGrad on the shared tensors.") var gradientSurgery: String?
     @Flag(name: .customLong("head-diagnostics"), help: "Also time the per-head diagnostic pass of --head-diagnostics-every (per pass, on top of a step).")
     var headDiagnostics = false
     @OptionGroup var size: ModelSizeOptions
@@ -59,6 +60,12 @@ struct Bench: ParsableCommand {
                                         optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
                                         communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
+            if let gradientSurgery {
+                guard gradientSurgery == "pcgrad", !reproducible else {
+                    throw TandemError.usage("--gradient-surgery: pcgrad is the supported method, without --reproducible")
+                }
+                step.surgery = PCGrad(model: model, heads: heads, seed: 1)
+            }
             let data = try Dataset(directory: dir, model: model, heads: heads)
             let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
@@ -71,7 +78,7 @@ struct Bench: ParsableCommand {
             func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
             let name = resolved.headline.map { "headline \($0.vocabulary)×\($0.embeddingDimension), seq \($0.sequenceLength), lstm \($0.lstmUnits)" } ?? size.model
             print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(optimizerConfig.kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
-            print("path              \(step.pathDescription)")
+            print("path              \(step.pathDescription)\(step.surgery != nil ? ", PCGrad on \(step.surgery!.diagnostics.packedCount) shared parameters" : "")")
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",

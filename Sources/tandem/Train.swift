@@ -50,6 +50,8 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
     @Option(name: .customLong("head-diagnostics-every"), help: "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off).")
     var headDiagnosticsEvery: Int = 0
+    @Option(name: .customLong("gradient-surgery"), help: "pcgrad: project each head's gradient of the shared tensors off the heads it conflicts with (Yu et al. 2020), identically on every rank; costs a forward and backward per head each step.")
+    var gradientSurgery: String?
 
     func run() throws {
         try runCommand { comm in try train(comm) }
@@ -230,6 +232,14 @@ struct Train: ParsableCommand {
         options.progress = !quiet
         guard headDiagnosticsEvery >= 0 else { throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)") }
         options.diagnosticsEvery = headDiagnosticsEvery
+        if let meta = resumed, let given = gradientSurgery, given != meta.gradientSurgery {
+            throw TandemError.usage("--resume: --gradient-surgery \(given) contradicts the checkpoint's \(meta.gradientSurgery ?? "none") (\(checkpointPath!))")
+        }
+        if let gradientSurgery = gradientSurgery ?? resumed?.gradientSurgery {
+            guard gradientSurgery == "pcgrad" else { throw TandemError.usage("--gradient-surgery '\(gradientSurgery)': the supported method is pcgrad") }
+            guard micro == nil else { throw TandemError.usage("--gradient-surgery pcgrad is not available with --reproducible (its per-head gradients are combined in floating point)") }
+            step.surgery = PCGrad(model: model, heads: heads, seed: seed)
+        }
         var trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
@@ -252,6 +262,7 @@ struct Train: ParsableCommand {
                                                         shuffle: options.shuffle)
         trainer.checkpointTemplate?.microBatch = micro
         trainer.checkpointTemplate?.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
+        trainer.checkpointTemplate?.gradientSurgery = step.surgery == nil ? nil : "pcgrad"
         if resolved.headline == nil {
             trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
         }
@@ -279,6 +290,10 @@ struct Train: ParsableCommand {
         }
         let started = Date()
         let history = try trainer.fit()
+        if comm.rank == 0, let p = step.surgery {
+            print(p.diagnostics.shared.isEmpty ? "pcgrad: no tensor is reached by more than one head; nothing to project"
+                  : "pcgrad: heads conflicted on the shared tensors in \(p.conflictingSteps) of \(p.steps) steps (\(p.projections) projections)")
+        }
         if comm.rank == 0, let d = trainer.diagnostics {
             print(d.shared.isEmpty ? "per-head diagnostics: no tensor is reached by more than one head" : d.summary())
         }

@@ -103,6 +103,12 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--class-weight", "main_output=x"]), mentions: ["--class-weight"])
         try expectFailure(train(good, ["--head-reduction", "aux_output=mean"]), mentions: ["--head-reduction 'aux_output=mean'", "batch", "labeled"])
         try expectFailure(train(good, ["--head-reduction", "side_output=labeled"]), mentions: ["--head-reduction", "side_output", "main_output, aux_output"])
+        try expectFailure(train(good, ["--gradient-surgery", "mgda"]), mentions: ["--gradient-surgery 'mgda'", "pcgrad"])
+        try expectFailure(train(good, ["--gradient-surgery", "pcgrad", "--reproducible"]), mentions: ["not available with --reproducible"])
+        try expectFailure(train(good, ["--monitor", "val_loss"]), mentions: ["--monitor: 'val_loss' is not a figure of this run", "--validation-split"])
+        try expectFailure(train(good, ["--monitor", "loss+main_output_accuracy"]), mentions: ["cannot tell whether higher or lower is better", "--mode"])
+        try expectFailure(train(good, ["--patience", "2"]), mentions: ["--patience needs --monitor"])
+        try expectFailure(train(good, ["--monitor", "2*"]), mentions: ["--monitor '2*'"])
     }
 
     func testUnwritableOutputIsNamed() throws {

@@ -166,4 +166,26 @@ final class MultiTaskTests: KerasFixtureTestCase {
             XCTAssertEqual(try bytes(plain + "/weights.safetensors"), try bytes(watched + "/weights.safetensors"), "\(m): diagnostics change no weight")
         }
     }
+
+    /// --gradient-surgery pcgrad through the CLI: np 3 trains to np 1's weights, the projections are
+    /// reported, the result differs from plain training, and the choice is kept across a resume.
+    func testPCGradTrainsAlikeAtOneAndThreeRanks() throws {
+        let m = "headline"
+        var runs: [String] = []
+        for np in [nil, 3] as [Int?] {
+            let out = dir + "/pcgrad-\(np ?? 1)"
+            let args = ["train", "--model", model(m), "--data", data(m), "--out", out, "--batch-size", "8", "--epochs", "2",
+                        "--no-shuffle", "--quiet", "--gradient-surgery", "pcgrad"]
+            let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("pcgrad: heads conflicted on the shared tensors in"), r.stdout)
+            runs.append(out)
+        }
+        assertClose(try Harness.weights(runs[1] + "/weights.safetensors"), try Harness.weights(runs[0] + "/weights.safetensors"), tolerance, "pcgrad np 3 against np 1")
+        let plain = try tandemTrain(model(m), m, epochs: 2)
+        XCTAssertNotEqual(try bytes(plain + "/weights.safetensors"), try bytes(runs[0] + "/weights.safetensors"), "the projections change the step")
+        let resumed = try Harness.tandem(["train", "--out", runs[0], "--resume", runs[0], "--data", data(m), "--epochs", "3", "--quiet"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("pcgrad:"), "the resumed run keeps PCGrad: \(resumed.stdout)")
+    }
 }

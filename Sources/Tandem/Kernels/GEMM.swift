@@ -56,6 +56,16 @@ public func gemmReference(_ transA: Transpose, _ transB: Transpose,
 }
 
 /// Limits OpenBLAS to `count` threads. Under MPI every rank uses one.
+/// Σ x_i·y_i of two float vectors, accumulated in Double (BLAS dsdot).
+public func dotInDouble(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Double {
+    n == 0 ? 0 : cblas_dsdot(Int32(n), x, 1, y, 1)
+}
+
+/// y += α·x (BLAS saxpy).
+public func addScaled(_ alpha: Float, _ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count n: Int) {
+    if n > 0 && alpha != 0 { cblas_saxpy(Int32(n), alpha, x, 1, y, 1) }
+}
+
 public func setBLASThreads(_ count: Int) {
     openblas_set_num_threads(Int32(count))
 }

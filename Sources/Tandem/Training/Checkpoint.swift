@@ -42,6 +42,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var gradientBound: Double?
     /// Outputs whose loss is divided by the labelled weight (`--head-reduction OUTPUT=labeled`).
     public var labeledReduction: [String]?
+    /// `--gradient-surgery` (pcgrad), kept for a resume.
+    public var gradientSurgery: String?
     public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
                 batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
         self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer

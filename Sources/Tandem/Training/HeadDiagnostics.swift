@@ -26,7 +26,7 @@ public final class HeadDiagnostics {
     public let shared: [Shared]
     public let headNames: [String]
     /// Floats of all shared tensors together.
-    let packedCount: Int
+    public let packedCount: Int
     /// [head][packed shared gradients].
     var packed: [Float]
 
@@ -100,11 +100,7 @@ public final class HeadDiagnostics {
             for s in shared {
                 let n = s.view.count
                 func g(_ h: Int) -> UnsafePointer<Float> { p.baseAddress! + h * packedCount + offset }
-                func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Double {
-                    var sum = 0.0
-                    for i in 0..<n { sum += Double(a[i]) * Double(b[i]) }
-                    return sum
-                }
+                func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Double { dotInDouble(a, b, count: n) }
                 var gram = [[Double]](repeating: [Double](repeating: 0, count: H), count: H)
                 for a in s.heads { for b in s.heads where b >= a { gram[a][b] = dot(g(a), g(b)); gram[b][a] = gram[a][b] } }
                 let f = TensorFigures(gram: gram, heads: s.heads)

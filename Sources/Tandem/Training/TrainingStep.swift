@@ -75,7 +75,9 @@ public final class TrainingStep {
         didSet { compact?.formers = Self.formerCount(ranks: communicator.size, requested: tableGradientFormers) }
     }
     /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
-    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil }
+    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil && surgery == nil }
+    /// PCGrad on the shared tensors (GradientSurgery.swift): needs the dense table gradient.
+    public var surgery: PCGrad?
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
     let deferredTable: (embedding: Embedding, view: TensorView)?
     /// Reproducible mode: the canonical micro-batch size (nil: the ordinary float step).
@@ -159,6 +161,11 @@ public final class TrainingStep {
         let params = model.parameters, g = params.gradients
         let compactStep = usesCompactTableGradient ? compact : nil
         let result: StepFigures
+        if let surgery {
+            // Each head's own shared gradient over the global batch, before the combined one.
+            guard microBatch == nil else { throw TandemError.usage("--gradient-surgery is not available with --reproducible (its per-head gradients are combined in floating point)") }
+            _ = try diagnose(surgery.diagnostics, globalBatch: indices, data: data)
+        }
         if let m = microBatch {
             result = try computeGradientReproducibly(globalBatch: indices, data: data, microBatch: m, compact: compactStep)
         } else if let c = compactStep {
@@ -167,6 +174,7 @@ public final class TrainingStep {
             result = try computeGradient(globalBatch: indices, data: data)
         }
         let started = monotonicSeconds()
+        surgery?.apply(to: g, step: optimizer.iterations + 1)
         if let c = compactStep {
             // The table first, block by block: each block's dE is formed here (and shared
             // out across ranks, CompactTableStep.swift) while the LSTM kernel is still the

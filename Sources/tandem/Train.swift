@@ -48,6 +48,7 @@ struct Train: ParsableCommand {
     var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr.") var quiet = false
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
+    @OptionGroup(title: "Loss weights over time") var lossWeightFlags: LossWeightFlags
     @Option(name: .customLong("head-diagnostics-every"), help: "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off).")
     var headDiagnosticsEvery: Int = 0
     @Option(name: .customLong("gradient-surgery"), help: "pcgrad: project each head's gradient of the shared tensors off the heads it conflicts with (Yu et al. 2020), identically on every rank; costs a forward and backward per head each step.")
@@ -240,14 +241,34 @@ struct Train: ParsableCommand {
             guard micro == nil else { throw TandemError.usage("--gradient-surgery pcgrad is not available with --reproducible (its per-head gradients are combined in floating point)") }
             step.surgery = PCGrad(model: model, heads: heads, seed: seed)
         }
-        var trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        // Loss weights over time: the flags', else the checkpoint's; a resume may restate them, not change them.
+        var schedules = try lossWeightFlags.schedules(heads)
+        if let meta = resumed {
+            let saved = meta.lossWeightSchedules ?? [:]
+            if !lossWeightFlags.schedules.isEmpty && schedules != saved {
+                throw TandemError.usage("--resume: --loss-weight-schedule contradicts the checkpoint's schedules (\(checkpointPath!))")
+            }
+            schedules = saved
+        }
+        let learned = try lossWeightFlags.learned()
+        if let meta = resumed, let learned, learned != meta.learnedWeighting?.kind {
+            throw TandemError.usage("--resume: --loss-weighting \(learned.rawValue) contradicts the checkpoint's \(meta.learnedWeighting?.kind.rawValue ?? "constant weights") (\(checkpointPath!))")
+        }
+        let weighting = LossWeighting(base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learned ?? resumed?.learnedWeighting?.kind,
+                                      optimizer: optimizerConfig)
+        if weighting.isActive {
+            for (output, s) in schedules { try s.check(stepsPerEpoch: trainer.stepsPerEpoch, output: output) }
+            if let state = resumed?.learnedWeighting { try weighting.restore(state) }
+            trainer.lossWeighting = weighting
+        }
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
                 throw TandemError.usage("--resume: --monitor '\(monitor.expression.text)' contradicts the checkpoint's '\(saved.expression)' (\(checkpointPath!))")
             }
-            options.monitor = monitor
-            trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+            trainer.options.monitor = monitor
         }
+
         trainer.removeStaleTemporaryFiles()
         if let mpi = comm as? MPICommunicator {
             mpi.watchdog = CollectiveWatchdog(timeout: collectiveTimeout, rank: comm.rank)
@@ -263,6 +284,7 @@ struct Train: ParsableCommand {
         trainer.checkpointTemplate?.microBatch = micro
         trainer.checkpointTemplate?.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
         trainer.checkpointTemplate?.gradientSurgery = step.surgery == nil ? nil : "pcgrad"
+        trainer.checkpointTemplate?.lossWeightSchedules = schedules.isEmpty ? nil : schedules
         if resolved.headline == nil {
             trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
         }
@@ -297,7 +319,7 @@ struct Train: ParsableCommand {
         if comm.rank == 0, let d = trainer.diagnostics {
             print(d.shared.isEmpty ? "per-head diagnostics: no tensor is reached by more than one head" : d.summary())
         }
-        if comm.rank == 0, let monitor = options.monitor, let state = trainer.position.monitor {
+        if comm.rank == 0, let monitor = trainer.options.monitor, let state = trainer.position.monitor {
             var line = trainer.stoppedEarlyAfter.map { "early stop after epoch \($0): \(monitor.expression.text) did not improve for \(monitor.patience!) epoch\(monitor.patience! == 1 ? "" : "s"); " } ?? ""
             line += "best \(monitor.expression.text) = \(state.best.map { String(format: "%.6g", $0) } ?? "n/a") at epoch \(state.bestEpoch) (\(out)/best.keras)"
             if monitor.restoreBest && state.bestEpoch > 0 { line += "; the final weights are that epoch's (--restore-best)" }
@@ -380,5 +402,35 @@ struct MonitorFlags: ParsableArguments {
         }
         if let patience, patience < 0 { throw TandemError.usage("--patience must be at least 0, got \(patience)") }
         return MonitorOptions(expression: expression, mode: chosen, patience: patience, restoreBest: restoreBest)
+    }
+}
+
+/// --loss-weight-schedule, --loss-weighting.
+struct LossWeightFlags: ParsableArguments {
+    @Option(name: .customLong("loss-weight-schedule"), help: ArgumentHelp("An output's loss weight over time, OUTPUT=SCHEDULE (repeatable): constant:W, linear:W0:W1:START:END (W0 until START, then linearly to W1 at END) or step:W0:W1:AT; points are optimizer steps, or epochs written like 2e.", valueName: "output=schedule"))
+    var schedules: [String] = []
+    @Option(name: .customLong("loss-weighting"), help: ArgumentHelp("Learned loss weights: uncertainty (Kendall et al. 2018: a trainable log-variance s per head, objective Σ w·exp(−s)·loss + s).", valueName: "method"))
+    var weighting: String?
+
+    func schedules(_ heads: [Head]) throws -> [String: LossWeightSchedule] {
+        var result: [String: LossWeightSchedule] = [:]
+        for item in schedules {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw TandemError.usage("--loss-weight-schedule '\(item)': expected OUTPUT=SCHEDULE") }
+            guard heads.contains(where: { $0.output == parts[0] }) else {
+                throw TandemError.usage("--loss-weight-schedule: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))")
+            }
+            result[parts[0]] = try LossWeightSchedule.parse(parts[1])
+        }
+        return result
+    }
+
+    func learned() throws -> LearnedWeighting? {
+        guard let weighting else { return nil }
+        guard let kind = LearnedWeighting(rawValue: weighting) else {
+            let later = weighting == "gradnorm" ? " (gradnorm is not implemented yet)" : ""
+            throw TandemError.usage("--loss-weighting '\(weighting)': the supported method is uncertainty\(later)")
+        }
+        return kind
     }
 }

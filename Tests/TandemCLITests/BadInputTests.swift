@@ -109,6 +109,9 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--monitor", "loss+main_output_accuracy"]), mentions: ["cannot tell whether higher or lower is better", "--mode"])
         try expectFailure(train(good, ["--patience", "2"]), mentions: ["--patience needs --monitor"])
         try expectFailure(train(good, ["--monitor", "2*"]), mentions: ["--monitor '2*'"])
+        try expectFailure(train(good, ["--loss-weight-schedule", "aux_output=linear:1:0"]), mentions: ["--loss-weight-schedule 'linear:1:0'", "linear:W0:W1:START:END"])
+        try expectFailure(train(good, ["--loss-weight-schedule", "side_output=constant:1"]), mentions: ["unknown output 'side_output'"])
+        try expectFailure(train(good, ["--loss-weighting", "gradnorm"]), mentions: ["--loss-weighting 'gradnorm'", "uncertainty", "not implemented"])
     }
 
     func testUnwritableOutputIsNamed() throws {

@@ -188,4 +188,42 @@ final class MultiTaskTests: KerasFixtureTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("pcgrad:"), "the resumed run keeps PCGrad: \(resumed.stdout)")
     }
+
+    /// Loss weights over time through the CLI: a ramp's weights by hand in metrics.jsonl, a resume in
+    /// the middle of the ramp (with uncertainty weighting too) byte-identical to the uninterrupted run,
+    /// np 3 = np 1, the final weights in model.keras's compile config, and a resume that changes them refused.
+    func testLossWeightsOverTimeResumeExactly() throws {
+        let m = "headline", stepsPerEpoch = 5  // 37 samples at batch 8
+        let ramp = ["--loss-weight-schedule", "aux_output=linear:1:0.1:2:3e"]
+        let plain = try tandemTrain(model(m), m, epochs: 4, extra: ramp)
+        let lines = try Harness.metrics(plain)
+        for (e, line) in lines.enumerated() {
+            // The epoch's last step is taken after 5(e+1) − 1 steps.
+            let t = Double(stepsPerEpoch * (e + 1) - 1)
+            let expected = t <= 2 ? 1 : t >= 15 ? 0.1 : 1 + (0.1 - 1) * (t - 2) / 13
+            XCTAssertEqual(line["aux_output_loss_weight"] as! Double, expected, accuracy: 1e-12, "epoch \(e + 1)")
+            XCTAssertEqual(line["main_output_loss_weight"] as! Double, 1)
+        }
+        let both = ramp + ["--loss-weighting", "uncertainty", "--optimizer", "adam"]
+        let straight = try tandemTrain(model(m), m, epochs: 4, extra: both)
+        let part = try tandemTrain(model(m), m, epochs: 2, extra: both)
+        let resumed = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--epochs", "4", "--quiet"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try bytes(part + "/weights.safetensors"), try bytes(straight + "/weights.safetensors"), "resumed mid-ramp with learned weights")
+        XCTAssertEqual(try Harness.metrics(part).last!["aux_output_loss_weight"] as! Double, try Harness.metrics(straight).last!["aux_output_loss_weight"] as! Double)
+        let three = try tandemTrain(model(m), m, epochs: 4, np: 3, extra: both)
+        assertClose(try Harness.weights(three + "/weights.safetensors"), try Harness.weights(straight + "/weights.safetensors"), tolerance, "np 3 against np 1")
+        let learned = try Harness.metrics(straight).last!
+        XCTAssertNotEqual(learned["main_output_loss_weight"] as! Double, 1, "uncertainty moved the main weight")
+        // model.keras carries the weights of the last step.
+        let code = "import zipfile, json, sys; c = json.loads(zipfile.ZipFile(sys.argv[1]).read('config.json')); print(json.dumps(c['compile_config']['loss_weights']))"
+        let read = try Harness.run(f.python, ["-c", code, straight + "/model.keras"])
+        XCTAssertEqual(read.status, 0, read.stderr)
+        let saved = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8))
+        let values = (saved as? [String: Double]).map { [$0["main_output"]!, $0["aux_output"]!] } ?? (saved as! [Double])
+        XCTAssertEqual(values[0], learned["main_output_loss_weight"] as! Double, accuracy: 1e-12)
+        XCTAssertEqual(values[1], learned["aux_output_loss_weight"] as! Double, accuracy: 1e-12)
+        let changed = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--epochs", "5", "--loss-weight-schedule", "aux_output=constant:1"])
+        XCTAssertTrue(changed.status != 0 && changed.stderr.contains("contradicts the checkpoint's schedules"), changed.stderr)
+    }
 }

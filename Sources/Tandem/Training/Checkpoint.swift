@@ -42,6 +42,9 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var gradientBound: Double?
     /// Outputs whose loss is divided by the labelled weight (`--head-reduction OUTPUT=labeled`).
     public var labeledReduction: [String]?
+    /// Per output, its --loss-weight-schedule; and the learned weighting's state.
+    public var lossWeightSchedules: [String: LossWeightSchedule]?
+    public var learnedWeighting: LearnedWeightingState?
     /// `--gradient-surgery` (pcgrad), kept for a resume.
     public var gradientSurgery: String?
     public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,

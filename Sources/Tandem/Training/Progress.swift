@@ -16,7 +16,7 @@ final class Progress {
     private func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 
     func step(epoch: Int, epochs: Int, batch: Int, batches: Int, sums: [Double], heads: [String],
-              learningRate: Float, samplesPerSecond: Double, remaining: Double) {
+              learningRate: Float, samplesPerSecond: Double, remaining: Double, weights: [Double]? = nil) {
         guard enabled else { return }
         let now = Date()
         let tenth = max(1, batches / 10)
@@ -28,7 +28,7 @@ final class Progress {
         lastPrint = now
         let n = max(sums[2 * heads.count], 1)
         var line = "epoch \(epoch)/\(epochs)  step \(batch)/\(batches)  loss \(fmt(sums[2 * heads.count + 1] / n))"
-        for (h, name) in heads.enumerated() { line += "  \(name) \(fmt(sums[2 * h] / n))" }
+        for (h, name) in heads.enumerated() { line += "  \(name) \(fmt(sums[2 * h] / n))" + (weights.map { " ×\(weight($0[h]))" } ?? "") }
         line += "  lr \(rate(learningRate))  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
@@ -37,7 +37,7 @@ final class Progress {
         guard enabled else { return }
         var line = "epoch \(f.epoch)/\(epochs)  loss \(fmt(f.loss))"
         for (h, head) in heads.enumerated() {
-            line += "  \(head.output) loss \(fmt(f.headLoss[h]))"
+            line += "  \(head.output) loss \(fmt(f.headLoss[h]))" + (f.headWeights.map { " ×\(weight($0[h]))" } ?? "")
             if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
             for (m, metric) in head.metrics.enumerated() { line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))" }
         }
@@ -55,6 +55,9 @@ final class Progress {
         write((interactive ? "\r\u{1B}[K" : "") + line + "\n")
     }
 }
+
+/// A loss weight in 4 significant digits.
+func weight(_ x: Double) -> String { String(format: "%.4g", x) }
 
 /// A learning rate in 4 significant digits (1e-05 style when small).
 func rate(_ x: Float) -> String { String(format: "%.4g", Double(x)) }

@@ -36,6 +36,8 @@ public struct EpochFigures: Sendable {
     public var seconds = 0.0
     /// The optimizer's learning rate after the epoch (the next step's; Keras's `optimizer.learning_rate`).
     public var learningRate: Float = 0
+    /// Per head, the loss weight of the epoch's last step (with loss weights over time).
+    public var headWeights: [Double]?
     /// The --monitor expression's value this epoch, and whether it was the best so far.
     public var monitored: Double?
     public var improved = false
@@ -44,7 +46,7 @@ public struct EpochFigures: Sendable {
 
 public final class Trainer {
     public let step: TrainingStep
-    public let options: TrainingOptions
+    public var options: TrainingOptions
     public let data: Dataset
     public let trainRows: Range<Int>
     public let validation: (data: Dataset, rows: Range<Int>)?
@@ -59,6 +61,8 @@ public final class Trainer {
     public var watchdog: CollectiveWatchdog?
     /// True when `fit` returned early on a stop request (a checkpoint was written).
     public private(set) var stoppedOnRequest = false
+    /// Loss weights over time (schedules, learned weighting); nil: the heads' constant weights.
+    public var lossWeighting: LossWeighting?
     /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
     public private(set) var diagnostics: HeadDiagnostics?
     /// The epoch after which --patience stopped training (nil: it did not).
@@ -101,11 +105,18 @@ public final class Trainer {
                 step.model.dropoutKeys.seed = options.seed
                 step.model.dropoutKeys.epoch = epoch
                 step.epochPosition = range.lowerBound
+                let scheduled = lossWeighting?.scheduled(afterSteps: position.step, stepsPerEpoch: stepsPerEpoch)
+                if let w = lossWeighting, w.isActive {
+                    step.setLossWeights(w.weights(afterSteps: position.step, stepsPerEpoch: stepsPerEpoch))
+                }
                 if options.diagnosticsEvery > 0 && (position.step + 1) % options.diagnosticsEvery == 0 {
                     try diagnose(globalOrder, range: range, epoch: epoch + 1)
                 }
                 let figures = try globalOrder.withUnsafeBufferPointer {
                     try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
+                }
+                if let w = lossWeighting, let scheduled {
+                    w.update(losses: figures.headLossSums.map { $0 / Double(max(figures.samples, 1)) }, scheduled: scheduled)
                 }
                 for h in heads.indices {
                     position.epochSums[2 * h] += figures.headLossSums[h]
@@ -122,7 +133,8 @@ public final class Trainer {
                 log.step(epoch: epoch + 1, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch,
                          sums: position.epochSums, heads: heads.map(\.output), learningRate: step.optimizer.currentLearningRate,
                          samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
-                         remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
+                         remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])),
+                         weights: lossWeighting?.isActive == true ? step.heads.map(\.weight) : nil)
                 if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
                     try checkParametersAgree(when: "after step \(position.step)")
                 }
@@ -148,6 +160,7 @@ public final class Trainer {
             figures.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
+            if lossWeighting?.isActive == true { figures.headWeights = step.heads.map(\.weight) }
             if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
             var stopEarly = false
             if let monitor = options.monitor {
@@ -212,6 +225,7 @@ public final class Trainer {
         if step.optimizer.config.kind == .nadam { metadata.nadamProduct = step.optimizer.nadamProduct }
         metadata.microBatch = step.microBatch
         metadata.gradientBound = step.gradientBound
+        metadata.learnedWeighting = lossWeighting?.state
         step.synchronize()
         try rankZeroWrites {
             try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
@@ -248,6 +262,7 @@ public final class Trainer {
         let n = step.heads.count
         f.headLoss = Array(repeating: 0, count: n); f.headAccuracy = f.headLoss
         f.headMetrics = step.heads.map { Array(repeating: 0, count: $0.metrics.count) }
+        if lossWeighting?.isActive == true { f.headWeights = f.headLoss }
         if validation != nil {
             var v = Evaluation()
             v.headLoss = f.headLoss; v.headAccuracy = f.headLoss; v.headMetrics = f.headMetrics
@@ -288,6 +303,7 @@ public final class Trainer {
             fields.append(("\(head.output)_loss", f.headLoss[h]))
             if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", f.headAccuracy[h])) }
             for (m, metric) in head.metrics.enumerated() { fields.append(("\(head.output)_\(metric.name)", f.headMetrics[h][m])) }
+            if let w = f.headWeights { fields.append(("\(head.output)_loss_weight", w[h])) }
         }
         if let v = f.validation {
             fields.append(("val_loss", v.total))

@@ -44,7 +44,7 @@ public struct StepFigures: Sendable {
 /// The model, its heads, the optimizer and the communicator, wired for one step.
 public final class TrainingStep {
     public let model: Model
-    public let heads: [Head]
+    public private(set) var heads: [Head]
     public let optimizer: Optimizer
     public let communicator: Communicator
     /// Weight penalties, each tensor once (a shared layer's too), added after the allreduce.
@@ -147,6 +147,11 @@ public final class TrainingStep {
         }
         compact = TrainingStep.compactTable(model: model, table: deferredTable, optimizer: optimizer, regularizers: self.regularizers,
                                             formers: Self.formerCount(ranks: communicator.size, requested: Self.defaultTableGradientFormers))
+    }
+
+    /// The loss weights of the next steps (LossWeighting.swift), one per head.
+    public func setLossWeights(_ weights: [Double]) {
+        for h in heads.indices { heads[h].weight = weights[h] }
     }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):

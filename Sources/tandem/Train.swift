@@ -255,12 +255,23 @@ struct Train: ParsableCommand {
         if let meta = resumed, let learned, learned != meta.learnedWeighting?.kind {
             throw TandemError.usage("--resume: --loss-weighting \(learned.rawValue) contradicts the checkpoint's \(meta.learnedWeighting?.kind.rawValue ?? "constant weights") (\(checkpointPath!))")
         }
-        let weighting = LossWeighting(base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learned ?? resumed?.learnedWeighting?.kind,
-                                      optimizer: optimizerConfig)
+        let learnedKind = learned ?? resumed?.learnedWeighting?.kind
+        if learnedKind == .gradnorm && !schedules.isEmpty {
+            throw TandemError.usage("--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
+        }
+        let alpha = resumed?.learnedWeighting?.alpha ?? lossWeightFlags.gradnormAlpha
+        if let meta = resumed?.learnedWeighting, meta.kind == .gradnorm, let given = lossWeightFlags.alphaGiven, given != meta.alpha {
+            throw TandemError.usage("--resume: --gradnorm-alpha \(given) contradicts the checkpoint's \(meta.alpha ?? 1.5) (\(checkpointPath!))")
+        }
+        let weighting = LossWeighting(base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learnedKind,
+                                      optimizer: optimizerConfig, alpha: alpha)
         if weighting.isActive {
             for (output, s) in schedules { try s.check(stepsPerEpoch: trainer.stepsPerEpoch, output: output) }
             if let state = resumed?.learnedWeighting { try weighting.restore(state) }
             trainer.lossWeighting = weighting
+            if learnedKind == .gradnorm, trainer.gradNormLayer.shared.isEmpty {
+                throw TandemError.usage("--loss-weighting gradnorm needs a layer that several heads share (this model's heads share none)")
+            }
         }
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
@@ -409,8 +420,11 @@ struct MonitorFlags: ParsableArguments {
 struct LossWeightFlags: ParsableArguments {
     @Option(name: .customLong("loss-weight-schedule"), help: ArgumentHelp("An output's loss weight over time, OUTPUT=SCHEDULE (repeatable): constant:W, linear:W0:W1:START:END (W0 until START, then linearly to W1 at END) or step:W0:W1:AT; points are optimizer steps, or epochs written like 2e.", valueName: "output=schedule"))
     var schedules: [String] = []
-    @Option(name: .customLong("loss-weighting"), help: ArgumentHelp("Learned loss weights: uncertainty (Kendall et al. 2018: a trainable log-variance s per head, objective Σ w·exp(−s)·loss + s).", valueName: "method"))
+    @Option(name: .customLong("loss-weighting"), help: ArgumentHelp("Learned loss weights: uncertainty (Kendall et al. 2018: a trainable log-variance s per head, objective Σ w·exp(−s)·loss + s) or gradnorm (Chen et al. 2018: weights that balance the heads' gradient norms at the last shared layer).", valueName: "method"))
     var weighting: String?
+    @Option(name: .customLong("gradnorm-alpha"), help: "GradNorm's α: how strongly heads that train slower get larger gradients. Default 1.5.")
+    var alphaGiven: Double?
+    var gradnormAlpha: Double { alphaGiven ?? 1.5 }
 
     func schedules(_ heads: [Head]) throws -> [String: LossWeightSchedule] {
         var result: [String: LossWeightSchedule] = [:]
@@ -428,9 +442,10 @@ struct LossWeightFlags: ParsableArguments {
     func learned() throws -> LearnedWeighting? {
         guard let weighting else { return nil }
         guard let kind = LearnedWeighting(rawValue: weighting) else {
-            let later = weighting == "gradnorm" ? " (gradnorm is not implemented yet)" : ""
-            throw TandemError.usage("--loss-weighting '\(weighting)': the supported method is uncertainty\(later)")
+            throw TandemError.usage("--loss-weighting '\(weighting)': the supported methods are uncertainty and gradnorm")
         }
+        if let a = alphaGiven, !(a.isFinite && a >= 0) { throw TandemError.usage("--gradnorm-alpha must be a non-negative number, got \(a)") }
+        if alphaGiven != nil && kind != .gradnorm { throw TandemError.usage("--gradnorm-alpha applies to --loss-weighting gradnorm") }
         return kind
     }
 }

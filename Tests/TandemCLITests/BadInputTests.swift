@@ -111,7 +111,9 @@ final class BadInputTests: XCTestCase {
         try expectFailure(train(good, ["--monitor", "2*"]), mentions: ["--monitor '2*'"])
         try expectFailure(train(good, ["--loss-weight-schedule", "aux_output=linear:1:0"]), mentions: ["--loss-weight-schedule 'linear:1:0'", "linear:W0:W1:START:END"])
         try expectFailure(train(good, ["--loss-weight-schedule", "side_output=constant:1"]), mentions: ["unknown output 'side_output'"])
-        try expectFailure(train(good, ["--loss-weighting", "gradnorm"]), mentions: ["--loss-weighting 'gradnorm'", "uncertainty", "not implemented"])
+        try expectFailure(train(good, ["--loss-weighting", "mgda"]), mentions: ["--loss-weighting 'mgda'", "uncertainty and gradnorm"])
+        try expectFailure(train(good, ["--loss-weighting", "gradnorm", "--loss-weight-schedule", "aux_output=constant:1"]), mentions: ["does not combine with --loss-weight-schedule"])
+        try expectFailure(train(good, ["--loss-weighting", "uncertainty", "--gradnorm-alpha", "1"]), mentions: ["--gradnorm-alpha applies to --loss-weighting gradnorm"])
     }
 
     func testUnwritableOutputIsNamed() throws {

@@ -225,5 +225,18 @@ final class MultiTaskTests: KerasFixtureTestCase {
         XCTAssertEqual(values[1], learned["aux_output_loss_weight"] as! Double, accuracy: 1e-12)
         let changed = try Harness.tandem(["train", "--out", part, "--resume", part, "--data", data(m), "--epochs", "5", "--loss-weight-schedule", "aux_output=constant:1"])
         XCTAssertTrue(changed.status != 0 && changed.stderr.contains("contradicts the checkpoint's schedules"), changed.stderr)
+        // GradNorm: its weights, initial losses and slots in the checkpoint; np 3 = np 1.
+        let gradnorm = ["--loss-weighting", "gradnorm", "--optimizer", "adam", "--lr", "0.01"]
+        let gStraight = try tandemTrain(model(m), m, epochs: 3, extra: gradnorm)
+        let gPart = try tandemTrain(model(m), m, epochs: 1, extra: gradnorm)
+        let gResumed = try Harness.tandem(["train", "--out", gPart, "--resume", gPart, "--data", data(m), "--epochs", "3", "--quiet"])
+        XCTAssertEqual(gResumed.status, 0, gResumed.stderr)
+        XCTAssertEqual(try bytes(gPart + "/weights.safetensors"), try bytes(gStraight + "/weights.safetensors"), "gradnorm resumed")
+        let gLast = try Harness.metrics(gStraight).last!
+        let sum = (gLast["main_output_loss_weight"] as! Double) + (gLast["aux_output_loss_weight"] as! Double)
+        XCTAssertEqual(sum, 1.2, accuracy: 1e-6, "renormalised to the configured weights' sum")
+        XCTAssertNotEqual(gLast["aux_output_loss_weight"] as! Double, 0.2, "the weights moved")
+        let gThree = try tandemTrain(model(m), m, epochs: 3, np: 3, extra: gradnorm)
+        assertClose(try Harness.weights(gThree + "/weights.safetensors"), try Harness.weights(gStraight + "/weights.safetensors"), tolerance, "gradnorm np 3 against np 1")
     }
 }

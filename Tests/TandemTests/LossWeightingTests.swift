@@ -62,4 +62,24 @@ final class LossWeightingTests: XCTestCase {
         }
         XCTAssertEqual(results[0], results[1])
     }
+
+    /// GradNorm's step by hand: targets Ḡ·r^α, the gradient sign(G − target)·G/w, SGD, renormalised.
+    func testGradNormStepsByHand() {
+        let w = LossWeighting(base: [1, 1], schedules: [nil, nil], learned: .gradnorm, optimizer: OptimizerConfig(kind: .sgd, learningRate: 0.1), alpha: 1.5)
+        XCTAssertEqual(w.weights(afterSteps: 0, stepsPerEpoch: 3), [1, 1], "starts at the configured weights")
+        // First step: its losses are the initial ones (r = 1): targets Ḡ = 1.5, G = [2, 1] → gradients [+2, −1].
+        w.update(losses: [0.8, 0.4], scheduled: [1, 1])
+        w.updateGradNorm(norms: [2, 1], losses: [0.8, 0.4])
+        var v = [1 - 0.1 * 2, 1 + 0.1 * 1]
+        v = v.map { $0 * 2 / (v[0] + v[1]) }
+        XCTAssertEqual(Double(w.values[0]), v[0], accuracy: 1e-6); XCTAssertEqual(Double(w.values[1]), v[1], accuracy: 1e-6)
+        // Second: head 0's loss fell to half, head 1's stayed: r = [0.5, 1] / 0.75; Ḡ = 1.
+        w.updateGradNorm(norms: [1.2, 0.8], losses: [0.4, 0.4])
+        let r = [0.5 / 0.75, 1 / 0.75], targets = r.map { 1.0 * pow($0, 1.5) }
+        var next = [Double(Float(v[0])), Double(Float(v[1]))]
+        for h in 0..<2 { next[h] -= 0.1 * ((([1.2, 0.8][h] - targets[h]) > 0 ? 1 : -1) * [1.2, 0.8][h] / next[h]) }
+        next = next.map { $0 * 2 / (next[0] + next[1]) }
+        XCTAssertEqual(Double(w.values[0]), next[0], accuracy: 1e-5); XCTAssertEqual(Double(w.values[1]), next[1], accuracy: 1e-5)
+        XCTAssertEqual(w.state?.initialLosses, [0.8, 0.4], "kept for a resume")
+    }
 }

@@ -67,7 +67,9 @@ public final class HeadDiagnostics {
     /// Seconds the diagnostic passes took (forward, backward and the allreduce).
     public private(set) var seconds = 0.0
 
-    public init(model: Model, heads: [Head]) {
+    /// With `lastSharedLayerOnly`, only the tensors of the shared layer nearest the heads (the
+    /// last in graph order): GradNorm's W.
+    public init(model: Model, heads: [Head], lastSharedLayerOnly: Bool = false) {
         headNames = heads.map(\.output)
         // The tensors upstream of each head's output.
         var reached: [String: Set<Int>] = [:], owner: [String: String] = [:]
@@ -83,10 +85,17 @@ public final class HeadDiagnostics {
                 stack.append(contentsOf: layer.inputs)
             }
         }
-        shared = model.parameters.tensors.compactMap { view in
+        var all: [Shared] = model.parameters.tensors.compactMap { view in
             guard let hs = reached[view.name], hs.count > 1 else { return nil }
             return Shared(view: view, layer: owner[view.name] ?? view.name, heads: hs.sorted())
         }
+        if lastSharedLayerOnly {
+            let order = model.layers.map(\.name)
+            if let last = all.map(\.layer).max(by: { (order.firstIndex(of: $0) ?? -1) < (order.firstIndex(of: $1) ?? -1) }) {
+                all = all.filter { $0.layer == last }
+            }
+        }
+        shared = all
         packedCount = shared.reduce(0) { $0 + $1.view.count }
         packed = []
     }

@@ -11,8 +11,16 @@
 //     with loss_h the reduced global-batch loss, so every rank takes the same
 //     step. s starts at 0 and is updated by an optimizer of the run's kind and
 //     settings (their rules are per element, as if the s_h sat in the one
-//     optimizer; a global clipnorm is taken over the model's gradient only).
-// The state (s, its optimizer slots) is in the checkpoint.
+//     optimizer; a global clipnorm is taken over the model's gradient only);
+//   - learned weighting `gradnorm` (Chen et al. 2018): the weights w_h themselves
+//     are learned so that each head's gradient norm at the last shared layer W,
+//     G_h = ‖∇_W w_h·loss_h‖ (over the global batch: HeadDiagnostics' pass),
+//     approaches Ḡ · r_h^α, where Ḡ is the mean of the G_h and r_h the head's
+//     relative inverse training rate (loss_h(t)/loss_h(0)) / mean of those. The
+//     weights step on ∂/∂w_h Σ_k |G_k − target_k| = sign(G_h − target_h)·G_h/w_h
+//     (targets held constant, as the paper does), with the same kind of
+//     optimizer, then are renormalised to the configured weights' sum.
+// The state (s or w, the optimizer slots, gradnorm's initial losses) is in the checkpoint.
 
 import Foundation
 
@@ -90,7 +98,7 @@ public enum LossWeightSchedule: Sendable, Codable, Equatable {
 
 /// Learned loss weighting.
 public enum LearnedWeighting: String, Sendable, Codable, CaseIterable {
-    case uncertainty
+    case uncertainty, gradnorm
 }
 
 /// The learned weights' state, as checkpoints keep it.
@@ -102,6 +110,9 @@ public struct LearnedWeightingState: Sendable, Codable, Equatable {
     public var slots: [[Float]]
     public var iterations: Int
     public var nadamProduct: Float?
+    /// GradNorm: each head's loss at the first step, and α.
+    public var initialLosses: [Double]?
+    public var alpha: Double?
 }
 
 /// The loss weights of a run: schedules and learned weighting over the configured weights.
@@ -110,13 +121,17 @@ public final class LossWeighting {
     public let schedules: [LossWeightSchedule?]
     public let learned: LearnedWeighting?
     let optimizer: Optimizer?
-    /// s_h (uncertainty), one per head.
+    /// s_h (uncertainty) or w_h (gradnorm), one per head.
     public private(set) var values: [Float]
     private var gradients: [Float]
+    /// GradNorm's asymmetry α and each head's loss at the first step.
+    public let alpha: Double
+    public private(set) var initialLosses: [Double]?
 
-    public init(base: [Double], schedules: [LossWeightSchedule?], learned: LearnedWeighting?, optimizer config: OptimizerConfig) {
-        self.base = base; self.schedules = schedules; self.learned = learned
-        values = Array(repeating: 0, count: base.count)
+    public init(base: [Double], schedules: [LossWeightSchedule?], learned: LearnedWeighting?, optimizer config: OptimizerConfig,
+                alpha: Double = 1.5) {
+        self.base = base; self.schedules = schedules; self.learned = learned; self.alpha = alpha
+        values = learned == .gradnorm ? base.map(Float.init) : Array(repeating: 0, count: base.count)
         gradients = values
         var small = config
         small.globalClipnorm = nil  // taken over the model's gradient alone
@@ -133,8 +148,11 @@ public final class LossWeighting {
     /// The weights the model trains with at the step after `t` steps.
     public func weights(afterSteps t: Int, stepsPerEpoch: Int) -> [Double] {
         let w = scheduled(afterSteps: t, stepsPerEpoch: stepsPerEpoch)
-        guard learned != nil else { return w }
-        return w.indices.map { w[$0] * Foundation.exp(-Double(values[$0])) }
+        switch learned {
+        case nil: return w
+        case .uncertainty: return w.indices.map { w[$0] * Foundation.exp(-Double(values[$0])) }
+        case .gradnorm: return values.map(Double.init)
+        }
     }
 
     /// After a step: the learned weights' own step, from the reduced per-head losses (`losses[h]` =
@@ -147,12 +165,36 @@ public final class LossWeighting {
         }
     }
 
+    /// GradNorm's step after a training step: `norms[h]` = G_h at the last shared layer with the
+    /// weights that step used, `losses[h]` the step's reduced loss_h.
+    public func updateGradNorm(norms: [Double], losses: [Double]) {
+        guard learned == .gradnorm, let optimizer else { return }
+        if initialLosses == nil { initialLosses = losses }
+        let H = values.count
+        let rates = (0..<H).map { initialLosses![$0] > 0 ? losses[$0] / initialLosses![$0] : 1 }
+        let meanRate = rates.reduce(0, +) / Double(H), meanNorm = norms.reduce(0, +) / Double(H)
+        for h in 0..<H {
+            let target = meanNorm * Foundation.pow(meanRate > 0 ? rates[h] / meanRate : 1, alpha)
+            let difference = norms[h] - target
+            gradients[h] = values[h] > 0 && difference != 0 ? Float((difference > 0 ? 1 : -1) * norms[h] / Double(values[h])) : 0
+        }
+        values.withUnsafeMutableBufferPointer { v in
+            gradients.withUnsafeMutableBufferPointer { g in optimizer.step(parameters: v.baseAddress!, gradients: g.baseAddress!, clear: true) }
+        }
+        // Renormalise to the configured weights' sum (the paper's Σ w = number of tasks at weights 1).
+        let floor = Float(1e-6)
+        for h in 0..<H { values[h] = max(values[h], floor) }
+        let scale = base.reduce(0, +) / values.reduce(0.0) { $0 + Double($1) }
+        for h in 0..<H { values[h] = Float(Double(values[h]) * scale) }
+    }
+
     public var state: LearnedWeightingState? {
         guard let learned, let optimizer else { return nil }
         return LearnedWeightingState(kind: learned, values: values,
                                      slots: optimizer.slots.map { Array(UnsafeBufferPointer(start: $0.values, count: values.count)) },
                                      iterations: optimizer.iterations,
-                                     nadamProduct: optimizer.config.kind == .nadam ? optimizer.nadamProduct : nil)
+                                     nadamProduct: optimizer.config.kind == .nadam ? optimizer.nadamProduct : nil,
+                                     initialLosses: initialLosses, alpha: learned == .gradnorm ? alpha : nil)
     }
 
     public func restore(_ s: LearnedWeightingState) throws {
@@ -163,5 +205,6 @@ public final class LossWeighting {
         for (slot, saved) in zip(optimizer.slots, s.slots) { saved.withUnsafeBufferPointer { slot.values.update(from: $0.baseAddress!, count: values.count) } }
         optimizer.iterations = s.iterations
         if let p = s.nadamProduct { optimizer.nadamProduct = p }
+        initialLosses = s.initialLosses
     }
 }

@@ -63,6 +63,8 @@ public final class Trainer {
     public private(set) var stoppedOnRequest = false
     /// Loss weights over time (schedules, learned weighting); nil: the heads' constant weights.
     public var lossWeighting: LossWeighting?
+    /// GradNorm's W: the last shared layer's tensors (built when the weighting is gradnorm).
+    public private(set) lazy var gradNormLayer = HeadDiagnostics(model: step.model, heads: step.heads, lastSharedLayerOnly: true)
     /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
     public private(set) var diagnostics: HeadDiagnostics?
     /// The epoch after which --patience stopped training (nil: it did not).
@@ -109,6 +111,13 @@ public final class Trainer {
                 if let w = lossWeighting, w.isActive {
                     step.setLossWeights(w.weights(afterSteps: position.step, stepsPerEpoch: stepsPerEpoch))
                 }
+                var gradNorms: [Double]?
+                if lossWeighting?.learned == .gradnorm {
+                    // G_h at the last shared layer, with the weights this step uses.
+                    let d = gradNormLayer
+                    let f = try globalOrder.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data) }
+                    gradNorms = heads.indices.map { h in f.reduce(0.0) { $0 + ($1.norm[h] ?? 0) * ($1.norm[h] ?? 0) }.squareRoot() }
+                }
                 if options.diagnosticsEvery > 0 && (position.step + 1) % options.diagnosticsEvery == 0 {
                     try diagnose(globalOrder, range: range, epoch: epoch + 1)
                 }
@@ -116,7 +125,9 @@ public final class Trainer {
                     try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
                 }
                 if let w = lossWeighting, let scheduled {
-                    w.update(losses: figures.headLossSums.map { $0 / Double(max(figures.samples, 1)) }, scheduled: scheduled)
+                    let losses = figures.headLossSums.map { $0 / Double(max(figures.samples, 1)) }
+                    w.update(losses: losses, scheduled: scheduled)
+                    if let gradNorms { w.updateGradNorm(norms: gradNorms, losses: losses) }
                 }
                 for h in heads.indices {
                     position.epochSums[2 * h] += figures.headLossSums[h]

@@ -46,7 +46,9 @@ struct Train: ParsableCommand {
     var microBatch: Int = 8
     @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
-    @Flag(help: "No progress lines on stderr.") var quiet = false
+    @Flag(help: "No progress lines on stderr (as --verbose 0, and no start-up report).") var quiet = false
+    @Option(help: "As Keras: 0 silent, 1 progress (a bar redrawn in place on a terminal, a line every ~10% of an epoch otherwise), 2 one line per epoch.")
+    var verbose: Int = 1
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
     @OptionGroup(title: "Loss weights over time") var lossWeightFlags: LossWeightFlags
     @Option(name: .customLong("head-diagnostics-every"), help: "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off).")
@@ -231,6 +233,8 @@ struct Train: ParsableCommand {
         options.syncCheckEvery = syncCheckEvery
         options.runDirectory = out
         options.progress = !quiet
+        guard (0...2).contains(verbose) else { throw TandemError.usage("--verbose must be 0, 1 or 2, got \(verbose)") }
+        options.verbosity = verbose
         guard headDiagnosticsEvery >= 0 else { throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)") }
         options.diagnosticsEvery = headDiagnosticsEvery
         if let meta = resumed, let given = gradientSurgery, given != meta.gradientSurgery {

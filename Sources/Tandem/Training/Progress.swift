@@ -1,34 +1,52 @@
-// Progress for people: one line per step on a terminal (rewritten in place),
-// a line every ~10% of an epoch otherwise, and a summary line per epoch.
+// Progress for people, as Keras's `verbose`: 1 (the default) draws a bar per
+// epoch redrawn in place on a terminal — step/total, each head's running loss
+// and metrics, samples/s, ETA — and prints a line every ~10% of an epoch when
+// stderr is not a terminal; 2 prints only the line per epoch; 0 prints nothing.
 
 import Foundation
 
 final class Progress {
     let enabled: Bool
+    /// Keras's verbose: 0 silent, 1 progress, 2 one line per epoch.
+    let verbosity: Int
     private let interactive: Bool
     private var lastPrint = Date.distantPast
 
-    init(enabled: Bool) {
-        self.enabled = enabled
+    init(enabled: Bool, verbosity: Int = 1) {
+        self.enabled = enabled && verbosity > 0
+        self.verbosity = verbosity
         interactive = isatty(STDERR_FILENO) != 0
     }
 
     private func write(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 
-    func step(epoch: Int, epochs: Int, batch: Int, batches: Int, sums: [Double], heads: [String],
-              learningRate: Float, samplesPerSecond: Double, remaining: Double, weights: [Double]? = nil) {
-        guard enabled else { return }
-        let now = Date()
+    /// Whether the step line for `batch` of `batches` is printed (so its figures need computing).
+    func due(batch: Int, batches: Int) -> Bool {
+        guard enabled && verbosity == 1 else { return false }
+        if interactive { return Date().timeIntervalSince(lastPrint) > 0.1 || batch == batches }
         let tenth = max(1, batches / 10)
+        return batch % tenth == 0 && batch != batches
+    }
+
+    /// The running figures of the epoch so far (`f`: losses, accuracies and metrics of the batches done).
+    func step(_ f: EpochFigures, epochs: Int, batch: Int, batches: Int, heads: [Head],
+              learningRate: Float, samplesPerSecond: Double, remaining: Double) {
+        lastPrint = Date()
+        var line = "epoch \(f.epoch)/\(epochs)  "
         if interactive {
-            guard now.timeIntervalSince(lastPrint) > 0.1 || batch == batches else { return }
+            let width = 24, done = batches > 0 ? width * batch / batches : width
+            line += "\(batch)/\(batches) " + String(repeating: "━", count: done) + String(repeating: "╌", count: width - done)
         } else {
-            guard batch % tenth == 0 && batch != batches else { return }
+            line += "step \(batch)/\(batches)"
         }
-        lastPrint = now
-        let n = max(sums[2 * heads.count], 1)
-        var line = "epoch \(epoch)/\(epochs)  step \(batch)/\(batches)  loss \(fmt(sums[2 * heads.count + 1] / n))"
-        for (h, name) in heads.enumerated() { line += "  \(name) \(fmt(sums[2 * h] / n))" + (weights.map { " ×\(weight($0[h]))" } ?? "") }
+        line += "  loss \(fmt(f.loss))"
+        for (h, head) in heads.enumerated() {
+            line += "  \(head.output) \(fmt(f.headLoss[h]))" + (f.headWeights.map { " ×\(weight($0[h]))" } ?? "")
+            if interactive {
+                if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
+                for (m, metric) in head.metrics.enumerated() { line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))" }
+            }
+        }
         line += "  lr \(rate(learningRate))  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
@@ -52,7 +70,7 @@ final class Progress {
             let value = f.monitored.map { String(format: "%.4f", $0) } ?? "n/a"
             line += "  |  monitor \(value)" + (f.improved ? " (best, saved best.keras)" : " (best \(state.best.map { String(format: "%.4f", $0) } ?? "n/a") at epoch \(state.bestEpoch)\(options.patience.map { "; \(state.wait)/\($0) without improvement" } ?? ""))")
         }
-        write((interactive ? "\r\u{1B}[K" : "") + line + "\n")
+        write((interactive && verbosity == 1 ? "\r\u{1B}[K" : "") + line + "\n")
     }
 }
 

@@ -18,6 +18,8 @@ public struct TrainingOptions: Sendable {
     /// Run directory for weights, checkpoint and metrics (nil: write nothing).
     public var runDirectory: String?
     public var progress = true
+    /// Keras's verbose: 0 silent, 1 progress (a bar on a terminal), 2 one line per epoch.
+    public var verbosity = 1
     /// Steps between per-head diagnostics (HeadDiagnostics.swift; 0: none).
     public var diagnosticsEvery = 0
     /// Best model and early stopping (Monitor.swift); needs `runDirectory`.
@@ -75,7 +77,7 @@ public final class Trainer {
                 validation: (data: Dataset, rows: Range<Int>)?, options: TrainingOptions) {
         self.step = step; self.data = data; self.trainRows = trainRows
         self.validation = validation; self.options = options
-        log = Progress(enabled: options.progress && step.communicator.rank == 0)
+        log = Progress(enabled: options.progress && step.communicator.rank == 0, verbosity: options.verbosity)
     }
 
     public var stepsPerEpoch: Int { (trainRows.count + options.batchSize - 1) / options.batchSize }
@@ -140,12 +142,15 @@ public final class Trainer {
                 position.batchInEpoch += 1
                 position.step += 1
                 samplesThisRun += figures.samples
-                let elapsed = Date().timeIntervalSince(started)
-                log.step(epoch: epoch + 1, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch,
-                         sums: position.epochSums, heads: heads.map(\.output), learningRate: step.optimizer.currentLearningRate,
-                         samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
-                         remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])),
-                         weights: lossWeighting?.isActive == true ? step.heads.map(\.weight) : nil)
+                if log.due(batch: position.batchInEpoch, batches: stepsPerEpoch) {
+                    let elapsed = Date().timeIntervalSince(started)
+                    var running = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
+                    if lossWeighting?.isActive == true { running.headWeights = step.heads.map(\.weight) }
+                    log.step(running, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch, heads: heads,
+                             learningRate: step.optimizer.currentLearningRate,
+                             samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
+                             remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
+                }
                 if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
                     try checkParametersAgree(when: "after step \(position.step)")
                 }
@@ -160,15 +165,8 @@ public final class Trainer {
                     try writeCheckpoint()
                 }
             }
-            var figures = EpochFigures()
-            figures.epoch = epoch + 1
-            figures.step = position.step
-            let n = position.epochSums[2 * heads.count]
+            var figures = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
             figures.samples = samplesThisRun
-            figures.loss = position.epochSums[2 * heads.count + 1] / max(n, 1)
-            figures.headLoss = heads.indices.map { position.epochSums[2 * $0] / max(n, 1) }
-            figures.headAccuracy = heads.indices.map { position.epochSums[2 * $0 + 1] / max(position.epochSums[labelledBase + $0], 1) }
-            figures.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
             if lossWeighting?.isActive == true { figures.headWeights = step.heads.map(\.weight) }
@@ -242,6 +240,19 @@ public final class Trainer {
             try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
                                to: run + "/checkpoint.safetensors")
         }
+    }
+
+    /// The epoch's figures from its running sums (the whole epoch at its end).
+    private func epochFigures(epoch: Int, metricBase: Int, labelledBase: Int) -> EpochFigures {
+        let n = step.heads.count, samples = position.epochSums[2 * n]
+        var f = EpochFigures()
+        f.epoch = epoch
+        f.step = position.step
+        f.loss = position.epochSums[2 * n + 1] / max(samples, 1)
+        f.headLoss = (0..<n).map { position.epochSums[2 * $0] / max(samples, 1) }
+        f.headAccuracy = (0..<n).map { position.epochSums[2 * $0 + 1] / max(position.epochSums[labelledBase + $0], 1) }
+        f.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
+        return f
     }
 
     /// Each head's gradient of the shared tensors for this global batch (before its step),

@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // .keras archives are zips (read and written through ZIPFoundation, never by hand).
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // TensorBoard's event records are protobuf messages (Protos/, generated code committed).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Implementation details: system libraries behind tiny C shims.
@@ -23,6 +25,10 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
 
+        // cairo, for `tandem plot`'s PNG figures.
+        .systemLibrary(name: "CCairo", pkgConfig: "cairo",
+                       providers: [.apt(["libcairo2-dev"])]),
+
         // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
 
@@ -30,8 +36,9 @@ let package = Package(
         .target(name: "CSignals"),
 
         // The library: kernels ← layers/model ← training → communicator.
-        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5",
-                                               .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5", "CCairo",
+                                               .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                                               .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // The command-line tool: a thin ArgumentParser layer over the library.
         // Linked at a fixed address (not PIE): the loader then relocates none of

@@ -24,7 +24,7 @@ struct TandemCommand: ParsableCommand {
               tandem evaluate --weights run/weights.safetensors --data data
               tandem predict --weights run/weights.safetensors --data data --out preds
             """,
-        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self, Summary.self])
+        subcommands: [GenData.self, Train.self, Evaluate.self, Predict.self, Bench.self, Summary.self, Plot.self])
 
     static func main() {
         useFastBLASKernels()

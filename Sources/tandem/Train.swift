@@ -47,6 +47,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
     @Flag(help: "No progress lines on stderr (as --verbose 0, and no start-up report).") var quiet = false
+    @Option(name: .customLong("log-every"), help: "Also write TensorBoard scalars (batch_…: running epoch figures, learning rate, loss weights, samples/s) every N steps (0: per epoch only).")
+    var logEvery: Int = 0
+    @Flag(name: .customLong("no-tensorboard"), help: "Do not write RUN/tensorboard event files.") var noTensorBoard = false
     @Option(help: "As Keras: 0 silent, 1 progress (a bar redrawn in place on a terminal, a line every ~10% of an epoch otherwise), 2 one line per epoch.")
     var verbose: Int = 1
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
@@ -235,6 +238,8 @@ struct Train: ParsableCommand {
         options.progress = !quiet
         guard (0...2).contains(verbose) else { throw TandemError.usage("--verbose must be 0, 1 or 2, got \(verbose)") }
         options.verbosity = verbose
+        guard logEvery >= 0 else { throw TandemError.usage("--log-every must be at least 0, got \(logEvery)") }
+        options.logEvery = logEvery
         guard headDiagnosticsEvery >= 0 else { throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)") }
         options.diagnosticsEvery = headDiagnosticsEvery
         if let meta = resumed, let given = gradientSurgery, given != meta.gradientSurgery {
@@ -304,6 +309,10 @@ struct Train: ParsableCommand {
             trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
         }
         trainer.modelDescription = description
+        if !noTensorBoard {
+            // Rank 0 writes the event files; every rank learns whether they could be opened.
+            trainer.tensorBoard = try comm.agreeOn { comm.rank == 0 ? try TensorBoardLog(runDirectory: out, resumingAt: resumed?.position) : nil }
+        }
         let hosts = try comm.allGather(hostName())
         if comm.rank == 0 && !quiet {
             var line = startupReport(comm: comm, hosts: hosts)

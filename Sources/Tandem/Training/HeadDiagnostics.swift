@@ -64,6 +64,8 @@ public final class HeadDiagnostics {
     private var layerHeads: [String: [Int]] = [:]
     private var layerSums: [String: (norm: [Double], share: [Double], cosine: [Double])] = [:]
     public private(set) var steps = 0
+    /// The last recorded step's figures per layer (its tensors together).
+    public private(set) var lastLayers: [(layer: String, figures: TensorFigures, heads: [Int])] = []
     /// Seconds the diagnostic passes took (forward, backward and the allreduce).
     public private(set) var seconds = 0.0
 
@@ -139,8 +141,11 @@ public final class HeadDiagnostics {
             for a in 0..<H { for b in 0..<H { g[a][b] += f.gram[a][b] } }
             layerGram[s.layer] = g
         }
-        for (layer, gram) in layerGram {
+        lastLayers = []
+        for layer in layerOrder {
+            guard let gram = layerGram[layer] else { continue }
             let f = TensorFigures(gram: gram, heads: layerHeads[layer]!)
+            lastLayers.append((layer, f, layerHeads[layer]!))
             var e = layerSums[layer] ?? (Array(repeating: 0, count: H), Array(repeating: 0, count: H), Array(repeating: 0, count: f.cosine.count))
             for h in 0..<H { e.norm[h] += f.norm[h] ?? 0; e.share[h] += f.share[h] ?? 0 }
             for (k, c) in f.cosine.enumerated() { e.cosine[k] += c.value ?? 0 }

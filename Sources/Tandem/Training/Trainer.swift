@@ -20,6 +20,8 @@ public struct TrainingOptions: Sendable {
     public var progress = true
     /// Keras's verbose: 0 silent, 1 progress (a bar on a terminal), 2 one line per epoch.
     public var verbosity = 1
+    /// Steps between per-step TensorBoard scalars (0: per epoch only, as Keras's update_freq="epoch").
+    public var logEvery = 0
     /// Steps between per-head diagnostics (HeadDiagnostics.swift; 0: none).
     public var diagnosticsEvery = 0
     /// Best model and early stopping (Monitor.swift); needs `runDirectory`.
@@ -65,6 +67,8 @@ public final class Trainer {
     public private(set) var stoppedOnRequest = false
     /// Loss weights over time (schedules, learned weighting); nil: the heads' constant weights.
     public var lossWeighting: LossWeighting?
+    /// TensorBoard event files (rank 0 only; nil elsewhere and when off).
+    public var tensorBoard: TensorBoardLog?
     /// GradNorm's W: the last shared layer's tensors (built when the weighting is gradnorm).
     public private(set) lazy var gradNormLayer = HeadDiagnostics(model: step.model, heads: step.heads, lastSharedLayerOnly: true)
     /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
@@ -151,12 +155,21 @@ public final class Trainer {
                              samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
                              remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
                 }
+                if let tb = tensorBoard, options.logEvery > 0, position.step % options.logEvery == 0 {
+                    var running = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
+                    if lossWeighting?.isActive == true { running.headWeights = step.heads.map(\.weight) }
+                    running.learningRate = step.optimizer.currentLearningRate
+                    running.samples = samplesThisRun
+                    running.seconds = Date().timeIntervalSince(started)
+                    try tb.step(metricFields(running), step: position.step)
+                }
                 if options.syncCheckEvery > 0 && position.step % options.syncCheckEvery == 0 {
                     try checkParametersAgree(when: "after step \(position.step)")
                 }
                 if figures.stopRequested {
                     // Every rank saw the request in the same step's figures: stop together.
                     try writeCheckpoint()
+                    try rankZeroWrites { try tensorBoard?.flush() }
                     stoppedOnRequest = true
                     return history
                 }
@@ -263,6 +276,7 @@ public final class Trainer {
         guard !d.shared.isEmpty else { return }
         let figures = try order.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data) }
         let line = d.record(figures, step: position.step + 1, epoch: epoch)
+        try tensorBoard?.diagnostics(d.lastLayers, names: d.headNames, step: position.step + 1)
         guard let run = options.runDirectory else { return }
         try rankZeroWrites { try appendLine(line, to: run + "/diagnostics.jsonl") }
     }
@@ -303,7 +317,13 @@ public final class Trainer {
     private func writeEpochFiles(_ figures: EpochFigures) throws {
         guard let run = options.runDirectory else { return }
         try writeCheckpoint()
-        try rankZeroWrites { try appendLine(metricsLine(figures), to: run + "/metrics.jsonl") }
+        try rankZeroWrites {
+            try appendLine(metricsLine(figures), to: run + "/metrics.jsonl")
+            if let tb = tensorBoard {
+                try tb.epoch(metricFields(figures), epoch: figures.epoch)
+                try tb.flush()
+            }
+        }
     }
 
     private func appendLine(_ line: String, to path: String) throws {

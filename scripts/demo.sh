@@ -24,3 +24,5 @@ $bin summary --model runs/local/model.keras
 echo "== one more epoch from that archive, its weights and Adam state, under mpirun with 2 ranks"
 scripts/mpi-train.sh -np 2 -- --model runs/local/model.keras --data runs/data --val-data runs/val --out runs/continued --epochs 1 --batch-size 64
 $bin evaluate --model runs/continued/model.keras --data runs/val
+echo "== the 2-rank run's curves (and its TensorBoard events: tensorboard --logdir runs/mpi2/tensorboard)"
+$bin plot runs/mpi2

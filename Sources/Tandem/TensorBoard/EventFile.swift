@@ -66,21 +66,22 @@ public final class EventFileWriter {
     /// Buffers scalars of one step (TensorBoard's scalar plugin reads simple values).
     public func scalars(_ values: [(tag: String, value: Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
         guard !values.isEmpty else { return }
+        try append(EventFileWriter.scalarEvent(values.map { ($0.tag, Float($0.value)) }, step: step, wallTime: wallTime))
+    }
+
+    /// One Event holding `values` as scalar summaries at `step`.
+    static func scalarEvent(_ values: [(tag: String, value: Float)], step: Int, wallTime: Double) -> Tensorboard_Event {
         var event = Tensorboard_Event()
         event.wallTime = wallTime
         event.step = Int64(step)
-        var summary = Tensorboard_Summary()
-        summary.value = values.map { tag, value in
+        event.summary.value = values.map { tag, value in
             var v = Tensorboard_Summary.Value()
             v.tag = tag
-            v.simpleValue = Float(value)
-            var metadata = Tensorboard_SummaryMetadata()
-            metadata.pluginData.pluginName = "scalars"
-            v.metadata = metadata
+            v.simpleValue = value
+            v.metadata.pluginData.pluginName = "scalars"
             return v
         }
-        event.summary = summary
-        try append(event)
+        return event
     }
 
     private func append(_ event: Tensorboard_Event) throws {
@@ -155,15 +156,7 @@ public func pruneEventFiles(in directory: String, keep: (ScalarEvent) -> Bool) t
         version.fileVersion = "brain.Event:2"
         out.append(EventFileWriter.record(try version.serializedBytes()))
         for e in events where keep(e) {
-            var event = Tensorboard_Event()
-            event.wallTime = e.wallTime
-            event.step = Int64(e.step)
-            var v = Tensorboard_Summary.Value()
-            v.tag = e.tag
-            v.simpleValue = e.value
-            v.metadata.pluginData.pluginName = "scalars"
-            event.summary.value = [v]
-            out.append(EventFileWriter.record(try event.serializedBytes()))
+            out.append(EventFileWriter.record(try EventFileWriter.scalarEvent([(e.tag, e.value)], step: e.step, wallTime: e.wallTime).serializedBytes()))
         }
         try AtomicFileWriter.write(out, to: path)
     }

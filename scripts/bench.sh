@@ -1,55 +1,90 @@
 #!/usr/bin/env bash
-# The standard benchmark matrix of the headline model: 1 and 2 ranks, 32 and
-# 256 samples per rank, Adam and SGD, plus reproducible mode (Adam, micro-batch
-# 8). Prints one table: samples/s of each run of the matrix (each the median of
-# that run's timed intervals), their median, the 2-rank scaling against 1 rank
-# at the same per-rank batch (from the medians), and the step split, GFLOP/s and
-# memory of the median run. Extra arguments go to every `tandem bench`.
+# The speed matrix: every model family of scripts/bench_families.py (built as
+# .keras archives by Keras, as users would) × batch 32 and 256 per rank × 1 and
+# 2 ranks, Adam, and Keras 3 on JAX training the same archives in the same run
+# (a pinned venv this script installs). Each configuration is one `tandem bench`
+# or one Keras fit, one thread per process; the 1-rank and Keras runs are pinned
+# to core 0. Prints one table: Tandem and Keras-JAX samples/s (the median of each
+# run's timed intervals; with --runs N, the median over the N runs), their ratio,
+# the 2-rank scaling at the same per-rank batch, peak RSS against its bound, and
+# the achieved dense-equivalent GFLOP/s against the sgemm peak measured in the
+# same process. Extra arguments go to every `tandem bench`.
 #
-#   bash scripts/bench.sh              # one run of the matrix (about a minute)
-#   bash scripts/bench.sh --runs 3     # three runs, interleaved; the README's table
+#   bash scripts/bench.sh                          # one run of the whole matrix (~8 minutes)
+#   bash scripts/bench.sh --runs 3                 # three runs, interleaved: the README's table
+#   bash scripts/bench.sh --families gru_classifier,tabular --batches 32
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=1
-if [ "${1:-}" = "--runs" ]; then runs="$2"; shift 2; fi
+runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm"; batches="32 256"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --families) families="${2//,/ }"; shift 2 ;;
+    --batches) batches="${2//,/ }"; shift 2 ;;
+    *) break ;;
+  esac
+done
 bash scripts/install-deps.sh >/dev/null
 swift build -c release --static-swift-stdlib >/dev/null
 bin=.build/release/tandem
+
+# Keras 3 on JAX, pinned, in a venv of its own (the versions of the table).
+venv=.build/bench-venv
+pins=(keras==3.15.1 jax==0.10.2 jaxlib==0.10.2 numpy==2.4.6 h5py==3.16.0 ml_dtypes==0.6.0 optree==0.20.0)
+if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qx "keras==3.15.1"; then
+  echo "bench.sh: installing ${pins[*]} into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
+fi
+py=(env KERAS_BACKEND=jax "$venv/bin/python" scripts/bench_families.py)
+
+models=.build/bench-families
+"${py[@]}" build --out "$models" 2>/dev/null
+
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
-one() { OPENBLAS_NUM_THREADS=1 $bin bench --json "$@" >> "$results"; }
-two() { TANDEM_BIN=$bin scripts/mpi-train.sh -np 2 --timeout 600 -- bench --json "$@" >> "$results"; }
+tag() { python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(family=sys.argv[2], side=sys.argv[3]); print(json.dumps(r))" "$1" "$2" "$3"; }
 for run in $(seq "$runs"); do
-  for optimizer in adam sgd; do
-    for batch in 32 256; do
-      one --optimizer $optimizer --batch-size $batch "$@"
-      two --optimizer $optimizer --batch-size $batch "$@"
+  for family in $families; do
+    for batch in $batches; do
+      echo "bench.sh: run $run/$runs: $family, batch $batch" >&2
+      k=$(taskset -c 0 "${py[@]}" keras --family "$family" --model "$models/$family.keras" --batch-size "$batch" 2>/dev/null | tail -1)
+      tag "$k" "$family" keras >> "$results"
+      t=$(OPENBLAS_NUM_THREADS=1 taskset -c 0 $bin bench --json --model "$models/$family.keras" --batch-size "$batch" "$@" | tail -1)
+      tag "$t" "$family" tandem >> "$results"
+      t=$(TANDEM_BIN=$bin scripts/mpi-train.sh -np 2 --timeout 900 -- bench --json --model "$models/$family.keras" --batch-size "$batch" "$@" | tail -1)
+      tag "$t" "$family" tandem >> "$results"
     done
   done
-  for batch in 32 256; do
-    one --optimizer adam --batch-size $batch --reproducible --micro-batch 8 "$@"
-    two --optimizer adam --batch-size $batch --reproducible --micro-batch 8 "$@"
-  done
 done
-python3 - "$results" <<'PY'
-import json, sys
+python3 - "$results" "$families" <<'PY'
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-configs = {}
-for r in rows:
-    configs.setdefault((r["optimizer"], r["micro_batch"], r["batch_per_rank"], r["ranks"]), []).append(r)
-def median_run(runs):
-    ordered = sorted(runs, key=lambda r: r["samples_per_second"])
-    return ordered[len(ordered) // 2]
-print(f"{'ranks':>5} {'batch/rank':>10} {'opt':>8} {'samples/s (runs)':>22} {'median':>7} {'vs 1 rank':>9} "
-      f"{'fwd':>5} {'bwd':>5} {'xchg':>5} {'opt':>5} {'GFLOP/s':>7} {'of peak':>7} {'RSS MB':>6} {'bound':>5}")
-for (optimizer, micro, batch, ranks), runs in configs.items():
-    m = median_run(runs)
-    base = median_run(configs[(optimizer, micro, batch, 1)])["samples_per_second"]
-    name = optimizer + (f" r{micro}" if micro else "")
-    samples = ", ".join(f"{r['samples_per_second']:.0f}" for r in runs)
-    print(f"{ranks:>5} {batch:>10} {name:>8} {samples:>22} {m['samples_per_second']:>7.0f} {m['samples_per_second'] / base:>8.2f}x "
-          f"{m['forward_ms']:>5.1f} {m['backward_ms']:>5.1f} {m['exchange_ms']:>5.1f} {m['optimizer_ms']:>5.1f} "
-          f"{m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}% {max(r['peak_rss_mb'] for r in runs):>6.0f} {m['memory_bound_mb']:>5.0f}")
-print("ms per step; RSS = the largest peak of the runs; bound = 1.3 × (parameters + gradients + optimizer slots) + activations,")
-print("per rank; 'adam r8' = --reproducible --micro-batch 8; BLAS: " + rows[0].get("blas", "?"))
+def runs(family, side, batch, ranks=1):
+    return [r for r in rows if r["family"] == family and r["side"] == side and r["batch_per_rank"] == batch
+            and r.get("ranks", 1) == ranks]
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+def rate(rs):
+    return median([r["samples_per_second"] for r in rs])
+print(f"{'family':<15} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
+      f"{'RSS MB':>6} {'bound':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
+batches = sorted({r["batch_per_rank"] for r in rows})
+for family in sys.argv[2].split():
+    for batch in batches:
+        one, two, keras = runs(family, "tandem", batch), runs(family, "tandem", batch, 2), runs(family, "keras", batch)
+        if not one:
+            continue
+        t1, t2, k = rate(one), rate(two), rate(keras)
+        # The median 1-rank run's figures; RSS the largest of any run, 1 or 2 ranks.
+        m = sorted(one, key=lambda r: r["samples_per_second"])[len(one) // 2]
+        rss = max(r["peak_rss_mb"] for r in one + two)
+        bound = max(r["memory_bound_mb"] for r in one + two)
+        print(f"{family:<15} {batch:>5} {t1:>9.0f} {k:>9.0f} {t1 / k:>5.2f}x {t2:>9.0f} {t2 / t1:>5.2f}x "
+              f"{rss:>6.0f} {bound:>5.0f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
+              f"{', '.join(f'{r['samples_per_second']:.0f}' for r in one):<18} {', '.join(f'{r['samples_per_second']:.0f}' for r in keras):<18}")
+print("samples/s, Adam, one BLAS/XLA thread per process; ratio = Tandem 1 rank / Keras-JAX (target ≥ 2.0×); 2r = 2 ranks × batch,")
+print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations, per rank;")
+print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; BLAS: " + rows[-1].get("blas", "?"))
 PY

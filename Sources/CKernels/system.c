@@ -14,3 +14,21 @@ const char *tandem_blas_core_for_cpu(void) {
 }
 
 void tandem_release_free_memory(void) { malloc_trim(0); }
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+float *tandem_allocate_workspace(size_t count, int huge) {
+    size_t bytes = count * sizeof(float);
+    if (!huge) return calloc(count, sizeof(float));
+    // 2 MB aligned and rounded, so whole huge pages back it.
+    size_t page = 2u << 20, rounded = (bytes + page - 1) / page * page;
+    void *p = 0;
+    if (posix_memalign(&p, page, rounded) != 0) return 0;
+    madvise(p, rounded, MADV_HUGEPAGE);
+    memset(p, 0, rounded);
+    return p;
+}
+
+void tandem_free_workspace(float *p) { free(p); }

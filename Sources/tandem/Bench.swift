@@ -39,6 +39,10 @@ struct Bench: ParsableCommand {
             let description = resolved.description
             let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
             let global = batchSize * comm.size
+            // The peak first: its BLAS buffers then count in the fixed runtime, as in training.
+            let peak = measureSGEMMPeak()
+            var fixed = [Double(residentBytes())]
+            try comm.allReduceMax(&fixed)
             let n = samples > 0 ? samples : max(4096, global * 4)
             guard n >= global else { throw TandemError.usage("--samples must be at least the global batch \(global)") }
             // Every rank generates the same data into its own folder: nothing shared is needed.
@@ -67,11 +71,11 @@ struct Bench: ParsableCommand {
                 step.surgery = PCGrad(model: model, heads: heads, seed: 1)
             }
             let data = try Dataset(directory: dir, model: model, heads: heads)
-            let peak = measureSGEMMPeak()
             var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
                                           intervals: intervals, steps: stepsPerInterval,
                                           diagnostics: headDiagnostics ? HeadDiagnostics(model: model, heads: heads) : nil)
             result.sgemmPeak = peak
+            result.fixedRuntimeBytes = Int(fixed[0])
             guard comm.rank == 0 else { return }
             if json { print(result.json); return }
             let t = result.timings, k = Double(max(t.steps, 1))
@@ -90,9 +94,9 @@ struct Bench: ParsableCommand {
             } else if headDiagnostics {
                 print("head diagnostics  none: no tensor is reached by more than one head")
             }
-            print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; target ≤ 1.3 × state + activations = %.0f MB",
+            print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; fixed runtime %.0f MB; target ≤ 1.3 × state + activations + fixed = %.0f MB",
                          Double(result.peakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
-                         result.memoryBound / 1e6))
+                         Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
         }
     }
 }

@@ -123,25 +123,62 @@ final class LSTMKernelTests: XCTestCase {
                 let g = 4 * units
                 var z1 = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }, z2 = z1
                 let cPrev = (0..<units).map { _ in Float(rng.uniform(-2, 2)) }
-                var c1 = [Float](repeating: 0, count: units), c2 = c1, h1 = c1, h2 = c1
+                var c1 = [Float](repeating: 0, count: units), c2 = c1, h1 = c1, h2 = c1, tc1 = c1
                 cPrev.withUnsafeBufferPointer { p in
-                    tandem_lstm_step_forward(&z1, hasPrevious ? p.baseAddress : nil, &c1, &h1, Int32(units))
+                    tandem_lstm_step_forward(&z1, hasPrevious ? p.baseAddress : nil, &c1, &tc1, &h1, Int32(units))
                     lstmStepForwardReference(&z2, hasPrevious ? p.baseAddress : nil, &c2, &h2, units: units)
                 }
                 // Activations agree to a few ulps of libm's.
                 assertClose(z1, z2.map(Double.init), atol: 1e-6, rtol: 1e-6, "z, units \(units)")
                 assertClose(c1, c2.map(Double.init), atol: 1e-6, rtol: 1e-6, "c")
                 assertClose(h1, h2.map(Double.init), atol: 1e-6, rtol: 1e-6, "h")
+                assertClose(tc1, c2.map { Double(tanhf($0)) }, atol: 1e-6, rtol: 1e-6, "tanh(c)")
                 let dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
                 var dc1 = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }, dc2 = dc1
                 var dz1 = [Float](repeating: 0, count: g), dz2 = dz1
                 cPrev.withUnsafeBufferPointer { p in
-                    tandem_lstm_step_backward(z2, c2, hasPrevious ? p.baseAddress : nil, dh, &dc1, &dz1, Int32(units))
+                    tandem_lstm_step_backward(z2, c2.map(tanhf), hasPrevious ? p.baseAddress : nil, dh, &dc1, &dz1, Int32(units))
                     lstmStepBackwardReference(z2, c2, hasPrevious ? p.baseAddress : nil, dh, &dc2, &dz2, units: units)
                 }
                 assertClose(dz1, dz2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dz")
                 assertClose(dc1, dc2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dc")
             }
+        }
+    }
+
+    /// The GRU (reset_after) kernels against the rule written out with libm, in Double.
+    func testGRUStepKernelsMatchTheRule() {
+        var rng = SeededGenerator(seed: 23)
+        func sig(_ x: Double) -> Double { 1 / (1 + Foundation.exp(-x)) }
+        for units in [1, 5, 32, 37, 64] {
+            let g = 3 * units
+            let x = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }, rec = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }
+            let before = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }, dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
+            var a = [Float](repeating: 0, count: g), h = [Float](repeating: 0, count: units)
+            tandem_gru_step_forward(x, rec, &a, before, &h, Int32(units))
+            var wantA = [Double](repeating: 0, count: g), wantH = [Double](repeating: 0, count: units)
+            for j in 0..<units {
+                let z = sig(Double(x[j]) + Double(rec[j])), r = sig(Double(x[units + j]) + Double(rec[units + j]))
+                let hh = Foundation.tanh(Double(x[2 * units + j]) + r * Double(rec[2 * units + j]))
+                wantA[j] = z; wantA[units + j] = r; wantA[2 * units + j] = hh
+                wantH[j] = z * Double(before[j]) + (1 - z) * hh
+            }
+            assertClose(a, wantA, atol: 2e-6, rtol: 2e-6, "activations, units \(units)")
+            assertClose(h, wantH, atol: 2e-6, rtol: 2e-6, "h")
+            var keep = [Float](repeating: 0, count: units), dx = [Float](repeating: 0, count: g), dr = dx
+            tandem_gru_step_backward(a, rec, before, dh, &keep, &dx, &dr, Int32(units))
+            var wantKeep = [Double](repeating: 0, count: units), wantDx = [Double](repeating: 0, count: g), wantDr = wantDx
+            for j in 0..<units {  // from the kernel's own activations, so only the backward rule is tested here
+                let z = Double(a[j]), r = Double(a[units + j]), hh = Double(a[2 * units + j]), d = Double(dh[j])
+                let daz = d * (Double(before[j]) - hh) * z * (1 - z), dah = d * (1 - z) * (1 - hh * hh)
+                let dar = dah * Double(rec[2 * units + j]) * r * (1 - r)
+                wantKeep[j] = d * z
+                wantDx[j] = daz; wantDr[j] = daz; wantDx[units + j] = dar; wantDr[units + j] = dar
+                wantDx[2 * units + j] = dah; wantDr[2 * units + j] = dah * r
+            }
+            assertClose(keep, wantKeep, atol: 1e-6, rtol: 1e-5, "keep")
+            assertClose(dx, wantDx, atol: 1e-6, rtol: 1e-5, "dx")
+            assertClose(dr, wantDr, atol: 1e-6, rtol: 1e-5, "dr")
         }
     }
 }

@@ -31,13 +31,24 @@ float tandem_tanh(float x);
 
 /// One LSTM step for one sample, U units. z [4U] holds the pre-activations
 /// (gate order i, f, c, o) and receives the activations i, f, g, o; then
-/// c = f·c_prev + i·g and h = o·tanh(c). c_prev may be NULL (zero state).
-void tandem_lstm_step_forward(float *z, const float *c_prev, float *c, float *h, int units);  // units ≤ 4096
+/// c = f·c_prev + i·g, tc = tanh(c) (kept for the backward) and h = o·tc.
+/// c_prev may be NULL (zero state).
+void tandem_lstm_step_forward(float *z, const float *c_prev, float *c, float *tc, float *h, int units);  // units ≤ 4096
 
-/// Its backward: from the activations a [4U], c, c_prev (may be NULL), dh and
-/// the running dc (updated to dc·f for the previous step), writes dz [4U].
-void tandem_lstm_step_backward(const float *a, const float *c, const float *c_prev,
+/// Its backward: from the activations a [4U], tc = tanh(c), c_prev (may be NULL),
+/// dh and the running dc (updated to dc·f for the previous step), writes dz [4U].
+void tandem_lstm_step_backward(const float *a, const float *tc, const float *c_prev,
                                const float *dh, float *dc, float *dz, int units);
+
+/// One GRU step (reset_after) for one sample, U units: x [3U] the input projection
+/// (input bias in), rec [3U] h̃·R plus the recurrent bias; writes the activations
+/// a = z, r, hh [3U] and h = z·before + (1 − z)·hh, before being the previous state.
+void tandem_gru_step_forward(const float *x, const float *rec, float *a, const float *before, float *h, int units);
+
+/// Its backward from dh: keep = dh·z (the state's direct path), dx [3U] the input
+/// projection's gradient and dr [3U] the recurrent product's (and its bias').
+void tandem_gru_step_backward(const float *a, const float *rec, const float *before, const float *dh,
+                              float *keep, float *dx, float *dr, int units);
 
 /// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);
@@ -53,4 +64,10 @@ const char *tandem_blas_core_for_cpu(void);
 /// Returns the C heap's free memory to the system (malloc_trim): large scratch
 /// freed before training would otherwise stay resident.
 void tandem_release_free_memory(void);
+
+/// count zeroed floats for activations; with huge != 0, 2 MB aligned and advised
+/// as transparent huge pages (a recurrent layer's step reads B rows a page apart:
+/// on 4 KB pages each is a TLB miss). Free with tandem_free_workspace.
+float *tandem_allocate_workspace(size_t count, int huge);
+void tandem_free_workspace(float *p);
 #endif

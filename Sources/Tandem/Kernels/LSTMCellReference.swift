@@ -3,7 +3,7 @@
 
 import Foundation
 
-/// Reference for `tandem_lstm_step_forward` (same arguments, same meaning).
+/// Reference for `tandem_lstm_step_forward` (its arguments less tanh(c), which it does not return).
 public func lstmStepForwardReference(_ z: UnsafeMutablePointer<Float>, _ cPrev: UnsafePointer<Float>?,
                                      _ c: UnsafeMutablePointer<Float>, _ h: UnsafeMutablePointer<Float>, units U: Int) {
     for j in 0..<U {
@@ -14,7 +14,7 @@ public func lstmStepForwardReference(_ z: UnsafeMutablePointer<Float>, _ cPrev: 
     }
 }
 
-/// Reference for `tandem_lstm_step_backward`.
+/// Reference for `tandem_lstm_step_backward` (c in place of tanh(c)).
 public func lstmStepBackwardReference(_ a: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ cPrev: UnsafePointer<Float>?,
                                       _ dh: UnsafePointer<Float>, _ dc: UnsafeMutablePointer<Float>,
                                       _ dz: UnsafeMutablePointer<Float>, units U: Int) {

@@ -24,9 +24,11 @@ public final class LSTM: Layer, TokenFusable {
     /// The embedding this LSTM reads through directly, when fused (TokenProjection.swift).
     var tokens: TokenProjection?
     // Workspace (B = bound batch): gates [B,T,G] pre-activations then activations;
-    // cells [B,T,U] c_t; hPrev [B,T,U] with row (b,t) = h_{t-1} (zero at t = 0);
-    // dGates [B,T,G]; dh, dc [B,U].
+    // cells [B,T,U] c_t and tanhCells [B,T,U] tanh(c_t) (kept: the backward would
+    // otherwise recompute it, most of its kernel's work); hPrev [B,T,U] with row
+    // (b,t) = h_{t-1} (zero at t = 0); dGates [B,T,G]; dh, dc [B,U].
     var gates: UnsafeMutablePointer<Float>!; private var cells: UnsafeMutablePointer<Float>!
+    private var tanhCells: UnsafeMutablePointer<Float>!
     private var hPrev: UnsafeMutablePointer<Float>!; var dGates: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!
 
@@ -76,7 +78,7 @@ public final class LSTM: Layer, TokenFusable {
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
         let out = batch * output.width
-        return (bt * 4 * units * 2 + bt * units * 2 + batch * units * 2 + out + (tokens?.workspaceSize(batch: batch) ?? 0), out)
+        return (bt * 4 * units * 2 + bt * units * 3 + batch * units * 2 + out + (tokens?.workspaceSize(batch: batch) ?? 0), out)
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -84,6 +86,7 @@ public final class LSTM: Layer, TokenFusable {
         gates = workspace.take(bt * g)
         dGates = workspace.take(bt * g)
         cells = workspace.take(bt * units)
+        tanhCells = workspace.take(bt * units)
         hPrev = workspace.take(bt * units)
         dh = workspace.take(batch * units)
         dc = workspace.take(batch * units)
@@ -115,7 +118,7 @@ public final class LSTM: Layer, TokenFusable {
                 let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
                 let last = returnSequences ? output.values + (s * T + T - 1) * U : output.values + s * U
                 let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : last
-                tandem_lstm_step_forward(z, cPrev, c, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
+                tandem_lstm_step_forward(z, cPrev, c, tanhCells + (s * T + t) * U, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
             }
         }
         if returnSequences {
@@ -143,7 +146,7 @@ public final class LSTM: Layer, TokenFusable {
             for s in 0..<B {
                 let a = gates + (s * T + t) * G, dz = dGates + (s * T + t) * G
                 let c = cells + (s * T + t) * U
-                tandem_lstm_step_backward(a, c, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
+                tandem_lstm_step_backward(a, tanhCells + (s * T + t) * U, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
             }
             if t > 0 {  // dh_{t-1} = dz_t · Rᵀ (+ the output's gradient at t−1, for a sequence)
                 gemm(.none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,

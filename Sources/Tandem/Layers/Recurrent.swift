@@ -51,6 +51,8 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     private var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!, rec: UnsafeMutablePointer<Float>!
     private var hPrev: UnsafeMutablePointer<Float>!, hLast: UnsafeMutablePointer<Float>!
     private var cPrev: UnsafeMutablePointer<Float>!, cLast: UnsafeMutablePointer<Float>!
+    /// LSTM: tanh of the cell after step p, row (s, p) [B,T,U] (the backward reads it).
+    private var tanhCells: UnsafeMutablePointer<Float>!
     private var hIn: UnsafeMutablePointer<Float>!, rh: UnsafeMutablePointer<Float>!
     private var dXProj: UnsafeMutablePointer<Float>!, dRec: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!, dHin: UnsafeMutablePointer<Float>!
@@ -124,7 +126,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let bt = batch * steps, b = batch, U = units
         var n = 4 * bt * G + bt * U + b * U  // xProj, gates, dXProj, dRec; hPrev, hLast
         if isGRU { n += bt * G }  // rec
-        if isLSTM { n += bt * U + b * U }  // cPrev, cLast
+        if isLSTM { n += 2 * bt * U + b * U }  // cPrev, tanhCells, cLast
         if recurrentDropout > 0 { n += bt * U + b * U }  // hIn, mask
         if resetBefore { n += bt * U + b * U }  // rh, dRH
         n += 4 * b * U  // dh, dc, dHin, dKeep
@@ -137,7 +139,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         dXProj = workspace.take(bt * G); dRec = workspace.take(bt * G)
         hPrev = workspace.take(bt * U); hLast = workspace.take(b * U)
         rec = isGRU ? workspace.take(bt * G) : nil
-        if isLSTM { cPrev = workspace.take(bt * U); cLast = workspace.take(b * U) }
+        if isLSTM { cPrev = workspace.take(bt * U); tanhCells = workspace.take(bt * U); cLast = workspace.take(b * U) }
         if recurrentDropout > 0 { hIn = workspace.take(bt * U); dropMask = workspace.take(b * U) } else { hIn = hPrev }
         if resetBefore { rh = workspace.take(bt * U); dRH = workspace.take(b * U) }
         dh = workspace.take(b * U); dc = workspace.take(b * U); dHin = workspace.take(b * U); dKeep = workspace.take(b * U)
@@ -189,13 +191,21 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                     if case let .simple(act) = cell {
                         act.apply(z, h, rows: 1, columns: U)
                     } else {
-                        tandem_lstm_step_forward(z, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), h, Int32(U))
+                        tandem_lstm_step_forward(z, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
+                                                 h, Int32(U))
                     }
                 }
             case let .gru(resetAfter):
                 let GR = resetAfter ? G : 2 * U
                 gemm(.none, .none, m: B, n: GR, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: rec + p * G, ldc: T * G)
                 if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
+                if resetAfter {  // every gate and the new state in one vectorised kernel (CKernels/gru.c)
+                    for s in 0..<B {
+                        tandem_gru_step_forward(xProj + (s * T + t) * G, rec + (s * T + p) * G, gates + (s * T + p) * G,
+                                                hPrev + (s * T + p) * U, next(hPrev, hLast, s, p), Int32(U))
+                    }
+                    break
+                }
                 for s in 0..<B {  // z and r
                     let a = gates + (s * T + p) * G, x = xProj + (s * T + t) * G, r = rec + (s * T + p) * G
                     for j in 0..<(2 * U) { a[j] = sigmoid(x[j] + r[j]) }
@@ -254,7 +264,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                 }
                 switch cell {
                 case .lstm:
-                    tandem_lstm_step_backward(gates + (s * T + p) * G, next(cPrev, cLast, s, p), cPrev + (s * T + p) * U,
+                    tandem_lstm_step_backward(gates + (s * T + p) * G, tanhCells + (s * T + p) * U, cPrev + (s * T + p) * U,
                                               dhs, dc + s * U, dr, Int32(U))
                     dx.update(from: dr, count: G)
                     keep.update(repeating: 0, count: U)
@@ -263,6 +273,9 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                     act.backward(dy: dhs, z: gates + (s * T + p) * G, y: next(hPrev, hLast, s, p), dz: dr, rows: 1, columns: U)
                     dx.update(from: dr, count: G)
                     keep.update(repeating: 0, count: U)
+                case .gru(resetAfter: true):  // CKernels/gru.c
+                    tandem_gru_step_backward(gates + (s * T + p) * G, rec + (s * T + p) * G, hPrev + (s * T + p) * U,
+                                             dhs, keep, dx, dr, Int32(U))
                 case let .gru(resetAfter):
                     let a = gates + (s * T + p) * G, r = rec + (s * T + p) * G, before = hPrev + (s * T + p) * U
                     for j in 0..<U {

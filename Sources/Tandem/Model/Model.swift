@@ -4,6 +4,7 @@
 // gradients once and walks the graph in reverse, so every head's gradient
 // accumulates into the shared trunk. Not a loss or an optimizer: see Heads.
 
+import CKernels
 import Foundation
 
 public final class Model {
@@ -66,10 +67,10 @@ public final class Model {
             let size = layer.workspaceSize(batch: maxBatch)
             values += size.values; gradients += size.gradients
         }
-        valueArena = .allocate(capacity: max(values, 1))
-        valueArena.initialize(repeating: 0, count: max(values, 1))
-        gradientArena = .allocate(capacity: max(gradients, 1))
-        gradientArena.initialize(repeating: 0, count: max(gradients, 1))
+        // Huge pages once the arenas are large enough for them to matter (8 MB).
+        let huge: Int32 = ProcessInfo.processInfo.environment["TANDEM_NO_HUGE_PAGES"] == nil && values + gradients >= 2 << 20 ? 1 : 0
+        valueArena = tandem_allocate_workspace(max(values, 1), huge)
+        gradientArena = tandem_allocate_workspace(max(gradients, 1), huge)
         gradientArenaCount = gradients
         activationBytes = 4 * (values + gradients)
         var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
@@ -77,8 +78,8 @@ public final class Model {
     }
 
     deinit {
-        valueArena.deallocate()
-        gradientArena.deallocate()
+        tandem_free_workspace(valueArena)
+        tandem_free_workspace(gradientArena)
     }
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The model families of the speed matrix (scripts/bench.sh), built as a user would build them,
+and Keras 3 on JAX's own training throughput on each, for the side-by-side table.
+
+  bench_families.py build --out DIR                 DIR/<family>.keras for every family below
+  bench_families.py keras --family F --batch-size B [--intervals 5]
+                                                     model.fit on random data, one thread: prints one JSON
+                                                     line with samples/s of each timed interval and their median
+
+Every family has two or more heads trained by one Adam on one weighted total loss. The Keras
+side measures the same archive Tandem trains (load_model of the file `build` wrote), on data of
+the same shapes and kinds, with XLA held to one thread (run it under `taskset -c 0` as well).
+"""
+import argparse, json, os, sys, time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+
+L = keras.layers
+
+
+def headline():
+    """The headline preset (scripts/keras_reference.py's sizes): Embedding 10000×512 → LSTM 32, aux head,
+    concatenate aux_input(5) → 3 × Dense 64 relu → main head; loss weights 1.0 / 0.2."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")
+    trunk = L.LSTM(32, name="lstm")(L.Embedding(10000, 512, name="embedding")(tokens))
+    aux = L.Dense(1, activation="sigmoid", name="aux_output")(trunk)
+    extra = keras.Input(shape=(5,), name="aux_input")
+    x = L.Concatenate(name="concatenate")([trunk, extra])
+    for i in range(3):
+        x = L.Dense(64, activation="relu", name="dense" if i == 0 else f"dense_{i}")(x)
+    main = L.Dense(1, activation="sigmoid", name="main_output")(x)
+    m = keras.Model([tokens, extra], [main, aux])
+    m.compile(optimizer="adam", loss={"main_output": "binary_crossentropy", "aux_output": "binary_crossentropy"},
+              loss_weights={"main_output": 1.0, "aux_output": 0.2})
+    return m
+
+
+def gru_classifier():
+    """A GRU text classifier: Embedding 20000×128 → GRU 64 → a 5-class softmax head and a binary head."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
+    trunk = L.GRU(64, name="gru")(L.Embedding(20000, 128, name="embedding")(tokens))
+    topic = L.Dense(5, activation="softmax", name="topic")(trunk)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(trunk)
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
+              loss_weights={"topic": 1.0, "flag": 0.5})
+    return m
+
+
+def conv_bilstm():
+    """A tagger-style trunk: Embedding 10000×64 → Conv1D 128 (same) → Bidirectional LSTM 32 (return
+    sequences) → GlobalMaxPooling1D → a 5-class head and a binary head."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
+    x = L.Embedding(10000, 64, name="embedding")(tokens)
+    x = L.Conv1D(128, 3, padding="same", activation="relu", name="conv")(x)
+    x = L.Bidirectional(L.LSTM(32, return_sequences=True), name="bi_lstm")(x)
+    x = L.GlobalMaxPooling1D(name="max_over_time")(x)
+    topic = L.Dense(5, activation="softmax", name="topic")(x)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(x)
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
+              loss_weights={"topic": 1.0, "flag": 0.3})
+    return m
+
+
+def tabular():
+    """A tabular multi-task MLP: 200 features → Dense 512 → BatchNormalization → Dense 256 → Dropout 0.2 →
+    a binary head, a 10-class head and a regression head."""
+    features = keras.Input(shape=(200,), name="features")
+    x = L.Dense(512, activation="relu", name="dense")(features)
+    x = L.BatchNormalization(name="batch_normalization")(x)
+    x = L.Dense(256, activation="relu", name="dense_1")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    churn = L.Dense(1, activation="sigmoid", name="churn")(x)
+    segment = L.Dense(10, activation="softmax", name="segment")(x)
+    spend = L.Dense(1, name="spend")(x)
+    m = keras.Model(features, [churn, segment, spend])
+    m.compile(optimizer="adam", loss={"churn": "binary_crossentropy", "segment": "sparse_categorical_crossentropy", "spend": "mse"},
+              loss_weights={"churn": 1.0, "segment": 0.5, "spend": 0.2})
+    return m
+
+
+def stacked_lstm():
+    """A stacked LSTM: Embedding 5000×64 → LSTM 64 (return sequences) → LSTM 64 → two heads."""
+    tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
+    x = L.Embedding(5000, 64, name="embedding")(tokens)
+    x = L.LSTM(64, return_sequences=True, name="lstm")(x)
+    x = L.LSTM(64, name="lstm_1")(x)
+    topic = L.Dense(5, activation="softmax", name="topic")(x)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(x)
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
+              loss_weights={"topic": 1.0, "flag": 0.2})
+    return m
+
+
+FAMILIES = {"headline": headline, "gru_classifier": gru_classifier, "conv_bilstm": conv_bilstm,
+            "tabular": tabular, "stacked_lstm": stacked_lstm}
+
+
+def random_data(model, n, rng):
+    """Inputs and targets of the model's shapes: token ids below the table's size, normal floats,
+    0/1 for a binary head, class ids for a sparse categorical one, normal values for a regression one."""
+    vocab = min(layer.input_dim for layer in model.layers if isinstance(layer, L.Embedding)) \
+        if any(isinstance(layer, L.Embedding) for layer in model.layers) else 0
+    xs = []
+    for t in model.inputs:
+        shape = (n,) + tuple(t.shape[1:])
+        xs.append(rng.integers(0, vocab, size=shape).astype("int32") if "int" in str(t.dtype)
+                  else rng.normal(size=shape).astype("float32"))
+    losses = model.loss if isinstance(model.loss, dict) else dict(zip(model.output_names, model.loss))
+    ys = []
+    for name, t in zip(model.output_names, model.outputs):
+        width = t.shape[-1]
+        loss = losses[name]
+        if loss == "binary_crossentropy":
+            ys.append(rng.integers(0, 2, size=(n, width)).astype("float32"))
+        elif loss == "sparse_categorical_crossentropy":
+            ys.append(rng.integers(0, width, size=(n, 1)).astype("float32"))
+        else:
+            ys.append(rng.normal(size=(n, width)).astype("float32"))
+    return xs, ys
+
+
+def keras_speed(path, batch, intervals, seconds):
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(1)
+    probe = 4 * batch
+    x, y = random_data(model, probe, rng)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # compiles; not timed
+    started = time.time()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    rate = probe / (time.time() - started)
+    # Each timed interval is one epoch of about `seconds`, at least 4 steps.
+    n = batch * max(4, int(rate * seconds / batch))
+    x, y = random_data(model, n, rng)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    rates = []
+    for _ in range(intervals):
+        started = time.time()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        rates.append(n / (time.time() - started))
+    return {"samples_per_second": sorted(rates)[len(rates) // 2], "intervals": rates, "steps_per_interval": n // batch,
+            "keras": keras.__version__, "backend": keras.backend.backend()}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["build", "keras"])
+    p.add_argument("--out"); p.add_argument("--family"); p.add_argument("--model")
+    p.add_argument("--batch-size", type=int, default=32); p.add_argument("--intervals", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=1.5, help="keras: the length of one timed interval")
+    a = p.parse_args()
+    keras.utils.set_random_seed(1)
+    if a.mode == "build":
+        os.makedirs(a.out, exist_ok=True)
+        for name, make in FAMILIES.items():
+            make().save(os.path.join(a.out, name + ".keras"))
+        return
+    result = keras_speed(a.model, a.batch_size, a.intervals, a.seconds)
+    result.update({"family": a.family, "batch_per_rank": a.batch_size})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -401,7 +401,9 @@ public final class Optimizer {
     /// One read of the gradient arena before the step: false when any value is
     /// NaN or ±Inf (then nothing may be updated). With deferred rows it also
     /// lists the table rows whose gradient is not all zero, for `step`.
-    public func gradientsAreFinite(_ g: UnsafePointer<Float>) -> Bool {
+    /// `tableRows`, when given, lists (ascending) every table row that may be non-zero:
+    /// only those are read (a dense table gradient is mostly rows no token touched).
+    public func gradientsAreFinite(_ g: UnsafePointer<Float>, tableRows: UnsafeBufferPointer<Int32>? = nil) -> Bool {
         var exponent: UInt32 = 0
         guard let d = deferred else { return maxExponent(g, count) != 0x7F80_0000 }
         let tail = d.offset + d.rows * d.width
@@ -409,11 +411,12 @@ public final class Optimizer {
         if scannedRows.count < d.rows { scannedRows = [Int32](repeating: 0, count: d.rows) }
         var listed = 0
         scannedRows.withUnsafeMutableBufferPointer { rows in
-            for r in 0..<d.rows {
+            func scan(_ r: Int) {
                 let (any, e) = bitsAndExponent(g + d.offset + r * d.width, d.width)
                 exponent = max(exponent, e)
                 if any != 0 { rows[listed] = Int32(r); listed += 1 }
             }
+            if let tableRows { for r in tableRows { scan(Int(r)) } } else { for r in 0..<d.rows { scan(r) } }
         }
         scannedRowCount = listed
         scannedStep = iterations + 1

@@ -231,15 +231,18 @@ public final class TrainingStep {
 
         // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
         try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
-        if communicator.size > 1, let table = deferredTable, let ids = table.embedding.source.tokens {
-            // Only the union of the rows some rank touched, plus everything else (GradientExchange.swift).
+        var touchedRows: TouchedRows?
+        if let table = deferredTable, let ids = table.embedding.source.tokens {
+            // The union of the table rows some rank touched: the exchange sends only those
+            // (plus everything else, GradientExchange.swift), and the finiteness scan reads only them.
             if sparseExchange == nil {
                 sparseExchange = SparseGradientExchange(parameters: params.count, table: table.view,
                                                         vocabulary: table.embedding.vocabulary, width: table.embedding.dimension)
             }
             let occurrences = local.count * table.embedding.source.width
             try sparseExchange!.touched.agree(communicator) { marks in for i in 0..<occurrences { marks[Int(ids[i])] = 1 } }
-            try sparseExchange!.allReduceSum(params.gradients, communicator)
+            if communicator.size > 1 { try sparseExchange!.allReduceSum(params.gradients, communicator) }
+            touchedRows = sparseExchange!.touched
         } else {
             try communicator.allReduceSum(params.gradients, count: params.count)
         }
@@ -251,7 +254,9 @@ public final class TrainingStep {
         finishFigures(&result, globalBatch: B)
 
         // 4. Stop on non-finite values before they reach the weights (same decision everywhere).
-        try checkFinite(result, step: optimizer.iterations + 1)
+        // A penalty on the table reaches every row: then every row is read.
+        let tablePenalty = deferredTable.map { t in regularizers.contains { $0.view.name == t.view.name } } ?? false
+        try checkFinite(result, step: optimizer.iterations + 1, tableRows: tablePenalty ? nil : touchedRows)
         timings.optimizer += lap(&clock)
         return result
     }
@@ -360,11 +365,15 @@ public final class TrainingStep {
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLossSums[h] / Double(max(B, 1)) }
     }
 
-    func checkFinite(_ result: StepFigures, step: Int) throws {
+    /// `tableRows`: the only table rows that can hold gradient (nil: any row may).
+    func checkFinite(_ result: StepFigures, step: Int, tableRows: TouchedRows? = nil) throws {
         try checkLossIsFinite(result, step: step)
         // The optimizer's pre-step scan reads every gradient once (and, for
         // deferred rows, notes which rows it must update).
-        if !optimizer.gradientsAreFinite(model.parameters.gradients) { try stopOnNonFiniteGradient(step: step, from: 0) }
+        let finite = tableRows.map { t in
+            t.rows.withUnsafeBufferPointer { optimizer.gradientsAreFinite(model.parameters.gradients, tableRows: $0) }
+        } ?? optimizer.gradientsAreFinite(model.parameters.gradients)
+        if !finite { try stopOnNonFiniteGradient(step: step, from: 0) }
     }
 
     func checkLossIsFinite(_ result: StepFigures, step: Int) throws {

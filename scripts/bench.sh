@@ -13,17 +13,20 @@
 #   bash scripts/bench.sh                          # one run of the whole matrix (~8 minutes)
 #   bash scripts/bench.sh --runs 3                 # three runs, interleaved: the README's table
 #   bash scripts/bench.sh --families gru_classifier,tabular --batches 32
+#   bash scripts/bench.sh --table .build/bench-results/<time>.jsonl   # a kept run's table again
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm"; batches="32 256"
+runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm"; batches="32 256"; table=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --families) families="${2//,/ }"; shift 2 ;;
     --batches) batches="${2//,/ }"; shift 2 ;;
+    --table) table="$2"; shift 2 ;;  # print the table of a kept results file, measure nothing
     *) break ;;
   esac
 done
+if [ -z "$table" ]; then
 bash scripts/install-deps.sh >/dev/null
 swift build -c release --static-swift-stdlib >/dev/null
 bin=.build/release/tandem
@@ -42,8 +45,10 @@ py=(env KERAS_BACKEND=jax "$venv/bin/python" scripts/bench_families.py)
 models=.build/bench-families
 "${py[@]}" build --out "$models" 2>/dev/null
 
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# Every configuration's JSON is kept, so a table can be printed again (--table FILE).
+mkdir -p .build/bench-results
+results=.build/bench-results/$(date -u +%Y%m%dT%H%M%SZ).jsonl
+echo "bench.sh: results in $results" >&2
 tag() { python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(family=sys.argv[2], side=sys.argv[3]); print(json.dumps(r))" "$1" "$2" "$3"; }
 for run in $(seq "$runs"); do
   for family in $families; do
@@ -58,6 +63,9 @@ for run in $(seq "$runs"); do
     done
   done
 done
+else
+  results="$table"
+fi
 python3 - "$results" "$families" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
@@ -66,10 +74,12 @@ def runs(family, side, batch, ranks=1):
             and r.get("ranks", 1) == ranks]
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+def listed(rs):
+    return ", ".join("%.0f" % r["samples_per_second"] for r in rs)
 def rate(rs):
     return median([r["samples_per_second"] for r in rs])
 print(f"{'family':<15} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
-      f"{'RSS MB':>6} {'bound':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
+      f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
 batches = sorted({r["batch_per_rank"] for r in rows})
 for family in sys.argv[2].split():
     for batch in batches:
@@ -81,10 +91,12 @@ for family in sys.argv[2].split():
         m = sorted(one, key=lambda r: r["samples_per_second"])[len(one) // 2]
         rss = max(r["peak_rss_mb"] for r in one + two)
         bound = max(r["memory_bound_mb"] for r in one + two)
+        fixed = max(r.get("fixed_runtime_mb", 0) for r in one + two)
         print(f"{family:<15} {batch:>5} {t1:>9.0f} {k:>9.0f} {t1 / k:>5.2f}x {t2:>9.0f} {t2 / t1:>5.2f}x "
-              f"{rss:>6.0f} {bound:>5.0f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
-              f"{', '.join(f'{r['samples_per_second']:.0f}' for r in one):<18} {', '.join(f'{r['samples_per_second']:.0f}' for r in keras):<18}")
-print("samples/s, Adam, one BLAS/XLA thread per process; ratio = Tandem 1 rank / Keras-JAX (target ≥ 2.0×); 2r = 2 ranks × batch,")
-print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations, per rank;")
+              f"{rss:>6.0f} {bound:>5.0f} {fixed:>5.0f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
+              f"{listed(one):<18} {listed(keras):<18}")
+print("samples/s, Adam, one BLAS/XLA thread per process; RSS = peak while training, the largest of any run; ratio = Tandem 1 rank / Keras-JAX (target ≥ 2.0×); 2r = 2 ranks × batch,")
+print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations + fixed, per rank,")
+print("fixed = the runtime resident before any model exists (Swift, MPI, BLAS and its buffers), measured in each run;")
 print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; BLAS: " + rows[-1].get("blas", "?"))
 PY

@@ -94,8 +94,8 @@ struct Bench: ParsableCommand {
             } else if headDiagnostics {
                 print("head diagnostics  none: no tensor is reached by more than one head")
             }
-            print(String(format: "memory per rank   peak RSS %.0f MB; parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; fixed runtime %.0f MB; target ≤ 1.3 × state + activations + fixed = %.0f MB",
-                         Double(result.peakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
+            print(String(format: "memory per rank   peak RSS while training %.0f MB (of the whole process %.0f MB); parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; fixed runtime %.0f MB; target ≤ 1.3 × state + activations + fixed = %.0f MB",
+                         Double(result.peakRSS) / 1e6, Double(result.lifetimePeakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
                          Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
         }
     }

@@ -44,6 +44,23 @@ public func peakResidentBytes() -> Int {
     return usage.ru_maxrss * 1024
 }
 
+/// Starts the kernel's record of this process's peak resident set (VmHWM) afresh
+/// (`5` to /proc/self/clear_refs), so a later `trainingPeakResidentBytes` covers
+/// only what ran since. False where the kernel does not offer it.
+@discardableResult public func resetPeakResident() -> Bool {
+    guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
+    defer { try? handle.close() }
+    return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+}
+
+/// VmHWM of /proc/self/status in bytes: the peak resident set since the last reset.
+public func peakResidentSinceReset() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+    return kb * 1024
+}
+
 /// Resident set size of this process now, in bytes (/proc/self/statm).
 public func residentBytes() -> Int {
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
@@ -61,7 +78,9 @@ public struct BenchmarkResult: Sendable {
     public var gflops = 0.0, sgemmPeak = 0.0
     /// With diagnostics: the median milliseconds of one per-head diagnostic pass (on top of the step).
     public var diagnosticMilliseconds: Double?
-    public var peakRSS = 0, stateBytes = 0, activationBytes = 0
+    /// Peak RSS while training (the record reset after set-up: the generated data and the
+    /// archive read are not training); `lifetimePeakRSS` is the whole process's.
+    public var peakRSS = 0, lifetimePeakRSS = 0, stateBytes = 0, activationBytes = 0
     /// What the process holds before any model exists: the runtime, MPI, BLAS and its
     /// buffers, measured (resident) after the sgemm peak and before the data and model.
     public var fixedRuntimeBytes = 0
@@ -76,6 +95,7 @@ public struct BenchmarkResult: Sendable {
                     ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
                     ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
                     ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
+                    ("lifetime_peak_rss_mb", Double(lifetimePeakRSS) / 1e6),
                     ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
                     ("memory_bound_mb", memoryBound / 1e6),
                     ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("diagnostic_ms", diagnosticMilliseconds ?? 0),
@@ -98,6 +118,8 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     }
     // The generated data's scratch is freed by now; give it back so it is not counted.
     tandem_release_free_memory()
+    let setupPeak = peakResidentBytes()  // the reset below clears ru_maxrss too
+    let resetPeak = resetPeakResident()
     for _ in 0..<warmup { try oneStep() }
     step.resetTimings()
     var rates: [Double] = []
@@ -135,8 +157,10 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
     result.activationBytes = step.model.activationBytes
-    var rss = [Double(peakResidentBytes())]
+    let lifetime = max(setupPeak, peakResidentBytes())
+    var rss = [Double(resetPeak ? peakResidentSinceReset() ?? lifetime : lifetime), Double(lifetime)]
     try comm.allReduceMax(&rss)
     result.peakRSS = Int(rss[0])
+    result.lifetimePeakRSS = Int(rss[1])
     return result
 }

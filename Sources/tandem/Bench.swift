@@ -1,4 +1,4 @@
-// `tandem bench`: the throughput of the headline model (see Benchmark.swift).
+// `tandem bench`: the training throughput of a model, the preset or an archive (see Benchmark.swift).
 
 import ArgumentParser
 import Foundation

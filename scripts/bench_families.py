@@ -18,36 +18,37 @@ os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_paralleli
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from keras_reference import build as build_headline  # noqa: E402  (the headline, built once for every script)
+
 L = keras.layers
 
 
 def headline():
-    """The headline preset (scripts/keras_reference.py's sizes): Embedding 10000×512 → LSTM 32, aux head,
+    """The headline preset, as scripts/keras_reference.py builds it: Embedding 10000×512 → LSTM 32, aux head,
     concatenate aux_input(5) → 3 × Dense 64 relu → main head; loss weights 1.0 / 0.2."""
-    tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")
-    trunk = L.LSTM(32, name="lstm")(L.Embedding(10000, 512, name="embedding")(tokens))
-    aux = L.Dense(1, activation="sigmoid", name="aux_output")(trunk)
-    extra = keras.Input(shape=(5,), name="aux_input")
-    x = L.Concatenate(name="concatenate")([trunk, extra])
-    for i in range(3):
-        x = L.Dense(64, activation="relu", name="dense" if i == 0 else f"dense_{i}")(x)
-    main = L.Dense(1, activation="sigmoid", name="main_output")(x)
-    m = keras.Model([tokens, extra], [main, aux])
+    sizes = argparse.Namespace(vocab=10000, seq_len=100, embed_dim=512, lstm_units=32, aux_features=5,
+                               dense_units=64, dense_layers=3)
+    m = build_headline(sizes)
     m.compile(optimizer="adam", loss={"main_output": "binary_crossentropy", "aux_output": "binary_crossentropy"},
               loss_weights={"main_output": 1.0, "aux_output": 0.2})
+    return m
+
+
+def topic_and_flag(tokens, trunk, flag_weight):
+    """The text families' two heads on `trunk`: a 5-class softmax `topic` and a binary `flag`, compiled."""
+    topic = L.Dense(5, activation="softmax", name="topic")(trunk)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(trunk)
+    m = keras.Model(tokens, [topic, flag])
+    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
+              loss_weights={"topic": 1.0, "flag": flag_weight})
     return m
 
 
 def gru_classifier():
     """A GRU text classifier: Embedding 20000×128 → GRU 64 → a 5-class softmax head and a binary head."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
-    trunk = L.GRU(64, name="gru")(L.Embedding(20000, 128, name="embedding")(tokens))
-    topic = L.Dense(5, activation="softmax", name="topic")(trunk)
-    flag = L.Dense(1, activation="sigmoid", name="flag")(trunk)
-    m = keras.Model(tokens, [topic, flag])
-    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
-              loss_weights={"topic": 1.0, "flag": 0.5})
-    return m
+    return topic_and_flag(tokens, L.GRU(64, name="gru")(L.Embedding(20000, 128, name="embedding")(tokens)), 0.5)
 
 
 def conv_bilstm():
@@ -57,13 +58,7 @@ def conv_bilstm():
     x = L.Embedding(10000, 64, name="embedding")(tokens)
     x = L.Conv1D(128, 3, padding="same", activation="relu", name="conv")(x)
     x = L.Bidirectional(L.LSTM(32, return_sequences=True), name="bi_lstm")(x)
-    x = L.GlobalMaxPooling1D(name="max_over_time")(x)
-    topic = L.Dense(5, activation="softmax", name="topic")(x)
-    flag = L.Dense(1, activation="sigmoid", name="flag")(x)
-    m = keras.Model(tokens, [topic, flag])
-    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
-              loss_weights={"topic": 1.0, "flag": 0.3})
-    return m
+    return topic_and_flag(tokens, L.GlobalMaxPooling1D(name="max_over_time")(x), 0.3)
 
 
 def tabular():
@@ -88,13 +83,7 @@ def stacked_lstm():
     tokens = keras.Input(shape=(100,), dtype="int32", name="tokens")
     x = L.Embedding(5000, 64, name="embedding")(tokens)
     x = L.LSTM(64, return_sequences=True, name="lstm")(x)
-    x = L.LSTM(64, name="lstm_1")(x)
-    topic = L.Dense(5, activation="softmax", name="topic")(x)
-    flag = L.Dense(1, activation="sigmoid", name="flag")(x)
-    m = keras.Model(tokens, [topic, flag])
-    m.compile(optimizer="adam", loss={"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
-              loss_weights={"topic": 1.0, "flag": 0.2})
-    return m
+    return topic_and_flag(tokens, L.LSTM(64, name="lstm_1")(x), 0.2)
 
 
 FAMILIES = {"headline": headline, "gru_classifier": gru_classifier, "conv_bilstm": conv_bilstm,

@@ -64,6 +64,7 @@ for run in $(seq "$runs"); do
   done
 done
 else
+  [ -s "$table" ] || { echo "bench.sh: --table $table: no such results file (they are kept in .build/bench-results/)" >&2; exit 2; }
   results="$table"
 fi
 python3 - "$results" "$families" <<'PY'

@@ -49,7 +49,11 @@ SlurmctldHost=$host
 SlurmctldPort=16817
 SlurmdPort=16818
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket
+# cred_expire is also how long Slurm holds a requeued job (120 s by default): the old
+# credential stays revoked that long, and a job started sooner is killed ("credential
+# revoked"). Ten seconds, and a 2 s scheduling pass (60 s by default) that then starts it,
+# keep the preemption test short without cutting that corner.
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
@@ -69,7 +73,7 @@ MpiDefault=none
 ReturnToService=2
 JobRequeue=1
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1
+SchedulerParameters=bf_interval=1,sched_interval=2
 MessageTimeout=10
 KillWait=5
 MinJobAge=600

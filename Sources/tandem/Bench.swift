@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("gradient-surgery"), help: "pcgrad: measure steps with PCGrad on the shared tensors.") var gradientSurgery: String?
     @Flag(name: .customLong("head-diagnostics"), help: "Also time the per-head diagnostic pass of --head-diagnostics-every (per pass, on top of a step).")
     var headDiagnostics = false
+    @Flag(name: .customLong("overlap-exchange"), help: "Measure with the gradient sums started during backward (as train's flag).")
+    var overlapExchange = false
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
@@ -64,6 +66,7 @@ struct Bench: ParsableCommand {
                                         optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
                                         communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
+            step.overlapExchange = overlapExchange
             if let gradientSurgery {
                 guard gradientSurgery == "pcgrad", !reproducible else {
                     throw TandemError.usage("--gradient-surgery: pcgrad is the supported method, without --reproducible")
@@ -84,7 +87,8 @@ struct Bench: ParsableCommand {
             print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(optimizerConfig.kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
             print("path              \(step.pathDescription)\(step.surgery != nil ? ", PCGrad on \(step.surgery!.diagnostics.packedCount) shared parameters" : "")")
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
-            print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))")
+            print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))"
+                  + (result.exchangeBuckets > 0 ? "  (exchange overlapped with backward, \(result.exchangeBuckets) buckets)" : ""))
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                          result.gflops, 100 * result.gflops / peak, peak))
             print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")

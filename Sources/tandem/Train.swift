@@ -46,6 +46,8 @@ struct Train: ParsableCommand {
     var microBatch: Int = 8
     @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
+    @Flag(name: .customLong("overlap-exchange"), help: "Under MPI, start the gradient sums during backward, in buckets, as their layers finish (DDP-style; ordinary mode's dense path). For runs across nodes, where the network moves the bytes; on one node it measured slower.")
+    var overlapExchange = false
     @Flag(help: "No progress lines on stderr (as --verbose 0, and no start-up report).") var quiet = false
     @Option(name: .customLong("log-every"), help: "Also write TensorBoard scalars (batch_…: running epoch figures, learning rate, loss weights, samples/s) every N steps (0: per epoch only).")
     var logEvery: Int = 0
@@ -157,6 +159,7 @@ struct Train: ParsableCommand {
                                     regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
         step.microBatch = micro
         step.gradientBound = resumed?.gradientBound
+        step.overlapExchange = overlapExchange
 
         // Data: every rank opens the files (headers only) and validates its share of rows.
         let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }

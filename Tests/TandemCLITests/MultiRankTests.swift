@@ -132,4 +132,39 @@ final class MultiRankTests: XCTestCase {
             }
         }
     }
+
+    func testOverlappedExchangeMatchesTheOneAllreduce() throws {
+        // MPI_Iallreduce per bucket, started during backward (GradientBuckets.swift). L2 on
+        // the embedding keeps the dense step, whose exchange overlaps; the table's touched
+        // rows follow the buckets. Element-wise sums: at 2 ranks the same bytes, at 3 (and
+        // 4, oversubscribed, one rank without samples in the last batch) the single process.
+        // Wider Dense layers than the tiny preset's (the last value of a flag wins), so the
+        // exchange has several buckets of 64K floats.
+        let optimizer = ["--optimizer", "adam", "--lr", "0.01", "--l2", "embedding=0.001", "--dense-units", "200", "--dense-layers", "4"]
+        for np in [2, 3, 4] {
+            let plain = try Harness.mpi(np, args(dir + "/plain\(np)", optimizer))
+            XCTAssertEqual(plain.status, 0, plain.stderr)
+            let overlapped = try Harness.mpi(np, args(dir + "/overlap\(np)", optimizer) + ["--overlap-exchange"])
+            XCTAssertEqual(overlapped.status, 0, overlapped.stderr)
+            let a = try Harness.weights(dir + "/plain\(np)/weights.safetensors")
+            let b = try Harness.weights(dir + "/overlap\(np)/weights.safetensors")
+            XCTAssertEqual(Set(a.keys), Set(b.keys))
+            for (name, values) in a {
+                if np == 2 {
+                    XCTAssertEqual(b[name]!, values, "np 2 \(name): the same bytes")
+                } else {
+                    let worst = zip(b[name]!, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
+                    XCTAssertLessThan(worst, 1e-3, "np \(np) \(name)")
+                }
+            }
+        }
+        // The flag reaches the step: the bench reports the buckets it overlapped (the one allreduce: 0).
+        let sizes = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6", "--dense-units", "200", "--dense-layers", "4"]
+        for (flags, expectation) in [([String](), { (n: Int) in n == 0 }), (["--overlap-exchange"], { (n: Int) in n >= 2 })] {
+            let bench = try Harness.mpi(2, ["bench", "--json", "--intervals", "1", "--warmup", "1", "--steps", "2", "--batch-size", "4"] + sizes + flags)
+            XCTAssertEqual(bench.status, 0, bench.stderr)
+            let json = try JSONSerialization.jsonObject(with: Data(bench.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+            XCTAssertTrue(expectation(json["exchange_buckets"] as! Int), "\(flags): \(json["exchange_buckets"]!) buckets")
+        }
+    }
 }

@@ -11,6 +11,14 @@ public protocol Communicator: AnyObject {
     var size: Int { get }
     /// Every rank holds the element-wise sum of all ranks' buffers afterwards.
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+    /// Starts the sum `allReduceSum` makes without waiting for it (the overlapped
+    /// gradient exchange, GradientBuckets.swift). Collective and ordered like every
+    /// other call; `buffer` must not be read or written until `waitForSums` returns.
+    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+    /// Lets the started sums advance (MPI moves them only inside its calls); never waits.
+    func progressSums() throws
+    /// Returns once every started sum is complete.
+    func waitForSums() throws
     /// The same for Double (metrics, counts, flags).
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
     /// The same for Int64: exact, so the result does not depend on the order of the sum.
@@ -84,6 +92,14 @@ extension Communicator {
     public func allReduceSum(_ values: inout [Double]) throws {
         try values.withUnsafeMutableBufferPointer { try allReduceSum($0.baseAddress!, count: $0.count) }
     }
+
+    /// Without non-blocking collectives a started sum is simply made at once: the same
+    /// values, no overlap (the local and thread communicators).
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        try allReduceSum(buffer, count: count)
+    }
+    public func progressSums() throws {}
+    public func waitForSums() throws {}
 
     public func allReduceMax(_ values: inout [Double]) throws {
         try values.withUnsafeMutableBufferPointer { try allReduceMax($0.baseAddress!, count: $0.count) }

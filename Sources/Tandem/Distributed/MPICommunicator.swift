@@ -54,6 +54,43 @@ public final class MPICommunicator: Communicator {
         } while offset < count
     }
 
+    /// The started sums' requests (grown, rarely, only when a plan has more pieces).
+    private var requests = UnsafeMutablePointer<MPI_Request?>.allocate(capacity: 64)
+    private var requestCapacity = 64, pendingRequests = 0
+
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        var offset = 0
+        repeat {
+            let n = min(count - offset, Self.piece)
+            if pendingRequests == requestCapacity {
+                let grown = UnsafeMutablePointer<MPI_Request?>.allocate(capacity: 2 * requestCapacity)
+                grown.update(from: requests, count: pendingRequests)
+                requests.deallocate()
+                requests = grown; requestCapacity *= 2
+            }
+            try check(MPI_Iallreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world,
+                                     requests + pendingRequests),
+                      "MPI_Iallreduce(SUM, \(n) floats)")
+            pendingRequests += 1
+            offset += n
+        } while offset < count
+    }
+
+    public func progressSums() throws {
+        guard pendingRequests > 0 else { return }
+        var done: Int32 = 0
+        try check(MPI_Testall(Int32(pendingRequests), requests, &done, nil), "MPI_Testall")
+        if done != 0 { pendingRequests = 0 }
+    }
+
+    public func waitForSums() throws {
+        guard pendingRequests > 0 else { return }
+        watchdog?.enter("MPI_Waitall of the gradient buckets", count: pendingRequests, unit: "sums")
+        let n = pendingRequests
+        pendingRequests = 0
+        try check(MPI_Waitall(Int32(n), requests, nil), "MPI_Waitall(\(n) gradient sums)")
+    }
+
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         watchdog?.enter("MPI_Allreduce of the figures", count: count, unit: "doubles")
         try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),

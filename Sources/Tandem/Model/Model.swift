@@ -111,4 +111,13 @@ public final class Model {
     public func backward(batch: Int) {
         for layer in schedule.reversed() { layer.backward(batch: batch) }
     }
+
+    /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
+    /// overlapped exchange starts the sums of the gradients that are final).
+    func backward(batch: Int, finished: (Int) throws -> Void) rethrows {
+        for k in schedule.indices.reversed() {
+            schedule[k].backward(batch: batch)
+            try finished(k)
+        }
+    }
 }

@@ -84,6 +84,8 @@ public struct BenchmarkResult: Sendable {
     /// What the process holds before any model exists: the runtime, MPI, BLAS and its
     /// buffers, measured (resident) after the sgemm peak and before the data and model.
     public var fixedRuntimeBytes = 0
+    /// Buckets the gradient exchange was overlapped in (`--overlap-exchange`; 0: not overlapped).
+    public var exchangeBuckets = 0
     /// The target: peak RSS ≤ 1.3 × (parameters + gradients + slots) + activations + the fixed runtime.
     public var memoryBound: Double { 1.3 * Double(stateBytes) + Double(activationBytes) + Double(fixedRuntimeBytes) }
 
@@ -99,7 +101,7 @@ public struct BenchmarkResult: Sendable {
                     ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
                     ("memory_bound_mb", memoryBound / 1e6),
                     ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("diagnostic_ms", diagnosticMilliseconds ?? 0),
-                    ("blas", BLASKernels.description)])
+                    ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description)])
     }
 }
 
@@ -153,6 +155,7 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     result.intervals = rates
     result.samplesPerSecond = rates.sorted()[rates.count / 2]
     result.timings = step.timings
+    result.exchangeBuckets = step.exchangeBuckets
     result.gflops = result.samplesPerSecond * denseFlopsPerSample(step.model) / 1e9 / Double(comm.size)
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)

@@ -80,4 +80,17 @@ final class SparseGradientExchange {
         (g + tail).update(from: pack + head, count: afterTail)
         for (k, r) in t.rows.enumerated() { (g + head + Int(r) * w).update(from: rowBase + k * w, count: w) }
     }
+
+    /// The table's part alone (the overlapped exchange has sent the rest, GradientBuckets.swift):
+    /// its touched rows packed, or the whole table when most rows are touched.
+    func allReduceTable(_ g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
+        let t = touched, table = g + t.tableOffset, w = t.width
+        guard 2 * t.rows.count < t.vocabulary else {
+            try communicator.allReduceSum(table, count: t.tableCount)
+            return
+        }
+        for (k, r) in t.rows.enumerated() { (pack + k * w).update(from: table + Int(r) * w, count: w) }
+        try communicator.allReduceSum(pack, count: t.rows.count * w)
+        for (k, r) in t.rows.enumerated() { (table + Int(r) * w).update(from: pack + k * w, count: w) }
+    }
 }

@@ -12,7 +12,9 @@
 //    CompactTableStep.swift; the table rows' dE formed from it is shared out,
 //    each block formed by one rank, by an allgather per round); otherwise the
 //    dense arena is sent, packed to the touched rows when those are under half
-//    the table (GradientExchange.swift);
+//    the table (GradientExchange.swift), or — overlapped — in buckets whose sums
+//    start during backward as their layers finish (GradientBuckets.swift), the
+//    table's rows after them: the same sums, element by element;
 //  • regularisation (L1/L2) is added after the allreduce, identically on every rank (never once per rank);
 //  • decisions (stop on non-finite values, stop on request) are taken from
 //    reduced figures, so every rank takes the same one;
@@ -104,6 +106,28 @@ public final class TrainingStep {
     /// Reproducible mode: one micro-batch's metric sums before they go to fixed point.
     lazy var metricScratch = [Double](repeating: 0, count: metricSlots)
     var sparseExchange: SparseGradientExchange?
+    /// Overlap the dense path's exchange with backward (GradientBuckets.swift; `--overlap-exchange`).
+    /// Off by default: on one node the ranks' own CPUs move the bytes, so there is nothing
+    /// to overlap with, and it measured slower there (README "Performance").
+    public var overlapExchange = false {
+        didSet { buckets = nil }
+    }
+    /// The smallest bucket the overlapped exchange sends, in floats.
+    public var exchangeBucketFloats = GradientBuckets.defaultBucketFloats {
+        didSet { buckets = nil }
+    }
+    private var buckets: GradientBuckets?
+    /// Buckets the last step's exchange was overlapped in (0: one allreduce, or another step).
+    public private(set) var exchangeBuckets = 0
+    /// The overlapped exchange's plan (built on first use), or nil when the exchange is one allreduce.
+    var gradientBuckets: GradientBuckets? {
+        guard overlapExchange, communicator.size > 1 else { return nil }
+        if buckets == nil {
+            let sparse = deferredTable.flatMap { t in t.embedding.source.tokens == nil ? nil : t.view.offset..<(t.view.offset + t.view.count) }
+            buckets = GradientBuckets(model: model, excluding: sparse, bucketFloats: exchangeBucketFloats)
+        }
+        return buckets
+    }
 
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
@@ -166,6 +190,7 @@ public final class TrainingStep {
         let params = model.parameters, g = params.gradients
         let compactStep = usesCompactTableGradient ? compact : nil
         let result: StepFigures
+        exchangeBuckets = 0
         if let surgery {
             // Each head's own shared gradient over the global batch, before the combined one.
             guard microBatch == nil else { throw TandemError.usage("--gradient-surgery is not available with --reproducible (its per-head gradients are combined in floating point)") }
@@ -225,11 +250,22 @@ public final class TrainingStep {
         model.dropoutKeys.firstPosition = epochPosition + mine.lowerBound
         forwardAndLosses(rows: local.count, globalBatch: B)
         timings.forward += lap(&clock)
-        model.backward(batch: local.count)
-        try collectiveFailure()
+        let overlap = gradientBuckets, g = params.gradients
+        exchangeBuckets = overlap?.bucketCount ?? 0
+        if let overlap {
+            // Each bucket's sum starts as soon as the layers that write it are done.
+            try model.backward(batch: local.count) { k in try overlap.layerFinished(k, gradients: g, communicator) }
+        } else {
+            model.backward(batch: local.count)
+        }
+        do { try collectiveFailure() } catch {
+            if overlap != nil { try? communicator.waitForSums() }
+            throw error
+        }
         timings.backward += lap(&clock)
 
-        // 2. Combine: the figures (small, Double), then the ONE gradient allreduce.
+        // 2. Combine: the figures (small, Double), then the ONE gradient allreduce (or, overlapped,
+        // the buckets' sums started in backward, with the table's touched rows after them).
         try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
         var touchedRows: TouchedRows?
         if let table = deferredTable, let ids = table.embedding.source.tokens {
@@ -241,11 +277,16 @@ public final class TrainingStep {
             }
             let occurrences = local.count * table.embedding.source.width
             try sparseExchange!.touched.agree(communicator) { marks in for i in 0..<occurrences { marks[Int(ids[i])] = 1 } }
-            if communicator.size > 1 { try sparseExchange!.allReduceSum(params.gradients, communicator) }
+            if overlap != nil {
+                try sparseExchange!.allReduceTable(g, communicator)
+            } else if communicator.size > 1 {
+                try sparseExchange!.allReduceSum(g, communicator)
+            }
             touchedRows = sparseExchange!.touched
-        } else {
-            try communicator.allReduceSum(params.gradients, count: params.count)
+        } else if overlap == nil {
+            try communicator.allReduceSum(g, count: params.count)
         }
+        try communicator.waitForSums()
         timings.exchange += lap(&clock)
 
         var result = reducedFigures { figures[$0] }

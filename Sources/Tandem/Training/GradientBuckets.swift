@@ -1,0 +1,67 @@
+// The gradient exchange overlapped with the backward pass, DDP-style; the plain
+// exchange it must equal is the one allreduce after backward (TrainingStep).
+// Backward walks the schedule from the last layer, so a parameter tensor's gradient
+// is final once every layer that reads it has run (for a shared layer: its first
+// call). Tensors are grouped, in the order they become final, into buckets of at
+// least `bucketFloats`; a bucket's sum is started, without waiting, right after the
+// layer that completes it, and MPI is given a chance to move it after every later
+// layer. Every rank builds the same plan from the same model, so every rank starts
+// the same sums in the same order (the Communicator invariant). Sums are element-
+// wise, so buckets change no value: at 2 ranks a + b is a + b, and the thread
+// communicator sums in rank order at any rank count (tested bit for bit).
+
+final class GradientBuckets {
+    /// DDP starts with a 1 MB bucket; these models' layers are 0.1–3 MB of gradient.
+    static let defaultBucketFloats = 1 << 16
+    /// Arena ranges whose sums start after `schedule[k]`'s backward, by k.
+    private let starts: [[Range<Int>]]
+    var startedRanges: [[Range<Int>]] { starts }
+    /// How many buckets the plan has (for the start-up report and tests).
+    let bucketCount: Int
+
+    /// `excluding`: the arena range another exchange sends (the dense table's, by touched rows).
+    init(model: Model, excluding: Range<Int>?, bucketFloats: Int) {
+        let schedule = model.schedule
+        var finalAt: [String: Int] = [:]
+        for (k, layer) in schedule.enumerated() {
+            for spec in layer.parameterSpecs { finalAt[spec.name] = min(finalAt[spec.name] ?? k, k) }
+        }
+        var byLayer = [[Range<Int>]](repeating: [], count: schedule.count)
+        for t in model.parameters.tensors where t.count > 0 {
+            let range = t.offset..<(t.offset + t.count)
+            if let excluding, excluding.overlaps(range) { continue }
+            // A tensor no scheduled layer names is sent with the last bucket.
+            byLayer[finalAt[t.name] ?? 0].append(range)
+        }
+        var starts = [[Range<Int>]](repeating: [], count: schedule.count)
+        var pending: [Range<Int>] = [], floats = 0, buckets = 0
+        for k in schedule.indices.reversed() {
+            pending += byLayer[k]
+            floats += byLayer[k].reduce(0) { $0 + $1.count }
+            guard floats > 0, floats >= bucketFloats || k == 0 else { continue }
+            starts[k] = GradientBuckets.coalesced(pending)
+            pending = []; floats = 0; buckets += 1
+        }
+        self.starts = starts
+        bucketCount = buckets
+    }
+
+    /// Adjacent tensors as one range: one sum each.
+    private static func coalesced(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var merged: [Range<Int>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = merged.last, last.upperBound == r.lowerBound {
+                merged[merged.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
+    }
+
+    /// After `schedule[k]`'s backward: starts the buckets it completed, moves the others on.
+    func layerFinished(_ k: Int, gradients g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
+        for r in starts[k] { try communicator.startAllReduceSum(g + r.lowerBound, count: r.count) }
+        try communicator.progressSums()
+    }
+}

@@ -17,6 +17,7 @@ private func checkLayer(_ model: Model, terminal: Layer, batch: Int, seed: UInt6
                         prepare: ((Model) -> Void)? = nil, file: StaticString = #filePath, line: UInt = #line) {
     var rng = SeededGenerator(seed: seed)
     let store = model.parameters
+    for input in model.inputs { input.wantsGradient = true }  // every layer's dx is checked
     fillUniform(store.values, store.count, &rng, -0.6, 0.6)
     for input in model.inputs where input.kind == .features {
         fillUniform(input.output.values, batch * input.width, &rng)
@@ -105,6 +106,25 @@ final class LayerGradientTests: XCTestCase {
         let lstm = LSTM(name: "lstm", units: 5, input: x, steps: 4)
         let model = Model(inputs: [x], outputs: [lstm], maxBatch: 3)
         checkLayer(model, terminal: lstm, batch: 3, seed: 14)
+    }
+
+    func testDenseOnAnInputFormsItsGradientOnlyWhenWanted() {
+        // Training never reads a model input's gradient, so the dx product is skipped there.
+        let x = InputLayer(name: "x", kind: .features, width: 3)
+        let dense = Dense(name: "d", units: 2, input: x)
+        let model = Model(inputs: [x], outputs: [dense], maxBatch: 2)
+        var rng = SeededGenerator(seed: 2)
+        fillUniform(model.parameters.values, model.parameters.count, &rng)
+        fillUniform(x.output.values, 6, &rng)
+        func inputGradient() -> [Float] {
+            model.forward(batch: 2)
+            for i in 0..<4 { dense.output.gradients[i] = 1 }
+            model.backward(batch: 2)
+            return (0..<6).map { x.output.gradients[$0] }
+        }
+        XCTAssertEqual(inputGradient(), [Float](repeating: 0, count: 6))
+        x.wantsGradient = true
+        XCTAssertTrue(inputGradient().contains { $0 != 0 })
     }
 
     func testLSTMSingleStep() {

@@ -50,6 +50,9 @@ void tandem_gru_step_forward(const float *x, const float *rec, float *a, const f
 void tandem_gru_step_backward(const float *a, const float *rec, const float *before, const float *dh,
                               float *keep, float *dx, float *dr, int units);
 
+/// dz = dy where z > 0, else 0 (ReLU's backward; the same values as the scalar rule).
+void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n);
+
 /// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);
 

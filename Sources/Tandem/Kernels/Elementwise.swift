@@ -2,6 +2,7 @@
 // Legend: n element count, B batch rows, N columns. Derivatives are written
 // in terms of the activation's OUTPUT y where that is cheaper (sigmoid, tanh).
 
+import CKernels
 import Foundation
 
 @inline(__always) public func sigmoid(_ x: Float) -> Float {
@@ -117,7 +118,7 @@ public enum Activation: String, Sendable, CaseIterable {
         let n = rows * columns
         switch self {
         case .linear: dz.update(from: dy, count: n)
-        case .relu: for i in 0..<n { dz[i] = z[i] > 0 ? dy[i] : 0 }
+        case .relu: tandem_relu_backward(dy, z, dz, n)
         case .sigmoid: for i in 0..<n { dz[i] = dy[i] * y[i] * (1 - y[i]) }
         case .tanh: for i in 0..<n { dz[i] = dy[i] * (1 - y[i] * y[i]) }
         case .softmax:

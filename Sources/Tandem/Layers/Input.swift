@@ -26,6 +26,10 @@ public final class InputLayer: Layer {
     deinit { tokenStorage?.deallocate() }
 
     public var width: Int { output.width }
+    /// Whether layers reading this input form its gradient. Training has no use for it
+    /// (XLA drops it too), so a Dense on the features skips its dx product; the
+    /// gradient checks turn it on to check every layer's dx.
+    public var wantsGradient = false
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         kind == .features ? (batch * width, batch * width) : (0, 0)

@@ -90,13 +90,13 @@ final class GradientBucketTests: XCTestCase {
         // Every tensor once (the shared Dense's too), whatever the bucket size; and an excluded range is never sent.
         for bucketFloats in [1, 50, 1 << 20] {
             let plan = GradientBuckets(model: model, excluding: nil, bucketFloats: bucketFloats)
-            XCTAssertEqual(plan.startedRanges.flatMap { $0 }.reduce(0) { $0 + $1.count }, model.parameters.count, "\(bucketFloats)")
-            XCTAssertEqual(plan.startedRanges.flatMap { $0 }.map(\.lowerBound).count,
-                           Set(plan.startedRanges.flatMap { $0 }.map(\.lowerBound)).count)
+            XCTAssertEqual(plan.starts.flatMap { $0 }.reduce(0) { $0 + $1.count }, model.parameters.count, "\(bucketFloats)")
+            XCTAssertEqual(plan.starts.flatMap { $0 }.map(\.lowerBound).count,
+                           Set(plan.starts.flatMap { $0 }.map(\.lowerBound)).count)
         }
         let s = model.parameters.view("s/kernel")!, d1 = model.parameters.view("d1/kernel")!
         let plan = GradientBuckets(model: model, excluding: d1.offset..<(d1.offset + d1.count), bucketFloats: 1)
-        let ranges = plan.startedRanges
+        let ranges = plan.starts
         // The shared Dense's weights are final after its FIRST call (schedule index of "s"), not its second.
         let first = model.schedule.firstIndex { $0.name == "s" }!
         XCTAssertTrue(ranges[first].contains { $0.contains(s.offset) }, "s/kernel starts after the first call's backward")

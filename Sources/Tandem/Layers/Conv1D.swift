@@ -108,7 +108,7 @@ public final class Conv1D: Layer {
         gemm(.transposed, .none, m: patch, n: filters, k: rows, a: columns, lda: patch, b: dz, ldb: filters,
              beta: 1, c: store.gradient(kernel), ldc: filters)
         if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
-        guard (inputs[0] as? InputLayer)?.wantsGradient ?? true else { return }  // no one reads a model input's gradient
+        guard inputs[0].wantsGradient else { return }
         gemm(.none, .transposed, m: rows, n: patch, k: filters, a: dz, lda: filters, b: store.value(kernel), ldb: filters,
              beta: 0, c: dColumns, ldc: patch)
         for b in 0..<batch {

@@ -80,7 +80,7 @@ public final class Dense: Layer {
         gemm(.transposed, .none, m: inputWidth, n: units, k: batch, a: source.output.values, lda: inputWidth,
              b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
         if useBias { addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias)) }
-        guard (source as? InputLayer)?.wantsGradient ?? true else { return }
+        guard source.wantsGradient else { return }
         gemm(.none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
              b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
     }

@@ -169,7 +169,7 @@ public final class LSTM: Layer, TokenFusable {
         gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dGates, ldb: G,
              beta: 1, c: store.gradient(kernel), ldc: G)
         addColumnSums(dGates, rows: B * T, columns: G, stride: G, into: store.gradient(bias))
-        guard (source as? InputLayer)?.wantsGradient ?? true else { return }  // no one reads a model input's gradient
+        guard source.wantsGradient else { return }
         gemm(.none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: store.value(kernel), ldb: G,
              beta: 1, c: source.output.gradients, ldc: D)
     }

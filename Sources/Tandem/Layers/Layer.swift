@@ -59,10 +59,14 @@ public protocol Layer: AnyObject {
     /// normalisation behave differently then).
     func forward(batch: Int, training: Bool)
     func backward(batch: Int)
+    /// Whether the layers reading this one form the gradient of its output (a model
+    /// input's is read by no one, so training skips it; see InputLayer).
+    var wantsGradient: Bool { get }
 }
 
 extension Layer {
     public var weightsName: String { name }
+    public var wantsGradient: Bool { true }
     public var parameterSpecs: [ParameterSpec] { [] }
     public func bind(parameters: ParameterStore) {}
 }

@@ -14,8 +14,7 @@ final class GradientBuckets {
     /// DDP starts with a 1 MB bucket; these models' layers are 0.1–3 MB of gradient.
     static let defaultBucketFloats = 1 << 16
     /// Arena ranges whose sums start after `schedule[k]`'s backward, by k.
-    private let starts: [[Range<Int>]]
-    var startedRanges: [[Range<Int>]] { starts }
+    let starts: [[Range<Int>]]
     /// How many buckets the plan has (for the start-up report and tests).
     let bucketCount: Int
 

@@ -65,7 +65,7 @@ final class SparseGradientExchange {
     /// shared memory moves 20 MB as fast as it copies it), so then it sends the
     /// arena as it is.
     func allReduceSum(_ g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
-        let t = touched, head = t.tableOffset, tail = t.tableOffset + t.tableCount, w = t.width
+        let t = touched, head = t.tableOffset, tail = t.tableOffset + t.tableCount
         guard 2 * t.rows.count < t.vocabulary else {
             try communicator.allReduceSum(g, count: parameterCount)
             return
@@ -73,24 +73,34 @@ final class SparseGradientExchange {
         let afterTail = parameterCount - tail
         pack.update(from: g, count: head)
         (pack + head).update(from: g + tail, count: afterTail)
-        let rowBase = pack + head + afterTail
-        for (k, r) in t.rows.enumerated() { (rowBase + k * w).update(from: g + head + Int(r) * w, count: w) }
-        try communicator.allReduceSum(pack, count: head + afterTail + t.rows.count * w)
+        let rows = packRows(of: g + head, into: pack + head + afterTail)
+        try communicator.allReduceSum(pack, count: head + afterTail + rows)
         g.update(from: pack, count: head)
         (g + tail).update(from: pack + head, count: afterTail)
-        for (k, r) in t.rows.enumerated() { (g + head + Int(r) * w).update(from: rowBase + k * w, count: w) }
+        unpackRows(from: pack + head + afterTail, into: g + head)
     }
 
     /// The table's part alone (the overlapped exchange has sent the rest, GradientBuckets.swift):
     /// its touched rows packed, or the whole table when most rows are touched.
     func allReduceTable(_ g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
-        let t = touched, table = g + t.tableOffset, w = t.width
+        let t = touched, table = g + t.tableOffset
         guard 2 * t.rows.count < t.vocabulary else {
             try communicator.allReduceSum(table, count: t.tableCount)
             return
         }
-        for (k, r) in t.rows.enumerated() { (pack + k * w).update(from: table + Int(r) * w, count: w) }
-        try communicator.allReduceSum(pack, count: t.rows.count * w)
-        for (k, r) in t.rows.enumerated() { (table + Int(r) * w).update(from: pack + k * w, count: w) }
+        try communicator.allReduceSum(pack, count: packRows(of: table, into: pack))
+        unpackRows(from: pack, into: table)
+    }
+
+    /// Copies the touched rows of `table` to `to`, in order; returns the floats copied.
+    private func packRows(of table: UnsafePointer<Float>, into to: UnsafeMutablePointer<Float>) -> Int {
+        let w = touched.width
+        for (k, r) in touched.rows.enumerated() { (to + k * w).update(from: table + Int(r) * w, count: w) }
+        return touched.rows.count * w
+    }
+
+    private func unpackRows(from packed: UnsafePointer<Float>, into table: UnsafeMutablePointer<Float>) {
+        let w = touched.width
+        for (k, r) in touched.rows.enumerated() { (table + Int(r) * w).update(from: packed + k * w, count: w) }
     }
 }

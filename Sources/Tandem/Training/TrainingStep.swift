@@ -123,7 +123,8 @@ public final class TrainingStep {
     var gradientBuckets: GradientBuckets? {
         guard overlapExchange, communicator.size > 1 else { return nil }
         if buckets == nil {
-            let sparse = deferredTable.flatMap { t in t.embedding.source.tokens == nil ? nil : t.view.offset..<(t.view.offset + t.view.count) }
+            // The table the sparse exchange sends by touched rows (computeGradient) stays out of the buckets.
+            let sparse = deferredTable.flatMap { t in t.embedding.source.tokens.map { _ in t.view.offset..<(t.view.offset + t.view.count) } }
             buckets = GradientBuckets(model: model, excluding: sparse, bucketFloats: exchangeBucketFloats)
         }
         return buckets

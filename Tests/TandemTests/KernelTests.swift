@@ -119,13 +119,19 @@ final class LSTMKernelTests: XCTestCase {
     func testStepKernelsMatchTheSwiftReference() {
         var rng = SeededGenerator(seed: 17)
         for units in [1, 5, 32, 37] {
-            for hasPrevious in [false, true] {
+            for (hasPrevious, hasInput) in [(false, false), (true, false), (false, true), (true, true)] {
                 let g = 4 * units
-                var z1 = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }, z2 = z1
+                var z1 = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }
+                // With x, the kernel adds it to z first: the reference gets z + x.
+                let x = (0..<g).map { _ in Float(rng.uniform(-2, 2)) }
+                var z2 = hasInput ? zip(z1, x).map { $0 + $1 } : z1
                 let cPrev = (0..<units).map { _ in Float(rng.uniform(-2, 2)) }
                 var c1 = [Float](repeating: 0, count: units), c2 = c1, h1 = c1, h2 = c1, tc1 = c1
                 cPrev.withUnsafeBufferPointer { p in
-                    tandem_lstm_step_forward(&z1, hasPrevious ? p.baseAddress : nil, &c1, &tc1, &h1, Int32(units))
+                    x.withUnsafeBufferPointer { xs in
+                        tandem_lstm_step_forward(&z1, hasInput ? xs.baseAddress : nil, hasPrevious ? p.baseAddress : nil,
+                                                 &c1, &tc1, &h1, Int32(units))
+                    }
                     lstmStepForwardReference(&z2, hasPrevious ? p.baseAddress : nil, &c2, &h2, units: units)
                 }
                 // Activations agree to a few ulps of libm's.
@@ -142,6 +148,26 @@ final class LSTMKernelTests: XCTestCase {
                 }
                 assertClose(dz1, dz2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dz")
                 assertClose(dc1, dc2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dc")
+            }
+        }
+    }
+
+    /// The gradient scan behind the finite check and the touched-row list: the largest
+    /// exponent field and whether any bit is set, against a scalar loop, at every length 0…40.
+    func testBitsAndExponentScanMatchesAScalarLoop() {
+        var rng = SeededGenerator(seed: 5)
+        let specials: [Float] = [0, -0.0, .leastNonzeroMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity, .nan, 3]
+        for n in 0...40 {
+            for special in specials {
+                // A zero special goes into zeros (so −0 alone must count as set), the others into noise.
+                var x = (0..<n).map { _ in special == 0 ? 0 : Float(rng.uniform(-1e-3, 1e-3)) }
+                if n > 0 { x[Int(rng.uniform(0, Double(n) - 0.01))] = special }
+                var anyBits: UInt32 = 0, top: UInt32 = 0
+                for v in x { anyBits |= v.bitPattern; top = max(top, v.bitPattern & 0x7F80_0000) }
+                var any: UInt32 = 0
+                let exponent = tandem_bits_and_exponent(x, n, &any)
+                XCTAssertEqual(exponent, top, "n \(n), \(special)")
+                XCTAssertEqual(any != 0, anyBits != 0, "n \(n), \(special)")
             }
         }
     }

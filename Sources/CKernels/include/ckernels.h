@@ -29,11 +29,11 @@ float tandem_exp(float x);
 float tandem_sigmoid(float x);
 float tandem_tanh(float x);
 
-/// One LSTM step for one sample, U units. z [4U] holds the pre-activations
-/// (gate order i, f, c, o) and receives the activations i, f, g, o; then
+/// One LSTM step for one sample, U units. z [4U] + x [4U] are the pre-activations
+/// (gate order i, f, c, o); z receives the activations i, f, g, o; then
 /// c = f·c_prev + i·g, tc = tanh(c) (kept for the backward) and h = o·tc.
-/// c_prev may be NULL (zero state).
-void tandem_lstm_step_forward(float *z, const float *c_prev, float *c, float *tc, float *h, int units);  // units ≤ 4096
+/// x (the input projection, when not already in z) and c_prev (zero state) may be NULL.
+void tandem_lstm_step_forward(float *z, const float *x, const float *c_prev, float *c, float *tc, float *h, int units);  // units ≤ 4096
 
 /// Its backward: from the activations a [4U], tc = tanh(c), c_prev (may be NULL),
 /// dh and the running dc (updated to dc·f for the previous step), writes dz [4U].
@@ -52,6 +52,10 @@ void tandem_gru_step_backward(const float *a, const float *rec, const float *bef
 
 /// dz = dy where z > 0, else 0 (ReLU's backward; the same values as the scalar rule).
 void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n);
+
+/// The largest exponent field (bits 23–30) among n floats (0x7F800000: some NaN or ±Inf),
+/// and in *any the OR of all their bits (non-zero when any value, −0 included, is set).
+uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);
 
 /// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);

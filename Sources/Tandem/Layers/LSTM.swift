@@ -118,7 +118,7 @@ public final class LSTM: Layer, TokenFusable {
                 let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
                 let last = returnSequences ? output.values + (s * T + T - 1) * U : output.values + s * U
                 let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : last
-                tandem_lstm_step_forward(z, cPrev, c, tanhCells + (s * T + t) * U, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
+                tandem_lstm_step_forward(z, nil, cPrev, c, tanhCells + (s * T + t) * U, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
             }
         }
         if returnSequences {

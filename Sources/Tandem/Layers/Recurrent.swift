@@ -124,7 +124,8 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps, b = batch, U = units
-        var n = 4 * bt * G + bt * U + b * U  // xProj, gates, dXProj, dRec; hPrev, hLast
+        var n = 3 * bt * G + bt * U + b * U  // gates, dXProj, dRec; hPrev, hLast
+        if !readsProjectionInPlace { n += bt * G }  // xProj
         if isGRU { n += bt * G }  // rec
         if isLSTM { n += 2 * bt * U + b * U }  // cPrev, tanhCells, cLast
         if recurrentDropout > 0 { n += bt * U + b * U }  // hIn, mask
@@ -135,7 +136,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let bt = batch * steps, b = batch, U = units
-        xProj = workspace.take(bt * G); gates = workspace.take(bt * G)
+        xProj = readsProjectionInPlace ? nil : workspace.take(bt * G); gates = workspace.take(bt * G)
         dXProj = workspace.take(bt * G); dRec = workspace.take(bt * G)
         hPrev = workspace.take(bt * U); hLast = workspace.take(b * U)
         rec = isGRU ? workspace.take(bt * G) : nil
@@ -146,6 +147,14 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
         tokens?.bind(workspace: &workspace, batch: batch)
+    }
+
+    /// A fused GRU or SimpleRNN reads each occurrence's projection from the distinct
+    /// tokens' rows; an LSTM adds its recurrent product to a copy (xProj, gathered).
+    private var readsProjectionInPlace: Bool { tokens != nil && !isLSTM }
+    /// Sample s's input projection at input step t (x·W + b).
+    @inline(__always) private func projected(_ s: Int, _ t: Int) -> UnsafePointer<Float> {
+        readsProjectionInPlace ? tokens!.projectedRow(s * steps + t) : UnsafePointer(xProj + (s * steps + t) * G)
     }
 
     @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
@@ -160,7 +169,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
         // x·W + b_in for every step at once (over the distinct tokens, when fused).
         if let tokens {
-            tokens.project(batch: B, into: xProj)
+            if readsProjectionInPlace { tokens.projectDistinct(batch: B) } else { tokens.project(batch: B, into: xProj) }
         } else {
             gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
                  beta: 0, c: xProj, ldc: G)
@@ -185,13 +194,13 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             case .lstm, .simple:
                 gemm(.none, .none, m: B, n: G, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: gates + p * G, ldc: T * G)
                 for s in 0..<B {
-                    let z = gates + (s * T + p) * G, x = xProj + (s * T + t) * G
-                    for j in 0..<G { z[j] += x[j] }
+                    let z = gates + (s * T + p) * G, x = projected(s, t)
                     let h = next(hPrev, hLast, s, p)
                     if case let .simple(act) = cell {
+                        for j in 0..<G { z[j] += x[j] }
                         act.apply(z, h, rows: 1, columns: U)
-                    } else {
-                        tandem_lstm_step_forward(z, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
+                    } else {  // z += x inside the kernel
+                        tandem_lstm_step_forward(z, x, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
                                                  h, Int32(U))
                     }
                 }
@@ -201,13 +210,13 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                 if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
                 if resetAfter {  // every gate and the new state in one vectorised kernel (CKernels/gru.c)
                     for s in 0..<B {
-                        tandem_gru_step_forward(xProj + (s * T + t) * G, rec + (s * T + p) * G, gates + (s * T + p) * G,
+                        tandem_gru_step_forward(projected(s, t), rec + (s * T + p) * G, gates + (s * T + p) * G,
                                                 hPrev + (s * T + p) * U, next(hPrev, hLast, s, p), Int32(U))
                     }
                     break
                 }
                 for s in 0..<B {  // z and r
-                    let a = gates + (s * T + p) * G, x = xProj + (s * T + t) * G, r = rec + (s * T + p) * G
+                    let a = gates + (s * T + p) * G, x = projected(s, t), r = rec + (s * T + p) * G
                     for j in 0..<(2 * U) { a[j] = sigmoid(x[j] + r[j]) }
                     if !resetAfter {
                         let h = hIn + (s * T + p) * U, o = rh + (s * T + p) * U
@@ -219,7 +228,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                          c: rec + p * G + 2 * U, ldc: T * G)
                 }
                 for s in 0..<B {
-                    let a = gates + (s * T + p) * G, x = xProj + (s * T + t) * G, r = rec + (s * T + p) * G
+                    let a = gates + (s * T + p) * G, x = projected(s, t), r = rec + (s * T + p) * G
                     let before = hPrev + (s * T + p) * U, h = next(hPrev, hLast, s, p)
                     for j in 0..<U {
                         let hh = fastTanh(x[2 * U + j] + (resetAfter ? a[U + j] * r[2 * U + j] : r[2 * U + j]))

@@ -2,6 +2,7 @@
 // UNIQUE tokens. The input projection is linear, so for the n distinct ids of
 // a batch (n ≤ min(vocab, B·T)), with G the layer's gate columns:
 //   forward   P[n, G] = E[ids] · W + b, then xProj[b, t] = P[slot(b, t)]
+//             (a GRU or SimpleRNN reads P[slot(b, t)] in place)
 //   backward  S[n, G] = Σ over occurrences of dxProj;  dW += E[ids]ᵀ · S;
 //             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once; or S is
 //             kept per row and dE formed later in blocks — `tableRowSums`)
@@ -107,6 +108,19 @@ final class TokenProjection {
 
     /// Fills `xProj` [B·T, G] with x·W + b for every (b, t), computing each distinct token once.
     func project(batch: Int, into xProj: UnsafeMutablePointer<Float>) {
+        projectDistinct(batch: batch)
+        let f = buffers!, G = layer.gateColumns, projection = projection!
+        for o in 0..<batch * layer.steps { (xProj + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G) }
+    }
+
+    /// Occurrence o's (o = b·T + t) row of x·W + b, after `projectDistinct`: read in place,
+    /// so a layer that keeps the projection apart from its gates needs no [B·T, G] copy.
+    @inline(__always) func projectedRow(_ o: Int) -> UnsafePointer<Float> {
+        UnsafePointer(projection! + Int(buffers!.occurrence[o]) * layer.gateColumns)
+    }
+
+    /// P[n, G] = E[ids] · W + b over the batch's n distinct ids, and each occurrence's slot.
+    func projectDistinct(batch: Int) {
         let f = buffers!, store = layer.parameterStore
         let ids = embedding.source.tokens!, table = embedding.store.value(embedding.table)
         let D = layer.inputWidth, G = layer.gateColumns, occurrences = batch * layer.steps
@@ -124,7 +138,6 @@ final class TokenProjection {
         for k in 0..<n { (rows + k * D).update(from: table + Int(f.unique[k]) * D, count: D) }
         gemm(.none, .none, m: n, n: G, k: D, a: rows, lda: D, b: store.value(layer.inputKernel), ldb: G, beta: 0, c: projection, ldc: G)
         if let bias = layer.inputBias { addBias(store.value(bias), to: projection, rows: n, columns: G, stride: G) }
-        for o in 0..<occurrences { (xProj + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G) }
     }
 
     /// Kernel, bias and embedding gradients from `dXProj` [B·T, G], per distinct token.

@@ -446,22 +446,9 @@ public final class Optimizer {
     /// Non-zero when any bit of any value is set (so −0 counts as a gradient, which
     /// is harmless: its update equals the +0 replay), and the largest exponent field.
     @inline(__always) private func bitsAndExponent(_ p: UnsafePointer<Float>, _ n: Int) -> (any: UInt32, exponent: UInt32) {
-        let raw = UnsafeRawPointer(p), mask = SIMD8<UInt32>(repeating: 0x7F80_0000)
-        var any = SIMD8<UInt32>(repeating: 0), top = SIMD8<UInt32>(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            let x = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            any |= x
-            top = pointwiseMax(top, x & mask)
-            i += 8
-        }
-        var anyTail: UInt32 = 0, topTail: UInt32 = 0
-        while i < n {
-            let x = raw.load(fromByteOffset: 4 * i, as: UInt32.self)
-            anyTail |= x; topTail = max(topTail, x & 0x7F80_0000)
-            i += 1
-        }
-        return ((any == SIMD8(repeating: 0) ? 0 : 1) | anyTail, max(top.max(), topTail))
+        var any: UInt32 = 0
+        let exponent = tandem_bits_and_exponent(p, n, &any)  // CKernels/elementwise.c (vectorised)
+        return (any, exponent)
     }
 }
 

@@ -80,7 +80,7 @@ def listed(rs):
 def rate(rs):
     return median([r["samples_per_second"] for r in rs])
 print(f"{'family':<15} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
-      f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
+      f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'data':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
 batches = sorted({r["batch_per_rank"] for r in rows})
 for family in sys.argv[2].split():
     for batch in batches:
@@ -93,11 +93,13 @@ for family in sys.argv[2].split():
         rss = max(r["peak_rss_mb"] for r in one + two)
         bound = max(r["memory_bound_mb"] for r in one + two)
         fixed = max(r.get("fixed_runtime_mb", 0) for r in one + two)
+        data = max(r.get("data_mb", 0) for r in one + two)
         print(f"{family:<15} {batch:>5} {t1:>9.0f} {k:>9.0f} {t1 / k:>5.2f}x {t2:>9.0f} {t2 / t1:>5.2f}x "
-              f"{rss:>6.0f} {bound:>5.0f} {fixed:>5.0f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
+              f"{rss:>6.0f} {bound:>5.0f} {fixed:>5.0f} {data:>5.1f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
               f"{listed(one):<18} {listed(keras):<18}")
 print("samples/s, Adam, one BLAS/XLA thread per process; RSS = peak while training, the largest of any run; ratio = Tandem 1 rank / Keras-JAX (target ≥ 2.0×); 2r = 2 ranks × batch,")
 print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations + fixed, per rank,")
 print("fixed = the runtime resident before any model exists (Swift, MPI, BLAS and its buffers), measured in each run;")
+print("data = the generated dataset's mapped files: the rows read stay resident, in the RSS but in no term of the bound;")
 print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; BLAS: " + rows[-1].get("blas", "?"))
 PY

@@ -190,9 +190,14 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                 }
             }
             let hp = hIn + p * U, ld = T * U  // rows (s, p) of h̃
+            // h̃·R[:, columns] into rows (s, p) of `to`; at p = 0 h̃ is the zero state, so no product.
+            func recurrentProduct(_ columns: Int, into to: UnsafeMutablePointer<Float>) {
+                if p == 0 { for s in 0..<B { (to + s * T * G).update(repeating: 0, count: columns) }; return }
+                gemm(.none, .none, m: B, n: columns, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: to, ldc: T * G)
+            }
             switch cell {
             case .lstm, .simple:
-                gemm(.none, .none, m: B, n: G, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: gates + p * G, ldc: T * G)
+                recurrentProduct(G, into: gates + p * G)
                 for s in 0..<B {
                     let z = gates + (s * T + p) * G, x = projected(s, t)
                     let h = next(hPrev, hLast, s, p)
@@ -206,7 +211,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                 }
             case let .gru(resetAfter):
                 let GR = resetAfter ? G : 2 * U
-                gemm(.none, .none, m: B, n: GR, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: rec + p * G, ldc: T * G)
+                recurrentProduct(GR, into: rec + p * G)
                 if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
                 if resetAfter {  // every gate and the new state in one vectorised kernel (CKernels/gru.c)
                     for s in 0..<B {

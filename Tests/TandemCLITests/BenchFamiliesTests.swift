@@ -42,6 +42,9 @@ final class BenchFamiliesTests: XCTestCase {
             XCTAssertGreaterThan(state, 0, family)
             XCTAssertGreaterThan(fixed, 1, "\(family): the runtime is resident before any model")
             XCTAssertEqual(bound, 1.3 * state + activations + fixed, accuracy: 0.01, family)
+            // The mapped dataset: 64 samples of every input and target, a few KB to 60 KB a family.
+            let data = try XCTUnwrap(r["data_mb"] as? Double)
+            XCTAssertGreaterThan(data, 0.002, family); XCTAssertLessThan(data, 0.1, family)
             XCTAssertGreaterThan(try XCTUnwrap(r["sgemm_peak_gflops"] as? Double), 0, family)
         }
         // Two ranks: the total rate over the global batch.

@@ -43,7 +43,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     private var kernel: TensorView!, recurrent: TensorView!, bias: TensorView?
     private var store: ParameterStore!
     private let G: Int
-    // Workspace, B = bound batch: xProj [B,T,G] (input order); gates [B,T,G] and rec [B,T,G]
+    // Workspace, B = bound batch: xProj [B,T,G] (input order; none when fused); gates [B,T,G] and rec [B,T,G]
     // (processing order); hPrev / cPrev [B,T,U] with row (b, p) the state before step p,
     // hLast / cLast [B,U] the final state; hIn [B,T,U] (h̃, with recurrent dropout);
     // rh [B,T,U] (GRU without reset_after: r ⊙ h̃); their gradients dXProj, dRec; dh, dc,
@@ -149,9 +149,9 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         tokens?.bind(workspace: &workspace, batch: batch)
     }
 
-    /// A fused GRU or SimpleRNN reads each occurrence's projection from the distinct
-    /// tokens' rows; an LSTM adds its recurrent product to a copy (xProj, gathered).
-    private var readsProjectionInPlace: Bool { tokens != nil && !isLSTM }
+    /// Fused, each occurrence's projection is read from the distinct tokens' rows: every
+    /// cell adds it to its own recurrent product, so no [B·T, G] gather (xProj) is needed.
+    private var readsProjectionInPlace: Bool { tokens != nil }
     /// Sample s's input projection at input step t (x·W + b).
     @inline(__always) private func projected(_ s: Int, _ t: Int) -> UnsafePointer<Float> {
         readsProjectionInPlace ? tokens!.projectedRow(s * steps + t) : UnsafePointer(xProj + (s * steps + t) * G)
@@ -169,7 +169,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
         // x·W + b_in for every step at once (over the distinct tokens, when fused).
         if let tokens {
-            if readsProjectionInPlace { tokens.projectDistinct(batch: B) } else { tokens.project(batch: B, into: xProj) }
+            tokens.projectDistinct(batch: B)  // read in place by `projected`
         } else {
             gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
                  beta: 0, c: xProj, ldc: G)

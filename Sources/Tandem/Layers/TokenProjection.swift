@@ -2,7 +2,7 @@
 // UNIQUE tokens. The input projection is linear, so for the n distinct ids of
 // a batch (n ≤ min(vocab, B·T)), with G the layer's gate columns:
 //   forward   P[n, G] = E[ids] · W + b, then xProj[b, t] = P[slot(b, t)]
-//             (a GRU or SimpleRNN reads P[slot(b, t)] in place)
+//             (the general recurrent layer reads P[slot(b, t)] in place)
 //   backward  S[n, G] = Σ over occurrences of dxProj;  dW += E[ids]ᵀ · S;
 //             db += Σ S;  dE[ids] += S · Wᵀ   (each row of dE once; or S is
 //             kept per row and dE formed later in blocks — `tableRowSums`)

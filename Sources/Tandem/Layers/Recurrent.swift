@@ -152,9 +152,13 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     /// Fused, each occurrence's projection is read from the distinct tokens' rows: every
     /// cell adds it to its own recurrent product, so no [B·T, G] gather (xProj) is needed.
     private var readsProjectionInPlace: Bool { tokens != nil }
+    /// This forward's distinct-token rows and occurrence slots (fused only).
+    private var distinctRows: (rows: UnsafePointer<Float>, slot: UnsafePointer<Int32>)?
     /// Sample s's input projection at input step t (x·W + b).
     @inline(__always) private func projected(_ s: Int, _ t: Int) -> UnsafePointer<Float> {
-        readsProjectionInPlace ? tokens!.projectedRow(s * steps + t) : UnsafePointer(xProj + (s * steps + t) * G)
+        let o = s * steps + t
+        if let d = distinctRows { return d.rows + Int(d.slot[o]) * G }
+        return UnsafePointer(xProj + o * G)
     }
 
     @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
@@ -169,7 +173,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
         // x·W + b_in for every step at once (over the distinct tokens, when fused).
         if let tokens {
-            tokens.projectDistinct(batch: B)  // read in place by `projected`
+            distinctRows = tokens.projectDistinct(batch: B)  // read in place by `projected`
         } else {
             gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
                  beta: 0, c: xProj, ldc: G)

@@ -113,14 +113,11 @@ final class TokenProjection {
         for o in 0..<batch * layer.steps { (xProj + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G) }
     }
 
-    /// Occurrence o's (o = b·T + t) row of x·W + b, after `projectDistinct`: read in place,
-    /// so a layer that keeps the projection apart from its gates needs no [B·T, G] copy.
-    @inline(__always) func projectedRow(_ o: Int) -> UnsafePointer<Float> {
-        UnsafePointer(projection! + Int(buffers!.occurrence[o]) * layer.gateColumns)
-    }
-
-    /// P[n, G] = E[ids] · W + b over the batch's n distinct ids, and each occurrence's slot.
-    func projectDistinct(batch: Int) {
+    /// P[n, G] = E[ids] · W + b over the batch's n distinct ids, and each occurrence's slot:
+    /// occurrence o's (o = b·T + t) row of x·W + b is `rows + slot[o]·G`, read in place by a
+    /// layer that keeps the projection apart from its gates (no [B·T, G] copy).
+    @discardableResult
+    func projectDistinct(batch: Int) -> (rows: UnsafePointer<Float>, slot: UnsafePointer<Int32>) {
         let f = buffers!, store = layer.parameterStore
         let ids = embedding.source.tokens!, table = embedding.store.value(embedding.table)
         let D = layer.inputWidth, G = layer.gateColumns, occurrences = batch * layer.steps
@@ -138,6 +135,7 @@ final class TokenProjection {
         for k in 0..<n { (rows + k * D).update(from: table + Int(f.unique[k]) * D, count: D) }
         gemm(.none, .none, m: n, n: G, k: D, a: rows, lda: D, b: store.value(layer.inputKernel), ldb: G, beta: 0, c: projection, ldc: G)
         if let bias = layer.inputBias { addBias(store.value(bias), to: projection, rows: n, columns: G, stride: G) }
+        return (UnsafePointer(projection), UnsafePointer(f.occurrence))
     }
 
     /// Kernel, bias and embedding gradients from `dXProj` [B·T, G], per distinct token.

@@ -207,4 +207,41 @@ final class LSTMKernelTests: XCTestCase {
             assertClose(dr, wantDr, atol: 1e-6, rtol: 1e-5, "dr")
         }
     }
+
+    /// BatchNormalization's C passes give the bits of the scalar rule they replaced (each
+    /// channel's Double sums in row order, no contraction) for channel counts on and off the
+    /// vector widths.
+    func testBatchNormalizationPassesMatchTheScalarRuleBitForBit() {
+        var rng = SeededGenerator(seed: 31)
+        for (rows, C) in [(1, 1), (5, 3), (7, 16), (33, 37), (64, 512)] {
+            let x = (0..<rows * C).map { _ in Float(rng.uniform(-3, 3)) }, dy = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }
+            let mean = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }, inv = (0..<C).map { _ in Float(rng.uniform(0.5, 2)) }
+            let gamma = (0..<C).map { _ in Float(rng.uniform(-2, 2)) }, beta = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }
+            let meanDy = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }, meanDyx = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }
+            let scale = (0..<C).map { gamma[$0] * inv[$0] }
+            var sum = [Double](repeating: 0, count: C), sq = sum, wantSum = sum, wantSq = sum
+            var xhat = [Float](repeating: 0, count: rows * C), y = xhat, wantXhat = xhat, wantY = xhat
+            var sdy = sum, sdyx = sum, wantSdy = sum, wantSdyx = sum
+            var dx = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }, wantDx = dx
+            for r in 0..<rows {
+                for c in 0..<C {
+                    let i = r * C + c, v = Double(x[i])
+                    wantSum[c] += v; wantSq[c] += v * v
+                    wantXhat[i] = (x[i] - mean[c]) * inv[c]; wantY[i] = wantXhat[i] * gamma[c] + beta[c]
+                    wantSdy[c] += Double(dy[i]); wantSdyx[c] += Double(dy[i] * wantXhat[i])
+                    wantDx[i] += gamma[c] * inv[c] * (dy[i] - meanDy[c] - wantXhat[i] * meanDyx[c])
+                }
+            }
+            tandem_bn_sums(x, rows, Int32(C), &sum, &sq)
+            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &xhat, &y)
+            tandem_bn_gradient_sums(dy, xhat, rows, Int32(C), &sdy, &sdyx)
+            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx)
+            let label = "\(rows) × \(C)"
+            XCTAssertEqual(sum, wantSum, label); XCTAssertEqual(sq, wantSq, label)
+            XCTAssertEqual(xhat.map(\.bitPattern), wantXhat.map(\.bitPattern), label)
+            XCTAssertEqual(y.map(\.bitPattern), wantY.map(\.bitPattern), label)
+            XCTAssertEqual(sdy, wantSdy, label); XCTAssertEqual(sdyx, wantSdyx, label)
+            XCTAssertEqual(dx.map(\.bitPattern), wantDx.map(\.bitPattern), label)
+        }
+    }
 }

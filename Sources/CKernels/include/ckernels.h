@@ -57,6 +57,21 @@ void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n);
 /// and in *any the OR of all their bits (non-zero when any value, −0 included, is set).
 uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);
 
+/// BatchNormalization's passes over rows × channels (row-major), each channel's
+/// Double sums in row order: sum = Σx, sq = Σx² (set, not added to).
+void tandem_bn_sums(const float *x, size_t rows, int channels, double *sum, double *sq);
+
+/// xhat = (x − mean)·inv and y = xhat·gamma + beta, per channel.
+void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mean, const float *inv,
+                     const float *gamma, const float *beta, float *xhat, float *y);
+
+/// sdy = Σdy, sdyx = Σ(dy·xhat) (the product in float, as the scalar rule), set.
+void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, int channels, double *sdy, double *sdyx);
+
+/// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel.
+void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
+                        const float *mean_dy, const float *mean_dyx, float *dx);
+
 /// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);
 

@@ -11,6 +11,7 @@
 // statistics and no collective. The moving statistics live in the parameter
 // store (so checkpoints and model.keras keep them) but get no gradient.
 
+import CKernels
 import Foundation
 
 /// A layer that makes collectives of its own during training (the step binds its communicator).
@@ -37,6 +38,9 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     private var sums: UnsafeMutablePointer<Double>
     /// x̂ [rows, C]; 1/√(σ² + ε) per channel; whether the last forward used batch statistics.
     private var normalized: UnsafeMutablePointer<Float>!, inverse: UnsafeMutablePointer<Float>
+    /// Per channel, for the C passes (CKernels/normalization.c): μ as Float, γ/√(σ² + ε), the
+    /// global mean dy and mean dy·x̂, and ones and zeros standing in for an absent γ or β.
+    private var mean32, scale32, meanDy, meanDyx, ones, zeros: UnsafeMutablePointer<Float>
     private var batchStatistics = false, count = 0.0
 
     public init(name: String, input: Layer, momentum: Float = 0.99, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true,
@@ -49,9 +53,12 @@ public final class BatchNormalization: Layer, CollectiveLayer {
         let c = input.output.features
         sums = .allocate(capacity: 6 * c + 1)
         inverse = .allocate(capacity: c)
+        (mean32, scale32, meanDy, meanDyx) = (.allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c))
+        ones = .allocate(capacity: c); ones.initialize(repeating: 1, count: c)
+        zeros = .allocate(capacity: c); zeros.initialize(repeating: 0, count: c)
     }
 
-    deinit { sums.deallocate(); inverse.deallocate() }
+    deinit { for p in [inverse, mean32, scale32, meanDy, meanDyx, ones, zeros] { p.deallocate() }; sums.deallocate() }
 
     func bind(communicator: Communicator) { self.communicator = communicator }
     func takeError() -> Error? { defer { error = nil }; return error }
@@ -103,14 +110,10 @@ public final class BatchNormalization: Layer, CollectiveLayer {
             let mean = store.value(movingMean), variance = store.value(movingVariance)
             for c in 0..<C { sums[c] = Double(mean[c]); inverse[c] = 1 / (variance[c] + epsilon).squareRoot() }
         }  // else: the step set this step's statistics (reproducible mode)
-        let g = gamma.map { UnsafePointer(store.value($0)) }, b = beta.map { UnsafePointer(store.value($0)) }
-        for r in 0..<n {
-            let xr = x + r * C, nr = normalized + r * C, yr = y + r * C
-            for c in 0..<C {
-                nr[c] = (xr[c] - Float(sums[c])) * inverse[c]
-                yr[c] = nr[c] * (g?[c] ?? 1) + (b?[c] ?? 0)
-            }
-        }
+        for c in 0..<C { mean32[c] = Float(sums[c]) }
+        // x̂ = (x − μ)·inv and y = x̂·γ + β in one pass over the rows.
+        tandem_bn_apply(x, n, Int32(C), mean32, inverse, gamma.map { store.value($0) } ?? ones,
+                        beta.map { store.value($0) } ?? zeros, normalized, y)
     }
 
     public func backward(batch: Int) {
@@ -132,13 +135,11 @@ public final class BatchNormalization: Layer, CollectiveLayer {
                 global.update(repeating: .nan, count: 2 * C)
             }
         }
-        for r in 0..<n {
-            let d = dy + r * C, nr = normalized + r * C, to = dx + r * C
-            for c in 0..<C {
-                let meanDy = Float(global[c] / count), meanDyx = Float(global[C + c] / count)
-                to[c] += (g?[c] ?? 1) * inverse[c] * (d[c] - meanDy - nr[c] * meanDyx)
-            }
+        for c in 0..<C {
+            meanDy[c] = Float(global[c] / count); meanDyx[c] = Float(global[C + c] / count)
+            scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
+        tandem_bn_backward(dy, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx)
     }
 
     // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch
@@ -150,22 +151,14 @@ public final class BatchNormalization: Layer, CollectiveLayer {
 
     /// Σx, Σx² per channel over the input rows of the current forward (2C doubles, in row order).
     func inputSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
-        let C = channels, x = inputs[0].output.values!
-        out.update(repeating: 0, count: 2 * C)
-        for r in 0..<rows(batch) {
-            let row = x + r * C
-            for c in 0..<C { let v = Double(row[c]); out[c] += v; out[C + c] += v * v }
-        }
+        let C = channels
+        tandem_bn_sums(inputs[0].output.values!, rows(batch), Int32(C), out, out + C)
     }
 
     /// Σdy, Σdy·x̂ per channel over the rows of the current backward (2C doubles, in row order).
     func gradientSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
-        let C = channels, dy = output.gradients!
-        out.update(repeating: 0, count: 2 * C)
-        for r in 0..<rows(batch) {
-            let d = dy + r * C, nr = normalized + r * C
-            for c in 0..<C { out[c] += Double(d[c]); out[C + c] += Double(d[c] * nr[c]) }
-        }
+        let C = channels
+        tandem_bn_gradient_sums(output.gradients!, normalized, rows(batch), Int32(C), out, out + C)
     }
 
     /// The step's statistics from the global Σx, Σx² over `count` rows; the moving statistics move once.

@@ -4,7 +4,8 @@
 
 #pragma clang fp contract(off)
 
-#define ADAM_BODY                                                          \
+// With clear, g is zeroed in the same pass (a second pass would stream it again).
+#define ADAM_LOOP(CLEAR)                                                   \
     for (size_t i = 0; i < n; i++) {                                       \
         float gi = g[i];                                                   \
         float mi = m[i] + (gi - m[i]) * b1;                                \
@@ -12,8 +13,10 @@
         m[i] = mi;                                                         \
         v[i] = vi;                                                         \
         w[i] = w[i] - alpha * mi / (__builtin_sqrtf(vi) + eps);            \
-    }                                                                      \
-    if (clear) for (size_t i = 0; i < n; i++) g[i] = 0.0f;
+        CLEAR                                                              \
+    }
+#define ADAM_BODY                                                          \
+    if (clear) { ADAM_LOOP(g[i] = 0.0f;) } else { ADAM_LOOP() }
 
 #define ZERO_BODY                                                          \
     for (size_t i = 0; i < n; i++) {                                       \

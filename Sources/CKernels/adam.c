@@ -53,7 +53,8 @@ int tandem_isa_level(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+        // Level 1 needs FMA too: the recurrent kernels' polynomials are fused multiply-adds.
+        level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
     return level;
 }
@@ -69,6 +70,6 @@ void tandem_adam_zero_gradient(float *w, float *m, float *v, size_t n, float alp
 }
 
 const char *tandem_kernel_isa(void) {
-    static const char *names[3] = {"sse2", "avx2", "avx512f"};
+    static const char *names[3] = {"sse2", "avx2+fma", "avx512f"};
     return names[tandem_isa_level()];
 }

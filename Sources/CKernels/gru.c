@@ -41,10 +41,10 @@ typedef void (*gru_backward_fn)(const float *restrict, const float *restrict, co
                             float *restrict dr, int units) { GRU_BACKWARD_BODY }
 
 GRU_FORWARD(gru_forward_base, )
-GRU_FORWARD(gru_forward_avx2, __attribute__((target("avx2"))))
+GRU_FORWARD(gru_forward_avx2, __attribute__((target("avx2,fma"))))
 GRU_FORWARD(gru_forward_avx512, __attribute__((target("avx512f"))))
 GRU_BACKWARD(gru_backward_base, )
-GRU_BACKWARD(gru_backward_avx2, __attribute__((target("avx2"))))
+GRU_BACKWARD(gru_backward_avx2, __attribute__((target("avx2,fma"))))
 GRU_BACKWARD(gru_backward_avx512, __attribute__((target("avx512f"))))
 
 void tandem_gru_step_forward(const float *x, const float *rec, float *a, const float *before, float *h, int units) {

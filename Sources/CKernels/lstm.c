@@ -40,14 +40,14 @@ typedef void (*backward_fn)(const float *restrict, const float *restrict, const 
                             const float *restrict, float *restrict, float *restrict, int);
 
 static void forward_base(float *restrict z, const float *restrict x, const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h, int units) { STEP_FORWARD_BODY }
-__attribute__((target("avx2")))
+__attribute__((target("avx2,fma")))
 static void forward_avx2(float *restrict z, const float *restrict x, const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h, int units) { STEP_FORWARD_BODY }
 __attribute__((target("avx512f")))
 static void forward_avx512(float *restrict z, const float *restrict x, const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h, int units) { STEP_FORWARD_BODY }
 
 static void backward_base(const float *restrict a, const float *restrict tc, const float *restrict c_prev,
                           const float *restrict dh, float *restrict dc, float *restrict dz, int units) { STEP_BACKWARD_BODY }
-__attribute__((target("avx2")))
+__attribute__((target("avx2,fma")))
 static void backward_avx2(const float *restrict a, const float *restrict tc, const float *restrict c_prev,
                           const float *restrict dh, float *restrict dc, float *restrict dz, int units) { STEP_BACKWARD_BODY }
 __attribute__((target("avx512f")))

@@ -72,7 +72,7 @@ void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, in
 void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
                         const float *mean_dy, const float *mean_dyx, float *dx);
 
-/// 0 baseline, 1 AVX2, 2 AVX-512F: which build of each kernel runs on this CPU.
+/// 0 baseline, 1 AVX2 with FMA, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);
 
 /// The name of the instruction set the kernels use on this CPU.

@@ -78,3 +78,77 @@ void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int cha
                                   float *) = {bn_backward_base, bn_backward_avx2, bn_backward_avx512};
     table[tandem_isa_level()](dy, xhat, rows, channels, scale, mean_dy, mean_dyx, dx);
 }
+
+// LayerNormalization: one pass over the rows, each row's sums and outputs while it is in
+// L1. A row's sums run in 16 lanes (then the lanes in order), so they vectorise: the
+// same bits on every ISA build, not the bits of one running sum.
+#define LANES 16
+#define LANE_SUM(n, term, out)                                                      \
+    do {                                                                            \
+        float lane[LANES] = {0};                                                    \
+        int j = 0;                                                                  \
+        for (; j + LANES <= (n); j += LANES)                                        \
+            for (int k = 0; k < LANES; k++) { int q = j + k; lane[k] += (term); }   \
+        for (int k = 0; j + k < (n); k++) { int q = j + k; lane[k] += (term); }     \
+        float total = 0;                                                            \
+        for (int k = 0; k < LANES; k++) total += lane[k];                           \
+        (out) = total;                                                              \
+    } while (0)
+
+#define LN_FORWARD_BODY                                                             \
+    for (size_t r = 0; r < rows; r++) {                                             \
+        const float *xr = x + r * (size_t)F;                                        \
+        float *nr = xhat + r * (size_t)F, *yr = y + r * (size_t)F;                  \
+        float mean, variance;                                                       \
+        LANE_SUM(F, xr[q], mean);                                                   \
+        mean /= (float)F;                                                           \
+        LANE_SUM(F, (xr[q] - mean) * (xr[q] - mean), variance);                     \
+        variance /= (float)F;                                                       \
+        float s = 1.0f / __builtin_sqrtf(variance + epsilon);                       \
+        inv[r] = s;                                                                 \
+        for (int j = 0; j < F; j++) {                                               \
+            float n = (xr[j] - mean) * s;                                           \
+            nr[j] = n; yr[j] = n * gamma[j] + beta[j];                              \
+        }                                                                           \
+    }
+
+#define LN_BACKWARD_BODY                                                            \
+    for (size_t r = 0; r < rows; r++) {                                             \
+        const float *d = dy + r * (size_t)F, *nr = xhat + r * (size_t)F;            \
+        float *to = dx + r * (size_t)F;                                             \
+        if (dgamma) for (int j = 0; j < F; j++) dgamma[j] += d[j] * nr[j];          \
+        if (dbeta) for (int j = 0; j < F; j++) dbeta[j] += d[j];                    \
+        float mean_g, mean_gn;                                                      \
+        LANE_SUM(F, d[q] * gamma[q], mean_g);                                       \
+        LANE_SUM(F, d[q] * gamma[q] * nr[q], mean_gn);                              \
+        mean_g /= (float)F; mean_gn /= (float)F;                                    \
+        for (int j = 0; j < F; j++) to[j] += (d[j] * gamma[j] - mean_g - nr[j] * mean_gn) * inv[r]; \
+    }
+
+#define LN_KERNELS(suffix, target)                                                                       \
+    target static void ln_forward_##suffix(const float *restrict x, size_t rows, int F, float epsilon,    \
+                                           const float *restrict gamma, const float *restrict beta,      \
+                                           float *restrict xhat, float *restrict inv, float *restrict y) \
+    { LN_FORWARD_BODY }                                                                                  \
+    target static void ln_backward_##suffix(const float *restrict dy, const float *restrict xhat,        \
+                                            const float *restrict inv, size_t rows, int F,               \
+                                            const float *restrict gamma, float *restrict dgamma,         \
+                                            float *restrict dbeta, float *restrict dx) { LN_BACKWARD_BODY }
+
+LN_KERNELS(base, )
+LN_KERNELS(avx2, __attribute__((target("avx2"))))
+LN_KERNELS(avx512, __attribute__((target("avx512f"))))
+
+void tandem_ln_forward(const float *x, size_t rows, int features, float epsilon, const float *gamma,
+                       const float *beta, float *xhat, float *inv, float *y) {
+    static void (*const table[3])(const float *, size_t, int, float, const float *, const float *, float *, float *,
+                                  float *) = {ln_forward_base, ln_forward_avx2, ln_forward_avx512};
+    table[tandem_isa_level()](x, rows, features, epsilon, gamma, beta, xhat, inv, y);
+}
+
+void tandem_ln_backward(const float *dy, const float *xhat, const float *inv, size_t rows, int features,
+                        const float *gamma, float *dgamma, float *dbeta, float *dx) {
+    static void (*const table[3])(const float *, const float *, const float *, size_t, int, const float *, float *,
+                                  float *, float *) = {ln_backward_base, ln_backward_avx2, ln_backward_avx512};
+    table[tandem_isa_level()](dy, xhat, inv, rows, features, gamma, dgamma, dbeta, dx);
+}

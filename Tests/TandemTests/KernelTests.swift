@@ -244,4 +244,44 @@ final class LSTMKernelTests: XCTestCase {
             XCTAssertEqual(dx.map(\.bitPattern), wantDx.map(\.bitPattern), label)
         }
     }
+
+    /// LayerNormalization's C passes against the rule written out in Double, for widths on
+    /// and off the 16-lane sums, with and without γ/β gradients.
+    func testLayerNormalizationPassesMatchTheRule() {
+        var rng = SeededGenerator(seed: 37)
+        for (rows, F) in [(1, 1), (3, 5), (4, 16), (5, 17), (2, 37), (3, 512)] {
+            let x = (0..<rows * F).map { _ in Float(rng.uniform(-3, 3)) }, dy = (0..<rows * F).map { _ in Float(rng.uniform(-1, 1)) }
+            let gamma = (0..<F).map { _ in Float(rng.uniform(-2, 2)) }, beta = (0..<F).map { _ in Float(rng.uniform(-1, 1)) }
+            let eps: Float = 0.01
+            var xhat = [Float](repeating: 0, count: rows * F), y = xhat, inv = [Float](repeating: 0, count: rows)
+            var dg = [Float](repeating: 0.5, count: F), db = dg, dx = [Float](repeating: 0.25, count: rows * F)
+            tandem_ln_forward(x, rows, Int32(F), eps, gamma, beta, &xhat, &inv, &y)
+            tandem_ln_backward(dy, xhat, inv, rows, Int32(F), gamma, &dg, &db, &dx)
+            var dx2 = [Float](repeating: 0.25, count: rows * F)
+            tandem_ln_backward(dy, xhat, inv, rows, Int32(F), gamma, nil, nil, &dx2)
+            XCTAssertEqual(dx, dx2, "\(rows) × \(F): dx must not depend on whether γ/β gradients are wanted")
+            var wantDg = [Double](repeating: 0.5, count: F), wantDb = wantDg
+            for r in 0..<rows {
+                let row = (0..<F).map { Double(x[r * F + $0]) }, d = (0..<F).map { Double(dy[r * F + $0]) }
+                let mean = row.reduce(0, +) / Double(F)
+                let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(F)
+                let s = 1 / (variance + Double(eps)).squareRoot()
+                let n = row.map { ($0 - mean) * s }
+                let g = (0..<F).map { d[$0] * Double(gamma[$0]) }
+                let meanG = g.reduce(0, +) / Double(F), meanGN = (0..<F).map { g[$0] * n[$0] }.reduce(0, +) / Double(F)
+                let label = "\(rows) × \(F), row \(r)"
+                XCTAssertEqual(Double(inv[r]), s, accuracy: 1e-5 * s, label)
+                for j in 0..<F {
+                    XCTAssertEqual(Double(xhat[r * F + j]), n[j], accuracy: 1e-5, label)
+                    XCTAssertEqual(Double(y[r * F + j]), n[j] * Double(gamma[j]) + Double(beta[j]), accuracy: 1e-5, label)
+                    XCTAssertEqual(Double(dx[r * F + j]), 0.25 + (g[j] - meanG - n[j] * meanGN) * s, accuracy: 1e-4, label)
+                    wantDg[j] += d[j] * n[j]; wantDb[j] += d[j]
+                }
+            }
+            for j in 0..<F {
+                XCTAssertEqual(Double(dg[j]), wantDg[j], accuracy: 1e-5, "dγ \(rows) × \(F)")
+                XCTAssertEqual(Double(db[j]), wantDb[j], accuracy: 1e-5, "dβ \(rows) × \(F)")
+            }
+        }
+    }
 }

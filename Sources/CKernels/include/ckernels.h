@@ -72,6 +72,16 @@ void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, in
 void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
                         const float *mean_dy, const float *mean_dyx, float *dx);
 
+/// LayerNormalization over rows × features: per row μ, σ² (biased), inv = 1/√(σ² + ε),
+/// xhat = (x − μ)·inv, y = xhat·gamma + beta. Row sums run in 16 lanes (same bits on every build).
+void tandem_ln_forward(const float *x, size_t rows, int features, float epsilon, const float *gamma,
+                       const float *beta, float *xhat, float *inv, float *y);
+
+/// Its backward: dgamma += Σ dy·xhat and dbeta += Σ dy (either may be NULL), and with
+/// g = dy·gamma, dx += (g − mean g − xhat·mean(g·xhat))·inv.
+void tandem_ln_backward(const float *dy, const float *xhat, const float *inv, size_t rows, int features,
+                        const float *gamma, float *dgamma, float *dbeta, float *dx);
+
 /// 0 baseline, 1 AVX2 with FMA, 2 AVX-512F: which build of each kernel runs on this CPU.
 int tandem_isa_level(void);
 

@@ -3,6 +3,7 @@
 // y = γ·x̂ + β. Backward: dγ += Σ dy·x̂, dβ += Σ dy, and with g = dy·γ,
 // dx = (g − mean g − x̂·mean(g·x̂)) / √(σ² + ε).
 
+import CKernels
 import Foundation
 
 /// Keras `LayerNormalization(axis=-1, epsilon, center, scale)` on [B, F] or [B, T, F].
@@ -17,6 +18,8 @@ public final class LayerNormalization: Layer {
     private var store: ParameterStore!
     /// x̂ [rows, F] and 1/√(σ² + ε) per row.
     private var normalized: UnsafeMutablePointer<Float>!, inverse: UnsafeMutablePointer<Float>!
+    /// Ones and zeros standing in for an absent γ or β (the C kernels take both).
+    private let ones: UnsafeMutablePointer<Float>, zeros: UnsafeMutablePointer<Float>
 
     public init(name: String, input: Layer, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true, weights: String? = nil,
                 gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros) {
@@ -24,7 +27,12 @@ public final class LayerNormalization: Layer {
         self.epsilon = epsilon; self.center = center; self.scale = scale
         initializers = (gammaInitializer, betaInitializer)
         output = Node(shape: input.output.shape)
+        let f = output.features
+        ones = .allocate(capacity: f); ones.initialize(repeating: 1, count: f)
+        zeros = .allocate(capacity: f); zeros.initialize(repeating: 0, count: f)
     }
+
+    deinit { ones.deallocate(); zeros.deallocate() }
 
     private var features: Int { output.features }
     private func rows(_ batch: Int) -> Int { batch * output.width / features }
@@ -51,41 +59,15 @@ public final class LayerNormalization: Layer {
         output.gradients = workspace.takeGradient(batch * output.width)
     }
 
+    // One pass over the rows each way (CKernels/normalization.c): a row's sums and its
+    // outputs are formed while it is in L1.
     public func forward(batch: Int, training: Bool) {
-        let F = features, x = inputs[0].output.values!, y = output.values!
-        let g = gamma.map { UnsafePointer(store.value($0)) }, b = beta.map { UnsafePointer(store.value($0)) }
-        for r in 0..<rows(batch) {
-            let xr = x + r * F, n = normalized + r * F, yr = y + r * F
-            var mean: Float = 0
-            for j in 0..<F { mean += xr[j] }
-            mean /= Float(F)
-            var variance: Float = 0
-            for j in 0..<F { let d = xr[j] - mean; variance += d * d }
-            variance /= Float(F)
-            let inv = 1 / (variance + epsilon).squareRoot()
-            inverse[r] = inv
-            for j in 0..<F {
-                n[j] = (xr[j] - mean) * inv
-                yr[j] = n[j] * (g?[j] ?? 1) + (b?[j] ?? 0)
-            }
-        }
+        tandem_ln_forward(inputs[0].output.values!, rows(batch), Int32(features), epsilon, gamma.map { store.value($0) } ?? ones,
+                          beta.map { store.value($0) } ?? zeros, normalized, inverse, output.values!)
     }
 
     public func backward(batch: Int) {
-        let F = features, dx = inputs[0].output.gradients!, dy = output.gradients!
-        let g = gamma.map { UnsafePointer(store.value($0)) }
-        let dg = gamma.map { store.gradient($0) }, db = beta.map { store.gradient($0) }
-        for r in 0..<rows(batch) {
-            let n = normalized + r * F, d = dy + r * F, to = dx + r * F
-            var meanG: Float = 0, meanGN: Float = 0
-            for j in 0..<F {
-                dg?[j] += d[j] * n[j]
-                db?[j] += d[j]
-                let gj = d[j] * (g?[j] ?? 1)
-                meanG += gj; meanGN += gj * n[j]
-            }
-            meanG /= Float(F); meanGN /= Float(F)
-            for j in 0..<F { to[j] += (d[j] * (g?[j] ?? 1) - meanG - n[j] * meanGN) * inverse[r] }
-        }
+        tandem_ln_backward(output.gradients!, normalized, inverse, rows(batch), Int32(features), gamma.map { store.value($0) } ?? ones,
+                           gamma.map { store.gradient($0) }, beta.map { store.gradient($0) }, inputs[0].output.gradients!)
     }
 }

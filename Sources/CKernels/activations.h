@@ -13,8 +13,8 @@
 
 static inline float exp_poly(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    // n = round(x / ln 2) by the 1.5·2^23 trick: plain adds, so it vectorises
-    // on every x86-64 (floorf is a library call before SSE4.1).
+    // n = round(x / ln 2) by the 1.5·2^23 trick: a multiply-add and a subtraction,
+    // which vectorise (floorf is a library call before SSE4.1).
     float n = fmaf(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;
     float r = fmaf(-n, 0.693359375f, x);
     r = fmaf(-n, -2.12194440e-4f, r);

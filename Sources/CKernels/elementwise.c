@@ -9,14 +9,36 @@ void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n) 
     }
 }
 
+// OR and max are exact in any order, so 32 lanes (two AVX-512 registers) each
+// keep their own; every build gives the same result.
+#define BITS_BODY                                                              \
+    const uint32_t *bits = (const uint32_t *)x;                                \
+    uint32_t seen[32] = {0}, top[32] = {0};                                    \
+    size_t i = 0;                                                              \
+    for (; i + 32 <= n; i += 32)                                               \
+        for (int l = 0; l < 32; l++) {                                         \
+            uint32_t b = bits[i + l], e = b & 0x7F800000u;                     \
+            seen[l] |= b;                                                      \
+            top[l] = e > top[l] ? e : top[l];                                  \
+        }                                                                      \
+    for (; i < n; i++) {                                                       \
+        uint32_t b = bits[i], e = b & 0x7F800000u;                             \
+        seen[0] |= b;                                                          \
+        top[0] = e > top[0] ? e : top[0];                                      \
+    }                                                                          \
+    uint32_t s = 0, t = 0;                                                     \
+    for (int l = 0; l < 32; l++) { s |= seen[l]; t = top[l] > t ? top[l] : t; } \
+    *any = s;                                                                  \
+    return t;
+
+typedef uint32_t (*bits_fn)(const float *, size_t, uint32_t *);
+static uint32_t bits_base(const float *x, size_t n, uint32_t *any) { BITS_BODY }
+__attribute__((target("avx2")))
+static uint32_t bits_avx2(const float *x, size_t n, uint32_t *any) { BITS_BODY }
+__attribute__((target("avx512f")))
+static uint32_t bits_avx512(const float *x, size_t n, uint32_t *any) { BITS_BODY }
+
 uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any) {
-    const uint32_t *bits = (const uint32_t *)x;
-    uint32_t seen = 0, top = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b = bits[i], e = b & 0x7F800000u;
-        seen |= b;
-        top = e > top ? e : top;
-    }
-    *any = seen;
-    return top;
+    static const bits_fn table[3] = {bits_base, bits_avx2, bits_avx512};
+    return table[tandem_isa_level()](x, n, any);
 }

@@ -444,6 +444,10 @@ OPTIMIZERS = {
     "polynomial": lambda: O.RMSprop(S.PolynomialDecay(0.01, 8, 0.001, power=2.0)),
     "cosine": lambda: O.AdamW(S.CosineDecay(0.001, 6, alpha=0.1, warmup_target=0.005, warmup_steps=3)),
     "cosine_restarts": lambda: O.Nadam(S.CosineDecayRestarts(0.02, 3, t_mul=2.0, m_mul=0.8, alpha=0.05)),
+    # Gradient accumulation: the weights move every 3rd (4th) step; the schedule reads every step; an epoch
+    # (5 steps) ends mid-window, so the archives and checkpoints between the epochs hold accumulators.
+    "adam_accumulate": lambda: O.Adam(S.ExponentialDecay(0.02, 4, 0.5), gradient_accumulation_steps=3),
+    "rmsprop_accumulate": lambda: O.RMSprop(0.01, momentum=0.5, gradient_accumulation_steps=4),
 }
 
 

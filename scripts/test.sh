@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Every test: installs what the build needs (OpenMPI, OpenBLAS, HDF5; Keras 3 with JAX
-# and TensorBoard in a virtualenv for the Keras-equivalence and event-file tests), builds,
-# and runs `swift test`
-# (unit tests, gradient checks, CLI and bad-input tests, Keras equivalence,
-# multi-rank tests under real mpirun, the namespace cluster, faults).
+# Every test, from a fresh machine: installs what the build and the tests need (OpenMPI,
+# OpenBLAS, HDF5, cairo; as root Slurm and munge for the Slurm test; Keras 3 with JAX and
+# TensorBoard in a virtualenv for the Keras-equivalence and event-file tests), builds, and
+# runs `swift test` (unit tests, gradient checks, CLI and bad-input tests, Keras
+# equivalence, multi-rank tests under real mpirun, the namespace cluster, faults).
+#
+#   bash scripts/test.sh           everything (CI, the README)
+#   bash scripts/test.sh --quick   the in-process tests only (TandemTests: layers, gradient
+#                                  checks, optimizers, thread ranks), for the inner loop
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+quick=false
+case "${1:-}" in
+  --quick) quick=true ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
 bash scripts/install-deps.sh
+if $quick; then
+  swift build --build-tests
+  swift test --skip-build --disable-swift-testing --filter '^TandemTests\.'
+  exit 0
+fi
+if [ "$(id -u)" = 0 ]; then bash scripts/slurm/local-cluster.sh install; fi
 venv=.build/keras-venv
 if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax, tensorboard" 2>/dev/null; then
   echo "test.sh: installing Keras 3, JAX and TensorBoard into $venv (for the Keras-equivalence and event-file tests)"

@@ -89,6 +89,8 @@ struct Bench: ParsableCommand {
             print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
             print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))"
                   + (result.exchangeBuckets > 0 ? "  (exchange overlapped with backward, \(result.exchangeBuckets) buckets)" : ""))
+            print(String(format: "exchange          %.2f µs per sample", result.exchangeMicrosecondsPerSample)
+                  + (optimizerConfig.gradientAccumulationSteps.map { " (gradients accumulated over \($0) steps: one allreduce per \($0))" } ?? ""))
             print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                          result.gflops, 100 * result.gflops / peak, peak))
             print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")

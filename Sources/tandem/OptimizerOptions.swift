@@ -21,6 +21,9 @@ struct OptimizerOptions: ParsableArguments {
     @Option(help: "Clip each tensor's gradient to this norm (after the allreduce).") var clipnorm: Double?
     @Option(name: .customLong("global-clipnorm"), help: "Clip the whole gradient to this global norm (after the allreduce).") var globalClipnorm: Double?
     @Option(help: "Clip every gradient element to [−v, v] (after the allreduce).") var clipvalue: Double?
+    @Option(name: .customLong("gradient-accumulation-steps"),
+            help: "Keras's gradient_accumulation_steps: the weights move every N-th step by the mean of the N steps' gradients (one allreduce per N steps); 1 turns the archive's off.")
+    var gradientAccumulationSteps: Int?
 
     /// The flags given, for messages.
     var given: [String] {
@@ -39,6 +42,7 @@ struct OptimizerOptions: ParsableArguments {
         if clipnorm != nil { names.append("--clipnorm") }
         if globalClipnorm != nil { names.append("--global-clipnorm") }
         if clipvalue != nil { names.append("--clipvalue") }
+        if gradientAccumulationSteps != nil { names.append("--gradient-accumulation-steps") }
         return names
     }
 
@@ -77,6 +81,10 @@ struct OptimizerOptions: ParsableArguments {
         if clipnorm != nil || globalClipnorm != nil || clipvalue != nil {
             // A clipping flag replaces whatever clipping the archive compiled.
             c.clipnorm = clipnorm; c.globalClipnorm = globalClipnorm; c.clipvalue = clipvalue
+        }
+        if let n = gradientAccumulationSteps {
+            guard n >= 1 else { throw TandemError.usage("--gradient-accumulation-steps must be at least 1, got \(n)") }
+            c.gradientAccumulationSteps = n == 1 ? nil : n
         }
         do { try c.validate() } catch let TandemError.usage(message) {
             throw TandemError.usage(given.isEmpty ? message : "\(message) [flags: \(given.joined(separator: " "))]")

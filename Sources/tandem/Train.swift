@@ -197,7 +197,8 @@ struct Train: ParsableCommand {
                 // As keras.saving.load_model(p).fit(…): the archive's weights, and its optimizer state when complete.
                 try description.loadWeights(model.parameters, from: archive)
                 if description.optimizer?.kind == optimizerConfig.kind {
-                    let state = try description.loadOptimizerState(opt, store: model.parameters, from: archive)
+                    let state = try description.loadOptimizerState(opt, store: model.parameters, from: archive,
+                                                                   accumulator: model.parameters.gradients)
                     if let n = state.iterations { iterations[0] = Double(n) }
                     if let note = state.note { notes.append(note) }
                 } else if description.optimizer != nil {
@@ -213,15 +214,14 @@ struct Train: ParsableCommand {
         }
         try broadcastState(model: model, optimizer: opt, communicator: comm)
         try comm.allReduceMax(&iterations)
-        if resumed == nil && iterations[0] > 0 { opt.restore(iterations: Int(iterations[0])) }
+        if resumed == nil && iterations[0] > 0 {
+            opt.restore(iterations: Int(iterations[0]))
+            step.accumulatorLoadedFromKeras()
+        }
         if resumed != nil {
-            var p = [Double(position.step), Double(position.epoch), Double(position.batchInEpoch)] + position.epochSums
-            var n = [Double(p.count)]
-            try comm.allReduceMax(&n)
-            p += [Double](repeating: 0, count: Int(n[0]) - p.count)
-            try p.withUnsafeMutableBytes { try comm.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
-            position.step = Int(p[0]); position.epoch = Int(p[1]); position.batchInEpoch = Int(p[2])
-            position.epochSums = Array(p[3...])
+            // Rank 0 read the position; every rank takes it as Codable bytes.
+            let text = try rankZeroBroadcast(comm) { String(decoding: try JSONEncoder().encode(position), as: UTF8.self) }
+            position = try JSONDecoder().decode(TrainingPosition.self, from: Data(text.utf8))
             opt.restore(iterations: Int(iterations[0]))
         }
 
@@ -292,6 +292,15 @@ struct Train: ParsableCommand {
             trainer.options.monitor = monitor
         }
 
+        if let n = optimizerConfig.gradientAccumulationSteps {
+            // Each of these reads or rewrites the gradient arena mid-window, which holds the window's sum.
+            let clashes = [(micro != nil, "--reproducible"), (step.surgery != nil, "--gradient-surgery"),
+                           (learnedKind != nil, "--loss-weighting \(learnedKind?.rawValue ?? "")"),
+                           (headDiagnosticsEvery > 0, "--head-diagnostics-every")].filter(\.0).map(\.1)
+            if let clash = clashes.first {
+                throw TandemError.usage("gradient accumulation (\(n) steps) does not combine with \(clash) yet (the arena holds the window's gradient sum)")
+            }
+        }
         trainer.removeStaleTemporaryFiles()
         if let mpi = comm as? MPICommunicator {
             mpi.watchdog = CollectiveWatchdog(timeout: collectiveTimeout, rank: comm.rank)

@@ -20,7 +20,8 @@ enum KerasFixture {
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
     static let optimizerModels = ["adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
                                   "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
-                                  "piecewise", "polynomial", "cosine", "cosine_restarts"].map { "opt_" + $0 }
+                                  "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
+                                  "rmsprop_accumulate"].map { "opt_" + $0 }
 
     struct Made { let dir: String; let python: String }
 

@@ -222,7 +222,7 @@ final class ArchiveMutationTests: XCTestCase {
         let model = try d.build(maxBatch: 2)
         model.parameters.initialize(seed: 1)
         let optimizer = Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count)
-        optimizer.iterations = 3
+        optimizer.restore(iterations: 3)
         try d.saveArchive(to: dir + "/m.keras", store: model.parameters, optimizer: optimizer, heads: d.heads)
         let original = try KerasArchive(path: dir + "/m.keras")
         // The archive round-trips before any mutation.

@@ -107,7 +107,8 @@ extension ModelDescription {
     }
 
     /// An optimizer's variables in the order Keras saves them (KERAS-FORMAT §3): after
-    /// `iterations` (and `learning_rate` unless a schedule sets it), groups of slots, each
+    /// `iterations` (and `learning_rate` unless a schedule sets it), with gradient accumulation
+    /// one `gradient_accumulator` per trainable variable (`accumulatorCount`), groups of slots, each
     /// group interleaved per trainable variable (Adam's momentum, velocity), groups in turn;
     /// then Nadam's scalar `_u_product`.
     static func kerasSlots(_ config: OptimizerConfig) -> (groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int) {
@@ -126,22 +127,37 @@ extension ModelDescription {
     /// Reads the archive's optimizer state into `optimizer` when it is complete
     /// for this optimizer; returns the iterations read, or nil (with the reason)
     /// when there is none to continue from — as Keras drops a mismatched state.
-    public func loadOptimizerState(_ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive) throws -> (iterations: Int?, note: String?) {
+    /// With gradient accumulation the archive's `gradient_accumulator` values are read into
+    /// `accumulator` (the gradient arena's layout); an archive saved without them (or a run
+    /// without accumulation) leaves it, or skips them.
+    public func loadOptimizerState(_ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive,
+                                   accumulator: UnsafeMutablePointer<Float>? = nil) throws -> (iterations: Int?, note: String?) {
         guard let file = try archive.weights(), let count = try file.childCount("optimizer/vars") else { return (nil, nil) }
         let variables = trainableVariables
         let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
-        let expected = leading + groups.reduce(0) { $0 + $1.count } * variables.count + scalars
+        let withoutAccumulators = leading + groups.reduce(0) { $0 + $1.count } * variables.count + scalars
         if count == leading || count == 0 {
             // Compiled but never trained: iterations (0) and the learning rate only.
             return (count == leading ? Int(try file.readInteger("optimizer/vars/0")) : nil, nil)
         }
-        guard count == expected else {
+        // The archive may have been saved with or without accumulation (a flag can change it).
+        let hasAccumulators = count == withoutAccumulators + variables.count
+        guard count == withoutAccumulators || hasAccumulators else {
+            let expected = withoutAccumulators + (optimizer.stepsPerUpdate > 1 ? variables.count : 0)
             return (nil, "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue) on this model needs \(expected); starting the optimizer afresh (as Keras does)")
         }
         let iterations = try file.readInteger("optimizer/vars/0")
         guard iterations >= 0 && iterations < Int64(Int32.max) else { throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range") }
         var index = leading
         func path() -> String { defer { index += 1 }; return "optimizer/vars/\(index)" }
+        if hasAccumulators {
+            for name in variables {
+                let view = store.view(name)!, target = path()
+                if optimizer.stepsPerUpdate > 1, let accumulator {
+                    try file.readFloats(target, shape: view.shape, into: accumulator + view.offset)
+                }
+            }
+        }
         for group in groups {
             for name in variables {
                 let view = store.view(name)!
@@ -234,7 +250,8 @@ extension ModelDescription {
             ("name", .string(name)), ("learning_rate", o.schedule?.kerasConfig ?? .double(Double(Float(o.learningRate)))),
             ("weight_decay", optional(o.weightDecay)), ("clipnorm", optional(o.clipnorm)), ("global_clipnorm", optional(o.globalClipnorm)),
             ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)), ("ema_overwrite_frequency", .null),
-            ("loss_scale_factor", .null), ("gradient_accumulation_steps", .null)]
+            ("loss_scale_factor", .null),
+            ("gradient_accumulation_steps", o.gradientAccumulationSteps.map { .int(Int64($0)) } ?? .null)]
         switch o.kind {
         case .sgd: fields += [("momentum", .double(o.momentum)), ("nesterov", .bool(o.nesterov))]
         case .adam, .adamw:
@@ -248,7 +265,8 @@ extension ModelDescription {
     }
 
     /// model.weights.h5 for the current weights and optimizer state, in Keras's layout.
-    public func weightsFile(_ store: ParameterStore, optimizer: Optimizer?) throws -> [UInt8] {
+    /// `accumulator`: Keras's gradient accumulators in the arena's layout (gradient accumulation only).
+    public func weightsFile(_ store: ParameterStore, optimizer: Optimizer?, accumulator: [Float]? = nil) throws -> [UInt8] {
         let h5 = try HDF5Writer()
         try h5.group("layers")
         for (layer, className, group) in weightGroups {
@@ -264,13 +282,23 @@ extension ModelDescription {
         try h5.group("vars", name: isSequential ? "sequential" : "functional")
         if let optimizer {
             try h5.group("optimizer/vars", name: optimizer.config.kind.rawValue)
-            try h5.integer("optimizer/vars/0", Int64(optimizer.iterations))
+            try h5.integer("optimizer/vars/0", Int64(optimizer.microSteps))
             let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
             if leading == 2 {
                 var lr = Float(optimizer.config.learningRate)
                 try h5.floats("optimizer/vars/1", shape: [], values: &lr)
             }
             var index = leading
+            if optimizer.stepsPerUpdate > 1 {
+                let values = accumulator ?? [Float](repeating: 0, count: store.count)
+                for name in trainableVariables {
+                    let view = store.view(name)!
+                    try values.withUnsafeBufferPointer { a in
+                        try h5.floats("optimizer/vars/\(index)", shape: view.shape, values: a.baseAddress! + view.offset)
+                    }
+                    index += 1
+                }
+            }
             for group in groups {
                 for name in trainableVariables {
                     let view = store.view(name)!
@@ -290,14 +318,15 @@ extension ModelDescription {
 
     /// Writes RUN/model.keras: config.json (with `heads` and `optimizer` compiled in),
     /// metadata.json and model.weights.h5, stored uncompressed as Keras does, atomically.
-    public func saveArchive(to path: String, store: ParameterStore, optimizer: Optimizer?, heads: [Head]) throws {
+    public func saveArchive(to path: String, store: ParameterStore, optimizer: Optimizer?, heads: [Head],
+                            accumulator: [Float]? = nil) throws {
         let configText = configWithCompile(heads: heads, optimizer: optimizer?.config).serialized()
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyy-MM-dd@HH:mm:ss"
         formatter.locale = Locale(identifier: "en_US_POSIX")
         let metadata = JSONValue.object([("keras_version", .string("3.15.1")), ("date_saved", .string(formatter.string(from: Date()))),
                                          ("saved_by", .string("tandem"))]).serialized()
-        let weights = try weightsFile(store, optimizer: optimizer)
+        let weights = try weightsFile(store, optimizer: optimizer, accumulator: accumulator)
         let archive: Archive
         do { archive = try Archive(data: Data(), accessMode: .create) } catch {
             throw TandemError.file(path, "cannot create a zip archive in memory (\(error))")

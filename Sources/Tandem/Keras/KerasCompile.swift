@@ -234,7 +234,7 @@ enum KerasCompile {
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
             .usage("optimizer \(className): '\(key)' = \(v) is not supported (\(supported))")
         }
-        for key in ["loss_scale_factor", "gradient_accumulation_steps", "ema_overwrite_frequency"] {
+        for key in ["loss_scale_factor", "ema_overwrite_frequency"] {
             if let v = config[key], !v.isNull { throw fail(key, v, "null") }
         }
         if let v = config["use_ema"], v.bool == true { throw fail("use_ema", v, "false") }
@@ -267,6 +267,10 @@ enum KerasCompile {
         }
         if config["weight_decay"] != nil { o.weightDecay = try optional("weight_decay") }
         o.clipnorm = try optional("clipnorm"); o.globalClipnorm = try optional("global_clipnorm"); o.clipvalue = try optional("clipvalue")
+        if let v = config["gradient_accumulation_steps"], !v.isNull {
+            guard let n = v.integer, n >= 2 else { throw fail("gradient_accumulation_steps", v, "an integer ≥ 2, or null") }
+            o.gradientAccumulationSteps = n
+        }
         try number("epsilon", into: &o.epsilon)
         switch kind {
         case .sgd:

@@ -9,8 +9,19 @@ import Foundation
 /// A stateful optimizer over a `ParameterStore`.
 public final class Optimizer {
     public let config: OptimizerConfig
-    /// Steps applied so far (Keras's `iterations`).
-    public var iterations: Int = 0
+    /// Updates applied so far (Keras's `iterations`: Adam's t is `iterations + 1`).
+    public private(set) var iterations: Int = 0
+    /// Training steps taken so far (Keras's `_iterations`, the `iteration` variable it saves). With
+    /// gradient accumulation over N steps the weights move on the steps where `(microSteps + 1) % N
+    /// == 0`, so update t happens at step tN − 1, and `iterations = microSteps / N`; learning-rate
+    /// schedules read `microSteps` (Keras's base_optimizer.py). Without accumulation both counts agree.
+    public private(set) var microSteps: Int = 0
+    /// N: steps per update (1 without gradient accumulation).
+    public let stepsPerUpdate: Int
+    /// True when the step about to be taken moves the weights.
+    public var isUpdateStep: Bool { (microSteps + 1) % stepsPerUpdate == 0 }
+    /// Steps since the last update: how many gradients the accumulator holds.
+    public var accumulatedSteps: Int { microSteps % stepsPerUpdate }
     /// Slot arenas by name (see `slotNames`), parameter layout.
     public private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
     /// Nadam's running product of its momentum schedule (Keras's `_u_product`, a variable saved after the slots).
@@ -43,6 +54,7 @@ public final class Optimizer {
     /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
     public init(_ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) {
         self.config = config
+        stepsPerUpdate = config.stepsPerUpdate
         count = parameterCount
         self.tensors = tensors ?? [(0, parameterCount, true)]
         // Adjacent trainable tensors merged into ranges: weight decay's per-call intersection stays short.
@@ -65,7 +77,7 @@ public final class Optimizer {
     public func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
     /// The learning rate of the next step (the schedule's value at `iterations`).
-    public var currentLearningRate: Float { config.learningRate(iterations: iterations) }
+    public var currentLearningRate: Float { config.learningRate(iterations: microSteps) }
 
     /// False when the rule needs the whole gradient before any row is updated
     /// (clipnorm and global_clipnorm scale by norms over whole tensors), so the
@@ -104,6 +116,13 @@ public final class Optimizer {
             apply(w, g, 0, count, clear: clear)
         }
         iterations = t
+        microSteps += 1
+    }
+
+    /// A step that only accumulates its gradient (not an update step): the count moves, nothing else.
+    public func skipUpdate() {
+        precondition(!isUpdateStep, "an update step must apply the gradient")
+        microSteps += 1
     }
 
     /// Keras's clipnorm (each tensor scaled by c / max(‖g‖, c)) or global_clipnorm (all
@@ -195,6 +214,7 @@ public final class Optimizer {
         apply(w, g, 0, s.table.offset, clear: clear)
         apply(w, g + tail, tail, count, clear: clear)
         iterations = s.t
+        microSteps += 1
     }
 
     private func passZeroRows(_ s: inout TableStep, upTo end: Int, parameters w: UnsafeMutablePointer<Float>) {
@@ -211,7 +231,7 @@ public final class Optimizer {
 
     /// Per-step constants: the learning rate, Adam's α_t, Adamax's and Nadam's bias corrections.
     private func prepare(step t: Int) {
-        lr = config.learningRate(iterations: t - 1)
+        lr = config.learningRate(iterations: scheduleStep(update: t))
         let b1 = Float(config.beta1), b2 = Float(config.beta2), ft = Float(t)
         switch config.kind {
         case .adam, .adamw: alpha = adamAlpha(step: t)
@@ -336,12 +356,15 @@ public final class Optimizer {
     /// and kept (`alphas[t − 1]`) so a replay uses the very same value.
     private func adamAlpha(step t: Int) -> Float {
         while alphas.count < t {
-            let s = Double(alphas.count + 1), rate = Double(config.learningRate(iterations: alphas.count))
+            let s = Double(alphas.count + 1), rate = Double(config.learningRate(iterations: scheduleStep(update: alphas.count + 1)))
             alphas.append(Float(rate * (1 - pow(config.beta2, s)).squareRoot() / (1 - pow(config.beta1, s))))
         }
         return alphas[t - 1]
     }
     private var alphas: [Float] = []
+
+    /// The step count a schedule reads for update t: Keras's `_iterations` before it, tN − 1.
+    private func scheduleStep(update t: Int) -> Int { t * stepsPerUpdate - 1 }
 
     // MARK: Deferred rows
     //
@@ -392,10 +415,12 @@ public final class Optimizer {
         for r in 0..<d.rows { catchUp(row: r, parameters: w) }
     }
 
-    /// Sets the step count from a checkpoint, whose values are all current.
+    /// Sets the count from a checkpoint or an archive (Keras's saved `iteration`: steps taken,
+    /// `microSteps`), whose values are all current.
     public func restore(iterations steps: Int) {
-        iterations = steps
-        deferred?.applied.update(repeating: Int32(steps), count: deferred!.rows)
+        microSteps = steps
+        iterations = steps / stepsPerUpdate
+        deferred?.applied.update(repeating: Int32(iterations), count: deferred!.rows)
     }
 
     /// One read of the gradient arena before the step: false when any value is

@@ -22,6 +22,12 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var weightDecay: Double?
     /// At most one of these (Keras refuses two): per-tensor norm, global norm, element value.
     public var clipnorm: Double?, globalClipnorm: Double?, clipvalue: Double?
+    /// Keras 3's `gradient_accumulation_steps` (nil: every step updates): the weights move every
+    /// N-th step, by the mean of the N steps' gradients (Optimizer.swift says how it counts).
+    public var gradientAccumulationSteps: Int?
+
+    /// Steps per update: N with gradient accumulation, else 1.
+    public var stepsPerUpdate: Int { gradientAccumulationSteps ?? 1 }
 
     public init(kind: Kind = .sgd, learningRate: Double? = nil) {
         self.kind = kind
@@ -37,12 +43,14 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// One line for the start-up report and `tandem summary`: the rule and what modifies it.
     public var summary: String {
         var parts = [kind.rawValue + (amsgrad ? " (amsgrad)" : "") + (centered ? " (centered)" : "")]
-        if let schedule { parts.append("lr \(schedule.className) from \(schedule.initial)") } else { parts.append("lr \(learningRate)") }
+        // As Float32, the dtype Keras keeps it in (an archive's 0.0010000000474974513 prints as 0.001).
+        if let schedule { parts.append("lr \(schedule.className) from \(Float(schedule.initial))") } else { parts.append("lr \(Float(learningRate))") }
         if (kind == .sgd || kind == .rmsprop) && momentum != 0 { parts.append("momentum \(momentum)" + (nesterov ? " (nesterov)" : "")) }
         if let weightDecay { parts.append("weight decay \(weightDecay)") }
         if let clipnorm { parts.append("clipnorm \(clipnorm)") }
         if let globalClipnorm { parts.append("global clipnorm \(globalClipnorm)") }
         if let clipvalue { parts.append("clipvalue \(clipvalue)") }
+        if let n = gradientAccumulationSteps { parts.append("gradients accumulated over \(n) steps") }
         return parts.joined(separator: ", ")
     }
 
@@ -69,12 +77,15 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
             throw TandemError.usage("optimizer \(kind.rawValue): only one of clipnorm, global_clipnorm and clipvalue may be set (got \(clips.map(\.0).joined(separator: " and ")))")
         }
         for (name, v) in clips where !(v! > 0 && v!.isFinite) { throw bad(name, v!, "a positive number") }
+        if let n = gradientAccumulationSteps, n < 2 {
+            throw TandemError.usage("optimizer \(kind.rawValue): gradient_accumulation_steps = \(n) is not allowed (an integer ≥ 2, as Keras requires; null for none)")
+        }
     }
 
     // Checkpoints written before these fields existed decode with Keras's defaults.
     private enum CodingKeys: String, CodingKey {
         case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
-             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue
+             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps
     }
 
     public init(from decoder: Decoder) throws {
@@ -94,6 +105,7 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         clipnorm = try c.decodeIfPresent(Double.self, forKey: .clipnorm)
         globalClipnorm = try c.decodeIfPresent(Double.self, forKey: .globalClipnorm)
         clipvalue = try c.decodeIfPresent(Double.self, forKey: .clipvalue)
+        gradientAccumulationSteps = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulationSteps)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -109,5 +121,6 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         try c.encodeIfPresent(clipnorm, forKey: .clipnorm)
         try c.encodeIfPresent(globalClipnorm, forKey: .globalClipnorm)
         try c.encodeIfPresent(clipvalue, forKey: .clipvalue)
+        try c.encodeIfPresent(gradientAccumulationSteps, forKey: .gradientAccumulationSteps)
     }
 }

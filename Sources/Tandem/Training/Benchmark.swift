@@ -90,6 +90,11 @@ public struct BenchmarkResult: Sendable {
     public var dataBytes = 0
     /// Buckets the gradient exchange was overlapped in (`--overlap-exchange`; 0: not overlapped).
     public var exchangeBuckets = 0
+    /// Gradient exchange time per sample of the global batch (with gradient accumulation over N
+    /// steps it falls by about N: the arena crosses ranks on update steps only).
+    public var exchangeMicrosecondsPerSample: Double {
+        1e6 * timings.exchange / Double(max(timings.steps * ranks * batchPerRank, 1))
+    }
     /// The target: peak RSS ≤ 1.3 × (parameters + gradients + slots) + activations + the fixed runtime.
     public var memoryBound: Double { 1.3 * Double(stateBytes) + Double(activationBytes) + Double(fixedRuntimeBytes) }
 
@@ -99,6 +104,7 @@ public struct BenchmarkResult: Sendable {
                     ("forward_ms", 1000 * timings.forward / Double(max(timings.steps, 1))),
                     ("backward_ms", 1000 * timings.backward / Double(max(timings.steps, 1))),
                     ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
+                    ("exchange_us_per_sample", exchangeMicrosecondsPerSample),
                     ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
                     ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
                     ("lifetime_peak_rss_mb", Double(lifetimePeakRSS) / 1e6),

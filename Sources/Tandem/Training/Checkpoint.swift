@@ -12,11 +12,38 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     /// The epoch in progress (0-based) and the global batches of it already done.
     public var epoch = 0
     public var batchInEpoch = 0
-    /// Running sums of the epoch so far: per head Σwℓ and correct, samples, Σ B·total.
-    public var epochSums: [Double] = []
+    /// Running sums of the epoch so far (nil between epochs).
+    public var epochSums: EpochSums?
+    /// A tandem-checkpoint-1 file's positional sums, until the trainer knows their layout.
+    public var legacyEpochSums: [Double]?
     /// --monitor's best value, its epoch and the epochs waited since.
     public var monitor: MonitorState?
     public init() {}
+
+    private enum CodingKeys: String, CodingKey { case step, epoch, batchInEpoch, epochSums, monitor }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Int.self, forKey: .step)
+        epoch = try c.decode(Int.self, forKey: .epoch)
+        batchInEpoch = try c.decode(Int.self, forKey: .batchInEpoch)
+        monitor = try c.decodeIfPresent(MonitorState.self, forKey: .monitor)
+        if let legacy = try? c.decodeIfPresent([Double].self, forKey: .epochSums) {
+            legacyEpochSums = legacy.isEmpty ? nil : legacy
+        } else {
+            epochSums = try c.decodeIfPresent(EpochSums.self, forKey: .epochSums)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(step, forKey: .step); try c.encode(epoch, forKey: .epoch)
+        try c.encode(batchInEpoch, forKey: .batchInEpoch)
+        if let legacyEpochSums { try c.encode(legacyEpochSums, forKey: .epochSums) } else {
+            try c.encodeIfPresent(epochSums, forKey: .epochSums)
+        }
+        try c.encodeIfPresent(monitor, forKey: .monitor)
+    }
 }
 
 /// Everything a checkpoint's metadata records.
@@ -29,7 +56,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     /// `--resume` rebuilds the model from it, so no model flags are needed).
     public var modelConfig: String?
     public var optimizer: OptimizerConfig
-    /// Optimizer steps applied (differs from position.step when training continued an archive's state).
+    /// Training steps the optimizer has taken (Keras's saved `iteration`; with gradient accumulation
+    /// the updates are this ÷ N). Differs from position.step when training continued an archive's state.
     public var optimizerIterations: Int?
     /// Nadam's momentum product (state that is no slot).
     public var nadamProduct: Float?
@@ -70,13 +98,19 @@ public func loadWeights(_ store: ParameterStore, from file: SafeTensorsFile) thr
     for view in store.tensors { try file.read(view.name, shape: view.shape, into: store.value(view)) }
 }
 
-/// Writes weights, optimizer slots and metadata to `path` atomically.
+/// Writes weights, optimizer slots and metadata to `path` atomically. With gradient accumulation the
+/// window's gradient sum (folded into rank 0's arena first) is saved as `accumulator/<tensor>`.
 public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: CheckpointMetadata, to path: String) throws {
     let store = model.parameters
     var entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
     for slot in optimizer.slots {
         entries += store.tensors.map {
             SafeTensorsEntry(name: "optimizer/\(slot.name)/\($0.name)", shape: $0.shape, values: slot.values + $0.offset)
+        }
+    }
+    if optimizer.stepsPerUpdate > 1 {
+        entries += store.tensors.map {
+            SafeTensorsEntry(name: "accumulator/\($0.name)", shape: $0.shape, values: store.gradients + $0.offset)
         }
     }
     let json = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
@@ -94,6 +128,11 @@ public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String
     for slot in optimizer.slots {
         for view in model.parameters.tensors {
             try file.read("optimizer/\(slot.name)/\(view.name)", shape: view.shape, into: slot.values + view.offset)
+        }
+    }
+    if optimizer.stepsPerUpdate > 1 {
+        for view in model.parameters.tensors {
+            try file.read("accumulator/\(view.name)", shape: view.shape, into: model.parameters.gradients + view.offset)
         }
     }
     optimizer.restore(iterations: metadata.optimizerIterations ?? metadata.position.step)

@@ -121,7 +121,7 @@ extension TrainingStep {
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
         let params = model.parameters, g = params.gradients
-        countLabelled(indices, data: data)
+        objective.countLabelled(indices, data: data)
 
         // 1. This rank's samples; the union of the table rows the whole global batch reads.
         var clock = monotonicSeconds()

@@ -15,11 +15,6 @@ public struct Evaluation: Sendable {
 }
 
 extension TrainingStep {
-    /// Per head, its metrics' values from all heads' sums laid out in turn at `s`.
-    public func metricResults(_ s: UnsafePointer<Double>) -> [[Double]] {
-        heads.indices.map { heads[$0].metricResults(s + metricOffsets[$0]) }
-    }
-
     /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
     ///
     /// The rows go in blocks of `evaluationBlock`, a size that does not depend on the rank
@@ -30,8 +25,8 @@ extension TrainingStep {
     /// included, is the same bits for any rank count.
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
         synchronize()
-        let metricBase = 2 * heads.count
-        var sums = [Double](repeating: 0, count: metricBase + metricSlots)
+        let layout = objective.layout, lossInputs = objective.lossInputs
+        var sums = [Double](repeating: 0, count: layout.count)
         let E = evaluationBlock, P = communicator.size
         var indices = [Int32](repeating: 0, count: E)
         // Per head, the buffers its loss reads: the output's values, and z when it reads logits.
@@ -51,7 +46,9 @@ extension TrainingStep {
         func load(_ k: Int) {
             let r = block(k)
             for i in r.indices { indices[i - r.lowerBound] = Int32(i) }
-            indices.withUnsafeBufferPointer { batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labels: labels) }
+            indices.withUnsafeBufferPointer {
+                batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labels: labels)
+            }
         }
         // Moves block rows between the loss buffers and a block's slot of `round`.
         func copy(_ slot: UnsafeMutablePointer<Float>, count n: Int, out: Bool) {
@@ -84,21 +81,16 @@ extension TrainingStep {
                     round.withUnsafeMutableBufferPointer { copy($0.baseAddress! + (k - first) * blockFloats, count: n, out: false) }
                     load(k)
                 }
-                for (h, head) in heads.enumerated() {
-                    let s = sums.withUnsafeMutableBufferPointer { all in
-                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h], rows: n,
-                                      globalBatch: rows.count, writeGradient: false, metricSums: all.baseAddress! + metricBase + metricOffsets[h])
-                    }
-                    sums[2 * h] += s.weightedLoss
-                    sums[2 * h + 1] += s.correct
+                sums.withUnsafeMutableBufferPointer {
+                    objective.addLosses(rows: n, globalBatch: rows.count, writeGradient: false, into: $0.baseAddress!)
                 }
             }
         }
         var result = Evaluation()
         result.samples = rows.count
-        result.headLoss = heads.indices.map { sums[2 * $0] / Double(rows.count) }
-        result.headAccuracy = heads.indices.map { sums[2 * $0 + 1] / Double(max(labels.labelled[$0], 1)) }
-        result.headMetrics = sums.withUnsafeBufferPointer { metricResults($0.baseAddress! + metricBase) }
+        result.headLoss = heads.indices.map { sums[layout.loss($0)] / Double(rows.count) }
+        result.headAccuracy = heads.indices.map { sums[layout.correct($0)] / Double(max(labels.labelled[$0], 1)) }
+        result.headMetrics = sums.withUnsafeBufferPointer { objective.metricResults($0.baseAddress! + layout.metrics) }
         result.total = regularizationLoss()
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLoss[h] }
         return result

@@ -191,7 +191,7 @@ extension TrainingStep {
         }
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
-        countLabelled(indices, data: data)
+        objective.countLabelled(indices, data: data)
         for h in heads.indices {
             store.gradients.update(repeating: 0, count: store.count)
             var start = mine.lowerBound
@@ -200,13 +200,7 @@ extension TrainingStep {
                 loadBatch(UnsafeBufferPointer(rebasing: indices[start..<(start + n)]), data: data)
                 model.dropoutKeys.firstPosition = epochPosition + start
                 model.forward(batch: n, training: true)
-                // Only head h's loss gradient: a head that writes its logits' gradient keeps it
-                // outside the arena forward clears, so the others' are zeroed here.
-                for (k, input) in lossInputs.enumerated() where k != h {
-                    if case let .logits(dense) = input { dense.dLogits!.update(repeating: 0, count: n * dense.output.width) }
-                }
-                _ = heads[h].evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h],
-                                      rows: n, globalBatch: B, writeGradient: true)
+                objective.writeGradient(ofHead: h, rows: n, globalBatch: B)
                 model.backward(batch: n)
                 try collectiveFailure()
                 start += n

@@ -135,6 +135,7 @@ public final class LossWeighting {
         gradients = values
         var small = config
         small.globalClipnorm = nil  // taken over the model's gradient alone
+        small.gradientAccumulationSteps = nil  // (refused with learned weighting; see Train)
         optimizer = learned == nil ? nil : Optimizer(small, parameterCount: base.count)
     }
 
@@ -203,7 +204,7 @@ public final class LossWeighting {
         }
         values = s.values
         for (slot, saved) in zip(optimizer.slots, s.slots) { saved.withUnsafeBufferPointer { slot.values.update(from: $0.baseAddress!, count: values.count) } }
-        optimizer.iterations = s.iterations
+        optimizer.restore(iterations: s.iterations)
         if let p = s.nadamProduct { optimizer.nadamProduct = p }
         initialLosses = s.initialLosses
     }

@@ -105,8 +105,9 @@ extension TrainingStep {
             let totals = try gathered(2 * bn.output.features) { k, out in
                 let n = load(k)
                 model.forward(batch: n, training: true)
-                for (h, head) in heads.enumerated() {
-                    _ = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h], rows: n, globalBatch: B, writeGradient: true)
+                figureScratch.withUnsafeMutableBufferPointer { f in
+                    f.update(repeating: 0)
+                    objective.addLosses(rows: n, globalBatch: B, writeGradient: true, into: f.baseAddress!)
                 }
                 model.backward(batch: n, downTo: index + 1)
                 bn.gradientSums(batch: n, into: out)
@@ -121,8 +122,8 @@ extension TrainingStep {
         let B = indices.count, micro = (B + m - 1) / m
         let mine = shard(count: micro, rank: communicator.rank, size: communicator.size)
         let params = model.parameters
-        countLabelled(indices, data: data)
-        let figureCount = 2 * heads.count + 2 + metricSlots
+        objective.countLabelled(indices, data: data)
+        let layout = objective.layout, figureCount = layout.count
         if exchange == nil {
             exchange = FixedPointExchange(parameters: params.count, table: deferredTable?.view,
                                           vocabulary: deferredTable?.embedding.vocabulary ?? 0,
@@ -168,20 +169,21 @@ extension TrainingStep {
                 model.dropoutKeys.firstPosition = epochPosition + range.lowerBound
                 model.forward(batch: local.count, training: true)
                 let tail = x.accumulator + x.packedCount - figureCount
-                metricScratch.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                for (h, head) in heads.enumerated() {
-                    let sums = metricScratch.withUnsafeMutableBufferPointer { m in
-                        head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h],
-                                      rows: local.count, globalBatch: B, writeGradient: true, metricSums: m.baseAddress! + metricOffsets[h])
-                    }
-                    if sums.weightedLoss.isFinite && abs(sums.weightedLoss) < 1e11 {
-                        tail[2 * h] &+= Int64((sums.weightedLoss * figureScale).rounded())
-                    } else { nonFinite = true }
-                    tail[2 * h + 1] &+= Int64((sums.correct * figureScale).rounded())  // accuracy can be fractional
+                figureScratch.withUnsafeMutableBufferPointer { f in
+                    f.update(repeating: 0)
+                    objective.addLosses(rows: local.count, globalBatch: B, writeGradient: true, into: f.baseAddress!)
                 }
-                tail[2 * heads.count] &+= Int64(local.count)
+                for h in 0..<layout.heads {
+                    let loss = figureScratch[layout.loss(h)]
+                    if loss.isFinite && abs(loss) < 1e11 {
+                        tail[layout.loss(h)] &+= Int64((loss * figureScale).rounded())
+                    } else { nonFinite = true }
+                    // Accuracy can be fractional.
+                    tail[layout.correct(h)] &+= Int64((figureScratch[layout.correct(h)] * figureScale).rounded())
+                }
+                tail[layout.samples] &+= Int64(local.count)
                 // Metric sums in the same fixed point: counts are exact, means to 2^-24 per micro-batch.
-                for k in 0..<metricSlots { tail[2 * heads.count + 2 + k] &+= Int64((metricScratch[k] * figureScale).rounded()) }
+                for k in layout.metrics..<layout.count { tail[k] &+= Int64((figureScratch[k] * figureScale).rounded()) }
                 timings.forward += lap(&clock)
                 if let c { c.recurrent.tokens!.tableRowSums = (params.gradients + c.start, UnsafePointer(c.touched.slot)) }
                 model.backward(batch: local.count)
@@ -205,13 +207,13 @@ extension TrainingStep {
 
         // 3. The ONE exchange: parameters, touched rows and figures, as exact integers.
         let figureBase = x.packedCount - figureCount
-        x.accumulator[figureBase + 2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+        x.accumulator[figureBase + layout.stopFlag] = stopRequestedLocally ? 1 : 0
         try communicator.allReduceSum(x.accumulator, count: x.packedCount)
         timings.exchange += lap(&clock)
         unpack(x, scale: scale)
 
-        let f = x.accumulator + figureBase, losses = 2 * heads.count
-        var result = reducedFigures { i in Double(f[i]) / (i < losses || i >= losses + 2 ? figureScale : 1) }
+        let f = x.accumulator + figureBase
+        var result = reducedFigures { i in Double(f[i]) / (layout.isCount(i) ? 1 : figureScale) }
         finishFigures(&result, globalBatch: B)
         if let c {
             try checkLossIsFinite(result, step: optimizer.iterations + 1)

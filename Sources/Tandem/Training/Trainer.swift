@@ -98,10 +98,13 @@ public final class Trainer {
                                         : (0..<trainRows.count).map(Int32.init)
             let base = Int32(trainRows.lowerBound)
             let globalOrder = order.map { $0 + base }
-            // epochSums: per head loss sum and correct; samples; total·samples; metric sums; per head labelled.
-            let metricBase = 2 * heads.count + 2, labelledBase = metricBase + step.metricSlots
-            if position.epochSums.count != labelledBase + heads.count {
-                position.epochSums = [Double](repeating: 0, count: labelledBase + heads.count)
+            let layout = step.objective.layout
+            if let legacy = position.legacyEpochSums {
+                position.epochSums = EpochSums(legacy: legacy, heads: layout.heads, metricSlots: layout.metricSlots)
+                position.legacyEpochSums = nil
+            }
+            if position.epochSums?.headLoss.count != layout.heads || position.epochSums?.metricSums.count != layout.metricSlots {
+                position.epochSums = EpochSums(heads: layout.heads, metricSlots: layout.metricSlots)
             }
             let started = Date()
             var samplesThisRun = 0
@@ -135,28 +138,21 @@ public final class Trainer {
                     w.update(losses: losses, scheduled: scheduled)
                     if let gradNorms { w.updateGradNorm(norms: gradNorms, losses: losses) }
                 }
-                for h in heads.indices {
-                    position.epochSums[2 * h] += figures.headLossSums[h]
-                    position.epochSums[2 * h + 1] += figures.headCorrect[h]
-                    position.epochSums[labelledBase + h] += figures.headLabelled[h]
-                }
-                position.epochSums[2 * heads.count] += Double(figures.samples)
-                position.epochSums[2 * heads.count + 1] += figures.total * Double(figures.samples)
-                for k in 0..<step.metricSlots { position.epochSums[metricBase + k] += figures.metricSums[k] }
+                position.epochSums!.add(figures)
                 position.batchInEpoch += 1
                 position.step += 1
                 samplesThisRun += figures.samples
                 if log.due(batch: position.batchInEpoch, batches: stepsPerEpoch) {
                     let elapsed = Date().timeIntervalSince(started)
-                    var running = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
+                    var running = epochFigures(epoch: epoch + 1)
                     if lossWeighting?.isActive == true { running.headWeights = step.heads.map(\.weight) }
                     log.step(running, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch, heads: heads,
                              learningRate: step.optimizer.currentLearningRate,
                              samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
-                             remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums[2 * heads.count])))
+                             remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums!.samples)))
                 }
                 if let tb = tensorBoard, options.logEvery > 0, position.step % options.logEvery == 0 {
-                    var running = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
+                    var running = epochFigures(epoch: epoch + 1)
                     if lossWeighting?.isActive == true { running.headWeights = step.heads.map(\.weight) }
                     running.learningRate = step.optimizer.currentLearningRate
                     running.samples = samplesThisRun
@@ -178,7 +174,7 @@ public final class Trainer {
                     try writeCheckpoint()
                 }
             }
-            var figures = epochFigures(epoch: epoch + 1, metricBase: metricBase, labelledBase: labelledBase)
+            var figures = epochFigures(epoch: epoch + 1)
             figures.samples = samplesThisRun
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
@@ -199,7 +195,7 @@ public final class Trainer {
             history.append(figures)
             position.epoch += 1
             position.batchInEpoch = 0
-            position.epochSums = []
+            position.epochSums = nil
             if options.syncCheckEvery == 0 { try checkParametersAgree(when: "after epoch \(epoch + 1)") }
             try writeEpochFiles(figures)
             if stopEarly { stoppedEarlyAfter = epoch + 1; break }
@@ -216,11 +212,13 @@ public final class Trainer {
         }
         try checkParametersAgree(when: "at the end")
         if let run = options.runDirectory {
+            try step.foldAccumulatedGradient()
+            let accumulator = communicator.rank == 0 ? step.kerasAccumulator() : nil
             try rankZeroWrites {
                 try saveWeights(step.model.parameters, to: run + "/weights.safetensors")
                 // The trained model for Keras: architecture, compile config, weights, optimizer state.
                 try modelDescription?.saveArchive(to: run + "/model.keras", store: step.model.parameters,
-                                                  optimizer: step.optimizer, heads: step.heads)
+                                                  optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
             }
         }
         return history
@@ -243,12 +241,13 @@ public final class Trainer {
     public func writeCheckpoint() throws {
         guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
         metadata.position = position
-        metadata.optimizerIterations = step.optimizer.iterations
+        metadata.optimizerIterations = step.optimizer.microSteps
         if step.optimizer.config.kind == .nadam { metadata.nadamProduct = step.optimizer.nadamProduct }
         metadata.microBatch = step.microBatch
         metadata.gradientBound = step.gradientBound
         metadata.learnedWeighting = lossWeighting?.state
         step.synchronize()
+        try step.foldAccumulatedGradient()
         try rankZeroWrites {
             try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
                                to: run + "/checkpoint.safetensors")
@@ -256,15 +255,15 @@ public final class Trainer {
     }
 
     /// The epoch's figures from its running sums (the whole epoch at its end).
-    private func epochFigures(epoch: Int, metricBase: Int, labelledBase: Int) -> EpochFigures {
-        let n = step.heads.count, samples = position.epochSums[2 * n]
+    private func epochFigures(epoch: Int) -> EpochFigures {
+        let sums = position.epochSums!, samples = sums.samples
         var f = EpochFigures()
         f.epoch = epoch
         f.step = position.step
-        f.loss = position.epochSums[2 * n + 1] / max(samples, 1)
-        f.headLoss = (0..<n).map { position.epochSums[2 * $0] / max(samples, 1) }
-        f.headAccuracy = (0..<n).map { position.epochSums[2 * $0 + 1] / max(position.epochSums[labelledBase + $0], 1) }
-        f.headMetrics = position.epochSums.withUnsafeBufferPointer { step.metricResults($0.baseAddress! + metricBase) }
+        f.loss = sums.totalTimesSamples / max(samples, 1)
+        f.headLoss = sums.headLoss.map { $0 / max(samples, 1) }
+        f.headAccuracy = zip(sums.headCorrect, sums.headLabelled).map { $0 / max($1, 1) }
+        f.headMetrics = sums.metricSums.withUnsafeBufferPointer { step.objective.metricResults($0.baseAddress!) }
         return f
     }
 
@@ -285,10 +284,12 @@ public final class Trainer {
     private func writeBest() throws {
         guard let run = options.runDirectory else { return }
         step.synchronize()
+        try step.foldAccumulatedGradient()
+        let accumulator = communicator.rank == 0 ? step.kerasAccumulator() : nil
         try rankZeroWrites {
             try saveWeights(step.model.parameters, to: run + "/best.safetensors")
             try modelDescription?.saveArchive(to: run + "/best.keras", store: step.model.parameters,
-                                              optimizer: step.optimizer, heads: step.heads)
+                                              optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
         }
     }
 

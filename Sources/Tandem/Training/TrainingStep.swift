@@ -19,7 +19,10 @@
 //  • decisions (stop on non-finite values, stop on request) are taken from
 //    reduced figures, so every rank takes the same one;
 //  • the optimizer runs no collective: the step hands it the combined gradient
-//    (the table's by blocks it forms and gathers itself).
+//    (the table's by blocks it forms and gathers itself);
+//  • with gradient accumulation over N steps (Keras's gradient_accumulation_steps),
+//    each rank's backward keeps adding into its own arena and only every N-th step
+//    (the update step) combines it: ONE allreduce per N steps, then the mean ÷ N.
 // Reproducible mode replaces the middle of this step (ReproducibleStep.swift).
 // `computeGradient` always leaves the dense gradient (the gradient checks read it).
 
@@ -46,15 +49,16 @@ public struct StepFigures: Sendable {
 /// The model, its heads, the optimizer and the communicator, wired for one step.
 public final class TrainingStep {
     public let model: Model
-    public private(set) var heads: [Head]
+    /// The heads, their losses and the figures' layout (Objective.swift).
+    public let objective: Objective
     public let optimizer: Optimizer
     public let communicator: Communicator
     /// Weight penalties, each tensor once (a shared layer's too), added after the allreduce.
     public let regularizers: [(view: TensorView, l1: Double, l2: Double)]
-    public let batch: BatchBuffers
-    /// How each head's loss reads its output layer (Losses.swift).
-    let lossInputs: [LossInput]
+    /// This rank's figures before their allreduce, laid out as `objective.layout`.
     var figures: [Double]
+    public var heads: [Head] { objective.heads }
+    public var batch: BatchBuffers { objective.batch }
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public internal(set) var timings = StepTimings()
     /// True when the gradient arena is all zero (it starts so; the optimizer pass leaves it so).
@@ -77,7 +81,11 @@ public final class TrainingStep {
         didSet { compact?.formers = Self.formerCount(ranks: communicator.size, requested: tableGradientFormers) }
     }
     /// True when `run` keeps the table's gradient compact (CompactTableStep.swift).
-    public var usesCompactTableGradient: Bool { compactTableGradient && compact != nil && surgery == nil }
+    public var usesCompactTableGradient: Bool {
+        compactTableGradient && compact != nil && surgery == nil && !accumulates
+    }
+    /// Gradient accumulation: the arena carries a local sum across steps (the dense exchange only).
+    var accumulates: Bool { optimizer.stepsPerUpdate > 1 }
     /// PCGrad on the shared tensors (GradientSurgery.swift): needs the dense table gradient.
     public var surgery: PCGrad?
     /// The embedding whose zero-gradient rows Adam may defer (see Optimizer).
@@ -91,20 +99,13 @@ public final class TrainingStep {
     /// Where the global batch starts in the epoch's order (the trainer sets it): with
     /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
     public var epochPosition = 0
-    /// Doubles of metric sums after the per-head figures (Metrics.swift), all heads in turn.
-    public let metricSlots: Int
-    /// Where each head's metric sums start in that region.
-    let metricOffsets: [Int]
     /// Rows `evaluate` forwards together. It must not depend on the rank count (a row's
     /// outputs depend, in the last bits, on the rows forwarded with it): training builds
     /// models of at least 64 rows in ordinary mode, of the micro-batch in reproducible mode.
     public var evaluationBlock: Int { min(model.maxBatch, 64) }
-    /// Per head, this step's labelled count and weight factor (see `countLabelled`); nil: every
-    /// row labelled, factor 1.
-    var labels: Labels?
     var exchange: FixedPointExchange?
-    /// Reproducible mode: one micro-batch's metric sums before they go to fixed point.
-    lazy var metricScratch = [Double](repeating: 0, count: metricSlots)
+    /// Reproducible mode: one micro-batch's figures before they go to fixed point.
+    lazy var figureScratch = [Double](repeating: 0, count: objective.layout.count)
     var sparseExchange: SparseGradientExchange?
     /// Overlap the dense path's exchange with backward (GradientBuckets.swift; `--overlap-exchange`).
     /// Off by default: on one node the ranks' own CPUs move the bytes, so there is nothing
@@ -121,7 +122,7 @@ public final class TrainingStep {
     public private(set) var exchangeBuckets = 0
     /// The overlapped exchange's plan (built on first use), or nil when the exchange is one allreduce.
     var gradientBuckets: GradientBuckets? {
-        guard overlapExchange, communicator.size > 1 else { return nil }
+        guard overlapExchange, communicator.size > 1, !accumulates else { return nil }
         if buckets == nil {
             // The table the sparse exchange sends by touched rows (computeGradient) stays out of the buckets.
             let sparse = deferredTable.flatMap { t in t.embedding.source.tokens.map { _ in t.view.offset..<(t.view.offset + t.view.count) } }
@@ -142,24 +143,13 @@ public final class TrainingStep {
 
     public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
                 regularizers: [Regularizer]) throws {
-        self.model = model; self.heads = heads; self.optimizer = optimizer; self.communicator = communicator
-        var consumers: [ObjectIdentifier: Int] = [:]
-        for layer in model.layers { for input in layer.inputs { consumers[ObjectIdentifier(input), default: 0] += 1 } }
-        lossInputs = try heads.map { head in
-            guard let layer = model.output(named: head.output) else {
-                throw TandemError.usage("unknown output '\(head.output)' (the model's outputs are \(model.outputs.map(\.name).joined(separator: ", ")))")
-            }
-            return try head.attach(to: layer, consumers: consumers[ObjectIdentifier(layer)] ?? 0)
-        }
+        self.model = model; self.optimizer = optimizer; self.communicator = communicator
+        objective = try Objective(model: model, heads: heads)
         self.regularizers = try Regularizer.combined(regularizers, in: model.parameters)
         // Layers with collectives of their own (BatchNormalization's global statistics).
         collectiveLayers = model.layers.compactMap { $0 as? CollectiveLayer }
         for layer in collectiveLayers { layer.bind(communicator: communicator) }
-        batch = BatchBuffers(model: model, heads: heads)
-        var starts = heads.reduce(into: [0]) { $0.append($0.last! + $1.metricSlotCount) }
-        metricSlots = starts.removeLast()
-        metricOffsets = starts
-        figures = [Double](repeating: 0, count: 2 * heads.count + 2 + metricSlots)
+        figures = [Double](repeating: 0, count: objective.layout.count)
         // Deferred rows and the compact table need the one Embedding call that reads the table:
         // with a table read twice (a shared Embedding) the dense step runs.
         let embeddings = model.layers.compactMap { $0 as? Embedding }
@@ -175,9 +165,7 @@ public final class TrainingStep {
     }
 
     /// The loss weights of the next steps (LossWeighting.swift), one per head.
-    public func setLossWeights(_ weights: [Double]) {
-        for h in heads.indices { heads[h].weight = weights[h] }
-    }
+    public func setLossWeights(_ weights: [Double]) { objective.setLossWeights(weights) }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed):
     /// call before reading all parameters — hashing, evaluating, saving.
@@ -196,6 +184,16 @@ public final class TrainingStep {
             // Each head's own shared gradient over the global batch, before the combined one.
             guard microBatch == nil else { throw TandemError.usage("--gradient-surgery is not available with --reproducible (its per-head gradients are combined in floating point)") }
             _ = try diagnose(surgery.diagnostics, globalBatch: indices, data: data)
+        }
+        if accumulates && (microBatch != nil || surgery != nil) {
+            throw TandemError.usage("gradient accumulation does not combine with \(microBatch != nil ? "--reproducible" : "--gradient-surgery")")
+        }
+        if accumulates && !optimizer.isUpdateStep {
+            // Only this rank's gradient, added to the window's sum; no exchange, no update.
+            result = try computeGradient(globalBatch: indices, data: data)
+            optimizer.skipUpdate()
+            timings.steps += 1
+            return result
         }
         if let m = microBatch {
             result = try computeGradientReproducibly(globalBatch: indices, data: data, microBatch: m, compact: compactStep)
@@ -242,7 +240,7 @@ public final class TrainingStep {
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         let local = UnsafeBufferPointer(rebasing: indices[mine])
         let params = model.parameters
-        countLabelled(indices, data: data)
+        objective.countLabelled(indices, data: data)
 
         // 1. Forward and backward on this rank's slice, gradients into the flat arena.
         var clock = monotonicSeconds()
@@ -268,6 +266,25 @@ public final class TrainingStep {
         // 2. Combine: the figures (small, Double), then the ONE gradient allreduce (or, overlapped,
         // the buckets' sums started in backward, with the table's touched rows after them).
         try figures.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+        if accumulates {
+            // Accumulating: the step's own figures now; the arena is combined on the update step only.
+            var result = reducedFigures { figures[$0] }
+            guard optimizer.isUpdateStep else {
+                finishFigures(&result, globalBatch: B, penaltyGradient: false)
+                try checkLossIsFinite(result, step: optimizer.iterations + 1)
+                timings.exchange += lap(&clock)
+                return result
+            }
+            try communicator.allReduceSum(g, count: params.count)
+            // Keras's update: (g + Σ accumulated) / N, then the penalties (constant over the window).
+            let n = Float(optimizer.stepsPerUpdate)
+            for i in 0..<params.count { g[i] /= n }
+            timings.exchange += lap(&clock)
+            finishFigures(&result, globalBatch: B)
+            try checkFinite(result, step: optimizer.iterations + 1)
+            timings.optimizer += lap(&clock)
+            return result
+        }
         var touchedRows: TouchedRows?
         if let table = deferredTable, let ids = table.embedding.source.tokens {
             // The union of the table rows some rank touched: the exchange sends only those
@@ -307,19 +324,14 @@ public final class TrainingStep {
     /// the global batch) and its figures, the sample count and the stop flag.
     func forwardAndLosses(rows: Int, globalBatch B: Int) {
         model.forward(batch: rows, training: true)
-        let base = 2 * heads.count + 2
-        for k in base..<figures.count { figures[k] = 0 }
-        for (h, head) in heads.enumerated() {
-            let sums = figures.withUnsafeMutableBufferPointer { f in
-                head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h], labelled: batch.labelled[h],
-                              rows: rows, globalBatch: B, writeGradient: true, metricSums: f.baseAddress! + base + metricOffsets[h])
-            }
-            figures[2 * h] = sums.weightedLoss
-            figures[2 * h + 1] = sums.correct
+        let layout = objective.layout
+        figures.withUnsafeMutableBufferPointer { f in
+            f.update(repeating: 0)
+            objective.addLosses(rows: rows, globalBatch: B, writeGradient: true, into: f.baseAddress!)
         }
-        figures[2 * heads.count] = Double(rows)
+        figures[layout.samples] = Double(rows)
         // A stop request travels with the figures, so every rank sees it at the same step.
-        figures[2 * heads.count + 1] = stopRequestedLocally ? 1 : 0
+        figures[layout.stopFlag] = stopRequestedLocally ? 1 : 0
     }
 
     /// A collective some layer made in forward or backward failed: the step stops.
@@ -328,7 +340,9 @@ public final class TrainingStep {
     }
 
     /// Zeroes what the previous step may have left in the arena (nothing after an optimizer pass).
+    /// Mid-accumulation the arena holds the window's gradient sum, which backward adds to.
     func beginGradient() {
+        if optimizer.accumulatedSteps > 0 { gradientsCleared = false; dirtyFrom = 0; return }
         if !gradientsCleared {
             (model.parameters.gradients + dirtyFrom).update(repeating: 0, count: model.parameters.count - dirtyFrom)
         }
@@ -337,45 +351,35 @@ public final class TrainingStep {
     }
 
     /// The step's figures after their allreduce; `figure(i)` reads the i-th reduced value
-    /// (per head: weighted loss sum, correct; then samples and the stop flag). The
-    /// arrays are reused, so once the caller has let go of the previous step's
-    /// figures this allocates nothing.
+    /// (laid out as `objective.layout`). The arrays are reused, so once the caller has let
+    /// go of the previous step's figures this allocates nothing.
     func reducedFigures(_ figure: (Int) -> Double) -> StepFigures {
-        let n = heads.count
+        let layout = objective.layout, n = layout.heads
         if lastFigures.headLossSums.count != n {
             lastFigures.headLossSums = Array(repeating: 0, count: n)
             lastFigures.headCorrect = Array(repeating: 0, count: n)
         }
         for h in 0..<n {
-            lastFigures.headLossSums[h] = figure(2 * h)
-            lastFigures.headCorrect[h] = figure(2 * h + 1)
+            lastFigures.headLossSums[h] = figure(layout.loss(h))
+            lastFigures.headCorrect[h] = figure(layout.correct(h))
         }
-        let base = 2 * n + 2
-        if lastFigures.metricSums.count != metricSlots { lastFigures.metricSums = Array(repeating: 0, count: metricSlots) }
-        for k in 0..<metricSlots { lastFigures.metricSums[k] = figure(base + k) }
-        lastFigures.samples = Int(figure(2 * n))
+        if lastFigures.metricSums.count != layout.metricSlots {
+            lastFigures.metricSums = Array(repeating: 0, count: layout.metricSlots)
+        }
+        for k in 0..<layout.metricSlots { lastFigures.metricSums[k] = figure(layout.metrics + k) }
+        lastFigures.samples = Int(figure(layout.samples))
         if lastFigures.headLabelled.count != n { lastFigures.headLabelled = Array(repeating: 0, count: n) }
+        let labels = objective.labels
         for h in 0..<n { lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples) }
-        lastFigures.stopRequested = figure(2 * n + 1) > 0
+        lastFigures.stopRequested = figure(layout.stopFlag) > 0
         lastFigures.regularization = 0
         lastFigures.total = 0
         return lastFigures
     }
 
-    /// The labels of the GLOBAL batch (Dataset.labels): each rank reads every row's target, so
-    /// the divisors of ignore_class and `labeled` reduction, and the labelled counts, are the
-    /// global ones for any rank count without a collective. Skipped when every row is labelled
-    /// and no head divides by a labelled count.
-    func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
-        guard data.hasMissingLabels || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction == .labeled }) else {
-            labels = nil; return
-        }
-        labels = data.labels(rows: indices.lazy.map { Int($0) })
-    }
-
     /// Loads samples `local` into the model and makes the table rows they read current.
     func loadBatch(_ local: UnsafeBufferPointer<Int32>, data: Dataset, catchUp: Bool = true) {
-        batch.load(local, from: data, model: model, heads: heads, labels: labels)
+        objective.load(local, from: data, model: model)
         if catchUp, let table = deferredTable, let ids = table.embedding.source.tokens {
             // The rows this batch reads must be current before forward.
             for i in 0..<(local.count * table.embedding.source.width) {
@@ -386,13 +390,16 @@ public final class TrainingStep {
 
     /// Adds the penalties once to the combined gradient (d(λ₂Σw²)/dw = 2λ₂w,
     /// d(λ₁Σ|w|)/dw = λ₁·sign(w), as Keras) and forms the weighted total.
-    func finishFigures(_ result: inout StepFigures, globalBatch B: Int) {
+    /// Without `penaltyGradient` (an accumulating step) only the penalty's value is formed.
+    func finishFigures(_ result: inout StepFigures, globalBatch B: Int, penaltyGradient: Bool = true) {
         let params = model.parameters
         if let table = deferredTable, regularizers.contains(where: { $0.view.name == table.view.name }) { synchronize() }
         for (view, l1, l2) in regularizers {
             let w = params.value(view), g = params.gradient(view), a = Float(l1), b = Float(l2)
             var squares = 0.0, magnitudes = 0.0
-            if l1 == 0 {
+            if !penaltyGradient {
+                for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); magnitudes += Double(abs(w[i])) }
+            } else if l1 == 0 {
                 for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); g[i] += 2 * b * w[i] }
             } else {
                 for i in 0..<view.count {

@@ -1,11 +1,11 @@
-// The compact, factored table gradient (CompactTableStep.swift) against the
+// The compact, factored table gradient (Exchange/FactoredTable.swift) against the
 // dense step, with rows that no sample of a step touches: the same bits for
 // every optimizer on one rank; on three and four thread ranks (one with no
 // samples) dE = (Σ S)·Wᵀ rounds differently from Σ (S·Wᵀ), so there the two
 // agree within float tolerance.
 
 import Foundation
-import Tandem
+@testable import Tandem
 import XCTest
 
 final class CompactTableGradientTests: XCTestCase {

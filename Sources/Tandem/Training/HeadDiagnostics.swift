@@ -197,8 +197,7 @@ extension TrainingStep {
             var start = mine.lowerBound
             while start < mine.upperBound {
                 let n = min(model.maxBatch, mine.upperBound - start)
-                loadBatch(UnsafeBufferPointer(rebasing: indices[start..<(start + n)]), data: data)
-                model.dropoutKeys.firstPosition = epochPosition + start
+                load(UnsafeBufferPointer(rebasing: indices[start..<(start + n)]), data: data, position: start)
                 model.forward(batch: n, training: true)
                 objective.writeGradient(ofHead: h, rows: n, globalBatch: B)
                 model.backward(batch: n)

@@ -10,6 +10,56 @@
 // wise, so buckets change no value: at 2 ranks a + b is a + b, and the thread
 // communicator sums in rank order at any rank count (tested bit for bit).
 
+/// The dense exchange overlapped with backward: the buckets' sums, then the table's touched
+/// rows (packed, when the table reads token ids) after them.
+final class OverlappedBuckets: ArenaExchange, GradientExchange {
+    let buckets: GradientBuckets
+    let sparse: SparseGradientExchange?
+    override var touched: TouchedRows? { sparse?.touched }
+    var replaysRowsPerChunk: Bool { sparse == nil }
+    var reason: String {
+        "dense gradient, its exchange overlapped with backward in \(buckets.bucketCount) buckets (--overlap-exchange)"
+    }
+
+    init(_ c: ExchangeContext, bucketFloats: Int, packTable: Bool) {
+        // The table the packed exchange sends by touched rows stays out of the buckets.
+        let table = packTable ? c.table : nil
+        sparse = table.map {
+            SparseGradientExchange(parameters: c.model.parameters.count, table: $0.view,
+                                   vocabulary: $0.embedding.vocabulary, width: $0.embedding.dimension)
+        }
+        buckets = GradientBuckets(model: c.model, excluding: table.map { $0.view.offset..<($0.view.offset + $0.view.count) },
+                                  bucketFloats: bucketFloats)
+        super.init(c)
+    }
+
+    func prepare(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset, keeping: Bool) throws {
+        c.arena.begin()
+        if let sparse {
+            try sparse.touched.agree(onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
+                                     communicator: c.communicator)
+            replayTouchedRows()
+        }
+    }
+
+    /// Each bucket's sum starts as soon as the layers that write it are done.
+    override func backward(rows: Int) throws {
+        let g = c.model.parameters.gradients
+        do {
+            try c.model.backward(batch: rows) { k in try buckets.layerFinished(k, gradients: g, c.communicator) }
+            try collectiveFailure(c)
+        } catch {
+            try? c.communicator.waitForSums()
+            throw error
+        }
+    }
+
+    func combine() throws {
+        try sparse?.allReduceTable(c.model.parameters.gradients, c.communicator)
+        try c.communicator.waitForSums()
+    }
+}
+
 final class GradientBuckets {
     /// DDP starts with a 1 MB bucket; these models' layers are 0.1–3 MB of gradient.
     static let defaultBucketFloats = 1 << 16

@@ -4,7 +4,34 @@
 // allreduce carries every other parameter's gradient and just those rows.
 // Rows outside the union are zero on every rank, so the result is the full
 // combined gradient. Used by the ordinary step (Float) and, with integers, by
-// the reproducible step.
+// reproducible mode's fixed-point accumulator.
+
+/// The dense table gradient, its touched rows packed for the exchange.
+final class PackedTableRows: ArenaExchange, GradientExchange {
+    let reason: String
+    let sparse: SparseGradientExchange
+    override var touched: TouchedRows? { sparse.touched }
+    var replaysRowsPerChunk: Bool { false }
+
+    init(_ c: ExchangeContext, reason: String) {
+        self.reason = reason
+        let t = c.table!
+        sparse = SparseGradientExchange(parameters: c.model.parameters.count, table: t.view,
+                                        vocabulary: t.embedding.vocabulary, width: t.embedding.dimension)
+        super.init(c)
+    }
+
+    func prepare(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset, keeping: Bool) throws {
+        c.arena.begin()
+        try sparse.touched.agree(onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
+                                 communicator: c.communicator)
+        replayTouchedRows()
+    }
+
+    func combine() throws {
+        if c.communicator.size > 1 { try sparse.allReduceSum(c.model.parameters.gradients, c.communicator) }
+    }
+}
 
 /// The table rows any rank touches this step, each with a slot in a packed
 /// buffer, in ascending row order.
@@ -24,6 +51,26 @@ final class TouchedRows {
     }
 
     deinit { slot.deallocate(); marks.deallocate() }
+
+    /// Every rank holds the union of the table rows `embedding` reads for the rows at `chunks`
+    /// of `indices` on any rank (the ids read from the dataset, before any is loaded).
+    func agree(onRowsOf embedding: Embedding, read indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>],
+               data: Dataset, model: Model, communicator: Communicator) throws {
+        guard let input = model.inputs.firstIndex(where: { $0 === embedding.source }) else { return }
+        let array = data.inputs[input], width = embedding.source.width
+        if ids.count != width { ids = [Int32](repeating: 0, count: width) }
+        try agree(communicator) { marks in
+            ids.withUnsafeMutableBufferPointer { ids in
+                for chunk in chunks {
+                    for position in chunk {
+                        _ = array.readTokens(row: Int(indices[position]), limit: Int(Int32.max), into: ids.baseAddress!)
+                        for id in ids { marks[Int(id)] = 1 }
+                    }
+                }
+            }
+        }
+    }
+    private var ids: [Int32] = []
 
     /// `mark` sets marks[id] = 1 for each row this rank touches; every rank then holds the union.
     func agree(_ communicator: Communicator, mark: (UnsafeMutablePointer<Float>) -> Void) throws {

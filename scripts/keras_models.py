@@ -384,7 +384,7 @@ def losses():
 
 
 def metrics():
-    """Every compiled metric of SPEC §9 on five heads, unweighted and as weighted_metrics (the fixture
+    """Every compiled metric of docs/SPEC.md §9 on five heads, unweighted and as weighted_metrics (the fixture
     writes sample weights for 'click' and 'score')."""
     x_in = keras.Input(shape=(6,), name="features")
     h = L.Dense(8, activation="tanh", name="trunk")(x_in)
@@ -426,7 +426,7 @@ def optimizer_model(optimizer):
 
 S = keras.optimizers.schedules
 O = keras.optimizers
-# Every optimizer of SPEC §9, each modifier on one of them, and every schedule (10 steps: 37 samples, batch 8, 2 epochs).
+# Every optimizer of docs/SPEC.md §9, each modifier on one of them, and every schedule (10 steps: 37 samples, batch 8, 2 epochs).
 OPTIMIZERS = {
     "adam_amsgrad": lambda: O.Adam(0.01, amsgrad=True),
     "adamw": lambda: O.AdamW(0.01, weight_decay=0.05),

@@ -15,7 +15,7 @@ struct ResolvedModel {
     var headline: HeadlineConfig?
 }
 
-/// --model and the preset's size flags (SPEC §6). Omitted sizes come from a
+/// --model and the preset's size flags (docs/SPEC.md §6). Omitted sizes come from a
 /// weights file or the data when there is one, else from the headline defaults.
 struct ModelSizeOptions: ParsableArguments {
     @Option(help: "headline (the preset, sized by the flags below), or your Keras model: a .keras archive or a directory with config.json and model.weights.h5.")

@@ -1,4 +1,4 @@
-// SPEC §7: every bad input gives one clear message naming the file or flag
+// docs/SPEC.md §7: every bad input gives one clear message naming the file or flag
 // and the problem, a non-zero exit, no crash trace, and no output written.
 
 import Foundation
@@ -82,7 +82,7 @@ final class BadInputTests: XCTestCase {
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 5], to: p + "/aux_input.npy") }
         }
         try expectFailure(train(nan), mentions: ["aux_input.npy", "row 3", "not finite"])
-        // In a target, NaN is a missing label (SPEC §10); infinity is still refused.
+        // In a target, NaN is a missing label (docs/SPEC.md §10); infinity is still refused.
         let inf = try variant("inf-target") { p in
             var v = [Float](repeating: 1, count: 40); v[6] = .nan; v[9] = .infinity
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 1], to: p + "/main_output.npy") }

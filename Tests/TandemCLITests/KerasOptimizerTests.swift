@@ -1,5 +1,5 @@
 // Every optimizer, modifier (weight decay, the three clippings) and learning-rate
-// schedule of SPEC §9, each compiled by Keras into the same two-head model
+// schedule of docs/SPEC.md §9, each compiled by Keras into the same two-head model
 // (keras_models.py OPTIMIZERS: an Embedding→LSTM trunk, so the table paths run,
 // and a BatchNormalization whose moving statistics get neither slots nor decay):
 // Tandem at 1 and 3 ranks trains to Keras's fit; Keras's fit continues from

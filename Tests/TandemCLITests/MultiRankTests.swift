@@ -24,8 +24,9 @@ final class MultiRankTests: XCTestCase {
     }
 
     func testRanksMatchTheSingleProcessRun() throws {
-        // L2 on the embedding reaches every table row, so that run takes the dense
-        // step and its exchange (GradientExchange.swift); the others the compact one.
+        // Harness.tiny's table (embed-dim 8) is narrower than the LSTM's 4U = 24 gate columns,
+        // so every run takes the dense step with the table's touched rows packed
+        // (Exchange/PackedTableRows.swift); with L2 on the embedding every row is scanned.
         let optimizers = [["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"], ["--optimizer", "adam", "--lr", "0.01"],
                           ["--optimizer", "rmsprop", "--lr", "0.01", "--l2", "embedding=0.001"]]
         for optimizer in optimizers {

@@ -1,4 +1,4 @@
-// Multi-task training (SPEC §10) through the CLI, on Keras-built archives:
+// Multi-task training (docs/SPEC.md §10) through the CLI, on Keras-built archives:
 // missing labels against Keras with sample weight 0, across rank counts and
 // in reproducible mode. Needs TANDEM_KERAS_PYTHON (scripts/test.sh sets it).
 
@@ -184,6 +184,12 @@ final class MultiTaskTests: KerasFixtureTestCase {
         assertClose(try Harness.weights(runs[1] + "/weights.safetensors"), try Harness.weights(runs[0] + "/weights.safetensors"), tolerance, "pcgrad np 3 against np 1")
         let plain = try tandemTrain(model(m), m, epochs: 2)
         XCTAssertNotEqual(try bytes(plain + "/weights.safetensors"), try bytes(runs[0] + "/weights.safetensors"), "the projections change the step")
+        // PCGrad and the diagnostics read one per-head pass a step: with both on, the weights are
+        // PCGrad's alone, and every step's diagnostics are written.
+        let both = try tandemTrain(model(m), m, epochs: 2, extra: ["--gradient-surgery", "pcgrad", "--head-diagnostics-every", "1"])
+        XCTAssertEqual(try bytes(both + "/weights.safetensors"), try bytes(runs[0] + "/weights.safetensors"), "diagnostics beside PCGrad")
+        let diagnosed = try String(contentsOfFile: both + "/diagnostics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(diagnosed.count, 10, "a diagnostics line for each of the 10 steps")
         let resumed = try Harness.tandem(["train", "--out", runs[0], "--resume", runs[0], "--data", data(m), "--epochs", "3", "--quiet"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("pcgrad:"), "the resumed run keeps PCGrad: \(resumed.stdout)")

@@ -1,4 +1,4 @@
-// The progress display (SPEC §11): under a pseudo-terminal (util-linux
+// The progress display (docs/SPEC.md §11): under a pseudo-terminal (util-linux
 // `script`) a bar redrawn in place that ends with the epoch's line; piped,
 // plain lines; --verbose 2 one line per epoch; --verbose 0 nothing.
 

@@ -1,4 +1,4 @@
-// Missing labels (SPEC §10): a NaN target row is no label for that head. With
+// Missing labels (docs/SPEC.md §10): a NaN target row is no label for that head. With
 // `batch` reduction it is Keras's sample weight 0 (divided by the batch size);
 // with `labeled` the head's loss is the weighted mean over its labelled
 // samples; a batch without a label for a head adds nothing for it; metrics

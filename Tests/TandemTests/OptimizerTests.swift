@@ -1,5 +1,5 @@
 // Two steps of every optimizer against numbers computed by hand (float64,
-// outside Tandem) from Keras 3's update rules, SPEC §3:
+// outside Tandem) from Keras 3's update rules, docs/SPEC.md §3:
 //   w0 = [0.5, −1.25, 2.0], g1 = [0.1, −0.4, 3.0], g2 = [−0.2, 0.05, 1.5].
 // Tolerance: Float32 arithmetic on values of order 1, 2e-6 relative.
 
@@ -130,7 +130,7 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
-    // MARK: The optimizers of SPEC §9 (numbers from the float64 rules; Keras's apply agrees to float32)
+    // MARK: The optimizers of docs/SPEC.md §9 (numbers from the float64 rules; Keras's apply agrees to float32)
 
     /// Steps of `config` from w0 with g1, g2 and then g3 = 0 (so AMSGrad's maximum differs from v).
     private func steps(_ config: OptimizerConfig, _ n: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) -> [[Float]] {

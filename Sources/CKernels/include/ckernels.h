@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Adam on n elements (Keras 3 rule, SPEC §3):
+/// Adam on n elements (Keras 3 rule, docs/SPEC.md §3):
 ///   m += (g − m)·b1;  v += (g² − v)·b2;  w −= alpha·m / (√v + eps)
 /// with b1 = 1 − β1, b2 = 1 − β2. With clear != 0, g is set to zero.
 void tandem_adam(float *w, float *g, float *m, float *v, size_t n,

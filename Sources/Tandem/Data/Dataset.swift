@@ -1,4 +1,4 @@
-// A dataset directory (SPEC §5): one .npy per model input and per output
+// A dataset directory (docs/SPEC.md §5): one .npy per model input and per output
 // target, named after them, plus optional `<output>.sample_weight.npy`.
 // Files are memory-mapped; rows are gathered (and converted) per batch, so a
 // rank touches only the rows it trains on. Shapes are checked on open, values
@@ -108,7 +108,7 @@ public final class Dataset: @unchecked Sendable {
         hasMissingLabels = targetArrays.contains { array in (0..<n).contains { array.float(row: $0).isNaN } }
     }
 
-    /// Per head over `rows` (a global batch, or a whole evaluated set; SPEC §10): the factor a
+    /// Per head over `rows` (a global batch, or a whole evaluated set; docs/SPEC.md §10): the factor a
     /// labelled row's weight takes, and how many rows have a label (a target that is not NaN).
     /// - `batch` reduction: 1, or with ignore_class Keras's mask weight count / not-ignored
     ///   (0 when all are ignored, as divide_no_nan); a NaN row simply weighs 0.
@@ -178,7 +178,7 @@ public final class Dataset: @unchecked Sendable {
                 guard let count else { continue }
                 array.readFloats(row: row, into: &floats)
                 let id = floats[0]
-                if id.isNaN { continue }  // no label for this head (SPEC §10)
+                if id.isNaN { continue }  // no label for this head (docs/SPEC.md §10)
                 if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
                 if id.rounded() != id || id < 0 || Int(id) >= count {
                     return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))")

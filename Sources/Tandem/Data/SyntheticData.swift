@@ -135,7 +135,7 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
 }
 
 /// Marks about `fraction` of the rows of `<output>.npy` in `directory` as unlabelled (NaN in
-/// every column, SPEC §10), the rows drawn from `seed`; returns how many. The file is
+/// every column, docs/SPEC.md §10), the rows drawn from `seed`; returns how many. The file is
 /// rewritten as float32, since NaN needs a float type.
 @discardableResult
 public func markMissingLabels(directory: String, output: String, fraction: Double, seed: UInt64) throws -> Int {

@@ -126,7 +126,7 @@ public final class LocalCommunicator: Communicator {
 }
 
 /// The contiguous slice of `count` items rank `rank` of `size` takes:
-/// slices are in rank order and their sizes differ by at most one (SPEC §4).
+/// slices are in rank order and their sizes differ by at most one (docs/SPEC.md §4).
 public func shard(count: Int, rank: Int, size: Int) -> Range<Int> {
     (count * rank / size)..<(count * (rank + 1) / size)
 }

@@ -1,5 +1,6 @@
-// The only file that touches MPI. Every return code is checked; a failure
-// names the rank and the call. MPI is initialised only when this type is
+// The only file that touches MPI. Every communication call's return code is
+// checked, and a failure names the rank and the call (set-up queries of the
+// rank and size, and MPI_Finalize at exit, have nothing to report). MPI is initialised only when this type is
 // created, which happens only under mpirun (see `Launch`).
 
 import CMPI
@@ -46,7 +47,7 @@ public final class MPICommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         var offset = 0
         repeat {
-            watchdog?.enter("MPI_Allreduce of the gradients", count: count, unit: "floats")
+            watchdog?.enter("MPI_Allreduce", count: count, unit: "floats")
             let n = min(count - offset, Self.piece)
             try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world),
                       "MPI_Allreduce(SUM, \(count) floats)")
@@ -164,7 +165,7 @@ public final class MPICommunicator: Communicator {
 
     public var description: String { "MPI (\(size) ranks, \(libraryVersion))" }
 
-    /// MPI_Finalize after a final barrier, so no rank leaves while others still talk.
+    /// MPI_Finalize, once (every rank calls it at exit, after the run's last collective).
     public func finalize() {
         guard !finalized else { return }
         finalized = true
@@ -172,7 +173,7 @@ public final class MPICommunicator: Communicator {
     }
 }
 
-/// Chooses the communicator from how the process was started (SPEC §4).
+/// Chooses the communicator from how the process was started (docs/SPEC.md §4).
 public enum Launch {
     /// True when started by mpirun / a PMIx launcher.
     public static var underMPI: Bool {

@@ -2,7 +2,7 @@
 // CHDF5. Files are opened from and written to memory (the core driver), so
 // an archive member never becomes a path on disk. Reading follows hard links
 // only, refuses external storage and virtual datasets, and checks every
-// shape and size before anything is allocated (SPEC §12).
+// shape and size before anything is allocated (docs/SPEC.md §12).
 
 import CHDF5
 import Foundation

@@ -1,4 +1,4 @@
-// A Keras 3 `.keras` archive (KERAS-FORMAT.md): a zip (or a directory) with
+// A Keras 3 `.keras` archive (docs/KERAS-FORMAT.md): a zip (or a directory) with
 // config.json and model.weights.h5. Reading takes the two members by name —
 // member names are never used as paths, and an archive that holds a name with
 // `..` or an absolute path is refused — with sizes checked before anything is
@@ -106,7 +106,7 @@ extension ModelDescription {
         }
     }
 
-    /// An optimizer's variables in the order Keras saves them (KERAS-FORMAT §3): after
+    /// An optimizer's variables in the order Keras saves them (docs/KERAS-FORMAT.md §3): after
     /// `iterations` (and `learning_rate` unless a schedule sets it), with gradient accumulation
     /// one `gradient_accumulator` per trainable variable (`accumulatorCount`), groups of slots, each
     /// group interleaved per trainable variable (Adam's momentum, velocity), groups in turn;

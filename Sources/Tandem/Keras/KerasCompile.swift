@@ -1,4 +1,4 @@
-// The compile config (KERAS-FORMAT §2) → heads and optimizer: each output's
+// The compile config (docs/KERAS-FORMAT.md §2) → heads and optimizer: each output's
 // loss (a name, a loss object, a list by output position or a dict by output
 // name), loss weights (list or dict), metrics ("accuracy" resolved from the
 // output and target as Keras does), and the optimizer (object or name) with

@@ -1,4 +1,4 @@
-// config.json → ModelDescription (KERAS-FORMAT §2). Functional models (every
+// config.json → ModelDescription (docs/KERAS-FORMAT.md §2). Functional models (every
 // layer's inbound nodes, in Keras 3's {"args", "kwargs"} form or the legacy
 // Keras 2 lists; a layer called twice becomes two nodes sharing weights) and
 // Sequential models. Keras's `model.layers` order is recomputed as Keras does
@@ -311,7 +311,7 @@ public enum KerasConfig {
 
 extension ModelDescription {
     /// Each layer's HDF5 group under `layers/`, in `layerOrder`: the snake-cased
-    /// class name, `_k` for its k-th repeat (KERAS-FORMAT §3).
+    /// class name, `_k` for its k-th repeat (docs/KERAS-FORMAT.md §3).
     public var weightGroups: [(layer: String, className: String, group: String)] {
         var counts: [String: Int] = [:]
         return layerOrder.map { name, className in
@@ -329,7 +329,7 @@ extension ModelDescription {
         public let path: String, label: String, names: [String]
     }
 
-    /// A layer's variable groups (KERAS-FORMAT §3): `vars` (named after the layer),
+    /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer),
     /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
     /// TimeDistributed's under `layer/`), each holding its own variables.
     public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {

@@ -59,7 +59,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 }
 
 /// The permutation of 0..<count for one epoch, drawn from (seed, epoch) alone,
-/// so every rank computes the same one (SPEC §4). Fisher–Yates.
+/// so every rank computes the same one (docs/SPEC.md §4). Fisher–Yates.
 public func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int32] {
     var order = (0..<count).map { Int32($0) }
     var rng = SeededGenerator(seed: seed, stream: 0x5EED_0000 &+ UInt64(epoch))

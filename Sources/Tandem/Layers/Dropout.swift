@@ -1,4 +1,4 @@
-// Dropout whose masks do not depend on the rank count (SPEC §9): element e of
+// Dropout whose masks do not depend on the rank count (docs/SPEC.md §9): element e of
 // sample p's mask in epoch E is a pure function of (seed, layer, E, p, e),
 // where p is the sample's position in the epoch's order. The trainer says
 // where a forward pass's rows sit (`DropoutKeys`); the same sample gets the

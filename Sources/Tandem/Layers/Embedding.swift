@@ -1,6 +1,6 @@
 // Embedding: token ids [B, T] → vectors [B, T, D] by row lookup.
 // Its gradient is the true dense gradient: every occurrence of a token id adds
-// its row of dY into that id's row of dEmbeddings (SPEC §3).
+// its row of dY into that id's row of dEmbeddings (docs/SPEC.md §3).
 
 /// Keras `Embedding`: `embeddings` [vocab, D], uniform ±0.05.
 public final class Embedding: Layer {
@@ -13,8 +13,8 @@ public final class Embedding: Layer {
     let source: InputLayer
     private(set) var table: TensorView!
     private(set) var store: ParameterStore!
-    /// Set when the only consumer (an LSTM) reads the table itself (see LSTM+Embedding.swift):
-    /// this layer then has no buffers and does nothing.
+    /// Set by the fusion pass when its readers (recurrent layers) read the table themselves
+    /// (TokenProjection.swift, Fusion.swift): this layer then has no buffers and is not scheduled.
     public internal(set) var fused = false
 
     /// Output [B, T, D] for token ids [B, T]. `weights` names the Keras layer

@@ -1,11 +1,11 @@
-// The `headline` preset (SPEC §2): Keras's multi-input / multi-output example.
+// The `headline` preset (docs/SPEC.md §2): Keras's multi-input / multi-output example.
 // tokens → embedding → lstm (shared trunk) → aux_output;
 // lstm ⊕ aux_input → dense, dense_1, dense_2 (relu) → main_output.
 // It is written as the config.json Keras itself would save for that model, so
 // the preset and a user's archive take the same path (ModelDescription), and
 // RUN/model.keras of a headline run loads in Keras.
 
-/// Sizes of the headline model; defaults are SPEC §2's.
+/// Sizes of the headline model; defaults are docs/SPEC.md §2's.
 public struct HeadlineConfig: Sendable, Equatable, Codable {
     public var vocabulary = 10000
     public var sequenceLength = 100

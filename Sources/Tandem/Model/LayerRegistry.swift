@@ -282,7 +282,7 @@ public enum LayerRegistry {
         try a.require("stateful", is: .bool(false), supported: "stateful = false")
         try a.requireNull("kernel_constraint", "recurrent_constraint", "bias_constraint", "activity_regularizer")
         // `unroll` and `implementation` change how Keras schedules the same arithmetic; `seed`
-        // seeds Keras's own generator (Tandem's masks come from the run's seed, SPEC §9).
+        // seeds Keras's own generator (Tandem's masks come from the run's seed, docs/SPEC.md §9).
         let useBias = try a.bool("use_bias", default: true), goBackwards = try a.bool("go_backwards", default: false)
         let returnSequences = try a.bool("return_sequences", default: false)
         let dropout = try a.rate("dropout"), recurrentDropout = try a.rate("recurrent_dropout")
@@ -390,7 +390,7 @@ public enum LayerRegistry {
         let spatial = a.node.className == "SpatialDropout1D"
         let source = spatial ? try sequence(a, inputs) : try single(a, inputs)
         try a.requireNull("noise_shape")  // SpatialDropout1D's is fixed; Dropout's must be absent
-        // `seed` seeds Keras's own generator; Tandem's masks come from the run's seed (SPEC §9).
+        // `seed` seeds Keras's own generator; Tandem's masks come from the run's seed (docs/SPEC.md §9).
         return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), spatial: spatial)
     }
 

@@ -1,4 +1,4 @@
-// Per-head losses (SPEC §3), Keras's `sum_over_batch_size`:
+// Per-head losses (docs/SPEC.md §3), Keras's `sum_over_batch_size`:
 //   loss_h = (1/B) · Σ_i w_i · ℓ_h(i),  B = samples in the GLOBAL batch.
 // Each head writes lossWeight_h · w_i · ∂ℓ/∂(output) / B into its output
 // layer's gradient, so backward sees d(total)/d(output) for every head. Where
@@ -87,7 +87,7 @@ public struct Head: Sendable, Codable, Equatable {
     public var accuracy: Accuracy?
     /// The other compiled metrics (Metrics.swift), in Keras's order.
     public var metrics: [Metric] = []
-    /// What the head's loss over a batch is divided by (SPEC §10).
+    /// What the head's loss over a batch is divided by (docs/SPEC.md §10).
     public var reduction: Reduction = .batch
     public enum Reduction: String, Sendable, Codable, CaseIterable {
         /// Keras's sum_over_batch_size: the global batch size (a missing label counts as weight 0).
@@ -152,7 +152,7 @@ public enum LossInput {
 }
 
 extension Head {
-    /// The headline model's heads (SPEC §2): binary cross-entropy, main 1.0, aux 0.2, accuracy.
+    /// The headline model's heads (docs/SPEC.md §2): binary cross-entropy, main 1.0, aux 0.2, accuracy.
     public static var headlineDefaults: [Head] {
         [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0, accuracy: .init(name: "accuracy", kind: .binary)),
          Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2, accuracy: .init(name: "accuracy", kind: .binary))]
@@ -190,7 +190,7 @@ extension Head {
     /// Loss sums over `rows` local samples, and the gradient into the output
     /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
     /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
-    /// Rows whose `labelled` flag is false (a NaN target, SPEC §10) weigh 0 and add to no metric.
+    /// Rows whose `labelled` flag is false (a NaN target, docs/SPEC.md §10) weigh 0 and add to no metric.
     public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                          labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
                          metricSums: UnsafeMutablePointer<Double>? = nil) -> HeadSums {

@@ -1,4 +1,4 @@
-// The compiled metrics beyond a head's accuracy (SPEC §9), as Keras 3 computes
+// The compiled metrics beyond a head's accuracy (docs/SPEC.md §9), as Keras 3 computes
 // them (keras/src/metrics/): each keeps SUMS — Σw·value and Σw, confusion
 // counts, AUC's per-bucket counts — that ranks add with the step's figures and
 // that add over an epoch or a validation set, so every value is the global one

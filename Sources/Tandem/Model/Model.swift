@@ -2,7 +2,7 @@
 // topological order, one parameter arena and one activation arena sized for
 // `maxBatch` samples. Forward runs in order; backward zeroes the activation
 // gradients once and walks the graph in reverse, so every head's gradient
-// accumulates into the shared trunk. Not a loss or an optimizer: see Heads.
+// accumulates into the shared trunk. Not a loss or an optimizer: see Head and Objective.
 
 import CKernels
 import Foundation
@@ -31,8 +31,8 @@ public final class Model {
 
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
-    /// With `fuse`, the fusion pass turns an Embedding whose only consumer is an
-    /// recurrent layer and that layer into one layer of the schedule (Fusion.swift).
+    /// With `fuse`, the fusion pass turns an Embedding and every recurrent layer that reads
+    /// it into fused layers of the schedule that read the table directly (Fusion.swift).
     public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs

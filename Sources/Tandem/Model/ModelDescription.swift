@@ -36,7 +36,7 @@ public struct ModelDescription: Sendable {
     /// Output node ids in the model's output order.
     public let outputs: [String]
     /// Keras's `model.layers` order (layer name, class): it numbers the HDF5
-    /// weight groups and orders `trainable_variables` (KERAS-FORMAT §3).
+    /// weight groups and orders `trainable_variables` (docs/KERAS-FORMAT.md §3).
     public let layerOrder: [(name: String, className: String)]
     public let isSequential: Bool
     /// The heads the compile config defines (outputs with a loss), in output order.

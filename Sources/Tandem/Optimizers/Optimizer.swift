@@ -1,7 +1,9 @@
-// Optimizers with Keras 3's update rules and defaults (SPEC §3). Each applies
-// one fused pass over the flat parameter / gradient arenas; its slots live in
-// arenas of the same layout. Every parameter gets the dense rule each step,
-// so embedding rows without gradient still see their moments decay.
+// Optimizers with Keras 3's update rules and defaults (docs/SPEC.md §3). A step clips
+// by norm when asked (a pass over the gradient), then applies the rule in one pass over
+// the flat parameter / gradient arenas (deferred table rows and the factored table's
+// blocks apart); its slots live in arenas of the same layout. Every parameter gets the
+// dense rule each step, so embedding rows without gradient still see their moments decay
+// (Adam's deferred rows replay those steps bit for bit).
 
 import CKernels
 import Foundation
@@ -373,7 +375,7 @@ public final class Optimizer {
     // Streaming all of m, v and w every step is most of Adam's cost. Instead a
     // row whose combined gradient is exactly zero is skipped and its zero-
     // gradient steps are REPLAYED later with the same code and the same α_t,
-    // so the result is bit-identical to the dense rule (SPEC §3). A row is
+    // so the result is bit-identical to the dense rule (docs/SPEC.md §3). A row is
     // replayed before anything reads it: the batch's tokens before forward,
     // every row before hashing, evaluation or saving (`catchUpAll`).
 

@@ -1,4 +1,4 @@
-// Which optimizer, with Keras 3's hyper-parameters and defaults (SPEC §9):
+// Which optimizer, with Keras 3's hyper-parameters and defaults (docs/SPEC.md §9):
 // the update rule, decoupled weight decay, gradient clipping and the
 // learning rate (a constant or a schedule of the step). One value, kept in
 // checkpoints and written into model.keras's compile config.

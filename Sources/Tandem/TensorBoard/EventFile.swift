@@ -1,4 +1,4 @@
-// TensorBoard event files (SPEC §11): one `events.out.tfevents.<time>.<host>.<pid>.tandem`
+// TensorBoard event files (docs/SPEC.md §11): one `events.out.tfevents.<time>.<host>.<pid>.tandem`
 // per directory and session, each record an `Event` protobuf (encoded and decoded by
 // swift-protobuf from Protos/tensorboard_event.proto) in TFRecord framing:
 //

@@ -1,4 +1,4 @@
-// Weights and checkpoints as safetensors (SPEC §5). Weights: `<layer>/<weight>`
+// Weights and checkpoints as safetensors (docs/SPEC.md §5). Weights: `<layer>/<weight>`
 // in Keras layouts. Checkpoint: the weights, the optimizer slots as
 // `optimizer/<slot>/<layer>/<weight>`, and JSON metadata in `__metadata__`.
 // Rank 0 reads and writes; the values reach other ranks by broadcast.

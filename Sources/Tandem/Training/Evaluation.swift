@@ -15,7 +15,7 @@ public struct Evaluation: Sendable {
 }
 
 extension TrainingStep {
-    /// The loss of the current weights on `rows` of `data` (SPEC §3: Keras's evaluate).
+    /// The loss of the current weights on `rows` of `data` (docs/SPEC.md §3: Keras's evaluate).
     ///
     /// The rows go in blocks of `evaluationBlock`, a size that does not depend on the rank
     /// count, dealt to the ranks in rounds. Each rank forwards its block (so every row is

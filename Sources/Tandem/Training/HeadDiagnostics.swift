@@ -1,4 +1,4 @@
-// Per-head diagnostics (SPEC §10): "how much does the auxiliary head move the
+// Per-head diagnostics (docs/SPEC.md §10): "how much does the auxiliary head move the
 // shared layers?". On a diagnostic step, before the ordinary step, each head's
 // own gradient — of weight_h·loss_h over the GLOBAL batch — is taken for every
 // tensor that more than one head reaches: per head, a fresh forward on this

@@ -1,4 +1,4 @@
-// Loss weights over time (SPEC §10). Each step trains on
+// Loss weights over time (docs/SPEC.md §10). Each step trains on
 // total = Σ_h weight_h(t) · loss_h, with weight_h(t) from:
 //   - a schedule per output, a pure function of the optimizer step t (constant,
 //     a linear ramp between two points, or a step change at one point; points

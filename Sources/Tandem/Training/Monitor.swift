@@ -1,4 +1,4 @@
-// Best model and early stopping (SPEC §10): `--monitor` names a figure of
+// Best model and early stopping (docs/SPEC.md §10): `--monitor` names a figure of
 // metrics.jsonl, or a weighted sum of them, evaluated after every epoch from
 // the reduced epoch and validation figures, so every rank computes the same
 // value and takes the same decision. Keras's EarlyStopping rules: the first

@@ -120,18 +120,28 @@ public final class Trainer {
                 if let w = lossWeighting, w.isActive {
                     step.setLossWeights(w.weights(afterSteps: position.step, stepsPerEpoch: stepsPerEpoch))
                 }
+                // Each head's own gradient of the shared tensors, at most one pass a step: PCGrad,
+                // GradNorm (with the weights this step uses) and the diagnostics all read it.
+                let diagnosticsDue = options.diagnosticsEvery > 0 && (position.step + 1) % options.diagnosticsEvery == 0
+                let gradNormDue = lossWeighting?.learned == .gradnorm
+                var perHead: (diagnostics: HeadDiagnostics, figures: [HeadDiagnostics.TensorFigures])?
+                if step.surgery != nil || diagnosticsDue || gradNormDue {
+                    let d = step.surgery != nil || diagnosticsDue ? allSharedTensors : gradNormLayer
+                    perHead = (d, try globalOrder.withUnsafeBufferPointer {
+                        try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
+                    })
+                }
                 var gradNorms: [Double]?
-                if lossWeighting?.learned == .gradnorm {
-                    // G_h at the last shared layer, with the weights this step uses.
-                    let d = gradNormLayer
-                    let f = try globalOrder.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data) }
-                    gradNorms = heads.indices.map { h in f.reduce(0.0) { $0 + ($1.norm[h] ?? 0) * ($1.norm[h] ?? 0) }.squareRoot() }
+                if gradNormDue, let (d, f) = perHead {
+                    // G_h over GradNorm's W, the last shared layer's tensors.
+                    let w = gradNormLayer.shared.first?.layer
+                    let inW = zip(d.shared, f).filter { $0.0.layer == w }.map(\.1)
+                    gradNorms = heads.indices.map { h in inW.reduce(0.0) { $0 + ($1.norm[h] ?? 0) * ($1.norm[h] ?? 0) }.squareRoot() }
                 }
-                if options.diagnosticsEvery > 0 && (position.step + 1) % options.diagnosticsEvery == 0 {
-                    try diagnose(globalOrder, range: range, epoch: epoch + 1)
-                }
+                if diagnosticsDue, let (d, f) = perHead { try recordDiagnostics(d, f, epoch: epoch + 1) }
                 let figures = try globalOrder.withUnsafeBufferPointer {
-                    try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
+                    try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data,
+                                 perHeadGradientsReady: perHead?.diagnostics === step.surgery?.diagnostics)
                 }
                 if let w = lossWeighting, let scheduled {
                     let losses = figures.headLossSums.map { $0 / Double(max(figures.samples, 1)) }
@@ -267,13 +277,18 @@ public final class Trainer {
         return f
     }
 
+    /// Every tensor several heads reach (PCGrad's, when it is on: one pass serves both).
+    private var allSharedTensors: HeadDiagnostics {
+        if sharedTensors == nil { sharedTensors = step.surgery?.diagnostics ?? HeadDiagnostics(model: step.model, heads: step.heads) }
+        return sharedTensors!
+    }
+    private var sharedTensors: HeadDiagnostics?
+
     /// Each head's gradient of the shared tensors for this global batch (before its step),
     /// one line of RUN/diagnostics.jsonl.
-    private func diagnose(_ order: [Int32], range: Range<Int>, epoch: Int) throws {
-        if diagnostics == nil { diagnostics = HeadDiagnostics(model: step.model, heads: step.heads) }
-        let d = diagnostics!
+    private func recordDiagnostics(_ d: HeadDiagnostics, _ figures: [HeadDiagnostics.TensorFigures], epoch: Int) throws {
+        diagnostics = d
         guard !d.shared.isEmpty else { return }
-        let figures = try order.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data) }
         let line = d.record(figures, step: position.step + 1, epoch: epoch)
         try tensorBoard?.diagnostics(d.lastLayers, names: d.headNames, step: position.step + 1)
         guard let run = options.runDirectory else { return }
@@ -362,7 +377,7 @@ public final class Trainer {
         return fields
     }
 
-    /// SPEC §4 consistency check: rank 0's per-tensor hashes against every rank's.
+    /// docs/SPEC.md §4 consistency check: rank 0's per-tensor hashes against every rank's.
     public func checkParametersAgree(when: String) throws {
         let store = step.model.parameters
         guard communicator.size > 1 else { return }

@@ -118,10 +118,12 @@ public final class TrainingStep {
     }
 
     /// Trains on the global batch `indices` (sample numbers in `data`): the combined gradient,
-    /// then the identical optimizer step on every rank.
-    public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+    /// then the identical optimizer step on every rank. `perHeadGradientsReady`: PCGrad's
+    /// per-head pass already ran for this batch (the trainer shares it with the diagnostics).
+    public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
+                    perHeadGradientsReady: Bool = false) throws -> StepFigures {
         let (exchange, _) = try strategy()
-        if let surgery {
+        if let surgery, !perHeadGradientsReady {
             // Each head's own shared gradient over the global batch, before the combined one.
             _ = try diagnose(surgery.diagnostics, globalBatch: indices, data: data)
         }

@@ -28,12 +28,14 @@ public final class Optimizer {
     public private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
     /// Nadam's running product of its momentum schedule (Keras's `_u_product`, a variable saved after the slots).
     public var nadamProduct: Float = 1
-    private let count: Int
+    let count: Int
     /// The tensors' element ranges: clipnorm is per tensor; weight decay reaches trainable tensors only.
     private let tensors: [(offset: Int, count: Int, trainable: Bool)]
     private var trainableRanges: [Range<Int>] = []
     /// Deferred rows (Adam on an embedding table), see `enableDeferredRows`.
-    private var deferred: DeferredRows?
+    var deferred: DeferredRows?
+    /// The last finiteness scan's table rows with gradient, for `step` (DeferredRows.swift).
+    var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
 
     /// The slots `config` keeps, by Tandem's names (checkpoints use them).
     public static func slotNames(_ config: OptimizerConfig) -> [String] {
@@ -56,6 +58,7 @@ public final class Optimizer {
     /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
     public init(_ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) {
         self.config = config
+        rule = updateRule(config)
         stepsPerUpdate = config.stepsPerUpdate
         count = parameterCount
         self.tensors = tensors ?? [(0, parameterCount, true)]
@@ -233,122 +236,41 @@ public final class Optimizer {
 
     /// Per-step constants: the learning rate, Adam's α_t, Adamax's and Nadam's bias corrections.
     private func prepare(step t: Int) {
-        lr = config.learningRate(iterations: scheduleStep(update: t))
+        constants.lr = config.learningRate(iterations: scheduleStep(update: t))
         let b1 = Float(config.beta1), b2 = Float(config.beta2), ft = Float(t)
         switch config.kind {
-        case .adam, .adamw: alpha = adamAlpha(step: t)
-        case .adamax: correction = 1 - pow(b1, ft)
+        case .adam, .adamw: constants.alpha = adamAlpha(step: t)
+        case .adamax: constants.correction = 1 - pow(b1, ft)
         case .nadam:
             // Keras's _backend_update_step, then update_step's u_t, u_{t+1} and products (Float32, its order).
             nadamProduct = nadamProduct * b1 * (1 - 0.5 * pow(Float(0.96), ft))
-            nadam = (u: b1 * (1 - 0.5 * pow(Float(0.96), ft)), next: b1 * (1 - 0.5 * pow(Float(0.96), ft + 1)),
+            constants.nadam = (u: b1 * (1 - 0.5 * pow(Float(0.96), ft)), next: b1 * (1 - 0.5 * pow(Float(0.96), ft + 1)),
                      product: nadamProduct, nextProduct: nadamProduct * (b1 * (1 - 0.5 * pow(Float(0.96), ft + 1))),
                      velocityCorrection: 1 - pow(b2, ft))
         default: break
         }
     }
-    private var lr: Float = 0, alpha: Float = 0, correction: Float = 0
-    private var nadam = (u: Float(0), next: Float(0), product: Float(0), nextProduct: Float(0), velocityCorrection: Float(0))
+    private var constants = StepConstants()
+    private let rule: UpdateRule
 
-    /// The update rule on elements [from, to); `g` points at the gradient of element `from`.
-    /// Keras's order: clip (clipvalue here; norms in `step`), weight decay, the rule.
-    private func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool) {
+    /// The update on elements [from, to); `g` points at the gradient of element `from`.
+    /// Keras's order: clip (clipvalue here; norms in `step`), weight decay, the rule (UpdateRules.swift).
+    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool) {
         guard to > from else { return }
-        let n = to - from, lr = self.lr
+        let n = to - from
         if let c = config.clipvalue.map(Float.init) {
             for i in 0..<n { g[i] = min(max(g[i], -c), c) }
         }
         if config.decays { decay(w, from, to) }
-        let w = w + from
-        func slot(_ k: Int) -> UnsafeMutablePointer<Float> { slots[k].values + from }
-        let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
-        switch config.kind {
-        case .sgd where config.momentum == 0:
-            for i in 0..<n { w[i] -= g[i] * lr }
-        case .sgd:
-            // m ← μ·m − g·lr;  w ← w + m,  or nesterov  w ← w + (μ·m − g·lr) (new m)
-            let mu = Float(config.momentum), m = slot(0)
-            if config.nesterov {
-                for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi * mu - g[i] * lr }
-            } else {
-                for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi }
-            }
-        case .adam where !config.amsgrad, .adamw where !config.amsgrad:
-            // m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε). The loop is C
-            // (CKernels): Swift's SIMD square root runs lane by lane. It clears g itself.
-            tandem_adam(w, g, slot(0), slot(1), n, alpha, b1, b2, eps, clear ? 1 : 0)
-            return
-        case .adam, .adamw:
-            // AMSGrad: the step divides by the running maximum of v.
-            let m = slot(0), v = slot(1), vHat = slot(2), alpha = self.alpha
-            for i in 0..<n {
-                let gi = g[i]
-                m[i] += (gi - m[i]) * b1
-                v[i] += (gi * gi - v[i]) * b2
-                vHat[i] = max(vHat[i], v[i])
-                w[i] -= m[i] * alpha / (vHat[i].squareRoot() + eps)
-            }
-        case .rmsprop:
-            // v ← ρ·v + (1−ρ)·g²;  centered: a ← ρ·a + (1−ρ)·g, denominator v − a² + ε, else v + ε
-            // (ε inside the root, as Keras);  Δ = lr·g/√denominator;  momentum: m ← μ·m + Δ, w −= m.
-            let rho = Float(config.rho), keep = Float(1 - config.rho), mu = Float(config.momentum)
-            let v = slot(0)
-            let m: UnsafeMutablePointer<Float>? = config.momentum > 0 ? slot(1) : nil
-            let a: UnsafeMutablePointer<Float>? = config.centered ? slot(config.momentum > 0 ? 2 : 1) : nil
-            for i in 0..<n {
-                let gi = g[i]
-                let vi = rho * v[i] + keep * (gi * gi)
-                v[i] = vi
-                var denominator = vi + eps
-                if let a {
-                    let ai = rho * a[i] + keep * gi
-                    a[i] = ai
-                    denominator = vi - ai * ai + eps
-                }
-                let increment = lr * gi / denominator.squareRoot()
-                if let m {
-                    let mi = mu * m[i] + increment
-                    m[i] = mi
-                    w[i] -= mi
-                } else {
-                    w[i] -= increment
-                }
-            }
-        case .adagrad:
-            // s += g²;  w −= lr·g/√(s + ε)
-            let s = slot(0)
-            for i in 0..<n {
-                let gi = g[i]
-                s[i] += gi * gi
-                w[i] -= lr * gi / (s[i] + eps).squareRoot()
-            }
-        case .adamax:
-            // m += (g−m)(1−β1);  u ← max(β2·u, |g|);  w −= lr·m / ((1−β1^t)(u + ε))
-            let m = slot(0), u = slot(1), beta2 = Float(config.beta2), correction = self.correction
-            for i in 0..<n {
-                let gi = g[i]
-                m[i] += (gi - m[i]) * b1
-                u[i] = max(beta2 * u[i], abs(gi))
-                w[i] -= lr * m[i] / (correction * (u[i] + eps))
-            }
-        case .nadam:
-            // m, v as Adam;  m̂ = u_{t+1}·m/(1−Π_{t+1}) + (1−u_t)·g/(1−Π_t);  v̂ = v/(1−β2^t);  w −= m̂·lr/(√v̂ + ε)
-            let m = slot(0), v = slot(1), k = nadam
-            for i in 0..<n {
-                let gi = g[i]
-                m[i] += (gi - m[i]) * b1
-                v[i] += (gi * gi - v[i]) * b2
-                let mHat = k.next * m[i] / (1 - k.nextProduct) + (1 - k.u) * gi / (1 - k.product)
-                let vHat = v[i] / k.velocityCorrection
-                w[i] -= mHat * lr / (vHat.squareRoot() + eps)
-            }
-        }
-        if clear { g.update(repeating: 0, count: n) }
+        let s = SlotPointers(s0: slots.count > 0 ? slots[0].values + from : nil, s1: slots.count > 1 ? slots[1].values + from : nil,
+                             s2: slots.count > 2 ? slots[2].values + from : nil)
+        let cleared = rule.apply(w + from, g, s, n: n, constants, clear: clear)
+        if clear && !cleared { g.update(repeating: 0, count: n) }
     }
 
     /// w ← w − w·wd·lr on the trainable elements of [from, to) (Keras's _apply_weight_decay).
     private func decay(_ w: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
-        let wd = Float(config.weightDecay ?? 0), lr = self.lr
+        let wd = Float(config.weightDecay ?? 0), lr = constants.lr
         for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
             for i in max(from, r.lowerBound)..<min(to, r.upperBound) { w[i] = w[i] - w[i] * wd * lr }
         }
@@ -363,59 +285,10 @@ public final class Optimizer {
         }
         return alphas[t - 1]
     }
-    private var alphas: [Float] = []
+    var alphas: [Float] = []
 
     /// The step count a schedule reads for update t: Keras's `_iterations` before it, tN − 1.
     private func scheduleStep(update t: Int) -> Int { t * stepsPerUpdate - 1 }
-
-    // MARK: Deferred rows
-    //
-    // An embedding table's rows get gradient only from the tokens of a batch;
-    // the rest see g = 0, for which Adam still decays m and v and moves w.
-    // Streaming all of m, v and w every step is most of Adam's cost. Instead a
-    // row whose combined gradient is exactly zero is skipped and its zero-
-    // gradient steps are REPLAYED later with the same code and the same α_t,
-    // so the result is bit-identical to the dense rule (docs/SPEC.md §3). A row is
-    // replayed before anything reads it: the batch's tokens before forward,
-    // every row before hashing, evaluation or saving (`catchUpAll`).
-
-    private final class DeferredRows {
-        let offset: Int, rows: Int, width: Int
-        /// Steps applied to each row so far.
-        let applied: UnsafeMutablePointer<Int32>
-        init(offset: Int, rows: Int, width: Int) {
-            self.offset = offset; self.rows = rows; self.width = width
-            applied = .allocate(capacity: rows); applied.initialize(repeating: 0, count: rows)
-        }
-        deinit { applied.deallocate() }
-    }
-
-    /// Lets Adam defer zero-gradient rows of the [rows, width] table at `offset`.
-    /// Other optimizers keep the plain dense pass.
-    public func enableDeferredRows(offset: Int, rows: Int, width: Int) {
-        guard deferralRefusal == nil, rows > 0, width > 0 else { return }
-        let d = DeferredRows(offset: offset, rows: rows, width: width)
-        d.applied.update(repeating: Int32(iterations), count: rows)
-        deferred = d
-    }
-
-    /// Replays row `r`'s deferred zero-gradient steps up to `iterations`.
-    @inline(__always)
-    public func catchUp(row r: Int, parameters w: UnsafeMutablePointer<Float>) {
-        guard let d = deferred, Int(d.applied[r]) < iterations else { return }
-        let o = d.offset + r * d.width
-        let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
-        for t in (Int(d.applied[r]) + 1)...iterations {
-            tandem_adam_zero_gradient(w + o, slots[0].values + o, slots[1].values + o, d.width, alphas[t - 1], b1, b2, eps)
-        }
-        d.applied[r] = Int32(iterations)
-    }
-
-    /// Replays every deferred row: afterwards values and slots equal the dense rule's.
-    public func catchUpAll(parameters w: UnsafeMutablePointer<Float>) {
-        guard let d = deferred else { return }
-        for r in 0..<d.rows { catchUp(row: r, parameters: w) }
-    }
 
     /// Sets the count from a checkpoint or an archive (Keras's saved `iteration`: steps taken,
     /// `microSteps`), whose values are all current.
@@ -425,57 +298,4 @@ public final class Optimizer {
         deferred?.applied.update(repeating: Int32(iterations), count: deferred!.rows)
     }
 
-    /// One read of the gradient arena before the step: false when any value is
-    /// NaN or ±Inf (then nothing may be updated). With deferred rows it also
-    /// lists the table rows whose gradient is not all zero, for `step`.
-    /// `tableRows`, when given, lists (ascending) every table row that may be non-zero:
-    /// only those are read (a dense table gradient is mostly rows no token touched).
-    public func gradientsAreFinite(_ g: UnsafePointer<Float>, tableRows: UnsafeBufferPointer<Int32>? = nil) -> Bool {
-        var exponent: UInt32 = 0
-        guard let d = deferred else { return maxExponent(g, count) != 0x7F80_0000 }
-        let tail = d.offset + d.rows * d.width
-        exponent = max(maxExponent(g, d.offset), maxExponent(g + tail, count - tail))
-        if scannedRows.count < d.rows { scannedRows = [Int32](repeating: 0, count: d.rows) }
-        var listed = 0
-        scannedRows.withUnsafeMutableBufferPointer { rows in
-            func scan(_ r: Int) {
-                let (any, e) = bitsAndExponent(g + d.offset + r * d.width, d.width)
-                exponent = max(exponent, e)
-                if any != 0 { rows[listed] = Int32(r); listed += 1 }
-            }
-            if let tableRows { for r in tableRows { scan(Int(r)) } } else { for r in 0..<d.rows { scan(r) } }
-        }
-        scannedRowCount = listed
-        scannedStep = iterations + 1
-        return exponent != 0x7F80_0000
-    }
-    private var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
-
-    /// An upper bound on |x| over the n values at `p` (a power of two), or nil
-    /// when one of them is NaN or ±Inf.
-    public func magnitudeBound(_ p: UnsafePointer<Float>, count n: Int) -> Double? {
-        let e = maxExponent(p, n)
-        guard e != 0x7F80_0000 else { return nil }
-        return pow(2.0, Double(Int(e >> 23) - 126))
-    }
-
-    /// False when any of the n values at `g` is NaN or ±Inf.
-    public func allFinite(_ g: UnsafePointer<Float>, count n: Int) -> Bool {
-        maxExponent(g, n) != 0x7F80_0000
-    }
-
-    /// The largest exponent field (bits 23–30) among n floats; 0x7F80_0000 means NaN or Inf.
-    private func maxExponent(_ p: UnsafePointer<Float>, _ n: Int) -> UInt32 {
-        guard n > 0 else { return 0 }
-        return bitsAndExponent(p, n).exponent
-    }
-
-    /// Non-zero when any bit of any value is set (so −0 counts as a gradient, which
-    /// is harmless: its update equals the +0 replay), and the largest exponent field.
-    @inline(__always) private func bitsAndExponent(_ p: UnsafePointer<Float>, _ n: Int) -> (any: UInt32, exponent: UInt32) {
-        var any: UInt32 = 0
-        let exponent = tandem_bits_and_exponent(p, n, &any)  // CKernels/elementwise.c (vectorised)
-        return (any, exponent)
-    }
 }
-

@@ -17,17 +17,21 @@ let package = Package(
     ],
     targets: [
         // Implementation details: system libraries behind tiny C shims.
-        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
-        .systemLibrary(name: "CBLAS",
-                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(
+            name: "CBLAS",
+            providers: [.apt(["libopenblas-dev"])]),
         // The HDF5 C library, for a .keras archive's model.weights.h5.
-        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
-                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(
+            name: "CHDF5", pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]),
 
         // cairo, for `tandem plot`'s PNG figures.
-        .systemLibrary(name: "CCairo", pkgConfig: "cairo",
-                       providers: [.apt(["libcairo2-dev"])]),
+        .systemLibrary(
+            name: "CCairo", pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"])]),
 
         // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
@@ -36,20 +40,25 @@ let package = Package(
         .target(name: "CSignals"),
 
         // The library: kernels ← layers/model ← training → communicator.
-        .target(name: "Tandem", dependencies: ["CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5", "CCairo",
-                                               .product(name: "ZIPFoundation", package: "ZIPFoundation"),
-                                               .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(
+            name: "Tandem",
+            dependencies: [
+                "CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5", "CCairo",
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
 
-        // The command-line tool: a thin ArgumentParser layer over the library.
-        // Linked at a fixed address (not PIE): the loader then relocates none of
-        // its data, so those pages stay clean and shared instead of ~2 MB of
-        // private dirty memory in every rank (measured: peak RSS 58 → 56 MB). Release
-        // only: a debug build links the Swift runtime dynamically, and a fixed-address
-        // executable taking the address of its protected functions makes ld.so warn.
-        .executableTarget(name: "tandem", dependencies: [
-            "Tandem",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"], .when(platforms: [.linux], configuration: .release))]),
+        // The command-line tool: a thin ArgumentParser layer over the library. Position-
+        // independent, as the toolchain links it: a fixed-address (-no-pie) link saved ~2 MB
+        // of relocated data per rank, but with the Swift runtime linked dynamically (a plain
+        // `swift build -c release`) ld.so then warned on every start about the address of a
+        // protected libswiftCore function, in the middle of a run's output.
+        .executableTarget(
+            name: "tandem",
+            dependencies: [
+                "Tandem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // Tests.
         .testTarget(name: "TandemTests", dependencies: ["Tandem", "CKernels"]),

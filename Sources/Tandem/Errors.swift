@@ -11,9 +11,9 @@ public enum TandemError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .usage(message): return message
-        case let .file(path, problem): return "\(path): \(problem)"
-        case let .training(message): return message
+        case .usage(let message): return message
+        case .file(let path, let problem): return "\(path): \(problem)"
+        case .training(let message): return message
         }
     }
 }

@@ -16,18 +16,26 @@ struct Bench: ParsableCommand {
             """)
 
     @Option(name: .customLong("batch-size"), help: "Samples per rank per step.") var batchSize: Int = 32
-    @OptionGroup(title: "Optimizer (as train's flags; default Adam with Keras's defaults)") var optimizerOptions: OptimizerOptions
+    @OptionGroup(title: "Optimizer (as train's flags; default Adam with Keras's defaults)") var optimizerOptions:
+        OptimizerOptions
     @Option(help: "Warm-up steps (not timed).") var warmup: Int = 3
     @Option(help: "Timed intervals (the median is reported).") var intervals: Int = 5
     @Option(help: "Steps per timed interval.") var steps: Int = 0
-    @Option(help: "Generated samples (default: enough for every step without repeats where cheap).") var samples: Int = 0
-    @Flag(help: "Measure reproducible mode (exact fixed-point sums of canonical micro-batches).") var reproducible = false
+    @Option(help: "Generated samples (default: enough for every step without repeats where cheap).") var samples: Int =
+        0
+    @Flag(help: "Measure reproducible mode (exact fixed-point sums of canonical micro-batches).") var reproducible =
+        false
     @Option(name: .customLong("micro-batch"), help: "Micro-batch size in --reproducible mode.") var microBatch: Int = 8
     @Flag(help: "Print one JSON object instead of the table.") var json = false
-    @Option(name: .customLong("gradient-surgery"), help: "pcgrad: measure steps with PCGrad on the shared tensors.") var gradientSurgery: String?
-    @Flag(name: .customLong("head-diagnostics"), help: "Also time the per-head diagnostic pass of --head-diagnostics-every (per pass, on top of a step).")
+    @Option(name: .customLong("gradient-surgery"), help: "pcgrad: measure steps with PCGrad on the shared tensors.")
+    var gradientSurgery: String?
+    @Flag(
+        name: .customLong("head-diagnostics"),
+        help: "Also time the per-head diagnostic pass of --head-diagnostics-every (per pass, on top of a step).")
     var headDiagnostics = false
-    @Flag(name: .customLong("overlap-exchange"), help: "Measure with the gradient sums started during backward (as train's flag).")
+    @Flag(
+        name: .customLong("overlap-exchange"),
+        help: "Measure with the gradient sums started during backward (as train's flag).")
     var overlapExchange = false
     @OptionGroup var size: ModelSizeOptions
 
@@ -50,63 +58,98 @@ struct Bench: ParsableCommand {
             // Every rank generates the same data into its own folder: nothing shared is needed.
             let dir = NSTemporaryDirectory() + "tandem-bench-\(getpid())"
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            try comm.agree(Result {
-                if let config = resolved.headline {
-                    try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1)
-                } else {
-                    try generateData(directory: dir, samples: n, description: description, seed: 1)
-                }
-            }.error)
+            try comm.agree(
+                Result {
+                    if let config = resolved.headline {
+                        try generateHeadlineData(directory: dir, samples: n, config: config, seed: 1)
+                    } else {
+                        try generateData(directory: dir, samples: n, description: description, seed: 1)
+                    }
+                }.error)
             guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
             let model = try comm.agreeOn { try description.build(maxBatch: reproducible ? microBatch : batchSize) }
             model.parameters.initialize(seed: 1)
             let heads = description.heads
-            guard !heads.isEmpty else { throw TandemError.usage("\(size.model): the model has no loss to train (compile it with loss=... in Keras)") }
-            let step = try TrainingStep(model: model, heads: heads,
-                                        optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
-                                        communicator: comm, l2: [:])
+            guard !heads.isEmpty else {
+                throw TandemError.usage(
+                    "\(size.model): the model has no loss to train (compile it with loss=... in Keras)")
+            }
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
+                communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
             step.overlapExchange = overlapExchange
             if let gradientSurgery {
                 guard gradientSurgery == "pcgrad", !reproducible else {
-                    throw TandemError.usage("--gradient-surgery: pcgrad is the supported method, without --reproducible")
+                    throw TandemError.usage(
+                        "--gradient-surgery: pcgrad is the supported method, without --reproducible")
                 }
                 step.surgery = PCGrad(model: model, heads: heads, seed: 1)
             }
             let data = try Dataset(directory: dir, model: model, heads: heads)
-            var result = try runBenchmark(step: step, data: data, batchPerRank: batchSize, warmup: warmup,
-                                          intervals: intervals, steps: stepsPerInterval,
-                                          diagnostics: headDiagnostics ? HeadDiagnostics(model: model, heads: heads) : nil)
+            var result = try runBenchmark(
+                step: step, data: data, batchPerRank: batchSize, warmup: warmup,
+                intervals: intervals, steps: stepsPerInterval,
+                diagnostics: headDiagnostics ? HeadDiagnostics(model: model, heads: heads) : nil)
             result.sgemmPeak = peak
             result.fixedRuntimeBytes = Int(fixed[0])
             guard comm.rank == 0 else { return }
-            if json { print(result.json); return }
-            let t = result.timings, k = Double(max(t.steps, 1))
+            if json {
+                print(result.json)
+                return
+            }
+            let t = result.timings
+            let k = Double(max(t.steps, 1))
             func ms(_ x: Double) -> String { String(format: "%.1f", 1000 * x / k) }
-            let name = resolved.headline.map { "headline \($0.vocabulary)×\($0.embeddingDimension), seq \($0.sequenceLength), lstm \($0.lstmUnits)" } ?? size.model
-            print("configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(optimizerConfig.kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)")
-            print("path              \(step.pathDescription)\(step.surgery != nil ? ", PCGrad on \(step.surgery!.diagnostics.packedCount) shared parameters" : "")")
-            print("samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))")
-            print("step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))"
-                  + (result.exchangeBuckets > 0 ? "  (exchange overlapped with backward, \(result.exchangeBuckets) buckets)" : ""))
-            print(String(format: "exchange          %.2f µs per sample", result.exchangeMicrosecondsPerSample)
-                  + (optimizerConfig.gradientAccumulationSteps.map { " (gradients accumulated over \($0) steps: one allreduce per \($0))" } ?? ""))
-            print(String(format: "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
-                         result.gflops, 100 * result.gflops / peak, peak))
+            let name =
+                resolved.headline.map {
+                    "headline \($0.vocabulary)×\($0.embeddingDimension), seq \($0.sequenceLength), lstm \($0.lstmUnits)"
+                } ?? size.model
+            print(
+                "configuration     \(comm.size) rank(s) × batch \(batchSize) (global \(global)), \(optimizerConfig.kind.rawValue)\(reproducible ? ", reproducible (micro-batch \(microBatch))" : ""), \(name)"
+            )
+            print(
+                "path              \(step.pathDescription)\(step.surgery != nil ? ", PCGrad on \(step.surgery!.diagnostics.packedCount) shared parameters" : "")"
+            )
+            print(
+                "samples/s         \(Int(result.samplesPerSecond))  (median of \(intervals) × \(stepsPerInterval) steps: \(result.intervals.map { String(Int($0)) }.joined(separator: ", ")))"
+            )
+            print(
+                "step split (ms)   forward \(ms(t.forward))  backward \(ms(t.backward))  exchange \(ms(t.exchange))  optimizer \(ms(t.optimizer))"
+                    + (result.exchangeBuckets > 0
+                        ? "  (exchange overlapped with backward, \(result.exchangeBuckets) buckets)" : ""))
+            print(
+                String(format: "exchange          %.2f µs per sample", result.exchangeMicrosecondsPerSample)
+                    + (optimizerConfig.gradientAccumulationSteps.map {
+                        " (gradients accumulated over \($0) steps: one allreduce per \($0))"
+                    } ?? ""))
+            print(
+                String(
+                    format:
+                        "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
+                    result.gflops, 100 * result.gflops / peak, peak))
             print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")
             if let d = result.diagnosticMilliseconds {
-                print(String(format: "head diagnostics  %.1f ms per diagnostic pass (median of %d), %.1f× a step of %.1f ms",
-                             d, stepsPerInterval, d / (1000 * Double(global) / result.samplesPerSecond), 1000 * Double(global) / result.samplesPerSecond))
+                print(
+                    String(
+                        format: "head diagnostics  %.1f ms per diagnostic pass (median of %d), %.1f× a step of %.1f ms",
+                        d, stepsPerInterval, d / (1000 * Double(global) / result.samplesPerSecond),
+                        1000 * Double(global) / result.samplesPerSecond))
             } else if headDiagnostics {
                 print("head diagnostics  none: no tensor is reached by more than one head")
             }
-            print(String(format: "memory per rank   peak RSS while training %.0f MB (of the whole process %.0f MB); parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; fixed runtime %.0f MB; target ≤ 1.3 × state + activations + fixed = %.0f MB",
-                         Double(result.peakRSS) / 1e6, Double(result.lifetimePeakRSS) / 1e6, Double(result.stateBytes) / 1e6, Double(result.activationBytes) / 1e6,
-                         Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
+            print(
+                String(
+                    format:
+                        "memory per rank   peak RSS while training %.0f MB (of the whole process %.0f MB); parameters + gradients + optimizer slots %.0f MB, activations %.0f MB; fixed runtime %.0f MB; target ≤ 1.3 × state + activations + fixed = %.0f MB",
+                    Double(result.peakRSS) / 1e6, Double(result.lifetimePeakRSS) / 1e6, Double(result.stateBytes) / 1e6,
+                    Double(result.activationBytes) / 1e6,
+                    Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
         }
     }
 }
 
 extension Result where Failure == Error {
-    var error: Error? { if case let .failure(e) = self { return e } else { return nil } }
+    var error: Error? { if case .failure(let e) = self { return e } else { return nil } }
 }

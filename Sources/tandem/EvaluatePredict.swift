@@ -7,19 +7,26 @@ import Tandem
 
 /// The model --model names with its weights: `weights` (safetensors) when given,
 /// else the archive's own. For the preset, sizes come from the flags, else the weights and the data.
-func modelWithWeights(_ weights: String?, data: String, size: ModelSizeOptions, maxBatch: Int,
-                      communicator comm: Communicator) throws -> (model: Model, description: ModelDescription) {
+func modelWithWeights(
+    _ weights: String?, data: String, size: ModelSizeOptions, maxBatch: Int,
+    communicator comm: Communicator
+) throws -> (model: Model, description: ModelDescription) {
     let file = try weights.map { w in try comm.agreeOn { try SafeTensorsFile(path: w) } }
     var preset = HeadlineConfig()
     if size.isPreset {
-        guard let file else { throw TandemError.usage("--weights is required with --model headline (an archive carries its own weights)") }
+        guard let file else {
+            throw TandemError.usage("--weights is required with --model headline (an archive carries its own weights)")
+        }
         if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
         inferHeadlineConfig(from: file, into: &preset, given: size.given)
     }
     let resolved = try size.resolve(comm, preset: preset)
     let model = try comm.agreeOn { try resolved.description.build(maxBatch: maxBatch) }
     try comm.agreeOn {
-        if let file { try loadWeights(model.parameters, from: file); return }
+        if let file {
+            try loadWeights(model.parameters, from: file)
+            return
+        }
         guard comm.rank == 0, let archive = resolved.archive else { return }
         try resolved.description.loadWeights(model.parameters, from: archive)
     }
@@ -31,7 +38,8 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loss and metrics of each head and the weighted total, as JSON on stdout.")
 
-    @Option(help: "Weights (.safetensors) to evaluate. Default with --model m.keras: the archive's.") var weights: String?
+    @Option(help: "Weights (.safetensors) to evaluate. Default with --model m.keras: the archive's.") var weights:
+        String?
     @Option(help: "Dataset directory with inputs and targets.") var data: String
     @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
     @Option(name: .customLong("l2"), help: "L2 terms to include in the total, LAYER=λ.") var l2: [String] = []
@@ -41,11 +49,13 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let (model, description) = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
+            let (model, description) = try modelWithWeights(
+                weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
             let heads = try headOptions.heads(description.heads)
-            let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: 0),
-                                        communicator: comm,
-                                        regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
+            let step = try TrainingStep(
+                model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: 0),
+                communicator: comm,
+                regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
             let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let result = try step.evaluate(dataset, rows: 0..<dataset.count)
@@ -53,7 +63,9 @@ struct Evaluate: ParsableCommand {
             for (h, head) in heads.enumerated() {
                 fields.append(("\(head.output)_loss", result.headLoss[h]))
                 if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", result.headAccuracy[h])) }
-                for (m, metric) in head.metrics.enumerated() { fields.append(("\(head.output)_\(metric.name)", result.headMetrics[h][m])) }
+                for (m, metric) in head.metrics.enumerated() {
+                    fields.append(("\(head.output)_\(metric.name)", result.headMetrics[h][m]))
+                }
             }
             fields.append(("samples", result.samples))
             if comm.rank == 0 { print(jsonObject(fields)) }
@@ -74,8 +86,11 @@ struct Predict: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let model = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm).model
-            let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: [], requireTargets: false) }
+            let model = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
+                .model
+            let dataset = try comm.agreeOn {
+                try Dataset(directory: data, model: model, heads: [], requireTargets: false)
+            }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let outputs = try predict(model: model, data: dataset, communicator: comm)
             try comm.agreeOn {
@@ -83,7 +98,9 @@ struct Predict: ParsableCommand {
                 try makeDirectory(out)
                 for o in outputs {
                     let path = URL(fileURLWithPath: out).appendingPathComponent("\(o.name).npy").path
-                    try o.values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [dataset.count, o.units], to: path) }
+                    try o.values.withUnsafeBufferPointer {
+                        try NPYArray.write(floats: $0, shape: [dataset.count, o.units], to: path)
+                    }
                     print(path)
                 }
             }
@@ -94,7 +111,8 @@ struct Predict: ParsableCommand {
 struct GenData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gen-data",
-        abstract: "Write a learnable synthetic dataset (.npy files named after the model's inputs and outputs) to a directory.",
+        abstract:
+            "Write a learnable synthetic dataset (.npy files named after the model's inputs and outputs) to a directory.",
         discussion: """
             --model headline: the aux label depends on the tokens only; the main label on the tokens and aux_input.
             --model m.keras: random inputs with the model's names, shapes and dtypes; targets are what the same
@@ -105,21 +123,29 @@ struct GenData: ParsableCommand {
     @Option(help: "Directory to write to.") var out: String
     @Option(help: "Number of samples.") var samples: Int
     @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(name: .customLong("missing"), help: ArgumentHelp("Leave about this fraction of an output's samples unlabelled (NaN rows), OUTPUT=FRACTION (repeatable).", valueName: "output=fraction"))
+    @Option(
+        name: .customLong("missing"),
+        help: ArgumentHelp(
+            "Leave about this fraction of an output's samples unlabelled (NaN rows), OUTPUT=FRACTION (repeatable).",
+            valueName: "output=fraction"))
     var missing: [String] = []
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
         try runCommand { comm in
             let resolved = try size.resolve(comm)
-            let outputs = resolved.headline != nil ? Head.headlineDefaults.map(\.output) : resolved.description.heads.map(\.output)
+            let outputs =
+                resolved.headline != nil
+                ? Head.headlineDefaults.map(\.output) : resolved.description.heads.map(\.output)
             let marks: [(String, Double)] = try missing.map { item in
                 let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, let f = Double(parts[1]), f >= 0, f <= 1 else {
                     throw TandemError.usage("--missing '\(item)': expected OUTPUT=FRACTION with a fraction in [0, 1]")
                 }
                 guard outputs.contains(parts[0]) else {
-                    throw TandemError.usage("--missing: unknown output '\(parts[0])' (outputs with a loss: \(outputs.joined(separator: ", ")))")
+                    throw TandemError.usage(
+                        "--missing: unknown output '\(parts[0])' (outputs with a loss: \(outputs.joined(separator: ", ")))"
+                    )
                 }
                 return (parts[0], f)
             }
@@ -127,11 +153,15 @@ struct GenData: ParsableCommand {
                 guard comm.rank == 0 else { return }
                 if let config = resolved.headline {
                     try generateHeadlineData(directory: out, samples: samples, config: config, seed: seed)
-                    print("wrote \(samples) samples to \(out) (seq_len \(config.sequenceLength), vocab \(config.vocabulary), \(config.auxFeatures) aux features)")
+                    print(
+                        "wrote \(samples) samples to \(out) (seq_len \(config.sequenceLength), vocab \(config.vocabulary), \(config.auxFeatures) aux features)"
+                    )
                 } else {
                     try generateData(directory: out, samples: samples, description: resolved.description, seed: seed)
                     let d = resolved.description
-                    print("wrote \(samples) samples to \(out): inputs \(d.inputNames.joined(separator: ", ")); targets \(d.heads.map(\.output).joined(separator: ", "))")
+                    print(
+                        "wrote \(samples) samples to \(out): inputs \(d.inputNames.joined(separator: ", ")); targets \(d.heads.map(\.output).joined(separator: ", "))"
+                    )
                 }
                 for (output, fraction) in marks {
                     let n = try markMissingLabels(directory: out, output: output, fraction: fraction, seed: seed)

@@ -18,7 +18,10 @@ struct ResolvedModel {
 /// --model and the preset's size flags (docs/SPEC.md §6). Omitted sizes come from a
 /// weights file or the data when there is one, else from the headline defaults.
 struct ModelSizeOptions: ParsableArguments {
-    @Option(help: "headline (the preset, sized by the flags below), or your Keras model: a .keras archive or a directory with config.json and model.weights.h5.")
+    @Option(
+        help:
+            "headline (the preset, sized by the flags below), or your Keras model: a .keras archive or a directory with config.json and model.weights.h5."
+    )
     var model: String = "headline"
     @Option(help: "Vocabulary size (token ids are 0..<vocab). Default 10000.") var vocab: Int?
     @Option(name: .customLong("seq-len"), help: "Tokens per sample. Default 100.") var seqLen: Int?
@@ -31,7 +34,9 @@ struct ModelSizeOptions: ParsableArguments {
     var isPreset: Bool { model == "headline" }
 
     private var sizeFlagsWithArchive: TandemError {
-        .usage("the size flags (--\(given.sorted().joined(separator: ", --"))) apply to --model headline only; an archive's sizes are in its config")
+        .usage(
+            "the size flags (--\(given.sorted().joined(separator: ", --"))) apply to --model headline only; an archive's sizes are in its config"
+        )
     }
 
     /// The flags the user gave, by their long names.
@@ -57,14 +62,18 @@ struct ModelSizeOptions: ParsableArguments {
         if let auxFeatures { config.auxFeatures = auxFeatures }
         if let denseUnits { config.denseUnits = denseUnits }
         if let denseLayers { config.denseLayers = denseLayers }
-        let sizes: [(String, Int, Int)] = [("--vocab", config.vocabulary, 1), ("--seq-len", config.sequenceLength, 1),
+        let sizes: [(String, Int, Int)] = [
+            ("--vocab", config.vocabulary, 1), ("--seq-len", config.sequenceLength, 1),
             ("--embed-dim", config.embeddingDimension, 1), ("--lstm-units", config.lstmUnits, 1),
             ("--aux-features", config.auxFeatures, 1), ("--dense-units", config.denseUnits, 1),
-            ("--dense-layers", config.denseLayers, 0)]
+            ("--dense-layers", config.denseLayers, 0),
+        ]
         for (flag, value, low) in sizes where value < low {
             throw TandemError.usage("\(flag) must be at least \(low), got \(value)")
         }
-        if config.lstmUnits > LSTM.maxUnits { throw TandemError.usage("--lstm-units must be at most \(LSTM.maxUnits), got \(config.lstmUnits)") }
+        if config.lstmUnits > LSTM.maxUnits {
+            throw TandemError.usage("--lstm-units must be at most \(LSTM.maxUnits), got \(config.lstmUnits)")
+        }
     }
 
     /// The model: the preset sized by `config` and the flags, or the archive
@@ -92,13 +101,28 @@ struct ModelSizeOptions: ParsableArguments {
 
 /// Loss-weight and class-weight flags, applied over the model's heads.
 struct HeadOptions: ParsableArguments {
-    @Option(name: .customLong("loss-weight"), help: ArgumentHelp("Weight of an output's loss in the total, OUTPUT=W (repeatable); overrides the archive's loss_weights. Headline defaults: main_output=1.0, aux_output=0.2.", valueName: "output=w"))
+    @Option(
+        name: .customLong("loss-weight"),
+        help: ArgumentHelp(
+            "Weight of an output's loss in the total, OUTPUT=W (repeatable); overrides the archive's loss_weights. Headline defaults: main_output=1.0, aux_output=0.2.",
+            valueName: "output=w"))
     var lossWeights: [String] = []
-    @Option(name: .customLong("loss"), help: ArgumentHelp("Replace an output's compiled loss, OUTPUT=NAME with Keras's defaults for its arguments (repeatable): \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "output=loss"))
+    @Option(
+        name: .customLong("loss"),
+        help: ArgumentHelp(
+            "Replace an output's compiled loss, OUTPUT=NAME with Keras's defaults for its arguments (repeatable): \(LossKind.allCases.map(\.rawValue).joined(separator: ", ")).",
+            valueName: "output=loss"))
     var losses: [String] = []
-    @Option(name: .customLong("class-weight"), help: ArgumentHelp("Per-class sample-weight multipliers, OUTPUT=CLASS:W,CLASS:W (repeatable).", valueName: "output=c:w,..."))
+    @Option(
+        name: .customLong("class-weight"),
+        help: ArgumentHelp(
+            "Per-class sample-weight multipliers, OUTPUT=CLASS:W,CLASS:W (repeatable).", valueName: "output=c:w,..."))
     var classWeights: [String] = []
-    @Option(name: .customLong("head-reduction"), help: ArgumentHelp("What an output's loss over a batch is divided by, OUTPUT=batch|labeled (repeatable): batch (Keras's default) divides by the global batch size, a missing label (a NaN target row) counting as weight 0; labeled divides by the global sum of weights of the samples labelled for that output (the true mean over labelled samples).", valueName: "output=mode"))
+    @Option(
+        name: .customLong("head-reduction"),
+        help: ArgumentHelp(
+            "What an output's loss over a batch is divided by, OUTPUT=batch|labeled (repeatable): batch (Keras's default) divides by the global batch size, a missing label (a NaN target row) counting as weight 0; labeled divides by the global sum of weights of the samples labelled for that output (the true mean over labelled samples).",
+            valueName: "output=mode"))
     var reductions: [String] = []
 
     /// The outputs --head-reduction names, with their modes.
@@ -110,7 +134,9 @@ struct HeadOptions: ParsableArguments {
                 throw TandemError.usage("--head-reduction '\(item)': expected OUTPUT=batch or OUTPUT=labeled")
             }
             guard heads.contains(where: { $0.output == parts[0] }) else {
-                throw TandemError.usage("--head-reduction: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))")
+                throw TandemError.usage(
+                    "--head-reduction: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))"
+                )
             }
             result[parts[0]] = mode
         }
@@ -123,12 +149,16 @@ struct HeadOptions: ParsableArguments {
         for item in losses {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let kind = LossKind.named(parts[1]) else {
-                throw TandemError.usage("--loss '\(item)': expected OUTPUT=LOSS with LOSS one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw TandemError.usage(
+                    "--loss '\(item)': expected OUTPUT=LOSS with LOSS one of \(LossKind.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             guard let h = heads.firstIndex(where: { $0.output == parts[0] }) else {
                 throw TandemError.usage("--loss: unknown output '\(parts[0])' (outputs with a loss: \(names))")
             }
-            heads[h].loss = kind; heads[h].options = LossOptions(); heads[h].fromLogits = false
+            heads[h].loss = kind
+            heads[h].options = LossOptions()
+            heads[h].fromLogits = false
             // Class-id targets and one-hot targets take the matching accuracy.
             if let a = heads[h].accuracy, a.kind != .binary {
                 heads[h].accuracy!.kind = kind == .sparseCategoricalCrossentropy ? .sparseCategorical : .categorical
@@ -147,7 +177,8 @@ struct HeadOptions: ParsableArguments {
         for item in classWeights {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let h = heads.firstIndex(where: { $0.output == parts[0] }) else {
-                throw TandemError.usage("--class-weight '\(item)': expected OUTPUT=CLASS:W,... with OUTPUT one of \(names)")
+                throw TandemError.usage(
+                    "--class-weight '\(item)': expected OUTPUT=CLASS:W,... with OUTPUT one of \(names)")
             }
             for pair in parts[1].split(separator: ",") {
                 let cw = pair.split(separator: ":").map(String.init)

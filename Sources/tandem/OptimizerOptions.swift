@@ -5,9 +5,14 @@ import ArgumentParser
 import Tandem
 
 struct OptimizerOptions: ParsableArguments {
-    @Option(help: "sgd, adam, adamw, rmsprop, adagrad, adamax or nadam (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd.")
+    @Option(
+        help:
+            "sgd, adam, adamw, rmsprop, adagrad, adamax or nadam (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd."
+    )
     var optimizer: String?
-    @Option(help: "Constant learning rate (replaces an archive's schedule). Keras's defaults: sgd 0.01, the others 0.001.") var lr: Double?
+    @Option(
+        help: "Constant learning rate (replaces an archive's schedule). Keras's defaults: sgd 0.01, the others 0.001.")
+    var lr: Double?
     @Option(help: "Momentum: sgd (0 ≤ μ < 1) or rmsprop. Default 0.") var momentum: Double?
     @Flag(help: "Nesterov momentum (sgd).") var nesterov = false
     @Option(name: .customLong("beta1"), help: "β1 of adam, adamw, adamax, nadam. Default 0.9.") var beta1: Double?
@@ -16,13 +21,21 @@ struct OptimizerOptions: ParsableArguments {
     @Option(help: "ρ of rmsprop. Default 0.9.") var rho: Double?
     @Flag(help: "AMSGrad variant (adam, adamw).") var amsgrad = false
     @Flag(help: "Centered RMSprop.") var centered = false
-    @Option(name: .customLong("weight-decay"), help: "Decoupled weight decay w ← w − w·wd·lr on every trainable tensor (any optimizer; adamw's default 0.004).")
+    @Option(
+        name: .customLong("weight-decay"),
+        help: "Decoupled weight decay w ← w − w·wd·lr on every trainable tensor (any optimizer; adamw's default 0.004)."
+    )
     var weightDecay: Double?
     @Option(help: "Clip each tensor's gradient to this norm (after the allreduce).") var clipnorm: Double?
-    @Option(name: .customLong("global-clipnorm"), help: "Clip the whole gradient to this global norm (after the allreduce).") var globalClipnorm: Double?
+    @Option(
+        name: .customLong("global-clipnorm"), help: "Clip the whole gradient to this global norm (after the allreduce)."
+    ) var globalClipnorm: Double?
     @Option(help: "Clip every gradient element to [−v, v] (after the allreduce).") var clipvalue: Double?
-    @Option(name: .customLong("gradient-accumulation-steps"),
-            help: "Keras's gradient_accumulation_steps: the weights move every N-th step by the mean of the N steps' gradients (one allreduce per N steps); 1 turns the archive's off.")
+    @Option(
+        name: .customLong("gradient-accumulation-steps"),
+        help:
+            "Keras's gradient_accumulation_steps: the weights move every N-th step by the mean of the N steps' gradients (one allreduce per N steps); 1 turns the archive's off."
+    )
     var gradientAccumulationSteps: Int?
 
     /// The flags given, for messages.
@@ -49,7 +62,9 @@ struct OptimizerOptions: ParsableArguments {
     func kind() throws -> OptimizerConfig.Kind? {
         try optimizer.map { name in
             guard let k = OptimizerConfig.Kind(rawValue: name.lowercased()) else {
-                throw TandemError.usage("--optimizer: unknown '\(name)' (choose \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw TandemError.usage(
+                    "--optimizer: unknown '\(name)' (choose \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
             }
             return k
         }
@@ -58,29 +73,62 @@ struct OptimizerOptions: ParsableArguments {
     /// `base` (the archive's optimizer, or nil) with --optimizer and the argument flags over it.
     func config(over base: OptimizerConfig?) throws -> OptimizerConfig {
         var c: OptimizerConfig
-        if let kind = try kind(), kind != base?.kind { c = OptimizerConfig(kind: kind) } else { c = base ?? OptimizerConfig(kind: .sgd) }
+        if let kind = try kind(), kind != base?.kind {
+            c = OptimizerConfig(kind: kind)
+        } else {
+            c = base ?? OptimizerConfig(kind: .sgd)
+        }
         func only(_ flag: String, _ kinds: [OptimizerConfig.Kind]) throws {
             guard kinds.contains(c.kind) else {
-                throw TandemError.usage("\(flag) applies to \(kinds.map(\.rawValue).joined(separator: ", ")) (the optimizer is \(c.kind.rawValue))")
+                throw TandemError.usage(
+                    "\(flag) applies to \(kinds.map(\.rawValue).joined(separator: ", ")) (the optimizer is \(c.kind.rawValue))"
+                )
             }
         }
         if let lr {
             guard lr > 0 && lr.isFinite else { throw TandemError.usage("--lr must be a positive number, got \(lr)") }
-            c.learningRate = lr; c.schedule = nil
+            c.learningRate = lr
+            c.schedule = nil
         }
-        if let momentum { try only("--momentum", [.sgd, .rmsprop]); c.momentum = momentum }
-        if nesterov { try only("--nesterov", [.sgd]); c.nesterov = true }
+        if let momentum {
+            try only("--momentum", [.sgd, .rmsprop])
+            c.momentum = momentum
+        }
+        if nesterov {
+            try only("--nesterov", [.sgd])
+            c.nesterov = true
+        }
         let adams: [OptimizerConfig.Kind] = [.adam, .adamw, .adamax, .nadam]
-        if let beta1 { try only("--beta1", adams); c.beta1 = beta1 }
-        if let beta2 { try only("--beta2", adams); c.beta2 = beta2 }
-        if let epsilon { try only("--epsilon", [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam]); c.epsilon = epsilon }
-        if let rho { try only("--rho", [.rmsprop]); c.rho = rho }
-        if amsgrad { try only("--amsgrad", [.adam, .adamw]); c.amsgrad = true }
-        if centered { try only("--centered", [.rmsprop]); c.centered = true }
+        if let beta1 {
+            try only("--beta1", adams)
+            c.beta1 = beta1
+        }
+        if let beta2 {
+            try only("--beta2", adams)
+            c.beta2 = beta2
+        }
+        if let epsilon {
+            try only("--epsilon", [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam])
+            c.epsilon = epsilon
+        }
+        if let rho {
+            try only("--rho", [.rmsprop])
+            c.rho = rho
+        }
+        if amsgrad {
+            try only("--amsgrad", [.adam, .adamw])
+            c.amsgrad = true
+        }
+        if centered {
+            try only("--centered", [.rmsprop])
+            c.centered = true
+        }
         if let weightDecay { c.weightDecay = weightDecay }
         if clipnorm != nil || globalClipnorm != nil || clipvalue != nil {
             // A clipping flag replaces whatever clipping the archive compiled.
-            c.clipnorm = clipnorm; c.globalClipnorm = globalClipnorm; c.clipvalue = clipvalue
+            c.clipnorm = clipnorm
+            c.globalClipnorm = globalClipnorm
+            c.clipvalue = clipvalue
         }
         if let n = gradientAccumulationSteps {
             guard n >= 1 else { throw TandemError.usage("--gradient-accumulation-steps must be at least 1, got \(n)") }

@@ -6,7 +6,9 @@ import Tandem
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw a run's metrics.jsonl: a row per head (loss and each metric), train and validation per epoch, as a PNG.")
+        abstract:
+            "Draw a run's metrics.jsonl: a row per head (loss and each metric), train and validation per epoch, as a PNG."
+    )
 
     @Argument(help: "Run directory (with metrics.jsonl).") var directory: String
     @Option(help: "PNG to write. Default: RUN/plot.png.") var out: String?
@@ -16,7 +18,9 @@ struct Plot: ParsableCommand {
             guard comm.rank == 0 else { return }
             let output = out ?? URL(fileURLWithPath: directory).appendingPathComponent("plot.png").path
             let layout = try plotRun(directory, to: output)
-            print("wrote \(output): \(layout.width)×\(layout.height), \(layout.heads.count) head\(layout.heads.count == 1 ? "" : "s") (\(zip(layout.heads, layout.panels).map { "\($0): \($1.joined(separator: ", "))" }.joined(separator: "; ")))")
+            print(
+                "wrote \(output): \(layout.width)×\(layout.height), \(layout.heads.count) head\(layout.heads.count == 1 ? "" : "s") (\(zip(layout.heads, layout.panels).map { "\($0): \($1.joined(separator: ", "))" }.joined(separator: "; ")))"
+            )
         }
     }
 }

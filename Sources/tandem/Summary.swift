@@ -8,7 +8,8 @@ import Tandem
 
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a model (the headline preset or a .keras archive): layers, shapes, parameters, heads and fast paths.")
+        abstract:
+            "Show a model (the headline preset or a .keras archive): layers, shapes, parameters, heads and fast paths.")
 
     @OptionGroup var size: ModelSizeOptions
 
@@ -19,11 +20,14 @@ struct Summary: ParsableCommand {
             let model = try comm.agreeOn { try d.build(maxBatch: 1) }
             guard comm.rank == 0 else { return }
             var rows: [[String]] = [["Layer (type)", "Output Shape", "Param #", "Connected to"]]
-            var counted = Set<String>(), total = 0
+            var counted = Set<String>()
+            var total = 0
             for layer in model.layers {
                 let node = d.node(layer.name)
                 var params = 0
-                for spec in layer.parameterSpecs where counted.insert(spec.name).inserted { params += spec.shape.reduce(1, *) }
+                for spec in layer.parameterSpecs where counted.insert(spec.name).inserted {
+                    params += spec.shape.reduce(1, *)
+                }
                 total += params
                 let shape = "(None, " + layer.output.shape.map(String.init).joined(separator: ", ") + ")"
                 let from = layer.inputs.map { $0.name }.joined(separator: ", ")
@@ -36,28 +40,37 @@ struct Summary: ParsableCommand {
             var out = "Model: \"\(d.name)\"\(resolved.headline != nil ? " (the headline preset)" : "")\n"
             let rule = String(repeating: "─", count: widths.reduce(0, +) + 6)
             for (i, row) in rows.enumerated() {
-                out += row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
+                out +=
+                    row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ") + "\n"
                 if i == 0 { out += rule + "\n" }
             }
             out += rule + "\n"
             out += " Total params: \(total) (\(String(format: "%.2f", Double(total) * 4 / 1_048_576)) MB)\n"
             out += "\nHeads (one weighted total loss; each head's gradient reaches every layer it depends on):\n"
             for h in d.heads {
-                let names = (h.accuracy.map { ["\($0.name) (\($0.kind.rawValue))"] } ?? []) + h.metrics.map { $0.weighted ? "\($0.name) (weighted)" : $0.name }
+                let names =
+                    (h.accuracy.map { ["\($0.name) (\($0.kind.rawValue))"] } ?? [])
+                    + h.metrics.map { $0.weighted ? "\($0.name) (weighted)" : $0.name }
                 var loss = h.loss.rawValue + (h.fromLogits ? " (from logits)" : "")
                 let o = h.options
                 if o.labelSmoothing != 0 { loss += ", label smoothing \(o.labelSmoothing)" }
-                if h.loss == .binaryFocalCrossentropy { loss += ", gamma \(o.gamma)" + (o.applyClassBalancing ? ", alpha \(o.alpha)" : "") }
+                if h.loss == .binaryFocalCrossentropy {
+                    loss += ", gamma \(o.gamma)" + (o.applyClassBalancing ? ", alpha \(o.alpha)" : "")
+                }
                 if h.loss == .huber { loss += ", delta \(o.delta)" }
                 if let c = o.ignoreClass { loss += ", ignore class \(c) (mean over labelled samples)" }
-                out += "  \(h.output): \(loss), weight \(h.weight), metrics \(names.isEmpty ? "none" : names.joined(separator: ", "))\n"
+                out +=
+                    "  \(h.output): \(loss), weight \(h.weight), metrics \(names.isEmpty ? "none" : names.joined(separator: ", "))\n"
             }
             if d.heads.isEmpty { out += "  none: the archive was saved without compile(loss=...)\n" }
             for r in d.regularizers { out += "  penalty on \(r.tensor): l1 \(r.l1), l2 \(r.l2)\n" }
             let config = d.optimizer ?? OptimizerConfig(kind: .adam)
-            out += "\nOptimizer: \(d.optimizer.map(\.summary) ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
-            let step = try TrainingStep(model: model, heads: d.heads, optimizer: Optimizer(config, parameters: model.parameters),
-                                        communicator: comm, regularizers: d.regularizers)
+            out +=
+                "\nOptimizer: \(d.optimizer.map(\.summary) ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
+            let step = try TrainingStep(
+                model: model, heads: d.heads, optimizer: Optimizer(config, parameters: model.parameters),
+                communicator: comm, regularizers: d.regularizers)
             out += "Training path: \(step.pathDescription)\n"
             print(out, terminator: "")
         }

@@ -19,46 +19,90 @@ struct Train: ParsableCommand {
             flags given here override its compile settings.
             """)
 
-    @Option(help: "Dataset directory: <input>.npy for each model input, <output>.npy for each output with a loss, optional <output>.sample_weight.npy (headline: main_input, aux_input, main_output, aux_output).")
+    @Option(
+        help:
+            "Dataset directory: <input>.npy for each model input, <output>.npy for each output with a loss, optional <output>.sample_weight.npy (headline: main_input, aux_input, main_output, aux_output)."
+    )
     var data: String
     @Option(help: "Run directory to write weights, checkpoint, metrics and model.keras to.") var out: String
     @Option(name: .customLong("val-data"), help: "Validation dataset directory.") var valData: String?
-    @Option(name: .customLong("validation-split"), help: "Fraction of the training data (its last rows, as Keras) held out for validation.")
+    @Option(
+        name: .customLong("validation-split"),
+        help: "Fraction of the training data (its last rows, as Keras) held out for validation.")
     var validationSplit: Double?
     @OptionGroup var size: ModelSizeOptions
     @OptionGroup var headOptions: HeadOptions
-    @Option(name: .customLong("l2"), help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
+    @Option(
+        name: .customLong("l2"),
+        help: ArgumentHelp("L2 penalty λ·Σkernel² on a layer's kernel, LAYER=λ (repeatable).", valueName: "layer=λ"))
     var l2: [String] = []
-    @OptionGroup(title: "Optimizer (each flag overrides the archive's compiled value)") var optimizerOptions: OptimizerOptions
-    @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together). Default 32.") var batchSize: Int?
+    @OptionGroup(title: "Optimizer (each flag overrides the archive's compiled value)") var optimizerOptions:
+        OptimizerOptions
+    @Option(name: .customLong("batch-size"), help: "Global batch size (all ranks together). Default 32.") var batchSize:
+        Int?
     @Option(help: "Number of epochs.") var epochs: Int = 1
     @Option(help: "Seed for initialisation and the epoch permutations. Default 0.") var seed: UInt64?
-    @Flag(name: .customLong("no-shuffle"), help: "Keep the file order instead of a permutation per epoch.") var noShuffle = false
+    @Flag(name: .customLong("no-shuffle"), help: "Keep the file order instead of a permutation per epoch.")
+    var noShuffle = false
     @Option(help: "Start from the weights in this .safetensors file.") var `init`: String?
-    @Option(help: ArgumentHelp("Continue the run in this directory from its checkpoint, exactly where it stopped. May change: --epochs, the number of ranks, --checkpoint-every, --sync-check-every, validation. Must match (or be left out): model sizes, optimizer flags, --batch-size, --seed, --no-shuffle, the data's length.")) var resume: String?
-    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (0: only at epoch ends).")
+    @Option(
+        help: ArgumentHelp(
+            "Continue the run in this directory from its checkpoint, exactly where it stopped. May change: --epochs, the number of ranks, --checkpoint-every, --sync-check-every, validation. Must match (or be left out): model sizes, optimizer flags, --batch-size, --seed, --no-shuffle, the data's length."
+        )) var resume: String?
+    @Option(
+        name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (0: only at epoch ends).")
     var checkpointEvery: Int = 0
-    @Option(name: .customLong("sync-check-every"), help: "Compare parameter hashes across ranks every N steps (0: each epoch).")
+    @Option(
+        name: .customLong("sync-check-every"),
+        help: "Compare parameter hashes across ranks every N steps (0: each epoch).")
     var syncCheckEvery: Int = 0
-    @Flag(help: ArgumentHelp("Bit-identical weights for any number of ranks: canonical micro-batches, gradients summed exactly in 64-bit fixed point.", valueName: "reproducible"))
+    @Flag(
+        help: ArgumentHelp(
+            "Bit-identical weights for any number of ranks: canonical micro-batches, gradients summed exactly in 64-bit fixed point.",
+            valueName: "reproducible"))
     var reproducible = false
-    @Option(name: .customLong("micro-batch"), help: "Samples per canonical micro-batch in --reproducible mode (part of what must match to get the same bits).")
+    @Option(
+        name: .customLong("micro-batch"),
+        help: "Samples per canonical micro-batch in --reproducible mode (part of what must match to get the same bits)."
+    )
     var microBatch: Int = 8
-    @Option(name: .customLong("collective-timeout"), help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
+    @Option(
+        name: .customLong("collective-timeout"),
+        help: "Under MPI, end the job when a collective has not completed for this many seconds (0: never).")
     var collectiveTimeout: Double = 300
-    @Flag(name: .customLong("overlap-exchange"), help: "Under MPI, start the gradient sums during backward, in buckets, as their layers finish (DDP-style; ordinary mode's dense path). For runs across nodes, where the network moves the bytes; on one node it measured slower.")
+    @Flag(
+        name: .customLong("overlap-exchange"),
+        help:
+            "Under MPI, start the gradient sums during backward, in buckets, as their layers finish (DDP-style; ordinary mode's dense path). For runs across nodes, where the network moves the bytes; on one node it measured slower."
+    )
     var overlapExchange = false
     @Flag(help: "No progress lines on stderr (as --verbose 0, and no start-up report).") var quiet = false
-    @Option(name: .customLong("log-every"), help: "Also write TensorBoard scalars (batch_…: running epoch figures, learning rate, loss weights, samples/s) every N steps (0: per epoch only).")
+    @Option(
+        name: .customLong("log-every"),
+        help:
+            "Also write TensorBoard scalars (batch_…: running epoch figures, learning rate, loss weights, samples/s) every N steps (0: per epoch only)."
+    )
     var logEvery: Int = 0
-    @Flag(name: .customLong("no-tensorboard"), help: "Do not write RUN/tensorboard event files.") var noTensorBoard = false
-    @Option(help: "As Keras: 0 silent, 1 progress (a bar redrawn in place on a terminal, a line every ~10% of an epoch otherwise), 2 one line per epoch.")
+    @Flag(name: .customLong("no-tensorboard"), help: "Do not write RUN/tensorboard event files.") var noTensorBoard =
+        false
+    @Option(
+        help:
+            "As Keras: 0 silent, 1 progress (a bar redrawn in place on a terminal, a line every ~10% of an epoch otherwise), 2 one line per epoch."
+    )
     var verbose: Int = 1
     @OptionGroup(title: "Best model and early stopping") var monitorOptions: MonitorFlags
     @OptionGroup(title: "Loss weights over time") var lossWeightFlags: LossWeightFlags
-    @Option(name: .customLong("head-diagnostics-every"), help: "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off).")
+    @Option(
+        name: .customLong("head-diagnostics-every"),
+        help:
+            "Every N steps, each head's gradient norm, share and pairwise cosine on every tensor several heads reach, over the global batch, to RUN/diagnostics.jsonl, summarised by layer at the end (0: off)."
+    )
     var headDiagnosticsEvery: Int = 0
-    @Option(name: .customLong("gradient-surgery"), help: "pcgrad: project each head's gradient of the shared tensors off the heads it conflicts with (Yu et al. 2020), identically on every rank; costs a forward and backward per head each step.")
+    @Option(
+        name: .customLong("gradient-surgery"),
+        help:
+            "pcgrad: project each head's gradient of the shared tensors off the heads it conflicts with (Yu et al. 2020), identically on every rank; costs a forward and backward per head each step."
+    )
     var gradientSurgery: String?
 
     func run() throws {
@@ -67,14 +111,20 @@ struct Train: ParsableCommand {
 
     private func train(_ comm: Communicator) throws {
         // Flags first: every rank parses the same command line, so no agreement is needed.
-        if let batchSize, batchSize <= 0 { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
+        if let batchSize, batchSize <= 0 {
+            throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)")
+        }
         guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
-        guard checkpointEvery >= 0, syncCheckEvery >= 0 else { throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative") }
+        guard checkpointEvery >= 0, syncCheckEvery >= 0 else {
+            throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative")
+        }
         _ = try optimizerOptions.kind()
         if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
             throw TandemError.usage("--validation-split must be between 0 and 1 (exclusive)")
         }
-        if valData != nil && validationSplit != nil { throw TandemError.usage("give --val-data or --validation-split, not both") }
+        if valData != nil && validationSplit != nil {
+            throw TandemError.usage("give --val-data or --validation-split, not both")
+        }
         if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
         let l2Terms = try parseL2(l2)
 
@@ -84,30 +134,45 @@ struct Train: ParsableCommand {
         if let checkpointPath {
             let json = try rankZeroBroadcast(comm) {
                 let file = try SafeTensorsFile(path: checkpointPath)
-                guard let json = file.metadata["tandem"] else { throw TandemError.file(checkpointPath, "not a Tandem checkpoint") }
+                guard let json = file.metadata["tandem"] else {
+                    throw TandemError.file(checkpointPath, "not a Tandem checkpoint")
+                }
                 return json
             }
             guard let meta = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
-                throw AgreedError(message: "\(checkpointPath): not a Tandem checkpoint (unreadable metadata)", reporter: comm.rank == 0)
+                throw AgreedError(
+                    message: "\(checkpointPath): not a Tandem checkpoint (unreadable metadata)",
+                    reporter: comm.rank == 0)
             }
             resumed = meta
         }
         // The model: from the checkpoint on resume (no model flags needed), else --model.
         var resolved: ResolvedModel
         if let meta = resumed {
-            if !size.isPreset { throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model") }
+            if !size.isPreset {
+                throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model")
+            }
             if let text = meta.modelConfig {
-                if !size.given.isEmpty { throw TandemError.usage("--resume: the checkpoint holds an archive model; the size flags do not apply") }
-                resolved = ResolvedModel(description: try comm.agreeOn { try KerasConfig.description(fromJSON: Array(text.utf8), source: checkpointPath!) },
-                                         archive: nil, headline: nil)
+                if !size.given.isEmpty {
+                    throw TandemError.usage(
+                        "--resume: the checkpoint holds an archive model; the size flags do not apply")
+                }
+                resolved = ResolvedModel(
+                    description: try comm.agreeOn {
+                        try KerasConfig.description(fromJSON: Array(text.utf8), source: checkpointPath!)
+                    },
+                    archive: nil, headline: nil)
             } else {
                 let saved = meta.model ?? HeadlineConfig()
                 var config = saved
                 try size.apply(to: &config)
                 if config != saved {
-                    throw TandemError.usage("--resume: the size flags give \(config) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
+                    throw TandemError.usage(
+                        "--resume: the size flags give \(config) contradicts the checkpoint's \(saved) (\(checkpointPath!))"
+                    )
                 }
-                resolved = ResolvedModel(description: try ModelDescription.headline(config), archive: nil, headline: config)
+                resolved = ResolvedModel(
+                    description: try ModelDescription.headline(config), archive: nil, headline: config)
             }
         } else {
             var preset = HeadlineConfig()
@@ -118,13 +183,18 @@ struct Train: ParsableCommand {
         var heads = try headOptions.heads(description.heads)
         if let saved = resumed?.labeledReduction {
             // The checkpoint's reductions hold; a flag may restate them, not change them.
-            for (output, mode) in try headOptions.givenReductions(heads) where (mode == .labeled) != saved.contains(output) {
-                throw TandemError.usage("--resume: --head-reduction \(output)=\(mode.rawValue) contradicts the checkpoint's \(saved.contains(output) ? "labeled" : "batch") (\(checkpointPath!))")
+            for (output, mode) in try headOptions.givenReductions(heads)
+            where (mode == .labeled) != saved.contains(output) {
+                throw TandemError.usage(
+                    "--resume: --head-reduction \(output)=\(mode.rawValue) contradicts the checkpoint's \(saved.contains(output) ? "labeled" : "batch") (\(checkpointPath!))"
+                )
             }
             for h in heads.indices where saved.contains(heads[h].output) { heads[h].reduction = .labeled }
         }
         guard !heads.isEmpty else {
-            throw TandemError.usage("\(size.model): the model has no loss (compile it in Keras with loss=... before saving, so Tandem knows what to train)")
+            throw TandemError.usage(
+                "\(size.model): the model has no loss (compile it in Keras with loss=... before saving, so Tandem knows what to train)"
+            )
         }
 
         // The optimizer: the checkpoint's; else --optimizer with its flags; else the archive's, with the flags over it.
@@ -136,13 +206,19 @@ struct Train: ParsableCommand {
             }
             // Optimizer flags may restate the checkpoint's optimizer, not change it.
             if !optimizerOptions.given.isEmpty, try optimizerOptions.config(over: meta.optimizer) != meta.optimizer {
-                throw TandemError.usage("--resume: \(optimizerOptions.given.joined(separator: " ")) contradicts the checkpoint's optimizer (\(meta.optimizer.kind.rawValue)) (\(checkpointPath!))")
+                throw TandemError.usage(
+                    "--resume: \(optimizerOptions.given.joined(separator: " ")) contradicts the checkpoint's optimizer (\(meta.optimizer.kind.rawValue)) (\(checkpointPath!))"
+                )
             }
-            if let batchSize, batchSize != meta.batchSize { throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)") }
+            if let batchSize, batchSize != meta.batchSize {
+                throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)")
+            }
             if let seed, seed != meta.seed { throw contradiction("--seed", "\(seed)", "\(meta.seed)") }
             if noShuffle && meta.shuffle { throw contradiction("--no-shuffle", "on", "a shuffled run") }
             if reproducible && meta.microBatch != microBatch {
-                throw contradiction("--reproducible --micro-batch", "\(microBatch)", meta.microBatch.map { "micro-batch \($0)" } ?? "ordinary mode")
+                throw contradiction(
+                    "--reproducible --micro-batch", "\(microBatch)",
+                    meta.microBatch.map { "micro-batch \($0)" } ?? "ordinary mode")
             }
             optimizerConfig = meta.optimizer
         }
@@ -155,8 +231,9 @@ struct Train: ParsableCommand {
         let localBatch = (batch + comm.size - 1) / comm.size
         let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, 64)) }
         let opt = Optimizer(optimizerConfig, parameters: model.parameters)
-        let step = try TrainingStep(model: model, heads: heads, optimizer: opt, communicator: comm,
-                                    regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
+        let step = try TrainingStep(
+            model: model, heads: heads, optimizer: opt, communicator: comm,
+            regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))
         step.microBatch = micro
         step.gradientBound = resumed?.gradientBound
         step.overlapExchange = overlapExchange
@@ -173,18 +250,22 @@ struct Train: ParsableCommand {
         } else if let validationSplit {
             let held = Int((Double(dataset.count) * validationSplit).rounded(.down))
             guard held > 0, held < dataset.count else {
-                throw TandemError.usage("--validation-split \(validationSplit) of \(dataset.count) samples leaves no validation or no training rows")
+                throw TandemError.usage(
+                    "--validation-split \(validationSplit) of \(dataset.count) samples leaves no validation or no training rows"
+                )
             }
             trainRows = 0..<(dataset.count - held)
             validation = (dataset, (dataset.count - held)..<dataset.count)
         }
         if let meta = resumed, meta.samples != trainRows.count {
-            throw TandemError.usage("--resume: the checkpoint was trained on \(meta.samples) samples, this data has \(trainRows.count)")
+            throw TandemError.usage(
+                "--resume: the checkpoint was trained on \(meta.samples) samples, this data has \(trainRows.count)")
         }
 
         // Parameters: rank 0 initialises or loads them; everyone receives rank 0's.
         var position = TrainingPosition()
-        var iterations = [0.0], notes: [String] = []
+        var iterations = [0.0]
+        var notes: [String] = []
         try comm.agreeOn {
             guard comm.rank == 0 else { return }
             if let checkpointPath {
@@ -197,17 +278,22 @@ struct Train: ParsableCommand {
                 // As keras.saving.load_model(p).fit(…): the archive's weights, and its optimizer state when complete.
                 try description.loadWeights(model.parameters, from: archive)
                 if description.optimizer?.kind == optimizerConfig.kind {
-                    let state = try description.loadOptimizerState(opt, store: model.parameters, from: archive,
-                                                                   accumulator: model.parameters.gradients)
+                    let state = try description.loadOptimizerState(
+                        opt, store: model.parameters, from: archive,
+                        accumulator: model.parameters.gradients)
                     if let n = state.iterations { iterations[0] = Double(n) }
                     if let note = state.note { notes.append(note) }
                 } else if description.optimizer != nil {
-                    notes.append("--optimizer \(optimizerConfig.kind.rawValue) replaces the archive's \(description.optimizer!.kind.rawValue): its optimizer state is not used")
+                    notes.append(
+                        "--optimizer \(optimizerConfig.kind.rawValue) replaces the archive's \(description.optimizer!.kind.rawValue): its optimizer state is not used"
+                    )
                 }
             } else {
                 let missing = model.parameters.unsupportedInitializers
                 guard missing.isEmpty else {
-                    throw TandemError.usage("\(size.model): no weights to start from and Tandem cannot run these initializers: \(missing.joined(separator: ", ")) (save the model after building it, so the archive holds its weights, or give --init)")
+                    throw TandemError.usage(
+                        "\(size.model): no weights to start from and Tandem cannot run these initializers: \(missing.joined(separator: ", ")) (save the model after building it, so the archive holds its weights, or give --init)"
+                    )
                 }
                 model.parameters.initialize(seed: seed)
             }
@@ -220,7 +306,9 @@ struct Train: ParsableCommand {
         }
         if resumed != nil {
             // Rank 0 read the position; every rank takes it as Codable bytes.
-            let text = try rankZeroBroadcast(comm) { String(decoding: try JSONEncoder().encode(position), as: UTF8.self) }
+            let text = try rankZeroBroadcast(comm) {
+                String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
+            }
             position = try JSONDecoder().decode(TrainingPosition.self, from: Data(text.utf8))
             opt.restore(iterations: Int(iterations[0]))
         }
@@ -243,14 +331,24 @@ struct Train: ParsableCommand {
         options.verbosity = verbose
         guard logEvery >= 0 else { throw TandemError.usage("--log-every must be at least 0, got \(logEvery)") }
         options.logEvery = logEvery
-        guard headDiagnosticsEvery >= 0 else { throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)") }
+        guard headDiagnosticsEvery >= 0 else {
+            throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)")
+        }
         options.diagnosticsEvery = headDiagnosticsEvery
         if let meta = resumed, let given = gradientSurgery, given != meta.gradientSurgery {
-            throw TandemError.usage("--resume: --gradient-surgery \(given) contradicts the checkpoint's \(meta.gradientSurgery ?? "none") (\(checkpointPath!))")
+            throw TandemError.usage(
+                "--resume: --gradient-surgery \(given) contradicts the checkpoint's \(meta.gradientSurgery ?? "none") (\(checkpointPath!))"
+            )
         }
         if let gradientSurgery = gradientSurgery ?? resumed?.gradientSurgery {
-            guard gradientSurgery == "pcgrad" else { throw TandemError.usage("--gradient-surgery '\(gradientSurgery)': the supported method is pcgrad") }
-            guard micro == nil else { throw TandemError.usage("--gradient-surgery pcgrad is not available with --reproducible (its per-head gradients are combined in floating point)") }
+            guard gradientSurgery == "pcgrad" else {
+                throw TandemError.usage("--gradient-surgery '\(gradientSurgery)': the supported method is pcgrad")
+            }
+            guard micro == nil else {
+                throw TandemError.usage(
+                    "--gradient-surgery pcgrad is not available with --reproducible (its per-head gradients are combined in floating point)"
+                )
+            }
             step.surgery = PCGrad(model: model, heads: heads, seed: seed)
         }
         let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
@@ -259,46 +357,62 @@ struct Train: ParsableCommand {
         if let meta = resumed {
             let saved = meta.lossWeightSchedules ?? [:]
             if !lossWeightFlags.schedules.isEmpty && schedules != saved {
-                throw TandemError.usage("--resume: --loss-weight-schedule contradicts the checkpoint's schedules (\(checkpointPath!))")
+                throw TandemError.usage(
+                    "--resume: --loss-weight-schedule contradicts the checkpoint's schedules (\(checkpointPath!))")
             }
             schedules = saved
         }
         let learned = try lossWeightFlags.learned()
         if let meta = resumed, let learned, learned != meta.learnedWeighting?.kind {
-            throw TandemError.usage("--resume: --loss-weighting \(learned.rawValue) contradicts the checkpoint's \(meta.learnedWeighting?.kind.rawValue ?? "constant weights") (\(checkpointPath!))")
+            throw TandemError.usage(
+                "--resume: --loss-weighting \(learned.rawValue) contradicts the checkpoint's \(meta.learnedWeighting?.kind.rawValue ?? "constant weights") (\(checkpointPath!))"
+            )
         }
         let learnedKind = learned ?? resumed?.learnedWeighting?.kind
         if learnedKind == .gradnorm && !schedules.isEmpty {
-            throw TandemError.usage("--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
+            throw TandemError.usage(
+                "--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
         }
         let alpha = resumed?.learnedWeighting?.alpha ?? lossWeightFlags.gradnormAlpha
-        if let meta = resumed?.learnedWeighting, meta.kind == .gradnorm, let given = lossWeightFlags.alphaGiven, given != meta.alpha {
-            throw TandemError.usage("--resume: --gradnorm-alpha \(given) contradicts the checkpoint's \(meta.alpha ?? 1.5) (\(checkpointPath!))")
+        if let meta = resumed?.learnedWeighting, meta.kind == .gradnorm, let given = lossWeightFlags.alphaGiven,
+            given != meta.alpha
+        {
+            throw TandemError.usage(
+                "--resume: --gradnorm-alpha \(given) contradicts the checkpoint's \(meta.alpha ?? 1.5) (\(checkpointPath!))"
+            )
         }
-        let weighting = LossWeighting(base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learnedKind,
-                                      optimizer: optimizerConfig, alpha: alpha)
+        let weighting = LossWeighting(
+            base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learnedKind,
+            optimizer: optimizerConfig, alpha: alpha)
         if weighting.isActive {
             for (output, s) in schedules { try s.check(stepsPerEpoch: trainer.stepsPerEpoch, output: output) }
             if let state = resumed?.learnedWeighting { try weighting.restore(state) }
             trainer.lossWeighting = weighting
             if learnedKind == .gradnorm, trainer.gradNormLayer.shared.isEmpty {
-                throw TandemError.usage("--loss-weighting gradnorm needs a layer that several heads share (this model's heads share none)")
+                throw TandemError.usage(
+                    "--loss-weighting gradnorm needs a layer that several heads share (this model's heads share none)")
             }
         }
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
-                throw TandemError.usage("--resume: --monitor '\(monitor.expression.text)' contradicts the checkpoint's '\(saved.expression)' (\(checkpointPath!))")
+                throw TandemError.usage(
+                    "--resume: --monitor '\(monitor.expression.text)' contradicts the checkpoint's '\(saved.expression)' (\(checkpointPath!))"
+                )
             }
             trainer.options.monitor = monitor
         }
 
         if let n = optimizerConfig.gradientAccumulationSteps {
             // Each of these reads or rewrites the gradient arena mid-window, which holds the window's sum.
-            let clashes = [(micro != nil, "--reproducible"), (step.surgery != nil, "--gradient-surgery"),
-                           (learnedKind != nil, "--loss-weighting \(learnedKind?.rawValue ?? "")"),
-                           (headDiagnosticsEvery > 0, "--head-diagnostics-every")].filter(\.0).map(\.1)
+            let clashes = [
+                (micro != nil, "--reproducible"), (step.surgery != nil, "--gradient-surgery"),
+                (learnedKind != nil, "--loss-weighting \(learnedKind?.rawValue ?? "")"),
+                (headDiagnosticsEvery > 0, "--head-diagnostics-every"),
+            ].filter(\.0).map(\.1)
             if let clash = clashes.first {
-                throw TandemError.usage("gradient accumulation (\(n) steps) does not combine with \(clash) yet (the arena holds the window's gradient sum)")
+                throw TandemError.usage(
+                    "gradient accumulation (\(n) steps) does not combine with \(clash) yet (the arena holds the window's gradient sum)"
+                )
             }
         }
         trainer.removeStaleTemporaryFiles()
@@ -310,20 +424,25 @@ struct Train: ParsableCommand {
         // mpirun those end the job, as mpirun does not forward them gracefully).
         installStopHandlers(interrupts: !Launch.underMPI)
         trainer.position = position
-        trainer.checkpointTemplate = CheckpointMetadata(position: position, seed: seed, model: resolved.headline, optimizer: optimizerConfig,
-                                                        batchSize: batch, samples: trainRows.count, worldSize: comm.size,
-                                                        shuffle: options.shuffle)
+        trainer.checkpointTemplate = CheckpointMetadata(
+            position: position, seed: seed, model: resolved.headline, optimizer: optimizerConfig,
+            batchSize: batch, samples: trainRows.count, worldSize: comm.size,
+            shuffle: options.shuffle)
         trainer.checkpointTemplate?.microBatch = micro
         trainer.checkpointTemplate?.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
         trainer.checkpointTemplate?.gradientSurgery = step.surgery == nil ? nil : "pcgrad"
         trainer.checkpointTemplate?.lossWeightSchedules = schedules.isEmpty ? nil : schedules
         if resolved.headline == nil {
-            trainer.checkpointTemplate?.modelConfig = description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized()
+            trainer.checkpointTemplate?.modelConfig = description.configWithCompile(
+                heads: heads, optimizer: optimizerConfig
+            ).serialized()
         }
         trainer.modelDescription = description
         if !noTensorBoard {
             // Rank 0 writes the event files; every rank learns whether they could be opened.
-            trainer.tensorBoard = try comm.agreeOn { comm.rank == 0 ? try TensorBoardLog(runDirectory: out, resumingAt: resumed?.position) : nil }
+            trainer.tensorBoard = try comm.agreeOn {
+                comm.rank == 0 ? try TensorBoardLog(runDirectory: out, resumingAt: resumed?.position) : nil
+            }
         }
         let hosts = try comm.allGather(hostName())
         if comm.rank == 0 && !quiet {
@@ -331,15 +450,21 @@ struct Train: ParsableCommand {
             line += "\n        data: \(trainRows.count) training samples"
             if let validation { line += ", \(validation.rows.count) validation" }
             let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }
-            line += "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
-            line += "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
+            line +=
+                "; global batch \(batch), \(slices.min()!)\(slices.min()! == slices.max()! ? "" : "–\(slices.max()!)") per rank"
+            line +=
+                "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
             line += "\(model.parameters.count) parameters; \(optimizerConfig.summary)"
-            if iterations[0] > 0 && resumed == nil { line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))" }
+            if iterations[0] > 0 && resumed == nil {
+                line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))"
+            }
             if dataset.hasMissingLabels || heads.contains(where: { $0.reduction == .labeled }) {
                 let counts = dataset.labels(rows: trainRows).labelled
-                line += "\n        labels: " + heads.indices.map { h in
-                    "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss ÷ \(heads[h].reduction == .labeled ? "labelled weight" : "batch size")"
-                }.joined(separator: "; ")
+                line +=
+                    "\n        labels: "
+                    + heads.indices.map { h in
+                        "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss ÷ \(heads[h].reduction == .labeled ? "labelled weight" : "batch size")"
+                    }.joined(separator: "; ")
             }
             for note in notes { line += "\n        note: \(note)" }
             if let micro { line += "; reproducible (micro-batch \(micro))" }
@@ -349,16 +474,25 @@ struct Train: ParsableCommand {
         let started = Date()
         let history = try trainer.fit()
         if comm.rank == 0, let p = step.surgery {
-            print(p.diagnostics.shared.isEmpty ? "pcgrad: no tensor is reached by more than one head; nothing to project"
-                  : "pcgrad: heads conflicted on the shared tensors in \(p.conflictingSteps) of \(p.steps) steps (\(p.projections) projections)")
+            print(
+                p.diagnostics.shared.isEmpty
+                    ? "pcgrad: no tensor is reached by more than one head; nothing to project"
+                    : "pcgrad: heads conflicted on the shared tensors in \(p.conflictingSteps) of \(p.steps) steps (\(p.projections) projections)"
+            )
         }
         if comm.rank == 0, let d = trainer.diagnostics {
             print(d.shared.isEmpty ? "per-head diagnostics: no tensor is reached by more than one head" : d.summary())
         }
         if comm.rank == 0, let monitor = trainer.options.monitor, let state = trainer.position.monitor {
-            var line = trainer.stoppedEarlyAfter.map { "early stop after epoch \($0): \(monitor.expression.text) did not improve for \(monitor.patience!) epoch\(monitor.patience! == 1 ? "" : "s"); " } ?? ""
-            line += "best \(monitor.expression.text) = \(state.best.map { String(format: "%.6g", $0) } ?? "n/a") at epoch \(state.bestEpoch) (\(out)/best.keras)"
-            if monitor.restoreBest && state.bestEpoch > 0 { line += "; the final weights are that epoch's (--restore-best)" }
+            var line =
+                trainer.stoppedEarlyAfter.map {
+                    "early stop after epoch \($0): \(monitor.expression.text) did not improve for \(monitor.patience!) epoch\(monitor.patience! == 1 ? "" : "s"); "
+                } ?? ""
+            line +=
+                "best \(monitor.expression.text) = \(state.best.map { String(format: "%.6g", $0) } ?? "n/a") at epoch \(state.bestEpoch) (\(out)/best.keras)"
+            if monitor.restoreBest && state.bestEpoch > 0 {
+                line += "; the final weights are that epoch's (--restore-best)"
+            }
             print(line)
         }
         if trainer.stoppedOnRequest {
@@ -368,19 +502,23 @@ struct Train: ParsableCommand {
                     while let i = words.firstIndex(of: flag), i + 1 < words.count { words.removeSubrange(i...(i + 1)) }
                 }
                 words += ["--resume", out]
-                print("stopped on request after step \(trainer.position.step) (epoch \(trainer.position.epoch + 1)); checkpoint written to \(out)/checkpoint.safetensors")
+                print(
+                    "stopped on request after step \(trainer.position.step) (epoch \(trainer.position.epoch + 1)); checkpoint written to \(out)/checkpoint.safetensors"
+                )
                 print("resume with: \(words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))")
             }
             return
         }
         if comm.rank == 0, let last = history.last {
-            var summary = "done: \(history.count) epoch\(history.count == 1 ? "" : "s") in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; final loss \(String(format: "%.4f", last.loss))"
+            var summary =
+                "done: \(history.count) epoch\(history.count == 1 ? "" : "s") in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; final loss \(String(format: "%.4f", last.loss))"
             for (h, head) in heads.enumerated() {
                 summary += ", \(head.output) \(String(format: "%.4f", last.headLoss[h]))"
                 if head.accuracy != nil { summary += " (acc \(String(format: "%.3f", last.headAccuracy[h])))" }
             }
             summary += "\nper step: \(step.timings.perStepDescription)"
-            summary += "\nweights: \(out)/weights.safetensors  model: \(out)/model.keras  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
+            summary +=
+                "\nweights: \(out)/weights.safetensors  model: \(out)/model.keras  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
             print(summary)
         }
     }
@@ -395,44 +533,72 @@ func hostName() -> String {
 
 /// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; OpenBLAS 0.3.21, Haswell kernels, 1 thread per rank".
 func startupReport(comm: Communicator, hosts: [String]) -> String {
-    var order: [String] = [], counts: [String: Int] = [:]
-    for h in hosts { if counts[h] == nil { order.append(h) }; counts[h, default: 0] += 1 }
+    var order: [String] = []
+    var counts: [String: Int] = [:]
+    for h in hosts {
+        if counts[h] == nil { order.append(h) }
+        counts[h, default: 0] += 1
+    }
     let library = (comm as? MPICommunicator)?.libraryVersion ?? "no MPI (local)"
     let threads = blasThreads()
-    return "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
-        + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ") + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
+    return
+        "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
+        + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ")
+        + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
 }
 
 /// --monitor, --mode, --patience, --restore-best.
 struct MonitorFlags: ParsableArguments {
-    @Option(help: ArgumentHelp("Keep RUN/best.keras (and best.safetensors) from the epoch where this is best: a metrics.jsonl name such as val_loss, or a weighted sum such as 0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy.", valueName: "expr"))
+    @Option(
+        help: ArgumentHelp(
+            "Keep RUN/best.keras (and best.safetensors) from the epoch where this is best: a metrics.jsonl name such as val_loss, or a weighted sum such as 0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy.",
+            valueName: "expr"))
     var monitor: String?
-    @Option(help: ArgumentHelp("min or max: whether a lower or a higher --monitor value is better. Default: inferred as Keras does (losses and errors min; accuracy, AUC, precision, recall max).", valueName: "min|max"))
+    @Option(
+        help: ArgumentHelp(
+            "min or max: whether a lower or a higher --monitor value is better. Default: inferred as Keras does (losses and errors min; accuracy, AUC, precision, recall max).",
+            valueName: "min|max"))
     var mode: String?
-    @Option(help: "Stop after this many epochs without improvement of --monitor (Keras's EarlyStopping patience). Default: never stop early.")
+    @Option(
+        help:
+            "Stop after this many epochs without improvement of --monitor (Keras's EarlyStopping patience). Default: never stop early."
+    )
     var patience: Int?
-    @Flag(name: .customLong("restore-best"), help: "End with the best epoch's weights in weights.safetensors and model.keras (Keras's restore_best_weights).")
+    @Flag(
+        name: .customLong("restore-best"),
+        help: "End with the best epoch's weights in weights.safetensors and model.keras (Keras's restore_best_weights)."
+    )
     var restoreBest = false
 
     func resolve(names: [String], heads: [Head]) throws -> MonitorOptions? {
         guard let monitor else {
-            for (given, flag) in [(mode != nil, "--mode"), (patience != nil, "--patience"), (restoreBest, "--restore-best")] where given {
+            for (given, flag) in [
+                (mode != nil, "--mode"), (patience != nil, "--patience"), (restoreBest, "--restore-best"),
+            ] where given {
                 throw TandemError.usage("\(flag) needs --monitor (the figure to watch, e.g. --monitor val_loss)")
             }
             return nil
         }
         let expression = try MonitorExpression.parse(monitor)
         for t in expression.terms where !names.contains(t.name) {
-            let hint = t.name.hasPrefix("val_") && !names.contains(where: { $0.hasPrefix("val_") }) ? "; val_ figures need --validation-split or --val-data" : ""
-            throw TandemError.usage("--monitor: '\(t.name)' is not a figure of this run (they are: \(names.filter { !["epoch", "step", "seconds", "samples_per_second"].contains($0) }.joined(separator: ", "))\(hint))")
+            let hint =
+                t.name.hasPrefix("val_") && !names.contains(where: { $0.hasPrefix("val_") })
+                ? "; val_ figures need --validation-split or --val-data" : ""
+            throw TandemError.usage(
+                "--monitor: '\(t.name)' is not a figure of this run (they are: \(names.filter { !["epoch", "step", "seconds", "samples_per_second"].contains($0) }.joined(separator: ", "))\(hint))"
+            )
         }
         let chosen: MonitorOptions.Mode
         if let mode {
-            guard let m = MonitorOptions.Mode(rawValue: mode) else { throw TandemError.usage("--mode '\(mode)': expected min or max") }
+            guard let m = MonitorOptions.Mode(rawValue: mode) else {
+                throw TandemError.usage("--mode '\(mode)': expected min or max")
+            }
             chosen = m
         } else {
             guard let m = MonitorOptions.inferredMode(expression, heads: heads) else {
-                throw TandemError.usage("--monitor '\(monitor)': cannot tell whether higher or lower is better; give --mode min or --mode max")
+                throw TandemError.usage(
+                    "--monitor '\(monitor)': cannot tell whether higher or lower is better; give --mode min or --mode max"
+                )
             }
             chosen = m
         }
@@ -443,11 +609,21 @@ struct MonitorFlags: ParsableArguments {
 
 /// --loss-weight-schedule, --loss-weighting.
 struct LossWeightFlags: ParsableArguments {
-    @Option(name: .customLong("loss-weight-schedule"), help: ArgumentHelp("An output's loss weight over time, OUTPUT=SCHEDULE (repeatable): constant:W, linear:W0:W1:START:END (W0 until START, then linearly to W1 at END) or step:W0:W1:AT; points are optimizer steps, or epochs written like 2e.", valueName: "output=schedule"))
+    @Option(
+        name: .customLong("loss-weight-schedule"),
+        help: ArgumentHelp(
+            "An output's loss weight over time, OUTPUT=SCHEDULE (repeatable): constant:W, linear:W0:W1:START:END (W0 until START, then linearly to W1 at END) or step:W0:W1:AT; points are optimizer steps, or epochs written like 2e.",
+            valueName: "output=schedule"))
     var schedules: [String] = []
-    @Option(name: .customLong("loss-weighting"), help: ArgumentHelp("Learned loss weights: uncertainty (Kendall et al. 2018: a trainable log-variance s per head, objective Σ w·exp(−s)·loss + s) or gradnorm (Chen et al. 2018: weights that balance the heads' gradient norms at the last shared layer).", valueName: "method"))
+    @Option(
+        name: .customLong("loss-weighting"),
+        help: ArgumentHelp(
+            "Learned loss weights: uncertainty (Kendall et al. 2018: a trainable log-variance s per head, objective Σ w·exp(−s)·loss + s) or gradnorm (Chen et al. 2018: weights that balance the heads' gradient norms at the last shared layer).",
+            valueName: "method"))
     var weighting: String?
-    @Option(name: .customLong("gradnorm-alpha"), help: "GradNorm's α: how strongly heads that train slower get larger gradients. Default 1.5.")
+    @Option(
+        name: .customLong("gradnorm-alpha"),
+        help: "GradNorm's α: how strongly heads that train slower get larger gradients. Default 1.5.")
     var alphaGiven: Double?
     var gradnormAlpha: Double { alphaGiven ?? 1.5 }
 
@@ -455,9 +631,13 @@ struct LossWeightFlags: ParsableArguments {
         var result: [String: LossWeightSchedule] = [:]
         for item in schedules {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw TandemError.usage("--loss-weight-schedule '\(item)': expected OUTPUT=SCHEDULE") }
+            guard parts.count == 2 else {
+                throw TandemError.usage("--loss-weight-schedule '\(item)': expected OUTPUT=SCHEDULE")
+            }
             guard heads.contains(where: { $0.output == parts[0] }) else {
-                throw TandemError.usage("--loss-weight-schedule: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))")
+                throw TandemError.usage(
+                    "--loss-weight-schedule: unknown output '\(parts[0])' (outputs with a loss: \(heads.map(\.output).joined(separator: ", ")))"
+                )
             }
             result[parts[0]] = try LossWeightSchedule.parse(parts[1])
         }
@@ -467,10 +647,15 @@ struct LossWeightFlags: ParsableArguments {
     func learned() throws -> LearnedWeighting? {
         guard let weighting else { return nil }
         guard let kind = LearnedWeighting(rawValue: weighting) else {
-            throw TandemError.usage("--loss-weighting '\(weighting)': the supported methods are uncertainty and gradnorm")
+            throw TandemError.usage(
+                "--loss-weighting '\(weighting)': the supported methods are uncertainty and gradnorm")
         }
-        if let a = alphaGiven, !(a.isFinite && a >= 0) { throw TandemError.usage("--gradnorm-alpha must be a non-negative number, got \(a)") }
-        if alphaGiven != nil && kind != .gradnorm { throw TandemError.usage("--gradnorm-alpha applies to --loss-weighting gradnorm") }
+        if let a = alphaGiven, !(a.isFinite && a >= 0) {
+            throw TandemError.usage("--gradnorm-alpha must be a non-negative number, got \(a)")
+        }
+        if alphaGiven != nil && kind != .gradnorm {
+            throw TandemError.usage("--gradnorm-alpha applies to --loss-weighting gradnorm")
+        }
         return kind
     }
 }

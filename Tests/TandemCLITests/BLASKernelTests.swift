@@ -10,9 +10,13 @@ import XCTest
 final class BLASKernelTests: XCTestCase {
     /// `tandem bench --json` on the tiny model, returning the "blas" field.
     private func reportedKernels(environment: [String: String] = [:], unsetting: [String] = []) throws -> String {
-        let run = try Harness.run(Harness.binary, ["bench", "--json", "--batch-size", "4", "--warmup", "0", "--intervals", "1",
-                                                   "--steps", "1", "--samples", "16"] + Harness.tiny,
-                                  environment: environment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, unsetting: unsetting)
+        let run = try Harness.run(
+            Harness.binary,
+            [
+                "bench", "--json", "--batch-size", "4", "--warmup", "0", "--intervals", "1",
+                "--steps", "1", "--samples", "16",
+            ] + Harness.tiny,
+            environment: environment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, unsetting: unsetting)
         XCTAssertEqual(run.status, 0, run.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         return try XCTUnwrap(json?["blas"] as? String, run.stdout)
@@ -29,7 +33,8 @@ final class BLASKernelTests: XCTestCase {
     }
 
     func testAnExplicitCoreTypeIsRespected() throws {
-        let blas = try reportedKernels(environment: ["OPENBLAS_CORETYPE": "Prescott"], unsetting: [BLASKernels.fallbackVariable])
+        let blas = try reportedKernels(
+            environment: ["OPENBLAS_CORETYPE": "Prescott"], unsetting: [BLASKernels.fallbackVariable])
         XCTAssertTrue(blas.contains("Prescott kernels"), blas)
         XCTAssertFalse(blas.contains("set by Tandem"), blas)
     }

@@ -11,7 +11,9 @@ final class BenchFamiliesTests: XCTestCase {
     static let families = ["headline", "gru_classifier", "conv_bilstm", "tabular", "stacked_lstm"]
 
     private func python() throws -> String {
-        guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"], FileManager.default.isExecutableFile(atPath: p) else {
+        guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"],
+            FileManager.default.isExecutableFile(atPath: p)
+        else {
             throw XCTSkip("TANDEM_KERAS_PYTHON is not set (scripts/test.sh installs Keras and sets it)")
         }
         return p
@@ -23,20 +25,27 @@ final class BenchFamiliesTests: XCTestCase {
     }
 
     func testEveryFamilyBenchmarksAndKerasMeasuresTheSameArchive() throws {
-        let py = try python(), dir = Harness.temporaryDirectory()
+        let py = try python()
+        let dir = Harness.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let script = Harness.packageRoot + "/scripts/bench_families.py"
-        let built = try Harness.run(py, [script, "build", "--out", dir], timeout: 300, environment: ["KERAS_BACKEND": "jax"])
+        let built = try Harness.run(
+            py, [script, "build", "--out", dir], timeout: 300, environment: ["KERAS_BACKEND": "jax"])
         XCTAssertEqual(built.status, 0, built.stderr)
-        let quick = ["--batch-size", "8", "--warmup", "1", "--intervals", "1", "--steps", "2", "--samples", "64", "--json"]
+        let quick = [
+            "--batch-size", "8", "--warmup", "1", "--intervals", "1", "--steps", "2", "--samples", "64", "--json",
+        ]
         for family in Self.families {
-            let run = try Harness.run(Harness.binary, ["bench", "--model", "\(dir)/\(family).keras"] + quick, timeout: 300,
-                                      environment: ["OPENBLAS_NUM_THREADS": "1"])
+            let run = try Harness.run(
+                Harness.binary, ["bench", "--model", "\(dir)/\(family).keras"] + quick, timeout: 300,
+                environment: ["OPENBLAS_NUM_THREADS": "1"])
             XCTAssertEqual(run.status, 0, "\(family): \(run.stderr)")
             guard run.status == 0 else { continue }
             let r = try json(run.stdout)
-            let rate = try XCTUnwrap(r["samples_per_second"] as? Double), fixed = try XCTUnwrap(r["fixed_runtime_mb"] as? Double)
-            let state = try XCTUnwrap(r["state_mb"] as? Double), activations = try XCTUnwrap(r["activation_mb"] as? Double)
+            let rate = try XCTUnwrap(r["samples_per_second"] as? Double)
+            let fixed = try XCTUnwrap(r["fixed_runtime_mb"] as? Double)
+            let state = try XCTUnwrap(r["state_mb"] as? Double)
+            let activations = try XCTUnwrap(r["activation_mb"] as? Double)
             let bound = try XCTUnwrap(r["memory_bound_mb"] as? Double)
             XCTAssertGreaterThan(rate, 0, family)
             XCTAssertGreaterThan(state, 0, family)
@@ -44,7 +53,8 @@ final class BenchFamiliesTests: XCTestCase {
             XCTAssertEqual(bound, 1.3 * state + activations + fixed, accuracy: 0.01, family)
             // The mapped dataset: 64 samples of every input and target, a few KB to 60 KB a family.
             let data = try XCTUnwrap(r["data_mb"] as? Double)
-            XCTAssertGreaterThan(data, 0.002, family); XCTAssertLessThan(data, 0.1, family)
+            XCTAssertGreaterThan(data, 0.002, family)
+            XCTAssertLessThan(data, 0.1, family)
             XCTAssertGreaterThan(try XCTUnwrap(r["sgemm_peak_gflops"] as? Double), 0, family)
         }
         // Two ranks: the total rate over the global batch.
@@ -56,9 +66,13 @@ final class BenchFamiliesTests: XCTestCase {
             XCTAssertEqual(r["global_batch"] as? Int, 16)
         }
         // The Keras side: fit on the same archive, one interval.
-        let keras = try Harness.run(py, [script, "keras", "--family", "tabular", "--model", "\(dir)/tabular.keras",
-                                         "--batch-size", "8", "--intervals", "1", "--seconds", "0.05"],
-                                    timeout: 300, environment: ["KERAS_BACKEND": "jax"])
+        let keras = try Harness.run(
+            py,
+            [
+                script, "keras", "--family", "tabular", "--model", "\(dir)/tabular.keras",
+                "--batch-size", "8", "--intervals", "1", "--seconds", "0.05",
+            ],
+            timeout: 300, environment: ["KERAS_BACKEND": "jax"])
         XCTAssertEqual(keras.status, 0, keras.stderr)
         if keras.status == 0 {
             let r = try json(keras.stdout)

@@ -12,18 +12,28 @@ final class ClusterTests: XCTestCase {
     override func setUpWithError() throws {
         guard getuid() == 0 else { throw XCTSkip("the namespace cluster needs root (CI runs as root)") }
         dir = Harness.temporaryDirectory()
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "40", "--seed", "6"] + Harness.tiny).status, 0)
+        XCTAssertEqual(
+            try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "40", "--seed", "6"] + Harness.tiny)
+                .status, 0)
     }
 
     private func train(_ out: String, model: [String] = Harness.tiny) -> [String] {
-        ["train", "--data", dir + "/data", "--out", out, "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
-         "--batch-size", "8", "--l2", "dense=0.01", "--sync-check-every", "1"] + model
+        [
+            "train", "--data", dir + "/data", "--out", out, "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
+            "--batch-size", "8", "--l2", "dense=0.01", "--sync-check-every", "1",
+        ] + model
     }
 
-    private func cluster(_ hosts: Int, slots: Int, _ args: [String], environment: [String: String] = [:]) throws -> RunResult {
-        try Harness.run("/bin/bash", [Harness.packageRoot + "/scripts/netns-cluster.sh", "run", "\(hosts)", "--slots", "\(slots)",
-                                      "--timeout", "90", "--"] + args,
-                        timeout: 120, environment: environment.merging(["TANDEM_BIN": Harness.binary]) { $1 })
+    private func cluster(_ hosts: Int, slots: Int, _ args: [String], environment: [String: String] = [:]) throws
+        -> RunResult
+    {
+        try Harness.run(
+            "/bin/bash",
+            [
+                Harness.packageRoot + "/scripts/netns-cluster.sh", "run", "\(hosts)", "--slots", "\(slots)",
+                "--timeout", "90", "--",
+            ] + args,
+            timeout: 120, environment: environment.merging(["TANDEM_BIN": Harness.binary]) { $1 })
     }
 
     /// Bytes each host's virtual link carried, from the script's report.
@@ -31,7 +41,9 @@ final class ClusterTests: XCTestCase {
         var result: [String: Int] = [:]
         for line in stderr.split(separator: "\n") {
             let words = line.split(separator: " ")
-            if words.count == 3, words[0].hasPrefix("tandem-h"), words[2] == "bytes", let n = Int(words[1]) { result[String(words[0])] = n }
+            if words.count == 3, words[0].hasPrefix("tandem-h"), words[2] == "bytes", let n = Int(words[1]) {
+                result[String(words[0])] = n
+            }
         }
         return result
     }
@@ -45,7 +57,8 @@ final class ClusterTests: XCTestCase {
         let result = try cluster(hosts, slots: slots, train(out, model: model))
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stderr.contains("\(hosts * slots) ranks on \(hosts) hosts"), result.stderr)
-        let reference = try Harness.weights(dir + "/local/weights.safetensors"), weights = try Harness.weights(out + "/weights.safetensors")
+        let reference = try Harness.weights(dir + "/local/weights.safetensors")
+        let weights = try Harness.weights(out + "/weights.safetensors")
         for (name, values) in reference {
             // The data-parallel tolerance: another summation order over 10 Adam steps.
             let worst = zip(weights[name]!, values).map { abs($0 - $1) / (1e-3 + abs($1)) }.max()!
@@ -54,12 +67,17 @@ final class ClusterTests: XCTestCase {
         // Every step allreduces every gradient: each host's link must carry at least
         // half the gradient bytes per step (10 steps), far more than control traffic
         // (the factored table's rows are counted out: they travel as S rows and dE blocks).
-        let parameters = reference.filter { !factored || $0.key != "embedding/embeddings" }.values.reduce(0) { $0 + $1.count }
+        let parameters = reference.filter { !factored || $0.key != "embedding/embeddings" }.values.reduce(0) {
+            $0 + $1.count
+        }
         let bytes = linkBytes(result.stderr)
         XCTAssertEqual(bytes.count, hosts, result.stderr)
         for (host, n) in bytes { XCTAssertGreaterThan(n, 10 * parameters * 4 / 2, "\(host) carried the gradients") }
-        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix("tandem-") }.isEmpty,
-                      "the cluster was removed")
+        XCTAssertTrue(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter {
+                $0.hasPrefix("tandem-")
+            }.isEmpty,
+            "the cluster was removed")
     }
 
     func testThreeHostsOneSlotEachMatchOneProcess() throws { try checkAgainstLocal(hosts: 3, slots: 1) }
@@ -87,14 +105,19 @@ final class ClusterTests: XCTestCase {
         try FileManager.default.copyItem(atPath: Harness.packageRoot + "/scripts/netns-cluster.sh", toPath: copy)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
         defer { try? FileManager.default.removeItem(atPath: copy) }
-        let refused = try Harness.run("/usr/sbin/runuser", ["-u", "nobody", "--", "/bin/bash", copy, "up", "2"], timeout: 30)
+        let refused = try Harness.run(
+            "/usr/sbin/runuser", ["-u", "nobody", "--", "/bin/bash", copy, "up", "2"], timeout: 30)
         XCTAssertEqual(refused.status, 2, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("must run as root"), refused.stderr)
         // A run that fails (bad data) still removes every namespace it made.
-        let failed = try cluster(2, slots: 1, ["train", "--data", dir + "/nowhere", "--out", dir + "/x"] + Harness.tiny)
+        let failed = try cluster(
+            2, slots: 1, ["train", "--data", dir + "/nowhere", "--out", dir + "/x"] + Harness.tiny)
         XCTAssertNotEqual(failed.status, 0)
         XCTAssertTrue(failed.stderr.contains("dataset directory not found"), failed.stderr)
-        XCTAssertTrue(((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix("tandem-") }.isEmpty,
-                      "nothing left behind")
+        XCTAssertTrue(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter {
+                $0.hasPrefix("tandem-")
+            }.isEmpty,
+            "nothing left behind")
     }
 }

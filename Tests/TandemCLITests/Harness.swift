@@ -28,8 +28,10 @@ enum Harness {
     }
 
     /// Runs `executable args` with a deadline; output goes to files (no pipe deadlock).
-    static func run(_ executable: String, _ args: [String], timeout: Double = 120,
-                    environment: [String: String] = [:], unsetting: [String] = []) throws -> RunResult {
+    static func run(
+        _ executable: String, _ args: [String], timeout: Double = 120,
+        environment: [String: String] = [:], unsetting: [String] = []
+    ) throws -> RunResult {
         let dir = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: dir + "/out", contents: nil)
@@ -57,7 +59,8 @@ enum Harness {
         let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: dir)
-        return RunResult(status: process.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
+        return RunResult(
+            status: process.terminationStatus, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
     }
 
     /// A process started in the background; `finish` waits for it.
@@ -72,14 +75,16 @@ enum Harness {
         func finish(timeout: Double = 120) -> RunResult {
             while process.isRunning && Date().timeIntervalSince(started) < timeout { usleep(20_000) }
             if process.isRunning {
-                process.terminate(); process.waitUntilExit()
+                process.terminate()
+                process.waitUntilExit()
                 XCTFail("timed out after \(timeout) s")
             }
             process.waitUntilExit()
             let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
             let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
-            return RunResult(status: process.terminationStatus, stdout: out, stderr: err,
-                             seconds: Date().timeIntervalSince(started))
+            return RunResult(
+                status: process.terminationStatus, stdout: out, stderr: err,
+                seconds: Date().timeIntervalSince(started))
         }
     }
 
@@ -100,13 +105,17 @@ enum Harness {
     }
 
     /// `tandem args` in the background, locally (np nil) or under mpirun via the launcher.
-    static func startTandem(_ args: [String], np: Int? = nil, environment: [String: String] = [:], timeout: Int = 120) throws -> Running {
+    static func startTandem(_ args: [String], np: Int? = nil, environment: [String: String] = [:], timeout: Int = 120)
+        throws -> Running
+    {
         guard let np else { return try start(binary, args, environment: environment) }
         var env = environment
         env["TANDEM_BIN"] = binary
         // exec: the process we signal is mpirun itself, which forwards SIGUSR1 to every rank.
-        return try start("/bin/bash", [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(timeout)", "--"] + args,
-                         environment: env)
+        return try start(
+            "/bin/bash",
+            [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(timeout)", "--"] + args,
+            environment: env)
     }
 
     static func tandem(_ args: [String], timeout: Double = 120) throws -> RunResult {
@@ -114,9 +123,13 @@ enum Harness {
     }
 
     /// `tandem args` under mpirun with `np` ranks, via the project's launcher.
-    static func mpi(_ np: Int, _ args: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> RunResult {
-        try run("/bin/bash", [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(Int(timeout))", "--"] + args,
-                timeout: timeout + 15, environment: environment.merging(["TANDEM_BIN": binary]) { $1 })
+    static func mpi(_ np: Int, _ args: [String], timeout: Double = 120, environment: [String: String] = [:]) throws
+        -> RunResult
+    {
+        try run(
+            "/bin/bash",
+            [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(Int(timeout))", "--"] + args,
+            timeout: timeout + 15, environment: environment.merging(["TANDEM_BIN": binary]) { $1 })
     }
 
     static func temporaryDirectory(_ name: String = #function) -> String {
@@ -126,22 +139,30 @@ enum Harness {
     }
 
     /// Size flags of the small model every CLI test uses.
-    static let tiny = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
-                       "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2"]
+    static let tiny = [
+        "--vocab", "50", "--seq-len", "8", "--embed-dim", "8", "--lstm-units", "6",
+        "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2",
+    ]
 
     /// The small model with a table at least 4 × lstm-units wide, so training takes
     /// the compact, factored step (CompactTableStep.swift), as the headline model does.
-    static let tinyWide = ["--vocab", "50", "--seq-len", "8", "--embed-dim", "24", "--lstm-units", "5",
-                           "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2"]
+    static let tinyWide = [
+        "--vocab", "50", "--seq-len", "8", "--embed-dim", "24", "--lstm-units", "5",
+        "--aux-features", "5", "--dense-units", "8", "--dense-layers", "2",
+    ]
 
     /// `tandem gen-data` of the tiny model into `dir`, plus seeded main_output sample weights in [0.2, 3).
-    static func tinyDataWithSampleWeights(_ dir: String, samples: Int, seed: UInt64, weightSeed: UInt64,
-                                          file: StaticString = #filePath, line: UInt = #line) throws {
+    static func tinyDataWithSampleWeights(
+        _ dir: String, samples: Int, seed: UInt64, weightSeed: UInt64,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let gen = try tandem(["gen-data", "--out", dir, "--samples", "\(samples)", "--seed", "\(seed)"] + tiny)
         XCTAssertEqual(gen.status, 0, gen.stderr, file: file, line: line)
         var rng = SeededGenerator(seed: weightSeed)
         let w = (0..<samples).map { _ in Float(rng.uniform(0.2, 3)) }
-        try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples], to: dir + "/main_output.sample_weight.npy") }
+        try w.withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [samples], to: dir + "/main_output.sample_weight.npy")
+        }
     }
 
     static func weights(_ path: String) throws -> [String: [Float]] {
@@ -157,6 +178,8 @@ enum Harness {
 
     static func metrics(_ run: String) throws -> [[String: Any]] {
         let text = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        return try text.split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
     }
 }

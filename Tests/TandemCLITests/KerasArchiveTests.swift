@@ -12,27 +12,38 @@ import XCTest
 
 /// The archives and their generated data, made once for every test here.
 enum KerasFixture {
-    static let models = ["headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent", "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics"]
+    static let models = [
+        "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
+        "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
+    ]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]
 
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
-    static let optimizerModels = ["adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
-                                  "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
-                                  "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
-                                  "rmsprop_accumulate"].map { "opt_" + $0 }
+    static let optimizerModels = [
+        "adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
+        "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
+        "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
+        "rmsprop_accumulate",
+    ].map { "opt_" + $0 }
 
-    struct Made { let dir: String; let python: String }
+    struct Made {
+        let dir: String
+        let python: String
+    }
 
     nonisolated(unsafe) private static var made: Result<Made, Error>?
     private static let lock = NSLock()
 
     static func get() throws -> Made {
-        guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"], FileManager.default.isExecutableFile(atPath: p) else {
+        guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"],
+            FileManager.default.isExecutableFile(atPath: p)
+        else {
             throw XCTSkip("TANDEM_KERAS_PYTHON is not set (scripts/test.sh installs Keras and sets it)")
         }
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if let made { return try made.get() }
         let result = Result { () throws -> Made in
             let dir = Harness.temporaryDirectory("kerasfixture")
@@ -40,18 +51,25 @@ enum KerasFixture {
             guard built.status == 0 else { throw TandemError.training("keras_models.py build failed: \(built.stderr)") }
             for m in models + randomModels + optimizerModels {
                 // 37 samples at batch 8: the last batch has 5.
-                let gen = try Harness.tandem(["gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37", "--seed", "3"])
+                let gen = try Harness.tandem([
+                    "gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37",
+                    "--seed", "3",
+                ])
                 guard gen.status == 0 else { throw TandemError.training("gen-data \(m): \(gen.stderr)") }
             }
             // Sample weights on one head of the headline model, as users pass them.
             var rng = SeededGenerator(seed: 9)
             let w = (0..<37).map { _ in Float(rng.uniform(0.3, 2.5)) }
-            try w.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-headline/main_output.sample_weight.npy") }
+            try w.withUnsafeBufferPointer {
+                try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-headline/main_output.sample_weight.npy")
+            }
             // And on two heads of the metrics model, for its weighted_metrics.
             for (head, seed) in [("click", UInt64(10)), ("score", 11)] {
                 var g = SeededGenerator(seed: seed)
                 let v = (0..<37).map { _ in Float(g.uniform(0.2, 3)) }
-                try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-metrics/\(head).sample_weight.npy") }
+                try v.withUnsafeBufferPointer {
+                    try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-metrics/\(head).sample_weight.npy")
+                }
             }
             return Made(dir: dir, python: p)
         }
@@ -60,8 +78,9 @@ enum KerasFixture {
     }
 
     static func keras(_ python: String, _ args: [String]) throws -> RunResult {
-        try Harness.run(python, [Harness.packageRoot + "/scripts/keras_models.py"] + args, timeout: 300,
-                        environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"])
+        try Harness.run(
+            python, [Harness.packageRoot + "/scripts/keras_models.py"] + args, timeout: 300,
+            environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"])
     }
 }
 
@@ -81,30 +100,50 @@ class KerasFixtureTestCase: XCTestCase {
 
     /// Keras's fit from `archive` for `epochs`: the saved archive, its weights and its history.
     /// With `saveEpochs`, also `<archive>.epoch<N>.keras` after each epoch.
-    func kerasFit(_ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, dataDir: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
+    func kerasFit(
+        _ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, dataDir: String? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
         let out = dir + "/keras-\(m)-\(UUID().uuidString.prefix(6)).keras"
-        let fit = try keras(["fit", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)"] + (saveEpochs ? ["--save-epochs"] : []))
+        let fit = try keras(
+            [
+                "fit", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs",
+                "\(epochs)",
+            ] + (saveEpochs ? ["--save-epochs"] : []))
         XCTAssertEqual(fit.status, 0, fit.stderr, file: file, line: line)
-        let history = try JSONSerialization.jsonObject(with: Data(fit.stdout.split(separator: "\n").last!.utf8)) as! [String: [Double]]
+        let history =
+            try JSONSerialization.jsonObject(with: Data(fit.stdout.split(separator: "\n").last!.utf8))
+            as! [String: [Double]]
         return (out, try Harness.weights(out + ".safetensors"), history)
     }
 
-    func tandemTrain(_ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [], dataDir: String? = nil,
-                             file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    func tandemTrain(
+        _ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [], dataDir: String? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
         let out = dir + "/tandem-\(m)-\(np ?? 1)-\(UUID().uuidString.prefix(6))"
-        let args = ["train", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs", "\(epochs)",
-                    "--no-shuffle", "--quiet"] + extra
+        let args =
+            [
+                "train", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8",
+                "--epochs", "\(epochs)",
+                "--no-shuffle", "--quiet",
+            ] + extra
         let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
         XCTAssertEqual(r.status, 0, "\(m) np \(np ?? 1): \(r.stderr)", file: file, line: line)
         return out
     }
 
     /// Every tensor within `tolerance`, and the same tensor names.
-    func assertClose(_ a: [String: [Float]], _ b: [String: [Float]], _ tolerance: Float, _ what: String,
-                             file: StaticString = #filePath, line: UInt = #line) {
+    func assertClose(
+        _ a: [String: [Float]], _ b: [String: [Float]], _ tolerance: Float, _ what: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
         for (name, x) in a {
-            guard let y = b[name], x.count == y.count else { XCTFail("\(what): \(name) missing or misshapen", file: file, line: line); continue }
+            guard let y = b[name], x.count == y.count else {
+                XCTFail("\(what): \(name) missing or misshapen", file: file, line: line)
+                continue
+            }
             let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(worst, tolerance, "\(what): \(name)", file: file, line: line)
         }
@@ -127,14 +166,19 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             }
             for np in [nil, 2, 3] as [Int?] {
                 let run = try tandemTrain(model(m), m, epochs: 2, np: np)
-                assertClose(try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance, "\(m) at np \(np ?? 1)")
+                assertClose(
+                    try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance,
+                    "\(m) at np \(np ?? 1)")
                 // Per-epoch losses as Keras's fit reports them (Keras names a single output's figures without a prefix).
                 let metrics = try Harness.metrics(run)
                 XCTAssertEqual(metrics.count, 2)
                 for (epoch, line) in metrics.enumerated() {
-                    XCTAssertEqual(line["loss"] as! Double, reference.history["loss"]![epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) loss")
+                    XCTAssertEqual(
+                        line["loss"] as! Double, reference.history["loss"]![epoch], accuracy: 2e-6,
+                        "\(m) epoch \(epoch + 1) loss")
                     for (key, values) in reference.history where key.hasSuffix("_loss") {
-                        XCTAssertEqual(line[key] as! Double, values[epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) \(key)")
+                        XCTAssertEqual(
+                            line[key] as! Double, values[epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) \(key)")
                     }
                     // Every metric Keras reports (a single output's without the output prefix).
                     for (key, values) in reference.history where key != "loss" && !key.hasSuffix("_loss") {
@@ -153,18 +197,26 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             let inspect = try keras(["inspect", "--model", run + "/model.keras", "--data", data(m), "--out", seen])
             XCTAssertEqual(inspect.status, 0, "\(m): \(inspect.stderr)")
             // The weights Keras loaded are Tandem's, bit for bit.
-            assertClose(try Harness.weights(seen + "/weights.safetensors"), try Harness.weights(run + "/weights.safetensors"), Float.leastNonzeroMagnitude, "\(m) loaded")
+            assertClose(
+                try Harness.weights(seen + "/weights.safetensors"), try Harness.weights(run + "/weights.safetensors"),
+                Float.leastNonzeroMagnitude, "\(m) loaded")
             let predictions = dir + "/predict-\(m)"
-            let p = try Harness.tandem(["predict", "--model", run + "/model.keras", "--data", data(m), "--out", predictions])
+            let p = try Harness.tandem([
+                "predict", "--model", run + "/model.keras", "--data", data(m), "--out", predictions,
+            ])
             XCTAssertEqual(p.status, 0, p.stderr)
             let outputs = try FileManager.default.contentsOfDirectory(atPath: seen).filter { $0.hasSuffix(".npy") }
             XCTAssertFalse(outputs.isEmpty)
             for o in outputs {
-                let k = try NPYArray(path: seen + "/" + o), t = try NPYArray(path: predictions + "/" + o)
+                let k = try NPYArray(path: seen + "/" + o)
+                let t = try NPYArray(path: predictions + "/" + o)
                 XCTAssertEqual(k.shape, t.shape, "\(m) \(o)")
-                var a = [Float](repeating: 0, count: k.rowWidth), b = a, worst: Float = 0
+                var a = [Float](repeating: 0, count: k.rowWidth)
+                var b = a
+                var worst: Float = 0
                 for r in 0..<k.rows {
-                    k.readFloats(row: r, into: &a); t.readFloats(row: r, into: &b)
+                    k.readFloats(row: r, into: &a)
+                    t.readFloats(row: r, into: &b)
                     worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
                 }
                 // One forward pass of the same weights in two libraries.
@@ -173,7 +225,9 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             let e = try Harness.tandem(["evaluate", "--model", run + "/model.keras", "--data", data(m)])
             XCTAssertEqual(e.status, 0, e.stderr)
             let mine = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
-            let theirs = try JSONSerialization.jsonObject(with: Data(inspect.stdout.split(separator: "\n").last!.utf8)) as! [String: Double]
+            let theirs =
+                try JSONSerialization.jsonObject(with: Data(inspect.stdout.split(separator: "\n").last!.utf8))
+                as! [String: Double]
             for (key, value) in theirs {
                 let match = mine[key] as? Double ?? mine.first { $0.key.hasSuffix("_" + key) }?.value as? Double
                 XCTAssertEqual(match ?? .nan, value, accuracy: 1e-6, "\(m) evaluate \(key)")
@@ -189,16 +243,23 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
             let tandemContinues = try tandemTrain(first + "/model.keras", m, epochs: 1)
-            assertClose(try Harness.weights(tandemContinues + "/weights.safetensors"), kerasContinues.weights, tolerance, "\(m): continuing Tandem's state")
+            assertClose(
+                try Harness.weights(tandemContinues + "/weights.safetensors"), kerasContinues.weights, tolerance,
+                "\(m): continuing Tandem's state")
 
             let kerasFirst = try kerasFit(model(m), m, epochs: 1)
             let kerasThen = try kerasFit(kerasFirst.archive, m, epochs: 1)
             let tandemThen = try tandemTrain(kerasFirst.archive, m, epochs: 1, np: 2)
-            assertClose(try Harness.weights(tandemThen + "/weights.safetensors"), kerasThen.weights, tolerance, "\(m): continuing Keras's state")
+            assertClose(
+                try Harness.weights(tandemThen + "/weights.safetensors"), kerasThen.weights, tolerance,
+                "\(m): continuing Keras's state")
             // The state was really taken up: 37 samples at batch 8 are 5 steps.
-            let said = try Harness.tandem(["train", "--model", kerasFirst.archive, "--data", data(m), "--out", dir + "/said-\(m)",
-                                           "--batch-size", "8", "--epochs", "0"])
-            XCTAssertTrue(said.stderr.contains("continuing the archive's optimizer state at iteration 5"), "\(m): \(said.stderr)")
+            let said = try Harness.tandem([
+                "train", "--model", kerasFirst.archive, "--data", data(m), "--out", dir + "/said-\(m)",
+                "--batch-size", "8", "--epochs", "0",
+            ])
+            XCTAssertTrue(
+                said.stderr.contains("continuing the archive's optimizer state at iteration 5"), "\(m): \(said.stderr)")
         }
     }
 
@@ -215,14 +276,21 @@ final class KerasArchiveTests: KerasFixtureTestCase {
                 XCTAssertEqual(r.status, 0, r.stderr)
                 let figures = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Double]
                 XCTAssertGreaterThan(figures.count, 4, r.stdout)
-                if np == 1 { results.append(figures) } else { XCTAssertEqual(figures, results.last!, "\(m): every figure at np \(np) equals np 1") }
+                if np == 1 {
+                    results.append(figures)
+                } else {
+                    XCTAssertEqual(figures, results.last!, "\(m): every figure at np \(np) equals np 1")
+                }
             }
         }
         let m = "metrics"
-        XCTAssertNotNil(results[0]["click_auc"]); XCTAssertNotNil(results[0]["click_wauc"])
+        XCTAssertNotNil(results[0]["click_auc"])
+        XCTAssertNotNil(results[0]["click_wauc"])
         var lines: [[[String: Any]]] = []
         for np in [nil, 3] as [Int?] {
-            let run = try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "3", "--validation-split", "0.3"])
+            let run = try tandemTrain(
+                model(m), m, epochs: 2, np: np,
+                extra: ["--reproducible", "--micro-batch", "3", "--validation-split", "0.3"])
             lines.append(try Harness.metrics(run))
         }
         XCTAssertNotNil(lines[0].first?["val_click_auc"], "validation figures are written")
@@ -237,7 +305,8 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         for m in ["headline", "shared"] {
             var bytes: [Data] = []
             for np in [nil, 2, 3] as [Int?] {
-                let run = try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "2"])
+                let run = try tandemTrain(
+                    model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "2"])
                 bytes.append(try Data(contentsOf: URL(fileURLWithPath: run + "/weights.safetensors")))
             }
             XCTAssertEqual(bytes[0], bytes[1], "\(m): np 1 and 2")
@@ -250,17 +319,25 @@ final class KerasArchiveTests: KerasFixtureTestCase {
     /// and with BatchNormalization, whose statistics there are gathered per micro-batch and
     /// added in one order (and still equal one-process Keras).
     func testDropoutAndBatchNormalizationAreTheSameForAnyRankCount() throws {
-        let one = try tandemTrain(model("dropout"), "dropout", epochs: 2), three = try tandemTrain(model("dropout"), "dropout", epochs: 2, np: 3)
-        assertClose(try Harness.weights(three + "/weights.safetensors"), try Harness.weights(one + "/weights.safetensors"), tolerance, "dropout np 3 against np 1")
+        let one = try tandemTrain(model("dropout"), "dropout", epochs: 2)
+        let three = try tandemTrain(model("dropout"), "dropout", epochs: 2, np: 3)
+        assertClose(
+            try Harness.weights(three + "/weights.safetensors"), try Harness.weights(one + "/weights.safetensors"),
+            tolerance, "dropout np 3 against np 1")
         let keras = try kerasFit(model("normalized"), "normalized", epochs: 2)
         for m in ["dropout", "normalized"] {
             var runs: [String] = []
             for np in [nil, 2, 3, 4] as [Int?] {
-                runs.append(try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "3"]))
+                runs.append(
+                    try tandemTrain(model(m), m, epochs: 2, np: np, extra: ["--reproducible", "--micro-batch", "3"]))
             }
             let bytes = try runs.map { try Data(contentsOf: URL(fileURLWithPath: $0 + "/weights.safetensors")) }
             for k in 1..<4 { XCTAssertEqual(bytes[0], bytes[k], "\(m), reproducible: np 1 and \(k + 1)") }
-            if m == "normalized" { assertClose(try Harness.weights(runs[2] + "/weights.safetensors"), keras.weights, tolerance, "normalized, reproducible np 3 against Keras") }
+            if m == "normalized" {
+                assertClose(
+                    try Harness.weights(runs[2] + "/weights.safetensors"), keras.weights, tolerance,
+                    "normalized, reproducible np 3 against Keras")
+            }
         }
     }
 
@@ -268,21 +345,31 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         let m = "three_heads"
         let whole = try tandemTrain(model(m), m, epochs: 3)
         let part = try tandemTrain(model(m), m, epochs: 1)
-        let resumed = try Harness.tandem(["train", "--resume", part, "--data", data(m), "--out", part, "--epochs", "3", "--quiet"])
+        let resumed = try Harness.tandem([
+            "train", "--resume", part, "--data", data(m), "--out", part, "--epochs", "3", "--quiet",
+        ])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: whole + "/weights.safetensors")),
-                       try Data(contentsOf: URL(fileURLWithPath: part + "/weights.safetensors")), "resume is exact")
-        let withModel = try Harness.tandem(["train", "--resume", part, "--model", model(m), "--data", data(m), "--out", part, "--epochs", "4"])
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: whole + "/weights.safetensors")),
+            try Data(contentsOf: URL(fileURLWithPath: part + "/weights.safetensors")), "resume is exact")
+        let withModel = try Harness.tandem([
+            "train", "--resume", part, "--model", model(m), "--data", data(m), "--out", part, "--epochs", "4",
+        ])
         XCTAssertNotEqual(withModel.status, 0)
         XCTAssertTrue(withModel.stderr.contains("leave out --model"), withModel.stderr)
     }
 
     func testHeadlinePresetAndItsArchiveTakeTheSamePath() throws {
-        let preset = try Harness.tandem(["summary", "--vocab", "50", "--seq-len", "7", "--embed-dim", "16", "--lstm-units", "4",
-                                         "--aux-features", "3", "--dense-units", "8", "--dense-layers", "2"])
+        let preset = try Harness.tandem([
+            "summary", "--vocab", "50", "--seq-len", "7", "--embed-dim", "16", "--lstm-units", "4",
+            "--aux-features", "3", "--dense-units", "8", "--dense-layers", "2",
+        ])
         let archive = try Harness.tandem(["summary", "--model", model("headline")])
-        XCTAssertEqual(preset.status, 0, preset.stderr); XCTAssertEqual(archive.status, 0, archive.stderr)
-        func path(_ s: String) -> String { s.split(separator: "\n").first { $0.hasPrefix("Training path:") }.map(String.init) ?? "none" }
+        XCTAssertEqual(preset.status, 0, preset.stderr)
+        XCTAssertEqual(archive.status, 0, archive.stderr)
+        func path(_ s: String) -> String {
+            s.split(separator: "\n").first { $0.hasPrefix("Training path:") }.map(String.init) ?? "none"
+        }
         XCTAssertTrue(path(archive.stdout).contains("compact, factored table gradient"), archive.stdout)
         XCTAssertEqual(path(preset.stdout), path(archive.stdout))
         // The preset's parameter count equals Keras's for the same sizes (the table shows Keras's columns).
@@ -295,13 +382,20 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         let d = dir + "/preset"
         XCTAssertEqual(try Harness.tandem(["gen-data", "--out", d, "--samples", "20"] + Harness.tiny).status, 0)
         let run = dir + "/preset-run"
-        let t = try Harness.tandem(["train", "--data", d, "--out", run, "--optimizer", "adam", "--quiet"] + Harness.tiny)
+        let t = try Harness.tandem(
+            ["train", "--data", d, "--out", run, "--optimizer", "adam", "--quiet"] + Harness.tiny)
         XCTAssertEqual(t.status, 0, t.stderr)
         let seen = dir + "/preset-seen"
-        let r = try Harness.run(f.python, [Harness.packageRoot + "/scripts/keras_models.py", "inspect", "--model", run + "/model.keras",
-                                           "--data", d, "--out", seen], timeout: 300, environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"])
+        let r = try Harness.run(
+            f.python,
+            [
+                Harness.packageRoot + "/scripts/keras_models.py", "inspect", "--model", run + "/model.keras",
+                "--data", d, "--out", seen,
+            ], timeout: 300, environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        assertClose(try Harness.weights(seen + "/weights.safetensors"), try Harness.weights(run + "/weights.safetensors"), Float.leastNonzeroMagnitude, "preset loaded")
+        assertClose(
+            try Harness.weights(seen + "/weights.safetensors"), try Harness.weights(run + "/weights.safetensors"),
+            Float.leastNonzeroMagnitude, "preset loaded")
     }
 
     /// Every broken or hostile archive: one message naming the file, exit 1, nothing written, no hang under mpirun.
@@ -311,19 +405,31 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         XCTAssertEqual(made.status, 0, made.stderr)
         let expected: [String: String] = [
             "not_a_zip": "not a .keras archive", "no_config": "no config.json", "no_weights": "no model.weights.h5",
-            "corrupt_weights": "not a readable HDF5 file", "bad_json": "not valid JSON", "missing_weight": "'layers/lstm/cell/vars/1' is missing",
-            "misshapen_weight": "has shape [3, 3], the model needs [7, 8]", "soft_link": "a soft link", "external_link": "an external link",
-            "external_storage": "external storage", "dotdot_member": "'../../escape.txt'", "absolute_member": "'/tmp/escape.txt'",
-            "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer", "unsupported_argument": "'stateful' = true is not supported",
-            "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object", "unsupported_loss": "loss 'squared_hinge' is not supported",
-            "unsupported_optimizer": "optimizer Lion is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)",
+            "corrupt_weights": "not a readable HDF5 file", "bad_json": "not valid JSON",
+            "missing_weight": "'layers/lstm/cell/vars/1' is missing",
+            "misshapen_weight": "has shape [3, 3], the model needs [7, 8]", "soft_link": "a soft link",
+            "external_link": "an external link",
+            "external_storage": "external storage", "dotdot_member": "'../../escape.txt'",
+            "absolute_member": "'/tmp/escape.txt'",
+            "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer",
+            "unsupported_argument": "'stateful' = true is not supported",
+            "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object",
+            "unsupported_loss": "loss 'squared_hinge' is not supported",
+            "unsupported_optimizer":
+                "optimizer Lion is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)",
             "negative_learning_rate": "'learning_rate' = -0.01 is not supported (a positive number or a schedule)",
-            "unknown_schedule": "learning-rate schedule WarmupHold is not supported (ExponentialDecay, InverseTimeDecay",
-            "ignore_class_on_bce": "BinaryCrossentropy has no argument 'ignore_class' (it belongs to sparse_categorical_crossentropy)",
-            "huge_member": "refusing to unpack it"]
-        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: bad).map { String($0.dropLast(6)) }), Set(expected.keys))
+            "unknown_schedule":
+                "learning-rate schedule WarmupHold is not supported (ExponentialDecay, InverseTimeDecay",
+            "ignore_class_on_bce":
+                "BinaryCrossentropy has no argument 'ignore_class' (it belongs to sparse_categorical_crossentropy)",
+            "huge_member": "refusing to unpack it",
+        ]
+        XCTAssertEqual(
+            Set(try FileManager.default.contentsOfDirectory(atPath: bad).map { String($0.dropLast(6)) }),
+            Set(expected.keys))
         for (name, words) in expected.sorted(by: { $0.key < $1.key }) {
-            let path = "\(bad)/\(name).keras", out = dir + "/out-\(name)"
+            let path = "\(bad)/\(name).keras"
+            let out = dir + "/out-\(name)"
             for np in name.hasPrefix("un") || name == "misshapen_weight" ? [nil, 2] : [nil] as [Int?] {
                 let args = ["train", "--model", path, "--data", data("headline"), "--out", out, "--quiet"]
                 let r = try np.map { try Harness.mpi($0, args, timeout: 60) } ?? Harness.tandem(args)
@@ -341,21 +447,35 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         try FileManager.default.copyItem(atPath: data("headline"), toPath: d)
         try FileManager.default.removeItem(atPath: d + "/aux_input.npy")
         var r = try Harness.tandem(["train", "--model", model("headline"), "--data", d, "--out", dir + "/x", "--quiet"])
-        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.stderr.contains("aux_input.npy: file not found (the model's input 'aux_input' needs it)"), r.stderr)
-        try [Float](repeating: 0.5, count: 37 * 7).withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37, 7], to: d + "/main_input.npy") }
-        try [Float](repeating: 0, count: 37 * 4).withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37, 4], to: d + "/aux_input.npy") }
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(
+            r.stderr.contains("aux_input.npy: file not found (the model's input 'aux_input' needs it)"), r.stderr)
+        try [Float](repeating: 0.5, count: 37 * 7).withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [37, 7], to: d + "/main_input.npy")
+        }
+        try [Float](repeating: 0, count: 37 * 4).withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [37, 4], to: d + "/aux_input.npy")
+        }
         r = try Harness.tandem(["train", "--model", model("headline"), "--data", d, "--out", dir + "/x", "--quiet"])
-        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.stderr.contains("main_input.npy: token ids must be int32 or int64"), r.stderr)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("main_input.npy: token ids must be int32 or int64"), r.stderr)
         try FileManager.default.removeItem(atPath: d + "/main_input.npy")
         try FileManager.default.copyItem(atPath: data("headline") + "/main_input.npy", toPath: d + "/main_input.npy")
         r = try Harness.tandem(["train", "--model", model("headline"), "--data", d, "--out", dir + "/x", "--quiet"])
-        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.stderr.contains("aux_input.npy: shape [37, 4] does not fit the model's input 'aux_input', which needs [N, 3]"), r.stderr)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(
+            r.stderr.contains(
+                "aux_input.npy: shape [37, 4] does not fit the model's input 'aux_input', which needs [N, 3]"), r.stderr
+        )
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x"))
         // Class ids outside the output's classes.
         let s = dir + "/badids"
         try FileManager.default.copyItem(atPath: data("three_heads"), toPath: s)
-        try [Float](repeating: 3, count: 37).withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [37, 1], to: s + "/kind.npy") }
+        try [Float](repeating: 3, count: 37).withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [37, 1], to: s + "/kind.npy")
+        }
         r = try Harness.tandem(["train", "--model", model("three_heads"), "--data", s, "--out", dir + "/y", "--quiet"])
-        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.stderr.contains("kind.npy: row 0: class id 3.0 is not a whole number in [0, 3)"), r.stderr)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("kind.npy: row 0: class id 3.0 is not a whole number in [0, 3)"), r.stderr)
     }
 }

@@ -10,16 +10,20 @@ import XCTest
 
 final class KerasFromPythonTests: KerasFixtureTestCase {
     private func python(_ code: String, _ args: [String] = []) throws -> RunResult {
-        try Harness.run(f.python, ["-c", code] + args, timeout: 600,
-                        environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-                                      "PYTHONPATH": Harness.packageRoot + "/scripts", "TANDEM_BIN": Harness.binary])
+        try Harness.run(
+            f.python, ["-c", code] + args, timeout: 600,
+            environment: [
+                "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+                "PYTHONPATH": Harness.packageRoot + "/scripts", "TANDEM_BIN": Harness.binary,
+            ])
     }
 
     func testFitFromPythonEqualsTandemTrainAtOneAndTwoRanks() throws {
         let m = "headline"
         let reference = try Harness.weights(try tandemTrain(model(m), m, epochs: 2) + "/weights.safetensors")
         for ranks in [1, 2] {
-            let run = dir + "/py-\(ranks)", out = dir + "/py-\(ranks)-model.safetensors"
+            let run = dir + "/py-\(ranks)"
+            let out = dir + "/py-\(ranks)-model.safetensors"
             let code = """
                 import json, os, sys, numpy as np, keras, tandem_keras
                 from keras_models import weights_of, write_safetensors
@@ -39,7 +43,9 @@ final class KerasFromPythonTests: KerasFixtureTestCase {
                 """
             let r = try python(code, [model(m), data(m), run, out, "\(ranks)"])
             XCTAssertEqual(r.status, 0, r.stderr)
-            let result = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+            let result =
+                try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8))
+                as! [String: Any]
             let keys = result["keys"] as! [String]
             for key in ["loss", "main_output_loss", "aux_output_loss", "main_output_accuracy", "aux_output_accuracy"] {
                 XCTAssertTrue(keys.contains(key), "ranks \(ranks): history has \(key): \(keys)")
@@ -47,7 +53,9 @@ final class KerasFromPythonTests: KerasFixtureTestCase {
             XCTAssertEqual(result["epochs"] as? [Int], [0, 1])
             XCTAssertEqual(result["same"] as? Bool, true, "the model passed in holds the trained weights")
             let tolerance: Float = ranks == 1 ? 0 : self.tolerance
-            assertClose(try Harness.weights(out), reference, tolerance == 0 ? 1e-30 : tolerance, "ranks \(ranks): tandem_keras.fit against tandem train")
+            assertClose(
+                try Harness.weights(out), reference, tolerance == 0 ? 1e-30 : tolerance,
+                "ranks \(ranks): tandem_keras.fit against tandem train")
         }
     }
 

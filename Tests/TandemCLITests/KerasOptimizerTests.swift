@@ -23,28 +23,39 @@ final class KerasOptimizerTests: KerasFixtureTestCase {
             for np in [nil, 3] as [Int?] {
                 let run = try tandemTrain(model(m), m, epochs: 2, np: np)
                 if np == nil { straight = run }
-                assertClose(try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance, "\(m) at np \(np ?? 1)")
+                assertClose(
+                    try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance,
+                    "\(m) at np \(np ?? 1)")
                 let metrics = try Harness.metrics(run)
                 for (epoch, line) in metrics.enumerated() {
-                    XCTAssertEqual(line["loss"] as! Double, reference.history["loss"]![epoch], accuracy: 2e-6, "\(m) epoch \(epoch + 1) loss")
-                    XCTAssertEqual(line["main_accuracy"] as? Double ?? -1, reference.history["main_accuracy"]![epoch], accuracy: 1e-6, "\(m) accuracy")
+                    XCTAssertEqual(
+                        line["loss"] as! Double, reference.history["loss"]![epoch], accuracy: 2e-6,
+                        "\(m) epoch \(epoch + 1) loss")
+                    XCTAssertEqual(
+                        line["main_accuracy"] as? Double ?? -1, reference.history["main_accuracy"]![epoch],
+                        accuracy: 1e-6, "\(m) accuracy")
                     XCTAssertNotNil(line["learning_rate"] as? Double, "\(m): the learning rate is in metrics.jsonl")
                 }
             }
             // Tandem's first epoch, continued by Keras, lands where Keras's two epochs do.
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
-            assertClose(kerasContinues.weights, reference.weights, tolerance, "\(m): Keras continuing Tandem's optimizer state")
+            assertClose(
+                kerasContinues.weights, reference.weights, tolerance, "\(m): Keras continuing Tandem's optimizer state")
             // Resumed by Tandem, the same bits as the uninterrupted run: the slots, the iterations (so the
             // schedule's step) and Nadam's product are all in the checkpoint.
-            let resumed = try Harness.tandem(["train", "--resume", first, "--data", data(m), "--out", first, "--epochs", "2", "--quiet"])
+            let resumed = try Harness.tandem([
+                "train", "--resume", first, "--data", data(m), "--out", first, "--epochs", "2", "--quiet",
+            ])
             XCTAssertEqual(resumed.status, 0, resumed.stderr)
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: first + "/weights.safetensors")),
-                           try Data(contentsOf: URL(fileURLWithPath: straight! + "/weights.safetensors")), "\(m): resume is exact")
+            XCTAssertEqual(
+                try Data(contentsOf: URL(fileURLWithPath: first + "/weights.safetensors")),
+                try Data(contentsOf: URL(fileURLWithPath: straight! + "/weights.safetensors")), "\(m): resume is exact")
             // Keras's first epoch, continued by Tandem at 3 ranks, likewise.
             let tandemContinues = try tandemTrain(reference.archive + ".epoch1.keras", m, epochs: 1, np: 3)
-            assertClose(try Harness.weights(tandemContinues + "/weights.safetensors"), reference.weights, tolerance,
-                        "\(m): Tandem continuing Keras's optimizer state")
+            assertClose(
+                try Harness.weights(tandemContinues + "/weights.safetensors"), reference.weights, tolerance,
+                "\(m): Tandem continuing Keras's optimizer state")
         }
     }
 }

@@ -8,13 +8,17 @@ import XCTest
 final class ProgressTests: XCTestCase {
     func testBarOnATerminalPlainLinesOtherwise() throws {
         let dir = Harness.temporaryDirectory()
-        XCTAssertEqual(try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "200"] + Harness.tiny).status, 0)
+        XCTAssertEqual(
+            try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "200"] + Harness.tiny).status, 0)
         func train(_ out: String, _ extra: [String]) -> [String] {
-            ["train", "--data", dir + "/data", "--out", dir + "/" + out, "--epochs", "2", "--batch-size", "8"] + Harness.tiny + extra
+            ["train", "--data", dir + "/data", "--out", dir + "/" + out, "--epochs", "2", "--batch-size", "8"]
+                + Harness.tiny + extra
         }
         let command = ([Harness.binary] + train("tty", [])).map { "'\($0)'" }.joined(separator: " ")
         // 50 ms per step (the test hook): the bar, redrawn at most every 0.1 s, has time to move.
-        let tty = try Harness.run("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"], environment: ["TANDEM_TEST_STEP_DELAY_MS": "50"])
+        let tty = try Harness.run(
+            "/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"],
+            environment: ["TANDEM_TEST_STEP_DELAY_MS": "50"])
         XCTAssertEqual(tty.status, 0, tty.stderr)
         let screen = tty.stdout
         let redraws = screen.components(separatedBy: "\r\u{1B}[K").count - 1
@@ -22,7 +26,8 @@ final class ProgressTests: XCTestCase {
         XCTAssertTrue(screen.contains("25/25 ━━━━━━━━━━━━━━━━━━━━━━━━"), "a full bar at the epoch's last step")
         XCTAssertTrue(screen.contains(" acc "), "the bar shows each head's accuracy")
         for e in 1...2 {
-            XCTAssertTrue(screen.contains("\r\u{1B}[Kepoch \(e)/2  loss "), "epoch \(e)'s summary line replaces its bar")
+            XCTAssertTrue(
+                screen.contains("\r\u{1B}[Kepoch \(e)/2  loss "), "epoch \(e)'s summary line replaces its bar")
         }
         let piped = try Harness.tandem(train("pipe", []))
         XCTAssertEqual(piped.status, 0, piped.stderr)

@@ -10,21 +10,27 @@ final class NPYTests: XCTestCase {
         let f: [Float] = [1.5, -2, 3.25, 4, 5, 6]
         try f.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [3, 2], to: dir + "/f.npy") }
         let a = try NPYArray(path: dir + "/f.npy")
-        XCTAssertEqual(a.shape, [3, 2]); XCTAssertEqual(a.type, .float32)
+        XCTAssertEqual(a.shape, [3, 2])
+        XCTAssertEqual(a.type, .float32)
         var row = [Float](repeating: 0, count: 2)
         a.readFloats(row: 1, into: &row)
         XCTAssertEqual(row, [3.25, 4])
         let i: [Int32] = [7, 8, 9]
         try i.withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: [3], to: dir + "/i.npy") }
         let b = try NPYArray(path: dir + "/i.npy")
-        XCTAssertEqual(b.shape, [3]); XCTAssertEqual(b.type, .int32)
+        XCTAssertEqual(b.shape, [3])
+        XCTAssertEqual(b.type, .int32)
     }
 
     /// A hand-made .npy file with any header and payload.
-    private func raw(_ dir: String, _ name: String, descr: String, shape: String, fortran: Bool = false, payload: [UInt8]) -> String {
+    private func raw(
+        _ dir: String, _ name: String, descr: String, shape: String, fortran: Bool = false, payload: [UInt8]
+    ) -> String {
         var header = "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shape), }"
         header += String(repeating: " ", count: (64 - (10 + header.count + 1) % 64) % 64) + "\n"
-        var bytes: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+        var bytes: [UInt8] = [
+            0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8),
+        ]
         bytes += Array(header.utf8) + payload
         let path = dir + "/" + name
         FileManager.default.createFile(atPath: path, contents: Data(bytes))
@@ -51,10 +57,20 @@ final class NPYTests: XCTestCase {
     func testCorruptFilesNameTheFileAndTheProblem() {
         let dir = temporaryDirectory()
         let cases: [(String, String)] = [
-            (raw(dir, "big.npy", descr: ">f4", shape: "(2,)", payload: [UInt8](repeating: 0, count: 8)), "dtype '>f4' is not supported"),
+            (
+                raw(dir, "big.npy", descr: ">f4", shape: "(2,)", payload: [UInt8](repeating: 0, count: 8)),
+                "dtype '>f4' is not supported"
+            ),
             (raw(dir, "u8.npy", descr: "|u1", shape: "(2,)", payload: [1, 2]), "is not supported"),
-            (raw(dir, "short.npy", descr: "<f4", shape: "(4, 2)", payload: [UInt8](repeating: 0, count: 12)), "truncated"),
-            (raw(dir, "fortran.npy", descr: "<f4", shape: "(2, 2)", fortran: true, payload: [UInt8](repeating: 0, count: 16)), "Fortran"),
+            (
+                raw(dir, "short.npy", descr: "<f4", shape: "(4, 2)", payload: [UInt8](repeating: 0, count: 12)),
+                "truncated"
+            ),
+            (
+                raw(
+                    dir, "fortran.npy", descr: "<f4", shape: "(2, 2)", fortran: true,
+                    payload: [UInt8](repeating: 0, count: 16)), "Fortran"
+            ),
         ]
         for (path, expected) in cases {
             XCTAssertThrowsError(try NPYArray(path: path)) { error in
@@ -63,8 +79,12 @@ final class NPYTests: XCTestCase {
             }
         }
         FileManager.default.createFile(atPath: dir + "/junk.npy", contents: Data("hello world, not numpy".utf8))
-        XCTAssertThrowsError(try NPYArray(path: dir + "/junk.npy")) { XCTAssertTrue("\($0)".contains("not a .npy file")) }
-        XCTAssertThrowsError(try NPYArray(path: dir + "/none.npy")) { XCTAssertTrue("\($0)".contains("file not found")) }
+        XCTAssertThrowsError(try NPYArray(path: dir + "/junk.npy")) {
+            XCTAssertTrue("\($0)".contains("not a .npy file"))
+        }
+        XCTAssertThrowsError(try NPYArray(path: dir + "/none.npy")) {
+            XCTAssertTrue("\($0)".contains("file not found"))
+        }
         FileManager.default.createFile(atPath: dir + "/empty.npy", contents: Data())
         XCTAssertThrowsError(try NPYArray(path: dir + "/empty.npy")) { XCTAssertTrue("\($0)".contains("empty")) }
     }
@@ -97,10 +117,17 @@ final class SafeTensorsTests: XCTestCase {
         let model = Model.headline(tinyConfig(), maxBatch: 2)
         model.parameters.initialize(seed: 3)
         let opt = Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count)
-        for i in 0..<model.parameters.count { opt.slot("m")![i] = Float(i); opt.slot("v")![i] = 0.5 }
-        var position = TrainingPosition(); position.step = 7; position.epoch = 1; position.batchInEpoch = 2
-        let meta = CheckpointMetadata(position: position, seed: 4, model: tinyConfig(), optimizer: OptimizerConfig(kind: .adam),
-                                      batchSize: 3, samples: 9, worldSize: 2, shuffle: true)
+        for i in 0..<model.parameters.count {
+            opt.slot("m")![i] = Float(i)
+            opt.slot("v")![i] = 0.5
+        }
+        var position = TrainingPosition()
+        position.step = 7
+        position.epoch = 1
+        position.batchInEpoch = 2
+        let meta = CheckpointMetadata(
+            position: position, seed: 4, model: tinyConfig(), optimizer: OptimizerConfig(kind: .adam),
+            batchSize: 3, samples: 9, worldSize: 2, shuffle: true)
         try saveCheckpoint(model: model, optimizer: opt, metadata: meta, to: dir + "/c.safetensors")
         let model2 = Model.headline(tinyConfig(), maxBatch: 2)
         let opt2 = Optimizer(OptimizerConfig(kind: .adam), parameterCount: model2.parameters.count)
@@ -109,7 +136,9 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(opt2.iterations, 7)
         XCTAssertEqual(model2.parameters.snapshot(), model.parameters.snapshot())
         XCTAssertEqual(opt2.slot("m")![100], 100)
-        XCTAssertNil(FileManager.default.enumerator(atPath: dir)!.allObjects.first { "\($0)".contains(".tmp") }, "no temporary file left")
+        XCTAssertNil(
+            FileManager.default.enumerator(atPath: dir)!.allObjects.first { "\($0)".contains(".tmp") },
+            "no temporary file left")
     }
 
     func testCorruptSafetensorsErrors() throws {
@@ -132,8 +161,12 @@ final class SafeTensorsTests: XCTestCase {
             }
         }
         // Right file, wrong model: the shape mismatch is named.
-        var bigger = tinyConfig(); bigger.lstmUnits = 4
-        XCTAssertThrowsError(try loadWeights(Model.headline(bigger, maxBatch: 1).parameters, from: SafeTensorsFile(path: dir + "/w.safetensors"))) {
+        var bigger = tinyConfig()
+        bigger.lstmUnits = 4
+        XCTAssertThrowsError(
+            try loadWeights(
+                Model.headline(bigger, maxBatch: 1).parameters, from: SafeTensorsFile(path: dir + "/w.safetensors"))
+        ) {
             XCTAssertTrue("\($0)".contains("has shape"), "\($0)")
         }
     }

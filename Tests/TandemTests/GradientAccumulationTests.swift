@@ -15,9 +15,13 @@ private final class CountingCommunicator: Communicator {
     init(_ inner: Communicator) { self.inner = inner }
     var rank: Int { inner.rank }
     var size: Int { inner.size }
-    func allReduceSum(_ b: UnsafeMutablePointer<Float>, count: Int) throws { floatSums += 1; try inner.allReduceSum(b, count: count) }
+    func allReduceSum(_ b: UnsafeMutablePointer<Float>, count: Int) throws {
+        floatSums += 1
+        try inner.allReduceSum(b, count: count)
+    }
     func startAllReduceSum(_ b: UnsafeMutablePointer<Float>, count: Int) throws {
-        floatSums += 1; try inner.startAllReduceSum(b, count: count)
+        floatSums += 1
+        try inner.startAllReduceSum(b, count: count)
     }
     func progressSums() throws { try inner.progressSums() }
     func waitForSums() throws { try inner.waitForSums() }
@@ -27,14 +31,18 @@ private final class CountingCommunicator: Communicator {
     func allGather(_ b: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
         try inner.allGather(b, count: count, senders: senders)
     }
-    func broadcast(_ b: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws { try inner.broadcast(b, bytes: bytes, from: root) }
+    func broadcast(_ b: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
+        try inner.broadcast(b, bytes: bytes, from: root)
+    }
     func barrier() throws { try inner.barrier() }
     func abort(message: String, code: Int32) -> Never { inner.abort(message: message, code: code) }
     var description: String { inner.description }
 }
 
-private let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0),
-                     Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
+private let heads = [
+    Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0),
+    Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2),
+]
 private let l2 = ["dense": 0.01, "embedding": 0.001]
 
 private func adam(accumulating n: Int?) -> OptimizerConfig {
@@ -51,19 +59,23 @@ final class GradientAccumulationTests: XCTestCase {
 
     func testThreeAccumulatedStepsEqualOneStepOnTheirUnion() throws {
         let rows: [Int32] = [3, 0, 7, 11, 2, 9, 5, 1, 10, 4, 8, 6]
-        let (one, data1, _) = try tinyHeadline(heads: heads, l2: l2, batch: 12, samples: 12, optimizer: adam(accumulating: nil))
+        let (one, data1, _) = try tinyHeadline(
+            heads: heads, l2: l2, batch: 12, samples: 12, optimizer: adam(accumulating: nil))
         try runStep(one, rows, data: data1)
         one.synchronize()
         let expected = one.model.parameters.snapshot().map(Double.init)
 
-        let (three, data3, _) = try tinyHeadline(heads: heads, l2: l2, batch: 12, samples: 12, optimizer: adam(accumulating: 3))
+        let (three, data3, _) = try tinyHeadline(
+            heads: heads, l2: l2, batch: 12, samples: 12, optimizer: adam(accumulating: 3))
         let start = three.model.parameters.snapshot()
         for k in 0..<3 {
             try runStep(three, Array(rows[(4 * k)..<(4 * k + 4)]), data: data3)
             XCTAssertEqual(three.optimizer.microSteps, k + 1)
             if k < 2 {
                 three.synchronize()
-                XCTAssertEqual(three.model.parameters.snapshot(), start, "the weights stand still within the window (step \(k + 1))")
+                XCTAssertEqual(
+                    three.model.parameters.snapshot(), start,
+                    "the weights stand still within the window (step \(k + 1))")
                 XCTAssertEqual(three.optimizer.iterations, 0)
             }
         }
@@ -77,11 +89,13 @@ final class GradientAccumulationTests: XCTestCase {
 
     func testThreeThreadRanksMatchOneAndExchangeOncePerUpdate() throws {
         func train(size: Int) -> (parameters: [[Float]], exchanges: [Int]) {
-            let results = LockedArray(size), counts = LockedArray(size)
+            let results = LockedArray(size)
+            let counts = LockedArray(size)
             ThreadGroup.run(size: size) { rank, comm in
                 let counting = CountingCommunicator(comm)
-                let (step, data, _) = try! tinyHeadline(heads: heads, l2: l2, batch: 6, samples: 20,
-                                                        communicator: counting, optimizer: adam(accumulating: 3))
+                let (step, data, _) = try! tinyHeadline(
+                    heads: heads, l2: l2, batch: 6, samples: 20,
+                    communicator: counting, optimizer: adam(accumulating: 3))
                 // 20 samples at batch 6: 4 steps an epoch, the last of 2; 3 epochs = 12 steps, 4 updates.
                 try! trainEpochs(step, data: data, batch: 6, epochs: 3, seed: 4)
                 XCTAssertEqual(step.optimizer.iterations, 4)
@@ -90,7 +104,8 @@ final class GradientAccumulationTests: XCTestCase {
             }
             return (results.values, counts.values.map { Int($0[0]) })
         }
-        let one = train(size: 1), three = train(size: 3)
+        let one = train(size: 1)
+        let three = train(size: 3)
         for r in 1..<3 { XCTAssertEqual(three.parameters[r], three.parameters[0], "rank \(r) holds rank 0's bits") }
         assertClose(three.parameters[0], one.parameters[0].map(Double.init), atol: 2e-5, rtol: 1e-4, "3 ranks vs 1")
         XCTAssertEqual(three.exchanges, [4, 4, 4], "one gradient allreduce per update, none in between")
@@ -101,8 +116,9 @@ final class GradientAccumulationTests: XCTestCase {
         func train(fold: Bool) -> [Float] {
             let results = LockedArray(2)
             ThreadGroup.run(size: 2) { rank, comm in
-                let (step, data, _) = try! tinyHeadline(heads: heads, l2: l2, batch: 3, samples: 12,
-                                                        communicator: comm, optimizer: adam(accumulating: 2))
+                let (step, data, _) = try! tinyHeadline(
+                    heads: heads, l2: l2, batch: 3, samples: 12,
+                    communicator: comm, optimizer: adam(accumulating: 2))
                 let order = epochPermutation(count: 12, seed: 2, epoch: 0)
                 for k in stride(from: 0, to: 12, by: 6) {
                     try! runStep(step, Array(order[k..<(k + 6)]), data: data)
@@ -117,7 +133,8 @@ final class GradientAccumulationTests: XCTestCase {
     }
 
     func testRefusesAccumulationWithReproducibleMode() throws {
-        let (step, data, _) = try tinyHeadline(heads: heads, l2: [:], batch: 4, samples: 8, optimizer: adam(accumulating: 2))
+        let (step, data, _) = try tinyHeadline(
+            heads: heads, l2: [:], batch: 4, samples: 8, optimizer: adam(accumulating: 2))
         step.microBatch = 2
         XCTAssertThrowsError(try runStep(step, [0, 1, 2, 3], data: data)) { error in
             XCTAssertTrue("\(error)".contains("--reproducible"), "\(error)")

@@ -5,12 +5,15 @@
 // the later contributions would then stay local to each rank).
 
 import Foundation
-@testable import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class GradientBucketTests: XCTestCase {
     /// x → Dense → BatchNormalization → a Dense called twice (shared weights) → two heads.
-    private static func sharedTrunk(dir: String, communicator: Communicator, maxBatch: Int) throws -> (TrainingStep, Dataset) {
+    private static func sharedTrunk(dir: String, communicator: Communicator, maxBatch: Int) throws -> (
+        TrainingStep, Dataset
+    ) {
         let x = InputLayer(name: "x", kind: .features, width: 6)
         let d1 = Dense(name: "d1", units: 8, activation: .relu, input: x)
         let bn = BatchNormalization(name: "bn", input: d1)
@@ -20,9 +23,14 @@ final class GradientBucketTests: XCTestCase {
         let out2 = Dense(name: "out2", units: 3, activation: .linear, input: s1)
         let model = Model(inputs: [x], outputs: [out1, out2], maxBatch: maxBatch)
         model.parameters.initialize(seed: 4)
-        let heads = [Head(output: "out1", loss: .binaryCrossentropy, weight: 1), Head(output: "out2", loss: .meanSquaredError, weight: 0.3)]
-        let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count),
-                                    communicator: communicator, l2: ["s": 0.01])
+        let heads = [
+            Head(output: "out1", loss: .binaryCrossentropy, weight: 1),
+            Head(output: "out2", loss: .meanSquaredError, weight: 0.3),
+        ]
+        let step = try TrainingStep(
+            model: model, heads: heads,
+            optimizer: Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count),
+            communicator: communicator, l2: ["s": 0.01])
         return (step, try Dataset(directory: dir, model: model, heads: heads))
     }
 
@@ -37,16 +45,24 @@ final class GradientBucketTests: XCTestCase {
     }
 
     /// Per rank: the first step's gradient, then the parameters after three steps.
-    private func train(size: Int, overlap: Bool, bucketFloats: Int, headline: Bool) -> (gradients: [[Float]], parameters: [[Float]], buckets: Int) {
+    private func train(size: Int, overlap: Bool, bucketFloats: Int, headline: Bool) -> (
+        gradients: [[Float]], parameters: [[Float]], buckets: Int
+    ) {
         let dir = temporaryDirectory("buckets-\(size)-\(overlap)-\(bucketFloats)-\(headline)")
         if !headline { try! Self.writeSharedTrunkData(dir, samples: 14) }
-        let gradients = LockedArray(size), parameters = LockedArray(size), buckets = LockedArray(size)
+        let gradients = LockedArray(size)
+        let parameters = LockedArray(size)
+        let buckets = LockedArray(size)
         ThreadGroup.run(size: size) { rank, comm in
             let (step, data): (TrainingStep, Dataset)
             if headline {
-                let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1), Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2)]
-                (step, data, _) = try! tinyHeadline(heads: heads, l2: ["dense": 0.01], batch: 7, samples: 14, communicator: comm,
-                                                    optimizer: OptimizerConfig(kind: .adam))
+                let heads = [
+                    Head(output: "main_output", loss: .binaryCrossentropy, weight: 1),
+                    Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2),
+                ]
+                (step, data, _) = try! tinyHeadline(
+                    heads: heads, l2: ["dense": 0.01], batch: 7, samples: 14, communicator: comm,
+                    optimizer: OptimizerConfig(kind: .adam))
                 step.compactTableGradient = false  // the dense path, whose exchange overlaps
             } else {
                 (step, data) = try! GradientBucketTests.sharedTrunk(dir: dir, communicator: comm, maxBatch: 7)
@@ -55,7 +71,9 @@ final class GradientBucketTests: XCTestCase {
             step.exchangeBucketFloats = bucketFloats
             let batches: [[Int32]] = [[3, 0, 9, 12, 5, 1, 7], [2, 4, 6, 8, 10, 11, 13], [13, 1, 2, 3, 4, 0, 6]]
             _ = try! batches[0].withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
-            gradients.set(rank, Array(UnsafeBufferPointer(start: step.model.parameters.gradients, count: step.model.parameters.count)))
+            gradients.set(
+                rank,
+                Array(UnsafeBufferPointer(start: step.model.parameters.gradients, count: step.model.parameters.count)))
             for b in batches { _ = try! b.withUnsafeBufferPointer { try step.run(globalBatch: $0, data: data) } }
             step.synchronize()
             parameters.set(rank, step.model.parameters.snapshot())
@@ -76,7 +94,9 @@ final class GradientBucketTests: XCTestCase {
                     if bucketFloats == 1 { XCTAssertGreaterThanOrEqual(overlapped.buckets, headline ? 4 : 5, what) }
                     XCTAssertEqual(overlapped.gradients, plain.gradients, "gradient: " + what)
                     XCTAssertEqual(overlapped.parameters, plain.parameters, "parameters after 3 steps: " + what)
-                    for r in 1..<size { XCTAssertEqual(overlapped.parameters[r], overlapped.parameters[0], "rank \(r): " + what) }
+                    for r in 1..<size {
+                        XCTAssertEqual(overlapped.parameters[r], overlapped.parameters[0], "rank \(r): " + what)
+                    }
                 }
             }
         }
@@ -90,16 +110,20 @@ final class GradientBucketTests: XCTestCase {
         // Every tensor once (the shared Dense's too), whatever the bucket size; and an excluded range is never sent.
         for bucketFloats in [1, 50, 1 << 20] {
             let plan = GradientBuckets(model: model, excluding: nil, bucketFloats: bucketFloats)
-            XCTAssertEqual(plan.starts.flatMap { $0 }.reduce(0) { $0 + $1.count }, model.parameters.count, "\(bucketFloats)")
-            XCTAssertEqual(plan.starts.flatMap { $0 }.map(\.lowerBound).count,
-                           Set(plan.starts.flatMap { $0 }.map(\.lowerBound)).count)
+            XCTAssertEqual(
+                plan.starts.flatMap { $0 }.reduce(0) { $0 + $1.count }, model.parameters.count, "\(bucketFloats)")
+            XCTAssertEqual(
+                plan.starts.flatMap { $0 }.map(\.lowerBound).count,
+                Set(plan.starts.flatMap { $0 }.map(\.lowerBound)).count)
         }
-        let s = model.parameters.view("s/kernel")!, d1 = model.parameters.view("d1/kernel")!
+        let s = model.parameters.view("s/kernel")!
+        let d1 = model.parameters.view("d1/kernel")!
         let plan = GradientBuckets(model: model, excluding: d1.offset..<(d1.offset + d1.count), bucketFloats: 1)
         let ranges = plan.starts
         // The shared Dense's weights are final after its FIRST call (schedule index of "s"), not its second.
         let first = model.schedule.firstIndex { $0.name == "s" }!
-        XCTAssertTrue(ranges[first].contains { $0.contains(s.offset) }, "s/kernel starts after the first call's backward")
+        XCTAssertTrue(
+            ranges[first].contains { $0.contains(s.offset) }, "s/kernel starts after the first call's backward")
         XCTAssertFalse(ranges.flatMap { $0 }.contains { $0.contains(d1.offset) }, "the excluded range is not sent")
     }
 }

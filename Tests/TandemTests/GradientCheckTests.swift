@@ -10,11 +10,15 @@ import Foundation
 import Tandem
 import XCTest
 
-private let eps: Float = 1e-3, atol = 5e-4, rtol = 1e-2
+private let eps: Float = 1e-3
+private let atol = 5e-4
+private let rtol = 1e-2
 
 /// Analytic vs numerical gradients of L = Σ terminal ⊙ R for one layer graph.
-private func checkLayer(_ model: Model, terminal: Layer, batch: Int, seed: UInt64,
-                        prepare: ((Model) -> Void)? = nil, file: StaticString = #filePath, line: UInt = #line) {
+private func checkLayer(
+    _ model: Model, terminal: Layer, batch: Int, seed: UInt64,
+    prepare: ((Model) -> Void)? = nil, file: StaticString = #filePath, line: UInt = #line
+) {
     var rng = SeededGenerator(seed: seed)
     let store = model.parameters
     for input in model.inputs { input.wantsGradient = true }  // every layer's dx is checked
@@ -41,22 +45,30 @@ private func checkLayer(_ model: Model, terminal: Layer, batch: Int, seed: UInt6
     }
     for view in store.tensors {
         for j in 0..<view.count {
-            let p = store.values + view.offset + j, saved = p.pointee
-            p.pointee = saved + eps; let up = loss()
-            p.pointee = saved - eps; let down = loss()
+            let p = store.values + view.offset + j
+            let saved = p.pointee
+            p.pointee = saved + eps
+            let up = loss()
+            p.pointee = saved - eps
+            let down = loss()
             p.pointee = saved
-            assertClose(Double(analytic[view.offset + j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
-                        "\(view.name)[\(j)]", file: file, line: line)
+            assertClose(
+                Double(analytic[view.offset + j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
+                "\(view.name)[\(j)]", file: file, line: line)
         }
     }
     for (k, input) in model.inputs.filter({ $0.kind == .features }).enumerated() {
         for j in 0..<(batch * input.width) {
-            let p = input.output.values + j, saved = p.pointee
-            p.pointee = saved + eps; let up = loss()
-            p.pointee = saved - eps; let down = loss()
+            let p = input.output.values + j
+            let saved = p.pointee
+            p.pointee = saved + eps
+            let up = loss()
+            p.pointee = saved - eps
+            let down = loss()
             p.pointee = saved
-            assertClose(Double(inputGradients[k][j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
-                        "d\(input.name)[\(j)]", file: file, line: line)
+            assertClose(
+                Double(inputGradients[k][j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
+                "d\(input.name)[\(j)]", file: file, line: line)
         }
     }
 }
@@ -67,16 +79,18 @@ final class LayerGradientTests: XCTestCase {
             let x = InputLayer(name: "x", kind: .features, width: 4)
             let dense = Dense(name: "d", units: 5, activation: activation, input: x)
             let model = Model(inputs: [x], outputs: [dense], maxBatch: 3)
-            checkLayer(model, terminal: dense, batch: 3, seed: 11, prepare: { m in
-                guard [.relu, .relu6, .leakyRelu, .selu].contains(activation) else { return }
-                // Keep relu inputs away from the kink: shift the bias until every |z| > 10ε.
-                m.forward(batch: 3)
-                let bias = m.parameters.value(m.parameters.view("d/bias")!)
-                for j in 0..<5 {
-                    let near = (0..<3).contains { abs(dense.logits[$0 * 5 + j]) < 10 * eps }
-                    if near { bias[j] += 0.05 }
-                }
-            })
+            checkLayer(
+                model, terminal: dense, batch: 3, seed: 11,
+                prepare: { m in
+                    guard [.relu, .relu6, .leakyRelu, .selu].contains(activation) else { return }
+                    // Keep relu inputs away from the kink: shift the bias until every |z| > 10ε.
+                    m.forward(batch: 3)
+                    let bias = m.parameters.value(m.parameters.view("d/bias")!)
+                    for j in 0..<5 {
+                        let near = (0..<3).contains { abs(dense.logits[$0 * 5 + j]) < 10 * eps }
+                        if near { bias[j] += 0.05 }
+                    }
+                })
         }
     }
 
@@ -93,9 +107,11 @@ final class LayerGradientTests: XCTestCase {
         let emb = Embedding(name: "e", vocabulary: 7, dimension: 3, input: ids)
         let model = Model(inputs: [ids], outputs: [emb], maxBatch: 3)
         let tokens: [Int32] = [1, 1, 6, 0, 3, 1, 6, 6, 2, 0, 0, 1]  // repeats within and across samples
-        checkLayer(model, terminal: emb, batch: 3, seed: 13, prepare: { _ in
-            for i in 0..<12 { ids.tokens![i] = tokens[i] }
-        })
+        checkLayer(
+            model, terminal: emb, batch: 3, seed: 13,
+            prepare: { _ in
+                for i in 0..<12 { ids.tokens![i] = tokens[i] }
+            })
         // Row 5 never occurs: its gradient is exactly zero.
         let g = model.parameters.gradient(model.parameters.view("e/embeddings")!)
         XCTAssertEqual((15..<18).map { g[$0] }, [0, 0, 0])
@@ -136,24 +152,30 @@ final class LayerGradientTests: XCTestCase {
 }
 
 /// A headline model and TrainingStep on tiny data.
-func tinyHeadline(heads: [Head], l2: [String: Double], batch: Int, samples: Int = 9,
-                  sampleWeights: Bool = true, communicator: Communicator = LocalCommunicator(),
-                  optimizer: OptimizerConfig = OptimizerConfig(), config: HeadlineConfig = tinyConfig()) throws -> (TrainingStep, Dataset, String) {
+func tinyHeadline(
+    heads: [Head], l2: [String: Double], batch: Int, samples: Int = 9,
+    sampleWeights: Bool = true, communicator: Communicator = LocalCommunicator(),
+    optimizer: OptimizerConfig = OptimizerConfig(), config: HeadlineConfig = tinyConfig()
+) throws -> (TrainingStep, Dataset, String) {
     let dir = temporaryDirectory()
     try writeTinyData(dir, samples: samples, config: config, seed: 5, sampleWeights: sampleWeights)
     let model = Model.headline(config, maxBatch: batch)
     model.parameters.initialize(seed: 21)
-    let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(optimizer, parameterCount: model.parameters.count),
-                                communicator: communicator, l2: l2)
+    let step = try TrainingStep(
+        model: model, heads: heads, optimizer: Optimizer(optimizer, parameterCount: model.parameters.count),
+        communicator: communicator, l2: l2)
     return (step, try Dataset(directory: dir, model: model, heads: heads), dir)
 }
 
 final class ModelGradientTests: XCTestCase {
-    let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 0.7, classWeights: [1: 2.5]),
-                 Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.3)]
+    let heads = [
+        Head(output: "main_output", loss: .binaryCrossentropy, weight: 0.7, classWeights: [1: 2.5]),
+        Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.3),
+    ]
 
     func testHeadlineWeightedTotalLossGradient() throws {
-        let (step, data, _) = try tinyHeadline(heads: heads, l2: ["dense": 0.01, "lstm": 0.02, "embedding": 0.005], batch: 8)
+        let (step, data, _) = try tinyHeadline(
+            heads: heads, l2: ["dense": 0.01, "lstm": 0.02, "embedding": 0.005], batch: 8)
         try checkTotalLossGradient(step, data: data, batch: [0, 3, 5, 7, 2, 8, 1, 4], eps: eps, atol: atol, rtol: rtol)
     }
 
@@ -164,8 +186,10 @@ final class ModelGradientTests: XCTestCase {
         let soft = Dense(name: "soft", units: 3, activation: .softmax, input: trunk)
         let reg = Dense(name: "reg", units: 2, activation: .linear, input: trunk)
         let model = Model(inputs: [x], outputs: [soft, reg], maxBatch: 5)
-        let heads = [Head(output: "soft", loss: .categoricalCrossentropy, weight: 1.3, classWeights: [2: 0.5]),
-                     Head(output: "reg", loss: .meanSquaredError, weight: 0.4)]
+        let heads = [
+            Head(output: "soft", loss: .categoricalCrossentropy, weight: 1.3, classWeights: [2: 0.5]),
+            Head(output: "reg", loss: .meanSquaredError, weight: 0.4),
+        ]
         let dir = temporaryDirectory()
         var rng = SeededGenerator(seed: 3)
         let xs = (0..<15).map { _ in Float(rng.normal()) }
@@ -175,18 +199,23 @@ final class ModelGradientTests: XCTestCase {
         try soft_t.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [5, 3], to: dir + "/soft.npy") }
         try reg_t.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [5, 2], to: dir + "/reg.npy") }
         model.parameters.initialize(seed: 8)
-        let step = try TrainingStep(model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                                    communicator: LocalCommunicator(), l2: ["trunk": 0.1])
+        let step = try TrainingStep(
+            model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+            communicator: LocalCommunicator(), l2: ["trunk": 0.1])
         let data = try Dataset(directory: dir, model: model, heads: heads)
         let batch: [Int32] = [4, 0, 2, 1, 3]
-        func total() throws -> Double { try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data).total } }
+        func total() throws -> Double {
+            try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data).total }
+        }
         _ = try total()
         let store = model.parameters
         let analytic = (0..<store.count).map { store.gradients[$0] }
         for i in 0..<store.count {
             let saved = store.values[i]
-            store.values[i] = saved + eps; let up = try total()
-            store.values[i] = saved - eps; let down = try total()
+            store.values[i] = saved + eps
+            let up = try total()
+            store.values[i] = saved - eps
+            let down = try total()
             store.values[i] = saved
             assertClose(Double(analytic[i]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol, "parameter \(i)")
         }
@@ -194,16 +223,19 @@ final class ModelGradientTests: XCTestCase {
 
     /// For each parameter tensor: does it get any non-zero gradient with these loss weights?
     private func tensorsWithGradient(main: Double, aux: Double) throws -> [String: Bool] {
-        let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: main),
-                     Head(output: "aux_output", loss: .binaryCrossentropy, weight: aux)]
+        let heads = [
+            Head(output: "main_output", loss: .binaryCrossentropy, weight: main),
+            Head(output: "aux_output", loss: .binaryCrossentropy, weight: aux),
+        ]
         let (step, data, _) = try tinyHeadline(heads: heads, l2: [:], batch: 9)
         let batch: [Int32] = Array(0..<9)
         _ = try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
         let store = step.model.parameters
-        return Dictionary(uniqueKeysWithValues: store.tensors.map { view in
-            let g = store.gradient(view)
-            return (view.name, (0..<view.count).contains { g[$0] != 0 })
-        })
+        return Dictionary(
+            uniqueKeysWithValues: store.tensors.map { view in
+                let g = store.gradient(view)
+                return (view.name, (0..<view.count).contains { g[$0] != 0 })
+            })
     }
 
     func testMainWeightZeroLeavesOnlyTheAuxPath() throws {
@@ -225,18 +257,23 @@ final class ModelGradientTests: XCTestCase {
     func testAuxLossMovesTheTrunk() throws {
         // The aux head's loss alone changes the embedding and LSTM gradients.
         let only = { (main: Double, aux: Double) -> [Float] in
-            let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: main),
-                         Head(output: "aux_output", loss: .binaryCrossentropy, weight: aux)]
+            let heads = [
+                Head(output: "main_output", loss: .binaryCrossentropy, weight: main),
+                Head(output: "aux_output", loss: .binaryCrossentropy, weight: aux),
+            ]
             let (step, data, _) = try! tinyHeadline(heads: heads, l2: [:], batch: 9)
             let batch: [Int32] = Array(0..<9)
             _ = try! batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
             let v = step.model.parameters.view("lstm/kernel")!
             return (0..<v.count).map { step.model.parameters.gradients[v.offset + $0] }
         }
-        let both = only(1, 0.2), mainOnly = only(1, 0), auxOnly = only(0, 0.2)
+        let both = only(1, 0.2)
+        let mainOnly = only(1, 0)
+        let auxOnly = only(0, 0.2)
         XCTAssertNotEqual(both, mainOnly)
         for i in both.indices {
-            assertClose(Double(both[i]), Double(mainOnly[i]) + Double(auxOnly[i]), atol: 1e-7, rtol: 1e-5, "linearity at \(i)")
+            assertClose(
+                Double(both[i]), Double(mainOnly[i]) + Double(auxOnly[i]), atol: 1e-7, rtol: 1e-5, "linearity at \(i)")
         }
     }
 
@@ -249,7 +286,8 @@ final class ModelGradientTests: XCTestCase {
         let weights = try NPYArray(path: data.directory + "/main_output.sample_weight.npy")
         var expected = 0.0
         for (i, sample) in batch.enumerated() {
-            var t: Float = 0, w: Float = 0
+            var t: Float = 0
+            var w: Float = 0
             data.targets[0].readFloats(row: Int(sample), into: &t)
             weights.readFloats(row: Int(sample), into: &w)
             let classWeight = t >= 0.5 ? 2.5 : 1.0

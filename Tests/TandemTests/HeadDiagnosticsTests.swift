@@ -8,14 +8,20 @@ import Tandem
 import XCTest
 
 final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
-    let heads = [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0, classWeights: [1: 2.0]),
-                 Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.3)]
+    let heads = [
+        Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0, classWeights: [1: 2.0]),
+        Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.3),
+    ]
     let batch: [Int32] = [4, 0, 7, 2, 8, 1, 5]
 
     /// Each head's gradient alone (the others weighted 0), as Double.
     private func ownGradients() throws -> [[Double]] {
         try heads.indices.map { h in
-            let only = heads.enumerated().map { k, head in var x = head; if k != h { x.weight = 0 }; return x }
+            let only = heads.enumerated().map { k, head in
+                var x = head
+                if k != h { x.weight = 0 }
+                return x
+            }
             let (step, data, _) = try tinyHeadline(heads: only, l2: [:], batch: 8)
             _ = try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
             return (0..<step.model.parameters.count).map { Double(step.model.parameters.gradients[$0]) }
@@ -26,8 +32,9 @@ final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
         let own = try ownGradients()
         let (reference, _, _) = try tinyHeadline(heads: heads, l2: [:], batch: 8)
         let d0 = HeadDiagnostics(model: reference.model, heads: heads)
-        XCTAssertEqual(d0.shared.map(\.view.name), ["embedding/embeddings", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias"],
-                       "the trunk is shared; the dense stack after the concatenation is main_output's alone")
+        XCTAssertEqual(
+            d0.shared.map(\.view.name), ["embedding/embeddings", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias"],
+            "the trunk is shared; the dense stack after the concatenation is main_output's alone")
         func expected(_ s: HeadDiagnostics.Shared) -> (norm: [Double], cos: Double, share: [Double]) {
             let r = s.view.offset..<(s.view.offset + s.view.count)
             func dot(_ a: Int, _ b: Int) -> Double { r.reduce(0) { $0 + own[a][$1] * own[b][$1] } }
@@ -38,7 +45,8 @@ final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
         for size in [1, 3] {
             let results = ResultBox()
             ThreadGroup.run(size: size) { [heads, batch] rank, comm in
-                let (step, data, _) = try! tinyHeadline(heads: heads, l2: [:], batch: (8 + size - 1) / size, communicator: comm)
+                let (step, data, _) = try! tinyHeadline(
+                    heads: heads, l2: [:], batch: (8 + size - 1) / size, communicator: comm)
                 let d = HeadDiagnostics(model: step.model, heads: heads)
                 let figures = try! batch.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: $0, data: data) }
                 if rank == 0 { results.set(figures, d.shared) }
@@ -58,8 +66,10 @@ final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
     }
 
     func testADiagnosticPassChangesNothingTheStepComputes() throws {
-        let (plain, data, _) = try tinyHeadline(heads: heads, l2: ["dense": 0.01], batch: 8, optimizer: OptimizerConfig(kind: .adam))
-        let (watched, data2, _) = try tinyHeadline(heads: heads, l2: ["dense": 0.01], batch: 8, optimizer: OptimizerConfig(kind: .adam))
+        let (plain, data, _) = try tinyHeadline(
+            heads: heads, l2: ["dense": 0.01], batch: 8, optimizer: OptimizerConfig(kind: .adam))
+        let (watched, data2, _) = try tinyHeadline(
+            heads: heads, l2: ["dense": 0.01], batch: 8, optimizer: OptimizerConfig(kind: .adam))
         let d = HeadDiagnostics(model: watched.model, heads: heads)
         for k in 0..<3 {
             let rows = Array(batch.rotated(by: k))
@@ -68,18 +78,28 @@ final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
             let b = try rows.withUnsafeBufferPointer { try watched.run(globalBatch: $0, data: data2) }
             XCTAssertEqual(a.headLossSums, b.headLossSums)
         }
-        plain.synchronize(); watched.synchronize()
-        XCTAssertEqual(plain.model.parameters.snapshot(), watched.model.parameters.snapshot(), "the same weights, bit for bit")
+        plain.synchronize()
+        watched.synchronize()
+        XCTAssertEqual(
+            plain.model.parameters.snapshot(), watched.model.parameters.snapshot(), "the same weights, bit for bit")
     }
 }
 
-private extension Array {
-    func rotated(by k: Int) -> [Element] { Array(self[(k % count)...] + self[..<(k % count)]) }
+extension Array {
+    fileprivate func rotated(by k: Int) -> [Element] { Array(self[(k % count)...] + self[..<(k % count)]) }
 }
 
 private final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private var value: ([HeadDiagnostics.TensorFigures], [HeadDiagnostics.Shared]) = ([], [])
-    func set(_ f: [HeadDiagnostics.TensorFigures], _ s: [HeadDiagnostics.Shared]) { lock.lock(); value = (f, s); lock.unlock() }
-    func get() -> ([HeadDiagnostics.TensorFigures], [HeadDiagnostics.Shared]) { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ f: [HeadDiagnostics.TensorFigures], _ s: [HeadDiagnostics.Shared]) {
+        lock.lock()
+        value = (f, s)
+        lock.unlock()
+    }
+    func get() -> ([HeadDiagnostics.TensorFigures], [HeadDiagnostics.Shared]) {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
 }

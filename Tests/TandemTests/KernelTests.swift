@@ -12,13 +12,15 @@ final class KernelTests: XCTestCase {
         for ta in [Transpose.none, .transposed] {
             for tb in [Transpose.none, .transposed] {
                 for beta: Float in [0, 1] {
-                    var a = [Float](repeating: 0, count: m * k), b = [Float](repeating: 0, count: k * n)
+                    var a = [Float](repeating: 0, count: m * k)
+                    var b = [Float](repeating: 0, count: k * n)
                     var c1 = [Float](repeating: 0, count: m * n)
                     a.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, m * k, &rng) }
                     b.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, k * n, &rng) }
                     c1.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, m * n, &rng) }
                     var c2 = c1
-                    let lda = ta == .none ? k : m, ldb = tb == .none ? n : k
+                    let lda = ta == .none ? k : m
+                    let ldb = tb == .none ? n : k
                     gemm(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: &c1, ldc: n)
                     gemmReference(ta, tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: &c2, ldc: n)
                     // Float32 sums of 9 products of values in [-1, 1]: rounding ≤ ~1e-6.
@@ -45,7 +47,8 @@ final class KernelTests: XCTestCase {
 
     func testInitialisersFollowKeras() {
         let specs = [
-            ParameterSpec(layer: "d", weight: "kernel", shape: [30, 20], initializer: .glorotUniform(fanIn: 30, fanOut: 20)),
+            ParameterSpec(
+                layer: "d", weight: "kernel", shape: [30, 20], initializer: .glorotUniform(fanIn: 30, fanOut: 20)),
             ParameterSpec(layer: "e", weight: "embeddings", shape: [50, 8], initializer: .uniform(limit: 0.05)),
             ParameterSpec(layer: "l", weight: "bias", shape: [12], initializer: .lstmBias(units: 3)),
         ]
@@ -58,7 +61,8 @@ final class KernelTests: XCTestCase {
         let e = store.value(store.view("e/embeddings")!)
         XCTAssertTrue((0..<400).allSatisfy { abs(e[$0]) <= 0.05 })
         let b = store.value(store.view("l/bias")!)
-        XCTAssertEqual((0..<12).map { b[$0] }, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], "forget gate (2nd block) starts at 1")
+        XCTAssertEqual(
+            (0..<12).map { b[$0] }, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], "forget gate (2nd block) starts at 1")
     }
 
     func testSoftmaxAndSigmoidAreStable() {
@@ -83,7 +87,8 @@ final class FastMathTests: XCTestCase {
         var worst = 0.0
         var x: Float = -12
         while x < 12 {
-            let exact = Foundation.tanh(Double(x)), got = Double(fastTanh(x))
+            let exact = Foundation.tanh(Double(x))
+            let got = Double(fastTanh(x))
             worst = max(worst, abs(got - exact) / max(abs(exact), 1e-30))
             x += 0.00037
         }
@@ -97,7 +102,9 @@ final class FastMathTests: XCTestCase {
 
 final class LSTMKernelTests: XCTestCase {
     func testVectorisedExpSigmoidTanhAgainstLibm() {
-        var worstExp = 0.0, worstTanh = 0.0, worstSigmoid = 0.0
+        var worstExp = 0.0
+        var worstTanh = 0.0
+        var worstSigmoid = 0.0
         var x: Float = -80
         while x < 80 {
             worstExp = max(worstExp, abs(Double(tandem_exp(x)) - Foundation.exp(Double(x))) / Foundation.exp(Double(x)))
@@ -126,11 +133,16 @@ final class LSTMKernelTests: XCTestCase {
                 let x = (0..<g).map { _ in Float(rng.uniform(-2, 2)) }
                 var z2 = hasInput ? zip(z1, x).map { $0 + $1 } : z1
                 let cPrev = (0..<units).map { _ in Float(rng.uniform(-2, 2)) }
-                var c1 = [Float](repeating: 0, count: units), c2 = c1, h1 = c1, h2 = c1, tc1 = c1
+                var c1 = [Float](repeating: 0, count: units)
+                var c2 = c1
+                var h1 = c1
+                var h2 = c1
+                var tc1 = c1
                 cPrev.withUnsafeBufferPointer { p in
                     x.withUnsafeBufferPointer { xs in
-                        tandem_lstm_step_forward(&z1, hasInput ? xs.baseAddress : nil, hasPrevious ? p.baseAddress : nil,
-                                                 &c1, &tc1, &h1, Int32(units))
+                        tandem_lstm_step_forward(
+                            &z1, hasInput ? xs.baseAddress : nil, hasPrevious ? p.baseAddress : nil,
+                            &c1, &tc1, &h1, Int32(units))
                     }
                     lstmStepForwardReference(&z2, hasPrevious ? p.baseAddress : nil, &c2, &h2, units: units)
                 }
@@ -140,10 +152,13 @@ final class LSTMKernelTests: XCTestCase {
                 assertClose(h1, h2.map(Double.init), atol: 1e-6, rtol: 1e-6, "h")
                 assertClose(tc1, c2.map { Double(tanhf($0)) }, atol: 1e-6, rtol: 1e-6, "tanh(c)")
                 let dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
-                var dc1 = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }, dc2 = dc1
-                var dz1 = [Float](repeating: 0, count: g), dz2 = dz1
+                var dc1 = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
+                var dc2 = dc1
+                var dz1 = [Float](repeating: 0, count: g)
+                var dz2 = dz1
                 cPrev.withUnsafeBufferPointer { p in
-                    tandem_lstm_step_backward(z2, c2.map(tanhf), hasPrevious ? p.baseAddress : nil, dh, &dc1, &dz1, Int32(units))
+                    tandem_lstm_step_backward(
+                        z2, c2.map(tanhf), hasPrevious ? p.baseAddress : nil, dh, &dc1, &dz1, Int32(units))
                     lstmStepBackwardReference(z2, c2, hasPrevious ? p.baseAddress : nil, dh, &dc2, &dz2, units: units)
                 }
                 assertClose(dz1, dz2.map(Double.init), atol: 1e-6, rtol: 1e-5, "dz")
@@ -157,14 +172,20 @@ final class LSTMKernelTests: XCTestCase {
     /// (the kernel keeps 32 lanes: whole blocks, tails, and a special value in either).
     func testBitsAndExponentScanMatchesAScalarLoop() {
         var rng = SeededGenerator(seed: 5)
-        let specials: [Float] = [0, -0.0, .leastNonzeroMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity, .nan, 3]
+        let specials: [Float] = [
+            0, -0.0, .leastNonzeroMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity, .nan, 3,
+        ]
         for n in 0...100 {
             for special in specials {
                 // A zero special goes into zeros (so −0 alone must count as set), the others into noise.
                 var x = (0..<n).map { _ in special == 0 ? 0 : Float(rng.uniform(-1e-3, 1e-3)) }
                 if n > 0 { x[Int(rng.uniform(0, Double(n) - 0.01))] = special }
-                var anyBits: UInt32 = 0, top: UInt32 = 0
-                for v in x { anyBits |= v.bitPattern; top = max(top, v.bitPattern & 0x7F80_0000) }
+                var anyBits: UInt32 = 0
+                var top: UInt32 = 0
+                for v in x {
+                    anyBits |= v.bitPattern
+                    top = max(top, v.bitPattern & 0x7F80_0000)
+                }
                 var any: UInt32 = 0
                 let exponent = tandem_bits_and_exponent(x, n, &any)
                 XCTAssertEqual(exponent, top, "n \(n), \(special)")
@@ -179,29 +200,48 @@ final class LSTMKernelTests: XCTestCase {
         func sig(_ x: Double) -> Double { 1 / (1 + Foundation.exp(-x)) }
         for units in [1, 5, 32, 37, 64] {
             let g = 3 * units
-            let x = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }, rec = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }
-            let before = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }, dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
-            var a = [Float](repeating: 0, count: g), h = [Float](repeating: 0, count: units)
+            let x = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }
+            let rec = (0..<g).map { _ in Float(rng.uniform(-4, 4)) }
+            let before = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
+            let dh = (0..<units).map { _ in Float(rng.uniform(-1, 1)) }
+            var a = [Float](repeating: 0, count: g)
+            var h = [Float](repeating: 0, count: units)
             tandem_gru_step_forward(x, rec, &a, before, &h, Int32(units))
-            var wantA = [Double](repeating: 0, count: g), wantH = [Double](repeating: 0, count: units)
+            var wantA = [Double](repeating: 0, count: g)
+            var wantH = [Double](repeating: 0, count: units)
             for j in 0..<units {
-                let z = sig(Double(x[j]) + Double(rec[j])), r = sig(Double(x[units + j]) + Double(rec[units + j]))
+                let z = sig(Double(x[j]) + Double(rec[j]))
+                let r = sig(Double(x[units + j]) + Double(rec[units + j]))
                 let hh = Foundation.tanh(Double(x[2 * units + j]) + r * Double(rec[2 * units + j]))
-                wantA[j] = z; wantA[units + j] = r; wantA[2 * units + j] = hh
+                wantA[j] = z
+                wantA[units + j] = r
+                wantA[2 * units + j] = hh
                 wantH[j] = z * Double(before[j]) + (1 - z) * hh
             }
             assertClose(a, wantA, atol: 2e-6, rtol: 2e-6, "activations, units \(units)")
             assertClose(h, wantH, atol: 2e-6, rtol: 2e-6, "h")
-            var keep = [Float](repeating: 0, count: units), dx = [Float](repeating: 0, count: g), dr = dx
+            var keep = [Float](repeating: 0, count: units)
+            var dx = [Float](repeating: 0, count: g)
+            var dr = dx
             tandem_gru_step_backward(a, rec, before, dh, &keep, &dx, &dr, Int32(units))
-            var wantKeep = [Double](repeating: 0, count: units), wantDx = [Double](repeating: 0, count: g), wantDr = wantDx
+            var wantKeep = [Double](repeating: 0, count: units)
+            var wantDx = [Double](repeating: 0, count: g)
+            var wantDr = wantDx
             for j in 0..<units {  // from the kernel's own activations, so only the backward rule is tested here
-                let z = Double(a[j]), r = Double(a[units + j]), hh = Double(a[2 * units + j]), d = Double(dh[j])
-                let daz = d * (Double(before[j]) - hh) * z * (1 - z), dah = d * (1 - z) * (1 - hh * hh)
+                let z = Double(a[j])
+                let r = Double(a[units + j])
+                let hh = Double(a[2 * units + j])
+                let d = Double(dh[j])
+                let daz = d * (Double(before[j]) - hh) * z * (1 - z)
+                let dah = d * (1 - z) * (1 - hh * hh)
                 let dar = dah * Double(rec[2 * units + j]) * r * (1 - r)
                 wantKeep[j] = d * z
-                wantDx[j] = daz; wantDr[j] = daz; wantDx[units + j] = dar; wantDr[units + j] = dar
-                wantDx[2 * units + j] = dah; wantDr[2 * units + j] = dah * r
+                wantDx[j] = daz
+                wantDr[j] = daz
+                wantDx[units + j] = dar
+                wantDr[units + j] = dar
+                wantDx[2 * units + j] = dah
+                wantDr[2 * units + j] = dah * r
             }
             assertClose(keep, wantKeep, atol: 1e-6, rtol: 1e-5, "keep")
             assertClose(dx, wantDx, atol: 1e-6, rtol: 1e-5, "dx")
@@ -215,21 +255,39 @@ final class LSTMKernelTests: XCTestCase {
     func testBatchNormalizationPassesMatchTheScalarRuleBitForBit() {
         var rng = SeededGenerator(seed: 31)
         for (rows, C) in [(1, 1), (5, 3), (7, 16), (33, 37), (64, 512)] {
-            let x = (0..<rows * C).map { _ in Float(rng.uniform(-3, 3)) }, dy = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }
-            let mean = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }, inv = (0..<C).map { _ in Float(rng.uniform(0.5, 2)) }
-            let gamma = (0..<C).map { _ in Float(rng.uniform(-2, 2)) }, beta = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }
-            let meanDy = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }, meanDyx = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }
+            let x = (0..<rows * C).map { _ in Float(rng.uniform(-3, 3)) }
+            let dy = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }
+            let mean = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }
+            let inv = (0..<C).map { _ in Float(rng.uniform(0.5, 2)) }
+            let gamma = (0..<C).map { _ in Float(rng.uniform(-2, 2)) }
+            let beta = (0..<C).map { _ in Float(rng.uniform(-1, 1)) }
+            let meanDy = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }
+            let meanDyx = (0..<C).map { _ in Float(rng.uniform(-0.1, 0.1)) }
             let scale = (0..<C).map { gamma[$0] * inv[$0] }
-            var sum = [Double](repeating: 0, count: C), sq = sum, wantSum = sum, wantSq = sum
-            var xhat = [Float](repeating: 0, count: rows * C), y = xhat, wantXhat = xhat, wantY = xhat
-            var sdy = sum, sdyx = sum, wantSdy = sum, wantSdyx = sum
-            var dx = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }, wantDx = dx
+            var sum = [Double](repeating: 0, count: C)
+            var sq = sum
+            var wantSum = sum
+            var wantSq = sum
+            var xhat = [Float](repeating: 0, count: rows * C)
+            var y = xhat
+            var wantXhat = xhat
+            var wantY = xhat
+            var sdy = sum
+            var sdyx = sum
+            var wantSdy = sum
+            var wantSdyx = sum
+            var dx = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }
+            var wantDx = dx
             for r in 0..<rows {
                 for c in 0..<C {
-                    let i = r * C + c, v = Double(x[i])
-                    wantSum[c] += v; wantSq[c] += v * v
-                    wantXhat[i] = (x[i] - mean[c]) * inv[c]; wantY[i] = wantXhat[i] * gamma[c] + beta[c]
-                    wantSdy[c] += Double(dy[i]); wantSdyx[c] += Double(dy[i] * wantXhat[i])
+                    let i = r * C + c
+                    let v = Double(x[i])
+                    wantSum[c] += v
+                    wantSq[c] += v * v
+                    wantXhat[i] = (x[i] - mean[c]) * inv[c]
+                    wantY[i] = wantXhat[i] * gamma[c] + beta[c]
+                    wantSdy[c] += Double(dy[i])
+                    wantSdyx[c] += Double(dy[i] * wantXhat[i])
                     wantDx[i] += gamma[c] * inv[c] * (dy[i] - meanDy[c] - wantXhat[i] * meanDyx[c])
                 }
             }
@@ -238,10 +296,12 @@ final class LSTMKernelTests: XCTestCase {
             tandem_bn_gradient_sums(dy, xhat, rows, Int32(C), &sdy, &sdyx)
             tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx)
             let label = "\(rows) × \(C)"
-            XCTAssertEqual(sum, wantSum, label); XCTAssertEqual(sq, wantSq, label)
+            XCTAssertEqual(sum, wantSum, label)
+            XCTAssertEqual(sq, wantSq, label)
             XCTAssertEqual(xhat.map(\.bitPattern), wantXhat.map(\.bitPattern), label)
             XCTAssertEqual(y.map(\.bitPattern), wantY.map(\.bitPattern), label)
-            XCTAssertEqual(sdy, wantSdy, label); XCTAssertEqual(sdyx, wantSdyx, label)
+            XCTAssertEqual(sdy, wantSdy, label)
+            XCTAssertEqual(sdyx, wantSdyx, label)
             XCTAssertEqual(dx.map(\.bitPattern), wantDx.map(\.bitPattern), label)
         }
     }
@@ -251,32 +311,44 @@ final class LSTMKernelTests: XCTestCase {
     func testLayerNormalizationPassesMatchTheRule() {
         var rng = SeededGenerator(seed: 37)
         for (rows, F) in [(1, 1), (3, 5), (4, 16), (5, 17), (2, 37), (3, 512)] {
-            let x = (0..<rows * F).map { _ in Float(rng.uniform(-3, 3)) }, dy = (0..<rows * F).map { _ in Float(rng.uniform(-1, 1)) }
-            let gamma = (0..<F).map { _ in Float(rng.uniform(-2, 2)) }, beta = (0..<F).map { _ in Float(rng.uniform(-1, 1)) }
+            let x = (0..<rows * F).map { _ in Float(rng.uniform(-3, 3)) }
+            let dy = (0..<rows * F).map { _ in Float(rng.uniform(-1, 1)) }
+            let gamma = (0..<F).map { _ in Float(rng.uniform(-2, 2)) }
+            let beta = (0..<F).map { _ in Float(rng.uniform(-1, 1)) }
             let eps: Float = 0.01
-            var xhat = [Float](repeating: 0, count: rows * F), y = xhat, inv = [Float](repeating: 0, count: rows)
-            var dg = [Float](repeating: 0.5, count: F), db = dg, dx = [Float](repeating: 0.25, count: rows * F)
+            var xhat = [Float](repeating: 0, count: rows * F)
+            var y = xhat
+            var inv = [Float](repeating: 0, count: rows)
+            var dg = [Float](repeating: 0.5, count: F)
+            var db = dg
+            var dx = [Float](repeating: 0.25, count: rows * F)
             tandem_ln_forward(x, rows, Int32(F), eps, gamma, beta, &xhat, &inv, &y)
             tandem_ln_backward(dy, xhat, inv, rows, Int32(F), gamma, &dg, &db, &dx)
             var dx2 = [Float](repeating: 0.25, count: rows * F)
             tandem_ln_backward(dy, xhat, inv, rows, Int32(F), gamma, nil, nil, &dx2)
             XCTAssertEqual(dx, dx2, "\(rows) × \(F): dx must not depend on whether γ/β gradients are wanted")
-            var wantDg = [Double](repeating: 0.5, count: F), wantDb = wantDg
+            var wantDg = [Double](repeating: 0.5, count: F)
+            var wantDb = wantDg
             for r in 0..<rows {
-                let row = (0..<F).map { Double(x[r * F + $0]) }, d = (0..<F).map { Double(dy[r * F + $0]) }
+                let row = (0..<F).map { Double(x[r * F + $0]) }
+                let d = (0..<F).map { Double(dy[r * F + $0]) }
                 let mean = row.reduce(0, +) / Double(F)
                 let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(F)
                 let s = 1 / (variance + Double(eps)).squareRoot()
                 let n = row.map { ($0 - mean) * s }
                 let g = (0..<F).map { d[$0] * Double(gamma[$0]) }
-                let meanG = g.reduce(0, +) / Double(F), meanGN = (0..<F).map { g[$0] * n[$0] }.reduce(0, +) / Double(F)
+                let meanG = g.reduce(0, +) / Double(F)
+                let meanGN = (0..<F).map { g[$0] * n[$0] }.reduce(0, +) / Double(F)
                 let label = "\(rows) × \(F), row \(r)"
                 XCTAssertEqual(Double(inv[r]), s, accuracy: 1e-5 * s, label)
                 for j in 0..<F {
                     XCTAssertEqual(Double(xhat[r * F + j]), n[j], accuracy: 1e-5, label)
-                    XCTAssertEqual(Double(y[r * F + j]), n[j] * Double(gamma[j]) + Double(beta[j]), accuracy: 1e-5, label)
-                    XCTAssertEqual(Double(dx[r * F + j]), 0.25 + (g[j] - meanG - n[j] * meanGN) * s, accuracy: 1e-4, label)
-                    wantDg[j] += d[j] * n[j]; wantDb[j] += d[j]
+                    XCTAssertEqual(
+                        Double(y[r * F + j]), n[j] * Double(gamma[j]) + Double(beta[j]), accuracy: 1e-5, label)
+                    XCTAssertEqual(
+                        Double(dx[r * F + j]), 0.25 + (g[j] - meanG - n[j] * meanGN) * s, accuracy: 1e-4, label)
+                    wantDg[j] += d[j] * n[j]
+                    wantDb[j] += d[j]
                 }
             }
             for j in 0..<F {

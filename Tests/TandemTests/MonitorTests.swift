@@ -16,14 +16,24 @@ final class MonitorTests: XCTestCase {
         XCTAssertEqual(f.terms.map(\.coefficient), [-1, -1e-3, 20])
         XCTAssertEqual(f.terms.map(\.name), ["loss", "val_x_loss", "acc"])
         for bad in ["", "0.5*", "a+", "x*y*z", "2*3", "val-loss*", "loss;rm"] {
-            XCTAssertThrowsError(try MonitorExpression.parse(bad), bad) { XCTAssertTrue("\($0)".contains("--monitor"), "\($0)") }
+            XCTAssertThrowsError(try MonitorExpression.parse(bad), bad) {
+                XCTAssertTrue("\($0)".contains("--monitor"), "\($0)")
+            }
         }
     }
 
     func testInferredMode() throws {
-        var head = Head(output: "main", loss: .binaryCrossentropy, weight: 1, accuracy: .init(name: "accuracy", kind: .binary))
-        head.metrics = [Metric(name: "mae", kind: .meanAbsoluteError, keras: "\"mae\""), Metric(name: "auc", kind: .auc(curve: .roc, thresholds: 200, summation: .interpolation, fromLogits: false), keras: "\"auc\"")]
-        func mode(_ s: String) throws -> MonitorOptions.Mode? { MonitorOptions.inferredMode(try MonitorExpression.parse(s), heads: [head]) }
+        var head = Head(
+            output: "main", loss: .binaryCrossentropy, weight: 1, accuracy: .init(name: "accuracy", kind: .binary))
+        head.metrics = [
+            Metric(name: "mae", kind: .meanAbsoluteError, keras: "\"mae\""),
+            Metric(
+                name: "auc", kind: .auc(curve: .roc, thresholds: 200, summation: .interpolation, fromLogits: false),
+                keras: "\"auc\""),
+        ]
+        func mode(_ s: String) throws -> MonitorOptions.Mode? {
+            MonitorOptions.inferredMode(try MonitorExpression.parse(s), heads: [head])
+        }
         XCTAssertEqual(try mode("val_loss"), .min)
         XCTAssertEqual(try mode("main_loss"), .min)
         XCTAssertEqual(try mode("val_main_accuracy"), .max)
@@ -37,8 +47,11 @@ final class MonitorTests: XCTestCase {
     /// Keras's EarlyStopping by hand: the first value is the best; strictly better resets wait;
     /// stop once wait ≥ patience, never after the first epoch.
     func testEarlyStoppingRules() {
-        func run(_ values: [Double?], _ mode: MonitorOptions.Mode, patience: Int?) -> (stoppedAfter: Int?, best: Int, improved: [Bool]) {
-            var state = MonitorState(), improved: [Bool] = []
+        func run(_ values: [Double?], _ mode: MonitorOptions.Mode, patience: Int?) -> (
+            stoppedAfter: Int?, best: Int, improved: [Bool]
+        ) {
+            var state = MonitorState()
+            var improved: [Bool] = []
             for (e, v) in values.enumerated() {
                 improved.append(state.update(v, epoch: e + 1, mode: mode))
                 if state.shouldStop(patience: patience, epoch: e + 1) { return (e + 1, state.bestEpoch, improved) }
@@ -46,15 +59,19 @@ final class MonitorTests: XCTestCase {
             return (nil, state.bestEpoch, improved)
         }
         let a = run([0.5, 0.4, 0.45, 0.41, 0.39], .min, patience: 2)
-        XCTAssertEqual(a.stoppedAfter, 4); XCTAssertEqual(a.best, 2); XCTAssertEqual(a.improved, [true, true, false, false])
+        XCTAssertEqual(a.stoppedAfter, 4)
+        XCTAssertEqual(a.best, 2)
+        XCTAssertEqual(a.improved, [true, true, false, false])
         XCTAssertEqual(run([0.5, 0.4, 0.45, 0.41, 0.39], .min, patience: 3).best, 5)
         XCTAssertEqual(run([0.5, 0.4, 0.45, 0.41, 0.39], .min, patience: nil).stoppedAfter, nil)
         XCTAssertEqual(run([0.5, 0.5], .min, patience: 1).stoppedAfter, 2, "equal is no improvement")
         XCTAssertEqual(run([0.5], .min, patience: 0).stoppedAfter, nil, "never after the first epoch")
         XCTAssertEqual(run([0.5, 0.6], .min, patience: 0).stoppedAfter, 2)
         let b = run([0.6, 0.7, 0.65, 0.7], .max, patience: 2)
-        XCTAssertEqual(b.stoppedAfter, 4); XCTAssertEqual(b.best, 2)
+        XCTAssertEqual(b.stoppedAfter, 4)
+        XCTAssertEqual(b.best, 2)
         let c = run([nil, 0.5, nil, 0.6, 0.7], .min, patience: 2)
-        XCTAssertEqual(c.best, 2, "an epoch without a value neither improves nor waits"); XCTAssertEqual(c.stoppedAfter, 5)
+        XCTAssertEqual(c.best, 2, "an epoch without a value neither improves nor waits")
+        XCTAssertEqual(c.stoppedAfter, 5)
     }
 }

@@ -22,9 +22,13 @@ final class OptimizerTests: XCTestCase {
         return out
     }
 
-    private func check(_ config: OptimizerConfig, _ expected: [[Double]], file: StaticString = #filePath, line: UInt = #line) {
+    private func check(
+        _ config: OptimizerConfig, _ expected: [[Double]], file: StaticString = #filePath, line: UInt = #line
+    ) {
         let got = twoSteps(config)
-        for s in 0..<2 { assertClose(got[s], expected[s], atol: 1e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line) }
+        for s in 0..<2 {
+            assertClose(got[s], expected[s], atol: 1e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line)
+        }
     }
 
     func testPlainSGD() {
@@ -32,26 +36,33 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testSGDMomentum() {
-        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1); c.momentum = 0.9
+        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1)
+        c.momentum = 0.9
         check(c, [[0.49, -1.21, 1.7], [0.501, -1.179, 1.28]])
     }
 
     func testSGDNesterov() {
-        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1); c.momentum = 0.9; c.nesterov = true
+        var c = OptimizerConfig(kind: .sgd, learningRate: 0.1)
+        c.momentum = 0.9
+        c.nesterov = true
         check(c, [[0.481, -1.174, 1.43], [0.5109, -1.1511, 0.902]])
     }
 
     func testAdamDefaults() {
-        check(OptimizerConfig(kind: .adam), [[0.499000032, -1.24900001, 1.999], [0.49936613, -1.24842748, 1.99806782]])
+        check(
+            OptimizerConfig(kind: .adam), [[0.499000032, -1.24900001, 1.999], [0.49936613, -1.24842748, 1.99806782]])
     }
 
     func testAdamLearningRate() {
-        check(OptimizerConfig(kind: .adam, learningRate: 0.01),
-              [[0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822]])
+        check(
+            OptimizerConfig(kind: .adam, learningRate: 0.01),
+            [[0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822]])
     }
 
     func testRMSpropEpsilonInsideTheRoot() {
-        check(OptimizerConfig(kind: .rmsprop), [[0.49683788, -1.24683773, 1.99683772], [0.499694994, -1.24725083, 1.9953633]])
+        check(
+            OptimizerConfig(kind: .rmsprop),
+            [[0.49683788, -1.24683773, 1.99683772], [0.499694994, -1.24725083, 1.9953633]])
     }
 
     func testKerasDefaults() {
@@ -62,12 +73,16 @@ final class OptimizerTests: XCTestCase {
 
     func testZeroGradientStillDecaysAdamMoments() {
         // Every parameter gets the dense rule: a zero gradient still moves w via m.
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1); defer { w.deallocate() }
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        defer { w.deallocate() }
         w.pointee = 1
         let o = Optimizer(OptimizerConfig(kind: .adam), parameterCount: 1)
-        var one: [Float] = [1]; o.step(parameters: w, gradients: &one)
-        let afterFirst = w.pointee, m1 = o.slot("m")!.pointee
-        var zero: [Float] = [0]; o.step(parameters: w, gradients: &zero)
+        var one: [Float] = [1]
+        o.step(parameters: w, gradients: &one)
+        let afterFirst = w.pointee
+        let m1 = o.slot("m")!.pointee
+        var zero: [Float] = [0]
+        o.step(parameters: w, gradients: &zero)
         XCTAssertEqual(o.slot("m")!.pointee, m1 * 0.9, accuracy: 1e-7)  // m + (0 − m)·0.1 rounds differently from 0.9·m
         XCTAssertLessThan(w.pointee, afterFirst)
     }
@@ -78,16 +93,23 @@ final class OptimizerTests: XCTestCase {
         var rng = SeededGenerator(seed: 5)
         let w0 = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
         let grads = (0..<3).map { _ in (0..<n).map { _ in Float(rng.uniform(-2, 2)) } }
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: n); defer { w.deallocate() }
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { w.deallocate() }
         w.initialize(from: w0, count: n)
         let optimizer = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
-        for g in grads { var gm = g; optimizer.step(parameters: w, gradients: &gm) }
+        for g in grads {
+            var gm = g
+            optimizer.step(parameters: w, gradients: &gm)
+        }
         for i in 0..<n {
-            var wi = Double(w0[i]), m = 0.0, v = 0.0
+            var wi = Double(w0[i])
+            var m = 0.0
+            var v = 0.0
             for (t, g) in grads.enumerated() {
                 let alpha = 0.01 * (1 - pow(0.999, Double(t + 1))).squareRoot() / (1 - pow(0.9, Double(t + 1)))
                 let gi = Double(g[i])
-                m += (gi - m) * 0.1; v += (gi * gi - v) * 0.001
+                m += (gi - m) * 0.1
+                v += (gi * gi - v) * 0.001
                 wi -= alpha * m / (v.squareRoot() + 1e-7)
             }
             // Float32 against Double over three steps of size ~0.01.
@@ -103,9 +125,14 @@ final class OptimizerTests: XCTestCase {
         let dense = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
         let lazy = Optimizer(OptimizerConfig(kind: .adam, learningRate: 0.01), parameterCount: n)
         lazy.enableDeferredRows(offset: 7, rows: 5, width: 6)
-        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n), wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { wd.deallocate(); wl.deallocate() }
-        wd.initialize(from: w0, count: n); wl.initialize(from: w0, count: n)
+        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer {
+            wd.deallocate()
+            wl.deallocate()
+        }
+        wd.initialize(from: w0, count: n)
+        wl.initialize(from: w0, count: n)
         for step in 0..<12 {
             var g = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
             for row in 0..<5 where (row + step) % 3 != 0 || row == 4 {  // row 4 never gets gradient
@@ -117,24 +144,33 @@ final class OptimizerTests: XCTestCase {
             XCTAssertEqual(g2, [Float](repeating: 0, count: n), "clear leaves the gradient zero")
             if step == 5 {  // a row read mid-way is current after catchUp
                 lazy.catchUp(row: 2, parameters: wl)
-                XCTAssertEqual(Array(UnsafeBufferPointer(start: wl + 19, count: 6)), Array(UnsafeBufferPointer(start: wd + 19, count: 6)))
+                XCTAssertEqual(
+                    Array(UnsafeBufferPointer(start: wl + 19, count: 6)),
+                    Array(UnsafeBufferPointer(start: wd + 19, count: 6)))
             }
         }
-        XCTAssertNotEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)),
-                          "some rows were deferred (else this test proves nothing)")
+        XCTAssertNotEqual(
+            Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)),
+            "some rows were deferred (else this test proves nothing)")
         lazy.catchUpAll(parameters: wl)
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)), "weights: same bits")
+        XCTAssertEqual(
+            Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)),
+            "weights: same bits")
         for slot in ["m", "v"] {
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: lazy.slot(slot)!, count: n)),
-                           Array(UnsafeBufferPointer(start: dense.slot(slot)!, count: n)), "\(slot): same bits")
+            XCTAssertEqual(
+                Array(UnsafeBufferPointer(start: lazy.slot(slot)!, count: n)),
+                Array(UnsafeBufferPointer(start: dense.slot(slot)!, count: n)), "\(slot): same bits")
         }
     }
 
     // MARK: The optimizers of docs/SPEC.md §9 (numbers from the float64 rules; Keras's apply agrees to float32)
 
     /// Steps of `config` from w0 with g1, g2 and then g3 = 0 (so AMSGrad's maximum differs from v).
-    private func steps(_ config: OptimizerConfig, _ n: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) -> [[Float]] {
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: 3); defer { w.deallocate() }
+    private func steps(
+        _ config: OptimizerConfig, _ n: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil
+    ) -> [[Float]] {
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        defer { w.deallocate() }
         w.initialize(from: [0.5, -1.25, 2.0], count: 3)
         let optimizer = Optimizer(config, parameterCount: 3, tensors: tensors)
         var out: [[Float]] = []
@@ -146,36 +182,59 @@ final class OptimizerTests: XCTestCase {
         return out
     }
 
-    private func check(_ config: OptimizerConfig, steps expected: [[Double]], tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil,
-                       file: StaticString = #filePath, line: UInt = #line) {
+    private func check(
+        _ config: OptimizerConfig, steps expected: [[Double]],
+        tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let got = steps(config, expected.count, tensors: tensors)
-        for s in expected.indices { assertClose(got[s], expected[s], atol: 2e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line) }
+        for s in expected.indices {
+            assertClose(got[s], expected[s], atol: 2e-7, rtol: 2e-6, "step \(s + 1)", file: file, line: line)
+        }
     }
 
-    private func config(_ kind: OptimizerConfig.Kind, _ lr: Double, _ edit: (inout OptimizerConfig) -> Void = { _ in }) -> OptimizerConfig {
-        var c = OptimizerConfig(kind: kind, learningRate: lr); edit(&c); return c
+    private func config(_ kind: OptimizerConfig.Kind, _ lr: Double, _ edit: (inout OptimizerConfig) -> Void = { _ in })
+        -> OptimizerConfig
+    {
+        var c = OptimizerConfig(kind: kind, learningRate: lr)
+        edit(&c)
+        return c
     }
 
     func testAMSGradDividesByTheRunningMaximum() {
-        let adam: [[Double]] = [[0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822], [0.496491251, -1.2298491, 1.97347245]]
+        let adam: [[Double]] = [
+            [0.490000316, -1.24000008, 1.99000001], [0.4936613, -1.23427478, 1.98067822],
+            [0.496491251, -1.2298491, 1.97347245],
+        ]
         check(config(.adam, 0.01), steps: adam)
-        check(config(.adam, 0.01) { $0.amsgrad = true },
-              steps: [adam[0], adam[1], [0.496489835, -1.22985132, 1.97347606]])
+        check(
+            config(.adam, 0.01) { $0.amsgrad = true },
+            steps: [adam[0], adam[1], [0.496489835, -1.22985132, 1.97347606]])
     }
 
     func testAdamWDecaysBeforeTheRule() {
         XCTAssertEqual(OptimizerConfig(kind: .adamw).weightDecay, 0.004, "Keras's default")
-        check(OptimizerConfig(kind: .adamw, learningRate: 0.01), steps: [[0.489980316, -1.23995008, 1.98992001], [0.4936217, -1.23417518, 1.98051863]])
+        check(
+            OptimizerConfig(kind: .adamw, learningRate: 0.01),
+            steps: [[0.489980316, -1.23995008, 1.98992001], [0.4936217, -1.23417518, 1.98051863]])
     }
 
     func testRMSpropMomentumAndCentered() {
-        check(config(.rmsprop, 0.01) { $0.momentum = 0.9 }, steps: [[0.468378804, -1.21837732, 1.96837723], [0.468490865, -1.19404786, 1.92517253]])
-        check(config(.rmsprop, 0.01) { $0.momentum = 0.5; $0.centered = true },
-              steps: [[0.466668518, -1.21666678, 1.96666667], [0.478933344, -1.20427366, 1.93381191]])
+        check(
+            config(.rmsprop, 0.01) { $0.momentum = 0.9 },
+            steps: [[0.468378804, -1.21837732, 1.96837723], [0.468490865, -1.19404786, 1.92517253]])
+        check(
+            config(.rmsprop, 0.01) {
+                $0.momentum = 0.5
+                $0.centered = true
+            },
+            steps: [[0.466668518, -1.21666678, 1.96666667], [0.478933344, -1.20427366, 1.93381191]])
     }
 
     func testAdagradStartsFromItsInitialAccumulator() {
-        check(config(.adagrad, 0.1), steps: [[0.469848879, -1.17155356, 1.90055097], [0.52148864, -1.18131256, 1.85602706]])
+        check(
+            config(.adagrad, 0.1),
+            steps: [[0.469848879, -1.17155356, 1.90055097], [0.52148864, -1.18131256, 1.85602706]])
     }
 
     func testAdamax() {
@@ -183,11 +242,17 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testNadamAndItsMomentumProduct() {
-        check(config(.nadam, 0.01), steps: [[0.489372133, -1.23937212, 1.98937212], [0.498188784, -1.23992442, 1.9841563]])
+        check(
+            config(.nadam, 0.01),
+            steps: [[0.489372133, -1.23937212, 1.98937212], [0.498188784, -1.23992442, 1.9841563]])
         let o = Optimizer(config(.nadam, 0.01), parameterCount: 1)
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1); defer { w.deallocate() }
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        defer { w.deallocate() }
         w.pointee = 1
-        for _ in 0..<2 { var g: [Float] = [0.5]; o.step(parameters: w, gradients: &g) }
+        for _ in 0..<2 {
+            var g: [Float] = [0.5]
+            o.step(parameters: w, gradients: &g)
+        }
         // Π_t β1(1 − ½·0.96^t) for t = 1, 2
         XCTAssertEqual(Double(o.nadamProduct), 0.9 * (1 - 0.5 * 0.96) * 0.9 * (1 - 0.5 * 0.96 * 0.96), accuracy: 1e-7)
     }
@@ -195,8 +260,9 @@ final class OptimizerTests: XCTestCase {
     func testWeightDecaySkipsFrozenTensors() {
         // SGD lr 0.1, wd 0.5: w ← w − w·0.05 − 0.1·g on trainable tensors; the first element is frozen (a moving statistic).
         check(config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.465, -1.1475, 1.6], [0.46175, -1.095125, 1.37]])
-        check(config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.49, -1.1475, 1.6], [0.51, -1.095125, 1.37]],
-              tensors: [(0, 1, false), (1, 2, true)])
+        check(
+            config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.49, -1.1475, 1.6], [0.51, -1.095125, 1.37]],
+            tensors: [(0, 1, false), (1, 2, true)])
     }
 
     func testClipnormIsPerTensorAndGlobalClipnormIsOverAll() {
@@ -204,9 +270,15 @@ final class OptimizerTests: XCTestCase {
         // second by 1/√9.16; global_clipnorm 1 scales both by 1/√9.17.
         let tensors: [(offset: Int, count: Int, trainable: Bool)] = [(0, 1, true), (1, 2, true)]
         check(config(.sgd, 1) { $0.clipnorm = 1 }, steps: [[0.4, -1.117836280, 1.008772099]], tensors: tensors)
-        check(config(.sgd, 1) { $0.globalClipnorm = 1 }, steps: [[0.466977091, -1.117908363, 1.009312720]], tensors: tensors)
-        check(config(.adam, 0.01) { $0.globalClipnorm = 1 }, steps: [[0.490000958, -1.24000024, 1.99000003], [0.495595863, -1.23530567, 1.98000005]])
-        check(config(.adam, 0.01) { $0.clipvalue = 0.3 }, steps: [[0.490000316, -1.24000011, 1.99000011], [0.4936613, -1.23461479, 1.98000018]])
+        check(
+            config(.sgd, 1) { $0.globalClipnorm = 1 }, steps: [[0.466977091, -1.117908363, 1.009312720]],
+            tensors: tensors)
+        check(
+            config(.adam, 0.01) { $0.globalClipnorm = 1 },
+            steps: [[0.490000958, -1.24000024, 1.99000003], [0.495595863, -1.23530567, 1.98000005]])
+        check(
+            config(.adam, 0.01) { $0.clipvalue = 0.3 },
+            steps: [[0.490000316, -1.24000011, 1.99000011], [0.4936613, -1.23461479, 1.98000018]])
     }
 
     func testOptimizerValuesAreChecked() {
@@ -214,7 +286,12 @@ final class OptimizerTests: XCTestCase {
             (config(.adam, -0.1), "learning_rate = -0.1"),
             (config(.sgd, 0.1) { $0.momentum = 1.5 }, "momentum = 1.5"),
             (config(.adam, 0.1) { $0.beta1 = 1 }, "beta_1 = 1.0"),
-            (config(.adam, 0.1) { $0.clipnorm = 1; $0.clipvalue = 2 }, "only one of clipnorm, global_clipnorm and clipvalue"),
+            (
+                config(.adam, 0.1) {
+                    $0.clipnorm = 1
+                    $0.clipvalue = 2
+                }, "only one of clipnorm, global_clipnorm and clipvalue"
+            ),
             (config(.adam, 0.1) { $0.weightDecay = -1 }, "weight_decay = -1.0"),
         ]
         for (c, expected) in bad {
@@ -228,12 +305,18 @@ final class OptimizerTests: XCTestCase {
         let n = 2 + 12
         var rng = SeededGenerator(seed: 4)
         let w0 = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
-        let dense = Optimizer(c, parameterCount: n), lazy = Optimizer(c, parameterCount: n)
+        let dense = Optimizer(c, parameterCount: n)
+        let lazy = Optimizer(c, parameterCount: n)
         lazy.enableDeferredRows(offset: 2, rows: 4, width: 3)
         XCTAssertTrue(lazy.defersRows)
-        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n), wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { wd.deallocate(); wl.deallocate() }
-        wd.initialize(from: w0, count: n); wl.initialize(from: w0, count: n)
+        let wd = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let wl = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer {
+            wd.deallocate()
+            wl.deallocate()
+        }
+        wd.initialize(from: w0, count: n)
+        wl.initialize(from: w0, count: n)
         for step in 0..<9 {
             var g = (0..<n).map { _ in Float(rng.uniform(-1, 1)) }
             for row in 0..<4 where (row + step) % 2 == 0 { for j in 0..<3 { g[2 + row * 3 + j] = 0 } }
@@ -244,8 +327,11 @@ final class OptimizerTests: XCTestCase {
         lazy.catchUpAll(parameters: wl)
         XCTAssertEqual(Array(UnsafeBufferPointer(start: wl, count: n)), Array(UnsafeBufferPointer(start: wd, count: n)))
         // Rules that touch every row are not deferred, and say why.
-        for (edit, why) in [({ (c: inout OptimizerConfig) in c.weightDecay = 0.1 }, "weight decay"), ({ $0.amsgrad = true }, "AMSGrad")] {
-            var other = config(.adam, 0.01); edit(&other)
+        for (edit, why) in [
+            ({ (c: inout OptimizerConfig) in c.weightDecay = 0.1 }, "weight decay"), ({ $0.amsgrad = true }, "AMSGrad"),
+        ] {
+            var other = config(.adam, 0.01)
+            edit(&other)
             let o = Optimizer(other, parameterCount: n)
             o.enableDeferredRows(offset: 2, rows: 4, width: 3)
             XCTAssertFalse(o.defersRows)
@@ -256,39 +342,77 @@ final class OptimizerTests: XCTestCase {
 
 /// Each schedule at chosen steps against the value worked out by hand from Keras's formula.
 final class LearningRateScheduleTests: XCTestCase {
-    private func check(_ s: LearningRateSchedule, _ cases: [(Int, Double)], file: StaticString = #filePath, line: UInt = #line) {
+    private func check(
+        _ s: LearningRateSchedule, _ cases: [(Int, Double)], file: StaticString = #filePath, line: UInt = #line
+    ) {
         for (step, expected) in cases {
-            XCTAssertEqual(Double(s.value(at: step)), expected, accuracy: 1e-6 * max(1, expected), "\(s.className) at step \(step)", file: file, line: line)
+            XCTAssertEqual(
+                Double(s.value(at: step)), expected, accuracy: 1e-6 * max(1, expected),
+                "\(s.className) at step \(step)", file: file, line: line)
         }
     }
 
     func testEverySchedule() {
-        check(.exponentialDecay(initial: 0.1, decaySteps: 10, decayRate: 0.5, staircase: false), [(0, 0.1), (5, 0.1 * 0.5.squareRoot()), (20, 0.025)])
+        check(
+            .exponentialDecay(initial: 0.1, decaySteps: 10, decayRate: 0.5, staircase: false),
+            [(0, 0.1), (5, 0.1 * 0.5.squareRoot()), (20, 0.025)])
         check(.exponentialDecay(initial: 0.1, decaySteps: 10, decayRate: 0.5, staircase: true), [(9, 0.1), (15, 0.05)])
         check(.inverseTimeDecay(initial: 0.1, decaySteps: 4, decayRate: 0.5, staircase: false), [(0, 0.1), (2, 0.08)])
-        check(.inverseTimeDecay(initial: 0.1, decaySteps: 4, decayRate: 0.5, staircase: true), [(3, 0.1), (6, 0.1 / 1.5)])
-        check(.piecewiseConstantDecay(boundaries: [3, 6], values: [1, 0.5, 0.1]), [(0, 1), (3, 1), (4, 0.5), (6, 0.5), (7, 0.1), (1000, 0.1)])
-        check(.polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: false), [(0, 0.1), (5, 0.0325), (10, 0.01), (20, 0.01)])
-        check(.polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: true), [(0, 0.1), (15, 0.015625)])
-        check(.cosineDecay(initial: 0.1, decaySteps: 10, alpha: 0.1, warmupTarget: nil, warmupSteps: 0), [(0, 0.1), (5, 0.055), (10, 0.01), (20, 0.01)])
-        check(.cosineDecay(initial: 0, decaySteps: 10, alpha: 0.1, warmupTarget: 1, warmupSteps: 4), [(0, 0), (2, 0.5), (4, 1), (9, 0.55), (100, 0.1)])
-        check(.cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 2, mMul: 0.5, alpha: 0), [(0, 0.1), (2, 0.05), (4, 0.05), (8, 0.025)])
-        check(.cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 1, mMul: 0.5, alpha: 0), [(4, 0.05), (6, 0.025)])
+        check(
+            .inverseTimeDecay(initial: 0.1, decaySteps: 4, decayRate: 0.5, staircase: true), [(3, 0.1), (6, 0.1 / 1.5)])
+        check(
+            .piecewiseConstantDecay(boundaries: [3, 6], values: [1, 0.5, 0.1]),
+            [(0, 1), (3, 1), (4, 0.5), (6, 0.5), (7, 0.1), (1000, 0.1)])
+        check(
+            .polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: false),
+            [(0, 0.1), (5, 0.0325), (10, 0.01), (20, 0.01)])
+        check(
+            .polynomialDecay(initial: 0.1, decaySteps: 10, end: 0.01, power: 2, cycle: true),
+            [(0, 0.1), (15, 0.015625)])
+        check(
+            .cosineDecay(initial: 0.1, decaySteps: 10, alpha: 0.1, warmupTarget: nil, warmupSteps: 0),
+            [(0, 0.1), (5, 0.055), (10, 0.01), (20, 0.01)])
+        check(
+            .cosineDecay(initial: 0, decaySteps: 10, alpha: 0.1, warmupTarget: 1, warmupSteps: 4),
+            [(0, 0), (2, 0.5), (4, 1), (9, 0.55), (100, 0.1)])
+        check(
+            .cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 2, mMul: 0.5, alpha: 0),
+            [(0, 0.1), (2, 0.05), (4, 0.05), (8, 0.025)])
+        check(
+            .cosineDecayRestarts(initial: 0.1, firstDecaySteps: 4, tMul: 1, mMul: 0.5, alpha: 0),
+            [(4, 0.05), (6, 0.025)])
     }
 
     func testKerasConfigsLoadAndBadOnesAreRefused() throws {
-        let ok = try JSONValue.parse(Array(#"{"module": "keras.optimizers.schedules", "class_name": "CosineDecay", "config": {"initial_learning_rate": 0.001, "decay_steps": 6, "alpha": 0.1, "name": "CosineDecay", "warmup_target": 0.005, "warmup_steps": 3}, "registered_name": null}"#.utf8))
+        let ok = try JSONValue.parse(
+            Array(
+                #"{"module": "keras.optimizers.schedules", "class_name": "CosineDecay", "config": {"initial_learning_rate": 0.001, "decay_steps": 6, "alpha": 0.1, "name": "CosineDecay", "warmup_target": 0.005, "warmup_steps": 3}, "registered_name": null}"#
+                    .utf8))
         let s = try LearningRateSchedule.keras(ok)
         XCTAssertEqual(s, .cosineDecay(initial: 0.001, decaySteps: 6, alpha: 0.1, warmupTarget: 0.005, warmupSteps: 3))
         XCTAssertEqual(try LearningRateSchedule.keras(s.kerasConfig), s, "written as it is read")
         let bad: [(String, String)] = [
-            (#"{"class_name": "OneCycle", "config": {}}"#, "OneCycle is not supported (ExponentialDecay, InverseTimeDecay"),
-            (#"{"class_name": "ExponentialDecay", "config": {"initial_learning_rate": -0.1, "decay_steps": 3, "decay_rate": 0.5}}"#, "initial_learning_rate = -0.1"),
-            (#"{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [3], "values": [0.1]}}"#, "one more value than boundaries"),
-            (#"{"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 0}}"#, "decay_steps = 0.0"),
+            (
+                #"{"class_name": "OneCycle", "config": {}}"#,
+                "OneCycle is not supported (ExponentialDecay, InverseTimeDecay"
+            ),
+            (
+                #"{"class_name": "ExponentialDecay", "config": {"initial_learning_rate": -0.1, "decay_steps": 3, "decay_rate": 0.5}}"#,
+                "initial_learning_rate = -0.1"
+            ),
+            (
+                #"{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [3], "values": [0.1]}}"#,
+                "one more value than boundaries"
+            ),
+            (
+                #"{"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 0}}"#,
+                "decay_steps = 0.0"
+            ),
         ]
         for (text, expected) in bad {
-            XCTAssertThrowsError(try LearningRateSchedule.keras(JSONValue.parse(Array(text.utf8)))) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+            XCTAssertThrowsError(try LearningRateSchedule.keras(JSONValue.parse(Array(text.utf8)))) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+            }
         }
     }
 }

@@ -49,7 +49,8 @@ public final class Dataset: @unchecked Sendable {
             return try NPYArray(path: p)
         }
         var counts: [(String, Int)] = []
-        var inputArrays: [NPYArray] = [], vocab: [Int?] = []
+        var inputArrays: [NPYArray] = []
+        var vocab: [Int?] = []
         for input in model.inputs {
             let array = try open("\(input.name).npy", what: "input '\(input.name)'")
             switch input.kind {
@@ -66,8 +67,10 @@ public final class Dataset: @unchecked Sendable {
             inputArrays.append(array)
             counts.append((array.path, array.rows))
         }
-        var targetArrays: [NPYArray] = [], weightArrays: [NPYArray?] = []
-        var classCounts: [Int?] = [], ignoredClasses: [Int?] = []
+        var targetArrays: [NPYArray] = []
+        var weightArrays: [NPYArray?] = []
+        var classCounts: [Int?] = []
+        var ignoredClasses: [Int?] = []
         if requireTargets {
             for head in heads {
                 guard let layer = model.output(named: head.output) else {
@@ -94,7 +97,8 @@ public final class Dataset: @unchecked Sendable {
         }
         let (firstPath, n) = counts[0]
         for (p, rows) in counts where rows != n {
-            throw TandemError.file(p, "has \(rows) rows but \(URL(fileURLWithPath: firstPath).lastPathComponent) has \(n)")
+            throw TandemError.file(
+                p, "has \(rows) rows but \(URL(fileURLWithPath: firstPath).lastPathComponent) has \(n)")
         }
         guard n > 0 else { throw TandemError.file(firstPath, "has no samples (0 rows)") }
         count = n
@@ -119,17 +123,25 @@ public final class Dataset: @unchecked Sendable {
         var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
         var result = Labels()
         for (h, head) in heads.enumerated() {
-            var labelled = 0, ignoredRows = 0, weightSum = 0.0
+            var labelled = 0
+            var ignoredRows = 0
+            var weightSum = 0.0
             for r in rows {
                 let first = targets[h].float(row: r)
                 if first.isNaN { continue }
                 labelled += 1
-                if let c = head.options.ignoreClass, first == Float(c) { ignoredRows += 1; continue }
+                if let c = head.options.ignoreClass, first == Float(c) {
+                    ignoredRows += 1
+                    continue
+                }
                 if head.reduction == .labeled {
                     targets[h].readFloats(row: r, into: &value)
                     var w: Float = 1
                     if let sw = sampleWeights[h] { sw.readFloats(row: r, into: &w) }
-                    value.withUnsafeBufferPointer { head.applyClassWeights(targets: $0.baseAddress!, columns: targets[h].rowWidth, rows: 1, weights: &w) }
+                    value.withUnsafeBufferPointer {
+                        head.applyClassWeights(
+                            targets: $0.baseAddress!, columns: targets[h].rowWidth, rows: 1, weights: &w)
+                    }
                     weightSum += Double(w)
                 }
             }
@@ -151,7 +163,10 @@ public final class Dataset: @unchecked Sendable {
         let width = rowShape.reduce(1, *)
         let ok = Array(array.shape.dropFirst()) == rowShape || (array.shape.count == 1 && width == 1)
         guard ok, array.shape.count >= 1 else {
-            throw TandemError.file(array.path, "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]")
+            throw TandemError.file(
+                array.path,
+                "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]"
+            )
         }
     }
 
@@ -163,10 +178,17 @@ public final class Dataset: @unchecked Sendable {
         for row in rows {
             for (array, vocab) in zip(inputs, vocabulary) {
                 if let vocab {
-                    if let bad = tokens.withUnsafeMutableBufferPointer({ array.readTokens(row: row, limit: vocab, into: $0.baseAddress!) }) {
-                        return .file(array.path, "row \(row), column \(bad.column): token id \(formatted(bad.value)) is outside the vocabulary [0, \(vocab))")
+                    if let bad = tokens.withUnsafeMutableBufferPointer({
+                        array.readTokens(row: row, limit: vocab, into: $0.baseAddress!)
+                    }) {
+                        return .file(
+                            array.path,
+                            "row \(row), column \(bad.column): token id \(formatted(bad.value)) is outside the vocabulary [0, \(vocab))"
+                        )
                     }
-                } else if let error = checkFinite(array, row, &floats) { return error }
+                } else if let error = checkFinite(array, row, &floats) {
+                    return error
+                }
             }
             for array in sampleWeights.compactMap({ $0 }) {
                 if let error = checkFinite(array, row, &floats) { return error }
@@ -181,7 +203,10 @@ public final class Dataset: @unchecked Sendable {
                 if id.isNaN { continue }  // no label for this head (docs/SPEC.md §10)
                 if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
                 if id.rounded() != id || id < 0 || Int(id) >= count {
-                    return .file(array.path, "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))")
+                    return .file(
+                        array.path,
+                        "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))"
+                    )
                 }
             }
         }
@@ -195,9 +220,15 @@ public final class Dataset: @unchecked Sendable {
             let missing = buffer[0].isNaN
             for j in 0..<array.rowWidth where missing ? !buffer[j].isNaN : !buffer[j].isFinite {
                 if missing || buffer[j].isNaN {
-                    return .file(array.path, "row \(row): a missing label must be NaN in every column, but column \(missing ? j : 0) is \(missing ? buffer[j] : buffer[0]) and column \(missing ? 0 : j) is NaN")
+                    return .file(
+                        array.path,
+                        "row \(row): a missing label must be NaN in every column, but column \(missing ? j : 0) is \(missing ? buffer[j] : buffer[0]) and column \(missing ? 0 : j) is NaN"
+                    )
                 }
-                return .file(array.path, "row \(row), column \(j): value \(buffer[j]) is not finite (NaN in every column marks a missing label)")
+                return .file(
+                    array.path,
+                    "row \(row), column \(j): value \(buffer[j]) is not finite (NaN in every column marks a missing label)"
+                )
             }
             return nil
         }
@@ -243,14 +274,19 @@ public final class BatchBuffers {
         }
     }
 
-    deinit { (targets + weights).forEach { $0.deallocate() }; labelled.forEach { $0.deallocate() } }
+    deinit {
+        for buffer in targets + weights { buffer.deallocate() }
+        for flags in labelled { flags.deallocate() }
+    }
 
     /// Copies samples `indices` into the model's input buffers and these buffers,
     /// applying class weights. Values were validated beforehand.
     /// `labels` (Dataset.labels over the global batch) gives each head's factor for the
     /// weight of a labelled row; rows without a label, or of the ignored class, weigh 0.
-    public func load(_ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
-                     heads: [Head], withTargets: Bool = true, labels: Labels? = nil) {
+    public func load(
+        _ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
+        heads: [Head], withTargets: Bool = true, labels: Labels? = nil
+    ) {
         rows = indices.count
         for (input, array) in zip(model.inputs, data.inputs) {
             let w = input.width
@@ -265,7 +301,9 @@ public final class BatchBuffers {
         guard withTargets else { return }
         for (h, head) in heads.enumerated() {
             let units = head.targetWidth(of: model.output(named: head.output)!)
-            let t = targets[h], w = weights[h], present = labelled[h]
+            let t = targets[h]
+            let w = weights[h]
+            let present = labelled[h]
             for (r, sample) in indices.enumerated() {
                 data.targets[h].readFloats(row: Int(sample), into: t + r * units)
                 if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: w + r) } else { w[r] = 1 }

@@ -12,11 +12,14 @@ public func generateHeadlineData(directory: String, samples: Int, config: Headli
     guard config.vocabulary >= 4 else { throw TandemError.usage("--vocab must be at least 4 for generated data") }
     try makeDirectory(directory)
     var rng = SeededGenerator(seed: seed, stream: 0xDA7A)
-    let T = config.sequenceLength, F = config.auxFeatures, V = config.vocabulary
+    let T = config.sequenceLength
+    let F = config.auxFeatures
+    let V = config.vocabulary
     let block = max(1, V / 20)  // topic 0 uses ids [0, block), topic 1 [block, 2·block)
     var tokens = [Int32](repeating: 0, count: samples * T)
     var features = [Float](repeating: 0, count: samples * F)
-    var main = [Float](repeating: 0, count: samples), aux = [Float](repeating: 0, count: samples)
+    var main = [Float](repeating: 0, count: samples)
+    var aux = [Float](repeating: 0, count: samples)
     for s in 0..<samples {
         let topic = rng.below(2)
         for t in 0..<T {
@@ -24,14 +27,21 @@ public func generateHeadlineData(directory: String, samples: Int, config: Headli
             tokens[s * T + t] = Int32(signal ? topic * block + rng.below(block) : rng.below(V))
         }
         for j in 0..<F { features[s * F + j] = Float(rng.normal()) }
-        let x0 = Double(features[s * F]), x1 = F > 1 ? Double(features[s * F + 1]) : 0
+        let x0 = Double(features[s * F])
+        let x1 = F > 1 ? Double(features[s * F + 1]) : 0
         aux[s] = Float(topic)
         main[s] = 1.5 * Double(2 * topic - 1) + 2 * x0 - x1 > 0 ? 1 : 0
     }
     func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
-    try tokens.withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: [samples, T], to: path("main_input.npy")) }
-    try features.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples, F], to: path("aux_input.npy")) }
-    try main.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples, 1], to: path("main_output.npy")) }
+    try tokens.withUnsafeBufferPointer {
+        try NPYArray.write(ints: $0, shape: [samples, T], to: path("main_input.npy"))
+    }
+    try features.withUnsafeBufferPointer {
+        try NPYArray.write(floats: $0, shape: [samples, F], to: path("aux_input.npy"))
+    }
+    try main.withUnsafeBufferPointer {
+        try NPYArray.write(floats: $0, shape: [samples, 1], to: path("main_output.npy"))
+    }
     try aux.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [samples, 1], to: path("aux_output.npy")) }
 }
 
@@ -52,11 +62,13 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
     var rng = SeededGenerator(seed: seed, stream: 0xDA7B)
     func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
     // Inputs.
-    var tokenData: [[Int32]] = [], floatData: [[Float]] = []
+    var tokenData: [[Int32]] = []
+    var floatData: [[Float]] = []
     for input in teacher.inputs {
         let n = samples * input.width
         if input.kind == .tokens {
-            let vocab = teacher.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }?.vocabulary ?? 100
+            let vocab =
+                teacher.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }?.vocabulary ?? 100
             tokenData.append((0..<n).map { _ in Int32(rng.below(vocab)) })
             floatData.append([])
         } else {
@@ -74,27 +86,36 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
             if let t = input.tokens {
                 tokenData[i].withUnsafeBufferPointer { (t).update(from: $0.baseAddress! + start * w, count: n * w) }
             } else {
-                floatData[i].withUnsafeBufferPointer { input.output.values.update(from: $0.baseAddress! + start * w, count: n * w) }
+                floatData[i].withUnsafeBufferPointer {
+                    input.output.values.update(from: $0.baseAddress! + start * w, count: n * w)
+                }
             }
         }
         teacher.forward(batch: n, training: false)
         for (o, layer) in teacher.outputs.enumerated() {
             let w = layer.output.width
-            predictions[o].withUnsafeMutableBufferPointer { ($0.baseAddress! + start * w).update(from: layer.output.values, count: n * w) }
+            predictions[o].withUnsafeMutableBufferPointer {
+                ($0.baseAddress! + start * w).update(from: layer.output.values, count: n * w)
+            }
         }
         start += n
     }
     for (i, input) in teacher.inputs.enumerated() {
         let shape = [samples] + input.output.shape
         if input.kind == .tokens {
-            try tokenData[i].withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: shape, to: path("\(input.name).npy")) }
+            try tokenData[i].withUnsafeBufferPointer {
+                try NPYArray.write(ints: $0, shape: shape, to: path("\(input.name).npy"))
+            }
         } else {
-            try floatData[i].withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(input.name).npy")) }
+            try floatData[i].withUnsafeBufferPointer {
+                try NPYArray.write(floats: $0, shape: shape, to: path("\(input.name).npy"))
+            }
         }
     }
     for head in description.heads {
         guard let o = teacher.outputs.firstIndex(where: { $0.name == head.output }) else { continue }
-        let w = teacher.outputs[o].output.width, p = predictions[o]
+        let w = teacher.outputs[o].output.width
+        let p = predictions[o]
         var targets: [Float]
         var shape = [samples, w]
         switch head.loss {
@@ -112,9 +133,12 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 return best
             }
             if head.loss == .sparseCategoricalCrossentropy {
-                targets = ids.map(Float.init); shape = [samples, 1]
+                targets = ids.map(Float.init)
+                shape = [samples, 1]
                 // With ignore_class, every fourth sample (from the second) is unlabelled.
-                if let c = head.options.ignoreClass { for s in stride(from: 1, to: samples, by: 4) { targets[s] = Float(c) } }
+                if let c = head.options.ignoreClass {
+                    for s in stride(from: 1, to: samples, by: 4) { targets[s] = Float(c) }
+                }
             } else {
                 targets = [Float](repeating: 0, count: samples * w)
                 for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }
@@ -130,7 +154,9 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 for j in 0..<w { targets[s * w + j] /= total }
             }
         }
-        try targets.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy")) }
+        try targets.withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy"))
+        }
     }
 }
 

@@ -44,7 +44,10 @@ public struct AgreedError: Error, CustomStringConvertible {
     public let message: String
     public let reporter: Bool
     public var description: String { message }
-    public init(message: String, reporter: Bool) { self.message = message; self.reporter = reporter }
+    public init(message: String, reporter: Bool) {
+        self.message = message
+        self.reporter = reporter
+    }
 }
 
 extension Communicator {
@@ -82,7 +85,10 @@ extension Communicator {
         var result: [String] = []
         for root in 0..<size {
             var bytes = [UInt8](repeating: 0, count: 256)
-            if rank == root { let t = Array(text.utf8.prefix(255)); bytes.replaceSubrange(0..<t.count, with: t) }
+            if rank == root {
+                let t = Array(text.utf8.prefix(255))
+                bytes.replaceSubrange(0..<t.count, with: t)
+            }
             try bytes.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: 256, from: root) }
             result.append(String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self))
         }

@@ -23,10 +23,12 @@ public final class MPICommunicator: Communicator {
         guard rc == MPI_SUCCESS else { throw TandemError.training("MPI_Init_thread failed (code \(rc))") }
         // Return errors to us instead of aborting inside MPI, so we can name them.
         MPI_Comm_set_errhandler(world, tandem_mpi_errors_return())
-        var r: Int32 = 0, s: Int32 = 0
+        var r: Int32 = 0
+        var s: Int32 = 0
         MPI_Comm_rank(world, &r)
         MPI_Comm_size(world, &s)
-        rank = Int(r); size = Int(s)
+        rank = Int(r)
+        size = Int(s)
     }
 
     private func check(_ rc: Int32, _ call: @autoclosure () -> String) throws {
@@ -49,8 +51,10 @@ public final class MPICommunicator: Communicator {
         repeat {
             watchdog?.enter("MPI_Allreduce", count: count, unit: "floats")
             let n = min(count - offset, Self.piece)
-            try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world),
-                      "MPI_Allreduce(SUM, \(count) floats)")
+            try check(
+                MPI_Allreduce(
+                    tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world),
+                "MPI_Allreduce(SUM, \(count) floats)")
             offset += n
         } while offset < count
     }
@@ -67,11 +71,14 @@ public final class MPICommunicator: Communicator {
                 let grown = UnsafeMutablePointer<MPI_Request?>.allocate(capacity: 2 * requestCapacity)
                 grown.update(from: requests, count: pendingRequests)
                 requests.deallocate()
-                requests = grown; requestCapacity *= 2
+                requests = grown
+                requestCapacity *= 2
             }
-            try check(MPI_Iallreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world,
-                                     requests + pendingRequests),
-                      "MPI_Iallreduce(SUM, \(n) floats)")
+            try check(
+                MPI_Iallreduce(
+                    tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_float(), tandem_mpi_sum(), world,
+                    requests + pendingRequests),
+                "MPI_Iallreduce(SUM, \(n) floats)")
             pendingRequests += 1
             offset += n
         } while offset < count
@@ -94,8 +101,9 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         watchdog?.enter("MPI_Allreduce of the figures", count: count, unit: "doubles")
-        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),
-                  "MPI_Allreduce(SUM, \(count) doubles)")
+        try check(
+            MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world),
+            "MPI_Allreduce(SUM, \(count) doubles)")
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
@@ -103,32 +111,41 @@ public final class MPICommunicator: Communicator {
         repeat {
             watchdog?.enter("MPI_Allreduce of the fixed-point gradients", count: count, unit: "int64")
             let n = min(count - offset, Self.piece / 2)
-            try check(MPI_Allreduce(tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_int64(), tandem_mpi_sum(), world),
-                      "MPI_Allreduce(SUM, \(count) int64)")
+            try check(
+                MPI_Allreduce(
+                    tandem_mpi_in_place(), buffer + offset, Int32(n), tandem_mpi_int64(), tandem_mpi_sum(), world),
+                "MPI_Allreduce(SUM, \(count) int64)")
             offset += n
         } while offset < count
     }
 
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         watchdog?.enter("MPI_Allreduce(MAX)")
-        try check(MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_max(), world),
-                  "MPI_Allreduce(MAX, \(count) doubles)")
+        try check(
+            MPI_Allreduce(tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_max(), world),
+            "MPI_Allreduce(MAX, \(count) doubles)")
     }
 
     public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
         watchdog?.enter("MPI_Allgather of the table gradient", count: count, unit: "floats per sending rank")
         if senders >= size {
-            try check(MPI_Allgather(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
-                      "MPI_Allgather(\(count) floats per rank)")
+            try check(
+                MPI_Allgather(
+                    tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, Int32(count), tandem_mpi_float(), world),
+                "MPI_Allgather(\(count) floats per rank)")
             return
         }
         if gatherLayout.count != count || gatherLayout.senders != senders {  // once: no allocation per call
-            gatherLayout = (count, senders, (0..<size).map { $0 < senders ? Int32(count) : 0 },
-                            (0..<size).map { Int32(min($0, senders) * count) })
+            gatherLayout = (
+                count, senders, (0..<size).map { $0 < senders ? Int32(count) : 0 },
+                (0..<size).map { Int32(min($0, senders) * count) }
+            )
         }
-        try check(MPI_Allgatherv(tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, gatherLayout.counts,
-                                 gatherLayout.displacements, tandem_mpi_float(), world),
-                  "MPI_Allgatherv(\(count) floats from each of \(senders) ranks)")
+        try check(
+            MPI_Allgatherv(
+                tandem_mpi_in_place(), 0, tandem_mpi_float(), buffer, gatherLayout.counts,
+                gatherLayout.displacements, tandem_mpi_float(), world),
+            "MPI_Allgatherv(\(count) floats from each of \(senders) ranks)")
     }
     private var gatherLayout: (count: Int, senders: Int, counts: [Int32], displacements: [Int32]) = (0, 0, [], [])
 
@@ -138,8 +155,9 @@ public final class MPICommunicator: Communicator {
         while offset < bytes {
             let n = min(bytes - offset, 1 << 30)
             watchdog?.enter("MPI_Bcast")
-            try check(MPI_Bcast(buffer + offset, Int32(n), tandem_mpi_uint8(), Int32(root), world),
-                      "MPI_Bcast(\(bytes) bytes from rank \(root))")
+            try check(
+                MPI_Bcast(buffer + offset, Int32(n), tandem_mpi_uint8(), Int32(root), world),
+                "MPI_Bcast(\(bytes) bytes from rank \(root))")
             offset += n
         }
     }

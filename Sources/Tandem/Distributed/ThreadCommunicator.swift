@@ -21,7 +21,8 @@ public final class ThreadGroup: @unchecked Sendable {
         let current = generation
         arrived += 1
         if arrived == size {
-            arrived = 0; generation += 1
+            arrived = 0
+            generation += 1
             condition.broadcast()
         } else {
             while generation == current { condition.wait() }
@@ -41,7 +42,10 @@ public final class ThreadGroup: @unchecked Sendable {
         let done = DispatchGroup()
         for r in 0..<size {
             let comm = comms[r]
-            let thread = Thread { body(r, comm); done.leave() }
+            let thread = Thread {
+                body(r, comm)
+                done.leave()
+            }
             thread.stackSize = 8 << 20
             done.enter()
             thread.start()
@@ -57,7 +61,10 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
     public var size: Int { group.size }
     public var description: String { "threads (\(group.size) ranks in one process)" }
 
-    init(group: ThreadGroup, rank: Int) { self.group = group; self.rank = rank }
+    init(group: ThreadGroup, rank: Int) {
+        self.group = group
+        self.rank = rank
+    }
 
     private func reduce<T>(_ buffer: UnsafeMutablePointer<T>, count: Int, _ combine: (T, T) -> T) {
         group.slots[rank] = UnsafeMutableRawPointer(buffer)
@@ -73,16 +80,25 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         group.wait()
     }
 
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws { reduce(buffer, count: count, +) }
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count, +) }
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws { reduce(buffer, count: count, &+) }
-    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws { reduce(buffer, count: count) { max($0, $1) } }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        reduce(buffer, count: count, +)
+    }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        reduce(buffer, count: count, +)
+    }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
+        reduce(buffer, count: count, &+)
+    }
+    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        reduce(buffer, count: count) { max($0, $1) }
+    }
 
     public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
         group.slots[rank] = UnsafeMutableRawPointer(buffer)
         group.wait()
         for r in 0..<min(senders, size) where r != rank {
-            (buffer + r * count).update(from: group.slots[r]!.assumingMemoryBound(to: Float.self) + r * count, count: count)
+            (buffer + r * count).update(
+                from: group.slots[r]!.assumingMemoryBound(to: Float.self) + r * count, count: count)
         }
         group.wait()
     }

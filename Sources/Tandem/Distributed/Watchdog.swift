@@ -14,8 +14,16 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     private let rank: Int
     /// Where training is, for the message ("step 12").
     public var context: String {
-        get { lock.lock(); defer { lock.unlock() }; return contextValue }
-        set { lock.lock(); contextValue = newValue; lock.unlock() }
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return contextValue
+        }
+        set {
+            lock.lock()
+            contextValue = newValue
+            lock.unlock()
+        }
     }
     private var contextValue = "start-up"
 
@@ -36,25 +44,30 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     /// `name` ("MPI_Allreduce of the gradients"), then "(count unit)" when count ≥ 0.
     @inline(__always) public func enter(_ name: StaticString, count: Int = -1, unit: StaticString = "") {
         guard timeout > 0 else { return }
-        lock.lock(); current = (name, count, unit, monotonicSeconds()); lock.unlock()
+        lock.lock()
+        current = (name, count, unit, monotonicSeconds())
+        lock.unlock()
     }
 
     @inline(__always) public func leave() {
         guard timeout > 0 else { return }
-        lock.lock(); current = nil; lock.unlock()
+        lock.lock()
+        current = nil
+        lock.unlock()
     }
 
     private func check() {
         lock.lock()
-        let state = current, where_ = contextValue
+        let state = current
+        let where_ = contextValue
         lock.unlock()
         guard let state, monotonicSeconds() - state.since > timeout else { return }
         let what = "\(state.name)" + (state.count >= 0 ? " (\(state.count) \(state.unit))" : "")
-        let message = "error: rank \(rank): \(what) at \(where_) has not completed after \(Int(timeout)) s (--collective-timeout): another rank is stalled or gone; ending the job\n"
+        let message =
+            "error: rank \(rank): \(what) at \(where_) has not completed after \(Int(timeout)) s (--collective-timeout): another rank is stalled or gone; ending the job\n"
         FileHandle.standardError.write(Data(message.utf8))
         // Not MPI_Abort: MPI may only be called from the main thread here. Ending
         // this process makes mpirun end every rank.
         kill(getpid(), SIGKILL)
     }
 }
-

@@ -20,12 +20,12 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
-        case let (.bool(x), .bool(y)): return x == y
-        case let (.int(x), .int(y)): return x == y
-        case let (.double(x), .double(y)): return x == y
-        case let (.string(x), .string(y)): return x == y
-        case let (.array(x), .array(y)): return x == y
-        case let (.object(x), .object(y)):
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.int(let x), .int(let y)): return x == y
+        case (.double(let x), .double(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.array(let x), .array(let y)): return x == y
+        case (.object(let x), .object(let y)):
             return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: return false
         }
@@ -34,35 +34,54 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     // MARK: Reading values
 
     public subscript(key: String) -> JSONValue? {
-        if case let .object(fields) = self { return fields.first { $0.0 == key }?.1 }
+        if case .object(let fields) = self { return fields.first { $0.0 == key }?.1 }
         return nil
     }
-    public var string: String? { if case let .string(s) = self { return s }; return nil }
-    public var bool: Bool? { if case let .bool(b) = self { return b }; return nil }
-    public var array: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
-    public var object: [(String, JSONValue)]? { if case let .object(o) = self { return o }; return nil }
-    public var isNull: Bool { if case .null = self { return true }; return false }
+    public var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    public var bool: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    public var array: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+    public var object: [(String, JSONValue)]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
     /// A number as Double (integers included).
     public var number: Double? {
         switch self {
-        case let .int(i): return Double(i)
-        case let .double(d): return d
+        case .int(let i): return Double(i)
+        case .double(let d): return d
         default: return nil
         }
     }
     /// An integer, or a float with an integral value (Keras sometimes writes 4.0 for 4).
     public var integer: Int? {
         switch self {
-        case let .int(i): return Int(exactly: i)
-        case let .double(d): return d.rounded() == d && abs(d) < 1e15 ? Int(d) : nil
+        case .int(let i): return Int(exactly: i)
+        case .double(let d): return d.rounded() == d && abs(d) < 1e15 ? Int(d) : nil
         default: return nil
         }
     }
 
     /// A copy with `key` set (added at the end when absent).
     public func setting(_ key: String, to value: JSONValue) -> JSONValue {
-        guard case var .object(fields) = self else { return self }
-        if let i = fields.firstIndex(where: { $0.0 == key }) { fields[i].1 = value } else { fields.append((key, value)) }
+        guard case .object(var fields) = self else { return self }
+        if let i = fields.firstIndex(where: { $0.0 == key }) {
+            fields[i].1 = value
+        } else {
+            fields.append((key, value))
+        }
         return .object(fields)
     }
 
@@ -81,23 +100,27 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     private func write(into out: inout String) {
         switch self {
         case .null: out += "null"
-        case let .bool(b): out += b ? "true" : "false"
-        case let .int(i): out += String(i)
-        case let .double(d):
-            if d.isNaN { out += "NaN" } else if d.isInfinite { out += d > 0 ? "Infinity" : "-Infinity" } else {
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            if d.isNaN {
+                out += "NaN"
+            } else if d.isInfinite {
+                out += d > 0 ? "Infinity" : "-Infinity"
+            } else {
                 var s = "\(d)"
                 if !s.contains(".") && !s.contains("e") { s += ".0" }
                 out += s
             }
-        case let .string(s): JSONValue.writeString(s, into: &out)
-        case let .array(items):
+        case .string(let s): JSONValue.writeString(s, into: &out)
+        case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += ", " }
                 item.write(into: &out)
             }
             out += "]"
-        case let .object(fields):
+        case .object(let fields):
             out += "{"
             for (i, (key, value)) in fields.enumerated() {
                 if i > 0 { out += ", " }
@@ -119,7 +142,11 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             }
         }
         out += "\""
@@ -134,7 +161,9 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         parser.skipSpace()
         let value = try parser.value(depth: 0)
         parser.skipSpace()
-        guard parser.at == data.count else { throw JSONError(message: "unexpected text after the value", offset: parser.at) }
+        guard parser.at == data.count else {
+            throw JSONError(message: "unexpected text after the value", offset: parser.at)
+        }
         return value
     }
 }
@@ -149,7 +178,10 @@ private struct Parser {
     let maxDepth: Int
     var at = 0
 
-    init(bytes: [UInt8], maxDepth: Int) { self.bytes = bytes; self.maxDepth = maxDepth }
+    init(bytes: [UInt8], maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
 
     func fail(_ message: String) -> JSONError { JSONError(message: message, offset: at) }
 
@@ -172,7 +204,10 @@ private struct Parser {
             at += 1
             var fields: [(String, JSONValue)] = []
             skipSpace()
-            if at < bytes.count && bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
+            if at < bytes.count && bytes[at] == UInt8(ascii: "}") {
+                at += 1
+                return .object(fields)
+            }
             while true {
                 skipSpace()
                 guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -184,22 +219,37 @@ private struct Parser {
                 fields.append((key, try value(depth: depth + 1)))
                 skipSpace()
                 guard at < bytes.count else { throw fail("unterminated object") }
-                if bytes[at] == UInt8(ascii: ",") { at += 1; continue }
-                if bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
+                if bytes[at] == UInt8(ascii: ",") {
+                    at += 1
+                    continue
+                }
+                if bytes[at] == UInt8(ascii: "}") {
+                    at += 1
+                    return .object(fields)
+                }
                 throw fail("expected ',' or '}'")
             }
         case UInt8(ascii: "["):
             at += 1
             var items: [JSONValue] = []
             skipSpace()
-            if at < bytes.count && bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
+            if at < bytes.count && bytes[at] == UInt8(ascii: "]") {
+                at += 1
+                return .array(items)
+            }
             while true {
                 skipSpace()
                 items.append(try value(depth: depth + 1))
                 skipSpace()
                 guard at < bytes.count else { throw fail("unterminated array") }
-                if bytes[at] == UInt8(ascii: ",") { at += 1; continue }
-                if bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
+                if bytes[at] == UInt8(ascii: ",") {
+                    at += 1
+                    continue
+                }
+                if bytes[at] == UInt8(ascii: "]") {
+                    at += 1
+                    return .array(items)
+                }
                 throw fail("expected ',' or ']'")
             }
         case UInt8(ascii: "\""):
@@ -220,11 +270,20 @@ private struct Parser {
         var isFloat = false
         while at < bytes.count {
             let c = bytes[at]
-            if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { at += 1; continue }
-            if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { isFloat = true; at += 1; continue }
+            if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") {
+                at += 1
+                continue
+            }
+            if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+                isFloat = true
+                at += 1
+                continue
+            }
             break
         }
-        guard at > start, let text = String(bytes: bytes[start..<at], encoding: .utf8) else { throw fail("unexpected character") }
+        guard at > start, let text = String(bytes: bytes[start..<at], encoding: .utf8) else {
+            throw fail("unexpected character")
+        }
         if !isFloat, let i = Int64(text) { return .int(i) }
         guard let d = Double(text) else { throw JSONError(message: "'\(text)' is not a number", offset: start) }
         return .double(d)
@@ -242,7 +301,11 @@ private struct Parser {
         }
         while at < bytes.count {
             let c = bytes[at]
-            if c == UInt8(ascii: "\"") { at += 1; try flush(); return String(scalars) }
+            if c == UInt8(ascii: "\"") {
+                at += 1
+                try flush()
+                return String(scalars)
+            }
             if c == UInt8(ascii: "\\") {
                 try flush()
                 guard at + 1 < bytes.count else { break }
@@ -257,7 +320,9 @@ private struct Parser {
                 case UInt8(ascii: "/"), UInt8(ascii: "\\"), UInt8(ascii: "\""): scalars.append(Unicode.Scalar(e))
                 case UInt8(ascii: "u"):
                     var code = try hex4()
-                    if code >= 0xD800 && code < 0xDC00, at + 1 < bytes.count, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") {
+                    if code >= 0xD800 && code < 0xDC00, at + 1 < bytes.count, bytes[at] == UInt8(ascii: "\\"),
+                        bytes[at + 1] == UInt8(ascii: "u")
+                    {
                         at += 2
                         let low = try hex4()
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
@@ -276,7 +341,9 @@ private struct Parser {
     }
 
     mutating func hex4() throws -> UInt32 {
-        guard at + 4 <= bytes.count, let s = String(bytes: bytes[at..<(at + 4)], encoding: .ascii), let v = UInt32(s, radix: 16) else {
+        guard at + 4 <= bytes.count, let s = String(bytes: bytes[at..<(at + 4)], encoding: .ascii),
+            let v = UInt32(s, radix: 16)
+        else {
             throw fail("invalid \\u escape")
         }
         at += 4

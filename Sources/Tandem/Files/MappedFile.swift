@@ -3,8 +3,9 @@
 // crash leaves the old file or the new one, never a damaged one.
 
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A file mapped read-only into memory. Pages are read only when touched,
@@ -47,7 +48,8 @@ public final class AtomicFileWriter {
     public init(path: String) throws {
         self.path = path
         let url = URL(fileURLWithPath: path)
-        temporaryPath = url.deletingLastPathComponent()
+        temporaryPath =
+            url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
         fd = open(temporaryPath, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
         guard fd >= 0 else { throw TandemError.file(path, "cannot create: \(String(cString: strerror(errno)))") }
@@ -87,7 +89,10 @@ public final class AtomicFileWriter {
         committed = true
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let dfd = open(folder, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
     }
 
     /// Writes `data` to `path` atomically.

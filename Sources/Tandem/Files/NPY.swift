@@ -6,7 +6,10 @@ import Foundation
 
 /// Element types Tandem reads from .npy files.
 public enum NPYType: String, Sendable {
-    case int32 = "<i4", int64 = "<i8", float32 = "<f4", float64 = "<f8"
+    case int32 = "<i4"
+    case int64 = "<i8"
+    case float32 = "<f4"
+    case float64 = "<f8"
     var size: Int { self == .int32 || self == .float32 ? 4 : 8 }
     var isInteger: Bool { self == .int32 || self == .int64 }
 }
@@ -34,7 +37,8 @@ public final class NPYArray: @unchecked Sendable {
         }
         let expected = elements * type.size
         if available < expected {
-            throw TandemError.file(path, "truncated: shape \(shape) needs \(expected) bytes of data, the file has \(available)")
+            throw TandemError.file(
+                path, "truncated: shape \(shape) needs \(expected) bytes of data, the file has \(available)")
         }
     }
 
@@ -45,12 +49,16 @@ public final class NPYArray: @unchecked Sendable {
             throw TandemError.file(file.path, "not a .npy file (bad magic)")
         }
         let major = p[6]
-        let headerLength: Int, start: Int
+        let headerLength: Int
+        let start: Int
         switch major {
-        case 1: headerLength = Int(p[8]) | Int(p[9]) << 8; start = 10
+        case 1:
+            headerLength = Int(p[8]) | Int(p[9]) << 8
+            start = 10
         case 2, 3:
             guard file.size >= 12 else { throw TandemError.file(file.path, "truncated header") }
-            headerLength = Int(p[8]) | Int(p[9]) << 8 | Int(p[10]) << 16 | Int(p[11]) << 24; start = 12
+            headerLength = Int(p[8]) | Int(p[9]) << 8 | Int(p[10]) << 16 | Int(p[11]) << 24
+            start = 12
         default: throw TandemError.file(file.path, "unsupported .npy version \(major)")
         }
         guard start + headerLength <= file.size else { throw TandemError.file(file.path, "truncated header") }
@@ -69,7 +77,8 @@ public final class NPYArray: @unchecked Sendable {
         var descr = String(descrField[descrField.index(after: descrField.startIndex)..<close])
         if descr.hasPrefix("=") || descr.hasPrefix("|") { descr = "<" + descr.dropFirst() }  // native = little here
         guard let type = NPYType(rawValue: descr) else {
-            throw TandemError.file(file.path, "dtype '\(descr)' is not supported (need little-endian int32, int64, float32 or float64)")
+            throw TandemError.file(
+                file.path, "dtype '\(descr)' is not supported (need little-endian int32, int64, float32 or float64)")
         }
         let fortran = try field("fortran_order")
         let shapeField = try field("shape")
@@ -104,7 +113,8 @@ public final class NPYArray: @unchecked Sendable {
     }
 
     public func readFloats(row: Int, into out: UnsafeMutablePointer<Float>) {
-        let w = rowWidth, base = row * w
+        let w = rowWidth
+        let base = row * w
         switch type {
         case .float32: out.update(from: (data + base * 4).assumingMemoryBound(to: Float.self), count: w)
         case .float64:
@@ -122,8 +132,10 @@ public final class NPYArray: @unchecked Sendable {
     /// Row `row` as Int32 into `out[0..<rowWidth]`. Returns the first column
     /// whose value is not a whole number in [0, limit), or nil when all are.
     @inline(__always)
-    public func readTokens(row: Int, limit: Int, into out: UnsafeMutablePointer<Int32>) -> (column: Int, value: Double)? {
-        let w = rowWidth, base = row * w
+    public func readTokens(row: Int, limit: Int, into out: UnsafeMutablePointer<Int32>) -> (column: Int, value: Double)?
+    {
+        let w = rowWidth
+        let base = row * w
         var bad: (Int, Double)?
         func check(_ j: Int, _ v: Double) {
             if bad == nil && !(v >= 0 && v < Double(limit) && v.rounded() == v) { bad = (j, v) }
@@ -131,17 +143,28 @@ public final class NPYArray: @unchecked Sendable {
         switch type {
         case .int32:
             let s = (data + base * 4).assumingMemoryBound(to: Int32.self)
-            for j in 0..<w { let v = s[j]; out[j] = v; if v < 0 || Int(v) >= limit { check(j, Double(v)) } }
+            for j in 0..<w {
+                let v = s[j]
+                out[j] = v
+                if v < 0 || Int(v) >= limit { check(j, Double(v)) }
+            }
         case .int64:
             let s = (data + base * 8).assumingMemoryBound(to: Int64.self)
             for j in 0..<w {
                 let v = s[j]
-                if v < 0 || v >= Int64(limit) { check(j, Double(v)); out[j] = 0 } else { out[j] = Int32(v) }
+                if v < 0 || v >= Int64(limit) {
+                    check(j, Double(v))
+                    out[j] = 0
+                } else {
+                    out[j] = Int32(v)
+                }
             }
         case .float32, .float64:
             for j in 0..<w {
-                let v = type == .float32 ? Double((data + (base + j) * 4).load(as: Float.self))
-                                         : (data + (base + j) * 8).load(as: Double.self)
+                let v =
+                    type == .float32
+                    ? Double((data + (base + j) * 4).load(as: Float.self))
+                    : (data + (base + j) * 8).load(as: Double.self)
                 check(j, v)
                 out[j] = bad == nil ? Int32(v) : 0
             }

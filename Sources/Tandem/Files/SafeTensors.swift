@@ -10,13 +10,20 @@ public struct SafeTensorsEntry {
     public let shape: [Int]
     public let values: UnsafePointer<Float>
     public init(name: String, shape: [Int], values: UnsafePointer<Float>) {
-        self.name = name; self.shape = shape; self.values = values
+        self.name = name
+        self.shape = shape
+        self.values = values
     }
 }
 
 /// A memory-mapped, validated safetensors file.
 public final class SafeTensorsFile {
-    public struct Info { public let dtype: String; public let shape: [Int]; let begin: Int; let end: Int }
+    public struct Info {
+        public let dtype: String
+        public let shape: [Int]
+        let begin: Int
+        let end: Int
+    }
     public let file: MappedFile
     public let tensors: [String: Info]
     public let metadata: [String: String]
@@ -29,7 +36,8 @@ public final class SafeTensorsFile {
         // Compare as UInt64: a corrupt length may not even fit an Int.
         let rawLength = file.bytes.loadUnaligned(as: UInt64.self).littleEndian
         guard rawLength > 0, rawLength <= UInt64(file.size - 8), rawLength < 100_000_000 else {
-            throw TandemError.file(path, "not a safetensors file (header length \(rawLength) does not fit the file of \(file.size) bytes)")
+            throw TandemError.file(
+                path, "not a safetensors file (header length \(rawLength) does not fit the file of \(file.size) bytes)")
         }
         let headerLength = Int(rawLength)
         dataStart = 8 + headerLength
@@ -42,13 +50,16 @@ public final class SafeTensorsFile {
         let dataSize = file.size - dataStart
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: String] else { throw TandemError.file(path, "__metadata__ must map strings to strings") }
+                guard let m = value as? [String: String] else {
+                    throw TandemError.file(path, "__metadata__ must map strings to strings")
+                }
                 meta = m
                 continue
             }
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int],
-                  offsets.count == 2 else {
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int],
+                offsets.count == 2
+            else {
                 throw TandemError.file(path, "corrupt header entry for tensor '\(name)'")
             }
             let itemSize: Int
@@ -59,8 +70,12 @@ public final class SafeTensorsFile {
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard let elements = checkedProduct(shape), elements <= dataSize, begin >= 0, end >= begin, end <= dataSize,
-                  end - begin == elements * itemSize else {
-                throw TandemError.file(path, "tensor '\(name)' has data offsets \(offsets) that do not fit its shape \(shape) or the file (truncated?)")
+                end - begin == elements * itemSize
+            else {
+                throw TandemError.file(
+                    path,
+                    "tensor '\(name)' has data offsets \(offsets) that do not fit its shape \(shape) or the file (truncated?)"
+                )
             }
             infos[name] = Info(dtype: dtype, shape: shape, begin: begin, end: end)
         }
@@ -90,7 +105,8 @@ public final class SafeTensorsFile {
         var offset = 0
         for entry in entries {
             let bytes = entry.shape.reduce(1, *) * 4
-            header[entry.name] = ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            header[entry.name] =
+                ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

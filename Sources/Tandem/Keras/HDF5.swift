@@ -46,7 +46,10 @@ final class HDF5Reader {
             let type = tandem_h5_link_type(file, prefix)
             if type < 0 { return false }
             guard type == Int32(H5L_TYPE_HARD.rawValue) else {
-                throw TandemError.file(source, "'\(prefix)' is \(type == Int32(H5L_TYPE_SOFT.rawValue) ? "a soft" : "an external") link; links are never followed")
+                throw TandemError.file(
+                    source,
+                    "'\(prefix)' is \(type == Int32(H5L_TYPE_SOFT.rawValue) ? "a soft" : "an external") link; links are never followed"
+                )
             }
         }
         return true
@@ -77,11 +80,15 @@ final class HDF5Reader {
             }
             let type = H5Dget_type(d)
             defer { H5Tclose(type) }
-            guard H5Tget_class(type) == H5T_FLOAT else { throw TandemError.file(source, "'\(path)' is not floating point") }
+            guard H5Tget_class(type) == H5T_FLOAT else {
+                throw TandemError.file(source, "'\(path)' is not floating point")
+            }
             // The buffer is sized from the model's shape, which the file's matches: nothing here
             // is sized from the file.
             guard expected.reduce(1, *) > 0 else { return }
-            guard H5Dread(d, tandem_h5_native_float(), tandem_h5s_all(), tandem_h5s_all(), tandem_h5_default(), out) >= 0 else {
+            guard
+                H5Dread(d, tandem_h5_native_float(), tandem_h5s_all(), tandem_h5s_all(), tandem_h5_default(), out) >= 0
+            else {
                 throw TandemError.file(source, "'\(path)': the data could not be read (corrupt)")
             }
         }
@@ -90,9 +97,12 @@ final class HDF5Reader {
     /// Reads an integer scalar (the optimizer's `iterations`).
     func readInteger(_ path: String) throws -> Int64 {
         try withDataset(path) { d in
-            guard try dims(d, path).reduce(1, *) == 1 else { throw TandemError.file(source, "'\(path)' is not a scalar") }
+            guard try dims(d, path).reduce(1, *) == 1 else {
+                throw TandemError.file(source, "'\(path)' is not a scalar")
+            }
             var v: Int64 = 0
-            guard H5Dread(d, tandem_h5_native_int64(), tandem_h5s_all(), tandem_h5s_all(), tandem_h5_default(), &v) >= 0 else {
+            guard H5Dread(d, tandem_h5_native_int64(), tandem_h5s_all(), tandem_h5s_all(), tandem_h5_default(), &v) >= 0
+            else {
                 throw TandemError.file(source, "'\(path)': the value could not be read")
             }
             return v
@@ -110,10 +120,13 @@ final class HDF5Reader {
         defer { H5Dclose(d) }
         let plist = H5Dget_create_plist(d)
         defer { H5Pclose(plist) }
-        if H5Pget_external_count(plist) > 0 { throw TandemError.file(source, "'\(path)' uses external storage, which is never followed") }
+        if H5Pget_external_count(plist) > 0 {
+            throw TandemError.file(source, "'\(path)' uses external storage, which is never followed")
+        }
         let layout = H5Pget_layout(plist)
         guard layout == H5D_CONTIGUOUS || layout == H5D_CHUNKED || layout == H5D_COMPACT else {
-            throw TandemError.file(source, "'\(path)' is a virtual dataset or has an unknown layout; only plain datasets are read")
+            throw TandemError.file(
+                source, "'\(path)' is a virtual dataset or has an unknown layout; only plain datasets are read")
         }
         return try body(d)
     }
@@ -125,7 +138,9 @@ final class HDF5Reader {
         let rank = H5Sget_simple_extent_ndims(space)
         guard rank >= 0 && rank <= 8 else { throw TandemError.file(source, "'\(path)': rank \(rank) is not supported") }
         var dims = [hsize_t](repeating: 0, count: Int(max(rank, 1)))
-        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else { throw TandemError.file(source, "'\(path)': unreadable shape") }
+        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else {
+            throw TandemError.file(source, "'\(path)': unreadable shape")
+        }
         let shape = dims.prefix(Int(rank)).map { Int(clamping: $0) }
         guard checkedProduct(shape).map({ $0 <= 1 << 34 }) ?? false else {
             throw TandemError.file(source, "'\(path)': shape \(shape) is too large")
@@ -179,7 +194,9 @@ final class HDF5Writer {
 
     /// A float32 dataset at `path` (shape [] for a scalar).
     func floats(_ path: String, shape: [Int], values: UnsafePointer<Float>) throws {
-        try dataset(path, shape: shape, fileType: tandem_h5_ieee_f32le(), memoryType: tandem_h5_native_float(), values: UnsafeRawPointer(values))
+        try dataset(
+            path, shape: shape, fileType: tandem_h5_ieee_f32le(), memoryType: tandem_h5_native_float(),
+            values: UnsafeRawPointer(values))
     }
 
     /// An int64 scalar at `path`.
@@ -188,7 +205,9 @@ final class HDF5Writer {
         try dataset(path, shape: [], fileType: tandem_h5_std_i64le(), memoryType: tandem_h5_native_int64(), values: &v)
     }
 
-    private func dataset(_ path: String, shape: [Int], fileType: hid_t, memoryType: hid_t, values: UnsafeRawPointer) throws {
+    private func dataset(_ path: String, shape: [Int], fileType: hid_t, memoryType: hid_t, values: UnsafeRawPointer)
+        throws
+    {
         if let slash = path.lastIndex(of: "/") { try group(String(path[..<slash])) }
         var dims = shape.map { hsize_t($0) }
         let space = shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil)

@@ -42,31 +42,44 @@ public final class KerasArchive {
             throw TandemError.file(path, "not a .keras archive (not a readable zip file)")
         }
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
-        var config: [UInt8]?, weights: [UInt8]?
+        var config: [UInt8]?
+        var weights: [UInt8]?
         for entry in archive {
             let name = entry.path
-            if name.hasPrefix("/") || name.hasPrefix("\\") || name.split(whereSeparator: { $0 == "/" || $0 == "\\" }).contains("..") {
-                throw TandemError.file(path, "the archive holds a member named '\(name)' (an absolute path or '..'); refusing it")
+            if name.hasPrefix("/") || name.hasPrefix("\\")
+                || name.split(whereSeparator: { $0 == "/" || $0 == "\\" }).contains("..")
+            {
+                throw TandemError.file(
+                    path, "the archive holds a member named '\(name)' (an absolute path or '..'); refusing it")
             }
             guard name == "config.json" || name == "model.weights.h5" else { continue }
             let size = entry.uncompressedSize
-            guard size <= KerasArchive.memberLimit, size <= max(fileSize, 1) * KerasArchive.expansionLimit || size < 1 << 20 else {
-                throw TandemError.file(path, "member \(name) claims \(size) bytes from a \(fileSize)-byte archive; refusing to unpack it")
+            guard size <= KerasArchive.memberLimit,
+                size <= max(fileSize, 1) * KerasArchive.expansionLimit || size < 1 << 20
+            else {
+                throw TandemError.file(
+                    path, "member \(name) claims \(size) bytes from a \(fileSize)-byte archive; refusing to unpack it")
             }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(min(size, 1 << 30)))
             do {
                 _ = try archive.extract(entry) { chunk in
-                    guard UInt64(bytes.count + chunk.count) <= size else { throw TandemError.file(path, "member \(name) is longer than its header says") }
+                    guard UInt64(bytes.count + chunk.count) <= size else {
+                        throw TandemError.file(path, "member \(name) is longer than its header says")
+                    }
                     bytes.append(contentsOf: chunk)
                 }
             } catch let e as TandemError { throw e } catch {
                 throw TandemError.file(path, "member \(name) is corrupt (\(error))")
             }
-            guard UInt64(bytes.count) == size else { throw TandemError.file(path, "member \(name) is shorter than its header says") }
+            guard UInt64(bytes.count) == size else {
+                throw TandemError.file(path, "member \(name) is shorter than its header says")
+            }
             if name == "config.json" { config = bytes } else { weights = bytes }
         }
-        guard let config else { throw TandemError.file(path, "the archive has no config.json (is it a .keras file saved by Keras 3?)") }
+        guard let config else {
+            throw TandemError.file(path, "the archive has no config.json (is it a .keras file saved by Keras 3?)")
+        }
         guard let weights else { throw TandemError.file(path, "the archive has no model.weights.h5") }
         configBytes = config
         weightsBytes = weights
@@ -79,7 +92,9 @@ public final class KerasArchive {
 
     /// The weights file, opened on first use (HDF5 copies the image, so once).
     func weights() throws -> HDF5Reader? {
-        if opened == nil, let bytes = weightsBytes { opened = try HDF5Reader(bytes: bytes, source: path + " (model.weights.h5)") }
+        if opened == nil, let bytes = weightsBytes {
+            opened = try HDF5Reader(bytes: bytes, source: path + " (model.weights.h5)")
+        }
         return opened
     }
     private var opened: HDF5Reader?
@@ -89,7 +104,9 @@ extension ModelDescription {
     /// Reads every weight of `store` from `file` (names and shapes checked) —
     /// what Keras's load_model reads into the same model.
     public func loadWeights(_ store: ParameterStore, from archive: KerasArchive) throws {
-        guard let file = try archive.weights() else { throw TandemError.file(archive.path, "the archive has no model.weights.h5") }
+        guard let file = try archive.weights() else {
+            throw TandemError.file(archive.path, "the archive has no model.weights.h5")
+        }
         for (layer, className, group) in weightGroups {
             let config = nodes.first { $0.layer == layer }?.config ?? .null
             for v in ModelDescription.kerasVariables(className: className, layer: layer, config: config) {
@@ -100,7 +117,10 @@ extension ModelDescription {
                 // Exactly the variables the class has (Keras fails on a missing or an extra one too).
                 let count = try file.childCount("layers/\(group)/\(v.path)") ?? (v.names.isEmpty ? 0 : -1)
                 if count != v.names.count {
-                    throw TandemError.file(file.source, "layer '\(layer)' (layers/\(group)/\(v.path)) holds \(count < 0 ? "no" : String(count)) variable\(count == 1 ? "" : "s"), \(className) needs \(v.names.count)")
+                    throw TandemError.file(
+                        file.source,
+                        "layer '\(layer)' (layers/\(group)/\(v.path)) holds \(count < 0 ? "no" : String(count)) variable\(count == 1 ? "" : "s"), \(className) needs \(v.names.count)"
+                    )
                 }
             }
         }
@@ -111,11 +131,16 @@ extension ModelDescription {
     /// one `gradient_accumulator` per trainable variable (`accumulatorCount`), groups of slots, each
     /// group interleaved per trainable variable (Adam's momentum, velocity), groups in turn;
     /// then Nadam's scalar `_u_product`.
-    static func kerasSlots(_ config: OptimizerConfig) -> (groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int) {
+    static func kerasSlots(_ config: OptimizerConfig) -> (
+        groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int
+    ) {
         let leading = config.schedule == nil ? 2 : 1
         switch config.kind {
         case .adam, .adamw:
-            return ([[("momentum", "m"), ("velocity", "v")]] + (config.amsgrad ? [[("velocity_hat", "velocity_hat")]] : []), leading, 0)
+            return (
+                [[("momentum", "m"), ("velocity", "v")]] + (config.amsgrad ? [[("velocity_hat", "velocity_hat")]] : []),
+                leading, 0
+            )
         case .nadam: return ([[("momentum", "m"), ("velocity", "v")]], leading, 1)
         case .adamax: return ([[("momentum", "m"), ("norm", "u")]], leading, 0)
         case .sgd, .rmsprop, .adagrad:
@@ -130,9 +155,13 @@ extension ModelDescription {
     /// With gradient accumulation the archive's `gradient_accumulator` values are read into
     /// `accumulator` (the gradient arena's layout); an archive saved without them (or a run
     /// without accumulation) leaves it, or skips them.
-    public func loadOptimizerState(_ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive,
-                                   accumulator: UnsafeMutablePointer<Float>? = nil) throws -> (iterations: Int?, note: String?) {
-        guard let file = try archive.weights(), let count = try file.childCount("optimizer/vars") else { return (nil, nil) }
+    public func loadOptimizerState(
+        _ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive,
+        accumulator: UnsafeMutablePointer<Float>? = nil
+    ) throws -> (iterations: Int?, note: String?) {
+        guard let file = try archive.weights(), let count = try file.childCount("optimizer/vars") else {
+            return (nil, nil)
+        }
         let variables = trainableVariables
         let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
         let withoutAccumulators = leading + groups.reduce(0) { $0 + $1.count } * variables.count + scalars
@@ -144,15 +173,24 @@ extension ModelDescription {
         let hasAccumulators = count == withoutAccumulators + variables.count
         guard count == withoutAccumulators || hasAccumulators else {
             let expected = withoutAccumulators + (optimizer.stepsPerUpdate > 1 ? variables.count : 0)
-            return (nil, "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue) on this model needs \(expected); starting the optimizer afresh (as Keras does)")
+            return (
+                nil,
+                "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue) on this model needs \(expected); starting the optimizer afresh (as Keras does)"
+            )
         }
         let iterations = try file.readInteger("optimizer/vars/0")
-        guard iterations >= 0 && iterations < Int64(Int32.max) else { throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range") }
+        guard iterations >= 0 && iterations < Int64(Int32.max) else {
+            throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range")
+        }
         var index = leading
-        func path() -> String { defer { index += 1 }; return "optimizer/vars/\(index)" }
+        func path() -> String {
+            defer { index += 1 }
+            return "optimizer/vars/\(index)"
+        }
         if hasAccumulators {
             for name in variables {
-                let view = store.view(name)!, target = path()
+                let view = store.view(name)!
+                let target = path()
                 if optimizer.stepsPerUpdate > 1, let accumulator {
                     try file.readFloats(target, shape: view.shape, into: accumulator + view.offset)
                 }
@@ -161,13 +199,17 @@ extension ModelDescription {
         for group in groups {
             for name in variables {
                 let view = store.view(name)!
-                for s in group { try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset) }
+                for s in group {
+                    try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset)
+                }
             }
         }
         if scalars == 1 {
             var product: Float = 0
             try file.readFloats(path(), shape: [], into: &product)
-            guard product.isFinite else { throw TandemError.file(file.source, "Nadam's momentum product \(product) is not finite") }
+            guard product.isFinite else {
+                throw TandemError.file(file.source, "Nadam's momentum product \(product) is not finite")
+            }
             optimizer.nadamProduct = product
         }
         return (Int(iterations), nil)
@@ -178,9 +220,11 @@ extension ModelDescription {
     public func configWithCompile(heads: [Head], optimizer: OptimizerConfig?) -> JSONValue {
         var compile = config["compile_config"] ?? .object([])
         if compile.object == nil || compile.object!.isEmpty {
-            compile = .object([("optimizer", .null), ("loss", .null), ("loss_weights", .null), ("metrics", .null),
-                               ("weighted_metrics", .null), ("run_eagerly", .bool(false)), ("steps_per_execution", .int(1)),
-                               ("jit_compile", .bool(false))])
+            compile = .object([
+                ("optimizer", .null), ("loss", .null), ("loss_weights", .null), ("metrics", .null),
+                ("weighted_metrics", .null), ("run_eagerly", .bool(false)), ("steps_per_execution", .int(1)),
+                ("jit_compile", .bool(false)),
+            ])
         }
         let names = outputNames
         // A dict by output name; a single-output model (Sequential too) takes plain values,
@@ -191,15 +235,22 @@ extension ModelDescription {
             return .object(heads.map { h in (names[outputs.firstIndex(of: h.output)!], value(h)) })
         }
         compile = compile.setting("loss", to: byOutput(kerasLoss))
-        compile = compile.setting("loss_weights", to: single ? .array([.double(heads[0].weight)]) : byOutput { .double($0.weight) })
+        compile = compile.setting(
+            "loss_weights", to: single ? .array([.double(heads[0].weight)]) : byOutput { .double($0.weight) })
         // Each metric as the compile config wrote it (validated when it was read).
         func written(_ m: Metric) -> JSONValue { (try? JSONValue.parse(Array(m.keras.utf8))) ?? .string(m.name) }
-        compile = compile.setting("metrics", to: byOutput { h in
-            .array((h.accuracy.map { a in [a.keras.flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .string(a.name)] } ?? [])
-                   + h.metrics.filter { !$0.weighted }.map(written))
-        })
+        compile = compile.setting(
+            "metrics",
+            to: byOutput { h in
+                .array(
+                    (h.accuracy.map { a in [a.keras.flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .string(a.name)]
+                    } ?? [])
+                        + h.metrics.filter { !$0.weighted }.map(written))
+            })
         let weighted = heads.contains { $0.metrics.contains(where: \.weighted) }
-        compile = compile.setting("weighted_metrics", to: weighted ? byOutput { h in .array(h.metrics.filter(\.weighted).map(written)) } : .null)
+        compile = compile.setting(
+            "weighted_metrics",
+            to: weighted ? byOutput { h in .array(h.metrics.filter(\.weighted).map(written)) } : .null)
         if let optimizer { compile = compile.setting("optimizer", to: kerasOptimizer(optimizer)) }
         return config.setting("compile_config", to: compile)
     }
@@ -207,7 +258,9 @@ extension ModelDescription {
     /// A head's loss as Keras serialises it: the name when it has Keras's defaults, else the object.
     private func kerasLoss(_ h: Head) -> JSONValue {
         if !h.fromLogits && h.options == LossOptions() { return .string(h.loss.rawValue) }
-        var fields: [(String, JSONValue)] = [("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size"))]
+        var fields: [(String, JSONValue)] = [
+            ("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size")),
+        ]
         let o = h.options
         for key in KerasCompile.lossArguments[h.loss] ?? [] {
             switch key {
@@ -243,30 +296,48 @@ extension ModelDescription {
     func kerasOptimizer(_ o: OptimizerConfig) -> JSONValue {
         func optional(_ x: Double?) -> JSONValue { x.map { .double($0) } ?? .null }
         let names: [OptimizerConfig.Kind: (String, String)] = [
-            .sgd: ("SGD", "SGD"), .adam: ("Adam", "adam"), .adamw: ("AdamW", "adam_w"), .rmsprop: ("RMSprop", "rm_sprop"),
-            .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam")]
+            .sgd: ("SGD", "SGD"), .adam: ("Adam", "adam"), .adamw: ("AdamW", "adam_w"),
+            .rmsprop: ("RMSprop", "rm_sprop"),
+            .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam"),
+        ]
         let (className, name) = names[o.kind]!
         var fields: [(String, JSONValue)] = [
-            ("name", .string(name)), ("learning_rate", o.schedule?.kerasConfig ?? .double(Double(Float(o.learningRate)))),
-            ("weight_decay", optional(o.weightDecay)), ("clipnorm", optional(o.clipnorm)), ("global_clipnorm", optional(o.globalClipnorm)),
-            ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)), ("ema_overwrite_frequency", .null),
+            ("name", .string(name)),
+            ("learning_rate", o.schedule?.kerasConfig ?? .double(Double(Float(o.learningRate)))),
+            ("weight_decay", optional(o.weightDecay)), ("clipnorm", optional(o.clipnorm)),
+            ("global_clipnorm", optional(o.globalClipnorm)),
+            ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)),
+            ("ema_overwrite_frequency", .null),
             ("loss_scale_factor", .null),
-            ("gradient_accumulation_steps", o.gradientAccumulationSteps.map { .int(Int64($0)) } ?? .null)]
+            ("gradient_accumulation_steps", o.gradientAccumulationSteps.map { .int(Int64($0)) } ?? .null),
+        ]
         switch o.kind {
         case .sgd: fields += [("momentum", .double(o.momentum)), ("nesterov", .bool(o.nesterov))]
         case .adam, .adamw:
-            fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)), ("amsgrad", .bool(o.amsgrad))]
+            fields += [
+                ("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)),
+                ("amsgrad", .bool(o.amsgrad)),
+            ]
         case .rmsprop:
-            fields += [("rho", .double(o.rho)), ("momentum", .double(o.momentum)), ("epsilon", .double(o.epsilon)), ("centered", .bool(o.centered))]
-        case .adagrad: fields += [("initial_accumulator_value", .double(o.initialAccumulatorValue)), ("epsilon", .double(o.epsilon))]
-        case .adamax, .nadam: fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
+            fields += [
+                ("rho", .double(o.rho)), ("momentum", .double(o.momentum)), ("epsilon", .double(o.epsilon)),
+                ("centered", .bool(o.centered)),
+            ]
+        case .adagrad:
+            fields += [
+                ("initial_accumulator_value", .double(o.initialAccumulatorValue)), ("epsilon", .double(o.epsilon)),
+            ]
+        case .adamax, .nadam:
+            fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
         }
         return KerasJSON.serialized("keras.optimizers", className, fields)
     }
 
     /// model.weights.h5 for the current weights and optimizer state, in Keras's layout.
     /// `accumulator`: Keras's gradient accumulators in the arena's layout (gradient accumulation only).
-    public func weightsFile(_ store: ParameterStore, optimizer: Optimizer?, accumulator: [Float]? = nil) throws -> [UInt8] {
+    public func weightsFile(_ store: ParameterStore, optimizer: Optimizer?, accumulator: [Float]? = nil) throws
+        -> [UInt8]
+    {
         let h5 = try HDF5Writer()
         try h5.group("layers")
         for (layer, className, group) in weightGroups {
@@ -294,7 +365,8 @@ extension ModelDescription {
                 for name in trainableVariables {
                     let view = store.view(name)!
                     try values.withUnsafeBufferPointer { a in
-                        try h5.floats("optimizer/vars/\(index)", shape: view.shape, values: a.baseAddress! + view.offset)
+                        try h5.floats(
+                            "optimizer/vars/\(index)", shape: view.shape, values: a.baseAddress! + view.offset)
                     }
                     index += 1
                 }
@@ -303,7 +375,9 @@ extension ModelDescription {
                 for name in trainableVariables {
                     let view = store.view(name)!
                     for s in group {
-                        try h5.floats("optimizer/vars/\(index)", shape: view.shape, values: optimizer.slot(s.tandem)! + view.offset)
+                        try h5.floats(
+                            "optimizer/vars/\(index)", shape: view.shape,
+                            values: optimizer.slot(s.tandem)! + view.offset)
                         index += 1
                     }
                 }
@@ -318,23 +392,32 @@ extension ModelDescription {
 
     /// Writes RUN/model.keras: config.json (with `heads` and `optimizer` compiled in),
     /// metadata.json and model.weights.h5, stored uncompressed as Keras does, atomically.
-    public func saveArchive(to path: String, store: ParameterStore, optimizer: Optimizer?, heads: [Head],
-                            accumulator: [Float]? = nil) throws {
+    public func saveArchive(
+        to path: String, store: ParameterStore, optimizer: Optimizer?, heads: [Head],
+        accumulator: [Float]? = nil
+    ) throws {
         let configText = configWithCompile(heads: heads, optimizer: optimizer?.config).serialized()
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyy-MM-dd@HH:mm:ss"
         formatter.locale = Locale(identifier: "en_US_POSIX")
-        let metadata = JSONValue.object([("keras_version", .string("3.15.1")), ("date_saved", .string(formatter.string(from: Date()))),
-                                         ("saved_by", .string("tandem"))]).serialized()
+        let metadata = JSONValue.object([
+            ("keras_version", .string("3.15.1")), ("date_saved", .string(formatter.string(from: Date()))),
+            ("saved_by", .string("tandem")),
+        ]).serialized()
         let weights = try weightsFile(store, optimizer: optimizer, accumulator: accumulator)
         let archive: Archive
         do { archive = try Archive(data: Data(), accessMode: .create) } catch {
             throw TandemError.file(path, "cannot create a zip archive in memory (\(error))")
         }
-        for (name, bytes) in [("metadata.json", Array(metadata.utf8)), ("config.json", Array(configText.utf8)), ("model.weights.h5", weights)] {
+        for (name, bytes) in [
+            ("metadata.json", Array(metadata.utf8)), ("config.json", Array(configText.utf8)),
+            ("model.weights.h5", weights),
+        ] {
             let data = Data(bytes)
             do {
-                try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count), compressionMethod: .none) { position, size in
+                try archive.addEntry(
+                    with: name, type: .file, uncompressedSize: Int64(data.count), compressionMethod: .none
+                ) { position, size in
                     data.subdata(in: Int(position)..<(Int(position) + size))
                 }
             } catch { throw TandemError.file(path, "cannot add \(name) to the archive (\(error))") }

@@ -13,13 +13,15 @@ public enum KerasConfig {
     /// Parses config.json text; `source` names the file in errors.
     public static func description(fromJSON bytes: [UInt8], source: String) throws -> ModelDescription {
         let json: JSONValue
-        do { json = try JSONValue.parse(bytes) } catch { throw TandemError.file(source, "config.json is not valid JSON (\(error))") }
+        do { json = try JSONValue.parse(bytes) } catch {
+            throw TandemError.file(source, "config.json is not valid JSON (\(error))")
+        }
         do {
             var d = try description(from: json)
             d.source = source
             return d
         } catch let e as TandemError {
-            if case let .usage(message) = e { throw TandemError.file(source, message) }
+            if case .usage(let message) = e { throw TandemError.file(source, message) }
             throw e
         }
     }
@@ -28,22 +30,32 @@ public enum KerasConfig {
         guard json.object != nil else { throw TandemError.usage("config.json must hold a JSON object") }
         try refuseCustom(json, what: "the model")
         let className = json["class_name"]?.string ?? ""
-        guard let config = json["config"], config.object != nil else { throw TandemError.usage("config.json has no 'config' object") }
-        if config["trainable"]?.bool == false { throw TandemError.usage("the model is frozen (trainable = false); frozen models and layers are not supported") }
+        guard let config = json["config"], config.object != nil else {
+            throw TandemError.usage("config.json has no 'config' object")
+        }
+        if config["trainable"]?.bool == false {
+            throw TandemError.usage(
+                "the model is frozen (trainable = false); frozen models and layers are not supported")
+        }
         var graph: Graph
         switch className {
         case "Functional", "Model": graph = try functional(config)
         case "Sequential": graph = try sequential(config)
         default:
-            throw TandemError.usage("the model class '\(className)' is not supported (Functional or Sequential models; subclassed models cannot be read without running their code)")
+            throw TandemError.usage(
+                "the model class '\(className)' is not supported (Functional or Sequential models; subclassed models cannot be read without running their code)"
+            )
         }
         let order = try keraslayerOrder(graph, sequential: className == "Sequential")
         var regularizers: [Regularizer] = []
         var seen = Set<String>()
-        for node in graph.nodes where seen.insert(node.layer).inserted { regularizers += try LayerRegistry.regularizers(node) }
-        var description = ModelDescription(name: config["name"]?.string ?? "model", nodes: graph.nodes, inputs: graph.inputs,
-                                           outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
-                                           heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
+        for node in graph.nodes where seen.insert(node.layer).inserted {
+            regularizers += try LayerRegistry.regularizers(node)
+        }
+        var description = ModelDescription(
+            name: config["name"]?.string ?? "model", nodes: graph.nodes, inputs: graph.inputs,
+            outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
+            heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
         try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
         return description
     }
@@ -69,14 +81,21 @@ public enum KerasConfig {
     static func refuseCustom(_ entry: JSONValue, what: String) throws {
         let className = entry["class_name"]?.string ?? "?"
         if className == "Lambda" || className == "TFOpLambda" {
-            throw TandemError.usage("\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers")
+            throw TandemError.usage(
+                "\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers"
+            )
         }
         if let module = entry["module"]?.string, !(module == "keras" || module.hasPrefix("keras.")) {
-            throw TandemError.usage("\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file")
+            throw TandemError.usage(
+                "\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file"
+            )
         }
         if let registered = entry["registered_name"], !registered.isNull,
-           !(["Functional", "Sequential", "Model"].contains(registered.string ?? "")) {
-            throw TandemError.usage("\(what): '\(registered.string ?? "\(registered)")' is a registered custom object; Tandem reads built-in Keras classes only and never executes code from a file")
+            !(["Functional", "Sequential", "Model"].contains(registered.string ?? ""))
+        {
+            throw TandemError.usage(
+                "\(what): '\(registered.string ?? "\(registered)")' is a registered custom object; Tandem reads built-in Keras classes only and never executes code from a file"
+            )
         }
     }
 
@@ -90,9 +109,13 @@ public enum KerasConfig {
     static func nodeID(_ layer: String, _ k: Int) -> String { k == 0 ? layer : "\(layer)@\(k)" }
 
     private static func triples(_ value: JSONValue?, what: String) throws -> [(String, Int, Int)] {
-        guard let value, let items = value.array else { throw TandemError.usage("config.json: '\(what)' must be a list") }
+        guard let value, let items = value.array else {
+            throw TandemError.usage("config.json: '\(what)' must be a list")
+        }
         func triple(_ v: JSONValue) throws -> (String, Int, Int) {
-            guard let a = v.array, a.count >= 3, let name = a[0].string, let node = a[1].integer, let tensor = a[2].integer else {
+            guard let a = v.array, a.count >= 3, let name = a[0].string, let node = a[1].integer,
+                let tensor = a[2].integer
+            else {
                 throw TandemError.usage("config.json: '\(what)' entries must be [layer, node, tensor]")
             }
             return (name, node, tensor)
@@ -103,8 +126,12 @@ public enum KerasConfig {
     }
 
     private static func functional(_ config: JSONValue) throws -> Graph {
-        guard let layers = config["layers"]?.array else { throw TandemError.usage("config.json: the model has no 'layers' list") }
-        var raw: [String: (className: String, config: JSONValue, calls: [(tensors: [(String, Int, Int)], masked: Bool)])] = [:]
+        guard let layers = config["layers"]?.array else {
+            throw TandemError.usage("config.json: the model has no 'layers' list")
+        }
+        var raw:
+            [String: (className: String, config: JSONValue, calls: [(tensors: [(String, Int, Int)], masked: Bool)])] =
+                [:]
         var fileOrder: [String] = []
         for entry in layers {
             let className = entry["class_name"]?.string ?? "?"
@@ -127,10 +154,19 @@ public enum KerasConfig {
         let inputs = try triples(config["input_layers"], what: "input_layers")
         let outputs = try triples(config["output_layers"], what: "output_layers")
         func checkedID(_ t: (String, Int, Int), _ context: String) throws -> String {
-            guard let entry = raw[t.0] else { throw TandemError.usage("config.json: \(context) names an unknown layer '\(t.0)'") }
-            guard t.2 == 0 else { throw TandemError.usage("config.json: \(context) reads output \(t.2) of layer '\(t.0)'; only single-output layers are supported") }
+            guard let entry = raw[t.0] else {
+                throw TandemError.usage("config.json: \(context) names an unknown layer '\(t.0)'")
+            }
+            guard t.2 == 0 else {
+                throw TandemError.usage(
+                    "config.json: \(context) reads output \(t.2) of layer '\(t.0)'; only single-output layers are supported"
+                )
+            }
             let calls = entry.className == "InputLayer" ? 1 : entry.calls.count
-            guard t.1 >= 0 && t.1 < calls else { throw TandemError.usage("config.json: \(context) reads call \(t.1) of layer '\(t.0)', which has \(calls)") }
+            guard t.1 >= 0 && t.1 < calls else {
+                throw TandemError.usage(
+                    "config.json: \(context) reads call \(t.1) of layer '\(t.0)', which has \(calls)")
+            }
             return nodeID(t.0, t.1)
         }
         graph.inputs = try inputs.map { try checkedID($0, "input_layers") }
@@ -143,22 +179,28 @@ public enum KerasConfig {
         for name in fileOrder {
             let e = raw[name]!
             if e.className == "InputLayer" {
-                nodes[name] = GraphNode(id: name, layer: name, className: e.className, config: e.config, inputs: [], call: 0)
+                nodes[name] = GraphNode(
+                    id: name, layer: name, className: e.className, config: e.config, inputs: [], call: 0)
                 continue
             }
             for (k, args) in e.calls.enumerated() {
                 let producers = try args.tensors.map { try checkedID($0, "layer '\(name)'") }
-                nodes[nodeID(name, k)] = GraphNode(id: nodeID(name, k), layer: name, className: e.className, config: e.config,
-                                                   inputs: producers, call: k, masked: args.masked)
+                nodes[nodeID(name, k)] = GraphNode(
+                    id: nodeID(name, k), layer: name, className: e.className, config: e.config,
+                    inputs: producers, call: k, masked: args.masked)
             }
         }
-        var done = Set<String>(), active = Set<String>()
+        var done = Set<String>()
+        var active = Set<String>()
         func visit(_ id: String) throws {
             if done.contains(id) { return }
             guard let node = nodes[id] else { throw TandemError.usage("config.json: unknown node '\(id)'") }
-            guard active.insert(id).inserted else { throw TandemError.usage("config.json: layer '\(node.layer)' is part of a cycle") }
+            guard active.insert(id).inserted else {
+                throw TandemError.usage("config.json: layer '\(node.layer)' is part of a cycle")
+            }
             for p in node.inputs { try visit(p) }
-            active.remove(id); done.insert(id)
+            active.remove(id)
+            done.insert(id)
             graph.nodes.append(node)
         }
         for id in graph.inputs + graph.outputs { try visit(id) }
@@ -169,13 +211,19 @@ public enum KerasConfig {
     static let operations = ["NotEqual"]
 
     /// A NotEqual operation (`ops.not_equal(tokens, value)`): its calls and the value.
-    private static func notEqual(_ entry: JSONValue, name: String) throws -> ([(tensors: [(String, Int, Int)], masked: Bool)], Int) {
+    private static func notEqual(_ entry: JSONValue, name: String) throws -> (
+        [(tensors: [(String, Int, Int)], masked: Bool)], Int
+    ) {
         let className = entry["class_name"]?.string ?? "?"
         guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
-            throw TandemError.usage("layer '\(name)': the operation \(className) is not supported (only NotEqual, the mask that Embedding(mask_zero=True) saves)")
+            throw TandemError.usage(
+                "layer '\(name)': the operation \(className) is not supported (only NotEqual, the mask that Embedding(mask_zero=True) saves)"
+            )
         }
-        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array, args.count == 2,
-              let value = args[1].integer else {
+        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array,
+            args.count == 2,
+            let value = args[1].integer
+        else {
             throw TandemError.usage("layer '\(name)': NotEqual must compare one tensor with an integer constant")
         }
         let tensors = try inbound(.object([("args", .array([args[0]]))]), layer: name)
@@ -184,12 +232,15 @@ public enum KerasConfig {
 
     /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
     /// A `mask` keyword tensor comes last, and `masked` says so.
-    private static func inbound(_ call: JSONValue, layer: String) throws -> (tensors: [(String, Int, Int)], masked: Bool) {
+    private static func inbound(_ call: JSONValue, layer: String) throws -> (
+        tensors: [(String, Int, Int)], masked: Bool
+    ) {
         var found: [(String, Int, Int)] = []
         func collect(_ v: JSONValue) throws {
             if v["class_name"]?.string == "__keras_tensor__" {
                 guard let h = v["config"]?["keras_history"]?.array, h.count == 3, let n = h[0].string,
-                      let node = h[1].integer, let t = h[2].integer else {
+                    let node = h[1].integer, let t = h[2].integer
+                else {
                     throw TandemError.usage("layer '\(layer)': a tensor without a valid keras_history")
                 }
                 found.append((n, node, t))
@@ -205,17 +256,25 @@ public enum KerasConfig {
                 swap(&tensors, &found)
                 try collect(value)
                 swap(&tensors, &found)
-                if key == "mask", tensors.count == 1 { mask = tensors; continue }
+                if key == "mask", tensors.count == 1 {
+                    mask = tensors
+                    continue
+                }
                 if !tensors.isEmpty {
-                    throw TandemError.usage("layer '\(layer)': the tensor argument '\(key)' is not supported (tensors come as inputs, and a mask as 'mask')")
+                    throw TandemError.usage(
+                        "layer '\(layer)': the tensor argument '\(key)' is not supported (tensors come as inputs, and a mask as 'mask')"
+                    )
                 }
             }
             return (found + mask, !mask.isEmpty)
         }
         // Legacy: a list of [layer, node, tensor, kwargs].
-        guard let items = call.array else { throw TandemError.usage("layer '\(layer)': inbound_nodes entries must be objects or lists") }
+        guard let items = call.array else {
+            throw TandemError.usage("layer '\(layer)': inbound_nodes entries must be objects or lists")
+        }
         for item in items {
-            guard let a = item.array, a.count >= 3, let n = a[0].string, let node = a[1].integer, let t = a[2].integer else {
+            guard let a = item.array, a.count >= 3, let n = a[0].string, let node = a[1].integer, let t = a[2].integer
+            else {
                 throw TandemError.usage("layer '\(layer)': a legacy inbound node must be [layer, node, tensor, kwargs]")
             }
             found.append((n, node, t))
@@ -224,38 +283,60 @@ public enum KerasConfig {
     }
 
     private static func sequential(_ config: JSONValue) throws -> Graph {
-        guard var layers = config["layers"]?.array, !layers.isEmpty else { throw TandemError.usage("config.json: the Sequential model has no layers") }
+        guard var layers = config["layers"]?.array, !layers.isEmpty else {
+            throw TandemError.usage("config.json: the Sequential model has no layers")
+        }
         var graph = Graph()
         if layers[0]["class_name"]?.string != "InputLayer" {
-            throw TandemError.usage("the Sequential model has no InputLayer: build it with keras.Input(shape=...) as its first layer, so its input shape is in the file")
+            throw TandemError.usage(
+                "the Sequential model has no InputLayer: build it with keras.Input(shape=...) as its first layer, so its input shape is in the file"
+            )
         }
         let first = layers.removeFirst()
         try refuseCustom(first, what: "the input layer")
         let inputName = first["config"]?["name"]?.string ?? "input_layer"
-        graph.nodes.append(GraphNode(id: inputName, layer: inputName, className: "InputLayer", config: first["config"] ?? .object([]), inputs: [], call: 0))
+        graph.nodes.append(
+            GraphNode(
+                id: inputName, layer: inputName, className: "InputLayer", config: first["config"] ?? .object([]),
+                inputs: [], call: 0))
         graph.inputs = [inputName]
-        var previous = inputName, names = Set([inputName])
+        var previous = inputName
+        var names = Set([inputName])
         // A Sequential file does not spell the mask out: it flows from Embedding(mask_zero=True)
         // through the layers that pass masks on, to the first layer that reads it, as in Keras.
         var mask: String?
         for entry in layers {
             let className = entry["class_name"]?.string ?? "?"
-            guard let name = entry["config"]?["name"]?.string else { throw TandemError.usage("config.json: a \(className) layer has no name") }
+            guard let name = entry["config"]?["name"]?.string else {
+                throw TandemError.usage("config.json: a \(className) layer has no name")
+            }
             try refuseCustom(entry, what: "layer '\(name)'")
-            guard names.insert(name).inserted else { throw TandemError.usage("config.json: two layers are named '\(name)'") }
+            guard names.insert(name).inserted else {
+                throw TandemError.usage("config.json: two layers are named '\(name)'")
+            }
             let config = entry["config"] ?? .object([])
             let reads = mask != nil && LayerRegistry.maskConsumers.contains(className)
-            graph.nodes.append(GraphNode(id: name, layer: name, className: className, config: config,
-                                         inputs: [previous] + (reads ? [mask!] : []), call: 0, masked: reads))
+            graph.nodes.append(
+                GraphNode(
+                    id: name, layer: name, className: className, config: config,
+                    inputs: [previous] + (reads ? [mask!] : []), call: 0, masked: reads))
             if className == "Embedding", config["mask_zero"]?.bool == true, previous == inputName {
                 let id = "\(name)/not_equal"
-                graph.nodes.insert(GraphNode(id: id, layer: id, className: "NotEqual", config: .object([("name", .string(id)), ("value", .int(0))]),
-                                             inputs: [inputName], call: 0), at: graph.nodes.count - 1)
+                graph.nodes.insert(
+                    GraphNode(
+                        id: id, layer: id, className: "NotEqual",
+                        config: .object([("name", .string(id)), ("value", .int(0))]),
+                        inputs: [inputName], call: 0), at: graph.nodes.count - 1)
                 mask = id
             } else if reads {
                 // An RNN returning its sequence passes the mask on; otherwise it is used up.
-                if !(config["return_sequences"]?.bool ?? config["layer"]?["config"]?["return_sequences"]?.bool ?? false) { mask = nil }
-            } else if !["Dense", "Activation", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed"].contains(className) {
+                if !(config["return_sequences"]?.bool ?? config["layer"]?["config"]?["return_sequences"]?.bool ?? false)
+                {
+                    mask = nil
+                }
+            } else if !["Dense", "Activation", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed"]
+                .contains(className)
+            {
                 mask = nil  // a layer without mask support drops it
             }
             previous = name
@@ -271,8 +352,14 @@ public enum KerasConfig {
     /// ties by index. Sequential: its layers in order, without the InputLayer.
     static func keraslayerOrder(_ graph: Graph, sequential: Bool) throws -> [(name: String, className: String)] {
         let byID = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.id, $0) })
-        if sequential { return graph.nodes.dropFirst().filter { !operations.contains($0.className) }.map { ($0.layer, $0.className) } }
-        var finished = Set<String>(), ordered: [String] = [], index: [String: Int] = [:]
+        if sequential {
+            return graph.nodes.dropFirst().filter { !operations.contains($0.className) }.map {
+                ($0.layer, $0.className)
+            }
+        }
+        var finished = Set<String>()
+        var ordered: [String] = []
+        var index: [String: Int] = [:]
         func walk(_ id: String) {
             guard !finished.contains(id), let node = byID[id] else { return }
             if index[node.layer] == nil { index[node.layer] = index.count }
@@ -281,7 +368,8 @@ public enum KerasConfig {
             ordered.append(id)
         }
         for o in graph.outputs { walk(o) }
-        var nodeDepth: [String: Int] = [:], layerDepth: [String: Int] = [:]
+        var nodeDepth: [String: Int] = [:]
+        var layerDepth: [String: Int] = [:]
         for id in ordered.reversed() {
             let node = byID[id]!
             let depth = max(nodeDepth[id] ?? 0, layerDepth[node.layer] ?? 0)
@@ -339,27 +427,47 @@ extension ModelDescription {
         case "Embedding": return [top(["embeddings"])]
         case "LSTM", "GRU", "SimpleRNN":
             let names = ["kernel", "recurrent_kernel"] + (config["use_bias"]?.bool == false ? [] : ["bias"])
-            return [top([]), VariableGroup(path: "cell/vars", label: "\(KerasConfig.snakeCase(className))_cell", names: names)]
+            return [
+                top([]),
+                VariableGroup(path: "cell/vars", label: "\(KerasConfig.snakeCase(className))_cell", names: names),
+            ]
         case "Bidirectional":
             // forward_layer/… and backward_layer/…, each an RNN named in the config; Tandem's names are <layer>/<half>/<weight>.
             var groups = [top([])]
             for (half, attribute) in zip(KerasConfig.bidirectionalHalves(config), ["forward_layer", "backward_layer"]) {
                 let name = half["config"]?["name"]?.string ?? attribute
-                groups += kerasVariables(className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null).map {
-                    VariableGroup(path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label, names: $0.names.map { "\(name)/\($0)" })
+                groups += kerasVariables(
+                    className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null
+                ).map {
+                    VariableGroup(
+                        path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label,
+                        names: $0.names.map { "\(name)/\($0)" })
                 }
             }
             return groups
         case "BatchNormalization":
-            return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]) + ["moving_mean", "moving_variance"])]
+            return [
+                top(
+                    (config["scale"]?.bool == false ? [] : ["gamma"])
+                        + (config["center"]?.bool == false ? [] : ["beta"]) + ["moving_mean", "moving_variance"])
+            ]
         case "LayerNormalization":
-            return [top((config["scale"]?.bool == false ? [] : ["gamma"]) + (config["center"]?.bool == false ? [] : ["beta"]))]
+            return [
+                top(
+                    (config["scale"]?.bool == false ? [] : ["gamma"])
+                        + (config["center"]?.bool == false ? [] : ["beta"]))
+            ]
         case "TimeDistributed":
             let inner = config["layer"] ?? .null
-            let groups = kerasVariables(className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
-            return [top([])] + groups.map {
-                VariableGroup(path: "layer/" + $0.path, label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label, names: $0.names)
-            }
+            let groups = kerasVariables(
+                className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
+            return [top([])]
+                + groups.map {
+                    VariableGroup(
+                        path: "layer/" + $0.path,
+                        label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label,
+                        names: $0.names)
+                }
         default: return [top([])]
         }
     }

@@ -32,8 +32,12 @@ import Foundation
 /// erf gelu, hard_sigmoid = relu6(x + 3)/6). softmax and log_softmax act per row.
 public enum Activation: String, Sendable, CaseIterable {
     case linear, relu, sigmoid, tanh, softmax
-    case relu6, leakyRelu = "leaky_relu", elu, selu, gelu, hardSigmoid = "hard_sigmoid"
-    case softplus, softsign, silu, mish, exponential, logSoftmax = "log_softmax"
+    case relu6
+    case leakyRelu = "leaky_relu"
+    case elu, selu, gelu
+    case hardSigmoid = "hard_sigmoid"
+    case softplus, softsign, silu, mish, exponential
+    case logSoftmax = "log_softmax"
 
     /// Keras's name or alias (`swish` is `silu`).
     public static func named(_ name: String) -> Activation? { name == "swish" ? .silu : Activation(rawValue: name) }
@@ -73,12 +77,17 @@ public enum Activation: String, Sendable, CaseIterable {
         case .elu: return z > 0 ? 1 : y + 1
         case .selu: return z > 0 ? Activation.seluScale : y + Activation.seluScale * Activation.seluAlpha
         case .gelu:
-            let cdf = 0.5 * (1 + erff(z / Float(2).squareRoot())), pdf = expf(-0.5 * z * z) / (2 * Float.pi).squareRoot()
+            let cdf = 0.5 * (1 + erff(z / Float(2).squareRoot()))
+            let pdf = expf(-0.5 * z * z) / (2 * Float.pi).squareRoot()
             return cdf + z * pdf
         case .hardSigmoid: return z > -3 && z < 3 ? 1.0 / 6 : 0
         case .softplus: return Tandem.sigmoid(z)
-        case .softsign: let d = 1 + abs(z); return 1 / (d * d)
-        case .silu: let s = Tandem.sigmoid(z); return s * (1 + z * (1 - s))
+        case .softsign:
+            let d = 1 + abs(z)
+            return 1 / (d * d)
+        case .silu:
+            let s = Tandem.sigmoid(z)
+            return s * (1 + z * (1 - s))
         case .mish:
             let t = Foundation.tanh(softplusValue(z))
             return t + z * (1 - t * t) * Tandem.sigmoid(z)
@@ -96,11 +105,16 @@ public enum Activation: String, Sendable, CaseIterable {
         case .tanh: for i in 0..<n { y[i] = fastTanh(z[i]) }
         case .softmax, .logSoftmax:
             for r in 0..<rows {
-                let zr = z + r * columns, yr = y + r * columns
+                let zr = z + r * columns
+                let yr = y + r * columns
                 var peak = -Float.infinity
                 for j in 0..<columns { peak = max(peak, zr[j]) }
                 var total: Float = 0
-                for j in 0..<columns { let e = expf(zr[j] - peak); yr[j] = e; total += e }
+                for j in 0..<columns {
+                    let e = expf(zr[j] - peak)
+                    yr[j] = e
+                    total += e
+                }
                 if self == .softmax {
                     for j in 0..<columns { yr[j] /= total }
                 } else {
@@ -113,8 +127,10 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 
     /// dz = dy · act'(z), from the stored z and y. Softmax and log_softmax use the full Jacobian per row.
-    public func backward(dy: UnsafePointer<Float>, z: UnsafePointer<Float>, y: UnsafePointer<Float>,
-                         dz: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+    public func backward(
+        dy: UnsafePointer<Float>, z: UnsafePointer<Float>, y: UnsafePointer<Float>,
+        dz: UnsafeMutablePointer<Float>, rows: Int, columns: Int
+    ) {
         let n = rows * columns
         switch self {
         case .linear: dz.update(from: dy, count: n)
@@ -146,8 +162,10 @@ public enum Activation: String, Sendable, CaseIterable {
 
 /// out[j] += Σ_r x[r, j] over B rows of N columns: a bias gradient.
 @inline(__always)
-public func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int,
-                          into out: UnsafeMutablePointer<Float>) {
+public func addColumnSums(
+    _ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int,
+    into out: UnsafeMutablePointer<Float>
+) {
     for r in 0..<rows {
         let row = x + r * stride
         for j in 0..<columns { out[j] += row[j] }
@@ -156,8 +174,10 @@ public func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, st
 
 /// y[r, j] += bias[j] for B rows of N columns.
 @inline(__always)
-public func addBias(_ bias: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>,
-                    rows: Int, columns: Int, stride: Int) {
+public func addBias(
+    _ bias: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>,
+    rows: Int, columns: Int, stride: Int
+) {
     for r in 0..<rows {
         let row = y + r * stride
         for j in 0..<columns { row[j] += bias[j] }

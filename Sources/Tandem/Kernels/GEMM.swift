@@ -18,11 +18,13 @@ public enum Transpose: Sendable {
 /// [M,K] when not transposed, [K,M] when transposed). beta = 1 accumulates,
 /// which every backward pass relies on.
 @inline(__always)
-public func gemm(_ transA: Transpose, _ transB: Transpose,
-                 m: Int, n: Int, k: Int, alpha: Float = 1,
-                 a: UnsafePointer<Float>, lda: Int,
-                 b: UnsafePointer<Float>, ldb: Int,
-                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+public func gemm(
+    _ transA: Transpose, _ transB: Transpose,
+    m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     if m == 0 || n == 0 { return }
     if k == 0 {  // BLAS would leave C alone only when beta == 1; make it explicit.
         if beta != 1 {
@@ -30,17 +32,20 @@ public func gemm(_ transA: Transpose, _ transB: Transpose,
         }
         return
     }
-    cblas_sgemm(CblasRowMajor, transA.cblas, transB.cblas,
-                Int32(m), Int32(n), Int32(k), alpha,
-                a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    cblas_sgemm(
+        CblasRowMajor, transA.cblas, transB.cblas,
+        Int32(m), Int32(n), Int32(k), alpha,
+        a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// The same contract as `gemm`, computed by three loops in Double. Slow; the oracle.
-public func gemmReference(_ transA: Transpose, _ transB: Transpose,
-                          m: Int, n: Int, k: Int, alpha: Float = 1,
-                          a: UnsafePointer<Float>, lda: Int,
-                          b: UnsafePointer<Float>, ldb: Int,
-                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+public func gemmReference(
+    _ transA: Transpose, _ transB: Transpose,
+    m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     for i in 0..<m {
         for j in 0..<n {
             var sum = 0.0

@@ -43,35 +43,62 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     private var mean32, scale32, meanDy, meanDyx, ones, zeros: UnsafeMutablePointer<Float>
     private var batchStatistics = false, count = 0.0
 
-    public init(name: String, input: Layer, momentum: Float = 0.99, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true,
-                weights: String? = nil, gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros,
-                movingMeanInitializer: Initializer = .zeros, movingVarianceInitializer: Initializer = .constant(1)) {
-        self.name = name; weightsName = weights ?? name; inputs = [input]
-        self.momentum = momentum; self.epsilon = epsilon; self.center = center; self.scale = scale
+    public init(
+        name: String, input: Layer, momentum: Float = 0.99, epsilon: Float = 1e-3, center: Bool = true,
+        scale: Bool = true,
+        weights: String? = nil, gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros,
+        movingMeanInitializer: Initializer = .zeros, movingVarianceInitializer: Initializer = .constant(1)
+    ) {
+        self.name = name
+        weightsName = weights ?? name
+        inputs = [input]
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
         initializers = (gammaInitializer, betaInitializer, movingMeanInitializer, movingVarianceInitializer)
         output = Node(shape: input.output.shape)
         let c = input.output.features
         sums = .allocate(capacity: 6 * c + 1)
         inverse = .allocate(capacity: c)
-        (mean32, scale32, meanDy, meanDyx) = (.allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c))
-        ones = .allocate(capacity: c); ones.initialize(repeating: 1, count: c)
-        zeros = .allocate(capacity: c); zeros.initialize(repeating: 0, count: c)
+        (mean32, scale32, meanDy, meanDyx) = (
+            .allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c), .allocate(capacity: c)
+        )
+        ones = .allocate(capacity: c)
+        ones.initialize(repeating: 1, count: c)
+        zeros = .allocate(capacity: c)
+        zeros.initialize(repeating: 0, count: c)
     }
 
-    deinit { for p in [inverse, mean32, scale32, meanDy, meanDyx, ones, zeros] { p.deallocate() }; sums.deallocate() }
+    deinit {
+        for p in [inverse, mean32, scale32, meanDy, meanDyx, ones, zeros] { p.deallocate() }
+        sums.deallocate()
+    }
 
     func bind(communicator: Communicator) { self.communicator = communicator }
-    func takeError() -> Error? { defer { error = nil }; return error }
+    func takeError() -> Error? {
+        defer { error = nil }
+        return error
+    }
 
     private var channels: Int { output.features }
     private func rows(_ batch: Int) -> Int { batch * output.width / channels }
 
     public var parameterSpecs: [ParameterSpec] {
         let c = [channels]
-        return (scale ? [ParameterSpec(layer: weightsName, weight: "gamma", shape: c, initializer: initializers.gamma)] : [])
-            + (center ? [ParameterSpec(layer: weightsName, weight: "beta", shape: c, initializer: initializers.beta)] : [])
-            + [ParameterSpec(layer: weightsName, weight: "moving_mean", shape: c, initializer: initializers.mean, trainable: false),
-               ParameterSpec(layer: weightsName, weight: "moving_variance", shape: c, initializer: initializers.variance, trainable: false)]
+        return
+            (scale
+            ? [ParameterSpec(layer: weightsName, weight: "gamma", shape: c, initializer: initializers.gamma)] : [])
+            + (center
+                ? [ParameterSpec(layer: weightsName, weight: "beta", shape: c, initializer: initializers.beta)] : [])
+            + [
+                ParameterSpec(
+                    layer: weightsName, weight: "moving_mean", shape: c, initializer: initializers.mean,
+                    trainable: false),
+                ParameterSpec(
+                    layer: weightsName, weight: "moving_variance", shape: c, initializer: initializers.variance,
+                    trainable: false),
+            ]
     }
 
     public func bind(parameters: ParameterStore) {
@@ -82,7 +109,9 @@ public final class BatchNormalization: Layer, CollectiveLayer {
         movingVariance = parameters.view("\(weightsName)/moving_variance")
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (2 * batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (2 * batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -99,7 +128,10 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let C = channels, n = rows(batch), x = inputs[0].output.values!, y = output.values!
+        let C = channels
+        let n = rows(batch)
+        let x = inputs[0].output.values!
+        let y = output.values!
         batchStatistics = training
         if training && !givenStatistics {
             inputSums(batch: batch, into: sums)
@@ -107,22 +139,35 @@ public final class BatchNormalization: Layer, CollectiveLayer {
             allReduce(2 * C + 1)
             setStatistics(sums, count: sums[2 * C])
         } else if !training {
-            let mean = store.value(movingMean), variance = store.value(movingVariance)
-            for c in 0..<C { sums[c] = Double(mean[c]); inverse[c] = 1 / (variance[c] + epsilon).squareRoot() }
+            let mean = store.value(movingMean)
+            let variance = store.value(movingVariance)
+            for c in 0..<C {
+                sums[c] = Double(mean[c])
+                inverse[c] = 1 / (variance[c] + epsilon).squareRoot()
+            }
         }  // else: the step set this step's statistics (reproducible mode)
         for c in 0..<C { mean32[c] = Float(sums[c]) }
         // x̂ = (x − μ)·inv and y = x̂·γ + β in one pass over the rows.
-        tandem_bn_apply(x, n, Int32(C), mean32, inverse, gamma.map { store.value($0) } ?? ones,
-                        beta.map { store.value($0) } ?? zeros, normalized, y)
+        tandem_bn_apply(
+            x, n, Int32(C), mean32, inverse, gamma.map { store.value($0) } ?? ones,
+            beta.map { store.value($0) } ?? zeros, normalized, y)
     }
 
     public func backward(batch: Int) {
-        let C = channels, n = rows(batch), dx = inputs[0].output.gradients!, dy = output.gradients!
+        let C = channels
+        let n = rows(batch)
+        let dx = inputs[0].output.gradients!
+        let dy = output.gradients!
         let g = gamma.map { UnsafePointer(store.value($0)) }
-        let dg = gamma.map { store.gradient($0) }, db = beta.map { store.gradient($0) }
-        let local = sums + 4 * C + 1, global = sums + 2 * C + 1  // Σdy, Σdy·x̂: this rank's rows, then the global batch's
+        let dg = gamma.map { store.gradient($0) }
+        let db = beta.map { store.gradient($0) }
+        let local = sums + 4 * C + 1
+        let global = sums + 2 * C + 1  // Σdy, Σdy·x̂: this rank's rows, then the global batch's
         gradientSums(batch: batch, into: local)
-        for c in 0..<C { dg?[c] += Float(local[C + c]); db?[c] += Float(local[c]) }
+        for c in 0..<C {
+            dg?[c] += Float(local[C + c])
+            db?[c] += Float(local[c])
+        }
         guard batchStatistics else {  // statistics were constants: dx = γ·dy/√(σ² + ε)
             for r in 0..<n { for c in 0..<C { dx[r * C + c] += dy[r * C + c] * (g?[c] ?? 1) * inverse[c] } }
             return
@@ -136,7 +181,8 @@ public final class BatchNormalization: Layer, CollectiveLayer {
             }
         }
         for c in 0..<C {
-            meanDy[c] = Float(global[c] / count); meanDyx[c] = Float(global[C + c] / count)
+            meanDy[c] = Float(global[c] / count)
+            meanDyx[c] = Float(global[C + c] / count)
             scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
         tandem_bn_backward(dy, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx)
@@ -163,11 +209,15 @@ public final class BatchNormalization: Layer, CollectiveLayer {
 
     /// The step's statistics from the global Σx, Σx² over `count` rows; the moving statistics move once.
     func setStatistics(_ totals: UnsafePointer<Double>, count: Double) {
-        let C = channels, mean = store.value(movingMean), variance = store.value(movingVariance)
+        let C = channels
+        let mean = store.value(movingMean)
+        let variance = store.value(movingVariance)
         self.count = count
         for c in 0..<C {
-            let mu = totals[c] / count, v = max(totals[C + c] / count - mu * mu, 0)
-            sums[c] = mu; sums[C + c] = v
+            let mu = totals[c] / count
+            let v = max(totals[C + c] / count - mu * mu, 0)
+            sums[c] = mu
+            sums[C + c] = v
             inverse[c] = Float(1 / (v + Double(epsilon)).squareRoot())
             mean[c] = mean[c] * momentum + Float(mu) * (1 - momentum)
             variance[c] = variance[c] * momentum + Float(v) * (1 - momentum)
@@ -175,7 +225,9 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     }
 
     /// The global Σdy, Σdy·x̂ (reproducible mode).
-    func setGradientSums(_ totals: UnsafePointer<Double>) { (sums + 2 * channels + 1).update(from: totals, count: 2 * channels) }
+    func setGradientSums(_ totals: UnsafePointer<Double>) {
+        (sums + 2 * channels + 1).update(from: totals, count: 2 * channels)
+    }
 
     /// Rows per sample (time steps of a sequence, else 1).
     var rowsPerSample: Int { output.width / channels }

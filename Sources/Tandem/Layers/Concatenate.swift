@@ -13,9 +13,14 @@ public final class Concatenate: Layer {
 
     /// Inputs agree on every axis but `axis` (default: the last).
     public init(name: String, inputs: [Layer], axis: Int? = nil) {
-        let rank = inputs[0].output.shape.count, axis = axis ?? rank - 1
-        precondition(inputs.allSatisfy { $0.output.shape.count == rank } && (0..<rank).contains(axis), "Concatenate joins inputs of one rank")
-        self.name = name; self.inputs = inputs; self.axis = axis
+        let rank = inputs[0].output.shape.count
+        let axis = axis ?? rank - 1
+        precondition(
+            inputs.allSatisfy { $0.output.shape.count == rank } && (0..<rank).contains(axis),
+            "Concatenate joins inputs of one rank")
+        self.name = name
+        self.inputs = inputs
+        self.axis = axis
         var shape = inputs[0].output.shape
         shape[axis] = inputs.reduce(0) { $0 + $1.output.shape[axis] }
         outer = shape[..<axis].reduce(1, *)
@@ -33,7 +38,8 @@ public final class Concatenate: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let y = output.values!, row = output.width / outer
+        let y = output.values!
+        let row = output.width / outer
         var column = 0
         for (source, w) in zip(inputs, chunks) {
             let x = source.output.values!
@@ -43,12 +49,14 @@ public final class Concatenate: Layer {
     }
 
     public func backward(batch: Int) {
-        let dy = output.gradients!, row = output.width / outer
+        let dy = output.gradients!
+        let row = output.width / outer
         var column = 0
         for (source, w) in zip(inputs, chunks) {
             let dx = source.output.gradients!
             for k in 0..<(batch * outer) {
-                let to = dx + k * w, from = dy + k * row + column
+                let to = dx + k * w
+                let from = dy + k * row + column
                 for j in 0..<w { to[j] += from[j] }
             }
             column += w

@@ -35,15 +35,27 @@ public final class Conv1D: Layer {
         }
     }
 
-    public init(name: String, filters: Int, kernelSize: Int, input: Layer, stride: Int = 1, dilation: Int = 1, padding: Padding = .valid,
-                activation: Activation = .linear, useBias: Bool = true, weights: String? = nil,
-                kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros) {
+    public init(
+        name: String, filters: Int, kernelSize: Int, input: Layer, stride: Int = 1, dilation: Int = 1,
+        padding: Padding = .valid,
+        activation: Activation = .linear, useBias: Bool = true, weights: String? = nil,
+        kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros
+    ) {
         precondition(input.output.shape.count == 2)
-        self.name = name; weightsName = weights ?? name; inputs = [input]
-        self.filters = filters; self.kernelSize = kernelSize; self.stride = stride; self.dilation = dilation
-        self.padding = padding; self.activation = activation; self.useBias = useBias
-        steps = input.output.shape[0]; channels = input.output.shape[1]
-        outSteps = Conv1D.outputSteps(steps: steps, kernel: kernelSize, stride: stride, dilation: dilation, padding: padding)
+        self.name = name
+        weightsName = weights ?? name
+        inputs = [input]
+        self.filters = filters
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.dilation = dilation
+        self.padding = padding
+        self.activation = activation
+        self.useBias = useBias
+        steps = input.output.shape[0]
+        channels = input.output.shape[1]
+        outSteps = Conv1D.outputSteps(
+            steps: steps, kernel: kernelSize, stride: stride, dilation: dilation, padding: padding)
         precondition(outSteps > 0, "Conv1D's kernel is longer than its input")
         switch padding {
         case .valid: padFront = 0
@@ -58,9 +70,12 @@ public final class Conv1D: Layer {
 
     public var parameterSpecs: [ParameterSpec] {
         // Keras's glorot fans for a conv kernel: K·C in, K·F out.
-        let k = ParameterSpec(layer: weightsName, weight: "kernel", shape: [kernelSize, channels, filters],
-                              initializer: initializers.kernel ?? .glorotUniform(fanIn: patch, fanOut: kernelSize * filters))
-        return useBias ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [filters], initializer: initializers.bias)] : [k]
+        let k = ParameterSpec(
+            layer: weightsName, weight: "kernel", shape: [kernelSize, channels, filters],
+            initializer: initializers.kernel ?? .glorotUniform(fanIn: patch, fanOut: kernelSize * filters))
+        return useBias
+            ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [filters], initializer: initializers.bias)]
+            : [k]
     }
 
     public func bind(parameters: ParameterStore) {
@@ -76,8 +91,10 @@ public final class Conv1D: Layer {
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * outSteps
-        columns = workspace.take(rows * patch); dColumns = workspace.take(rows * patch)
-        z = workspace.take(rows * filters); dz = workspace.take(rows * filters)
+        columns = workspace.take(rows * patch)
+        dColumns = workspace.take(rows * patch)
+        z = workspace.take(rows * filters)
+        dz = workspace.take(rows * filters)
         output.values = workspace.take(rows * filters)
         output.gradients = workspace.takeGradient(rows * filters)
     }
@@ -86,38 +103,52 @@ public final class Conv1D: Layer {
     @inline(__always) private func tap(_ o: Int, _ k: Int) -> Int { o * stride - padFront + k * dilation }
 
     public func forward(batch: Int, training: Bool) {
-        let x = inputs[0].output.values!, C = channels, rows = batch * outSteps
+        let x = inputs[0].output.values!
+        let C = channels
+        let rows = batch * outSteps
         for b in 0..<batch {
             for o in 0..<outSteps {
                 let row = columns + (b * outSteps + o) * patch
                 for k in 0..<kernelSize {
-                    let t = tap(o, k), cell = row + k * C
-                    if t >= 0 && t < steps { cell.update(from: x + (b * steps + t) * C, count: C) } else { cell.update(repeating: 0, count: C) }
+                    let t = tap(o, k)
+                    let cell = row + k * C
+                    if t >= 0 && t < steps {
+                        cell.update(from: x + (b * steps + t) * C, count: C)
+                    } else {
+                        cell.update(repeating: 0, count: C)
+                    }
                 }
             }
         }
-        gemm(.none, .none, m: rows, n: filters, k: patch, a: columns, lda: patch, b: store.value(kernel), ldb: filters,
-             beta: 0, c: z, ldc: filters)
+        gemm(
+            .none, .none, m: rows, n: filters, k: patch, a: columns, lda: patch, b: store.value(kernel), ldb: filters,
+            beta: 0, c: z, ldc: filters)
         if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
         activation.apply(z, output.values, rows: rows, columns: filters)
     }
 
     public func backward(batch: Int) {
-        let dx = inputs[0].output.gradients!, C = channels, rows = batch * outSteps
+        let dx = inputs[0].output.gradients!
+        let C = channels
+        let rows = batch * outSteps
         activation.backward(dy: output.gradients, z: z, y: output.values, dz: dz, rows: rows, columns: filters)
-        gemm(.transposed, .none, m: patch, n: filters, k: rows, a: columns, lda: patch, b: dz, ldb: filters,
-             beta: 1, c: store.gradient(kernel), ldc: filters)
+        gemm(
+            .transposed, .none, m: patch, n: filters, k: rows, a: columns, lda: patch, b: dz, ldb: filters,
+            beta: 1, c: store.gradient(kernel), ldc: filters)
         if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
         guard inputs[0].wantsGradient else { return }
-        gemm(.none, .transposed, m: rows, n: patch, k: filters, a: dz, lda: filters, b: store.value(kernel), ldb: filters,
-             beta: 0, c: dColumns, ldc: patch)
+        gemm(
+            .none, .transposed, m: rows, n: patch, k: filters, a: dz, lda: filters, b: store.value(kernel),
+            ldb: filters,
+            beta: 0, c: dColumns, ldc: patch)
         for b in 0..<batch {
             for o in 0..<outSteps {
                 let row = dColumns + (b * outSteps + o) * patch
                 for k in 0..<kernelSize {
                     let t = tap(o, k)
                     guard t >= 0 && t < steps else { continue }
-                    let to = dx + (b * steps + t) * C, from = row + k * C
+                    let to = dx + (b * steps + t) * C
+                    let from = row + k * C
                     for c in 0..<C { to[c] += from[c] }
                 }
             }

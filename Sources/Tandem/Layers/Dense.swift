@@ -26,22 +26,31 @@ public final class Dense: Layer {
     public var lossWritesLogitGradient = false
 
     /// `weights` names the Keras layer whose weights a shared call uses (default: `name`).
-    public init(name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
-                weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros) {
+    public init(
+        name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
+        weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros
+    ) {
         precondition(input.output.shape.count <= 2, "Dense reads [B, features] or [B, T, features]")
-        self.name = name; self.units = units; self.activation = activation
-        weightsName = weights ?? name; self.useBias = useBias
-        self.kernelInitializer = kernelInitializer; self.biasInitializer = biasInitializer
-        source = input; inputs = [input]
+        self.name = name
+        self.units = units
+        self.activation = activation
+        weightsName = weights ?? name
+        self.useBias = useBias
+        self.kernelInitializer = kernelInitializer
+        self.biasInitializer = biasInitializer
+        source = input
+        inputs = [input]
         inputWidth = input.output.features
         steps = input.output.width / inputWidth
         output = Node(shape: input.output.shape.dropLast() + [units])
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        let k = ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, units],
-                              initializer: kernelInitializer ?? .glorotUniform(fanIn: inputWidth, fanOut: units))
-        return useBias ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [units], initializer: biasInitializer)] : [k]
+        let k = ParameterSpec(
+            layer: weightsName, weight: "kernel", shape: [inputWidth, units],
+            initializer: kernelInitializer ?? .glorotUniform(fanIn: inputWidth, fanOut: units))
+        return useBias
+            ? [k, ParameterSpec(layer: weightsName, weight: "bias", shape: [units], initializer: biasInitializer)] : [k]
     }
 
     public func bind(parameters: ParameterStore) {
@@ -64,8 +73,9 @@ public final class Dense: Layer {
 
     public func forward(batch: Int, training: Bool) {
         let batch = batch * steps  // rows
-        gemm(.none, .none, m: batch, n: units, k: inputWidth, a: source.output.values, lda: inputWidth,
-             b: store.value(kernel), ldb: units, beta: 0, c: logits, ldc: units)
+        gemm(
+            .none, .none, m: batch, n: units, k: inputWidth, a: source.output.values, lda: inputWidth,
+            b: store.value(kernel), ldb: units, beta: 0, c: logits, ldc: units)
         if useBias { addBias(store.value(bias), to: logits, rows: batch, columns: units, stride: units) }
         activation.apply(logits, output.values, rows: batch, columns: units)
     }
@@ -73,15 +83,18 @@ public final class Dense: Layer {
     public func backward(batch: Int) {
         let batch = batch * steps  // rows
         if !lossWritesLogitGradient {
-            activation.backward(dy: output.gradients, z: logits, y: output.values, dz: dLogits,
-                                rows: batch, columns: units)
+            activation.backward(
+                dy: output.gradients, z: logits, y: output.values, dz: dLogits,
+                rows: batch, columns: units)
         }
         // dK += xᵀ·dz;  db += Σ_b dz;  dx += dz·Kᵀ
-        gemm(.transposed, .none, m: inputWidth, n: units, k: batch, a: source.output.values, lda: inputWidth,
-             b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
+        gemm(
+            .transposed, .none, m: inputWidth, n: units, k: batch, a: source.output.values, lda: inputWidth,
+            b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
         if useBias { addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias)) }
         guard source.wantsGradient else { return }
-        gemm(.none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
-             b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
+        gemm(
+            .none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
+            b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
     }
 }

@@ -36,7 +36,8 @@ struct DropoutStream {
 
     /// The key of sample `position` of `keys.epoch`: every element's draw derives from it.
     @inline(__always) func sampleKey(_ keys: DropoutKeys, position: Int) -> UInt64 {
-        DropoutStream.mix(DropoutStream.mix(DropoutStream.mix(keys.seed ^ layer) ^ UInt64(keys.epoch)) ^ UInt64(position))
+        DropoutStream.mix(
+            DropoutStream.mix(DropoutStream.mix(keys.seed ^ layer) ^ UInt64(keys.epoch)) ^ UInt64(position))
     }
 
     /// Uniform in [0, 1) on a 2⁻²⁴ grid for (sample key, element).
@@ -46,9 +47,11 @@ struct DropoutStream {
 
     /// Writes row b's mask (0 or 1/(1 − rate)) for `count` elements into `mask + b·count`.
     func fill(_ mask: UnsafeMutablePointer<Float>, rows: Int, count: Int, keys: DropoutKeys) {
-        let keep = 1 - rate, scale = 1 / keep
+        let keep = 1 - rate
+        let scale = 1 / keep
         for b in 0..<rows {
-            let key = sampleKey(keys, position: keys.firstPosition + b), m = mask + b * count
+            let key = sampleKey(keys, position: keys.firstPosition + b)
+            let m = mask + b * count
             for e in 0..<count { m[e] = DropoutStream.unit(key, e) < keep ? scale : 0 }
         }
     }
@@ -70,7 +73,10 @@ public final class Dropout: Layer, RandomLayer {
 
     public init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
         precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count == 2))
-        self.name = name; self.rate = rate; self.spatial = spatial; inputs = [input]
+        self.name = name
+        self.rate = rate
+        self.spatial = spatial
+        inputs = [input]
         stream = DropoutStream(name: name, rate: rate)
         output = Node(shape: input.output.shape)
     }
@@ -79,7 +85,9 @@ public final class Dropout: Layer, RandomLayer {
 
     private var drawn: Int { spatial ? output.features : output.width }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * (output.width + drawn), batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * (output.width + drawn), batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -88,24 +96,50 @@ public final class Dropout: Layer, RandomLayer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let x = inputs[0].output.values!, y = output.values!, n = batch * output.width
+        let x = inputs[0].output.values!
+        let y = output.values!
+        let n = batch * output.width
         masked = training && rate > 0
-        guard masked else { y.update(from: x, count: n); return }
+        guard masked else {
+            y.update(from: x, count: n)
+            return
+        }
         stream.fill(mask, rows: batch, count: drawn, keys: keys)
         if spatial {
-            let C = output.features, T = output.width / C
-            for b in 0..<batch { for t in 0..<T { for c in 0..<C { let i = (b * T + t) * C + c; y[i] = x[i] * mask[b * C + c] } } }
+            let C = output.features
+            let T = output.width / C
+            for b in 0..<batch {
+                for t in 0..<T {
+                    for c in 0..<C {
+                        let i = (b * T + t) * C + c
+                        y[i] = x[i] * mask[b * C + c]
+                    }
+                }
+            }
         } else {
             for i in 0..<n { y[i] = x[i] * mask[i] }
         }
     }
 
     public func backward(batch: Int) {
-        let dx = inputs[0].output.gradients!, dy = output.gradients!, n = batch * output.width
-        guard masked else { for i in 0..<n { dx[i] += dy[i] }; return }
+        let dx = inputs[0].output.gradients!
+        let dy = output.gradients!
+        let n = batch * output.width
+        guard masked else {
+            for i in 0..<n { dx[i] += dy[i] }
+            return
+        }
         if spatial {
-            let C = output.features, T = output.width / C
-            for b in 0..<batch { for t in 0..<T { for c in 0..<C { let i = (b * T + t) * C + c; dx[i] += dy[i] * mask[b * C + c] } } }
+            let C = output.features
+            let T = output.width / C
+            for b in 0..<batch {
+                for t in 0..<T {
+                    for c in 0..<C {
+                        let i = (b * T + t) * C + c
+                        dx[i] += dy[i] * mask[b * C + c]
+                    }
+                }
+            }
         } else {
             for i in 0..<n { dx[i] += dy[i] * mask[i] }
         }

@@ -19,17 +19,26 @@ public final class Embedding: Layer {
 
     /// Output [B, T, D] for token ids [B, T]. `weights` names the Keras layer
     /// whose table a shared call uses (default: `name`).
-    public init(name: String, vocabulary: Int, dimension: Int, input: InputLayer, weights: String? = nil,
-                initializer: Initializer = .uniform(limit: 0.05)) {
+    public init(
+        name: String, vocabulary: Int, dimension: Int, input: InputLayer, weights: String? = nil,
+        initializer: Initializer = .uniform(limit: 0.05)
+    ) {
         precondition(input.kind == .tokens, "Embedding reads a token input")
-        self.name = name; self.vocabulary = vocabulary; self.dimension = dimension
-        weightsName = weights ?? name; self.initializer = initializer
-        source = input; inputs = [input]
+        self.name = name
+        self.vocabulary = vocabulary
+        self.dimension = dimension
+        weightsName = weights ?? name
+        self.initializer = initializer
+        source = input
+        inputs = [input]
         output = Node(shape: [input.width, dimension])
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec(layer: weightsName, weight: "embeddings", shape: [vocabulary, dimension], initializer: initializer)]
+        [
+            ParameterSpec(
+                layer: weightsName, weight: "embeddings", shape: [vocabulary, dimension], initializer: initializer)
+        ]
     }
 
     public func bind(parameters: ParameterStore) {
@@ -50,7 +59,9 @@ public final class Embedding: Layer {
     /// Y[b, t, :] = E[ids[b, t], :]. Ids were range-checked when the data was read.
     public func forward(batch: Int, training: Bool) {
         guard !fused else { return }
-        let ids = source.tokens!, e = store.value(table), y = output.values!
+        let ids = source.tokens!
+        let e = store.value(table)
+        let y = output.values!
         let d = dimension
         for r in 0..<(batch * source.width) {
             (y + r * d).update(from: e + Int(ids[r]) * d, count: d)
@@ -60,10 +71,13 @@ public final class Embedding: Layer {
     /// dE[ids[b, t], :] += dY[b, t, :] — repeated ids sum.
     public func backward(batch: Int) {
         guard !fused else { return }
-        let ids = source.tokens!, dE = store.gradient(table), dy = output.gradients!
+        let ids = source.tokens!
+        let dE = store.gradient(table)
+        let dy = output.gradients!
         let d = dimension
         for r in 0..<(batch * source.width) {
-            let row = dE + Int(ids[r]) * d, g = dy + r * d
+            let row = dE + Int(ids[r]) * d
+            let g = dy + r * d
             for j in 0..<d { row[j] += g[j] }
         }
     }

@@ -15,7 +15,8 @@ public final class InputLayer: Layer {
 
     /// `shape` is per sample (Keras's batch_shape without the batch axis).
     public init(name: String, kind: InputKind, shape: [Int]) {
-        self.name = name; self.kind = kind
+        self.name = name
+        self.kind = kind
         output = Node(shape: shape)
     }
 

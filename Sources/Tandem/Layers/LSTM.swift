@@ -27,9 +27,11 @@ public final class LSTM: Layer, TokenFusable {
     // cells [B,T,U] c_t and tanhCells [B,T,U] tanh(c_t) (kept: the backward would
     // otherwise recompute it, most of its kernel's work); hPrev [B,T,U] with row
     // (b,t) = h_{t-1} (zero at t = 0); dGates [B,T,G]; dh, dc [B,U].
-    var gates: UnsafeMutablePointer<Float>!; private var cells: UnsafeMutablePointer<Float>!
+    var gates: UnsafeMutablePointer<Float>!
+    private var cells: UnsafeMutablePointer<Float>!
     private var tanhCells: UnsafeMutablePointer<Float>!
-    private var hPrev: UnsafeMutablePointer<Float>!; var dGates: UnsafeMutablePointer<Float>!
+    private var hPrev: UnsafeMutablePointer<Float>!
+    var dGates: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!
 
     /// The most units the vectorised step kernel takes (its zero state is a fixed buffer).
@@ -38,26 +40,36 @@ public final class LSTM: Layer, TokenFusable {
     /// `input` yields sequences [B, steps, inputWidth]. `weights` names the Keras
     /// layer whose weights a shared call uses (default: `name`). Initialisers
     /// default to Keras's (glorot uniform, orthogonal, zeros with forget bias 1).
-    public init(name: String, units: Int, input: Layer, steps: Int, returnSequences: Bool = false, weights: String? = nil,
-                kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
-                biasInitializer: Initializer? = nil) {
+    public init(
+        name: String, units: Int, input: Layer, steps: Int, returnSequences: Bool = false, weights: String? = nil,
+        kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
+        biasInitializer: Initializer? = nil
+    ) {
         precondition(input.output.width % steps == 0, "LSTM input width must be steps × features")
         precondition(units <= LSTM.maxUnits, "LSTM units are limited to 4096 (the step kernel's zero state)")
-        self.name = name; self.units = units; self.steps = steps; self.returnSequences = returnSequences
+        self.name = name
+        self.units = units
+        self.steps = steps
+        self.returnSequences = returnSequences
         weightsName = weights ?? name
         initializers = (kernelInitializer, recurrentInitializer, biasInitializer)
         inputWidth = input.output.width / steps
-        source = input; inputs = [input]
+        source = input
+        inputs = [input]
         output = Node(shape: returnSequences ? [steps, units] : [units])
     }
 
     public var parameterSpecs: [ParameterSpec] {
         let g = 4 * units
         return [
-            ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, g],
-                          initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: g)),
-            ParameterSpec(layer: weightsName, weight: "recurrent_kernel", shape: [units, g], initializer: initializers.recurrent),
-            ParameterSpec(layer: weightsName, weight: "bias", shape: [g], initializer: initializers.bias ?? .lstmBias(units: units)),
+            ParameterSpec(
+                layer: weightsName, weight: "kernel", shape: [inputWidth, g],
+                initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: g)),
+            ParameterSpec(
+                layer: weightsName, weight: "recurrent_kernel", shape: [units, g], initializer: initializers.recurrent),
+            ParameterSpec(
+                layer: weightsName, weight: "bias", shape: [g],
+                initializer: initializers.bias ?? .lstmBias(units: units)),
         ]
     }
 
@@ -78,11 +90,15 @@ public final class LSTM: Layer, TokenFusable {
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
         let out = batch * output.width
-        return (bt * 4 * units * 2 + bt * units * 3 + batch * units * 2 + out + (tokens?.workspaceSize(batch: batch) ?? 0), out)
+        return (
+            bt * 4 * units * 2 + bt * units * 3 + batch * units * 2 + out + (tokens?.workspaceSize(batch: batch) ?? 0),
+            out
+        )
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
-        let bt = batch * steps, g = 4 * units
+        let bt = batch * steps
+        let g = 4 * units
         gates = workspace.take(bt * g)
         dGates = workspace.take(bt * g)
         cells = workspace.take(bt * units)
@@ -96,21 +112,27 @@ public final class LSTM: Layer, TokenFusable {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
+        let B = batch
+        let T = steps
+        let D = inputWidth
+        let U = units
+        let G = 4 * units
         let r = store.value(recurrent)
         if let tokens {
             tokens.project(batch: B, into: gates)
         } else {
             // All steps' input projections at once: gates[B·T, G] = X[B·T, D] · W[D, G] + b.
-            gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
-                 beta: 0, c: gates, ldc: G)
+            gemm(
+                .none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
+                beta: 0, c: gates, ldc: G)
             addBias(store.value(bias), to: gates, rows: B * T, columns: G, stride: G)
         }
         for t in 0..<T {
             let zt = gates + t * G
             if t > 0 {  // z_t += h_{t-1} · R, reading rows b·T + t of hPrev.
-                gemm(.none, .none, m: B, n: G, k: U, a: hPrev + t * U, lda: T * U,
-                     b: r, ldb: G, beta: 1, c: zt, ldc: T * G)
+                gemm(
+                    .none, .none, m: B, n: G, k: U, a: hPrev + t * U, lda: T * U,
+                    b: r, ldb: G, beta: 1, c: zt, ldc: T * G)
             }
             for s in 0..<B {
                 let z = zt + s * T * G
@@ -118,12 +140,14 @@ public final class LSTM: Layer, TokenFusable {
                 let cPrev: UnsafeMutablePointer<Float>? = t > 0 ? c - U : nil
                 let last = returnSequences ? output.values + (s * T + T - 1) * U : output.values + s * U
                 let hOut = t + 1 < T ? hPrev + (s * T + t + 1) * U : last
-                tandem_lstm_step_forward(z, nil, cPrev, c, tanhCells + (s * T + t) * U, hOut, Int32(U))  // CKernels/lstm.c (vectorised)
+                // CKernels/lstm.c (vectorised).
+                tandem_lstm_step_forward(z, nil, cPrev, c, tanhCells + (s * T + t) * U, hOut, Int32(U))
             }
         }
         if returnSequences {
             // h_t for t < T−1 is row (b, t+1) of hPrev: output rows (b, 0..<T−1) are those rows.
-            let y: UnsafeMutablePointer<Float> = output.values, rowsPerSample = T * U
+            let y: UnsafeMutablePointer<Float> = output.values
+            let rowsPerSample = T * U
             for s in 0..<B {
                 let from: UnsafeMutablePointer<Float> = hPrev + (s * rowsPerSample + U)
                 (y + s * rowsPerSample).update(from: from, count: rowsPerSample - U)
@@ -133,7 +157,11 @@ public final class LSTM: Layer, TokenFusable {
     }
 
     public func backward(batch: Int) {
-        let B = batch, T = steps, D = inputWidth, U = units, G = 4 * units
+        let B = batch
+        let T = steps
+        let D = inputWidth
+        let U = units
+        let G = 4 * units
         let r = store.value(recurrent)
         // dh_T−1: the output's gradient (its last step's, for a sequence).
         if returnSequences {
@@ -144,33 +172,40 @@ public final class LSTM: Layer, TokenFusable {
         dc.update(repeating: 0, count: B * U)
         for t in stride(from: T - 1, through: 0, by: -1) {
             for s in 0..<B {
-                let a = gates + (s * T + t) * G, dz = dGates + (s * T + t) * G
+                let a = gates + (s * T + t) * G
+                let dz = dGates + (s * T + t) * G
                 let c = cells + (s * T + t) * U
-                tandem_lstm_step_backward(a, tanhCells + (s * T + t) * U, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
+                tandem_lstm_step_backward(
+                    a, tanhCells + (s * T + t) * U, t > 0 ? c - U : nil, dh + s * U, dc + s * U, dz, Int32(U))
             }
             if t > 0 {  // dh_{t-1} = dz_t · Rᵀ (+ the output's gradient at t−1, for a sequence)
-                gemm(.none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,
-                     b: r, ldb: G, beta: 0, c: dh, ldc: U)
+                gemm(
+                    .none, .transposed, m: B, n: U, k: G, a: dGates + t * G, lda: T * G,
+                    b: r, ldb: G, beta: 0, c: dh, ldc: U)
                 if returnSequences {
                     for s in 0..<B {
-                        let to = dh + s * U, from = output.gradients + (s * T + t - 1) * U
+                        let to = dh + s * U
+                        let from = output.gradients + (s * T + t - 1) * U
                         for j in 0..<U { to[j] += from[j] }
                     }
                 }
             }
         }
         // Weight gradients as single products over all B·T rows.
-        gemm(.transposed, .none, m: U, n: G, k: B * T, a: hPrev, lda: U, b: dGates, ldb: G,
-             beta: 1, c: store.gradient(recurrent), ldc: G)
+        gemm(
+            .transposed, .none, m: U, n: G, k: B * T, a: hPrev, lda: U, b: dGates, ldb: G,
+            beta: 1, c: store.gradient(recurrent), ldc: G)
         if let tokens {
             tokens.backward(batch: B, from: dGates)
             return
         }
-        gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dGates, ldb: G,
-             beta: 1, c: store.gradient(kernel), ldc: G)
+        gemm(
+            .transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dGates, ldb: G,
+            beta: 1, c: store.gradient(kernel), ldc: G)
         addColumnSums(dGates, rows: B * T, columns: G, stride: G, into: store.gradient(bias))
         guard source.wantsGradient else { return }
-        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: store.value(kernel), ldb: G,
-             beta: 1, c: source.output.gradients, ldc: D)
+        gemm(
+            .none, .transposed, m: B * T, n: D, k: G, a: dGates, lda: G, b: store.value(kernel), ldb: G,
+            beta: 1, c: source.output.gradients, ldc: D)
     }
 }

@@ -15,7 +15,10 @@ public final class Node: @unchecked Sendable {
     public let width: Int
     public internal(set) var values: UnsafeMutablePointer<Float>!
     public internal(set) var gradients: UnsafeMutablePointer<Float>!
-    init(shape: [Int]) { self.shape = shape; width = shape.reduce(1, *) }
+    init(shape: [Int]) {
+        self.shape = shape
+        width = shape.reduce(1, *)
+    }
     convenience init(width: Int) { self.init(shape: [width]) }
     /// The last axis (features per time step for a sequence).
     public var features: Int { shape.last ?? 1 }

@@ -4,7 +4,12 @@
 
 /// Keras's element-wise merge layers.
 public enum MergeKind: String, Sendable, CaseIterable {
-    case add = "Add", subtract = "Subtract", multiply = "Multiply", average = "Average", maximum = "Maximum", minimum = "Minimum"
+    case add = "Add"
+    case subtract = "Subtract"
+    case multiply = "Multiply"
+    case average = "Average"
+    case maximum = "Maximum"
+    case minimum = "Minimum"
 }
 
 /// y = x₁ ∘ x₂ ∘ … element by element (Subtract: exactly two inputs, x₁ − x₂).
@@ -15,13 +20,19 @@ public final class Merge: Layer {
     public let kind: MergeKind
 
     public init(name: String, kind: MergeKind, inputs: [Layer]) {
-        precondition(inputs.count >= 2 && inputs.allSatisfy { $0.output.shape == inputs[0].output.shape }, "merge inputs share one shape")
+        precondition(
+            inputs.count >= 2 && inputs.allSatisfy { $0.output.shape == inputs[0].output.shape },
+            "merge inputs share one shape")
         precondition(kind != .subtract || inputs.count == 2, "Subtract takes two inputs")
-        self.name = name; self.kind = kind; self.inputs = inputs
+        self.name = name
+        self.kind = kind
+        self.inputs = inputs
         output = Node(shape: inputs[0].output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -29,7 +40,8 @@ public final class Merge: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let n = batch * output.width, y = output.values!
+        let n = batch * output.width
+        let y = output.values!
         y.update(from: inputs[0].output.values, count: n)
         for source in inputs.dropFirst() {
             let x = source.output.values!
@@ -41,17 +53,27 @@ public final class Merge: Layer {
             case .minimum: for i in 0..<n { y[i] = min(y[i], x[i]) }
             }
         }
-        if kind == .average { let k = 1 / Float(inputs.count); for i in 0..<n { y[i] *= k } }
+        if kind == .average {
+            let k = 1 / Float(inputs.count)
+            for i in 0..<n { y[i] *= k }
+        }
     }
 
     public func backward(batch: Int) {
-        let n = batch * output.width, dy = output.gradients!, y = output.values!
+        let n = batch * output.width
+        let dy = output.gradients!
+        let y = output.values!
         for (k, source) in inputs.enumerated() {
-            let dx = source.output.gradients!, x = source.output.values!
+            let dx = source.output.gradients!
+            let x = source.output.values!
             switch kind {
             case .add: for i in 0..<n { dx[i] += dy[i] }
-            case .average: let s = 1 / Float(inputs.count); for i in 0..<n { dx[i] += dy[i] * s }
-            case .subtract: let s: Float = k == 0 ? 1 : -1; for i in 0..<n { dx[i] += s * dy[i] }
+            case .average:
+                let s = 1 / Float(inputs.count)
+                for i in 0..<n { dx[i] += dy[i] * s }
+            case .subtract:
+                let s: Float = k == 0 ? 1 : -1
+                for i in 0..<n { dx[i] += s * dy[i] }
             case .multiply:
                 // ∂y/∂x_k = Π_{j≠k} x_j (a product, not y / x_k, so zeros are exact).
                 for i in 0..<n {
@@ -61,7 +83,9 @@ public final class Merge: Layer {
                 }
             case .maximum, .minimum:
                 // The first input that holds the extreme takes the gradient.
-                for i in 0..<n where x[i] == y[i] && !inputs[..<k].contains(where: { $0.output.values[i] == y[i] }) { dx[i] += dy[i] }
+                for i in 0..<n where x[i] == y[i] && !inputs[..<k].contains(where: { $0.output.values[i] == y[i] }) {
+                    dx[i] += dy[i]
+                }
             }
         }
     }
@@ -76,11 +100,15 @@ public final class ActivationLayer: Layer {
     private var dz: UnsafeMutablePointer<Float>!
 
     public init(name: String, activation: Activation, input: Layer) {
-        self.name = name; self.activation = activation; inputs = [input]
+        self.name = name
+        self.activation = activation
+        inputs = [input]
         output = Node(shape: input.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (2 * batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (2 * batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -95,9 +123,11 @@ public final class ActivationLayer: Layer {
     }
 
     public func backward(batch: Int) {
-        activation.backward(dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
-                            rows: rows(batch), columns: output.features)
-        let dx = inputs[0].output.gradients!, n = batch * output.width
+        activation.backward(
+            dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
+            rows: rows(batch), columns: output.features)
+        let dx = inputs[0].output.gradients!
+        let n = batch * output.width
         for i in 0..<n { dx[i] += dz[i] }
     }
 }

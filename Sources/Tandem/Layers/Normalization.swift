@@ -21,25 +21,41 @@ public final class LayerNormalization: Layer {
     /// Ones and zeros standing in for an absent γ or β (the C kernels take both).
     private let ones: UnsafeMutablePointer<Float>, zeros: UnsafeMutablePointer<Float>
 
-    public init(name: String, input: Layer, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true, weights: String? = nil,
-                gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros) {
-        self.name = name; weightsName = weights ?? name; inputs = [input]
-        self.epsilon = epsilon; self.center = center; self.scale = scale
+    public init(
+        name: String, input: Layer, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true,
+        weights: String? = nil,
+        gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros
+    ) {
+        self.name = name
+        weightsName = weights ?? name
+        inputs = [input]
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
         initializers = (gammaInitializer, betaInitializer)
         output = Node(shape: input.output.shape)
         let f = output.features
-        ones = .allocate(capacity: f); ones.initialize(repeating: 1, count: f)
-        zeros = .allocate(capacity: f); zeros.initialize(repeating: 0, count: f)
+        ones = .allocate(capacity: f)
+        ones.initialize(repeating: 1, count: f)
+        zeros = .allocate(capacity: f)
+        zeros.initialize(repeating: 0, count: f)
     }
 
-    deinit { ones.deallocate(); zeros.deallocate() }
+    deinit {
+        ones.deallocate()
+        zeros.deallocate()
+    }
 
     private var features: Int { output.features }
     private func rows(_ batch: Int) -> Int { batch * output.width / features }
 
     public var parameterSpecs: [ParameterSpec] {
-        (scale ? [ParameterSpec(layer: weightsName, weight: "gamma", shape: [features], initializer: initializers.gamma)] : [])
-            + (center ? [ParameterSpec(layer: weightsName, weight: "beta", shape: [features], initializer: initializers.beta)] : [])
+        (scale
+            ? [ParameterSpec(layer: weightsName, weight: "gamma", shape: [features], initializer: initializers.gamma)]
+            : [])
+            + (center
+                ? [ParameterSpec(layer: weightsName, weight: "beta", shape: [features], initializer: initializers.beta)]
+                : [])
     }
 
     public func bind(parameters: ParameterStore) {
@@ -62,12 +78,14 @@ public final class LayerNormalization: Layer {
     // One pass over the rows each way (CKernels/normalization.c): a row's sums and its
     // outputs are formed while it is in L1.
     public func forward(batch: Int, training: Bool) {
-        tandem_ln_forward(inputs[0].output.values!, rows(batch), Int32(features), epsilon, gamma.map { store.value($0) } ?? ones,
-                          beta.map { store.value($0) } ?? zeros, normalized, inverse, output.values!)
+        tandem_ln_forward(
+            inputs[0].output.values!, rows(batch), Int32(features), epsilon, gamma.map { store.value($0) } ?? ones,
+            beta.map { store.value($0) } ?? zeros, normalized, inverse, output.values!)
     }
 
     public func backward(batch: Int) {
-        tandem_ln_backward(output.gradients!, normalized, inverse, rows(batch), Int32(features), gamma.map { store.value($0) } ?? ones,
-                           gamma.map { store.gradient($0) }, beta.map { store.gradient($0) }, inputs[0].output.gradients!)
+        tandem_ln_backward(
+            output.gradients!, normalized, inverse, rows(batch), Int32(features), gamma.map { store.value($0) } ?? ones,
+            gamma.map { store.gradient($0) }, beta.map { store.gradient($0) }, inputs[0].output.gradients!)
     }
 }

@@ -24,9 +24,13 @@ public final class Pooling1D: Layer {
 
     public init(name: String, kind: Kind, input: Layer, pool: Int, stride: Int, same: Bool) {
         precondition(input.output.shape.count == 2)
-        self.name = name; self.kind = kind; inputs = [input]
-        self.pool = pool; self.stride = stride
-        steps = input.output.shape[0]; channels = input.output.shape[1]
+        self.name = name
+        self.kind = kind
+        inputs = [input]
+        self.pool = pool
+        self.stride = stride
+        steps = input.output.shape[0]
+        channels = input.output.shape[1]
         outSteps = Pooling1D.outputSteps(steps: steps, pool: pool, stride: stride, same: same)
         precondition(outSteps > 0)
         padFront = same ? max((outSteps - 1) * stride + pool - steps, 0) / 2 : 0
@@ -35,7 +39,9 @@ public final class Pooling1D: Layer {
 
     deinit { argmax?.deallocate() }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -53,17 +59,25 @@ public final class Pooling1D: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let x = inputs[0].output.values!, y = output.values!, C = channels
+        let x = inputs[0].output.values!
+        let y = output.values!
+        let C = channels
         for b in 0..<batch {
             for o in 0..<outSteps {
-                let w = window(o), row = y + (b * outSteps + o) * C
+                let w = window(o)
+                let row = y + (b * outSteps + o) * C
                 switch kind {
                 case .max:
                     let arg = argmax! + (b * outSteps + o) * C
                     for c in 0..<C {
-                        var best = -Float.infinity, at = w.lowerBound
-                        for t in w where x[(b * steps + t) * C + c] > best { best = x[(b * steps + t) * C + c]; at = t }
-                        row[c] = best; arg[c] = Int32(at)
+                        var best = -Float.infinity
+                        var at = w.lowerBound
+                        for t in w where x[(b * steps + t) * C + c] > best {
+                            best = x[(b * steps + t) * C + c]
+                            at = t
+                        }
+                        row[c] = best
+                        arg[c] = Int32(at)
                     }
                 case .average:
                     row.update(repeating: 0, count: C)
@@ -76,7 +90,9 @@ public final class Pooling1D: Layer {
     }
 
     public func backward(batch: Int) {
-        let dx = inputs[0].output.gradients!, dy = output.gradients!, C = channels
+        let dx = inputs[0].output.gradients!
+        let dy = output.gradients!
+        let C = channels
         for b in 0..<batch {
             for o in 0..<outSteps {
                 let g = dy + (b * outSteps + o) * C
@@ -85,7 +101,8 @@ public final class Pooling1D: Layer {
                     let arg = argmax! + (b * outSteps + o) * C
                     for c in 0..<C { dx[(b * steps + Int(arg[c])) * C + c] += g[c] }
                 case .average:
-                    let w = window(o), k = Float(w.count)
+                    let w = window(o)
+                    let k = Float(w.count)
                     for t in w { for c in 0..<C { dx[(b * steps + t) * C + c] += g[c] / k } }
                 }
             }
@@ -106,10 +123,15 @@ public final class GlobalPooling1D: Layer {
     private var argmax: UnsafeMutablePointer<Int32>?
 
     public init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil) {
-        precondition(input.output.shape.count == 2 && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
-        self.name = name; self.kind = kind; self.mask = mask
+        precondition(
+            input.output.shape.count == 2
+                && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
+        self.name = name
+        self.kind = kind
+        self.mask = mask
         inputs = mask.map { [input, $0] } ?? [input]
-        steps = input.output.shape[0]; channels = input.output.shape[1]
+        steps = input.output.shape[0]
+        channels = input.output.shape[1]
         output = Node(shape: [channels])
     }
 
@@ -126,7 +148,9 @@ public final class GlobalPooling1D: Layer {
         }
     }
 
-    @inline(__always) private func weight(_ b: Int, _ t: Int) -> Float { mask.map { $0.output.values[b * steps + t] } ?? 1 }
+    @inline(__always) private func weight(_ b: Int, _ t: Int) -> Float {
+        mask.map { $0.output.values[b * steps + t] } ?? 1
+    }
     /// The steps an average runs over.
     private func count(_ b: Int) -> Float {
         guard let mask else { return Float(steps) }
@@ -136,16 +160,23 @@ public final class GlobalPooling1D: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let x = inputs[0].output.values!, C = channels, T = steps
+        let x = inputs[0].output.values!
+        let C = channels
+        let T = steps
         for b in 0..<batch {
             let y = output.values + b * C
             switch kind {
             case .max:
                 let arg = argmax! + b * C
                 for c in 0..<C {
-                    var best = -Float.infinity, at = 0
-                    for t in 0..<T where x[(b * T + t) * C + c] > best { best = x[(b * T + t) * C + c]; at = t }
-                    y[c] = best; arg[c] = Int32(at)
+                    var best = -Float.infinity
+                    var at = 0
+                    for t in 0..<T where x[(b * T + t) * C + c] > best {
+                        best = x[(b * T + t) * C + c]
+                        at = t
+                    }
+                    y[c] = best
+                    arg[c] = Int32(at)
                 }
             case .average:
                 y.update(repeating: 0, count: C)
@@ -157,7 +188,9 @@ public final class GlobalPooling1D: Layer {
     }
 
     public func backward(batch: Int) {
-        let dx = inputs[0].output.gradients!, C = channels, T = steps
+        let dx = inputs[0].output.gradients!
+        let C = channels
+        let T = steps
         for b in 0..<batch {
             let g = output.gradients + b * C
             switch kind {

@@ -48,7 +48,8 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     // hLast / cLast [B,U] the final state; hIn [B,T,U] (h̃, with recurrent dropout);
     // rh [B,T,U] (GRU without reset_after: r ⊙ h̃); their gradients dXProj, dRec; dh, dc,
     // dHin, dKeep, dRH [B,U]; the recurrent-dropout mask [B,U].
-    private var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!, rec: UnsafeMutablePointer<Float>!
+    private var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!,
+        rec: UnsafeMutablePointer<Float>!
     private var hPrev: UnsafeMutablePointer<Float>!, hLast: UnsafeMutablePointer<Float>!
     private var cPrev: UnsafeMutablePointer<Float>!, cLast: UnsafeMutablePointer<Float>!
     /// LSTM: tanh of the cell after step p, row (s, p) [B,T,U] (the backward reads it).
@@ -56,22 +57,32 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     private var hIn: UnsafeMutablePointer<Float>!, rh: UnsafeMutablePointer<Float>!
     private var dXProj: UnsafeMutablePointer<Float>!, dRec: UnsafeMutablePointer<Float>!
     private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!, dHin: UnsafeMutablePointer<Float>!
-    private var dKeep: UnsafeMutablePointer<Float>!, dRH: UnsafeMutablePointer<Float>!, dropMask: UnsafeMutablePointer<Float>!
+    private var dKeep: UnsafeMutablePointer<Float>!, dRH: UnsafeMutablePointer<Float>!,
+        dropMask: UnsafeMutablePointer<Float>!
     private var dropping = false
 
     /// `input` yields [B, steps, D]; `mask`, when given, yields [B, steps] of 0/1 (SequenceMask).
-    public init(name: String, cell: Cell, units: Int, input: Layer, mask: Layer? = nil, returnSequences: Bool = false,
-                goBackwards: Bool = false, useBias: Bool = true, zeroOutputForMask: Bool = false, recurrentDropout: Float = 0,
-                weights: String? = nil, kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
-                biasInitializer: Initializer? = nil) {
+    public init(
+        name: String, cell: Cell, units: Int, input: Layer, mask: Layer? = nil, returnSequences: Bool = false,
+        goBackwards: Bool = false, useBias: Bool = true, zeroOutputForMask: Bool = false, recurrentDropout: Float = 0,
+        weights: String? = nil, kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
+        biasInitializer: Initializer? = nil
+    ) {
         precondition(input.output.shape.count == 2 && units <= LSTM.maxUnits)
         precondition(mask == nil || mask!.output.shape == [input.output.shape[0]])
-        self.name = name; self.cell = cell; self.units = units
+        self.name = name
+        self.cell = cell
+        self.units = units
         weightsName = weights ?? name
-        steps = input.output.shape[0]; inputWidth = input.output.shape[1]
-        self.returnSequences = returnSequences; self.goBackwards = goBackwards; self.useBias = useBias
-        self.zeroOutputForMask = zeroOutputForMask; self.recurrentDropout = recurrentDropout
-        source = input; self.mask = mask
+        steps = input.output.shape[0]
+        inputWidth = input.output.shape[1]
+        self.returnSequences = returnSequences
+        self.goBackwards = goBackwards
+        self.useBias = useBias
+        self.zeroOutputForMask = zeroOutputForMask
+        self.recurrentDropout = recurrentDropout
+        source = input
+        self.mask = mask
         inputs = mask.map { [input, $0] } ?? [input]
         initializers = (kernelInitializer, recurrentInitializer, biasInitializer)
         stream = DropoutStream(name: name, purpose: 1, rate: recurrentDropout)
@@ -92,7 +103,11 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     var inputBias: TensorView? { bias }  // GRU with reset_after: row 0 of [2, 3U], the input bias
     var parameterStore: ParameterStore { store }
     var kerasClass: String {
-        switch cell { case .lstm: return "LSTM"; case .gru: return "GRU"; case .simple: return "SimpleRNN" }
+        switch cell {
+        case .lstm: return "LSTM"
+        case .gru: return "GRU"
+        case .simple: return "SimpleRNN"
+        }
     }
     var canFuse: Bool { true }
 
@@ -100,13 +115,17 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
 
     public var parameterSpecs: [ParameterSpec] {
         var specs = [
-            ParameterSpec(layer: weightsName, weight: "kernel", shape: [inputWidth, G],
-                          initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: G)),
-            ParameterSpec(layer: weightsName, weight: "recurrent_kernel", shape: [units, G], initializer: initializers.recurrent),
+            ParameterSpec(
+                layer: weightsName, weight: "kernel", shape: [inputWidth, G],
+                initializer: initializers.kernel ?? .glorotUniform(fanIn: inputWidth, fanOut: G)),
+            ParameterSpec(
+                layer: weightsName, weight: "recurrent_kernel", shape: [units, G], initializer: initializers.recurrent),
         ]
         if useBias {
-            specs.append(ParameterSpec(layer: weightsName, weight: "bias", shape: biasShape,
-                                       initializer: initializers.bias ?? (cell == .lstm ? .lstmBias(units: units) : .zeros)))
+            specs.append(
+                ParameterSpec(
+                    layer: weightsName, weight: "bias", shape: biasShape,
+                    initializer: initializers.bias ?? (cell == .lstm ? .lstmBias(units: units) : .zeros)))
         }
         return specs
     }
@@ -123,7 +142,9 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     private var isGRU: Bool { if case .gru = cell { return true } else { return false } }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
-        let bt = batch * steps, b = batch, U = units
+        let bt = batch * steps
+        let b = batch
+        let U = units
         var n = 3 * bt * G + bt * U + b * U  // gates, dXProj, dRec; hPrev, hLast
         if !readsProjectionInPlace { n += bt * G }  // xProj
         if isGRU { n += bt * G }  // rec
@@ -135,15 +156,35 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
-        let bt = batch * steps, b = batch, U = units
-        xProj = readsProjectionInPlace ? nil : workspace.take(bt * G); gates = workspace.take(bt * G)
-        dXProj = workspace.take(bt * G); dRec = workspace.take(bt * G)
-        hPrev = workspace.take(bt * U); hLast = workspace.take(b * U)
+        let bt = batch * steps
+        let b = batch
+        let U = units
+        xProj = readsProjectionInPlace ? nil : workspace.take(bt * G)
+        gates = workspace.take(bt * G)
+        dXProj = workspace.take(bt * G)
+        dRec = workspace.take(bt * G)
+        hPrev = workspace.take(bt * U)
+        hLast = workspace.take(b * U)
         rec = isGRU ? workspace.take(bt * G) : nil
-        if isLSTM { cPrev = workspace.take(bt * U); tanhCells = workspace.take(bt * U); cLast = workspace.take(b * U) }
-        if recurrentDropout > 0 { hIn = workspace.take(bt * U); dropMask = workspace.take(b * U) } else { hIn = hPrev }
-        if resetBefore { rh = workspace.take(bt * U); dRH = workspace.take(b * U) }
-        dh = workspace.take(b * U); dc = workspace.take(b * U); dHin = workspace.take(b * U); dKeep = workspace.take(b * U)
+        if isLSTM {
+            cPrev = workspace.take(bt * U)
+            tanhCells = workspace.take(bt * U)
+            cLast = workspace.take(b * U)
+        }
+        if recurrentDropout > 0 {
+            hIn = workspace.take(bt * U)
+            dropMask = workspace.take(b * U)
+        } else {
+            hIn = hPrev
+        }
+        if resetBefore {
+            rh = workspace.take(bt * U)
+            dRH = workspace.take(b * U)
+        }
+        dh = workspace.take(b * U)
+        dc = workspace.take(b * U)
+        dHin = workspace.take(b * U)
+        dKeep = workspace.take(b * U)
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
         tokens?.bind(workspace: &workspace, batch: batch)
@@ -162,21 +203,30 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     }
 
     @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
-    @inline(__always) private func masked(_ s: Int, _ t: Int) -> Bool { mask.map { $0.output.values[s * steps + t] == 0 } ?? false }
+    @inline(__always) private func masked(_ s: Int, _ t: Int) -> Bool {
+        mask.map { $0.output.values[s * steps + t] == 0 } ?? false
+    }
     /// The state after step p of sample s (row p+1 of hPrev, or hLast).
-    @inline(__always) private func next(_ base: UnsafeMutablePointer<Float>, _ last: UnsafeMutablePointer<Float>, _ s: Int, _ p: Int) -> UnsafeMutablePointer<Float> {
+    @inline(__always) private func next(
+        _ base: UnsafeMutablePointer<Float>, _ last: UnsafeMutablePointer<Float>, _ s: Int, _ p: Int
+    ) -> UnsafeMutablePointer<Float> {
         p + 1 < steps ? base + (s * steps + p + 1) * units : last + s * units
     }
 
     public func forward(batch: Int, training: Bool) {
-        let B = batch, T = steps, D = inputWidth, U = units
-        let R = UnsafePointer(store.value(recurrent)), b = bias.map { UnsafePointer(store.value($0)) }
+        let B = batch
+        let T = steps
+        let D = inputWidth
+        let U = units
+        let R = UnsafePointer(store.value(recurrent))
+        let b = bias.map { UnsafePointer(store.value($0)) }
         // x·W + b_in for every step at once (over the distinct tokens, when fused).
         if let tokens {
             distinctRows = tokens.projectDistinct(batch: B)  // read in place by `projected`
         } else {
-            gemm(.none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
-                 beta: 0, c: xProj, ldc: G)
+            gemm(
+                .none, .none, m: B * T, n: G, k: D, a: source.output.values, lda: D, b: store.value(kernel), ldb: G,
+                beta: 0, c: xProj, ldc: G)
             if let b { addBias(b, to: xProj, rows: B * T, columns: G, stride: G) }
         }
         dropping = training && recurrentDropout > 0
@@ -189,56 +239,75 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             let t = inputStep(p)
             if recurrentDropout > 0 {  // h̃ = h₋ ⊙ mask (h₋ itself in inference)
                 for s in 0..<B {
-                    let from = hPrev + (s * T + p) * U, to = hIn + (s * T + p) * U
-                    if dropping { for j in 0..<U { to[j] = from[j] * dropMask[s * U + j] } } else { to.update(from: from, count: U) }
+                    let from = hPrev + (s * T + p) * U
+                    let to = hIn + (s * T + p) * U
+                    if dropping {
+                        for j in 0..<U { to[j] = from[j] * dropMask[s * U + j] }
+                    } else {
+                        to.update(from: from, count: U)
+                    }
                 }
             }
-            let hp = hIn + p * U, ld = T * U  // rows (s, p) of h̃
+            let hp = hIn + p * U
+            let ld = T * U  // rows (s, p) of h̃
             // h̃·R[:, columns] into rows (s, p) of `to`; at p = 0 h̃ is the zero state, so no product.
             func recurrentProduct(_ columns: Int, into to: UnsafeMutablePointer<Float>) {
-                if p == 0 { for s in 0..<B { (to + s * T * G).update(repeating: 0, count: columns) }; return }
+                if p == 0 {
+                    for s in 0..<B { (to + s * T * G).update(repeating: 0, count: columns) }
+                    return
+                }
                 gemm(.none, .none, m: B, n: columns, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: to, ldc: T * G)
             }
             switch cell {
             case .lstm, .simple:
                 recurrentProduct(G, into: gates + p * G)
                 for s in 0..<B {
-                    let z = gates + (s * T + p) * G, x = projected(s, t)
+                    let z = gates + (s * T + p) * G
+                    let x = projected(s, t)
                     let h = next(hPrev, hLast, s, p)
-                    if case let .simple(act) = cell {
+                    if case .simple(let act) = cell {
                         for j in 0..<G { z[j] += x[j] }
                         act.apply(z, h, rows: 1, columns: U)
                     } else {  // z += x inside the kernel
-                        tandem_lstm_step_forward(z, x, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
-                                                 h, Int32(U))
+                        tandem_lstm_step_forward(
+                            z, x, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
+                            h, Int32(U))
                     }
                 }
-            case let .gru(resetAfter):
+            case .gru(let resetAfter):
                 let GR = resetAfter ? G : 2 * U
                 recurrentProduct(GR, into: rec + p * G)
                 if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
                 if resetAfter {  // every gate and the new state in one vectorised kernel (CKernels/gru.c)
                     for s in 0..<B {
-                        tandem_gru_step_forward(projected(s, t), rec + (s * T + p) * G, gates + (s * T + p) * G,
-                                                hPrev + (s * T + p) * U, next(hPrev, hLast, s, p), Int32(U))
+                        tandem_gru_step_forward(
+                            projected(s, t), rec + (s * T + p) * G, gates + (s * T + p) * G,
+                            hPrev + (s * T + p) * U, next(hPrev, hLast, s, p), Int32(U))
                     }
                     break
                 }
                 for s in 0..<B {  // z and r
-                    let a = gates + (s * T + p) * G, x = projected(s, t), r = rec + (s * T + p) * G
+                    let a = gates + (s * T + p) * G
+                    let x = projected(s, t)
+                    let r = rec + (s * T + p) * G
                     for j in 0..<(2 * U) { a[j] = sigmoid(x[j] + r[j]) }
                     if !resetAfter {
-                        let h = hIn + (s * T + p) * U, o = rh + (s * T + p) * U
+                        let h = hIn + (s * T + p) * U
+                        let o = rh + (s * T + p) * U
                         for j in 0..<U { o[j] = a[U + j] * h[j] }
                     }
                 }
                 if !resetAfter {  // (r ⊙ h̃)·R_h
-                    gemm(.none, .none, m: B, n: U, k: U, a: rh + p * U, lda: ld, b: R + 2 * U, ldb: G, beta: 0,
-                         c: rec + p * G + 2 * U, ldc: T * G)
+                    gemm(
+                        .none, .none, m: B, n: U, k: U, a: rh + p * U, lda: ld, b: R + 2 * U, ldb: G, beta: 0,
+                        c: rec + p * G + 2 * U, ldc: T * G)
                 }
                 for s in 0..<B {
-                    let a = gates + (s * T + p) * G, x = projected(s, t), r = rec + (s * T + p) * G
-                    let before = hPrev + (s * T + p) * U, h = next(hPrev, hLast, s, p)
+                    let a = gates + (s * T + p) * G
+                    let x = projected(s, t)
+                    let r = rec + (s * T + p) * G
+                    let before = hPrev + (s * T + p) * U
+                    let h = next(hPrev, hLast, s, p)
                     for j in 0..<U {
                         let hh = fastTanh(x[2 * U + j] + (resetAfter ? a[U + j] * r[2 * U + j] : r[2 * U + j]))
                         a[2 * U + j] = hh
@@ -253,14 +322,21 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             if returnSequences || p == T - 1 {
                 for s in 0..<B {
                     let y = output.values + (returnSequences ? (s * T + p) * U : s * U)
-                    if zeroOutputForMask && masked(s, t) { y.update(repeating: 0, count: U) } else { y.update(from: next(hPrev, hLast, s, p), count: U) }
+                    if zeroOutputForMask && masked(s, t) {
+                        y.update(repeating: 0, count: U)
+                    } else {
+                        y.update(from: next(hPrev, hLast, s, p), count: U)
+                    }
                 }
             }
         }
     }
 
     public func backward(batch: Int) {
-        let B = batch, T = steps, D = inputWidth, U = units
+        let B = batch
+        let T = steps
+        let D = inputWidth
+        let U = units
         let R = UnsafePointer(store.value(recurrent))
         dh.update(repeating: 0, count: B * U)
         dc.update(repeating: 0, count: B * U)
@@ -268,45 +344,58 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             let t = inputStep(p)
             if returnSequences || p == T - 1 {
                 for s in 0..<B where !(zeroOutputForMask && masked(s, t)) {
-                    let g = output.gradients + (returnSequences ? (s * T + p) * U : s * U), to = dh + s * U
+                    let g = output.gradients + (returnSequences ? (s * T + p) * U : s * U)
+                    let to = dh + s * U
                     for j in 0..<U { to[j] += g[j] }
                 }
             }
             for s in 0..<B {
-                let dx = dXProj + (s * T + t) * G, dr = dRec + (s * T + p) * G
-                let dhs = dh + s * U, keep = dKeep + s * U
+                let dx = dXProj + (s * T + t) * G
+                let dr = dRec + (s * T + p) * G
+                let dhs = dh + s * U
+                let keep = dKeep + s * U
                 if masked(s, t) {  // the state passed through: its gradient too
-                    dx.update(repeating: 0, count: G); dr.update(repeating: 0, count: G)
+                    dx.update(repeating: 0, count: G)
+                    dr.update(repeating: 0, count: G)
                     keep.update(from: dhs, count: U)
                     continue
                 }
                 switch cell {
                 case .lstm:
-                    tandem_lstm_step_backward(gates + (s * T + p) * G, tanhCells + (s * T + p) * U, cPrev + (s * T + p) * U,
-                                              dhs, dc + s * U, dr, Int32(U))
+                    tandem_lstm_step_backward(
+                        gates + (s * T + p) * G, tanhCells + (s * T + p) * U, cPrev + (s * T + p) * U,
+                        dhs, dc + s * U, dr, Int32(U))
                     dx.update(from: dr, count: G)
                     keep.update(repeating: 0, count: U)
-                case let .simple(act):
+                case .simple(let act):
                     // gates hold the pre-activation, the next state its value.
-                    act.backward(dy: dhs, z: gates + (s * T + p) * G, y: next(hPrev, hLast, s, p), dz: dr, rows: 1, columns: U)
+                    act.backward(
+                        dy: dhs, z: gates + (s * T + p) * G, y: next(hPrev, hLast, s, p), dz: dr, rows: 1, columns: U)
                     dx.update(from: dr, count: G)
                     keep.update(repeating: 0, count: U)
                 case .gru(resetAfter: true):  // CKernels/gru.c
-                    tandem_gru_step_backward(gates + (s * T + p) * G, rec + (s * T + p) * G, hPrev + (s * T + p) * U,
-                                             dhs, keep, dx, dr, Int32(U))
-                case let .gru(resetAfter):
-                    let a = gates + (s * T + p) * G, r = rec + (s * T + p) * G, before = hPrev + (s * T + p) * U
+                    tandem_gru_step_backward(
+                        gates + (s * T + p) * G, rec + (s * T + p) * G, hPrev + (s * T + p) * U,
+                        dhs, keep, dx, dr, Int32(U))
+                case .gru(let resetAfter):
+                    let a = gates + (s * T + p) * G
+                    let r = rec + (s * T + p) * G
+                    let before = hPrev + (s * T + p) * U
                     for j in 0..<U {
-                        let z = a[j], hh = a[2 * U + j], g = dhs[j]
+                        let z = a[j]
+                        let hh = a[2 * U + j]
+                        let g = dhs[j]
                         let daz = g * (before[j] - hh) * z * (1 - z)
                         let dah = g * (1 - z) * (1 - hh * hh)
                         keep[j] = g * z
-                        dx[j] = daz; dr[j] = daz
+                        dx[j] = daz
+                        dr[j] = daz
                         dx[2 * U + j] = dah
                         if resetAfter {
                             let rj = a[U + j]
                             let dar = dah * r[2 * U + j] * rj * (1 - rj)
-                            dx[U + j] = dar; dr[U + j] = dar
+                            dx[U + j] = dar
+                            dr[U + j] = dar
                             dr[2 * U + j] = dah * rj
                         } else {
                             dr[2 * U + j] = dah
@@ -316,14 +405,20 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             }
             if resetBefore {
                 // d(r ⊙ h̃) = dah · R_hᵀ, then dr and the extra path into h̃.
-                gemm(.none, .transposed, m: B, n: U, k: U, a: dRec + p * G + 2 * U, lda: T * G, b: R + 2 * U, ldb: G,
-                     beta: 0, c: dRH, ldc: U)
+                gemm(
+                    .none, .transposed, m: B, n: U, k: U, a: dRec + p * G + 2 * U, lda: T * G, b: R + 2 * U, ldb: G,
+                    beta: 0, c: dRH, ldc: U)
                 for s in 0..<B where !masked(s, t) {
-                    let a = gates + (s * T + p) * G, h = hIn + (s * T + p) * U
-                    let dx = dXProj + (s * T + t) * G, dr = dRec + (s * T + p) * G, d = dRH + s * U
+                    let a = gates + (s * T + p) * G
+                    let h = hIn + (s * T + p) * U
+                    let dx = dXProj + (s * T + t) * G
+                    let dr = dRec + (s * T + p) * G
+                    let d = dRH + s * U
                     for j in 0..<U {
-                        let rj = a[U + j], dar = d[j] * h[j] * rj * (1 - rj)
-                        dx[U + j] = dar; dr[U + j] = dar
+                        let rj = a[U + j]
+                        let dar = d[j] * h[j] * rj * (1 - rj)
+                        dx[U + j] = dar
+                        dr[U + j] = dar
                         d[j] *= rj
                     }
                 }
@@ -331,9 +426,13 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
             guard p > 0 else { continue }  // h₀ is the zero state
             // dh̃ = dRec · Rᵀ (the z, r columns only without reset_after), then through the mask.
             let GR = resetBefore ? 2 * U : G
-            gemm(.none, .transposed, m: B, n: U, k: GR, a: dRec + p * G, lda: T * G, b: R, ldb: G, beta: 0, c: dHin, ldc: U)
+            gemm(
+                .none, .transposed, m: B, n: U, k: GR, a: dRec + p * G, lda: T * G, b: R, ldb: G, beta: 0, c: dHin,
+                ldc: U)
             for s in 0..<B {
-                let to = dh + s * U, k = dKeep + s * U, g = dHin + s * U
+                let to = dh + s * U
+                let k = dKeep + s * U
+                let g = dHin + s * U
                 let extra: UnsafeMutablePointer<Float>? = resetBefore && !masked(s, t) ? dRH + s * U : nil
                 for j in 0..<U {
                     var v = g[j] + (extra?[j] ?? 0)
@@ -346,21 +445,27 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let dR = store.gradient(recurrent)
         if resetBefore {
             gemm(.transposed, .none, m: U, n: 2 * U, k: B * T, a: hIn, lda: U, b: dRec, ldb: G, beta: 1, c: dR, ldc: G)
-            gemm(.transposed, .none, m: U, n: U, k: B * T, a: rh, lda: U, b: dRec + 2 * U, ldb: G, beta: 1, c: dR + 2 * U, ldc: G)
+            gemm(
+                .transposed, .none, m: U, n: U, k: B * T, a: rh, lda: U, b: dRec + 2 * U, ldb: G, beta: 1,
+                c: dR + 2 * U, ldc: G)
         } else {
             gemm(.transposed, .none, m: U, n: G, k: B * T, a: hIn, lda: U, b: dRec, ldb: G, beta: 1, c: dR, ldc: G)
         }
-        if let bias, case .gru(true) = cell { addColumnSums(dRec, rows: B * T, columns: G, stride: G, into: store.gradient(bias) + G) }
+        if let bias, case .gru(true) = cell {
+            addColumnSums(dRec, rows: B * T, columns: G, stride: G, into: store.gradient(bias) + G)
+        }
         if let tokens {  // input kernel, input bias and table gradients per distinct token
             tokens.backward(batch: B, from: dXProj)
             return
         }
-        gemm(.transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dXProj, ldb: G,
-             beta: 1, c: store.gradient(kernel), ldc: G)
+        gemm(
+            .transposed, .none, m: D, n: G, k: B * T, a: source.output.values, lda: D, b: dXProj, ldb: G,
+            beta: 1, c: store.gradient(kernel), ldc: G)
         if let bias { addColumnSums(dXProj, rows: B * T, columns: G, stride: G, into: store.gradient(bias)) }
         guard source.wantsGradient else { return }
-        gemm(.none, .transposed, m: B * T, n: D, k: G, a: dXProj, lda: G, b: store.value(kernel), ldb: G,
-             beta: 1, c: source.output.gradients, ldc: D)
+        gemm(
+            .none, .transposed, m: B * T, n: D, k: G, a: dXProj, lda: G, b: store.value(kernel), ldb: G,
+            beta: 1, c: source.output.gradients, ldc: D)
     }
 }
 
@@ -375,11 +480,16 @@ public final class SequenceMask: Layer {
 
     public init(name: String, tokens: InputLayer, value: Int32 = 0) {
         precondition(tokens.kind == .tokens)
-        self.name = name; self.value = value; source = tokens; inputs = [tokens]
+        self.name = name
+        self.value = value
+        source = tokens
+        inputs = [tokens]
         output = Node(shape: tokens.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)

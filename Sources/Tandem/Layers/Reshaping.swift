@@ -11,11 +11,14 @@ public final class Reshape: Layer {
 
     public init(name: String, input: Layer, shape: [Int]) {
         precondition(shape.reduce(1, *) == input.output.width, "Reshape keeps the element count")
-        self.name = name; inputs = [input]
+        self.name = name
+        inputs = [input]
         output = Node(shape: shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -27,7 +30,8 @@ public final class Reshape: Layer {
     }
 
     public func backward(batch: Int) {
-        let dx = inputs[0].output.gradients!, dy = output.gradients!
+        let dx = inputs[0].output.gradients!
+        let dy = output.gradients!
         for i in 0..<(batch * output.width) { dx[i] += dy[i] }
     }
 }
@@ -41,11 +45,15 @@ public final class RepeatVector: Layer {
 
     public init(name: String, input: Layer, count: Int) {
         precondition(input.output.shape.count == 1 && count > 0)
-        self.name = name; self.count = count; inputs = [input]
+        self.name = name
+        self.count = count
+        inputs = [input]
         output = Node(shape: [count, input.output.width])
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -53,14 +61,16 @@ public final class RepeatVector: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let f = inputs[0].output.width, x = inputs[0].output.values!
+        let f = inputs[0].output.width
+        let x = inputs[0].output.values!
         for b in 0..<batch {
             for t in 0..<count { (output.values + (b * count + t) * f).update(from: x + b * f, count: f) }
         }
     }
 
     public func backward(batch: Int) {
-        let f = inputs[0].output.width, dx = inputs[0].output.gradients!
+        let f = inputs[0].output.width
+        let dx = inputs[0].output.gradients!
         for b in 0..<batch {
             for t in 0..<count {
                 let dy = output.gradients + (b * count + t) * f
@@ -79,11 +89,14 @@ public final class TimeReverse: Layer {
 
     public init(name: String, input: Layer) {
         precondition(input.output.shape.count == 2)
-        self.name = name; inputs = [input]
+        self.name = name
+        inputs = [input]
         output = Node(shape: input.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * output.width, batch * output.width) }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
@@ -91,7 +104,9 @@ public final class TimeReverse: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let T = output.shape[0], F = output.shape[1], x = inputs[0].output.values!
+        let T = output.shape[0]
+        let F = output.shape[1]
+        let x = inputs[0].output.values!
         for b in 0..<batch {
             for t in 0..<T {
                 let from: UnsafeMutablePointer<Float> = x + (b * T + T - 1 - t) * F
@@ -101,10 +116,13 @@ public final class TimeReverse: Layer {
     }
 
     public func backward(batch: Int) {
-        let T = output.shape[0], F = output.shape[1], dx = inputs[0].output.gradients!
+        let T = output.shape[0]
+        let F = output.shape[1]
+        let dx = inputs[0].output.gradients!
         for b in 0..<batch {
             for t in 0..<T {
-                let to = dx + (b * T + T - 1 - t) * F, from = output.gradients + (b * T + t) * F
+                let to = dx + (b * T + T - 1 - t) * F
+                let from = output.gradients + (b * T + t) * F
                 for j in 0..<F { to[j] += from[j] }
             }
         }

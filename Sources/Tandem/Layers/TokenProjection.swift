@@ -18,11 +18,16 @@ final class FusedEmbeddingBuffers {
     let unique: UnsafeMutablePointer<Int32>, occurrence: UnsafeMutablePointer<Int32>
     var count = 0
     init(vocabulary: Int, occurrences: Int) {
-        slot = .allocate(capacity: vocabulary); slot.initialize(repeating: -1, count: vocabulary)
+        slot = .allocate(capacity: vocabulary)
+        slot.initialize(repeating: -1, count: vocabulary)
         unique = .allocate(capacity: max(1, min(vocabulary, occurrences)))
         occurrence = .allocate(capacity: max(1, occurrences))
     }
-    deinit { slot.deallocate(); unique.deallocate(); occurrence.deallocate() }
+    deinit {
+        slot.deallocate()
+        unique.deallocate()
+        occurrence.deallocate()
+    }
 }
 
 /// A recurrent layer whose input projection x·W (+ b) can run over distinct tokens.
@@ -57,9 +62,11 @@ extension TokenFusable {
 
     /// dE[count, D] = S[count, G] · Wᵀ with W this layer's (current) input kernel.
     func tableGradientRows(_ sums: UnsafePointer<Float>, count: Int, into dE: UnsafeMutablePointer<Float>) {
-        let D = inputWidth, G = gateColumns
-        gemm(.none, .transposed, m: count, n: D, k: G, a: sums, lda: G, b: parameterStore.value(inputKernel), ldb: G,
-             beta: 0, c: dE, ldc: D)
+        let D = inputWidth
+        let G = gateColumns
+        gemm(
+            .none, .transposed, m: count, n: D, k: G, a: sums, lda: G, b: parameterStore.value(inputKernel), ldb: G,
+            beta: 0, c: dE, ldc: D)
     }
 
     /// The largest |w| of the input kernel (bounds |dE| from |S|).
@@ -88,7 +95,10 @@ final class TokenProjection {
     /// table row is written.
     var tableRowSums: (base: UnsafeMutablePointer<Float>, slot: UnsafePointer<Int32>)?
 
-    init(embedding: Embedding, layer: TokenFusable) { self.embedding = embedding; self.layer = layer }
+    init(embedding: Embedding, layer: TokenFusable) {
+        self.embedding = embedding
+        self.layer = layer
+    }
 
     private func maxUnique(_ batch: Int) -> Int { min(embedding.vocabulary, batch * layer.steps) }
 
@@ -109,8 +119,12 @@ final class TokenProjection {
     /// Fills `xProj` [B·T, G] with x·W + b for every (b, t), computing each distinct token once.
     func project(batch: Int, into xProj: UnsafeMutablePointer<Float>) {
         projectDistinct(batch: batch)
-        let f = buffers!, G = layer.gateColumns, projection = projection!
-        for o in 0..<batch * layer.steps { (xProj + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G) }
+        let f = buffers!
+        let G = layer.gateColumns
+        let projection = projection!
+        for o in 0..<batch * layer.steps {
+            (xProj + o * G).update(from: projection + Int(f.occurrence[o]) * G, count: G)
+        }
     }
 
     /// P[n, G] = E[ids] · W + b over the batch's n distinct ids, and each occurrence's slot:
@@ -118,22 +132,31 @@ final class TokenProjection {
     /// layer that keeps the projection apart from its gates (no [B·T, G] copy).
     @discardableResult
     func projectDistinct(batch: Int) -> (rows: UnsafePointer<Float>, slot: UnsafePointer<Int32>) {
-        let f = buffers!, store = layer.parameterStore
-        let ids = embedding.source.tokens!, table = embedding.store.value(embedding.table)
-        let D = layer.inputWidth, G = layer.gateColumns, occurrences = batch * layer.steps
+        let f = buffers!
+        let store = layer.parameterStore
+        let ids = embedding.source.tokens!
+        let table = embedding.store.value(embedding.table)
+        let D = layer.inputWidth
+        let G = layer.gateColumns
+        let occurrences = batch * layer.steps
         // Distinct ids in ascending order (a pass over the vocabulary beats a sort),
         // so on one rank they line up with the compact gradient's slots.
         for o in 0..<occurrences { f.slot[Int(ids[o])] = 0 }
         var n = 0
         for id in 0..<embedding.vocabulary where f.slot[id] == 0 {
-            f.slot[id] = Int32(n); f.unique[n] = Int32(id); n += 1
+            f.slot[id] = Int32(n)
+            f.unique[n] = Int32(id)
+            n += 1
         }
         for o in 0..<occurrences { f.occurrence[o] = f.slot[Int(ids[o])] }
         for k in 0..<n { f.slot[Int(f.unique[k])] = -1 }
         f.count = n
-        let rows = rows!, projection = projection!
+        let rows = rows!
+        let projection = projection!
         for k in 0..<n { (rows + k * D).update(from: table + Int(f.unique[k]) * D, count: D) }
-        gemm(.none, .none, m: n, n: G, k: D, a: rows, lda: D, b: store.value(layer.inputKernel), ldb: G, beta: 0, c: projection, ldc: G)
+        gemm(
+            .none, .none, m: n, n: G, k: D, a: rows, lda: D, b: store.value(layer.inputKernel), ldb: G, beta: 0,
+            c: projection, ldc: G)
         if let bias = layer.inputBias { addBias(store.value(bias), to: projection, rows: n, columns: G, stride: G) }
         return (UnsafePointer(projection), UnsafePointer(f.occurrence))
     }
@@ -143,19 +166,30 @@ final class TokenProjection {
     /// distinct token's S row is added at `base + slot[id]·G`, and dE = S·Wᵀ is
     /// formed later, block by block, by whoever reads it (`tableGradientRows`).
     func backward(batch: Int, from dXProj: UnsafePointer<Float>) {
-        let f = buffers!, store = layer.parameterStore
-        let D = layer.inputWidth, G = layer.gateColumns, n = f.count, occurrences = batch * layer.steps
-        let sums = sums!, rows = rows!
+        let f = buffers!
+        let store = layer.parameterStore
+        let D = layer.inputWidth
+        let G = layer.gateColumns
+        let n = f.count
+        let occurrences = batch * layer.steps
+        let sums = sums!
+        let rows = rows!
         sums.update(repeating: 0, count: n * G)
         for o in 0..<occurrences {
-            let to = sums + Int(f.occurrence[o]) * G, from = dXProj + o * G
+            let to = sums + Int(f.occurrence[o]) * G
+            let from = dXProj + o * G
             for j in 0..<G { to[j] += from[j] }
         }
-        gemm(.transposed, .none, m: D, n: G, k: n, a: rows, lda: D, b: sums, ldb: G, beta: 1, c: store.gradient(layer.inputKernel), ldc: G)
-        if let bias = layer.inputBias { addColumnSums(sums, rows: n, columns: G, stride: G, into: store.gradient(bias)) }
+        gemm(
+            .transposed, .none, m: D, n: G, k: n, a: rows, lda: D, b: sums, ldb: G, beta: 1,
+            c: store.gradient(layer.inputKernel), ldc: G)
+        if let bias = layer.inputBias {
+            addColumnSums(sums, rows: n, columns: G, stride: G, into: store.gradient(bias))
+        }
         if let compact = tableRowSums {
             for k in 0..<n {
-                let to = compact.base + Int(compact.slot[Int(f.unique[k])]) * G, from = sums + k * G
+                let to = compact.base + Int(compact.slot[Int(f.unique[k])]) * G
+                let from = sums + k * G
                 for j in 0..<G { to[j] += from[j] }
             }
             return
@@ -167,7 +201,8 @@ final class TokenProjection {
             let count = min(tableBlockRows, n - first)
             layer.tableGradientRows(sums + first * G, count: count, into: rows)
             for k in 0..<count {
-                let to = dTable + Int(f.unique[first + k]) * D, from = rows + k * D
+                let to = dTable + Int(f.unique[first + k]) * D
+                let from = rows + k * D
                 for j in 0..<D { to[j] += from[j] }
             }
         }

@@ -18,7 +18,8 @@ public final class FusedEmbeddingRecurrent: Layer {
     public var recurrentLayer: Layer { recurrent }
 
     init(_ embedding: Embedding, _ recurrent: TokenFusable) {
-        self.embedding = embedding; self.recurrent = recurrent
+        self.embedding = embedding
+        self.recurrent = recurrent
         recurrent.fuse(with: embedding)
     }
 
@@ -27,7 +28,9 @@ public final class FusedEmbeddingRecurrent: Layer {
         recurrent.bind(parameters: parameters)
     }
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { recurrent.workspaceSize(batch: batch) }
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) { recurrent.bind(workspace: &workspace, batch: batch) }
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        recurrent.bind(workspace: &workspace, batch: batch)
+    }
     public func forward(batch: Int, training: Bool) { recurrent.forward(batch: batch, training: training) }
     public func backward(batch: Int) { recurrent.backward(batch: batch) }
 }
@@ -41,10 +44,13 @@ enum FusionPass {
     static func apply(to order: [Layer]) -> [Layer] {
         var readers: [ObjectIdentifier: [Layer]] = [:]
         for layer in order { for input in layer.inputs { readers[ObjectIdentifier(input), default: []].append(layer) } }
-        var fused: [ObjectIdentifier: FusedEmbeddingRecurrent] = [:], absorbed = Set<ObjectIdentifier>()
+        var fused: [ObjectIdentifier: FusedEmbeddingRecurrent] = [:]
+        var absorbed = Set<ObjectIdentifier>()
         for case let embedding as Embedding in order {
             let consumers = readers[ObjectIdentifier(embedding)] ?? []
-            let recurrent = consumers.compactMap { $0 as? TokenFusable }.filter { $0.canFuse && $0.source === embedding }
+            let recurrent = consumers.compactMap { $0 as? TokenFusable }.filter {
+                $0.canFuse && $0.source === embedding
+            }
             guard !consumers.isEmpty, recurrent.count == consumers.count else { continue }
             for r in recurrent { fused[ObjectIdentifier(r)] = FusedEmbeddingRecurrent(embedding, r) }
             absorbed.insert(ObjectIdentifier(embedding))

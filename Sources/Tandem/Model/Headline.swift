@@ -27,30 +27,48 @@ enum KerasJSON {
     static func object(_ fields: [(String, JSONValue)]) -> JSONValue { .object(fields) }
 
     static func serialized(_ module: String, _ className: String, _ config: [(String, JSONValue)]) -> JSONValue {
-        .object([("module", .string(module)), ("class_name", .string(className)), ("config", .object(config)), ("registered_name", .null)])
+        .object([
+            ("module", .string(module)), ("class_name", .string(className)), ("config", .object(config)),
+            ("registered_name", .null),
+        ])
     }
 
     static let float32Policy = serialized("keras", "DTypePolicy", [("name", .string("float32"))])
 
     static func tensor(_ layer: String, shape: [Int?], dtype: String) -> JSONValue {
-        .object([("class_name", .string("__keras_tensor__")),
-                 ("config", .object([("shape", .array(shape.map { $0.map { .int(Int64($0)) } ?? .null })),
-                                     ("dtype", .string(dtype)),
-                                     ("keras_history", .array([.string(layer), .int(0), .int(0)]))]))])
+        .object([
+            ("class_name", .string("__keras_tensor__")),
+            (
+                "config",
+                .object([
+                    ("shape", .array(shape.map { $0.map { .int(Int64($0)) } ?? .null })),
+                    ("dtype", .string(dtype)),
+                    ("keras_history", .array([.string(layer), .int(0), .int(0)])),
+                ])
+            ),
+        ])
     }
 
-    static func layer(_ className: String, _ name: String, _ config: [(String, JSONValue)], inbound: [JSONValue]?) -> JSONValue {
-        var fields: [(String, JSONValue)] = [("module", .string("keras.layers")), ("class_name", .string(className)),
-                                             ("config", .object([("name", .string(name))] + config)), ("registered_name", .null),
-                                             ("name", .string(name))]
+    static func layer(_ className: String, _ name: String, _ config: [(String, JSONValue)], inbound: [JSONValue]?)
+        -> JSONValue
+    {
+        var fields: [(String, JSONValue)] = [
+            ("module", .string("keras.layers")), ("class_name", .string(className)),
+            ("config", .object([("name", .string(name))] + config)), ("registered_name", .null),
+            ("name", .string(name)),
+        ]
         let calls: [JSONValue] = inbound.map { [.object([("args", .array($0)), ("kwargs", .object([]))])] } ?? []
         fields.append(("inbound_nodes", .array(calls)))
         return .object(fields)
     }
 
     static func input(_ name: String, shape: [Int], dtype: String) -> JSONValue {
-        layer("InputLayer", name, [("batch_shape", .array([.null] + shape.map { .int(Int64($0)) })), ("dtype", .string(dtype)),
-                                   ("sparse", .bool(false)), ("ragged", .bool(false)), ("optional", .bool(false))], inbound: nil)
+        layer(
+            "InputLayer", name,
+            [
+                ("batch_shape", .array([.null] + shape.map { .int(Int64($0)) })), ("dtype", .string(dtype)),
+                ("sparse", .bool(false)), ("ragged", .bool(false)), ("optional", .bool(false)),
+            ], inbound: nil)
     }
 
     static func initializer(_ className: String, _ config: [(String, JSONValue)] = []) -> JSONValue {
@@ -58,12 +76,16 @@ enum KerasJSON {
     }
 
     static func dense(_ name: String, units: Int, activation: String, from: JSONValue) -> JSONValue {
-        layer("Dense", name, [("trainable", .bool(true)), ("dtype", float32Policy), ("units", .int(Int64(units))),
-                              ("activation", .string(activation)), ("use_bias", .bool(true)),
-                              ("kernel_initializer", initializer("GlorotUniform", [("seed", .null)])),
-                              ("bias_initializer", initializer("Zeros")),
-                              ("kernel_regularizer", .null), ("bias_regularizer", .null),
-                              ("kernel_constraint", .null), ("bias_constraint", .null)], inbound: [from])
+        layer(
+            "Dense", name,
+            [
+                ("trainable", .bool(true)), ("dtype", float32Policy), ("units", .int(Int64(units))),
+                ("activation", .string(activation)), ("use_bias", .bool(true)),
+                ("kernel_initializer", initializer("GlorotUniform", [("seed", .null)])),
+                ("bias_initializer", initializer("Zeros")),
+                ("kernel_regularizer", .null), ("bias_regularizer", .null),
+                ("kernel_constraint", .null), ("bias_constraint", .null),
+            ], inbound: [from])
     }
 }
 
@@ -74,34 +96,70 @@ extension ModelDescription {
         typealias K = KerasJSON
         let T = c.sequenceLength
         var layers: [JSONValue] = [K.input("main_input", shape: [T], dtype: "int32")]
-        layers.append(K.layer("Embedding", "embedding", [
-            ("trainable", .bool(true)), ("dtype", K.float32Policy), ("input_dim", .int(Int64(c.vocabulary))),
-            ("output_dim", .int(Int64(c.embeddingDimension))),
-            ("embeddings_initializer", K.initializer("RandomUniform", [("seed", .null), ("minval", .double(-0.05)), ("maxval", .double(0.05))])),
-            ("embeddings_regularizer", .null), ("activity_regularizer", .null), ("embeddings_constraint", .null),
-            ("mask_zero", .bool(false))], inbound: [K.tensor("main_input", shape: [nil, T], dtype: "int32")]))
-        layers.append(K.layer("LSTM", "lstm", [
-            ("trainable", .bool(true)), ("dtype", K.float32Policy), ("return_sequences", .bool(false)), ("return_state", .bool(false)),
-            ("go_backwards", .bool(false)), ("stateful", .bool(false)), ("unroll", .bool(false)), ("zero_output_for_mask", .bool(false)),
-            ("units", .int(Int64(c.lstmUnits))), ("activation", .string("tanh")), ("recurrent_activation", .string("sigmoid")),
-            ("use_bias", .bool(true)), ("kernel_initializer", K.initializer("GlorotUniform", [("seed", .null)])),
-            ("recurrent_initializer", K.initializer("Orthogonal", [("seed", .null), ("gain", .double(1))])),
-            ("bias_initializer", K.initializer("Zeros")), ("unit_forget_bias", .bool(true)),
-            ("kernel_regularizer", .null), ("recurrent_regularizer", .null), ("bias_regularizer", .null), ("activity_regularizer", .null),
-            ("kernel_constraint", .null), ("recurrent_constraint", .null), ("bias_constraint", .null),
-            ("dropout", .double(0)), ("recurrent_dropout", .double(0)), ("seed", .null)],
-            inbound: [K.tensor("embedding", shape: [nil, T, c.embeddingDimension], dtype: "float32")]))
+        layers.append(
+            K.layer(
+                "Embedding", "embedding",
+                [
+                    ("trainable", .bool(true)), ("dtype", K.float32Policy), ("input_dim", .int(Int64(c.vocabulary))),
+                    ("output_dim", .int(Int64(c.embeddingDimension))),
+                    (
+                        "embeddings_initializer",
+                        K.initializer(
+                            "RandomUniform", [("seed", .null), ("minval", .double(-0.05)), ("maxval", .double(0.05))])
+                    ),
+                    ("embeddings_regularizer", .null), ("activity_regularizer", .null),
+                    ("embeddings_constraint", .null),
+                    ("mask_zero", .bool(false)),
+                ], inbound: [K.tensor("main_input", shape: [nil, T], dtype: "int32")]))
+        layers.append(
+            K.layer(
+                "LSTM", "lstm",
+                [
+                    ("trainable", .bool(true)), ("dtype", K.float32Policy), ("return_sequences", .bool(false)),
+                    ("return_state", .bool(false)),
+                    ("go_backwards", .bool(false)), ("stateful", .bool(false)), ("unroll", .bool(false)),
+                    ("zero_output_for_mask", .bool(false)),
+                    ("units", .int(Int64(c.lstmUnits))), ("activation", .string("tanh")),
+                    ("recurrent_activation", .string("sigmoid")),
+                    ("use_bias", .bool(true)),
+                    ("kernel_initializer", K.initializer("GlorotUniform", [("seed", .null)])),
+                    ("recurrent_initializer", K.initializer("Orthogonal", [("seed", .null), ("gain", .double(1))])),
+                    ("bias_initializer", K.initializer("Zeros")), ("unit_forget_bias", .bool(true)),
+                    ("kernel_regularizer", .null), ("recurrent_regularizer", .null), ("bias_regularizer", .null),
+                    ("activity_regularizer", .null),
+                    ("kernel_constraint", .null), ("recurrent_constraint", .null), ("bias_constraint", .null),
+                    ("dropout", .double(0)), ("recurrent_dropout", .double(0)), ("seed", .null),
+                ],
+                inbound: [K.tensor("embedding", shape: [nil, T, c.embeddingDimension], dtype: "float32")]))
         layers.append(K.input("aux_input", shape: [c.auxFeatures], dtype: "float32"))
-        layers.append(K.layer("Concatenate", "concatenate", [("trainable", .bool(true)), ("dtype", K.float32Policy), ("axis", .int(-1))],
-                              inbound: [.array([K.tensor("lstm", shape: [nil, c.lstmUnits], dtype: "float32"),
-                                                K.tensor("aux_input", shape: [nil, c.auxFeatures], dtype: "float32")])]))
-        var previous = "concatenate", width = c.lstmUnits + c.auxFeatures
+        layers.append(
+            K.layer(
+                "Concatenate", "concatenate",
+                [("trainable", .bool(true)), ("dtype", K.float32Policy), ("axis", .int(-1))],
+                inbound: [
+                    .array([
+                        K.tensor("lstm", shape: [nil, c.lstmUnits], dtype: "float32"),
+                        K.tensor("aux_input", shape: [nil, c.auxFeatures], dtype: "float32"),
+                    ])
+                ]))
+        var previous = "concatenate"
+        var width = c.lstmUnits + c.auxFeatures
         for name in c.denseNames {
-            layers.append(K.dense(name, units: c.denseUnits, activation: "relu", from: K.tensor(previous, shape: [nil, width], dtype: "float32")))
-            previous = name; width = c.denseUnits
+            layers.append(
+                K.dense(
+                    name, units: c.denseUnits, activation: "relu",
+                    from: K.tensor(previous, shape: [nil, width], dtype: "float32")))
+            previous = name
+            width = c.denseUnits
         }
-        layers.append(K.dense("main_output", units: 1, activation: "sigmoid", from: K.tensor(previous, shape: [nil, width], dtype: "float32")))
-        layers.append(K.dense("aux_output", units: 1, activation: "sigmoid", from: K.tensor("lstm", shape: [nil, c.lstmUnits], dtype: "float32")))
+        layers.append(
+            K.dense(
+                "main_output", units: 1, activation: "sigmoid",
+                from: K.tensor(previous, shape: [nil, width], dtype: "float32")))
+        layers.append(
+            K.dense(
+                "aux_output", units: 1, activation: "sigmoid",
+                from: K.tensor("lstm", shape: [nil, c.lstmUnits], dtype: "float32")))
         func pairs(_ names: [String]) -> JSONValue { .array(names.map { .array([.string($0), .int(0), .int(0)]) }) }
         let both: (JSONValue) -> JSONValue = { v in .object([("main_output", v), ("aux_output", v)]) }
         let compile: JSONValue = .object([
@@ -109,13 +167,21 @@ extension ModelDescription {
             ("loss", both(.string("binary_crossentropy"))),
             ("loss_weights", .object([("main_output", .double(1.0)), ("aux_output", .double(0.2))])),
             ("metrics", both(.array([.string("accuracy")]))),
-            ("weighted_metrics", .null), ("run_eagerly", .bool(false)), ("steps_per_execution", .int(1)), ("jit_compile", .bool(false))])
+            ("weighted_metrics", .null), ("run_eagerly", .bool(false)), ("steps_per_execution", .int(1)),
+            ("jit_compile", .bool(false)),
+        ])
         let json: JSONValue = .object([
             ("module", .string("keras.src.models.functional")), ("class_name", .string("Functional")),
-            ("config", .object([("name", .string("headline")), ("trainable", .bool(true)), ("layers", .array(layers)),
-                                ("input_layers", pairs(["main_input", "aux_input"])),
-                                ("output_layers", pairs(["main_output", "aux_output"]))])),
-            ("registered_name", .string("Functional")), ("compile_config", compile)])
+            (
+                "config",
+                .object([
+                    ("name", .string("headline")), ("trainable", .bool(true)), ("layers", .array(layers)),
+                    ("input_layers", pairs(["main_input", "aux_input"])),
+                    ("output_layers", pairs(["main_output", "aux_output"])),
+                ])
+            ),
+            ("registered_name", .string("Functional")), ("compile_config", compile),
+        ])
         var d = try KerasConfig.description(from: json)
         d.preset = "headline"
         return d

@@ -34,8 +34,8 @@ struct LayerArguments {
     func require(_ key: String, is off: JSONValue, supported: String) throws {
         guard let v = config[key], !v.isNull else { return }
         if v == off { return }
-        if case let .int(i) = v, case let .double(d) = off, Double(i) == d { return }
-        if case let .double(d) = v, case let .int(i) = off, Double(i) == d { return }
+        if case .int(let i) = v, case .double(let d) = off, Double(i) == d { return }
+        if case .double(let d) = v, case .int(let i) = off, Double(i) == d { return }
         throw fail("'\(key)' = \(v) is not supported (\(supported))")
     }
     func requireNull(_ keys: String...) throws {
@@ -48,7 +48,9 @@ struct LayerArguments {
     func activation(_ key: String = "activation", default otherwise: String = "linear") throws -> Activation {
         let name = try string(key, default: otherwise)
         guard let a = Activation.named(name) else {
-            throw fail("activation '\(name)' is not supported (supported: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw fail(
+                "activation '\(name)' is not supported (supported: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
         }
         return a
     }
@@ -129,9 +131,14 @@ struct LayerArguments {
 /// The registry of Keras layer classes Tandem builds.
 public enum LayerRegistry {
     /// Keras classes Tandem can build.
-    public static let supported = ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
-        + ["Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed",
-           "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN", "Bidirectional", "Conv1D", "BatchNormalization"]
+    public static let supported =
+        ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
+        + [
+            "Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization",
+            "TimeDistributed",
+            "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN",
+            "Bidirectional", "Conv1D", "BatchNormalization",
+        ]
 
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
     static let maskConsumers = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "GlobalAveragePooling1D"]
@@ -143,20 +150,26 @@ public enum LayerRegistry {
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
             throw a.fail("frozen layers (trainable = false) are not supported")
         }
-        var inputs = inputs, mask: Layer?
+        var inputs = inputs
+        var mask: Layer?
         if node.masked {
             guard maskConsumers.contains(node.className) else {
-                throw a.fail("its 'mask' argument is not supported (masks are read by \(maskConsumers.joined(separator: ", ")))")
+                throw a.fail(
+                    "its 'mask' argument is not supported (masks are read by \(maskConsumers.joined(separator: ", ")))")
             }
             mask = inputs.removeLast()
-            guard mask is SequenceMask else { throw a.fail("its mask must come from Embedding(mask_zero=True) (ops.not_equal on the token ids)") }
+            guard mask is SequenceMask else {
+                throw a.fail("its mask must come from Embedding(mask_zero=True) (ops.not_equal on the token ids)")
+            }
         }
         switch node.className {
         case "NotEqual":
             guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
                 throw a.fail("compares a model input of integer token ids only")
             }
-            guard let v = node.config["value"]?.integer, let value = Int32(exactly: v) else { throw a.fail("needs an integer value") }
+            guard let v = node.config["value"]?.integer, let value = Int32(exactly: v) else {
+                throw a.fail("needs an integer value")
+            }
             return SequenceMask(name: node.id, tokens: tokens, value: value)
         case "LSTM", "GRU", "SimpleRNN": return try recurrent(a, inputs, mask: mask)
         case "Bidirectional": return try bidirectional(a, inputs, mask: mask)
@@ -164,7 +177,8 @@ public enum LayerRegistry {
         case "Embedding": return try embedding(a, inputs)
         case "Dense": return try dense(a, inputs)
         case "Concatenate": return try concatenate(a, inputs)
-        case "Activation": return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
+        case "Activation":
+            return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
         case let c where MergeKind(rawValue: c) != nil: return try merge(a, MergeKind(rawValue: c)!, inputs)
         case "Flatten":
             try a.channelsLast()
@@ -173,7 +187,9 @@ public enum LayerRegistry {
         case "Conv1D": return try conv1D(a, inputs)
         case "RepeatVector":
             let source = try single(a, inputs)
-            guard source.output.shape.count == 1 else { throw a.fail("needs [batch, features], got \(shapeText(source))") }
+            guard source.output.shape.count == 1 else {
+                throw a.fail("needs [batch, features], got \(shapeText(source))")
+            }
             return RepeatVector(name: node.id, input: source, count: try a.int("n"))
         case "Dropout", "SpatialDropout1D": return try dropout(a, inputs)
         case "LayerNormalization": return try layerNormalization(a, inputs)
@@ -184,23 +200,30 @@ public enum LayerRegistry {
             let source = try sequence(a, inputs)
             try a.channelsLast()
             try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
-            return GlobalPooling1D(name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
+            return GlobalPooling1D(
+                name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
         default:
-            throw TandemError.usage("layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))")
+            throw TandemError.usage(
+                "layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))"
+            )
         }
     }
 
     /// The penalties a node's config asks for, as tensors (`*_regularizer`).
     static func regularizers(_ node: GraphNode) throws -> [Regularizer] {
-        if node.className == "TimeDistributed", let inner = node.config["layer"] {  // the wrapped layer's, under the wrapper's name
-            return try regularizers(GraphNode(id: node.id, layer: node.layer, className: inner["class_name"]?.string ?? "",
-                                              config: inner["config"] ?? .null, inputs: node.inputs, call: node.call))
+        // A TimeDistributed's are the wrapped layer's, under the wrapper's name.
+        if node.className == "TimeDistributed", let inner = node.config["layer"] {
+            return try regularizers(
+                GraphNode(
+                    id: node.id, layer: node.layer, className: inner["class_name"]?.string ?? "",
+                    config: inner["config"] ?? .null, inputs: node.inputs, call: node.call))
         }
         if node.className == "Bidirectional" {  // each half's, under <layer>/<half's name>/
             return try ["layer", "backward_layer"].flatMap { key -> [Regularizer] in
                 guard let half = node.config[key], let name = half["config"]?["name"]?.string else { return [] }
-                let inner = GraphNode(id: node.id, layer: "\(node.layer)/\(name)", className: half["class_name"]?.string ?? "",
-                                      config: half["config"] ?? .null, inputs: node.inputs, call: node.call)
+                let inner = GraphNode(
+                    id: node.id, layer: "\(node.layer)/\(name)", className: half["class_name"]?.string ?? "",
+                    config: half["config"] ?? .null, inputs: node.inputs, call: node.call)
                 return try regularizers(inner)
             }
         }
@@ -208,9 +231,14 @@ public enum LayerRegistry {
         let keys: [(String, String)]
         switch node.className {
         case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
-        case "LSTM", "GRU", "SimpleRNN": keys = [("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"), ("bias_regularizer", "bias")]
+        case "LSTM", "GRU", "SimpleRNN":
+            keys = [
+                ("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"),
+                ("bias_regularizer", "bias"),
+            ]
         case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
-        case "LayerNormalization", "BatchNormalization": keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
+        case "LayerNormalization", "BatchNormalization":
+            keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
         case "Conv1D": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
         default: keys = []
         }
@@ -230,7 +258,9 @@ public enum LayerRegistry {
             throw a.fail("'batch_shape' must be [null, …] with at least one feature axis")
         }
         let sample = try dims.dropFirst().map { d -> Int in
-            guard let n = d.integer, n > 0 else { throw a.fail("every axis but the batch must have a fixed size, got \(shape!)") }
+            guard let n = d.integer, n > 0 else {
+                throw a.fail("every axis but the batch must have a fixed size, got \(shape!)")
+            }
             return n
         }
         try a.require("sparse", is: .bool(false), supported: "dense inputs only")
@@ -239,10 +269,14 @@ public enum LayerRegistry {
         let dtype = a.config["dtype"]?.string ?? a.config["dtype"]?["config"]?["name"]?.string ?? "float32"
         switch dtype {
         case "int32", "int64", "int16", "int8", "uint8", "uint16", "uint32":
-            guard sample.count == 1 else { throw a.fail("integer (token) inputs must be [batch, length], got \(sample)") }
+            guard sample.count == 1 else {
+                throw a.fail("integer (token) inputs must be [batch, length], got \(sample)")
+            }
             return InputLayer(name: a.node.id, kind: .tokens, shape: sample)
         case "float32", "float64", "float16":
-            guard sample.count <= 2 else { throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])") }
+            guard sample.count <= 2 else {
+                throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])")
+            }
             return InputLayer(name: a.node.id, kind: .features, shape: sample)
         default:
             throw a.fail("input dtype '\(dtype)' is not supported (integer ids or floats)")
@@ -253,39 +287,49 @@ public enum LayerRegistry {
         guard let source = try single(a, inputs) as? InputLayer, source.kind == .tokens else {
             throw a.fail("must read an integer model input directly (token ids)")
         }
-        let vocabulary = try a.int("input_dim"), dimension = try a.int("output_dim")
+        let vocabulary = try a.int("input_dim")
+        let dimension = try a.int("output_dim")
         // mask_zero: the file carries the mask as a NotEqual op passed to the layers that read it.
         try a.require("sparse", is: .bool(false), supported: "dense gradients")
         try a.requireNull("embeddings_constraint", "activity_regularizer", "lora_rank", "quantization_config")
         let initializer = try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension)
-        return Embedding(name: a.node.id, vocabulary: vocabulary, dimension: dimension, input: source,
-                         weights: a.node.layer, initializer: initializer ?? .uniform(limit: 0.05))
+        return Embedding(
+            name: a.node.id, vocabulary: vocabulary, dimension: dimension, input: source,
+            weights: a.node.layer, initializer: initializer ?? .uniform(limit: 0.05))
     }
 
     /// LSTM, GRU, SimpleRNN. The plain LSTM class when nothing more is asked
     /// (the fusion pass knows it); otherwise `Recurrent`. Input dropout is a
     /// SpatialDropout1D in front: one mask per sample and feature, all steps.
-    private static func recurrent(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?, name: String? = nil, weights: String? = nil,
-                                  zeroOutputForMask: Bool? = nil) throws -> Layer {
+    private static func recurrent(
+        _ a: LayerArguments, _ inputs: [Layer], mask: Layer?, name: String? = nil, weights: String? = nil,
+        zeroOutputForMask: Bool? = nil
+    ) throws -> Layer {
         var source = try sequence(a, inputs)
-        let id = name ?? a.node.id, className = a.node.className
+        let id = name ?? a.node.id
+        let className = a.node.className
         let units = try a.int("units")
         guard units <= LSTM.maxUnits else { throw a.fail("'units' must be at most \(LSTM.maxUnits), got \(units)") }
         let activation = try a.activation(default: "tanh")
         if className != "SimpleRNN" {
             guard activation == .tanh else { throw a.fail("activation must be tanh (Keras's default)") }
-            guard try a.activation("recurrent_activation", default: "sigmoid") == .sigmoid else { throw a.fail("recurrent_activation must be sigmoid (Keras's default)") }
+            guard try a.activation("recurrent_activation", default: "sigmoid") == .sigmoid else {
+                throw a.fail("recurrent_activation must be sigmoid (Keras's default)")
+            }
         } else if activation == .softmax || activation == .logSoftmax {
-            throw a.fail("activation \(activation.rawValue) is not supported for SimpleRNN (element-wise activations only)")
+            throw a.fail(
+                "activation \(activation.rawValue) is not supported for SimpleRNN (element-wise activations only)")
         }
         try a.require("return_state", is: .bool(false), supported: "return_state = false")
         try a.require("stateful", is: .bool(false), supported: "stateful = false")
         try a.requireNull("kernel_constraint", "recurrent_constraint", "bias_constraint", "activity_regularizer")
         // `unroll` and `implementation` change how Keras schedules the same arithmetic; `seed`
         // seeds Keras's own generator (Tandem's masks come from the run's seed, docs/SPEC.md §9).
-        let useBias = try a.bool("use_bias", default: true), goBackwards = try a.bool("go_backwards", default: false)
+        let useBias = try a.bool("use_bias", default: true)
+        let goBackwards = try a.bool("go_backwards", default: false)
         let returnSequences = try a.bool("return_sequences", default: false)
-        let dropout = try a.rate("dropout"), recurrentDropout = try a.rate("recurrent_dropout")
+        let dropout = try a.rate("dropout")
+        let recurrentDropout = try a.rate("recurrent_dropout")
         let zeroOutput = try zeroOutputForMask ?? a.bool("zero_output_for_mask", default: false)
         let features = source.output.shape[1]
         let cell: Recurrent.Cell
@@ -309,12 +353,17 @@ public enum LayerRegistry {
         let recurrentInit = try a.initializer("recurrent_initializer", fanIn: units, fanOut: g) ?? .orthogonal
         if dropout > 0 { source = Dropout(name: "\(id)/dropout", input: source, rate: dropout, spatial: true) }
         if cell == .lstm, useBias, !goBackwards, mask == nil, recurrentDropout == 0 {
-            return LSTM(name: id, units: units, input: source, steps: source.output.shape[0], returnSequences: returnSequences,
-                        weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit, biasInitializer: bias)
+            return LSTM(
+                name: id, units: units, input: source, steps: source.output.shape[0], returnSequences: returnSequences,
+                weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit,
+                biasInitializer: bias)
         }
-        return Recurrent(name: id, cell: cell, units: units, input: source, mask: mask, returnSequences: returnSequences,
-                         goBackwards: goBackwards, useBias: useBias, zeroOutputForMask: zeroOutput, recurrentDropout: recurrentDropout,
-                         weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit, biasInitializer: bias)
+        return Recurrent(
+            name: id, cell: cell, units: units, input: source, mask: mask, returnSequences: returnSequences,
+            goBackwards: goBackwards, useBias: useBias, zeroOutputForMask: zeroOutput,
+            recurrentDropout: recurrentDropout,
+            weights: weights ?? a.node.layer, kernelInitializer: kernelInit, recurrentInitializer: recurrentInit,
+            biasInitializer: bias)
     }
 
     /// Keras `Bidirectional(layer, merge_mode, backward_layer)`: the forward RNN, the
@@ -324,22 +373,30 @@ public enum LayerRegistry {
         let source = try sequence(a, inputs)
         guard a.config["layer"]?["config"]?["name"]?.string != nil else { throw a.fail("has no 'layer'") }
         let configs = KerasConfig.bidirectionalHalves(a.config)
-        for (half, role) in zip(configs, ["forward", "backward"]) { try KerasConfig.refuseCustom(half, what: "layer '\(a.node.layer)'s \(role) layer") }
+        for (half, role) in zip(configs, ["forward", "backward"]) {
+            try KerasConfig.refuseCustom(half, what: "layer '\(a.node.layer)'s \(role) layer")
+        }
         let mode = try a.string("merge_mode", default: "concat")
-        guard ["concat", "sum", "mul", "ave"].contains(mode) else { throw a.fail("merge_mode '\(mode)' is not supported (concat, sum, mul, ave)") }
+        guard ["concat", "sum", "mul", "ave"].contains(mode) else {
+            throw a.fail("merge_mode '\(mode)' is not supported (concat, sum, mul, ave)")
+        }
         var halves: [Layer] = []
         for half in configs {
             let className = half["class_name"]?.string ?? "?"
             guard ["LSTM", "GRU", "SimpleRNN"].contains(className), let hname = half["config"]?["name"]?.string else {
                 throw a.fail("wraps \(className); only LSTM, GRU and SimpleRNN are supported")
             }
-            let node = GraphNode(id: "\(a.node.id)/\(hname)", layer: "\(a.node.layer)/\(hname)", className: className,
-                                 config: half["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
+            let node = GraphNode(
+                id: "\(a.node.id)/\(hname)", layer: "\(a.node.layer)/\(hname)", className: className,
+                config: half["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
             let inner = LayerArguments(node: node)
             try inner.require("return_state", is: .bool(false), supported: "return_state = false")
             // Keras forces zero_output_for_mask = return_sequences on both halves.
-            var layer = try recurrent(inner, [source], mask: mask, zeroOutputForMask: try inner.bool("return_sequences", default: false))
-            if let r = layer as? Recurrent, r.goBackwards, r.returnSequences { layer = TimeReverse(name: "\(node.id)/reversed", input: r) }
+            var layer = try recurrent(
+                inner, [source], mask: mask, zeroOutputForMask: try inner.bool("return_sequences", default: false))
+            if let r = layer as? Recurrent, r.goBackwards, r.returnSequences {
+                layer = TimeReverse(name: "\(node.id)/reversed", input: r)
+            }
             halves.append(layer)
         }
         guard halves[0].output.shape == halves[1].output.shape else { throw a.fail("its halves give different shapes") }
@@ -351,12 +408,15 @@ public enum LayerRegistry {
     private static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         let units = try a.int("units")
-        try a.requireNull("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config")
+        try a.requireNull(
+            "kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config")
         let useBias = try a.bool("use_bias", default: true)
-        return Dense(name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,
-                     weights: a.node.layer,
-                     kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.features, fanOut: units),
-                     biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.features, fanOut: units) ?? .zeros)
+        return Dense(
+            name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,
+            weights: a.node.layer,
+            kernelInitializer: try a.initializer("kernel_initializer", fanIn: source.output.features, fanOut: units),
+            biasInitializer: try a.initializer("bias_initializer", fanIn: source.output.features, fanOut: units)
+                ?? .zeros)
     }
 
     private static func shapeText(_ layer: Layer) -> String {
@@ -365,24 +425,36 @@ public enum LayerRegistry {
 
     private static func sequence(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
-        guard source.output.shape.count == 2 else { throw a.fail("needs a sequence input [batch, time, features], got \(shapeText(source))") }
+        guard source.output.shape.count == 2 else {
+            throw a.fail("needs a sequence input [batch, time, features], got \(shapeText(source))")
+        }
         return source
     }
 
     private static func reshape(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
-        guard let dims = a.config["target_shape"]?.array, !dims.isEmpty else { throw a.fail("'target_shape' must be a list of sizes") }
+        guard let dims = a.config["target_shape"]?.array, !dims.isEmpty else {
+            throw a.fail("'target_shape' must be a list of sizes")
+        }
         var shape = try dims.map { d -> Int in
-            guard let n = d.integer, n > 0 || n == -1 else { throw a.fail("'target_shape' sizes must be positive or -1, got \(d)") }
+            guard let n = d.integer, n > 0 || n == -1 else {
+                throw a.fail("'target_shape' sizes must be positive or -1, got \(d)")
+            }
             return n
         }
         if let free = shape.firstIndex(of: -1) {
             let known = shape.filter { $0 != -1 }.reduce(1, *)
-            guard shape.filter({ $0 == -1 }).count == 1, source.output.width % known == 0 else { throw a.fail("cannot reshape \(shapeText(source)) to \(shape)") }
+            guard shape.filter({ $0 == -1 }).count == 1, source.output.width % known == 0 else {
+                throw a.fail("cannot reshape \(shapeText(source)) to \(shape)")
+            }
             shape[free] = source.output.width / known
         }
-        guard shape.reduce(1, *) == source.output.width else { throw a.fail("cannot reshape \(shapeText(source)) (\(source.output.width) values a sample) to \(shape)") }
-        guard shape.count <= 2 else { throw a.fail("target shapes of rank \(shape.count) are not supported (features or [time, features])") }
+        guard shape.reduce(1, *) == source.output.width else {
+            throw a.fail("cannot reshape \(shapeText(source)) (\(source.output.width) values a sample) to \(shape)")
+        }
+        guard shape.count <= 2 else {
+            throw a.fail("target shapes of rank \(shape.count) are not supported (features or [time, features])")
+        }
         return Reshape(name: a.node.id, input: source, shape: shape)
     }
 
@@ -402,11 +474,12 @@ public enum LayerRegistry {
         let f = source.output.features
         let epsilon = a.config["epsilon"]?.number ?? 1e-3
         guard epsilon > 0 else { throw a.fail("'epsilon' must be positive") }
-        return LayerNormalization(name: a.node.id, input: source, epsilon: Float(epsilon),
-                                  center: try a.bool("center", default: true), scale: try a.bool("scale", default: true),
-                                  weights: a.node.layer,
-                                  gammaInitializer: try a.initializer("gamma_initializer", fanIn: f, fanOut: f) ?? .constant(1),
-                                  betaInitializer: try a.initializer("beta_initializer", fanIn: f, fanOut: f) ?? .zeros)
+        return LayerNormalization(
+            name: a.node.id, input: source, epsilon: Float(epsilon),
+            center: try a.bool("center", default: true), scale: try a.bool("scale", default: true),
+            weights: a.node.layer,
+            gammaInitializer: try a.initializer("gamma_initializer", fanIn: f, fanOut: f) ?? .constant(1),
+            betaInitializer: try a.initializer("beta_initializer", fanIn: f, fanOut: f) ?? .zeros)
     }
 
     /// Statistics over the global batch whatever `synchronized` says: one process
@@ -417,15 +490,22 @@ public enum LayerRegistry {
         try a.require("renorm", is: .bool(false), supported: "renorm = false")
         try a.requireNull("beta_constraint", "gamma_constraint", "activity_regularizer")
         let f = source.output.features
-        let epsilon = a.config["epsilon"]?.number ?? 1e-3, momentum = a.config["momentum"]?.number ?? 0.99
-        guard epsilon > 0, (0...1).contains(momentum) else { throw a.fail("'epsilon' must be positive and 'momentum' in [0, 1]") }
-        func initializer(_ key: String, _ otherwise: Initializer) throws -> Initializer { try a.initializer(key, fanIn: f, fanOut: f) ?? otherwise }
-        return BatchNormalization(name: a.node.id, input: source, momentum: Float(momentum), epsilon: Float(epsilon),
-                                  center: try a.bool("center", default: true), scale: try a.bool("scale", default: true), weights: a.node.layer,
-                                  gammaInitializer: try initializer("gamma_initializer", .constant(1)),
-                                  betaInitializer: try initializer("beta_initializer", .zeros),
-                                  movingMeanInitializer: try initializer("moving_mean_initializer", .zeros),
-                                  movingVarianceInitializer: try initializer("moving_variance_initializer", .constant(1)))
+        let epsilon = a.config["epsilon"]?.number ?? 1e-3
+        let momentum = a.config["momentum"]?.number ?? 0.99
+        guard epsilon > 0, (0...1).contains(momentum) else {
+            throw a.fail("'epsilon' must be positive and 'momentum' in [0, 1]")
+        }
+        func initializer(_ key: String, _ otherwise: Initializer) throws -> Initializer {
+            try a.initializer(key, fanIn: f, fanOut: f) ?? otherwise
+        }
+        return BatchNormalization(
+            name: a.node.id, input: source, momentum: Float(momentum), epsilon: Float(epsilon),
+            center: try a.bool("center", default: true), scale: try a.bool("scale", default: true),
+            weights: a.node.layer,
+            gammaInitializer: try initializer("gamma_initializer", .constant(1)),
+            betaInitializer: try initializer("beta_initializer", .zeros),
+            movingMeanInitializer: try initializer("moving_mean_initializer", .zeros),
+            movingVarianceInitializer: try initializer("moving_variance_initializer", .constant(1)))
     }
 
     /// Layers that act on each step's last axis alone: TimeDistributed(X) is X on the sequence.
@@ -436,12 +516,17 @@ public enum LayerRegistry {
     /// TimeDistributed of a per-step layer (weights under `layer/`, named after the wrapper).
     private static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
-        guard let inner = a.config["layer"], let innerClass = inner["class_name"]?.string, perStep.contains(innerClass) else {
+        guard let inner = a.config["layer"], let innerClass = inner["class_name"]?.string, perStep.contains(innerClass)
+        else {
             let name = a.config["layer"]?["class_name"]?.string ?? "?"
-            throw a.fail("wraps \(name); TimeDistributed supports \(perStep.joined(separator: ", "))\(name == "BatchNormalization" ? " (Keras normalises each step of a TimeDistributed BatchNormalization on its own; use BatchNormalization on the sequence for statistics over batch and time)" : "")")
+            throw a.fail(
+                "wraps \(name); TimeDistributed supports \(perStep.joined(separator: ", "))\(name == "BatchNormalization" ? " (Keras normalises each step of a TimeDistributed BatchNormalization on its own; use BatchNormalization on the sequence for statistics over batch and time)" : "")"
+            )
         }
         try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
-        let node = GraphNode(id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]), inputs: a.node.inputs, call: a.node.call)
+        let node = GraphNode(
+            id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]),
+            inputs: a.node.inputs, call: a.node.call)
         return try make(node, inputs: [source])
     }
 
@@ -450,38 +535,58 @@ public enum LayerRegistry {
         try a.channelsLast()
         try a.require("groups", is: .int(1), supported: "groups = 1")
         try a.requireNull("kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank")
-        let filters = try a.int("filters"), size = try a.size("kernel_size")
-        let stride = try a.size("strides", default: 1), dilation = try a.size("dilation_rate", default: 1)
-        guard stride == 1 || dilation == 1 else { throw a.fail("strides > 1 with dilation_rate > 1 is not allowed (as in Keras)") }
+        let filters = try a.int("filters")
+        let size = try a.size("kernel_size")
+        let stride = try a.size("strides", default: 1)
+        let dilation = try a.size("dilation_rate", default: 1)
+        guard stride == 1 || dilation == 1 else {
+            throw a.fail("strides > 1 with dilation_rate > 1 is not allowed (as in Keras)")
+        }
         let name = try a.string("padding", default: "valid")
-        guard let padding = Conv1D.Padding(rawValue: name) else { throw a.fail("padding '\(name)' is not supported (valid, same, causal)") }
-        let steps = source.output.shape[0], channels = source.output.shape[1]
-        guard Conv1D.outputSteps(steps: steps, kernel: size, stride: stride, dilation: dilation, padding: padding) > 0 else {
+        guard let padding = Conv1D.Padding(rawValue: name) else {
+            throw a.fail("padding '\(name)' is not supported (valid, same, causal)")
+        }
+        let steps = source.output.shape[0]
+        let channels = source.output.shape[1]
+        guard Conv1D.outputSteps(steps: steps, kernel: size, stride: stride, dilation: dilation, padding: padding) > 0
+        else {
             throw a.fail("its kernel (size \(size), dilation \(dilation)) is longer than the \(steps) steps it reads")
         }
-        return Conv1D(name: a.node.id, filters: filters, kernelSize: size, input: source, stride: stride, dilation: dilation,
-                      padding: padding, activation: try a.activation(), useBias: try a.bool("use_bias", default: true), weights: a.node.layer,
-                      kernelInitializer: try a.initializer("kernel_initializer", fanIn: size * channels, fanOut: size * filters),
-                      biasInitializer: try a.initializer("bias_initializer", fanIn: size * channels, fanOut: filters) ?? .zeros)
+        return Conv1D(
+            name: a.node.id, filters: filters, kernelSize: size, input: source, stride: stride, dilation: dilation,
+            padding: padding, activation: try a.activation(), useBias: try a.bool("use_bias", default: true),
+            weights: a.node.layer,
+            kernelInitializer: try a.initializer("kernel_initializer", fanIn: size * channels, fanOut: size * filters),
+            biasInitializer: try a.initializer("bias_initializer", fanIn: size * channels, fanOut: filters) ?? .zeros)
     }
 
     private static func pooling(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
         try a.channelsLast()
-        let pool = try a.size("pool_size", default: 2), stride = try a.size("strides", default: pool)
+        let pool = try a.size("pool_size", default: 2)
+        let stride = try a.size("strides", default: pool)
         let padding = try a.string("padding", default: "valid")
-        guard padding == "valid" || padding == "same" else { throw a.fail("padding '\(padding)' is not supported (valid, same)") }
+        guard padding == "valid" || padding == "same" else {
+            throw a.fail("padding '\(padding)' is not supported (valid, same)")
+        }
         let steps = source.output.shape[0]
-        guard padding == "same" || pool <= steps else { throw a.fail("pool_size \(pool) is longer than the \(steps) steps it pools") }
-        return Pooling1D(name: a.node.id, kind: a.node.className.hasPrefix("Max") ? .max : .average, input: source,
-                         pool: pool, stride: stride, same: padding == "same")
+        guard padding == "same" || pool <= steps else {
+            throw a.fail("pool_size \(pool) is longer than the \(steps) steps it pools")
+        }
+        return Pooling1D(
+            name: a.node.id, kind: a.node.className.hasPrefix("Max") ? .max : .average, input: source,
+            pool: pool, stride: stride, same: padding == "same")
     }
 
     private static func merge(_ a: LayerArguments, _ kind: MergeKind, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
-        guard kind != .subtract || inputs.count == 2 else { throw a.fail("takes exactly two inputs, got \(inputs.count)") }
+        guard kind != .subtract || inputs.count == 2 else {
+            throw a.fail("takes exactly two inputs, got \(inputs.count)")
+        }
         guard inputs.allSatisfy({ $0.output.shape == inputs[0].output.shape }) else {
-            throw a.fail("inputs must share one shape (broadcasting is not supported), got \(inputs.map { "\($0.output.shape)" }.joined(separator: " and "))")
+            throw a.fail(
+                "inputs must share one shape (broadcasting is not supported), got \(inputs.map { "\($0.output.shape)" }.joined(separator: " and "))"
+            )
         }
         return Merge(name: a.node.id, kind: kind, inputs: inputs)
     }
@@ -490,11 +595,15 @@ public enum LayerRegistry {
         guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
         let rank = inputs[0].output.shape.count
         let shapes = inputs.map { shapeText($0) }.joined(separator: " and ")
-        guard inputs.allSatisfy({ $0.output.shape.count == rank }) else { throw a.fail("inputs must have one rank, got \(shapes)") }
+        guard inputs.allSatisfy({ $0.output.shape.count == rank }) else {
+            throw a.fail("inputs must have one rank, got \(shapes)")
+        }
         let given = a.config["axis"]?.integer ?? -1
         // Keras counts the batch axis: axis 1 is the first per-sample axis, −1 the last.
         let axis = given < 0 ? rank + given : given - 1
-        guard (0..<rank).contains(axis) else { throw a.fail("axis \(given) is not an axis of \(shapes) (the batch axis cannot be joined)") }
+        guard (0..<rank).contains(axis) else {
+            throw a.fail("axis \(given) is not an axis of \(shapes) (the batch axis cannot be joined)")
+        }
         for i in 0..<rank where i != axis {
             guard inputs.allSatisfy({ $0.output.shape[i] == inputs[0].output.shape[i] }) else {
                 throw a.fail("inputs must agree on every axis but \(given), got \(shapes)")

@@ -100,13 +100,23 @@ public struct Head: Sendable, Codable, Equatable {
         public var kind: AccuracyKind
         /// How the compile config wrote it, when it came from one.
         public var keras: String?
-        public init(name: String, kind: AccuracyKind, keras: String? = nil) { self.name = name; self.kind = kind; self.keras = keras }
+        public init(name: String, kind: AccuracyKind, keras: String? = nil) {
+            self.name = name
+            self.kind = kind
+            self.keras = keras
+        }
     }
 
-    public init(output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:],
-                fromLogits: Bool = false, accuracy: Accuracy? = nil) {
-        self.output = output; self.loss = loss; self.weight = weight; self.classWeights = classWeights
-        self.fromLogits = fromLogits; self.accuracy = accuracy
+    public init(
+        output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:],
+        fromLogits: Bool = false, accuracy: Accuracy? = nil
+    ) {
+        self.output = output
+        self.loss = loss
+        self.weight = weight
+        self.classWeights = classWeights
+        self.fromLogits = fromLogits
+        self.accuracy = accuracy
     }
 }
 
@@ -145,8 +155,8 @@ public enum LossInput {
 
     var layer: Layer {
         switch self {
-        case let .logits(d): return d
-        case let .output(l): return l
+        case .logits(let d): return d
+        case .output(let l): return l
         }
     }
 }
@@ -154,8 +164,14 @@ public enum LossInput {
 extension Head {
     /// The headline model's heads (docs/SPEC.md §2): binary cross-entropy, main 1.0, aux 0.2, accuracy.
     public static var headlineDefaults: [Head] {
-        [Head(output: "main_output", loss: .binaryCrossentropy, weight: 1.0, accuracy: .init(name: "accuracy", kind: .binary)),
-         Head(output: "aux_output", loss: .binaryCrossentropy, weight: 0.2, accuracy: .init(name: "accuracy", kind: .binary))]
+        [
+            Head(
+                output: "main_output", loss: .binaryCrossentropy, weight: 1.0,
+                accuracy: .init(name: "accuracy", kind: .binary)),
+            Head(
+                output: "aux_output", loss: .binaryCrossentropy, weight: 0.2,
+                accuracy: .init(name: "accuracy", kind: .binary)),
+        ]
     }
 
     /// Columns of this head's targets for its output layer.
@@ -165,10 +181,14 @@ extension Head {
     /// `consumers` is how many layers read `layer` (a Dense read further on keeps act').
     public func attach(to layer: Layer, consumers: Int) throws -> LossInput {
         if loss == .sparseCategoricalCrossentropy && layer.output.width < 2 {
-            throw TandemError.usage("output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(layer.output.width)")
+            throw TandemError.usage(
+                "output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(layer.output.width)"
+            )
         }
         if layer.output.shape.count != 1 {
-            throw TandemError.usage("output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])")
+            throw TandemError.usage(
+                "output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])"
+            )
         }
         guard let dense = layer as? Dense else { return .output(layer) }
         let folds = function.folds(dense.activation)
@@ -177,11 +197,15 @@ extension Head {
     }
 
     /// Effective per-sample weights: sample weight × class weight, written into `weights`.
-    public func applyClassWeights(targets: UnsafePointer<Float>, columns: Int, rows: Int,
-                                  weights: UnsafeMutablePointer<Float>) {
+    public func applyClassWeights(
+        targets: UnsafePointer<Float>, columns: Int, rows: Int,
+        weights: UnsafeMutablePointer<Float>
+    ) {
         guard !classWeights.isEmpty else { return }
         for i in 0..<rows {
-            let k = loss == .sparseCategoricalCrossentropy ? Int(targets[i * columns]) : targetClass(targets + i * columns, columns: columns)
+            let k =
+                loss == .sparseCategoricalCrossentropy
+                ? Int(targets[i * columns]) : targetClass(targets + i * columns, columns: columns)
             if k == options.ignoreClass { continue }
             weights[i] *= Float(classWeights[k] ?? 1)
         }
@@ -191,25 +215,35 @@ extension Head {
     /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
     /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
     /// Rows whose `labelled` flag is false (a NaN target, docs/SPEC.md §10) weigh 0 and add to no metric.
-    public func evaluate(_ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                         labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
-                         metricSums: UnsafeMutablePointer<Double>? = nil) -> HeadSums {
+    public func evaluate(
+        _ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+        labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
+        metricSums: UnsafeMutablePointer<Double>? = nil
+    ) -> HeadSums {
         let layer = input.layer
         let function = self.function
-        let columns = layer.output.width, tw = function.targetWidth(outputWidth: columns)
+        let columns = layer.output.width
+        let tw = function.targetWidth(outputWidth: columns)
         let y = UnsafePointer(layer.output.values!)
         let scale = weight / Double(max(globalBatch, 1))
         var sums = HeadSums()
         let dOut: UnsafeMutablePointer<Float>?
         let fromZ: UnsafePointer<Float>?
         switch input {
-        case let .logits(dense): fromZ = UnsafePointer(dense.logits!); dOut = writeGradient ? dense.dLogits! : nil
-        case .output: fromZ = fromLogits ? y : nil; dOut = writeGradient ? layer.output.gradients! : nil
+        case .logits(let dense):
+            fromZ = UnsafePointer(dense.logits!)
+            dOut = writeGradient ? dense.dLogits! : nil
+        case .output:
+            fromZ = fromLogits ? y : nil
+            dOut = writeGradient ? layer.output.gradients! : nil
         }
         for i in 0..<rows {
-            let o = i * columns, t = targets + i * tw, w = Double(weights[i])
+            let o = i * columns
+            let t = targets + i * tw
+            let w = Double(weights[i])
             let g = w * scale
-            let sampleLoss = function.sample(y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
+            let sampleLoss = function.sample(
+                y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
             sums.weightedLoss += w * sampleLoss
             if let labelled, !labelled[i] { continue }
             if let accuracy {
@@ -219,7 +253,8 @@ extension Head {
             if let metricSums {
                 var offset = 0
                 for m in metrics {
-                    m.accumulate(p: y + o, t: t, columns: columns, targetColumns: tw, weight: w, into: metricSums + offset)
+                    m.accumulate(
+                        p: y + o, t: t, columns: columns, targetColumns: tw, weight: w, into: metricSums + offset)
                     offset += m.slotCount
                 }
             }
@@ -228,7 +263,9 @@ extension Head {
     }
 
     /// One sample's accuracy as Keras computes it (mean over columns for binary).
-    static func accuracy(_ kind: AccuracyKind, p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int) -> Double {
+    static func accuracy(
+        _ kind: AccuracyKind, p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int
+    ) -> Double {
         switch kind {
         case .binary:
             // Keras: mean over the last axis of (y_true == (y_pred > 0.5)).
@@ -252,8 +289,10 @@ public protocol LossFunction: Sendable {
     func targetWidth(outputWidth: Int) -> Int
     /// True when the loss inverts `activation` and so works from its logits.
     func folds(_ activation: Activation) -> Bool
-    func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                d: UnsafeMutablePointer<Float>?, scale: Double) -> Double
+    func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double
 }
 
 extension LossKind {
@@ -261,10 +300,12 @@ extension LossKind {
     public func function(_ options: LossOptions) -> LossFunction {
         switch self {
         case .binaryCrossentropy: return BinaryCrossentropy(labelSmoothing: options.labelSmoothing)
-        case .categoricalCrossentropy: return CategoricalCrossentropy(sparse: false, labelSmoothing: options.labelSmoothing)
+        case .categoricalCrossentropy:
+            return CategoricalCrossentropy(sparse: false, labelSmoothing: options.labelSmoothing)
         case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true, labelSmoothing: 0)
         case .meanSquaredError: return MeanSquaredError()
-        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence: return Regression(kind: self, delta: options.delta)
+        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence:
+            return Regression(kind: self, delta: options.delta)
         case .binaryFocalCrossentropy: return BinaryFocalCrossentropy(options)
         }
     }
@@ -284,8 +325,10 @@ public struct BinaryCrossentropy: LossFunction {
     /// ℓ = mean_c BCE, on t smoothed to t(1 − s) + s/2. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}),
     /// ∂ℓ/∂z = (σ(z) − t)/C. From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)],
     /// ∂/∂y zero where clipped.
-    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double {
         var s = 0.0
         let perColumn = 1 / Double(columns)
         for j in 0..<columns {
@@ -298,9 +341,14 @@ public struct BinaryCrossentropy: LossFunction {
                     d[j] = Float(scale * perColumn) * (sigmoid(z[j]) - Float(tj))
                 }
             } else {
-                let raw = Double(y[j]), p = min(max(raw, epsilon), 1 - epsilon)
+                let raw = Double(y[j])
+                let p = min(max(raw, epsilon), 1 - epsilon)
                 s -= tj * Foundation.log(p) + (1 - tj) * Foundation.log(1 - p)
-                if let d { d[j] = raw > epsilon && raw < 1 - epsilon ? Float(scale * perColumn * (-tj / p + (1 - tj) / (1 - p))) : 0 }
+                if let d {
+                    d[j] =
+                        raw > epsilon && raw < 1 - epsilon
+                        ? Float(scale * perColumn * (-tj / p + (1 - tj) / (1 - p))) : 0
+                }
             }
         }
         return s * perColumn
@@ -312,16 +360,22 @@ public struct BinaryCrossentropy: LossFunction {
 public struct CategoricalCrossentropy: LossFunction {
     public let sparse: Bool
     public let labelSmoothing: Double
-    public init(sparse: Bool, labelSmoothing: Double = 0) { self.sparse = sparse; self.labelSmoothing = labelSmoothing }
+    public init(sparse: Bool, labelSmoothing: Double = 0) {
+        self.sparse = sparse
+        self.labelSmoothing = labelSmoothing
+    }
     public func targetWidth(outputWidth: Int) -> Int { sparse ? 1 : outputWidth }
     public func folds(_ activation: Activation) -> Bool { activation == .softmax }
     /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse; smoothed to t(1 − s) + s/C). From logits:
     /// q = softmax(z) via log-sum-exp, ∂ℓ/∂z = q·Σt − t. From probabilities (Keras):
     /// q = clip(y / Σy, ε, 1−ε), and the gradient goes back through the normalisation.
-    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double {
         let label = sparse ? Int(t[0]) : -1
-        let keep = 1 - labelSmoothing, spread = labelSmoothing / Double(columns)
+        let keep = 1 - labelSmoothing
+        let spread = labelSmoothing / Double(columns)
         @inline(__always) func target(_ j: Int) -> Double {
             let tj: Double = sparse ? (j == label ? 1 : 0) : Double(t[j])
             return labelSmoothing == 0 ? tj : tj * keep + spread
@@ -330,7 +384,8 @@ public struct CategoricalCrossentropy: LossFunction {
         if let z {
             var peak = -Double.infinity
             for j in 0..<columns { peak = max(peak, Double(z[j])) }
-            var total = 0.0, targetSum = 0.0
+            var total = 0.0
+            var targetSum = 0.0
             for j in 0..<columns { total += Foundation.exp(Double(z[j]) - peak) }
             let logNorm = peak + Foundation.log(total)
             for j in 0..<columns {
@@ -353,7 +408,9 @@ public struct CategoricalCrossentropy: LossFunction {
         var dq = [Double](repeating: 0, count: d == nil ? 0 : columns)
         var dot = 0.0
         for j in 0..<columns {
-            let raw = Double(y[j]) / total, q = min(max(raw, epsilon), 1 - epsilon), tj = target(j)
+            let raw = Double(y[j]) / total
+            let q = min(max(raw, epsilon), 1 - epsilon)
+            let tj = target(j)
             if tj != 0 { s -= tj * Foundation.log(q) }
             if d != nil {
                 dq[j] = raw > epsilon && raw < 1 - epsilon ? -tj / q : 0
@@ -371,8 +428,10 @@ public struct MeanSquaredError: LossFunction {
     public init() {}
     public func targetWidth(outputWidth: Int) -> Int { outputWidth }
     public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double {
         var s = 0.0
         for j in 0..<columns {
             let e = Double(y[j]) - Double(t[j])
@@ -393,28 +452,42 @@ public struct MeanSquaredError: LossFunction {
 public struct Regression: LossFunction {
     public let kind: LossKind
     public let delta: Double
-    public init(kind: LossKind, delta: Double = 1) { self.kind = kind; self.delta = delta }
+    public init(kind: LossKind, delta: Double = 1) {
+        self.kind = kind
+        self.delta = delta
+    }
     public func targetWidth(outputWidth: Int) -> Int { outputWidth }
     public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
+    public func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double {
         let reduce = kind == .klDivergence ? 1.0 : 1 / Double(columns)
         var s = 0.0
         for j in 0..<columns {
-            let yj = Double(y[j]), tj = Double(t[j]), e = yj - tj
-            let value: Double, slope: Double
+            let yj = Double(y[j])
+            let tj = Double(t[j])
+            let e = yj - tj
+            let value: Double
+            let slope: Double
             switch kind {
             case .meanAbsoluteError:
-                value = abs(e); slope = e > 0 ? 1 : (e < 0 ? -1 : 0)
+                value = abs(e)
+                slope = e > 0 ? 1 : (e < 0 ? -1 : 0)
             case .huber:
-                value = abs(e) <= delta ? 0.5 * e * e : delta * abs(e) - 0.5 * delta * delta; slope = min(max(e, -delta), delta)
+                value = abs(e) <= delta ? 0.5 * e * e : delta * abs(e) - 0.5 * delta * delta
+                slope = min(max(e, -delta), delta)
             case .logCosh:
-                value = e + softplusDouble(-2 * e) - Foundation.log(2.0); slope = Foundation.tanh(e)
+                value = e + softplusDouble(-2 * e) - Foundation.log(2.0)
+                slope = Foundation.tanh(e)
             case .poisson:
-                value = yj - tj * Foundation.log(yj + epsilon); slope = 1 - tj / (yj + epsilon)
+                value = yj - tj * Foundation.log(yj + epsilon)
+                slope = 1 - tj / (yj + epsilon)
             default:  // kl_divergence
-                let tc = min(max(tj, epsilon), 1), yc = min(max(yj, epsilon), 1)
-                value = tc * Foundation.log(tc / yc); slope = yj > epsilon && yj < 1 ? -tc / yc : 0
+                let tc = min(max(tj, epsilon), 1)
+                let yc = min(max(yj, epsilon), 1)
+                value = tc * Foundation.log(tc / yc)
+                slope = yj > epsilon && yj < 1 ? -tc / yc : 0
             }
             s += value
             if let d { d[j] = Float(scale * reduce * slope) }
@@ -432,9 +505,13 @@ public struct BinaryFocalCrossentropy: LossFunction {
     public init(_ options: LossOptions) { self.options = options }
     public func targetWidth(outputWidth: Int) -> Int { outputWidth }
     public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
-                       d: UnsafeMutablePointer<Float>?, scale: Double) -> Double {
-        let ls = options.labelSmoothing, gamma = options.gamma, alpha = options.alpha
+    public func sample(
+        y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
+        d: UnsafeMutablePointer<Float>?, scale: Double
+    ) -> Double {
+        let ls = options.labelSmoothing
+        let gamma = options.gamma
+        let alpha = options.alpha
         let perColumn = 1 / Double(columns)
         var s = 0.0
         for j in 0..<columns {
@@ -442,7 +519,8 @@ public struct BinaryFocalCrossentropy: LossFunction {
             let p = z.map { Double(sigmoid($0[j])) } ?? Double(y[j])
             let pc = min(max(p, epsilon), 1 - epsilon)
             let bce = -(tj * Foundation.log(pc) + (1 - tj) * Foundation.log(1 - pc))
-            let pt = tj * p + (1 - tj) * (1 - p), rest = 1 - pt
+            let pt = tj * p + (1 - tj) * (1 - p)
+            let rest = 1 - pt
             let balance = options.applyClassBalancing ? tj * alpha + (1 - tj) * (1 - alpha) : 1
             let focal = Foundation.pow(rest, gamma)
             s += balance * focal * bce
@@ -459,4 +537,6 @@ public struct BinaryFocalCrossentropy: LossFunction {
 }
 
 /// log(1 + e^x) in Double without overflow.
-@inline(__always) func softplusDouble(_ x: Double) -> Double { x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x)) }
+@inline(__always) func softplusDouble(_ x: Double) -> Double {
+    x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x))
+}

@@ -16,11 +16,15 @@ public enum MetricKind: Sendable, Codable, Equatable {
     /// √(Σ w·(y − t)² / Σ w·columns).
     case rootMeanSquaredError
     /// Over every element: prediction > threshold is positive, a non-zero target is true.
-    case precision(threshold: Double), recall(threshold: Double)
+    case precision(threshold: Double)
+    case recall(threshold: Double)
     /// Keras's AUC with evenly spaced thresholds (num_thresholds), over every element.
     case auc(curve: Curve, thresholds: Int, summation: Summation, fromLogits: Bool)
 
-    public enum Curve: String, Sendable, Codable { case roc = "ROC", pr = "PR" }
+    public enum Curve: String, Sendable, Codable {
+        case roc = "ROC"
+        case pr = "PR"
+    }
     public enum Summation: String, Sendable, Codable { case interpolation, minoring, majoring }
 }
 
@@ -33,25 +37,33 @@ public struct Metric: Sendable, Codable, Equatable {
     /// How Keras's compile config wrote it (to write it back into model.keras).
     public var keras: String
     public init(name: String, kind: MetricKind, weighted: Bool = false, keras: String) {
-        self.name = name; self.kind = kind; self.weighted = weighted; self.keras = keras
+        self.name = name
+        self.kind = kind
+        self.weighted = weighted
+        self.keras = keras
     }
 
     /// Doubles of sums this metric keeps.
     public var slotCount: Int {
         switch kind {
-        case let .auc(_, n, _, _): return 2 * n  // per bucket: Σw of true and of false elements
+        case .auc(_, let n, _, _): return 2 * n  // per bucket: Σw of true and of false elements
         default: return 2
         }
     }
 
     /// Adds one sample (prediction row `p` of `columns`, target row `t` of `targetColumns`, weight w).
     @inline(__always)
-    public func accumulate(p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int,
-                           weight: Double, into s: UnsafeMutablePointer<Double>) {
+    public func accumulate(
+        p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int,
+        weight: Double, into s: UnsafeMutablePointer<Double>
+    ) {
         let w = weighted ? weight : 1
-        func mean(_ value: Double) { s[0] += w * value; s[1] += w }
+        func mean(_ value: Double) {
+            s[0] += w * value
+            s[1] += w
+        }
         switch kind {
-        case let .binaryAccuracy(threshold):
+        case .binaryAccuracy(let threshold):
             var hits = 0
             for j in 0..<columns where t[j] == (Double(p[j]) > threshold ? 1 : 0) { hits += 1 }
             mean(Double(hits) / Double(columns))
@@ -59,10 +71,13 @@ public struct Metric: Sendable, Codable, Equatable {
             mean(argmaxOf(p, columns) == argmaxOf(t, targetColumns) ? 1 : 0)
         case .sparseCategoricalAccuracy:
             mean(Float(argmaxOf(p, columns)) == t[0] ? 1 : 0)
-        case let .topK(k, sparse):
+        case .topK(let k, let sparse):
             // JAX's in_top_k: the target's score is at least the k-th largest.
             let c = sparse ? Int(t[0]) : argmaxOf(t, targetColumns)
-            guard c >= 0 && c < columns else { mean(0); return }
+            guard c >= 0 && c < columns else {
+                mean(0)
+                return
+            }
             var greater = 0
             for j in 0..<columns where p[j] > p[c] { greater += 1 }
             mean(greater < k ? 1 : 0)
@@ -74,16 +89,24 @@ public struct Metric: Sendable, Codable, Equatable {
             }
             mean(sum / Double(columns))
         case .rootMeanSquaredError:
-            for j in 0..<columns { let e = Double(p[j]) - Double(t[j]); s[0] += w * e * e }
+            for j in 0..<columns {
+                let e = Double(p[j]) - Double(t[j])
+                s[0] += w * e * e
+            }
             s[1] += w * Double(columns)
-        case let .precision(threshold), let .recall(threshold):
+        case .precision(let threshold), .recall(let threshold):
             // s[0] true positives; s[1] false positives (precision) or false negatives (recall).
             let isPrecision: Bool = { if case .precision = kind { return true } else { return false } }()
             for j in 0..<columns {
-                let positive = Double(p[j]) > threshold, truth = t[j] != 0
-                if positive && truth { s[0] += w } else if isPrecision ? (positive && !truth) : (!positive && truth) { s[1] += w }
+                let positive = Double(p[j]) > threshold
+                let truth = t[j] != 0
+                if positive && truth {
+                    s[0] += w
+                } else if isPrecision ? (positive && !truth) : (!positive && truth) {
+                    s[1] += w
+                }
             }
-        case let .auc(_, n, _, fromLogits):
+        case .auc(_, let n, _, let fromLogits):
             // Keras's evenly-spaced path: bucket = max(ceil(p·(n−1)) − 1, 0) in float32, p clipped to [0, 1].
             for j in 0..<columns {
                 var x = fromLogits ? sigmoid(p[j]) : p[j]
@@ -100,17 +123,27 @@ public struct Metric: Sendable, Codable, Equatable {
         switch kind {
         case .rootMeanSquaredError: return ratio(s[0], s[1]).squareRoot()
         case .precision, .recall: return ratio(s[0], s[0] + s[1])
-        case let .auc(curve, n, summation, _):
+        case .auc(let curve, let n, let summation, _):
             // Counts at threshold i: the elements in buckets ≥ i.
-            var tp = [Double](repeating: 0, count: n), fp = tp
-            var t = 0.0, f = 0.0
-            for i in stride(from: n - 1, through: 0, by: -1) { t += s[i]; f += s[n + i]; tp[i] = t; fp[i] = f }
-            let fn = tp.map { t - $0 }, tn = fp.map { f - $0 }
+            var tp = [Double](repeating: 0, count: n)
+            var fp = tp
+            var t = 0.0
+            var f = 0.0
+            for i in stride(from: n - 1, through: 0, by: -1) {
+                t += s[i]
+                f += s[n + i]
+                tp[i] = t
+                fp[i] = f
+            }
+            let fn = tp.map { t - $0 }
+            let tn = fp.map { f - $0 }
             if curve == .pr && summation == .interpolation {
                 // interpolate_pr_auc (Davis & Goadrich), term by term as Keras writes it.
                 var area = 0.0
                 for i in 0..<(n - 1) {
-                    let dtp = tp[i] - tp[i + 1], pA = tp[i] + fp[i], pB = tp[i + 1] + fp[i + 1]
+                    let dtp = tp[i] - tp[i + 1]
+                    let pA = tp[i] + fp[i]
+                    let pB = tp[i + 1] + fp[i + 1]
                     let slope = ratio(dtp, max(pA - pB, 0))
                     let intercept = tp[i + 1] - slope * pB
                     let pRatio = pA > 0 && pB > 0 ? ratio(pA, max(pB, 0)) : 1
@@ -119,11 +152,14 @@ public struct Metric: Sendable, Codable, Equatable {
                 return area
             }
             let recall = (0..<n).map { ratio(tp[$0], tp[$0] + fn[$0]) }
-            let x: [Double], y: [Double]
+            let x: [Double]
+            let y: [Double]
             if curve == .roc {
-                x = (0..<n).map { ratio(fp[$0], fp[$0] + tn[$0]) }; y = recall
+                x = (0..<n).map { ratio(fp[$0], fp[$0] + tn[$0]) }
+                y = recall
             } else {
-                x = recall; y = (0..<n).map { ratio(tp[$0], tp[$0] + fp[$0]) }
+                x = recall
+                y = (0..<n).map { ratio(tp[$0], tp[$0] + fp[$0]) }
             }
             var area = 0.0
             for i in 0..<(n - 1) {
@@ -167,6 +203,9 @@ extension Head {
     /// Each metric's value from this head's reduced sums `s` (metricSlotCount doubles).
     public func metricResults(_ s: UnsafePointer<Double>) -> [Double] {
         var offset = 0
-        return metrics.map { m in defer { offset += m.slotCount }; return m.result(s + offset) }
+        return metrics.map { m in
+            defer { offset += m.slotCount }
+            return m.result(s + offset)
+        }
     }
 }

@@ -55,20 +55,24 @@ public final class Model {
         // What runs: the graph's order after the fusion pass (Fusion.swift).
         schedule = fuse ? FusionPass.apply(to: order) : order
         // One tensor per weight name: a shared layer's later calls reuse the first call's.
-        var specs: [ParameterSpec] = [], named = Set<String>()
+        var specs: [ParameterSpec] = []
+        var named = Set<String>()
         for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted { specs.append(spec) }
         let store = ParameterStore(specs: specs)
         parameters = store
-        order.forEach { $0.bind(parameters: store) }
+        for layer in order { layer.bind(parameters: store) }
         for case let layer as RandomLayer in order { layer.bind(keys: dropoutKeys) }
 
-        var values = 0, gradients = 0
+        var values = 0
+        var gradients = 0
         for layer in schedule {
             let size = layer.workspaceSize(batch: maxBatch)
-            values += size.values; gradients += size.gradients
+            values += size.values
+            gradients += size.gradients
         }
         // Huge pages once the arenas are large enough for them to matter (8 MB).
-        let huge: Int32 = ProcessInfo.processInfo.environment["TANDEM_NO_HUGE_PAGES"] == nil && values + gradients >= 2 << 20 ? 1 : 0
+        let huge: Int32 =
+            ProcessInfo.processInfo.environment["TANDEM_NO_HUGE_PAGES"] == nil && values + gradients >= 2 << 20 ? 1 : 0
         valueArena = tandem_allocate_workspace(max(values, 1), huge)
         gradientArena = tandem_allocate_workspace(max(gradients, 1), huge)
         gradientArenaCount = gradients

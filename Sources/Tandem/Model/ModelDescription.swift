@@ -61,7 +61,9 @@ public struct ModelDescription: Sendable {
     /// Builds the runnable graph for batches of up to `maxBatch` samples.
     /// Throws a clear error for anything the registry does not support.
     public func build(maxBatch: Int, fuse: Bool = true) throws -> Model {
-        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message) where source != nil {
+        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message)
+            where source != nil
+        {
             throw TandemError.file(source!, message)
         }
     }
@@ -71,7 +73,9 @@ public struct ModelDescription: Sendable {
         var built: [String: Layer] = [:]
         for node in nodes {
             let sources = try node.inputs.map { id -> Layer in
-                guard let l = built[id] else { throw TandemError.usage("layer '\(node.layer)': its input '\(id)' is not computed before it") }
+                guard let l = built[id] else {
+                    throw TandemError.usage("layer '\(node.layer)': its input '\(id)' is not computed before it")
+                }
                 return l
             }
             built[node.id] = try LayerRegistry.make(node, inputs: sources)
@@ -82,7 +86,9 @@ public struct ModelDescription: Sendable {
     private func buildGraph(maxBatch: Int, fuse: Bool) throws -> Model {
         let built = try layerGraph()
         let inputLayers = try inputs.map { id -> InputLayer in
-            guard let l = built[id] as? InputLayer else { throw TandemError.usage("model input '\(id)' is not an InputLayer") }
+            guard let l = built[id] as? InputLayer else {
+                throw TandemError.usage("model input '\(id)' is not an InputLayer")
+            }
             return l
         }
         return Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)

@@ -18,8 +18,11 @@ extension Optimizer {
         /// Steps applied to each row so far.
         let applied: UnsafeMutablePointer<Int32>
         init(offset: Int, rows: Int, width: Int) {
-            self.offset = offset; self.rows = rows; self.width = width
-            applied = .allocate(capacity: rows); applied.initialize(repeating: 0, count: rows)
+            self.offset = offset
+            self.rows = rows
+            self.width = width
+            applied = .allocate(capacity: rows)
+            applied.initialize(repeating: 0, count: rows)
         }
         deinit { applied.deallocate() }
     }
@@ -38,9 +41,12 @@ extension Optimizer {
     public func catchUp(row r: Int, parameters w: UnsafeMutablePointer<Float>) {
         guard let d = deferred, Int(d.applied[r]) < iterations else { return }
         let o = d.offset + r * d.width
-        let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
+        let b1 = Float(1 - config.beta1)
+        let b2 = Float(1 - config.beta2)
+        let eps = Float(config.epsilon)
         for t in (Int(d.applied[r]) + 1)...iterations {
-            tandem_adam_zero_gradient(w + o, slots[0].values + o, slots[1].values + o, d.width, alphas[t - 1], b1, b2, eps)
+            tandem_adam_zero_gradient(
+                w + o, slots[0].values + o, slots[1].values + o, d.width, alphas[t - 1], b1, b2, eps)
         }
         d.applied[r] = Int32(iterations)
     }
@@ -67,7 +73,10 @@ extension Optimizer {
             func scan(_ r: Int) {
                 let (any, e) = bitsAndExponent(g + d.offset + r * d.width, d.width)
                 exponent = max(exponent, e)
-                if any != 0 { rows[listed] = Int32(r); listed += 1 }
+                if any != 0 {
+                    rows[listed] = Int32(r)
+                    listed += 1
+                }
             }
             if let tableRows { for r in tableRows { scan(Int(r)) } } else { for r in 0..<d.rows { scan(r) } }
         }

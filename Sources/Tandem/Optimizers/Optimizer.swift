@@ -42,7 +42,9 @@ public final class Optimizer {
         switch config.kind {
         case .sgd: return config.momentum != 0 ? ["momentum"] : []
         case .adam, .adamw: return ["m", "v"] + (config.amsgrad ? ["velocity_hat"] : [])
-        case .rmsprop: return ["velocity"] + (config.momentum > 0 ? ["momentum"] : []) + (config.centered ? ["average_gradient"] : [])
+        case .rmsprop:
+            return ["velocity"] + (config.momentum > 0 ? ["momentum"] : [])
+                + (config.centered ? ["average_gradient"] : [])
         case .adagrad: return ["accumulator"]
         case .adamax: return ["m", "u"]
         case .nadam: return ["m", "v"]
@@ -51,12 +53,15 @@ public final class Optimizer {
 
     /// An optimizer for every tensor of `store` (frozen tensors get no weight decay).
     public convenience init(_ config: OptimizerConfig, parameters store: ParameterStore) {
-        self.init(config, parameterCount: store.count,
-                  tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) })
+        self.init(
+            config, parameterCount: store.count,
+            tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) })
     }
 
     /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
-    public init(_ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil) {
+    public init(
+        _ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil
+    ) {
         self.config = config
         rule = updateRule(config)
         stepsPerUpdate = config.stepsPerUpdate
@@ -72,12 +77,13 @@ public final class Optimizer {
         }
         for name in Self.slotNames(config) {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-            p.initialize(repeating: name == "accumulator" ? Float(config.initialAccumulatorValue) : 0, count: max(count, 1))
+            p.initialize(
+                repeating: name == "accumulator" ? Float(config.initialAccumulatorValue) : 0, count: max(count, 1))
             slots.append((name, p))
         }
     }
 
-    deinit { slots.forEach { $0.values.deallocate() } }
+    deinit { for slot in slots { slot.values.deallocate() } }
 
     public func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
@@ -94,14 +100,19 @@ public final class Optimizer {
         if config.decays { return "weight decay touches every row every step; no rows are deferred" }
         if untouchedRowsStay { return "plain SGD leaves untouched rows as they are (nothing to defer)" }
         if config.amsgrad { return "AMSGrad's running maximum is not replayed; no rows are deferred" }
-        if config.kind != .adam { return "\(config.kind.rawValue)'s slots move on untouched rows every step; they take the dense rule (no rows deferred)" }
+        if config.kind != .adam {
+            return
+                "\(config.kind.rawValue)'s slots move on untouched rows every step; they take the dense rule (no rows deferred)"
+        }
         return nil
     }
     public var defersRows: Bool { deferred != nil }
 
     /// w ← update(w, g) for every parameter; then iterations += 1. With
     /// `clear`, g is left all zero (folded into the pass: no separate memset).
-    public func step(parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>, clear: Bool = false) {
+    public func step(
+        parameters w: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>, clear: Bool = false
+    ) {
         let t = iterations + 1
         prepare(step: t)
         clipByNorm(g)
@@ -112,7 +123,8 @@ public final class Optimizer {
             if scannedStep != t { _ = gradientsAreFinite(g) }
             for k in 0..<scannedRowCount {
                 // Rows not listed had an all-zero gradient: deferred, replayed later bit for bit.
-                let r = Int(scannedRows[k]), o = d.offset + r * d.width
+                let r = Int(scannedRows[k])
+                let o = d.offset + r * d.width
                 catchUp(row: r, parameters: w)
                 apply(w, g + o, o, o + d.width, clear: clear)
                 d.applied[r] = Int32(t)
@@ -141,7 +153,8 @@ public final class Optimizer {
         }
         if let c = config.clipnorm.map(Float.init) {
             for t in tensors {
-                let x = g + t.offset, sum = squaredSum(x, t.count)
+                let x = g + t.offset
+                let sum = squaredSum(x, t.count)
                 guard sum > 0 else { continue }  // a zero tensor stays zero (Keras's two-tap where)
                 let divisor = max(Float(sum.squareRoot()), c)
                 for i in 0..<t.count { x[i] = x[i] * c / divisor }
@@ -149,7 +162,10 @@ public final class Optimizer {
         } else if let c = config.globalClipnorm.map(Float.init) {
             let norm = Float(tensors.reduce(0.0) { $0 + squaredSum(g + $1.offset, $1.count) }.squareRoot())
             let scale = c * min(1 / norm, 1 / c)
-            for t in tensors { let x = g + t.offset; for i in 0..<t.count { x[i] *= scale } }
+            for t in tensors {
+                let x = g + t.offset
+                for i in 0..<t.count { x[i] *= scale }
+            }
         }
     }
 
@@ -177,8 +193,10 @@ public final class Optimizer {
 
     /// Rows `rows` of the table (ascending, after any earlier call's) take the step with
     /// their gradients `gradients` ([rows.count, width], consecutive).
-    public func applyTableRows(_ s: inout TableStep, rows: UnsafeBufferPointer<Int32>, gradients: UnsafeMutablePointer<Float>,
-                               parameters w: UnsafeMutablePointer<Float>) {
+    public func applyTableRows(
+        _ s: inout TableStep, rows: UnsafeBufferPointer<Int32>, gradients: UnsafeMutablePointer<Float>,
+        parameters w: UnsafeMutablePointer<Float>
+    ) {
         let W = s.table.width
         if deferred != nil {
             // Untouched rows are deferred and replayed later, as in `step`.
@@ -210,8 +228,10 @@ public final class Optimizer {
 
     /// The rest of the step: untouched table rows after the last listed one, then every
     /// other parameter from its own offset in `g` (cleared with `clear`); iterations += 1.
-    public func finishTableStep(_ s: inout TableStep, parameters w: UnsafeMutablePointer<Float>,
-                                gradients g: UnsafeMutablePointer<Float>, clear: Bool) {
+    public func finishTableStep(
+        _ s: inout TableStep, parameters w: UnsafeMutablePointer<Float>,
+        gradients g: UnsafeMutablePointer<Float>, clear: Bool
+    ) {
         if deferred == nil && !untouchedRowsStay {
             passZeroRows(&s, upTo: s.table.rows, parameters: w)
         }
@@ -237,16 +257,20 @@ public final class Optimizer {
     /// Per-step constants: the learning rate, Adam's α_t, Adamax's and Nadam's bias corrections.
     private func prepare(step t: Int) {
         constants.lr = config.learningRate(iterations: scheduleStep(update: t))
-        let b1 = Float(config.beta1), b2 = Float(config.beta2), ft = Float(t)
+        let b1 = Float(config.beta1)
+        let b2 = Float(config.beta2)
+        let ft = Float(t)
         switch config.kind {
         case .adam, .adamw: constants.alpha = adamAlpha(step: t)
         case .adamax: constants.correction = 1 - pow(b1, ft)
         case .nadam:
             // Keras's _backend_update_step, then update_step's u_t, u_{t+1} and products (Float32, its order).
             nadamProduct = nadamProduct * b1 * (1 - 0.5 * pow(Float(0.96), ft))
-            constants.nadam = (u: b1 * (1 - 0.5 * pow(Float(0.96), ft)), next: b1 * (1 - 0.5 * pow(Float(0.96), ft + 1)),
-                     product: nadamProduct, nextProduct: nadamProduct * (b1 * (1 - 0.5 * pow(Float(0.96), ft + 1))),
-                     velocityCorrection: 1 - pow(b2, ft))
+            constants.nadam = (
+                u: b1 * (1 - 0.5 * pow(Float(0.96), ft)), next: b1 * (1 - 0.5 * pow(Float(0.96), ft + 1)),
+                product: nadamProduct, nextProduct: nadamProduct * (b1 * (1 - 0.5 * pow(Float(0.96), ft + 1))),
+                velocityCorrection: 1 - pow(b2, ft)
+            )
         default: break
         }
     }
@@ -255,22 +279,25 @@ public final class Optimizer {
 
     /// The update on elements [from, to); `g` points at the gradient of element `from`.
     /// Keras's order: clip (clipvalue here; norms in `step`), weight decay, the rule (UpdateRules.swift).
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool) {
+    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int, clear: Bool)
+    {
         guard to > from else { return }
         let n = to - from
         if let c = config.clipvalue.map(Float.init) {
             for i in 0..<n { g[i] = min(max(g[i], -c), c) }
         }
         if config.decays { decay(w, from, to) }
-        let s = SlotPointers(s0: slots.count > 0 ? slots[0].values + from : nil, s1: slots.count > 1 ? slots[1].values + from : nil,
-                             s2: slots.count > 2 ? slots[2].values + from : nil)
+        let s = SlotPointers(
+            s0: slots.count > 0 ? slots[0].values + from : nil, s1: slots.count > 1 ? slots[1].values + from : nil,
+            s2: slots.count > 2 ? slots[2].values + from : nil)
         let cleared = rule.apply(w + from, g, s, n: n, constants, clear: clear)
         if clear && !cleared { g.update(repeating: 0, count: n) }
     }
 
     /// w ← w − w·wd·lr on the trainable elements of [from, to) (Keras's _apply_weight_decay).
     private func decay(_ w: UnsafeMutablePointer<Float>, _ from: Int, _ to: Int) {
-        let wd = Float(config.weightDecay ?? 0), lr = constants.lr
+        let wd = Float(config.weightDecay ?? 0)
+        let lr = constants.lr
         for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
             for i in max(from, r.lowerBound)..<min(to, r.upperBound) { w[i] = w[i] - w[i] * wd * lr }
         }
@@ -280,7 +307,8 @@ public final class Optimizer {
     /// and kept (`alphas[t − 1]`) so a replay uses the very same value.
     private func adamAlpha(step t: Int) -> Float {
         while alphas.count < t {
-            let s = Double(alphas.count + 1), rate = Double(config.learningRate(iterations: scheduleStep(update: alphas.count + 1)))
+            let s = Double(alphas.count + 1)
+            let rate = Double(config.learningRate(iterations: scheduleStep(update: alphas.count + 1)))
             alphas.append(Float(rate * (1 - pow(config.beta2, s)).squareRoot() / (1 - pow(config.beta1, s))))
         }
         return alphas[t - 1]

@@ -44,8 +44,14 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var summary: String {
         var parts = [kind.rawValue + (amsgrad ? " (amsgrad)" : "") + (centered ? " (centered)" : "")]
         // As Float32, the dtype Keras keeps it in (an archive's 0.0010000000474974513 prints as 0.001).
-        if let schedule { parts.append("lr \(schedule.className) from \(Float(schedule.initial))") } else { parts.append("lr \(Float(learningRate))") }
-        if (kind == .sgd || kind == .rmsprop) && momentum != 0 { parts.append("momentum \(momentum)" + (nesterov ? " (nesterov)" : "")) }
+        if let schedule {
+            parts.append("lr \(schedule.className) from \(Float(schedule.initial))")
+        } else {
+            parts.append("lr \(Float(learningRate))")
+        }
+        if (kind == .sgd || kind == .rmsprop) && momentum != 0 {
+            parts.append("momentum \(momentum)" + (nesterov ? " (nesterov)" : ""))
+        }
         if let weightDecay { parts.append("weight decay \(weightDecay)") }
         if let clipnorm { parts.append("clipnorm \(clipnorm)") }
         if let globalClipnorm { parts.append("global clipnorm \(globalClipnorm)") }
@@ -62,7 +68,9 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         func bad(_ what: String, _ v: Double, _ rule: String) -> TandemError {
             .usage("optimizer \(kind.rawValue): \(what) = \(v) is not allowed (\(rule))")
         }
-        if schedule == nil, !(learningRate > 0 && learningRate.isFinite) { throw bad("learning_rate", learningRate, "a positive number") }
+        if schedule == nil, !(learningRate > 0 && learningRate.isFinite) {
+            throw bad("learning_rate", learningRate, "a positive number")
+        }
         try schedule?.validate()
         if !(momentum >= 0 && momentum < 1) && kind == .sgd { throw bad("momentum", momentum, "0 ≤ momentum < 1") }
         if !(momentum >= 0 && momentum.isFinite) && kind == .rmsprop { throw bad("momentum", momentum, "≥ 0") }
@@ -70,27 +78,37 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
             throw bad(name, v, "0 ≤ \(name) < 1")
         }
         if !(epsilon >= 0 && epsilon.isFinite) { throw bad("epsilon", epsilon, "≥ 0") }
-        if !(initialAccumulatorValue >= 0 && initialAccumulatorValue.isFinite) { throw bad("initial_accumulator_value", initialAccumulatorValue, "≥ 0") }
+        if !(initialAccumulatorValue >= 0 && initialAccumulatorValue.isFinite) {
+            throw bad("initial_accumulator_value", initialAccumulatorValue, "≥ 0")
+        }
         if let wd = weightDecay, !(wd >= 0 && wd.isFinite) { throw bad("weight_decay", wd, "≥ 0") }
-        let clips = [("clipnorm", clipnorm), ("global_clipnorm", globalClipnorm), ("clipvalue", clipvalue)].filter { $0.1 != nil }
+        let clips = [("clipnorm", clipnorm), ("global_clipnorm", globalClipnorm), ("clipvalue", clipvalue)].filter {
+            $0.1 != nil
+        }
         if clips.count > 1 {
-            throw TandemError.usage("optimizer \(kind.rawValue): only one of clipnorm, global_clipnorm and clipvalue may be set (got \(clips.map(\.0).joined(separator: " and ")))")
+            throw TandemError.usage(
+                "optimizer \(kind.rawValue): only one of clipnorm, global_clipnorm and clipvalue may be set (got \(clips.map(\.0).joined(separator: " and ")))"
+            )
         }
         for (name, v) in clips where !(v! > 0 && v!.isFinite) { throw bad(name, v!, "a positive number") }
         if let n = gradientAccumulationSteps, n < 2 {
-            throw TandemError.usage("optimizer \(kind.rawValue): gradient_accumulation_steps = \(n) is not allowed (an integer ≥ 2, as Keras requires; null for none)")
+            throw TandemError.usage(
+                "optimizer \(kind.rawValue): gradient_accumulation_steps = \(n) is not allowed (an integer ≥ 2, as Keras requires; null for none)"
+            )
         }
     }
 
     // Checkpoints written before these fields existed decode with Keras's defaults.
     private enum CodingKeys: String, CodingKey {
         case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
-             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps
+            initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(kind: try c.decode(Kind.self, forKey: .kind), learningRate: try c.decode(Double.self, forKey: .learningRate))
+        self.init(
+            kind: try c.decode(Kind.self, forKey: .kind), learningRate: try c.decode(Double.self, forKey: .learningRate)
+        )
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
         momentum = try c.decodeIfPresent(Double.self, forKey: .momentum) ?? momentum
         nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
@@ -100,7 +118,8 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         rho = try c.decodeIfPresent(Double.self, forKey: .rho) ?? rho
         amsgrad = try c.decodeIfPresent(Bool.self, forKey: .amsgrad) ?? amsgrad
         centered = try c.decodeIfPresent(Bool.self, forKey: .centered) ?? centered
-        initialAccumulatorValue = try c.decodeIfPresent(Double.self, forKey: .initialAccumulatorValue) ?? initialAccumulatorValue
+        initialAccumulatorValue =
+            try c.decodeIfPresent(Double.self, forKey: .initialAccumulatorValue) ?? initialAccumulatorValue
         weightDecay = c.contains(.weightDecay) ? try c.decodeIfPresent(Double.self, forKey: .weightDecay) : weightDecay
         clipnorm = try c.decodeIfPresent(Double.self, forKey: .clipnorm)
         globalClipnorm = try c.decodeIfPresent(Double.self, forKey: .globalClipnorm)
@@ -110,12 +129,17 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(kind, forKey: .kind); try c.encode(learningRate, forKey: .learningRate)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(learningRate, forKey: .learningRate)
         try c.encodeIfPresent(schedule, forKey: .schedule)
-        try c.encode(momentum, forKey: .momentum); try c.encode(nesterov, forKey: .nesterov)
-        try c.encode(beta1, forKey: .beta1); try c.encode(beta2, forKey: .beta2)
-        try c.encode(epsilon, forKey: .epsilon); try c.encode(rho, forKey: .rho)
-        try c.encode(amsgrad, forKey: .amsgrad); try c.encode(centered, forKey: .centered)
+        try c.encode(momentum, forKey: .momentum)
+        try c.encode(nesterov, forKey: .nesterov)
+        try c.encode(beta1, forKey: .beta1)
+        try c.encode(beta2, forKey: .beta2)
+        try c.encode(epsilon, forKey: .epsilon)
+        try c.encode(rho, forKey: .rho)
+        try c.encode(amsgrad, forKey: .amsgrad)
+        try c.encode(centered, forKey: .centered)
         try c.encode(initialAccumulatorValue, forKey: .initialAccumulatorValue)
         try c.encode(weightDecay, forKey: .weightDecay)  // null is meaningful (AdamW without decay)
         try c.encodeIfPresent(clipnorm, forKey: .clipnorm)

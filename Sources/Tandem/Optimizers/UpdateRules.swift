@@ -21,19 +21,24 @@ struct SlotPointers {
 
 protocol UpdateRule {
     /// w ← rule(w, g) on n elements; returns true when it cleared g itself (with `clear`).
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool
 }
 
 /// The rule `config` names.
 func updateRule(_ config: OptimizerConfig) -> UpdateRule {
-    let b1 = Float(1 - config.beta1), b2 = Float(1 - config.beta2), eps = Float(config.epsilon)
+    let b1 = Float(1 - config.beta1)
+    let b2 = Float(1 - config.beta2)
+    let eps = Float(config.epsilon)
     switch config.kind {
     case .sgd: return SGDRule(momentum: Float(config.momentum), nesterov: config.nesterov)
     case .adam, .adamw: return AdamRule(b1: b1, b2: b2, eps: eps, amsgrad: config.amsgrad)
     case .rmsprop:
-        return RMSpropRule(rho: Float(config.rho), keep: Float(1 - config.rho), mu: Float(config.momentum), eps: eps,
-                           momentum: config.momentum > 0, centered: config.centered)
+        return RMSpropRule(
+            rho: Float(config.rho), keep: Float(1 - config.rho), mu: Float(config.momentum), eps: eps,
+            momentum: config.momentum > 0, centered: config.centered)
     case .adagrad: return AdagradRule(eps: eps)
     case .adamax: return AdamaxRule(b1: b1, beta2: Float(config.beta2), eps: eps)
     case .nadam: return NadamRule(b1: b1, b2: b2, eps: eps)
@@ -42,8 +47,10 @@ func updateRule(_ config: OptimizerConfig) -> UpdateRule {
 
 struct SGDRule: UpdateRule {
     let momentum: Float, nesterov: Bool
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
         let lr = k.lr
         guard momentum != 0, let m = slots.s0 else {
             for i in 0..<n { w[i] -= g[i] * lr }
@@ -52,9 +59,17 @@ struct SGDRule: UpdateRule {
         // m ← μ·m − g·lr;  w ← w + m,  or nesterov  w ← w + (μ·m − g·lr) (new m)
         let mu = momentum
         if nesterov {
-            for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi * mu - g[i] * lr }
+            for i in 0..<n {
+                let mi = m[i] * mu - g[i] * lr
+                m[i] = mi
+                w[i] += mi * mu - g[i] * lr
+            }
         } else {
-            for i in 0..<n { let mi = m[i] * mu - g[i] * lr; m[i] = mi; w[i] += mi }
+            for i in 0..<n {
+                let mi = m[i] * mu - g[i] * lr
+                m[i] = mi
+                w[i] += mi
+            }
         }
         return false
     }
@@ -63,9 +78,13 @@ struct SGDRule: UpdateRule {
 /// Adam and AdamW (whose decay the driver applies).
 struct AdamRule: UpdateRule {
     let b1: Float, b2: Float, eps: Float, amsgrad: Bool
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
-        let m = slots.s0!, v = slots.s1!, alpha = k.alpha
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
+        let m = slots.s0!
+        let v = slots.s1!
+        let alpha = k.alpha
         guard amsgrad, let vHat = slots.s2 else {
             // m += (g−m)(1−β1);  v += (g²−v)(1−β2);  w −= α·m/(√v+ε). The loop is C
             // (CKernels): Swift's SIMD square root runs lane by lane. It clears g itself.
@@ -86,11 +105,14 @@ struct AdamRule: UpdateRule {
 
 struct RMSpropRule: UpdateRule {
     let rho: Float, keep: Float, mu: Float, eps: Float, momentum: Bool, centered: Bool
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
         // v ← ρ·v + (1−ρ)·g²;  centered: a ← ρ·a + (1−ρ)·g, denominator v − a² + ε, else v + ε
         // (ε inside the root, as Keras);  Δ = lr·g/√denominator;  momentum: m ← μ·m + Δ, w −= m.
-        let lr = k.lr, v = slots.s0!
+        let lr = k.lr
+        let v = slots.s0!
         let m: UnsafeMutablePointer<Float>? = momentum ? slots.s1 : nil
         let a: UnsafeMutablePointer<Float>? = centered ? (momentum ? slots.s2 : slots.s1) : nil
         for i in 0..<n {
@@ -118,10 +140,13 @@ struct RMSpropRule: UpdateRule {
 
 struct AdagradRule: UpdateRule {
     let eps: Float
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
         // s += g²;  w −= lr·g/√(s + ε)
-        let s = slots.s0!, lr = k.lr
+        let s = slots.s0!
+        let lr = k.lr
         for i in 0..<n {
             let gi = g[i]
             s[i] += gi * gi
@@ -133,10 +158,15 @@ struct AdagradRule: UpdateRule {
 
 struct AdamaxRule: UpdateRule {
     let b1: Float, beta2: Float, eps: Float
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
         // m += (g−m)(1−β1);  u ← max(β2·u, |g|);  w −= lr·m / ((1−β1^t)(u + ε))
-        let m = slots.s0!, u = slots.s1!, lr = k.lr, correction = k.correction
+        let m = slots.s0!
+        let u = slots.s1!
+        let lr = k.lr
+        let correction = k.correction
         for i in 0..<n {
             let gi = g[i]
             m[i] += (gi - m[i]) * b1
@@ -149,10 +179,15 @@ struct AdamaxRule: UpdateRule {
 
 struct NadamRule: UpdateRule {
     let b1: Float, b2: Float, eps: Float
-    func apply(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
-               _ k: StepConstants, clear: Bool) -> Bool {
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
         // m, v as Adam;  m̂ = u_{t+1}·m/(1−Π_{t+1}) + (1−u_t)·g/(1−Π_t);  v̂ = v/(1−β2^t);  w −= m̂·lr/(√v̂ + ε)
-        let m = slots.s0!, v = slots.s1!, c = k.nadam, lr = k.lr
+        let m = slots.s0!
+        let v = slots.s1!
+        let c = k.nadam
+        let lr = k.lr
         for i in 0..<n {
             let gi = g[i]
             m[i] += (gi - m[i]) * b1

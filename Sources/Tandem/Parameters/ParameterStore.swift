@@ -38,7 +38,11 @@ public struct ParameterSpec: Sendable {
     public let trainable: Bool
     public var name: String { "\(layer)/\(weight)" }
     public init(layer: String, weight: String, shape: [Int], initializer: Initializer, trainable: Bool = true) {
-        self.layer = layer; self.weight = weight; self.shape = shape; self.initializer = initializer; self.trainable = trainable
+        self.layer = layer
+        self.weight = weight
+        self.shape = shape
+        self.initializer = initializer
+        self.trainable = trainable
     }
 }
 
@@ -75,7 +79,8 @@ public final class ParameterStore: @unchecked Sendable {
         values.initialize(repeating: 0, count: max(offset, 1))
         // Zero pages from calloc are mapped lazily: a window no step writes (the
         // table's, in the compact layout) never becomes resident.
-        gradients = calloc(max(offset, 1), MemoryLayout<Float>.stride)!.bindMemory(to: Float.self, capacity: max(offset, 1))
+        gradients = calloc(max(offset, 1), MemoryLayout<Float>.stride)!.bindMemory(
+            to: Float.self, capacity: max(offset, 1))
         index = Dictionary(uniqueKeysWithValues: views.enumerated().map { ($1.name, $0) })
     }
 
@@ -93,7 +98,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// The tensors whose initializer Tandem cannot run (they need weights from a file).
     public var unsupportedInitializers: [String] {
-        tensors.compactMap { if case let .unsupported(what) = $0.spec.initializer { return what } else { return nil } }
+        tensors.compactMap { if case .unsupported(let what) = $0.spec.initializer { return what } else { return nil } }
     }
 
     /// Fills every tensor from its initialiser, in declaration order, from one seeded stream.
@@ -109,24 +114,25 @@ public final class ParameterStore: @unchecked Sendable {
         switch spec.initializer {
         case .zeros:
             p.update(repeating: 0, count: n)
-        case let .glorotUniform(fanIn, fanOut):
+        case .glorotUniform(let fanIn, let fanOut):
             let limit = (6.0 / Double(fanIn + fanOut)).squareRoot()
             for i in 0..<n { p[i] = Float(rng.uniform(-limit, limit)) }
-        case let .uniform(limit):
+        case .uniform(let limit):
             for i in 0..<n { p[i] = Float(rng.uniform(-limit, limit)) }
         case .orthogonal, .scaledOrthogonal:
             var gain = 1.0
-            if case let .scaledOrthogonal(g) = spec.initializer { gain = g }
-            let rows = spec.shape.dropLast().reduce(1, *), columns = spec.shape.last ?? 1
+            if case .scaledOrthogonal(let g) = spec.initializer { gain = g }
+            let rows = spec.shape.dropLast().reduce(1, *)
+            let columns = spec.shape.last ?? 1
             let q = orthogonalMatrix(rows: rows, columns: columns, rng: &rng)
             for i in 0..<n { p[i] = Float(gain * q[i]) }
-        case let .constant(v):
+        case .constant(let v):
             p.update(repeating: Float(v), count: n)
-        case let .uniformRange(low, high):
+        case .uniformRange(let low, let high):
             for i in 0..<n { p[i] = Float(rng.uniform(low, high)) }
         case .unsupported:
             p.update(repeating: 0, count: n)
-        case let .lstmBias(units):
+        case .lstmBias(let units):
             p.update(repeating: 0, count: n)
             for j in units..<(2 * units) { p[j] = 1 }
         }
@@ -151,7 +157,8 @@ public final class ParameterStore: @unchecked Sendable {
 /// positive, transposed when there are fewer rows than columns. Row-major result.
 func orthogonalMatrix(rows: Int, columns: Int, rng: inout SeededGenerator) -> [Double] {
     // Work on the tall shape [tallRows, tallColumns] with tallRows ≥ tallColumns.
-    let tallRows = max(rows, columns), tallColumns = min(rows, columns)
+    let tallRows = max(rows, columns)
+    let tallColumns = min(rows, columns)
     var a = (0..<(tallRows * tallColumns)).map { _ in rng.normal() }
     // Modified Gram–Schmidt on the columns; it yields R with a positive diagonal,
     // which is exactly Keras's sign correction q · sign(diag(r)).

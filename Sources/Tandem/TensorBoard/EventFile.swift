@@ -64,9 +64,12 @@ public final class EventFileWriter {
     }
 
     /// Buffers scalars of one step (TensorBoard's scalar plugin reads simple values).
-    public func scalars(_ values: [(tag: String, value: Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
+    public func scalars(
+        _ values: [(tag: String, value: Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970
+    ) throws {
         guard !values.isEmpty else { return }
-        try append(EventFileWriter.scalarEvent(values.map { ($0.tag, Float($0.value)) }, step: step, wallTime: wallTime))
+        try append(
+            EventFileWriter.scalarEvent(values.map { ($0.tag, Float($0.value)) }, step: step, wallTime: wallTime))
     }
 
     /// One Event holding `values` as scalar summaries at `step`.
@@ -91,7 +94,9 @@ public final class EventFileWriter {
     /// The buffered records, appended to the file.
     public func flush() throws {
         guard !pending.isEmpty else { return }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw TandemError.file(path, "cannot open for writing") }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw TandemError.file(path, "cannot open for writing")
+        }
         defer { try? handle.close() }
         do {
             try handle.seekToEnd()
@@ -118,24 +123,30 @@ public final class EventFileWriter {
 /// Reads the scalar events of a file (checks every record's checksums).
 public func readScalarEvents(_ path: String) throws -> [ScalarEvent] {
     let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-    var events: [ScalarEvent] = [], offset = 0
+    var events: [ScalarEvent] = []
+    var offset = 0
     func word<T: FixedWidthInteger>(_ type: T.Type, at i: Int) -> T {
         var v: T = 0
         for k in 0..<MemoryLayout<T>.size { v |= T(data[i + k]) << (8 * k) }
         return v
     }
     while offset < data.count {
-        guard offset + 12 <= data.count else { throw TandemError.file(path, "truncated record header at byte \(offset)") }
+        guard offset + 12 <= data.count else {
+            throw TandemError.file(path, "truncated record header at byte \(offset)")
+        }
         let length = Int(word(UInt64.self, at: offset))
         guard word(UInt32.self, at: offset + 8) == CRC32C.masked(data[offset..<(offset + 8)]),
-              offset + 16 + length <= data.count else { throw TandemError.file(path, "bad record length at byte \(offset)") }
+            offset + 16 + length <= data.count
+        else { throw TandemError.file(path, "bad record length at byte \(offset)") }
         let payload = data[(offset + 12)..<(offset + 12 + length)]
         guard word(UInt32.self, at: offset + 12 + length) == CRC32C.masked(payload) else {
             throw TandemError.file(path, "bad record checksum at byte \(offset)")
         }
         let event = try Tensorboard_Event(serializedBytes: Array(payload))
         for v in event.summary.value {
-            if case let .simpleValue(x)? = v.value { events.append(ScalarEvent(tag: v.tag, step: Int(event.step), value: x, wallTime: event.wallTime)) }
+            if case .simpleValue(let x)? = v.value {
+                events.append(ScalarEvent(tag: v.tag, step: Int(event.step), value: x, wallTime: event.wallTime))
+            }
         }
         offset += 16 + length
     }
@@ -156,7 +167,10 @@ public func pruneEventFiles(in directory: String, keep: (ScalarEvent) -> Bool) t
         version.fileVersion = "brain.Event:2"
         out.append(EventFileWriter.record(try version.serializedBytes()))
         for e in events where keep(e) {
-            out.append(EventFileWriter.record(try EventFileWriter.scalarEvent([(e.tag, e.value)], step: e.step, wallTime: e.wallTime).serializedBytes()))
+            out.append(
+                EventFileWriter.record(
+                    try EventFileWriter.scalarEvent([(e.tag, e.value)], step: e.step, wallTime: e.wallTime)
+                        .serializedBytes()))
         }
         try AtomicFileWriter.write(out, to: path)
     }

@@ -18,7 +18,8 @@ public final class TensorBoardLog {
     /// Opens RUN/tensorboard; with `resumingAt`, first drops events after that position.
     public init(runDirectory: String, resumingAt position: TrainingPosition?) throws {
         directory = URL(fileURLWithPath: runDirectory).appendingPathComponent("tensorboard").path
-        let trainDir = directory + "/train", validationDir = directory + "/validation"
+        let trainDir = directory + "/train"
+        let validationDir = directory + "/validation"
         if let p = position {
             for dir in [trainDir, validationDir] {
                 try pruneEventFiles(in: dir) { e in
@@ -32,10 +33,15 @@ public final class TensorBoardLog {
 
     /// An epoch's figures (metrics.jsonl names and values), `epoch` 1-based.
     func epoch(_ fields: [(String, Any)], epoch: Int) throws {
-        var trainValues: [(tag: String, value: Double)] = [], validationValues: [(tag: String, value: Double)] = []
+        var trainValues: [(tag: String, value: Double)] = []
+        var validationValues: [(tag: String, value: Double)] = []
         for (key, value) in fields where !["epoch", "step", "seconds"].contains(key) {
             guard let v = value as? Double, v.isFinite else { continue }
-            if key.hasPrefix("val_") { validationValues.append(("epoch_" + key.dropFirst(4), v)) } else { trainValues.append(("epoch_" + key, v)) }
+            if key.hasPrefix("val_") {
+                validationValues.append(("epoch_" + key.dropFirst(4), v))
+            } else {
+                trainValues.append(("epoch_" + key, v))
+            }
         }
         try train.scalars(trainValues, step: epoch - 1)
         try validation.scalars(validationValues, step: epoch - 1)
@@ -51,14 +57,18 @@ public final class TensorBoardLog {
     }
 
     /// A diagnostic step's per-layer figures.
-    func diagnostics(_ layers: [(layer: String, figures: HeadDiagnostics.TensorFigures, heads: [Int])], names: [String], step: Int) throws {
+    func diagnostics(
+        _ layers: [(layer: String, figures: HeadDiagnostics.TensorFigures, heads: [Int])], names: [String], step: Int
+    ) throws {
         var values: [(tag: String, value: Double)] = []
         for (layer, f, heads) in layers {
             for h in heads {
                 if let n = f.norm[h] { values.append(("diagnostics/\(layer)/\(names[h])_norm", n)) }
                 if let s = f.share[h] { values.append(("diagnostics/\(layer)/\(names[h])_share", s)) }
             }
-            for c in f.cosine { if let v = c.value { values.append(("diagnostics/\(layer)/cosine_\(names[c.a])~\(names[c.b])", v)) } }
+            for c in f.cosine {
+                if let v = c.value { values.append(("diagnostics/\(layer)/cosine_\(names[c.a])~\(names[c.b])", v)) }
+            }
         }
         try train.scalars(values, step: step)
     }

@@ -22,11 +22,20 @@ public func denseFlopsPerSample(_ model: Model) -> Double {
 /// Single-thread cblas_sgemm GFLOP/s on 512³ (best of a few repetitions).
 public func measureSGEMMPeak(seconds: Double = 0.3) -> Double {
     let n = 512
-    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n), b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
     let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    defer {
+        a.deallocate()
+        b.deallocate()
+        c.deallocate()
+    }
     var rng = SeededGenerator(seed: 1)
-    for i in 0..<(n * n) { a[i] = Float(rng.uniform(-1, 1)); b[i] = Float(rng.uniform(-1, 1)); c[i] = 0 }
+    for i in 0..<(n * n) {
+        a[i] = Float(rng.uniform(-1, 1))
+        b[i] = Float(rng.uniform(-1, 1))
+        c[i] = 0
+    }
     var best = 0.0
     let end = monotonicSeconds() + seconds
     repeat {
@@ -56,15 +65,17 @@ public func peakResidentBytes() -> Int {
 /// VmHWM of /proc/self/status in bytes: the peak resident set since the last reset.
 public func peakResidentSinceReset() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+    else { return nil }
     return kb * 1024
 }
 
 /// Resident set size of this process now, in bytes (/proc/self/statm).
 public func residentBytes() -> Int {
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
-          let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+        let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+    else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
@@ -99,33 +110,45 @@ public struct BenchmarkResult: Sendable {
     public var memoryBound: Double { 1.3 * Double(stateBytes) + Double(activationBytes) + Double(fixedRuntimeBytes) }
 
     public var json: String {
-        jsonObject([("ranks", ranks), ("batch_per_rank", batchPerRank), ("global_batch", ranks * batchPerRank),
-                    ("optimizer", optimizer), ("micro_batch", microBatch ?? 0), ("samples_per_second", samplesPerSecond),
-                    ("forward_ms", 1000 * timings.forward / Double(max(timings.steps, 1))),
-                    ("backward_ms", 1000 * timings.backward / Double(max(timings.steps, 1))),
-                    ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
-                    ("exchange_us_per_sample", exchangeMicrosecondsPerSample),
-                    ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
-                    ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
-                    ("lifetime_peak_rss_mb", Double(lifetimePeakRSS) / 1e6),
-                    ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
-                    ("memory_bound_mb", memoryBound / 1e6),
-                    ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("data_mb", Double(dataBytes) / 1e6), ("diagnostic_ms", diagnosticMilliseconds ?? 0),
-                    ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description)])
+        jsonObject([
+            ("ranks", ranks), ("batch_per_rank", batchPerRank), ("global_batch", ranks * batchPerRank),
+            ("optimizer", optimizer), ("micro_batch", microBatch ?? 0), ("samples_per_second", samplesPerSecond),
+            ("forward_ms", 1000 * timings.forward / Double(max(timings.steps, 1))),
+            ("backward_ms", 1000 * timings.backward / Double(max(timings.steps, 1))),
+            ("exchange_ms", 1000 * timings.exchange / Double(max(timings.steps, 1))),
+            ("exchange_us_per_sample", exchangeMicrosecondsPerSample),
+            ("optimizer_ms", 1000 * timings.optimizer / Double(max(timings.steps, 1))),
+            ("gflops", gflops), ("sgemm_peak_gflops", sgemmPeak), ("peak_rss_mb", Double(peakRSS) / 1e6),
+            ("lifetime_peak_rss_mb", Double(lifetimePeakRSS) / 1e6),
+            ("state_mb", Double(stateBytes) / 1e6), ("activation_mb", Double(activationBytes) / 1e6),
+            ("memory_bound_mb", memoryBound / 1e6),
+            ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("data_mb", Double(dataBytes) / 1e6),
+            ("diagnostic_ms", diagnosticMilliseconds ?? 0),
+            ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description),
+        ])
     }
 }
 
 /// Trains `warmup` steps, then `intervals` × `steps` timed steps; samples/s is the median interval.
 /// With `diagnostics`, then `steps` per-head diagnostic passes, timed one by one.
-public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, warmup: Int, intervals: Int,
-                         steps: Int, diagnostics: HeadDiagnostics? = nil) throws -> BenchmarkResult {
+public func runBenchmark(
+    step: TrainingStep, data: Dataset, batchPerRank: Int, warmup: Int, intervals: Int,
+    steps: Int, diagnostics: HeadDiagnostics? = nil
+) throws -> BenchmarkResult {
     let comm = step.communicator
     let global = batchPerRank * comm.size
-    var epoch = 0, cursor = 0
+    var epoch = 0
+    var cursor = 0
     var order = epochPermutation(count: data.count, seed: 1, epoch: 0)
     func oneStep() throws {
-        if cursor + global > data.count { epoch += 1; cursor = 0; order = epochPermutation(count: data.count, seed: 1, epoch: epoch) }
-        _ = try order.withUnsafeBufferPointer { try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data) }
+        if cursor + global > data.count {
+            epoch += 1
+            cursor = 0
+            order = epochPermutation(count: data.count, seed: 1, epoch: epoch)
+        }
+        _ = try order.withUnsafeBufferPointer {
+            try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data)
+        }
         cursor += global
     }
     // The generated data's scratch is freed by now; give it back so it is not counted.
@@ -150,7 +173,10 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
             if cursor + global > data.count { cursor = 0 }
             try comm.barrier()
             let t = monotonicSeconds()
-            _ = try order.withUnsafeBufferPointer { try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data) }
+            _ = try order.withUnsafeBufferPointer {
+                try step.diagnose(
+                    d, globalBatch: UnsafeBufferPointer(rebasing: $0[cursor..<(cursor + global)]), data: data)
+            }
             var elapsed = [monotonicSeconds() - t]
             try comm.allReduceMax(&elapsed)
             times.append(elapsed[0])
@@ -170,7 +196,9 @@ public func runBenchmark(step: TrainingStep, data: Dataset, batchPerRank: Int, w
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
     result.activationBytes = step.model.activationBytes
-    result.dataBytes = (data.inputs + data.targets + data.sampleWeights.compactMap { $0 }).reduce(0) { $0 + $1.file.size }
+    result.dataBytes = (data.inputs + data.targets + data.sampleWeights.compactMap { $0 }).reduce(0) {
+        $0 + $1.file.size
+    }
     let lifetime = max(setupPeak, peakResidentBytes())
     var rss = [Double(resetPeak ? peakResidentSinceReset() ?? lifetime : lifetime), Double(lifetime)]
     try comm.allReduceMax(&rss)

@@ -37,9 +37,12 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(step, forKey: .step); try c.encode(epoch, forKey: .epoch)
+        try c.encode(step, forKey: .step)
+        try c.encode(epoch, forKey: .epoch)
         try c.encode(batchInEpoch, forKey: .batchInEpoch)
-        if let legacyEpochSums { try c.encode(legacyEpochSums, forKey: .epochSums) } else {
+        if let legacyEpochSums {
+            try c.encode(legacyEpochSums, forKey: .epochSums)
+        } else {
             try c.encodeIfPresent(epochSums, forKey: .epochSums)
         }
         try c.encodeIfPresent(monitor, forKey: .monitor)
@@ -75,10 +78,18 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var learnedWeighting: LearnedWeightingState?
     /// `--gradient-surgery` (pcgrad), kept for a resume.
     public var gradientSurgery: String?
-    public init(position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
-                batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool) {
-        self.position = position; self.seed = seed; self.model = model; self.optimizer = optimizer
-        self.batchSize = batchSize; self.samples = samples; self.worldSize = worldSize; self.shuffle = shuffle
+    public init(
+        position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
+        batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool
+    ) {
+        self.position = position
+        self.seed = seed
+        self.model = model
+        self.optimizer = optimizer
+        self.batchSize = batchSize
+        self.samples = samples
+        self.worldSize = worldSize
+        self.shuffle = shuffle
     }
 }
 
@@ -93,7 +104,9 @@ public func saveWeights(_ store: ParameterStore, to path: String, metadata: [Str
 public func loadWeights(_ store: ParameterStore, from file: SafeTensorsFile) throws {
     let missing = store.tensors.filter { file.tensors[$0.name] == nil }.map(\.name)
     if !missing.isEmpty {
-        throw TandemError.file(file.path, "missing tensor\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) needed by the model")
+        throw TandemError.file(
+            file.path,
+            "missing tensor\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) needed by the model")
     }
     for view in store.tensors { try file.read(view.name, shape: view.shape, into: store.value(view)) }
 }
@@ -105,7 +118,8 @@ public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: Checkpo
     var entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
     for slot in optimizer.slots {
         entries += store.tensors.map {
-            SafeTensorsEntry(name: "optimizer/\(slot.name)/\($0.name)", shape: $0.shape, values: slot.values + $0.offset)
+            SafeTensorsEntry(
+                name: "optimizer/\(slot.name)/\($0.name)", shape: $0.shape, values: slot.values + $0.offset)
         }
     }
     if optimizer.stepsPerUpdate > 1 {
@@ -121,7 +135,8 @@ public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: Checkpo
 public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String) throws -> CheckpointMetadata {
     let file = try SafeTensorsFile(path: path)
     guard let json = file.metadata["tandem"],
-          let metadata = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
+        let metadata = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8))
+    else {
         throw TandemError.file(path, "not a Tandem checkpoint (no readable training metadata)")
     }
     try loadWeights(model.parameters, from: file)
@@ -148,7 +163,9 @@ public func broadcastState(model: Model, optimizer: Optimizer?, communicator: Co
         try communicator.broadcast(slot.values, bytes: store.count * 4, from: 0)
     }
     if let optimizer, optimizer.config.kind == .nadam {
-        try withUnsafeMutableBytes(of: &optimizer.nadamProduct) { try communicator.broadcast($0.baseAddress!, bytes: 4, from: 0) }
+        try withUnsafeMutableBytes(of: &optimizer.nadamProduct) {
+            try communicator.broadcast($0.baseAddress!, bytes: 4, from: 0)
+        }
     }
 }
 

@@ -25,13 +25,15 @@ extension TrainingStep {
     /// included, is the same bits for any rank count.
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
         synchronize()
-        let layout = objective.layout, lossInputs = objective.lossInputs
+        let layout = objective.layout
+        let lossInputs = objective.lossInputs
         var sums = [Double](repeating: 0, count: layout.count)
-        let E = evaluationBlock, P = communicator.size
+        let E = evaluationBlock
+        let P = communicator.size
         var indices = [Int32](repeating: 0, count: E)
         // Per head, the buffers its loss reads: the output's values, and z when it reads logits.
         let sources: [[UnsafeMutablePointer<Float>]] = lossInputs.map { input in
-            if case let .logits(dense) = input { return [input.layer.output.values!, dense.logits!] }
+            if case .logits(let dense) = input { return [input.layer.output.values!, dense.logits!] }
             return [input.layer.output.values!]
         }
         let widths = heads.indices.map { lossInputs[$0].layer.output.width }
@@ -47,7 +49,9 @@ extension TrainingStep {
             let r = block(k)
             for i in r.indices { indices[i - r.lowerBound] = Int32(i) }
             indices.withUnsafeBufferPointer {
-                batch.load(UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads, labels: labels)
+                batch.load(
+                    UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads,
+                    labels: labels)
             }
         }
         // Moves block rows between the loss buffers and a block's slot of `round`.
@@ -55,14 +59,19 @@ extension TrainingStep {
             var offset = 0
             for (h, buffers) in sources.enumerated() {
                 for b in buffers {
-                    if out { (slot + offset).update(from: b, count: n * widths[h]) } else { b.update(from: slot + offset, count: n * widths[h]) }
+                    if out {
+                        (slot + offset).update(from: b, count: n * widths[h])
+                    } else {
+                        b.update(from: slot + offset, count: n * widths[h])
+                    }
                     offset += E * widths[h]
                 }
             }
         }
         let blocks = (rows.count + E - 1) / E
         for first in stride(from: 0, to: blocks, by: P) {
-            let inRound = min(P, blocks - first), mine = first + communicator.rank
+            let inRound = min(P, blocks - first)
+            let mine = first + communicator.rank
             if mine < blocks {
                 load(mine)
                 model.forward(batch: block(mine).count, training: false)
@@ -71,14 +80,18 @@ extension TrainingStep {
                 // Slots other ranks filled are zero here; a sum assembles them exactly.
                 try round.withUnsafeMutableBufferPointer { r in
                     r.update(repeating: 0)
-                    if mine < blocks { copy(r.baseAddress! + communicator.rank * blockFloats, count: block(mine).count, out: true) }
+                    if mine < blocks {
+                        copy(r.baseAddress! + communicator.rank * blockFloats, count: block(mine).count, out: true)
+                    }
                     try communicator.allReduceSum(r.baseAddress!, count: inRound * blockFloats)
                 }
             }
             for k in first..<(first + inRound) {
                 let n = block(k).count
                 if P > 1 {
-                    round.withUnsafeMutableBufferPointer { copy($0.baseAddress! + (k - first) * blockFloats, count: n, out: false) }
+                    round.withUnsafeMutableBufferPointer {
+                        copy($0.baseAddress! + (k - first) * blockFloats, count: n, out: false)
+                    }
                     load(k)
                 }
                 sums.withUnsafeMutableBufferPointer {
@@ -101,8 +114,12 @@ extension TrainingStep {
         var total = 0.0
         for (view, l1, l2) in regularizers {
             let w = model.parameters.value(view)
-            var squares = 0.0, magnitudes = 0.0
-            for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); magnitudes += Double(abs(w[i])) }
+            var squares = 0.0
+            var magnitudes = 0.0
+            for i in 0..<view.count {
+                squares += Double(w[i]) * Double(w[i])
+                magnitudes += Double(abs(w[i]))
+            }
             total += l2 * squares + l1 * magnitudes
         }
         return total
@@ -110,18 +127,23 @@ extension TrainingStep {
 }
 
 /// Every output's predictions for all rows of `data`, in row order, on every rank.
-public func predict(model: Model, data: Dataset, communicator: Communicator) throws -> [(name: String, units: Int, values: [Float])] {
+public func predict(model: Model, data: Dataset, communicator: Communicator) throws -> [(
+    name: String, units: Int, values: [Float]
+)] {
     let n = data.count
     let mine = shard(count: n, rank: communicator.rank, size: communicator.size)
     let batch = BatchBuffers(model: model, heads: [])
-    var results = model.outputs.map { (name: $0.name, units: $0.output.width, values: [Float](repeating: 0, count: n * $0.output.width)) }
+    var results = model.outputs.map {
+        (name: $0.name, units: $0.output.width, values: [Float](repeating: 0, count: n * $0.output.width))
+    }
     var indices = [Int32](repeating: 0, count: model.maxBatch)
     var start = mine.lowerBound
     while start < mine.upperBound {
         let count = min(model.maxBatch, mine.upperBound - start)
         for i in 0..<count { indices[i] = Int32(start + i) }
         indices.withUnsafeBufferPointer {
-            batch.load(UnsafeBufferPointer(rebasing: $0[0..<count]), from: data, model: model, heads: [], withTargets: false)
+            batch.load(
+                UnsafeBufferPointer(rebasing: $0[0..<count]), from: data, model: model, heads: [], withTargets: false)
         }
         model.forward(batch: count, training: false)
         for (o, layer) in model.outputs.enumerated() {
@@ -134,7 +156,9 @@ public func predict(model: Model, data: Dataset, communicator: Communicator) thr
     }
     // Rows other ranks computed are zero here; a sum assembles them exactly.
     for o in results.indices {
-        try results[o].values.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+        try results[o].values.withUnsafeMutableBufferPointer {
+            try communicator.allReduceSum($0.baseAddress!, count: $0.count)
+        }
     }
     return results
 }

@@ -11,7 +11,8 @@ extension TrainingStep {
     /// Folds every rank's window sum into rank 0's arena. A collective: every rank calls it.
     public func foldAccumulatedGradient() throws {
         guard accumulates, optimizer.accumulatedSteps > 0, communicator.size > 1 else { return }
-        let g = model.parameters.gradients, n = model.parameters.count
+        let g = model.parameters.gradients
+        let n = model.parameters.count
         try communicator.allReduceSum(g, count: n)
         if communicator.rank != 0 { g.update(repeating: 0, count: n) }
     }
@@ -43,7 +44,9 @@ extension TrainingStep {
         guard times != 0 else { return }
         let store = model.parameters
         for (view, l1, l2) in regularizers {
-            let w = store.value(view), a = Float(l1), b = Float(l2)
+            let w = store.value(view)
+            let a = Float(l1)
+            let b = Float(l2)
             for i in 0..<view.count {
                 let x = w[i]
                 values[view.offset + i] += times * (2 * b * x + a * (x > 0 ? 1 : x < 0 ? -1 : 0))

@@ -35,14 +35,21 @@ public final class PCGrad {
     /// made on the coefficients with the Gram matrix ⟨g_a, g_b⟩ (Double), and the correction
     /// Σ_k (Σ_i c_ik − 1)·g_k is then added tensor by tensor.
     func apply(to gradients: UnsafeMutablePointer<Float>, step: Int) {
-        let d = diagnostics, H = d.headNames.count, n = d.packedCount
+        let d = diagnostics
+        let H = d.headNames.count
+        let n = d.packedCount
         guard H > 1, n > 0 else { return }
         var rng = SeededGenerator(seed: seed, stream: 0x7063_6772_6164 &+ UInt64(step))  // "pcgrad"
         var projected = false
         d.packed.withUnsafeBufferPointer { p in
             func g(_ h: Int) -> UnsafePointer<Float> { p.baseAddress! + h * n }
             var gram = [[Double]](repeating: [Double](repeating: 0, count: H), count: H)
-            for a in 0..<H { for b in a..<H { gram[a][b] = dotInDouble(g(a), g(b), count: n); gram[b][a] = gram[a][b] } }
+            for a in 0..<H {
+                for b in a..<H {
+                    gram[a][b] = dotInDouble(g(a), g(b), count: n)
+                    gram[b][a] = gram[a][b]
+                }
+            }
             var weight = [Double](repeating: -1, count: H)  // Σ_i c_ik − 1, per k
             for i in 0..<H {
                 var c = [Double](repeating: 0, count: H)
@@ -53,7 +60,8 @@ public final class PCGrad {
                     let dot = (0..<H).reduce(0.0) { $0 + c[$1] * gram[$1][j] }  // ⟨g_i', g_j⟩
                     guard dot < 0 else { continue }
                     c[j] -= dot / gram[j][j]
-                    projections += 1; projected = true
+                    projections += 1
+                    projected = true
                 }
                 for k in 0..<H { weight[k] += c[k] }
             }
@@ -62,7 +70,9 @@ public final class PCGrad {
             conflictingSteps += 1
             var offset = 0
             for s in d.shared {
-                for k in 0..<H { addScaled(Float(weight[k]), g(k) + offset, to: gradients + s.view.offset, count: s.view.count) }
+                for k in 0..<H {
+                    addScaled(Float(weight[k]), g(k) + offset, to: gradients + s.view.offset, count: s.view.count)
+                }
                 offset += s.view.count
             }
         }

@@ -42,7 +42,9 @@ public final class HeadDiagnostics {
         init(gram: [[Double]], heads: [Int]) {
             let H = gram.count
             self.gram = gram
-            norm = Array(repeating: nil, count: H); share = norm; cosine = []
+            norm = Array(repeating: nil, count: H)
+            share = norm
+            cosine = []
             // ‖Σ g_h‖² and ⟨g_h, Σ g⟩ from the Gram matrix.
             let total = heads.reduce(0.0) { acc, a in acc + heads.reduce(0.0) { $0 + gram[a][$1] } }
             for a in heads {
@@ -74,10 +76,12 @@ public final class HeadDiagnostics {
     public init(model: Model, heads: [Head], lastSharedLayerOnly: Bool = false) {
         headNames = heads.map(\.output)
         // The tensors upstream of each head's output.
-        var reached: [String: Set<Int>] = [:], owner: [String: String] = [:]
+        var reached: [String: Set<Int>] = [:]
+        var owner: [String: String] = [:]
         for (h, head) in heads.enumerated() {
             guard let output = model.output(named: head.output) else { continue }
-            var stack: [Layer] = [output], seen = Set<ObjectIdentifier>()
+            var stack: [Layer] = [output]
+            var seen = Set<ObjectIdentifier>()
             while let layer = stack.popLast() {
                 guard seen.insert(ObjectIdentifier(layer)).inserted else { continue }
                 for spec in layer.parameterSpecs where spec.trainable {
@@ -93,7 +97,9 @@ public final class HeadDiagnostics {
         }
         if lastSharedLayerOnly {
             let order = model.layers.map(\.name)
-            if let last = all.map(\.layer).max(by: { (order.firstIndex(of: $0) ?? -1) < (order.firstIndex(of: $1) ?? -1) }) {
+            if let last = all.map(\.layer).max(by: {
+                (order.firstIndex(of: $0) ?? -1) < (order.firstIndex(of: $1) ?? -1)
+            }) {
                 all = all.filter { $0.layer == last }
             }
         }
@@ -113,7 +119,12 @@ public final class HeadDiagnostics {
                 func g(_ h: Int) -> UnsafePointer<Float> { p.baseAddress! + h * packedCount + offset }
                 func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Double { dotInDouble(a, b, count: n) }
                 var gram = [[Double]](repeating: [Double](repeating: 0, count: H), count: H)
-                for a in s.heads { for b in s.heads where b >= a { gram[a][b] = dot(g(a), g(b)); gram[b][a] = gram[a][b] } }
+                for a in s.heads {
+                    for b in s.heads where b >= a {
+                        gram[a][b] = dot(g(a), g(b))
+                        gram[b][a] = gram[a][b]
+                    }
+                }
                 let f = TensorFigures(gram: gram, heads: s.heads)
                 result.append(f)
                 offset += n
@@ -130,13 +141,17 @@ public final class HeadDiagnostics {
         var tensors: [JSONValue] = []
         var layerGram: [String: [[Double]]] = [:]
         for (s, f) in zip(shared, figures) {
-            tensors.append(.object([
-                ("tensor", .string(s.view.name)), ("layer", .string(s.layer)),
-                ("norm", .object(s.heads.map { (headNames[$0], number(f.norm[$0])) })),
-                ("share", .object(s.heads.map { (headNames[$0], number(f.share[$0])) })),
-                ("cosine", .object(f.cosine.map { ("\(headNames[$0.a])~\(headNames[$0.b])", number($0.value)) })),
-            ]))
-            if layerHeads[s.layer] == nil { layerOrder.append(s.layer); layerHeads[s.layer] = s.heads }
+            tensors.append(
+                .object([
+                    ("tensor", .string(s.view.name)), ("layer", .string(s.layer)),
+                    ("norm", .object(s.heads.map { (headNames[$0], number(f.norm[$0])) })),
+                    ("share", .object(s.heads.map { (headNames[$0], number(f.share[$0])) })),
+                    ("cosine", .object(f.cosine.map { ("\(headNames[$0.a])~\(headNames[$0.b])", number($0.value)) })),
+                ]))
+            if layerHeads[s.layer] == nil {
+                layerOrder.append(s.layer)
+                layerHeads[s.layer] = s.heads
+            }
             var g = layerGram[s.layer] ?? Array(repeating: Array(repeating: 0, count: H), count: H)
             for a in 0..<H { for b in 0..<H { g[a][b] += f.gram[a][b] } }
             layerGram[s.layer] = g
@@ -146,12 +161,21 @@ public final class HeadDiagnostics {
             guard let gram = layerGram[layer] else { continue }
             let f = TensorFigures(gram: gram, heads: layerHeads[layer]!)
             lastLayers.append((layer, f, layerHeads[layer]!))
-            var e = layerSums[layer] ?? (Array(repeating: 0, count: H), Array(repeating: 0, count: H), Array(repeating: 0, count: f.cosine.count))
-            for h in 0..<H { e.norm[h] += f.norm[h] ?? 0; e.share[h] += f.share[h] ?? 0 }
+            var e =
+                layerSums[layer] ?? (
+                    Array(repeating: 0, count: H), Array(repeating: 0, count: H),
+                    Array(repeating: 0, count: f.cosine.count)
+                )
+            for h in 0..<H {
+                e.norm[h] += f.norm[h] ?? 0
+                e.share[h] += f.share[h] ?? 0
+            }
             for (k, c) in f.cosine.enumerated() { e.cosine[k] += c.value ?? 0 }
             layerSums[layer] = e
         }
-        return JSONValue.object([("step", .int(Int64(step))), ("epoch", .int(Int64(epoch))), ("tensors", .array(tensors))]).serialized()
+        return JSONValue.object([
+            ("step", .int(Int64(step))), ("epoch", .int(Int64(epoch))), ("tensors", .array(tensors)),
+        ]).serialized()
     }
 
     func addTime(_ s: Double) { seconds += s }
@@ -161,14 +185,22 @@ public final class HeadDiagnostics {
     public func summary() -> String {
         guard steps > 0 else { return "" }
         let n = Double(steps)
-        var lines = ["per-head diagnostics over \(steps) step\(steps == 1 ? "" : "s") (means; share = ⟨g_head, g⟩/‖g‖², g the combined gradient):"]
+        var lines = [
+            "per-head diagnostics over \(steps) step\(steps == 1 ? "" : "s") (means; share = ⟨g_head, g⟩/‖g‖², g the combined gradient):"
+        ]
         for layer in layerOrder {
-            let e = layerSums[layer]!, hs = layerHeads[layer]!
+            let e = layerSums[layer]!
+            let hs = layerHeads[layer]!
             var line = "  \(layer):"
-            for h in hs { line += "  \(headNames[h]) norm " + String(format: "%.4g share %.3f", e.norm[h] / n, e.share[h] / n) }
+            for h in hs {
+                line += "  \(headNames[h]) norm " + String(format: "%.4g share %.3f", e.norm[h] / n, e.share[h] / n)
+            }
             var k = 0
             for (i, a) in hs.enumerated() {
-                for b in hs[(i + 1)...] { line += "  cos(\(headNames[a]), \(headNames[b])) " + String(format: "%.3f", e.cosine[k] / n); k += 1 }
+                for b in hs[(i + 1)...] {
+                    line += "  cos(\(headNames[a]), \(headNames[b])) " + String(format: "%.3f", e.cosine[k] / n)
+                    k += 1
+                }
             }
             lines.append(line)
         }
@@ -180,14 +212,22 @@ public final class HeadDiagnostics {
 extension TrainingStep {
     /// Each head's gradient of the shared tensors over `indices` (the global batch), combined across
     /// ranks into `d.packed`; the weights, optimizer and layer statistics are left as they were.
-    public func diagnose(_ d: HeadDiagnostics, globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> [HeadDiagnostics.TensorFigures] {
+    public func diagnose(_ d: HeadDiagnostics, globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws
+        -> [HeadDiagnostics.TensorFigures]
+    {
         let started = monotonicSeconds()
         let store = model.parameters
-        if d.packed.count != heads.count * d.packedCount { d.packed = Array(repeating: 0, count: heads.count * d.packedCount) }
+        if d.packed.count != heads.count * d.packedCount {
+            d.packed = Array(repeating: 0, count: heads.count * d.packedCount)
+        }
         // BatchNormalization's moving statistics change in a training forward: keep them.
-        let statistics = store.tensors.filter { !$0.spec.trainable }.map { ($0, Array(UnsafeBufferPointer(start: store.value($0), count: $0.count))) }
+        let statistics = store.tensors.filter { !$0.spec.trainable }.map {
+            ($0, Array(UnsafeBufferPointer(start: store.value($0), count: $0.count)))
+        }
         defer {
-            for (view, values) in statistics { values.withUnsafeBufferPointer { store.value(view).update(from: $0.baseAddress!, count: view.count) } }
+            for (view, values) in statistics {
+                values.withUnsafeBufferPointer { store.value(view).update(from: $0.baseAddress!, count: view.count) }
+            }
         }
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)

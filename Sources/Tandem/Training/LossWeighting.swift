@@ -26,12 +26,13 @@ import Foundation
 
 /// A point in training: after this many optimizer steps, or after this many epochs.
 public enum TrainingPoint: Sendable, Codable, Equatable {
-    case step(Int), epoch(Double)
+    case step(Int)
+    case epoch(Double)
 
     func steps(perEpoch: Int) -> Double {
         switch self {
-        case let .step(s): return Double(s)
-        case let .epoch(e): return e * Double(perEpoch)
+        case .step(let s): return Double(s)
+        case .epoch(let e): return e * Double(perEpoch)
         }
     }
 
@@ -54,20 +55,23 @@ public enum LossWeightSchedule: Sendable, Codable, Equatable {
     public func weight(afterSteps t: Int, stepsPerEpoch: Int) -> Double {
         let x = Double(t)
         switch self {
-        case let .constant(w): return w
-        case let .linear(a, b, start, end):
-            let s = start.steps(perEpoch: stepsPerEpoch), e = end.steps(perEpoch: stepsPerEpoch)
+        case .constant(let w): return w
+        case .linear(let a, let b, let start, let end):
+            let s = start.steps(perEpoch: stepsPerEpoch)
+            let e = end.steps(perEpoch: stepsPerEpoch)
             if x <= s { return a }
             if x >= e { return b }
             return a + (b - a) * (x - s) / (e - s)
-        case let .stepChange(a, b, at): return x < at.steps(perEpoch: stepsPerEpoch) ? a : b
+        case .stepChange(let a, let b, let at): return x < at.steps(perEpoch: stepsPerEpoch) ? a : b
         }
     }
 
     /// `constant:W`, `linear:W0:W1:START:END` or `step:W0:W1:AT` (points: N steps or Ne epochs).
     public static func parse(_ text: String) throws -> LossWeightSchedule {
         func bad(_ why: String) -> TandemError {
-            .usage("--loss-weight-schedule '\(text)': \(why) (expected constant:W, linear:W0:W1:START:END or step:W0:W1:AT; points are steps, or epochs written 3e)")
+            .usage(
+                "--loss-weight-schedule '\(text)': \(why) (expected constant:W, linear:W0:W1:START:END or step:W0:W1:AT; points are steps, or epochs written 3e)"
+            )
         }
         let parts = text.split(separator: ":").map(String.init)
         func number(_ s: String) throws -> Double {
@@ -75,22 +79,28 @@ public enum LossWeightSchedule: Sendable, Codable, Equatable {
             return v
         }
         func point(_ s: String) throws -> TrainingPoint {
-            guard let p = TrainingPoint.parse(s) else { throw bad("'\(s)' is not a step count or an epoch count like 2e") }
+            guard let p = TrainingPoint.parse(s) else {
+                throw bad("'\(s)' is not a step count or an epoch count like 2e")
+            }
             return p
         }
         switch parts.first {
         case "constant" where parts.count == 2: return .constant(try number(parts[1]))
         case "linear" where parts.count == 5:
-            let start = try point(parts[3]), end = try point(parts[4])
+            let start = try point(parts[3])
+            let end = try point(parts[4])
             return .linear(from: try number(parts[1]), to: try number(parts[2]), start: start, end: end)
-        case "step" where parts.count == 4: return .stepChange(before: try number(parts[1]), after: try number(parts[2]), at: try point(parts[3]))
+        case "step" where parts.count == 4:
+            return .stepChange(before: try number(parts[1]), after: try number(parts[2]), at: try point(parts[3]))
         default: throw bad("unknown form")
         }
     }
 
     /// The ramp must end after it starts (checked once the epoch length is known).
     public func check(stepsPerEpoch: Int, output: String) throws {
-        if case let .linear(_, _, start, end) = self, end.steps(perEpoch: stepsPerEpoch) <= start.steps(perEpoch: stepsPerEpoch) {
+        if case .linear(_, _, let start, let end) = self,
+            end.steps(perEpoch: stepsPerEpoch) <= start.steps(perEpoch: stepsPerEpoch)
+        {
             throw TandemError.usage("--loss-weight-schedule \(output): the ramp's end must come after its start")
         }
     }
@@ -128,9 +138,14 @@ public final class LossWeighting {
     public let alpha: Double
     public private(set) var initialLosses: [Double]?
 
-    public init(base: [Double], schedules: [LossWeightSchedule?], learned: LearnedWeighting?, optimizer config: OptimizerConfig,
-                alpha: Double = 1.5) {
-        self.base = base; self.schedules = schedules; self.learned = learned; self.alpha = alpha
+    public init(
+        base: [Double], schedules: [LossWeightSchedule?], learned: LearnedWeighting?, optimizer config: OptimizerConfig,
+        alpha: Double = 1.5
+    ) {
+        self.base = base
+        self.schedules = schedules
+        self.learned = learned
+        self.alpha = alpha
         values = learned == .gradnorm ? base.map(Float.init) : Array(repeating: 0, count: base.count)
         gradients = values
         var small = config
@@ -162,7 +177,9 @@ public final class LossWeighting {
         guard learned == .uncertainty, let optimizer else { return }
         for h in values.indices { gradients[h] = Float(1 - w[h] * Foundation.exp(-Double(values[h])) * losses[h]) }
         values.withUnsafeMutableBufferPointer { v in
-            gradients.withUnsafeMutableBufferPointer { g in optimizer.step(parameters: v.baseAddress!, gradients: g.baseAddress!, clear: true) }
+            gradients.withUnsafeMutableBufferPointer { g in
+                optimizer.step(parameters: v.baseAddress!, gradients: g.baseAddress!, clear: true)
+            }
         }
     }
 
@@ -173,14 +190,18 @@ public final class LossWeighting {
         if initialLosses == nil { initialLosses = losses }
         let H = values.count
         let rates = (0..<H).map { initialLosses![$0] > 0 ? losses[$0] / initialLosses![$0] : 1 }
-        let meanRate = rates.reduce(0, +) / Double(H), meanNorm = norms.reduce(0, +) / Double(H)
+        let meanRate = rates.reduce(0, +) / Double(H)
+        let meanNorm = norms.reduce(0, +) / Double(H)
         for h in 0..<H {
             let target = meanNorm * Foundation.pow(meanRate > 0 ? rates[h] / meanRate : 1, alpha)
             let difference = norms[h] - target
-            gradients[h] = values[h] > 0 && difference != 0 ? Float((difference > 0 ? 1 : -1) * norms[h] / Double(values[h])) : 0
+            gradients[h] =
+                values[h] > 0 && difference != 0 ? Float((difference > 0 ? 1 : -1) * norms[h] / Double(values[h])) : 0
         }
         values.withUnsafeMutableBufferPointer { v in
-            gradients.withUnsafeMutableBufferPointer { g in optimizer.step(parameters: v.baseAddress!, gradients: g.baseAddress!, clear: true) }
+            gradients.withUnsafeMutableBufferPointer { g in
+                optimizer.step(parameters: v.baseAddress!, gradients: g.baseAddress!, clear: true)
+            }
         }
         // Renormalise to the configured weights' sum (the paper's Σ w = number of tasks at weights 1).
         let floor = Float(1e-6)
@@ -191,19 +212,25 @@ public final class LossWeighting {
 
     public var state: LearnedWeightingState? {
         guard let learned, let optimizer else { return nil }
-        return LearnedWeightingState(kind: learned, values: values,
-                                     slots: optimizer.slots.map { Array(UnsafeBufferPointer(start: $0.values, count: values.count)) },
-                                     iterations: optimizer.iterations,
-                                     nadamProduct: optimizer.config.kind == .nadam ? optimizer.nadamProduct : nil,
-                                     initialLosses: initialLosses, alpha: learned == .gradnorm ? alpha : nil)
+        return LearnedWeightingState(
+            kind: learned, values: values,
+            slots: optimizer.slots.map { Array(UnsafeBufferPointer(start: $0.values, count: values.count)) },
+            iterations: optimizer.iterations,
+            nadamProduct: optimizer.config.kind == .nadam ? optimizer.nadamProduct : nil,
+            initialLosses: initialLosses, alpha: learned == .gradnorm ? alpha : nil)
     }
 
     public func restore(_ s: LearnedWeightingState) throws {
-        guard let optimizer, s.kind == learned, s.values.count == values.count, s.slots.count == optimizer.slots.count else {
-            throw TandemError.usage("--resume: the checkpoint's learned loss weighting (\(s.kind.rawValue), \(s.values.count) heads) does not fit this run")
+        guard let optimizer, s.kind == learned, s.values.count == values.count, s.slots.count == optimizer.slots.count
+        else {
+            throw TandemError.usage(
+                "--resume: the checkpoint's learned loss weighting (\(s.kind.rawValue), \(s.values.count) heads) does not fit this run"
+            )
         }
         values = s.values
-        for (slot, saved) in zip(optimizer.slots, s.slots) { saved.withUnsafeBufferPointer { slot.values.update(from: $0.baseAddress!, count: values.count) } }
+        for (slot, saved) in zip(optimizer.slots, s.slots) {
+            saved.withUnsafeBufferPointer { slot.values.update(from: $0.baseAddress!, count: values.count) }
+        }
         optimizer.restore(iterations: s.iterations)
         if let p = s.nadamProduct { optimizer.nadamProduct = p }
         initialLosses = s.initialLosses

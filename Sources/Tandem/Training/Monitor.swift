@@ -20,23 +20,32 @@ public struct MonitorExpression: Sendable, Codable, Equatable {
     /// Parses `[c*]name (+|- [c*]name)…` (spaces allowed; c a decimal number).
     public static func parse(_ text: String) throws -> MonitorExpression {
         func bad(_ why: String) -> TandemError {
-            .usage("--monitor '\(text)': \(why) (expected a metric name such as val_loss, or a weighted sum such as 0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy)")
+            .usage(
+                "--monitor '\(text)': \(why) (expected a metric name such as val_loss, or a weighted sum such as 0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy)"
+            )
         }
         let compact = text.filter { !$0.isWhitespace }
         guard !compact.isEmpty else { throw bad("empty") }
-        var terms: [Term] = [], sign = 1.0, current = ""
+        var terms: [Term] = []
+        var sign = 1.0
+        var current = ""
         func finish() throws {
             guard !current.isEmpty else { throw bad("a term is missing") }
             let parts = current.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
-            let c: Double, name: String
+            let c: Double
+            let name: String
             switch parts.count {
-            case 1: c = 1; name = parts[0]
+            case 1:
+                c = 1
+                name = parts[0]
             case 2:
                 guard let v = Double(parts[0]), v.isFinite else { throw bad("'\(parts[0])' is not a number") }
-                c = v; name = parts[1]
+                c = v
+                name = parts[1]
             default: throw bad("'\(current)' has more than one '*'")
             }
-            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !(name.first!.isNumber) else {
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), !(name.first!.isNumber)
+            else {
                 throw bad("'\(name)' is not a metric name")
             }
             terms.append(Term(coefficient: sign * c, name: name))
@@ -45,7 +54,10 @@ public struct MonitorExpression: Sendable, Codable, Equatable {
         for ch in compact {
             // A sign right after 'e' belongs to a number's exponent (1e-3*x).
             if (ch == "+" || ch == "-") && !(current.last == "e" && Double(current.dropLast()) != nil) {
-                if current.isEmpty && terms.isEmpty && ch == "-" { sign = -1; continue }
+                if current.isEmpty && terms.isEmpty && ch == "-" {
+                    sign = -1
+                    continue
+                }
                 try finish()
                 sign = ch == "+" ? 1 : -1
             } else {
@@ -77,7 +89,10 @@ public struct MonitorOptions: Sendable {
     /// Put the best epoch's weights into the final weights and model.keras.
     public var restoreBest = false
     public init(expression: MonitorExpression, mode: Mode, patience: Int? = nil, restoreBest: Bool = false) {
-        self.expression = expression; self.mode = mode; self.patience = patience; self.restoreBest = restoreBest
+        self.expression = expression
+        self.mode = mode
+        self.patience = patience
+        self.restoreBest = restoreBest
     }
 
     /// Keras's "auto" for each term: losses and errors go down, accuracies, AUC, precision and
@@ -120,7 +135,11 @@ public struct MonitorState: Sendable, Codable, Equatable {
         guard let value else { return false }
         wait += 1
         let better = best.map { mode == .min ? value < $0 : value > $0 } ?? true
-        if better { best = value; bestEpoch = epoch; wait = 0 }
+        if better {
+            best = value
+            bestEpoch = epoch
+            wait = 0
+        }
         return better
     }
 

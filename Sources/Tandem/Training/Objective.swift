@@ -67,7 +67,9 @@ public final class Objective {
     /// global ones for any rank count without a collective. Skipped when every row is labelled
     /// and no head divides by a labelled count.
     func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
-        guard data.hasMissingLabels || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction == .labeled })
+        guard
+            data.hasMissingLabels
+                || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction == .labeled })
         else {
             labels = nil
             return
@@ -85,10 +87,11 @@ public final class Objective {
     /// each head's loss gradient, scaled by weight / `globalBatch`, goes into its output layer.
     func addLosses(rows: Int, globalBatch: Int, writeGradient: Bool, into figures: UnsafeMutablePointer<Double>) {
         for (h, head) in heads.enumerated() {
-            let sums = head.evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                                     labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch,
-                                     writeGradient: writeGradient,
-                                     metricSums: figures + layout.metrics + layout.metricOffsets[h])
+            let sums = head.evaluate(
+                lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+                labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch,
+                writeGradient: writeGradient,
+                metricSums: figures + layout.metrics + layout.metricOffsets[h])
             figures[layout.loss(h)] += sums.weightedLoss
             figures[layout.correct(h)] += sums.correct
         }
@@ -98,10 +101,11 @@ public final class Objective {
     /// gradient keeps it outside the arena forward clears, so the others' are zeroed here.
     func writeGradient(ofHead h: Int, rows: Int, globalBatch: Int) {
         for (k, input) in lossInputs.enumerated() where k != h {
-            if case let .logits(dense) = input { dense.dLogits!.update(repeating: 0, count: rows * dense.output.width) }
+            if case .logits(let dense) = input { dense.dLogits!.update(repeating: 0, count: rows * dense.output.width) }
         }
-        _ = heads[h].evaluate(lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                              labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch, writeGradient: true)
+        _ = heads[h].evaluate(
+            lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
+            labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch, writeGradient: true)
     }
 
     /// Per head, its metrics' values from every head's sums laid out in turn at `s`.
@@ -136,9 +140,12 @@ public struct EpochSums: Codable, Sendable, Equatable {
         guard s.count == 3 * heads + 2 + metricSlots else { return nil }
         self.init(heads: heads, metricSlots: metricSlots)
         for h in 0..<heads {
-            headLoss[h] = s[2 * h]; headCorrect[h] = s[2 * h + 1]; headLabelled[h] = s[2 * heads + 2 + metricSlots + h]
+            headLoss[h] = s[2 * h]
+            headCorrect[h] = s[2 * h + 1]
+            headLabelled[h] = s[2 * heads + 2 + metricSlots + h]
         }
-        samples = s[2 * heads]; totalTimesSamples = s[2 * heads + 1]
+        samples = s[2 * heads]
+        totalTimesSamples = s[2 * heads + 1]
         metricSums = Array(s[(2 * heads + 2)..<(2 * heads + 2 + metricSlots)])
     }
 

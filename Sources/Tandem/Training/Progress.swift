@@ -29,13 +29,18 @@ final class Progress {
     }
 
     /// The running figures of the epoch so far (`f`: losses, accuracies and metrics of the batches done).
-    func step(_ f: EpochFigures, epochs: Int, batch: Int, batches: Int, heads: [Head],
-              learningRate: Float, samplesPerSecond: Double, remaining: Double) {
+    func step(
+        _ f: EpochFigures, epochs: Int, batch: Int, batches: Int, heads: [Head],
+        learningRate: Float, samplesPerSecond: Double, remaining: Double
+    ) {
         lastPrint = Date()
         var line = "epoch \(f.epoch)/\(epochs)  "
         if interactive {
-            let width = 24, done = batches > 0 ? width * batch / batches : width
-            line += "\(batch)/\(batches) " + String(repeating: "━", count: done) + String(repeating: "╌", count: width - done)
+            let width = 24
+            let done = batches > 0 ? width * batch / batches : width
+            line +=
+                "\(batch)/\(batches) " + String(repeating: "━", count: done)
+                + String(repeating: "╌", count: width - done)
         } else {
             line += "step \(batch)/\(batches)"
         }
@@ -44,7 +49,9 @@ final class Progress {
             line += "  \(head.output) \(fmt(f.headLoss[h]))" + (f.headWeights.map { " ×\(weight($0[h]))" } ?? "")
             if interactive {
                 if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
-                for (m, metric) in head.metrics.enumerated() { line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))" }
+                for (m, metric) in head.metrics.enumerated() {
+                    line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))"
+                }
             }
         }
         line += "  lr \(rate(learningRate))  \(Int(samplesPerSecond)) samples/s  ETA \(duration(remaining))"
@@ -57,18 +64,27 @@ final class Progress {
         for (h, head) in heads.enumerated() {
             line += "  \(head.output) loss \(fmt(f.headLoss[h]))" + (f.headWeights.map { " ×\(weight($0[h]))" } ?? "")
             if head.accuracy != nil { line += " acc \(fmt(f.headAccuracy[h], digits: 3))" }
-            for (m, metric) in head.metrics.enumerated() { line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))" }
+            for (m, metric) in head.metrics.enumerated() {
+                line += " \(metric.name) \(fmt(f.headMetrics[h][m], digits: 3))"
+            }
         }
         if let v = f.validation {
             line += "  |  val_loss \(fmt(v.total))"
             for (h, head) in heads.enumerated() {
-                line += head.accuracy != nil ? "  val_\(head.output) acc \(fmt(v.headAccuracy[h], digits: 3))" : "  val_\(head.output) loss \(fmt(v.headLoss[h]))"
+                line +=
+                    head.accuracy != nil
+                    ? "  val_\(head.output) acc \(fmt(v.headAccuracy[h], digits: 3))"
+                    : "  val_\(head.output) loss \(fmt(v.headLoss[h]))"
             }
         }
         line += "  |  lr \(rate(f.learningRate))  \(Int(f.samplesPerSecond)) samples/s  \(duration(f.seconds))"
         if let (options, state) = monitor {
             let value = f.monitored.map { String(format: "%.4f", $0) } ?? "n/a"
-            line += "  |  monitor \(value)" + (f.improved ? " (best, saved best.keras)" : " (best \(state.best.map { String(format: "%.4f", $0) } ?? "n/a") at epoch \(state.bestEpoch)\(options.patience.map { "; \(state.wait)/\($0) without improvement" } ?? ""))")
+            line +=
+                "  |  monitor \(value)"
+                + (f.improved
+                    ? " (best, saved best.keras)"
+                    : " (best \(state.best.map { String(format: "%.4f", $0) } ?? "n/a") at epoch \(state.bestEpoch)\(options.patience.map { "; \(state.wait)/\($0) without improvement" } ?? ""))")
         }
         write((interactive && verbosity == 1 ? "\r\u{1B}[K" : "") + line + "\n")
     }
@@ -85,6 +101,7 @@ func fmt(_ x: Double, digits: Int = 4) -> String { String(format: "%.\(digits)f"
 func duration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }
     let s = Int(seconds.rounded())
-    return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
-                     : String(format: "%d:%02d", s / 60, s % 60)
+    return s >= 3600
+        ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+        : String(format: "%d:%02d", s / 60, s % 60)
 }

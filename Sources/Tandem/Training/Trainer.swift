@@ -70,17 +70,23 @@ public final class Trainer {
     /// TensorBoard event files (rank 0 only; nil elsewhere and when off).
     public var tensorBoard: TensorBoardLog?
     /// GradNorm's W: the last shared layer's tensors (built when the weighting is gradnorm).
-    public private(set) lazy var gradNormLayer = HeadDiagnostics(model: step.model, heads: step.heads, lastSharedLayerOnly: true)
+    public private(set) lazy var gradNormLayer = HeadDiagnostics(
+        model: step.model, heads: step.heads, lastSharedLayerOnly: true)
     /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
     public private(set) var diagnostics: HeadDiagnostics?
     /// The epoch after which --patience stopped training (nil: it did not).
     public private(set) var stoppedEarlyAfter: Int?
     private let faults = TestFaults.fromEnvironment()
 
-    public init(step: TrainingStep, data: Dataset, trainRows: Range<Int>,
-                validation: (data: Dataset, rows: Range<Int>)?, options: TrainingOptions) {
-        self.step = step; self.data = data; self.trainRows = trainRows
-        self.validation = validation; self.options = options
+    public init(
+        step: TrainingStep, data: Dataset, trainRows: Range<Int>,
+        validation: (data: Dataset, rows: Range<Int>)?, options: TrainingOptions
+    ) {
+        self.step = step
+        self.data = data
+        self.trainRows = trainRows
+        self.validation = validation
+        self.options = options
         log = Progress(enabled: options.progress && step.communicator.rank == 0, verbosity: options.verbosity)
     }
 
@@ -94,8 +100,10 @@ public final class Trainer {
         try checkParametersAgree(when: "at start")
         while position.epoch < options.epochs {
             let epoch = position.epoch
-            let order = options.shuffle ? epochPermutation(count: trainRows.count, seed: options.seed, epoch: epoch)
-                                        : (0..<trainRows.count).map(Int32.init)
+            let order =
+                options.shuffle
+                ? epochPermutation(count: trainRows.count, seed: options.seed, epoch: epoch)
+                : (0..<trainRows.count).map(Int32.init)
             let base = Int32(trainRows.lowerBound)
             let globalOrder = order.map { $0 + base }
             let layout = step.objective.layout
@@ -103,7 +111,9 @@ public final class Trainer {
                 position.epochSums = EpochSums(legacy: legacy, heads: layout.heads, metricSlots: layout.metricSlots)
                 position.legacyEpochSums = nil
             }
-            if position.epochSums?.headLoss.count != layout.heads || position.epochSums?.metricSums.count != layout.metricSlots {
+            if position.epochSums?.headLoss.count != layout.heads
+                || position.epochSums?.metricSums.count != layout.metricSlots
+            {
                 position.epochSums = EpochSums(heads: layout.heads, metricSlots: layout.metricSlots)
             }
             let started = Date()
@@ -127,21 +137,27 @@ public final class Trainer {
                 var perHead: (diagnostics: HeadDiagnostics, figures: [HeadDiagnostics.TensorFigures])?
                 if step.surgery != nil || diagnosticsDue || gradNormDue {
                     let d = step.surgery != nil || diagnosticsDue ? allSharedTensors : gradNormLayer
-                    perHead = (d, try globalOrder.withUnsafeBufferPointer {
-                        try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
-                    })
+                    perHead = (
+                        d,
+                        try globalOrder.withUnsafeBufferPointer {
+                            try step.diagnose(d, globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data)
+                        }
+                    )
                 }
                 var gradNorms: [Double]?
                 if gradNormDue, let (d, f) = perHead {
                     // G_h over GradNorm's W, the last shared layer's tensors.
                     let w = gradNormLayer.shared.first?.layer
                     let inW = zip(d.shared, f).filter { $0.0.layer == w }.map(\.1)
-                    gradNorms = heads.indices.map { h in inW.reduce(0.0) { $0 + ($1.norm[h] ?? 0) * ($1.norm[h] ?? 0) }.squareRoot() }
+                    gradNorms = heads.indices.map { h in
+                        inW.reduce(0.0) { $0 + ($1.norm[h] ?? 0) * ($1.norm[h] ?? 0) }.squareRoot()
+                    }
                 }
                 if diagnosticsDue, let (d, f) = perHead { try recordDiagnostics(d, f, epoch: epoch + 1) }
                 let figures = try globalOrder.withUnsafeBufferPointer {
-                    try step.run(globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data,
-                                 perHeadGradientsReady: perHead?.diagnostics === step.surgery?.diagnostics)
+                    try step.run(
+                        globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data,
+                        perHeadGradientsReady: perHead?.diagnostics === step.surgery?.diagnostics)
                 }
                 if let w = lossWeighting, let scheduled {
                     let losses = figures.headLossSums.map { $0 / Double(max(figures.samples, 1)) }
@@ -156,10 +172,13 @@ public final class Trainer {
                     let elapsed = Date().timeIntervalSince(started)
                     var running = epochFigures(epoch: epoch + 1)
                     if lossWeighting?.isActive == true { running.headWeights = step.heads.map(\.weight) }
-                    log.step(running, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch, heads: heads,
-                             learningRate: step.optimizer.currentLearningRate,
-                             samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
-                             remaining: elapsed / Double(max(samplesThisRun, 1)) * Double(trainRows.count - Int(position.epochSums!.samples)))
+                    log.step(
+                        running, epochs: options.epochs, batch: position.batchInEpoch, batches: stepsPerEpoch,
+                        heads: heads,
+                        learningRate: step.optimizer.currentLearningRate,
+                        samplesPerSecond: elapsed > 0 ? Double(samplesThisRun) / elapsed : 0,
+                        remaining: elapsed / Double(max(samplesThisRun, 1))
+                            * Double(trainRows.count - Int(position.epochSums!.samples)))
                 }
                 if let tb = tensorBoard, options.logEvery > 0, position.step % options.logEvery == 0 {
                     var running = epochFigures(epoch: epoch + 1)
@@ -180,7 +199,8 @@ public final class Trainer {
                     return history
                 }
                 if options.checkpointEvery > 0 && position.step % options.checkpointEvery == 0
-                    && position.batchInEpoch < stepsPerEpoch {
+                    && position.batchInEpoch < stepsPerEpoch
+                {
                     try writeCheckpoint()
                 }
             }
@@ -201,22 +221,29 @@ public final class Trainer {
                 position.monitor = state
                 stopEarly = state.shouldStop(patience: monitor.patience, epoch: epoch + 1)
             }
-            log.epochDone(figures, epochs: options.epochs, heads: heads, monitor: options.monitor.map { ($0, position.monitor!) })
+            log.epochDone(
+                figures, epochs: options.epochs, heads: heads, monitor: options.monitor.map { ($0, position.monitor!) })
             history.append(figures)
             position.epoch += 1
             position.batchInEpoch = 0
             position.epochSums = nil
             if options.syncCheckEvery == 0 { try checkParametersAgree(when: "after epoch \(epoch + 1)") }
             try writeEpochFiles(figures)
-            if stopEarly { stoppedEarlyAfter = epoch + 1; break }
+            if stopEarly {
+                stoppedEarlyAfter = epoch + 1
+                break
+            }
         }
         step.synchronize()
         if let monitor = options.monitor, monitor.restoreBest, let best = position.monitor, best.bestEpoch > 0,
-           best.bestEpoch != position.epoch, let run = options.runDirectory {
+            best.bestEpoch != position.epoch, let run = options.runDirectory
+        {
             // Keras's restore_best_weights: the model's weights (the optimizer state stays the last).
             let store = step.model.parameters
             try communicator.agreeOn {
-                if communicator.rank == 0 { try loadWeights(store, from: SafeTensorsFile(path: run + "/best.safetensors")) }
+                if communicator.rank == 0 {
+                    try loadWeights(store, from: SafeTensorsFile(path: run + "/best.safetensors"))
+                }
             }
             try communicator.broadcast(store.values, bytes: store.count * 4, from: 0)
         }
@@ -227,8 +254,9 @@ public final class Trainer {
             try rankZeroWrites {
                 try saveWeights(step.model.parameters, to: run + "/weights.safetensors")
                 // The trained model for Keras: architecture, compile config, weights, optimizer state.
-                try modelDescription?.saveArchive(to: run + "/model.keras", store: step.model.parameters,
-                                                  optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
+                try modelDescription?.saveArchive(
+                    to: run + "/model.keras", store: step.model.parameters,
+                    optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
             }
         }
         return history
@@ -237,7 +265,8 @@ public final class Trainer {
     /// Removes temporary files a killed writer left in the run directory.
     public func removeStaleTemporaryFiles() {
         guard communicator.rank == 0, let run = options.runDirectory,
-              let names = try? FileManager.default.contentsOfDirectory(atPath: run) else { return }
+            let names = try? FileManager.default.contentsOfDirectory(atPath: run)
+        else { return }
         for name in names where name.hasPrefix(".") && name.contains(".safetensors.tmp-") {
             try? FileManager.default.removeItem(atPath: run + "/" + name)
         }
@@ -259,14 +288,16 @@ public final class Trainer {
         step.synchronize()
         try step.foldAccumulatedGradient()
         try rankZeroWrites {
-            try saveCheckpoint(model: step.model, optimizer: step.optimizer, metadata: metadata,
-                               to: run + "/checkpoint.safetensors")
+            try saveCheckpoint(
+                model: step.model, optimizer: step.optimizer, metadata: metadata,
+                to: run + "/checkpoint.safetensors")
         }
     }
 
     /// The epoch's figures from its running sums (the whole epoch at its end).
     private func epochFigures(epoch: Int) -> EpochFigures {
-        let sums = position.epochSums!, samples = sums.samples
+        let sums = position.epochSums!
+        let samples = sums.samples
         var f = EpochFigures()
         f.epoch = epoch
         f.step = position.step
@@ -279,14 +310,17 @@ public final class Trainer {
 
     /// Every tensor several heads reach (PCGrad's, when it is on: one pass serves both).
     private var allSharedTensors: HeadDiagnostics {
-        if sharedTensors == nil { sharedTensors = step.surgery?.diagnostics ?? HeadDiagnostics(model: step.model, heads: step.heads) }
+        if sharedTensors == nil {
+            sharedTensors = step.surgery?.diagnostics ?? HeadDiagnostics(model: step.model, heads: step.heads)
+        }
         return sharedTensors!
     }
     private var sharedTensors: HeadDiagnostics?
 
     /// Each head's gradient of the shared tensors for this global batch (before its step),
     /// one line of RUN/diagnostics.jsonl.
-    private func recordDiagnostics(_ d: HeadDiagnostics, _ figures: [HeadDiagnostics.TensorFigures], epoch: Int) throws {
+    private func recordDiagnostics(_ d: HeadDiagnostics, _ figures: [HeadDiagnostics.TensorFigures], epoch: Int) throws
+    {
         diagnostics = d
         guard !d.shared.isEmpty else { return }
         let line = d.record(figures, step: position.step + 1, epoch: epoch)
@@ -303,8 +337,9 @@ public final class Trainer {
         let accumulator = communicator.rank == 0 ? step.kerasAccumulator() : nil
         try rankZeroWrites {
             try saveWeights(step.model.parameters, to: run + "/best.safetensors")
-            try modelDescription?.saveArchive(to: run + "/best.keras", store: step.model.parameters,
-                                              optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
+            try modelDescription?.saveArchive(
+                to: run + "/best.keras", store: step.model.parameters,
+                optimizer: step.optimizer, heads: step.heads, accumulator: accumulator)
         }
     }
 
@@ -312,12 +347,15 @@ public final class Trainer {
     public func metricNames() -> [String] {
         var f = EpochFigures()
         let n = step.heads.count
-        f.headLoss = Array(repeating: 0, count: n); f.headAccuracy = f.headLoss
+        f.headLoss = Array(repeating: 0, count: n)
+        f.headAccuracy = f.headLoss
         f.headMetrics = step.heads.map { Array(repeating: 0, count: $0.metrics.count) }
         if lossWeighting?.isActive == true { f.headWeights = f.headLoss }
         if validation != nil {
             var v = Evaluation()
-            v.headLoss = f.headLoss; v.headAccuracy = f.headLoss; v.headMetrics = f.headMetrics
+            v.headLoss = f.headLoss
+            v.headAccuracy = f.headLoss
+            v.headMetrics = f.headMetrics
             f.validation = v
         }
         return metricFields(f).map(\.0)
@@ -343,10 +381,13 @@ public final class Trainer {
     }
 
     private func appendLine(_ line: String, to path: String) throws {
-        guard let handle = FileHandle(forWritingAtPath: path) ?? {
-            FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() else { throw TandemError.file(path, "cannot open for writing") }
+        guard
+            let handle = FileHandle(forWritingAtPath: path)
+                ?? {
+                    FileManager.default.createFile(atPath: path, contents: nil)
+                    return FileHandle(forWritingAtPath: path)
+                }()
+        else { throw TandemError.file(path, "cannot open for writing") }
         defer { try? handle.close() }
         try handle.seekToEnd()
         try handle.write(contentsOf: Data((line + "\n").utf8))
@@ -360,7 +401,9 @@ public final class Trainer {
         for (h, head) in step.heads.enumerated() {
             fields.append(("\(head.output)_loss", f.headLoss[h]))
             if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", f.headAccuracy[h])) }
-            for (m, metric) in head.metrics.enumerated() { fields.append(("\(head.output)_\(metric.name)", f.headMetrics[h][m])) }
+            for (m, metric) in head.metrics.enumerated() {
+                fields.append(("\(head.output)_\(metric.name)", f.headMetrics[h][m]))
+            }
             if let w = f.headWeights { fields.append(("\(head.output)_loss_weight", w[h])) }
         }
         if let v = f.validation {
@@ -368,7 +411,9 @@ public final class Trainer {
             for (h, head) in step.heads.enumerated() {
                 fields.append(("val_\(head.output)_loss", v.headLoss[h]))
                 if let a = head.accuracy { fields.append(("val_\(head.output)_\(a.name)", v.headAccuracy[h])) }
-                for (m, metric) in head.metrics.enumerated() { fields.append(("val_\(head.output)_\(metric.name)", v.headMetrics[h][m])) }
+                for (m, metric) in head.metrics.enumerated() {
+                    fields.append(("val_\(head.output)_\(metric.name)", v.headMetrics[h][m]))
+                }
             }
         }
         fields.append(("learning_rate", Double(f.learningRate)))
@@ -391,9 +436,12 @@ public final class Trainer {
         let differing = firstDiff.indices.filter { firstDiff[$0] > 0 }
         mine.removeAll()
         guard differing.isEmpty else {
-            let details = differing.map { "rank \($0) differs from rank 0, first in '\(store.tensors[Int(firstDiff[$0]) - 1].name)'" }
-            throw AgreedError(message: "parameters are no longer identical across ranks \(when): " + details.joined(separator: "; "),
-                              reporter: communicator.rank == 0)
+            let details = differing.map {
+                "rank \($0) differs from rank 0, first in '\(store.tensors[Int(firstDiff[$0]) - 1].name)'"
+            }
+            throw AgreedError(
+                message: "parameters are no longer identical across ranks \(when): " + details.joined(separator: "; "),
+                reporter: communicator.rank == 0)
         }
     }
 }
@@ -405,7 +453,8 @@ public func jsonObject(_ fields: [(String, Any)]) -> String {
         switch value {
         case let d as Double: v = d.isFinite ? "\(d)" : "null"
         case let i as Int: v = "\(i)"
-        case let s as String: v = "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
+        case let s as String:
+            v = "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
         default: v = "\"\(value)\""
         }
         return "\"\(key)\": \(v)"

@@ -86,15 +86,22 @@ public final class TrainingStep {
     public var batch: BatchBuffers { objective.batch }
 
     /// `l2` maps a layer name to λ on its first weight (the kernel; an Embedding's table) — the `--l2` flag.
-    public convenience init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
-                            l2: [String: Double]) throws {
-        try self.init(model: model, heads: heads, optimizer: optimizer, communicator: communicator,
-                      regularizers: try Regularizer.fromLayerFlags(l2, model: model))
+    public convenience init(
+        model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
+        l2: [String: Double]
+    ) throws {
+        try self.init(
+            model: model, heads: heads, optimizer: optimizer, communicator: communicator,
+            regularizers: try Regularizer.fromLayerFlags(l2, model: model))
     }
 
-    public init(model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
-                regularizers: [Regularizer]) throws {
-        self.model = model; self.optimizer = optimizer; self.communicator = communicator
+    public init(
+        model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
+        regularizers: [Regularizer]
+    ) throws {
+        self.model = model
+        self.optimizer = optimizer
+        self.communicator = communicator
         objective = try Objective(model: model, heads: heads)
         let regularizers = try Regularizer.combined(regularizers, in: model.parameters)
         self.regularizers = regularizers
@@ -107,21 +114,25 @@ public final class TrainingStep {
         let embeddings = model.layers.compactMap { $0 as? Embedding }
         var table: (embedding: Embedding, view: TensorView)?
         if embeddings.count == 1, let embedding = embeddings.first,
-           let view = model.parameters.view("\(embedding.weightsName)/embeddings") {
+            let view = model.parameters.view("\(embedding.weightsName)/embeddings")
+        {
             optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
             table = (embedding, view)
         }
-        exchangeContext = ExchangeContext(model: model, optimizer: optimizer, communicator: communicator,
-                                          arena: GradientArena(model.parameters), table: table,
-                                          tablePenalty: table.map { t in regularizers.contains { $0.view.name == t.view.name } } ?? false,
-                                          collectiveLayers: collectiveLayers)
+        exchangeContext = ExchangeContext(
+            model: model, optimizer: optimizer, communicator: communicator,
+            arena: GradientArena(model.parameters), table: table,
+            tablePenalty: table.map { t in regularizers.contains { $0.view.name == t.view.name } } ?? false,
+            collectiveLayers: collectiveLayers)
     }
 
     /// Trains on the global batch `indices` (sample numbers in `data`): the combined gradient,
     /// then the identical optimizer step on every rank. `perHeadGradientsReady`: PCGrad's
     /// per-head pass already ran for this batch (the trainer shares it with the diagnostics).
-    public func run(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
-                    perHeadGradientsReady: Bool = false) throws -> StepFigures {
+    public func run(
+        globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
+        perHeadGradientsReady: Bool = false
+    ) throws -> StepFigures {
         let (exchange, _) = try strategy()
         if let surgery, !perHeadGradientsReady {
             // Each head's own shared gradient over the global batch, before the combined one.
@@ -147,7 +158,8 @@ public final class TrainingStep {
     /// exchange is the factored table's) and returns the step's reduced figures.
     func gradient(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let (exchange, accumulator) = try strategy()
-        let B = indices.count, chunks = accumulator.chunks(globalBatch: B)
+        let B = indices.count
+        let chunks = accumulator.chunks(globalBatch: B)
         var clock = monotonicSeconds()
         objective.countLabelled(indices, data: data)
         try exchange.prepare(indices, chunks: chunks, data: data, keeping: optimizer.accumulatedSteps > 0)
@@ -156,8 +168,9 @@ public final class TrainingStep {
         repeat {
             accumulator.startPass()
             for chunk in chunks {
-                load(UnsafeBufferPointer(rebasing: indices[chunk]), data: data, position: chunk.lowerBound,
-                     replayRows: exchange.replaysRowsPerChunk)
+                load(
+                    UnsafeBufferPointer(rebasing: indices[chunk]), data: data, position: chunk.lowerBound,
+                    replayRows: exchange.replaysRowsPerChunk)
                 forwardAndLosses(rows: chunk.count, globalBatch: B)
                 accumulator.addFigures(chunkFigures)
                 timings.forward += lap(&clock)
@@ -198,18 +211,25 @@ public final class TrainingStep {
     /// The exchange and accumulator of this configuration (see GradientExchange.swift).
     private func strategy() throws -> (exchange: GradientExchange, accumulator: GradientAccumulator) {
         if let chosen { return chosen }
-        let c = configuration, accumulating = optimizer.stepsPerUpdate > 1
+        let c = configuration
+        let accumulating = optimizer.stepsPerUpdate > 1
         if accumulating && (c.microBatch != nil || surgery != nil) {
-            throw TandemError.usage("gradient accumulation does not combine with \(c.microBatch != nil ? "--reproducible" : "--gradient-surgery")")
+            throw TandemError.usage(
+                "gradient accumulation does not combine with \(c.microBatch != nil ? "--reproducible" : "--gradient-surgery")"
+            )
         }
         if c.microBatch != nil && surgery != nil {
-            throw TandemError.usage("--gradient-surgery is not available with --reproducible (its per-head gradients are combined in floating point)")
+            throw TandemError.usage(
+                "--gradient-surgery is not available with --reproducible (its per-head gradients are combined in floating point)"
+            )
         }
-        let exchange = chooseExchange(exchangeContext, reproducible: c.microBatch != nil, accumulating: accumulating,
-                                      overlap: c.overlapExchange, factored: c.factoredTable && surgery == nil,
-                                      formers: max(1, min(communicator.size, c.tableGradientFormers)),
-                                      bucketFloats: c.exchangeBucketFloats)
-        let accumulator: GradientAccumulator = c.microBatch.map { FixedPointAccumulator(step: self, exchange: exchange, microBatch: $0) }
+        let exchange = chooseExchange(
+            exchangeContext, reproducible: c.microBatch != nil, accumulating: accumulating,
+            overlap: c.overlapExchange, factored: c.factoredTable && surgery == nil,
+            formers: max(1, min(communicator.size, c.tableGradientFormers)),
+            bucketFloats: c.exchangeBucketFloats)
+        let accumulator: GradientAccumulator =
+            c.microBatch.map { FixedPointAccumulator(step: self, exchange: exchange, microBatch: $0) }
             ?? FloatAccumulator(communicator: communicator, layout: objective.layout)
         chosen = (exchange, accumulator)
         return (exchange, accumulator)
@@ -244,7 +264,8 @@ public final class TrainingStep {
 
     /// Gradient accumulation's update: Keras's (g + Σ accumulated) / N (penalties come after).
     private func meanOfTheWindow() {
-        let g = model.parameters.gradients, n = Float(optimizer.stepsPerUpdate)
+        let g = model.parameters.gradients
+        let n = Float(optimizer.stepsPerUpdate)
         for i in 0..<model.parameters.count { g[i] /= n }
     }
 }
@@ -307,12 +328,17 @@ extension TrainingStep {
     public var pathDescription: String {
         var parts: [String] = []
         for case let f as FusedEmbeddingRecurrent in model.schedule {
-            parts.append("Embedding '\(f.embedding.name)' fused into \(f.recurrent.kerasClass) '\(f.recurrent.name)' over the batch's distinct tokens (one layer)")
+            parts.append(
+                "Embedding '\(f.embedding.name)' fused into \(f.recurrent.kerasClass) '\(f.recurrent.name)' over the batch's distinct tokens (one layer)"
+            )
         }
         if microBatch != nil { parts.append("reproducible mode (exact fixed-point sums of canonical micro-batches)") }
         if let exchange = try? strategy().exchange { parts.append(exchange.reason) }
         if exchangeContext.table != nil {
-            parts.append(optimizer.defersRows ? "Adam defers untouched table rows (replayed bit-identically)" : optimizer.deferralRefusal ?? "no rows deferred")
+            parts.append(
+                optimizer.defersRows
+                    ? "Adam defers untouched table rows (replayed bit-identically)"
+                    : optimizer.deferralRefusal ?? "no rows deferred")
         }
         return parts.joined(separator: "; ")
     }
@@ -321,7 +347,8 @@ extension TrainingStep {
     /// (laid out as `objective.layout`). The arrays are reused, so once the caller has let
     /// go of the previous step's figures this allocates nothing.
     func reducedFigures(_ figure: (Int) -> Double) -> StepFigures {
-        let layout = objective.layout, n = layout.heads
+        let layout = objective.layout
+        let n = layout.heads
         if lastFigures.headLossSums.count != n {
             lastFigures.headLossSums = Array(repeating: 0, count: n)
             lastFigures.headCorrect = Array(repeating: 0, count: n)
@@ -337,7 +364,9 @@ extension TrainingStep {
         lastFigures.samples = Int(figure(layout.samples))
         if lastFigures.headLabelled.count != n { lastFigures.headLabelled = Array(repeating: 0, count: n) }
         let labels = objective.labels
-        for h in 0..<n { lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples) }
+        for h in 0..<n {
+            lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples)
+        }
         lastFigures.stopRequested = figure(layout.stopFlag) > 0
         lastFigures.regularization = 0
         lastFigures.total = 0
@@ -351,16 +380,27 @@ extension TrainingStep {
         let params = model.parameters
         if exchangeContext.tablePenalty { synchronize() }
         for (view, l1, l2) in regularizers {
-            let w = params.value(view), g = params.gradient(view), a = Float(l1), b = Float(l2)
-            var squares = 0.0, magnitudes = 0.0
+            let w = params.value(view)
+            let g = params.gradient(view)
+            let a = Float(l1)
+            let b = Float(l2)
+            var squares = 0.0
+            var magnitudes = 0.0
             if !penaltyGradient {
-                for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); magnitudes += Double(abs(w[i])) }
+                for i in 0..<view.count {
+                    squares += Double(w[i]) * Double(w[i])
+                    magnitudes += Double(abs(w[i]))
+                }
             } else if l1 == 0 {
-                for i in 0..<view.count { squares += Double(w[i]) * Double(w[i]); g[i] += 2 * b * w[i] }
+                for i in 0..<view.count {
+                    squares += Double(w[i]) * Double(w[i])
+                    g[i] += 2 * b * w[i]
+                }
             } else {
                 for i in 0..<view.count {
                     let x = w[i]
-                    squares += Double(x) * Double(x); magnitudes += Double(abs(x))
+                    squares += Double(x) * Double(x)
+                    magnitudes += Double(abs(x))
                     g[i] += 2 * b * x + a * (x > 0 ? 1 : x < 0 ? -1 : 0)
                 }
             }
@@ -374,8 +414,10 @@ extension TrainingStep {
         let badHeads = heads.indices.filter { !result.headLossSums[$0].isFinite }.map { heads[$0].output }
         if !badHeads.isEmpty || !result.total.isFinite {
             let which = badHeads.isEmpty ? "regularization" : badHeads.joined(separator: ", ")
-            throw AgreedError(message: "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(which)); stopping before the weights are updated",
-                              reporter: communicator.rank == 0)
+            throw AgreedError(
+                message:
+                    "step \(step): the loss is not finite (head\(badHeads.count == 1 ? "" : "s"): \(which)); stopping before the weights are updated",
+                reporter: communicator.rank == 0)
         }
     }
 }
@@ -389,7 +431,8 @@ public struct StepTimings: Sendable {
     public var perStepDescription: String {
         let n = Double(max(steps, 1))
         func ms(_ x: Double) -> String { String(format: "%.1f ms", 1000 * x / n) }
-        return "forward \(ms(forward)), backward \(ms(backward)), gradient exchange \(ms(exchange)), optimizer \(ms(optimizer))"
+        return
+            "forward \(ms(forward)), backward \(ms(backward)), gradient exchange \(ms(exchange)), optimizer \(ms(optimizer))"
     }
 }
 

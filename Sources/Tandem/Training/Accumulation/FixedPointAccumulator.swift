@@ -50,7 +50,8 @@ final class FixedPointAccumulator: GradientAccumulator {
     private var largest: Float = 0, flags: Int32 = 0, nonFiniteLoss = false
 
     init(step: TrainingStep, exchange: GradientExchange, microBatch: Int) {
-        self.step = step; self.microBatch = microBatch
+        self.step = step
+        self.microBatch = microBatch
         let store = step.model.parameters
         if let f = exchange as? FactoredTable {
             layout = .factored(f.table)
@@ -59,28 +60,36 @@ final class FixedPointAccumulator: GradientAccumulator {
         } else {
             layout = .whole
         }
-        if case let .rows(t, _) = layout {
-            tableOffset = t.tableOffset; tableCount = t.tableCount; width = t.width
+        if case .rows(let t, _) = layout {
+            tableOffset = t.tableOffset
+            tableCount = t.tableCount
+            width = t.width
         } else {
-            tableOffset = 0; tableCount = 0; width = 0
+            tableOffset = 0
+            tableCount = 0
+            width = 0
         }
         restCount = store.count - tableCount
         figureCount = step.objective.layout.count
         let vocabulary = step.exchangeContext.table?.embedding.vocabulary ?? 0
-        stamp = .allocate(capacity: max(vocabulary, 1)); stamp.initialize(repeating: 0, count: max(vocabulary, 1))
+        stamp = .allocate(capacity: max(vocabulary, 1))
+        stamp.initialize(repeating: 0, count: max(vocabulary, 1))
         // Sized for every row, but only the packed prefix is ever written: calloc's
         // zero pages make the rest cost no memory until a step touches that many rows.
         accumulator = calloc(restCount + tableCount + figureCount, MemoryLayout<Int64>.stride)!
             .bindMemory(to: Int64.self, capacity: restCount + tableCount + figureCount)
     }
 
-    deinit { stamp.deallocate(); free(accumulator) }
+    deinit {
+        stamp.deallocate()
+        free(accumulator)
+    }
 
     private var packedCount: Int {
         switch layout {
         case .whole: return restCount + figureCount
-        case let .rows(t, _): return restCount + t.rows.count * width + figureCount
-        case let .factored(c): return c.end - c.start + (step.model.parameters.count - c.end) + figureCount
+        case .rows(let t, _): return restCount + t.rows.count * width + figureCount
+        case .factored(let c): return c.end - c.start + (step.model.parameters.count - c.end) + figureCount
         }
     }
     private var figures: UnsafeMutablePointer<Int64> { accumulator + packedCount - figureCount }
@@ -109,15 +118,20 @@ final class FixedPointAccumulator: GradientAccumulator {
         let s = min(200, Int((62 - log2(micro) - log2(bound)).rounded(.down)))
         scale = pow(2.0, Double(s))
         accumulator.update(repeating: 0, count: packedCount)
-        largest = 0; flags = 0; nonFiniteLoss = false
+        largest = 0
+        flags = 0
+        nonFiniteLoss = false
     }
     func addFigures(_ f: UnsafePointer<Double>) {
-        let l = step.objective.layout, tail = figures
+        let l = step.objective.layout
+        let tail = figures
         for h in 0..<l.heads {
             let loss = f[l.loss(h)]
             if loss.isFinite && abs(loss) < 1e11 {
                 tail[l.loss(h)] &+= Int64((loss * figureScale).rounded())
-            } else { nonFiniteLoss = true }
+            } else {
+                nonFiniteLoss = true
+            }
             tail[l.correct(h)] &+= Int64((f[l.correct(h)] * figureScale).rounded())  // accuracy can be fractional
         }
         tail[l.samples] &+= Int64(f[l.samples])
@@ -128,7 +142,9 @@ final class FixedPointAccumulator: GradientAccumulator {
     /// Adds the micro-batch gradient now in the arena to the accumulator as round(g · scale),
     /// and zeroes the arena for the next micro-batch (the C kernel does both).
     func addGradient() {
-        let store = step.model.parameters, g = store.gradients, a = accumulator
+        let store = step.model.parameters
+        let g = store.gradients
+        let a = accumulator
         func convert(_ src: UnsafeMutablePointer<Float>, _ n: Int, into dst: UnsafeMutablePointer<Int64>) {
             // round-half-even (rint) to the fixed-point grid.
             dst.withMemoryRebound(to: CLongLong.self, capacity: n) {
@@ -149,7 +165,7 @@ final class FixedPointAccumulator: GradientAccumulator {
         switch layout {
         case .whole:
             convert(g, store.count, into: a)
-        case let .rows(t, embedding):
+        case .rows(let t, let embedding):
             let tableEnd = tableOffset + tableCount
             convert(g, tableOffset, into: a)
             convert(g + tableEnd, store.count - tableEnd, into: a + tableOffset)
@@ -157,7 +173,7 @@ final class FixedPointAccumulator: GradientAccumulator {
             eachRowRead(embedding) { id in
                 convert(g + tableOffset + id * width, width, into: a + restCount + Int(t.slot[id]) * width)
             }
-        case let .factored(c):
+        case .factored(let c):
             // [start, count) of the arena: the S rows this micro-batch touched, and the rest.
             convert(g + c.end, store.count - c.end, into: a + (c.end - c.start))
             eachRowRead(c.recurrent.embedding!) { id in
@@ -171,8 +187,10 @@ final class FixedPointAccumulator: GradientAccumulator {
         var verdict = [Double(largest), flags & 1 != 0 ? 1 : 0, (flags & 2 != 0 || nonFiniteLoss) ? 1 : 0]
         try step.communicator.allReduceMax(&verdict)
         if verdict[2] > 0 {
-            throw AgreedError(message: "step \(step.optimizer.iterations + 1): the loss or the gradient is not finite; stopping before the weights are updated",
-                              reporter: step.communicator.rank == 0)
+            throw AgreedError(
+                message:
+                    "step \(step.optimizer.iterations + 1): the loss or the gradient is not finite; stopping before the weights are updated",
+                reporter: step.communicator.rank == 0)
         }
         // The next step's bound: 4 × this step's largest |g| (the same on every rank count).
         step.gradientBound = max(4 * verdict[0], 1e-30)
@@ -180,7 +198,8 @@ final class FixedPointAccumulator: GradientAccumulator {
     }
 
     func combineFigures() throws {
-        throw TandemError.usage("reproducible mode sums figures and gradient together (gradient accumulation is not available)")
+        throw TandemError.usage(
+            "reproducible mode sums figures and gradient together (gradient accumulation is not available)")
     }
 
     /// The ONE exchange: parameters, touched rows and figures, as exact integers; then the
@@ -188,19 +207,22 @@ final class FixedPointAccumulator: GradientAccumulator {
     func combine(_ exchange: GradientExchange) throws {
         figures[step.objective.layout.stopFlag] = stopRequestedLocally ? 1 : 0
         try step.communicator.allReduceSum(accumulator, count: packedCount)
-        let store = step.model.parameters, g = store.gradients, a = accumulator
+        let store = step.model.parameters
+        let g = store.gradients
+        let a = accumulator
         switch layout {
         case .whole:
             for i in 0..<store.count { g[i] = Float(Double(a[i]) / scale) }
-        case let .rows(t, _):
+        case .rows(let t, _):
             for i in 0..<tableOffset { g[i] = Float(Double(a[i]) / scale) }
             let tableEnd = tableOffset + tableCount
             for i in tableEnd..<store.count { g[i] = Float(Double(a[i - tableCount]) / scale) }
             for (slot, row) in t.rows.enumerated() {
-                let to = g + tableOffset + Int(row) * width, from = a + restCount + slot * width
+                let to = g + tableOffset + Int(row) * width
+                let from = a + restCount + slot * width
                 for j in 0..<width { to[j] = Float(Double(from[j]) / scale) }
             }
-        case let .factored(c):
+        case .factored(let c):
             for i in 0..<(store.count - c.start) { g[c.start + i] = Float(Double(a[i]) / scale) }
         }
     }
@@ -218,14 +240,18 @@ final class FixedPointAccumulator: GradientAccumulator {
     /// order on every rank, so the statistics are the same bits for any rank count. The
     /// layers then use them without collectives of their own; parameter gradients of these
     /// passes are discarded.
-    private func batchNormalizationStatistics(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>],
-                                              data: Dataset) throws {
+    private func batchNormalizationStatistics(
+        _ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>],
+        data: Dataset
+    ) throws {
         let model = step.model
         let layers = model.schedule.enumerated().compactMap { entry in
             (entry.element as? BatchNormalization).map { (index: entry.offset, bn: $0) }
         }
         guard !layers.isEmpty else { return }
-        let B = indices.count, m = microBatch, first = (chunks.first?.lowerBound ?? 0) / m
+        let B = indices.count
+        let m = microBatch
+        let first = (chunks.first?.lowerBound ?? 0) / m
         var scratch = [Double](repeating: 0, count: figureCount)
         func load(_ chunk: Range<Int>) -> Int {
             step.load(UnsafeBufferPointer(rebasing: indices[chunk]), data: data, position: chunk.lowerBound)
@@ -237,7 +263,9 @@ final class FixedPointAccumulator: GradientAccumulator {
             partial.withUnsafeMutableBufferPointer { p in
                 for (k, chunk) in chunks.enumerated() { fill(chunk, p.baseAddress! + (first + k) * width) }
             }
-            try partial.withUnsafeMutableBufferPointer { try step.communicator.allReduceSum($0.baseAddress!, count: $0.count) }
+            try partial.withUnsafeMutableBufferPointer {
+                try step.communicator.allReduceSum($0.baseAddress!, count: $0.count)
+            }
             var total = [Double](repeating: 0, count: width)
             for k in 0..<microBatches { for j in 0..<width { total[j] += partial[k * width + j] } }
             return total

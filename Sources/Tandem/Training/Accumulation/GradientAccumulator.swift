@@ -37,7 +37,9 @@ final class FloatAccumulator: GradientAccumulator {
         figures = [Double](repeating: 0, count: layout.count)
     }
 
-    func chunks(globalBatch B: Int) -> [Range<Int>] { [shard(count: B, rank: communicator.rank, size: communicator.size)] }
+    func chunks(globalBatch B: Int) -> [Range<Int>] {
+        [shard(count: B, rank: communicator.rank, size: communicator.size)]
+    }
     func begin(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset) throws {}
     func startPass() { figures.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
     func addFigures(_ f: UnsafePointer<Double>) { for i in figures.indices { figures[i] += f[i] } }

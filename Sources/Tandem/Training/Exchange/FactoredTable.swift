@@ -41,7 +41,8 @@ final class CompactTable {
     var formers: Int {
         didSet {
             guard formers != oldValue else { return }
-            blocks.deallocate(); blocks = .allocate(capacity: formers * tableBlockRows * width)
+            blocks.deallocate()
+            blocks = .allocate(capacity: formers * tableBlockRows * width)
         }
     }
     /// The round whose blocks `blocks` holds (-1: none yet this step).
@@ -51,7 +52,9 @@ final class CompactTable {
 
     init(recurrent: TokenFusable, view: TensorView, vocabulary: Int, width: Int, formers: Int) {
         self.recurrent = recurrent
-        offset = view.offset; self.vocabulary = vocabulary; self.width = width
+        offset = view.offset
+        self.vocabulary = vocabulary
+        self.width = width
         sumWidth = recurrent.gateColumns
         touched = TouchedRows(table: view, vocabulary: vocabulary, width: width)
         start = view.offset + view.count
@@ -79,16 +82,23 @@ final class CompactTable {
     /// of dE instead of all of it. A block is formed by exactly one rank, so
     /// every rank applies identical bits. Blocks must be asked for in ascending
     /// order (as `FactoredTable.update` does), starting each step with `round = -1`.
-    func sharedTableGradient(_ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
-                             _ communicator: Communicator) throws -> UnsafeMutablePointer<Float> {
-        let F = min(communicator.size, formers), B = tableBlockRows, block = first / B
+    func sharedTableGradient(
+        _ g: UnsafeMutablePointer<Float>, first: Int, count: Int,
+        _ communicator: Communicator
+    ) throws -> UnsafeMutablePointer<Float> {
+        let F = min(communicator.size, formers)
+        let B = tableBlockRows
+        let block = first / B
         guard F > 1 else { return tableGradient(g, first: first, count: count) }
         if block / F != round {
             round = block / F
-            let me = communicator.rank, mine = round * F + me, rows = touched.rows.count
+            let me = communicator.rank
+            let mine = round * F + me
+            let rows = touched.rows.count
             if me < F && mine * B < rows {
-                recurrent.tableGradientRows(g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
-                                       into: blocks + me * B * width)
+                recurrent.tableGradientRows(
+                    g + start + mine * B * sumWidth, count: min(B, rows - mine * B),
+                    into: blocks + me * B * width)
             }
             let clock = monotonicSeconds()
             try communicator.allGather(blocks, count: B * width, senders: F)
@@ -112,11 +122,14 @@ final class FactoredTable: GradientExchange {
     /// Nil when this model, optimizer and penalties do not allow the layout (`refusal` says why).
     init?(_ c: ExchangeContext, formers: Int) {
         guard Self.refusal(c) == nil, let t = c.table,
-              let recurrent = c.model.layers.compactMap({ $0 as? TokenFusable }).first(where: { $0.embedding === t.embedding })
+            let recurrent = c.model.layers.compactMap({ $0 as? TokenFusable }).first(where: {
+                $0.embedding === t.embedding
+            })
         else { return nil }
         self.c = c
-        table = CompactTable(recurrent: recurrent, view: t.view, vocabulary: t.embedding.vocabulary, width: t.embedding.dimension,
-                             formers: formers)
+        table = CompactTable(
+            recurrent: recurrent, view: t.view, vocabulary: t.embedding.vocabulary, width: t.embedding.dimension,
+            formers: formers)
     }
 
     /// Why the factored layout cannot be used (nil: it can; see the file header).
@@ -124,18 +137,23 @@ final class FactoredTable: GradientExchange {
         guard let t = c.table else { return "no embedding table read by one call" }
         let readers = c.model.layers.compactMap { $0 as? TokenFusable }.filter { $0.embedding === t.embedding }
         if !t.embedding.fused || readers.isEmpty { return "the table is not fused into a recurrent layer" }
-        if !c.optimizer.takesRowStreamedGradient { return "clipping by norm needs the whole gradient before any row is updated" }
+        if !c.optimizer.takesRowStreamedGradient {
+            return "clipping by norm needs the whole gradient before any row is updated"
+        }
         if readers.count > 1 { return "the table is fused into several recurrent layers" }  // one S per row: one reader
         if c.tablePenalty { return "a penalty on the table reaches every row" }
         if t.view.offset != 0 { return "the table does not lead the parameter arena" }
-        if readers[0].gateColumns > t.embedding.dimension { return "the table is narrower than the recurrent layer's gate columns" }
+        if readers[0].gateColumns > t.embedding.dimension {
+            return "the table is narrower than the recurrent layer's gate columns"
+        }
         return nil
     }
 
     func prepare(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset, keeping: Bool) throws {
         c.arena.begin()
-        try table.touched.agree(onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
-                                communicator: c.communicator)
+        try table.touched.agree(
+            onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
+            communicator: c.communicator)
         table.start = table.end - table.touched.rows.count * table.sumWidth
         c.arena.dirtyFrom = table.start
         // Every union row current now (deferred Adam steps replayed): the same work on
@@ -156,16 +174,22 @@ final class FactoredTable: GradientExchange {
     /// The ONE gradient allreduce, in place over [start, count).
     func combine() throws {
         let store = c.model.parameters
-        if c.communicator.size > 1 { try c.communicator.allReduceSum(store.gradients + table.start, count: store.count - table.start) }
+        if c.communicator.size > 1 {
+            try c.communicator.allReduceSum(store.gradients + table.start, count: store.count - table.start)
+        }
     }
 
     /// Every gradient finite before any weight moves: S and the other parameters are read;
     /// dE = S·Wᵀ is finite when G·max|S|·max|W| stays far below Float's range, and is formed
     /// and checked block by block only otherwise.
     func checkFinite(step: Int) throws {
-        let store = c.model.parameters, g = store.gradients, n = store.count, t = table
+        let store = c.model.parameters
+        let g = store.gradients
+        let n = store.count
+        let t = table
         guard let sumBound = c.optimizer.magnitudeBound(g + t.start, count: t.end - t.start),
-              c.optimizer.allFinite(g + t.end, count: n - t.end) else {
+            c.optimizer.allFinite(g + t.end, count: n - t.end)
+        else {
             try stopOnNonFiniteGradient(c, step: step, from: t.start)
         }
         if Double(t.sumWidth) * sumBound * Double(t.recurrent.largestKernelMagnitude()) < 1e37 { return }
@@ -173,8 +197,10 @@ final class FactoredTable: GradientExchange {
         for first in stride(from: 0, to: rows, by: tableBlockRows) {
             let count = min(tableBlockRows, rows - first)
             if !c.optimizer.allFinite(t.tableGradient(g, first: first, count: count), count: count * t.width) {
-                throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(c.table!.view.name)'); stopping before the weights are updated",
-                                  reporter: c.communicator.rank == 0)
+                throw AgreedError(
+                    message:
+                        "step \(step): the combined gradient is not finite (first in '\(c.table!.view.name)'); stopping before the weights are updated",
+                    reporter: c.communicator.rank == 0)
             }
         }
     }
@@ -182,16 +208,20 @@ final class FactoredTable: GradientExchange {
     /// The table first, block by block: each block's dE is formed here (and shared out across
     /// ranks) while the recurrent kernel is still the pre-step one; then every other parameter.
     func update() throws -> Double {
-        let store = c.model.parameters, g = store.gradients, t = table
-        t.round = -1; t.gatherSeconds = 0
+        let store = c.model.parameters
+        let g = store.gradients
+        let t = table
+        t.round = -1
+        t.gatherSeconds = 0
         var step = c.optimizer.beginTableStep(table: t.optimizerTable)
         let rows = t.touched.rows.count
         try t.touched.rows.withUnsafeBufferPointer { touched in
             for first in stride(from: 0, to: rows, by: tableBlockRows) {
                 let count = min(tableBlockRows, rows - first)
                 let dE = try t.sharedTableGradient(g, first: first, count: count, c.communicator)
-                c.optimizer.applyTableRows(&step, rows: UnsafeBufferPointer(rebasing: touched[first..<(first + count)]),
-                                           gradients: dE, parameters: store.values)
+                c.optimizer.applyTableRows(
+                    &step, rows: UnsafeBufferPointer(rebasing: touched[first..<(first + count)]),
+                    gradients: dE, parameters: store.values)
             }
         }
         c.optimizer.finishTableStep(&step, parameters: store.values, gradients: g, clear: true)

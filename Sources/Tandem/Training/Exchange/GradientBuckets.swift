@@ -25,19 +25,22 @@ final class OverlappedBuckets: ArenaExchange, GradientExchange {
         // The table the packed exchange sends by touched rows stays out of the buckets.
         let table = packTable ? c.table : nil
         sparse = table.map {
-            SparseGradientExchange(parameters: c.model.parameters.count, table: $0.view,
-                                   vocabulary: $0.embedding.vocabulary, width: $0.embedding.dimension)
+            SparseGradientExchange(
+                parameters: c.model.parameters.count, table: $0.view,
+                vocabulary: $0.embedding.vocabulary, width: $0.embedding.dimension)
         }
-        buckets = GradientBuckets(model: c.model, excluding: table.map { $0.view.offset..<($0.view.offset + $0.view.count) },
-                                  bucketFloats: bucketFloats)
+        buckets = GradientBuckets(
+            model: c.model, excluding: table.map { $0.view.offset..<($0.view.offset + $0.view.count) },
+            bucketFloats: bucketFloats)
         super.init(c)
     }
 
     func prepare(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset, keeping: Bool) throws {
         c.arena.begin()
         if let sparse {
-            try sparse.touched.agree(onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
-                                     communicator: c.communicator)
+            try sparse.touched.agree(
+                onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
+                communicator: c.communicator)
             replayTouchedRows()
         }
     }
@@ -83,13 +86,17 @@ final class GradientBuckets {
             byLayer[finalAt[t.name] ?? 0].append(range)
         }
         var starts = [[Range<Int>]](repeating: [], count: schedule.count)
-        var pending: [Range<Int>] = [], floats = 0, buckets = 0
+        var pending: [Range<Int>] = []
+        var floats = 0
+        var buckets = 0
         for k in schedule.indices.reversed() {
             pending += byLayer[k]
             floats += byLayer[k].reduce(0) { $0 + $1.count }
             guard floats > 0, floats >= bucketFloats || k == 0 else { continue }
             starts[k] = GradientBuckets.coalesced(pending)
-            pending = []; floats = 0; buckets += 1
+            pending = []
+            floats = 0
+            buckets += 1
         }
         self.starts = starts
         bucketCount = buckets

@@ -74,8 +74,10 @@ protocol GradientExchange: AnyObject {
 }
 
 /// The exchange this configuration takes, with its reason.
-func chooseExchange(_ c: ExchangeContext, reproducible: Bool, accumulating: Bool, overlap: Bool,
-                    factored: Bool, formers: Int, bucketFloats: Int) -> GradientExchange {
+func chooseExchange(
+    _ c: ExchangeContext, reproducible: Bool, accumulating: Bool, overlap: Bool,
+    factored: Bool, formers: Int, bucketFloats: Int
+) -> GradientExchange {
     if accumulating {
         return DenseAllReduce(c, reason: "dense gradient accumulated on each rank, one allreduce per update")
     }
@@ -84,7 +86,10 @@ func chooseExchange(_ c: ExchangeContext, reproducible: Bool, accumulating: Bool
     if overlap && !reproducible && c.communicator.size > 1 {
         return OverlappedBuckets(c, bucketFloats: bucketFloats, packTable: readsIDs)
     }
-    if readsIDs { return PackedTableRows(c, reason: "dense gradient, touched table rows packed for the exchange (\(FactoredTable.refusal(c)))") }
+    if readsIDs {
+        return PackedTableRows(
+            c, reason: "dense gradient, touched table rows packed for the exchange (\(FactoredTable.refusal(c)))")
+    }
     let embeddings = c.model.layers.compactMap { $0 as? Embedding }
     if embeddings.count > 1 {
         return DenseAllReduce(c, reason: "dense gradient (the embedding table is read by \(embeddings.count) calls)")
@@ -108,8 +113,10 @@ class ArenaExchange {
     func checkFinite(step: Int) throws {
         // The optimizer's pre-step scan reads every gradient once (and, for deferred rows,
         // notes which rows it must update). A penalty on the table reaches every row.
-        let g = c.model.parameters.gradients, rows = c.tablePenalty ? nil : touched
-        let finite = rows.map { t in t.rows.withUnsafeBufferPointer { c.optimizer.gradientsAreFinite(g, tableRows: $0) } }
+        let g = c.model.parameters.gradients
+        let rows = c.tablePenalty ? nil : touched
+        let finite =
+            rows.map { t in t.rows.withUnsafeBufferPointer { c.optimizer.gradientsAreFinite(g, tableRows: $0) } }
             ?? c.optimizer.gradientsAreFinite(g)
         if !finite { try stopOnNonFiniteGradient(c, step: step, from: 0) }
     }
@@ -150,10 +157,13 @@ final class DenseAllReduce: ArenaExchange, GradientExchange {
 
 /// Names the tensor of the first non-finite gradient at or after `from` and stops every rank.
 func stopOnNonFiniteGradient(_ c: ExchangeContext, step: Int, from: Int) throws -> Never {
-    let store = c.model.parameters, g = store.gradients
+    let store = c.model.parameters
+    let g = store.gradients
     let first = (from..<store.count).first { !g[$0].isFinite } ?? from
     // In the factored layout the table's rows sit at the end of its own window.
     let tensor = store.tensors.first { $0.offset <= first && first < $0.offset + $0.count }
-    throw AgreedError(message: "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
-                      reporter: c.communicator.rank == 0)
+    throw AgreedError(
+        message:
+            "step \(step): the combined gradient is not finite (first in '\(tensor?.name ?? "?")'); stopping before the weights are updated",
+        reporter: c.communicator.rank == 0)
 }

@@ -16,15 +16,17 @@ final class PackedTableRows: ArenaExchange, GradientExchange {
     init(_ c: ExchangeContext, reason: String) {
         self.reason = reason
         let t = c.table!
-        sparse = SparseGradientExchange(parameters: c.model.parameters.count, table: t.view,
-                                        vocabulary: t.embedding.vocabulary, width: t.embedding.dimension)
+        sparse = SparseGradientExchange(
+            parameters: c.model.parameters.count, table: t.view,
+            vocabulary: t.embedding.vocabulary, width: t.embedding.dimension)
         super.init(c)
     }
 
     func prepare(_ indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>], data: Dataset, keeping: Bool) throws {
         c.arena.begin()
-        try sparse.touched.agree(onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
-                                 communicator: c.communicator)
+        try sparse.touched.agree(
+            onRowsOf: c.table!.embedding, read: indices, chunks: chunks, data: data, model: c.model,
+            communicator: c.communicator)
         replayTouchedRows()
     }
 
@@ -44,20 +46,30 @@ final class TouchedRows {
     private(set) var rows: [Int32] = []
 
     init(table: TensorView, vocabulary: Int, width: Int) {
-        self.vocabulary = vocabulary; self.width = width
-        tableOffset = table.offset; tableCount = table.count
-        slot = .allocate(capacity: vocabulary); slot.initialize(repeating: -1, count: vocabulary)
-        marks = .allocate(capacity: vocabulary); marks.initialize(repeating: 0, count: vocabulary)
+        self.vocabulary = vocabulary
+        self.width = width
+        tableOffset = table.offset
+        tableCount = table.count
+        slot = .allocate(capacity: vocabulary)
+        slot.initialize(repeating: -1, count: vocabulary)
+        marks = .allocate(capacity: vocabulary)
+        marks.initialize(repeating: 0, count: vocabulary)
     }
 
-    deinit { slot.deallocate(); marks.deallocate() }
+    deinit {
+        slot.deallocate()
+        marks.deallocate()
+    }
 
     /// Every rank holds the union of the table rows `embedding` reads for the rows at `chunks`
     /// of `indices` on any rank (the ids read from the dataset, before any is loaded).
-    func agree(onRowsOf embedding: Embedding, read indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>],
-               data: Dataset, model: Model, communicator: Communicator) throws {
+    func agree(
+        onRowsOf embedding: Embedding, read indices: UnsafeBufferPointer<Int32>, chunks: [Range<Int>],
+        data: Dataset, model: Model, communicator: Communicator
+    ) throws {
         guard let input = model.inputs.firstIndex(where: { $0 === embedding.source }) else { return }
-        let array = data.inputs[input], width = embedding.source.width
+        let array = data.inputs[input]
+        let width = embedding.source.width
         if ids.count != width { ids = [Int32](repeating: 0, count: width) }
         try agree(communicator) { marks in
             ids.withUnsafeMutableBufferPointer { ids in
@@ -112,7 +124,9 @@ final class SparseGradientExchange {
     /// shared memory moves 20 MB as fast as it copies it), so then it sends the
     /// arena as it is.
     func allReduceSum(_ g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
-        let t = touched, head = t.tableOffset, tail = t.tableOffset + t.tableCount
+        let t = touched
+        let head = t.tableOffset
+        let tail = t.tableOffset + t.tableCount
         guard 2 * t.rows.count < t.vocabulary else {
             try communicator.allReduceSum(g, count: parameterCount)
             return
@@ -130,7 +144,8 @@ final class SparseGradientExchange {
     /// The table's part alone (the overlapped exchange has sent the rest, GradientBuckets.swift):
     /// its touched rows packed, or the whole table when most rows are touched.
     func allReduceTable(_ g: UnsafeMutablePointer<Float>, _ communicator: Communicator) throws {
-        let t = touched, table = g + t.tableOffset
+        let t = touched
+        let table = g + t.tableOffset
         guard 2 * t.rows.count < t.vocabulary else {
             try communicator.allReduceSum(table, count: t.tableCount)
             return

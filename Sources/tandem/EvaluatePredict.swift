@@ -52,21 +52,13 @@ struct Evaluate: ParsableCommand {
             let (model, description) = try modelWithWeights(
                 weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
             let heads = try headOptions.heads(description.heads)
-            let step = try TrainingStep(
-                model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: 0),
-                communicator: comm,
+            let evaluator = try Evaluator(
+                model: model, heads: heads, communicator: comm,
                 regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
             let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
-            let result = try step.evaluate(dataset, rows: 0..<dataset.count)
-            var fields: [(String, Any)] = [("loss", result.total)]
-            for (h, head) in heads.enumerated() {
-                fields.append(("\(head.output)_loss", result.headLoss[h]))
-                if let a = head.accuracy { fields.append(("\(head.output)_\(a.name)", result.headAccuracy[h])) }
-                for (m, metric) in head.metrics.enumerated() {
-                    fields.append(("\(head.output)_\(metric.name)", result.headMetrics[h][m]))
-                }
-            }
+            let result = try evaluator.evaluate(dataset, rows: 0..<dataset.count)
+            var fields = result.fields(heads: heads)
             fields.append(("samples", result.samples))
             if comm.rank == 0 { print(jsonObject(fields)) }
         }

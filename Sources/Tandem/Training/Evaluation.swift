@@ -14,7 +14,41 @@ public struct Evaluation: Sendable {
     public var total = 0.0
 }
 
-extension TrainingStep {
+/// The objective's losses and metrics over a dataset with the model's current weights: what
+/// validation and `tandem evaluate` run. No optimizer and no training step: the weights must be
+/// current (a training step's `evaluate` replays its deferred rows first).
+public final class Evaluator {
+    let model: Model
+    let objective: Objective
+    let communicator: Communicator
+    let regularizers: [(view: TensorView, l1: Double, l2: Double)]
+
+    /// `tandem evaluate`'s: the heads' losses wired to `model` for forward only.
+    public convenience init(model: Model, heads: [Head], communicator: Communicator, regularizers: [Regularizer]) throws
+    {
+        self.init(
+            model: model, objective: try Objective(model: model, heads: heads), communicator: communicator,
+            regularizers: try Regularizer.combined(regularizers, in: model.parameters))
+    }
+
+    init(
+        model: Model, objective: Objective, communicator: Communicator,
+        regularizers: [(view: TensorView, l1: Double, l2: Double)]
+    ) {
+        self.model = model
+        self.objective = objective
+        self.communicator = communicator
+        self.regularizers = regularizers
+    }
+
+    var heads: [Head] { objective.heads }
+    var batch: BatchBuffers { objective.batch }
+
+    /// Rows forwarded together. It must not depend on the rank count (a row's outputs depend,
+    /// in the last bits, on the rows forwarded with it): training builds models of at least
+    /// 64 rows in ordinary mode, of the micro-batch in reproducible mode.
+    public var evaluationBlock: Int { min(model.maxBatch, 64) }
+
     /// The loss of the current weights on `rows` of `data` (docs/SPEC.md §3: Keras's evaluate).
     ///
     /// The rows go in blocks of `evaluationBlock`, a size that does not depend on the rank
@@ -24,7 +58,6 @@ extension TrainingStep {
     /// blocks in row order — the additions one process makes. So every figure, means
     /// included, is the same bits for any rank count.
     public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
-        synchronize()
         let layout = objective.layout
         let lossInputs = objective.lossInputs
         var sums = [Double](repeating: 0, count: layout.count)
@@ -123,6 +156,31 @@ extension TrainingStep {
             total += l2 * squares + l1 * magnitudes
         }
         return total
+    }
+}
+
+extension TrainingStep {
+    /// The loss of the current weights on `rows` of `data`, every deferred row replayed first.
+    public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
+        synchronize()
+        return try Evaluator(model: model, objective: objective, communicator: communicator, regularizers: regularizers)
+            .evaluate(data, rows: rows)
+    }
+}
+
+extension Evaluation {
+    /// The figures by Keras's names (`prefix` "val_" for validation): the loss, then per head
+    /// its loss, accuracy and metrics.
+    public func fields(heads: [Head], prefix: String = "") -> [(String, Any)] {
+        var fields: [(String, Any)] = [("\(prefix)loss", total)]
+        for (h, head) in heads.enumerated() {
+            fields.append(("\(prefix)\(head.output)_loss", headLoss[h]))
+            if let a = head.accuracy { fields.append(("\(prefix)\(head.output)_\(a.name)", headAccuracy[h])) }
+            for (m, metric) in head.metrics.enumerated() {
+                fields.append(("\(prefix)\(head.output)_\(metric.name)", headMetrics[h][m]))
+            }
+        }
+        return fields
     }
 }
 

@@ -406,16 +406,7 @@ public final class Trainer {
             }
             if let w = f.headWeights { fields.append(("\(head.output)_loss_weight", w[h])) }
         }
-        if let v = f.validation {
-            fields.append(("val_loss", v.total))
-            for (h, head) in step.heads.enumerated() {
-                fields.append(("val_\(head.output)_loss", v.headLoss[h]))
-                if let a = head.accuracy { fields.append(("val_\(head.output)_\(a.name)", v.headAccuracy[h])) }
-                for (m, metric) in head.metrics.enumerated() {
-                    fields.append(("val_\(head.output)_\(metric.name)", v.headMetrics[h][m]))
-                }
-            }
-        }
+        if let v = f.validation { fields += v.fields(heads: step.heads, prefix: "val_") }
         fields.append(("learning_rate", Double(f.learningRate)))
         fields.append(("samples_per_second", f.samplesPerSecond))
         fields.append(("seconds", f.seconds))

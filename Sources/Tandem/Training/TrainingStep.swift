@@ -304,11 +304,6 @@ extension TrainingStep {
     /// Buckets the exchange is overlapped in (0: one allreduce, or another exchange).
     public var exchangeBuckets: Int { gradientBuckets?.bucketCount ?? 0 }
 
-    /// Rows `evaluate` forwards together. It must not depend on the rank count (a row's
-    /// outputs depend, in the last bits, on the rows forwarded with it): training builds
-    /// models of at least 64 rows in ordinary mode, of the micro-batch in reproducible mode.
-    public var evaluationBlock: Int { min(model.maxBatch, 64) }
-
     /// Starts the phase timings afresh (after a warm-up).
     public func resetTimings() { timings = StepTimings() }
 

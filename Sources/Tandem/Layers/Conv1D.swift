@@ -11,6 +11,9 @@
 
 /// Keras `Conv1D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
 public final class Conv1D: Layer {
+    /// The products' FLOPs of one sample's forward (the benchmark's count).
+    public var forwardFlopsPerSample: Double { 2 * Double(outSteps * kernelSize * channels * filters) }
+
     public enum Padding: String, Sendable { case valid, same, causal }
     public let name: String
     public let weightsName: String

@@ -5,6 +5,9 @@
 
 /// Keras `Dense(units, activation)` on [B, I] or [B, T, I]: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
 public final class Dense: Layer {
+    /// The products' FLOPs of one sample's forward (the benchmark's count).
+    public var forwardFlopsPerSample: Double { 2 * Double(steps * inputWidth * units) }
+
     public let name: String
     public let weightsName: String
     public let useBias: Bool

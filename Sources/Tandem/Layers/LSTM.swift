@@ -11,6 +11,9 @@ import Foundation
 
 /// Keras `LSTM(units, return_sequences)`.
 public final class LSTM: Layer, TokenFusable {
+    /// The products' FLOPs of one sample's forward (the benchmark's count).
+    public var forwardFlopsPerSample: Double { 2 * Double(steps * (inputWidth + units) * 4 * units) }
+
     public let name: String
     public let weightsName: String
     public let inputs: [Layer]

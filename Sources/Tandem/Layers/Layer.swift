@@ -65,11 +65,15 @@ public protocol Layer: AnyObject {
     /// Whether the layers reading this one form the gradient of its output (a model
     /// input's is read by no one, so training skips it; see InputLayer).
     var wantsGradient: Bool { get }
+    /// Dense-equivalent FLOPs of one sample's forward (matrix products only: the benchmark's
+    /// GFLOP/s; element-wise work and lookups count 0).
+    var forwardFlopsPerSample: Double { get }
 }
 
 extension Layer {
     public var weightsName: String { name }
     public var wantsGradient: Bool { true }
+    public var forwardFlopsPerSample: Double { 0 }
     public var parameterSpecs: [ParameterSpec] { [] }
     public func bind(parameters: ParameterStore) {}
 }

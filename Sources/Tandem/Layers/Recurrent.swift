@@ -23,6 +23,9 @@ import Foundation
 /// Keras `LSTM`, `GRU` or `SimpleRNN` with return_sequences, go_backwards, a mask,
 /// recurrent dropout and use_bias.
 public final class Recurrent: Layer, RandomLayer, TokenFusable {
+    /// The products' FLOPs of one sample's forward (the benchmark's count).
+    public var forwardFlopsPerSample: Double { 2 * Double(steps * (inputWidth + units) * gateColumns) }
+
     public enum Cell: Equatable, Sendable {
         case lstm
         case gru(resetAfter: Bool)

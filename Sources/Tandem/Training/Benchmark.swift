@@ -9,14 +9,7 @@ import Foundation
 /// layer 2·T·(D + U)·G, Conv1D 2·S·K·C·F per sample forward (the Embedding is a
 /// lookup; element-wise work is not counted), ×3 for forward + backward.
 public func denseFlopsPerSample(_ model: Model) -> Double {
-    var forward = 0.0
-    for layer in model.layers {
-        if let d = layer as? Dense { forward += 2 * Double(d.steps * d.inputWidth * d.units) }
-        if let l = layer as? LSTM { forward += 2 * Double(l.steps * (l.inputWidth + l.units) * 4 * l.units) }
-        if let r = layer as? Recurrent { forward += 2 * Double(r.steps * (r.inputWidth + r.units) * r.gateColumns) }
-        if let c = layer as? Conv1D { forward += 2 * Double(c.outSteps * c.kernelSize * c.channels * c.filters) }
-    }
-    return 3 * forward
+    3 * model.layers.reduce(0) { $0 + $1.forwardFlopsPerSample }
 }
 
 /// Single-thread cblas_sgemm GFLOP/s on 512³ (best of a few repetitions).

@@ -421,55 +421,7 @@ extension ModelDescription {
     /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
     /// TimeDistributed's under `layer/`), each holding its own variables.
     public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
-        let top = { (names: [String]) in VariableGroup(path: "vars", label: layer, names: names) }
-        switch className {
-        case "Dense", "Conv1D": return [top(config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"])]
-        case "Embedding": return [top(["embeddings"])]
-        case "LSTM", "GRU", "SimpleRNN":
-            let names = ["kernel", "recurrent_kernel"] + (config["use_bias"]?.bool == false ? [] : ["bias"])
-            return [
-                top([]),
-                VariableGroup(path: "cell/vars", label: "\(KerasConfig.snakeCase(className))_cell", names: names),
-            ]
-        case "Bidirectional":
-            // forward_layer/… and backward_layer/…, each an RNN named in the config; Tandem's names are <layer>/<half>/<weight>.
-            var groups = [top([])]
-            for (half, attribute) in zip(KerasConfig.bidirectionalHalves(config), ["forward_layer", "backward_layer"]) {
-                let name = half["config"]?["name"]?.string ?? attribute
-                groups += kerasVariables(
-                    className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null
-                ).map {
-                    VariableGroup(
-                        path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label,
-                        names: $0.names.map { "\(name)/\($0)" })
-                }
-            }
-            return groups
-        case "BatchNormalization":
-            return [
-                top(
-                    (config["scale"]?.bool == false ? [] : ["gamma"])
-                        + (config["center"]?.bool == false ? [] : ["beta"]) + ["moving_mean", "moving_variance"])
-            ]
-        case "LayerNormalization":
-            return [
-                top(
-                    (config["scale"]?.bool == false ? [] : ["gamma"])
-                        + (config["center"]?.bool == false ? [] : ["beta"]))
-            ]
-        case "TimeDistributed":
-            let inner = config["layer"] ?? .null
-            let groups = kerasVariables(
-                className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
-            return [top([])]
-                + groups.map {
-                    VariableGroup(
-                        path: "layer/" + $0.path,
-                        label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label,
-                        names: $0.names)
-                }
-        default: return [top([])]
-        }
+        LayerRegistry.variables(className: className, layer: layer, config: config)
     }
 
     /// Every trainable variable in Keras's `model.trainable_variables` order, as `<layer>/<weight>`.

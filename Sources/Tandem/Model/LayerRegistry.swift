@@ -131,17 +131,10 @@ struct LayerArguments {
 /// The registry of Keras layer classes Tandem builds.
 public enum LayerRegistry {
     /// Keras classes Tandem can build.
-    public static let supported =
-        ["InputLayer", "Embedding", "LSTM", "Dense", "Concatenate", "Activation"] + MergeKind.allCases.map(\.rawValue)
-        + [
-            "Flatten", "Reshape", "RepeatVector", "Dropout", "SpatialDropout1D", "LayerNormalization",
-            "TimeDistributed",
-            "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GRU", "SimpleRNN",
-            "Bidirectional", "Conv1D", "BatchNormalization",
-        ]
+    public static let supported = kinds.filter(\.listed).flatMap(\.classNames)
 
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
-    static let maskConsumers = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "GlobalAveragePooling1D"]
+    static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
     static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
@@ -162,51 +155,31 @@ public enum LayerRegistry {
                 throw a.fail("its mask must come from Embedding(mask_zero=True) (ops.not_equal on the token ids)")
             }
         }
-        switch node.className {
-        case "NotEqual":
-            guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
-                throw a.fail("compares a model input of integer token ids only")
-            }
-            guard let v = node.config["value"]?.integer, let value = Int32(exactly: v) else {
-                throw a.fail("needs an integer value")
-            }
-            return SequenceMask(name: node.id, tokens: tokens, value: value)
-        case "LSTM", "GRU", "SimpleRNN": return try recurrent(a, inputs, mask: mask)
-        case "Bidirectional": return try bidirectional(a, inputs, mask: mask)
-        case "InputLayer": return try input(a)
-        case "Embedding": return try embedding(a, inputs)
-        case "Dense": return try dense(a, inputs)
-        case "Concatenate": return try concatenate(a, inputs)
-        case "Activation":
-            return ActivationLayer(name: node.id, activation: try a.activation(), input: try single(a, inputs))
-        case let c where MergeKind(rawValue: c) != nil: return try merge(a, MergeKind(rawValue: c)!, inputs)
-        case "Flatten":
-            try a.channelsLast()
-            return Reshape(name: node.id, input: try single(a, inputs), shape: [try single(a, inputs).output.width])
-        case "Reshape": return try reshape(a, inputs)
-        case "Conv1D": return try conv1D(a, inputs)
-        case "RepeatVector":
-            let source = try single(a, inputs)
-            guard source.output.shape.count == 1 else {
-                throw a.fail("needs [batch, features], got \(shapeText(source))")
-            }
-            return RepeatVector(name: node.id, input: source, count: try a.int("n"))
-        case "Dropout", "SpatialDropout1D": return try dropout(a, inputs)
-        case "LayerNormalization": return try layerNormalization(a, inputs)
-        case "BatchNormalization": return try batchNormalization(a, inputs)
-        case "TimeDistributed": return try timeDistributed(a, inputs)
-        case "MaxPooling1D", "AveragePooling1D": return try pooling(a, inputs)
-        case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
-            let source = try sequence(a, inputs)
-            try a.channelsLast()
-            try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
-            return GlobalPooling1D(
-                name: node.id, kind: node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
-        default:
+        guard let kind = kindByClass[node.className] else {
             throw TandemError.usage(
                 "layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))"
             )
         }
+        return try kind.build(a, inputs, mask)
+    }
+
+    /// `ops.not_equal(ids, value)` on a model input of token ids: Embedding(mask_zero=True)'s mask.
+    static func notEqual(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
+            throw a.fail("compares a model input of integer token ids only")
+        }
+        guard let v = a.config["value"]?.integer, let value = Int32(exactly: v) else {
+            throw a.fail("needs an integer value")
+        }
+        return SequenceMask(name: a.node.id, tokens: tokens, value: value)
+    }
+
+    static func globalPooling(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
+        let source = try sequence(a, inputs)
+        try a.channelsLast()
+        try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
+        return GlobalPooling1D(
+            name: a.node.id, kind: a.node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
     }
 
     /// The penalties a node's config asks for, as tensors (`*_regularizer`).
@@ -228,31 +201,18 @@ public enum LayerRegistry {
             }
         }
         let a = LayerArguments(node: node)
-        let keys: [(String, String)]
-        switch node.className {
-        case "Dense": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
-        case "LSTM", "GRU", "SimpleRNN":
-            keys = [
-                ("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"),
-                ("bias_regularizer", "bias"),
-            ]
-        case "Embedding": keys = [("embeddings_regularizer", "embeddings")]
-        case "LayerNormalization", "BatchNormalization":
-            keys = [("gamma_regularizer", "gamma"), ("beta_regularizer", "beta")]
-        case "Conv1D": keys = [("kernel_regularizer", "kernel"), ("bias_regularizer", "bias")]
-        default: keys = []
-        }
+        let keys = kindByClass[node.className]?.regularizerKeys ?? []
         return try keys.compactMap { key, weight in
             try a.regularizer(key).map { Regularizer(tensor: "\(node.layer)/\(weight)", l1: $0.l1, l2: $0.l2) }
         }
     }
 
-    private static func single(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func single(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count == 1 else { throw a.fail("takes one input, got \(inputs.count)") }
         return inputs[0]
     }
 
-    private static func input(_ a: LayerArguments) throws -> Layer {
+    static func input(_ a: LayerArguments) throws -> Layer {
         let shape = a.config["batch_shape"] ?? a.config["batch_input_shape"]
         guard let dims = shape?.array, dims.count >= 2, dims[0].isNull || dims[0].integer != nil else {
             throw a.fail("'batch_shape' must be [null, …] with at least one feature axis")
@@ -283,7 +243,7 @@ public enum LayerRegistry {
         }
     }
 
-    private static func embedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func embedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard let source = try single(a, inputs) as? InputLayer, source.kind == .tokens else {
             throw a.fail("must read an integer model input directly (token ids)")
         }
@@ -301,7 +261,7 @@ public enum LayerRegistry {
     /// LSTM, GRU, SimpleRNN. The plain LSTM class when nothing more is asked
     /// (the fusion pass knows it); otherwise `Recurrent`. Input dropout is a
     /// SpatialDropout1D in front: one mask per sample and feature, all steps.
-    private static func recurrent(
+    static func recurrent(
         _ a: LayerArguments, _ inputs: [Layer], mask: Layer?, name: String? = nil, weights: String? = nil,
         zeroOutputForMask: Bool? = nil
     ) throws -> Layer {
@@ -369,7 +329,7 @@ public enum LayerRegistry {
     /// Keras `Bidirectional(layer, merge_mode, backward_layer)`: the forward RNN, the
     /// backward one (go_backwards; its sequence flipped back to input order) and the merge.
     /// Weights are `<layer>/<half's name>/<weight>` (Keras's forward_layer / backward_layer).
-    private static func bidirectional(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
+    static func bidirectional(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
         let source = try sequence(a, inputs)
         guard a.config["layer"]?["config"]?["name"]?.string != nil else { throw a.fail("has no 'layer'") }
         let configs = KerasConfig.bidirectionalHalves(a.config)
@@ -405,7 +365,7 @@ public enum LayerRegistry {
         return Merge(name: a.node.id, kind: kind, inputs: halves)
     }
 
-    private static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         let units = try a.int("units")
         try a.requireNull(
@@ -419,11 +379,11 @@ public enum LayerRegistry {
                 ?? .zeros)
     }
 
-    private static func shapeText(_ layer: Layer) -> String {
+    static func shapeText(_ layer: Layer) -> String {
         "[batch, \(layer.output.shape.map(String.init).joined(separator: ", "))]"
     }
 
-    private static func sequence(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func sequence(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         guard source.output.shape.count == 2 else {
             throw a.fail("needs a sequence input [batch, time, features], got \(shapeText(source))")
@@ -431,7 +391,7 @@ public enum LayerRegistry {
         return source
     }
 
-    private static func reshape(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func reshape(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         guard let dims = a.config["target_shape"]?.array, !dims.isEmpty else {
             throw a.fail("'target_shape' must be a list of sizes")
@@ -458,7 +418,7 @@ public enum LayerRegistry {
         return Reshape(name: a.node.id, input: source, shape: shape)
     }
 
-    private static func dropout(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func dropout(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let spatial = a.node.className == "SpatialDropout1D"
         let source = spatial ? try sequence(a, inputs) : try single(a, inputs)
         try a.requireNull("noise_shape")  // SpatialDropout1D's is fixed; Dropout's must be absent
@@ -466,7 +426,7 @@ public enum LayerRegistry {
         return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), spatial: spatial)
     }
 
-    private static func layerNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func layerNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("rms_scaling", is: .bool(false), supported: "rms_scaling = false")
@@ -484,7 +444,7 @@ public enum LayerRegistry {
 
     /// Statistics over the global batch whatever `synchronized` says: one process
     /// of Keras's fit computes them over the whole batch, and so do N ranks here.
-    private static func batchNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func batchNormalization(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("renorm", is: .bool(false), supported: "renorm = false")
@@ -514,7 +474,7 @@ public enum LayerRegistry {
     static let perStep = ["Dense", "Activation", "Dropout", "LayerNormalization"]
 
     /// TimeDistributed of a per-step layer (weights under `layer/`, named after the wrapper).
-    private static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
         guard let inner = a.config["layer"], let innerClass = inner["class_name"]?.string, perStep.contains(innerClass)
         else {
@@ -530,7 +490,7 @@ public enum LayerRegistry {
         return try make(node, inputs: [source])
     }
 
-    private static func conv1D(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func conv1D(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
         try a.channelsLast()
         try a.require("groups", is: .int(1), supported: "groups = 1")
@@ -560,7 +520,7 @@ public enum LayerRegistry {
             biasInitializer: try a.initializer("bias_initializer", fanIn: size * channels, fanOut: filters) ?? .zeros)
     }
 
-    private static func pooling(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func pooling(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try sequence(a, inputs)
         try a.channelsLast()
         let pool = try a.size("pool_size", default: 2)
@@ -578,7 +538,7 @@ public enum LayerRegistry {
             pool: pool, stride: stride, same: padding == "same")
     }
 
-    private static func merge(_ a: LayerArguments, _ kind: MergeKind, _ inputs: [Layer]) throws -> Layer {
+    static func merge(_ a: LayerArguments, _ kind: MergeKind, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
         guard kind != .subtract || inputs.count == 2 else {
             throw a.fail("takes exactly two inputs, got \(inputs.count)")
@@ -591,7 +551,7 @@ public enum LayerRegistry {
         return Merge(name: a.node.id, kind: kind, inputs: inputs)
     }
 
-    private static func concatenate(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    static func concatenate(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count >= 2 else { throw a.fail("needs at least two inputs, got \(inputs.count)") }
         let rank = inputs[0].output.shape.count
         let shapes = inputs.map { shapeText($0) }.joined(separator: " and ")

@@ -16,6 +16,8 @@
 // go_backwards outputs). The input projection of all steps is one GEMM over
 // B·T rows; the recurrent products run step by step. Input dropout is a
 // SpatialDropout1D in front (one mask per sample and feature, all steps).
+// This file runs the steps, masks, outputs and weight gradients; each cell's per-step
+// forward and backward is in Recurrent+LSTM.swift, Recurrent+GRU.swift, Recurrent+SimpleRNN.swift.
 
 import CKernels
 import Foundation
@@ -42,27 +44,27 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     let source: Layer, mask: Layer?
     let initializers: (kernel: Initializer?, recurrent: Initializer, bias: Initializer?)
     let stream: DropoutStream
-    private var keys: DropoutKeys!
-    private var kernel: TensorView!, recurrent: TensorView!, bias: TensorView?
-    private var store: ParameterStore!
-    private let G: Int
+    var keys: DropoutKeys!
+    var kernel: TensorView!, recurrent: TensorView!, bias: TensorView?
+    var store: ParameterStore!
+    let G: Int
     // Workspace, B = bound batch: xProj [B,T,G] (input order; none when fused); gates [B,T,G] and rec [B,T,G]
     // (processing order); hPrev / cPrev [B,T,U] with row (b, p) the state before step p,
     // hLast / cLast [B,U] the final state; hIn [B,T,U] (h̃, with recurrent dropout);
     // rh [B,T,U] (GRU without reset_after: r ⊙ h̃); their gradients dXProj, dRec; dh, dc,
     // dHin, dKeep, dRH [B,U]; the recurrent-dropout mask [B,U].
-    private var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!,
+    var xProj: UnsafeMutablePointer<Float>!, gates: UnsafeMutablePointer<Float>!,
         rec: UnsafeMutablePointer<Float>!
-    private var hPrev: UnsafeMutablePointer<Float>!, hLast: UnsafeMutablePointer<Float>!
-    private var cPrev: UnsafeMutablePointer<Float>!, cLast: UnsafeMutablePointer<Float>!
+    var hPrev: UnsafeMutablePointer<Float>!, hLast: UnsafeMutablePointer<Float>!
+    var cPrev: UnsafeMutablePointer<Float>!, cLast: UnsafeMutablePointer<Float>!
     /// LSTM: tanh of the cell after step p, row (s, p) [B,T,U] (the backward reads it).
-    private var tanhCells: UnsafeMutablePointer<Float>!
-    private var hIn: UnsafeMutablePointer<Float>!, rh: UnsafeMutablePointer<Float>!
-    private var dXProj: UnsafeMutablePointer<Float>!, dRec: UnsafeMutablePointer<Float>!
-    private var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!, dHin: UnsafeMutablePointer<Float>!
-    private var dKeep: UnsafeMutablePointer<Float>!, dRH: UnsafeMutablePointer<Float>!,
+    var tanhCells: UnsafeMutablePointer<Float>!
+    var hIn: UnsafeMutablePointer<Float>!, rh: UnsafeMutablePointer<Float>!
+    var dXProj: UnsafeMutablePointer<Float>!, dRec: UnsafeMutablePointer<Float>!
+    var dh: UnsafeMutablePointer<Float>!, dc: UnsafeMutablePointer<Float>!, dHin: UnsafeMutablePointer<Float>!
+    var dKeep: UnsafeMutablePointer<Float>!, dRH: UnsafeMutablePointer<Float>!,
         dropMask: UnsafeMutablePointer<Float>!
-    private var dropping = false
+    var dropping = false
 
     /// `input` yields [B, steps, D]; `mask`, when given, yields [B, steps] of 0/1 (SequenceMask).
     public init(
@@ -140,8 +142,8 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         bias = useBias ? parameters.view("\(weightsName)/bias") : nil
     }
 
-    private var isLSTM: Bool { cell == .lstm }
-    private var resetBefore: Bool { cell == .gru(resetAfter: false) }
+    var isLSTM: Bool { cell == .lstm }
+    var resetBefore: Bool { cell == .gru(resetAfter: false) }
     private var isGRU: Bool { if case .gru = cell { return true } else { return false } }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
@@ -199,21 +201,35 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     /// This forward's distinct-token rows and occurrence slots (fused only).
     private var distinctRows: (rows: UnsafePointer<Float>, slot: UnsafePointer<Int32>)?
     /// Sample s's input projection at input step t (x·W + b).
-    @inline(__always) private func projected(_ s: Int, _ t: Int) -> UnsafePointer<Float> {
+    @inline(__always) func projected(_ s: Int, _ t: Int) -> UnsafePointer<Float> {
         let o = s * steps + t
         if let d = distinctRows { return d.rows + Int(d.slot[o]) * G }
         return UnsafePointer(xProj + o * G)
     }
 
-    @inline(__always) private func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
-    @inline(__always) private func masked(_ s: Int, _ t: Int) -> Bool {
+    @inline(__always) func inputStep(_ p: Int) -> Int { goBackwards ? steps - 1 - p : p }
+    @inline(__always) func masked(_ s: Int, _ t: Int) -> Bool {
         mask.map { $0.output.values[s * steps + t] == 0 } ?? false
     }
     /// The state after step p of sample s (row p+1 of hPrev, or hLast).
-    @inline(__always) private func next(
+    @inline(__always) func next(
         _ base: UnsafeMutablePointer<Float>, _ last: UnsafeMutablePointer<Float>, _ s: Int, _ p: Int
     ) -> UnsafeMutablePointer<Float> {
         p + 1 < steps ? base + (s * steps + p + 1) * units : last + s * units
+    }
+
+    /// h̃·R[:, columns] into rows (s, p) of `to` for every sample; at p = 0 h̃ is the zero state,
+    /// so no product.
+    func recurrentProduct(_ p: Int, batch B: Int, columns: Int, into to: UnsafeMutablePointer<Float>) {
+        let T = steps
+        if p == 0 {
+            for s in 0..<B { (to + s * T * G).update(repeating: 0, count: columns) }
+            return
+        }
+        let R = UnsafePointer(store.value(recurrent))
+        gemm(
+            .none, .none, m: B, n: columns, k: units, a: hIn + p * units, lda: T * units, b: R, ldb: G, beta: 0, c: to,
+            ldc: T * G)
     }
 
     public func forward(batch: Int, training: Bool) {
@@ -221,7 +237,6 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         let T = steps
         let D = inputWidth
         let U = units
-        let R = UnsafePointer(store.value(recurrent))
         let b = bias.map { UnsafePointer(store.value($0)) }
         // x·W + b_in for every step at once (over the distinct tokens, when fused).
         if let tokens {
@@ -251,72 +266,10 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                     }
                 }
             }
-            let hp = hIn + p * U
-            let ld = T * U  // rows (s, p) of h̃
-            // h̃·R[:, columns] into rows (s, p) of `to`; at p = 0 h̃ is the zero state, so no product.
-            func recurrentProduct(_ columns: Int, into to: UnsafeMutablePointer<Float>) {
-                if p == 0 {
-                    for s in 0..<B { (to + s * T * G).update(repeating: 0, count: columns) }
-                    return
-                }
-                gemm(.none, .none, m: B, n: columns, k: U, a: hp, lda: ld, b: R, ldb: G, beta: 0, c: to, ldc: T * G)
-            }
             switch cell {
-            case .lstm, .simple:
-                recurrentProduct(G, into: gates + p * G)
-                for s in 0..<B {
-                    let z = gates + (s * T + p) * G
-                    let x = projected(s, t)
-                    let h = next(hPrev, hLast, s, p)
-                    if case .simple(let act) = cell {
-                        for j in 0..<G { z[j] += x[j] }
-                        act.apply(z, h, rows: 1, columns: U)
-                    } else {  // z += x inside the kernel
-                        tandem_lstm_step_forward(
-                            z, x, cPrev + (s * T + p) * U, next(cPrev, cLast, s, p), tanhCells + (s * T + p) * U,
-                            h, Int32(U))
-                    }
-                }
-            case .gru(let resetAfter):
-                let GR = resetAfter ? G : 2 * U
-                recurrentProduct(GR, into: rec + p * G)
-                if resetAfter, let b { addBias(b + G, to: rec + p * G, rows: B, columns: G, stride: T * G) }
-                if resetAfter {  // every gate and the new state in one vectorised kernel (CKernels/gru.c)
-                    for s in 0..<B {
-                        tandem_gru_step_forward(
-                            projected(s, t), rec + (s * T + p) * G, gates + (s * T + p) * G,
-                            hPrev + (s * T + p) * U, next(hPrev, hLast, s, p), Int32(U))
-                    }
-                    break
-                }
-                for s in 0..<B {  // z and r
-                    let a = gates + (s * T + p) * G
-                    let x = projected(s, t)
-                    let r = rec + (s * T + p) * G
-                    for j in 0..<(2 * U) { a[j] = sigmoid(x[j] + r[j]) }
-                    if !resetAfter {
-                        let h = hIn + (s * T + p) * U
-                        let o = rh + (s * T + p) * U
-                        for j in 0..<U { o[j] = a[U + j] * h[j] }
-                    }
-                }
-                if !resetAfter {  // (r ⊙ h̃)·R_h
-                    gemm(
-                        .none, .none, m: B, n: U, k: U, a: rh + p * U, lda: ld, b: R + 2 * U, ldb: G, beta: 0,
-                        c: rec + p * G + 2 * U, ldc: T * G)
-                }
-                for s in 0..<B {
-                    let a = gates + (s * T + p) * G
-                    let x = projected(s, t)
-                    let r = rec + (s * T + p) * G
-                    let before = hPrev + (s * T + p) * U
-                    let h = next(hPrev, hLast, s, p)
-                    for j in 0..<U {
-                        let hh = fastTanh(x[2 * U + j] + (resetAfter ? a[U + j] * r[2 * U + j] : r[2 * U + j]))
-                        a[2 * U + j] = hh
-                        h[j] = a[j] * before[j] + (1 - a[j]) * hh
-                    }
-                }
+            case .lstm: lstmStep(p, t, batch: B)
+            case .simple(let act): simpleStep(p, t, batch: B, act)
+            case .gru(let resetAfter): gruStep(p, t, batch: B, resetAfter: resetAfter)
             }
             for s in 0..<B where masked(s, t) {  // the state stays
                 next(hPrev, hLast, s, p).update(from: hPrev + (s * T + p) * U, count: U)
@@ -364,68 +317,13 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
                     continue
                 }
                 switch cell {
-                case .lstm:
-                    tandem_lstm_step_backward(
-                        gates + (s * T + p) * G, tanhCells + (s * T + p) * U, cPrev + (s * T + p) * U,
-                        dhs, dc + s * U, dr, Int32(U))
-                    dx.update(from: dr, count: G)
-                    keep.update(repeating: 0, count: U)
-                case .simple(let act):
-                    // gates hold the pre-activation, the next state its value.
-                    act.backward(
-                        dy: dhs, z: gates + (s * T + p) * G, y: next(hPrev, hLast, s, p), dz: dr, rows: 1, columns: U)
-                    dx.update(from: dr, count: G)
-                    keep.update(repeating: 0, count: U)
-                case .gru(resetAfter: true):  // CKernels/gru.c
-                    tandem_gru_step_backward(
-                        gates + (s * T + p) * G, rec + (s * T + p) * G, hPrev + (s * T + p) * U,
-                        dhs, keep, dx, dr, Int32(U))
+                case .lstm: lstmStepBackward(s, p, dh: dhs, dx: dx, dr: dr, keep: keep)
+                case .simple(let act): simpleStepBackward(s, p, act, dh: dhs, dx: dx, dr: dr, keep: keep)
                 case .gru(let resetAfter):
-                    let a = gates + (s * T + p) * G
-                    let r = rec + (s * T + p) * G
-                    let before = hPrev + (s * T + p) * U
-                    for j in 0..<U {
-                        let z = a[j]
-                        let hh = a[2 * U + j]
-                        let g = dhs[j]
-                        let daz = g * (before[j] - hh) * z * (1 - z)
-                        let dah = g * (1 - z) * (1 - hh * hh)
-                        keep[j] = g * z
-                        dx[j] = daz
-                        dr[j] = daz
-                        dx[2 * U + j] = dah
-                        if resetAfter {
-                            let rj = a[U + j]
-                            let dar = dah * r[2 * U + j] * rj * (1 - rj)
-                            dx[U + j] = dar
-                            dr[U + j] = dar
-                            dr[2 * U + j] = dah * rj
-                        } else {
-                            dr[2 * U + j] = dah
-                        }
-                    }
+                    gruStepBackward(s, p, resetAfter: resetAfter, dh: dhs, dx: dx, dr: dr, keep: keep)
                 }
             }
-            if resetBefore {
-                // d(r ⊙ h̃) = dah · R_hᵀ, then dr and the extra path into h̃.
-                gemm(
-                    .none, .transposed, m: B, n: U, k: U, a: dRec + p * G + 2 * U, lda: T * G, b: R + 2 * U, ldb: G,
-                    beta: 0, c: dRH, ldc: U)
-                for s in 0..<B where !masked(s, t) {
-                    let a = gates + (s * T + p) * G
-                    let h = hIn + (s * T + p) * U
-                    let dx = dXProj + (s * T + t) * G
-                    let dr = dRec + (s * T + p) * G
-                    let d = dRH + s * U
-                    for j in 0..<U {
-                        let rj = a[U + j]
-                        let dar = d[j] * h[j] * rj * (1 - rj)
-                        dx[U + j] = dar
-                        dr[U + j] = dar
-                        d[j] *= rj
-                    }
-                }
-            }
+            if resetBefore { resetBeforeBackward(p, t, batch: B) }
             guard p > 0 else { continue }  // h₀ is the zero state
             // dh̃ = dRec · Rᵀ (the z, r columns only without reset_after), then through the mask.
             let GR = resetBefore ? 2 * U : G

@@ -152,7 +152,7 @@ struct Train: ParsableCommand {
             if !size.isPreset {
                 throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model")
             }
-            if let text = meta.modelConfig {
+            if let text = meta.configuration.modelConfig {
                 if !size.given.isEmpty {
                     throw TandemError.usage(
                         "--resume: the checkpoint holds an archive model; the size flags do not apply")
@@ -163,16 +163,9 @@ struct Train: ParsableCommand {
                     },
                     archive: nil, headline: nil)
             } else {
-                let saved = meta.model ?? HeadlineConfig()
-                var config = saved
-                try size.apply(to: &config)
-                if config != saved {
-                    throw TandemError.usage(
-                        "--resume: the size flags give \(config) contradicts the checkpoint's \(saved) (\(checkpointPath!))"
-                    )
-                }
+                let saved = meta.configuration.headline ?? HeadlineConfig()
                 resolved = ResolvedModel(
-                    description: try ModelDescription.headline(config), archive: nil, headline: config)
+                    description: try ModelDescription.headline(saved), archive: nil, headline: saved)
             }
         } else {
             var preset = HeadlineConfig()
@@ -181,15 +174,12 @@ struct Train: ParsableCommand {
         }
         let description = resolved.description
         var heads = try headOptions.heads(description.heads)
-        if let saved = resumed?.labeledReduction {
-            // The checkpoint's reductions hold; a flag may restate them, not change them.
-            for (output, mode) in try headOptions.givenReductions(heads)
-            where (mode == .labeled) != saved.contains(output) {
-                throw TandemError.usage(
-                    "--resume: --head-reduction \(output)=\(mode.rawValue) contradicts the checkpoint's \(saved.contains(output) ? "labeled" : "batch") (\(checkpointPath!))"
-                )
+        if let meta = resumed {
+            // What defines the run is the checkpoint's: a flag may restate it, not change it (ResumeRules.swift).
+            try meta.checkResume(try resumeRequest(meta, heads: heads), checkpoint: checkpointPath!)
+            for h in heads.indices where (meta.configuration.labeledReduction ?? []).contains(heads[h].output) {
+                heads[h].reduction = .labeled
             }
-            for h in heads.indices where saved.contains(heads[h].output) { heads[h].reduction = .labeled }
         }
         guard !heads.isEmpty else {
             throw TandemError.usage(
@@ -198,35 +188,13 @@ struct Train: ParsableCommand {
         }
 
         // The optimizer: the checkpoint's; else --optimizer with its flags; else the archive's, with the flags over it.
-        var optimizerConfig = try optimizerOptions.config(over: description.optimizer)
-        if let meta = resumed {
-            // What defines the run must match the checkpoint; what was left out is taken from it.
-            func contradiction(_ flag: String, _ given: String, _ saved: String) -> TandemError {
-                .usage("--resume: \(flag) \(given) contradicts the checkpoint's \(saved) (\(checkpointPath!))")
-            }
-            // Optimizer flags may restate the checkpoint's optimizer, not change it.
-            if !optimizerOptions.given.isEmpty, try optimizerOptions.config(over: meta.optimizer) != meta.optimizer {
-                throw TandemError.usage(
-                    "--resume: \(optimizerOptions.given.joined(separator: " ")) contradicts the checkpoint's optimizer (\(meta.optimizer.kind.rawValue)) (\(checkpointPath!))"
-                )
-            }
-            if let batchSize, batchSize != meta.batchSize {
-                throw contradiction("--batch-size", "\(batchSize)", "\(meta.batchSize)")
-            }
-            if let seed, seed != meta.seed { throw contradiction("--seed", "\(seed)", "\(meta.seed)") }
-            if noShuffle && meta.shuffle { throw contradiction("--no-shuffle", "on", "a shuffled run") }
-            if reproducible && meta.microBatch != microBatch {
-                throw contradiction(
-                    "--reproducible --micro-batch", "\(microBatch)",
-                    meta.microBatch.map { "micro-batch \($0)" } ?? "ordinary mode")
-            }
-            optimizerConfig = meta.optimizer
-        }
-        let seed = resumed?.seed ?? self.seed ?? 0
-        let batch = resumed?.batchSize ?? batchSize ?? 32
+        let optimizerConfig =
+            try resumed?.configuration.optimizer ?? optimizerOptions.config(over: description.optimizer)
+        let seed = resumed?.configuration.seed ?? self.seed ?? 0
+        let batch = resumed?.configuration.batchSize ?? batchSize ?? 32
 
         guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
-        let micro: Int? = resumed.map { $0.microBatch } ?? (reproducible ? microBatch : nil)
+        let micro: Int? = resumed.map { $0.configuration.microBatch } ?? (reproducible ? microBatch : nil)
         // The model holds one rank's slice of a global batch (or one micro-batch).
         let localBatch = (batch + comm.size - 1) / comm.size
         let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, 64)) }
@@ -257,9 +225,10 @@ struct Train: ParsableCommand {
             trainRows = 0..<(dataset.count - held)
             validation = (dataset, (dataset.count - held)..<dataset.count)
         }
-        if let meta = resumed, meta.samples != trainRows.count {
+        if let meta = resumed, meta.configuration.samples != trainRows.count {
             throw TandemError.usage(
-                "--resume: the checkpoint was trained on \(meta.samples) samples, this data has \(trainRows.count)")
+                "--resume: the checkpoint was trained on \(meta.configuration.samples) samples, this data has \(trainRows.count)"
+            )
         }
 
         // Parameters: rank 0 initialises or loads them; everyone receives rank 0's.
@@ -322,7 +291,7 @@ struct Train: ParsableCommand {
         options.epochs = epochs
         options.batchSize = batch
         options.seed = seed
-        options.shuffle = resumed?.shuffle ?? !noShuffle
+        options.shuffle = resumed?.configuration.shuffle ?? !noShuffle
         options.checkpointEvery = checkpointEvery
         options.syncCheckEvery = syncCheckEvery
         options.runDirectory = out
@@ -335,12 +304,7 @@ struct Train: ParsableCommand {
             throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)")
         }
         options.diagnosticsEvery = headDiagnosticsEvery
-        if let meta = resumed, let given = gradientSurgery, given != meta.gradientSurgery {
-            throw TandemError.usage(
-                "--resume: --gradient-surgery \(given) contradicts the checkpoint's \(meta.gradientSurgery ?? "none") (\(checkpointPath!))"
-            )
-        }
-        if let gradientSurgery = gradientSurgery ?? resumed?.gradientSurgery {
+        if let gradientSurgery = resumed.map({ $0.configuration.gradientSurgery }) ?? gradientSurgery {
             guard gradientSurgery == "pcgrad" else {
                 throw TandemError.usage("--gradient-surgery '\(gradientSurgery)': the supported method is pcgrad")
             }
@@ -353,34 +317,15 @@ struct Train: ParsableCommand {
         }
         let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
         // Loss weights over time: the flags', else the checkpoint's; a resume may restate them, not change them.
-        var schedules = try lossWeightFlags.schedules(heads)
-        if let meta = resumed {
-            let saved = meta.lossWeightSchedules ?? [:]
-            if !lossWeightFlags.schedules.isEmpty && schedules != saved {
-                throw TandemError.usage(
-                    "--resume: --loss-weight-schedule contradicts the checkpoint's schedules (\(checkpointPath!))")
-            }
-            schedules = saved
-        }
+        let schedules =
+            try resumed.map { $0.configuration.lossWeightSchedules ?? [:] } ?? lossWeightFlags.schedules(heads)
         let learned = try lossWeightFlags.learned()
-        if let meta = resumed, let learned, learned != meta.learnedWeighting?.kind {
-            throw TandemError.usage(
-                "--resume: --loss-weighting \(learned.rawValue) contradicts the checkpoint's \(meta.learnedWeighting?.kind.rawValue ?? "constant weights") (\(checkpointPath!))"
-            )
-        }
-        let learnedKind = learned ?? resumed?.learnedWeighting?.kind
+        let learnedKind = resumed.map { $0.learnedWeighting?.kind } ?? learned
         if learnedKind == .gradnorm && !schedules.isEmpty {
             throw TandemError.usage(
                 "--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
         }
         let alpha = resumed?.learnedWeighting?.alpha ?? lossWeightFlags.gradnormAlpha
-        if let meta = resumed?.learnedWeighting, meta.kind == .gradnorm, let given = lossWeightFlags.alphaGiven,
-            given != meta.alpha
-        {
-            throw TandemError.usage(
-                "--resume: --gradnorm-alpha \(given) contradicts the checkpoint's \(meta.alpha ?? 1.5) (\(checkpointPath!))"
-            )
-        }
         let weighting = LossWeighting(
             base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learnedKind,
             optimizer: optimizerConfig, alpha: alpha)
@@ -394,11 +339,6 @@ struct Train: ParsableCommand {
             }
         }
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
-            if let saved = resumed?.position.monitor, saved.expression != monitor.expression.text {
-                throw TandemError.usage(
-                    "--resume: --monitor '\(monitor.expression.text)' contradicts the checkpoint's '\(saved.expression)' (\(checkpointPath!))"
-                )
-            }
             trainer.options.monitor = monitor
         }
 
@@ -424,19 +364,18 @@ struct Train: ParsableCommand {
         // mpirun those end the job, as mpirun does not forward them gracefully).
         installStopHandlers(interrupts: !Launch.underMPI)
         trainer.position = position
-        trainer.checkpointTemplate = CheckpointMetadata(
-            position: position, seed: seed, model: resolved.headline, optimizer: optimizerConfig,
-            batchSize: batch, samples: trainRows.count, worldSize: comm.size,
-            shuffle: options.shuffle)
-        trainer.checkpointTemplate?.microBatch = micro
-        trainer.checkpointTemplate?.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
-        trainer.checkpointTemplate?.gradientSurgery = step.surgery == nil ? nil : "pcgrad"
-        trainer.checkpointTemplate?.lossWeightSchedules = schedules.isEmpty ? nil : schedules
-        if resolved.headline == nil {
-            trainer.checkpointTemplate?.modelConfig = description.configWithCompile(
-                heads: heads, optimizer: optimizerConfig
-            ).serialized()
-        }
+        // What defines this run, into every checkpoint (a resumed run's equals its checkpoint's).
+        var configuration = RunConfiguration(
+            headline: resolved.headline,
+            modelConfig: resolved.headline != nil
+                ? nil : description.configWithCompile(heads: heads, optimizer: optimizerConfig).serialized(),
+            optimizer: optimizerConfig, batchSize: batch, samples: trainRows.count, seed: seed, shuffle: options.shuffle
+        )
+        configuration.microBatch = micro
+        configuration.labeledReduction = heads.filter { $0.reduction == .labeled }.map(\.output)
+        configuration.gradientSurgery = step.surgery == nil ? nil : "pcgrad"
+        configuration.lossWeightSchedules = schedules.isEmpty ? nil : schedules
+        trainer.configuration = configuration
         trainer.modelDescription = description
         if !noTensorBoard {
             // Rank 0 writes the event files; every rank learns whether they could be opened.
@@ -521,6 +460,32 @@ struct Train: ParsableCommand {
                 "\nweights: \(out)/weights.safetensors  model: \(out)/model.keras  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
             print(summary)
         }
+    }
+}
+
+extension Train {
+    /// What this command line gives for the settings a checkpoint fixes (Tandem's ResumeRules.swift).
+    fileprivate func resumeRequest(_ meta: CheckpointMetadata, heads: [Head]) throws -> ResumeRequest {
+        var r = ResumeRequest()
+        if meta.configuration.modelConfig == nil {
+            var sizes = meta.configuration.headline ?? HeadlineConfig()
+            try size.apply(to: &sizes)
+            r.sizes = sizes
+        }
+        r.optimizerFlags = optimizerOptions.given
+        if !r.optimizerFlags.isEmpty { r.optimizer = try optimizerOptions.config(over: meta.configuration.optimizer) }
+        r.batchSize = batchSize
+        r.seed = seed
+        r.noShuffle = noShuffle
+        r.reproducibleMicroBatch = reproducible ? microBatch : nil
+        r.headReductions = try headOptions.givenReductions(heads).sorted { $0.key < $1.key }
+            .map { (output: $0.key, labeled: $0.value == .labeled) }
+        r.gradientSurgery = gradientSurgery
+        if !lossWeightFlags.schedules.isEmpty { r.lossWeightSchedules = try lossWeightFlags.schedules(heads) }
+        r.lossWeighting = try lossWeightFlags.learned()
+        r.gradnormAlpha = lossWeightFlags.alphaGiven
+        r.monitor = try monitorOptions.monitor.map { try MonitorExpression.parse($0).text }
+        return r
     }
 }
 

@@ -49,47 +49,111 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     }
 }
 
-/// Everything a checkpoint's metadata records.
-public struct CheckpointMetadata: Codable, Sendable {
-    public var position: TrainingPosition
-    public var seed: UInt64
+/// What defines a run: what `tandem train` builds from its flags, and what a checkpoint keeps,
+/// so that `--resume` continues the very same run (`CheckpointMetadata.checkResume` refuses a
+/// flag that would change it). What a resumed run may change — the epochs, the number of ranks,
+/// the intervals, validation, the output — is not part of it.
+public struct RunConfiguration: Codable, Sendable, Equatable {
     /// The preset's sizes (for --model headline).
-    public var model: HeadlineConfig?
+    public var headline: HeadlineConfig?
     /// The model's Keras config.json, compile config included (for an archive model;
     /// `--resume` rebuilds the model from it, so no model flags are needed).
     public var modelConfig: String?
     public var optimizer: OptimizerConfig
+    /// The global batch, and the training samples the run's epochs go over.
+    public var batchSize: Int
+    public var samples: Int
+    public var seed: UInt64
+    public var shuffle: Bool
+    /// Reproducible mode's micro-batch size (nil: ordinary mode).
+    public var microBatch: Int?
+    /// Outputs whose loss is divided by the labelled weight (`--head-reduction OUTPUT=labeled`).
+    public var labeledReduction: [String]?
+    /// Per output, its --loss-weight-schedule.
+    public var lossWeightSchedules: [String: LossWeightSchedule]?
+    /// `--gradient-surgery` (pcgrad).
+    public var gradientSurgery: String?
+
+    public init(
+        headline: HeadlineConfig?, modelConfig: String?, optimizer: OptimizerConfig, batchSize: Int, samples: Int,
+        seed: UInt64, shuffle: Bool
+    ) {
+        self.headline = headline
+        self.modelConfig = modelConfig
+        self.optimizer = optimizer
+        self.batchSize = batchSize
+        self.samples = samples
+        self.seed = seed
+        self.shuffle = shuffle
+    }
+
+    // The keys tandem-checkpoint-1 metadata has always used (the preset's sizes as "model").
+    private enum CodingKeys: String, CodingKey {
+        case headline = "model"
+        case modelConfig, optimizer, batchSize, samples, seed, shuffle, microBatch, labeledReduction,
+            lossWeightSchedules, gradientSurgery
+    }
+}
+
+/// Everything a checkpoint's metadata records: the run's configuration, where it stands, and
+/// the training state that is no tensor. In JSON the configuration's fields sit beside the
+/// state's, as checkpoints have always written them.
+public struct CheckpointMetadata: Codable, Sendable {
+    public var configuration: RunConfiguration
+    public var position: TrainingPosition
+    public var worldSize: Int
     /// Training steps the optimizer has taken (Keras's saved `iteration`; with gradient accumulation
     /// the updates are this ÷ N). Differs from position.step when training continued an archive's state.
     public var optimizerIterations: Int?
     /// Nadam's momentum product (state that is no slot).
     public var nadamProduct: Float?
-    public var batchSize: Int
-    public var samples: Int
-    public var worldSize: Int
-    public var shuffle: Bool
-    /// Reproducible mode's micro-batch size and fixed-point bound (nil: ordinary mode).
-    public var microBatch: Int?
+    /// Reproducible mode's fixed-point bound.
     public var gradientBound: Double?
-    /// Outputs whose loss is divided by the labelled weight (`--head-reduction OUTPUT=labeled`).
-    public var labeledReduction: [String]?
-    /// Per output, its --loss-weight-schedule; and the learned weighting's state.
-    public var lossWeightSchedules: [String: LossWeightSchedule]?
+    /// The learned loss weighting's state.
     public var learnedWeighting: LearnedWeightingState?
-    /// `--gradient-surgery` (pcgrad), kept for a resume.
-    public var gradientSurgery: String?
+
+    public init(configuration: RunConfiguration, position: TrainingPosition, worldSize: Int) {
+        self.configuration = configuration
+        self.position = position
+        self.worldSize = worldSize
+    }
+
     public init(
         position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
         batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool
     ) {
-        self.position = position
-        self.seed = seed
-        self.model = model
-        self.optimizer = optimizer
-        self.batchSize = batchSize
-        self.samples = samples
-        self.worldSize = worldSize
-        self.shuffle = shuffle
+        self.init(
+            configuration: RunConfiguration(
+                headline: model, modelConfig: nil, optimizer: optimizer, batchSize: batchSize, samples: samples,
+                seed: seed,
+                shuffle: shuffle),
+            position: position, worldSize: worldSize)
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case position, worldSize, optimizerIterations, nadamProduct, gradientBound, learnedWeighting
+    }
+
+    public init(from decoder: Decoder) throws {
+        configuration = try RunConfiguration(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        position = try c.decode(TrainingPosition.self, forKey: .position)
+        worldSize = try c.decode(Int.self, forKey: .worldSize)
+        optimizerIterations = try c.decodeIfPresent(Int.self, forKey: .optimizerIterations)
+        nadamProduct = try c.decodeIfPresent(Float.self, forKey: .nadamProduct)
+        gradientBound = try c.decodeIfPresent(Double.self, forKey: .gradientBound)
+        learnedWeighting = try c.decodeIfPresent(LearnedWeightingState.self, forKey: .learnedWeighting)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        try configuration.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(position, forKey: .position)
+        try c.encode(worldSize, forKey: .worldSize)
+        try c.encodeIfPresent(optimizerIterations, forKey: .optimizerIterations)
+        try c.encodeIfPresent(nadamProduct, forKey: .nadamProduct)
+        try c.encodeIfPresent(gradientBound, forKey: .gradientBound)
+        try c.encodeIfPresent(learnedWeighting, forKey: .learnedWeighting)
     }
 }
 

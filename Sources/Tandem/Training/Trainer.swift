@@ -55,8 +55,8 @@ public final class Trainer {
     public let trainRows: Range<Int>
     public let validation: (data: Dataset, rows: Range<Int>)?
     public var position = TrainingPosition()
-    /// Everything but the position, for checkpoint metadata.
-    public var checkpointTemplate: CheckpointMetadata?
+    /// What defines the run, written into every checkpoint (nil: no checkpoints).
+    public var configuration: RunConfiguration?
     /// The model as Keras describes it: RUN/model.keras is written from it at the end.
     public var modelDescription: ModelDescription?
     private var communicator: Communicator { step.communicator }
@@ -278,11 +278,11 @@ public final class Trainer {
     }
 
     public func writeCheckpoint() throws {
-        guard let run = options.runDirectory, var metadata = checkpointTemplate else { return }
-        metadata.position = position
+        guard let run = options.runDirectory, let configuration else { return }
+        var metadata = CheckpointMetadata(
+            configuration: configuration, position: position, worldSize: communicator.size)
         metadata.optimizerIterations = step.optimizer.microSteps
         if step.optimizer.config.kind == .nadam { metadata.nadamProduct = step.optimizer.nadamProduct }
-        metadata.microBatch = step.microBatch
         metadata.gradientBound = step.gradientBound
         metadata.learnedWeighting = lossWeighting?.state
         step.synchronize()

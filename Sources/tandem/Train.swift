@@ -231,56 +231,20 @@ struct Train: ParsableCommand {
             )
         }
 
-        // Parameters: rank 0 initialises or loads them; everyone receives rank 0's.
-        var position = TrainingPosition()
-        var iterations = [0.0]
-        var notes: [String] = []
-        try comm.agreeOn {
-            guard comm.rank == 0 else { return }
-            if let checkpointPath {
-                let meta = try loadCheckpoint(model: model, optimizer: opt, from: checkpointPath)
-                position = meta.position
-                iterations[0] = Double(meta.optimizerIterations ?? meta.position.step)
-            } else if let initPath = `init` {
-                try loadWeights(model.parameters, from: SafeTensorsFile(path: initPath))
-            } else if let archive = resolved.archive, archive.weightsBytes != nil {
-                // As keras.saving.load_model(p).fit(…): the archive's weights, and its optimizer state when complete.
-                try description.loadWeights(model.parameters, from: archive)
-                if description.optimizer?.kind == optimizerConfig.kind {
-                    let state = try description.loadOptimizerState(
-                        opt, store: model.parameters, from: archive,
-                        accumulator: model.parameters.gradients)
-                    if let n = state.iterations { iterations[0] = Double(n) }
-                    if let note = state.note { notes.append(note) }
-                } else if description.optimizer != nil {
-                    notes.append(
-                        "--optimizer \(optimizerConfig.kind.rawValue) replaces the archive's \(description.optimizer!.kind.rawValue): its optimizer state is not used"
-                    )
-                }
-            } else {
-                let missing = model.parameters.unsupportedInitializers
-                guard missing.isEmpty else {
-                    throw TandemError.usage(
-                        "\(size.model): no weights to start from and Tandem cannot run these initializers: \(missing.joined(separator: ", ")) (save the model after building it, so the archive holds its weights, or give --init)"
-                    )
-                }
-                model.parameters.initialize(seed: seed)
-            }
+        // Parameters, optimizer state and position, in RunStart's order of precedence.
+        let start: RunStart
+        if let checkpointPath {
+            start = .checkpoint(path: checkpointPath)
+        } else if let initPath = `init` {
+            start = .weights(path: initPath)
+        } else if let archive = resolved.archive, archive.weightsBytes != nil {
+            start = .archive(archive, description)
+        } else {
+            start = .initializers(seed: seed, model: size.model)
         }
-        try broadcastState(model: model, optimizer: opt, communicator: comm)
-        try comm.allReduceMax(&iterations)
-        if resumed == nil && iterations[0] > 0 {
-            opt.restore(iterations: Int(iterations[0]))
-            step.accumulatorLoadedFromKeras()
-        }
-        if resumed != nil {
-            // Rank 0 read the position; every rank takes it as Codable bytes.
-            let text = try rankZeroBroadcast(comm) {
-                String(decoding: try JSONEncoder().encode(position), as: UTF8.self)
-            }
-            position = try JSONDecoder().decode(TrainingPosition.self, from: Data(text.utf8))
-            opt.restore(iterations: Int(iterations[0]))
-        }
+        let restored = try step.restore(from: start)
+        let position = restored.position ?? TrainingPosition()
+        let notes = restored.notes
 
         try comm.agreeOn {
             if comm.rank == 0 { try makeDirectory(out) }
@@ -394,8 +358,8 @@ struct Train: ParsableCommand {
             line +=
                 "\n        model: \(resolved.headline != nil ? "headline preset" : size.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
             line += "\(model.parameters.count) parameters; \(optimizerConfig.summary)"
-            if iterations[0] > 0 && resumed == nil {
-                line += "; continuing the archive's optimizer state at iteration \(Int(iterations[0]))"
+            if let n = restored.archiveIterations {
+                line += "; continuing the archive's optimizer state at iteration \(n)"
             }
             if dataset.hasMissingLabels || heads.contains(where: { $0.reduction == .labeled }) {
                 let counts = dataset.labels(rows: trainRows).labelled

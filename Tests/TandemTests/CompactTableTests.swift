@@ -150,6 +150,20 @@ final class CompactTableGradientTests: XCTestCase {
         XCTAssertFalse(run.compact)
     }
 
+    func testThePathSaysWhyTheTableIsNotFactored() throws {
+        let (penalised, _, _) = try tinyHeadline(
+            heads: heads, l2: ["embedding": 0.001], batch: 3, samples: 10, config: wideTinyConfig())
+        XCTAssertTrue(
+            penalised.pathDescription.contains(
+                "dense gradient, touched table rows packed for the exchange (a penalty on the table reaches every row)"),
+            penalised.pathDescription)
+        let (plain, _, _) = try tinyHeadline(heads: heads, l2: [:], batch: 3, samples: 10, config: wideTinyConfig())
+        XCTAssertTrue(plain.pathDescription.contains("compact, factored table gradient"), plain.pathDescription)
+        plain.compactTableGradient = false
+        XCTAssertTrue(plain.pathDescription.contains("(PCGrad and the gradient checks read the dense table gradient)"))
+        XCTAssertFalse(penalised.pathDescription.contains("Optional") || plain.pathDescription.contains("Optional"))
+    }
+
     func testNonFiniteFactoredGradientStopsBeforeTheUpdate() throws {
         for microBatch in [nil, 1] {  // the float step and reproducible mode
             try checkNonFiniteFactoredGradientStops(microBatch: microBatch)

@@ -87,8 +87,11 @@ func chooseExchange(
         return OverlappedBuckets(c, bucketFloats: bucketFloats, packTable: readsIDs)
     }
     if readsIDs {
-        return PackedTableRows(
-            c, reason: "dense gradient, touched table rows packed for the exchange (\(FactoredTable.refusal(c)))")
+        let why =
+            factored
+            ? FactoredTable.refusal(c) ?? "the factored table is off"
+            : "PCGrad and the gradient checks read the dense table gradient"
+        return PackedTableRows(c, reason: "dense gradient, touched table rows packed for the exchange (\(why))")
     }
     let embeddings = c.model.layers.compactMap { $0 as? Embedding }
     if embeddings.count > 1 {

@@ -206,25 +206,10 @@ struct Train: ParsableCommand {
         step.gradientBound = resumed?.gradientBound
         step.overlapExchange = overlapExchange
 
-        // Data: every rank opens the files (headers only) and validates its share of rows.
-        let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
-        try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
-        var trainRows = 0..<dataset.count
-        var validation: (data: Dataset, rows: Range<Int>)?
-        if let valData {
-            let v = try comm.agreeOn { try Dataset(directory: valData, model: model, heads: heads) }
-            try comm.agree(v.validate(rows: shard(count: v.count, rank: comm.rank, size: comm.size)))
-            validation = (v, 0..<v.count)
-        } else if let validationSplit {
-            let held = Int((Double(dataset.count) * validationSplit).rounded(.down))
-            guard held > 0, held < dataset.count else {
-                throw TandemError.usage(
-                    "--validation-split \(validationSplit) of \(dataset.count) samples leaves no validation or no training rows"
-                )
-            }
-            trainRows = 0..<(dataset.count - held)
-            validation = (dataset, (dataset.count - held)..<dataset.count)
-        }
+        let source: ValidationSource = valData.map { .directory($0) } ?? validationSplit.map { .split($0) } ?? .none
+        let runData = try TrainingData(
+            directory: data, validation: source, model: model, heads: heads, communicator: comm)
+        let (dataset, trainRows, validation) = (runData.data, runData.trainRows, runData.validation)
         if let meta = resumed, meta.configuration.samples != trainRows.count {
             throw TandemError.usage(
                 "--resume: the checkpoint was trained on \(meta.configuration.samples) samples, this data has \(trainRows.count)"
@@ -251,23 +236,8 @@ struct Train: ParsableCommand {
             if comm.rank == 0 && resumed == nil { try? FileManager.default.removeItem(atPath: out + "/metrics.jsonl") }
         }
 
-        var options = TrainingOptions()
-        options.epochs = epochs
-        options.batchSize = batch
-        options.seed = seed
-        options.shuffle = resumed?.configuration.shuffle ?? !noShuffle
-        options.checkpointEvery = checkpointEvery
-        options.syncCheckEvery = syncCheckEvery
-        options.runDirectory = out
-        options.progress = !quiet
-        guard (0...2).contains(verbose) else { throw TandemError.usage("--verbose must be 0, 1 or 2, got \(verbose)") }
-        options.verbosity = verbose
-        guard logEvery >= 0 else { throw TandemError.usage("--log-every must be at least 0, got \(logEvery)") }
-        options.logEvery = logEvery
-        guard headDiagnosticsEvery >= 0 else {
-            throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)")
-        }
-        options.diagnosticsEvery = headDiagnosticsEvery
+        let options = try trainingOptions(
+            batch: batch, seed: seed, shuffle: resumed?.configuration.shuffle ?? !noShuffle)
         if let gradientSurgery = resumed.map({ $0.configuration.gradientSurgery }) ?? gradientSurgery {
             guard gradientSurgery == "pcgrad" else {
                 throw TandemError.usage("--gradient-surgery '\(gradientSurgery)': the supported method is pcgrad")
@@ -362,6 +332,28 @@ struct Train: ParsableCommand {
 }
 
 extension Train {
+    /// The epoch loop's settings from the flags (the batch, seed and order the run's configuration fixed).
+    fileprivate func trainingOptions(batch: Int, seed: UInt64, shuffle: Bool) throws -> TrainingOptions {
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.batchSize = batch
+        options.seed = seed
+        options.shuffle = shuffle
+        options.checkpointEvery = checkpointEvery
+        options.syncCheckEvery = syncCheckEvery
+        options.runDirectory = out
+        options.progress = !quiet
+        guard (0...2).contains(verbose) else { throw TandemError.usage("--verbose must be 0, 1 or 2, got \(verbose)") }
+        options.verbosity = verbose
+        guard logEvery >= 0 else { throw TandemError.usage("--log-every must be at least 0, got \(logEvery)") }
+        options.logEvery = logEvery
+        guard headDiagnosticsEvery >= 0 else {
+            throw TandemError.usage("--head-diagnostics-every must be at least 0, got \(headDiagnosticsEvery)")
+        }
+        options.diagnosticsEvery = headDiagnosticsEvery
+        return options
+    }
+
     /// What this command line gives for the settings a checkpoint fixes (Tandem's ResumeRules.swift).
     fileprivate func resumeRequest(_ meta: CheckpointMetadata, heads: [Head]) throws -> ResumeRequest {
         var r = ResumeRequest()

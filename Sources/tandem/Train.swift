@@ -253,42 +253,15 @@ struct Train: ParsableCommand {
         // Loss weights over time: the flags', else the checkpoint's; a resume may restate them, not change them.
         let schedules =
             try resumed.map { $0.configuration.lossWeightSchedules ?? [:] } ?? lossWeightFlags.schedules(heads)
-        let learned = try lossWeightFlags.learned()
-        let learnedKind = resumed.map { $0.learnedWeighting?.kind } ?? learned
-        if learnedKind == .gradnorm && !schedules.isEmpty {
-            throw TandemError.usage(
-                "--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
-        }
-        let alpha = resumed?.learnedWeighting?.alpha ?? lossWeightFlags.gradnormAlpha
-        let weighting = LossWeighting(
-            base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learnedKind,
-            optimizer: optimizerConfig, alpha: alpha)
-        if weighting.isActive {
-            for (output, s) in schedules { try s.check(stepsPerEpoch: trainer.stepsPerEpoch, output: output) }
-            if let state = resumed?.learnedWeighting { try weighting.restore(state) }
-            trainer.lossWeighting = weighting
-            if learnedKind == .gradnorm, trainer.gradNormLayer.shared.isEmpty {
-                throw TandemError.usage(
-                    "--loss-weighting gradnorm needs a layer that several heads share (this model's heads share none)")
-            }
-        }
+        try trainer.useLossWeighting(
+            schedules: schedules, learned: resumed.map { $0.learnedWeighting?.kind } ?? lossWeightFlags.learned(),
+            alpha: resumed?.learnedWeighting?.alpha ?? lossWeightFlags.gradnormAlpha,
+            restoring: resumed?.learnedWeighting)
         if let monitor = try monitorOptions.resolve(names: trainer.metricNames(), heads: heads) {
             trainer.options.monitor = monitor
         }
 
-        if let n = optimizerConfig.gradientAccumulationSteps {
-            // Each of these reads or rewrites the gradient arena mid-window, which holds the window's sum.
-            let clashes = [
-                (micro != nil, "--reproducible"), (step.surgery != nil, "--gradient-surgery"),
-                (learnedKind != nil, "--loss-weighting \(learnedKind?.rawValue ?? "")"),
-                (headDiagnosticsEvery > 0, "--head-diagnostics-every"),
-            ].filter(\.0).map(\.1)
-            if let clash = clashes.first {
-                throw TandemError.usage(
-                    "gradient accumulation (\(n) steps) does not combine with \(clash) yet (the arena holds the window's gradient sum)"
-                )
-            }
-        }
+        try trainer.checkGradientAccumulation()
         trainer.removeStaleTemporaryFiles()
         if let mpi = comm as? MPICommunicator {
             mpi.watchdog = CollectiveWatchdog(timeout: collectiveTimeout, rank: comm.rank)

@@ -132,6 +132,23 @@ final class GradientAccumulationTests: XCTestCase {
         assertClose(train(fold: true), train(fold: false).map(Double.init), atol: 1e-6, rtol: 1e-6, "folded vs not")
     }
 
+    func testTheTrainerRefusesWhatWouldRewriteTheWindow() throws {
+        let (step, data, _) = try tinyHeadline(
+            heads: heads, l2: [:], batch: 4, samples: 8, optimizer: adam(accumulating: 2))
+        var options = TrainingOptions()
+        options.diagnosticsEvery = 3
+        let trainer = Trainer(step: step, data: data, trainRows: 0..<8, validation: nil, options: options)
+        XCTAssertThrowsError(try trainer.checkGradientAccumulation()) { error in
+            XCTAssertTrue("\(error)".contains("does not combine with --head-diagnostics-every"), "\(error)")
+        }
+        trainer.options.diagnosticsEvery = 0
+        XCTAssertNoThrow(try trainer.checkGradientAccumulation())
+        try trainer.useLossWeighting(schedules: [:], learned: .uncertainty, alpha: 1.5, restoring: nil)
+        XCTAssertThrowsError(try trainer.checkGradientAccumulation()) { error in
+            XCTAssertTrue("\(error)".contains("--loss-weighting uncertainty"), "\(error)")
+        }
+    }
+
     func testRefusesAccumulationWithReproducibleMode() throws {
         let (step, data, _) = try tinyHeadline(
             heads: heads, l2: [:], batch: 4, samples: 8, optimizer: adam(accumulating: 2))

@@ -236,3 +236,46 @@ public final class LossWeighting {
         initialLosses = s.initialLosses
     }
 }
+
+extension Trainer {
+    /// Loss weights over time for this run: per-output schedules, or a learned weighting (restored
+    /// from a checkpoint's `state` when resuming); refuses what cannot combine.
+    public func useLossWeighting(
+        schedules: [String: LossWeightSchedule], learned: LearnedWeighting?, alpha: Double,
+        restoring state: LearnedWeightingState?
+    ) throws {
+        let heads = step.heads
+        if learned == .gradnorm && !schedules.isEmpty {
+            throw TandemError.usage(
+                "--loss-weighting gradnorm learns the weights itself; it does not combine with --loss-weight-schedule")
+        }
+        let weighting = LossWeighting(
+            base: heads.map(\.weight), schedules: heads.map { schedules[$0.output] }, learned: learned,
+            optimizer: step.optimizer.config, alpha: alpha)
+        guard weighting.isActive else { return }
+        for (output, s) in schedules { try s.check(stepsPerEpoch: stepsPerEpoch, output: output) }
+        if let state { try weighting.restore(state) }
+        lossWeighting = weighting
+        if learned == .gradnorm, gradNormLayer.shared.isEmpty {
+            throw TandemError.usage(
+                "--loss-weighting gradnorm needs a layer that several heads share (this model's heads share none)")
+        }
+    }
+
+    /// Gradient accumulation keeps the window's gradient sum in the arena; these would read or
+    /// rewrite it mid-window, so they are refused with it (for now).
+    public func checkGradientAccumulation() throws {
+        guard let n = step.optimizer.config.gradientAccumulationSteps else { return }
+        let learned = lossWeighting?.learned
+        let clashes = [
+            (step.microBatch != nil, "--reproducible"), (step.surgery != nil, "--gradient-surgery"),
+            (learned != nil, "--loss-weighting \(learned?.rawValue ?? "")"),
+            (options.diagnosticsEvery > 0, "--head-diagnostics-every"),
+        ].filter(\.0).map(\.1)
+        if let clash = clashes.first {
+            throw TandemError.usage(
+                "gradient accumulation (\(n) steps) does not combine with \(clash) yet (the arena holds the window's gradient sum)"
+            )
+        }
+    }
+}

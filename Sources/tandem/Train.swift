@@ -110,68 +110,13 @@ struct Train: ParsableCommand {
     }
 
     private func train(_ comm: Communicator) throws {
-        // Flags first: every rank parses the same command line, so no agreement is needed.
-        if let batchSize, batchSize <= 0 {
-            throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)")
-        }
-        guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
-        guard checkpointEvery >= 0, syncCheckEvery >= 0 else {
-            throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative")
-        }
-        _ = try optimizerOptions.kind()
-        if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
-            throw TandemError.usage("--validation-split must be between 0 and 1 (exclusive)")
-        }
-        if valData != nil && validationSplit != nil {
-            throw TandemError.usage("give --val-data or --validation-split, not both")
-        }
-        if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
+        try checkFlags()
         let l2Terms = try parseL2(l2)
 
         // Resume: the checkpoint fixes the model, optimizer, seed and batch.
-        var resumed: CheckpointMetadata?
         let checkpointPath = resume.map { $0 + "/checkpoint.safetensors" }
-        if let checkpointPath {
-            let json = try rankZeroBroadcast(comm) {
-                let file = try SafeTensorsFile(path: checkpointPath)
-                guard let json = file.metadata["tandem"] else {
-                    throw TandemError.file(checkpointPath, "not a Tandem checkpoint")
-                }
-                return json
-            }
-            guard let meta = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
-                throw AgreedError(
-                    message: "\(checkpointPath): not a Tandem checkpoint (unreadable metadata)",
-                    reporter: comm.rank == 0)
-            }
-            resumed = meta
-        }
-        // The model: from the checkpoint on resume (no model flags needed), else --model.
-        var resolved: ResolvedModel
-        if let meta = resumed {
-            if !size.isPreset {
-                throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model")
-            }
-            if let text = meta.configuration.modelConfig {
-                if !size.given.isEmpty {
-                    throw TandemError.usage(
-                        "--resume: the checkpoint holds an archive model; the size flags do not apply")
-                }
-                resolved = ResolvedModel(
-                    description: try comm.agreeOn {
-                        try KerasConfig.description(fromJSON: Array(text.utf8), source: checkpointPath!)
-                    },
-                    archive: nil, headline: nil)
-            } else {
-                let saved = meta.configuration.headline ?? HeadlineConfig()
-                resolved = ResolvedModel(
-                    description: try ModelDescription.headline(saved), archive: nil, headline: saved)
-            }
-        } else {
-            var preset = HeadlineConfig()
-            if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
-            resolved = try size.resolve(comm, preset: preset)
-        }
+        let resumed = try checkpointPath.map { try readCheckpoint($0, comm) }
+        let resolved = try resolveModel(resumed: resumed, checkpointPath: checkpointPath, comm)
         let description = resolved.description
         var heads = try headOptions.heads(description.heads)
         if let meta = resumed {
@@ -217,16 +162,10 @@ struct Train: ParsableCommand {
         }
 
         // Parameters, optimizer state and position, in RunStart's order of precedence.
-        let start: RunStart
-        if let checkpointPath {
-            start = .checkpoint(path: checkpointPath)
-        } else if let initPath = `init` {
-            start = .weights(path: initPath)
-        } else if let archive = resolved.archive, archive.weightsBytes != nil {
-            start = .archive(archive, description)
-        } else {
-            start = .initializers(seed: seed, model: size.model)
-        }
+        let start: RunStart =
+            checkpointPath.map { .checkpoint(path: $0) } ?? `init`.map { .weights(path: $0) }
+            ?? resolved.archive.flatMap { $0.weightsBytes != nil ? .archive($0, description) : nil }
+            ?? .initializers(seed: seed, model: size.model)
         let restored = try step.restore(from: start)
         let position = restored.position ?? TrainingPosition()
         let notes = restored.notes
@@ -305,6 +244,64 @@ struct Train: ParsableCommand {
 }
 
 extension Train {
+    /// Flags first: every rank parses the same command line, so no agreement is needed.
+    fileprivate func checkFlags() throws {
+        if let batchSize, batchSize <= 0 {
+            throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)")
+        }
+        guard epochs >= 0 else { throw TandemError.usage("--epochs must not be negative") }
+        guard checkpointEvery >= 0, syncCheckEvery >= 0 else {
+            throw TandemError.usage("--checkpoint-every and --sync-check-every must not be negative")
+        }
+        _ = try optimizerOptions.kind()
+        if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
+            throw TandemError.usage("--validation-split must be between 0 and 1 (exclusive)")
+        }
+        if valData != nil && validationSplit != nil {
+            throw TandemError.usage("give --val-data or --validation-split, not both")
+        }
+        if `init` != nil && resume != nil { throw TandemError.usage("give --init or --resume, not both") }
+    }
+
+    /// A checkpoint's metadata, read on rank 0 and sent to every rank.
+    fileprivate func readCheckpoint(_ path: String, _ comm: Communicator) throws -> CheckpointMetadata {
+        let json = try rankZeroBroadcast(comm) {
+            let file = try SafeTensorsFile(path: path)
+            guard let json = file.metadata["tandem"] else { throw TandemError.file(path, "not a Tandem checkpoint") }
+            return json
+        }
+        guard let meta = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8)) else {
+            throw AgreedError(
+                message: "\(path): not a Tandem checkpoint (unreadable metadata)", reporter: comm.rank == 0)
+        }
+        return meta
+    }
+
+    /// The model: from the checkpoint on resume (no model flags needed), else --model.
+    fileprivate func resolveModel(resumed: CheckpointMetadata?, checkpointPath: String?, _ comm: Communicator) throws
+        -> ResolvedModel
+    {
+        guard let meta = resumed, let checkpointPath else {
+            var preset = HeadlineConfig()
+            if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
+            return try size.resolve(comm, preset: preset)
+        }
+        if !size.isPreset {
+            throw TandemError.usage("--resume: the model comes from the checkpoint; leave out --model")
+        }
+        guard let text = meta.configuration.modelConfig else {
+            let saved = meta.configuration.headline ?? HeadlineConfig()
+            return ResolvedModel(description: try ModelDescription.headline(saved), archive: nil, headline: saved)
+        }
+        if !size.given.isEmpty {
+            throw TandemError.usage("--resume: the checkpoint holds an archive model; the size flags do not apply")
+        }
+        let description = try comm.agreeOn {
+            try KerasConfig.description(fromJSON: Array(text.utf8), source: checkpointPath)
+        }
+        return ResolvedModel(description: description, archive: nil, headline: nil)
+    }
+
     /// The epoch loop's settings from the flags (the batch, seed and order the run's configuration fixed).
     fileprivate func trainingOptions(batch: Int, seed: UInt64, shuffle: Bool) throws -> TrainingOptions {
         var options = TrainingOptions()

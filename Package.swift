@@ -39,14 +39,21 @@ let package = Package(
         // Stop-on-request signal flags.
         .target(name: "CSignals"),
 
-        // The library: kernels ← layers/model ← training → communicator.
+        // The library: kernels ← layers/model ← training → the Communicator protocol (local and
+        // thread ranks). It links neither MPI nor cairo: those are the two targets below.
         .target(
             name: "Tandem",
             dependencies: [
-                "CBLAS", "CMPI", "CKernels", "CSignals", "CHDF5", "CCairo",
+                "CBLAS", "CKernels", "CSignals", "CHDF5",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+
+        // MPI behind the Communicator protocol: the only code that links it.
+        .target(name: "TandemMPI", dependencies: ["Tandem", "CMPI"]),
+
+        // `tandem plot`'s PNG figures, drawn with cairo.
+        .target(name: "TandemPlot", dependencies: ["Tandem", "CCairo"]),
 
         // The command-line tool: a thin ArgumentParser layer over the library. Position-
         // independent, as the toolchain links it: a fixed-address (-no-pie) link saved ~2 MB
@@ -56,12 +63,12 @@ let package = Package(
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "Tandem",
+                "Tandem", "TandemMPI", "TandemPlot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.
         .testTarget(name: "TandemTests", dependencies: ["Tandem", "CKernels"]),
-        .testTarget(name: "TandemCLITests", dependencies: ["Tandem"]),
+        .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "CCairo"]),
     ]
 )

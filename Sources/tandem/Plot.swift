@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import Tandem
+import TandemPlot
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,7 @@
 
 import Foundation
 import Tandem
+import TandemMPI
 
 /// What the start-up report says that the trainer does not know.
 struct StartFacts {

@@ -5,6 +5,7 @@
 import ArgumentParser
 import Foundation
 import Tandem
+import TandemMPI
 
 @main
 struct TandemCommand: ParsableCommand {

@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Tandem
+import TandemMPI
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(

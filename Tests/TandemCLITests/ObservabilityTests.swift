@@ -6,6 +6,7 @@
 
 import Foundation
 import Tandem
+import TandemPlot
 import XCTest
 
 final class ObservabilityTests: XCTestCase {

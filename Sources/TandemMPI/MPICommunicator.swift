@@ -5,6 +5,7 @@
 
 import CMPI
 import Foundation
+import Tandem
 
 /// Collectives over MPI_COMM_WORLD.
 public final class MPICommunicator: Communicator {

@@ -1,4 +1,4 @@
-// `tandem plot RUN`: the run's per-head curves as a PNG (Plot/RunPlot.swift).
+// `tandem plot RUN`: the run's per-head curves as a PNG (Sources/TandemPlot/RunPlot.swift).
 
 import ArgumentParser
 import Foundation

@@ -6,10 +6,6 @@ import Foundation
 import Tandem
 import XCTest
 
-private func write(_ values: [Float], _ shape: [Int], _ path: String) throws {
-    try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
-}
-
 final class GradientSurgeryTests: XCTestCase, @unchecked Sendable {
     /// x → trunk (tanh) → "a" and "b" (linear, MSE, the same initial weights); b's targets are minus
     /// a's (`conflict`) or a's own, so the heads pull the trunk in opposite directions or in one.

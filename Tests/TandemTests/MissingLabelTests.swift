@@ -12,10 +12,6 @@ extension ParameterStore {
     fileprivate func gradientSnapshot() -> [Float] { Array(UnsafeBufferPointer(start: gradients, count: count)) }
 }
 
-private func write(_ values: [Float], _ shape: [Int], _ path: String) throws {
-    try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
-}
-
 final class MissingLabelTests: XCTestCase, @unchecked Sendable {
     /// x → tanh trunk → "a" (sigmoid, BCE, every row labelled) and "b" (softmax, sparse CCE,
     /// rows 1, 4 and 5 unlabelled, sample weights). `b.npy` holds NaN where `missing`, else the

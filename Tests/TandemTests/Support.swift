@@ -1,9 +1,11 @@
-// Shared test helpers: the tolerance rule, seeded fills, temporary folders.
+// Shared test helpers, in one place: the tolerance rule, seeded fills, temporary folders, the
+// tiny models and data, the gradient-check drivers, and locked arrays for thread ranks.
 // Tolerance rule (as swift-numerics): pass when |a − e| ≤ atol + rtol·max(|a|, |e|).
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 func assertClose(
     _ actual: Double, _ expected: Double, atol: Double, rtol: Double, _ message: @autoclosure () -> String = "",
@@ -106,4 +108,157 @@ func checkTotalLossGradient(
             (0..<view.count).contains { analytic[view.offset + $0] != 0 }, "\(view.name) gets gradient", file: file,
             line: line)
     }
+}
+
+/// A fixed-size array filled from several threads.
+final class LockedArray: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [[Float]]
+    init(_ n: Int) { storage = Array(repeating: [], count: n) }
+    func set(_ i: Int, _ v: [Float]) {
+        lock.lock()
+        storage[i] = v
+        lock.unlock()
+    }
+    var values: [[Float]] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage
+    }
+}
+
+/// One string set from a thread.
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var text = ""
+    func set(_ t: String) {
+        lock.lock()
+        text = t
+        lock.unlock()
+    }
+    var value: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return text
+    }
+}
+
+/// The gradient checks' central-difference step and tolerances (LayerGradientTests.swift's header).
+let eps: Float = 1e-3
+let atol = 5e-4
+let rtol = 1e-2
+
+/// Analytic vs numerical gradients of L = Σ terminal ⊙ R for one layer graph.
+func checkLayer(
+    _ model: Model, terminal: Layer, batch: Int, seed: UInt64,
+    prepare: ((Model) -> Void)? = nil, file: StaticString = #filePath, line: UInt = #line
+) {
+    var rng = SeededGenerator(seed: seed)
+    let store = model.parameters
+    for input in model.inputs { input.wantsGradient = true }  // every layer's dx is checked
+    fillUniform(store.values, store.count, &rng, -0.6, 0.6)
+    for input in model.inputs where input.kind == .features {
+        fillUniform(input.output.values, batch * input.width, &rng)
+    }
+    prepare?(model)
+    let width = terminal.output.width
+    let r = (0..<(batch * width)).map { _ in Float(rng.uniform(-1, 1)) }
+    func loss() -> Double {
+        model.forward(batch: batch)
+        var total = 0.0
+        for i in 0..<(batch * width) { total += Double(terminal.output.values[i]) * Double(r[i]) }
+        return total
+    }
+    store.zeroGradients()
+    model.forward(batch: batch)
+    for i in 0..<(batch * width) { terminal.output.gradients[i] = r[i] }
+    model.backward(batch: batch)
+    let analytic = store.snapshot().indices.map { store.gradients[$0] }
+    let inputGradients = model.inputs.filter { $0.kind == .features }.map { input in
+        (0..<(batch * input.width)).map { input.output.gradients[$0] }
+    }
+    for view in store.tensors {
+        for j in 0..<view.count {
+            let p = store.values + view.offset + j
+            let saved = p.pointee
+            p.pointee = saved + eps
+            let up = loss()
+            p.pointee = saved - eps
+            let down = loss()
+            p.pointee = saved
+            assertClose(
+                Double(analytic[view.offset + j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
+                "\(view.name)[\(j)]", file: file, line: line)
+        }
+    }
+    for (k, input) in model.inputs.filter({ $0.kind == .features }).enumerated() {
+        for j in 0..<(batch * input.width) {
+            let p = input.output.values + j
+            let saved = p.pointee
+            p.pointee = saved + eps
+            let up = loss()
+            p.pointee = saved - eps
+            let down = loss()
+            p.pointee = saved
+            assertClose(
+                Double(inputGradients[k][j]), (up - down) / Double(2 * eps), atol: atol, rtol: rtol,
+                "d\(input.name)[\(j)]", file: file, line: line)
+        }
+    }
+}
+
+/// A headline model and TrainingStep on tiny data.
+func tinyHeadline(
+    heads: [Head], l2: [String: Double], batch: Int, samples: Int = 9,
+    sampleWeights: Bool = true, communicator: Communicator = LocalCommunicator(),
+    optimizer: OptimizerConfig = OptimizerConfig(), config: HeadlineConfig = tinyConfig()
+) throws -> (TrainingStep, Dataset, String) {
+    let dir = temporaryDirectory()
+    try writeTinyData(dir, samples: samples, config: config, seed: 5, sampleWeights: sampleWeights)
+    let model = Model.headline(config, maxBatch: batch)
+    model.parameters.initialize(seed: 21)
+    let step = try TrainingStep(
+        model: model, heads: heads, optimizer: Optimizer(optimizer, parameterCount: model.parameters.count),
+        communicator: communicator, l2: l2)
+    return (step, try Dataset(directory: dir, model: model, heads: heads), dir)
+}
+
+func write(_ values: [Float], _ shape: [Int], _ path: String) throws {
+    try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
+}
+
+/// Random inputs and MSE targets for every output, then the total-loss gradient check.
+func checkGradients(
+    inputs: [InputLayer], outputs: [Layer], batch: Int = 3, seed: UInt64 = 5,
+    file: StaticString = #filePath, line: UInt = #line
+) throws {
+    let model = Model(inputs: inputs, outputs: outputs, maxBatch: batch)
+    model.parameters.initialize(seed: seed)
+    let dir = temporaryDirectory()
+    var rng = SeededGenerator(seed: seed + 1)
+    for x in inputs {
+        try write(
+            (0..<(batch * x.width)).map { _ in Float(rng.normal()) }, [batch] + x.output.shape, dir + "/\(x.name).npy")
+    }
+    for o in outputs {
+        try write(
+            (0..<(batch * o.output.width)).map { _ in Float(rng.normal()) }, [batch, o.output.width],
+            dir + "/\(o.name).npy")
+    }
+    let heads = outputs.enumerated().map {
+        Head(output: $0.element.name, loss: .meanSquaredError, weight: 1 + Double($0.offset) / 3)
+    }
+    let step = try TrainingStep(
+        model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+        communicator: LocalCommunicator(), regularizers: [])
+    try checkTotalLossGradient(
+        step, data: try Dataset(directory: dir, model: model, heads: heads),
+        batch: (0..<Int32(batch)).reversed(), file: file, line: line)
+}
+
+/// tinyConfig with a table at least 4U wide, as the factored form needs: 13 ≥ 12.
+func wideTinyConfig() -> HeadlineConfig {
+    var config = tinyConfig()
+    config.embeddingDimension = 13
+    return config
 }

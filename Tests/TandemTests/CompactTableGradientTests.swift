@@ -200,10 +200,3 @@ final class CompactTableGradientTests: XCTestCase {
         XCTAssertEqual(store.snapshot(), before, "micro-batch \(microBatch ?? 0): no weight moved")
     }
 }
-
-/// tinyConfig with a table at least 4U wide, as the factored form needs: 13 ≥ 12.
-func wideTinyConfig() -> HeadlineConfig {
-    var config = tinyConfig()
-    config.embeddingDimension = 13
-    return config
-}

@@ -1,9 +1,9 @@
-// Everything Tandem knows about each Keras layer class, one entry per class in one list:
-// how one call of it is built from its config (the builders in LayerRegistry.swift), its
-// variables in the order Keras saves them (docs/KERAS-FORMAT.md §3), which `*_regularizer`
-// keys reach which weight, and whether a call may take Keras's `mask`. The layer states its
-// own FLOPs (Layer.forwardFlopsPerSample). Adding a Keras class is its layer file, one entry
-// here and its tests.
+// Everything Tandem knows about each Keras layer class, one entry per class: how one call of it
+// is built from its config, its variables in the order Keras saves them (docs/KERAS-FORMAT.md §3),
+// which `*_regularizer` keys reach which weight, and whether a call may take Keras's `mask`. Each
+// entry and its builder sit in Keras/Layers/<Layer>+Keras.swift; `LayerRegistry.kinds` lists them,
+// one line each. The layer states its own FLOPs (Layer.forwardFlopsPerSample). Adding a Keras class
+// is its layer file, its +Keras file, one line in `kinds` and its tests.
 
 /// One Keras layer class (or a few that share everything but their name).
 struct KerasLayerKind: Sendable {
@@ -26,155 +26,24 @@ struct KerasLayerKind: Sendable {
     }
 }
 
-extension LayerRegistry {
-    typealias R = LayerRegistry
-    private static func kernelAndBias(_ config: JSONValue) -> [String] {
+extension KerasLayerKind {
+    static func kernelAndBias(_ config: JSONValue) -> [String] {
         config["use_bias"]?.bool == false ? ["kernel"] : ["kernel", "bias"]
     }
-    private static let denseKeys = [(key: "kernel_regularizer", weight: "kernel"), ("bias_regularizer", "bias")]
-    private static let normalizationKeys = [(key: "gamma_regularizer", weight: "gamma"), ("beta_regularizer", "beta")]
+    static let denseKeys = [(key: "kernel_regularizer", weight: "kernel"), ("bias_regularizer", "bias")]
+    static let normalizationKeys = [(key: "gamma_regularizer", weight: "gamma"), ("beta_regularizer", "beta")]
+}
 
-    /// An RNN's weights sit in its cell: `cell/vars`, named `<class>_cell`.
-    private static func recurrentVariables(_ className: String, _ layer: String, _ config: JSONValue)
-        -> [KerasLayerKind.VariableGroup]
-    {
-        let names = ["kernel", "recurrent_kernel"] + (config["use_bias"]?.bool == false ? [] : ["bias"])
-        return [
-            KerasLayerKind.top(layer, []),
-            .init(path: "cell/vars", label: "\(KerasConfig.snakeCase(className))_cell", names: names),
-        ]
-    }
-
-    private static func recurrent(_ className: String) -> KerasLayerKind {
-        KerasLayerKind(
-            classNames: [className], readsMask: true,
-            build: { a, inputs, mask in try R.recurrent(a, inputs, mask: mask) },
-            variables: recurrentVariables,
-            regularizerKeys: [
-                ("kernel_regularizer", "kernel"), ("recurrent_regularizer", "recurrent_kernel"),
-                ("bias_regularizer", "bias"),
-            ])
-    }
-
-    /// Every class Tandem builds, in the order the supported list (and the mask readers) name them.
+extension LayerRegistry {
+    /// Every class Tandem builds, one line each (their entries are in Keras/Layers/), in the order
+    /// the supported list and the mask readers name them.
     static let kinds: [KerasLayerKind] =
         [
-            KerasLayerKind(classNames: ["InputLayer"], build: { a, _, _ in try R.input(a) }),
-            KerasLayerKind(
-                classNames: ["Embedding"], build: { a, inputs, _ in try R.embedding(a, inputs) },
-                variables: { _, layer, _ in [KerasLayerKind.top(layer, ["embeddings"])] },
-                regularizerKeys: [("embeddings_regularizer", "embeddings")]),
-            recurrent("LSTM"),
-            recurrent("GRU"),
-            recurrent("SimpleRNN"),
-            KerasLayerKind(
-                classNames: ["Bidirectional"], readsMask: true,
-                build: { a, inputs, mask in try R.bidirectional(a, inputs, mask: mask) },
-                variables: { _, layer, config in
-                    // forward_layer/… and backward_layer/…, each an RNN named in the config; Tandem's
-                    // names are <layer>/<half>/<weight>.
-                    var groups = [KerasLayerKind.top(layer, [])]
-                    for (half, attribute) in zip(
-                        KerasConfig.bidirectionalHalves(config), ["forward_layer", "backward_layer"])
-                    {
-                        let name = half["config"]?["name"]?.string ?? attribute
-                        groups += R.variables(
-                            className: half["class_name"]?.string ?? "", layer: name, config: half["config"] ?? .null
-                        ).map {
-                            .init(
-                                path: "\(attribute)/\($0.path)", label: $0.path == "vars" ? name : $0.label,
-                                names: $0.names.map { "\(name)/\($0)" })
-                        }
-                    }
-                    return groups
-                }),
-            KerasLayerKind(
-                classNames: ["Dense"], build: { a, inputs, _ in try R.dense(a, inputs) },
-                variables: { _, layer, config in [KerasLayerKind.top(layer, kernelAndBias(config))] },
-                regularizerKeys: denseKeys),
-            KerasLayerKind(classNames: ["Concatenate"], build: { a, inputs, _ in try R.concatenate(a, inputs) }),
-            KerasLayerKind(
-                classNames: ["Activation"],
-                build: { a, inputs, _ in
-                    ActivationLayer(name: a.node.id, activation: try a.activation(), input: try R.single(a, inputs))
-                }),
-        ]
-        + MergeKind.allCases.map { kind in
-            KerasLayerKind(classNames: [kind.rawValue], build: { a, inputs, _ in try R.merge(a, kind, inputs) })
-        }
+            .input, .embedding, .lstm, .gru, .simpleRNN, .bidirectional, .dense, .concatenate, .activation,
+        ] + KerasLayerKind.merges
         + [
-            KerasLayerKind(
-                classNames: ["Flatten"],
-                build: { a, inputs, _ in
-                    try a.channelsLast()
-                    return Reshape(
-                        name: a.node.id, input: try R.single(a, inputs), shape: [try R.single(a, inputs).output.width])
-                }),
-            KerasLayerKind(classNames: ["Reshape"], build: { a, inputs, _ in try R.reshape(a, inputs) }),
-            KerasLayerKind(
-                classNames: ["RepeatVector"],
-                build: { a, inputs, _ in
-                    let source = try R.single(a, inputs)
-                    guard source.output.shape.count == 1 else {
-                        throw a.fail("needs [batch, features], got \(R.shapeText(source))")
-                    }
-                    return RepeatVector(name: a.node.id, input: source, count: try a.int("n"))
-                }),
-            KerasLayerKind(
-                classNames: ["Dropout", "SpatialDropout1D"], build: { a, inputs, _ in try R.dropout(a, inputs) }),
-            KerasLayerKind(
-                classNames: ["LayerNormalization"], build: { a, inputs, _ in try R.layerNormalization(a, inputs) },
-                variables: { _, layer, config in
-                    [
-                        KerasLayerKind.top(
-                            layer,
-                            (config["scale"]?.bool == false ? [] : ["gamma"])
-                                + (config["center"]?.bool == false ? [] : ["beta"]))
-                    ]
-                },
-                regularizerKeys: normalizationKeys),
-            KerasLayerKind(
-                classNames: ["TimeDistributed"], build: { a, inputs, _ in try R.timeDistributed(a, inputs) },
-                variables: { _, layer, config in
-                    // The wrapped layer's, under `layer/`.
-                    let inner = config["layer"] ?? .null
-                    let groups = R.variables(
-                        className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
-                    return [KerasLayerKind.top(layer, [])]
-                        + groups.map {
-                            .init(
-                                path: "layer/" + $0.path,
-                                label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label,
-                                names: $0.names)
-                        }
-                }),
-            KerasLayerKind(
-                classNames: ["MaxPooling1D", "AveragePooling1D"], build: { a, inputs, _ in try R.pooling(a, inputs) }),
-            KerasLayerKind(
-                classNames: ["GlobalAveragePooling1D"], readsMask: true,
-                build: { a, inputs, mask in try R.globalPooling(a, inputs, mask: mask) }),
-            KerasLayerKind(
-                classNames: ["GlobalMaxPooling1D"],
-                build: { a, inputs, mask in try R.globalPooling(a, inputs, mask: mask) }),
-            KerasLayerKind(
-                classNames: ["Conv1D"], build: { a, inputs, _ in try R.conv1D(a, inputs) },
-                variables: { _, layer, config in [KerasLayerKind.top(layer, kernelAndBias(config))] },
-                regularizerKeys: denseKeys),
-            KerasLayerKind(
-                classNames: ["BatchNormalization"], build: { a, inputs, _ in try R.batchNormalization(a, inputs) },
-                variables: { _, layer, config in
-                    [
-                        KerasLayerKind.top(
-                            layer,
-                            (config["scale"]?.bool == false ? [] : ["gamma"])
-                                + (config["center"]?.bool == false ? [] : ["beta"]) + [
-                                    "moving_mean", "moving_variance",
-                                ])
-                    ]
-                },
-                regularizerKeys: normalizationKeys),
-            KerasLayerKind(
-                classNames: ["NotEqual"], listed: false, build: { a, inputs, _ in try R.notEqual(a, inputs) }),
+            .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,
+            .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual,
         ]
 
     /// The entry of each class name.

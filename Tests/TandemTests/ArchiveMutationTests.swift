@@ -1,8 +1,9 @@
 // Part of what NewLayerGradientTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class ArchiveMutationTests: XCTestCase {
     /// A few hundred mutated archives (bytes flipped, runs zeroed, truncated; in config.json,

@@ -5,8 +5,9 @@
 // step, archives and resume mid-window) is KerasOptimizerTests' opt_*_accumulate models.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 /// Counts the Float allreduces (the gradient exchange) of the communicator it wraps.
 private final class CountingCommunicator: Communicator {

@@ -3,8 +3,9 @@
 // the ordinary gradient.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class GradientSurgeryTests: XCTestCase, @unchecked Sendable {
     /// x → trunk (tanh) → "a" and "b" (linear, MSE, the same initial weights); b's targets are minus

@@ -4,8 +4,9 @@
 // on 3 ranks; and a diagnostic pass changes nothing the step then computes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
     let heads = [

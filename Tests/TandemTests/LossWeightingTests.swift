@@ -2,8 +2,9 @@
 // steps by hand (SGD and Adam), and a constant schedule = the constant weight.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class LossWeightingTests: XCTestCase {
     func testSchedulesByHand() throws {

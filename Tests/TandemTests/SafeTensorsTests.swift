@@ -1,8 +1,9 @@
 // Part of what NPYTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class SafeTensorsTests: XCTestCase {
     func testWeightsRoundTripWithKerasNames() throws {

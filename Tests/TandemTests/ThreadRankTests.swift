@@ -1,8 +1,9 @@
 // Part of what ShardingTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import Tandem
 
 final class ThreadRankTests: XCTestCase {
     /// Trains `steps` global batches on `size` thread ranks; returns each rank's final parameters.

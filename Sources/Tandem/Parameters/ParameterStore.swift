@@ -138,8 +138,8 @@ public final class ParameterStore: @unchecked Sendable {
         }
     }
 
-    /// Copies every parameter value out (for tests, snapshots and hashing).
-    public func snapshot() -> [Float] { Array(UnsafeBufferPointer(start: values, count: count)) }
+    /// Copies every parameter value out (the tests compare weights through it).
+    func snapshot() -> [Float] { Array(UnsafeBufferPointer(start: values, count: count)) }
 
     /// FNV-1a 64 over the bytes of one tensor; identical bytes give identical hashes.
     public func hash(of view: TensorView) -> UInt64 {

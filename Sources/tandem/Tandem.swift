@@ -102,13 +102,7 @@ func parseL2(_ items: [String]) throws -> [String: Double] {
 /// need not exist on other nodes). Errors are agreed on.
 func rankZeroBroadcast(_ communicator: Communicator, _ read: () throws -> String) throws -> String {
     let text = try communicator.agreeOn { communicator.rank == 0 ? try read() : "" }
-    var length = [Double(text.utf8.count)]
-    try communicator.allReduceMax(&length)
-    var bytes = Array(text.utf8) + [UInt8](repeating: 0, count: Int(length[0]) - text.utf8.count)
-    if !bytes.isEmpty {
-        try bytes.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    return String(decoding: try communicator.broadcastFromRankZero(Array(text.utf8)), as: UTF8.self)
 }
 
 /// The sequence length stored in a dataset's main_input.npy, if readable.

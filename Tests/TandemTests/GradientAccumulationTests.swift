@@ -150,6 +150,26 @@ final class GradientAccumulationTests: XCTestCase {
         }
     }
 
+    func testAnArchivesAccumulationStepsAreReadAndBadOnesRefusedByName() throws {
+        func optimizer(_ steps: String) throws -> OptimizerConfig {
+            let text =
+                #"{"module": "keras.optimizers", "class_name": "Adam", "config": {"learning_rate": 0.01, "gradient_accumulation_steps": "#
+                + steps + #"}, "registered_name": null}"#
+            return try KerasCompile.optimizer(try JSONValue.parse(Array(text.utf8)))
+        }
+        XCTAssertEqual(try optimizer("3").gradientAccumulationSteps, 3)
+        XCTAssertNil(try optimizer("null").gradientAccumulationSteps)
+        for bad in ["1", "0", "2.5", "\"two\""] {
+            XCTAssertThrowsError(try optimizer(bad), bad) { error in
+                XCTAssertTrue("\(error)".contains("'gradient_accumulation_steps' = "), "\(bad): \(error)")
+            }
+        }
+        var config = adam(accumulating: 1)
+        XCTAssertThrowsError(try config.validate())
+        config.gradientAccumulationSteps = 2
+        XCTAssertNoThrow(try config.validate())
+    }
+
     func testRefusesAccumulationWithReproducibleMode() throws {
         let (step, data, _) = try tinyHeadline(
             heads: heads, l2: [:], batch: 4, samples: 8, optimizer: adam(accumulating: 2))

@@ -51,6 +51,15 @@ public struct AgreedError: Error, CustomStringConvertible {
 }
 
 extension Communicator {
+    /// Collective: rank 0's `bytes` on every rank (what the others pass is replaced).
+    public func broadcastFromRankZero(_ bytes: [UInt8]) throws -> [UInt8] {
+        var length = [Double(rank == 0 ? bytes.count : 0)]
+        try allReduceMax(&length)
+        var out = rank == 0 ? bytes : [UInt8](repeating: 0, count: Int(length[0]))
+        if !out.isEmpty { try out.withUnsafeMutableBytes { try broadcast($0.baseAddress!, bytes: $0.count, from: 0) } }
+        return out
+    }
+
     /// Collective: if any rank passes an error, every rank throws `AgreedError`
     /// carrying the lowest failing rank's message. Costs two small collectives.
     public func agree(_ error: Error?) throws {

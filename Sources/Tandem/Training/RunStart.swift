@@ -68,12 +68,9 @@ extension TrainingStep {
         try communicator.allReduceMax(&iterations)
         if case .checkpoint = start {
             // Rank 0 read the position; every rank takes it as Codable bytes.
-            var bytes = try JSONEncoder().encode(restored.position ?? TrainingPosition())
-            var length = [Double(communicator.rank == 0 ? bytes.count : 0)]
-            try communicator.allReduceMax(&length)
-            if communicator.rank != 0 { bytes = Data(count: Int(length[0])) }
-            try bytes.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
-            restored.position = try JSONDecoder().decode(TrainingPosition.self, from: bytes)
+            let bytes = try communicator.broadcastFromRankZero(
+                Array(try JSONEncoder().encode(restored.position ?? TrainingPosition())))
+            restored.position = try JSONDecoder().decode(TrainingPosition.self, from: Data(bytes))
             optimizer.restore(iterations: Int(iterations[0]))
         } else if iterations[0] > 0 {
             optimizer.restore(iterations: Int(iterations[0]))

@@ -39,15 +39,31 @@ let package = Package(
         // Stop-on-request signal flags.
         .target(name: "CSignals"),
 
-        // The library: kernels ← layers/model ← training → the Communicator protocol (local and
-        // thread ranks). It links neither MPI nor cairo: those are the two targets below.
+        // The library, in dependency order. Core: kernels, layers, the runnable model, losses,
+        // metrics, optimizers and the Communicator protocol (BatchNormalization's global
+        // statistics call it) with local and thread ranks — BLAS and the C kernels only.
+        .target(name: "TandemCore", dependencies: ["CBLAS", "CKernels"]),
+
+        // Keras: the model description, config.json and compile config, the layer table, and
+        // .keras archives (HDF5 weights in a zip).
         .target(
-            name: "Tandem",
+            name: "TandemKeras",
             dependencies: [
-                "CBLAS", "CKernels", "CSignals", "CHDF5",
-                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "TandemCore", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]),
+
+        // TensorBoard's event files (protobuf records).
+        .target(
+            name: "TandemTensorBoard",
+            dependencies: ["TandemCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+
+        // Training: the step and its strategies, the trainer, checkpoints, the run's rules, data.
+        .target(
+            name: "TandemTraining", dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "CSignals"]),
+
+        // `import Tandem`: the four above, re-exported — what the CLI and a user's program import.
+        // It links neither MPI nor cairo: those are the two targets below.
+        .target(name: "Tandem", dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining"]),
 
         // MPI behind the Communicator protocol: the only code that links it.
         .target(name: "TandemMPI", dependencies: ["Tandem", "CMPI"]),
@@ -68,7 +84,9 @@ let package = Package(
             ]),
 
         // Tests.
-        .testTarget(name: "TandemTests", dependencies: ["Tandem", "CKernels"]),
+        .testTarget(
+            name: "TandemTests",
+            dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "CKernels"]),
         .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "CCairo"]),
     ]
 )

@@ -10,5 +10,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugin="${PROTOC_GEN_SWIFT:-$(command -v protoc-gen-swift || true)}"
 [ -x "$plugin" ] || { echo "generate-protos.sh: protoc-gen-swift not found (set PROTOC_GEN_SWIFT)" >&2; exit 2; }
 protoc --plugin=protoc-gen-swift="$plugin" --proto_path=Protos --swift_opt=Visibility=Internal \
-  --swift_out=Sources/Tandem/TensorBoard Protos/tensorboard_event.proto
-echo "wrote Sources/Tandem/TensorBoard/tensorboard_event.pb.swift"
+  --swift_out=Sources/TandemTensorBoard Protos/tensorboard_event.proto
+echo "wrote Sources/TandemTensorBoard/tensorboard_event.pb.swift"

@@ -156,7 +156,7 @@ final class BadInputTests: XCTestCase {
     }
 
     func testUnwritableOutputIsNamed() throws {
-        FileManager.default.createFile(atPath: dir + "/plainfile", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/plainfile", contents: Data("x".utf8))
         let train = try Harness.tandem(
             ["train", "--data", dir + "/good", "--out", dir + "/plainfile/run", "--quiet"] + Harness.tiny)
         XCTAssertEqual(train.status, 1)
@@ -168,10 +168,10 @@ final class BadInputTests: XCTestCase {
     }
 
     func testCorruptWeightsAndCheckpoint() throws {
-        FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data(repeating: 7, count: 64))
+        _ = FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data(repeating: 7, count: 64))
         try expectFailure(train(dir + "/good", ["--init", dir + "/junk.safetensors"]), mentions: ["junk.safetensors"])
         try FileManager.default.createDirectory(atPath: dir + "/oldrun", withIntermediateDirectories: true)
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: dir + "/oldrun/checkpoint.safetensors", contents: Data(repeating: 0, count: 5))
         try expectFailure(
             train(dir + "/good", ["--resume", dir + "/oldrun"]), mentions: ["checkpoint.safetensors", "truncated"])
@@ -194,7 +194,7 @@ final class BadInputTests: XCTestCase {
         }
         try expectFailure(train(nan), mentions: ["main_output.npy", "row 39", "not finite"], mpi: 2)
         try expectFailure(train(dir + "/good", ["--loss-weight", "nothing=2"]), mentions: ["nothing"], mpi: 2)
-        FileManager.default.createFile(atPath: dir + "/junk2.safetensors", contents: Data(repeating: 9, count: 100))
+        _ = FileManager.default.createFile(atPath: dir + "/junk2.safetensors", contents: Data(repeating: 9, count: 100))
         try expectFailure(
             train(dir + "/good", ["--init", dir + "/junk2.safetensors"]), mentions: ["junk2.safetensors"], mpi: 2)
         try expectFailure(train(dir + "/good", ["--batch-size", "0"]), mentions: ["--batch-size"], mpi: 2)
@@ -216,7 +216,7 @@ final class BadInputTests: XCTestCase {
         }
         try expectFailure(train(wrongShape), mentions: ["main_output.npy", "[N, 1]"], mpi: 2)
         try FileManager.default.createDirectory(atPath: dir + "/oldrun-mpi", withIntermediateDirectories: true)
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: dir + "/oldrun-mpi/checkpoint.safetensors", contents: Data(repeating: 3, count: 4096))
         try expectFailure(
             train(dir + "/good", ["--resume", dir + "/oldrun-mpi"]), mentions: ["checkpoint.safetensors"], mpi: 2)

@@ -34,8 +34,8 @@ enum Harness {
     ) throws -> RunResult {
         let dir = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
@@ -91,8 +91,8 @@ enum Harness {
     static func start(_ executable: String, _ args: [String], environment: [String: String] = [:]) throws -> Running {
         let dir = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
         let running = Running(dir: dir)
         running.process.executableURL = URL(fileURLWithPath: executable)
         running.process.arguments = args

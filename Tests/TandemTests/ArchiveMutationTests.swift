@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class ArchiveMutationTests: XCTestCase {
     /// A few hundred mutated archives (bytes flipped, runs zeroed, truncated; in config.json,

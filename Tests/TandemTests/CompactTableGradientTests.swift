@@ -7,7 +7,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class CompactTableGradientTests: XCTestCase {
     private let heads = [

@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class ConvolutionAndBatchNormTests: XCTestCase {
     func testConv1DEveryPaddingStrideAndDilation() throws {

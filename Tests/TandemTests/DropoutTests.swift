@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class DropoutTests: XCTestCase {
     /// x → Dropout; forward in training with the given keys, the output as an array.

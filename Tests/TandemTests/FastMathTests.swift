@@ -2,8 +2,11 @@
 
 import CKernels
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class FastMathTests: XCTestCase {
     func testFastTanhIsWithinAFewUlps() {

@@ -1,8 +1,11 @@
 // Part of what NewLayerGradientTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class FusionTests: XCTestCase {
     /// The fused Embedding → LSTM (over the batch's distinct tokens) against the plain pair:

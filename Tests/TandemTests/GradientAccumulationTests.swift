@@ -7,7 +7,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 /// Counts the Float allreduces (the gradient exchange) of the communicator it wraps.
 private final class CountingCommunicator: Communicator {

@@ -7,7 +7,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class GradientBucketTests: XCTestCase {
     /// x → Dense → BatchNormalization → a Dense called twice (shared weights) → two heads.

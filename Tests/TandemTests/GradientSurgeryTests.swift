@@ -5,7 +5,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class GradientSurgeryTests: XCTestCase, @unchecked Sendable {
     /// x → trunk (tanh) → "a" and "b" (linear, MSE, the same initial weights); b's targets are minus

@@ -6,7 +6,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class HeadDiagnosticsTests: XCTestCase, @unchecked Sendable {
     let heads = [

@@ -1,8 +1,11 @@
 // Part of what NewLayerGradientTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class KerasConfigTests: XCTestCase {
     private func layer(_ cls: String, _ name: String, _ config: String, _ inbound: String) -> String {

@@ -7,8 +7,11 @@
 // order the gradient itself) from rounding.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class LayerGradientTests: XCTestCase {
     func testDenseEveryActivation() {

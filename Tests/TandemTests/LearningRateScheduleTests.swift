@@ -1,7 +1,10 @@
 // Part of what OptimizerTests.swift's header describes.
 
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 /// Each schedule at chosen steps against the value worked out by hand from Keras's formula.
 final class LearningRateScheduleTests: XCTestCase {

@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 /// The arguments of the classification losses and Huber's δ (issue 14): values by hand from
 /// Keras's formulas, and numerical gradient checks on every path (folded logits, from_logits,

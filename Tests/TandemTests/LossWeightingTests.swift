@@ -4,7 +4,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class LossWeightingTests: XCTestCase {
     func testSchedulesByHand() throws {

@@ -4,8 +4,11 @@
 // and recall at a threshold, top-k, weighted MAE and RMSE — and that sums of
 // any split of the samples give the same result (the rank reduction).
 
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class MetricTests: XCTestCase {
     /// The metric over rows (p, t, w), accumulated in `parts` pieces and the sums added, as ranks do.

@@ -5,8 +5,11 @@
 // count labelled rows only; any rank count gives the one-process gradient.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 extension ParameterStore {
     fileprivate func gradientSnapshot() -> [Float] { Array(UnsafeBufferPointer(start: gradients, count: count)) }

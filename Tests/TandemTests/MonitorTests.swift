@@ -1,8 +1,11 @@
 // --monitor's expression, its inferred direction and Keras's EarlyStopping
 // rules on hand-made sequences (the CLI test compares with Keras itself).
 
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class MonitorTests: XCTestCase {
     func testExpressions() throws {

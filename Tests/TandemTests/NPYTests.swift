@@ -1,8 +1,11 @@
 // .npy and .safetensors: round trips, type conversion and every corrupt-file error.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class NPYTests: XCTestCase {
     func testRoundTripFloatAndInt() throws {
@@ -33,7 +36,7 @@ final class NPYTests: XCTestCase {
         ]
         bytes += Array(header.utf8) + payload
         let path = dir + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
 
@@ -78,14 +81,14 @@ final class NPYTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(expected), "\(error)")
             }
         }
-        FileManager.default.createFile(atPath: dir + "/junk.npy", contents: Data("hello world, not numpy".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/junk.npy", contents: Data("hello world, not numpy".utf8))
         XCTAssertThrowsError(try NPYArray(path: dir + "/junk.npy")) {
             XCTAssertTrue("\($0)".contains("not a .npy file"))
         }
         XCTAssertThrowsError(try NPYArray(path: dir + "/none.npy")) {
             XCTAssertTrue("\($0)".contains("file not found"))
         }
-        FileManager.default.createFile(atPath: dir + "/empty.npy", contents: Data())
+        _ = FileManager.default.createFile(atPath: dir + "/empty.npy", contents: Data())
         XCTAssertThrowsError(try NPYArray(path: dir + "/empty.npy")) { XCTAssertTrue("\($0)".contains("empty")) }
     }
 }

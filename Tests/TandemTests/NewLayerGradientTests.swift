@@ -6,8 +6,11 @@
 // without a trap. Gradient tolerances as in GradientCheckTests (Support.swift).
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class NewLayerGradientTests: XCTestCase {
     func testLSTMReturnSequencesFeedsAStackedLSTM() throws {

@@ -3,8 +3,11 @@
 //   w0 = [0.5, −1.25, 2.0], g1 = [0.1, −0.4, 3.0], g2 = [−0.2, 0.05, 1.5].
 // Tolerance: Float32 arithmetic on values of order 1, 2e-6 relative.
 
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class OptimizerTests: XCTestCase {
     private func twoSteps(_ config: OptimizerConfig) -> [[Float]] {

@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class RecurrentGradientTests: XCTestCase {
     /// tokens (with zeros) → Embedding → every cell under a mask, go_backwards, recurrent

@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class RegressionLossTests: XCTestCase {
     /// Each loss against Keras's formula by hand on one row, and its gradient checked numerically.

@@ -3,8 +3,11 @@
 // checkpoints have always had (RunConfiguration's fields beside the state's).
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class ResumeRulesTests: XCTestCase {
     private func metadata() -> CheckpointMetadata {

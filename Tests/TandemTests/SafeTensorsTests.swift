@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class SafeTensorsTests: XCTestCase {
     func testWeightsRoundTripWithKerasNames() throws {
@@ -70,7 +72,7 @@ final class SafeTensorsTests: XCTestCase {
         ]
         for (k, (data, expected)) in cases.enumerated() {
             let path = dir + "/bad\(k).safetensors"
-            FileManager.default.createFile(atPath: path, contents: data)
+            _ = FileManager.default.createFile(atPath: path, contents: data)
             XCTAssertThrowsError(try loadWeights(model.parameters, from: SafeTensorsFile(path: path))) { error in
                 XCTAssertTrue("\(error)".hasPrefix(path) && "\(error)".contains(expected), "case \(k): \(error)")
             }

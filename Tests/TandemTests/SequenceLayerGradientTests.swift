@@ -8,7 +8,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class SequenceLayerGradientTests: XCTestCase {
     func testDenseOnASequenceNormalisationPoolingAndReshaping() throws {

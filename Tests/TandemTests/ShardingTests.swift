@@ -3,8 +3,11 @@
 // the global-B scaling, and N ranks matching one process.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class ShardingTests: XCTestCase {
     func testSlicesAreContiguousBalancedAndCoverEverySampleOnce() {

@@ -5,7 +5,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 func assertClose(
     _ actual: Double, _ expected: Double, atol: Double, rtol: Double, _ message: @autoclosure () -> String = "",

@@ -1,8 +1,11 @@
 // Part of what ShardingTests.swift's header describes.
 
 import Foundation
-import Tandem
 import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class SyncCheckTests: XCTestCase {
     func testHashMismatchNamesTheRanksAndTheFirstTensor() {

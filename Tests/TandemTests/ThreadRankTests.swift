@@ -3,7 +3,9 @@
 import Foundation
 import XCTest
 
-@testable import Tandem
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
 
 final class ThreadRankTests: XCTestCase {
     /// Trains `steps` global batches on `size` thread ranks; returns each rank's final parameters.

@@ -1,0 +1,147 @@
+// Dropout whose masks do not depend on the rank count (docs/SPEC.md §9): element e of
+// sample p's mask in epoch E is a pure function of (seed, layer, E, p, e),
+// where p is the sample's position in the epoch's order. The trainer says
+// where a forward pass's rows sit (`DropoutKeys`); the same sample gets the
+// same mask on whichever rank — and in whichever micro-batch — it lands.
+// Kept elements are scaled by 1/(1 − rate) (inverted dropout, as Keras);
+// inference (training = false) passes values through.
+
+/// Where the rows of the current forward pass sit: row b is position `firstPosition + b`.
+public final class DropoutKeys: @unchecked Sendable {
+    public var seed: UInt64 = 0
+    public var epoch = 0
+    public var firstPosition = 0
+    public init() {}
+}
+
+/// A layer that draws dropout masks; the model hands it its keys.
+protocol RandomLayer: AnyObject {
+    func bind(keys: DropoutKeys)
+}
+
+/// The mask stream of one layer (and one purpose within it, e.g. an RNN's recurrent mask).
+struct DropoutStream {
+    package let layer: UInt64
+    let rate: Float
+
+    /// A stable 64-bit key for a layer name (FNV-1a): the same on every rank and run.
+    init(name: String, purpose: UInt64 = 0, rate: Float) {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        layer = DropoutStream.mix(h ^ (purpose &* 0x9E37_79B9_7F4A_7C15))
+        self.rate = rate
+    }
+
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { splitMix64(x) }
+
+    /// The key of sample `position` of `keys.epoch`: every element's draw derives from it.
+    @inline(__always) func sampleKey(_ keys: DropoutKeys, position: Int) -> UInt64 {
+        DropoutStream.mix(
+            DropoutStream.mix(DropoutStream.mix(keys.seed ^ layer) ^ UInt64(keys.epoch)) ^ UInt64(position))
+    }
+
+    /// Uniform in [0, 1) on a 2⁻²⁴ grid for (sample key, element).
+    @inline(__always) static func unit(_ key: UInt64, _ element: Int) -> Float {
+        Float(mix(key ^ UInt64(element)) >> 40) * 0x1.0p-24
+    }
+
+    /// Writes row b's mask (0 or 1/(1 − rate)) for `count` elements into `mask + b·count`.
+    func fill(_ mask: UnsafeMutablePointer<Float>, rows: Int, count: Int, keys: DropoutKeys) {
+        let keep = 1 - rate
+        let scale = 1 / keep
+        for b in 0..<rows {
+            let key = sampleKey(keys, position: keys.firstPosition + b)
+            let m = mask + b * count
+            for e in 0..<count { m[e] = DropoutStream.unit(key, e) < keep ? scale : 0 }
+        }
+    }
+}
+
+/// Keras `Dropout(rate)` and `SpatialDropout1D(rate)` (one draw per sample and
+/// channel, shared by every time step of [B, T, C]).
+public final class Dropout: Layer, RandomLayer {
+    public let name: String
+    public let inputs: [Layer]
+    public let output: Node
+    public let rate: Float
+    public let spatial: Bool
+    let stream: DropoutStream
+    private var keys: DropoutKeys!
+    /// The mask of the last training pass, [B, width] (spatial: [B, C]), nil in inference.
+    private var mask: UnsafeMutablePointer<Float>!
+    private var masked = false
+
+    public init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
+        precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count == 2))
+        self.name = name
+        self.rate = rate
+        self.spatial = spatial
+        inputs = [input]
+        stream = DropoutStream(name: name, rate: rate)
+        output = Node(shape: input.output.shape)
+    }
+
+    func bind(keys: DropoutKeys) { self.keys = keys }
+
+    private var drawn: Int { spatial ? output.features : output.width }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * (output.width + drawn), batch * output.width)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        mask = workspace.take(batch * drawn)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let x = inputs[0].output.values!
+        let y = output.values!
+        let n = batch * output.width
+        masked = training && rate > 0
+        guard masked else {
+            y.update(from: x, count: n)
+            return
+        }
+        stream.fill(mask, rows: batch, count: drawn, keys: keys)
+        if spatial {
+            let C = output.features
+            let T = output.width / C
+            for b in 0..<batch {
+                for t in 0..<T {
+                    for c in 0..<C {
+                        let i = (b * T + t) * C + c
+                        y[i] = x[i] * mask[b * C + c]
+                    }
+                }
+            }
+        } else {
+            for i in 0..<n { y[i] = x[i] * mask[i] }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!
+        let dy = output.gradients!
+        let n = batch * output.width
+        guard masked else {
+            for i in 0..<n { dx[i] += dy[i] }
+            return
+        }
+        if spatial {
+            let C = output.features
+            let T = output.width / C
+            for b in 0..<batch {
+                for t in 0..<T {
+                    for c in 0..<C {
+                        let i = (b * T + t) * C + c
+                        dx[i] += dy[i] * mask[b * C + c]
+                    }
+                }
+            }
+        } else {
+            for i in 0..<n { dx[i] += dy[i] * mask[i] }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+// A functional model graph: named inputs, named outputs, layers in
+// topological order, one parameter arena and one activation arena sized for
+// `maxBatch` samples. Forward runs in order; backward zeroes the activation
+// gradients once and walks the graph in reverse, so every head's gradient
+// accumulates into the shared trunk. Not a loss or an optimizer: see Head and Objective.
+
+import CKernels
+import Foundation
+
+public final class Model {
+    /// Every layer of the graph (each Keras layer call), inputs first, in an order
+    /// where a layer follows its inputs.
+    public let layers: [Layer]
+    /// What forward and backward run, in order: `layers` after the fusion pass
+    /// (an Embedding → recurrent pair is one FusedEmbeddingRecurrent there).
+    public let schedule: [Layer]
+    public let inputs: [InputLayer]
+    /// The output layers, in the order given (e.g. main_output, aux_output); any layer can be one.
+    public let outputs: [Layer]
+    public let parameters: ParameterStore
+    /// The largest batch the activation arena holds.
+    public let maxBatch: Int
+    private let valueArena: UnsafeMutablePointer<Float>
+    private let gradientArena: UnsafeMutablePointer<Float>
+    private let gradientArenaCount: Int
+    /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
+    public let activationBytes: Int
+    /// Where the rows of the next training forward pass sit in the epoch: the
+    /// keys of every dropout mask (Dropout.swift). The training step sets them.
+    public let dropoutKeys = DropoutKeys()
+
+    /// A graph from `inputs` to `outputs`. Layers that name the same weights
+    /// (a Keras layer called more than once) share one tensor in the arena.
+    /// With `fuse`, the fusion pass turns an Embedding and every recurrent layer that reads
+    /// it into fused layers of the schedule that read the table directly (Fusion.swift).
+    public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
+        precondition(maxBatch > 0)
+        self.inputs = inputs
+        self.outputs = outputs
+        self.maxBatch = maxBatch
+        // Depth-first post-order from the outputs: a deterministic topological order.
+        var order: [Layer] = []
+        var seen = Set<ObjectIdentifier>()
+        func visit(_ layer: Layer) {
+            guard seen.insert(ObjectIdentifier(layer)).inserted else { return }
+            layer.inputs.forEach(visit)
+            order.append(layer)
+        }
+        inputs.forEach(visit)
+        outputs.forEach(visit)
+        layers = order
+        let names = order.map(\.name)
+        precondition(Set(names).count == names.count, "layer names must be unique")
+
+        // What runs: the graph's order after the fusion pass (Fusion.swift).
+        schedule = fuse ? FusionPass.apply(to: order) : order
+        // One tensor per weight name: a shared layer's later calls reuse the first call's.
+        var specs: [ParameterSpec] = []
+        var named = Set<String>()
+        for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted { specs.append(spec) }
+        let store = ParameterStore(specs: specs)
+        parameters = store
+        for layer in order { layer.bind(parameters: store) }
+        for case let layer as RandomLayer in order { layer.bind(keys: dropoutKeys) }
+
+        var values = 0
+        var gradients = 0
+        for layer in schedule {
+            let size = layer.workspaceSize(batch: maxBatch)
+            values += size.values
+            gradients += size.gradients
+        }
+        // Huge pages once the arenas are large enough for them to matter (8 MB).
+        let huge: Int32 =
+            ProcessInfo.processInfo.environment["TANDEM_NO_HUGE_PAGES"] == nil && values + gradients >= 2 << 20 ? 1 : 0
+        valueArena = tandem_allocate_workspace(max(values, 1), huge)
+        gradientArena = tandem_allocate_workspace(max(gradients, 1), huge)
+        gradientArenaCount = gradients
+        activationBytes = 4 * (values + gradients)
+        var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
+        for layer in schedule { layer.bind(workspace: &cursor, batch: maxBatch) }
+    }
+
+    deinit {
+        tandem_free_workspace(valueArena)
+        tandem_free_workspace(gradientArena)
+    }
+
+    public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
+    public func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
+    public func output(named name: String) -> Layer? { outputs.first { $0.name == name } }
+
+    /// Runs every layer forward on the first `batch` rows of the input buffers,
+    /// and zeroes every activation gradient so losses can then write theirs.
+    /// `training` is false for evaluate and predict.
+    public func forward(batch: Int, training: Bool = true) {
+        precondition(batch <= maxBatch)
+        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        for layer in schedule { layer.forward(batch: batch, training: training) }
+    }
+
+    /// Forward through `schedule[0...last]` only (reproducible mode's statistics passes).
+    package func forward(batch: Int, training: Bool, through last: Int) {
+        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        for layer in schedule[...last] { layer.forward(batch: batch, training: training) }
+    }
+
+    /// Backward through `schedule[first...]` only, the last layer first.
+    package func backward(batch: Int, downTo first: Int) {
+        for layer in schedule[first...].reversed() { layer.backward(batch: batch) }
+    }
+
+    /// Backpropagates from the output gradients (or logit gradients) the losses
+    /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
+    public func backward(batch: Int) {
+        for layer in schedule.reversed() { layer.backward(batch: batch) }
+    }
+
+    /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
+    /// overlapped exchange starts the sums of the gradients that are final).
+    package func backward(batch: Int, finished: (Int) throws -> Void) rethrows {
+        for k in schedule.indices.reversed() {
+            schedule[k].backward(batch: batch)
+            try finished(k)
+        }
+    }
+}

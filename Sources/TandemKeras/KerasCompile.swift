@@ -1,0 +1,355 @@
+// The compile config (docs/KERAS-FORMAT.md §2) → heads and optimizer: each output's
+// loss (a name, a loss object, a list by output position or a dict by output
+// name), loss weights (list or dict), metrics ("accuracy" resolved from the
+// output and target as Keras does), and the optimizer (object or name) with
+// its arguments. What Tandem does not implement is refused by name, with
+// what is supported; the overrides of the command line apply afterwards.
+
+import Foundation
+import TandemCore
+
+enum KerasCompile {
+    static func apply(_ compile: JSONValue, to d: inout ModelDescription) throws {
+        let outputs = d.outputNames
+        // Without a compile config the model has no losses: train needs flags then (the CLI says so).
+        guard compile.object != nil, let loss = compile["loss"], !loss.isNull else {
+            d.heads = []
+            d.optimizer = try compile["optimizer"].flatMap { $0.isNull ? nil : try optimizer($0) }
+            return
+        }
+        let losses = try perOutput(loss, outputs: outputs, what: "loss")
+        let weights = try perOutput(compile["loss_weights"] ?? .null, outputs: outputs, what: "loss_weights")
+        let metrics = try perOutput(compile["metrics"] ?? .null, outputs: outputs, what: "metrics", listIsShared: true)
+        let weightedMetrics = try perOutput(
+            compile["weighted_metrics"] ?? .null, outputs: outputs, what: "weighted_metrics", listIsShared: true)
+        var heads: [Head] = []
+        let graph = try d.layerGraph()  // the output shapes (layers only; no arenas)
+        for (o, name) in outputs.enumerated() {
+            guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
+            let (kind, fromLogits, options) = try lossKind(l, output: name)
+            var weight = 1.0
+            if let w = weights[o], !w.isNull {
+                guard let x = w.number, x.isFinite, x >= 0 else {
+                    throw TandemError.usage("output '\(name)': loss weight \(w) is not a non-negative number")
+                }
+                weight = x
+            }
+            let output = graph[d.outputs[o]]!.output
+            guard output.shape.count == 1 else {
+                throw TandemError.usage(
+                    "output '\(name)' is a sequence [batch, \(output.shape.map(String.init).joined(separator: ", "))]; losses on sequence outputs are not supported yet (only [batch, features])"
+                )
+            }
+            let width = output.width
+            var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
+            head.options = options
+            let targetWidth = kind.targetWidth(outputWidth: width)
+            // The first plain accuracy takes the accuracy figures; every other metric its sums.
+            var plain = try metricList(
+                metrics[o], weighted: false, output: name, outputWidth: width, targetWidth: targetWidth)
+            if let first = plain.firstIndex(where: { Head.Accuracy(metric: $0) != nil }) {
+                head.accuracy = Head.Accuracy(metric: plain.remove(at: first))
+            }
+            var used = Set(([head.accuracy?.name].compactMap { $0 }) + plain.map(\.name))
+            var weighted = try metricList(
+                weightedMetrics[o], weighted: true, output: name, outputWidth: width, targetWidth: targetWidth)
+            for i in weighted.indices where used.contains(weighted[i].name) {
+                weighted[i].name = "weighted_" + weighted[i].name
+            }
+            used.formUnion(weighted.map(\.name))
+            if !weighted.isEmpty && options.ignoreClass != nil {
+                throw TandemError.usage(
+                    "output '\(name)': weighted_metrics together with ignore_class are not supported (the loss's mask is not the metrics' weight)"
+                )
+            }
+            head.metrics = plain + weighted
+            heads.append(head)
+        }
+        d.heads = heads
+        if let opt = compile["optimizer"], !opt.isNull { d.optimizer = try optimizer(opt) }
+    }
+
+    /// The per-output entries of a loss / loss_weights / metrics value.
+    private static func perOutput(_ value: JSONValue, outputs: [String], what: String, listIsShared: Bool = false)
+        throws -> [JSONValue?]
+    {
+        let n = outputs.count
+        if value.isNull { return Array(repeating: nil, count: n) }
+        if let fields = value.object, value["class_name"] == nil {  // a dict by output name
+            for (key, _) in fields where !outputs.contains(key) {
+                throw TandemError.usage(
+                    "compile config: \(what) names '\(key)', which is not an output (outputs: \(outputs.joined(separator: ", ")))"
+                )
+            }
+            return outputs.map { name in fields.first { $0.0 == name }?.1 }
+        }
+        if let items = value.array {
+            if n == 1 { return [listIsShared ? value : (items.count == 1 ? items[0] : value)] }
+            guard items.count == n else {
+                throw TandemError.usage(
+                    "compile config: \(what) is a list of \(items.count) entries for \(n) outputs (give one per output, in output order, or a dict)"
+                )
+            }
+            return items
+        }
+        // One loss (a name or an object) for every output.
+        return Array(repeating: value, count: n)
+    }
+
+    /// The keys each loss class has beyond name, reduction, dtype and axis (Keras 3's constructors).
+    static let lossArguments: [LossKind: [String]] = [
+        .binaryCrossentropy: ["from_logits", "label_smoothing"],
+        .binaryFocalCrossentropy: ["from_logits", "label_smoothing", "gamma", "alpha", "apply_class_balancing"],
+        .categoricalCrossentropy: ["from_logits", "label_smoothing"],
+        .sparseCategoricalCrossentropy: ["from_logits", "ignore_class"],
+        .huber: ["delta"],
+    ]
+
+    private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool, LossOptions) {
+        let supported = "supported: " + LossKind.allCases.map(\.rawValue).joined(separator: ", ")
+        if let name = value.string {
+            guard let k = LossKind.named(name) else {
+                throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))")
+            }
+            return (k, false, LossOptions())
+        }
+        try KerasConfig.refuseCustom(value, what: "the loss of output '\(output)'")
+        let className = value["class_name"]?.string ?? "?"
+        let config = value["config"] ?? .object([])
+        if className == "function", let name = config.string ?? value["config"]?["name"]?.string {
+            return try lossKind(.string(name), output: output)
+        }
+        guard let kind = LossKind.named(className) else {
+            throw TandemError.usage("output '\(output)': loss \(className) is not supported (\(supported))")
+        }
+        func fail(_ key: String, _ v: JSONValue, _ rule: String) -> TandemError {
+            .usage("output '\(output)': \(className) '\(key)' = \(v) is not supported (\(rule))")
+        }
+        let arguments = lossArguments[kind] ?? []
+        for (key, v) in config.object ?? []
+        where !["name", "reduction", "dtype", "axis"].contains(key) && !arguments.contains(key) {
+            if v.isNull || (key == "label_smoothing" && v.number == 0) || (key == "from_logits" && v.bool == false) {
+                continue
+            }
+            let owners = lossArguments.filter { $0.value.contains(key) }.map(\.key.rawValue).sorted()
+            throw TandemError.usage(
+                "output '\(output)': \(className) has no argument '\(key)'"
+                    + (owners.isEmpty ? "" : " (it belongs to \(owners.joined(separator: ", ")))"))
+        }
+        if let r = config["reduction"]?.string, r != "sum_over_batch_size" {
+            throw fail("reduction", .string(r), "sum_over_batch_size")
+        }
+        if let axis = config["axis"]?.integer, axis != -1 { throw fail("axis", .int(Int64(axis)), "-1") }
+        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
+            throw fail("dtype", d, "float32")
+        }
+        func number(_ key: String, _ fallback: Double, _ valid: (Double) -> Bool, _ rule: String) throws -> Double {
+            guard let v = config[key], !v.isNull else { return fallback }
+            guard let x = v.number, x.isFinite, valid(x) else { throw fail(key, v, rule) }
+            return x
+        }
+        var options = LossOptions()
+        options.labelSmoothing = try number("label_smoothing", 0, { $0 >= 0 && $0 <= 1 }, "0 ≤ label_smoothing ≤ 1")
+        options.delta = try number("delta", 1, { $0 > 0 }, "a positive number")
+        options.gamma = try number("gamma", 2, { $0 >= 0 }, "gamma ≥ 0")
+        options.alpha = try number("alpha", 0.25, { $0 >= 0 && $0 <= 1 }, "0 ≤ alpha ≤ 1")
+        options.applyClassBalancing = config["apply_class_balancing"]?.bool ?? false
+        if let i = config["ignore_class"], !i.isNull {
+            guard let c = i.integer else { throw fail("ignore_class", i, "an integer class id or null") }
+            options.ignoreClass = c
+        }
+        let fromLogits = config["from_logits"]?.bool ?? false
+        return (kind, fromLogits, options)
+    }
+
+    /// A metrics entry of one output (a name, an object, or a list of them) as Tandem's metrics.
+    private static func metricList(
+        _ value: JSONValue?, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int
+    ) throws -> [Metric] {
+        guard let value, !value.isNull else { return [] }
+        return try (value.array ?? [value]).map { item in
+            try metric(item, weighted: weighted, output: output, outputWidth: outputWidth, targetWidth: targetWidth)
+        }
+    }
+
+    static let metricNames =
+        "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, root_mean_squared_error (and their classes)"
+
+    /// One metric: Keras's compile names a string metric after the string, an object after its `name`.
+    private static func metric(_ item: JSONValue, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int)
+        throws -> Metric
+    {
+        let className: String
+        let config: JSONValue
+        let name: String
+        if let s = item.string {
+            className = s
+            config = .object([])
+            name = s
+        } else {
+            try KerasConfig.refuseCustom(item, what: "a metric of output '\(output)'")
+            className = item["class_name"]?.string ?? "?"
+            config = item["config"] ?? .object([])
+            name = config["name"]?.string ?? KerasConfig.snakeCase(className)
+        }
+        func fail(_ key: String, _ v: JSONValue, _ rule: String) -> TandemError {
+            .usage("output '\(output)': metric \(className) '\(key)' = \(v) is not supported (\(rule))")
+        }
+        func refuseSet(_ keys: [String]) throws {
+            for key in keys { if let v = config[key], !v.isNull, v.bool != false { throw fail(key, v, "null") } }
+        }
+        func threshold(_ key: String) throws -> Double {
+            guard let v = config[key], !v.isNull else { return 0.5 }
+            guard let x = v.number ?? (v.array?.count == 1 ? v.array![0].number : nil), x.isFinite else {
+                throw fail(key, v, "one threshold")
+            }
+            return x
+        }
+        func k() throws -> Int {
+            guard let v = config["k"], !v.isNull else { return 5 }
+            guard let x = v.integer, x >= 1 else { throw fail("k", v, "a positive integer") }
+            return x
+        }
+        let kind: MetricKind
+        switch className {
+        case "accuracy", "acc":
+            switch AccuracyKind.resolving(outputWidth: outputWidth, targetWidth: targetWidth) {
+            case .binary: kind = .binaryAccuracy(threshold: 0.5)
+            case .categorical: kind = .categoricalAccuracy
+            case .sparseCategorical: kind = .sparseCategoricalAccuracy
+            }
+        case "binary_accuracy", "BinaryAccuracy": kind = .binaryAccuracy(threshold: try threshold("threshold"))
+        case "categorical_accuracy", "CategoricalAccuracy": kind = .categoricalAccuracy
+        case "sparse_categorical_accuracy", "SparseCategoricalAccuracy": kind = .sparseCategoricalAccuracy
+        case "top_k_categorical_accuracy", "TopKCategoricalAccuracy": kind = .topK(k: try k(), sparse: false)
+        case "sparse_top_k_categorical_accuracy", "SparseTopKCategoricalAccuracy":
+            try refuseSet(["from_sorted_ids"])
+            kind = .topK(k: try k(), sparse: true)
+        case "mae", "mean_absolute_error", "MeanAbsoluteError": kind = .meanAbsoluteError
+        case "mse", "mean_squared_error", "MeanSquaredError": kind = .meanSquaredError
+        case "root_mean_squared_error", "RootMeanSquaredError": kind = .rootMeanSquaredError
+        case "precision", "Precision", "recall", "Recall":
+            try refuseSet(["top_k", "class_id"])
+            let t = try threshold("thresholds")
+            kind = className.lowercased() == "precision" ? .precision(threshold: t) : .recall(threshold: t)
+        case "auc", "AUC":
+            try refuseSet(["multi_label", "num_labels", "label_weights", "thresholds"])
+            var n = 200
+            if let v = config["num_thresholds"], !v.isNull {
+                guard let x = v.integer, x > 1, x <= 100_000 else {
+                    throw fail("num_thresholds", v, "an integer in 2…100000")
+                }
+                n = x
+            }
+            guard let curve = MetricKind.Curve(rawValue: config["curve"]?.string ?? "ROC") else {
+                throw fail("curve", config["curve"]!, "ROC or PR")
+            }
+            guard let summation = MetricKind.Summation(rawValue: config["summation_method"]?.string ?? "interpolation")
+            else {
+                throw fail("summation_method", config["summation_method"]!, "interpolation, minoring or majoring")
+            }
+            kind = .auc(
+                curve: curve, thresholds: n, summation: summation, fromLogits: config["from_logits"]?.bool ?? false)
+        case "MeanMetricWrapper":
+            guard let fn = config["fn"]?.string else {
+                throw fail("fn", config["fn"] ?? .null, "a Keras metric function")
+            }
+            var m = try metric(
+                .string(fn), weighted: weighted, output: output, outputWidth: outputWidth, targetWidth: targetWidth)
+            m.name = name
+            m.keras = item.serialized()
+            return m
+        default:
+            throw TandemError.usage("output '\(output)': metric \(className) is not supported (\(metricNames))")
+        }
+        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
+            throw fail("dtype", d, "float32")
+        }
+        return Metric(name: name, kind: kind, weighted: weighted, keras: item.serialized())
+    }
+
+    /// An optimizer object or name (Keras's defaults for what is absent).
+    static func optimizer(_ value: JSONValue) throws -> OptimizerConfig {
+        let className: String
+        let config: JSONValue
+        if let s = value.string {
+            className = s
+            config = .object([])
+        } else {
+            try KerasConfig.refuseCustom(value, what: "the optimizer")
+            className = value["class_name"]?.string ?? "?"
+            config = value["config"] ?? .object([])
+        }
+        guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
+            throw TandemError.usage(
+                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)")
+        }
+        func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
+            .usage("optimizer \(className): '\(key)' = \(v) is not supported (\(supported))")
+        }
+        for key in ["loss_scale_factor", "ema_overwrite_frequency"] {
+            if let v = config[key], !v.isNull { throw fail(key, v, "null") }
+        }
+        if let v = config["use_ema"], v.bool == true { throw fail("use_ema", v, "false") }
+        var o = OptimizerConfig(kind: kind)
+        if let lr = config["learning_rate"], !lr.isNull {
+            if lr.object != nil {
+                try KerasConfig.refuseCustom(lr, what: "the learning-rate schedule")
+                o.schedule = try LearningRateSchedule.keras(lr)
+                o.learningRate = o.schedule!.initial
+            } else {
+                guard let x = lr.number, x > 0, x.isFinite else {
+                    throw fail("learning_rate", lr, "a positive number or a schedule")
+                }
+                o.learningRate = x
+            }
+        }
+        func number(_ key: String, into target: inout Double) throws {
+            if let v = config[key], !v.isNull {
+                guard let x = v.number, x.isFinite else { throw fail(key, v, "a number") }
+                target = x
+            }
+        }
+        func optional(_ key: String) throws -> Double? {
+            guard let v = config[key], !v.isNull else { return nil }
+            guard let x = v.number, x.isFinite else { throw fail(key, v, "a number or null") }
+            return x
+        }
+        func flag(_ key: String) throws -> Bool {
+            guard let v = config[key], !v.isNull else { return false }
+            guard let b = v.bool else { throw fail(key, v, "true or false") }
+            return b
+        }
+        if config["weight_decay"] != nil { o.weightDecay = try optional("weight_decay") }
+        o.clipnorm = try optional("clipnorm")
+        o.globalClipnorm = try optional("global_clipnorm")
+        o.clipvalue = try optional("clipvalue")
+        if let v = config["gradient_accumulation_steps"], !v.isNull {
+            guard let n = v.integer, n >= 2 else {
+                throw fail("gradient_accumulation_steps", v, "an integer ≥ 2, or null")
+            }
+            o.gradientAccumulationSteps = n
+        }
+        try number("epsilon", into: &o.epsilon)
+        switch kind {
+        case .sgd:
+            try number("momentum", into: &o.momentum)
+            o.nesterov = try flag("nesterov")
+        case .adam, .adamw:
+            try number("beta_1", into: &o.beta1)
+            try number("beta_2", into: &o.beta2)
+            o.amsgrad = try flag("amsgrad")
+        case .rmsprop:
+            try number("rho", into: &o.rho)
+            try number("momentum", into: &o.momentum)
+            o.centered = try flag("centered")
+        case .adagrad:
+            try number("initial_accumulator_value", into: &o.initialAccumulatorValue)
+        case .adamax, .nadam:
+            try number("beta_1", into: &o.beta1)
+            try number("beta_2", into: &o.beta2)
+        }
+        try o.validate()
+        return o
+    }
+}

@@ -1,0 +1,437 @@
+// config.json → ModelDescription (docs/KERAS-FORMAT.md §2). Functional models (every
+// layer's inbound nodes, in Keras 3's {"args", "kwargs"} form or the legacy
+// Keras 2 lists; a layer called twice becomes two nodes sharing weights) and
+// Sequential models. Keras's `model.layers` order is recomputed as Keras does
+// on load (ops/function.py: map_graph), since it numbers the weight groups.
+// Custom objects, Lambda layers and modules outside `keras` are refused by
+// name; nothing in the file is executed. The compile config is read by
+// KerasCompile.swift.
+
+import Foundation
+import TandemCore
+
+public enum KerasConfig {
+    /// Parses config.json text; `source` names the file in errors.
+    public static func description(fromJSON bytes: [UInt8], source: String) throws -> ModelDescription {
+        let json: JSONValue
+        do { json = try JSONValue.parse(bytes) } catch {
+            throw TandemError.file(source, "config.json is not valid JSON (\(error))")
+        }
+        do {
+            var d = try description(from: json)
+            d.source = source
+            return d
+        } catch let e as TandemError {
+            if case .usage(let message) = e { throw TandemError.file(source, message) }
+            throw e
+        }
+    }
+
+    public static func description(from json: JSONValue) throws -> ModelDescription {
+        guard json.object != nil else { throw TandemError.usage("config.json must hold a JSON object") }
+        try refuseCustom(json, what: "the model")
+        let className = json["class_name"]?.string ?? ""
+        guard let config = json["config"], config.object != nil else {
+            throw TandemError.usage("config.json has no 'config' object")
+        }
+        if config["trainable"]?.bool == false {
+            throw TandemError.usage(
+                "the model is frozen (trainable = false); frozen models and layers are not supported")
+        }
+        var graph: Graph
+        switch className {
+        case "Functional", "Model": graph = try functional(config)
+        case "Sequential": graph = try sequential(config)
+        default:
+            throw TandemError.usage(
+                "the model class '\(className)' is not supported (Functional or Sequential models; subclassed models cannot be read without running their code)"
+            )
+        }
+        let order = try keraslayerOrder(graph, sequential: className == "Sequential")
+        var regularizers: [Regularizer] = []
+        var seen = Set<String>()
+        for node in graph.nodes where seen.insert(node.layer).inserted {
+            regularizers += try LayerRegistry.regularizers(node)
+        }
+        var description = ModelDescription(
+            name: config["name"]?.string ?? "model", nodes: graph.nodes, inputs: graph.inputs,
+            outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
+            heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
+        try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
+        return description
+    }
+
+    /// A Bidirectional config's forward and backward RNN entries. Without a
+    /// `backward_layer`, Keras builds it from the forward one: go_backwards
+    /// flipped, named `backward_<name without "forward_">`.
+    static func bidirectionalHalves(_ config: JSONValue) -> [JSONValue] {
+        let forward = config["layer"] ?? .null
+        if let b = config["backward_layer"], !b.isNull { return [forward, b] }
+        let name = forward["config"]?["name"]?.string ?? ""
+        let fields = (forward["config"]?.object ?? []).map { key, value -> (String, JSONValue) in
+            switch key {
+            case "go_backwards": return (key, .bool(!(value.bool ?? false)))
+            case "name": return (key, .string("backward_" + name.replacingOccurrences(of: "forward_", with: "")))
+            default: return (key, value)
+            }
+        }
+        return [forward, .object([("class_name", forward["class_name"] ?? .null), ("config", .object(fields))])]
+    }
+
+    /// Refuses custom classes and anything outside Keras's own modules (never executed).
+    static func refuseCustom(_ entry: JSONValue, what: String) throws {
+        let className = entry["class_name"]?.string ?? "?"
+        if className == "Lambda" || className == "TFOpLambda" {
+            throw TandemError.usage(
+                "\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers"
+            )
+        }
+        if let module = entry["module"]?.string, !(module == "keras" || module.hasPrefix("keras.")) {
+            throw TandemError.usage(
+                "\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file"
+            )
+        }
+        if let registered = entry["registered_name"], !registered.isNull,
+            !(["Functional", "Sequential", "Model"].contains(registered.string ?? ""))
+        {
+            throw TandemError.usage(
+                "\(what): '\(registered.string ?? "\(registered)")' is a registered custom object; Tandem reads built-in Keras classes only and never executes code from a file"
+            )
+        }
+    }
+
+    struct Graph {
+        var nodes: [GraphNode] = []
+        var inputs: [String] = []
+        var outputs: [String] = []
+    }
+
+    /// Node id of call `k` of `layer`.
+    static func nodeID(_ layer: String, _ k: Int) -> String { k == 0 ? layer : "\(layer)@\(k)" }
+
+    private static func triples(_ value: JSONValue?, what: String) throws -> [(String, Int, Int)] {
+        guard let value, let items = value.array else {
+            throw TandemError.usage("config.json: '\(what)' must be a list")
+        }
+        func triple(_ v: JSONValue) throws -> (String, Int, Int) {
+            guard let a = v.array, a.count >= 3, let name = a[0].string, let node = a[1].integer,
+                let tensor = a[2].integer
+            else {
+                throw TandemError.usage("config.json: '\(what)' entries must be [layer, node, tensor]")
+            }
+            return (name, node, tensor)
+        }
+        // One bare triple for a single input or output.
+        if items.count >= 3, items[0].string != nil, items[1].integer != nil { return [try triple(value)] }
+        return try items.map(triple)
+    }
+
+    private static func functional(_ config: JSONValue) throws -> Graph {
+        guard let layers = config["layers"]?.array else {
+            throw TandemError.usage("config.json: the model has no 'layers' list")
+        }
+        var raw:
+            [String: (className: String, config: JSONValue, calls: [(tensors: [(String, Int, Int)], masked: Bool)])] =
+                [:]
+        var fileOrder: [String] = []
+        for entry in layers {
+            let className = entry["class_name"]?.string ?? "?"
+            let name = entry["name"]?.string ?? entry["config"]?["name"]?.string ?? ""
+            guard !name.isEmpty else { throw TandemError.usage("config.json: a \(className) layer has no name") }
+            guard raw[name] == nil else { throw TandemError.usage("config.json: two layers are named '\(name)'") }
+            if (entry["module"]?.string ?? "").hasPrefix("keras.src.ops") {
+                // An operation, not a layer: only the mask Embedding(mask_zero=True) saves.
+                let (calls, value) = try notEqual(entry, name: name)
+                raw[name] = (className, .object([("name", .string(name)), ("value", .int(Int64(value)))]), calls)
+                fileOrder.append(name)
+                continue
+            }
+            try refuseCustom(entry, what: "layer '\(name)'")
+            let calls = try (entry["inbound_nodes"]?.array ?? []).map { try inbound($0, layer: name) }
+            raw[name] = (className, entry["config"] ?? .object([]), calls)
+            fileOrder.append(name)
+        }
+        var graph = Graph()
+        let inputs = try triples(config["input_layers"], what: "input_layers")
+        let outputs = try triples(config["output_layers"], what: "output_layers")
+        func checkedID(_ t: (String, Int, Int), _ context: String) throws -> String {
+            guard let entry = raw[t.0] else {
+                throw TandemError.usage("config.json: \(context) names an unknown layer '\(t.0)'")
+            }
+            guard t.2 == 0 else {
+                throw TandemError.usage(
+                    "config.json: \(context) reads output \(t.2) of layer '\(t.0)'; only single-output layers are supported"
+                )
+            }
+            let calls = entry.className == "InputLayer" ? 1 : entry.calls.count
+            guard t.1 >= 0 && t.1 < calls else {
+                throw TandemError.usage(
+                    "config.json: \(context) reads call \(t.1) of layer '\(t.0)', which has \(calls)")
+            }
+            return nodeID(t.0, t.1)
+        }
+        graph.inputs = try inputs.map { try checkedID($0, "input_layers") }
+        graph.outputs = try outputs.map { try checkedID($0, "output_layers") }
+        for id in graph.inputs where raw[id]?.className != "InputLayer" {
+            throw TandemError.usage("config.json: model input '\(id)' is not an InputLayer")
+        }
+        // Nodes, producers first: a depth-first walk from the outputs (inputs first for a stable order).
+        var nodes: [String: GraphNode] = [:]
+        for name in fileOrder {
+            let e = raw[name]!
+            if e.className == "InputLayer" {
+                nodes[name] = GraphNode(
+                    id: name, layer: name, className: e.className, config: e.config, inputs: [], call: 0)
+                continue
+            }
+            for (k, args) in e.calls.enumerated() {
+                let producers = try args.tensors.map { try checkedID($0, "layer '\(name)'") }
+                nodes[nodeID(name, k)] = GraphNode(
+                    id: nodeID(name, k), layer: name, className: e.className, config: e.config,
+                    inputs: producers, call: k, masked: args.masked)
+            }
+        }
+        var done = Set<String>()
+        var active = Set<String>()
+        func visit(_ id: String) throws {
+            if done.contains(id) { return }
+            guard let node = nodes[id] else { throw TandemError.usage("config.json: unknown node '\(id)'") }
+            guard active.insert(id).inserted else {
+                throw TandemError.usage("config.json: layer '\(node.layer)' is part of a cycle")
+            }
+            for p in node.inputs { try visit(p) }
+            active.remove(id)
+            done.insert(id)
+            graph.nodes.append(node)
+        }
+        for id in graph.inputs + graph.outputs { try visit(id) }
+        return graph
+    }
+
+    /// The classes of `keras.src.ops` a file may hold: the mask of Embedding(mask_zero=True).
+    static let operations = ["NotEqual"]
+
+    /// A NotEqual operation (`ops.not_equal(tokens, value)`): its calls and the value.
+    private static func notEqual(_ entry: JSONValue, name: String) throws -> (
+        [(tensors: [(String, Int, Int)], masked: Bool)], Int
+    ) {
+        let className = entry["class_name"]?.string ?? "?"
+        guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
+            throw TandemError.usage(
+                "layer '\(name)': the operation \(className) is not supported (only NotEqual, the mask that Embedding(mask_zero=True) saves)"
+            )
+        }
+        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array,
+            args.count == 2,
+            let value = args[1].integer
+        else {
+            throw TandemError.usage("layer '\(name)': NotEqual must compare one tensor with an integer constant")
+        }
+        let tensors = try inbound(.object([("args", .array([args[0]]))]), layer: name)
+        return ([tensors], value)
+    }
+
+    /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
+    /// A `mask` keyword tensor comes last, and `masked` says so.
+    private static func inbound(_ call: JSONValue, layer: String) throws -> (
+        tensors: [(String, Int, Int)], masked: Bool
+    ) {
+        var found: [(String, Int, Int)] = []
+        func collect(_ v: JSONValue) throws {
+            if v["class_name"]?.string == "__keras_tensor__" {
+                guard let h = v["config"]?["keras_history"]?.array, h.count == 3, let n = h[0].string,
+                    let node = h[1].integer, let t = h[2].integer
+                else {
+                    throw TandemError.usage("layer '\(layer)': a tensor without a valid keras_history")
+                }
+                found.append((n, node, t))
+            } else if let items = v.array {
+                for item in items { try collect(item) }
+            }  // anything else (a number, a serialised object) is an argument, not a graph edge
+        }
+        if call.object != nil {
+            try collect(call["args"] ?? .array([]))
+            var mask: [(String, Int, Int)] = []
+            for (key, value) in call["kwargs"]?.object ?? [] {
+                var tensors: [(String, Int, Int)] = []
+                swap(&tensors, &found)
+                try collect(value)
+                swap(&tensors, &found)
+                if key == "mask", tensors.count == 1 {
+                    mask = tensors
+                    continue
+                }
+                if !tensors.isEmpty {
+                    throw TandemError.usage(
+                        "layer '\(layer)': the tensor argument '\(key)' is not supported (tensors come as inputs, and a mask as 'mask')"
+                    )
+                }
+            }
+            return (found + mask, !mask.isEmpty)
+        }
+        // Legacy: a list of [layer, node, tensor, kwargs].
+        guard let items = call.array else {
+            throw TandemError.usage("layer '\(layer)': inbound_nodes entries must be objects or lists")
+        }
+        for item in items {
+            guard let a = item.array, a.count >= 3, let n = a[0].string, let node = a[1].integer, let t = a[2].integer
+            else {
+                throw TandemError.usage("layer '\(layer)': a legacy inbound node must be [layer, node, tensor, kwargs]")
+            }
+            found.append((n, node, t))
+        }
+        return (found, false)
+    }
+
+    private static func sequential(_ config: JSONValue) throws -> Graph {
+        guard var layers = config["layers"]?.array, !layers.isEmpty else {
+            throw TandemError.usage("config.json: the Sequential model has no layers")
+        }
+        var graph = Graph()
+        if layers[0]["class_name"]?.string != "InputLayer" {
+            throw TandemError.usage(
+                "the Sequential model has no InputLayer: build it with keras.Input(shape=...) as its first layer, so its input shape is in the file"
+            )
+        }
+        let first = layers.removeFirst()
+        try refuseCustom(first, what: "the input layer")
+        let inputName = first["config"]?["name"]?.string ?? "input_layer"
+        graph.nodes.append(
+            GraphNode(
+                id: inputName, layer: inputName, className: "InputLayer", config: first["config"] ?? .object([]),
+                inputs: [], call: 0))
+        graph.inputs = [inputName]
+        var previous = inputName
+        var names = Set([inputName])
+        // A Sequential file does not spell the mask out: it flows from Embedding(mask_zero=True)
+        // through the layers that pass masks on, to the first layer that reads it, as in Keras.
+        var mask: String?
+        for entry in layers {
+            let className = entry["class_name"]?.string ?? "?"
+            guard let name = entry["config"]?["name"]?.string else {
+                throw TandemError.usage("config.json: a \(className) layer has no name")
+            }
+            try refuseCustom(entry, what: "layer '\(name)'")
+            guard names.insert(name).inserted else {
+                throw TandemError.usage("config.json: two layers are named '\(name)'")
+            }
+            let config = entry["config"] ?? .object([])
+            let reads = mask != nil && LayerRegistry.maskConsumers.contains(className)
+            graph.nodes.append(
+                GraphNode(
+                    id: name, layer: name, className: className, config: config,
+                    inputs: [previous] + (reads ? [mask!] : []), call: 0, masked: reads))
+            if className == "Embedding", config["mask_zero"]?.bool == true, previous == inputName {
+                let id = "\(name)/not_equal"
+                graph.nodes.insert(
+                    GraphNode(
+                        id: id, layer: id, className: "NotEqual",
+                        config: .object([("name", .string(id)), ("value", .int(0))]),
+                        inputs: [inputName], call: 0), at: graph.nodes.count - 1)
+                mask = id
+            } else if reads {
+                // An RNN returning its sequence passes the mask on; otherwise it is used up.
+                if !(config["return_sequences"]?.bool ?? config["layer"]?["config"]?["return_sequences"]?.bool ?? false)
+                {
+                    mask = nil
+                }
+            } else if !["Dense", "Activation", "Dropout", "SpatialDropout1D", "LayerNormalization", "TimeDistributed"]
+                .contains(className)
+            {
+                mask = nil  // a layer without mask support drops it
+            }
+            previous = name
+        }
+        graph.outputs = [previous]
+        return graph
+    }
+
+    /// Keras's `model.layers` order (ops/function.py: map_graph): depth-first
+    /// from the outputs, a layer's first visit gives its index; depth of a node
+    /// is 0 for a node nothing consumes, else max(consumer depth + 1), and a
+    /// layer takes the largest depth of its nodes; layers by depth descending,
+    /// ties by index. Sequential: its layers in order, without the InputLayer.
+    static func keraslayerOrder(_ graph: Graph, sequential: Bool) throws -> [(name: String, className: String)] {
+        let byID = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.id, $0) })
+        if sequential {
+            return graph.nodes.dropFirst().filter { !operations.contains($0.className) }.map {
+                ($0.layer, $0.className)
+            }
+        }
+        var finished = Set<String>()
+        var ordered: [String] = []
+        var index: [String: Int] = [:]
+        func walk(_ id: String) {
+            guard !finished.contains(id), let node = byID[id] else { return }
+            if index[node.layer] == nil { index[node.layer] = index.count }
+            for p in node.inputs { walk(p) }
+            finished.insert(id)
+            ordered.append(id)
+        }
+        for o in graph.outputs { walk(o) }
+        var nodeDepth: [String: Int] = [:]
+        var layerDepth: [String: Int] = [:]
+        for id in ordered.reversed() {
+            let node = byID[id]!
+            let depth = max(nodeDepth[id] ?? 0, layerDepth[node.layer] ?? 0)
+            layerDepth[node.layer] = depth
+            nodeDepth[id] = depth
+            for p in node.inputs { nodeDepth[p] = max(depth + 1, nodeDepth[p] ?? 0) }
+        }
+        for i in graph.inputs where layerDepth[byID[i]!.layer] == nil {
+            layerDepth[byID[i]!.layer] = 0
+            index[byID[i]!.layer] = -1
+        }
+        let classOf = Dictionary(graph.nodes.map { ($0.layer, $0.className) }, uniquingKeysWith: { a, _ in a })
+        // Operations (a NotEqual mask) take part in the walk but are not layers.
+        return layerDepth.keys.filter { !operations.contains(classOf[$0]!) }.sorted { a, b in
+            layerDepth[a]! != layerDepth[b]! ? layerDepth[a]! > layerDepth[b]! : index[a]! < index[b]!
+        }.map { ($0, classOf[$0]!) }
+    }
+
+    /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name).
+    public static func snakeCase(_ name: String) -> String {
+        var s = name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
+        s = s.replacingOccurrences(of: "(.)([A-Z][a-z]+)", with: "$1_$2", options: .regularExpression)
+        s = s.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression)
+        return s.lowercased()
+    }
+}
+
+extension ModelDescription {
+    /// Each layer's HDF5 group under `layers/`, in `layerOrder`: the snake-cased
+    /// class name, `_k` for its k-th repeat (docs/KERAS-FORMAT.md §3).
+    public var weightGroups: [(layer: String, className: String, group: String)] {
+        var counts: [String: Int] = [:]
+        return layerOrder.map { name, className in
+            let base = KerasConfig.snakeCase(className)
+            let k = counts[base, default: 0]
+            counts[base] = k + 1
+            return (name, className, k == 0 ? base : "\(base)_\(k)")
+        }
+    }
+
+    /// One HDF5 group of a layer's variables: its path under the layer's group,
+    /// the `name` attribute Keras writes on it, and the variables in Keras's order
+    /// as Tandem names them (`<layer>/<name>`).
+    public struct VariableGroup: Sendable {
+        public let path: String, label: String, names: [String]
+    }
+
+    /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer),
+    /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
+    /// TimeDistributed's under `layer/`), each holding its own variables.
+    public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
+        LayerRegistry.variables(className: className, layer: layer, config: config)
+    }
+
+    /// Every trainable variable in Keras's `model.trainable_variables` order, as `<layer>/<weight>`.
+    public var trainableVariables: [String] {
+        layerOrder.flatMap { name, className -> [String] in
+            let config = nodes.first { $0.layer == name }?.config ?? .null
+            // BatchNormalization's moving statistics are not trainable variables (no optimizer slots).
+            return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names)
+                .filter { className != "BatchNormalization" || !$0.hasPrefix("moving_") }.map { "\(name)/\($0)" }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+// Keras TimeDistributed (of a Dense): the Keras layer table's entries (KerasLayerKind.swift) and
+// their builders, which read a call's config and refuse every argument Tandem does not implement
+// by name.
+
+import TandemCore
+
+extension KerasLayerKind {
+    static let timeDistributed = KerasLayerKind(
+        classNames: ["TimeDistributed"], build: { a, inputs, _ in try LayerRegistry.timeDistributed(a, inputs) },
+        variables: { _, layer, config in
+            // The wrapped layer's, under `layer/`.
+            let inner = config["layer"] ?? .null
+            let groups = LayerRegistry.variables(
+                className: inner["class_name"]?.string ?? "", layer: layer, config: inner["config"] ?? .null)
+            return [KerasLayerKind.top(layer, [])]
+                + groups.map {
+                    .init(
+                        path: "layer/" + $0.path,
+                        label: $0.path == "vars" ? inner["config"]?["name"]?.string ?? "layer" : $0.label,
+                        names: $0.names)
+                }
+        })
+}
+
+extension LayerRegistry {
+    /// TimeDistributed of a per-step layer (weights under `layer/`, named after the wrapper).
+    static func timeDistributed(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        let source = try sequence(a, inputs)
+        guard let inner = a.config["layer"], let innerClass = inner["class_name"]?.string, perStep.contains(innerClass)
+        else {
+            let name = a.config["layer"]?["class_name"]?.string ?? "?"
+            throw a.fail(
+                "wraps \(name); TimeDistributed supports \(perStep.joined(separator: ", "))\(name == "BatchNormalization" ? " (Keras normalises each step of a TimeDistributed BatchNormalization on its own; use BatchNormalization on the sequence for statistics over batch and time)" : "")"
+            )
+        }
+        try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
+        let node = GraphNode(
+            id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]),
+            inputs: a.node.inputs, call: a.node.call)
+        return try make(node, inputs: [source])
+    }
+}

@@ -1,0 +1,97 @@
+// The one model description that the CLI, checkpoints, evaluate/predict, the
+// benchmark and gen-data share. It is a Keras functional graph: nodes (layer
+// calls) with their Keras class and config, inputs, outputs, and what the
+// compile config says (heads, regularizers, optimizer). Built from a Keras
+// config.json (KerasConfig.swift) — the `headline` preset is one too
+// (Headline.swift) — and turned into a runnable `Model` by the layer registry.
+// It keeps the config.json it came from, so a checkpoint can store it and
+// RUN/model.keras can be written back in Keras's own terms.
+
+import Foundation
+import TandemCore
+
+/// One call of a Keras layer in the graph.
+public struct GraphNode: Sendable {
+    /// Unique in the graph: the layer name, or "name@k" for its call k ≥ 1.
+    public let id: String
+    /// The Keras layer (owner of the weights).
+    public let layer: String
+    public let className: String
+    /// The layer's Keras config (its arguments).
+    public let config: JSONValue
+    /// Producer node ids, in argument order.
+    public let inputs: [String]
+    /// Which call of `layer` this is (0 for the first).
+    public let call: Int
+    /// The call's `mask` argument is its last input (a NotEqual node).
+    public var masked = false
+}
+
+/// A Keras model as Tandem trains it.
+public struct ModelDescription: Sendable {
+    public let name: String
+    /// Every node, producers before consumers.
+    public let nodes: [GraphNode]
+    /// Input node ids in the model's input order (= data file names).
+    public let inputs: [String]
+    /// Output node ids in the model's output order.
+    public let outputs: [String]
+    /// Keras's `model.layers` order (layer name, class): it numbers the HDF5
+    /// weight groups and orders `trainable_variables` (docs/KERAS-FORMAT.md §3).
+    public let layerOrder: [(name: String, className: String)]
+    public let isSequential: Bool
+    /// The heads the compile config defines (outputs with a loss), in output order.
+    public var heads: [Head]
+    /// Penalties from the layers' `*_regularizer` arguments.
+    public let regularizers: [Regularizer]
+    /// The compiled optimizer, if the archive has one Tandem supports.
+    public var optimizer: OptimizerConfig?
+    /// The whole config.json (architecture and compile config).
+    public var config: JSONValue
+    /// "headline" when built from the preset (`--model headline`), nil for an archive.
+    public var preset: String?
+    /// The file it was read from, named in errors (nil for the preset).
+    public var source: String?
+
+    public func node(_ id: String) -> GraphNode? { nodes.first { $0.id == id } }
+
+    /// The output layer names (what targets are named after).
+    public var outputNames: [String] { outputs.map { node($0)!.layer } }
+    public var inputNames: [String] { inputs.map { node($0)!.layer } }
+
+    /// Builds the runnable graph for batches of up to `maxBatch` samples.
+    /// Throws a clear error for anything the registry does not support.
+    public func build(maxBatch: Int, fuse: Bool = true) throws -> Model {
+        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message)
+            where source != nil
+        {
+            throw TandemError.file(source!, message)
+        }
+    }
+
+    /// Every node's Tandem layer, by node id: shapes and parameters, no arenas.
+    func layerGraph() throws -> [String: Layer] {
+        var built: [String: Layer] = [:]
+        for node in nodes {
+            let sources = try node.inputs.map { id -> Layer in
+                guard let l = built[id] else {
+                    throw TandemError.usage("layer '\(node.layer)': its input '\(id)' is not computed before it")
+                }
+                return l
+            }
+            built[node.id] = try LayerRegistry.make(node, inputs: sources)
+        }
+        return built
+    }
+
+    private func buildGraph(maxBatch: Int, fuse: Bool) throws -> Model {
+        let built = try layerGraph()
+        let inputLayers = try inputs.map { id -> InputLayer in
+            guard let l = built[id] as? InputLayer else {
+                throw TandemError.usage("model input '\(id)' is not an InputLayer")
+            }
+            return l
+        }
+        return Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
+    }
+}

@@ -1,0 +1,324 @@
+// A dataset directory (docs/SPEC.md §5): one .npy per model input and per output
+// target, named after them, plus optional `<output>.sample_weight.npy`.
+// Files are memory-mapped; rows are gathered (and converted) per batch, so a
+// rank touches only the rows it trains on. Shapes are checked on open, values
+// (token range, NaN/Inf) by `validate(rows:)`.
+
+import Foundation
+import TandemCore
+import TandemKeras
+
+/// Per head, over a set of rows: the weight factor of a labelled row and the labelled count.
+public struct Labels: Sendable {
+    public var scales: [Double] = []
+    public var labelled: [Int] = []
+    public init() {}
+}
+
+/// The arrays of one dataset directory, matched to a model's inputs and heads.
+public final class Dataset: @unchecked Sendable {
+    public let directory: String
+    public let count: Int
+    /// Per model input, in `model.inputs` order.
+    public let inputs: [NPYArray]
+    /// Per head: targets and optional sample weights.
+    public let targets: [NPYArray]
+    public let sampleWeights: [NPYArray?]
+    private let vocabulary: [Int?]
+    /// Per head: the number of classes when targets are class ids (sparse categorical).
+    private let classes: [Int?]
+    /// Per head: the class id that marks "no label" (Keras's ignore_class).
+    private let ignored: [Int?]
+    /// The heads the targets belong to (empty without targets).
+    public let heads: [Head]
+    /// Some head's targets hold a NaN row (a sample without that label).
+    public let hasMissingLabels: Bool
+
+    /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
+    /// With `requireTargets` false (predict), target files are not needed.
+    public init(directory: String, model: Model, heads: [Head], requireTargets: Bool = true) throws {
+        self.directory = directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TandemError.file(directory, "dataset directory not found")
+        }
+        func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
+        func open(_ name: String, what: String) throws -> NPYArray {
+            let p = path(name)
+            guard FileManager.default.fileExists(atPath: p) else {
+                throw TandemError.file(p, "file not found (the model's \(what) needs it)")
+            }
+            return try NPYArray(path: p)
+        }
+        var counts: [(String, Int)] = []
+        var inputArrays: [NPYArray] = []
+        var vocab: [Int?] = []
+        for input in model.inputs {
+            let array = try open("\(input.name).npy", what: "input '\(input.name)'")
+            switch input.kind {
+            case .tokens:
+                guard array.type.isInteger else {
+                    throw TandemError.file(array.path, "token ids must be int32 or int64, found \(array.type)")
+                }
+                let embedding = model.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }
+                vocab.append(embedding?.vocabulary)
+            case .features:
+                vocab.append(nil)
+            }
+            try Dataset.check(array, rowShape: input.output.shape, label: "input '\(input.name)'")
+            inputArrays.append(array)
+            counts.append((array.path, array.rows))
+        }
+        var targetArrays: [NPYArray] = []
+        var weightArrays: [NPYArray?] = []
+        var classCounts: [Int?] = []
+        var ignoredClasses: [Int?] = []
+        if requireTargets {
+            for head in heads {
+                guard let layer = model.output(named: head.output) else {
+                    throw TandemError.usage("unknown output '\(head.output)'")
+                }
+                let array = try open("\(head.output).npy", what: "output '\(head.output)'")
+                try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
+                targetArrays.append(array)
+                classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
+                ignoredClasses.append(head.options.ignoreClass)
+                counts.append((array.path, array.rows))
+                let weightPath = path("\(head.output).sample_weight.npy")
+                if FileManager.default.fileExists(atPath: weightPath) {
+                    let weights = try NPYArray(path: weightPath)
+                    guard weights.shape.count == 1 || (weights.shape.count == 2 && weights.shape[1] == 1) else {
+                        throw TandemError.file(weightPath, "sample weights must have shape [N], found \(weights.shape)")
+                    }
+                    weightArrays.append(weights)
+                    counts.append((weightPath, weights.rows))
+                } else {
+                    weightArrays.append(nil)
+                }
+            }
+        }
+        let (firstPath, n) = counts[0]
+        for (p, rows) in counts where rows != n {
+            throw TandemError.file(
+                p, "has \(rows) rows but \(URL(fileURLWithPath: firstPath).lastPathComponent) has \(n)")
+        }
+        guard n > 0 else { throw TandemError.file(firstPath, "has no samples (0 rows)") }
+        count = n
+        inputs = inputArrays
+        targets = targetArrays
+        sampleWeights = weightArrays
+        vocabulary = vocab
+        classes = classCounts
+        ignored = ignoredClasses
+        self.heads = requireTargets ? heads : []
+        hasMissingLabels = targetArrays.contains { array in (0..<n).contains { array.float(row: $0).isNaN } }
+    }
+
+    /// Per head over `rows` (a global batch, or a whole evaluated set; docs/SPEC.md §10): the factor a
+    /// labelled row's weight takes, and how many rows have a label (a target that is not NaN).
+    /// - `batch` reduction: 1, or with ignore_class Keras's mask weight count / not-ignored
+    ///   (0 when all are ignored, as divide_no_nan); a NaN row simply weighs 0.
+    /// - `labeled`: count / Σ effective weight of the labelled, not-ignored rows (0 when
+    ///   there are none), so the loss is the weighted mean over labelled samples.
+    /// Every rank reads the same targets, so no collective is needed.
+    public func labels<S: Collection>(rows: S) -> Labels where S.Element == Int {
+        var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
+        var result = Labels()
+        for (h, head) in heads.enumerated() {
+            var labelled = 0
+            var ignoredRows = 0
+            var weightSum = 0.0
+            for r in rows {
+                let first = targets[h].float(row: r)
+                if first.isNaN { continue }
+                labelled += 1
+                if let c = head.options.ignoreClass, first == Float(c) {
+                    ignoredRows += 1
+                    continue
+                }
+                if head.reduction == .labeled {
+                    targets[h].readFloats(row: r, into: &value)
+                    var w: Float = 1
+                    if let sw = sampleWeights[h] { sw.readFloats(row: r, into: &w) }
+                    value.withUnsafeBufferPointer {
+                        head.applyClassWeights(
+                            targets: $0.baseAddress!, columns: targets[h].rowWidth, rows: 1, weights: &w)
+                    }
+                    weightSum += Double(w)
+                }
+            }
+            let scale: Double
+            switch head.reduction {
+            case .labeled: scale = weightSum > 0 ? Double(rows.count) / weightSum : 0
+            case .batch:
+                let valid = rows.count - ignoredRows
+                scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : Double(rows.count) / Double(valid)
+            }
+            result.scales.append(scale)
+            result.labelled.append(labelled)
+        }
+        return result
+    }
+
+    /// [N, shape…] as the model has it; [N] for one column.
+    static func check(_ array: NPYArray, rowShape: [Int], label: String) throws {
+        let width = rowShape.reduce(1, *)
+        let ok = Array(array.shape.dropFirst()) == rowShape || (array.shape.count == 1 && width == 1)
+        guard ok, array.shape.count >= 1 else {
+            throw TandemError.file(
+                array.path,
+                "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]"
+            )
+        }
+    }
+
+    /// Checks the values of `rows`: token ids in [0, vocab), every float finite.
+    /// Returns the first problem as an error naming the file, row and column.
+    public func validate(rows: Range<Int>) -> TandemError? {
+        var tokens = [Int32](repeating: 0, count: inputs.map(\.rowWidth).max() ?? 1)
+        var floats = [Float](repeating: 0, count: (inputs + targets).map(\.rowWidth).max() ?? 1)
+        for row in rows {
+            for (array, vocab) in zip(inputs, vocabulary) {
+                if let vocab {
+                    if let bad = tokens.withUnsafeMutableBufferPointer({
+                        array.readTokens(row: row, limit: vocab, into: $0.baseAddress!)
+                    }) {
+                        return .file(
+                            array.path,
+                            "row \(row), column \(bad.column): token id \(formatted(bad.value)) is outside the vocabulary [0, \(vocab))"
+                        )
+                    }
+                } else if let error = checkFinite(array, row, &floats) {
+                    return error
+                }
+            }
+            for array in sampleWeights.compactMap({ $0 }) {
+                if let error = checkFinite(array, row, &floats) { return error }
+            }
+            for array in targets {
+                if let error = checkTarget(array, row, &floats) { return error }
+            }
+            for (array, (count, skip)) in zip(targets, zip(classes, ignored)) {
+                guard let count else { continue }
+                array.readFloats(row: row, into: &floats)
+                let id = floats[0]
+                if id.isNaN { continue }  // no label for this head (docs/SPEC.md §10)
+                if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
+                if id.rounded() != id || id < 0 || Int(id) >= count {
+                    return .file(
+                        array.path,
+                        "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))"
+                    )
+                }
+            }
+        }
+        return nil
+    }
+
+    /// A target row is finite, or NaN in every column (no label for that head).
+    private func checkTarget(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            array.readFloats(row: row, into: buffer.baseAddress!)
+            let missing = buffer[0].isNaN
+            for j in 0..<array.rowWidth where missing ? !buffer[j].isNaN : !buffer[j].isFinite {
+                if missing || buffer[j].isNaN {
+                    return .file(
+                        array.path,
+                        "row \(row): a missing label must be NaN in every column, but column \(missing ? j : 0) is \(missing ? buffer[j] : buffer[0]) and column \(missing ? 0 : j) is NaN"
+                    )
+                }
+                return .file(
+                    array.path,
+                    "row \(row), column \(j): value \(buffer[j]) is not finite (NaN in every column marks a missing label)"
+                )
+            }
+            return nil
+        }
+    }
+
+    private func checkFinite(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            array.readFloats(row: row, into: buffer.baseAddress!)
+            for j in 0..<array.rowWidth where !buffer[j].isFinite {
+                return .file(array.path, "row \(row), column \(j): value \(buffer[j]) is not finite")
+            }
+            return nil
+        }
+    }
+
+    private func formatted(_ v: Double) -> String { v.rounded() == v && abs(v) < 1e15 ? String(Int64(v)) : String(v) }
+}
+
+/// Per-batch buffers for targets and effective sample weights, sized once.
+public final class BatchBuffers {
+    public let targets: [UnsafeMutablePointer<Float>]
+    public let weights: [UnsafeMutablePointer<Float>]
+    /// Per head and row: false when the target is NaN (no label; the target is zeroed, weight 0).
+    public let labelled: [UnsafeMutablePointer<Bool>]
+    public private(set) var rows = 0
+
+    public init(model: Model, heads: [Head]) {
+        targets = heads.map { head in
+            let units = head.targetWidth(of: model.output(named: head.output)!)
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch * units)
+            p.initialize(repeating: 0, count: model.maxBatch * units)
+            return p
+        }
+        weights = heads.map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch)
+            p.initialize(repeating: 1, count: model.maxBatch)
+            return p
+        }
+        labelled = heads.map { _ in
+            let p = UnsafeMutablePointer<Bool>.allocate(capacity: model.maxBatch)
+            p.initialize(repeating: true, count: model.maxBatch)
+            return p
+        }
+    }
+
+    deinit {
+        for buffer in targets + weights { buffer.deallocate() }
+        for flags in labelled { flags.deallocate() }
+    }
+
+    /// Copies samples `indices` into the model's input buffers and these buffers,
+    /// applying class weights. Values were validated beforehand.
+    /// `labels` (Dataset.labels over the global batch) gives each head's factor for the
+    /// weight of a labelled row; rows without a label, or of the ignored class, weigh 0.
+    public func load(
+        _ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
+        heads: [Head], withTargets: Bool = true, labels: Labels? = nil
+    ) {
+        rows = indices.count
+        for (input, array) in zip(model.inputs, data.inputs) {
+            let w = input.width
+            for (r, sample) in indices.enumerated() {
+                if let tokens = input.tokens {
+                    _ = array.readTokens(row: Int(sample), limit: Int(Int32.max), into: tokens + r * w)
+                } else {
+                    array.readFloats(row: Int(sample), into: input.output.values + r * w)
+                }
+            }
+        }
+        guard withTargets else { return }
+        for (h, head) in heads.enumerated() {
+            let units = head.targetWidth(of: model.output(named: head.output)!)
+            let t = targets[h]
+            let w = weights[h]
+            let present = labelled[h]
+            for (r, sample) in indices.enumerated() {
+                data.targets[h].readFloats(row: Int(sample), into: t + r * units)
+                if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: w + r) } else { w[r] = 1 }
+                present[r] = !t[r * units].isNaN
+                // A finite stand-in target keeps the (zero-weighted) loss terms finite.
+                if !present[r] { (t + r * units).update(repeating: 0, count: units) }
+            }
+            head.applyClassWeights(targets: t, columns: units, rows: rows, weights: w)
+            let scale = Float(labels.map { $0.scales[h] } ?? 1)
+            let ignored = head.options.ignoreClass.map(Float.init)
+            for r in 0..<rows {
+                w[r] = !present[r] || t[r * units] == ignored ? 0 : w[r] * scale
+            }
+        }
+    }
+}

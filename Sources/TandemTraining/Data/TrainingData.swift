@@ -1,0 +1,49 @@
+// A run's data: the training dataset, the rows it trains on, and the validation rows — a
+// second dataset, or Keras's validation_split (the LAST rows of the training data, before any
+// shuffling, as Keras holds them out). Every rank opens the files (headers only) and checks
+// its own share of the rows; the ranks agree on any error.
+
+import Foundation
+import TandemCore
+import TandemKeras
+
+/// Where a run's validation figures come from.
+public enum ValidationSource: Sendable {
+    case none
+    case directory(String)
+    case split(Double)
+}
+
+public struct TrainingData {
+    public let data: Dataset
+    public let trainRows: Range<Int>
+    public let validation: (data: Dataset, rows: Range<Int>)?
+
+    public init(
+        directory: String, validation source: ValidationSource, model: Model, heads: [Head],
+        communicator comm: Communicator
+    ) throws {
+        let dataset = try comm.agreeOn { try Dataset(directory: directory, model: model, heads: heads) }
+        try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
+        data = dataset
+        switch source {
+        case .none:
+            trainRows = 0..<dataset.count
+            validation = nil
+        case .directory(let path):
+            let v = try comm.agreeOn { try Dataset(directory: path, model: model, heads: heads) }
+            try comm.agree(v.validate(rows: shard(count: v.count, rank: comm.rank, size: comm.size)))
+            trainRows = 0..<dataset.count
+            validation = (v, 0..<v.count)
+        case .split(let fraction):
+            let held = Int((Double(dataset.count) * fraction).rounded(.down))
+            guard held > 0, held < dataset.count else {
+                throw TandemError.usage(
+                    "--validation-split \(fraction) of \(dataset.count) samples leaves no validation or no training rows"
+                )
+            }
+            trainRows = 0..<(dataset.count - held)
+            validation = (dataset, (dataset.count - held)..<dataset.count)
+        }
+    }
+}

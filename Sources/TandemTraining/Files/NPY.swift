@@ -1,0 +1,202 @@
+// NumPy .npy files: reader (memory-mapped; int32 / int64 / float32 / float64,
+// little-endian, C order) and writer (float32 / int32, format 1.0).
+// Everything else is a clear error naming the file.
+
+import Foundation
+import TandemCore
+import TandemKeras
+
+/// Element types Tandem reads from .npy files.
+public enum NPYType: String, Sendable {
+    case int32 = "<i4"
+    case int64 = "<i8"
+    case float32 = "<f4"
+    case float64 = "<f8"
+    var size: Int { self == .int32 || self == .float32 ? 4 : 8 }
+    var isInteger: Bool { self == .int32 || self == .int64 }
+}
+
+/// A memory-mapped .npy array.
+public final class NPYArray: @unchecked Sendable {
+    public let file: MappedFile
+    public let type: NPYType
+    public let shape: [Int]
+    private let data: UnsafeRawPointer
+    public var path: String { file.path }
+    public var rows: Int { shape.first ?? 1 }
+    /// Elements per row (product of the trailing dimensions).
+    public var rowWidth: Int { shape.dropFirst().reduce(1, *) }
+
+    public init(path: String) throws {
+        file = try MappedFile(path: path)
+        let (type, shape, headerEnd) = try NPYArray.parseHeader(file)
+        self.type = type
+        self.shape = shape
+        data = file.bytes + headerEnd
+        let available = file.size - headerEnd
+        guard let elements = checkedProduct(shape), elements <= available else {
+            throw TandemError.file(path, "truncated: shape \(shape) needs more data than the file's \(available) bytes")
+        }
+        let expected = elements * type.size
+        if available < expected {
+            throw TandemError.file(
+                path, "truncated: shape \(shape) needs \(expected) bytes of data, the file has \(available)")
+        }
+    }
+
+    private static func parseHeader(_ file: MappedFile) throws -> (NPYType, [Int], Int) {
+        let p = file.bytes.assumingMemoryBound(to: UInt8.self)
+        let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
+        guard file.size >= 10, (0..<6).allSatisfy({ p[$0] == magic[$0] }) else {
+            throw TandemError.file(file.path, "not a .npy file (bad magic)")
+        }
+        let major = p[6]
+        let headerLength: Int
+        let start: Int
+        switch major {
+        case 1:
+            headerLength = Int(p[8]) | Int(p[9]) << 8
+            start = 10
+        case 2, 3:
+            guard file.size >= 12 else { throw TandemError.file(file.path, "truncated header") }
+            headerLength = Int(p[8]) | Int(p[9]) << 8 | Int(p[10]) << 16 | Int(p[11]) << 24
+            start = 12
+        default: throw TandemError.file(file.path, "unsupported .npy version \(major)")
+        }
+        guard start + headerLength <= file.size else { throw TandemError.file(file.path, "truncated header") }
+        let header = String(decoding: UnsafeBufferPointer(start: p + start, count: headerLength), as: UTF8.self)
+
+        func field(_ key: String) throws -> String {
+            guard let keyRange = header.range(of: "'\(key)':") else {
+                throw TandemError.file(file.path, "header has no '\(key)'")
+            }
+            return String(header[keyRange.upperBound...]).trimmingCharacters(in: .whitespaces)
+        }
+        let descrField = try field("descr")
+        guard descrField.hasPrefix("'"), let close = descrField.dropFirst().firstIndex(of: "'") else {
+            throw TandemError.file(file.path, "cannot read the dtype in the header")
+        }
+        var descr = String(descrField[descrField.index(after: descrField.startIndex)..<close])
+        if descr.hasPrefix("=") || descr.hasPrefix("|") { descr = "<" + descr.dropFirst() }  // native = little here
+        guard let type = NPYType(rawValue: descr) else {
+            throw TandemError.file(
+                file.path, "dtype '\(descr)' is not supported (need little-endian int32, int64, float32 or float64)")
+        }
+        let fortran = try field("fortran_order")
+        let shapeField = try field("shape")
+        guard shapeField.hasPrefix("("), let shapeEnd = shapeField.firstIndex(of: ")") else {
+            throw TandemError.file(file.path, "cannot read the shape in the header")
+        }
+        let shapeText = shapeField[shapeField.index(after: shapeField.startIndex)..<shapeEnd]
+        var shape: [Int] = []
+        for part in shapeText.split(separator: ",") {
+            let s = part.trimmingCharacters(in: .whitespaces)
+            if s.isEmpty { continue }
+            guard let d = Int(s), d >= 0 else { throw TandemError.file(file.path, "bad shape (\(shapeText))") }
+            shape.append(d)
+        }
+        if fortran.hasPrefix("True") && shape.filter({ $0 > 1 }).count > 1 {
+            throw TandemError.file(file.path, "Fortran-order arrays are not supported (save with C order)")
+        }
+        return (type, shape, start + headerLength)
+    }
+
+    /// Row `row` as Float32 (converted from any accepted type) into `out[0..<rowWidth]`.
+    @inline(__always)
+    /// One element of a row, as Float.
+    public func float(row: Int, column: Int = 0) -> Float {
+        let i = row * rowWidth + column
+        switch type {
+        case .float32: return (data + i * 4).assumingMemoryBound(to: Float.self).pointee
+        case .float64: return Float((data + i * 8).assumingMemoryBound(to: Double.self).pointee)
+        case .int32: return Float((data + i * 4).assumingMemoryBound(to: Int32.self).pointee)
+        case .int64: return Float((data + i * 8).assumingMemoryBound(to: Int64.self).pointee)
+        }
+    }
+
+    public func readFloats(row: Int, into out: UnsafeMutablePointer<Float>) {
+        let w = rowWidth
+        let base = row * w
+        switch type {
+        case .float32: out.update(from: (data + base * 4).assumingMemoryBound(to: Float.self), count: w)
+        case .float64:
+            let s = (data + base * 8).assumingMemoryBound(to: Double.self)
+            for j in 0..<w { out[j] = Float(s[j]) }
+        case .int32:
+            let s = (data + base * 4).assumingMemoryBound(to: Int32.self)
+            for j in 0..<w { out[j] = Float(s[j]) }
+        case .int64:
+            let s = (data + base * 8).assumingMemoryBound(to: Int64.self)
+            for j in 0..<w { out[j] = Float(s[j]) }
+        }
+    }
+
+    /// Row `row` as Int32 into `out[0..<rowWidth]`. Returns the first column
+    /// whose value is not a whole number in [0, limit), or nil when all are.
+    @inline(__always)
+    public func readTokens(row: Int, limit: Int, into out: UnsafeMutablePointer<Int32>) -> (column: Int, value: Double)?
+    {
+        let w = rowWidth
+        let base = row * w
+        var bad: (Int, Double)?
+        func check(_ j: Int, _ v: Double) {
+            if bad == nil && !(v >= 0 && v < Double(limit) && v.rounded() == v) { bad = (j, v) }
+        }
+        switch type {
+        case .int32:
+            let s = (data + base * 4).assumingMemoryBound(to: Int32.self)
+            for j in 0..<w {
+                let v = s[j]
+                out[j] = v
+                if v < 0 || Int(v) >= limit { check(j, Double(v)) }
+            }
+        case .int64:
+            let s = (data + base * 8).assumingMemoryBound(to: Int64.self)
+            for j in 0..<w {
+                let v = s[j]
+                if v < 0 || v >= Int64(limit) {
+                    check(j, Double(v))
+                    out[j] = 0
+                } else {
+                    out[j] = Int32(v)
+                }
+            }
+        case .float32, .float64:
+            for j in 0..<w {
+                let v =
+                    type == .float32
+                    ? Double((data + (base + j) * 4).load(as: Float.self))
+                    : (data + (base + j) * 8).load(as: Double.self)
+                check(j, v)
+                out[j] = bad == nil ? Int32(v) : 0
+            }
+        }
+        return bad
+    }
+
+    /// Writes a float32 array of `shape` to `path` atomically.
+    public static func write(floats: UnsafeBufferPointer<Float>, shape: [Int], to path: String) throws {
+        try write(raw: UnsafeRawBufferPointer(floats), descr: "<f4", shape: shape, to: path)
+    }
+
+    /// Writes an int32 array of `shape` to `path` atomically.
+    public static func write(ints: UnsafeBufferPointer<Int32>, shape: [Int], to path: String) throws {
+        try write(raw: UnsafeRawBufferPointer(ints), descr: "<i4", shape: shape, to: path)
+    }
+
+    private static func write(raw: UnsafeRawBufferPointer, descr: String, shape: [Int], to path: String) throws {
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+        // Pad so the data starts on a 64-byte boundary; the header ends with '\n'.
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var prefix = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+        let length = UInt16(header.utf8.count)
+        prefix.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
+        prefix.append(contentsOf: Array(header.utf8))
+        let writer = try AtomicFileWriter(path: path)
+        try writer.write(prefix)
+        try writer.write(raw)
+        try writer.commit()
+    }
+}

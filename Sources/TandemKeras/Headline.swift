@@ -19,7 +19,7 @@ public struct HeadlineConfig: Sendable, Equatable, Codable {
     public init() {}
 
     /// Layer names of the dense stack: dense, dense_1, dense_2, … (Keras's naming).
-    public var denseNames: [String] {
+    package var denseNames: [String] {
         (0..<denseLayers).map { $0 == 0 ? "dense" : "dense_\($0)" }
     }
 }

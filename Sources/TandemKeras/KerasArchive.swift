@@ -13,7 +13,7 @@ import ZIPFoundation
 
 /// The members of a `.keras` archive, read into memory.
 public final class KerasArchive {
-    public let path: String
+    package let path: String
     public let configBytes: [UInt8]
     /// nil when the archive has no weights file (a config-only directory).
     public let weightsBytes: [UInt8]?
@@ -156,7 +156,7 @@ extension ModelDescription {
     /// With gradient accumulation the archive's `gradient_accumulator` values are read into
     /// `accumulator` (the gradient arena's layout); an archive saved without them (or a run
     /// without accumulation) leaves it, or skips them.
-    public func loadOptimizerState(
+    package func loadOptimizerState(
         _ optimizer: Optimizer, store: ParameterStore, from archive: KerasArchive,
         accumulator: UnsafeMutablePointer<Float>? = nil
     ) throws -> (iterations: Int?, note: String?) {
@@ -336,7 +336,7 @@ extension ModelDescription {
 
     /// model.weights.h5 for the current weights and optimizer state, in Keras's layout.
     /// `accumulator`: Keras's gradient accumulators in the arena's layout (gradient accumulation only).
-    public func weightsFile(_ store: ParameterStore, optimizer: Optimizer?, accumulator: [Float]? = nil) throws
+    package func weightsFile(_ store: ParameterStore, optimizer: Optimizer?, accumulator: [Float]? = nil) throws
         -> [UInt8]
     {
         let h5 = try HDF5Writer()
@@ -393,7 +393,7 @@ extension ModelDescription {
 
     /// Writes RUN/model.keras: config.json (with `heads` and `optimizer` compiled in),
     /// metadata.json and model.weights.h5, stored uncompressed as Keras does, atomically.
-    public func saveArchive(
+    package func saveArchive(
         to path: String, store: ParameterStore, optimizer: Optimizer?, heads: [Head],
         accumulator: [Float]? = nil
     ) throws {

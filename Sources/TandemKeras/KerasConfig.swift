@@ -390,7 +390,7 @@ public enum KerasConfig {
     }
 
     /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name).
-    public static func snakeCase(_ name: String) -> String {
+    package static func snakeCase(_ name: String) -> String {
         var s = name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
         s = s.replacingOccurrences(of: "(.)([A-Z][a-z]+)", with: "$1_$2", options: .regularExpression)
         s = s.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression)
@@ -401,7 +401,7 @@ public enum KerasConfig {
 extension ModelDescription {
     /// Each layer's HDF5 group under `layers/`, in `layerOrder`: the snake-cased
     /// class name, `_k` for its k-th repeat (docs/KERAS-FORMAT.md §3).
-    public var weightGroups: [(layer: String, className: String, group: String)] {
+    package var weightGroups: [(layer: String, className: String, group: String)] {
         var counts: [String: Int] = [:]
         return layerOrder.map { name, className in
             let base = KerasConfig.snakeCase(className)
@@ -414,19 +414,19 @@ extension ModelDescription {
     /// One HDF5 group of a layer's variables: its path under the layer's group,
     /// the `name` attribute Keras writes on it, and the variables in Keras's order
     /// as Tandem names them (`<layer>/<name>`).
-    public struct VariableGroup: Sendable {
-        public let path: String, label: String, names: [String]
+    package struct VariableGroup: Sendable {
+        package let path: String, label: String, names: [String]
     }
 
     /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer),
     /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
     /// TimeDistributed's under `layer/`), each holding its own variables.
-    public static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
+    package static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
         LayerRegistry.variables(className: className, layer: layer, config: config)
     }
 
     /// Every trainable variable in Keras's `model.trainable_variables` order, as `<layer>/<weight>`.
-    public var trainableVariables: [String] {
+    package var trainableVariables: [String] {
         layerOrder.flatMap { name, className -> [String] in
             let config = nodes.first { $0.layer == name }?.config ?? .null
             // BatchNormalization's moving statistics are not trainable variables (no optimizer slots).

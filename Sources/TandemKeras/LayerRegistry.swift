@@ -130,9 +130,9 @@ package struct LayerArguments {
 }
 
 /// The registry of Keras layer classes Tandem builds.
-public enum LayerRegistry {
+package enum LayerRegistry {
     /// Keras classes Tandem can build.
-    public static let supported = kinds.filter(\.listed).flatMap(\.classNames)
+    package static let supported = kinds.filter(\.listed).flatMap(\.classNames)
 
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
     static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)

@@ -13,33 +13,33 @@ import TandemCore
 /// One call of a Keras layer in the graph.
 public struct GraphNode: Sendable {
     /// Unique in the graph: the layer name, or "name@k" for its call k ≥ 1.
-    public let id: String
+    package let id: String
     /// The Keras layer (owner of the weights).
     public let layer: String
     public let className: String
     /// The layer's Keras config (its arguments).
     public let config: JSONValue
     /// Producer node ids, in argument order.
-    public let inputs: [String]
+    package let inputs: [String]
     /// Which call of `layer` this is (0 for the first).
     public let call: Int
     /// The call's `mask` argument is its last input (a NotEqual node).
-    public var masked = false
+    package var masked = false
 }
 
 /// A Keras model as Tandem trains it.
 public struct ModelDescription: Sendable {
     public let name: String
     /// Every node, producers before consumers.
-    public let nodes: [GraphNode]
+    package let nodes: [GraphNode]
     /// Input node ids in the model's input order (= data file names).
-    public let inputs: [String]
+    package let inputs: [String]
     /// Output node ids in the model's output order.
-    public let outputs: [String]
+    package let outputs: [String]
     /// Keras's `model.layers` order (layer name, class): it numbers the HDF5
     /// weight groups and orders `trainable_variables` (docs/KERAS-FORMAT.md §3).
-    public let layerOrder: [(name: String, className: String)]
-    public let isSequential: Bool
+    package let layerOrder: [(name: String, className: String)]
+    package let isSequential: Bool
     /// The heads the compile config defines (outputs with a loss), in output order.
     public var heads: [Head]
     /// Penalties from the layers' `*_regularizer` arguments.
@@ -49,14 +49,14 @@ public struct ModelDescription: Sendable {
     /// The whole config.json (architecture and compile config).
     public var config: JSONValue
     /// "headline" when built from the preset (`--model headline`), nil for an archive.
-    public var preset: String?
+    package var preset: String?
     /// The file it was read from, named in errors (nil for the preset).
-    public var source: String?
+    package var source: String?
 
     public func node(_ id: String) -> GraphNode? { nodes.first { $0.id == id } }
 
     /// The output layer names (what targets are named after).
-    public var outputNames: [String] { outputs.map { node($0)!.layer } }
+    package var outputNames: [String] { outputs.map { node($0)!.layer } }
     public var inputNames: [String] { inputs.map { node($0)!.layer } }
 
     /// Builds the runnable graph for batches of up to `maxBatch` samples.

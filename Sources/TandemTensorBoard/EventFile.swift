@@ -35,19 +35,19 @@ enum CRC32C {
 }
 
 /// One scalar as TensorBoard stores it.
-public struct ScalarEvent: Sendable, Equatable {
-    public var tag: String
+package struct ScalarEvent: Sendable, Equatable {
+    package var tag: String
     public var step: Int
-    public var value: Float
-    public var wallTime: Double
+    package var value: Float
+    package var wallTime: Double
 }
 
 public final class EventFileWriter {
-    public let path: String
+    package let path: String
     private var pending = Data()
 
     /// A new event file in `directory` (created when missing), starting with the version event.
-    public init(directory: String) throws {
+    package init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let now = Date().timeIntervalSince1970
         var host = [CChar](repeating: 0, count: 256)
@@ -65,7 +65,7 @@ public final class EventFileWriter {
     }
 
     /// Buffers scalars of one step (TensorBoard's scalar plugin reads simple values).
-    public func scalars(
+    package func scalars(
         _ values: [(tag: String, value: Double)], step: Int, wallTime: Double = Date().timeIntervalSince1970
     ) throws {
         guard !values.isEmpty else { return }
@@ -93,7 +93,7 @@ public final class EventFileWriter {
     }
 
     /// The buffered records, appended to the file.
-    public func flush() throws {
+    package func flush() throws {
         guard !pending.isEmpty else { return }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TandemError.file(path, "cannot open for writing")
@@ -122,7 +122,7 @@ public final class EventFileWriter {
 }
 
 /// Reads the scalar events of a file (checks every record's checksums).
-public func readScalarEvents(_ path: String) throws -> [ScalarEvent] {
+package func readScalarEvents(_ path: String) throws -> [ScalarEvent] {
     let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
     var events: [ScalarEvent] = []
     var offset = 0
@@ -156,7 +156,7 @@ public func readScalarEvents(_ path: String) throws -> [ScalarEvent] {
 
 /// Rewrites every event file in `directory` without the scalars `keep` rejects (a resumed run
 /// then appends without duplicating steps written after its checkpoint).
-public func pruneEventFiles(in directory: String, keep: (ScalarEvent) -> Bool) throws {
+package func pruneEventFiles(in directory: String, keep: (ScalarEvent) -> Bool) throws {
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
     for name in names.sorted() where name.hasPrefix("events.out.tfevents.") {
         let path = URL(fileURLWithPath: directory).appendingPathComponent(name).path

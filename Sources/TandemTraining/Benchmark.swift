@@ -10,7 +10,7 @@ import TandemKeras
 /// The same dense count for any model: Dense 2·T·I·O (T = 1 on features), a recurrent
 /// layer 2·T·(D + U)·G, Conv1D 2·S·K·C·F per sample forward (the Embedding is a
 /// lookup; element-wise work is not counted), ×3 for forward + backward.
-public func denseFlopsPerSample(_ model: Model) -> Double {
+package func denseFlopsPerSample(_ model: Model) -> Double {
     3 * model.layers.reduce(0) { $0 + $1.forwardFlopsPerSample }
 }
 
@@ -42,7 +42,7 @@ public func measureSGEMMPeak(seconds: Double = 0.3) -> Double {
 }
 
 /// Peak resident set size of this process, in bytes.
-public func peakResidentBytes() -> Int {
+package func peakResidentBytes() -> Int {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return usage.ru_maxrss * 1024
@@ -51,14 +51,14 @@ public func peakResidentBytes() -> Int {
 /// Starts the kernel's record of this process's peak resident set (VmHWM) afresh
 /// (`5` to /proc/self/clear_refs), so a later `trainingPeakResidentBytes` covers
 /// only what ran since. False where the kernel does not offer it.
-@discardableResult public func resetPeakResident() -> Bool {
+@discardableResult package func resetPeakResident() -> Bool {
     guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
     defer { try? handle.close() }
     return (try? handle.write(contentsOf: Data("5".utf8))) != nil
 }
 
 /// VmHWM of /proc/self/status in bytes: the peak resident set since the last reset.
-public func peakResidentSinceReset() -> Int? {
+package func peakResidentSinceReset() -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
         let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
         let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
@@ -76,7 +76,7 @@ public func residentBytes() -> Int {
 
 /// What one benchmark configuration measured.
 public struct BenchmarkResult: Sendable {
-    public var ranks = 1, batchPerRank = 0, optimizer = ""
+    package var ranks = 1, batchPerRank = 0, optimizer = ""
     public var microBatch: Int?
     public var samplesPerSecond = 0.0
     public var intervals: [Double] = []
@@ -93,7 +93,7 @@ public struct BenchmarkResult: Sendable {
     /// The dataset's memory-mapped files (inputs, targets, weights). The pages of every row
     /// a batch has read stay resident, so up to this much of the peak is data, which no
     /// term of the bound counts.
-    public var dataBytes = 0
+    package var dataBytes = 0
     /// Buckets the gradient exchange was overlapped in (`--overlap-exchange`; 0: not overlapped).
     public var exchangeBuckets = 0
     /// Gradient exchange time per sample of the global batch (with gradient accumulation over N

@@ -13,11 +13,11 @@ public struct TrainingPosition: Codable, Sendable, Equatable {
     public var step = 0
     /// The epoch in progress (0-based) and the global batches of it already done.
     public var epoch = 0
-    public var batchInEpoch = 0
+    package var batchInEpoch = 0
     /// Running sums of the epoch so far (nil between epochs).
-    public var epochSums: EpochSums?
+    package var epochSums: EpochSums?
     /// A tandem-checkpoint-1 file's positional sums, until the trainer knows their layout.
-    public var legacyEpochSums: [Double]?
+    package var legacyEpochSums: [Double]?
     /// --monitor's best value, its epoch and the epochs waited since.
     public var monitor: MonitorState?
     public init() {}
@@ -103,24 +103,24 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 public struct CheckpointMetadata: Codable, Sendable {
     public var configuration: RunConfiguration
     public var position: TrainingPosition
-    public var worldSize: Int
+    package var worldSize: Int
     /// Training steps the optimizer has taken (Keras's saved `iteration`; with gradient accumulation
     /// the updates are this ÷ N). Differs from position.step when training continued an archive's state.
-    public var optimizerIterations: Int?
+    package var optimizerIterations: Int?
     /// Nadam's momentum product (state that is no slot).
-    public var nadamProduct: Float?
+    package var nadamProduct: Float?
     /// Reproducible mode's fixed-point bound.
     public var gradientBound: Double?
     /// The learned loss weighting's state.
     public var learnedWeighting: LearnedWeightingState?
 
-    public init(configuration: RunConfiguration, position: TrainingPosition, worldSize: Int) {
+    package init(configuration: RunConfiguration, position: TrainingPosition, worldSize: Int) {
         self.configuration = configuration
         self.position = position
         self.worldSize = worldSize
     }
 
-    public init(
+    package init(
         position: TrainingPosition, seed: UInt64, model: HeadlineConfig?, optimizer: OptimizerConfig,
         batchSize: Int, samples: Int, worldSize: Int, shuffle: Bool
     ) {
@@ -160,7 +160,7 @@ public struct CheckpointMetadata: Codable, Sendable {
 }
 
 /// Writes the model's weights to `path` (atomically).
-public func saveWeights(_ store: ParameterStore, to path: String, metadata: [String: String] = [:]) throws {
+package func saveWeights(_ store: ParameterStore, to path: String, metadata: [String: String] = [:]) throws {
     let entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
     try SafeTensorsFile.write(entries, metadata: metadata, to: path)
 }
@@ -179,7 +179,7 @@ public func loadWeights(_ store: ParameterStore, from file: SafeTensorsFile) thr
 
 /// Writes weights, optimizer slots and metadata to `path` atomically. With gradient accumulation the
 /// window's gradient sum (folded into rank 0's arena first) is saved as `accumulator/<tensor>`.
-public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: CheckpointMetadata, to path: String) throws {
+package func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: CheckpointMetadata, to path: String) throws {
     let store = model.parameters
     var entries = store.tensors.map { SafeTensorsEntry(name: $0.name, shape: $0.shape, values: store.value($0)) }
     for slot in optimizer.slots {
@@ -198,7 +198,7 @@ public func saveCheckpoint(model: Model, optimizer: Optimizer, metadata: Checkpo
 }
 
 /// Reads a checkpoint into the model and optimizer; returns its metadata.
-public func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String) throws -> CheckpointMetadata {
+package func loadCheckpoint(model: Model, optimizer: Optimizer, from path: String) throws -> CheckpointMetadata {
     let file = try SafeTensorsFile(path: path)
     guard let json = file.metadata["tandem"],
         let metadata = try? JSONDecoder().decode(CheckpointMetadata.self, from: Data(json.utf8))

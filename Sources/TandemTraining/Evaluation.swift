@@ -9,11 +9,11 @@ import TandemKeras
 /// Loss and accuracy of every head over a set of rows, and the weighted total.
 public struct Evaluation: Sendable {
     public var samples = 0
-    public var headLoss: [Double] = []
+    package var headLoss: [Double] = []
     public var headAccuracy: [Double] = []
     /// Per head, each of its metrics' values over the whole set.
-    public var headMetrics: [[Double]] = []
-    public var total = 0.0
+    package var headMetrics: [[Double]] = []
+    package var total = 0.0
 }
 
 /// The objective's losses and metrics over a dataset with the model's current weights: what
@@ -49,7 +49,7 @@ public final class Evaluator {
     /// Rows forwarded together. It must not depend on the rank count (a row's outputs depend,
     /// in the last bits, on the rows forwarded with it): training builds models of at least
     /// 64 rows in ordinary mode, of the micro-batch in reproducible mode.
-    public var evaluationBlock: Int { min(model.maxBatch, 64) }
+    package var evaluationBlock: Int { min(model.maxBatch, 64) }
 
     /// The loss of the current weights on `rows` of `data` (docs/SPEC.md §3: Keras's evaluate).
     ///
@@ -145,7 +145,7 @@ public final class Evaluator {
     }
 
     /// Σ λ₂·Σw² + λ₁·Σ|w| of the current weights.
-    public func regularizationLoss() -> Double {
+    package func regularizationLoss() -> Double {
         var total = 0.0
         for (view, l1, l2) in regularizers {
             let w = model.parameters.value(view)

@@ -12,7 +12,7 @@ import TandemKeras
 
 extension TrainingStep {
     /// Folds every rank's window sum into rank 0's arena. A collective: every rank calls it.
-    public func foldAccumulatedGradient() throws {
+    package func foldAccumulatedGradient() throws {
         guard accumulates, optimizer.accumulatedSteps > 0, communicator.size > 1 else { return }
         let g = model.parameters.gradients
         let n = model.parameters.count
@@ -24,7 +24,7 @@ extension TrainingStep {
     /// `foldAccumulatedGradient`), or nil without accumulation. Keras adds each step's whole
     /// gradient, penalties included; Tandem adds the penalties once at the update (the weights
     /// do not move within a window), so m·∇penalty is added here for the m steps accumulated.
-    public func kerasAccumulator() -> [Float]? {
+    package func kerasAccumulator() -> [Float]? {
         guard accumulates else { return nil }
         let store = model.parameters
         var values = Array(UnsafeBufferPointer(start: store.gradients, count: store.count))
@@ -34,7 +34,7 @@ extension TrainingStep {
 
     /// After an archive's accumulators were read into rank 0's arena (and the iterations
     /// restored): takes out the m·∇penalty that Keras's sum holds (see `kerasAccumulator`).
-    public func accumulatorLoadedFromKeras() {
+    package func accumulatorLoadedFromKeras() {
         guard accumulates, communicator.rank == 0, optimizer.accumulatedSteps > 0 else { return }
         let store = model.parameters
         var values = Array(UnsafeBufferPointer(start: store.gradients, count: store.count))

@@ -20,13 +20,13 @@ import TandemKeras
 /// Which tensors several heads reach, and the per-head figures of diagnostic steps.
 public final class HeadDiagnostics {
     public struct Shared {
-        public let view: TensorView
+        package let view: TensorView
         /// The layer that owns the tensor, and the heads whose loss reaches it.
-        public let layer: String
-        public let heads: [Int]
+        package let layer: String
+        package let heads: [Int]
     }
     public let shared: [Shared]
-    public let headNames: [String]
+    package let headNames: [String]
     /// Floats of all shared tensors together.
     public let packedCount: Int
     /// [head][packed shared gradients].
@@ -34,10 +34,10 @@ public final class HeadDiagnostics {
 
     /// One tensor on one diagnostic step: per head its norm (nil when the head does not reach
     /// it), its share, and the cosine of each pair of reaching heads.
-    public struct TensorFigures: Sendable {
-        public var norm: [Double?]
-        public var share: [Double?]
-        public var cosine: [(a: Int, b: Int, value: Double?)]
+    package struct TensorFigures: Sendable {
+        package var norm: [Double?]
+        package var share: [Double?]
+        package var cosine: [(a: Int, b: Int, value: Double?)]
         /// ⟨g_a, g_b⟩ for every pair of heads (0 where a head does not reach the tensor).
         var gram: [[Double]]
 
@@ -67,11 +67,11 @@ public final class HeadDiagnostics {
     private var layerOrder: [String] = []
     private var layerHeads: [String: [Int]] = [:]
     private var layerSums: [String: (norm: [Double], share: [Double], cosine: [Double])] = [:]
-    public private(set) var steps = 0
+    package private(set) var steps = 0
     /// The last recorded step's figures per layer (its tensors together).
-    public private(set) var lastLayers: [(layer: String, figures: TensorFigures, heads: [Int])] = []
+    package private(set) var lastLayers: [(layer: String, figures: TensorFigures, heads: [Int])] = []
     /// Seconds the diagnostic passes took (forward, backward and the allreduce).
-    public private(set) var seconds = 0.0
+    package private(set) var seconds = 0.0
 
     /// With `lastSharedLayerOnly`, only the tensors of the shared layer nearest the heads (the
     /// last in graph order): GradNorm's W.
@@ -214,7 +214,7 @@ public final class HeadDiagnostics {
 extension TrainingStep {
     /// Each head's gradient of the shared tensors over `indices` (the global batch), combined across
     /// ranks into `d.packed`; the weights, optimizer and layer statistics are left as they were.
-    public func diagnose(_ d: HeadDiagnostics, globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws
+    package func diagnose(_ d: HeadDiagnostics, globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws
         -> [HeadDiagnostics.TensorFigures]
     {
         let started = monotonicSeconds()

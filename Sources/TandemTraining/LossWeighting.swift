@@ -99,7 +99,7 @@ public enum LossWeightSchedule: Sendable, Codable, Equatable {
     }
 
     /// The ramp must end after it starts (checked once the epoch length is known).
-    public func check(stepsPerEpoch: Int, output: String) throws {
+    package func check(stepsPerEpoch: Int, output: String) throws {
         if case .linear(_, _, let start, let end) = self,
             end.steps(perEpoch: stepsPerEpoch) <= start.steps(perEpoch: stepsPerEpoch)
         {
@@ -117,30 +117,30 @@ public enum LearnedWeighting: String, Sendable, Codable, CaseIterable {
 public struct LearnedWeightingState: Sendable, Codable, Equatable {
     public var kind: LearnedWeighting
     /// Per head: s_h = log σ_h² (uncertainty).
-    public var values: [Float]
+    package var values: [Float]
     /// The small optimizer's slots and steps.
-    public var slots: [[Float]]
-    public var iterations: Int
-    public var nadamProduct: Float?
+    package var slots: [[Float]]
+    package var iterations: Int
+    package var nadamProduct: Float?
     /// GradNorm: each head's loss at the first step, and α.
-    public var initialLosses: [Double]?
+    package var initialLosses: [Double]?
     public var alpha: Double?
 }
 
 /// The loss weights of a run: schedules and learned weighting over the configured weights.
 public final class LossWeighting {
-    public let base: [Double]
-    public let schedules: [LossWeightSchedule?]
-    public let learned: LearnedWeighting?
+    package let base: [Double]
+    package let schedules: [LossWeightSchedule?]
+    package let learned: LearnedWeighting?
     let optimizer: Optimizer?
     /// s_h (uncertainty) or w_h (gradnorm), one per head.
-    public private(set) var values: [Float]
+    package private(set) var values: [Float]
     private var gradients: [Float]
     /// GradNorm's asymmetry α and each head's loss at the first step.
     public let alpha: Double
-    public private(set) var initialLosses: [Double]?
+    package private(set) var initialLosses: [Double]?
 
-    public init(
+    package init(
         base: [Double], schedules: [LossWeightSchedule?], learned: LearnedWeighting?, optimizer config: OptimizerConfig,
         alpha: Double = 1.5
     ) {
@@ -156,15 +156,15 @@ public final class LossWeighting {
         optimizer = learned == nil ? nil : Optimizer(small, parameterCount: base.count)
     }
 
-    public var isActive: Bool { learned != nil || schedules.contains { $0 != nil } }
+    package var isActive: Bool { learned != nil || schedules.contains { $0 != nil } }
 
     /// w_h(t): the schedule's value, else the configured weight.
-    public func scheduled(afterSteps t: Int, stepsPerEpoch: Int) -> [Double] {
+    package func scheduled(afterSteps t: Int, stepsPerEpoch: Int) -> [Double] {
         base.indices.map { schedules[$0]?.weight(afterSteps: t, stepsPerEpoch: stepsPerEpoch) ?? base[$0] }
     }
 
     /// The weights the model trains with at the step after `t` steps.
-    public func weights(afterSteps t: Int, stepsPerEpoch: Int) -> [Double] {
+    package func weights(afterSteps t: Int, stepsPerEpoch: Int) -> [Double] {
         let w = scheduled(afterSteps: t, stepsPerEpoch: stepsPerEpoch)
         switch learned {
         case nil: return w
@@ -175,7 +175,7 @@ public final class LossWeighting {
 
     /// After a step: the learned weights' own step, from the reduced per-head losses (`losses[h]` =
     /// the global batch's loss_h) and the scheduled weights that step used.
-    public func update(losses: [Double], scheduled w: [Double]) {
+    package func update(losses: [Double], scheduled w: [Double]) {
         guard learned == .uncertainty, let optimizer else { return }
         for h in values.indices { gradients[h] = Float(1 - w[h] * Foundation.exp(-Double(values[h])) * losses[h]) }
         values.withUnsafeMutableBufferPointer { v in
@@ -187,7 +187,7 @@ public final class LossWeighting {
 
     /// GradNorm's step after a training step: `norms[h]` = G_h at the last shared layer with the
     /// weights that step used, `losses[h]` the step's reduced loss_h.
-    public func updateGradNorm(norms: [Double], losses: [Double]) {
+    package func updateGradNorm(norms: [Double], losses: [Double]) {
         guard learned == .gradnorm, let optimizer else { return }
         if initialLosses == nil { initialLosses = losses }
         let H = values.count
@@ -212,7 +212,7 @@ public final class LossWeighting {
         for h in 0..<H { values[h] = Float(Double(values[h]) * scale) }
     }
 
-    public var state: LearnedWeightingState? {
+    package var state: LearnedWeightingState? {
         guard let learned, let optimizer else { return nil }
         return LearnedWeightingState(
             kind: learned, values: values,

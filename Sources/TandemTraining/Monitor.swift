@@ -13,7 +13,7 @@ import TandemKeras
 /// A weighted sum of metric names, e.g. `0.7*val_main_output_accuracy+0.3*val_aux_output_accuracy`.
 public struct MonitorExpression: Sendable, Codable, Equatable {
     public struct Term: Sendable, Codable, Equatable {
-        public var coefficient: Double
+        package var coefficient: Double
         public var name: String
     }
     public var terms: [Term]
@@ -71,7 +71,7 @@ public struct MonitorExpression: Sendable, Codable, Equatable {
     }
 
     /// The expression's value from an epoch's figures; nil when a figure is missing or not finite.
-    public func value(_ figures: [String: Double]) -> Double? {
+    package func value(_ figures: [String: Double]) -> Double? {
         var total = 0.0
         for t in terms {
             guard let v = figures[t.name], v.isFinite else { return nil }
@@ -85,7 +85,7 @@ public struct MonitorExpression: Sendable, Codable, Equatable {
 public struct MonitorOptions: Sendable {
     public enum Mode: String, Sendable, Codable, CaseIterable { case min, max }
     public var expression: MonitorExpression
-    public var mode: Mode
+    package var mode: Mode
     /// Epochs without improvement before stopping; nil: never stop early.
     public var patience: Int?
     /// Put the best epoch's weights into the final weights and model.keras.
@@ -129,11 +129,11 @@ public struct MonitorState: Sendable, Codable, Equatable {
     public var best: Double?
     /// The best epoch, 1-based (0: none yet).
     public var bestEpoch = 0
-    public var wait = 0
-    public init() {}
+    package var wait = 0
+    package init() {}
 
     /// Takes one epoch's value; returns whether it improved on the best.
-    public mutating func update(_ value: Double?, epoch: Int, mode: MonitorOptions.Mode) -> Bool {
+    package mutating func update(_ value: Double?, epoch: Int, mode: MonitorOptions.Mode) -> Bool {
         guard let value else { return false }
         wait += 1
         let better = best.map { mode == .min ? value < $0 : value > $0 } ?? true
@@ -146,7 +146,7 @@ public struct MonitorState: Sendable, Codable, Equatable {
     }
 
     /// Keras's EarlyStopping: stop once `patience` epochs passed without improvement (never after the first).
-    public func shouldStop(patience: Int?, epoch: Int) -> Bool {
+    package func shouldStop(patience: Int?, epoch: Int) -> Bool {
         guard let patience else { return false }
         return wait >= patience && epoch > 1
     }

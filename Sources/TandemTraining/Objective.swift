@@ -10,21 +10,21 @@ import TandemKeras
 /// Where each figure sits in the flat Double buffer one allreduce combines:
 /// per head its Σ_i w_i·ℓ(i) and correct count, the sample count, the stop flag, then every
 /// head's metric sums in turn (Metrics.swift). The only place that knows the positions.
-public struct FigureLayout: Sendable, Equatable {
+package struct FigureLayout: Sendable, Equatable {
     public let heads: Int
-    public let metricSlots: Int
+    package let metricSlots: Int
     /// Where each head's metric sums start among the metric sums.
-    public let metricOffsets: [Int]
+    package let metricOffsets: [Int]
     public func loss(_ h: Int) -> Int { 2 * h }
-    public func correct(_ h: Int) -> Int { 2 * h + 1 }
+    package func correct(_ h: Int) -> Int { 2 * h + 1 }
     public var samples: Int { 2 * heads }
-    public var stopFlag: Int { 2 * heads + 1 }
+    package var stopFlag: Int { 2 * heads + 1 }
     /// The first metric sum; head h's start at `metrics + metricOffsets[h]`.
     public var metrics: Int { 2 * heads + 2 }
     public var count: Int { metrics + metricSlots }
     /// Losses and metric sums are real-valued; the sample count and the stop flag are counts
     /// (reproducible mode scales the former to fixed point, not the latter).
-    public func isCount(_ i: Int) -> Bool { i == samples || i == stopFlag }
+    package func isCount(_ i: Int) -> Bool { i == samples || i == stopFlag }
 
     init(heads: [Head]) {
         self.heads = heads.count
@@ -35,12 +35,12 @@ public struct FigureLayout: Sendable, Equatable {
 }
 
 /// The heads and their losses, wired to a model once.
-public final class Objective {
-    public private(set) var heads: [Head]
+package final class Objective {
+    package private(set) var heads: [Head]
     /// How each head's loss reads its output layer (Losses.swift).
     let lossInputs: [LossInput]
-    public let batch: BatchBuffers
-    public let layout: FigureLayout
+    package let batch: BatchBuffers
+    package let layout: FigureLayout
     /// Per head, this batch's labelled count and weight factor (see `countLabelled`); nil: every
     /// row labelled, factor 1.
     var labels: Labels?
@@ -112,25 +112,25 @@ public final class Objective {
     }
 
     /// Per head, its metrics' values from every head's sums laid out in turn at `s`.
-    public func metricResults(_ s: UnsafePointer<Double>) -> [[Double]] {
+    package func metricResults(_ s: UnsafePointer<Double>) -> [[Double]] {
         heads.indices.map { heads[$0].metricResults(s + layout.metricOffsets[$0]) }
     }
 }
 
 /// An epoch's running sums, kept in checkpoints so a resumed epoch reports what an
 /// uninterrupted one does.
-public struct EpochSums: Codable, Sendable, Equatable {
+package struct EpochSums: Codable, Sendable, Equatable {
     public var samples = 0.0
     /// Σ over steps of B·total (the epoch's loss is this ÷ samples).
-    public var totalTimesSamples = 0.0
+    package var totalTimesSamples = 0.0
     /// Per head: Σ w·ℓ, correct predictions, labelled samples.
-    public var headLoss: [Double]
-    public var headCorrect: [Double]
-    public var headLabelled: [Double]
+    package var headLoss: [Double]
+    package var headCorrect: [Double]
+    package var headLabelled: [Double]
     /// Every head's metric sums in turn (FigureLayout's metric region).
-    public var metricSums: [Double]
+    package var metricSums: [Double]
 
-    public init(heads: Int, metricSlots: Int) {
+    package init(heads: Int, metricSlots: Int) {
         headLoss = Array(repeating: 0, count: heads)
         headCorrect = headLoss
         headLabelled = headLoss
@@ -152,7 +152,7 @@ public struct EpochSums: Codable, Sendable, Equatable {
         metricSums = Array(s[(2 * heads + 2)..<(2 * heads + 2 + metricSlots)])
     }
 
-    public mutating func add(_ f: StepFigures) {
+    package mutating func add(_ f: StepFigures) {
         for h in headLoss.indices {
             headLoss[h] += f.headLossSums[h]
             headCorrect[h] += f.headCorrect[h]

@@ -14,4 +14,4 @@ public func installStopHandlers(interrupts: Bool) {
 }
 
 /// True once a stop signal arrived in this process.
-public var stopRequestedLocally: Bool { tandem_stop_signal() != 0 }
+package var stopRequestedLocally: Bool { tandem_stop_signal() != 0 }

@@ -14,9 +14,9 @@ import TandemKeras
 import TandemTensorBoard
 
 public final class TensorBoardLog {
-    public let train: EventFileWriter
+    package let train: EventFileWriter
     public let validation: EventFileWriter
-    public let directory: String
+    package let directory: String
 
     /// Opens RUN/tensorboard; with `resumingAt`, first drops events after that position.
     public init(runDirectory: String, resumingAt position: TrainingPosition?) throws {
@@ -76,7 +76,7 @@ public final class TensorBoardLog {
         try train.scalars(values, step: step)
     }
 
-    public func flush() throws {
+    package func flush() throws {
         try train.flush()
         try validation.flush()
     }

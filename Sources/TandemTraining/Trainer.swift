@@ -37,16 +37,16 @@ public struct EpochFigures: Sendable {
     public var loss = 0.0
     public var headLoss: [Double] = [], headAccuracy: [Double] = []
     /// Per head, each of its metrics' values (Head.metrics order).
-    public var headMetrics: [[Double]] = []
+    package var headMetrics: [[Double]] = []
     public var validation: Evaluation?
-    public var seconds = 0.0
+    package var seconds = 0.0
     /// The optimizer's learning rate after the epoch (the next step's; Keras's `optimizer.learning_rate`).
     public var learningRate: Float = 0
     /// Per head, the loss weight of the epoch's last step (with loss weights over time).
-    public var headWeights: [Double]?
+    package var headWeights: [Double]?
     /// The --monitor expression's value this epoch, and whether it was the best so far.
-    public var monitored: Double?
-    public var improved = false
+    package var monitored: Double?
+    package var improved = false
     public var samplesPerSecond: Double { seconds > 0 ? Double(samples) / seconds : 0 }
 }
 
@@ -72,7 +72,7 @@ public final class Trainer {
     /// TensorBoard event files (rank 0 only; nil elsewhere and when off).
     public var tensorBoard: TensorBoardLog?
     /// GradNorm's W: the last shared layer's tensors (built when the weighting is gradnorm).
-    public private(set) lazy var gradNormLayer = HeadDiagnostics(
+    package private(set) lazy var gradNormLayer = HeadDiagnostics(
         model: step.model, heads: step.heads, lastSharedLayerOnly: true)
     /// The per-head diagnostics of this run (with `diagnosticsEvery` > 0).
     public private(set) var diagnostics: HeadDiagnostics?
@@ -92,7 +92,7 @@ public final class Trainer {
         log = Progress(enabled: options.progress && step.communicator.rank == 0, verbosity: options.verbosity)
     }
 
-    public var stepsPerEpoch: Int { (trainRows.count + options.batchSize - 1) / options.batchSize }
+    package var stepsPerEpoch: Int { (trainRows.count + options.batchSize - 1) / options.batchSize }
 
     /// Trains from `position` to the last epoch; returns each epoch's figures.
     @discardableResult
@@ -279,7 +279,7 @@ public final class Trainer {
         try communicator.agreeOn { if communicator.rank == 0 { try body() } }
     }
 
-    public func writeCheckpoint() throws {
+    package func writeCheckpoint() throws {
         guard let run = options.runDirectory, let configuration else { return }
         var metadata = CheckpointMetadata(
             configuration: configuration, position: position, worldSize: communicator.size)
@@ -396,7 +396,7 @@ public final class Trainer {
     }
 
     /// One JSON object with Keras's metric names.
-    public func metricsLine(_ f: EpochFigures) -> String { jsonObject(metricFields(f)) }
+    package func metricsLine(_ f: EpochFigures) -> String { jsonObject(metricFields(f)) }
 
     func metricFields(_ f: EpochFigures) -> [(String, Any)] {
         var fields: [(String, Any)] = [("epoch", f.epoch), ("step", f.step), ("loss", f.loss)]
@@ -416,7 +416,7 @@ public final class Trainer {
     }
 
     /// docs/SPEC.md §4 consistency check: rank 0's per-tensor hashes against every rank's.
-    public func checkParametersAgree(when: String) throws {
+    package func checkParametersAgree(when: String) throws {
         let store = step.model.parameters
         guard communicator.size > 1 else { return }
         step.synchronize()

@@ -22,21 +22,21 @@ import TandemCore
 import TandemKeras
 
 /// What one step measured, for the whole global batch.
-public struct StepFigures: Sendable {
+package struct StepFigures: Sendable {
     public var samples = 0
     /// Per head: Σ_i w_i·ℓ(i) and correct predictions over the global batch.
-    public var headLossSums: [Double] = []
-    public var headCorrect: [Double] = []
+    package var headLossSums: [Double] = []
+    package var headCorrect: [Double] = []
     /// Per head: the samples of the global batch with a label (all, unless targets hold NaN rows).
-    public var headLabelled: [Double] = []
+    package var headLabelled: [Double] = []
     /// Every head's metric sums over the global batch, heads in turn (Metrics.swift).
-    public var metricSums: [Double] = []
+    package var metricSums: [Double] = []
     /// λ·Σw² over the L2-regularised tensors, before the update.
-    public var regularization = 0.0
+    package var regularization = 0.0
     /// Σ_h weight_h · loss_h + regularization.
-    public var total = 0.0
+    package var total = 0.0
     /// Some rank received a stop request (SIGUSR1, or SIGINT/SIGTERM locally) before this step.
-    public var stopRequested = false
+    package var stopRequested = false
 }
 
 /// The choices that pick a step's exchange and accumulator (made once per configuration).
@@ -55,16 +55,16 @@ public struct StepConfiguration: Sendable, Equatable {
     /// receive them. Each former adds one 512 KB block (at D = 512) to every rank's
     /// allgather buffer, so this bounds that buffer on many ranks.
     var tableGradientFormers = 8
-    public init() {}
+    package init() {}
 }
 
 /// The model, its objective, the optimizer and the communicator, wired for one step.
 public final class TrainingStep {
     public let model: Model
     /// The heads, their losses and the figures' layout (Objective.swift).
-    public let objective: Objective
+    package let objective: Objective
     public let optimizer: Optimizer
-    public let communicator: Communicator
+    package let communicator: Communicator
     /// Weight penalties, each tensor once (a shared layer's too), added after the exchange.
     public let regularizers: [(view: TensorView, l1: Double, l2: Double)]
     let exchangeContext: ExchangeContext
@@ -76,7 +76,7 @@ public final class TrainingStep {
     public var gradientBound: Double?
     /// Where the global batch starts in the epoch's order (the trainer sets it): with
     /// the model's `dropoutKeys`, it fixes every sample's dropout mask whatever its rank.
-    public var epochPosition = 0
+    package var epochPosition = 0
     /// Seconds spent per phase over all steps so far (for the summary and the benchmark).
     public internal(set) var timings = StepTimings()
     /// The exchange and the accumulator of this configuration, chosen on first use.
@@ -85,7 +85,7 @@ public final class TrainingStep {
     private var chunkFigures: [Double], lastFigures = StepFigures()
 
     public var heads: [Head] { objective.heads }
-    public var batch: BatchBuffers { objective.batch }
+    package var batch: BatchBuffers { objective.batch }
 
     /// `l2` maps a layer name to λ on its first weight (the kernel; an Embedding's table) — the `--l2` flag.
     public convenience init(
@@ -131,7 +131,7 @@ public final class TrainingStep {
     /// Trains on the global batch `indices` (sample numbers in `data`): the combined gradient,
     /// then the identical optimizer step on every rank. `perHeadGradientsReady`: PCGrad's
     /// per-head pass already ran for this batch (the trainer shares it with the diagnostics).
-    public func run(
+    package func run(
         globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset,
         perHeadGradientsReady: Bool = false
     ) throws -> StepFigures {
@@ -203,7 +203,7 @@ public final class TrainingStep {
 
     /// `gradient` with the dense table gradient (the factored layout is for `run`'s update):
     /// the gradient checks and the tests read the arena after it.
-    public func computeGradient(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
+    package func computeGradient(globalBatch indices: UnsafeBufferPointer<Int32>, data: Dataset) throws -> StepFigures {
         let factored = configuration.factoredTable
         configuration.factoredTable = false
         defer { configuration.factoredTable = factored }
@@ -307,14 +307,14 @@ extension TrainingStep {
     public var exchangeBuckets: Int { gradientBuckets?.bucketCount ?? 0 }
 
     /// Starts the phase timings afresh (after a warm-up).
-    public func resetTimings() { timings = StepTimings() }
+    package func resetTimings() { timings = StepTimings() }
 
     /// The loss weights of the next steps (LossWeighting.swift), one per head.
-    public func setLossWeights(_ weights: [Double]) { objective.setLossWeights(weights) }
+    package func setLossWeights(_ weights: [Double]) { objective.setLossWeights(weights) }
 
     /// Brings every parameter up to date (deferred optimizer rows replayed): call before
     /// reading all parameters — hashing, evaluating, saving.
-    public func synchronize() {
+    package func synchronize() {
         optimizer.catchUpAll(parameters: model.parameters.values)
     }
 
@@ -423,7 +423,7 @@ extension TrainingStep {
 public struct StepTimings: Sendable {
     public var steps = 0
     public var forward = 0.0, backward = 0.0, exchange = 0.0, optimizer = 0.0
-    public var total: Double { forward + backward + exchange + optimizer }
+    package var total: Double { forward + backward + exchange + optimizer }
     /// "forward 4.1 ms, backward …" per step.
     public var perStepDescription: String {
         let n = Double(max(steps, 1))

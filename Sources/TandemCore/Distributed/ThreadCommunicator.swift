@@ -5,13 +5,13 @@
 import Foundation
 
 /// Shared state of a thread group: a reusable barrier and a pointer exchange.
-public final class ThreadGroup: @unchecked Sendable {
-    public let size: Int
+package final class ThreadGroup: @unchecked Sendable {
+    package let size: Int
     private let condition = NSCondition()
     private var arrived = 0, generation = 0
     fileprivate var slots: [UnsafeMutableRawPointer?]
 
-    public init(size: Int) {
+    package init(size: Int) {
         self.size = size
         slots = Array(repeating: nil, count: size)
     }
@@ -31,12 +31,12 @@ public final class ThreadGroup: @unchecked Sendable {
     }
 
     /// Communicators for every rank of the group.
-    public func communicators() -> [ThreadCommunicator] {
+    package func communicators() -> [ThreadCommunicator] {
         (0..<size).map { ThreadCommunicator(group: self, rank: $0) }
     }
 
     /// Runs `body(rank, communicator)` on `size` threads and waits for all.
-    public static func run(size: Int, _ body: @escaping @Sendable (Int, Communicator) -> Void) {
+    package static func run(size: Int, _ body: @escaping @Sendable (Int, Communicator) -> Void) {
         let group = ThreadGroup(size: size)
         let comms = group.communicators()
         let done = DispatchGroup()
@@ -55,10 +55,10 @@ public final class ThreadGroup: @unchecked Sendable {
 }
 
 /// One rank of a `ThreadGroup`.
-public final class ThreadCommunicator: Communicator, @unchecked Sendable {
-    public let rank: Int
+package final class ThreadCommunicator: Communicator, @unchecked Sendable {
+    package let rank: Int
     private let group: ThreadGroup
-    public var size: Int { group.size }
+    package var size: Int { group.size }
     public var description: String { "threads (\(group.size) ranks in one process)" }
 
     init(group: ThreadGroup, rank: Int) {
@@ -80,20 +80,20 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         group.wait()
     }
 
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+    package func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         reduce(buffer, count: count, +)
     }
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+    package func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         reduce(buffer, count: count, +)
     }
-    public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
+    package func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
         reduce(buffer, count: count, &+)
     }
-    public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+    package func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         reduce(buffer, count: count) { max($0, $1) }
     }
 
-    public func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
+    package func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, senders: Int) throws {
         group.slots[rank] = UnsafeMutableRawPointer(buffer)
         group.wait()
         for r in 0..<min(senders, size) where r != rank {
@@ -103,16 +103,16 @@ public final class ThreadCommunicator: Communicator, @unchecked Sendable {
         group.wait()
     }
 
-    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
+    package func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, from root: Int) throws {
         group.slots[rank] = buffer
         group.wait()
         if rank != root { buffer.copyMemory(from: group.slots[root]!, byteCount: bytes) }
         group.wait()
     }
 
-    public func barrier() throws { group.wait() }
+    package func barrier() throws { group.wait() }
 
-    public func abort(message: String, code: Int32) -> Never {
+    package func abort(message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("error: rank \(rank): \(message)\n".utf8))
         exit(code)
     }

@@ -13,7 +13,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     private let timeout: Double
     private let rank: Int
     /// Where training is, for the message ("step 12").
-    public var context: String {
+    package var context: String {
         get {
             lock.lock()
             defer { lock.unlock() }

@@ -33,32 +33,32 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 
     // MARK: Reading values
 
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         if case .object(let fields) = self { return fields.first { $0.0 == key }?.1 }
         return nil
     }
-    public var string: String? {
+    package var string: String? {
         if case .string(let s) = self { return s }
         return nil
     }
-    public var bool: Bool? {
+    package var bool: Bool? {
         if case .bool(let b) = self { return b }
         return nil
     }
-    public var array: [JSONValue]? {
+    package var array: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
-    public var object: [(String, JSONValue)]? {
+    package var object: [(String, JSONValue)]? {
         if case .object(let o) = self { return o }
         return nil
     }
-    public var isNull: Bool {
+    package var isNull: Bool {
         if case .null = self { return true }
         return false
     }
     /// A number as Double (integers included).
-    public var number: Double? {
+    package var number: Double? {
         switch self {
         case .int(let i): return Double(i)
         case .double(let d): return d
@@ -66,7 +66,7 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
     /// An integer, or a float with an integral value (Keras sometimes writes 4.0 for 4).
-    public var integer: Int? {
+    package var integer: Int? {
         switch self {
         case .int(let i): return Int(exactly: i)
         case .double(let d): return d.rounded() == d && abs(d) < 1e15 ? Int(d) : nil
@@ -75,7 +75,7 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A copy with `key` set (added at the end when absent).
-    public func setting(_ key: String, to value: JSONValue) -> JSONValue {
+    package func setting(_ key: String, to value: JSONValue) -> JSONValue {
         guard case .object(var fields) = self else { return self }
         if let i = fields.firstIndex(where: { $0.0 == key }) {
             fields[i].1 = value
@@ -168,7 +168,7 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public struct JSONError: Error, CustomStringConvertible {
+package struct JSONError: Error, CustomStringConvertible {
     public let message: String, offset: Int
     public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }

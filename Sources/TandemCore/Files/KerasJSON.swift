@@ -6,8 +6,7 @@
 package enum KerasJSON {
     static func object(_ fields: [(String, JSONValue)]) -> JSONValue { .object(fields) }
 
-    package static func serialized(_ module: String, _ className: String, _ config: [(String, JSONValue)]) -> JSONValue
-    {
+    public static func serialized(_ module: String, _ className: String, _ config: [(String, JSONValue)]) -> JSONValue {
         .object([
             ("module", .string(module)), ("class_name", .string(className)), ("config", .object(config)),
             ("registered_name", .null),
@@ -16,7 +15,7 @@ package enum KerasJSON {
 
     package static let float32Policy = serialized("keras", "DTypePolicy", [("name", .string("float32"))])
 
-    package static func tensor(_ layer: String, shape: [Int?], dtype: String) -> JSONValue {
+    public static func tensor(_ layer: String, shape: [Int?], dtype: String) -> JSONValue {
         .object([
             ("class_name", .string("__keras_tensor__")),
             (
@@ -30,7 +29,7 @@ package enum KerasJSON {
         ])
     }
 
-    package static func layer(
+    public static func layer(
         _ className: String, _ name: String, _ config: [(String, JSONValue)], inbound: [JSONValue]?
     )
         -> JSONValue

@@ -10,12 +10,12 @@ import Foundation
 
 /// A file mapped read-only into memory. Pages are read only when touched,
 /// so a rank that reads only its rows touches only those pages.
-public final class MappedFile: @unchecked Sendable {
-    public let path: String
-    public let bytes: UnsafeRawPointer
-    public let size: Int
+package final class MappedFile: @unchecked Sendable {
+    package let path: String
+    package let bytes: UnsafeRawPointer
+    package let size: Int
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
@@ -39,13 +39,13 @@ public final class MappedFile: @unchecked Sendable {
 
 /// Writes a file under a temporary name and renames it into place on `commit`.
 /// Dropped without commit (an error on the way), it removes the temporary file.
-public final class AtomicFileWriter {
-    public let path: String
+package final class AtomicFileWriter {
+    package let path: String
     private let temporaryPath: String
     private var fd: Int32
     private var committed = false
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         let url = URL(fileURLWithPath: path)
         temporaryPath =
@@ -79,7 +79,7 @@ public final class AtomicFileWriter {
     }
 
     /// fsync, rename over `path`, fsync the folder.
-    public func commit() throws {
+    package func commit() throws {
         guard fsync(fd) == 0 else { throw TandemError.file(path, "fsync failed: \(String(cString: strerror(errno)))") }
         close(fd)
         fd = -1

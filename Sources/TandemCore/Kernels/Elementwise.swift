@@ -5,7 +5,7 @@
 import CKernels
 import Foundation
 
-@inline(__always) public func sigmoid(_ x: Float) -> Float {
+@inline(__always) package func sigmoid(_ x: Float) -> Float {
     // Two branches keep exp from overflowing for large |x|.
     if x >= 0 { return 1 / (1 + expf(-x)) }
     let e = expf(x)
@@ -16,7 +16,7 @@ import Foundation
 /// training step. Odd Taylor series below |x| = 0.1 (where 1 − e^{−2|x|}
 /// would cancel; the first omitted term is < 1e-13), (1 − e)/(1 + e) above.
 /// Relative error ≤ ~1e-6 (tested against Foundation's tanh).
-@inline(__always) public func fastTanh(_ x: Float) -> Float {
+@inline(__always) package func fastTanh(_ x: Float) -> Float {
     let a = abs(x)
     if a < 0.1 {
         let x2 = x * x
@@ -30,7 +30,7 @@ import Foundation
 /// The activation functions (Keras 3's closed-form string activations, with
 /// Keras's defaults: leaky_relu slope 0.2, elu α 1, selu's constants, exact
 /// erf gelu, hard_sigmoid = relu6(x + 3)/6). softmax and log_softmax act per row.
-public enum Activation: String, Sendable, CaseIterable {
+package enum Activation: String, Sendable, CaseIterable {
     case linear, relu, sigmoid, tanh, softmax
     case relu6
     case leakyRelu = "leaky_relu"
@@ -96,7 +96,7 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 
     /// y = act(z) for B rows of N columns (softmax and log_softmax per row).
-    public func apply(_ z: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+    package func apply(_ z: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
         let n = rows * columns
         switch self {
         case .linear: y.update(from: z, count: n)
@@ -127,7 +127,7 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 
     /// dz = dy · act'(z), from the stored z and y. Softmax and log_softmax use the full Jacobian per row.
-    public func backward(
+    package func backward(
         dy: UnsafePointer<Float>, z: UnsafePointer<Float>, y: UnsafePointer<Float>,
         dz: UnsafeMutablePointer<Float>, rows: Int, columns: Int
     ) {
@@ -162,7 +162,7 @@ public enum Activation: String, Sendable, CaseIterable {
 
 /// out[j] += Σ_r x[r, j] over B rows of N columns: a bias gradient.
 @inline(__always)
-public func addColumnSums(
+package func addColumnSums(
     _ x: UnsafePointer<Float>, rows: Int, columns: Int, stride: Int,
     into out: UnsafeMutablePointer<Float>
 ) {
@@ -174,7 +174,7 @@ public func addColumnSums(
 
 /// y[r, j] += bias[j] for B rows of N columns.
 @inline(__always)
-public func addBias(
+package func addBias(
     _ bias: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>,
     rows: Int, columns: Int, stride: Int
 ) {

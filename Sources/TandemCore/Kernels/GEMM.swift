@@ -7,7 +7,7 @@ import CKernels
 import Foundation
 
 /// Whether an operand of `gemm` is read transposed.
-public enum Transpose: Sendable {
+package enum Transpose: Sendable {
     case none, transposed
     var cblas: CBLAS_TRANSPOSE { self == .none ? CblasNoTrans : CblasTrans }
 }
@@ -18,7 +18,7 @@ public enum Transpose: Sendable {
 /// [M,K] when not transposed, [K,M] when transposed). beta = 1 accumulates,
 /// which every backward pass relies on.
 @inline(__always)
-public func gemm(
+package func gemm(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int,
@@ -39,7 +39,7 @@ public func gemm(
 }
 
 /// The same contract as `gemm`, computed by three loops in Double. Slow; the oracle.
-public func gemmReference(
+package func gemmReference(
     _ transA: Transpose, _ transB: Transpose,
     m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int,
@@ -62,12 +62,12 @@ public func gemmReference(
 
 /// Limits OpenBLAS to `count` threads. Under MPI every rank uses one.
 /// Σ x_i·y_i of two float vectors, accumulated in Double (BLAS dsdot).
-public func dotInDouble(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Double {
+package func dotInDouble(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: Int) -> Double {
     n == 0 ? 0 : cblas_dsdot(Int32(n), x, 1, y, 1)
 }
 
 /// y += α·x (BLAS saxpy).
-public func addScaled(_ alpha: Float, _ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count n: Int) {
+package func addScaled(_ alpha: Float, _ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count n: Int) {
     if n > 0 && alpha != 0 { cblas_saxpy(Int32(n), alpha, x, 1, y, 1) }
 }
 
@@ -96,7 +96,7 @@ public enum BLASKernels {
     public static var configuration: String { String(cString: openblas_get_config()) }
 
     /// Kernel families without AVX2 or FMA: what OpenBLAS falls back to for a CPU it does not know.
-    public static let genericCores: Set<String> = [
+    package static let genericCores: Set<String> = [
         "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge", "Atom", "Katmai",
         "Coppermine", "Northwood", "Banias", "Athlon", "Opteron", "Opteron_SSE3", "Barcelona", "Bobcat",
     ]
@@ -110,7 +110,7 @@ public enum BLASKernels {
     }
 
     /// The widest kernel family this CPU runs: "SkylakeX" (AVX-512), "Haswell" (AVX2 + FMA) or nil.
-    public static var coreTypeForCPU: String? { tandem_blas_core_for_cpu().map { String(cString: $0) } }
+    package static var coreTypeForCPU: String? { tandem_blas_core_for_cpu().map { String(cString: $0) } }
 
     /// The variable that tells a re-executed process which kernels OpenBLAS had picked by itself.
     public static let fallbackVariable = "TANDEM_OPENBLAS_FALLBACK"

@@ -4,7 +4,7 @@
 import Foundation
 
 /// Reference for `tandem_lstm_step_forward` (its arguments less tanh(c), which it does not return).
-public func lstmStepForwardReference(
+package func lstmStepForwardReference(
     _ z: UnsafeMutablePointer<Float>, _ cPrev: UnsafePointer<Float>?,
     _ c: UnsafeMutablePointer<Float>, _ h: UnsafeMutablePointer<Float>, units U: Int
 ) {
@@ -23,7 +23,7 @@ public func lstmStepForwardReference(
 }
 
 /// Reference for `tandem_lstm_step_backward` (c in place of tanh(c)).
-public func lstmStepBackwardReference(
+package func lstmStepBackwardReference(
     _ a: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ cPrev: UnsafePointer<Float>?,
     _ dh: UnsafePointer<Float>, _ dc: UnsafeMutablePointer<Float>,
     _ dz: UnsafeMutablePointer<Float>, units U: Int

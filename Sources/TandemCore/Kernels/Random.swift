@@ -13,11 +13,11 @@ import Foundation
 }
 
 /// A small, fast, reproducible generator (xoshiro256**).
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
+package struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
     /// Streams for different purposes (init, shuffle, data) come from distinct seeds.
-    public init(seed: UInt64, stream: UInt64 = 0) {
+    package init(seed: UInt64, stream: UInt64 = 0) {
         var x = seed &+ stream &* 0x9E37_79B9_7F4A_7C15
         func splitMix(_ x: inout UInt64) -> UInt64 {
             defer { x &+= 0x9E37_79B9_7F4A_7C15 }
@@ -26,7 +26,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         s = (splitMix(&x), splitMix(&x), splitMix(&x), splitMix(&x))
     }
 
-    public mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17
         s.2 ^= s.0
@@ -39,31 +39,31 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1) with 53 random bits.
-    public mutating func nextUnit() -> Double {
+    package mutating func nextUnit() -> Double {
         Double(next() >> 11) * 0x1.0p-53
     }
 
     /// Uniform in [low, high).
-    public mutating func uniform(_ low: Double, _ high: Double) -> Double {
+    package mutating func uniform(_ low: Double, _ high: Double) -> Double {
         low + (high - low) * nextUnit()
     }
 
     /// Standard normal (Box–Muller).
-    public mutating func normal() -> Double {
+    package mutating func normal() -> Double {
         var u = nextUnit()
         while u <= 0 { u = nextUnit() }
         return (-2 * Foundation.log(u)).squareRoot() * cos(2 * Double.pi * nextUnit())
     }
 
     /// A uniformly random integer in 0..<bound.
-    public mutating func below(_ bound: Int) -> Int {
+    package mutating func below(_ bound: Int) -> Int {
         Int(next() % UInt64(bound))  // bias is ≤ bound/2^64: negligible here
     }
 }
 
 /// The permutation of 0..<count for one epoch, drawn from (seed, epoch) alone,
 /// so every rank computes the same one (docs/SPEC.md §4). Fisher–Yates.
-public func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int32] {
+package func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int32] {
     var order = (0..<count).map { Int32($0) }
     var rng = SeededGenerator(seed: seed, stream: 0x5EED_0000 &+ UInt64(epoch))
     if count > 1 {

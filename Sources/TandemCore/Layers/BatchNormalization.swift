@@ -22,10 +22,10 @@ package protocol CollectiveLayer: AnyObject {
 }
 
 /// Keras `BatchNormalization(axis=-1, momentum, epsilon, center, scale)`.
-public final class BatchNormalization: Layer, CollectiveLayer {
+package final class BatchNormalization: Layer, CollectiveLayer {
     public let name: String
-    public let weightsName: String
-    public let inputs: [Layer]
+    package let weightsName: String
+    package let inputs: [Layer]
     public let output: Node
     public let momentum: Float, epsilon: Float, center: Bool, scale: Bool
     let initializers: (gamma: Initializer, beta: Initializer, mean: Initializer, variance: Initializer)
@@ -43,7 +43,7 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     private var mean32, scale32, meanDy, meanDyx, ones, zeros: UnsafeMutablePointer<Float>
     private var batchStatistics = false, count = 0.0
 
-    public init(
+    package init(
         name: String, input: Layer, momentum: Float = 0.99, epsilon: Float = 1e-3, center: Bool = true,
         scale: Bool = true,
         weights: String? = nil, gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros,
@@ -84,7 +84,7 @@ public final class BatchNormalization: Layer, CollectiveLayer {
     private var channels: Int { output.features }
     private func rows(_ batch: Int) -> Int { batch * output.width / channels }
 
-    public var parameterSpecs: [ParameterSpec] {
+    package var parameterSpecs: [ParameterSpec] {
         let c = [channels]
         return
             (scale
@@ -101,7 +101,7 @@ public final class BatchNormalization: Layer, CollectiveLayer {
             ]
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         store = parameters
         gamma = scale ? parameters.view("\(weightsName)/gamma") : nil
         beta = center ? parameters.view("\(weightsName)/beta") : nil
@@ -109,11 +109,11 @@ public final class BatchNormalization: Layer, CollectiveLayer {
         movingVariance = parameters.view("\(weightsName)/moving_variance")
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (2 * batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         normalized = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
@@ -153,7 +153,7 @@ public final class BatchNormalization: Layer, CollectiveLayer {
             beta.map { store.value($0) } ?? zeros, normalized, y)
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let C = channels
         let n = rows(batch)
         let dx = inputs[0].output.gradients!

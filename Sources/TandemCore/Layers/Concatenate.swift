@@ -4,15 +4,15 @@
 // Backward splits dy the same way and adds each part to its source's gradient.
 
 /// Keras `Concatenate(axis)`; `axis` counts per-sample axes (0 ..< rank).
-public final class Concatenate: Layer {
+package final class Concatenate: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
-    public let axis: Int
+    package let axis: Int
     private let outer: Int, chunks: [Int]
 
     /// Inputs agree on every axis but `axis` (default: the last).
-    public init(name: String, inputs: [Layer], axis: Int? = nil) {
+    package init(name: String, inputs: [Layer], axis: Int? = nil) {
         let rank = inputs[0].output.shape.count
         let axis = axis ?? rank - 1
         precondition(
@@ -28,11 +28,11 @@ public final class Concatenate: Layer {
         output = Node(shape: shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -48,7 +48,7 @@ public final class Concatenate: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dy = output.gradients!
         let row = output.width / outer
         var column = 0

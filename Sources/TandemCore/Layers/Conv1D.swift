@@ -10,17 +10,17 @@
 // db += Σ dz, dcolumns = dz·Wᵀ scattered back into dx (col2im).
 
 /// Keras `Conv1D(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias)`.
-public final class Conv1D: Layer {
+package final class Conv1D: Layer {
     /// The products' FLOPs of one sample's forward (the benchmark's count).
-    public var forwardFlopsPerSample: Double { 2 * Double(outSteps * kernelSize * channels * filters) }
+    package var forwardFlopsPerSample: Double { 2 * Double(outSteps * kernelSize * channels * filters) }
 
-    public enum Padding: String, Sendable { case valid, same, causal }
+    package enum Padding: String, Sendable { case valid, same, causal }
     public let name: String
-    public let weightsName: String
-    public let inputs: [Layer]
+    package let weightsName: String
+    package let inputs: [Layer]
     public let output: Node
-    public let filters: Int, kernelSize: Int, stride: Int, dilation: Int, padding: Padding
-    public let activation: Activation, useBias: Bool
+    package let filters: Int, kernelSize: Int, stride: Int, dilation: Int, padding: Padding
+    package let activation: Activation, useBias: Bool
     public let steps: Int, channels: Int, outSteps: Int
     let padFront: Int
     let initializers: (kernel: Initializer?, bias: Initializer)
@@ -29,7 +29,7 @@ public final class Conv1D: Layer {
     private var columns: UnsafeMutablePointer<Float>!, dColumns: UnsafeMutablePointer<Float>!
     private var z: UnsafeMutablePointer<Float>!, dz: UnsafeMutablePointer<Float>!
 
-    public static func outputSteps(steps: Int, kernel: Int, stride: Int, dilation: Int, padding: Padding) -> Int {
+    package static func outputSteps(steps: Int, kernel: Int, stride: Int, dilation: Int, padding: Padding) -> Int {
         let span = dilation * (kernel - 1) + 1
         switch padding {
         case .valid: return steps >= span ? (steps - span) / stride + 1 : 0
@@ -38,7 +38,7 @@ public final class Conv1D: Layer {
         }
     }
 
-    public init(
+    package init(
         name: String, filters: Int, kernelSize: Int, input: Layer, stride: Int = 1, dilation: Int = 1,
         padding: Padding = .valid,
         activation: Activation = .linear, useBias: Bool = true, weights: String? = nil,
@@ -71,7 +71,7 @@ public final class Conv1D: Layer {
 
     private var patch: Int { kernelSize * channels }
 
-    public var parameterSpecs: [ParameterSpec] {
+    package var parameterSpecs: [ParameterSpec] {
         // Keras's glorot fans for a conv kernel: K·C in, K·F out.
         let k = ParameterSpec(
             layer: weightsName, weight: "kernel", shape: [kernelSize, channels, filters],
@@ -81,18 +81,18 @@ public final class Conv1D: Layer {
             : [k]
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         store = parameters
         kernel = parameters.view("\(weightsName)/kernel")
         bias = useBias ? parameters.view("\(weightsName)/bias") : nil
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * outSteps
         return (2 * rows * patch + 3 * rows * filters, rows * filters)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * outSteps
         columns = workspace.take(rows * patch)
         dColumns = workspace.take(rows * patch)
@@ -130,7 +130,7 @@ public final class Conv1D: Layer {
         activation.apply(z, output.values, rows: rows, columns: filters)
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dx = inputs[0].output.gradients!
         let C = channels
         let rows = batch * outSteps

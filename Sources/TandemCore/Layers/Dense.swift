@@ -10,26 +10,26 @@ public final class Dense: Layer {
 
     public let name: String
     public let weightsName: String
-    public let useBias: Bool
+    package let useBias: Bool
     /// How the weights start (Keras's defaults unless the archive says otherwise).
     let kernelInitializer: Initializer?, biasInitializer: Initializer
     public let inputs: [Layer]
     public let output: Node
-    public let activation: Activation
-    public let units: Int, inputWidth: Int
+    package let activation: Activation
+    package let units: Int, inputWidth: Int
     /// Rows per sample: 1, or T on a sequence.
     public let steps: Int
     private let source: Layer
     private var kernel: TensorView!, bias: TensorView!
     private var store: ParameterStore!
     /// Pre-activation z and its gradient, [B, O].
-    public private(set) var logits: UnsafeMutablePointer<Float>!
-    public private(set) var dLogits: UnsafeMutablePointer<Float>!
+    package private(set) var logits: UnsafeMutablePointer<Float>!
+    package private(set) var dLogits: UnsafeMutablePointer<Float>!
     /// Set by the loss when it writes dLogits itself (the fused logits form).
-    public var lossWritesLogitGradient = false
+    package var lossWritesLogitGradient = false
 
     /// `weights` names the Keras layer whose weights a shared call uses (default: `name`).
-    public init(
+    package init(
         name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
         weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros
     ) {

@@ -7,11 +7,11 @@
 // inference (training = false) passes values through.
 
 /// Where the rows of the current forward pass sit: row b is position `firstPosition + b`.
-public final class DropoutKeys: @unchecked Sendable {
+package final class DropoutKeys: @unchecked Sendable {
     public var seed: UInt64 = 0
     public var epoch = 0
-    public var firstPosition = 0
-    public init() {}
+    package var firstPosition = 0
+    package init() {}
 }
 
 /// A layer that draws dropout masks; the model hands it its keys.
@@ -21,7 +21,7 @@ protocol RandomLayer: AnyObject {
 
 /// The mask stream of one layer (and one purpose within it, e.g. an RNN's recurrent mask).
 struct DropoutStream {
-    package let layer: UInt64
+    public let layer: UInt64
     let rate: Float
 
     /// A stable 64-bit key for a layer name (FNV-1a): the same on every rank and run.
@@ -59,19 +59,19 @@ struct DropoutStream {
 
 /// Keras `Dropout(rate)` and `SpatialDropout1D(rate)` (one draw per sample and
 /// channel, shared by every time step of [B, T, C]).
-public final class Dropout: Layer, RandomLayer {
+package final class Dropout: Layer, RandomLayer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
-    public let rate: Float
-    public let spatial: Bool
+    package let rate: Float
+    package let spatial: Bool
     let stream: DropoutStream
     private var keys: DropoutKeys!
     /// The mask of the last training pass, [B, width] (spatial: [B, C]), nil in inference.
     private var mask: UnsafeMutablePointer<Float>!
     private var masked = false
 
-    public init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
+    package init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
         precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count == 2))
         self.name = name
         self.rate = rate
@@ -85,11 +85,11 @@ public final class Dropout: Layer, RandomLayer {
 
     private var drawn: Int { spatial ? output.features : output.width }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * (output.width + drawn), batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         mask = workspace.take(batch * drawn)
         output.gradients = workspace.takeGradient(batch * output.width)
@@ -121,7 +121,7 @@ public final class Dropout: Layer, RandomLayer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dx = inputs[0].output.gradients!
         let dy = output.gradients!
         let n = batch * output.width

@@ -3,11 +3,11 @@
 // its row of dY into that id's row of dEmbeddings (docs/SPEC.md §3).
 
 /// Keras `Embedding`: `embeddings` [vocab, D], uniform ±0.05.
-public final class Embedding: Layer {
+package final class Embedding: Layer {
     public let name: String
-    public let weightsName: String
+    package let weightsName: String
     package let initializer: Initializer
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
     public let vocabulary: Int, dimension: Int
     package let source: InputLayer
@@ -15,11 +15,11 @@ public final class Embedding: Layer {
     private(set) var store: ParameterStore!
     /// Set by the fusion pass when its readers (recurrent layers) read the table themselves
     /// (TokenProjection.swift, Fusion.swift): this layer then has no buffers and is not scheduled.
-    public internal(set) var fused = false
+    package internal(set) var fused = false
 
     /// Output [B, T, D] for token ids [B, T]. `weights` names the Keras layer
     /// whose table a shared call uses (default: `name`).
-    public init(
+    package init(
         name: String, vocabulary: Int, dimension: Int, input: InputLayer, weights: String? = nil,
         initializer: Initializer = .uniform(limit: 0.05)
     ) {
@@ -34,23 +34,23 @@ public final class Embedding: Layer {
         output = Node(shape: [input.width, dimension])
     }
 
-    public var parameterSpecs: [ParameterSpec] {
+    package var parameterSpecs: [ParameterSpec] {
         [
             ParameterSpec(
                 layer: weightsName, weight: "embeddings", shape: [vocabulary, dimension], initializer: initializer)
         ]
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         store = parameters
         table = parameters.view("\(weightsName)/embeddings")
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         fused ? (0, 0) : (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         guard !fused else { return }
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
@@ -69,7 +69,7 @@ public final class Embedding: Layer {
     }
 
     /// dE[ids[b, t], :] += dY[b, t, :] — repeated ids sum.
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         guard !fused else { return }
         let ids = source.tokens!
         let dE = store.gradient(table)

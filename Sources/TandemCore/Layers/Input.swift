@@ -1,42 +1,42 @@
 // Model inputs: int32 token ids or float32 features, filled by the data loader.
 
 /// The element type of a model input.
-public enum InputKind: String, Sendable { case tokens, features }
+package enum InputKind: String, Sendable { case tokens, features }
 
 /// A named model input of per-sample width `width` (seq_len for tokens).
-public final class InputLayer: Layer {
+package final class InputLayer: Layer {
     public let name: String
     public let kind: InputKind
-    public let inputs: [Layer] = []
+    package let inputs: [Layer] = []
     public let output: Node
     /// Token ids [B, width] for `.tokens` inputs (nil for features).
-    public private(set) var tokens: UnsafeMutablePointer<Int32>?
+    package private(set) var tokens: UnsafeMutablePointer<Int32>?
     private var tokenStorage: UnsafeMutablePointer<Int32>?
 
     /// `shape` is per sample (Keras's batch_shape without the batch axis).
-    public init(name: String, kind: InputKind, shape: [Int]) {
+    package init(name: String, kind: InputKind, shape: [Int]) {
         self.name = name
         self.kind = kind
         output = Node(shape: shape)
     }
 
-    public convenience init(name: String, kind: InputKind, width: Int) {
+    package convenience init(name: String, kind: InputKind, width: Int) {
         self.init(name: name, kind: kind, shape: [width])
     }
 
     deinit { tokenStorage?.deallocate() }
 
-    public var width: Int { output.width }
+    package var width: Int { output.width }
     /// Whether layers reading this input form its gradient. Training has no use for it
     /// (XLA drops it too), so a Dense on the features skips its dx product; the
     /// gradient checks turn it on to check every layer's dx.
-    public var wantsGradient = false
+    package var wantsGradient = false
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         kind == .features ? (batch * width, batch * width) : (0, 0)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         if kind == .features {
             output.values = workspace.take(batch * width)
             output.gradients = workspace.takeGradient(batch * width)
@@ -49,5 +49,5 @@ public final class InputLayer: Layer {
     }
 
     public func forward(batch: Int, training: Bool) {}
-    public func backward(batch: Int) {}
+    package func backward(batch: Int) {}
 }

@@ -18,8 +18,8 @@ public final class LSTM: Layer, TokenFusable {
     public let weightsName: String
     public let inputs: [Layer]
     public let output: Node
-    public let units: Int, inputWidth: Int, steps: Int
-    public let returnSequences: Bool
+    package let units: Int, inputWidth: Int, steps: Int
+    package let returnSequences: Bool
     let initializers: (kernel: Initializer?, recurrent: Initializer, bias: Initializer?)
     package let source: Layer
     var kernel: TensorView!, recurrent: TensorView!, bias: TensorView!
@@ -43,7 +43,7 @@ public final class LSTM: Layer, TokenFusable {
     /// `input` yields sequences [B, steps, inputWidth]. `weights` names the Keras
     /// layer whose weights a shared call uses (default: `name`). Initialisers
     /// default to Keras's (glorot uniform, orthogonal, zeros with forget bias 1).
-    public init(
+    package init(
         name: String, units: Int, input: Layer, steps: Int, returnSequences: Bool = false, weights: String? = nil,
         kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
         biasInitializer: Initializer? = nil

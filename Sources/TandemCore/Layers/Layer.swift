@@ -12,16 +12,16 @@ public final class Node: @unchecked Sendable {
     /// Per-sample shape, without the batch axis.
     public let shape: [Int]
     /// Floats per sample: the product of `shape`.
-    public let width: Int
-    public internal(set) var values: UnsafeMutablePointer<Float>!
-    public internal(set) var gradients: UnsafeMutablePointer<Float>!
+    package let width: Int
+    package internal(set) var values: UnsafeMutablePointer<Float>!
+    package internal(set) var gradients: UnsafeMutablePointer<Float>!
     init(shape: [Int]) {
         self.shape = shape
         width = shape.reduce(1, *)
     }
     convenience init(width: Int) { self.init(shape: [width]) }
     /// The last axis (features per time step for a sequence).
-    public var features: Int { shape.last ?? 1 }
+    package var features: Int { shape.last ?? 1 }
 }
 
 /// Hands out consecutive windows of the model's two activation arenas.
@@ -29,12 +29,12 @@ public struct WorkspaceCursor {
     var values: UnsafeMutablePointer<Float>
     var gradients: UnsafeMutablePointer<Float>
     /// A window of `count` floats of the forward arena.
-    public mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+    package mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         defer { values += count }
         return values
     }
     /// A window of the gradient arena, which is zeroed before every backward pass.
-    public mutating func takeGradient(_ count: Int) -> UnsafeMutablePointer<Float> {
+    package mutating func takeGradient(_ count: Int) -> UnsafeMutablePointer<Float> {
         defer { gradients += count }
         return gradients
     }
@@ -71,9 +71,9 @@ public protocol Layer: AnyObject {
 }
 
 extension Layer {
-    public var weightsName: String { name }
+    package var weightsName: String { name }
     public var wantsGradient: Bool { true }
-    public var forwardFlopsPerSample: Double { 0 }
-    public var parameterSpecs: [ParameterSpec] { [] }
-    public func bind(parameters: ParameterStore) {}
+    package var forwardFlopsPerSample: Double { 0 }
+    package var parameterSpecs: [ParameterSpec] { [] }
+    package func bind(parameters: ParameterStore) {}
 }

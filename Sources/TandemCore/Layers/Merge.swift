@@ -3,7 +3,7 @@
 // Backward ACCUMULATES into every input's gradient, as every layer does.
 
 /// Keras's element-wise merge layers.
-public enum MergeKind: String, Sendable, CaseIterable {
+package enum MergeKind: String, Sendable, CaseIterable {
     case add = "Add"
     case subtract = "Subtract"
     case multiply = "Multiply"
@@ -13,13 +13,13 @@ public enum MergeKind: String, Sendable, CaseIterable {
 }
 
 /// y = x₁ ∘ x₂ ∘ … element by element (Subtract: exactly two inputs, x₁ − x₂).
-public final class Merge: Layer {
+package final class Merge: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
     public let kind: MergeKind
 
-    public init(name: String, kind: MergeKind, inputs: [Layer]) {
+    package init(name: String, kind: MergeKind, inputs: [Layer]) {
         precondition(
             inputs.count >= 2 && inputs.allSatisfy { $0.output.shape == inputs[0].output.shape },
             "merge inputs share one shape")
@@ -30,11 +30,11 @@ public final class Merge: Layer {
         output = Node(shape: inputs[0].output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -59,7 +59,7 @@ public final class Merge: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let n = batch * output.width
         let dy = output.gradients!
         let y = output.values!
@@ -92,25 +92,25 @@ public final class Merge: Layer {
 }
 
 /// Keras `Activation(activation)`: y = act(x) on any shape (softmax over the last axis).
-public final class ActivationLayer: Layer {
+package final class ActivationLayer: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
-    public let activation: Activation
+    package let activation: Activation
     private var dz: UnsafeMutablePointer<Float>!
 
-    public init(name: String, activation: Activation, input: Layer) {
+    package init(name: String, activation: Activation, input: Layer) {
         self.name = name
         self.activation = activation
         inputs = [input]
         output = Node(shape: input.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (2 * batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         dz = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
@@ -122,7 +122,7 @@ public final class ActivationLayer: Layer {
         activation.apply(inputs[0].output.values, output.values, rows: rows(batch), columns: output.features)
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         activation.backward(
             dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
             rows: rows(batch), columns: output.features)

@@ -7,10 +7,10 @@ import CKernels
 import Foundation
 
 /// Keras `LayerNormalization(axis=-1, epsilon, center, scale)` on [B, F] or [B, T, F].
-public final class LayerNormalization: Layer {
+package final class LayerNormalization: Layer {
     public let name: String
-    public let weightsName: String
-    public let inputs: [Layer]
+    package let weightsName: String
+    package let inputs: [Layer]
     public let output: Node
     public let epsilon: Float, center: Bool, scale: Bool
     let initializers: (gamma: Initializer, beta: Initializer)
@@ -21,7 +21,7 @@ public final class LayerNormalization: Layer {
     /// Ones and zeros standing in for an absent γ or β (the C kernels take both).
     private let ones: UnsafeMutablePointer<Float>, zeros: UnsafeMutablePointer<Float>
 
-    public init(
+    package init(
         name: String, input: Layer, epsilon: Float = 1e-3, center: Bool = true, scale: Bool = true,
         weights: String? = nil,
         gammaInitializer: Initializer = .constant(1), betaInitializer: Initializer = .zeros
@@ -49,7 +49,7 @@ public final class LayerNormalization: Layer {
     private var features: Int { output.features }
     private func rows(_ batch: Int) -> Int { batch * output.width / features }
 
-    public var parameterSpecs: [ParameterSpec] {
+    package var parameterSpecs: [ParameterSpec] {
         (scale
             ? [ParameterSpec(layer: weightsName, weight: "gamma", shape: [features], initializer: initializers.gamma)]
             : [])
@@ -58,17 +58,17 @@ public final class LayerNormalization: Layer {
                 : [])
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         store = parameters
         gamma = scale ? parameters.view("\(weightsName)/gamma") : nil
         beta = center ? parameters.view("\(weightsName)/beta") : nil
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (2 * batch * output.width + rows(batch), batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         normalized = workspace.take(batch * output.width)
         inverse = workspace.take(rows(batch))
@@ -83,7 +83,7 @@ public final class LayerNormalization: Layer {
             beta.map { store.value($0) } ?? zeros, normalized, inverse, output.values!)
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         tandem_ln_backward(
             output.gradients!, normalized, inverse, rows(batch), Int32(features), gamma.map { store.value($0) } ?? ones,
             gamma.map { store.gradient($0) }, beta.map { store.gradient($0) }, inputs[0].output.gradients!)

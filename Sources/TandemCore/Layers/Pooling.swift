@@ -6,23 +6,23 @@
 // Max routes each output's gradient to its (first) arg-max.
 
 /// Keras `MaxPooling1D` / `AveragePooling1D`.
-public final class Pooling1D: Layer {
+package final class Pooling1D: Layer {
     public enum Kind: Sendable { case max, average }
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
     public let kind: Kind
-    public let pool: Int, stride: Int, steps: Int, channels: Int, outSteps: Int
+    package let pool: Int, stride: Int, steps: Int, channels: Int, outSteps: Int
     /// Padding before the first step ("same" only).
     let padFront: Int
     /// Max: the input step each output cell took its value from, [B, S, C].
     private var argmax: UnsafeMutablePointer<Int32>?
 
-    public static func outputSteps(steps: Int, pool: Int, stride: Int, same: Bool) -> Int {
+    package static func outputSteps(steps: Int, pool: Int, stride: Int, same: Bool) -> Int {
         same ? (steps + stride - 1) / stride : (steps - pool) / stride + 1
     }
 
-    public init(name: String, kind: Kind, input: Layer, pool: Int, stride: Int, same: Bool) {
+    package init(name: String, kind: Kind, input: Layer, pool: Int, stride: Int, same: Bool) {
         precondition(input.output.shape.count == 2)
         self.name = name
         self.kind = kind
@@ -39,11 +39,11 @@ public final class Pooling1D: Layer {
 
     deinit { argmax?.deallocate() }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
         if kind == .max {
@@ -89,7 +89,7 @@ public final class Pooling1D: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dx = inputs[0].output.gradients!
         let dy = output.gradients!
         let C = channels
@@ -113,16 +113,16 @@ public final class Pooling1D: Layer {
 /// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C].
 /// With a mask (average only, as in Keras) the mean is over the unmasked steps:
 /// Σ mask·x / Σ mask (0/0 when every step is masked, as Keras computes).
-public final class GlobalPooling1D: Layer {
+package final class GlobalPooling1D: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
     public let kind: Pooling1D.Kind
     public let steps: Int, channels: Int
     let mask: Layer?
     private var argmax: UnsafeMutablePointer<Int32>?
 
-    public init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil) {
+    package init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil) {
         precondition(
             input.output.shape.count == 2
                 && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
@@ -137,9 +137,9 @@ public final class GlobalPooling1D: Layer {
 
     deinit { argmax?.deallocate() }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * channels, batch * channels) }
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { (batch * channels, batch * channels) }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * channels)
         output.gradients = workspace.takeGradient(batch * channels)
         if kind == .max {
@@ -187,7 +187,7 @@ public final class GlobalPooling1D: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dx = inputs[0].output.gradients!
         let C = channels
         let T = steps

@@ -24,23 +24,23 @@ import Foundation
 
 /// Keras `LSTM`, `GRU` or `SimpleRNN` with return_sequences, go_backwards, a mask,
 /// recurrent dropout and use_bias.
-public final class Recurrent: Layer, RandomLayer, TokenFusable {
+package final class Recurrent: Layer, RandomLayer, TokenFusable {
     /// The products' FLOPs of one sample's forward (the benchmark's count).
-    public var forwardFlopsPerSample: Double { 2 * Double(steps * (inputWidth + units) * gateColumns) }
+    package var forwardFlopsPerSample: Double { 2 * Double(steps * (inputWidth + units) * gateColumns) }
 
-    public enum Cell: Equatable, Sendable {
+    package enum Cell: Equatable, Sendable {
         case lstm
         case gru(resetAfter: Bool)
         case simple(Activation)
     }
     public let name: String
-    public let weightsName: String
-    public let inputs: [Layer]
+    package let weightsName: String
+    package let inputs: [Layer]
     public let output: Node
-    public let cell: Cell
-    public let units: Int, inputWidth: Int, steps: Int
-    public let returnSequences: Bool, goBackwards: Bool, useBias: Bool, zeroOutputForMask: Bool
-    public let recurrentDropout: Float
+    package let cell: Cell
+    package let units: Int, inputWidth: Int, steps: Int
+    package let returnSequences: Bool, goBackwards: Bool, useBias: Bool, zeroOutputForMask: Bool
+    package let recurrentDropout: Float
     package let source: Layer, mask: Layer?
     let initializers: (kernel: Initializer?, recurrent: Initializer, bias: Initializer?)
     let stream: DropoutStream
@@ -67,7 +67,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     var dropping = false
 
     /// `input` yields [B, steps, D]; `mask`, when given, yields [B, steps] of 0/1 (SequenceMask).
-    public init(
+    package init(
         name: String, cell: Cell, units: Int, input: Layer, mask: Layer? = nil, returnSequences: Bool = false,
         goBackwards: Bool = false, useBias: Bool = true, zeroOutputForMask: Bool = false, recurrentDropout: Float = 0,
         weights: String? = nil, kernelInitializer: Initializer? = nil, recurrentInitializer: Initializer = .orthogonal,
@@ -118,7 +118,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
 
     private var biasShape: [Int] { if case .gru(true) = cell { return [2, G] } else { return [G] } }
 
-    public var parameterSpecs: [ParameterSpec] {
+    package var parameterSpecs: [ParameterSpec] {
         var specs = [
             ParameterSpec(
                 layer: weightsName, weight: "kernel", shape: [inputWidth, G],
@@ -135,7 +135,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         return specs
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         store = parameters
         kernel = parameters.view("\(weightsName)/kernel")
         recurrent = parameters.view("\(weightsName)/recurrent_kernel")
@@ -146,7 +146,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
     var resetBefore: Bool { cell == .gru(resetAfter: false) }
     private var isGRU: Bool { if case .gru = cell { return true } else { return false } }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let bt = batch * steps
         let b = batch
         let U = units
@@ -160,7 +160,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         return (n + batch * output.width + (tokens?.workspaceSize(batch: batch) ?? 0), batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let bt = batch * steps
         let b = batch
         let U = units
@@ -288,7 +288,7 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let B = batch
         let T = steps
         let D = inputWidth
@@ -372,14 +372,14 @@ public final class Recurrent: Layer, RandomLayer, TokenFusable {
 
 /// Keras's `ops.not_equal(tokens, value)` as Embedding(mask_zero=True) saves it:
 /// [B, T] of 1 where the token id differs from `value`, else 0. No gradient.
-public final class SequenceMask: Layer {
+package final class SequenceMask: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
-    public let value: Int32
+    package let value: Int32
     private let source: InputLayer
 
-    public init(name: String, tokens: InputLayer, value: Int32 = 0) {
+    package init(name: String, tokens: InputLayer, value: Int32 = 0) {
         precondition(tokens.kind == .tokens)
         self.name = name
         self.value = value
@@ -388,11 +388,11 @@ public final class SequenceMask: Layer {
         output = Node(shape: tokens.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -402,5 +402,5 @@ public final class SequenceMask: Layer {
         for i in 0..<(batch * output.width) { output.values[i] = ids[i] != value ? 1 : 0 }
     }
 
-    public func backward(batch: Int) {}
+    package func backward(batch: Int) {}
 }

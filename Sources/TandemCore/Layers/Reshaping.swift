@@ -4,23 +4,23 @@
 // Backward ACCUMULATES into the input's gradient, as every layer does.
 
 /// Keras `Flatten` and `Reshape(target_shape)`: y = x with another per-sample shape.
-public final class Reshape: Layer {
+package final class Reshape: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
 
-    public init(name: String, input: Layer, shape: [Int]) {
+    package init(name: String, input: Layer, shape: [Int]) {
         precondition(shape.reduce(1, *) == input.output.width, "Reshape keeps the element count")
         self.name = name
         inputs = [input]
         output = Node(shape: shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -29,7 +29,7 @@ public final class Reshape: Layer {
         output.values.update(from: inputs[0].output.values, count: batch * output.width)
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let dx = inputs[0].output.gradients!
         let dy = output.gradients!
         for i in 0..<(batch * output.width) { dx[i] += dy[i] }
@@ -37,13 +37,13 @@ public final class Reshape: Layer {
 }
 
 /// Keras `RepeatVector(n)`: [B, F] → [B, n, F], every step a copy.
-public final class RepeatVector: Layer {
+package final class RepeatVector: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
     public let count: Int
 
-    public init(name: String, input: Layer, count: Int) {
+    package init(name: String, input: Layer, count: Int) {
         precondition(input.output.shape.count == 1 && count > 0)
         self.name = name
         self.count = count
@@ -51,11 +51,11 @@ public final class RepeatVector: Layer {
         output = Node(shape: [count, input.output.width])
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -68,7 +68,7 @@ public final class RepeatVector: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let f = inputs[0].output.width
         let dx = inputs[0].output.gradients!
         for b in 0..<batch {
@@ -82,23 +82,23 @@ public final class RepeatVector: Layer {
 
 /// [B, T, F] with the time axis reversed: y[b, t] = x[b, T−1−t] (a Bidirectional's
 /// backward half returns its sequence in processing order; Keras flips it back).
-public final class TimeReverse: Layer {
+package final class TimeReverse: Layer {
     public let name: String
-    public let inputs: [Layer]
+    package let inputs: [Layer]
     public let output: Node
 
-    public init(name: String, input: Layer) {
+    package init(name: String, input: Layer) {
         precondition(input.output.shape.count == 2)
         self.name = name
         inputs = [input]
         output = Node(shape: input.output.shape)
     }
 
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
     }
 
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
@@ -115,7 +115,7 @@ public final class TimeReverse: Layer {
         }
     }
 
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         let T = output.shape[0]
         let F = output.shape[1]
         let dx = inputs[0].output.gradients!

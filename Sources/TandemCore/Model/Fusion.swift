@@ -7,15 +7,15 @@
 
 /// Embedding → recurrent layer as one layer: token ids [B, T] in, the recurrent layer's output out.
 /// The two layers' weights stay theirs (`embedding/embeddings`, `gru/kernel`, …).
-public final class FusedEmbeddingRecurrent: Layer {
-    public let embedding: Embedding
+package final class FusedEmbeddingRecurrent: Layer {
+    package let embedding: Embedding
     package let recurrent: TokenFusable
     public var name: String { "\(embedding.name)+\(recurrent.name)" }
-    public var inputs: [Layer] { embedding.inputs + recurrent.inputs.filter { $0 !== embedding } }
+    package var inputs: [Layer] { embedding.inputs + recurrent.inputs.filter { $0 !== embedding } }
     public var output: Node { recurrent.output }
-    public var parameterSpecs: [ParameterSpec] { embedding.parameterSpecs + recurrent.parameterSpecs }
+    package var parameterSpecs: [ParameterSpec] { embedding.parameterSpecs + recurrent.parameterSpecs }
     /// The recurrent half (an LSTM, or a Recurrent for GRU and SimpleRNN).
-    public var recurrentLayer: Layer { recurrent }
+    package var recurrentLayer: Layer { recurrent }
 
     init(_ embedding: Embedding, _ recurrent: TokenFusable) {
         self.embedding = embedding
@@ -23,16 +23,16 @@ public final class FusedEmbeddingRecurrent: Layer {
         recurrent.fuse(with: embedding)
     }
 
-    public func bind(parameters: ParameterStore) {
+    package func bind(parameters: ParameterStore) {
         embedding.bind(parameters: parameters)
         recurrent.bind(parameters: parameters)
     }
-    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { recurrent.workspaceSize(batch: batch) }
-    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) { recurrent.workspaceSize(batch: batch) }
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         recurrent.bind(workspace: &workspace, batch: batch)
     }
     public func forward(batch: Int, training: Bool) { recurrent.forward(batch: batch, training: training) }
-    public func backward(batch: Int) { recurrent.backward(batch: batch) }
+    package func backward(batch: Int) { recurrent.backward(batch: batch) }
 }
 
 enum FusionPass {

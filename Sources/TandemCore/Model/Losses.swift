@@ -41,7 +41,7 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     }
 
     /// Columns of the target for an output of `width` columns: class ids are one column.
-    public func targetWidth(outputWidth: Int) -> Int { function(LossOptions()).targetWidth(outputWidth: outputWidth) }
+    package func targetWidth(outputWidth: Int) -> Int { function(LossOptions()).targetWidth(outputWidth: outputWidth) }
 }
 
 /// A loss's arguments beyond its kind (Keras's defaults).
@@ -67,7 +67,7 @@ public enum AccuracyKind: String, Sendable, Codable {
 
     /// What Keras's "accuracy" means for this output (trainers/compile_utils.py):
     /// one output column → binary; class-id targets → sparse categorical; else categorical.
-    public static func resolving(outputWidth: Int, targetWidth: Int) -> AccuracyKind {
+    package static func resolving(outputWidth: Int, targetWidth: Int) -> AccuracyKind {
         if outputWidth == 1 { return .binary }
         return targetWidth == 1 ? .sparseCategorical : .categorical
     }
@@ -99,15 +99,15 @@ public struct Head: Sendable, Codable, Equatable {
         public var name: String
         public var kind: AccuracyKind
         /// How the compile config wrote it, when it came from one.
-        public var keras: String?
-        public init(name: String, kind: AccuracyKind, keras: String? = nil) {
+        package var keras: String?
+        package init(name: String, kind: AccuracyKind, keras: String? = nil) {
             self.name = name
             self.kind = kind
             self.keras = keras
         }
     }
 
-    public init(
+    package init(
         output: String, loss: LossKind, weight: Double, classWeights: [Int: Double] = [:],
         fromLogits: Bool = false, accuracy: Accuracy? = nil
     ) {
@@ -123,9 +123,9 @@ public struct Head: Sendable, Codable, Equatable {
 /// Sums one head produces on the local rows of a batch (reduced across ranks later).
 public struct HeadSums: Sendable {
     /// Σ_i w_i · ℓ(i), in Double.
-    public var weightedLoss = 0.0
+    package var weightedLoss = 0.0
     /// Σ_i accuracy(i) over labelled rows (unweighted, as Keras's compiled metrics).
-    public var correct = 0.0
+    package var correct = 0.0
 }
 
 /// The class of a target row: round(t) for one column, argmax otherwise.
@@ -153,7 +153,7 @@ public enum LossInput {
     /// From the output's values; writes d(output).
     case output(Layer)
 
-    package var layer: Layer {
+    public var layer: Layer {
         switch self {
         case .logits(let d): return d
         case .output(let l): return l
@@ -175,11 +175,11 @@ extension Head {
     }
 
     /// Columns of this head's targets for its output layer.
-    public func targetWidth(of layer: Layer) -> Int { loss.targetWidth(outputWidth: layer.output.width) }
+    package func targetWidth(of layer: Layer) -> Int { loss.targetWidth(outputWidth: layer.output.width) }
 
     /// Decides how the loss reads `layer` and marks a Dense whose logit gradient it writes.
     /// `consumers` is how many layers read `layer` (a Dense read further on keeps act').
-    public func attach(to layer: Layer, consumers: Int) throws -> LossInput {
+    package func attach(to layer: Layer, consumers: Int) throws -> LossInput {
         if loss == .sparseCategoricalCrossentropy && layer.output.width < 2 {
             throw TandemError.usage(
                 "output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(layer.output.width)"
@@ -197,7 +197,7 @@ extension Head {
     }
 
     /// Effective per-sample weights: sample weight × class weight, written into `weights`.
-    public func applyClassWeights(
+    package func applyClassWeights(
         targets: UnsafePointer<Float>, columns: Int, rows: Int,
         weights: UnsafeMutablePointer<Float>
     ) {
@@ -284,7 +284,7 @@ extension Head {
 /// `y` is the output row; `z`, when given, the logits the loss works from instead
 /// (the output's own pre-activation, or the output itself with from_logits);
 /// with `d`, scale·∂ℓ/∂z (or ∂ℓ/∂y without z) is written there.
-public protocol LossFunction: Sendable {
+package protocol LossFunction: Sendable {
     /// Target columns for an output of `outputWidth` columns.
     func targetWidth(outputWidth: Int) -> Int
     /// True when the loss inverts `activation` and so works from its logits.
@@ -297,7 +297,7 @@ public protocol LossFunction: Sendable {
 
 extension LossKind {
     /// The implementation of this loss with `options`.
-    public func function(_ options: LossOptions) -> LossFunction {
+    package func function(_ options: LossOptions) -> LossFunction {
         switch self {
         case .binaryCrossentropy: return BinaryCrossentropy(labelSmoothing: options.labelSmoothing)
         case .categoricalCrossentropy:
@@ -313,19 +313,19 @@ extension LossKind {
 
 extension Head {
     /// This head's loss with its arguments.
-    public var function: LossFunction { loss.function(options) }
+    package var function: LossFunction { loss.function(options) }
 }
 
 /// Keras `binary_crossentropy` (mean over the last axis).
-public struct BinaryCrossentropy: LossFunction {
+package struct BinaryCrossentropy: LossFunction {
     public let labelSmoothing: Double
-    public init(labelSmoothing: Double = 0) { self.labelSmoothing = labelSmoothing }
-    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
-    public func folds(_ activation: Activation) -> Bool { activation == .sigmoid }
+    package init(labelSmoothing: Double = 0) { self.labelSmoothing = labelSmoothing }
+    package func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    package func folds(_ activation: Activation) -> Bool { activation == .sigmoid }
     /// ℓ = mean_c BCE, on t smoothed to t(1 − s) + s/2. From logits z: max(z,0) − z·t + log(1 + e^{−|z|}),
     /// ∂ℓ/∂z = (σ(z) − t)/C. From probabilities (Keras): p = clip(y, ε, 1−ε), −[t·log p + (1−t)·log(1−p)],
     /// ∂/∂y zero where clipped.
-    public func sample(
+    package func sample(
         y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
         d: UnsafeMutablePointer<Float>?, scale: Double
     ) -> Double {
@@ -357,19 +357,19 @@ public struct BinaryCrossentropy: LossFunction {
 }
 
 /// Keras `categorical_crossentropy`, or with `sparse` `sparse_categorical_crossentropy` (targets are class ids).
-public struct CategoricalCrossentropy: LossFunction {
-    public let sparse: Bool
+package struct CategoricalCrossentropy: LossFunction {
+    package let sparse: Bool
     public let labelSmoothing: Double
-    public init(sparse: Bool, labelSmoothing: Double = 0) {
+    package init(sparse: Bool, labelSmoothing: Double = 0) {
         self.sparse = sparse
         self.labelSmoothing = labelSmoothing
     }
-    public func targetWidth(outputWidth: Int) -> Int { sparse ? 1 : outputWidth }
-    public func folds(_ activation: Activation) -> Bool { activation == .softmax }
+    package func targetWidth(outputWidth: Int) -> Int { sparse ? 1 : outputWidth }
+    package func folds(_ activation: Activation) -> Bool { activation == .softmax }
     /// ℓ = −Σ_c t_c·log q_c (t one-hot from a class id when sparse; smoothed to t(1 − s) + s/C). From logits:
     /// q = softmax(z) via log-sum-exp, ∂ℓ/∂z = q·Σt − t. From probabilities (Keras):
     /// q = clip(y / Σy, ε, 1−ε), and the gradient goes back through the normalisation.
-    public func sample(
+    package func sample(
         y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
         d: UnsafeMutablePointer<Float>?, scale: Double
     ) -> Double {
@@ -424,11 +424,11 @@ public struct CategoricalCrossentropy: LossFunction {
 }
 
 /// Keras `mean_squared_error` (mean over the last axis).
-public struct MeanSquaredError: LossFunction {
-    public init() {}
-    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
-    public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(
+package struct MeanSquaredError: LossFunction {
+    package init() {}
+    package func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    package func folds(_ activation: Activation) -> Bool { false }
+    package func sample(
         y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
         d: UnsafeMutablePointer<Float>?, scale: Double
     ) -> Double {
@@ -449,16 +449,16 @@ public struct MeanSquaredError: LossFunction {
 ///   kl_divergence t'·log(t'/y') with t', y' clipped to [ε, 1].
 /// Derivatives as JAX takes them: sign(e) (0 at 0), clamp(e, −δ, δ), tanh(x),
 /// 1 − t/(y + ε), −t'/y' (0 where y is clipped).
-public struct Regression: LossFunction {
+package struct Regression: LossFunction {
     public let kind: LossKind
     public let delta: Double
-    public init(kind: LossKind, delta: Double = 1) {
+    package init(kind: LossKind, delta: Double = 1) {
         self.kind = kind
         self.delta = delta
     }
-    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
-    public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(
+    package func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    package func folds(_ activation: Activation) -> Bool { false }
+    package func sample(
         y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
         d: UnsafeMutablePointer<Float>?, scale: Double
     ) -> Double {
@@ -500,12 +500,12 @@ public struct Regression: LossFunction {
 /// t smoothed as BCE's; p = σ(y) with from_logits, else y; bce on p clipped to [ε, 1−ε];
 /// p_t = t·p + (1−t)(1−p);  ℓ = (1 − p_t)^γ · bce, × (t·α + (1−t)(1−α)) with class balancing.
 /// ∂ℓ/∂p = w·[−γ(1−p_t)^{γ−1}(2t − 1)·bce + (1−p_t)^γ·∂bce/∂p] (∂bce/∂p zero where clipped), × p(1−p) from logits.
-public struct BinaryFocalCrossentropy: LossFunction {
+package struct BinaryFocalCrossentropy: LossFunction {
     public let options: LossOptions
-    public init(_ options: LossOptions) { self.options = options }
-    public func targetWidth(outputWidth: Int) -> Int { outputWidth }
-    public func folds(_ activation: Activation) -> Bool { false }
-    public func sample(
+    package init(_ options: LossOptions) { self.options = options }
+    package func targetWidth(outputWidth: Int) -> Int { outputWidth }
+    package func folds(_ activation: Activation) -> Bool { false }
+    package func sample(
         y: UnsafePointer<Float>, z: UnsafePointer<Float>?, t: UnsafePointer<Float>, columns: Int,
         d: UnsafeMutablePointer<Float>?, scale: Double
     ) -> Double {

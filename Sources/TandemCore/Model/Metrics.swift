@@ -35,8 +35,8 @@ public struct Metric: Sendable, Codable, Equatable {
     public var kind: MetricKind
     public var weighted: Bool
     /// How Keras's compile config wrote it (to write it back into model.keras).
-    public var keras: String
-    public init(name: String, kind: MetricKind, weighted: Bool = false, keras: String) {
+    package var keras: String
+    package init(name: String, kind: MetricKind, weighted: Bool = false, keras: String) {
         self.name = name
         self.kind = kind
         self.weighted = weighted
@@ -44,7 +44,7 @@ public struct Metric: Sendable, Codable, Equatable {
     }
 
     /// Doubles of sums this metric keeps.
-    public var slotCount: Int {
+    package var slotCount: Int {
         switch kind {
         case .auc(_, let n, _, _): return 2 * n  // per bucket: Σw of true and of false elements
         default: return 2
@@ -53,7 +53,7 @@ public struct Metric: Sendable, Codable, Equatable {
 
     /// Adds one sample (prediction row `p` of `columns`, target row `t` of `targetColumns`, weight w).
     @inline(__always)
-    public func accumulate(
+    package func accumulate(
         p: UnsafePointer<Float>, t: UnsafePointer<Float>, columns: Int, targetColumns: Int,
         weight: Double, into s: UnsafeMutablePointer<Double>
     ) {
@@ -118,7 +118,7 @@ public struct Metric: Sendable, Codable, Equatable {
     }
 
     /// Keras's value from the reduced sums.
-    public func result(_ s: UnsafePointer<Double>) -> Double {
+    package func result(_ s: UnsafePointer<Double>) -> Double {
         func ratio(_ a: Double, _ b: Double) -> Double { b == 0 ? 0 : a / b }  // divide_no_nan
         switch kind {
         case .rootMeanSquaredError: return ratio(s[0], s[1]).squareRoot()
@@ -185,7 +185,7 @@ public struct Metric: Sendable, Codable, Equatable {
 
 extension Head.Accuracy {
     /// The accuracy figures a plain (unweighted) accuracy metric can take.
-    public init?(metric m: Metric) {
+    package init?(metric m: Metric) {
         guard !m.weighted else { return nil }
         switch m.kind {
         case .binaryAccuracy(threshold: 0.5): self.init(name: m.name, kind: .binary, keras: m.keras)
@@ -198,10 +198,10 @@ extension Head.Accuracy {
 
 extension Head {
     /// Doubles of sums all of this head's metrics keep, and where each starts.
-    public var metricSlotCount: Int { metrics.reduce(0) { $0 + $1.slotCount } }
+    package var metricSlotCount: Int { metrics.reduce(0) { $0 + $1.slotCount } }
 
     /// Each metric's value from this head's reduced sums `s` (metricSlotCount doubles).
-    public func metricResults(_ s: UnsafePointer<Double>) -> [Double] {
+    package func metricResults(_ s: UnsafePointer<Double>) -> [Double] {
         var offset = 0
         return metrics.map { m in
             defer { offset += m.slotCount }

@@ -14,12 +14,12 @@ public final class Model {
     /// What forward and backward run, in order: `layers` after the fusion pass
     /// (an Embedding → recurrent pair is one FusedEmbeddingRecurrent there).
     public let schedule: [Layer]
-    public let inputs: [InputLayer]
+    package let inputs: [InputLayer]
     /// The output layers, in the order given (e.g. main_output, aux_output); any layer can be one.
-    public let outputs: [Layer]
+    package let outputs: [Layer]
     public let parameters: ParameterStore
     /// The largest batch the activation arena holds.
-    public let maxBatch: Int
+    package let maxBatch: Int
     private let valueArena: UnsafeMutablePointer<Float>
     private let gradientArena: UnsafeMutablePointer<Float>
     private let gradientArenaCount: Int
@@ -27,13 +27,13 @@ public final class Model {
     public let activationBytes: Int
     /// Where the rows of the next training forward pass sit in the epoch: the
     /// keys of every dropout mask (Dropout.swift). The training step sets them.
-    public let dropoutKeys = DropoutKeys()
+    package let dropoutKeys = DropoutKeys()
 
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
     /// With `fuse`, the fusion pass turns an Embedding and every recurrent layer that reads
     /// it into fused layers of the schedule that read the table directly (Fusion.swift).
-    public init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
+    package init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
         precondition(maxBatch > 0)
         self.inputs = inputs
         self.outputs = outputs
@@ -87,7 +87,7 @@ public final class Model {
     }
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
-    public func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
+    package func input(named name: String) -> InputLayer? { inputs.first { $0.name == name } }
     public func output(named name: String) -> Layer? { outputs.first { $0.name == name } }
 
     /// Runs every layer forward on the first `batch` rows of the input buffers,
@@ -100,7 +100,7 @@ public final class Model {
     }
 
     /// Forward through `schedule[0...last]` only (reproducible mode's statistics passes).
-    package func forward(batch: Int, training: Bool, through last: Int) {
+    public func forward(batch: Int, training: Bool, through last: Int) {
         gradientArena.update(repeating: 0, count: gradientArenaCount)
         for layer in schedule[...last] { layer.forward(batch: batch, training: training) }
     }
@@ -112,7 +112,7 @@ public final class Model {
 
     /// Backpropagates from the output gradients (or logit gradients) the losses
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
-    public func backward(batch: Int) {
+    package func backward(batch: Int) {
         for layer in schedule.reversed() { layer.backward(batch: batch) }
     }
 

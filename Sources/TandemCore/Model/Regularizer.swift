@@ -6,7 +6,7 @@
 public struct Regularizer: Sendable, Codable, Equatable {
     public var tensor: String
     public var l1: Double, l2: Double
-    public init(tensor: String, l1: Double = 0, l2: Double = 0) {
+    package init(tensor: String, l1: Double = 0, l2: Double = 0) {
         self.tensor = tensor
         self.l1 = l1
         self.l2 = l2

@@ -29,7 +29,7 @@ extension Optimizer {
 
     /// Lets Adam defer zero-gradient rows of the [rows, width] table at `offset`.
     /// Other optimizers keep the plain dense pass.
-    public func enableDeferredRows(offset: Int, rows: Int, width: Int) {
+    package func enableDeferredRows(offset: Int, rows: Int, width: Int) {
         guard deferralRefusal == nil, rows > 0, width > 0 else { return }
         let d = DeferredRows(offset: offset, rows: rows, width: width)
         d.applied.update(repeating: Int32(iterations), count: rows)
@@ -38,7 +38,7 @@ extension Optimizer {
 
     /// Replays row `r`'s deferred zero-gradient steps up to `iterations`.
     @inline(__always)
-    public func catchUp(row r: Int, parameters w: UnsafeMutablePointer<Float>) {
+    package func catchUp(row r: Int, parameters w: UnsafeMutablePointer<Float>) {
         guard let d = deferred, Int(d.applied[r]) < iterations else { return }
         let o = d.offset + r * d.width
         let b1 = Float(1 - config.beta1)
@@ -52,7 +52,7 @@ extension Optimizer {
     }
 
     /// Replays every deferred row: afterwards values and slots equal the dense rule's.
-    public func catchUpAll(parameters w: UnsafeMutablePointer<Float>) {
+    package func catchUpAll(parameters w: UnsafeMutablePointer<Float>) {
         guard let d = deferred else { return }
         for r in 0..<d.rows { catchUp(row: r, parameters: w) }
     }
@@ -62,7 +62,7 @@ extension Optimizer {
     /// lists the table rows whose gradient is not all zero, for `step`.
     /// `tableRows`, when given, lists (ascending) every table row that may be non-zero:
     /// only those are read (a dense table gradient is mostly rows no token touched).
-    public func gradientsAreFinite(_ g: UnsafePointer<Float>, tableRows: UnsafeBufferPointer<Int32>? = nil) -> Bool {
+    package func gradientsAreFinite(_ g: UnsafePointer<Float>, tableRows: UnsafeBufferPointer<Int32>? = nil) -> Bool {
         var exponent: UInt32 = 0
         guard let d = deferred else { return maxExponent(g, count) != 0x7F80_0000 }
         let tail = d.offset + d.rows * d.width
@@ -87,14 +87,14 @@ extension Optimizer {
 
     /// An upper bound on |x| over the n values at `p` (a power of two), or nil
     /// when one of them is NaN or ±Inf.
-    public func magnitudeBound(_ p: UnsafePointer<Float>, count n: Int) -> Double? {
+    package func magnitudeBound(_ p: UnsafePointer<Float>, count n: Int) -> Double? {
         let e = maxExponent(p, n)
         guard e != 0x7F80_0000 else { return nil }
         return pow(2.0, Double(Int(e >> 23) - 126))
     }
 
     /// False when any of the n values at `g` is NaN or ±Inf.
-    public func allFinite(_ g: UnsafePointer<Float>, count n: Int) -> Bool {
+    package func allFinite(_ g: UnsafePointer<Float>, count n: Int) -> Bool {
         maxExponent(g, n) != 0x7F80_0000
     }
 

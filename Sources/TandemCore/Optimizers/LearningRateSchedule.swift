@@ -14,7 +14,7 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     case cosineDecay(initial: Double, decaySteps: Double, alpha: Double, warmupTarget: Double?, warmupSteps: Double)
     case cosineDecayRestarts(initial: Double, firstDecaySteps: Double, tMul: Double, mMul: Double, alpha: Double)
 
-    public static let classNames = [
+    package static let classNames = [
         "ExponentialDecay", "InverseTimeDecay", "PiecewiseConstantDecay", "PolynomialDecay",
         "CosineDecay", "CosineDecayRestarts",
     ]
@@ -31,7 +31,7 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     }
 
     /// The learning rate at `step` (the iterations done before the update).
-    public func value(at step: Int) -> Float {
+    package func value(at step: Int) -> Float {
         let s = Float(step)
         switch self {
         case .exponentialDecay(let initial, let decaySteps, let rate, let staircase):
@@ -131,7 +131,7 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     }
 
     /// The initial learning rate, for display.
-    public var initial: Double {
+    package var initial: Double {
         switch self {
         case .exponentialDecay(let i, _, _, _), .inverseTimeDecay(let i, _, _, _), .polynomialDecay(let i, _, _, _, _),
             .cosineDecay(let i, _, _, _, _), .cosineDecayRestarts(let i, _, _, _, _):
@@ -143,7 +143,7 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     // MARK: Keras's serialised form
 
     /// From `{"class_name": "ExponentialDecay", "config": {…}}` (Keras's defaults for absent keys).
-    public static func keras(_ value: JSONValue) throws -> LearningRateSchedule {
+    package static func keras(_ value: JSONValue) throws -> LearningRateSchedule {
         let className = value["class_name"]?.string ?? "?"
         let config = value["config"] ?? .object([])
         func fail(_ why: String) -> TandemError { .usage("learning-rate schedule \(className): \(why)") }
@@ -207,7 +207,7 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     }
 
     /// As Keras serialises it inside an optimizer's `learning_rate`.
-    public var kerasConfig: JSONValue {
+    package var kerasConfig: JSONValue {
         func count(_ x: Double) -> JSONValue { x == x.rounded() && abs(x) < 1e15 ? .int(Int64(x)) : .double(x) }
         let fields: [(String, JSONValue)]
         switch self {

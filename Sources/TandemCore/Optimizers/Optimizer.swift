@@ -12,22 +12,22 @@ import Foundation
 public final class Optimizer {
     public let config: OptimizerConfig
     /// Updates applied so far (Keras's `iterations`: Adam's t is `iterations + 1`).
-    public private(set) var iterations: Int = 0
+    package private(set) var iterations: Int = 0
     /// Training steps taken so far (Keras's `_iterations`, the `iteration` variable it saves). With
     /// gradient accumulation over N steps the weights move on the steps where `(microSteps + 1) % N
     /// == 0`, so update t happens at step tN − 1, and `iterations = microSteps / N`; learning-rate
     /// schedules read `microSteps` (Keras's base_optimizer.py). Without accumulation both counts agree.
-    public private(set) var microSteps: Int = 0
+    package private(set) var microSteps: Int = 0
     /// N: steps per update (1 without gradient accumulation).
-    public let stepsPerUpdate: Int
+    package let stepsPerUpdate: Int
     /// True when the step about to be taken moves the weights.
-    public var isUpdateStep: Bool { (microSteps + 1) % stepsPerUpdate == 0 }
+    package var isUpdateStep: Bool { (microSteps + 1) % stepsPerUpdate == 0 }
     /// Steps since the last update: how many gradients the accumulator holds.
-    public var accumulatedSteps: Int { microSteps % stepsPerUpdate }
+    package var accumulatedSteps: Int { microSteps % stepsPerUpdate }
     /// Slot arenas by name (see `slotNames`), parameter layout.
-    public private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
+    package private(set) var slots: [(name: String, values: UnsafeMutablePointer<Float>)] = []
     /// Nadam's running product of its momentum schedule (Keras's `_u_product`, a variable saved after the slots).
-    public var nadamProduct: Float = 1
+    package var nadamProduct: Float = 1
     let count: Int
     /// The tensors' element ranges: clipnorm is per tensor; weight decay reaches trainable tensors only.
     private let tensors: [(offset: Int, count: Int, trainable: Bool)]
@@ -38,7 +38,7 @@ public final class Optimizer {
     var scannedRows: [Int32] = [], scannedRowCount = 0, scannedStep = -1
 
     /// The slots `config` keeps, by Tandem's names (checkpoints use them).
-    public static func slotNames(_ config: OptimizerConfig) -> [String] {
+    package static func slotNames(_ config: OptimizerConfig) -> [String] {
         switch config.kind {
         case .sgd: return config.momentum != 0 ? ["momentum"] : []
         case .adam, .adamw: return ["m", "v"] + (config.amsgrad ? ["velocity_hat"] : [])
@@ -59,7 +59,7 @@ public final class Optimizer {
     }
 
     /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
-    public init(
+    package init(
         _ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil
     ) {
         self.config = config
@@ -85,18 +85,18 @@ public final class Optimizer {
 
     deinit { for slot in slots { slot.values.deallocate() } }
 
-    public func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
+    package func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
     /// The learning rate of the next step (the schedule's value at `iterations`).
-    public var currentLearningRate: Float { config.learningRate(iterations: microSteps) }
+    package var currentLearningRate: Float { config.learningRate(iterations: microSteps) }
 
     /// False when the rule needs the whole gradient before any row is updated
     /// (clipnorm and global_clipnorm scale by norms over whole tensors), so the
     /// table's gradient cannot be streamed to it row block by row block.
-    public var takesRowStreamedGradient: Bool { config.clipnorm == nil && config.globalClipnorm == nil }
+    package var takesRowStreamedGradient: Bool { config.clipnorm == nil && config.globalClipnorm == nil }
 
     /// Why zero-gradient table rows are not deferred under this rule (nil: they are, or may be).
-    public var deferralRefusal: String? {
+    package var deferralRefusal: String? {
         if config.decays { return "weight decay touches every row every step; no rows are deferred" }
         if untouchedRowsStay { return "plain SGD leaves untouched rows as they are (nothing to defer)" }
         if config.amsgrad { return "AMSGrad's running maximum is not replayed; no rows are deferred" }
@@ -106,7 +106,7 @@ public final class Optimizer {
         }
         return nil
     }
-    public var defersRows: Bool { deferred != nil }
+    package var defersRows: Bool { deferred != nil }
 
     /// w ← update(w, g) for every parameter; then iterations += 1. With
     /// `clear`, g is left all zero (folded into the pass: no separate memset).
@@ -137,7 +137,7 @@ public final class Optimizer {
     }
 
     /// A step that only accumulates its gradient (not an update step): the count moves, nothing else.
-    public func skipUpdate() {
+    package func skipUpdate() {
         precondition(!isUpdateStep, "an update step must apply the gradient")
         microSteps += 1
     }
@@ -177,14 +177,14 @@ public final class Optimizer {
     /// gradient may read the other parameters' current values; the caller forms
     /// (and exchanges) the blocks — the optimizer runs no collective. Bit-identical
     /// to `step` on the dense arena.
-    public struct TableStep {
+    package struct TableStep {
         let table: (offset: Int, rows: Int, width: Int)
         let t: Int
         /// The next table row the default rule has not yet passed (rows below it are done).
         var nextRow = 0
     }
 
-    public func beginTableStep(table: (offset: Int, rows: Int, width: Int)) -> TableStep {
+    package func beginTableStep(table: (offset: Int, rows: Int, width: Int)) -> TableStep {
         let t = iterations + 1
         prepare(step: t)
         if zeroRow.count < table.width { zeroRow = [Float](repeating: 0, count: table.width) }
@@ -193,7 +193,7 @@ public final class Optimizer {
 
     /// Rows `rows` of the table (ascending, after any earlier call's) take the step with
     /// their gradients `gradients` ([rows.count, width], consecutive).
-    public func applyTableRows(
+    package func applyTableRows(
         _ s: inout TableStep, rows: UnsafeBufferPointer<Int32>, gradients: UnsafeMutablePointer<Float>,
         parameters w: UnsafeMutablePointer<Float>
     ) {
@@ -228,7 +228,7 @@ public final class Optimizer {
 
     /// The rest of the step: untouched table rows after the last listed one, then every
     /// other parameter from its own offset in `g` (cleared with `clear`); iterations += 1.
-    public func finishTableStep(
+    package func finishTableStep(
         _ s: inout TableStep, parameters w: UnsafeMutablePointer<Float>,
         gradients g: UnsafeMutablePointer<Float>, clear: Bool
     ) {

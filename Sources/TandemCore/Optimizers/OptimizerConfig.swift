@@ -17,7 +17,7 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var nesterov = false
     public var beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, rho = 0.9
     public var amsgrad = false, centered = false
-    public var initialAccumulatorValue = 0.1
+    package var initialAccumulatorValue = 0.1
     /// Decoupled weight decay, w ← w − w·wd·lr before the rule (Keras 3's base optimizer); nil: none.
     public var weightDecay: Double?
     /// At most one of these (Keras refuses two): per-tensor norm, global norm, element value.
@@ -27,7 +27,7 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var gradientAccumulationSteps: Int?
 
     /// Steps per update: N with gradient accumulation, else 1.
-    public var stepsPerUpdate: Int { gradientAccumulationSteps ?? 1 }
+    package var stepsPerUpdate: Int { gradientAccumulationSteps ?? 1 }
 
     public init(kind: Kind = .sgd, learningRate: Double? = nil) {
         self.kind = kind
@@ -61,7 +61,7 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     }
 
     /// Weight decay that changes anything.
-    public var decays: Bool { (weightDecay ?? 0) != 0 }
+    package var decays: Bool { (weightDecay ?? 0) != 0 }
 
     /// Checks the values the way Keras's constructors do, naming the argument.
     public func validate() throws {

@@ -6,7 +6,7 @@
 import Foundation
 
 /// How a parameter tensor starts (Keras 3 initialisers).
-public enum Initializer: Sendable, Equatable {
+package enum Initializer: Sendable, Equatable {
     case zeros
     /// Uniform in ±sqrt(6 / (fanIn + fanOut)).
     case glorotUniform(fanIn: Int, fanOut: Int)
@@ -32,12 +32,12 @@ public struct ParameterSpec: Sendable {
     public let layer: String
     public let weight: String
     public let shape: [Int]
-    public let initializer: Initializer
+    package let initializer: Initializer
     /// False for state a layer updates itself (BatchNormalization's moving statistics):
     /// no gradient reaches it, so the optimizer leaves it as it is.
-    public let trainable: Bool
+    package let trainable: Bool
     public var name: String { "\(layer)/\(weight)" }
-    public init(layer: String, weight: String, shape: [Int], initializer: Initializer, trainable: Bool = true) {
+    package init(layer: String, weight: String, shape: [Int], initializer: Initializer, trainable: Bool = true) {
         self.layer = layer
         self.weight = weight
         self.shape = shape
@@ -48,8 +48,8 @@ public struct ParameterSpec: Sendable {
 
 /// A named window [offset, offset + count) of the parameter (and gradient) arena.
 public struct TensorView: Sendable {
-    public let spec: ParameterSpec
-    public let offset: Int
+    package let spec: ParameterSpec
+    package let offset: Int
     public var name: String { spec.name }
     public var shape: [Int] { spec.shape }
     public var count: Int { spec.shape.reduce(1, *) }
@@ -57,16 +57,16 @@ public struct TensorView: Sendable {
 
 /// The parameter and gradient arenas of one model.
 public final class ParameterStore: @unchecked Sendable {
-    public let tensors: [TensorView]
+    package let tensors: [TensorView]
     /// Total number of Float32 parameters.
     public let count: Int
     /// All parameter values, tensors back to back in declaration order.
-    public let values: UnsafeMutablePointer<Float>
+    package let values: UnsafeMutablePointer<Float>
     /// Gradients, same layout as `values`.
-    public let gradients: UnsafeMutablePointer<Float>
+    package let gradients: UnsafeMutablePointer<Float>
     private let index: [String: Int]
 
-    public init(specs: [ParameterSpec]) {
+    package init(specs: [ParameterSpec]) {
         var views: [TensorView] = []
         var offset = 0
         for spec in specs {
@@ -89,15 +89,15 @@ public final class ParameterStore: @unchecked Sendable {
         free(gradients)
     }
 
-    public func view(_ name: String) -> TensorView? { index[name].map { tensors[$0] } }
+    package func view(_ name: String) -> TensorView? { index[name].map { tensors[$0] } }
 
-    public func value(_ view: TensorView) -> UnsafeMutablePointer<Float> { values + view.offset }
-    public func gradient(_ view: TensorView) -> UnsafeMutablePointer<Float> { gradients + view.offset }
+    package func value(_ view: TensorView) -> UnsafeMutablePointer<Float> { values + view.offset }
+    package func gradient(_ view: TensorView) -> UnsafeMutablePointer<Float> { gradients + view.offset }
 
-    public func zeroGradients() { gradients.update(repeating: 0, count: count) }
+    package func zeroGradients() { gradients.update(repeating: 0, count: count) }
 
     /// The tensors whose initializer Tandem cannot run (they need weights from a file).
-    public var unsupportedInitializers: [String] {
+    package var unsupportedInitializers: [String] {
         tensors.compactMap { if case .unsupported(let what) = $0.spec.initializer { return what } else { return nil } }
     }
 
@@ -139,10 +139,10 @@ public final class ParameterStore: @unchecked Sendable {
     }
 
     /// Copies every parameter value out (the tests compare weights through it).
-    package func snapshot() -> [Float] { Array(UnsafeBufferPointer(start: values, count: count)) }
+    func snapshot() -> [Float] { Array(UnsafeBufferPointer(start: values, count: count)) }
 
     /// FNV-1a 64 over the bytes of one tensor; identical bytes give identical hashes.
-    public func hash(of view: TensorView) -> UInt64 {
+    package func hash(of view: TensorView) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         let raw = UnsafeRawPointer(values + view.offset).assumingMemoryBound(to: UInt32.self)
         for i in 0..<view.count {

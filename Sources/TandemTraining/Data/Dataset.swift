@@ -10,20 +10,20 @@ import TandemKeras
 
 /// Per head, over a set of rows: the weight factor of a labelled row and the labelled count.
 public struct Labels: Sendable {
-    public var scales: [Double] = []
+    package var scales: [Double] = []
     public var labelled: [Int] = []
-    public init() {}
+    package init() {}
 }
 
 /// The arrays of one dataset directory, matched to a model's inputs and heads.
 public final class Dataset: @unchecked Sendable {
-    public let directory: String
+    package let directory: String
     public let count: Int
     /// Per model input, in `model.inputs` order.
-    public let inputs: [NPYArray]
+    package let inputs: [NPYArray]
     /// Per head: targets and optional sample weights.
-    public let targets: [NPYArray]
-    public let sampleWeights: [NPYArray?]
+    package let targets: [NPYArray]
+    package let sampleWeights: [NPYArray?]
     private let vocabulary: [Int?]
     /// Per head: the number of classes when targets are class ids (sparse categorical).
     private let classes: [Int?]
@@ -250,14 +250,14 @@ public final class Dataset: @unchecked Sendable {
 }
 
 /// Per-batch buffers for targets and effective sample weights, sized once.
-public final class BatchBuffers {
-    public let targets: [UnsafeMutablePointer<Float>]
-    public let weights: [UnsafeMutablePointer<Float>]
+package final class BatchBuffers {
+    package let targets: [UnsafeMutablePointer<Float>]
+    package let weights: [UnsafeMutablePointer<Float>]
     /// Per head and row: false when the target is NaN (no label; the target is zeroed, weight 0).
     public let labelled: [UnsafeMutablePointer<Bool>]
-    public private(set) var rows = 0
+    package private(set) var rows = 0
 
-    public init(model: Model, heads: [Head]) {
+    package init(model: Model, heads: [Head]) {
         targets = heads.map { head in
             let units = head.targetWidth(of: model.output(named: head.output)!)
             let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch * units)
@@ -285,7 +285,7 @@ public final class BatchBuffers {
     /// applying class weights. Values were validated beforehand.
     /// `labels` (Dataset.labels over the global batch) gives each head's factor for the
     /// weight of a labelled row; rows without a label, or of the ignored class, weigh 0.
-    public func load(
+    package func load(
         _ indices: UnsafeBufferPointer<Int32>, from data: Dataset, model: Model,
         heads: [Head], withTargets: Bool = true, labels: Labels? = nil
     ) {

@@ -7,7 +7,7 @@ import TandemCore
 import TandemKeras
 
 /// Element types Tandem reads from .npy files.
-public enum NPYType: String, Sendable {
+package enum NPYType: String, Sendable {
     case int32 = "<i4"
     case int64 = "<i8"
     case float32 = "<f4"
@@ -18,14 +18,14 @@ public enum NPYType: String, Sendable {
 
 /// A memory-mapped .npy array.
 public final class NPYArray: @unchecked Sendable {
-    public let file: MappedFile
-    public let type: NPYType
+    package let file: MappedFile
+    package let type: NPYType
     public let shape: [Int]
     private let data: UnsafeRawPointer
-    public var path: String { file.path }
-    public var rows: Int { shape.first ?? 1 }
+    package var path: String { file.path }
+    package var rows: Int { shape.first ?? 1 }
     /// Elements per row (product of the trailing dimensions).
-    public var rowWidth: Int { shape.dropFirst().reduce(1, *) }
+    package var rowWidth: Int { shape.dropFirst().reduce(1, *) }
 
     public init(path: String) throws {
         file = try MappedFile(path: path)
@@ -104,7 +104,7 @@ public final class NPYArray: @unchecked Sendable {
     /// Row `row` as Float32 (converted from any accepted type) into `out[0..<rowWidth]`.
     @inline(__always)
     /// One element of a row, as Float.
-    public func float(row: Int, column: Int = 0) -> Float {
+    package func float(row: Int, column: Int = 0) -> Float {
         let i = row * rowWidth + column
         switch type {
         case .float32: return (data + i * 4).assumingMemoryBound(to: Float.self).pointee
@@ -114,7 +114,7 @@ public final class NPYArray: @unchecked Sendable {
         }
     }
 
-    public func readFloats(row: Int, into out: UnsafeMutablePointer<Float>) {
+    package func readFloats(row: Int, into out: UnsafeMutablePointer<Float>) {
         let w = rowWidth
         let base = row * w
         switch type {
@@ -134,8 +134,9 @@ public final class NPYArray: @unchecked Sendable {
     /// Row `row` as Int32 into `out[0..<rowWidth]`. Returns the first column
     /// whose value is not a whole number in [0, limit), or nil when all are.
     @inline(__always)
-    public func readTokens(row: Int, limit: Int, into out: UnsafeMutablePointer<Int32>) -> (column: Int, value: Double)?
-    {
+    package func readTokens(row: Int, limit: Int, into out: UnsafeMutablePointer<Int32>) -> (
+        column: Int, value: Double
+    )? {
         let w = rowWidth
         let base = row * w
         var bad: (Int, Double)?

@@ -10,8 +10,8 @@ import TandemKeras
 public struct SafeTensorsEntry {
     public let name: String
     public let shape: [Int]
-    public let values: UnsafePointer<Float>
-    public init(name: String, shape: [Int], values: UnsafePointer<Float>) {
+    package let values: UnsafePointer<Float>
+    package init(name: String, shape: [Int], values: UnsafePointer<Float>) {
         self.name = name
         self.shape = shape
         self.values = values
@@ -20,17 +20,17 @@ public struct SafeTensorsEntry {
 
 /// A memory-mapped, validated safetensors file.
 public final class SafeTensorsFile {
-    public struct Info {
-        public let dtype: String
-        public let shape: [Int]
+    package struct Info {
+        package let dtype: String
+        package let shape: [Int]
         let begin: Int
         let end: Int
     }
-    public let file: MappedFile
-    public let tensors: [String: Info]
+    package let file: MappedFile
+    package let tensors: [String: Info]
     public let metadata: [String: String]
     private let dataStart: Int
-    public var path: String { file.path }
+    package var path: String { file.path }
 
     public init(path: String) throws {
         file = try MappedFile(path: path)
@@ -86,7 +86,7 @@ public final class SafeTensorsFile {
     }
 
     /// Copies tensor `name` as Float32 into `out` after checking its shape.
-    public func read(_ name: String, shape: [Int], into out: UnsafeMutablePointer<Float>) throws {
+    package func read(_ name: String, shape: [Int], into out: UnsafeMutablePointer<Float>) throws {
         guard let info = tensors[name] else { throw TandemError.file(path, "has no tensor '\(name)'") }
         guard info.shape == shape else {
             throw TandemError.file(path, "tensor '\(name)' has shape \(info.shape), the model needs \(shape)")

@@ -78,7 +78,9 @@ public final class Trainer {
     public private(set) var diagnostics: HeadDiagnostics?
     /// The epoch after which --patience stopped training (nil: it did not).
     public private(set) var stoppedEarlyAfter: Int?
-    private let faults = TestFaults.fromEnvironment()
+    /// Called before each step with (step, rank), the step 1-based — where a caller hooks in
+    /// (the CLI's test-only fault injection, FaultInjection.swift).
+    public var beforeStep: ((_ step: Int, _ rank: Int) -> Void)?
 
     public init(
         step: TrainingStep, data: Dataset, trainRows: Range<Int>,
@@ -123,7 +125,7 @@ public final class Trainer {
             while position.batchInEpoch < stepsPerEpoch {
                 let k = position.batchInEpoch
                 watchdog?.context = "step \(position.step + 1) (epoch \(epoch + 1))"
-                faults.beforeStep(position.step + 1, rank: communicator.rank)
+                beforeStep?(position.step + 1, communicator.rank)
                 let range = (k * options.batchSize)..<min((k + 1) * options.batchSize, trainRows.count)
                 step.model.dropoutKeys.seed = options.seed
                 step.model.dropoutKeys.epoch = epoch
@@ -453,30 +455,4 @@ public func jsonObject(_ fields: [(String, Any)]) -> String {
         return "\"\(key)\": \(v)"
     }
     return "{" + parts.joined(separator: ", ") + "}"
-}
-
-/// Test-only fault injection, from the environment (never set in normal use):
-///   TANDEM_TEST_STALL=RANK:STEP:SECONDS   that rank sleeps before that step
-///   TANDEM_TEST_KILL=RANK:STEP            that rank SIGKILLs itself before that step
-///   TANDEM_TEST_STEP_DELAY_MS=N           every rank sleeps N ms before each step
-struct TestFaults {
-    var stall: (rank: Int, step: Int, seconds: Double)?
-    var kill: (rank: Int, step: Int)?
-    var delay = 0.0
-
-    static func fromEnvironment() -> TestFaults {
-        let env = ProcessInfo.processInfo.environment
-        var f = TestFaults()
-        func numbers(_ key: String) -> [Double]? { env[key].map { $0.split(separator: ":").compactMap { Double($0) } } }
-        if let s = numbers("TANDEM_TEST_STALL"), s.count == 3 { f.stall = (Int(s[0]), Int(s[1]), s[2]) }
-        if let k = numbers("TANDEM_TEST_KILL"), k.count == 2 { f.kill = (Int(k[0]), Int(k[1])) }
-        if let d = env["TANDEM_TEST_STEP_DELAY_MS"].flatMap(Double.init) { f.delay = d / 1000 }
-        return f
-    }
-
-    func beforeStep(_ step: Int, rank: Int) {
-        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
-        if let kill, kill.rank == rank, kill.step == step { Foundation.kill(getpid(), SIGKILL) }
-        if let stall, stall.rank == rank, stall.step == step { Thread.sleep(forTimeInterval: stall.seconds) }
-    }
 }

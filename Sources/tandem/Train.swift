@@ -190,6 +190,7 @@ struct Train: ParsableCommand {
             step.surgery = PCGrad(model: model, heads: heads, seed: seed)
         }
         let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        if let faults = TestFaults.fromEnvironment() { trainer.beforeStep = faults.beforeStep }
         // Loss weights over time: the flags', else the checkpoint's; a resume may restate them, not change them.
         let schedules =
             try resumed.map { $0.configuration.lossWeightSchedules ?? [:] } ?? lossWeightFlags.schedules(heads)

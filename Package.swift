@@ -83,10 +83,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        // Tests.
+        // Tests: helpers both test targets use, then the in-process and the CLI tests.
+        .target(name: "TandemTestSupport", dependencies: ["Tandem"], path: "Tests/TandemTestSupport"),
         .testTarget(
             name: "TandemTests",
-            dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "CKernels"]),
-        .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "CCairo"]),
+            dependencies: [
+                "TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "TandemTestSupport", "CKernels",
+            ]),
+        .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "TandemTestSupport", "CCairo"]),
     ]
 )

@@ -3,13 +3,14 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class BadInputTests: XCTestCase {
     private var dir = ""
 
     override func setUpWithError() throws {
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/good", "--samples", "40"] + Harness.tiny).status, 0)
     }

@@ -5,6 +5,7 @@
 // configuration runs and reports what the table needs. Needs TANDEM_KERAS_PYTHON.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 final class BenchFamiliesTests: XCTestCase {
@@ -26,7 +27,7 @@ final class BenchFamiliesTests: XCTestCase {
 
     func testEveryFamilyBenchmarksAndKerasMeasuresTheSameArchive() throws {
         let py = try python()
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let script = Harness.packageRoot + "/scripts/bench_families.py"
         let built = try Harness.run(

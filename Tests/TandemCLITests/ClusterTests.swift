@@ -4,6 +4,7 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class ClusterTests: XCTestCase {
@@ -11,7 +12,7 @@ final class ClusterTests: XCTestCase {
 
     override func setUpWithError() throws {
         guard getuid() == 0 else { throw XCTSkip("the namespace cluster needs root (CI runs as root)") }
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "40", "--seed", "6"] + Harness.tiny)
                 .status, 0)

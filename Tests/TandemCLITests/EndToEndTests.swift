@@ -2,11 +2,12 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class EndToEndTests: XCTestCase {
     func testGenTrainEvaluatePredict() throws {
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         let gen = try Harness.tandem(
             ["gen-data", "--out", dir + "/data", "--samples", "400", "--seed", "3"] + Harness.tiny)
         XCTAssertEqual(gen.status, 0, gen.stderr)
@@ -55,7 +56,7 @@ final class EndToEndTests: XCTestCase {
     }
 
     func testResumeEqualsUninterruptedRun() throws {
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "90"] + Harness.tiny).status, 0)
         let common =

@@ -6,13 +6,14 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class FaultTests: XCTestCase {
     private var dir = ""
 
     override func setUpWithError() throws {
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(
                 ["gen-data", "--out", dir + "/data", "--samples", "120", "--seed", "4"] + Harness.tinyWide
@@ -30,13 +31,8 @@ final class FaultTests: XCTestCase {
     private func loadableCheckpoint(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws
         -> CheckpointMetadata
     {
-        var config = HeadlineConfig()
-        config.vocabulary = 50
-        config.sequenceLength = 8
-        config.embeddingDimension = 24
-        config.lstmUnits = 5
-        config.denseUnits = 8
-        config.denseLayers = 2
+        let config = HeadlineConfig.sized(
+            vocabulary: 50, sequenceLength: 8, embedding: 24, lstmUnits: 5, denseUnits: 8, denseLayers: 2)
         let model = Model.headline(config, maxBatch: 1)
         let optimizer = Optimizer(OptimizerConfig(kind: .adam), parameterCount: model.parameters.count)
         return try loadCheckpoint(model: model, optimizer: optimizer, from: path)

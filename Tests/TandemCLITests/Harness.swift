@@ -3,6 +3,7 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 struct RunResult {
@@ -130,12 +131,6 @@ enum Harness {
             "/bin/bash",
             [packageRoot + "/scripts/mpi-train.sh", "-np", "\(np)", "--timeout", "\(Int(timeout))", "--"] + args,
             timeout: timeout + 15, environment: environment.merging(["TANDEM_BIN": binary]) { $1 })
-    }
-
-    static func temporaryDirectory(_ name: String = #function) -> String {
-        let path = NSTemporaryDirectory() + "tandem-cli-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
     }
 
     /// Size flags of the small model every CLI test uses.

@@ -9,6 +9,7 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class KerasEquivalenceTests: XCTestCase {
@@ -21,7 +22,7 @@ final class KerasEquivalenceTests: XCTestCase {
             throw XCTSkip("TANDEM_KERAS_PYTHON is not set (scripts/test.sh installs Keras and sets it)")
         }
         python = p
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         // 37 samples at batch 8: the last batch has 5.
         XCTAssertEqual(
             try Harness.tandem(

@@ -6,13 +6,14 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class MultiRankTests: XCTestCase {
     private var dir = ""
 
     override func setUpWithError() throws {
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         // 34 samples at global batch 8: the last batch has 2 samples, fewer than 3 or 4 ranks.
         try Harness.tinyDataWithSampleWeights(dir + "/data", samples: 34, seed: 2, weightSeed: 12)
     }

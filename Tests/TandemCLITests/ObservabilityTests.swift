@@ -7,6 +7,7 @@
 import Foundation
 import Tandem
 import TandemPlot
+import TandemTestSupport
 import XCTest
 
 final class ObservabilityTests: XCTestCase {
@@ -38,7 +39,7 @@ final class ObservabilityTests: XCTestCase {
 
     func testTensorBoardEventsHoldTheRunsFigures() throws {
         _ = try python()
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "100"] + Harness.tiny).status, 0)
         func run(_ out: String, epochs: Int, _ extra: [String] = []) throws -> RunResult {
@@ -99,7 +100,7 @@ final class ObservabilityTests: XCTestCase {
     }
 
     func testPruningDropsWhatComesAfterTheCheckpoint() throws {
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         let writer = try EventFileWriter(directory: dir)
         for s in 1...10 { try writer.scalars([("batch_loss", Double(s))], step: s) }
         for e in 0..<3 { try writer.scalars([("epoch_loss", Double(e))], step: e) }
@@ -116,7 +117,7 @@ final class ObservabilityTests: XCTestCase {
     }
 
     func testPlotDrawsAPanelPerHeadAndMetric() throws {
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "60"] + Harness.tiny).status, 0)
         XCTAssertEqual(

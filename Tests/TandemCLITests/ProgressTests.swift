@@ -3,11 +3,12 @@
 // plain lines; --verbose 2 one line per epoch; --verbose 0 nothing.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 final class ProgressTests: XCTestCase {
     func testBarOnATerminalPlainLinesOtherwise() throws {
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         XCTAssertEqual(
             try Harness.tandem(["gen-data", "--out", dir + "/data", "--samples", "200"] + Harness.tiny).status, 0)
         func train(_ out: String, _ extra: [String]) -> [String] {

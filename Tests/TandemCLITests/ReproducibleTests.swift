@@ -3,13 +3,14 @@
 
 import Foundation
 import Tandem
+import TandemTestSupport
 import XCTest
 
 final class ReproducibleTests: XCTestCase {
     private var dir = ""
 
     override func setUpWithError() throws {
-        dir = Harness.temporaryDirectory()
+        dir = temporaryDirectory()
         // 33 samples at global batch 8: the last batch has 1 sample, fewer than 2, 3 or 4 ranks.
         try Harness.tinyDataWithSampleWeights(dir + "/data", samples: 33, seed: 8, weightSeed: 3)
     }

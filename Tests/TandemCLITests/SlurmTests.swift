@@ -6,6 +6,7 @@
 // resumes, and ends with the bytes of an uninterrupted run (reproducible mode).
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 final class SlurmTests: XCTestCase {
@@ -20,7 +21,7 @@ final class SlurmTests: XCTestCase {
                 "slurm-wlm and munge are not installed: run `scripts/slurm/local-cluster.sh install` (scripts/test.sh does)"
             )
         }
-        let dir = Harness.temporaryDirectory()
+        let dir = temporaryDirectory()
         let cluster = dir + "/cluster"
         let started = Date()
         let up = try Harness.run("/bin/bash", [script, "up", cluster], timeout: 120)

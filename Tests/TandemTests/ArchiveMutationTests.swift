@@ -1,6 +1,7 @@
 // Part of what NewLayerGradientTests.swift's header describes.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore
@@ -13,14 +14,9 @@ final class ArchiveMutationTests: XCTestCase {
     /// each one reads, or fails with a TandemError; none traps.
     func testMutatedArchivesNeverTrap() throws {
         let dir = temporaryDirectory()
-        var config = HeadlineConfig()
-        config.vocabulary = 11
-        config.sequenceLength = 3
-        config.embeddingDimension = 4
-        config.lstmUnits = 2
-        config.auxFeatures = 2
-        config.denseUnits = 3
-        config.denseLayers = 1
+        let config = HeadlineConfig.sized(
+            vocabulary: 11, sequenceLength: 3, embedding: 4, lstmUnits: 2, auxFeatures: 2, denseUnits: 3, denseLayers: 1
+        )
         let d = try ModelDescription.headline(config)
         let model = try d.build(maxBatch: 2)
         model.parameters.initialize(seed: 1)

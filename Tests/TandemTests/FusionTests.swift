@@ -1,6 +1,7 @@
 // Part of what NewLayerGradientTests.swift's header describes.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

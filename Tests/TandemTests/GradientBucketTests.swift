@@ -5,6 +5,7 @@
 // the later contributions would then stay local to each rank).
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

@@ -3,6 +3,7 @@
 // the ordinary gradient.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

@@ -5,6 +5,7 @@
 // count labelled rows only; any rank count gives the one-process gradient.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

@@ -1,6 +1,7 @@
 // .npy and .safetensors: round trips, type conversion and every corrupt-file error.
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

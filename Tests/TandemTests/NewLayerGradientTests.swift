@@ -6,6 +6,7 @@
 // without a trap. Gradient tolerances as in GradientCheckTests (Support.swift).
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore

@@ -3,6 +3,7 @@
 // Tolerance rule (as swift-numerics): pass when |a − e| ≤ atol + rtol·max(|a|, |e|).
 
 import Foundation
+import TandemTestSupport
 import XCTest
 
 @testable import TandemCore
@@ -27,13 +28,6 @@ func assertClose(
     }
 }
 
-func temporaryDirectory(_ name: String = #function) -> String {
-    let safe = name.filter { $0.isLetter || $0.isNumber }
-    let path = NSTemporaryDirectory() + "tandem-tests-\(safe)-\(UUID().uuidString.prefix(8))"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 func fillUniform(
     _ p: UnsafeMutablePointer<Float>, _ n: Int, _ rng: inout SeededGenerator, _ low: Double = -1, _ high: Double = 1
 ) {
@@ -42,15 +36,7 @@ func fillUniform(
 
 /// A tiny headline configuration with odd, non-square sizes.
 func tinyConfig() -> HeadlineConfig {
-    var c = HeadlineConfig()
-    c.vocabulary = 13
-    c.sequenceLength = 5
-    c.embeddingDimension = 4
-    c.lstmUnits = 3
-    c.auxFeatures = 2
-    c.denseUnits = 6
-    c.denseLayers = 2
-    return c
+    .sized(vocabulary: 13, sequenceLength: 5, embedding: 4, lstmUnits: 3, auxFeatures: 2, denseUnits: 6, denseLayers: 2)
 }
 
 /// Writes a small headline dataset with optional sample weights for `main_output`.
@@ -223,10 +209,6 @@ func tinyHeadline(
         model: model, heads: heads, optimizer: Optimizer(optimizer, parameterCount: model.parameters.count),
         communicator: communicator, l2: l2)
     return (step, try Dataset(directory: dir, model: model, heads: heads), dir)
-}
-
-func write(_ values: [Float], _ shape: [Int], _ path: String) throws {
-    try values.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: shape, to: path) }
 }
 
 /// Random inputs and MSE targets for every output, then the total-loss gradient check.

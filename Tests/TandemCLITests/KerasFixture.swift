@@ -1,0 +1,152 @@
+// The Keras archives the archive, optimizer and equivalence tests share (built once by
+// scripts/keras_models.py), and the base class that runs Keras and Tandem on them.
+
+import Foundation
+import Tandem
+import TandemTestSupport
+import XCTest
+
+/// The archives and their generated data, made once for every test here.
+enum KerasFixture {
+    static let models = [
+        "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
+        "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
+    ]
+
+    /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
+    static let randomModels = ["dropout"]
+
+    /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
+    static let optimizerModels = [
+        "adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
+        "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
+        "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
+        "rmsprop_accumulate",
+    ].map { "opt_" + $0 }
+
+    struct Made {
+        let dir: String
+        let python: String
+    }
+
+    nonisolated(unsafe) private static var made: Result<Made, Error>?
+    private static let lock = NSLock()
+
+    static func get() throws -> Made {
+        guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"],
+            FileManager.default.isExecutableFile(atPath: p)
+        else {
+            throw XCTSkip("TANDEM_KERAS_PYTHON is not set (scripts/test.sh installs Keras and sets it)")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let made { return try made.get() }
+        let result = Result { () throws -> Made in
+            let dir = temporaryDirectory("kerasfixture")
+            let built = try keras(p, ["build", "--out", dir + "/models"])
+            guard built.status == 0 else { throw TandemError.training("keras_models.py build failed: \(built.stderr)") }
+            for m in models + randomModels + optimizerModels {
+                // 37 samples at batch 8: the last batch has 5.
+                let gen = try Harness.tandem([
+                    "gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37",
+                    "--seed", "3",
+                ])
+                guard gen.status == 0 else { throw TandemError.training("gen-data \(m): \(gen.stderr)") }
+            }
+            // Sample weights on one head of the headline model, as users pass them.
+            var rng = SeededGenerator(seed: 9)
+            let w = (0..<37).map { _ in Float(rng.uniform(0.3, 2.5)) }
+            try w.withUnsafeBufferPointer {
+                try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-headline/main_output.sample_weight.npy")
+            }
+            // And on two heads of the metrics model, for its weighted_metrics.
+            for (head, seed) in [("click", UInt64(10)), ("score", 11)] {
+                var g = SeededGenerator(seed: seed)
+                let v = (0..<37).map { _ in Float(g.uniform(0.2, 3)) }
+                try v.withUnsafeBufferPointer {
+                    try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-metrics/\(head).sample_weight.npy")
+                }
+            }
+            return Made(dir: dir, python: p)
+        }
+        made = result
+        return try result.get()
+    }
+
+    static func keras(_ python: String, _ args: [String]) throws -> RunResult {
+        try Harness.run(
+            python, [Harness.packageRoot + "/scripts/keras_models.py"] + args, timeout: 300,
+            environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"])
+    }
+}
+
+/// The fixture and the Keras / Tandem runs the archive tests share (no tests of its own).
+class KerasFixtureTestCase: XCTestCase {
+    var f: KerasFixture.Made!
+    var dir = ""
+
+    override func setUpWithError() throws {
+        f = try KerasFixture.get()
+        dir = temporaryDirectory()
+    }
+
+    func model(_ m: String) -> String { "\(f.dir)/models/\(m).keras" }
+    func data(_ m: String) -> String { "\(f.dir)/data-\(m)" }
+    func keras(_ args: [String]) throws -> RunResult { try KerasFixture.keras(f.python, args) }
+
+    /// Keras's fit from `archive` for `epochs`: the saved archive, its weights and its history.
+    /// With `saveEpochs`, also `<archive>.epoch<N>.keras` after each epoch.
+    func kerasFit(
+        _ archive: String, _ m: String, epochs: Int, saveEpochs: Bool = false, dataDir: String? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> (archive: String, weights: [String: [Float]], history: [String: [Double]]) {
+        let out = dir + "/keras-\(m)-\(UUID().uuidString.prefix(6)).keras"
+        let fit = try keras(
+            [
+                "fit", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8", "--epochs",
+                "\(epochs)",
+            ] + (saveEpochs ? ["--save-epochs"] : []))
+        XCTAssertEqual(fit.status, 0, fit.stderr, file: file, line: line)
+        let history =
+            try JSONSerialization.jsonObject(with: Data(fit.stdout.split(separator: "\n").last!.utf8))
+            as! [String: [Double]]
+        return (out, try Harness.weights(out + ".safetensors"), history)
+    }
+
+    func tandemTrain(
+        _ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [], dataDir: String? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
+        let out = dir + "/tandem-\(m)-\(np ?? 1)-\(UUID().uuidString.prefix(6))"
+        let args =
+            [
+                "train", "--model", archive, "--data", dataDir ?? data(m), "--out", out, "--batch-size", "8",
+                "--epochs", "\(epochs)",
+                "--no-shuffle", "--quiet",
+            ] + extra
+        let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
+        XCTAssertEqual(r.status, 0, "\(m) np \(np ?? 1): \(r.stderr)", file: file, line: line)
+        return out
+    }
+
+    /// Every tensor within `tolerance`, and the same tensor names.
+    func assertClose(
+        _ a: [String: [Float]], _ b: [String: [Float]], _ tolerance: Float, _ what: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
+        for (name, x) in a {
+            guard let y = b[name], x.count == y.count else {
+                XCTFail("\(what): \(name) missing or misshapen", file: file, line: line)
+                continue
+            }
+            let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst, tolerance, "\(what): \(name)", file: file, line: line)
+        }
+    }
+
+    // 10 steps of Float32 arithmetic in two libraries (XLA and OpenBLAS sum in other
+    // orders; Keras clips probabilities at 1e-7): measured ≤ 1.2e-6 apart, while
+    // training moved every tensor by ~1e-2.
+    let tolerance: Float = 5e-6
+}

@@ -60,14 +60,12 @@ public struct StepConfiguration: Sendable, Equatable {
 
 /// The model, its objective, the optimizer and the communicator, wired for one step.
 public final class TrainingStep {
-    public let model: Model
+    /// The model, optimizer, communicator, gradient arena and table the exchanges share.
+    let exchangeContext: ExchangeContext
     /// The heads, their losses and the figures' layout (Objective.swift).
     package let objective: Objective
-    public let optimizer: Optimizer
-    package let communicator: Communicator
     /// Weight penalties, each tensor once (a shared layer's too), added after the exchange.
     public let regularizers: [(view: TensorView, l1: Double, l2: Double)]
-    let exchangeContext: ExchangeContext
     public var configuration = StepConfiguration() { didSet { if configuration != oldValue { chosen = nil } } }
     /// PCGrad on the shared tensors (GradientSurgery.swift): needs the dense table gradient.
     public var surgery: PCGrad? { didSet { chosen = nil } }
@@ -84,6 +82,9 @@ public final class TrainingStep {
     /// A chunk's figures before the accumulator takes them; the last step's reduced figures.
     private var chunkFigures: [Double], lastFigures = StepFigures()
 
+    public var model: Model { exchangeContext.model }
+    public var optimizer: Optimizer { exchangeContext.optimizer }
+    package var communicator: Communicator { exchangeContext.communicator }
     public var heads: [Head] { objective.heads }
     package var batch: BatchBuffers { objective.batch }
 
@@ -101,9 +102,6 @@ public final class TrainingStep {
         model: Model, heads: [Head], optimizer: Optimizer, communicator: Communicator,
         regularizers: [Regularizer]
     ) throws {
-        self.model = model
-        self.optimizer = optimizer
-        self.communicator = communicator
         objective = try Objective(model: model, heads: heads)
         let regularizers = try Regularizer.combined(regularizers, in: model.parameters)
         self.regularizers = regularizers

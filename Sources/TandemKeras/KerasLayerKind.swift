@@ -1,7 +1,7 @@
 // Everything Tandem knows about each Keras layer class, one entry per class: how one call of it
 // is built from its config, its variables in the order Keras saves them (docs/KERAS-FORMAT.md §3),
 // which `*_regularizer` keys reach which weight, and whether a call may take Keras's `mask`. Each
-// entry and its builder sit in Keras/Layers/<Layer>+Keras.swift; `LayerRegistry.kinds` lists them,
+// entry and its builder sit in Layers/<Layer>+Keras.swift; `LayerRegistry.kinds` lists them,
 // one line each. The layer states its own FLOPs (Layer.forwardFlopsPerSample). Adding a Keras class
 // is its layer file, its +Keras file, one line in `kinds` and its tests.
 
@@ -37,7 +37,7 @@ extension KerasLayerKind {
 }
 
 extension LayerRegistry {
-    /// Every class Tandem builds, one line each (their entries are in Keras/Layers/), in the order
+    /// Every class Tandem builds, one line each (their entries are in Layers/), in the order
     /// the supported list and the mask readers name them.
     static let kinds: [KerasLayerKind] =
         [

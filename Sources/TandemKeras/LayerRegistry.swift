@@ -1,5 +1,5 @@
 // Keras class names → Tandem layers, through the table of KerasLayerKind.swift; the builders
-// are in Keras/Layers/. Each builder reads the layer's Keras config, checks every argument
+// are in Layers/ beside it. Each builder reads the layer's Keras config, checks every argument
 // Tandem does not implement against the value that means "off", and throws one message naming
 // the layer, the argument and what is supported — never a precondition on user input. Nothing
 // in a config is executed: a Lambda or a custom class is refused by name.

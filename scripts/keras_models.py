@@ -49,6 +49,29 @@ def headline():
     return m
 
 
+def dict_outputs():
+    """The functional-API guide's ticket model as it is written there: inputs and outputs given as dicts
+    (Keras saves them as dicts, outputs in sorted key order), losses from logits as loss objects by output
+    name, loss weights and metrics by name, RMSprop (Keras 3.15 refuses a flat metrics list for dict
+    outputs). Lengths fixed."""
+    title = keras.Input(shape=(6,), name="title")  # float32, as the guide writes them: Embedding casts the ids
+    body = keras.Input(shape=(9,), name="body")
+    tags = keras.Input(shape=(4,), name="tags")
+    title_features = L.LSTM(5)(L.Embedding(40, 8)(title))
+    body_features = L.LSTM(3)(L.Embedding(40, 6)(body))
+    x = L.concatenate([title_features, body_features, tags])
+    priority = L.Dense(1, name="priority")(x)
+    department = L.Dense(3, name="department")(x)
+    m = keras.Model(inputs={"title": title, "body": body, "tags": tags},
+                    outputs={"priority": priority, "department": department})
+    m.compile(optimizer=keras.optimizers.RMSprop(0.01),
+              loss={"priority": keras.losses.BinaryCrossentropy(from_logits=True),
+                    "department": keras.losses.CategoricalCrossentropy(from_logits=True)},
+              loss_weights={"priority": 1.0, "department": 0.2},
+              metrics={"priority": ["accuracy"], "department": ["accuracy"]})
+    return m
+
+
 def sequential():
     m = keras.Sequential([keras.Input(shape=(6,), name="features"), L.Dense(10, activation="relu", name="hidden"),
                           L.Dense(4, activation="softmax", name="probabilities")])
@@ -455,7 +478,9 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "sequence_core": sequence_core, "recurrent": recurrent,
           "conv_bilstm": conv_bilstm, "sequential_text": sequential_text,
           "normalized": normalized, "dropout": dropout,
-          "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics}
+          "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics,
+          # Last: the global seed's draws for the models above stay as they were.
+          "dict_outputs": dict_outputs}
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)
@@ -532,9 +557,19 @@ def load_data(model, data, with_targets=True):
         p = os.path.join(data, n + ".sample_weight.npy")
         w.append(np.load(p).astype("float32").reshape(-1) if os.path.exists(p) else np.ones(len(y[-1]), "float32"))
     xs = x if len(x) > 1 else next(iter(x.values()))
+    if isinstance(getattr(model, "_outputs_struct", None), dict):  # outputs given as a dict: y by name
+        names = output_names(model)
+        return xs, dict(zip(names, y)), dict(zip(names, w))
     if len(y) == 1:  # a single-output model takes arrays
         return xs, y[0], w[0]
     return xs, y, w
+
+
+def prediction_list(model, predictions):
+    """predict's result in output order (a dict-output model returns a dict by output name)."""
+    if isinstance(predictions, dict):
+        return [predictions[n] for n in output_names(model)]
+    return predictions if isinstance(predictions, (list, tuple)) else [predictions]
 
 
 def main():
@@ -566,9 +601,7 @@ def main():
         os.makedirs(a.out, exist_ok=True)
         write_safetensors(os.path.join(a.out, "weights.safetensors"), weights_of(model))
         x, y, w = load_data(model, a.data)
-        predictions = model.predict(x, batch_size=64, verbose=0)
-        if not isinstance(predictions, (list, tuple)):
-            predictions = [predictions]
+        predictions = prediction_list(model, model.predict(x, batch_size=64, verbose=0))
         for n, v in zip(output_names(model), predictions):
             np.save(os.path.join(a.out, n + ".npy"), np.asarray(v, dtype="float32"))
         print(json.dumps({k: float(v) for k, v in model.evaluate(x, y, sample_weight=w, batch_size=64, verbose=0, return_dict=True).items()}))
@@ -586,9 +619,7 @@ def main():
         print(json.dumps({k: [float(v) for v in vs] for k, vs in history.history.items()}))
     elif a.mode == "predict":
         x, _, _ = load_data(model, a.data, with_targets=False)
-        predictions = model.predict(x, batch_size=64, verbose=0)
-        if not isinstance(predictions, (list, tuple)):
-            predictions = [predictions]
+        predictions = prediction_list(model, model.predict(x, batch_size=64, verbose=0))
         os.makedirs(a.out, exist_ok=True)
         for n, v in zip(output_names(model), predictions):
             np.save(os.path.join(a.out, n + ".npy"), np.asarray(v, dtype="float32"))

@@ -109,21 +109,47 @@ public enum KerasConfig {
     /// Node id of call `k` of `layer`.
     static func nodeID(_ layer: String, _ k: Int) -> String { k == 0 ? layer : "\(layer)@\(k)" }
 
+    /// A model's `input_layers` / `output_layers` as Keras's `tree.flatten` orders them: a bare
+    /// [layer, node, tensor] triple, a list of them (nested lists flattened), or a dict by name
+    /// (Keras 3 saves `outputs={"priority": …}` so), whose values come in sorted key order. A dict
+    /// key names the input or output in `fit`'s data; Tandem names them after their layers, so a
+    /// key that is not its layer's name is refused, naming both.
     private static func triples(_ value: JSONValue?, what: String) throws -> [(String, Int, Int)] {
-        guard let value, let items = value.array else {
-            throw TandemError.usage("config.json: '\(what)' must be a list")
+        guard let value, value.array != nil || value.object != nil else {
+            throw TandemError.usage("config.json: '\(what)' must be a list or a dict of [layer, node, tensor]")
         }
-        func triple(_ v: JSONValue) throws -> (String, Int, Int) {
-            guard let a = v.array, a.count >= 3, let name = a[0].string, let node = a[1].integer,
-                let tensor = a[2].integer
-            else {
-                throw TandemError.usage("config.json: '\(what)' entries must be [layer, node, tensor]")
+        func isLeaf(_ v: JSONValue) -> Bool {
+            guard let a = v.array, a.count == 3, a[0].string != nil else { return false }
+            return true
+        }
+        func flatten(_ v: JSONValue) throws -> [(String, Int, Int)] {
+            if isLeaf(v), let a = v.array {
+                guard let node = a[1].integer, let tensor = a[2].integer, let name = a[0].string else {
+                    throw TandemError.usage("config.json: '\(what)' entries must be [layer, node, tensor]")
+                }
+                return [(name, node, tensor)]
             }
-            return (name, node, tensor)
+            if let a = v.array { return try a.flatMap(flatten) }
+            if case .object(let fields) = v {
+                var result: [(String, Int, Int)] = []
+                for (key, entry) in fields.sorted(by: { $0.0 < $1.0 }) {
+                    let flat = try flatten(entry)
+                    guard flat.count == 1, let t = flat.first else {
+                        throw TandemError.usage(
+                            "config.json: '\(what)' entry '\(key)' must be one [layer, node, tensor]")
+                    }
+                    guard t.0 == key else {
+                        throw TandemError.usage(
+                            "config.json: '\(what)' names '\(key)' the tensor of layer '\(t.0)'; Tandem names inputs and outputs after their layers (give the layer name='\(key)', or use that name as the key)"
+                        )
+                    }
+                    result.append(t)
+                }
+                return result
+            }
+            throw TandemError.usage("config.json: '\(what)' entries must be [layer, node, tensor]")
         }
-        // One bare triple for a single input or output.
-        if items.count >= 3, items[0].string != nil, items[1].integer != nil { return [try triple(value)] }
-        return try items.map(triple)
+        return try flatten(value)
     }
 
     private static func functional(_ config: JSONValue) throws -> Graph {

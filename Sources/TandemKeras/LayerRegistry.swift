@@ -10,6 +10,8 @@ import TandemCore
 /// Reads one layer's config with errors that name the layer.
 package struct LayerArguments {
     let node: GraphNode
+    /// An InputLayer that an Embedding reads: token ids whatever its dtype (ModelDescription).
+    var readAsTokens = false
     var config: JSONValue { node.config }
     var label: String { "layer '\(node.layer)' (\(node.className))" }
 
@@ -138,8 +140,11 @@ package enum LayerRegistry {
     static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
-    static func make(_ node: GraphNode, inputs: [Layer]) throws -> Layer {
-        let a = LayerArguments(node: node)
+    /// Classes that read a model input's values as token ids (Keras casts them to integers).
+    static let tokenReaders: Set<String> = ["Embedding", "NotEqual"]
+
+    static func make(_ a: LayerArguments, inputs: [Layer]) throws -> Layer {
+        let node = a.node
         if node.className != "InputLayer" { try a.dtypePolicy() }  // an input's dtype is its data's
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
             throw a.fail("frozen layers (trainable = false) are not supported")

@@ -71,6 +71,19 @@ public struct ModelDescription: Sendable {
 
     /// Every node's Tandem layer, by node id: shapes and parameters, no arenas.
     func layerGraph() throws -> [String: Layer] {
+        // Inputs that a token reader (Embedding, its mask's NotEqual) takes: Keras casts their
+        // values to integer ids whatever the input's dtype, so they are token inputs here.
+        var readers: [String: [String]] = [:]
+        var others: [String: String] = [:]
+        for node in nodes {
+            for id in node.inputs {
+                if LayerRegistry.tokenReaders.contains(node.className) {
+                    readers[id, default: []].append(node.layer)
+                } else {
+                    others[id] = others[id] ?? node.layer
+                }
+            }
+        }
         var built: [String: Layer] = [:]
         for node in nodes {
             let sources = try node.inputs.map { id -> Layer in
@@ -79,7 +92,16 @@ public struct ModelDescription: Sendable {
                 }
                 return l
             }
-            built[node.id] = try LayerRegistry.make(node, inputs: sources)
+            var a = LayerArguments(node: node)
+            if node.className == "InputLayer", let reader = readers[node.id]?.first {
+                if let other = others[node.id] {
+                    throw TandemError.usage(
+                        "model input '\(node.id)' is read as token ids by layer '\(reader)' and as values by layer '\(other)'; an input must be one or the other"
+                    )
+                }
+                a.readAsTokens = true
+            }
+            built[node.id] = try LayerRegistry.make(a, inputs: sources)
         }
         return built
     }

@@ -61,11 +61,13 @@ final class BadInputTests: XCTestCase {
             try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: p + "/main_input.npy"))
         }
         try expectFailure(train(truncated), mentions: ["main_input.npy", "truncated"])
+        // Float token ids are cast as Keras's Embedding casts them; one with a fraction is refused.
         let floatTokens = try variant("floattok") { p in
-            let v = [Float](repeating: 1, count: 40 * 8)
+            var v = [Float](repeating: 1, count: 40 * 8)
+            v[0] = 1.5
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 8], to: p + "/main_input.npy") }
         }
-        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "int32 or int64"])
+        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "row 0", "not a whole number"])
         let wrongShape = try variant("shape") { p in
             let v = [Float](repeating: 1, count: 40 * 4)
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 4], to: p + "/aux_input.npy") }
@@ -104,6 +106,43 @@ final class BadInputTests: XCTestCase {
         }
         try expectFailure(
             train(inf), mentions: ["main_output.npy", "row 9", "inf", "NaN in every column marks a missing label"])
+    }
+
+    /// Token ids stored as floats (as `keras.Input`'s default float32 holds them) train exactly as the
+    /// same ids stored as integers; an id with a fraction is refused naming the file, row and value.
+    func testFloatTokenIdsAreCastOrRefusedNeverTruncated() throws {
+        let ids = try NPYArray(path: dir + "/good/main_input.npy")
+        var tokens = [Int32](repeating: 0, count: ids.shape.reduce(1, *))
+        for r in 0..<ids.rows {
+            _ = tokens.withUnsafeMutableBufferPointer {
+                ids.readTokens(row: r, limit: 50, into: $0.baseAddress! + r * 8)
+            }
+        }
+        let asFloats = tokens.map(Float.init)
+        let floatIDs = try variant("float-ids") { p in try write(asFloats, [40, 8], p + "/main_input.npy") }
+        let int64IDs = try variant("int64-ids") { p in
+            let data = tokens.flatMap { v in withUnsafeBytes(of: Int64(v).littleEndian) { Array($0) } }
+            var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (40, 8), }"
+            header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+            let prefix: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count), 0]
+            try Data(prefix + Array(header.utf8) + data).write(to: URL(fileURLWithPath: p + "/main_input.npy"))
+        }
+        var weights: [[String: [Float]]] = []
+        for data in [dir + "/good", floatIDs, int64IDs] {
+            let out = dir + "/run-\(weights.count)"
+            let r = try Harness.tandem(train(data, ["--seed", "3"]) + ["--out", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            weights.append(try Harness.weights(out + "/weights.safetensors"))
+        }
+        XCTAssertEqual(weights[1], weights[0], "float32 ids train as int32 ids")
+        XCTAssertEqual(weights[2], weights[0], "int64 ids train as int32 ids")
+        let fraction = try variant("fraction") { p in
+            var v = asFloats
+            v[17 * 8 + 2] = 2.5
+            try write(v, [40, 8], p + "/main_input.npy")
+        }
+        try expectFailure(
+            train(fraction), mentions: ["main_input.npy", "row 17", "column 2", "token id 2.5", "not a whole number"])
     }
 
     func testBadFlags() throws {
@@ -205,10 +244,11 @@ final class BadInputTests: XCTestCase {
         }
         try expectFailure(train(truncated), mentions: ["aux_input.npy", "truncated"], mpi: 2)
         let floatTokens = try variant("floattok-mpi") { p in
-            let v = [Float](repeating: 1, count: 40 * 8)
+            var v = [Float](repeating: 1, count: 40 * 8)
+            v[39 * 8] = 0.5  // the last row: rank 1's share
             try v.withUnsafeBufferPointer { try NPYArray.write(floats: $0, shape: [40, 8], to: p + "/main_input.npy") }
         }
-        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "int32 or int64"], mpi: 2)
+        try expectFailure(train(floatTokens), mentions: ["main_input.npy", "row 39", "not a whole number"], mpi: 2)
         let wrongShape = try variant("shape-mpi") { p in
             let v = [Float](repeating: 1, count: 40 * 2)
             try v.withUnsafeBufferPointer {

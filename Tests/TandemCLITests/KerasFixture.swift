@@ -11,6 +11,7 @@ enum KerasFixture {
     static let models = [
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
+        "dict_outputs",
     ]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.

@@ -42,6 +42,58 @@ final class KerasConfigTests: XCTestCase {
             ["mid/kernel", "mid/bias", "side/kernel", "side/bias", "out/kernel", "out/bias", "aux/kernel", "aux/bias"])
     }
 
+    /// Inputs and outputs as Keras 3 saves `Model(inputs={…}, outputs={…})`: dicts by name, flattened
+    /// as Keras's tree.flatten does (sorted keys; nested lists in order), a loss dict and a single
+    /// loss string mapped by output name; a key that is not its layer's name is refused naming both.
+    func testDictAndNestedInputsAndOutputs() throws {
+        let layers = [
+            layer("InputLayer", "title", #", "batch_shape": [null, 3], "dtype": "float32""#, "[]"),
+            layer("InputLayer", "body", #", "batch_shape": [null, 2], "dtype": "float32""#, "[]"),
+            layer(
+                "Concatenate", "cat", #", "axis": -1"#,
+                #"[{"args": [[{"class_name": "__keras_tensor__", "config": {"keras_history": ["title", 0, 0]}}, {"class_name": "__keras_tensor__", "config": {"keras_history": ["body", 0, 0]}}]], "kwargs": {}}]"#
+            ),
+            layer("Dense", "priority", #", "units": 1"#, #"[[["cat", 0, 0, {}]]]"#),
+            layer("Dense", "department", #", "units": 3"#, #"[[["cat", 0, 0, {}]]]"#),
+        ].joined(separator: ", ")
+        func model(inputs: String, outputs: String, loss: String) -> [UInt8] {
+            Array(
+                #"{"module": "keras.src.models.functional", "class_name": "Functional", "config": {"name": "m", "layers": [\#(layers)], "input_layers": \#(inputs), "output_layers": \#(outputs)}, "compile_config": {"loss": \#(loss), "optimizer": "rmsprop"}}"#
+                    .utf8)
+        }
+        let byName = #"{"title": ["title", 0, 0], "body": ["body", 0, 0]}"#
+        let d = try KerasConfig.description(
+            fromJSON: model(
+                inputs: byName, outputs: #"{"priority": ["priority", 0, 0], "department": ["department", 0, 0]}"#,
+                loss: #"{"priority": "binary_crossentropy", "department": "categorical_crossentropy"}"#),
+            source: "m.keras")
+        XCTAssertEqual(d.inputs, ["body", "title"])
+        XCTAssertEqual(d.outputs, ["department", "priority"])
+        XCTAssertEqual(d.heads.map(\.output), ["department", "priority"])
+        XCTAssertEqual(d.heads.map(\.loss), [.categoricalCrossentropy, .binaryCrossentropy])
+        _ = try d.build(maxBatch: 2)
+
+        let nested = try KerasConfig.description(
+            fromJSON: model(
+                inputs: #"[[["title", 0, 0]], [["body", 0, 0]]]"#,
+                outputs: #"[[["priority", 0, 0]], ["department", 0, 0]]"#, loss: #""mse""#),
+            source: "m.keras")
+        XCTAssertEqual(nested.inputs, ["title", "body"])
+        XCTAssertEqual(nested.outputs, ["priority", "department"])
+        XCTAssertEqual(nested.heads.map(\.loss), [.meanSquaredError, .meanSquaredError])
+
+        XCTAssertThrowsError(
+            try KerasConfig.description(
+                fromJSON: model(
+                    inputs: byName, outputs: #"{"urgency": ["priority", 0, 0], "department": ["department", 0, 0]}"#,
+                    loss: #""mse""#),
+                source: "m.keras")
+        ) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("'urgency'") && text.contains("'priority'"), text)
+        }
+    }
+
     /// What the layers issue still refuses is refused by name, with the reason; never trapped on.
     func testUnsupportedLayerOptionsAreRefusedWithTheReason() throws {
         func tensor(_ name: String, _ shape: String) -> String {

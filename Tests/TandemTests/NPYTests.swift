@@ -58,6 +58,41 @@ final class NPYTests: XCTestCase {
         XCTAssertEqual(x, -8)
     }
 
+    /// Every integer and bool type NumPy writes is read as Keras casts it: to float32 values, or to
+    /// token ids; float ids are read when whole and refused (column and value) when not.
+    func testEveryIntegerTypeAndFloatIdsAreConverted() throws {
+        let dir = temporaryDirectory()
+        func bytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+            values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        }
+        let cases: [(String, [UInt8])] = [
+            ("|b1", [1, 0, 1]), ("|i1", bytes([Int8(-3), 4, 5])), ("|u1", [200, 4, 5]),
+            ("<i2", bytes([Int16(-300), 4, 5])), ("<u2", bytes([UInt16(60000), 4, 5])),
+            ("<u4", bytes([UInt32(4_000_000), 4, 5])), ("<u8", bytes([UInt64(7), 4, 5])),
+        ]
+        let expected: [[Float]] = [
+            [1, 0, 1], [-3, 4, 5], [200, 4, 5], [-300, 4, 5], [60000, 4, 5], [4_000_000, 4, 5], [7, 4, 5],
+        ]
+        for ((descr, payload), want) in zip(cases, expected) {
+            let a = try NPYArray(
+                path: raw(dir, "t\(descr.dropFirst()).npy", descr: descr, shape: "(1, 3)", payload: payload))
+            var x = [Float](repeating: 0, count: 3)
+            a.readFloats(row: 0, into: &x)
+            XCTAssertEqual(x, want, descr)
+            XCTAssertEqual(a.float(row: 0, column: 2), want[2], descr)
+        }
+        var tokens = [Int32](repeating: 0, count: 3)
+        let u8 = try NPYArray(path: raw(dir, "ids.npy", descr: "|u1", shape: "(1, 3)", payload: [7, 0, 2]))
+        XCTAssertNil(u8.readTokens(row: 0, limit: 8, into: &tokens))
+        XCTAssertEqual(tokens, [7, 0, 2])
+        let floats = [Float(3), 0, 2.5].flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
+        let f = try NPYArray(path: raw(dir, "fids.npy", descr: "<f4", shape: "(1, 3)", payload: floats))
+        let bad = f.readTokens(row: 0, limit: 10, into: &tokens)
+        XCTAssertEqual(bad?.column, 2)
+        XCTAssertEqual(bad?.value, 2.5)
+        XCTAssertEqual(Array(tokens.prefix(2)), [3, 0])
+    }
+
     func testCorruptFilesNameTheFileAndTheProblem() {
         let dir = temporaryDirectory()
         let cases: [(String, String)] = [
@@ -65,7 +100,10 @@ final class NPYTests: XCTestCase {
                 raw(dir, "big.npy", descr: ">f4", shape: "(2,)", payload: [UInt8](repeating: 0, count: 8)),
                 "dtype '>f4' is not supported"
             ),
-            (raw(dir, "u8.npy", descr: "|u1", shape: "(2,)", payload: [1, 2]), "is not supported"),
+            (
+                raw(dir, "c8.npy", descr: "<c8", shape: "(1,)", payload: [UInt8](repeating: 0, count: 8)),
+                "is not supported"
+            ),
             (
                 raw(dir, "short.npy", descr: "<f4", shape: "(4, 2)", payload: [UInt8](repeating: 0, count: 12)),
                 "truncated"

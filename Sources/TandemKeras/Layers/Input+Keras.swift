@@ -24,19 +24,25 @@ extension LayerRegistry {
         try a.require("ragged", is: .bool(false), supported: "dense inputs only")
         try a.require("optional", is: .bool(false), supported: "inputs that are always given")
         let dtype = a.config["dtype"]?.string ?? a.config["dtype"]?["config"]?["name"]?.string ?? "float32"
-        switch dtype {
-        case "int32", "int64", "int16", "int8", "uint8", "uint16", "uint32":
+        let integers = ["int32", "int64", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool"]
+        let floats = ["float32", "float64", "float16", "bfloat16"]
+        guard integers.contains(dtype) || floats.contains(dtype) else {
+            throw a.fail("input dtype '\(dtype)' is not supported (integer, bool or float inputs)")
+        }
+        // An input an Embedding reads holds token ids whatever its dtype (Keras's Embedding casts
+        // them; a float id with a fraction is refused when the data is read, naming the file).
+        // Every other input is float32 values, as Keras casts integer and bool inputs.
+        if a.readAsTokens {
             guard sample.count == 1 else {
-                throw a.fail("integer (token) inputs must be [batch, length], got \(sample)")
+                throw a.fail(
+                    "token ids must be [batch, length], got [batch, \(sample.map(String.init).joined(separator: ", "))]"
+                )
             }
             return InputLayer(name: a.node.id, kind: .tokens, shape: sample)
-        case "float32", "float64", "float16":
-            guard sample.count <= 2 else {
-                throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])")
-            }
-            return InputLayer(name: a.node.id, kind: .features, shape: sample)
-        default:
-            throw a.fail("input dtype '\(dtype)' is not supported (integer ids or floats)")
         }
+        guard sample.count <= 2 else {
+            throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])")
+        }
+        return InputLayer(name: a.node.id, kind: .features, shape: sample)
     }
 }

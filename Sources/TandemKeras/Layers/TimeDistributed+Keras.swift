@@ -37,6 +37,6 @@ extension LayerRegistry {
         let node = GraphNode(
             id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]),
             inputs: a.node.inputs, call: a.node.call)
-        return try make(node, inputs: [source])
+        return try make(LayerArguments(node: node), inputs: [source])
     }
 }

@@ -57,9 +57,8 @@ public final class Dataset: @unchecked Sendable {
             let array = try open("\(input.name).npy", what: "input '\(input.name)'")
             switch input.kind {
             case .tokens:
-                guard array.type.isInteger else {
-                    throw TandemError.file(array.path, "token ids must be int32 or int64, found \(array.type)")
-                }
+                // Any integer, bool or float type: Keras's Embedding casts its ids itself, so
+                // float ids are read too — each one checked to be a whole number (validate).
                 let embedding = model.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }
                 vocab.append(embedding?.vocabulary)
             case .features:
@@ -183,10 +182,12 @@ public final class Dataset: @unchecked Sendable {
                     if let bad = tokens.withUnsafeMutableBufferPointer({
                         array.readTokens(row: row, limit: vocab, into: $0.baseAddress!)
                     }) {
+                        let problem =
+                            bad.value.rounded() == bad.value
+                            ? "is outside the vocabulary [0, \(vocab))"
+                            : "is not a whole number (token ids are cast to integers, never truncated)"
                         return .file(
-                            array.path,
-                            "row \(row), column \(bad.column): token id \(formatted(bad.value)) is outside the vocabulary [0, \(vocab))"
-                        )
+                            array.path, "row \(row), column \(bad.column): token id \(formatted(bad.value)) \(problem)")
                     }
                 } else if let error = checkFinite(array, row, &floats) {
                     return error

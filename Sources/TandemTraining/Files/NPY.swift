@@ -1,5 +1,7 @@
-// NumPy .npy files: reader (memory-mapped; int32 / int64 / float32 / float64,
-// little-endian, C order) and writer (float32 / int32, format 1.0).
+// NumPy .npy files: reader (memory-mapped; bool, signed and unsigned integers of 8 to 64 bits,
+// float32 / float64; little-endian, C order) and writer (float32 / int32, format 1.0). Every
+// input type is converted as Keras converts a model input: to float32 features, or to token ids
+// (whole numbers only; a float id with a fraction is refused, never truncated).
 // Everything else is a clear error naming the file.
 
 import Foundation
@@ -8,12 +10,35 @@ import TandemKeras
 
 /// Element types Tandem reads from .npy files.
 package enum NPYType: String, Sendable {
+    case bool = "<b1"
+    case int8 = "<i1"
+    case uint8 = "<u1"
+    case int16 = "<i2"
+    case uint16 = "<u2"
     case int32 = "<i4"
+    case uint32 = "<u4"
     case int64 = "<i8"
+    case uint64 = "<u8"
     case float32 = "<f4"
     case float64 = "<f8"
-    var size: Int { self == .int32 || self == .float32 ? 4 : 8 }
-    var isInteger: Bool { self == .int32 || self == .int64 }
+    var size: Int { Int(rawValue.dropFirst(2))! }
+    var isInteger: Bool { self != .float32 && self != .float64 }
+    /// NumPy's name for the type.
+    var name: String {
+        switch self {
+        case .bool: "bool"
+        case .int8: "int8"
+        case .uint8: "uint8"
+        case .int16: "int16"
+        case .uint16: "uint16"
+        case .int32: "int32"
+        case .uint32: "uint32"
+        case .int64: "int64"
+        case .uint64: "uint64"
+        case .float32: "float32"
+        case .float64: "float64"
+        }
+    }
 }
 
 /// A memory-mapped .npy array.
@@ -80,7 +105,9 @@ public final class NPYArray: @unchecked Sendable {
         if descr.hasPrefix("=") || descr.hasPrefix("|") { descr = "<" + descr.dropFirst() }  // native = little here
         guard let type = NPYType(rawValue: descr) else {
             throw TandemError.file(
-                file.path, "dtype '\(descr)' is not supported (need little-endian int32, int64, float32 or float64)")
+                file.path,
+                "dtype '\(descr)' is not supported (need little-endian bool, int8 to int64, uint8 to uint64, float32 or float64)"
+            )
         }
         let fortran = try field("fortran_order")
         let shapeField = try field("shape")
@@ -104,13 +131,23 @@ public final class NPYArray: @unchecked Sendable {
     /// Row `row` as Float32 (converted from any accepted type) into `out[0..<rowWidth]`.
     @inline(__always)
     /// One element of a row, as Float.
-    package func float(row: Int, column: Int = 0) -> Float {
-        let i = row * rowWidth + column
+    package func float(row: Int, column: Int = 0) -> Float { Float(element(row * rowWidth + column)) }
+
+    /// Element `i` of the array as Double (exact for every type but 64-bit integers beyond 2⁵³).
+    @inline(__always)
+    private func element(_ i: Int) -> Double {
         switch type {
-        case .float32: return (data + i * 4).assumingMemoryBound(to: Float.self).pointee
-        case .float64: return Float((data + i * 8).assumingMemoryBound(to: Double.self).pointee)
-        case .int32: return Float((data + i * 4).assumingMemoryBound(to: Int32.self).pointee)
-        case .int64: return Float((data + i * 8).assumingMemoryBound(to: Int64.self).pointee)
+        case .bool: return (data + i).load(as: UInt8.self) == 0 ? 0 : 1
+        case .int8: return Double((data + i).load(as: Int8.self))
+        case .uint8: return Double((data + i).load(as: UInt8.self))
+        case .int16: return Double((data + i * 2).loadUnaligned(as: Int16.self))
+        case .uint16: return Double((data + i * 2).loadUnaligned(as: UInt16.self))
+        case .int32: return Double((data + i * 4).loadUnaligned(as: Int32.self))
+        case .uint32: return Double((data + i * 4).loadUnaligned(as: UInt32.self))
+        case .int64: return Double((data + i * 8).loadUnaligned(as: Int64.self))
+        case .uint64: return Double((data + i * 8).loadUnaligned(as: UInt64.self))
+        case .float32: return Double((data + i * 4).loadUnaligned(as: Float.self))
+        case .float64: return (data + i * 8).loadUnaligned(as: Double.self)
         }
     }
 
@@ -119,15 +156,11 @@ public final class NPYArray: @unchecked Sendable {
         let base = row * w
         switch type {
         case .float32: out.update(from: (data + base * 4).assumingMemoryBound(to: Float.self), count: w)
-        case .float64:
-            let s = (data + base * 8).assumingMemoryBound(to: Double.self)
-            for j in 0..<w { out[j] = Float(s[j]) }
         case .int32:
             let s = (data + base * 4).assumingMemoryBound(to: Int32.self)
             for j in 0..<w { out[j] = Float(s[j]) }
-        case .int64:
-            let s = (data + base * 8).assumingMemoryBound(to: Int64.self)
-            for j in 0..<w { out[j] = Float(s[j]) }
+        default:
+            for j in 0..<w { out[j] = Float(element(base + j)) }
         }
     }
 
@@ -151,23 +184,16 @@ public final class NPYArray: @unchecked Sendable {
                 out[j] = v
                 if v < 0 || Int(v) >= limit { check(j, Double(v)) }
             }
-        case .int64:
+        case .int64:  // NumPy's default integer: its own loop, as int32's
             let s = (data + base * 8).assumingMemoryBound(to: Int64.self)
             for j in 0..<w {
                 let v = s[j]
-                if v < 0 || v >= Int64(limit) {
-                    check(j, Double(v))
-                    out[j] = 0
-                } else {
-                    out[j] = Int32(v)
-                }
+                if v < 0 || v >= Int64(limit) { check(j, Double(v)) }
+                out[j] = bad == nil ? Int32(truncatingIfNeeded: v) : 0
             }
-        case .float32, .float64:
+        default:
             for j in 0..<w {
-                let v =
-                    type == .float32
-                    ? Double((data + (base + j) * 4).load(as: Float.self))
-                    : (data + (base + j) * 8).load(as: Double.self)
+                let v = element(base + j)
                 check(j, v)
                 out[j] = bad == nil ? Int32(v) : 0
             }

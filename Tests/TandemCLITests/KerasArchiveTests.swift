@@ -298,7 +298,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
                 XCTAssertFalse(r.stderr.contains("Fatal error") || r.stderr.contains("pwned"), r.stderr)
             }
         }
-        // Data that does not fit the archive's model: a missing input file, float token ids, the wrong width.
+        // Data that does not fit the archive's model: a missing input file, token ids with a fraction, the wrong width.
         let d = dir + "/baddata"
         try FileManager.default.copyItem(atPath: data("headline"), toPath: d)
         try FileManager.default.removeItem(atPath: d + "/aux_input.npy")
@@ -306,15 +306,20 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(
             r.stderr.contains("aux_input.npy: file not found (the model's input 'aux_input' needs it)"), r.stderr)
+        // Float token ids are cast as Keras casts them; ids with a fraction are refused, never truncated.
         try [Float](repeating: 0.5, count: 37 * 7).withUnsafeBufferPointer {
             try NPYArray.write(floats: $0, shape: [37, 7], to: d + "/main_input.npy")
         }
-        try [Float](repeating: 0, count: 37 * 4).withUnsafeBufferPointer {
-            try NPYArray.write(floats: $0, shape: [37, 4], to: d + "/aux_input.npy")
+        try [Float](repeating: 0, count: 37 * 3).withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [37, 3], to: d + "/aux_input.npy")
         }
         r = try Harness.tandem(["train", "--model", model("headline"), "--data", d, "--out", dir + "/x", "--quiet"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("main_input.npy: token ids must be int32 or int64"), r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("main_input.npy: row 0, column 0: token id 0.5 is not a whole number"), r.stderr)
+        try [Float](repeating: 0, count: 37 * 4).withUnsafeBufferPointer {
+            try NPYArray.write(floats: $0, shape: [37, 4], to: d + "/aux_input.npy")
+        }
         try FileManager.default.removeItem(atPath: d + "/main_input.npy")
         try FileManager.default.copyItem(atPath: data("headline") + "/main_input.npy", toPath: d + "/main_input.npy")
         r = try Harness.tandem(["train", "--model", model("headline"), "--data", d, "--out", dir + "/x", "--quiet"])

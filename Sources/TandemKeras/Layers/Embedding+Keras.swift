@@ -17,7 +17,7 @@ extension KerasLayerKind {
 extension LayerRegistry {
     package static func embedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard let source = try single(a, inputs) as? InputLayer, source.kind == .tokens else {
-            throw a.fail("must read an integer model input directly (token ids)")
+            throw a.fail("must read a model input directly (its token ids)")
         }
         let vocabulary = try a.int("input_dim")
         let dimension = try a.int("output_dim")
@@ -33,7 +33,7 @@ extension LayerRegistry {
     /// `ops.not_equal(ids, value)` on a model input of token ids: Embedding(mask_zero=True)'s mask.
     static func notEqual(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
-            throw a.fail("compares a model input of integer token ids only")
+            throw a.fail("compares a model input of token ids only")
         }
         guard let v = a.config["value"]?.integer, let value = Int32(exactly: v) else {
             throw a.fail("needs an integer value")

@@ -39,13 +39,14 @@ let package = Package(
         // Stop-on-request signal flags.
         .target(name: "CSignals"),
 
-        // The library, in dependency order. Core: kernels, layers, the runnable model, losses,
-        // metrics, optimizers and the Communicator protocol (BatchNormalization's global
-        // statistics call it) with local and thread ranks — BLAS and the C kernels only.
+        // The library, in dependency order. Core: kernels, layers (each with its Keras class's
+        // table entry: config → layer), the runnable model, losses, metrics, optimizers and the
+        // Communicator protocol (BatchNormalization's global statistics call it) with local and
+        // thread ranks — BLAS and the C kernels only.
         .target(name: "TandemCore", dependencies: ["CBLAS", "CKernels"]),
 
-        // Keras: the model description, config.json and compile config, the layer table, and
-        // .keras archives (HDF5 weights in a zip).
+        // Keras: the model description, config.json and compile config, and .keras archives
+        // (HDF5 weights in a zip).
         .target(
             name: "TandemKeras",
             dependencies: [

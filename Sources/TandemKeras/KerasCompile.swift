@@ -113,7 +113,7 @@ enum KerasCompile {
             }
             return (k, false, LossOptions())
         }
-        try KerasConfig.refuseCustom(value, what: "the loss of output '\(output)'")
+        try KerasJSON.refuseCustom(value, what: "the loss of output '\(output)'")
         let className = value["class_name"]?.string ?? "?"
         let config = value["config"] ?? .object([])
         if className == "function", let name = config.string ?? value["config"]?["name"]?.string {
@@ -187,10 +187,10 @@ enum KerasCompile {
             config = .object([])
             name = s
         } else {
-            try KerasConfig.refuseCustom(item, what: "a metric of output '\(output)'")
+            try KerasJSON.refuseCustom(item, what: "a metric of output '\(output)'")
             className = item["class_name"]?.string ?? "?"
             config = item["config"] ?? .object([])
-            name = config["name"]?.string ?? KerasConfig.snakeCase(className)
+            name = config["name"]?.string ?? KerasJSON.snakeCase(className)
         }
         func fail(_ key: String, _ v: JSONValue, _ rule: String) -> TandemError {
             .usage("output '\(output)': metric \(className) '\(key)' = \(v) is not supported (\(rule))")
@@ -276,7 +276,7 @@ enum KerasCompile {
             className = s
             config = .object([])
         } else {
-            try KerasConfig.refuseCustom(value, what: "the optimizer")
+            try KerasJSON.refuseCustom(value, what: "the optimizer")
             className = value["class_name"]?.string ?? "?"
             config = value["config"] ?? .object([])
         }
@@ -294,7 +294,7 @@ enum KerasCompile {
         var o = OptimizerConfig(kind: kind)
         if let lr = config["learning_rate"], !lr.isNull {
             if lr.object != nil {
-                try KerasConfig.refuseCustom(lr, what: "the learning-rate schedule")
+                try KerasJSON.refuseCustom(lr, what: "the learning-rate schedule")
                 o.schedule = try LearningRateSchedule.keras(lr)
                 o.learningRate = o.schedule!.initial
             } else {

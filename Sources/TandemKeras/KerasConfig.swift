@@ -29,7 +29,7 @@ public enum KerasConfig {
 
     public static func description(from json: JSONValue) throws -> ModelDescription {
         guard json.object != nil else { throw TandemError.usage("config.json must hold a JSON object") }
-        try refuseCustom(json, what: "the model")
+        try KerasJSON.refuseCustom(json, what: "the model")
         let className = json["class_name"]?.string ?? ""
         guard let config = json["config"], config.object != nil else {
             throw TandemError.usage("config.json has no 'config' object")
@@ -59,45 +59,6 @@ public enum KerasConfig {
             heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
         try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
         return description
-    }
-
-    /// A Bidirectional config's forward and backward RNN entries. Without a
-    /// `backward_layer`, Keras builds it from the forward one: go_backwards
-    /// flipped, named `backward_<name without "forward_">`.
-    static func bidirectionalHalves(_ config: JSONValue) -> [JSONValue] {
-        let forward = config["layer"] ?? .null
-        if let b = config["backward_layer"], !b.isNull { return [forward, b] }
-        let name = forward["config"]?["name"]?.string ?? ""
-        let fields = (forward["config"]?.object ?? []).map { key, value -> (String, JSONValue) in
-            switch key {
-            case "go_backwards": return (key, .bool(!(value.bool ?? false)))
-            case "name": return (key, .string("backward_" + name.replacingOccurrences(of: "forward_", with: "")))
-            default: return (key, value)
-            }
-        }
-        return [forward, .object([("class_name", forward["class_name"] ?? .null), ("config", .object(fields))])]
-    }
-
-    /// Refuses custom classes and anything outside Keras's own modules (never executed).
-    static func refuseCustom(_ entry: JSONValue, what: String) throws {
-        let className = entry["class_name"]?.string ?? "?"
-        if className == "Lambda" || className == "TFOpLambda" {
-            throw TandemError.usage(
-                "\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers"
-            )
-        }
-        if let module = entry["module"]?.string, !(module == "keras" || module.hasPrefix("keras.")) {
-            throw TandemError.usage(
-                "\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file"
-            )
-        }
-        if let registered = entry["registered_name"], !registered.isNull,
-            !(["Functional", "Sequential", "Model"].contains(registered.string ?? ""))
-        {
-            throw TandemError.usage(
-                "\(what): '\(registered.string ?? "\(registered)")' is a registered custom object; Tandem reads built-in Keras classes only and never executes code from a file"
-            )
-        }
     }
 
     struct Graph {
@@ -172,7 +133,7 @@ public enum KerasConfig {
                 fileOrder.append(name)
                 continue
             }
-            try refuseCustom(entry, what: "layer '\(name)'")
+            try KerasJSON.refuseCustom(entry, what: "layer '\(name)'")
             let calls = try (entry["inbound_nodes"]?.array ?? []).map { try inbound($0, layer: name) }
             raw[name] = (className, entry["config"] ?? .object([]), calls)
             fileOrder.append(name)
@@ -320,7 +281,7 @@ public enum KerasConfig {
             )
         }
         let first = layers.removeFirst()
-        try refuseCustom(first, what: "the input layer")
+        try KerasJSON.refuseCustom(first, what: "the input layer")
         let inputName = first["config"]?["name"]?.string ?? "input_layer"
         graph.nodes.append(
             GraphNode(
@@ -337,7 +298,7 @@ public enum KerasConfig {
             guard let name = entry["config"]?["name"]?.string else {
                 throw TandemError.usage("config.json: a \(className) layer has no name")
             }
-            try refuseCustom(entry, what: "layer '\(name)'")
+            try KerasJSON.refuseCustom(entry, what: "layer '\(name)'")
             guard names.insert(name).inserted else {
                 throw TandemError.usage("config.json: two layers are named '\(name)'")
             }
@@ -415,13 +376,6 @@ public enum KerasConfig {
         }.map { ($0, classOf[$0]!) }
     }
 
-    /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name).
-    package static func snakeCase(_ name: String) -> String {
-        var s = name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
-        s = s.replacingOccurrences(of: "(.)([A-Z][a-z]+)", with: "$1_$2", options: .regularExpression)
-        s = s.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression)
-        return s.lowercased()
-    }
 }
 
 extension ModelDescription {
@@ -430,23 +384,18 @@ extension ModelDescription {
     package var weightGroups: [(layer: String, className: String, group: String)] {
         var counts: [String: Int] = [:]
         return layerOrder.map { name, className in
-            let base = KerasConfig.snakeCase(className)
+            let base = KerasJSON.snakeCase(className)
             let k = counts[base, default: 0]
             counts[base] = k + 1
             return (name, className, k == 0 ? base : "\(base)_\(k)")
         }
     }
 
-    /// One HDF5 group of a layer's variables: its path under the layer's group,
-    /// the `name` attribute Keras writes on it, and the variables in Keras's order
-    /// as Tandem names them (`<layer>/<name>`).
-    package struct VariableGroup: Sendable {
-        package let path: String, label: String, names: [String]
-    }
-
     /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer),
     /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
     /// TimeDistributed's under `layer/`), each holding its own variables.
+    package typealias VariableGroup = KerasLayerKind.VariableGroup
+
     package static func kerasVariables(className: String, layer: String, config: JSONValue) -> [VariableGroup] {
         LayerRegistry.variables(className: className, layer: layer, config: config)
     }

@@ -10,23 +10,6 @@
 import Foundation
 import TandemCore
 
-/// One call of a Keras layer in the graph.
-public struct GraphNode: Sendable {
-    /// Unique in the graph: the layer name, or "name@k" for its call k ≥ 1.
-    package let id: String
-    /// The Keras layer (owner of the weights).
-    public let layer: String
-    public let className: String
-    /// The layer's Keras config (its arguments).
-    public let config: JSONValue
-    /// Producer node ids, in argument order.
-    package let inputs: [String]
-    /// Which call of `layer` this is (0 for the first).
-    public let call: Int
-    /// The call's `mask` argument is its last input (a NotEqual node).
-    package var masked = false
-}
-
 /// A Keras model as Tandem trains it.
 public struct ModelDescription: Sendable {
     public let name: String

@@ -164,7 +164,7 @@ final class KerasConfigTests: XCTestCase {
             "GlobalAveragePooling1D": "global_average_pooling1d", "LayerNormalization": "layer_normalization",
             "BatchNormalization": "batch_normalization", "SimpleRNN": "simple_rnn",
         ]
-        for (k, v) in cases { XCTAssertEqual(KerasConfig.snakeCase(k), v, k) }
+        for (k, v) in cases { XCTAssertEqual(KerasJSON.snakeCase(k), v, k) }
     }
 
     func testJSONRoundTripKeepsTypesAndOrder() throws {

@@ -69,4 +69,51 @@ package enum KerasJSON {
                 ("kernel_constraint", .null), ("bias_constraint", .null),
             ], inbound: [from])
     }
+
+    /// A Bidirectional config's forward and backward RNN entries. Without a
+    /// `backward_layer`, Keras builds it from the forward one: go_backwards
+    /// flipped, named `backward_<name without "forward_">`.
+    package static func bidirectionalHalves(_ config: JSONValue) -> [JSONValue] {
+        let forward = config["layer"] ?? .null
+        if let b = config["backward_layer"], !b.isNull { return [forward, b] }
+        let name = forward["config"]?["name"]?.string ?? ""
+        let fields = (forward["config"]?.object ?? []).map { key, value -> (String, JSONValue) in
+            switch key {
+            case "go_backwards": return (key, .bool(!(value.bool ?? false)))
+            case "name": return (key, .string("backward_" + name.replacingOccurrences(of: "forward_", with: "")))
+            default: return (key, value)
+            }
+        }
+        return [forward, .object([("class_name", forward["class_name"] ?? .null), ("config", .object(fields))])]
+    }
+
+    /// Refuses custom classes and anything outside Keras's own modules (never executed).
+    package static func refuseCustom(_ entry: JSONValue, what: String) throws {
+        let className = entry["class_name"]?.string ?? "?"
+        if className == "Lambda" || className == "TFOpLambda" {
+            throw TandemError.usage(
+                "\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers"
+            )
+        }
+        if let module = entry["module"]?.string, !(module == "keras" || module.hasPrefix("keras.")) {
+            throw TandemError.usage(
+                "\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file"
+            )
+        }
+        if let registered = entry["registered_name"], !registered.isNull,
+            !(["Functional", "Sequential", "Model"].contains(registered.string ?? ""))
+        {
+            throw TandemError.usage(
+                "\(what): '\(registered.string ?? "\(registered)")' is a registered custom object; Tandem reads built-in Keras classes only and never executes code from a file"
+            )
+        }
+    }
+
+    /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name).
+    package static func snakeCase(_ name: String) -> String {
+        var s = name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
+        s = s.replacingOccurrences(of: "(.)([A-Z][a-z]+)", with: "$1_$2", options: .regularExpression)
+        s = s.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression)
+        return s.lowercased()
+    }
 }

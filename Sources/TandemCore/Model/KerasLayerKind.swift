@@ -1,15 +1,18 @@
 // Everything Tandem knows about each Keras layer class, one entry per class: how one call of it
 // is built from its config, its variables in the order Keras saves them (docs/KERAS-FORMAT.md §3),
 // which `*_regularizer` keys reach which weight, and whether a call may take Keras's `mask`. Each
-// entry and its builder sit in Layers/<Layer>+Keras.swift; `LayerRegistry.kinds` lists them,
-// one line each. The layer states its own FLOPs (Layer.forwardFlopsPerSample). Adding a Keras class
-// is its layer file, its +Keras file, one line in `kinds` and its tests.
-
-import TandemCore
+// entry and its builder sit at the end of the layer's own file in Layers/; `LayerRegistry.kinds`
+// lists them, one line each. The layer states its own FLOPs (Layer.forwardFlopsPerSample). Adding
+// a Keras class is one layer file, one line in `kinds`, and its tests.
 
 /// One Keras layer class (or a few that share everything but their name).
-struct KerasLayerKind: Sendable {
-    typealias VariableGroup = ModelDescription.VariableGroup
+package struct KerasLayerKind: Sendable {
+    /// One HDF5 group of a layer's variables: its path under the layer's group,
+    /// the `name` attribute Keras writes on it, and the variables in Keras's order
+    /// as Tandem names them (`<layer>/<name>`).
+    package struct VariableGroup: Sendable {
+        package let path: String, label: String, names: [String]
+    }
     let classNames: [String]
     /// Listed among the supported classes (not the ops Keras records as layers, like NotEqual).
     var listed = true
@@ -18,7 +21,8 @@ struct KerasLayerKind: Sendable {
     /// Builds the layer for one call: its arguments, its producers' layers, and the mask's layer.
     let build: @Sendable (LayerArguments, [Layer], Layer?) throws -> Layer
     /// Its variable groups for (class, layer name, config); default: none.
-    var variables: @Sendable (String, String, JSONValue) -> [VariableGroup] = { _, layer, _ in [top(layer, [])] }
+    package var variables: @Sendable (String, String, JSONValue) -> [VariableGroup] = { _, layer, _ in [top(layer, [])]
+    }
     /// `*_regularizer` keys and the weight each penalises.
     var regularizerKeys: [(key: String, weight: String)] = []
 
@@ -37,7 +41,7 @@ extension KerasLayerKind {
 }
 
 extension LayerRegistry {
-    /// Every class Tandem builds, one line each (their entries are in Layers/), in the order
+    /// Every class Tandem builds, one line each (their entries end the layers' files), in the order
     /// the supported list and the mask readers name them.
     static let kinds: [KerasLayerKind] =
         [
@@ -55,7 +59,8 @@ extension LayerRegistry {
     /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer), and
     /// for a wrapper its sub-objects' (an RNN's weights under `cell/`, TimeDistributed's under
     /// `layer/`), each holding its own variables.
-    static func variables(className: String, layer: String, config: JSONValue) -> [KerasLayerKind.VariableGroup] {
+    package static func variables(className: String, layer: String, config: JSONValue) -> [KerasLayerKind.VariableGroup]
+    {
         guard let kind = kindByClass[className] else { return [KerasLayerKind.top(layer, [])] }
         return kind.variables(className, layer, config)
     }

@@ -1,8 +1,6 @@
-// Keras TimeDistributed (of a Dense): the Keras layer table's entries (KerasLayerKind.swift) and
-// their builders, which read a call's config and refuse every argument Tandem does not implement
-// by name.
-
-import TandemCore
+// Keras TimeDistributed (of a Dense): the layer table's entry (KerasLayerKind.swift) and its
+// builder, which reads a call's config and refuses every argument Tandem does not implement by
+// name. The wrapped layer runs on [batch·time, features]: no layer class of its own.
 
 extension KerasLayerKind {
     static let timeDistributed = KerasLayerKind(
@@ -33,7 +31,7 @@ extension LayerRegistry {
                 "wraps \(name); TimeDistributed supports \(perStep.joined(separator: ", "))\(name == "BatchNormalization" ? " (Keras normalises each step of a TimeDistributed BatchNormalization on its own; use BatchNormalization on the sequence for statistics over batch and time)" : "")"
             )
         }
-        try KerasConfig.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
+        try KerasJSON.refuseCustom(inner, what: "layer '\(a.node.layer)'s inner layer")
         let node = GraphNode(
             id: a.node.id, layer: a.node.layer, className: innerClass, config: inner["config"] ?? .object([]),
             inputs: a.node.inputs, call: a.node.call)

@@ -1,17 +1,18 @@
-// Keras class names → Tandem layers, through the table of KerasLayerKind.swift; the builders
-// are in Layers/ beside it. Each builder reads the layer's Keras config, checks every argument
+// Keras class names → Tandem layers, through the table of KerasLayerKind.swift; the builders end
+// each layer's file in Layers/. Each builder reads the layer's Keras config, checks every argument
 // Tandem does not implement against the value that means "off", and throws one message naming
 // the layer, the argument and what is supported — never a precondition on user input. Nothing
 // in a config is executed: a Lambda or a custom class is refused by name.
 
 import Foundation
-import TandemCore
 
 /// Reads one layer's config with errors that name the layer.
 package struct LayerArguments {
     let node: GraphNode
     /// An InputLayer that an Embedding reads: token ids whatever its dtype (ModelDescription).
-    var readAsTokens = false
+    package var readAsTokens = false
+
+    package init(node: GraphNode) { self.node = node }
     var config: JSONValue { node.config }
     var label: String { "layer '\(node.layer)' (\(node.className))" }
 
@@ -137,13 +138,13 @@ package enum LayerRegistry {
     package static let supported = kinds.filter(\.listed).flatMap(\.classNames)
 
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
-    static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)
+    package static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)
 
     /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
     /// Classes that read a model input's values as token ids (Keras casts them to integers).
-    static let tokenReaders: Set<String> = ["Embedding", "NotEqual"]
+    package static let tokenReaders: Set<String> = ["Embedding", "NotEqual"]
 
-    static func make(_ a: LayerArguments, inputs: [Layer]) throws -> Layer {
+    package static func make(_ a: LayerArguments, inputs: [Layer]) throws -> Layer {
         let node = a.node
         if node.className != "InputLayer" { try a.dtypePolicy() }  // an input's dtype is its data's
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
@@ -170,7 +171,7 @@ package enum LayerRegistry {
     }
 
     /// The penalties a node's config asks for, as tensors (`*_regularizer`).
-    static func regularizers(_ node: GraphNode) throws -> [Regularizer] {
+    package static func regularizers(_ node: GraphNode) throws -> [Regularizer] {
         // A TimeDistributed's are the wrapped layer's, under the wrapper's name.
         if node.className == "TimeDistributed", let inner = node.config["layer"] {
             return try regularizers(

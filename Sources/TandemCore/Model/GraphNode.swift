@@ -1,0 +1,32 @@
+// One call of a Keras layer in a model's graph: what the layer table (KerasLayerKind.swift)
+// builds a layer from. The graph itself is TandemKeras's ModelDescription.
+
+/// One call of a Keras layer in the graph.
+public struct GraphNode: Sendable {
+    /// Unique in the graph: the layer name, or "name@k" for its call k ≥ 1.
+    package let id: String
+    /// The Keras layer (owner of the weights).
+    public let layer: String
+    public let className: String
+    /// The layer's Keras config (its arguments).
+    public let config: JSONValue
+    /// Producer node ids, in argument order.
+    package let inputs: [String]
+    /// Which call of `layer` this is (0 for the first).
+    public let call: Int
+    /// The call's `mask` argument is its last input (a NotEqual node).
+    package var masked = false
+
+    package init(
+        id: String, layer: String, className: String, config: JSONValue, inputs: [String], call: Int,
+        masked: Bool = false
+    ) {
+        self.id = id
+        self.layer = layer
+        self.className = className
+        self.config = config
+        self.inputs = inputs
+        self.call = call
+        self.masked = masked
+    }
+}

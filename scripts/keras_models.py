@@ -72,6 +72,53 @@ def dict_outputs():
     return m
 
 
+def functional_guide():
+    """Exactly as published: the "Models with multiple inputs and outputs" example of Keras's functional
+    API guide (keras.io/guides/functional_api/, keras-team/keras-io guides/functional_api.py), the ticket
+    ranker — variable-length title and body token sequences given as float32 (keras.Input's default) and
+    a tags vector → priority and department — with the guide's dict outputs and its dict compile."""
+    num_tags = 12  # Number of unique issue tags
+    num_words = 10000  # Size of vocabulary obtained when preprocessing text data
+    num_departments = 4  # Number of departments for predictions
+
+    title_input = keras.Input(shape=(None,), name="title")  # Variable-length sequence of ints
+    body_input = keras.Input(shape=(None,), name="body")  # Variable-length sequence of ints
+    tags_input = keras.Input(shape=(num_tags,), name="tags")  # Binary vectors of size `num_tags`
+
+    # Embed each word in the title into a 64-dimensional vector
+    title_features = L.Embedding(num_words, 64)(title_input)
+    # Embed each word in the text into a 64-dimensional vector
+    body_features = L.Embedding(num_words, 64)(body_input)
+
+    # Reduce sequence of embedded words in the title into a single 128-dimensional vector
+    title_features = L.LSTM(128)(title_features)
+    # Reduce sequence of embedded words in the body into a single 32-dimensional vector
+    body_features = L.LSTM(32)(body_features)
+
+    # Merge all available features into a single large vector via concatenation
+    x = L.concatenate([title_features, body_features, tags_input])
+
+    # Stick a logistic regression for priority prediction on top of the features
+    priority_pred = L.Dense(1, name="priority")(x)
+    # Stick a department classifier on top of the features
+    department_pred = L.Dense(num_departments, name="department")(x)
+
+    # Instantiate an end-to-end model predicting both priority and department
+    model = keras.Model(
+        inputs=[title_input, body_input, tags_input],
+        outputs={"priority": priority_pred, "department": department_pred},
+    )
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(1e-3),
+        loss={
+            "priority": keras.losses.BinaryCrossentropy(from_logits=True),
+            "department": keras.losses.CategoricalCrossentropy(from_logits=True),
+        },
+        loss_weights={"priority": 1.0, "department": 0.2},
+    )
+    return model
+
+
 def sequential():
     m = keras.Sequential([keras.Input(shape=(6,), name="features"), L.Dense(10, activation="relu", name="hidden"),
                           L.Dense(4, activation="softmax", name="probabilities")])
@@ -480,7 +527,7 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "normalized": normalized, "dropout": dropout,
           "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics,
           # Last: the global seed's draws for the models above stay as they were.
-          "dict_outputs": dict_outputs}
+          "dict_outputs": dict_outputs, "functional_guide": functional_guide}
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

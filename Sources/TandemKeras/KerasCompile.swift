@@ -23,7 +23,11 @@ enum KerasCompile {
         let weightedMetrics = try perOutput(
             compile["weighted_metrics"] ?? .null, outputs: outputs, what: "weighted_metrics", listIsShared: true)
         var heads: [Head] = []
-        let graph = try d.layerGraph()  // the output shapes (layers only; no arenas)
+        // The output shapes (layers only; no arenas). None axes take a nominal length here: an
+        // output's shape does not depend on it (Keras itself refuses a Dense after a None axis).
+        var probe = d
+        if probe.dataShapes.isEmpty { probe.takeLength(1000) }
+        let graph = try probe.layerGraph()
         for (o, name) in outputs.enumerated() {
             guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
             let (kind, fromLogits, options) = try lossKind(l, output: name)

@@ -36,6 +36,31 @@ public struct ModelDescription: Sendable {
     /// The file it was read from, named in errors (nil for the preset).
     package var source: String?
 
+    /// Per input, the sample shape of its data: what fills an `Input(shape=(None, …))`'s None
+    /// axes when the model is built (the config keeps None, so RUN/model.keras does too).
+    public var dataShapes: [String: [Int]] = [:]
+    /// Where `dataShapes` came from (a data directory), named when they do not fit.
+    public var dataSource: String?
+
+    /// The inputs declared with a None axis beyond the batch (their lengths come from the data).
+    public var variableInputs: [String] {
+        inputs.filter { id in
+            let config = node(id)?.config
+            let dims = (config?["batch_shape"] ?? config?["batch_input_shape"])?.array ?? []
+            return dims.dropFirst().contains { $0.isNull }
+        }
+    }
+
+    /// Gives every None axis of every input the same `length` (generated data: gen-data and bench; the
+    /// probe builds that need only the output shapes).
+    public mutating func takeLength(_ length: Int) {
+        for id in variableInputs {
+            let config = node(id)!.config
+            let dims = (config["batch_shape"] ?? config["batch_input_shape"])?.array ?? []
+            dataShapes[id] = dims.dropFirst().map { $0.integer ?? length }
+        }
+    }
+
     public func node(_ id: String) -> GraphNode? { nodes.first { $0.id == id } }
 
     /// The output layer names (what targets are named after).
@@ -45,10 +70,17 @@ public struct ModelDescription: Sendable {
     /// Builds the runnable graph for batches of up to `maxBatch` samples.
     /// Throws a clear error for anything the registry does not support.
     public func build(maxBatch: Int, fuse: Bool = true) throws -> Model {
-        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message)
-            where source != nil
-        {
-            throw TandemError.file(source!, message)
+        do { return try buildGraph(maxBatch: maxBatch, fuse: fuse) } catch let TandemError.usage(message) {
+            // Built at the data's lengths: a length the model cannot take names the data's files.
+            if !variableInputs.isEmpty, let dataSource {
+                let lengths = variableInputs.compactMap { id in
+                    dataShapes[id].map { "\(node(id)!.layer).npy \($0)" }
+                }.joined(separator: ", ")
+                throw TandemError.file(
+                    dataSource, "the data's sample shapes (\(lengths)) do not fit the model: \(message)")
+            }
+            if let source { throw TandemError.file(source, message) }
+            throw TandemError.usage(message)
         }
     }
 
@@ -76,6 +108,7 @@ public struct ModelDescription: Sendable {
                 return l
             }
             var a = LayerArguments(node: node)
+            a.dataShape = dataShapes[node.id]
             if node.className == "InputLayer", let reader = readers[node.id]?.first {
                 if let other = others[node.id] {
                     throw TandemError.usage(

@@ -20,7 +20,8 @@ func modelWithWeights(
         if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
         inferHeadlineConfig(from: file, into: &preset, given: size.given)
     }
-    let resolved = try size.resolve(comm, preset: preset)
+    var resolved = try size.resolve(comm, preset: preset)
+    try resolved.description.takeShapes(fromData: data)  // an Input(shape=(None, …)) takes the data's length
     let model = try comm.agreeOn { try resolved.description.build(maxBatch: maxBatch) }
     try comm.agreeOn {
         if let file {

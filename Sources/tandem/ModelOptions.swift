@@ -24,7 +24,10 @@ struct ModelSizeOptions: ParsableArguments {
     )
     var model: String = "headline"
     @Option(help: "Vocabulary size (token ids are 0..<vocab). Default 10000.") var vocab: Int?
-    @Option(name: .customLong("seq-len"), help: "Tokens per sample. Default 100.") var seqLen: Int?
+    @Option(
+        name: .customLong("seq-len"),
+        help: "Tokens per sample. Default 100. With an archive: the length of its None axes in generated data.")
+    var seqLen: Int?
     @Option(name: .customLong("embed-dim"), help: "Embedding width. Default 512.") var embedDim: Int?
     @Option(name: .customLong("lstm-units"), help: "LSTM units. Default 32.") var lstmUnits: Int?
     @Option(name: .customLong("aux-features"), help: "Width of aux_input. Default 5.") var auxFeatures: Int?
@@ -84,7 +87,8 @@ struct ModelSizeOptions: ParsableArguments {
             try apply(to: &c)
             return ResolvedModel(description: try ModelDescription.headline(c), archive: nil, headline: c)
         }
-        if !given.isEmpty { throw sizeFlagsWithArchive }
+        // --seq-len is the length of an archive's None axes (generated data: gen-data, bench).
+        if !given.subtracting(["seq-len"]).isEmpty { throw sizeFlagsWithArchive }
         var archive: KerasArchive?
         let text = try rankZeroBroadcast(comm) {
             let a = try KerasArchive(path: model)
@@ -92,8 +96,13 @@ struct ModelSizeOptions: ParsableArguments {
             return String(decoding: a.configBytes, as: UTF8.self)
         }
         // Every rank parses the same text, so a bad config stops every rank with the same message.
-        let description = try comm.agreeOn {
+        var description = try comm.agreeOn {
             try KerasConfig.description(fromJSON: Array(text.utf8), source: model + " (config.json)")
+        }
+        if let seqLen {
+            guard !description.variableInputs.isEmpty else { throw sizeFlagsWithArchive }
+            guard seqLen > 0 else { throw TandemError.usage("--seq-len must be at least 1") }
+            description.takeLength(seqLen)
         }
         return ResolvedModel(description: description, archive: archive, headline: nil)
     }

@@ -16,20 +16,28 @@ struct Summary: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             let resolved = try size.resolve(comm)
-            let d = resolved.description
+            var d = resolved.description
+            // An Input(shape=(None, …)): built at two lengths, an axis that differs between them
+            // is shown as None, as Keras shows it (--seq-len picks the length shown instead).
+            let variable = !d.variableInputs.isEmpty && size.seqLen == nil
+            if variable { d.takeLength(1000) }
             let model = try comm.agreeOn { try d.build(maxBatch: 1) }
+            var other = d
+            if variable { other.takeLength(1237) }
+            let otherModel = variable ? try comm.agreeOn { try other.build(maxBatch: 1) } : model
             guard comm.rank == 0 else { return }
             var rows: [[String]] = [["Layer (type)", "Output Shape", "Param #", "Connected to"]]
             var counted = Set<String>()
             var total = 0
-            for layer in model.layers {
+            for (layer, twin) in zip(model.layers, otherModel.layers) {
                 let node = d.node(layer.name)
                 var params = 0
                 for spec in layer.parameterSpecs where counted.insert(spec.name).inserted {
                     params += spec.shape.reduce(1, *)
                 }
                 total += params
-                let shape = "(None, " + layer.output.shape.map(String.init).joined(separator: ", ") + ")"
+                let axes = zip(layer.output.shape, twin.output.shape).map { $0 == $1 ? String($0) : "None" }
+                let shape = "(None, " + axes.joined(separator: ", ") + ")"
                 let from = layer.inputs.map { $0.name }.joined(separator: ", ")
                 let shared = node.map { $0.call > 0 ? " [shares '\($0.layer)']" : "" } ?? ""
                 // A part Tandem adds inside a Keras layer (a Bidirectional's halves, an RNN's input dropout) shows its Tandem type.
@@ -64,6 +72,10 @@ struct Summary: ParsableCommand {
                     "  \(h.output): \(loss), weight \(h.weight), metrics \(names.isEmpty ? "none" : names.joined(separator: ", "))\n"
             }
             if d.heads.isEmpty { out += "  none: the archive was saved without compile(loss=...)\n" }
+            if variable {
+                let names = d.variableInputs.map { d.node($0)!.layer }.joined(separator: ", ")
+                out += "\nVariable length: \(names) (None axes take their length from the data file)\n"
+            }
             for r in d.regularizers { out += "  penalty on \(r.tensor): l1 \(r.l1), l2 \(r.l2)\n" }
             let config = d.optimizer ?? OptimizerConfig(kind: .adam)
             out +=

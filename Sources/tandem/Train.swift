@@ -118,7 +118,8 @@ struct Train: ParsableCommand {
         let checkpointPath = resume.map { $0 + "/checkpoint.safetensors" }
         let resumed = try checkpointPath.map { try readCheckpoint($0, comm) }
         let resolved = try resolveModel(resumed: resumed, checkpointPath: checkpointPath, comm)
-        let description = resolved.description
+        var description = resolved.description
+        try description.takeShapes(fromData: data)  // an Input(shape=(None, …)) takes the data's length
         var heads = try headOptions.heads(description.heads)
         if let meta = resumed {
             // What defines the run is the checkpoint's: a flag may restate it, not change it (ResumeRules.swift).

@@ -11,8 +11,11 @@ enum KerasFixture {
     static let models = [
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
-        "dict_outputs",
+        "dict_outputs", "functional_guide",
     ]
+
+    /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
+    static let lengths = ["functional_guide": 9]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
     static let randomModels = ["dropout"]
@@ -48,10 +51,11 @@ enum KerasFixture {
             guard built.status == 0 else { throw TandemError.training("keras_models.py build failed: \(built.stderr)") }
             for m in models + randomModels + optimizerModels {
                 // 37 samples at batch 8: the last batch has 5.
-                let gen = try Harness.tandem([
-                    "gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples", "37",
-                    "--seed", "3",
-                ])
+                let gen = try Harness.tandem(
+                    [
+                        "gen-data", "--model", "\(dir)/models/\(m).keras", "--out", "\(dir)/data-\(m)", "--samples",
+                        "37", "--seed", "3",
+                    ] + (lengths[m].map { ["--seq-len", "\($0)"] } ?? []))
                 guard gen.status == 0 else { throw TandemError.training("gen-data \(m): \(gen.stderr)") }
             }
             // Sample weights on one head of the headline model, as users pass them.

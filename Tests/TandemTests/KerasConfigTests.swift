@@ -94,6 +94,40 @@ final class KerasConfigTests: XCTestCase {
         }
     }
 
+    /// `Input(shape=(None,))`: the model is built at the data's length (the config keeps None); without
+    /// data it says so; a length a valid convolution cannot take names the data and the layer.
+    func testVariableLengthInputTakesTheDataLength() throws {
+        let layers = [
+            layer("InputLayer", "ids", #", "batch_shape": [null, null], "dtype": "float32""#, "[]"),
+            layer("Embedding", "embedding", #", "input_dim": 20, "output_dim": 4"#, #"[[["ids", 0, 0, {}]]]"#),
+            layer(
+                "Conv1D", "conv", #", "filters": 3, "kernel_size": 5, "padding": "valid""#,
+                #"[[["embedding", 0, 0, {}]]]"#),
+            layer("GlobalMaxPooling1D", "pool", "", #"[[["conv", 0, 0, {}]]]"#),
+            layer("Dense", "out", #", "units": 1"#, #"[[["pool", 0, 0, {}]]]"#),
+        ].joined(separator: ", ")
+        let json =
+            #"{"module": "keras.src.models.functional", "class_name": "Functional", "config": {"name": "m", "layers": [\#(layers)], "input_layers": [["ids", 0, 0]], "output_layers": [["out", 0, 0]]}, "compile_config": {"loss": "mse", "optimizer": "rmsprop"}}"#
+        var d = try KerasConfig.description(fromJSON: Array(json.utf8), source: "m.keras")
+        XCTAssertEqual(d.variableInputs, ["ids"])
+        XCTAssertThrowsError(try d.build(maxBatch: 2)) { error in
+            XCTAssertTrue("\(error)".contains("variable length (None)"), "\(error)")
+        }
+        for length in [7, 12] {
+            d.dataShapes = ["ids": [length]]
+            let model = try d.build(maxBatch: 2)
+            XCTAssertEqual(model.inputs[0].kind, .tokens, "float32 ids read by an Embedding")
+            XCTAssertEqual(model.inputs[0].output.shape, [length])
+            XCTAssertEqual(model.layers.first { $0.name == "conv" }?.output.shape, [length - 4, 3])
+        }
+        d.dataShapes = ["ids": [3]]
+        d.dataSource = "data/"
+        XCTAssertThrowsError(try d.build(maxBatch: 2)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("data/") && text.contains("ids.npy [3]") && text.contains("'conv'"), text)
+        }
+    }
+
     /// What the layers issue still refuses is refused by name, with the reason; never trapped on.
     func testUnsupportedLayerOptionsAreRefusedWithTheReason() throws {
         func tensor(_ name: String, _ shape: String) -> String {

@@ -66,9 +66,21 @@ extension LayerRegistry {
         guard let dims = shape?.array, dims.count >= 2, dims[0].isNull || dims[0].integer != nil else {
             throw a.fail("'batch_shape' must be [null, …] with at least one feature axis")
         }
-        let sample = try dims.dropFirst().map { d -> Int in
+        // A None axis (`Input(shape=(None,))`) takes its length from the data (ModelDescription.dataShapes).
+        let sample = try dims.dropFirst().enumerated().map { i, d -> Int in
+            if d.isNull {
+                guard let data = a.dataShape else {
+                    throw a.fail(
+                        "axis \(i + 1) of \(shape!) has a variable length (None); it takes its length from the data, and none is given here (gen-data and bench: --seq-len N)"
+                    )
+                }
+                guard data.count == dims.count - 1, data[i] > 0 else {
+                    throw a.fail("the data's sample shape \(data) does not fit \(shape!)")
+                }
+                return data[i]
+            }
             guard let n = d.integer, n > 0 else {
-                throw a.fail("every axis but the batch must have a fixed size, got \(shape!)")
+                throw a.fail("every axis but the batch must have a size or be None, got \(shape!)")
             }
             return n
         }

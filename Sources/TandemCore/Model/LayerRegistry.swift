@@ -11,6 +11,8 @@ package struct LayerArguments {
     let node: GraphNode
     /// An InputLayer that an Embedding reads: token ids whatever its dtype (ModelDescription).
     package var readAsTokens = false
+    /// An InputLayer's per-sample shape in the data, for its None axes (ModelDescription.dataShapes).
+    package var dataShape: [Int]?
 
     package init(node: GraphNode) { self.node = node }
     var config: JSONValue { node.config }

@@ -91,6 +91,42 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         }
     }
 
+    /// A variable-length model (`Input(shape=(None,))`) trained at one length predicts and evaluates
+    /// at another, as Keras does with the same model.keras: the model is built at each data's length.
+    func testVariableLengthModelPredictsAtAnotherLength() throws {
+        let m = "functional_guide"
+        let run = try tandemTrain(model(m), m, epochs: 1)
+        let longer = dir + "/data-\(m)-13"
+        let gen = try Harness.tandem([
+            "gen-data", "--model", model(m), "--out", longer, "--samples", "23", "--seed", "5", "--seq-len", "13",
+        ])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        XCTAssertEqual(try NPYArray(path: longer + "/title.npy").shape, [23, 13])
+        let seen = dir + "/inspect-\(m)-13"
+        let inspect = try keras(["inspect", "--model", run + "/model.keras", "--data", longer, "--out", seen])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let predictions = dir + "/predict-\(m)-13"
+        let p = try Harness.tandem(["predict", "--model", run + "/model.keras", "--data", longer, "--out", predictions])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        for o in ["priority.npy", "department.npy"] {
+            let k = try NPYArray(path: seen + "/" + o)
+            let t = try NPYArray(path: predictions + "/" + o)
+            XCTAssertEqual(k.shape, t.shape, o)
+            var a = [Float](repeating: 0, count: k.rowWidth)
+            var b = a
+            var worst: Float = 0
+            for r in 0..<k.rows {
+                k.readFloats(row: r, into: &a)
+                t.readFloats(row: r, into: &b)
+                worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
+            }
+            XCTAssertLessThan(worst, 1e-6, "\(o): Keras's predict against tandem predict at length 13")
+        }
+        // The archive Tandem wrote keeps None, so Keras loads it for any length (inspect above did).
+        let summary = try Harness.tandem(["summary", "--model", run + "/model.keras"])
+        XCTAssertTrue(summary.stdout.contains("(None, None, 64)"), summary.stdout)
+    }
+
     /// Keras's fit on Tandem's model.keras continues from Tandem's optimizer state exactly as
     /// Tandem continuing from the same archive does; and Tandem continues a Keras-trained
     /// archive (slots included) as Keras does. Adam, SGD with Nesterov momentum, RMSprop.

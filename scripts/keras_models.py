@@ -119,6 +119,26 @@ def functional_guide():
     return model
 
 
+def activation_layers():
+    """The activation layers at the arguments Tandem supports: ReLU (plain and max_value 6), LeakyReLU
+    (negative_slope 0.2), ELU, Softmax over the last axis of a sequence, and Identity, on two heads."""
+    x_in = keras.Input(shape=(6,), name="features")
+    seq_in = keras.Input(shape=(4, 3), name="sequence")
+    x = L.ReLU(name="relu")(L.Dense(8, name="d1")(x_in))
+    x = L.LeakyReLU(negative_slope=0.2, name="leaky")(L.Dense(8, name="d2")(x))
+    x = L.ELU(name="elu")(L.Dense(8, name="d3")(x))
+    x = L.ReLU(max_value=6.0, name="relu6")(L.Dense(8, name="d4")(x))
+    x = L.Identity(name="identity")(x)
+    s = L.Softmax(name="softmax")(L.Dense(5, name="d5")(seq_in))
+    s = L.GlobalAveragePooling1D(name="pool")(s)
+    score = L.Dense(1, name="score")(L.Concatenate(name="cat")([x, s]))
+    label = L.Dense(3, name="label")(L.Concatenate(name="cat2")([x, s]))
+    label = L.Softmax(name="label_softmax")(label)
+    m = keras.Model([x_in, seq_in], [score, label])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["mse", "categorical_crossentropy"], loss_weights=[1.0, 0.5])
+    return m
+
+
 def sequential():
     m = keras.Sequential([keras.Input(shape=(6,), name="features"), L.Dense(10, activation="relu", name="hidden"),
                           L.Dense(4, activation="softmax", name="probabilities")])
@@ -527,7 +547,7 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "normalized": normalized, "dropout": dropout,
           "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics,
           # Last: the global seed's draws for the models above stay as they were.
-          "dict_outputs": dict_outputs, "functional_guide": functional_guide}
+          "dict_outputs": dict_outputs, "functional_guide": functional_guide, "activation_layers": activation_layers}
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

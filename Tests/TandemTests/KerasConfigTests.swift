@@ -174,6 +174,18 @@ final class KerasConfigTests: XCTestCase {
                     #"[{"args": [\#(seq)], "kwargs": {}}]"#),
                 "wraps Dense; only LSTM, GRU and SimpleRNN are supported"
             ),
+            (
+                layer("ReLU", "out", #", "negative_slope": 0.1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (ReLU): negative_slope 0.1 and threshold 0.0 are not supported (only 0 and 0)"
+            ),
+            (
+                layer("LeakyReLU", "out", "", #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (LeakyReLU): negative_slope 0.3 is not supported (only 0.2)"
+            ),
+            (
+                layer("Softmax", "out", #", "axis": 1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (Softmax): 'axis' = 1 is not supported (the last axis, -1)"
+            ),
         ]
         for (last, expected) in cases {
             XCTAssertThrowsError(

@@ -102,7 +102,7 @@ public final class Dense: Layer {
     }
 }
 
-// MARK: - Keras Dense and Activation: the layer table's entries (KerasLayerKind.swift) and their builders,
+// MARK: - Keras Dense: the layer table's entries (KerasLayerKind.swift) and their builders,
 // which read a call's config and refuse every argument Tandem does not implement by name.
 
 extension KerasLayerKind {
@@ -110,12 +110,6 @@ extension KerasLayerKind {
         classNames: ["Dense"], build: { a, inputs, _ in try LayerRegistry.dense(a, inputs) },
         variables: { _, layer, config in [KerasLayerKind.top(layer, KerasLayerKind.kernelAndBias(config))] },
         regularizerKeys: KerasLayerKind.denseKeys)
-
-    static let activation = KerasLayerKind(
-        classNames: ["Activation"],
-        build: { a, inputs, _ in
-            ActivationLayer(name: a.node.id, activation: try a.activation(), input: try LayerRegistry.single(a, inputs))
-        })
 }
 
 extension LayerRegistry {

@@ -132,6 +132,65 @@ package final class ActivationLayer: Layer {
     }
 }
 
+// MARK: - Keras Activation and the activation layers (ReLU, LeakyReLU, ELU, Softmax, Identity): the
+// layer table's entries, each an ActivationLayer when its arguments name one of Keras's activations.
+
+extension KerasLayerKind {
+    static let activation = KerasLayerKind(
+        classNames: ["Activation"],
+        build: { a, inputs, _ in
+            ActivationLayer(name: a.node.id, activation: try a.activation(), input: try LayerRegistry.single(a, inputs))
+        })
+
+    /// ReLU(max_value, negative_slope, threshold), LeakyReLU(negative_slope), ELU(alpha),
+    /// Softmax(axis) and Identity: Keras's activation functions at the arguments they share.
+    static let activationLayers = KerasLayerKind(
+        classNames: ["ReLU", "LeakyReLU", "ELU", "Softmax", "Identity"],
+        build: { a, inputs, _ in
+            let source = try LayerRegistry.single(a, inputs)
+            return ActivationLayer(
+                name: a.node.id, activation: try LayerRegistry.activationOfLayer(a, source), input: source)
+        })
+}
+
+extension LayerRegistry {
+    static func activationOfLayer(_ a: LayerArguments, _ source: Layer) throws -> Activation {
+        func number(_ key: String, default value: Double) throws -> Double {
+            guard let v = a.config[key], !v.isNull else { return value }
+            guard let x = v.number else { throw a.fail("'\(key)' must be a number") }
+            return x
+        }
+        switch a.node.className {
+        case "ReLU":
+            let slope = try number("negative_slope", default: 0)
+            let threshold = try number("threshold", default: 0)
+            let maxValue = a.config["max_value"].flatMap { $0.isNull ? nil : $0.number }
+            guard slope == 0, threshold == 0 else {
+                throw a.fail("negative_slope \(slope) and threshold \(threshold) are not supported (only 0 and 0)")
+            }
+            switch maxValue {
+            case nil: return .relu
+            case 6?: return .relu6
+            case let m?: throw a.fail("max_value \(m) is not supported (none, or 6)")
+            }
+        case "LeakyReLU":
+            // Keras's leaky_relu activation has slope 0.2; the LeakyReLU layer defaults to 0.3.
+            let slope = try number("negative_slope", default: 0.3)
+            guard slope == 0.2 else { throw a.fail("negative_slope \(slope) is not supported (only 0.2)") }
+            return .leakyRelu
+        case "ELU":
+            let alpha = try number("alpha", default: 1)
+            guard alpha == 1 else { throw a.fail("alpha \(alpha) is not supported (only 1.0)") }
+            return .elu
+        case "Softmax":
+            try a.lastAxis(rank: source.output.shape.count + 1)
+            return .softmax
+        default:
+            return .linear  // Identity
+        }
+    }
+}
+
 // MARK: - Keras Concatenate and the element-wise merges (Add, Subtract, Multiply, Average, Maximum, Minimum):
 // the layer table's entries (KerasLayerKind.swift) and their builders, which read a call's config and refuse
 // every argument Tandem does not implement by name.

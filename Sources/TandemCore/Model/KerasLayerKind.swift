@@ -46,6 +46,7 @@ extension LayerRegistry {
     static let kinds: [KerasLayerKind] =
         [
             .input, .embedding, .lstm, .gru, .simpleRNN, .bidirectional, .dense, .concatenate, .activation,
+            .activationLayers,
         ] + KerasLayerKind.merges
         + [
             .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,

@@ -163,10 +163,23 @@ public final class Evaluator {
 
 extension TrainingStep {
     /// The loss of the current weights on `rows` of `data`, every deferred row replayed first.
-    public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
+    /// With `other` (the same graph built at other input lengths), the weights are copied into it
+    /// and `data` goes through it; the heads' current weights make its total.
+    public func evaluate(_ data: Dataset, rows: Range<Int>, on other: Model? = nil) throws -> Evaluation {
         synchronize()
-        return try Evaluator(model: model, objective: objective, communicator: communicator, regularizers: regularizers)
+        guard let other else {
+            return try Evaluator(
+                model: model, objective: objective, communicator: communicator, regularizers: regularizers
+            )
             .evaluate(data, rows: rows)
+        }
+        precondition(other.parameters.count == model.parameters.count)
+        other.parameters.values.update(from: model.parameters.values, count: model.parameters.count)
+        return try Evaluator(
+            model: other, objective: try Objective(model: other, heads: heads), communicator: communicator,
+            regularizers: regularizers
+        )
+        .evaluate(data, rows: rows)
     }
 }
 

@@ -56,6 +56,9 @@ public final class Trainer {
     public let data: Dataset
     public let trainRows: Range<Int>
     public let validation: (data: Dataset, rows: Range<Int>)?
+    /// The model the validation rows go through when their inputs have other lengths than the
+    /// training data's (nil: the training model).
+    public var validationModel: Model?
     public var position = TrainingPosition()
     /// What defines the run, written into every checkpoint (nil: no checkpoints).
     public var configuration: RunConfiguration?
@@ -213,7 +216,9 @@ public final class Trainer {
             figures.seconds = Date().timeIntervalSince(started)
             figures.learningRate = step.optimizer.currentLearningRate
             if lossWeighting?.isActive == true { figures.headWeights = step.heads.map(\.weight) }
-            if let validation { figures.validation = try step.evaluate(validation.data, rows: validation.rows) }
+            if let validation {
+                figures.validation = try step.evaluate(validation.data, rows: validation.rows, on: validationModel)
+            }
             var stopEarly = false
             if let monitor = options.monitor {
                 // From reduced figures: every rank takes the same decision.

@@ -154,8 +154,19 @@ struct Train: ParsableCommand {
         step.overlapExchange = overlapExchange
 
         let source: ValidationSource = valData.map { .directory($0) } ?? validationSplit.map { .split($0) } ?? .none
+        // Validation data of another length for an Input(shape=(None, …)) goes through the
+        // same graph built at its length; the weights are copied into it for each validation.
+        var validationModel: Model?
+        if let valData, !description.variableInputs.isEmpty {
+            var atValidationLength = description
+            try atValidationLength.takeShapes(fromData: valData)
+            if atValidationLength.dataShapes != description.dataShapes {
+                validationModel = try comm.agreeOn { try atValidationLength.build(maxBatch: model.maxBatch) }
+            }
+        }
         let runData = try TrainingData(
-            directory: data, validation: source, model: model, heads: heads, communicator: comm)
+            directory: data, validation: source, model: model, heads: heads, communicator: comm,
+            validationModel: validationModel)
         let (dataset, trainRows, validation) = (runData.data, runData.trainRows, runData.validation)
         if let meta = resumed, meta.configuration.samples != trainRows.count {
             throw TandemError.usage(
@@ -191,6 +202,7 @@ struct Train: ParsableCommand {
             step.surgery = PCGrad(model: model, heads: heads, seed: seed)
         }
         let trainer = Trainer(step: step, data: dataset, trainRows: trainRows, validation: validation, options: options)
+        trainer.validationModel = validationModel
         if let faults = TestFaults.fromEnvironment() { trainer.beforeStep = faults.beforeStep }
         // Loss weights over time: the flags', else the checkpoint's; a resume may restate them, not change them.
         let schedules =

@@ -97,20 +97,32 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         }
     }
 
-    /// A variable-length model (`Input(shape=(None,))`) trained at one length predicts and evaluates
+    /// A variable-length model (`Input(shape=(None,))`) trained at one length validates, predicts and evaluates
     /// at another, as Keras does with the same model.keras: the model is built at each data's length.
     func testVariableLengthModelPredictsAtAnotherLength() throws {
         let m = "functional_guide"
-        let run = try tandemTrain(model(m), m, epochs: 1)
         let longer = dir + "/data-\(m)-13"
         let gen = try Harness.tandem([
             "gen-data", "--model", model(m), "--out", longer, "--samples", "23", "--seed", "5", "--seq-len", "13",
         ])
         XCTAssertEqual(gen.status, 0, gen.stderr)
         XCTAssertEqual(try NPYArray(path: longer + "/title.npy").shape, [23, 13])
+        // Trained at length 9, validated at length 13, at two ranks.
+        let run = try tandemTrain(model(m), m, epochs: 1, np: 2, extra: ["--val-data", longer])
         let seen = dir + "/inspect-\(m)-13"
         let inspect = try keras(["inspect", "--model", run + "/model.keras", "--data", longer, "--out", seen])
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        // The last epoch's val_ figures are Keras's evaluate of the final weights on the length-13 data.
+        let lines = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let validation = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as! [String: Any]
+        let kerasEvaluate =
+            try JSONSerialization.jsonObject(with: Data(inspect.stdout.split(separator: "\n").last!.utf8))
+            as! [String: Double]
+        XCTAssertNotNil(kerasEvaluate["loss"], inspect.stdout)
+        for (key, value) in kerasEvaluate {
+            let mine = validation["val_" + key] as? Double
+            XCTAssertEqual(mine ?? .nan, value, accuracy: 1e-5, "val_\(key) at length 13 against Keras's evaluate")
+        }
         let predictions = dir + "/predict-\(m)-13"
         let p = try Harness.tandem(["predict", "--model", run + "/model.keras", "--data", longer, "--out", predictions])
         XCTAssertEqual(p.status, 0, p.stderr)

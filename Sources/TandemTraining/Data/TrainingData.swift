@@ -1,6 +1,7 @@
 // A run's data: the training dataset, the rows it trains on, and the validation rows — a
 // second dataset, or Keras's validation_split (the LAST rows of the training data, before any
-// shuffling, as Keras holds them out). Every rank opens the files (headers only) and checks
+// shuffling, as Keras holds them out). A validation directory may hold another length for an
+// `Input(shape=(None, …))`: its rows then go through a model built at that length. Every rank opens the files (headers only) and checks
 // its own share of the rows; the ranks agree on any error.
 
 import Foundation
@@ -19,9 +20,11 @@ public struct TrainingData {
     public let trainRows: Range<Int>
     public let validation: (data: Dataset, rows: Range<Int>)?
 
+    /// `validationModel`: the model built at a validation directory's own lengths (an
+    /// `Input(shape=(None, …))` whose validation data is longer or shorter than the training data).
     public init(
         directory: String, validation source: ValidationSource, model: Model, heads: [Head],
-        communicator comm: Communicator
+        communicator comm: Communicator, validationModel: Model? = nil
     ) throws {
         let dataset = try comm.agreeOn { try Dataset(directory: directory, model: model, heads: heads) }
         try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
@@ -31,7 +34,7 @@ public struct TrainingData {
             trainRows = 0..<dataset.count
             validation = nil
         case .directory(let path):
-            let v = try comm.agreeOn { try Dataset(directory: path, model: model, heads: heads) }
+            let v = try comm.agreeOn { try Dataset(directory: path, model: validationModel ?? model, heads: heads) }
             try comm.agree(v.validate(rows: shard(count: v.count, rank: comm.rank, size: comm.size)))
             trainRows = 0..<dataset.count
             validation = (v, 0..<v.count)

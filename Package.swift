@@ -28,6 +28,16 @@ let package = Package(
             name: "CHDF5", pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"])]),
 
+        // minizip, for .npz datasets (stored members memory-mapped in place).
+        .systemLibrary(
+            name: "CMinizip", pkgConfig: "minizip",
+            providers: [.apt(["libminizip-dev"])]),
+
+        // libcsv, for CSV datasets (a streaming parser).
+        .systemLibrary(
+            name: "CCSV",
+            providers: [.apt(["libcsv-dev"])]),
+
         // cairo, for `tandem plot`'s PNG figures.
         .systemLibrary(
             name: "CCairo", pkgConfig: "cairo",
@@ -60,7 +70,8 @@ let package = Package(
 
         // Training: the step and its strategies, the trainer, checkpoints, the run's rules, data.
         .target(
-            name: "TandemTraining", dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "CSignals"]),
+            name: "TandemTraining",
+            dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "CSignals", "CMinizip", "CCSV"]),
 
         // `import Tandem`: the four above, re-exported — what the CLI and a user's program import.
         // It links neither MPI nor cairo: those are the two targets below.
@@ -90,6 +101,7 @@ let package = Package(
             name: "TandemTests",
             dependencies: [
                 "TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "TandemTestSupport", "CKernels",
+                "CMinizip",
             ]),
         .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "TandemTestSupport", "CCairo"]),
     ]

@@ -192,7 +192,7 @@ public func runBenchmark(
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)
     result.activationBytes = step.model.activationBytes
     result.dataBytes = (data.inputs + data.targets + data.sampleWeights.compactMap { $0 }).reduce(0) {
-        $0 + $1.file.size
+        $0 + $1.byteCount
     }
     let lifetime = max(setupPeak, peakResidentBytes())
     var rss = [Double(resetPeak ? peakResidentSinceReset() ?? lifetime : lifetime), Double(lifetime)]

@@ -246,7 +246,10 @@ public func inferHeadlineConfig(from file: SafeTensorsFile, into config: inout H
         config.lstmUnits = r[0]
     }
     if let d = file.tensors["dense/kernel"]?.shape, d.count == 2 {
-        if !given.contains("aux-features") { config.auxFeatures = d[0] - config.lstmUnits }
+        // The dense kernel reads [LSTM output, aux_input]: the file's own LSTM width (a
+        // --lstm-units flag is applied only later, so config's may still be the default).
+        let units = file.tensors["lstm/recurrent_kernel"]?.shape.first ?? config.lstmUnits
+        if !given.contains("aux-features") { config.auxFeatures = d[0] - units }
         if !given.contains("dense-units") { config.denseUnits = d[1] }
     }
     if !given.contains("dense-layers") {

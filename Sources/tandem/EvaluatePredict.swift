@@ -10,18 +10,19 @@ import Tandem
 func modelWithWeights(
     _ weights: String?, data: String, size: ModelSizeOptions, maxBatch: Int,
     communicator comm: Communicator
-) throws -> (model: Model, description: ModelDescription) {
+) throws -> (model: Model, description: ModelDescription, files: DataFiles) {
     let file = try weights.map { w in try comm.agreeOn { try SafeTensorsFile(path: w) } }
     var preset = HeadlineConfig()
     if size.isPreset {
         guard let file else {
             throw TandemError.usage("--weights is required with --model headline (an archive carries its own weights)")
         }
-        if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
+        if size.seqLen == nil, let t = sequenceLength(inData: data, comm) { preset.sequenceLength = t }
         inferHeadlineConfig(from: file, into: &preset, given: size.given)
     }
     var resolved = try size.resolve(comm, preset: preset)
-    try resolved.description.takeShapes(fromData: data)  // an Input(shape=(None, …)) takes the data's length
+    let files = try DataFiles.open(data, for: resolved.description, communicator: comm)
+    try resolved.description.takeShapes(from: files)  // an Input(shape=(None, …)) takes the data's length
     let model = try comm.agreeOn { try resolved.description.build(maxBatch: maxBatch) }
     try comm.agreeOn {
         if let file {
@@ -32,7 +33,7 @@ func modelWithWeights(
         try resolved.description.loadWeights(model.parameters, from: archive)
     }
     try broadcastState(model: model, optimizer: nil, communicator: comm)
-    return (model, resolved.description)
+    return (model, resolved.description, files)
 }
 
 struct Evaluate: ParsableCommand {
@@ -41,7 +42,8 @@ struct Evaluate: ParsableCommand {
 
     @Option(help: "Weights (.safetensors) to evaluate. Default with --model m.keras: the archive's.") var weights:
         String?
-    @Option(help: "Dataset directory with inputs and targets.") var data: String
+    @Option(help: "The data with inputs and targets: a directory of .npy files, an .npz, or a .csv/.tsv.") var data:
+        String
     @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
     @Option(name: .customLong("l2"), help: "L2 terms to include in the total, LAYER=λ.") var l2: [String] = []
     @OptionGroup var size: ModelSizeOptions
@@ -50,13 +52,13 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let (model, description) = try modelWithWeights(
+            let (model, description, files) = try modelWithWeights(
                 weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
             let heads = try headOptions.heads(description.heads)
             let evaluator = try Evaluator(
                 model: model, heads: heads, communicator: comm,
                 regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
-            let dataset = try comm.agreeOn { try Dataset(directory: data, model: model, heads: heads) }
+            let dataset = try comm.agreeOn { try Dataset(files: files, model: model, heads: heads) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let result = try evaluator.evaluate(dataset, rows: 0..<dataset.count)
             var fields = result.fields(heads: heads)
@@ -71,7 +73,10 @@ struct Predict: ParsableCommand {
         abstract: "Write each head's predictions as OUT/<output>.npy (float32 [N, units]), rows in input order.")
 
     @Option(help: "Weights (.safetensors). Default with --model m.keras: the archive's.") var weights: String?
-    @Option(help: "Dataset directory with the model's inputs (targets are not needed).") var data: String
+    @Option(
+        help:
+            "The data with the model's inputs (targets are not needed): a directory of .npy files, an .npz, or a .csv/.tsv."
+    ) var data: String
     @Option(help: "Directory to write the predictions to.") var out: String
     @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
     @OptionGroup var size: ModelSizeOptions
@@ -79,10 +84,10 @@ struct Predict: ParsableCommand {
     func run() throws {
         try runCommand { comm in
             guard batchSize > 0 else { throw TandemError.usage("--batch-size must be at least 1, got \(batchSize)") }
-            let model = try modelWithWeights(weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
-                .model
+            let (model, _, files) = try modelWithWeights(
+                weights, data: data, size: size, maxBatch: batchSize, communicator: comm)
             let dataset = try comm.agreeOn {
-                try Dataset(directory: data, model: model, heads: [], requireTargets: false)
+                try Dataset(files: files, model: model, heads: [], requireTargets: false)
             }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
             let outputs = try predict(model: model, data: dataset, communicator: comm)
@@ -101,6 +106,19 @@ struct Predict: ParsableCommand {
     }
 }
 
+/// Packs the `names` arrays of `directory` that exist into one .npz or CSV at `path`.
+func packDataset(directory: String, names: [String], format: String, to path: String) throws {
+    let arrays = try names.compactMap { name -> (name: String, npy: String)? in
+        let npy = directory + "/\(name).npy"
+        return FileManager.default.fileExists(atPath: npy) ? (name, npy) : nil
+    }
+    if format == "npz" {
+        try NPZArchive.write(members: arrays, to: path)
+    } else {
+        try CSVDataset.write(arrays: arrays.map { ($0.name, try NPYArray(path: $0.npy)) }, to: path)
+    }
+}
+
 struct GenData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gen-data",
@@ -113,7 +131,12 @@ struct GenData: ParsableCommand {
             rows from its argmax, regression values), so the model can learn them.
             """)
 
-    @Option(help: "Directory to write to.") var out: String
+    @Option(help: "Where to write: a directory (npy), a .npz file, or a .csv/.tsv file.") var out: String
+    @Option(
+        help:
+            "npy (a directory of .npy files), npz (one archive, as np.savez writes), or csv (one file with a header; .tsv: tab-separated). Default: from --out's extension, else npy."
+    )
+    var format: String?
     @Option(help: "Number of samples.") var samples: Int
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(
@@ -123,6 +146,22 @@ struct GenData: ParsableCommand {
             valueName: "output=fraction"))
     var missing: [String] = []
     @OptionGroup var size: ModelSizeOptions
+
+    /// --format, else from --out's extension; the two must agree.
+    func dataFormat() throws -> String {
+        let l = out.lowercased()
+        let implied = l.hasSuffix(".npz") ? "npz" : l.hasSuffix(".csv") || l.hasSuffix(".tsv") ? "csv" : "npy"
+        guard let format else { return implied }
+        guard ["npy", "npz", "csv"].contains(format) else {
+            throw TandemError.usage("--format '\(format)': the formats are npy, npz and csv")
+        }
+        guard format == implied else {
+            throw TandemError.usage(
+                "--format \(format) with --out \(out): name \(format == "npy" ? "a directory" : "a .\(format) file") for \(format)"
+            )
+        }
+        return format
+    }
 
     func run() throws {
         try runCommand { comm in
@@ -142,8 +181,12 @@ struct GenData: ParsableCommand {
                 }
                 return (parts[0], f)
             }
+            let format = try dataFormat()
+            // npz and csv: generated as .npy files beside the target, then packed into one file.
+            let out = format == "npy" ? self.out : self.out + ".npy-\(getpid())"
             try comm.agreeOn {
                 guard comm.rank == 0 else { return }
+                defer { if format != "npy" { try? FileManager.default.removeItem(atPath: out) } }
                 if let config = resolved.headline {
                     try generateHeadlineData(directory: out, samples: samples, config: config, seed: seed)
                     print(
@@ -159,6 +202,11 @@ struct GenData: ParsableCommand {
                 for (output, fraction) in marks {
                     let n = try markMissingLabels(directory: out, output: output, fraction: fraction, seed: seed)
                     print("\(output): \(n) of \(samples) samples left unlabelled (NaN)")
+                }
+                if format != "npy" {
+                    let names = resolved.description.inputNames + outputs.flatMap { [$0, $0 + ".sample_weight"] }
+                    try packDataset(directory: out, names: names, format: format, to: self.out)
+                    print("packed into \(self.out)")
                 }
             }
         }

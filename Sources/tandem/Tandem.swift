@@ -105,9 +105,11 @@ func rankZeroBroadcast(_ communicator: Communicator, _ read: () throws -> String
     return String(decoding: try communicator.broadcastFromRankZero(Array(text.utf8)), as: UTF8.self)
 }
 
-/// The sequence length stored in a dataset's main_input.npy, if readable.
-func sequenceLength(inData directory: String) -> Int? {
-    let path = URL(fileURLWithPath: directory).appendingPathComponent("main_input.npy").path
-    guard let array = try? NPYArray(path: path), array.shape.count == 2 else { return nil }
+/// The sequence length of the preset's main_input in `data` (a directory, .npz or CSV), if readable.
+func sequenceLength(inData data: String, _ comm: Communicator) -> Int? {
+    guard let preset = try? ModelDescription.headline(HeadlineConfig()),
+        let files = try? DataFiles.open(data, for: preset, communicator: comm),
+        let array = try? files.array("main_input"), array.shape.count == 2
+    else { return nil }
     return array.shape[1]
 }

@@ -22,7 +22,7 @@ struct Train: ParsableCommand {
 
     @Option(
         help:
-            "Dataset directory: <input>.npy for each model input, <output>.npy for each output with a loss, optional <output>.sample_weight.npy (headline: main_input, aux_input, main_output, aux_output)."
+            "The data: a directory of <input>.npy for each model input, <output>.npy for each output with a loss, optional <output>.sample_weight.npy (headline: main_input, aux_input, main_output, aux_output); or one .npz holding those arrays (np.savez); or a .csv/.tsv with a header naming the columns (<name>, or <name>_0 … <name>_{k-1} for a width-k array)."
     )
     var data: String
     @Option(help: "Run directory to write weights, checkpoint, metrics and model.keras to.") var out: String
@@ -119,7 +119,9 @@ struct Train: ParsableCommand {
         let resumed = try checkpointPath.map { try readCheckpoint($0, comm) }
         let resolved = try resolveModel(resumed: resumed, checkpointPath: checkpointPath, comm)
         var description = resolved.description
-        try description.takeShapes(fromData: data)  // an Input(shape=(None, …)) takes the data's length
+        let files = try DataFiles.open(data, for: description, communicator: comm)
+        let validationFiles = try valData.map { try DataFiles.open($0, for: description, communicator: comm) }
+        try description.takeShapes(from: files)  // an Input(shape=(None, …)) takes the data's length
         var heads = try headOptions.heads(description.heads)
         if let meta = resumed {
             // What defines the run is the checkpoint's: a flag may restate it, not change it (ResumeRules.swift).
@@ -153,19 +155,20 @@ struct Train: ParsableCommand {
         step.gradientBound = resumed?.gradientBound
         step.overlapExchange = overlapExchange
 
-        let source: ValidationSource = valData.map { .directory($0) } ?? validationSplit.map { .split($0) } ?? .none
+        let source: ValidationSource =
+            validationFiles.map { .files($0) } ?? validationSplit.map { .split($0) } ?? .none
         // Validation data of another length for an Input(shape=(None, …)) goes through the
         // same graph built at its length; the weights are copied into it for each validation.
         var validationModel: Model?
-        if let valData, !description.variableInputs.isEmpty {
+        if let validationFiles, !description.variableInputs.isEmpty {
             var atValidationLength = description
-            try atValidationLength.takeShapes(fromData: valData)
+            try atValidationLength.takeShapes(from: validationFiles)
             if atValidationLength.dataShapes != description.dataShapes {
                 validationModel = try comm.agreeOn { try atValidationLength.build(maxBatch: model.maxBatch) }
             }
         }
         let runData = try TrainingData(
-            directory: data, validation: source, model: model, heads: heads, communicator: comm,
+            files: files, validation: source, model: model, heads: heads, communicator: comm,
             validationModel: validationModel)
         let (dataset, trainRows, validation) = (runData.data, runData.trainRows, runData.validation)
         if let meta = resumed, meta.configuration.samples != trainRows.count {
@@ -181,7 +184,7 @@ struct Train: ParsableCommand {
             ?? .initializers(seed: seed, model: size.model)
         let restored = try step.restore(from: start)
         let position = restored.position ?? TrainingPosition()
-        let notes = restored.notes
+        let notes = restored.notes + [files, validationFiles].compactMap { $0?.conversionNote }
 
         try comm.agreeOn {
             if comm.rank == 0 { try makeDirectory(out) }
@@ -298,7 +301,7 @@ extension Train {
     {
         guard let meta = resumed, let checkpointPath else {
             var preset = HeadlineConfig()
-            if size.seqLen == nil, let t = sequenceLength(inData: data) { preset.sequenceLength = t }
+            if size.seqLen == nil, let t = sequenceLength(inData: data, comm) { preset.sequenceLength = t }
             return try size.resolve(comm, preset: preset)
         }
         if !size.isPreset {

@@ -124,7 +124,7 @@ final class ModelGradientTests: XCTestCase {
         let figures = try batch.withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
         // Recompute main_output's loss by hand from the predicted probabilities.
         let p = step.model.output(named: "main_output")!.output.values!
-        let weights = try NPYArray(path: data.directory + "/main_output.sample_weight.npy")
+        let weights = try XCTUnwrap(try data.files.array("main_output.sample_weight"))
         var expected = 0.0
         for (i, sample) in batch.enumerated() {
             var t: Float = 0

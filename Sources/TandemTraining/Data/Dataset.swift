@@ -1,5 +1,6 @@
-// A dataset directory (docs/SPEC.md §5): one .npy per model input and per output
-// target, named after them, plus optional `<output>.sample_weight.npy`.
+// A dataset (docs/SPEC.md §5, §13): one array per model input and per output target, named
+// after them, plus optional `<output>.sample_weight` — from a directory of .npy files, an .npz or
+// a CSV (DataFiles.swift).
 // Files are memory-mapped; rows are gathered (and converted) per batch, so a
 // rank touches only the rows it trains on. Shapes are checked on open, values
 // (token range, NaN/Inf) by `validate(rows:)`.
@@ -17,7 +18,8 @@ public struct Labels: Sendable {
 
 /// The arrays of one dataset directory, matched to a model's inputs and heads.
 public final class Dataset: @unchecked Sendable {
-    package let directory: String
+    /// Where the arrays come from (a directory, an .npz, a CSV's cache).
+    package let files: DataFiles
     public let count: Int
     /// Per model input, in `model.inputs` order.
     package let inputs: [NPYArray]
@@ -34,27 +36,24 @@ public final class Dataset: @unchecked Sendable {
     /// Some head's targets hold a NaN row (a sample without that label).
     public let hasMissingLabels: Bool
 
-    /// Opens `directory` for `model` and `heads`; every file's dtype and shape is checked.
-    /// With `requireTargets` false (predict), target files are not needed.
-    public init(directory: String, model: Model, heads: [Head], requireTargets: Bool = true) throws {
-        self.directory = directory
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw TandemError.file(directory, "dataset directory not found")
-        }
-        func path(_ name: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(name).path }
+    /// A dataset directory or an .npz (a CSV: `init(files:…)` with `DataFiles.open`).
+    public convenience init(directory: String, model: Model, heads: [Head], requireTargets: Bool = true) throws {
+        try self.init(files: DataFiles(directory), model: model, heads: heads, requireTargets: requireTargets)
+    }
+
+    /// Opens `files` for `model` and `heads`; every array's dtype and shape is checked.
+    /// With `requireTargets` false (predict), targets are not needed.
+    public init(files: DataFiles, model: Model, heads: [Head], requireTargets: Bool = true) throws {
+        self.files = files
         func open(_ name: String, what: String) throws -> NPYArray {
-            let p = path(name)
-            guard FileManager.default.fileExists(atPath: p) else {
-                throw TandemError.file(p, "file not found (the model's \(what) needs it)")
-            }
-            return try NPYArray(path: p)
+            guard let array = try files.array(name) else { throw files.missing(name, what: what) }
+            return array
         }
         var counts: [(String, Int)] = []
         var inputArrays: [NPYArray] = []
         var vocab: [Int?] = []
         for input in model.inputs {
-            let array = try open("\(input.name).npy", what: "input '\(input.name)'")
+            let array = try open(input.name, what: "input '\(input.name)'")
             switch input.kind {
             case .tokens:
                 // Any integer, bool or float type: Keras's Embedding casts its ids itself, so
@@ -77,20 +76,19 @@ public final class Dataset: @unchecked Sendable {
                 guard let layer = model.output(named: head.output) else {
                     throw TandemError.usage("unknown output '\(head.output)'")
                 }
-                let array = try open("\(head.output).npy", what: "output '\(head.output)'")
+                let array = try open(head.output, what: "output '\(head.output)'")
                 try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
                 targetArrays.append(array)
                 classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
                 ignoredClasses.append(head.options.ignoreClass)
                 counts.append((array.path, array.rows))
-                let weightPath = path("\(head.output).sample_weight.npy")
-                if FileManager.default.fileExists(atPath: weightPath) {
-                    let weights = try NPYArray(path: weightPath)
+                if let weights = try files.array("\(head.output).sample_weight") {
                     guard weights.shape.count == 1 || (weights.shape.count == 2 && weights.shape[1] == 1) else {
-                        throw TandemError.file(weightPath, "sample weights must have shape [N], found \(weights.shape)")
+                        throw TandemError.file(
+                            weights.path, "sample weights must have shape [N], found \(weights.shape)")
                     }
                     weightArrays.append(weights)
-                    counts.append((weightPath, weights.rows))
+                    counts.append((weights.path, weights.rows))
                 } else {
                     weightArrays.append(nil)
                 }
@@ -98,8 +96,7 @@ public final class Dataset: @unchecked Sendable {
         }
         let (firstPath, n) = counts[0]
         for (p, rows) in counts where rows != n {
-            throw TandemError.file(
-                p, "has \(rows) rows but \(URL(fileURLWithPath: firstPath).lastPathComponent) has \(n)")
+            throw TandemError.file(p, "has \(rows) rows but \(firstPath) has \(n)")
         }
         guard n > 0 else { throw TandemError.file(firstPath, "has no samples (0 rows)") }
         count = n

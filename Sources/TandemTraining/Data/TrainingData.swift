@@ -11,7 +11,8 @@ import TandemKeras
 /// Where a run's validation figures come from.
 public enum ValidationSource: Sendable {
     case none
-    case directory(String)
+    /// A second dataset (a directory, an .npz or a CSV).
+    case files(DataFiles)
     case split(Double)
 }
 
@@ -23,18 +24,18 @@ public struct TrainingData {
     /// `validationModel`: the model built at a validation directory's own lengths (an
     /// `Input(shape=(None, …))` whose validation data is longer or shorter than the training data).
     public init(
-        directory: String, validation source: ValidationSource, model: Model, heads: [Head],
+        files: DataFiles, validation source: ValidationSource, model: Model, heads: [Head],
         communicator comm: Communicator, validationModel: Model? = nil
     ) throws {
-        let dataset = try comm.agreeOn { try Dataset(directory: directory, model: model, heads: heads) }
+        let dataset = try comm.agreeOn { try Dataset(files: files, model: model, heads: heads) }
         try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
         data = dataset
         switch source {
         case .none:
             trainRows = 0..<dataset.count
             validation = nil
-        case .directory(let path):
-            let v = try comm.agreeOn { try Dataset(directory: path, model: validationModel ?? model, heads: heads) }
+        case .files(let other):
+            let v = try comm.agreeOn { try Dataset(files: other, model: validationModel ?? model, heads: heads) }
             try comm.agree(v.validate(rows: shard(count: v.count, rank: comm.rank, size: comm.size)))
             trainRows = 0..<dataset.count
             validation = (v, 0..<v.count)

@@ -1,4 +1,4 @@
-// NumPy .npy files: reader (memory-mapped; bool, signed and unsigned integers of 8 to 64 bits,
+// NumPy .npy files: reader (memory-mapped, or from an .npz's bytes; bool, signed and unsigned integers of 8 to 64 bits,
 // float32 / float64; little-endian, C order) and writer (float32 / int32, format 1.0). Every
 // input type is converted as Keras converts a model input: to float32 features, or to token ids
 // (whole numbers only; a float id with a fraction is refused, never truncated).
@@ -41,24 +41,38 @@ package enum NPYType: String, Sendable {
     }
 }
 
-/// A memory-mapped .npy array.
+/// A .npy array: a memory-mapped file, a stored member of a memory-mapped .npz, or an
+/// inflated (compressed) .npz member.
 public final class NPYArray: @unchecked Sendable {
-    package let file: MappedFile
+    /// What holds the bytes (a MappedFile, or the buffer a compressed member was inflated into).
+    private let storage: AnyObject
     package let type: NPYType
     public let shape: [Int]
     private let data: UnsafeRawPointer
-    package var path: String { file.path }
+    /// The file (or `archive.npz[member]`) errors name.
+    package let path: String
+    /// Bytes of the whole .npy, header included.
+    package let byteCount: Int
     package var rows: Int { shape.first ?? 1 }
     /// Elements per row (product of the trailing dimensions).
     package var rowWidth: Int { shape.dropFirst().reduce(1, *) }
 
-    public init(path: String) throws {
-        file = try MappedFile(path: path)
-        let (type, shape, headerEnd) = try NPYArray.parseHeader(file)
+    /// `label`: how errors name the array (default: the path).
+    public convenience init(path: String, label: String? = nil) throws {
+        let file = try MappedFile(path: path)
+        try self.init(bytes: file.bytes, size: file.size, path: label ?? path, storage: file)
+    }
+
+    /// The .npy held in `bytes[0..<size]`, which `storage` keeps alive.
+    package init(bytes: UnsafeRawPointer, size: Int, path: String, storage: AnyObject) throws {
+        self.storage = storage
+        self.path = path
+        byteCount = size
+        let (type, shape, headerEnd) = try NPYArray.parseHeader(bytes, size, path)
         self.type = type
         self.shape = shape
-        data = file.bytes + headerEnd
-        let available = file.size - headerEnd
+        data = bytes + headerEnd
+        let available = size - headerEnd
         guard let elements = checkedProduct(shape), elements <= available else {
             throw TandemError.file(path, "truncated: shape \(shape) needs more data than the file's \(available) bytes")
         }
@@ -69,11 +83,13 @@ public final class NPYArray: @unchecked Sendable {
         }
     }
 
-    private static func parseHeader(_ file: MappedFile) throws -> (NPYType, [Int], Int) {
-        let p = file.bytes.assumingMemoryBound(to: UInt8.self)
+    private static func parseHeader(_ bytes: UnsafeRawPointer, _ size: Int, _ path: String) throws -> (
+        NPYType, [Int], Int
+    ) {
+        let p = bytes.assumingMemoryBound(to: UInt8.self)
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
-        guard file.size >= 10, (0..<6).allSatisfy({ p[$0] == magic[$0] }) else {
-            throw TandemError.file(file.path, "not a .npy file (bad magic)")
+        guard size >= 10, (0..<6).allSatisfy({ p[$0] == magic[$0] }) else {
+            throw TandemError.file(path, "not a .npy file (bad magic)")
         }
         let major = p[6]
         let headerLength: Int
@@ -83,47 +99,47 @@ public final class NPYArray: @unchecked Sendable {
             headerLength = Int(p[8]) | Int(p[9]) << 8
             start = 10
         case 2, 3:
-            guard file.size >= 12 else { throw TandemError.file(file.path, "truncated header") }
+            guard size >= 12 else { throw TandemError.file(path, "truncated header") }
             headerLength = Int(p[8]) | Int(p[9]) << 8 | Int(p[10]) << 16 | Int(p[11]) << 24
             start = 12
-        default: throw TandemError.file(file.path, "unsupported .npy version \(major)")
+        default: throw TandemError.file(path, "unsupported .npy version \(major)")
         }
-        guard start + headerLength <= file.size else { throw TandemError.file(file.path, "truncated header") }
+        guard start + headerLength <= size else { throw TandemError.file(path, "truncated header") }
         let header = String(decoding: UnsafeBufferPointer(start: p + start, count: headerLength), as: UTF8.self)
 
         func field(_ key: String) throws -> String {
             guard let keyRange = header.range(of: "'\(key)':") else {
-                throw TandemError.file(file.path, "header has no '\(key)'")
+                throw TandemError.file(path, "header has no '\(key)'")
             }
             return String(header[keyRange.upperBound...]).trimmingCharacters(in: .whitespaces)
         }
         let descrField = try field("descr")
         guard descrField.hasPrefix("'"), let close = descrField.dropFirst().firstIndex(of: "'") else {
-            throw TandemError.file(file.path, "cannot read the dtype in the header")
+            throw TandemError.file(path, "cannot read the dtype in the header")
         }
         var descr = String(descrField[descrField.index(after: descrField.startIndex)..<close])
         if descr.hasPrefix("=") || descr.hasPrefix("|") { descr = "<" + descr.dropFirst() }  // native = little here
         guard let type = NPYType(rawValue: descr) else {
             throw TandemError.file(
-                file.path,
+                path,
                 "dtype '\(descr)' is not supported (need little-endian bool, int8 to int64, uint8 to uint64, float32 or float64)"
             )
         }
         let fortran = try field("fortran_order")
         let shapeField = try field("shape")
         guard shapeField.hasPrefix("("), let shapeEnd = shapeField.firstIndex(of: ")") else {
-            throw TandemError.file(file.path, "cannot read the shape in the header")
+            throw TandemError.file(path, "cannot read the shape in the header")
         }
         let shapeText = shapeField[shapeField.index(after: shapeField.startIndex)..<shapeEnd]
         var shape: [Int] = []
         for part in shapeText.split(separator: ",") {
             let s = part.trimmingCharacters(in: .whitespaces)
             if s.isEmpty { continue }
-            guard let d = Int(s), d >= 0 else { throw TandemError.file(file.path, "bad shape (\(shapeText))") }
+            guard let d = Int(s), d >= 0 else { throw TandemError.file(path, "bad shape (\(shapeText))") }
             shape.append(d)
         }
         if fortran.hasPrefix("True") && shape.filter({ $0 > 1 }).count > 1 {
-            throw TandemError.file(file.path, "Fortran-order arrays are not supported (save with C order)")
+            throw TandemError.file(path, "Fortran-order arrays are not supported (save with C order)")
         }
         return (type, shape, start + headerLength)
     }
@@ -132,6 +148,9 @@ public final class NPYArray: @unchecked Sendable {
     @inline(__always)
     /// One element of a row, as Float.
     package func float(row: Int, column: Int = 0) -> Float { Float(element(row * rowWidth + column)) }
+
+    /// One element of a row, as Double (exact for every type but 64-bit integers beyond 2⁵³).
+    package func double(row: Int, column: Int = 0) -> Double { element(row * rowWidth + column) }
 
     /// Element `i` of the array as Double (exact for every type but 64-bit integers beyond 2⁵³).
     @inline(__always)

@@ -16,6 +16,11 @@ Extra keyword arguments become Tandem flags: `optimizer="adam"` →
 aux_output=0.5`, `reproducible=True` → `--reproducible`. The tandem binary is
 `tandem=`, else $TANDEM_BIN, else `tandem` on PATH, else this repository's
 .build/release/tandem. Needs only Keras and numpy.
+
+`x`, `y` and `sample_weight` may each be an array, a list, a dict by name, or a
+pandas DataFrame whose columns are named as in Tandem's CSV datasets: `name` for
+a width-1 input or output, `name_0 … name_{k-1}` for a wider one (a frame naming
+none of them feeds a single-input model whole, as Keras's fit takes it).
 """
 
 import json
@@ -52,10 +57,41 @@ def _binary(tandem):
     raise FileNotFoundError("tandem_keras.fit: no tandem binary (pass tandem=..., set TANDEM_BIN, or build with swift build -c release)")
 
 
+def _is_frame(value):
+    # A pandas DataFrame, recognised by its shape rather than imported (pandas stays optional).
+    return hasattr(value, "columns") and hasattr(value, "to_numpy") and hasattr(value, "loc")
+
+
+def _from_frame(frame, names, argument):
+    """A DataFrame → {name: array} by Tandem's CSV column rule: column `name` feeds a width-1
+    array, `name_0 … name_{k-1}` a width-k one. A frame with none of the names feeds a model
+    with one input (or output) whole, as Keras's fit takes it."""
+    columns = [str(c) for c in frame.columns]
+    found = {}
+    for name in names:
+        if name in columns:
+            found[name] = frame[name].to_numpy()
+            continue
+        wide = []
+        while f"{name}_{len(wide)}" in columns:
+            wide.append(f"{name}_{len(wide)}")
+        if wide:
+            found[name] = frame[wide].to_numpy()
+    if found:
+        return found
+    if len(names) == 1:
+        return {names[0]: frame.to_numpy()}
+    raise ValueError(
+        f"{argument}: a DataFrame whose columns name none of {names} "
+        f"(name a column after each, or <name>_0 … <name>_(k-1) for a wider one)")
+
+
 def _by_name(value, names, argument, allow_missing=False):
-    """An array, a list in `names` order, or a dict by name → {name: array}."""
+    """An array, a DataFrame, a list in `names` order, or a dict by name → {name: array}."""
     if value is None:
         return {}
+    if _is_frame(value):
+        value = _from_frame(value, names, argument)
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(names))
         if unknown:
@@ -80,7 +116,8 @@ def _array(value, argument):
         raise TypeError(f"{argument}: not an array ({e})") from None
     if a.dtype == object or a.ndim == 0:
         raise TypeError(f"{argument}: expected a numeric array, got {type(value).__name__} of dtype {a.dtype}")
-    return a
+    # C order, as Tandem reads .npy files (a DataFrame's or a transposed array's may be Fortran's).
+    return np.ascontiguousarray(a)
 
 
 def _write(directory, model, x, y, sample_weight, prefix):

@@ -59,6 +59,39 @@ final class KerasFromPythonTests: KerasFixtureTestCase {
         }
     }
 
+    /// pandas DataFrames for x and y, columns named as in a CSV dataset (`main_input_0 …`, `main_output`),
+    /// train to the same bytes as the arrays they hold.
+    func testFitTakesDataFramesNamedAsCSVColumns() throws {
+        let m = "headline"
+        let reference = try Harness.weights(try tandemTrain(model(m), m, epochs: 2) + "/weights.safetensors")
+        let out = dir + "/frame-model.safetensors"
+        let code = """
+            import os, sys, numpy as np, pandas as pd, keras, tandem_keras
+            from keras_models import weights_of, write_safetensors
+            archive, data, run, out = sys.argv[1:5]
+            model = keras.saving.load_model(archive)
+            load = lambda n: np.load(os.path.join(data, n + ".npy"))
+            def frame(arrays):
+                columns = {}
+                for name, a in arrays.items():
+                    a = a.reshape(len(a), -1)
+                    if a.shape[1] == 1:
+                        columns[name] = a[:, 0]
+                    else:
+                        columns.update({f"{name}_{k}": a[:, k] for k in range(a.shape[1])})
+                return pd.DataFrame(columns)
+            x = frame({"aux_input": load("aux_input"), "main_input": load("main_input")})
+            y = frame({"aux_output": load("aux_output"), "main_output": load("main_output")})
+            w = {"main_output": load("main_output.sample_weight")}
+            tandem_keras.fit(model, x, y, sample_weight=w, batch_size=8, epochs=2, run_dir=run,
+                             no_shuffle=True, verbose=False)
+            write_safetensors(out, weights_of(model))
+            """
+        let r = try python(code, [model(m), data(m), dir + "/frame-run", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        assertClose(try Harness.weights(out), reference, 1e-30, "DataFrames against tandem train on the arrays")
+    }
+
     func testBadArgumentsRaiseExceptionsNamingThem() throws {
         let code = """
             import os, sys, numpy as np, keras, tandem_keras

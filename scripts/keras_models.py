@@ -548,6 +548,48 @@ MODELS = {"headline": headline, "sequential": sequential, "three_heads": three_h
           "gru_text": gru_text, "regression": regression, "losses": losses, "metrics": metrics,
           # Last: the global seed's draws for the models above stay as they were.
           "dict_outputs": dict_outputs, "functional_guide": functional_guide, "activation_layers": activation_layers}
+def dlwp_multi_output():
+    """Exactly as published: the three-output model of *Deep Learning with Python* (François Chollet,
+    Manning 2017), §7.1.3 "Multi-output models", listings 7.3 (the model) and 7.5 (its compile with loss
+    weighting) — social-media posts → age, income group and gender. Kept as printed, including
+    `Embedding(256, vocabulary_size)`: 256 token ids embedded in 50 000 dimensions, so the first Conv1D
+    reads 50 000 channels (46 million parameters). Its data needs at least 269 tokens a post."""
+    from keras import layers, Input
+    from keras.models import Model
+
+    vocabulary_size = 50000
+    num_income_groups = 10
+
+    posts_input = Input(shape=(None,), dtype='int32', name='posts')
+    embedded_posts = layers.Embedding(256, vocabulary_size)(posts_input)
+    x = layers.Conv1D(128, 5, activation='relu')(embedded_posts)
+    x = layers.MaxPooling1D(5)(x)
+    x = layers.Conv1D(256, 5, activation='relu')(x)
+    x = layers.Conv1D(256, 5, activation='relu')(x)
+    x = layers.MaxPooling1D(5)(x)
+    x = layers.Conv1D(256, 5, activation='relu')(x)
+    x = layers.Conv1D(256, 5, activation='relu')(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    x = layers.Dense(128, activation='relu')(x)
+
+    age_prediction = layers.Dense(1, name='age')(x)
+    income_prediction = layers.Dense(num_income_groups,
+                                     activation='softmax',
+                                     name='income')(x)
+    gender_prediction = layers.Dense(1, activation='sigmoid', name='gender')(x)
+
+    model = Model(posts_input,
+                  [age_prediction, income_prediction, gender_prediction])
+
+    model.compile(optimizer='rmsprop',
+                  loss=['mse', 'categorical_crossentropy', 'binary_crossentropy'],
+                  loss_weights=[0.25, 1., 10.])
+    return model
+
+
+MODELS["dlwp_multi_output"] = dlwp_multi_output
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

@@ -22,13 +22,25 @@ void tandem_release_free_memory(void) { malloc_trim(0); }
 float *tandem_allocate_workspace(size_t count, int huge) {
     size_t bytes = count * sizeof(float);
     if (!huge) return calloc(count, sizeof(float));
-    // 2 MB aligned and rounded, so whole huge pages back it.
-    size_t page = 2u << 20, rounded = (bytes + page - 1) / page * page;
-    void *p = 0;
-    if (posix_memalign(&p, page, rounded) != 0) return 0;
-    madvise(p, rounded, MADV_HUGEPAGE);
-    memset(p, 0, rounded);
-    return p;
+    // 2 MB aligned, so whole huge pages back it; anonymous memory is zero and mapped only when
+    // touched, so a large arena costs only the rows a step uses. The mapping's start and length
+    // sit just before the aligned block, for tandem_free_workspace.
+    size_t page = 2u << 20, length = bytes + 2 * page;
+    char *base = mmap(0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return 0;
+    char *aligned = (char *)(((size_t)base + 16 + page - 1) / page * page);
+    ((size_t *)aligned)[-2] = (size_t)base;
+    ((size_t *)aligned)[-1] = length;
+    madvise(aligned, (bytes + page - 1) / page * page, MADV_HUGEPAGE);
+    return (float *)aligned;
 }
 
-void tandem_free_workspace(float *p) { free(p); }
+void tandem_free_workspace(float *p, int huge) {
+    if (!p) return;
+    if (!huge) {
+        free(p);
+        return;
+    }
+    size_t *header = (size_t *)p;
+    munmap((void *)header[-2], header[-1]);
+}

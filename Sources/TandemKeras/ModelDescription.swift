@@ -130,6 +130,31 @@ public struct ModelDescription: Sendable {
             }
             return l
         }
-        return Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
+        // Activations for more rows than the machine holds: said by name, before allocating.
+        let arenaBytes = built.values.reduce(0) { sum, layer in
+            let size = layer.workspaceSize(batch: maxBatch)
+            return sum + 4 * (size.values + size.gradients)
+        }
+        if UInt64(arenaBytes) > ProcessInfo.processInfo.physicalMemory {
+            throw TandemError.usage(
+                "the activations of \(maxBatch) rows need \(arenaBytes >> 30) GiB, more than this machine's \(ProcessInfo.processInfo.physicalMemory >> 30) GiB (a row needs \(arenaBytes / maxBatch >> 20) MiB): use a smaller --batch-size or more ranks"
+            )
+        }
+        let model = Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
+        model.evaluationRows = ModelDescription.evaluationRows(built.values)
+        return model
+    }
+
+    /// Rows that evaluation and prediction forward together (docs/SPEC.md §4): 64, or fewer when a
+    /// row's activations are so large that 64 rows would pass 1 GiB (a model whose one Conv1D reads
+    /// 50 000 channels). A property of the model at its data's lengths, never of the rank count.
+    public func evaluationRows() throws -> Int { ModelDescription.evaluationRows(try layerGraph().values) }
+
+    private static func evaluationRows<S: Sequence>(_ layers: S) -> Int where S.Element == Layer {
+        let floatsPerRow = layers.reduce(0) { sum, layer in
+            let size = layer.workspaceSize(batch: 1)
+            return sum + size.values + size.gradients
+        }
+        return max(1, min(64, (1 << 30) / max(4 * floatsPerRow, 1)))
     }
 }

@@ -48,8 +48,9 @@ public final class Evaluator {
 
     /// Rows forwarded together. It must not depend on the rank count (a row's outputs depend,
     /// in the last bits, on the rows forwarded with it): training builds models of at least
-    /// 64 rows in ordinary mode, of the micro-batch in reproducible mode.
-    package var evaluationBlock: Int { min(model.maxBatch, 64) }
+    /// `evaluationRows` (64 unless a row is very large) in ordinary mode, of the micro-batch in
+    /// reproducible mode.
+    package var evaluationBlock: Int { min(model.maxBatch, model.evaluationRows) }
 
     /// The loss of the current weights on `rows` of `data` (docs/SPEC.md §3: Keras's evaluate).
     ///

@@ -23,7 +23,11 @@ func modelWithWeights(
     var resolved = try size.resolve(comm, preset: preset)
     let files = try DataFiles.open(data, for: resolved.description, communicator: comm)
     try resolved.description.takeShapes(from: files)  // an Input(shape=(None, …)) takes the data's length
-    let model = try comm.agreeOn { try resolved.description.build(maxBatch: maxBatch) }
+    // A model whose rows are very large forwards fewer at a time (ModelDescription.evaluationRows).
+    let rows = try comm.agreeOn { try resolved.description.evaluationRows() }
+    let model = try comm.agreeOn {
+        try resolved.description.build(maxBatch: rows < 64 ? min(maxBatch, rows) : maxBatch)
+    }
     try comm.agreeOn {
         if let file {
             try loadWeights(model.parameters, from: file)

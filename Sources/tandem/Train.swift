@@ -144,9 +144,11 @@ struct Train: ParsableCommand {
 
         guard microBatch > 0 else { throw TandemError.usage("--micro-batch must be at least 1") }
         let micro: Int? = resumed.map { $0.configuration.microBatch } ?? (reproducible ? microBatch : nil)
-        // The model holds one rank's slice of a global batch (or one micro-batch).
+        // The model holds one rank's slice of a global batch (or one micro-batch), and at least
+        // one evaluation block (Evaluator.evaluationBlock).
         let localBatch = (batch + comm.size - 1) / comm.size
-        let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, 64)) }
+        let rows = try comm.agreeOn { try description.evaluationRows() }
+        let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, rows)) }
         let opt = Optimizer(optimizerConfig, parameters: model.parameters)
         let step = try TrainingStep(
             model: model, heads: heads, optimizer: opt, communicator: comm,
@@ -164,7 +166,9 @@ struct Train: ParsableCommand {
             var atValidationLength = description
             try atValidationLength.takeShapes(from: validationFiles)
             if atValidationLength.dataShapes != description.dataShapes {
-                validationModel = try comm.agreeOn { try atValidationLength.build(maxBatch: model.maxBatch) }
+                validationModel = try comm.agreeOn {
+                    try atValidationLength.build(maxBatch: max(model.maxBatch, try atValidationLength.evaluationRows()))
+                }
             }
         }
         let runData = try TrainingData(

@@ -97,9 +97,10 @@ const char *tandem_blas_core_for_cpu(void);
 /// freed before training would otherwise stay resident.
 void tandem_release_free_memory(void);
 
-/// count zeroed floats for activations; with huge != 0, 2 MB aligned and advised
-/// as transparent huge pages (a recurrent layer's step reads B rows a page apart:
-/// on 4 KB pages each is a TLB miss). Free with tandem_free_workspace.
+/// count zeroed floats for activations, or NULL when they cannot be had; with huge != 0, 2 MB
+/// aligned, mapped only where touched, and advised as transparent huge pages (a recurrent
+/// layer's step reads B rows a page apart: on 4 KB pages each is a TLB miss). Free with
+/// tandem_free_workspace and the same `huge`.
 float *tandem_allocate_workspace(size_t count, int huge);
-void tandem_free_workspace(float *p);
+void tandem_free_workspace(float *p, int huge);
 #endif

@@ -20,8 +20,12 @@ public final class Model {
     public let parameters: ParameterStore
     /// The largest batch the activation arena holds.
     package let maxBatch: Int
+    /// Rows evaluation forwards together at most (ModelDescription.evaluationRows: 64 unless a
+    /// row's activations are very large).
+    package var evaluationRows = 64
     private let valueArena: UnsafeMutablePointer<Float>
     private let gradientArena: UnsafeMutablePointer<Float>
+    private let hugeArenas: Int32
     private let gradientArenaCount: Int
     /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
     public let activationBytes: Int
@@ -73,8 +77,15 @@ public final class Model {
         // Huge pages once the arenas are large enough for them to matter (8 MB).
         let huge: Int32 =
             ProcessInfo.processInfo.environment["TANDEM_NO_HUGE_PAGES"] == nil && values + gradients >= 2 << 20 ? 1 : 0
-        valueArena = tandem_allocate_workspace(max(values, 1), huge)
-        gradientArena = tandem_allocate_workspace(max(gradients, 1), huge)
+        hugeArenas = huge
+        // ModelDescription.build refuses, by name, arenas larger than the machine's memory.
+        guard let v = tandem_allocate_workspace(max(values, 1), huge),
+            let g = tandem_allocate_workspace(max(gradients, 1), huge)
+        else {
+            fatalError("cannot allocate \(4 * (values + gradients) >> 20) MiB of activations for \(maxBatch) rows")
+        }
+        valueArena = v
+        gradientArena = g
         gradientArenaCount = gradients
         activationBytes = 4 * (values + gradients)
         var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
@@ -82,8 +93,8 @@ public final class Model {
     }
 
     deinit {
-        tandem_free_workspace(valueArena)
-        tandem_free_workspace(gradientArena)
+        tandem_free_workspace(valueArena, hugeArenas)
+        tandem_free_workspace(gradientArena, hugeArenas)
     }
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }

@@ -57,7 +57,9 @@ public func generateHeadlineData(directory: String, samples: Int, config: Headli
 /// shapes and dtypes.
 public func generateData(directory: String, samples: Int, description: ModelDescription, seed: UInt64) throws {
     guard samples > 0 else { throw TandemError.usage("--samples must be at least 1") }
-    let batch = 256
+    // 256 rows a pass; fewer for a model whose rows are very large (ModelDescription.evaluationRows).
+    let rows = try description.evaluationRows()
+    let batch = rows < 64 ? rows : 256
     let teacher = try description.build(maxBatch: batch, fuse: false)
     teacher.parameters.initialize(seed: seed &+ 0x7EAC)
     try makeDirectory(directory)

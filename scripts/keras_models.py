@@ -262,8 +262,14 @@ def bad_archives(source, out):
         layer["module"] = "my_package.layers"
         layer["registered_name"] = "MyDense"
     archive("custom_object", {"config.json": with_layer("dense", custom), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "squared_hinge"
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "circle"
     archive("unsupported_loss", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
+        "module": "keras.losses", "class_name": "Dice", "config": {"name": "dice", "reduction": "sum_over_batch_size", "axis": None}, "registered_name": None}
+    archive("dice_over_the_batch", {"config.json": json.dumps(c), "model.weights.h5": weights})
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
+        "module": "keras.losses", "class_name": "MeanSquaredError", "config": {"name": "mse", "reduction": None}, "registered_name": None}
+    archive("reduction_none", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Lion", "config": {"learning_rate": 0.01}, "registered_name": None}
     archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"]["config"]["learning_rate"] = -0.01
@@ -588,6 +594,37 @@ def dlwp_multi_output():
 
 
 MODELS["dlwp_multi_output"] = dlwp_multi_output
+
+
+def more_losses():
+    """The losses of Keras 3.15 beyond the first ten, one head each: hinge (0/1 targets, converted), squared
+    hinge, categorical hinge, MAPE (reduction "mean"), MSLE, cosine similarity, Dice and Tversky per sample,
+    categorical focal cross-entropy (smoothed, and from logits) and generalized cross-entropy (class ids)."""
+    x_in = keras.Input(shape=(6,), name="features")
+    h = L.Dense(10, activation="tanh", name="trunk")(x_in)
+    heads = {"hinge": L.Dense(2, activation="tanh", name="hinge")(h), "sq_hinge": L.Dense(1, name="sq_hinge")(h),
+             "cat_hinge": L.Dense(3, activation="softmax", name="cat_hinge")(h), "mape": L.Dense(2, name="mape")(h),
+             "msle": L.Dense(2, activation="softplus", name="msle")(h), "cosine": L.Dense(3, name="cosine")(h),
+             "dice": L.Dense(2, activation="sigmoid", name="dice")(h),
+             "tversky": L.Dense(3, activation="sigmoid", name="tversky")(h),
+             "focal": L.Dense(4, activation="softmax", name="focal")(h), "focal_logits": L.Dense(3, name="focal_logits")(h),
+             "gce": L.Dense(4, activation="softmax", name="gce")(h)}
+    m = keras.Model(x_in, list(heads.values()))
+    K = keras.losses
+    m.compile(optimizer=keras.optimizers.Adam(0.004),
+              loss={"hinge": K.Hinge(), "sq_hinge": "squared_hinge", "cat_hinge": K.CategoricalHinge(),
+                    "mape": K.MeanAbsolutePercentageError(reduction="mean"), "msle": "msle",
+                    "cosine": K.CosineSimilarity(axis=-1), "dice": K.Dice(axis=-1),
+                    "tversky": K.Tversky(alpha=0.7, beta=0.3, axis=-1),
+                    "focal": K.CategoricalFocalCrossentropy(alpha=0.4, gamma=1.5, label_smoothing=0.1),
+                    "focal_logits": K.CategoricalFocalCrossentropy(from_logits=True),
+                    "gce": K.CategoricalGeneralizedCrossEntropy(q=0.7)},
+              loss_weights={"hinge": 0.3, "sq_hinge": 0.3, "cat_hinge": 0.3, "mape": 0.003, "msle": 0.3, "cosine": 0.3,
+                            "dice": 0.3, "tversky": 0.3, "focal": 1.0, "focal_logits": 0.5, "gce": 0.3})
+    return m
+
+
+MODELS["more_losses"] = more_losses
 
 
 def seeded_optimizer_model(make):

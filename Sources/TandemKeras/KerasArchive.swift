@@ -258,7 +258,9 @@ extension ModelDescription {
 
     /// A head's loss as Keras serialises it: the name when it has Keras's defaults, else the object.
     private func kerasLoss(_ h: Head) -> JSONValue {
-        if !h.fromLogits && h.options == LossOptions() { return .string(h.loss.rawValue) }
+        // Dice and Tversky are taken per sample only (axis −1), which their names' defaults are not.
+        let perSampleAxis = [.dice, .tversky].contains(h.loss)
+        if !h.fromLogits && h.options == LossOptions() && !perSampleAxis { return .string(h.loss.rawValue) }
         var fields: [(String, JSONValue)] = [
             ("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size")),
         ]
@@ -272,9 +274,12 @@ extension ModelDescription {
             case "apply_class_balancing": fields.append((key, .bool(o.applyClassBalancing)))
             case "ignore_class": fields.append((key, o.ignoreClass.map { .int(Int64($0)) } ?? .null))
             case "delta": fields.append((key, .double(o.delta)))
+            case "beta": fields.append((key, .double(o.beta ?? 0.5)))
+            case "q": fields.append((key, .double(o.q ?? 0.5)))
             default: break
             }
         }
+        if perSampleAxis { fields.append(("axis", .int(-1))) }
         return KerasJSON.serialized("keras.losses", lossClassName(h.loss), fields)
     }
 
@@ -290,6 +295,16 @@ extension ModelDescription {
         case .poisson: return "Poisson"
         case .klDivergence: return "KLDivergence"
         case .binaryFocalCrossentropy: return "BinaryFocalCrossentropy"
+        case .meanAbsolutePercentageError: return "MeanAbsolutePercentageError"
+        case .meanSquaredLogarithmicError: return "MeanSquaredLogarithmicError"
+        case .hinge: return "Hinge"
+        case .squaredHinge: return "SquaredHinge"
+        case .categoricalHinge: return "CategoricalHinge"
+        case .cosineSimilarity: return "CosineSimilarity"
+        case .dice: return "Dice"
+        case .tversky: return "Tversky"
+        case .categoricalFocalCrossentropy: return "CategoricalFocalCrossentropy"
+        case .categoricalGeneralizedCrossEntropy: return "CategoricalGeneralizedCrossEntropy"
         }
     }
 

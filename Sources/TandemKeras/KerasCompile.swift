@@ -107,11 +107,37 @@ enum KerasCompile {
         .categoricalCrossentropy: ["from_logits", "label_smoothing"],
         .sparseCategoricalCrossentropy: ["from_logits", "ignore_class"],
         .huber: ["delta"],
+        .categoricalFocalCrossentropy: ["from_logits", "label_smoothing", "gamma", "alpha"],
+        .tversky: ["alpha", "beta"],
+        .categoricalGeneralizedCrossEntropy: ["q"],
     ]
+
+    /// Keras 3.15 losses Tandem refuses, with the reason.
+    static let refusedLosses: [String: String] = [
+        "Circle": "it compares every pair of samples in a batch, so one sample's loss depends on the others",
+        "circle": "it compares every pair of samples in a batch, so one sample's loss depends on the others",
+        "CTC": "connectionist temporal classification needs label sequences and alignment, which Tandem does not have",
+        "ctc": "connectionist temporal classification needs label sequences and alignment, which Tandem does not have",
+    ]
+
+    /// What an axis value of Dice or Tversky means: per sample (its own columns) or over the whole batch.
+    private static func perSample(_ axis: JSONValue?) -> Bool {
+        guard let axis, !axis.isNull else { return false }
+        let values = axis.array?.compactMap(\.integer) ?? axis.integer.map { [$0] } ?? []
+        return values == [-1] || values == [1]
+    }
 
     private static func lossKind(_ value: JSONValue, output: String) throws -> (LossKind, Bool, LossOptions) {
         let supported = "supported: " + LossKind.allCases.map(\.rawValue).joined(separator: ", ")
         if let name = value.string {
+            if let reason = refusedLosses[name] {
+                throw TandemError.usage("output '\(output)': loss '\(name)' is not supported: \(reason)")
+            }
+            if name == "dice" || name == "tversky" {
+                throw TandemError.usage(
+                    "output '\(output)': loss '\(name)' sums over the whole batch (axis None), so one sample's loss depends on every other sample across the ranks; use keras.losses.\(name == "dice" ? "Dice" : "Tversky")(axis=-1), per sample"
+                )
+            }
             guard let k = LossKind.named(name) else {
                 throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))")
             }
@@ -122,6 +148,9 @@ enum KerasCompile {
         let config = value["config"] ?? .object([])
         if className == "function", let name = config.string ?? value["config"]?["name"]?.string {
             return try lossKind(.string(name), output: output)
+        }
+        if let reason = refusedLosses[className] {
+            throw TandemError.usage("output '\(output)': loss \(className) is not supported: \(reason)")
         }
         guard let kind = LossKind.named(className) else {
             throw TandemError.usage("output '\(output)': loss \(className) is not supported (\(supported))")
@@ -140,10 +169,27 @@ enum KerasCompile {
                 "output '\(output)': \(className) has no argument '\(key)'"
                     + (owners.isEmpty ? "" : " (it belongs to \(owners.joined(separator: ", ")))"))
         }
-        if let r = config["reduction"]?.string, r != "sum_over_batch_size" {
-            throw fail("reduction", .string(r), "sum_over_batch_size")
+        // "mean" is Keras's other name for sum_over_batch_size (losses/loss.py reduce_values).
+        let reduction = config["reduction"]
+        if reduction?.isNull == true || reduction?.string == "none" {
+            throw fail(
+                "reduction", reduction!,
+                "sum_over_batch_size or mean; with none the loss is a vector per sample, which Keras's fit cannot differentiate either"
+            )
         }
-        if let axis = config["axis"]?.integer, axis != -1 { throw fail("axis", .int(Int64(axis)), "-1") }
+        if let r = reduction?.string, r != "sum_over_batch_size" && r != "mean" {
+            throw fail("reduction", .string(r), "sum_over_batch_size or mean")
+        }
+        if kind == .dice || kind == .tversky {
+            guard perSample(config["axis"]) else {
+                throw fail(
+                    "axis", config["axis"] ?? .null,
+                    "axis -1, per sample; None sums over the whole batch, so one sample's loss would depend on every other sample across the ranks"
+                )
+            }
+        } else if let axis = config["axis"]?.integer, axis != -1 {
+            throw fail("axis", .int(Int64(axis)), "-1")
+        }
         if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
             throw fail("dtype", d, "float32")
         }
@@ -156,7 +202,11 @@ enum KerasCompile {
         options.labelSmoothing = try number("label_smoothing", 0, { $0 >= 0 && $0 <= 1 }, "0 ≤ label_smoothing ≤ 1")
         options.delta = try number("delta", 1, { $0 > 0 }, "a positive number")
         options.gamma = try number("gamma", 2, { $0 >= 0 }, "gamma ≥ 0")
-        options.alpha = try number("alpha", 0.25, { $0 >= 0 && $0 <= 1 }, "0 ≤ alpha ≤ 1")
+        options.alpha = try number("alpha", kind == .tversky ? 0.5 : 0.25, { $0 >= 0 && $0 <= 1 }, "0 ≤ alpha ≤ 1")
+        if kind == .tversky { options.beta = try number("beta", 0.5, { $0 >= 0 && $0 <= 1 }, "0 ≤ beta ≤ 1") }
+        if kind == .categoricalGeneralizedCrossEntropy {
+            options.q = try number("q", 0.5, { $0 > 0 && $0 < 1 }, "0 < q < 1")
+        }
         options.applyClassBalancing = config["apply_class_balancing"]?.bool ?? false
         if let i = config["ignore_class"], !i.isNull {
             guard let c = i.integer else { throw fail("ignore_class", i, "an integer class id or null") }

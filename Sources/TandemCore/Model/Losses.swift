@@ -22,6 +22,16 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     case poisson
     case klDivergence = "kl_divergence"
     case binaryFocalCrossentropy = "binary_focal_crossentropy"
+    case meanAbsolutePercentageError = "mean_absolute_percentage_error"
+    case meanSquaredLogarithmicError = "mean_squared_logarithmic_error"
+    case hinge
+    case squaredHinge = "squared_hinge"
+    case categoricalHinge = "categorical_hinge"
+    case cosineSimilarity = "cosine_similarity"
+    case dice
+    case tversky
+    case categoricalFocalCrossentropy = "categorical_focal_crossentropy"
+    case categoricalGeneralizedCrossEntropy = "categorical_generalized_cross_entropy"
 
     /// Keras's names and aliases for each loss (function names and class names).
     public static func named(_ name: String) -> LossKind? {
@@ -36,6 +46,19 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
         case "poisson", "Poisson": return .poisson
         case "kl_divergence", "KLDivergence", "kld", "KLD", "kullback_leibler_divergence": return .klDivergence
         case "binary_focal_crossentropy", "BinaryFocalCrossentropy": return .binaryFocalCrossentropy
+        case "mean_absolute_percentage_error", "MeanAbsolutePercentageError", "mape", "MAPE":
+            return .meanAbsolutePercentageError
+        case "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", "msle", "MSLE":
+            return .meanSquaredLogarithmicError
+        case "hinge", "Hinge": return .hinge
+        case "squared_hinge", "SquaredHinge": return .squaredHinge
+        case "categorical_hinge", "CategoricalHinge": return .categoricalHinge
+        case "cosine_similarity", "CosineSimilarity": return .cosineSimilarity
+        case "dice", "Dice": return .dice
+        case "tversky", "Tversky": return .tversky
+        case "categorical_focal_crossentropy", "CategoricalFocalCrossentropy": return .categoricalFocalCrossentropy
+        case "categorical_generalized_cross_entropy", "CategoricalGeneralizedCrossEntropy":
+            return .categoricalGeneralizedCrossEntropy
         default: return nil
         }
     }
@@ -56,6 +79,10 @@ public struct LossOptions: Sendable, Codable, Equatable {
     /// Sparse categorical cross-entropy: targets of this class count for nothing, and the loss is
     /// divided by the labelled count instead of the batch (Keras's mask on the loss).
     public var ignoreClass: Int?
+    /// Tversky's β (nil: 0.5); its α is `alpha`.
+    public var beta: Double?
+    /// Generalized cross-entropy's q (nil: 0.5).
+    public var q: Double?
     public init() {}
 }
 
@@ -144,7 +171,7 @@ func targetClass(_ t: UnsafePointer<Float>, columns: Int) -> Int {
 }
 
 /// Keras's backend epsilon, the clip of probabilities.
-private let epsilon = 1e-7
+let epsilon = 1e-7
 
 /// How a head reads its output layer, decided once when the step is wired.
 public enum LossInput {
@@ -304,9 +331,14 @@ extension LossKind {
             return CategoricalCrossentropy(sparse: false, labelSmoothing: options.labelSmoothing)
         case .sparseCategoricalCrossentropy: return CategoricalCrossentropy(sparse: true, labelSmoothing: 0)
         case .meanSquaredError: return MeanSquaredError()
-        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence:
+        case .meanAbsoluteError, .huber, .logCosh, .poisson, .klDivergence, .meanAbsolutePercentageError,
+            .meanSquaredLogarithmicError:
             return Regression(kind: self, delta: options.delta)
         case .binaryFocalCrossentropy: return BinaryFocalCrossentropy(options)
+        case .hinge, .squaredHinge, .categoricalHinge, .cosineSimilarity, .dice, .tversky:
+            return MarginLoss(kind: self, options: options)
+        case .categoricalFocalCrossentropy, .categoricalGeneralizedCrossEntropy:
+            return CategoricalVariantLoss(kind: self, options: options)
         }
     }
 }
@@ -445,6 +477,8 @@ package struct MeanSquaredError: LossFunction {
 /// Keras's other element-wise losses, each the mean over the last axis of ℓ(y, t)
 /// (KL divergence: the sum), as keras/src/losses/losses.py computes them:
 ///   mean_absolute_error |y − t|;  huber ½e² for |e| ≤ δ, else δ|e| − ½δ²;
+///   mean_absolute_percentage_error 100·|y − t| / max(|t|, ε);
+///   mean_squared_logarithmic_error (log(max(y, ε) + 1) − log(max(t, ε) + 1))²;
 ///   log_cosh x + softplus(−2x) − log 2 with x = y − t;  poisson y − t·log(y + ε);
 ///   kl_divergence t'·log(t'/y') with t', y' clipped to [ε, 1].
 /// Derivatives as JAX takes them: sign(e) (0 at 0), clamp(e, −δ, δ), tanh(x),
@@ -483,6 +517,15 @@ package struct Regression: LossFunction {
             case .poisson:
                 value = yj - tj * Foundation.log(yj + epsilon)
                 slope = 1 - tj / (yj + epsilon)
+            case .meanAbsolutePercentageError:
+                let divisor = max(abs(tj), epsilon)
+                value = 100 * abs(e) / divisor
+                slope = 100 * (e > 0 ? 1 : (e < 0 ? -1 : 0)) / divisor
+            case .meanSquaredLogarithmicError:
+                let first = Foundation.log(max(yj, epsilon) + 1)
+                let second = Foundation.log(max(tj, epsilon) + 1)
+                value = (first - second) * (first - second)
+                slope = yj > epsilon ? 2 * (first - second) / (yj + 1) : 0
             default:  // kl_divergence
                 let tc = min(max(tj, epsilon), 1)
                 let yc = min(max(yj, epsilon), 1)

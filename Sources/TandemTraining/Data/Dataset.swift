@@ -78,6 +78,12 @@ public final class Dataset: @unchecked Sendable {
                 }
                 let array = try open(head.output, what: "output '\(head.output)'")
                 try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
+                if head.loss == .categoricalGeneralizedCrossEntropy && array.shape.count != 1 {
+                    throw TandemError.file(
+                        array.path,
+                        "shape \(array.shape): CategoricalGeneralizedCrossEntropy's class ids must have shape [N]; Keras one-hot encodes [N, 1] ids to [N, 1, C], which broadcasts against the [N, C] predictions into a mean over every pair of samples in the batch"
+                    )
+                }
                 targetArrays.append(array)
                 classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
                 ignoredClasses.append(head.options.ignoreClass)

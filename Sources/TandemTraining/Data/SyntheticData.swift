@@ -123,22 +123,24 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
         var targets: [Float]
         var shape = [samples, w]
         switch head.loss {
-        case .binaryCrossentropy, .binaryFocalCrossentropy:
+        case .binaryCrossentropy, .binaryFocalCrossentropy, .hinge, .squaredHinge, .dice, .tversky:
             targets = [Float](repeating: 0, count: samples * w)
             for j in 0..<w {
                 let column = (0..<samples).map { p[$0 * w + j] }.sorted()
                 let median = column[samples / 2]
                 for s in 0..<samples { targets[s * w + j] = p[s * w + j] >= median ? 1 : 0 }
             }
-        case .categoricalCrossentropy, .sparseCategoricalCrossentropy:
+        case .categoricalCrossentropy, .sparseCategoricalCrossentropy, .categoricalHinge,
+            .categoricalFocalCrossentropy, .categoricalGeneralizedCrossEntropy:
             let ids = (0..<samples).map { s -> Int in
                 var best = 0
                 for j in 1..<w where p[s * w + j] > p[s * w + best] { best = j }
                 return best
             }
-            if head.loss == .sparseCategoricalCrossentropy {
+            if head.loss.targetWidth(outputWidth: w) == 1 {
                 targets = ids.map(Float.init)
-                shape = [samples, 1]
+                // Generalized cross-entropy's ids are [N]: Keras broadcasts [N, 1] ones (Dataset refuses them).
+                shape = head.loss == .categoricalGeneralizedCrossEntropy ? [samples] : [samples, 1]
                 // With ignore_class, every fourth sample (from the second) is unlabelled.
                 if let c = head.options.ignoreClass {
                     for s in stride(from: 1, to: samples, by: 4) { targets[s] = Float(c) }
@@ -147,8 +149,12 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 targets = [Float](repeating: 0, count: samples * w)
                 for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }
             }
-        case .meanSquaredError, .meanAbsoluteError, .huber, .logCosh:
+        case .meanSquaredError, .meanAbsoluteError, .huber, .logCosh, .cosineSimilarity:
             targets = p
+        case .meanAbsolutePercentageError:  // away from 0, where a percentage has no scale
+            targets = p.map { $0 >= 0 ? 1 + $0 : $0 - 1 }
+        case .meanSquaredLogarithmicError:  // logarithms of non-negative values
+            targets = p.map { abs($0) }
         case .poisson:  // counts' rates are non-negative
             targets = p.map { max($0, 0) }
         case .klDivergence:  // a distribution per row

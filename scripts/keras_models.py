@@ -270,7 +270,7 @@ def bad_archives(source, out):
     c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
         "module": "keras.losses", "class_name": "MeanSquaredError", "config": {"name": "mse", "reduction": None}, "registered_name": None}
     archive("reduction_none", {"config.json": json.dumps(c), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Lion", "config": {"learning_rate": 0.01}, "registered_name": None}
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Adafactor", "config": {"learning_rate": 0.01}, "registered_name": None}
     archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"]["config"]["learning_rate"] = -0.01
     archive("negative_learning_rate", {"config.json": json.dumps(c), "model.weights.h5": weights})
@@ -544,6 +544,8 @@ OPTIMIZERS = {
     # (5 steps) ends mid-window, so the archives and checkpoints between the epochs hold accumulators.
     "adam_accumulate": lambda: O.Adam(S.ExponentialDecay(0.02, 4, 0.5), gradient_accumulation_steps=3),
     "rmsprop_accumulate": lambda: O.RMSprop(0.01, momentum=0.5, gradient_accumulation_steps=4),
+    "adadelta": lambda: O.Adadelta(1.0, rho=0.9),
+    "lion": lambda: O.Lion(0.003, beta_1=0.8),
 }
 
 
@@ -625,6 +627,28 @@ def more_losses():
 
 
 MODELS["more_losses"] = more_losses
+
+
+def more_layers():
+    """Element-wise layers with arguments and the row normalisations: Rescaling (scale and offset), ReLU with
+    max_value, negative_slope and threshold, ReLU(max_value=2), LeakyReLU(0.1), ELU(0.5), UnitNormalization and
+    RMSNormalization (its scale learned)."""
+    x_in = keras.Input(shape=(6,), name="features")
+    h = L.Dense(8, name="trunk")(L.Rescaling(0.5, offset=-0.1, name="rescale")(x_in))
+    a = L.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.2, name="relu_args")(h)
+    b = L.LeakyReLU(negative_slope=0.1, name="leaky")(h)
+    c = L.ELU(alpha=0.5, name="elu")(h)
+    d = L.ReLU(max_value=2.0, name="relu_max")(h)
+    u = L.UnitNormalization(name="unit")(L.Dense(5, name="pre_unit")(a))
+    r = L.RMSNormalization(name="rms")(L.Dense(5, name="pre_rms")(b))
+    one = L.Dense(2, activation="tanh", name="one")(L.Concatenate(name="joined")([u, c, d]))
+    two = L.Dense(2, activation="sigmoid", name="two")(r)
+    m = keras.Model(x_in, [one, two])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["mse", "binary_crossentropy"], loss_weights=[1.0, 0.5])
+    return m
+
+
+MODELS["more_layers"] = more_layers
 
 
 def seeded_optimizer_model(make):

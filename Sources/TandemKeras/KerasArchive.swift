@@ -144,6 +144,12 @@ extension ModelDescription {
             )
         case .nadam: return ([[("momentum", "m"), ("velocity", "v")]], leading, 1)
         case .adamax: return ([[("momentum", "m"), ("norm", "u")]], leading, 0)
+        case .adadelta:
+            return (
+                [[("accumulated_grad", "accumulated_grad"), ("accumulated_delta_var", "accumulated_delta_var")]],
+                leading, 0
+            )
+        case .lion: return ([[("momentum", "m")]], leading, 0)
         case .sgd, .rmsprop, .adagrad:
             let names = Optimizer.slotNames(config)
             return (names.map { [($0, $0)] }, leading, 0)
@@ -315,6 +321,7 @@ extension ModelDescription {
             .sgd: ("SGD", "SGD"), .adam: ("Adam", "adam"), .adamw: ("AdamW", "adam_w"),
             .rmsprop: ("RMSprop", "rm_sprop"),
             .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam"),
+            .adadelta: ("Adadelta", "adadelta"), .lion: ("Lion", "lion"),
         ]
         let (className, name) = names[o.kind]!
         var fields: [(String, JSONValue)] = [
@@ -345,6 +352,8 @@ extension ModelDescription {
             ]
         case .adamax, .nadam:
             fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
+        case .adadelta: fields += [("rho", .double(o.rho)), ("epsilon", .double(o.epsilon))]
+        case .lion: fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2))]
         }
         return KerasJSON.serialized("keras.optimizers", className, fields)
     }

@@ -336,7 +336,8 @@ enum KerasCompile {
         }
         guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
             throw TandemError.usage(
-                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam)")
+                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion)"
+            )
         }
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
             .usage("optimizer \(className): '\(key)' = \(v) is not supported (\(supported))")
@@ -399,9 +400,11 @@ enum KerasCompile {
             o.centered = try flag("centered")
         case .adagrad:
             try number("initial_accumulator_value", into: &o.initialAccumulatorValue)
-        case .adamax, .nadam:
+        case .adamax, .nadam, .lion:
             try number("beta_1", into: &o.beta1)
             try number("beta_2", into: &o.beta2)
+        case .adadelta:
+            try number("rho", into: &o.rho)
         }
         try o.validate()
         return o

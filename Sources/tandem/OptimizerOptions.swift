@@ -7,7 +7,7 @@ import Tandem
 struct OptimizerOptions: ParsableArguments {
     @Option(
         help:
-            "sgd, adam, adamw, rmsprop, adagrad, adamax or nadam (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd."
+            "sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta or lion (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd."
     )
     var optimizer: String?
     @Option(
@@ -15,10 +15,11 @@ struct OptimizerOptions: ParsableArguments {
     var lr: Double?
     @Option(help: "Momentum: sgd (0 ≤ μ < 1) or rmsprop. Default 0.") var momentum: Double?
     @Flag(help: "Nesterov momentum (sgd).") var nesterov = false
-    @Option(name: .customLong("beta1"), help: "β1 of adam, adamw, adamax, nadam. Default 0.9.") var beta1: Double?
-    @Option(name: .customLong("beta2"), help: "β2 of adam, adamw, adamax, nadam. Default 0.999.") var beta2: Double?
-    @Option(help: "ε of every optimizer but sgd. Default 1e-7.") var epsilon: Double?
-    @Option(help: "ρ of rmsprop. Default 0.9.") var rho: Double?
+    @Option(name: .customLong("beta1"), help: "β1 of adam, adamw, adamax, nadam, lion. Default 0.9.") var beta1: Double?
+    @Option(name: .customLong("beta2"), help: "β2 of adam, adamw, adamax, nadam (default 0.999), lion (default 0.99).")
+    var beta2: Double?
+    @Option(help: "ε of every optimizer but sgd and lion. Default 1e-7.") var epsilon: Double?
+    @Option(help: "ρ of rmsprop (default 0.9) and adadelta (default 0.95).") var rho: Double?
     @Flag(help: "AMSGrad variant (adam, adamw).") var amsgrad = false
     @Flag(help: "Centered RMSprop.") var centered = false
     @Option(
@@ -98,7 +99,7 @@ struct OptimizerOptions: ParsableArguments {
             try only("--nesterov", [.sgd])
             c.nesterov = true
         }
-        let adams: [OptimizerConfig.Kind] = [.adam, .adamw, .adamax, .nadam]
+        let adams: [OptimizerConfig.Kind] = [.adam, .adamw, .adamax, .nadam, .lion]
         if let beta1 {
             try only("--beta1", adams)
             c.beta1 = beta1
@@ -108,11 +109,11 @@ struct OptimizerOptions: ParsableArguments {
             c.beta2 = beta2
         }
         if let epsilon {
-            try only("--epsilon", [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam])
+            try only("--epsilon", [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam, .adadelta])
             c.epsilon = epsilon
         }
         if let rho {
-            try only("--rho", [.rmsprop])
+            try only("--rho", [.rmsprop, .adadelta])
             c.rho = rho
         }
         if amsgrad {

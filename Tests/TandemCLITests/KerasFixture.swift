@@ -11,7 +11,7 @@ enum KerasFixture {
     static let models = [
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
-        "dict_outputs", "functional_guide", "activation_layers", "more_losses",
+        "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers",
     ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
@@ -25,7 +25,7 @@ enum KerasFixture {
         "adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
         "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
         "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
-        "rmsprop_accumulate",
+        "rmsprop_accumulate", "adadelta", "lion",
     ].map { "opt_" + $0 }
 
     struct Made {

@@ -175,12 +175,12 @@ final class KerasConfigTests: XCTestCase {
                 "wraps Dense; only LSTM, GRU and SimpleRNN are supported"
             ),
             (
-                layer("ReLU", "out", #", "negative_slope": 0.1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
-                "layer 'out' (ReLU): negative_slope 0.1 and threshold 0.0 are not supported (only 0 and 0)"
+                layer("ReLU", "out", #", "negative_slope": -0.1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (ReLU): 'negative_slope' must be ≥ 0 (Keras's ReLU refuses others)"
             ),
             (
-                layer("LeakyReLU", "out", "", #"[{"args": [\#(seq)], "kwargs": {}}]"#),
-                "layer 'out' (LeakyReLU): negative_slope 0.3 is not supported (only 0.2)"
+                layer("ReLU", "out", #", "max_value": -1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (ReLU): 'max_value' must be a number ≥ 0 or null"
             ),
             (
                 layer("Softmax", "out", #", "axis": 1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),

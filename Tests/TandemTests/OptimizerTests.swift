@@ -240,6 +240,23 @@ final class OptimizerTests: XCTestCase {
             steps: [[0.469848879, -1.17155356, 1.90055097], [0.52148864, -1.18131256, 1.85602706]])
     }
 
+    func testAdadelta() {
+        // Keras's defaults: ρ 0.95, ε 1e-7; lr 1 (its 0.001 would barely move the weights).
+        var c = config(.adadelta, 1.0)
+        XCTAssertEqual(c.rho, 0.95)
+        check(c, steps: [[0.498585928, -1.2485858, 1.99858579], [0.500383668, -1.2488402, 1.99767292]])
+        c.rho = 0.5
+        XCTAssertNotEqual(twoSteps(c)[1], twoSteps(config(.adadelta, 1.0))[1], "ρ is read")
+    }
+
+    func testLionTakesTheSignOfItsInterpolation() {
+        // β1 0.9, β2 0.99 (Keras's defaults): step 2's first two elements turn back (the sign of
+        // 0.9·m + 0.1·g flips), the third keeps going.
+        let c = config(.lion, 0.01)
+        XCTAssertEqual(c.beta2, 0.99)
+        check(c, steps: [[0.49, -1.24, 1.99], [0.5, -1.25, 1.98]])
+    }
+
     func testAdamax() {
         check(config(.adamax, 0.01), steps: [[0.49000001, -1.24, 1.99], [0.492894745, -1.23591697, 1.9826242]])
     }

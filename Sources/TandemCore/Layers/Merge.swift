@@ -142,12 +142,15 @@ extension KerasLayerKind {
             ActivationLayer(name: a.node.id, activation: try a.activation(), input: try LayerRegistry.single(a, inputs))
         })
 
-    /// ReLU(max_value, negative_slope, threshold), LeakyReLU(negative_slope), ELU(alpha),
+    /// ReLU(max_value, negative_slope, threshold), LeakyReLU(negative_slope), ELU(alpha) — their plain
+    /// cases here, any other arguments as a PointwiseLayer —,
     /// Softmax(axis) and Identity: Keras's activation functions at the arguments they share.
     static let activationLayers = KerasLayerKind(
         classNames: ["ReLU", "LeakyReLU", "ELU", "Softmax", "Identity"],
         build: { a, inputs, _ in
             let source = try LayerRegistry.single(a, inputs)
+            // Other arguments than a plain activation's: an element-wise layer (Pointwise.swift).
+            if let layer = try LayerRegistry.pointwiseActivation(a, source) { return layer }
             return ActivationLayer(
                 name: a.node.id, activation: try LayerRegistry.activationOfLayer(a, source), input: source)
         })

@@ -50,7 +50,8 @@ extension LayerRegistry {
         ] + KerasLayerKind.merges
         + [
             .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,
-            .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual,
+            .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
+            .rowNormalization,
         ]
 
     /// The entry of each class name.

@@ -48,6 +48,8 @@ public final class Optimizer {
         case .adagrad: return ["accumulator"]
         case .adamax: return ["m", "u"]
         case .nadam: return ["m", "v"]
+        case .adadelta: return ["accumulated_grad", "accumulated_delta_var"]
+        case .lion: return ["m"]
         }
     }
 

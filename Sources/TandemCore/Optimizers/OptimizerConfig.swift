@@ -7,7 +7,9 @@ import Foundation
 
 public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// Keras's class names, lower-cased.
-    public enum Kind: String, Sendable, Codable, CaseIterable { case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam }
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion
+    }
     public var kind: Kind = .sgd
     /// The constant learning rate; with a schedule, its initial value (for display only).
     public var learningRate: Double = 0.01
@@ -33,6 +35,8 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         self.kind = kind
         self.learningRate = learningRate ?? (kind == .sgd ? 0.01 : 0.001)
         if kind == .adamw { weightDecay = 0.004 }
+        if kind == .adadelta { rho = 0.95 }
+        if kind == .lion { beta2 = 0.99 }
     }
 
     /// The learning rate of the step taken when `iterations` steps are done, as Float32 (Keras's dtype).
@@ -74,8 +78,14 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         try schedule?.validate()
         if !(momentum >= 0 && momentum < 1) && kind == .sgd { throw bad("momentum", momentum, "0 ≤ momentum < 1") }
         if !(momentum >= 0 && momentum.isFinite) && kind == .rmsprop { throw bad("momentum", momentum, "≥ 0") }
-        for (name, v) in [("beta_1", beta1), ("beta_2", beta2), ("rho", rho)] where !(v >= 0 && v < 1) {
-            throw bad(name, v, "0 ≤ \(name) < 1")
+        if kind == .lion {
+            // Keras's Lion: beta_1 in (0, 1] (at 0 it degenerates to SignSGD).
+            if !(beta1 > 0 && beta1 <= 1) { throw bad("beta_1", beta1, "0 < beta_1 ≤ 1") }
+            if !(beta2 >= 0 && beta2 <= 1) { throw bad("beta_2", beta2, "0 ≤ beta_2 ≤ 1") }
+        } else {
+            for (name, v) in [("beta_1", beta1), ("beta_2", beta2), ("rho", rho)] where !(v >= 0 && v < 1) {
+                throw bad(name, v, "0 ≤ \(name) < 1")
+            }
         }
         if !(epsilon >= 0 && epsilon.isFinite) { throw bad("epsilon", epsilon, "≥ 0") }
         if !(initialAccumulatorValue >= 0 && initialAccumulatorValue.isFinite) {

@@ -42,6 +42,12 @@ func updateRule(_ config: OptimizerConfig) -> UpdateRule {
     case .adagrad: return AdagradRule(eps: eps)
     case .adamax: return AdamaxRule(b1: b1, beta2: Float(config.beta2), eps: eps)
     case .nadam: return NadamRule(b1: b1, b2: b2, eps: eps)
+    case .adadelta: return AdadeltaRule(rho: Float(config.rho), keep: Float(1 - config.rho), eps: eps)
+    case .lion:
+        // Keras's Lion casts β to float32 first, then takes 1 − β in float32.
+        let beta1 = Float(config.beta1)
+        let beta2 = Float(config.beta2)
+        return LionRule(beta1: beta1, keep1: 1 - beta1, beta2: beta2, keep2: 1 - beta2)
     }
 }
 
@@ -195,6 +201,48 @@ struct NadamRule: UpdateRule {
             let mHat = c.next * m[i] / (1 - c.nextProduct) + (1 - c.u) * gi / (1 - c.product)
             let vHat = v[i] / c.velocityCorrection
             w[i] -= mHat * lr / (vHat.squareRoot() + eps)
+        }
+        return false
+    }
+}
+
+struct AdadeltaRule: UpdateRule {
+    let rho: Float, keep: Float, eps: Float
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
+        // a ← ρ·a + (1−ρ)·g²;  δ = −√(d + ε)·g / √(a + ε);  d ← ρ·d + (1−ρ)·δ²;  w += lr·δ
+        let a = slots.s0!
+        let delta = slots.s1!
+        let lr = k.lr
+        for i in 0..<n {
+            let gi = g[i]
+            let ai = rho * a[i] + keep * (gi * gi)
+            a[i] = ai
+            let step = -((delta[i] + eps).squareRoot() * gi) / (ai + eps).squareRoot()
+            delta[i] = rho * delta[i] + keep * (step * step)
+            w[i] += lr * step
+        }
+        return false
+    }
+}
+
+struct LionRule: UpdateRule {
+    let beta1: Float, keep1: Float, beta2: Float, keep2: Float
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
+        // w −= lr·sign(β1·m + (1−β1)·g);  m ← β2·m + (1−β2)·g  (sign 0 at 0)
+        let m = slots.s0!
+        let lr = k.lr
+        for i in 0..<n {
+            let gi = g[i]
+            let c = m[i] * beta1 + gi * keep1
+            let sign: Float = c > 0 ? 1 : (c < 0 ? -1 : 0)
+            w[i] -= lr * sign
+            m[i] = m[i] * beta2 + gi * keep2
         }
         return false
     }

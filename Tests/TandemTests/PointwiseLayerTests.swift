@@ -1,0 +1,101 @@
+// ReLU, LeakyReLU and ELU with any arguments, and Rescaling (Pointwise.swift); UnitNormalization
+// and RMSNormalization (RowNormalization.swift): values by Keras's formulas on chosen inputs, and
+// the total loss's gradient through each (RMS's scale included), checked numerically (tolerances
+// as in GradientCheckTests, Support.swift).
+
+import Foundation
+import TandemTestSupport
+import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
+
+final class PointwiseLayerTests: XCTestCase {
+    private let functions: [PointwiseLayer.Function] = [
+        .relu(slope: 0.1, maxValue: 1.5, threshold: 0.25), .relu(slope: 0, maxValue: 2, threshold: 0),
+        .relu(slope: 0.3, maxValue: nil, threshold: 0), .relu(slope: 0, maxValue: nil, threshold: -0.5),
+        .leakyRelu(slope: 0.05), .elu(alpha: 0.7),
+        .rescaling(scale: [0.5, -2, 1.5, 0.25], offset: [0.1]),
+    ]
+
+    func testValuesByKerasFormulas() {
+        let x = InputLayer(name: "x", kind: .features, width: 4)
+        let inputs: [Float] = [-1, 0.2, 0.9, 3]
+        let expected: [[Float]] = [
+            // y = clip(x > 0.25 ? x : 0, 0, 1.5) − 0.1·relu(0.25 − x)
+            [0 - 0.1 * 1.25, 0 - 0.1 * 0.05, 0.9, 1.5], [0, 0.2, 0.9, 2], [-0.3, 0.2, 0.9, 3],
+            [0, 0.2, 0.9, 3],  // x > −0.5 ? x : 0
+            [-0.05, 0.2, 0.9, 3], [0.7 * (exp(-1) - 1), 0.2, 0.9, 3], [-0.4, -0.3, 1.45, 0.85],
+        ]
+        for (function, want) in zip(functions, expected) {
+            let layer = PointwiseLayer(name: "p", function: function, input: x)
+            let model = Model(inputs: [x], outputs: [layer], maxBatch: 1)
+            x.output.values.update(from: inputs, count: 4)
+            model.forward(batch: 1, training: false)
+            for j in 0..<4 {
+                XCTAssertEqual(layer.output.values[j], want[j], accuracy: 1e-6, "\(function) column \(j)")
+            }
+        }
+    }
+
+    func testGradients() throws {
+        for function in functions {
+            let x = InputLayer(name: "x", kind: .features, width: 3)
+            let trunk = Dense(name: "trunk", units: 4, activation: .linear, input: x)
+            let layer = PointwiseLayer(name: "p", function: function, input: trunk)
+            let out = Dense(name: "out", units: 1, input: layer)
+            let model = Model(inputs: [x], outputs: [out], maxBatch: 4)
+            model.parameters.initialize(seed: 12)
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 13)
+            try write((0..<12).map { _ in Float(rng.normal()) * 2 }, [4, 3], dir + "/x.npy")
+            try write((0..<4).map { _ in Float(rng.normal()) }, [4, 1], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+        }
+    }
+
+    func testRowNormalizations() throws {
+        let x = InputLayer(name: "x", kind: .features, width: 3)
+        let unit = RowNormalization(name: "u", kind: .unit, input: x, epsilon: 1e-12)
+        let rms = RowNormalization(name: "r", kind: .rms, input: x, epsilon: 1e-6)
+        let model = Model(inputs: [x], outputs: [unit, rms], maxBatch: 1)
+        model.parameters.initialize(seed: 1)
+        XCTAssertEqual(model.parameters.tensors.map(\.name), ["r/scale"])
+        x.output.values.update(from: [3, 4, 0], count: 3)
+        model.forward(batch: 1, training: false)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: unit.output.values, count: 3)), [0.6, 0.8, 0])
+        let r = 1 / (25.0 / 3 + 1e-6).squareRoot()
+        for (j, v) in [3.0, 4, 0].enumerated() { XCTAssertEqual(Double(rms.output.values[j]), v * r, accuracy: 1e-6) }
+
+        for kind in [RowNormalization.Kind.unit, .rms] {
+            let x = InputLayer(name: "x", kind: .features, width: 3)
+            let trunk = Dense(name: "trunk", units: 4, activation: .linear, input: x)
+            let layer = RowNormalization(name: "n", kind: kind, input: trunk, epsilon: kind == .unit ? 1e-12 : 1e-6)
+            let out = Dense(name: "out", units: 2, input: layer)
+            let model = Model(inputs: [x], outputs: [out], maxBatch: 4)
+            model.parameters.initialize(seed: 21)
+            if kind == .rms {  // a scale away from its ones, so its gradient and its use are both seen
+                let s = model.parameters.value(model.parameters.view("n/scale")!)
+                for j in 0..<4 { s[j] = 0.5 + Float(j) * 0.4 }
+            }
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 22)
+            try write((0..<12).map { _ in Float(rng.normal()) }, [4, 3], dir + "/x.npy")
+            try write((0..<8).map { _ in Float(rng.normal()) }, [4, 2], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+        }
+    }
+}

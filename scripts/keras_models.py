@@ -651,6 +651,27 @@ def more_layers():
 MODELS["more_layers"] = more_layers
 
 
+def sequence_moves():
+    """Layers that move a sequence's steps, and PReLU: ZeroPadding1D, Cropping1D, UpSampling1D, Permute, and
+    PReLU with its alpha shared along the time axis and per element."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 6, name="embed")(tokens)
+    x = L.ZeroPadding1D((1, 2), name="pad")(x)
+    x = L.Conv1D(5, 3, name="conv")(x)
+    x = L.PReLU(shared_axes=[1], alpha_initializer=keras.initializers.Constant(0.25), name="prelu")(x)
+    x = L.Cropping1D((2, 1), name="crop")(x)
+    x = L.UpSampling1D(2, name="up")(x)
+    p = L.Permute((2, 1), name="perm")(x)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(L.GlobalAveragePooling1D(name="gap")(p))
+    kind = L.Dense(3, activation="softmax", name="kind")(L.Flatten(name="flat")(L.PReLU(name="prelu_full")(x)))
+    m = keras.Model(tokens, [flag, kind])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
+    return m
+
+
+MODELS["sequence_moves"] = sequence_moves
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

@@ -1,0 +1,63 @@
+// Permute, ZeroPadding1D, Cropping1D, UpSampling1D (IndexMap.swift) and PReLU (PReLU.swift): the
+// values each puts where Keras puts them, and the total loss's gradient through a chain of them
+// (PReLU's α shared and per element), checked numerically (tolerances as in GradientCheckTests).
+
+import Foundation
+import TandemTestSupport
+import XCTest
+
+@testable import TandemCore
+@testable import TandemKeras
+@testable import TandemTraining
+
+final class SequenceMoveTests: XCTestCase {
+    /// [T = 3, F = 2] with values 1…6, through one map.
+    private func moved(_ built: (shape: [Int], map: [Int32])) -> [Float] {
+        let x = InputLayer(name: "x", kind: .features, shape: [3, 2])
+        let layer = IndexMap(name: "m", input: x, shape: built.shape, map: built.map)
+        let model = Model(inputs: [x], outputs: [layer], maxBatch: 1)
+        x.output.values.update(from: [1, 2, 3, 4, 5, 6], count: 6)
+        model.forward(batch: 1, training: false)
+        return Array(UnsafeBufferPointer(start: layer.output.values, count: layer.output.width))
+    }
+
+    func testValuesGoWhereKerasPutsThem() {
+        let shape = [3, 2]
+        XCTAssertEqual(moved(IndexMap.permutation(shape, order: [1, 0])), [1, 3, 5, 2, 4, 6])
+        XCTAssertEqual(
+            moved(IndexMap.steps(shape, outSteps: 6) { $0 >= 1 && $0 < 4 ? $0 - 1 : nil }),
+            [0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0])  // ZeroPadding1D((1, 2))
+        XCTAssertEqual(moved(IndexMap.steps(shape, outSteps: 1) { $0 + 1 }), [3, 4])  // Cropping1D((1, 1))
+        XCTAssertEqual(moved(IndexMap.steps(shape, outSteps: 6) { $0 / 2 }), [1, 2, 1, 2, 3, 4, 3, 4, 5, 6, 5, 6])
+        XCTAssertEqual(IndexMap.permutation([2, 3, 4], order: [2, 0, 1]).shape, [4, 2, 3])
+    }
+
+    func testGradientsThroughTheMovesAndPReLU() throws {
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 3])
+        let pad = IndexMap.steps([4, 3], outSteps: 7) { $0 >= 1 && $0 < 5 ? $0 - 1 : nil }
+        let padded = IndexMap(name: "pad", input: x, shape: pad.shape, map: pad.map)
+        let prelu = PReLU(name: "prelu", input: padded, sharedAxes: [0], initializer: .constant(0.3))
+        let crop = IndexMap.steps([7, 3], outSteps: 5) { $0 + 1 }
+        let cropped = IndexMap(name: "crop", input: prelu, shape: crop.shape, map: crop.map)
+        let up = IndexMap.steps([5, 3], outSteps: 10) { $0 / 2 }
+        let upsampled = IndexMap(name: "up", input: cropped, shape: up.shape, map: up.map)
+        let perm = IndexMap.permutation([10, 3], order: [1, 0])
+        let permuted = IndexMap(name: "perm", input: upsampled, shape: perm.shape, map: perm.map)
+        let full = PReLU(name: "prelu_full", input: permuted, sharedAxes: [], initializer: .constant(-0.2))
+        XCTAssertEqual(full.alphaShape, [3, 10])
+        XCTAssertEqual(prelu.alphaShape, [1, 3])
+        let out = Dense(name: "out", units: 2, input: Reshape(name: "flat", input: full, shape: [30]))
+        let model = Model(inputs: [x], outputs: [out], maxBatch: 3)
+        model.parameters.initialize(seed: 31)
+        let dir = temporaryDirectory()
+        var rng = SeededGenerator(seed: 32)
+        try write((0..<36).map { _ in Float(rng.normal()) }, [3, 4, 3], dir + "/x.npy")
+        try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
+        let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+        let step = try TrainingStep(
+            model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+            communicator: LocalCommunicator(), regularizers: [])
+        try checkTotalLossGradient(
+            step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+    }
+}

@@ -672,6 +672,30 @@ def sequence_moves():
 MODELS["sequence_moves"] = sequence_moves
 
 
+def dot_products():
+    """Dot on vectors (plain and normalize=True, axes 1 and -1) and on sequences (axes (2, 2): every pair of
+    steps; axes (1, 1) normalised: every pair of features)."""
+    a = keras.Input(shape=(5,), name="a")
+    b = keras.Input(shape=(5,), name="b")
+    q = keras.Input(shape=(4, 3), name="q")
+    ha = L.Dense(6, activation="tanh", name="ha")(a)
+    hb = L.Dense(6, activation="tanh", name="hb")(b)
+    sim = L.Dot(axes=1, name="sim")([ha, hb])
+    cos = L.Dot(axes=-1, normalize=True, name="cos")([ha, hb])
+    s = L.Dense(3, name="proj")(q)
+    pairs = L.Dot(axes=(2, 2), name="pairs")([s, q])
+    cols = L.Dot(axes=(1, 1), normalize=True, name="cols")([s, q])
+    joined = L.Concatenate(name="joined")([sim, cos, L.Flatten(name="flat_pairs")(pairs), L.Flatten(name="flat_cols")(cols)])
+    score = L.Dense(2, activation="tanh", name="score")(joined)
+    match = L.Dense(1, activation="sigmoid", name="match")(cos)
+    m = keras.Model([a, b, q], [score, match])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["mse", "binary_crossentropy"])
+    return m
+
+
+MODELS["dot_products"] = dot_products
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

@@ -157,7 +157,7 @@ final class BadInputTests: XCTestCase {
         try expectFailure(
             train(good, ["--clipnorm", "1", "--clipvalue", "0.5"]),
             mentions: ["only one of clipnorm, global_clipnorm and clipvalue"])
-        try expectFailure(train(good, ["--loss", "main_output=hinge"]), mentions: ["--loss", "hinge"])
+        try expectFailure(train(good, ["--loss", "main_output=circle"]), mentions: ["--loss", "circle"])
         try expectFailure(train(good, ["--l2", "nolayer=0.1"]), mentions: ["--l2", "nolayer"])
         try expectFailure(train(good, ["--class-weight", "main_output=x"]), mentions: ["--class-weight"])
         try expectFailure(

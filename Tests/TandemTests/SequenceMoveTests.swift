@@ -61,3 +61,49 @@ final class SequenceMoveTests: XCTestCase {
             step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
     }
 }
+
+final class DotLayerTests: XCTestCase {
+    /// [F]·[F] (plain and normalised), and [T, F] pairs contracted along every pair of axes.
+    func testValuesAndGradients() throws {
+        let vector = InputLayer(name: "v", kind: .features, width: 3)
+        let other = InputLayer(name: "w", kind: .features, width: 3)
+        let plain = Dot(name: "d", inputs: [vector, other], axes: (0, 0), normalize: false)
+        let cosine = Dot(name: "c", inputs: [vector, other], axes: (0, 0), normalize: true)
+        let model = Model(inputs: [vector, other], outputs: [plain, cosine], maxBatch: 1)
+        vector.output.values.update(from: [1, 2, 2], count: 3)
+        other.output.values.update(from: [0, 3, 4], count: 3)
+        model.forward(batch: 1, training: false)
+        XCTAssertEqual(plain.output.values[0], 14)
+        XCTAssertEqual(cosine.output.values[0], 14 / 15, accuracy: 1e-6)
+
+        for (axes, normalize) in [((0, 0), false), ((1, 1), true), ((1, 0), false), ((0, 1), true)]
+            as [((Int, Int), Bool)]
+        {
+            // x [4, 3]; y [4, 3] when both contract the same axis, else [3, 4]: the contracted sizes agree.
+            let x = InputLayer(name: "x", kind: .features, shape: [4, 3])
+            let y = InputLayer(name: "y", kind: .features, shape: axes.0 == axes.1 ? [4, 3] : [3, 4])
+            let tx = TimeDistributedDense(x, "tx")
+            let dot = Dot(name: "dot", inputs: [tx, y], axes: axes, normalize: normalize)
+            let out = Dense(name: "out", units: 2, input: Reshape(name: "flat", input: dot, shape: [dot.output.width]))
+            let model = Model(inputs: [x, y], outputs: [out], maxBatch: 3)
+            model.parameters.initialize(seed: 41)
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 42)
+            try write((0..<36).map { _ in Float(rng.normal()) }, [3, 4, 3], dir + "/x.npy")
+            try write((0..<36).map { _ in Float(rng.normal()) }, [3] + y.output.shape, dir + "/y.npy")
+            try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+        }
+    }
+
+    /// A Dense on the last axis of [4, 3] (so the first input has weights the check moves).
+    private func TimeDistributedDense(_ x: Layer, _ name: String) -> Layer {
+        Dense(name: name, units: 3, activation: .tanh, input: x)
+    }
+}

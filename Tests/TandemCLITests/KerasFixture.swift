@@ -11,7 +11,8 @@ enum KerasFixture {
     static let models = [
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
-        "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves", "dot_products",
+        "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
+        "dot_products",
     ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.

@@ -696,6 +696,23 @@ def dot_products():
 MODELS["dot_products"] = dot_products
 
 
+def noise_layers():
+    """GaussianNoise, GaussianDropout and AlphaDropout, on in training. Their draws are Tandem's own (like
+    dropout's), so the tests check them against other rank counts, not Keras."""
+    x_in = keras.Input(shape=(6,), name="features")
+    h = L.Dense(8, activation="selu", name="trunk")(L.GaussianNoise(0.3, name="noise")(x_in))
+    a = L.AlphaDropout(0.2, name="alpha_drop")(h)
+    b = L.GaussianDropout(0.3, name="gauss_drop")(h)
+    one = L.Dense(1, activation="sigmoid", name="one")(a)
+    two = L.Dense(2, name="two")(b)
+    m = keras.Model(x_in, [one, two])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["binary_crossentropy", "mse"])
+    return m
+
+
+MODELS["noise_layers"] = noise_layers
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

@@ -220,18 +220,20 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         }
     }
 
-    /// Dropout masks are a function of the sample's position, not of its rank: np 1 and np 3
-    /// train alike, and reproducible mode is byte-identical for 1 to 4 ranks with dropout on —
+    /// Dropout masks and the noise layers' draws are a function of the sample's position, not of its
+    /// rank: np 1 and np 3 train alike, and reproducible mode is byte-identical for 1 to 4 ranks with them on —
     /// and with BatchNormalization, whose statistics there are gathered per micro-batch and
     /// added in one order (and still equal one-process Keras).
     func testDropoutAndBatchNormalizationAreTheSameForAnyRankCount() throws {
-        let one = try tandemTrain(model("dropout"), "dropout", epochs: 2)
-        let three = try tandemTrain(model("dropout"), "dropout", epochs: 2, np: 3)
-        assertClose(
-            try Harness.weights(three + "/weights.safetensors"), try Harness.weights(one + "/weights.safetensors"),
-            tolerance, "dropout np 3 against np 1")
+        for m in KerasFixture.randomModels {
+            let one = try tandemTrain(model(m), m, epochs: 2)
+            let three = try tandemTrain(model(m), m, epochs: 2, np: 3)
+            assertClose(
+                try Harness.weights(three + "/weights.safetensors"), try Harness.weights(one + "/weights.safetensors"),
+                tolerance, "\(m) np 3 against np 1")
+        }
         let keras = try kerasFit(model("normalized"), "normalized", epochs: 2)
-        for m in ["dropout", "normalized"] {
+        for m in KerasFixture.randomModels + ["normalized"] {
             var runs: [String] = []
             for np in [nil, 2, 3, 4] as [Int?] {
                 runs.append(

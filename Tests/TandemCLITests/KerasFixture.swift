@@ -19,7 +19,7 @@ enum KerasFixture {
     static let lengths = ["functional_guide": 9]
 
     /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
-    static let randomModels = ["dropout"]
+    static let randomModels = ["dropout", "noise_layers"]
 
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
     static let optimizerModels = [

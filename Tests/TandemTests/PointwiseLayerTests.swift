@@ -99,3 +99,79 @@ final class PointwiseLayerTests: XCTestCase {
         }
     }
 }
+
+final class NoiseLayerTests: XCTestCase {
+    /// 4000 rows of 5 standard-normal inputs through one noise layer in training; the outputs and factors.
+    private func run(_ kind: NoiseLayer.Kind, first: Int = 0, rows: Int = 4000) -> (x: [Float], y: [Float]) {
+        let x = InputLayer(name: "x", kind: .features, width: 5)
+        let noise = NoiseLayer(name: "noise", kind: kind, input: x)
+        let model = Model(inputs: [x], outputs: [noise], maxBatch: rows)
+        model.dropoutKeys.seed = 7
+        model.dropoutKeys.epoch = 2
+        model.dropoutKeys.firstPosition = first
+        // Inputs by the sample's position, so a sample is the same whatever rows come with it.
+        let inputs = (0..<(rows * 5)).map { i -> Float in
+            var g = SeededGenerator(seed: UInt64(first * 5 + i))
+            return Float(g.normal())
+        }
+        x.output.values.update(from: inputs, count: inputs.count)
+        model.forward(batch: rows, training: true)
+        return (inputs, Array(UnsafeBufferPointer(start: noise.output.values, count: rows * 5)))
+    }
+
+    private func meanAndDeviation(_ v: [Float]) -> (Double, Double) {
+        let mean = v.reduce(0.0) { $0 + Double($1) } / Double(v.count)
+        let variance = v.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(v.count)
+        return (mean, variance.squareRoot())
+    }
+
+    func testDrawsHaveKerasDistributions() {
+        let (x, y) = run(.gaussianNoise(stddev: 0.5))
+        let (m, s) = meanAndDeviation(zip(y, x).map { $0 - $1 })
+        XCTAssertEqual(m, 0, accuracy: 0.02)
+        XCTAssertEqual(s, 0.5, accuracy: 0.02)
+        let (x2, y2) = run(.gaussianDropout(rate: 0.2))
+        let factors = zip(y2, x2).filter { abs($0.1) > 0.5 }.map { $0.0 / $0.1 }
+        let (m2, s2) = meanAndDeviation(factors)
+        XCTAssertEqual(m2, 1, accuracy: 0.03)
+        XCTAssertEqual(s2, (0.2 / 0.8).squareRoot(), accuracy: 0.03)
+        // AlphaDropout keeps a standard normal input's mean and variance (SELU's fixed point).
+        let (_, y3) = run(.alphaDropout(rate: 0.3))
+        let (m3, s3) = meanAndDeviation(y3)
+        XCTAssertEqual(m3, 0, accuracy: 0.04)
+        XCTAssertEqual(s3, 1, accuracy: 0.04)
+    }
+
+    /// A sample's draws depend on its position in the epoch, not on the rows it is forwarded with.
+    func testDrawsFollowTheSamplePosition() {
+        for kind in [NoiseLayer.Kind.gaussianNoise(stddev: 1), .gaussianDropout(rate: 0.4), .alphaDropout(rate: 0.4)] {
+            let whole = run(kind, first: 10, rows: 6).y
+            let tail = run(kind, first: 13, rows: 3).y
+            XCTAssertEqual(Array(whole[15...]), tail, "\(kind)")
+            XCTAssertNotEqual(Array(whole[..<15]), Array(whole[15...]), "\(kind): other positions, other draws")
+        }
+    }
+
+    func testGradientsInTraining() throws {
+        for kind in [NoiseLayer.Kind.gaussianNoise(stddev: 0.4), .gaussianDropout(rate: 0.3), .alphaDropout(rate: 0.3)]
+        {
+            let x = InputLayer(name: "x", kind: .features, width: 3)
+            let trunk = Dense(name: "trunk", units: 4, activation: .tanh, input: x)
+            let noise = NoiseLayer(name: "noise", kind: kind, input: trunk)
+            let out = Dense(name: "out", units: 2, input: noise)
+            let model = Model(inputs: [x], outputs: [out], maxBatch: 4)
+            model.parameters.initialize(seed: 51)
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 52)
+            try write((0..<12).map { _ in Float(rng.normal()) }, [4, 3], dir + "/x.npy")
+            try write((0..<8).map { _ in Float(rng.normal()) }, [4, 2], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+        }
+    }
+}

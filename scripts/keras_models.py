@@ -713,6 +713,26 @@ def noise_layers():
 MODELS["noise_layers"] = noise_layers
 
 
+def constrained():
+    """Weight constraints applied after each update: MinMaxNorm on an Embedding's rows (axis 1), MaxNorm on a
+    Dense kernel's columns, NonNeg on its bias, UnitNorm on another kernel."""
+    C = keras.constraints
+    tokens = keras.Input(shape=(6,), dtype="int32", name="tokens")
+    x_in = keras.Input(shape=(4,), name="features")
+    e = L.Embedding(20, 5, embeddings_constraint=C.MinMaxNorm(0.5, 1.0, rate=0.8, axis=1), name="embed")(tokens)
+    joined = L.Concatenate(name="joined")([L.GlobalAveragePooling1D(name="gap")(e), x_in])
+    h = L.Dense(6, activation="tanh", kernel_constraint=C.MaxNorm(0.6), bias_constraint=C.NonNeg(), name="trunk")(joined)
+    u = L.Dense(3, kernel_constraint=C.UnitNorm(axis=0), name="unit")(h)
+    one = L.Dense(1, activation="sigmoid", name="one")(u)
+    two = L.Dense(2, name="two")(h)
+    m = keras.Model([tokens, x_in], [one, two])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["binary_crossentropy", "mse"])
+    return m
+
+
+MODELS["constrained"] = constrained
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

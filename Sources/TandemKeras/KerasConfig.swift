@@ -49,14 +49,17 @@ public enum KerasConfig {
         }
         let order = try keraslayerOrder(graph, sequential: className == "Sequential")
         var regularizers: [Regularizer] = []
+        var constraints: [WeightConstraint] = []
         var seen = Set<String>()
         for node in graph.nodes where seen.insert(node.layer).inserted {
             regularizers += try LayerRegistry.regularizers(node)
+            constraints += try LayerRegistry.constraints(node)
         }
         var description = ModelDescription(
             name: config["name"]?.string ?? "model", nodes: graph.nodes, inputs: graph.inputs,
             outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
             heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
+        description.constraints = constraints
         try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
         return description
     }

@@ -27,6 +27,8 @@ public struct ModelDescription: Sendable {
     public var heads: [Head]
     /// Penalties from the layers' `*_regularizer` arguments.
     public let regularizers: [Regularizer]
+    /// Projections from the layers' `*_constraint` arguments, applied after each update.
+    public var constraints: [WeightConstraint] = []
     /// The compiled optimizer, if the archive has one Tandem supports.
     public var optimizer: OptimizerConfig?
     /// The whole config.json (architecture and compile config).

@@ -74,10 +74,10 @@ struct Bench: ParsableCommand {
                 throw TandemError.usage(
                     "\(size.model): the model has no loss to train (compile it with loss=... in Keras)")
             }
+            let optimizer = Optimizer(optimizerConfig, parameters: model.parameters)
+            try optimizer.constrain(description.constraints, in: model.parameters)
             let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(optimizerConfig, parameters: model.parameters),
-                communicator: comm, l2: [:])
+                model: model, heads: heads, optimizer: optimizer, communicator: comm, l2: [:])
             if reproducible { step.microBatch = microBatch }
             step.overlapExchange = overlapExchange
             if let gradientSurgery {

@@ -80,9 +80,11 @@ struct Summary: ParsableCommand {
             let config = d.optimizer ?? OptimizerConfig(kind: .adam)
             out +=
                 "\nOptimizer: \(d.optimizer.map(\.summary) ?? "none compiled (train defaults to sgd; paths shown for adam)")\n"
+            let optimizer = Optimizer(config, parameters: model.parameters)
+            try optimizer.constrain(d.constraints, in: model.parameters)
+            for c in d.constraints { out += "Constraint on \(c.tensor): \(c.kind), over axes \(c.axes)\n" }
             let step = try TrainingStep(
-                model: model, heads: d.heads, optimizer: Optimizer(config, parameters: model.parameters),
-                communicator: comm, regularizers: d.regularizers)
+                model: model, heads: d.heads, optimizer: optimizer, communicator: comm, regularizers: d.regularizers)
             out += "Training path: \(step.pathDescription)\n"
             print(out, terminator: "")
         }

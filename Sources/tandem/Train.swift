@@ -150,6 +150,7 @@ struct Train: ParsableCommand {
         let rows = try comm.agreeOn { try description.evaluationRows() }
         let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, rows)) }
         let opt = Optimizer(optimizerConfig, parameters: model.parameters)
+        try opt.constrain(description.constraints, in: model.parameters)
         let step = try TrainingStep(
             model: model, heads: heads, optimizer: opt, communicator: comm,
             regularizers: description.regularizers + Regularizer.fromLayerFlags(l2Terms, model: model))

@@ -12,7 +12,7 @@ enum KerasFixture {
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
-        "dot_products",
+        "dot_products", "constrained",
     ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.

@@ -117,7 +117,7 @@ extension LayerRegistry {
         let source = try single(a, inputs)
         let units = try a.int("units")
         try a.requireNull(
-            "kernel_constraint", "bias_constraint", "activity_regularizer", "lora_rank", "quantization_config")
+            "activity_regularizer", "lora_rank", "quantization_config")
         let useBias = try a.bool("use_bias", default: true)
         return Dense(
             name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,

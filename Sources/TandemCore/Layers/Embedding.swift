@@ -106,7 +106,7 @@ extension LayerRegistry {
         let dimension = try a.int("output_dim")
         // mask_zero: the file carries the mask as a NotEqual op passed to the layers that read it.
         try a.require("sparse", is: .bool(false), supported: "dense gradients")
-        try a.requireNull("embeddings_constraint", "activity_regularizer", "lora_rank", "quantization_config")
+        try a.requireNull("activity_regularizer", "lora_rank", "quantization_config")
         let initializer = try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension)
         return Embedding(
             name: a.node.id, vocabulary: vocabulary, dimension: dimension, input: source,

@@ -197,6 +197,36 @@ package enum LayerRegistry {
         }
     }
 
+    /// The weight constraints a node's config asks for (`*_constraint`, each beside its
+    /// `*_regularizer` key: the same weight), TimeDistributed's and Bidirectional's as their regularizers.
+    package static func constraints(_ node: GraphNode) throws -> [WeightConstraint] {
+        if node.className == "TimeDistributed", let inner = node.config["layer"] {
+            return try constraints(
+                GraphNode(
+                    id: node.id, layer: node.layer, className: inner["class_name"]?.string ?? "",
+                    config: inner["config"] ?? .null, inputs: node.inputs, call: node.call))
+        }
+        if node.className == "Bidirectional" {
+            return try ["layer", "backward_layer"].flatMap { key -> [WeightConstraint] in
+                guard let half = node.config[key], let name = half["config"]?["name"]?.string else { return [] }
+                return try constraints(
+                    GraphNode(
+                        id: node.id, layer: "\(node.layer)/\(name)", className: half["class_name"]?.string ?? "",
+                        config: half["config"] ?? .null, inputs: node.inputs, call: node.call))
+            }
+        }
+        let keys = kindByClass[node.className]?.regularizerKeys ?? []
+        return try keys.compactMap { key, weight in
+            let constraintKey = key.replacingOccurrences(of: "_regularizer", with: "_constraint")
+            guard let value = node.config[constraintKey] else { return nil }
+            do {
+                return try WeightConstraint.keras(value, tensor: "\(node.layer)/\(weight)", key: constraintKey)
+            } catch let TandemError.usage(message) {
+                throw TandemError.usage("layer '\(node.layer)' (\(node.className)): \(message)")
+            }
+        }
+    }
+
     static func single(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         guard inputs.count == 1 else { throw a.fail("takes one input, got \(inputs.count)") }
         return inputs[0]

@@ -100,6 +100,7 @@ public final class Optimizer {
     /// Why zero-gradient table rows are not deferred under this rule (nil: they are, or may be).
     package var deferralRefusal: String? {
         if config.decays { return "weight decay touches every row every step; no rows are deferred" }
+        if !constraints.isEmpty { return "weight constraints project every tensor every step; no rows are deferred" }
         if untouchedRowsStay { return "plain SGD leaves untouched rows as they are (nothing to defer)" }
         if config.amsgrad { return "AMSGrad's running maximum is not replayed; no rows are deferred" }
         if config.kind != .adam {
@@ -109,6 +110,24 @@ public final class Optimizer {
         return nil
     }
     package var defersRows: Bool { deferred != nil }
+
+    /// Weight constraints (Constraint.swift), each applied to its whole tensor after every update,
+    /// as Keras's optimizer applies them after update_step.
+    package private(set) var constraints: [(offset: Int, shape: [Int], constraint: WeightConstraint)] = []
+
+    /// Resolves `list` against `store`'s tensors; a name the model lacks is an error.
+    public func constrain(_ list: [WeightConstraint], in store: ParameterStore) throws {
+        constraints = try list.map { c in
+            guard let view = store.view(c.tensor) else {
+                throw TandemError.usage("constraint on '\(c.tensor)': the model has no such weight")
+            }
+            return (view.offset, view.spec.shape, c)
+        }
+    }
+
+    private func applyConstraints(_ w: UnsafeMutablePointer<Float>) {
+        for c in constraints { c.constraint.apply(w + c.offset, shape: c.shape) }
+    }
 
     /// w ← update(w, g) for every parameter; then iterations += 1. With
     /// `clear`, g is left all zero (folded into the pass: no separate memset).
@@ -134,6 +153,7 @@ public final class Optimizer {
         } else {
             apply(w, g, 0, count, clear: clear)
         }
+        applyConstraints(w)
         iterations = t
         microSteps += 1
     }
@@ -240,6 +260,7 @@ public final class Optimizer {
         let tail = s.table.offset + s.table.rows * s.table.width
         apply(w, g, 0, s.table.offset, clear: clear)
         apply(w, g + tail, tail, count, clear: clear)
+        applyConstraints(w)
         iterations = s.t
         microSteps += 1
     }

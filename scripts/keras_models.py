@@ -546,6 +546,7 @@ OPTIMIZERS = {
     "rmsprop_accumulate": lambda: O.RMSprop(0.01, momentum=0.5, gradient_accumulation_steps=4),
     "adadelta": lambda: O.Adadelta(1.0, rho=0.9),
     "lion": lambda: O.Lion(0.003, beta_1=0.8),
+    "adam_ema": lambda: O.Adam(0.01, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=3),
 }
 
 

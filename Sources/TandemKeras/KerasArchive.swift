@@ -135,6 +135,14 @@ extension ModelDescription {
     static func kerasSlots(_ config: OptimizerConfig) -> (
         groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int
     ) {
+        // use_ema: the base optimizer's `average` per trainable variable comes before the rule's slots.
+        let rule = ruleSlots(config)
+        return ((config.useEMA ? [[("average", "average")]] : []) + rule.groups, rule.leading, rule.trailingScalars)
+    }
+
+    private static func ruleSlots(_ config: OptimizerConfig) -> (
+        groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int
+    ) {
         let leading = config.schedule == nil ? 2 : 1
         switch config.kind {
         case .adam, .adamw:
@@ -329,8 +337,9 @@ extension ModelDescription {
             ("learning_rate", o.schedule?.kerasConfig ?? .double(Double(Float(o.learningRate)))),
             ("weight_decay", optional(o.weightDecay)), ("clipnorm", optional(o.clipnorm)),
             ("global_clipnorm", optional(o.globalClipnorm)),
-            ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(false)), ("ema_momentum", .double(0.99)),
-            ("ema_overwrite_frequency", .null),
+            ("clipvalue", optional(o.clipvalue)), ("use_ema", .bool(o.useEMA)),
+            ("ema_momentum", .double(o.emaMomentum)),
+            ("ema_overwrite_frequency", o.emaOverwriteFrequency.map { .int(Int64($0)) } ?? .null),
             ("loss_scale_factor", .null),
             ("gradient_accumulation_steps", o.gradientAccumulationSteps.map { .int(Int64($0)) } ?? .null),
         ]

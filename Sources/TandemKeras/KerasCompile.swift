@@ -342,11 +342,22 @@ enum KerasCompile {
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
             .usage("optimizer \(className): '\(key)' = \(v) is not supported (\(supported))")
         }
-        for key in ["loss_scale_factor", "ema_overwrite_frequency"] {
-            if let v = config[key], !v.isNull { throw fail(key, v, "null") }
-        }
-        if let v = config["use_ema"], v.bool == true { throw fail("use_ema", v, "false") }
+        if let v = config["loss_scale_factor"], !v.isNull { throw fail("loss_scale_factor", v, "null") }
         var o = OptimizerConfig(kind: kind)
+        if let v = config["use_ema"], !v.isNull {
+            guard let b = v.bool else { throw fail("use_ema", v, "true or false") }
+            o.useEMA = b
+        }
+        if o.useEMA {
+            if let v = config["ema_momentum"], !v.isNull {
+                guard let m = v.number else { throw fail("ema_momentum", v, "a number in [0, 1]") }
+                o.emaMomentum = m
+            }
+            if let v = config["ema_overwrite_frequency"], !v.isNull {
+                guard let f = v.integer else { throw fail("ema_overwrite_frequency", v, "an integer ≥ 1 or null") }
+                o.emaOverwriteFrequency = f
+            }
+        }
         if let lr = config["learning_rate"], !lr.isNull {
             if lr.object != nil {
                 try KerasJSON.refuseCustom(lr, what: "the learning-rate schedule")

@@ -244,6 +244,9 @@ public final class Trainer {
             }
         }
         step.synchronize()
+        // Keras's finalize_variable_values (use_ema: the weights become their moving average), then
+        // its on_train_end, where restore_best_weights acts.
+        if options.epochs > 0 { step.optimizer.finalizeWeights(step.model.parameters.values) }
         if let monitor = options.monitor, monitor.restoreBest, let best = position.monitor, best.bestEpoch > 0,
             best.bestEpoch != position.epoch, let run = options.runDirectory
         {

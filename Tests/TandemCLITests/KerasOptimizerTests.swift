@@ -37,11 +37,15 @@ final class KerasOptimizerTests: KerasFixtureTestCase {
                     XCTAssertNotNil(line["learning_rate"] as? Double, "\(m): the learning rate is in metrics.jsonl")
                 }
             }
-            // Tandem's first epoch, continued by Keras, lands where Keras's two epochs do.
+            // Tandem's first epoch, continued by Keras, lands where Keras's two epochs do. With use_ema a
+            // fit ends by writing the average over the weights, so there it lands where Keras's one-epoch
+            // fit continued by Keras does.
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
-            assertClose(
-                kerasContinues.weights, reference.weights, tolerance, "\(m): Keras continuing Tandem's optimizer state")
+            let twoFits =
+                m.hasSuffix("_ema")
+                ? try kerasFit(try kerasFit(model(m), m, epochs: 1).archive, m, epochs: 1).weights : reference.weights
+            assertClose(kerasContinues.weights, twoFits, tolerance, "\(m): Keras continuing Tandem's optimizer state")
             // Resumed by Tandem, the same bits as the uninterrupted run: the slots, the iterations (so the
             // schedule's step) and Nadam's product are all in the checkpoint.
             let resumed = try Harness.tandem([

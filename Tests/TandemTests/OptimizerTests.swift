@@ -257,6 +257,40 @@ final class OptimizerTests: XCTestCase {
         check(c, steps: [[0.49, -1.24, 1.99], [0.5, -1.25, 1.98]])
     }
 
+    func testMovingAverageOfTheWeights() {
+        // SGD lr 1, EMA momentum 0.5: w1 = [0.4, −0.85, −1], the average starts as w1 (momentum 0 at
+        // the first update); w2 = [0.6, −0.9, −2.5], average ½·w1 + ½·w2. The end of fit writes it over w.
+        for overwrite in [nil, 2] as [Int?] {
+            var c = config(.sgd, 1)
+            c.useEMA = true
+            c.emaMomentum = 0.5
+            c.emaOverwriteFrequency = overwrite
+            let w = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+            defer { w.deallocate() }
+            w.initialize(from: [0.5, -1.25, 2.0], count: 3)
+            let optimizer = Optimizer(c, parameterCount: 3)
+            XCTAssertEqual(optimizer.slots.map(\.name), ["average"])
+            for g: [Float] in [[0.1, -0.4, 3.0], [-0.2, 0.05, 1.5]] {
+                var gm = g
+                optimizer.step(parameters: w, gradients: &gm)
+            }
+            let average = Array(UnsafeBufferPointer(start: optimizer.slot("average")!, count: 3))
+            for (a, e) in zip(average, [0.5, -0.875, -1.75] as [Float]) { XCTAssertEqual(a, e, accuracy: 1e-6) }
+            let expected: [Float] = overwrite == nil ? [0.6, -0.9, -2.5] : average
+            for j in 0..<3 {
+                XCTAssertEqual(
+                    w[j], expected[j], accuracy: 1e-6,
+                    "overwritten every 2nd update: \(overwrite.map(String.init) ?? "never")")
+            }
+            optimizer.finalizeWeights(w)
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: w, count: 3)), average)
+        }
+        var c = config(.adam, 0.01)
+        c.useEMA = true
+        c.gradientAccumulationSteps = 2
+        XCTAssertThrowsError(try c.validate())
+    }
+
     func testAdamax() {
         check(config(.adamax, 0.01), steps: [[0.49000001, -1.24, 1.99], [0.492894745, -1.23591697, 1.9826242]])
     }

@@ -53,6 +53,12 @@ public final class Optimizer {
         }
     }
 
+    /// The slots `config` keeps: the rule's (slotNames, which the rule reads by position), then
+    /// the weights' moving average when `use_ema`.
+    package static func allSlotNames(_ config: OptimizerConfig) -> [String] {
+        slotNames(config) + (config.useEMA ? ["average"] : [])
+    }
+
     /// An optimizer for every tensor of `store` (frozen tensors get no weight decay).
     public convenience init(_ config: OptimizerConfig, parameters store: ParameterStore) {
         self.init(
@@ -77,7 +83,7 @@ public final class Optimizer {
                 trainableRanges.append(t.offset..<(t.offset + t.count))
             }
         }
-        for name in Self.slotNames(config) {
+        for name in Self.allSlotNames(config) {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
             p.initialize(
                 repeating: name == "accumulator" ? Float(config.initialAccumulatorValue) : 0, count: max(count, 1))
@@ -101,6 +107,7 @@ public final class Optimizer {
     package var deferralRefusal: String? {
         if config.decays { return "weight decay touches every row every step; no rows are deferred" }
         if !constraints.isEmpty { return "weight constraints project every tensor every step; no rows are deferred" }
+        if config.useEMA { return "the weights' moving average moves on every row every step; no rows are deferred" }
         if untouchedRowsStay { return "plain SGD leaves untouched rows as they are (nothing to defer)" }
         if config.amsgrad { return "AMSGrad's running maximum is not replayed; no rows are deferred" }
         if config.kind != .adam {
@@ -117,6 +124,11 @@ public final class Optimizer {
 
     /// Resolves `list` against `store`'s tensors; a name the model lacks is an error.
     public func constrain(_ list: [WeightConstraint], in store: ParameterStore) throws {
+        if !list.isEmpty && stepsPerUpdate > 1 {
+            throw TandemError.usage(
+                "weight constraints with gradient_accumulation_steps are not supported (Keras projects the weights on every accumulation step too)"
+            )
+        }
         constraints = try list.map { c in
             guard let view = store.view(c.tensor) else {
                 throw TandemError.usage("constraint on '\(c.tensor)': the model has no such weight")
@@ -125,8 +137,31 @@ public final class Optimizer {
         }
     }
 
-    private func applyConstraints(_ w: UnsafeMutablePointer<Float>) {
+    /// What follows the rule, in Keras's order (base_optimizer.apply): the moving average of the
+    /// trainable weights (momentum 0 at the first update) and its overwrite every N-th update,
+    /// then the constraints. `t` is the update being finished (1-based).
+    private func finishUpdate(_ w: UnsafeMutablePointer<Float>, step t: Int) {
+        if config.useEMA, let average = slot("average") {
+            let momentum: Float = t > 1 ? Float(config.emaMomentum) : 0
+            let keep = 1 - momentum
+            for range in trainableRanges {
+                for i in range { average[i] = momentum * average[i] + keep * w[i] }
+            }
+            if let f = config.emaOverwriteFrequency, t % f == 0 { copyAverage(into: w) }
+        }
         for c in constraints { c.constraint.apply(w + c.offset, shape: c.shape) }
+    }
+
+    private func copyAverage(into w: UnsafeMutablePointer<Float>) {
+        guard let average = slot("average") else { return }
+        for range in trainableRanges {
+            (w + range.lowerBound).update(from: average + range.lowerBound, count: range.count)
+        }
+    }
+
+    /// Keras's finalize_variable_values at the end of fit: with use_ema the weights become their average.
+    public func finalizeWeights(_ w: UnsafeMutablePointer<Float>) {
+        if config.useEMA { copyAverage(into: w) }
     }
 
     /// w ← update(w, g) for every parameter; then iterations += 1. With
@@ -153,7 +188,7 @@ public final class Optimizer {
         } else {
             apply(w, g, 0, count, clear: clear)
         }
-        applyConstraints(w)
+        finishUpdate(w, step: t)
         iterations = t
         microSteps += 1
     }
@@ -260,7 +295,7 @@ public final class Optimizer {
         let tail = s.table.offset + s.table.rows * s.table.width
         apply(w, g, 0, s.table.offset, clear: clear)
         apply(w, g + tail, tail, count, clear: clear)
-        applyConstraints(w)
+        finishUpdate(w, step: s.t)
         iterations = s.t
         microSteps += 1
     }

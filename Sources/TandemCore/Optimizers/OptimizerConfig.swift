@@ -27,6 +27,11 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// Keras 3's `gradient_accumulation_steps` (nil: every step updates): the weights move every
     /// N-th step, by the mean of the N steps' gradients (Optimizer.swift says how it counts).
     public var gradientAccumulationSteps: Int?
+    /// Keras's `use_ema`: an exponential moving average of the trainable weights (the slot
+    /// `average`), written over the weights every `emaOverwriteFrequency` updates and at the end.
+    public var useEMA = false
+    public var emaMomentum = 0.99
+    public var emaOverwriteFrequency: Int?
 
     /// Steps per update: N with gradient accumulation, else 1.
     package var stepsPerUpdate: Int { gradientAccumulationSteps ?? 1 }
@@ -61,6 +66,11 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         if let globalClipnorm { parts.append("global clipnorm \(globalClipnorm)") }
         if let clipvalue { parts.append("clipvalue \(clipvalue)") }
         if let n = gradientAccumulationSteps { parts.append("gradients accumulated over \(n) steps") }
+        if useEMA {
+            parts.append(
+                "weights averaged (EMA \(emaMomentum)\(emaOverwriteFrequency.map { ", written over every \($0) steps" } ?? ""))"
+            )
+        }
         return parts.joined(separator: ", ")
     }
 
@@ -101,6 +111,19 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
             )
         }
         for (name, v) in clips where !(v! > 0 && v!.isFinite) { throw bad(name, v!, "a positive number") }
+        if useEMA {
+            if !(emaMomentum >= 0 && emaMomentum <= 1) {
+                throw bad("ema_momentum", emaMomentum, "0 ≤ ema_momentum ≤ 1")
+            }
+            if let f = emaOverwriteFrequency, f < 1 {
+                throw bad("ema_overwrite_frequency", Double(f), "an integer ≥ 1")
+            }
+            if gradientAccumulationSteps != nil {
+                throw TandemError.usage(
+                    "optimizer \(kind.rawValue): use_ema with gradient_accumulation_steps is not supported (Keras moves the average on every accumulation step too)"
+                )
+            }
+        }
         if let n = gradientAccumulationSteps, n < 2 {
             throw TandemError.usage(
                 "optimizer \(kind.rawValue): gradient_accumulation_steps = \(n) is not allowed (an integer ≥ 2, as Keras requires; null for none)"
@@ -111,7 +134,8 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     // Checkpoints written before these fields existed decode with Keras's defaults.
     private enum CodingKeys: String, CodingKey {
         case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
-            initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps
+            initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps,
+            useEMA, emaMomentum, emaOverwriteFrequency
     }
 
     public init(from decoder: Decoder) throws {
@@ -135,6 +159,9 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         globalClipnorm = try c.decodeIfPresent(Double.self, forKey: .globalClipnorm)
         clipvalue = try c.decodeIfPresent(Double.self, forKey: .clipvalue)
         gradientAccumulationSteps = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulationSteps)
+        useEMA = try c.decodeIfPresent(Bool.self, forKey: .useEMA) ?? false
+        emaMomentum = try c.decodeIfPresent(Double.self, forKey: .emaMomentum) ?? emaMomentum
+        emaOverwriteFrequency = try c.decodeIfPresent(Int.self, forKey: .emaOverwriteFrequency)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -156,5 +183,10 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         try c.encodeIfPresent(globalClipnorm, forKey: .globalClipnorm)
         try c.encodeIfPresent(clipvalue, forKey: .clipvalue)
         try c.encodeIfPresent(gradientAccumulationSteps, forKey: .gradientAccumulationSteps)
+        if useEMA {
+            try c.encode(useEMA, forKey: .useEMA)
+            try c.encode(emaMomentum, forKey: .emaMomentum)
+            try c.encodeIfPresent(emaOverwriteFrequency, forKey: .emaOverwriteFrequency)
+        }
     }
 }

@@ -547,6 +547,8 @@ OPTIMIZERS = {
     "adadelta": lambda: O.Adadelta(1.0, rho=0.9),
     "lion": lambda: O.Lion(0.003, beta_1=0.8),
     "adam_ema": lambda: O.Adam(0.01, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=3),
+    "ftrl": lambda: O.Ftrl(0.2, l1_regularization_strength=0.001, l2_regularization_strength=0.01,
+                           l2_shrinkage_regularization_strength=0.001, beta=0.1),
 }
 
 

@@ -158,6 +158,7 @@ extension ModelDescription {
                 leading, 0
             )
         case .lion: return ([[("momentum", "m")]], leading, 0)
+        case .ftrl: return ([[("accumulator", "accumulator"), ("linear", "linear")]], leading, 0)
         case .sgd, .rmsprop, .adagrad:
             let names = Optimizer.slotNames(config)
             return (names.map { [($0, $0)] }, leading, 0)
@@ -329,7 +330,7 @@ extension ModelDescription {
             .sgd: ("SGD", "SGD"), .adam: ("Adam", "adam"), .adamw: ("AdamW", "adam_w"),
             .rmsprop: ("RMSprop", "rm_sprop"),
             .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam"),
-            .adadelta: ("Adadelta", "adadelta"), .lion: ("Lion", "lion"),
+            .adadelta: ("Adadelta", "adadelta"), .lion: ("Lion", "lion"), .ftrl: ("Ftrl", "ftrl"),
         ]
         let (className, name) = names[o.kind]!
         var fields: [(String, JSONValue)] = [
@@ -363,6 +364,14 @@ extension ModelDescription {
             fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
         case .adadelta: fields += [("rho", .double(o.rho)), ("epsilon", .double(o.epsilon))]
         case .lion: fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2))]
+        case .ftrl:
+            fields += [
+                ("learning_rate_power", .double(o.learningRatePower)),
+                ("initial_accumulator_value", .double(o.initialAccumulatorValue)),
+                ("l1_regularization_strength", .double(o.l1Strength)),
+                ("l2_regularization_strength", .double(o.l2Strength)),
+                ("l2_shrinkage_regularization_strength", .double(o.l2ShrinkageStrength)), ("beta", .double(o.ftrlBeta)),
+            ]
         }
         return KerasJSON.serialized("keras.optimizers", className, fields)
     }

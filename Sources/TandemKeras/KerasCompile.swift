@@ -336,7 +336,7 @@ enum KerasCompile {
         }
         guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
             throw TandemError.usage(
-                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion)"
+                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl)"
             )
         }
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
@@ -416,6 +416,13 @@ enum KerasCompile {
             try number("beta_2", into: &o.beta2)
         case .adadelta:
             try number("rho", into: &o.rho)
+        case .ftrl:
+            try number("learning_rate_power", into: &o.learningRatePower)
+            try number("initial_accumulator_value", into: &o.initialAccumulatorValue)
+            try number("l1_regularization_strength", into: &o.l1Strength)
+            try number("l2_regularization_strength", into: &o.l2Strength)
+            try number("l2_shrinkage_regularization_strength", into: &o.l2ShrinkageStrength)
+            try number("beta", into: &o.ftrlBeta)
         }
         try o.validate()
         return o

@@ -328,7 +328,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             "reduction_none":
                 "MeanSquaredError 'reduction' = null is not supported (sum_over_batch_size or mean; with none",
             "unsupported_optimizer":
-                "optimizer Adafactor is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion)",
+                "optimizer Adafactor is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl)",
             "negative_learning_rate": "'learning_rate' = -0.01 is not supported (a positive number or a schedule)",
             "unknown_schedule":
                 "learning-rate schedule WarmupHold is not supported (ExponentialDecay, InverseTimeDecay",

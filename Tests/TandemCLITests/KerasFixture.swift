@@ -26,7 +26,7 @@ enum KerasFixture {
         "adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
         "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
         "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
-        "rmsprop_accumulate", "adadelta", "lion", "adam_ema",
+        "rmsprop_accumulate", "adadelta", "lion", "adam_ema", "ftrl",
     ].map { "opt_" + $0 }
 
     struct Made {

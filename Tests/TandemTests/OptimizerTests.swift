@@ -291,6 +291,18 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try c.validate())
     }
 
+    func testFtrl() {
+        // lr 0.1, learning_rate_power −0.5, initial accumulator 0.1, l1 0.001, l2 0.01, l2 shrinkage 0.001, beta 0.1.
+        let c = config(.ftrl, 0.1) {
+            $0.l1Strength = 0.001
+            $0.l2Strength = 0.01
+            $0.l2ShrinkageStrength = 0.001
+            $0.ftrlBeta = 0.1
+        }
+        XCTAssertEqual(Optimizer.slotNames(c), ["accumulator", "linear"])
+        check(c, steps: [[-0.00526364074, -0.329697807, 1.63543], [0.0352046203, -0.33772919, 1.59212025]])
+    }
+
     func testAdamax() {
         check(config(.adamax, 0.01), steps: [[0.49000001, -1.24, 1.99], [0.492894745, -1.23591697, 1.9826242]])
     }

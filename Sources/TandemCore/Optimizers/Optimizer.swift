@@ -50,6 +50,7 @@ public final class Optimizer {
         case .nadam: return ["m", "v"]
         case .adadelta: return ["accumulated_grad", "accumulated_delta_var"]
         case .lion: return ["m"]
+        case .ftrl: return ["accumulator", "linear"]
         }
     }
 
@@ -345,11 +346,26 @@ public final class Optimizer {
             for i in 0..<n { g[i] = min(max(g[i], -c), c) }
         }
         if config.decays { decay(w, from, to) }
-        let s = SlotPointers(
-            s0: slots.count > 0 ? slots[0].values + from : nil, s1: slots.count > 1 ? slots[1].values + from : nil,
-            s2: slots.count > 2 ? slots[2].values + from : nil)
-        let cleared = rule.apply(w + from, g, s, n: n, constants, clear: clear)
+        // Ftrl moves a weight even at a zero gradient (it is rebuilt from its slots): it runs on the
+        // trainable elements only, as Keras updates only trainable variables. The others' zero
+        // gradient leaves them as they are.
+        if config.kind == .ftrl {
+            for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
+                let lo = max(from, r.lowerBound)
+                let hi = min(to, r.upperBound)
+                _ = rule.apply(w + lo, g + (lo - from), slotPointers(at: lo), n: hi - lo, constants, clear: false)
+            }
+            if clear { g.update(repeating: 0, count: n) }
+            return
+        }
+        let cleared = rule.apply(w + from, g, slotPointers(at: from), n: n, constants, clear: clear)
         if clear && !cleared { g.update(repeating: 0, count: n) }
+    }
+
+    private func slotPointers(at i: Int) -> SlotPointers {
+        SlotPointers(
+            s0: slots.count > 0 ? slots[0].values + i : nil, s1: slots.count > 1 ? slots[1].values + i : nil,
+            s2: slots.count > 2 ? slots[2].values + i : nil)
     }
 
     /// w ← w − w·wd·lr on the trainable elements of [from, to) (Keras's _apply_weight_decay).

@@ -8,7 +8,7 @@ import Foundation
 public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// Keras's class names, lower-cased.
     public enum Kind: String, Sendable, Codable, CaseIterable {
-        case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion
+        case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion, ftrl
     }
     public var kind: Kind = .sgd
     /// The constant learning rate; with a schedule, its initial value (for display only).
@@ -29,6 +29,9 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var gradientAccumulationSteps: Int?
     /// Keras's `use_ema`: an exponential moving average of the trainable weights (the slot
     /// `average`), written over the weights every `emaOverwriteFrequency` updates and at the end.
+    /// Ftrl's arguments (Keras's names: learning_rate_power, l1_regularization_strength,
+    /// l2_regularization_strength, l2_shrinkage_regularization_strength, beta).
+    public var learningRatePower = -0.5, l1Strength = 0.0, l2Strength = 0.0, l2ShrinkageStrength = 0.0, ftrlBeta = 0.0
     public var useEMA = false
     public var emaMomentum = 0.99
     public var emaOverwriteFrequency: Int?
@@ -111,6 +114,15 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
             )
         }
         for (name, v) in clips where !(v! > 0 && v!.isFinite) { throw bad(name, v!, "a positive number") }
+        if kind == .ftrl {
+            if !(learningRatePower <= 0) { throw bad("learning_rate_power", learningRatePower, "≤ 0") }
+            for (name, v) in [
+                ("l1_regularization_strength", l1Strength), ("l2_regularization_strength", l2Strength),
+                ("l2_shrinkage_regularization_strength", l2ShrinkageStrength), ("beta", ftrlBeta),
+            ] where !(v >= 0 && v.isFinite) {
+                throw bad(name, v, "≥ 0")
+            }
+        }
         if useEMA {
             if !(emaMomentum >= 0 && emaMomentum <= 1) {
                 throw bad("ema_momentum", emaMomentum, "0 ≤ ema_momentum ≤ 1")
@@ -135,7 +147,8 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     private enum CodingKeys: String, CodingKey {
         case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps,
-            useEMA, emaMomentum, emaOverwriteFrequency
+            useEMA, emaMomentum, emaOverwriteFrequency, learningRatePower, l1Strength, l2Strength, l2ShrinkageStrength,
+            ftrlBeta
     }
 
     public init(from decoder: Decoder) throws {
@@ -162,6 +175,11 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         useEMA = try c.decodeIfPresent(Bool.self, forKey: .useEMA) ?? false
         emaMomentum = try c.decodeIfPresent(Double.self, forKey: .emaMomentum) ?? emaMomentum
         emaOverwriteFrequency = try c.decodeIfPresent(Int.self, forKey: .emaOverwriteFrequency)
+        learningRatePower = try c.decodeIfPresent(Double.self, forKey: .learningRatePower) ?? learningRatePower
+        l1Strength = try c.decodeIfPresent(Double.self, forKey: .l1Strength) ?? 0
+        l2Strength = try c.decodeIfPresent(Double.self, forKey: .l2Strength) ?? 0
+        l2ShrinkageStrength = try c.decodeIfPresent(Double.self, forKey: .l2ShrinkageStrength) ?? 0
+        ftrlBeta = try c.decodeIfPresent(Double.self, forKey: .ftrlBeta) ?? 0
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -183,6 +201,13 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         try c.encodeIfPresent(globalClipnorm, forKey: .globalClipnorm)
         try c.encodeIfPresent(clipvalue, forKey: .clipvalue)
         try c.encodeIfPresent(gradientAccumulationSteps, forKey: .gradientAccumulationSteps)
+        if kind == .ftrl {
+            try c.encode(learningRatePower, forKey: .learningRatePower)
+            try c.encode(l1Strength, forKey: .l1Strength)
+            try c.encode(l2Strength, forKey: .l2Strength)
+            try c.encode(l2ShrinkageStrength, forKey: .l2ShrinkageStrength)
+            try c.encode(ftrlBeta, forKey: .ftrlBeta)
+        }
         if useEMA {
             try c.encode(useEMA, forKey: .useEMA)
             try c.encode(emaMomentum, forKey: .emaMomentum)

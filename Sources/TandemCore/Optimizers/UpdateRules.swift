@@ -48,6 +48,10 @@ func updateRule(_ config: OptimizerConfig) -> UpdateRule {
         let beta1 = Float(config.beta1)
         let beta2 = Float(config.beta2)
         return LionRule(beta1: beta1, keep1: 1 - beta1, beta2: beta2, keep2: 1 - beta2)
+    case .ftrl:
+        return FtrlRule(
+            power: Float(-config.learningRatePower), l1: Float(config.l1Strength), l2: Float(config.l2Strength),
+            shrinkage: Float(2 * config.l2ShrinkageStrength), beta: Float(config.ftrlBeta))
     }
 }
 
@@ -243,6 +247,34 @@ struct LionRule: UpdateRule {
             let sign: Float = c > 0 ? 1 : (c < 0 ? -1 : 0)
             w[i] -= lr * sign
             m[i] = m[i] * beta2 + gi * keep2
+        }
+        return false
+    }
+}
+
+struct FtrlRule: UpdateRule {
+    /// −learning_rate_power; l1, l2 strengths; 2·l2_shrinkage; beta — float32, as Keras casts them.
+    let power: Float, l1: Float, l2: Float, shrinkage: Float, beta: Float
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
+        // Keras's Ftrl: n' = n + g²;  z += (g + 2·λs·w) − (n'^p − n^p)/lr·w;
+        // w = (clip(z, −λ1, λ1) − z) / (n'^p/lr + 2·(λ2 + β/(2·lr)));  n = n'   (p = −learning_rate_power)
+        let accumulator = slots.s0!
+        let linear = slots.s1!
+        let lr = k.lr
+        let quadraticExtra = 2 * (l2 + beta / (2 * lr))
+        for i in 0..<n {
+            let gi = g[i]
+            let old = accumulator[i]
+            let new = old + gi * gi
+            let newPower = powf(new, power)
+            linear[i] += (gi + shrinkage * w[i]) - (newPower - powf(old, power)) / lr * w[i]
+            let quadratic = newPower / lr + quadraticExtra
+            let clipped = min(max(linear[i], -l1), l1)
+            w[i] = (clipped - linear[i]) / quadratic
+            accumulator[i] = new
         }
         return false
     }

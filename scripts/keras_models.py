@@ -544,7 +544,7 @@ OPTIMIZERS = {
     # (5 steps) ends mid-window, so the archives and checkpoints between the epochs hold accumulators.
     "adam_accumulate": lambda: O.Adam(S.ExponentialDecay(0.02, 4, 0.5), gradient_accumulation_steps=3),
     "rmsprop_accumulate": lambda: O.RMSprop(0.01, momentum=0.5, gradient_accumulation_steps=4),
-    "adadelta": lambda: O.Adadelta(1.0, rho=0.9),
+    "adadelta": lambda: O.Adadelta(1.0, rho=0.9, epsilon=1e-5),  # its default ε moves the weights by ~1e-4
     "lion": lambda: O.Lion(0.003, beta_1=0.8),
     "adam_ema": lambda: O.Adam(0.01, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=3),
     "ftrl": lambda: O.Ftrl(0.2, l1_regularization_strength=0.001, l2_regularization_strength=0.01,

@@ -95,7 +95,8 @@ final class KerasArchiveTests: KerasFixtureTestCase {
                 as! [String: Double]
             for (key, value) in theirs {
                 let match = mine[key] as? Double ?? mine.first { $0.key.hasSuffix("_" + key) }?.value as? Double
-                XCTAssertEqual(match ?? .nan, value, accuracy: 1e-6, "\(m) evaluate \(key)")
+                // 1e-6, relative above 1: Keras reports float32 (a MAPE of 88 has a resolution of 7.6e-6).
+                XCTAssertEqual(match ?? .nan, value, accuracy: 1e-6 * max(1, abs(value)), "\(m) evaluate \(key)")
             }
         }
     }

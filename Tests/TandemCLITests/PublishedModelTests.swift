@@ -2,8 +2,8 @@
 // (scripts/keras_models.py names the source of each): the functional-API guide's ticket ranker
 // is one of KerasFixture.models (1, 2 and 3 ranks against Keras's fit, loaded back by Keras);
 // Deep Learning with Python's posts → age, income, gender model is here, on its own data — its
-// first Conv1D reads 50 000 channels, so its test trains 12 posts of 269 tokens, the shortest its
-// convolutions and poolings can take.
+// first Conv1D reads 50 000 channels, so its test trains one step of 8 posts of 269 tokens, the
+// shortest its convolutions and poolings can take.
 
 import Foundation
 import Tandem
@@ -15,12 +15,12 @@ final class PublishedModelTests: KerasFixtureTestCase {
         let m = "dlwp_multi_output"
         let posts = dir + "/data-\(m)"
         let gen = try Harness.tandem([
-            "gen-data", "--model", model(m), "--out", posts, "--samples", "12", "--seed", "3", "--seq-len", "269",
+            "gen-data", "--model", model(m), "--out", posts, "--samples", "8", "--seed", "3", "--seq-len", "269",
         ])
         XCTAssertEqual(gen.status, 0, gen.stderr)
-        XCTAssertEqual(try NPYArray(path: posts + "/posts.npy").shape, [12, 269])
+        XCTAssertEqual(try NPYArray(path: posts + "/posts.npy").shape, [8, 269])
 
-        // Two steps (8 and 4 posts) of RMSprop on 0.25·mse + 1·categorical + 10·binary cross-entropy.
+        // One step (8 posts, 3-3-2 across 3 ranks) of RMSprop on 0.25·mse + 1·categorical + 10·binary cross-entropy.
         let reference = try kerasFit(model(m), m, epochs: 1, dataDir: posts)
         let start = try Harness.weights("\(f.dir)/models/\(m).safetensors")
         // (The fixture builds every model in one Keras session, so the unnamed layers are numbered.)

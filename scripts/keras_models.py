@@ -736,6 +736,24 @@ def constrained():
 MODELS["constrained"] = constrained
 
 
+def reductions():
+    """The loss reductions beyond sum_over_batch_size: "sum" (the batch's sum) and "mean_with_sample_weight"
+    (divided by the batch's Σ sample weight); the fixture writes sample weights for both heads."""
+    x_in = keras.Input(shape=(5,), name="features")
+    h = L.Dense(6, activation="tanh", name="trunk")(x_in)
+    summed = L.Dense(2, name="summed")(h)
+    weighted = L.Dense(1, activation="sigmoid", name="weighted")(h)
+    m = keras.Model(x_in, [summed, weighted])
+    m.compile(optimizer=keras.optimizers.Adam(0.002),
+              loss={"summed": keras.losses.MeanSquaredError(reduction="sum"),
+                    "weighted": keras.losses.BinaryCrossentropy(reduction="mean_with_sample_weight")},
+              loss_weights={"summed": 0.05, "weighted": 1.0})
+    return m
+
+
+MODELS["reductions"] = reductions
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

@@ -275,10 +275,16 @@ extension ModelDescription {
     private func kerasLoss(_ h: Head) -> JSONValue {
         // Dice and Tversky are taken per sample only (axis −1), which their names' defaults are not.
         let perSampleAxis = [.dice, .tversky].contains(h.loss)
-        if !h.fromLogits && h.options == LossOptions() && !perSampleAxis { return .string(h.loss.rawValue) }
-        var fields: [(String, JSONValue)] = [
-            ("name", .string(h.loss.rawValue)), ("reduction", .string("sum_over_batch_size")),
-        ]
+        if !h.fromLogits && h.options == LossOptions() && !perSampleAxis && h.reduction == .batch {
+            return .string(h.loss.rawValue)
+        }
+        let reduction: String
+        switch h.reduction {
+        case .batch: reduction = "sum_over_batch_size"
+        case .labeled: reduction = "mean_with_sample_weight"  // Σ w·ℓ / Σ w, as Tandem's labeled
+        case .sum: reduction = "sum"
+        }
+        var fields: [(String, JSONValue)] = [("name", .string(h.loss.rawValue)), ("reduction", .string(reduction))]
         let o = h.options
         for key in KerasCompile.lossArguments[h.loss] ?? [] {
             switch key {

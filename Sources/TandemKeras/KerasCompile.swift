@@ -31,6 +31,7 @@ enum KerasCompile {
         for (o, name) in outputs.enumerated() {
             guard let l = losses[o], !l.isNull else { continue }  // an output without a loss is not trained
             let (kind, fromLogits, options) = try lossKind(l, output: name)
+            let reduction = try reductionOf(l, output: name)
             var weight = 1.0
             if let w = weights[o], !w.isNull {
                 guard let x = w.number, x.isFinite, x >= 0 else {
@@ -47,6 +48,7 @@ enum KerasCompile {
             let width = output.width
             var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
             head.options = options
+            head.reduction = reduction
             let targetWidth = kind.targetWidth(outputWidth: width)
             // The first plain accuracy takes the accuracy figures; every other metric its sums.
             var plain = try metricList(
@@ -120,6 +122,16 @@ enum KerasCompile {
         "ctc": "connectionist temporal classification needs label sequences and alignment, which Tandem does not have",
     ]
 
+    /// A loss object's reduction as a head's (checked by lossKind): the mean over the global batch,
+    /// the weighted mean (`mean_with_sample_weight`: Σ w·ℓ / Σ w, Tandem's `labeled`), or the sum.
+    private static func reductionOf(_ value: JSONValue, output: String) throws -> Head.Reduction {
+        switch value["config"]?["reduction"]?.string {
+        case "sum": return .sum
+        case "mean_with_sample_weight": return .labeled
+        default: return .batch
+        }
+    }
+
     /// What an axis value of Dice or Tversky means: per sample (its own columns) or over the whole batch.
     private static func perSample(_ axis: JSONValue?) -> Bool {
         guard let axis, !axis.isNull else { return false }
@@ -174,11 +186,11 @@ enum KerasCompile {
         if reduction?.isNull == true || reduction?.string == "none" {
             throw fail(
                 "reduction", reduction!,
-                "sum_over_batch_size or mean; with none the loss is a vector per sample, which Keras's fit cannot differentiate either"
+                "sum_over_batch_size, mean, sum or mean_with_sample_weight; with none the loss is a vector per sample, which Keras's fit cannot differentiate either"
             )
         }
-        if let r = reduction?.string, r != "sum_over_batch_size" && r != "mean" {
-            throw fail("reduction", .string(r), "sum_over_batch_size or mean")
+        if let r = reduction?.string, !["sum_over_batch_size", "mean", "sum", "mean_with_sample_weight"].contains(r) {
+            throw fail("reduction", .string(r), "sum_over_batch_size, mean, sum or mean_with_sample_weight")
         }
         if kind == .dice || kind == .tversky {
             guard perSample(config["axis"]) else {

@@ -72,7 +72,7 @@ package final class Objective {
     func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
         guard
             data.hasMissingLabels
-                || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction == .labeled })
+                || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction != .batch })
         else {
             labels = nil
             return

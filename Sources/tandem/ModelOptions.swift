@@ -139,7 +139,8 @@ struct HeadOptions: ParsableArguments {
         var result: [String: Head.Reduction] = [:]
         for item in reductions {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let mode = Head.Reduction(rawValue: parts[1]) else {
+            // `sum` comes only from an archive's compile config (Keras's reduction="sum").
+            guard parts.count == 2, let mode = Head.Reduction(rawValue: parts[1]), mode != .sum else {
                 throw TandemError.usage("--head-reduction '\(item)': expected OUTPUT=batch or OUTPUT=labeled")
             }
             guard heads.contains(where: { $0.output == parts[0] }) else {

@@ -33,12 +33,12 @@ func printStartup(comm: Communicator, hosts: [String], trainer: Trainer, facts: 
         "\n        model: \(facts.model) (\(model.layers.count) layers, \(heads.count) head\(heads.count == 1 ? "" : "s")); "
     line += "\(model.parameters.count) parameters; \(step.optimizer.config.summary)"
     if let n = facts.archiveIterations { line += "; continuing the archive's optimizer state at iteration \(n)" }
-    if dataset.hasMissingLabels || heads.contains(where: { $0.reduction == .labeled }) {
+    if dataset.hasMissingLabels || heads.contains(where: { $0.reduction != .batch }) {
         let counts = dataset.labels(rows: trainRows).labelled
         line +=
             "\n        labels: "
             + heads.indices.map { h in
-                "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss ÷ \(heads[h].reduction == .labeled ? "labelled weight" : "batch size")"
+                "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss \(reductionText(heads[h].reduction))"
             }.joined(separator: "; ")
     }
     for note in facts.notes { line += "\n        note: \(note)" }
@@ -119,4 +119,13 @@ func startupReport(comm: Communicator, hosts: [String]) -> String {
         "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
         + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ")
         + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
+}
+
+/// How a head's loss over a batch is reduced, for the start-up report.
+func reductionText(_ r: Head.Reduction) -> String {
+    switch r {
+    case .batch: "÷ batch size"
+    case .labeled: "÷ labelled weight"
+    case .sum: "summed over the batch"
+    }
 }

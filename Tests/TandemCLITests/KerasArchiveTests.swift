@@ -327,7 +327,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             "dice_over_the_batch":
                 "Dice 'axis' = null is not supported (axis -1, per sample; None sums over the whole batch",
             "reduction_none":
-                "MeanSquaredError 'reduction' = null is not supported (sum_over_batch_size or mean; with none",
+                "MeanSquaredError 'reduction' = null is not supported (sum_over_batch_size, mean, sum or mean_with_sample_weight; with none",
             "unsupported_optimizer":
                 "optimizer Adafactor is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl)",
             "negative_learning_rate": "'learning_rate' = -0.01 is not supported (a positive number or a schedule)",

@@ -12,7 +12,7 @@ enum KerasFixture {
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
-        "dot_products", "constrained",
+        "dot_products", "constrained", "reductions",
     ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
@@ -65,12 +65,16 @@ enum KerasFixture {
             try w.withUnsafeBufferPointer {
                 try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-headline/main_output.sample_weight.npy")
             }
-            // And on two heads of the metrics model, for its weighted_metrics.
-            for (head, seed) in [("click", UInt64(10)), ("score", 11)] {
+            // And on two heads of the metrics model, for its weighted_metrics, and on both heads of the
+            // reductions model (mean_with_sample_weight divides by their sum).
+            for (model, head, seed) in [
+                ("metrics", "click", UInt64(10)), ("metrics", "score", 11), ("reductions", "summed", 12),
+                ("reductions", "weighted", 13),
+            ] {
                 var g = SeededGenerator(seed: seed)
                 let v = (0..<37).map { _ in Float(g.uniform(0.2, 3)) }
                 try v.withUnsafeBufferPointer {
-                    try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-metrics/\(head).sample_weight.npy")
+                    try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-\(model)/\(head).sample_weight.npy")
                 }
             }
             return Made(dir: dir, python: p)

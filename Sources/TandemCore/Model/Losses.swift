@@ -119,8 +119,11 @@ public struct Head: Sendable, Codable, Equatable {
     public enum Reduction: String, Sendable, Codable, CaseIterable {
         /// Keras's sum_over_batch_size: the global batch size (a missing label counts as weight 0).
         case batch
-        /// The global Σ weight of the labelled samples: the true mean over labelled samples.
+        /// The global Σ weight of the labelled samples: the true mean over labelled samples
+        /// (Keras's `mean_with_sample_weight`).
         case labeled
+        /// Nothing: the sum over the global batch (Keras's `sum`).
+        case sum
     }
     public struct Accuracy: Sendable, Codable, Equatable {
         public var name: String

@@ -122,6 +122,7 @@ public final class Dataset: @unchecked Sendable {
     ///   (0 when all are ignored, as divide_no_nan); a NaN row simply weighs 0.
     /// - `labeled`: count / Σ effective weight of the labelled, not-ignored rows (0 when
     ///   there are none), so the loss is the weighted mean over labelled samples.
+    /// - `sum`: count, so the loss is the batch's sum (ignored and unlabelled rows weigh 0).
     /// Every rank reads the same targets, so no collective is needed.
     public func labels<S: Collection>(rows: S) -> Labels where S.Element == Int {
         var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
@@ -152,6 +153,7 @@ public final class Dataset: @unchecked Sendable {
             let scale: Double
             switch head.reduction {
             case .labeled: scale = weightSum > 0 ? Double(rows.count) / weightSum : 0
+            case .sum: scale = Double(rows.count)  // the figures divide by the batch: undone here
             case .batch:
                 let valid = rows.count - ignoredRows
                 scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : Double(rows.count) / Double(valid)

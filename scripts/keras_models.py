@@ -754,6 +754,24 @@ def reductions():
 MODELS["reductions"] = reductions
 
 
+def feature_normalization():
+    """Normalization adapted to data (its mean, variance and count saved as variables), given its mean and
+    variance in the config, and inverted on an output."""
+    x_in = keras.Input(shape=(4,), name="features")
+    norm = L.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(0).normal(2.0, 3.0, (64, 4)).astype("float32"))
+    h = L.Dense(6, activation="tanh", name="trunk")(norm(x_in))
+    fixed = L.Normalization(mean=[0.5, -1.0, 2.0, 0.0], variance=[4.0, 1.0, 0.25, 9.0], name="fixed")(x_in)
+    one = L.Dense(1, activation="sigmoid", name="one")(L.Concatenate(name="joined")([h, fixed]))
+    decoded = L.Normalization(mean=[1.0], variance=[4.0], invert=True, name="decode")(L.Dense(2, name="raw")(h))
+    m = keras.Model(x_in, [one, decoded])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["binary_crossentropy", "mse"])
+    return m
+
+
+MODELS["feature_normalization"] = feature_normalization
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)

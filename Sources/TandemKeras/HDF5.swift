@@ -81,8 +81,9 @@ final class HDF5Reader {
             }
             let type = H5Dget_type(d)
             defer { H5Tclose(type) }
-            guard H5Tget_class(type) == H5T_FLOAT else {
-                throw TandemError.file(source, "'\(path)' is not floating point")
+            // Integers too: a Normalization's `count` is Keras's one integer layer variable (read as float).
+            guard H5Tget_class(type) == H5T_FLOAT || H5Tget_class(type) == H5T_INTEGER else {
+                throw TandemError.file(source, "'\(path)' is not a number")
             }
             // The buffer is sized from the model's shape, which the file's matches: nothing here
             // is sized from the file.

@@ -29,7 +29,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         for m in KerasFixture.models {
             let reference = try kerasFit(model(m), m, epochs: 2)
             let start = try Harness.weights("\(f.dir)/models/\(m).safetensors")
-            for (name, values) in reference.weights {
+            for (name, values) in reference.weights where !(KerasFixture.untrained[m] ?? []).contains(name) {
                 let moved = zip(start[name]!, values).map { abs($0 - $1) }.max()!
                 XCTAssertGreaterThan(moved, 100 * tolerance, "\(m): \(name) moved, so the comparison means something")
             }

@@ -175,3 +175,47 @@ final class NoiseLayerTests: XCTestCase {
         }
     }
 }
+
+final class FeatureNormalizationTests: XCTestCase {
+    /// (x − mean)/max(√variance, ε), its inverse, and the gradient through both; the adapted
+    /// statistics are untrained variables.
+    func testValuesAndGradients() throws {
+        let x = InputLayer(name: "x", kind: .features, width: 2)
+        let given = FeatureNormalization(name: "g", input: x, invert: false, given: ([1, -2], [4, 0]))
+        let inverse = FeatureNormalization(name: "i", input: x, invert: true, given: ([1], [9]))
+        let adapted = FeatureNormalization(name: "a", input: x, invert: false, given: nil)
+        let model = Model(inputs: [x], outputs: [given, inverse, adapted], maxBatch: 1)
+        XCTAssertEqual(model.parameters.tensors.map(\.name), ["a/mean", "a/variance", "a/count"])
+        XCTAssertTrue(model.parameters.tensors.allSatisfy { !$0.spec.trainable })
+        model.parameters.initialize(seed: 1)
+        let store = model.parameters
+        store.value(store.view("a/mean")!).update(from: [0.5, 0.5], count: 2)
+        store.value(store.view("a/variance")!).update(from: [0.25, 1], count: 2)
+        x.output.values.update(from: [3, 2], count: 2)
+        model.forward(batch: 1, training: false)
+        XCTAssertEqual(given.output.values[0], 1)  // (3 − 1)/2
+        XCTAssertEqual(given.output.values[1], (2 + 2) / 1e-7, accuracy: 1)  // variance 0: ÷ ε
+        XCTAssertEqual(inverse.output.values[0], 1 + 3 * 3)
+        XCTAssertEqual(adapted.output.values[0], (3 - 0.5) / 0.5)
+
+        for invert in [false, true] {
+            let x = InputLayer(name: "x", kind: .features, width: 3)
+            let trunk = Dense(name: "trunk", units: 2, activation: .tanh, input: x)
+            let norm = FeatureNormalization(name: "n", input: trunk, invert: invert, given: ([0.3, -0.2], [2, 0.5]))
+            let out = Dense(name: "out", units: 1, input: norm)
+            let model = Model(inputs: [x], outputs: [out], maxBatch: 3)
+            model.parameters.initialize(seed: 61)
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 62)
+            try write((0..<9).map { _ in Float(rng.normal()) }, [3, 3], dir + "/x.npy")
+            try write((0..<3).map { _ in Float(rng.normal()) }, [3, 1], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+        }
+    }
+}

@@ -756,15 +756,19 @@ MODELS["reductions"] = reductions
 
 def feature_normalization():
     """Normalization adapted to data (its mean, variance and count saved as variables), given its mean and
-    variance in the config, and inverted on an output."""
+    variance in the config, and inverted on an output; GroupNormalization on a sequence and on features."""
     x_in = keras.Input(shape=(4,), name="features")
+    steps = keras.Input(shape=(5, 6), name="steps")
+    grouped = L.GroupNormalization(groups=3, name="grouped")(L.Dense(6, name="pre_group")(steps))
+    pooled = L.GlobalAveragePooling1D(name="pool")(grouped)
+    flat = L.GroupNormalization(groups=2, center=False, epsilon=0.01, name="flat_group")(L.Dense(4, name="pre_flat")(x_in))
     norm = L.Normalization(name="norm")
     norm.adapt(np.random.default_rng(0).normal(2.0, 3.0, (64, 4)).astype("float32"))
     h = L.Dense(6, activation="tanh", name="trunk")(norm(x_in))
     fixed = L.Normalization(mean=[0.5, -1.0, 2.0, 0.0], variance=[4.0, 1.0, 0.25, 9.0], name="fixed")(x_in)
-    one = L.Dense(1, activation="sigmoid", name="one")(L.Concatenate(name="joined")([h, fixed]))
-    decoded = L.Normalization(mean=[1.0], variance=[4.0], invert=True, name="decode")(L.Dense(2, name="raw")(h))
-    m = keras.Model(x_in, [one, decoded])
+    one = L.Dense(1, activation="sigmoid", name="one")(L.Concatenate(name="joined")([h, fixed, pooled, flat]))
+    decoded = L.Normalization(mean=[1.0], variance=[2.25], invert=True, name="decode")(L.Dense(2, activation="tanh", name="raw")(h))
+    m = keras.Model([x_in, steps], [one, decoded])
     m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["binary_crossentropy", "mse"])
     return m
 

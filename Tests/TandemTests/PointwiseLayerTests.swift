@@ -219,3 +219,41 @@ final class FeatureNormalizationTests: XCTestCase {
         }
     }
 }
+
+final class GroupNormalizationTests: XCTestCase {
+    func testValuesAndGradients() throws {
+        // One sample [T = 1, F = 4] in 2 groups: each group's two channels become −1 and 1 (ε tiny).
+        let x = InputLayer(name: "x", kind: .features, width: 4)
+        let layer = GroupNormalization(name: "g", input: x, groups: 2, epsilon: 1e-6, center: false, scale: false)
+        let model = Model(inputs: [x], outputs: [layer], maxBatch: 1)
+        x.output.values.update(from: [1, 3, -5, 5], count: 4)
+        model.forward(batch: 1, training: false)
+        for (j, want) in [-1, 1, -1, 1].enumerated() {
+            XCTAssertEqual(layer.output.values[j], Float(want), accuracy: 1e-5)
+        }
+
+        for (shape, groups) in [([6], 3), ([4, 6], 2)] as [([Int], Int)] {
+            let x = InputLayer(name: "x", kind: .features, shape: shape)
+            let trunk = Dense(name: "trunk", units: 6, activation: .tanh, input: x)
+            let norm = GroupNormalization(
+                name: "n", input: trunk, groups: groups, gammaInitializer: .constant(1.3),
+                betaInitializer: .constant(0.2))
+            let out = Dense(
+                name: "out", units: 2, input: Reshape(name: "flat", input: norm, shape: [norm.output.width]))
+            let model = Model(inputs: [x], outputs: [out], maxBatch: 3)
+            model.parameters.initialize(seed: 71)
+            let dir = temporaryDirectory()
+            var rng = SeededGenerator(seed: 72)
+            let width = shape.reduce(1, *)
+            try write((0..<(3 * width)).map { _ in Float(rng.normal()) }, [3] + shape, dir + "/x.npy")
+            try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
+            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
+            let step = try TrainingStep(
+                model: model, heads: heads,
+                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+                communicator: LocalCommunicator(), regularizers: [])
+            try checkTotalLossGradient(
+                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+        }
+    }
+}

@@ -51,7 +51,7 @@ extension LayerRegistry {
         + [
             .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,
             .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
-            .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization,
+            .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization,
         ]
 
     /// The entry of each class name.

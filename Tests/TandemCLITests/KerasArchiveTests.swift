@@ -144,9 +144,11 @@ final class KerasArchiveTests: KerasFixtureTestCase {
 
     /// Keras's fit on Tandem's model.keras continues from Tandem's optimizer state exactly as
     /// Tandem continuing from the same archive does; and Tandem continues a Keras-trained
-    /// archive (slots included) as Keras does. Adam, SGD with Nesterov momentum, RMSprop.
+    /// archive (slots included) as Keras does. Adam, SGD with Nesterov momentum, RMSprop; and the
+    /// losses Keras 3.15 added (more_losses) and the sum / mean_with_sample_weight reductions, whose
+    /// compile config goes through Tandem's model.keras.
     func testTrainingContinuesFromTheOptimizerStateInBothDirections() throws {
-        for m in ["headline", "three_heads", "sequential"] {
+        for m in ["headline", "three_heads", "sequential", "more_losses", "reductions"] {
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
             let tandemContinues = try tandemTrain(first + "/model.keras", m, epochs: 1)

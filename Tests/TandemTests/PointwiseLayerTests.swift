@@ -51,13 +51,7 @@ final class PointwiseLayerTests: XCTestCase {
             var rng = SeededGenerator(seed: 13)
             try write((0..<12).map { _ in Float(rng.normal()) * 2 }, [4, 3], dir + "/x.npy")
             try write((0..<4).map { _ in Float(rng.normal()) }, [4, 1], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+            try checkMSEGradient(model, data: dir, batch: [3, 0, 2, 1])
         }
     }
 
@@ -89,13 +83,7 @@ final class PointwiseLayerTests: XCTestCase {
             var rng = SeededGenerator(seed: 22)
             try write((0..<12).map { _ in Float(rng.normal()) }, [4, 3], dir + "/x.npy")
             try write((0..<8).map { _ in Float(rng.normal()) }, [4, 2], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+            try checkMSEGradient(model, data: dir, batch: [3, 0, 2, 1])
         }
     }
 }
@@ -165,13 +153,7 @@ final class NoiseLayerTests: XCTestCase {
             var rng = SeededGenerator(seed: 52)
             try write((0..<12).map { _ in Float(rng.normal()) }, [4, 3], dir + "/x.npy")
             try write((0..<8).map { _ in Float(rng.normal()) }, [4, 2], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [3, 0, 2, 1])
+            try checkMSEGradient(model, data: dir, batch: [3, 0, 2, 1])
         }
     }
 }
@@ -209,13 +191,7 @@ final class FeatureNormalizationTests: XCTestCase {
             var rng = SeededGenerator(seed: 62)
             try write((0..<9).map { _ in Float(rng.normal()) }, [3, 3], dir + "/x.npy")
             try write((0..<3).map { _ in Float(rng.normal()) }, [3, 1], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+            try checkMSEGradient(model, data: dir, batch: [2, 0, 1])
         }
     }
 }
@@ -247,13 +223,7 @@ final class GroupNormalizationTests: XCTestCase {
             let width = shape.reduce(1, *)
             try write((0..<(3 * width)).map { _ in Float(rng.normal()) }, [3] + shape, dir + "/x.npy")
             try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+            try checkMSEGradient(model, data: dir, batch: [2, 0, 1])
         }
     }
 }

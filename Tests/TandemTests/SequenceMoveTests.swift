@@ -53,12 +53,7 @@ final class SequenceMoveTests: XCTestCase {
         var rng = SeededGenerator(seed: 32)
         try write((0..<36).map { _ in Float(rng.normal()) }, [3, 4, 3], dir + "/x.npy")
         try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
-        let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-        let step = try TrainingStep(
-            model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-            communicator: LocalCommunicator(), regularizers: [])
-        try checkTotalLossGradient(
-            step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+        try checkMSEGradient(model, data: dir, batch: [2, 0, 1])
     }
 }
 
@@ -92,13 +87,7 @@ final class DotLayerTests: XCTestCase {
             try write((0..<36).map { _ in Float(rng.normal()) }, [3, 4, 3], dir + "/x.npy")
             try write((0..<36).map { _ in Float(rng.normal()) }, [3] + y.output.shape, dir + "/y.npy")
             try write((0..<6).map { _ in Float(rng.normal()) }, [3, 2], dir + "/out.npy")
-            let heads = [Head(output: "out", loss: .meanSquaredError, weight: 1)]
-            let step = try TrainingStep(
-                model: model, heads: heads,
-                optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
-                communicator: LocalCommunicator(), regularizers: [])
-            try checkTotalLossGradient(
-                step, data: try Dataset(directory: dir, model: model, heads: heads), batch: [2, 0, 1])
+            try checkMSEGradient(model, data: dir, batch: [2, 0, 1])
         }
     }
 

@@ -246,3 +246,17 @@ func wideTinyConfig() -> HeadlineConfig {
     config.embeddingDimension = 13
     return config
 }
+
+/// The total loss's gradient of `model` with one MSE head on `output`, checked numerically on
+/// `batch` of the dataset in `dir` (the layer tests' common tail).
+func checkMSEGradient(
+    _ model: Model, data dir: String, batch: [Int32], output: String = "out", file: StaticString = #filePath,
+    line: UInt = #line
+) throws {
+    let heads = [Head(output: output, loss: .meanSquaredError, weight: 1)]
+    let step = try TrainingStep(
+        model: model, heads: heads, optimizer: Optimizer(OptimizerConfig(), parameterCount: model.parameters.count),
+        communicator: LocalCommunicator(), regularizers: [])
+    try checkTotalLossGradient(
+        step, data: try Dataset(directory: dir, model: model, heads: heads), batch: batch, file: file, line: line)
+}

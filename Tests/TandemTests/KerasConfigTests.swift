@@ -183,6 +183,13 @@ final class KerasConfigTests: XCTestCase {
                 "layer 'out' (ReLU): 'max_value' must be a number ≥ 0 or null"
             ),
             (
+                layer(
+                    "UnitNormalization", "out",
+                    #", "activity_regularizer": {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": null}"#,
+                    #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (UnitNormalization): 'activity_regularizer' is not supported (only null)"
+            ),
+            (
                 layer("Softmax", "out", #", "axis": 1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
                 "layer 'out' (Softmax): 'axis' = 1 is not supported (the last axis, -1)"
             ),

@@ -149,6 +149,9 @@ package enum LayerRegistry {
     package static func make(_ a: LayerArguments, inputs: [Layer]) throws -> Layer {
         let node = a.node
         if node.className != "InputLayer" { try a.dtypePolicy() }  // an input's dtype is its data's
+        // Any layer's activity_regularizer (a loss term Keras adds per call) is not built: refused by
+        // name for every class, not only those whose builders list it.
+        try a.requireNull("activity_regularizer")
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
             throw a.fail("frozen layers (trainable = false) are not supported")
         }

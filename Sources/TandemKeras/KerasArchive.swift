@@ -131,7 +131,8 @@ extension ModelDescription {
     /// `iterations` (and `learning_rate` unless a schedule sets it), with gradient accumulation
     /// one `gradient_accumulator` per trainable variable (`accumulatorCount`), groups of slots, each
     /// group interleaved per trainable variable (Adam's momentum, velocity), groups in turn;
-    /// then Nadam's scalar `_u_product`.
+    /// then Nadam's scalar `_u_product`. A LossScaleOptimizer's own four come first (its
+    /// iterations and learning rate, both 0, `step_counter`, `dynamic_scale`).
     static func kerasSlots(_ config: OptimizerConfig) -> (
         groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int
     ) {
@@ -140,10 +141,43 @@ extension ModelDescription {
         return ((config.useEMA ? [[("average", "average")]] : []) + rule.groups, rule.leading, rule.trailingScalars)
     }
 
+    /// One slot variable of the archive: the Tandem slot it holds (at the tensor's offset), its
+    /// shape, and whether it is one of Adafactor's int32 placeholders for a tensor below two axes.
+    struct KerasSlotVariable {
+        let slot: String, tensor: String, shape: [Int], placeholder: Bool
+    }
+
+    /// The slot variables in Keras's order for `variables` (trainable, with their shapes).
+    static func kerasSlotVariables(_ config: OptimizerConfig, variables: [(name: String, shape: [Int])])
+        -> [KerasSlotVariable]
+    {
+        var list: [KerasSlotVariable] = []
+        for group in kerasSlots(config).groups {
+            for v in variables {
+                for s in group {
+                    switch (config.kind, s.tandem) {
+                    case (.adafactor, "r"), (.adafactor, "c"):
+                        if v.shape.count < 2 {
+                            list.append(.init(slot: s.tandem, tensor: v.name, shape: [], placeholder: true))
+                        } else {
+                            let shape =
+                                s.tandem == "r" ? Array(v.shape.dropLast()) : v.shape.dropLast(2) + [v.shape.last!]
+                            list.append(.init(slot: s.tandem, tensor: v.name, shape: shape, placeholder: false))
+                        }
+                    case (.muon, "velocity") where !config.muonUsesAdam(shape: v.shape, name: v.name):
+                        continue  // Muon's own 2-D tensors keep a momentum only
+                    default: list.append(.init(slot: s.tandem, tensor: v.name, shape: v.shape, placeholder: false))
+                    }
+                }
+            }
+        }
+        return list
+    }
+
     private static func ruleSlots(_ config: OptimizerConfig) -> (
         groups: [[(keras: String, tandem: String)]], leading: Int, trailingScalars: Int
     ) {
-        let leading = config.schedule == nil ? 2 : 1
+        let leading = (config.schedule == nil ? 2 : 1) + (config.lossScale != nil ? 4 : 0)
         switch config.kind {
         case .adam, .adamw:
             return (
@@ -159,6 +193,9 @@ extension ModelDescription {
             )
         case .lion: return ([[("momentum", "m")]], leading, 0)
         case .ftrl: return ([[("accumulator", "accumulator"), ("linear", "linear")]], leading, 0)
+        case .lamb: return ([[("momentum", "m"), ("velocity", "v")]], leading, 0)
+        case .adafactor: return ([[("r", "r"), ("c", "c"), ("velocity", "v")]], leading, 0)
+        case .muon, .scheduleFreeAdamW: return ([[("momentum", "momentum"), ("velocity", "velocity")]], leading, 0)
         case .sgd, .rmsprop, .adagrad:
             let names = Optimizer.slotNames(config)
             return (names.map { [($0, $0)] }, leading, 0)
@@ -179,11 +216,14 @@ extension ModelDescription {
             return (nil, nil)
         }
         let variables = trainableVariables
-        let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
-        let withoutAccumulators = leading + groups.reduce(0) { $0 + $1.count } * variables.count + scalars
+        let (_, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
+        let slotVariables = ModelDescription.kerasSlotVariables(
+            optimizer.config, variables: variables.map { ($0, store.view($0)!.shape) })
+        let withoutAccumulators = leading + slotVariables.count + scalars
         if count == leading || count == 0 {
             // Compiled but never trained: iterations (0) and the learning rate only.
-            return (count == leading ? Int(try file.readInteger("optimizer/vars/0")) : nil, nil)
+            let first = optimizer.config.lossScale != nil ? 4 : 0
+            return (count == leading ? Int(try file.readInteger("optimizer/vars/\(first)")) : nil, nil)
         }
         // The archive may have been saved with or without accumulation (a flag can change it).
         let hasAccumulators = count == withoutAccumulators + variables.count
@@ -191,18 +231,33 @@ extension ModelDescription {
             let expected = withoutAccumulators + (optimizer.stepsPerUpdate > 1 ? variables.count : 0)
             return (
                 nil,
-                "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue) on this model needs \(expected); starting the optimizer afresh (as Keras does)"
+                "the archive's optimizer state has \(count) variables, \(optimizer.config.kind.rawValue)\(optimizer.config.lossScale != nil ? " in a LossScaleOptimizer" : "") on this model needs \(expected); starting the optimizer afresh (as Keras does)"
             )
         }
-        let iterations = try file.readInteger("optimizer/vars/0")
-        guard iterations >= 0 && iterations < Int64(Int32.max) else {
-            throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range")
-        }
-        var index = leading
+        var index = 0
         func path() -> String {
             defer { index += 1 }
             return "optimizer/vars/\(index)"
         }
+        if optimizer.config.lossScale != nil {
+            // The wrapper's iterations and learning rate (0, unused), then its two counters.
+            index = 2
+            let counter = try file.readInteger(path())
+            var scale: Float = 0
+            try file.readFloats(path(), shape: [], into: &scale)
+            guard counter >= 0 && counter < Int64(Int32.max), scale > 0 && scale.isFinite else {
+                throw TandemError.file(
+                    file.source,
+                    "LossScaleOptimizer's step_counter \(counter) or dynamic_scale \(scale) is out of range")
+            }
+            optimizer.lossScaleCounter = Int(counter)
+            optimizer.lossScale = scale
+        }
+        let iterations = try file.readInteger(path())
+        guard iterations >= 0 && iterations < Int64(Int32.max) else {
+            throw TandemError.file(file.source, "optimizer iterations \(iterations) out of range")
+        }
+        index = leading
         if hasAccumulators {
             for name in variables {
                 let view = store.view(name)!
@@ -212,13 +267,10 @@ extension ModelDescription {
                 }
             }
         }
-        for group in groups {
-            for name in variables {
-                let view = store.view(name)!
-                for s in group {
-                    try file.readFloats(path(), shape: view.shape, into: optimizer.slot(s.tandem)! + view.offset)
-                }
-            }
+        for v in slotVariables {
+            let target = path()
+            if v.placeholder { continue }
+            try file.readFloats(target, shape: v.shape, into: optimizer.slot(v.slot)! + store.view(v.tensor)!.offset)
         }
         if scalars == 1 {
             var product: Float = 0
@@ -337,6 +389,8 @@ extension ModelDescription {
             .rmsprop: ("RMSprop", "rm_sprop"),
             .adagrad: ("Adagrad", "adagrad"), .adamax: ("Adamax", "adamax"), .nadam: ("Nadam", "nadam"),
             .adadelta: ("Adadelta", "adadelta"), .lion: ("Lion", "lion"), .ftrl: ("Ftrl", "ftrl"),
+            .adafactor: ("Adafactor", "adafactor"), .lamb: ("Lamb", "lamb"), .muon: ("Muon", "muon"),
+            .scheduleFreeAdamW: ("ScheduleFreeAdamW", "schedule_free_adam_w"),
         ]
         let (className, name) = names[o.kind]!
         var fields: [(String, JSONValue)] = [
@@ -378,8 +432,38 @@ extension ModelDescription {
                 ("l2_regularization_strength", .double(o.l2Strength)),
                 ("l2_shrinkage_regularization_strength", .double(o.l2ShrinkageStrength)), ("beta", .double(o.ftrlBeta)),
             ]
+        case .lamb:
+            fields += [("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon))]
+        case .scheduleFreeAdamW:
+            fields += [
+                ("beta_1", .double(o.beta1)), ("beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)),
+                ("warmup_steps", .int(Int64(o.warmupSteps))),
+            ]
+        case .adafactor:
+            fields += [
+                ("beta_2_decay", .double(o.beta2Decay)), ("epsilon_1", .double(o.epsilon1)),
+                ("epsilon_2", .double(o.epsilon2)), ("clip_threshold", .double(o.clipThreshold)),
+                ("relative_step", .bool(o.relativeStep)),
+            ]
+        case .muon:
+            fields += [
+                ("adam_beta_1", .double(o.beta1)), ("adam_beta_2", .double(o.beta2)), ("epsilon", .double(o.epsilon)),
+                ("exclude_layers", .array(o.excludeLayers.map { .string($0) })), ("muon_a", .double(o.muonA)),
+                ("muon_b", .double(o.muonB)), ("muon_c", .double(o.muonC)),
+                ("adam_lr_ratio", .double(o.adamLearningRateRatio)), ("momentum", .double(o.momentum)),
+                ("ns_steps", .int(Int64(o.newtonSchulzSteps))), ("nesterov", .bool(o.nesterov)),
+                ("exclude_embeddings", .bool(o.excludeEmbeddings)), ("adam_weight_decay", optional(o.adamWeightDecay)),
+                ("rms_rate", optional(o.rmsRate)),
+            ]
         }
-        return KerasJSON.serialized("keras.optimizers", className, fields)
+        let inner = KerasJSON.serialized("keras.optimizers", className, fields)
+        guard let l = o.lossScale else { return inner }
+        return KerasJSON.serialized(
+            "keras.optimizers", "LossScaleOptimizer",
+            [
+                ("name", .string("loss_scale_optimizer")), ("inner_optimizer", inner),
+                ("initial_scale", .double(l.initialScale)), ("dynamic_growth_steps", .int(Int64(l.growthSteps))),
+            ])
     }
 
     /// model.weights.h5 for the current weights and optimizer state, in Keras's layout.
@@ -402,13 +486,24 @@ extension ModelDescription {
         try h5.group("vars", name: isSequential ? "sequential" : "functional")
         if let optimizer {
             try h5.group("optimizer/vars", name: optimizer.config.kind.rawValue)
-            try h5.integer("optimizer/vars/0", Int64(optimizer.microSteps))
-            let (groups, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
-            if leading == 2 {
-                var lr = Float(optimizer.config.learningRate)
-                try h5.floats("optimizer/vars/1", shape: [], values: &lr)
+            let (_, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
+            var index = 0
+            if optimizer.config.lossScale != nil {
+                // The wrapper's own iterations and learning rate stay 0 in Keras; then its counters.
+                try h5.integer("optimizer/vars/0", 0)
+                var zero: Float = 0
+                try h5.floats("optimizer/vars/1", shape: [], values: &zero)
+                try h5.integer("optimizer/vars/2", Int64(optimizer.lossScaleCounter))
+                var scale = optimizer.lossScale
+                try h5.floats("optimizer/vars/3", shape: [], values: &scale)
+                index = 4
             }
-            var index = leading
+            try h5.integer("optimizer/vars/\(index)", Int64(optimizer.microSteps))
+            if optimizer.config.schedule == nil {
+                var lr = Float(optimizer.config.learningRate)
+                try h5.floats("optimizer/vars/\(index + 1)", shape: [], values: &lr)
+            }
+            index = leading
             if optimizer.stepsPerUpdate > 1 {
                 let values = accumulator ?? [Float](repeating: 0, count: store.count)
                 for name in trainableVariables {
@@ -420,16 +515,17 @@ extension ModelDescription {
                     index += 1
                 }
             }
-            for group in groups {
-                for name in trainableVariables {
-                    let view = store.view(name)!
-                    for s in group {
-                        try h5.floats(
-                            "optimizer/vars/\(index)", shape: view.shape,
-                            values: optimizer.slot(s.tandem)! + view.offset)
-                        index += 1
-                    }
+            let slotVariables = ModelDescription.kerasSlotVariables(
+                optimizer.config, variables: trainableVariables.map { ($0, store.view($0)!.shape) })
+            for v in slotVariables {
+                if v.placeholder {
+                    try h5.integer("optimizer/vars/\(index)", 0)
+                } else {
+                    try h5.floats(
+                        "optimizer/vars/\(index)", shape: v.shape,
+                        values: optimizer.slot(v.slot)! + store.view(v.tensor)!.offset)
                 }
+                index += 1
             }
             if scalars == 1 {
                 var product = optimizer.nadamProduct

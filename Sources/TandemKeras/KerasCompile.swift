@@ -346,9 +346,37 @@ enum KerasCompile {
             className = value["class_name"]?.string ?? "?"
             config = value["config"] ?? .object([])
         }
+        if className == "LossScaleOptimizer" {
+            // A wrapper: the inner optimizer does the work; its two counters are kept (OptimizerConfig.lossScale).
+            guard let inner = config["inner_optimizer"], !inner.isNull else {
+                throw TandemError.usage("optimizer LossScaleOptimizer: 'inner_optimizer' is missing")
+            }
+            var o = try optimizer(inner)
+            guard o.lossScale == nil else {
+                throw TandemError.usage(
+                    "optimizer LossScaleOptimizer: a LossScaleOptimizer inside another is not supported")
+            }
+            var l = OptimizerConfig.LossScale()
+            if let v = config["initial_scale"], !v.isNull {
+                guard let x = v.number else {
+                    throw TandemError.usage("optimizer LossScaleOptimizer: 'initial_scale' = \(v) is not a number")
+                }
+                l.initialScale = x
+            }
+            if let v = config["dynamic_growth_steps"], !v.isNull {
+                guard let n = v.integer else {
+                    throw TandemError.usage(
+                        "optimizer LossScaleOptimizer: 'dynamic_growth_steps' = \(v) is not an integer")
+                }
+                l.growthSteps = n
+            }
+            o.lossScale = l
+            try o.validate()
+            return o
+        }
         guard let kind = OptimizerConfig.Kind(rawValue: className.lowercased()) else {
             throw TandemError.usage(
-                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl)"
+                "optimizer \(className) is not supported (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl, Adafactor, Lamb, Muon, ScheduleFreeAdamW, and LossScaleOptimizer around any of them; MultiOptimizer gives each variable its own optimizer, which Tandem's one optimizer does not)"
             )
         }
         func fail(_ key: String, _ v: JSONValue, _ supported: String) -> TandemError {
@@ -423,9 +451,42 @@ enum KerasCompile {
             o.centered = try flag("centered")
         case .adagrad:
             try number("initial_accumulator_value", into: &o.initialAccumulatorValue)
-        case .adamax, .nadam, .lion:
+        case .adamax, .nadam, .lion, .lamb, .scheduleFreeAdamW:
             try number("beta_1", into: &o.beta1)
             try number("beta_2", into: &o.beta2)
+            if kind == .scheduleFreeAdamW, let v = config["warmup_steps"], !v.isNull {
+                guard let n = v.integer, n >= 0 else { throw fail("warmup_steps", v, "an integer ≥ 0") }
+                o.warmupSteps = n
+            }
+        case .adafactor:
+            try number("beta_2_decay", into: &o.beta2Decay)
+            try number("epsilon_1", into: &o.epsilon1)
+            try number("epsilon_2", into: &o.epsilon2)
+            try number("clip_threshold", into: &o.clipThreshold)
+            if config["relative_step"] != nil { o.relativeStep = try flag("relative_step") }
+        case .muon:
+            try number("adam_beta_1", into: &o.beta1)
+            try number("adam_beta_2", into: &o.beta2)
+            try number("muon_a", into: &o.muonA)
+            try number("muon_b", into: &o.muonB)
+            try number("muon_c", into: &o.muonC)
+            try number("adam_lr_ratio", into: &o.adamLearningRateRatio)
+            try number("momentum", into: &o.momentum)
+            if config["nesterov"] != nil { o.nesterov = try flag("nesterov") }
+            if config["exclude_embeddings"] != nil { o.excludeEmbeddings = try flag("exclude_embeddings") }
+            if config["adam_weight_decay"] != nil { o.adamWeightDecay = try optional("adam_weight_decay") }
+            if config["rms_rate"] != nil { o.rmsRate = try optional("rms_rate") }
+            if let v = config["ns_steps"], !v.isNull {
+                guard let n = v.integer else { throw fail("ns_steps", v, "an integer") }
+                o.newtonSchulzSteps = n
+            }
+            if let v = config["exclude_layers"], !v.isNull {
+                guard let list = v.array, let names = Optional(list.compactMap(\.string)), names.count == list.count
+                else {
+                    throw fail("exclude_layers", v, "a list of regular expressions")
+                }
+                o.excludeLayers = names
+            }
         case .adadelta:
             try number("rho", into: &o.rho)
         case .ftrl:

@@ -109,6 +109,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     package var optimizerIterations: Int?
     /// Nadam's momentum product (state that is no slot).
     package var nadamProduct: Float?
+    /// LossScaleOptimizer's dynamic_scale and step_counter (state that is no slot).
+    package var lossScale: Float?, lossScaleCounter: Int?
     /// Reproducible mode's fixed-point bound.
     public var gradientBound: Double?
     /// The learned loss weighting's state.
@@ -133,7 +135,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case position, worldSize, optimizerIterations, nadamProduct, gradientBound, learnedWeighting
+        case position, worldSize, optimizerIterations, nadamProduct, gradientBound, learnedWeighting, lossScale,
+            lossScaleCounter
     }
 
     public init(from decoder: Decoder) throws {
@@ -143,6 +146,8 @@ public struct CheckpointMetadata: Codable, Sendable {
         worldSize = try c.decode(Int.self, forKey: .worldSize)
         optimizerIterations = try c.decodeIfPresent(Int.self, forKey: .optimizerIterations)
         nadamProduct = try c.decodeIfPresent(Float.self, forKey: .nadamProduct)
+        lossScale = try c.decodeIfPresent(Float.self, forKey: .lossScale)
+        lossScaleCounter = try c.decodeIfPresent(Int.self, forKey: .lossScaleCounter)
         gradientBound = try c.decodeIfPresent(Double.self, forKey: .gradientBound)
         learnedWeighting = try c.decodeIfPresent(LearnedWeightingState.self, forKey: .learnedWeighting)
     }
@@ -154,6 +159,8 @@ public struct CheckpointMetadata: Codable, Sendable {
         try c.encode(worldSize, forKey: .worldSize)
         try c.encodeIfPresent(optimizerIterations, forKey: .optimizerIterations)
         try c.encodeIfPresent(nadamProduct, forKey: .nadamProduct)
+        try c.encodeIfPresent(lossScale, forKey: .lossScale)
+        try c.encodeIfPresent(lossScaleCounter, forKey: .lossScaleCounter)
         try c.encodeIfPresent(gradientBound, forKey: .gradientBound)
         try c.encodeIfPresent(learnedWeighting, forKey: .learnedWeighting)
     }
@@ -218,6 +225,10 @@ package func loadCheckpoint(model: Model, optimizer: Optimizer, from path: Strin
     }
     optimizer.restore(iterations: metadata.optimizerIterations ?? metadata.position.step)
     if let product = metadata.nadamProduct { optimizer.nadamProduct = product }
+    if let scale = metadata.lossScale, let counter = metadata.lossScaleCounter {
+        optimizer.lossScale = scale
+        optimizer.lossScaleCounter = counter
+    }
     return metadata
 }
 
@@ -232,6 +243,12 @@ public func broadcastState(model: Model, optimizer: Optimizer?, communicator: Co
         try withUnsafeMutableBytes(of: &optimizer.nadamProduct) {
             try communicator.broadcast($0.baseAddress!, bytes: 4, from: 0)
         }
+    }
+    if let optimizer, optimizer.config.lossScale != nil {
+        var state = (optimizer.lossScale, Int64(optimizer.lossScaleCounter))
+        try withUnsafeMutableBytes(of: &state) { try communicator.broadcast($0.baseAddress!, bytes: $0.count, from: 0) }
+        optimizer.lossScale = state.0
+        optimizer.lossScaleCounter = Int(state.1)
     }
 }
 

@@ -295,6 +295,10 @@ public final class Trainer {
             configuration: configuration, position: position, worldSize: communicator.size)
         metadata.optimizerIterations = step.optimizer.microSteps
         if step.optimizer.config.kind == .nadam { metadata.nadamProduct = step.optimizer.nadamProduct }
+        if step.optimizer.config.lossScale != nil {
+            metadata.lossScale = step.optimizer.lossScale
+            metadata.lossScaleCounter = step.optimizer.lossScaleCounter
+        }
         metadata.gradientBound = step.gradientBound
         metadata.learnedWeighting = lossWeighting?.state
         step.synchronize()

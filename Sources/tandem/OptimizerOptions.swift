@@ -7,7 +7,7 @@ import Tandem
 struct OptimizerOptions: ParsableArguments {
     @Option(
         help:
-            "sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta or lion (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd."
+            "sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion, ftrl, adafactor, lamb, muon or schedulefreeadamw (Keras's defaults for its arguments). Default: the archive's compiled optimizer, else sgd."
     )
     var optimizer: String?
     @Option(
@@ -99,7 +99,7 @@ struct OptimizerOptions: ParsableArguments {
             try only("--nesterov", [.sgd])
             c.nesterov = true
         }
-        let adams: [OptimizerConfig.Kind] = [.adam, .adamw, .adamax, .nadam, .lion]
+        let adams: [OptimizerConfig.Kind] = [.adam, .adamw, .adamax, .nadam, .lion, .lamb, .muon, .scheduleFreeAdamW]
         if let beta1 {
             try only("--beta1", adams)
             c.beta1 = beta1
@@ -109,7 +109,9 @@ struct OptimizerOptions: ParsableArguments {
             c.beta2 = beta2
         }
         if let epsilon {
-            try only("--epsilon", [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam, .adadelta])
+            try only(
+                "--epsilon",
+                [.adam, .adamw, .rmsprop, .adagrad, .adamax, .nadam, .adadelta, .lamb, .muon, .scheduleFreeAdamW])
             c.epsilon = epsilon
         }
         if let rho {

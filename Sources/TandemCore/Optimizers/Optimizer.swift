@@ -51,6 +51,10 @@ public final class Optimizer {
         case .adadelta: return ["accumulated_grad", "accumulated_delta_var"]
         case .lion: return ["m"]
         case .ftrl: return ["accumulator", "linear"]
+        case .lamb: return ["m", "v"]
+        // Adafactor's row and column averages sit at their tensor's offset (fewer elements than it).
+        case .adafactor: return ["r", "c", "v"]
+        case .muon, .scheduleFreeAdamW: return ["momentum", "velocity"]
         }
     }
 
@@ -64,18 +68,34 @@ public final class Optimizer {
     public convenience init(_ config: OptimizerConfig, parameters store: ParameterStore) {
         self.init(
             config, parameterCount: store.count,
-            tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) })
+            tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) },
+            shapes: store.tensors.map { $0.spec.shape }, names: store.tensors.map { $0.name })
     }
 
-    /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor.
+    /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor. The
+    /// tensor-wise rules read `shapes` (default: each tensor flat) and Muon `names`.
     package init(
-        _ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil
+        _ config: OptimizerConfig, parameterCount: Int, tensors: [(offset: Int, count: Int, trainable: Bool)]? = nil,
+        shapes: [[Int]]? = nil, names: [String]? = nil
     ) {
         self.config = config
         rule = updateRule(config)
+        tensorRule = TandemCore.tensorRule(config)
+        lossScale = config.lossScale.map { Float($0.initialScale) } ?? 1
+        momentumFromWeights = config.kind == .scheduleFreeAdamW
         stepsPerUpdate = config.stepsPerUpdate
         count = parameterCount
         self.tensors = tensors ?? [(0, parameterCount, true)]
+        tensorShapes = shapes ?? self.tensors.map { [$0.count] }
+        tensorUsesAdam = zip(tensorShapes, names ?? tensorShapes.map { _ in "" }).map {
+            config.kind == .muon && config.muonUsesAdam(shape: $0, name: $1)
+        }
+        if let tensorRule {
+            let most =
+                zip(self.tensors, tensorShapes).filter { $0.0.trainable }.map { tensorRule.scratch(shape: $0.1) }
+                .max() ?? 0
+            scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(most, 1))
+        }
         // Adjacent trainable tensors merged into ranges: weight decay's per-call intersection stays short.
         for t in self.tensors where t.trainable && t.count > 0 {
             if let last = trainableRanges.last, last.upperBound == t.offset {
@@ -92,7 +112,35 @@ public final class Optimizer {
         }
     }
 
-    deinit { for slot in slots { slot.values.deallocate() } }
+    deinit {
+        for slot in slots { slot.values.deallocate() }
+        scratch?.deallocate()
+    }
+
+    /// The tensor-wise rule (Lamb, Adafactor, Muon; TensorRules.swift), its scratch, the shapes it reads.
+    private let tensorRule: TensorRule?
+    private var scratch: UnsafeMutablePointer<Float>?
+    private let tensorShapes: [[Int]]
+    /// Muon's AdamW tensors (its `velocity` slot is theirs only).
+    package let tensorUsesAdam: [Bool]
+    /// ScheduleFreeAdamW: the slot `momentum` starts as a copy of the weights (Keras's build),
+    /// taken at the first update unless a saved state was restored.
+    private var momentumFromWeights: Bool
+    /// LossScaleOptimizer's `dynamic_scale` and `step_counter`: every step with a finite gradient
+    /// counts, and the scale doubles when the count reaches dynamic_growth_steps (Keras's
+    /// _stateful_handle_finite_grads). The gradient itself is unchanged: g·s/s = g in float32 for a
+    /// power-of-two s. Tandem stops on a non-finite gradient, where Keras would halve s and skip.
+    package var lossScale: Float, lossScaleCounter = 0
+
+    private func countLossScaleStep() {
+        guard let l = config.lossScale else { return }
+        if lossScaleCounter == l.growthSteps - 1 {
+            lossScaleCounter = 0
+            lossScale *= 2
+        } else {
+            lossScaleCounter += 1
+        }
+    }
 
     package func slot(_ name: String) -> UnsafeMutablePointer<Float>? { slots.first { $0.name == name }?.values }
 
@@ -102,7 +150,9 @@ public final class Optimizer {
     /// False when the rule needs the whole gradient before any row is updated
     /// (clipnorm and global_clipnorm scale by norms over whole tensors), so the
     /// table's gradient cannot be streamed to it row block by row block.
-    package var takesRowStreamedGradient: Bool { config.clipnorm == nil && config.globalClipnorm == nil }
+    package var takesRowStreamedGradient: Bool {
+        config.clipnorm == nil && config.globalClipnorm == nil && tensorRule == nil && config.kind != .scheduleFreeAdamW
+    }
 
     /// Why zero-gradient table rows are not deferred under this rule (nil: they are, or may be).
     package var deferralRefusal: String? {
@@ -173,7 +223,16 @@ public final class Optimizer {
         let t = iterations + 1
         prepare(step: t)
         clipByNorm(g)
-        if let d = deferred {
+        if momentumFromWeights, let z = slot("momentum") {
+            for range in trainableRanges {
+                (z + range.lowerBound).update(from: w + range.lowerBound, count: range.count)
+            }
+            momentumFromWeights = false
+        }
+        if tensorRule != nil {
+            applyByTensor(w, g, step: t)
+            if clear { g.update(repeating: 0, count: count) }
+        } else if let d = deferred {
             let tail = d.offset + d.rows * d.width
             apply(w, g, 0, d.offset, clear: clear)
             apply(w, g + tail, tail, count, clear: clear)
@@ -192,12 +251,37 @@ public final class Optimizer {
         finishUpdate(w, step: t)
         iterations = t
         microSteps += 1
+        countLossScaleStep()
     }
 
-    /// A step that only accumulates its gradient (not an update step): the count moves, nothing else.
+    /// A step that only accumulates its gradient (not an update step): the counts move, nothing else.
     package func skipUpdate() {
         precondition(!isUpdateStep, "an update step must apply the gradient")
         microSteps += 1
+        countLossScaleStep()
+    }
+
+    /// The tensor-wise rules: each trainable tensor in turn, clipped by value, decayed (Muon: its
+    /// AdamW tensors by adam_weight_decay, the others by weight_decay), then the rule. Frozen
+    /// tensors are not touched, as Keras updates trainable variables only.
+    private func applyByTensor(_ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, step t: Int) {
+        guard let tensorRule else { return }
+        for (i, tensor) in tensors.enumerated() where tensor.trainable && tensor.count > 0 {
+            let o = tensor.offset
+            if let c = config.clipvalue.map(Float.init) {
+                for j in o..<(o + tensor.count) { g[j] = min(max(g[j], -c), c) }
+            }
+            let decay = config.kind == .muon && tensorUsesAdam[i] ? config.adamWeightDecay : config.weightDecay
+            if let decay, decay != 0 {
+                let wd = Float(decay)
+                let lr = constants.lr
+                for j in o..<(o + tensor.count) { w[j] = w[j] - w[j] * wd * lr }
+            }
+            let view = UpdateTensor(
+                w: w + o, g: g + o, slots: slotPointers(at: o), shape: tensorShapes[i], count: tensor.count,
+                usesAdam: tensorUsesAdam[i])
+            tensorRule.apply(view, step: t, constants, scratch: scratch!)
+        }
     }
 
     /// Keras's clipnorm (each tensor scaled by c / max(‖g‖, c)) or global_clipnorm (all
@@ -322,6 +406,10 @@ public final class Optimizer {
         switch config.kind {
         case .adam, .adamw: constants.alpha = adamAlpha(step: t)
         case .adamax: constants.correction = 1 - pow(b1, ft)
+        case .scheduleFreeAdamW:
+            if config.warmupSteps > 0 { constants.lr = constants.lr * min(ft / Float(config.warmupSteps), 1) }
+            constants.velocityCorrection = 1 - pow(b2, ft)
+            constants.averageWeight = 1 / ft
         case .nadam:
             // Keras's _backend_update_step, then update_step's u_t, u_{t+1} and products (Float32, its order).
             nadamProduct = nadamProduct * b1 * (1 - 0.5 * pow(Float(0.96), ft))
@@ -346,10 +434,10 @@ public final class Optimizer {
             for i in 0..<n { g[i] = min(max(g[i], -c), c) }
         }
         if config.decays { decay(w, from, to) }
-        // Ftrl moves a weight even at a zero gradient (it is rebuilt from its slots): it runs on the
-        // trainable elements only, as Keras updates only trainable variables. The others' zero
+        // Ftrl and ScheduleFreeAdamW move a weight even at a zero gradient (it is rebuilt from its
+        // slots): they run on the trainable elements only, as Keras updates only trainable variables. The others' zero
         // gradient leaves them as they are.
-        if config.kind == .ftrl {
+        if config.kind == .ftrl || config.kind == .scheduleFreeAdamW {
             for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
                 let lo = max(from, r.lowerBound)
                 let hi = min(to, r.upperBound)
@@ -395,6 +483,7 @@ public final class Optimizer {
     /// Sets the count from a checkpoint or an archive (Keras's saved `iteration`: steps taken,
     /// `microSteps`), whose values are all current.
     public func restore(iterations steps: Int) {
+        if steps > 0 { momentumFromWeights = false }
         microSteps = steps
         iterations = steps / stepsPerUpdate
         deferred?.applied.update(repeating: Int32(iterations), count: deferred!.rows)

@@ -8,7 +8,8 @@ import Foundation
 public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// Keras's class names, lower-cased.
     public enum Kind: String, Sendable, Codable, CaseIterable {
-        case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion, ftrl
+        case sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, adadelta, lion, ftrl, adafactor, lamb, muon
+        case scheduleFreeAdamW = "schedulefreeadamw"
     }
     public var kind: Kind = .sgd
     /// The constant learning rate; with a schedule, its initial value (for display only).
@@ -35,6 +36,26 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var useEMA = false
     public var emaMomentum = 0.99
     public var emaOverwriteFrequency: Int?
+    /// Adafactor's arguments (Keras's beta_2_decay, epsilon_1, epsilon_2, clip_threshold, relative_step).
+    public var beta2Decay = -0.8, epsilon1 = 1e-30, epsilon2 = 1e-3, clipThreshold = 1.0, relativeStep = true
+    /// Muon's arguments: its Newton–Schulz coefficients and steps, the AdamW half's learning-rate
+    /// ratio and weight decay, the update's RMS scale (nil: none), and which 2-D weights take AdamW
+    /// instead (`exclude_embeddings`, `exclude_layers` regular expressions). Its momentum and
+    /// nesterov are `momentum`, `nesterov`; its adam_beta_1/2 are `beta1`, `beta2`.
+    public var muonA = 3.4445, muonB = -4.7750, muonC = 2.0315
+    public var newtonSchulzSteps = 5, adamLearningRateRatio = 1.0, adamWeightDecay: Double? = 0.004
+    public var rmsRate: Double? = 0.2
+    public var excludeEmbeddings = true, excludeLayers: [String] = []
+    /// ScheduleFreeAdamW's warm-up steps.
+    public var warmupSteps = 0
+    /// Keras's LossScaleOptimizer around this optimizer: its initial scale and growth interval.
+    /// In float32 the scaled gradient divided by the scale is the gradient (a power of two), so
+    /// only its two counters move (Optimizer.lossScale).
+    public var lossScale: LossScale?
+    public struct LossScale: Sendable, Equatable, Codable {
+        public var initialScale = 32768.0, growthSteps = 2000
+        public init() {}
+    }
 
     /// Steps per update: N with gradient accumulation, else 1.
     package var stepsPerUpdate: Int { gradientAccumulationSteps ?? 1 }
@@ -45,6 +66,23 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         if kind == .adamw { weightDecay = 0.004 }
         if kind == .adadelta { rho = 0.95 }
         if kind == .lion { beta2 = 0.99 }
+        if kind == .muon {
+            weightDecay = 0.004
+            momentum = 0.95
+            nesterov = true
+        }
+        if kind == .scheduleFreeAdamW {
+            self.learningRate = learningRate ?? 0.0025
+            epsilon = 1e-8
+        }
+    }
+
+    /// Whether Muon updates the weight `name` of `shape` by its AdamW rule (Keras's
+    /// _should_use_adamw: anything not 2-D, an embedding, a name an exclude_layers pattern finds).
+    package func muonUsesAdam(shape: [Int], name: String) -> Bool {
+        if shape.count != 2 { return true }
+        if excludeEmbeddings && name.lowercased().contains("embedding") { return true }
+        return excludeLayers.contains { name.range(of: $0, options: .regularExpression) != nil }
     }
 
     /// The learning rate of the step taken when `iterations` steps are done, as Float32 (Keras's dtype).
@@ -69,6 +107,7 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         if let globalClipnorm { parts.append("global clipnorm \(globalClipnorm)") }
         if let clipvalue { parts.append("clipvalue \(clipvalue)") }
         if let n = gradientAccumulationSteps { parts.append("gradients accumulated over \(n) steps") }
+        if let l = lossScale { parts.append("in a LossScaleOptimizer (scale \(l.initialScale), a no-op in float32)") }
         if useEMA {
             parts.append(
                 "weights averaged (EMA \(emaMomentum)\(emaOverwriteFrequency.map { ", written over every \($0) steps" } ?? ""))"
@@ -123,6 +162,33 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
                 throw bad(name, v, "≥ 0")
             }
         }
+        if kind == .adafactor {
+            if !(epsilon1 >= 0 && epsilon2 >= 0) { throw bad("epsilon_1/epsilon_2", min(epsilon1, epsilon2), "≥ 0") }
+            if !(clipThreshold > 0 && clipThreshold.isFinite) { throw bad("clip_threshold", clipThreshold, "> 0") }
+            if !beta2Decay.isFinite { throw bad("beta_2_decay", beta2Decay, "a number") }
+        }
+        if kind == .muon {
+            if !(newtonSchulzSteps >= 0 && newtonSchulzSteps <= 100) {
+                throw bad("ns_steps", Double(newtonSchulzSteps), "an integer in 0…100")
+            }
+            for (name, v) in [
+                ("muon_a", muonA), ("muon_b", muonB), ("muon_c", muonC), ("adam_lr_ratio", adamLearningRateRatio),
+            ]
+            where !v.isFinite {
+                throw bad(name, v, "a number")
+            }
+            for pattern in excludeLayers {
+                guard (try? NSRegularExpression(pattern: pattern)) != nil else {
+                    throw TandemError.usage(
+                        "optimizer muon: exclude_layers pattern '\(pattern)' is not a regular expression")
+                }
+            }
+        }
+        if kind == .scheduleFreeAdamW && warmupSteps < 0 { throw bad("warmup_steps", Double(warmupSteps), "≥ 0") }
+        if let l = lossScale {
+            if !(l.initialScale > 0 && l.initialScale.isFinite) { throw bad("initial_scale", l.initialScale, "> 0") }
+            if l.growthSteps < 1 { throw bad("dynamic_growth_steps", Double(l.growthSteps), "an integer ≥ 1") }
+        }
         if useEMA {
             if !(emaMomentum >= 0 && emaMomentum <= 1) {
                 throw bad("ema_momentum", emaMomentum, "0 ≤ ema_momentum ≤ 1")
@@ -148,7 +214,9 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         case kind, learningRate, schedule, momentum, nesterov, beta1, beta2, epsilon, rho, amsgrad, centered,
             initialAccumulatorValue, weightDecay, clipnorm, globalClipnorm, clipvalue, gradientAccumulationSteps,
             useEMA, emaMomentum, emaOverwriteFrequency, learningRatePower, l1Strength, l2Strength, l2ShrinkageStrength,
-            ftrlBeta
+            ftrlBeta, beta2Decay, epsilon1, epsilon2, clipThreshold, relativeStep, muonA, muonB, muonC,
+            newtonSchulzSteps,
+            adamLearningRateRatio, adamWeightDecay, rmsRate, excludeEmbeddings, excludeLayers, warmupSteps, lossScale
     }
 
     public init(from decoder: Decoder) throws {
@@ -180,6 +248,25 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
         l2Strength = try c.decodeIfPresent(Double.self, forKey: .l2Strength) ?? 0
         l2ShrinkageStrength = try c.decodeIfPresent(Double.self, forKey: .l2ShrinkageStrength) ?? 0
         ftrlBeta = try c.decodeIfPresent(Double.self, forKey: .ftrlBeta) ?? 0
+        beta2Decay = try c.decodeIfPresent(Double.self, forKey: .beta2Decay) ?? beta2Decay
+        epsilon1 = try c.decodeIfPresent(Double.self, forKey: .epsilon1) ?? epsilon1
+        epsilon2 = try c.decodeIfPresent(Double.self, forKey: .epsilon2) ?? epsilon2
+        clipThreshold = try c.decodeIfPresent(Double.self, forKey: .clipThreshold) ?? clipThreshold
+        relativeStep = try c.decodeIfPresent(Bool.self, forKey: .relativeStep) ?? relativeStep
+        muonA = try c.decodeIfPresent(Double.self, forKey: .muonA) ?? muonA
+        muonB = try c.decodeIfPresent(Double.self, forKey: .muonB) ?? muonB
+        muonC = try c.decodeIfPresent(Double.self, forKey: .muonC) ?? muonC
+        newtonSchulzSteps = try c.decodeIfPresent(Int.self, forKey: .newtonSchulzSteps) ?? newtonSchulzSteps
+        adamLearningRateRatio =
+            try c.decodeIfPresent(Double.self, forKey: .adamLearningRateRatio) ?? adamLearningRateRatio
+        if c.contains(.adamWeightDecay) {
+            adamWeightDecay = try c.decodeIfPresent(Double.self, forKey: .adamWeightDecay)
+        }
+        if c.contains(.rmsRate) { rmsRate = try c.decodeIfPresent(Double.self, forKey: .rmsRate) }
+        excludeEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .excludeEmbeddings) ?? excludeEmbeddings
+        excludeLayers = try c.decodeIfPresent([String].self, forKey: .excludeLayers) ?? []
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? 0
+        lossScale = try c.decodeIfPresent(LossScale.self, forKey: .lossScale)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -208,6 +295,27 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
             try c.encode(l2ShrinkageStrength, forKey: .l2ShrinkageStrength)
             try c.encode(ftrlBeta, forKey: .ftrlBeta)
         }
+        switch kind {
+        case .adafactor:
+            try c.encode(beta2Decay, forKey: .beta2Decay)
+            try c.encode(epsilon1, forKey: .epsilon1)
+            try c.encode(epsilon2, forKey: .epsilon2)
+            try c.encode(clipThreshold, forKey: .clipThreshold)
+            try c.encode(relativeStep, forKey: .relativeStep)
+        case .muon:
+            try c.encode(muonA, forKey: .muonA)
+            try c.encode(muonB, forKey: .muonB)
+            try c.encode(muonC, forKey: .muonC)
+            try c.encode(newtonSchulzSteps, forKey: .newtonSchulzSteps)
+            try c.encode(adamLearningRateRatio, forKey: .adamLearningRateRatio)
+            try c.encode(adamWeightDecay, forKey: .adamWeightDecay)
+            try c.encode(rmsRate, forKey: .rmsRate)
+            try c.encode(excludeEmbeddings, forKey: .excludeEmbeddings)
+            try c.encode(excludeLayers, forKey: .excludeLayers)
+        case .scheduleFreeAdamW: try c.encode(warmupSteps, forKey: .warmupSteps)
+        default: break
+        }
+        try c.encodeIfPresent(lossScale, forKey: .lossScale)
         if useEMA {
             try c.encode(useEMA, forKey: .useEMA)
             try c.encode(emaMomentum, forKey: .emaMomentum)

@@ -10,6 +10,8 @@ struct StepConstants {
     var lr: Float = 0
     /// Adam's α_t = lr_t·√(1−β2^t)/(1−β1^t); Adamax's 1 − β1^t.
     var alpha: Float = 0, correction: Float = 0
+    /// ScheduleFreeAdamW's 1 − β2^t and averaging weight 1/t.
+    var velocityCorrection: Float = 0, averageWeight: Float = 0
     /// Nadam's u_t, u_{t+1}, their running products and 1 − β2^t.
     var nadam = (u: Float(0), next: Float(0), product: Float(0), nextProduct: Float(0), velocityCorrection: Float(0))
 }
@@ -52,6 +54,65 @@ func updateRule(_ config: OptimizerConfig) -> UpdateRule {
         return FtrlRule(
             power: Float(-config.learningRatePower), l1: Float(config.l1Strength), l2: Float(config.l2Strength),
             shrinkage: Float(2 * config.l2ShrinkageStrength), beta: Float(config.ftrlBeta))
+    case .scheduleFreeAdamW:
+        let beta1 = Float(config.beta1)
+        return ScheduleFreeAdamWRule(beta1: beta1, keep1: 1 - beta1, keep2: 1 - Float(config.beta2), eps: eps)
+    case .adafactor, .lamb, .muon:
+        // Tensor-wise (TensorRules.swift): the driver never runs them by element.
+        return SGDRule(momentum: 0, nesterov: false)
+    }
+}
+
+/// The tensor-wise rule `config` names, nil for an element-wise one.
+func tensorRule(_ config: OptimizerConfig) -> TensorRule? {
+    let eps = Float(config.epsilon)
+    let beta1 = Float(config.beta1)
+    let beta2 = Float(config.beta2)
+    switch config.kind {
+    case .lamb:
+        return LambRule(
+            beta1: beta1, beta2: beta2, keep1: Float(1 - config.beta1), keep2: Float(1 - config.beta2), eps: eps)
+    case .adafactor:
+        return AdafactorRule(
+            decay: Float(config.beta2Decay), eps1: Float(config.epsilon1), eps2: Float(config.epsilon2),
+            clipThreshold: Float(config.clipThreshold), capsLearningRate: config.schedule == nil && config.relativeStep)
+    case .muon:
+        return MuonRule(
+            a: Float(config.muonA), b: Float(config.muonB), c: Float(config.muonC), steps: config.newtonSchulzSteps,
+            momentum: Float(config.momentum), nesterov: config.nesterov, rmsRate: config.rmsRate.map(Float.init),
+            adamRatio: Float(config.adamLearningRateRatio), beta1: beta1, beta2: beta2, keep1: Float(1 - config.beta1),
+            keep2: Float(1 - config.beta2), eps: eps)
+    default: return nil
+    }
+}
+
+/// Keras's ScheduleFreeAdamW: the weights hold y, the slot `momentum` holds z (the weights'
+/// copy at the first step), x is recovered from them; an Adam-style denominator scales the step.
+struct ScheduleFreeAdamWRule: UpdateRule {
+    let beta1: Float, keep1: Float, keep2: Float, eps: Float
+    func apply(
+        _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ slots: SlotPointers, n: Int,
+        _ k: StepConstants, clear: Bool
+    ) -> Bool {
+        // v += (g² − v)(1 − β2);  z ← z − lr·g/(√(v/(1−β2^t)) + ε);  x = (y − (1−β1)·z_old)/β1;
+        // x' = (1 − 1/t)·x + z/t;  y ← (1 − β1)·z + β1·x'
+        let z = slots.s0!
+        let v = slots.s1!
+        let lr = k.lr
+        let weight = k.averageWeight
+        let keepOld = 1 - weight
+        for i in 0..<n {
+            let gi = g[i]
+            v[i] += (gi * gi - v[i]) * keep2
+            let denominator = (v[i] / k.velocityCorrection).squareRoot() + eps
+            let old = z[i]
+            let zi = old - (lr * gi) / denominator
+            z[i] = zi
+            let x = (w[i] - keep1 * old) / beta1
+            let xNew = keepOld * x + weight * zi
+            w[i] = keep1 * zi + beta1 * xNew
+        }
+        return false
     }
 }
 

@@ -549,6 +549,14 @@ OPTIMIZERS = {
     "adam_ema": lambda: O.Adam(0.01, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=3),
     "ftrl": lambda: O.Ftrl(0.2, l1_regularization_strength=0.001, l2_regularization_strength=0.01,
                            l2_shrinkage_regularization_strength=0.001, beta=0.1),
+    # epsilon_2 is the step scale of a zero tensor (the biases start at 0): 0.05 moves them measurably.
+    "adafactor": lambda: O.Adafactor(0.05, epsilon_2=0.05, clip_threshold=0.5),
+    "lamb": lambda: O.Lamb(0.02, weight_decay=0.01),
+    # "^aux" sends the aux head's 2-D kernel to the AdamW half; the embedding goes there by name.
+    "muon": lambda: O.Muon(0.01, exclude_layers=["^aux"]),
+    "schedule_free": lambda: O.ScheduleFreeAdamW(0.01, warmup_steps=3),
+    # The scale doubles every 3 steps (three times in the two epochs); in float32 a no-op on the gradient.
+    "loss_scale": lambda: O.LossScaleOptimizer(O.Adam(0.01), dynamic_growth_steps=3),
 }
 
 
@@ -776,6 +784,71 @@ def feature_normalization():
 MODELS["feature_normalization"] = feature_normalization
 
 
+def masking():
+    """Masking as Keras 3 saves it: the layer, and its mask as ops (not_equal with the mask value, any over
+    the features) passed to an LSTM, a Dense's sequence's GlobalAveragePooling1D and a Bidirectional GRU.
+    mask_value -1: Masking zeroes those steps itself. The fixture sets a few steps of each sample to -1."""
+    x_in = keras.Input(shape=(6, 3), name="steps")
+    masked = L.Masking(mask_value=-1.0, name="masking")(x_in)
+    h = L.LSTM(4, name="lstm")(masked)
+    per_step = L.Dense(5, activation="tanh", name="per_step")(masked)
+    pooled = L.GlobalAveragePooling1D(name="pool")(per_step)
+    both = L.Bidirectional(L.GRU(3), name="bigru")(per_step)
+    first = L.Dense(1, activation="sigmoid", name="first")(L.Concatenate(name="joined")([h, pooled]))
+    second = L.Dense(3, activation="softmax", name="second")(both)
+    m = keras.Model(x_in, [first, second])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
+    return m
+
+
+MODELS["masking"] = masking
+
+
+def sequential_masking():
+    """Masking in a Sequential model: its file does not spell the mask out; it flows to the LSTM."""
+    m = keras.Sequential([keras.Input(shape=(6, 3), name="steps"), L.Masking(mask_value=-1.0, name="masking"),
+                          L.Dense(4, activation="tanh", name="per_step"), L.LSTM(3, name="lstm"),
+                          L.Dense(1, activation="sigmoid", name="out")])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    return m
+
+
+MODELS["sequential_masking"] = sequential_masking
+
+
+def activity():
+    """Activity regularization: the ActivityRegularization layer (L1 and L2 on a ReLU's output, whose exact
+    zeros take sign 0) and activity_regularizer on a hidden Dense and on an LSTM; Keras adds each ÷ the
+    batch to the loss, in fit and in evaluate."""
+    x_in = keras.Input(shape=(5,), name="features")
+    seq = keras.Input(shape=(4, 2), name="steps")
+    h = L.Dense(6, activation="relu", name="hidden")(x_in)
+    h = L.ActivityRegularization(l1=0.01, l2=0.02, name="sparse")(h)
+    g = L.Dense(4, activation="tanh", activity_regularizer=keras.regularizers.L2(0.05), name="coded")(h)
+    r = L.LSTM(3, activity_regularizer=keras.regularizers.L1(0.03), name="lstm")(seq)
+    out = L.Dense(1, name="out")(L.Concatenate(name="joined")([g, r]))
+    side = L.Dense(2, activation="softmax", name="side")(h)
+    m = keras.Model([x_in, seq], [out, side])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["mse", "sparse_categorical_crossentropy"],
+              loss_weights=[1.0, 0.5])
+    return m
+
+
+MODELS["activity"] = activity
+
+
+def start_schedule_free_at_weights(optimizer):
+    """ScheduleFreeAdamW starts its `momentum` (z) as a copy of the weights. load_model builds the optimizer
+    while the layers still hold the values their initializers drew, before the archive's weights are loaded,
+    so a loaded, never-trained archive starts z at those draws, not at its weights (Keras 3.15). Copy the
+    weights as building the model in-process does; an archive with optimizer state keeps its z."""
+    if isinstance(optimizer, keras.optimizers.ScheduleFreeAdamW) and int(optimizer.iterations) == 0:
+        for var in optimizer._trainable_variables:
+            momentum = optimizer._momentums[optimizer._get_variable_index(var)]
+            if momentum is not None:
+                momentum.assign(np.array(var.value))
+
+
 def seeded_optimizer_model(make):
     # The same starting weights for every optimizer, whatever models come before it in MODELS.
     keras.utils.set_random_seed(7)
@@ -907,6 +980,7 @@ def main():
         write_safetensors(a.out, {v.path: np.asarray(v, dtype="float32").reshape(np.shape(v)) for v in model.optimizer.variables})
     elif a.mode == "fit":
         x, y, w = load_data(model, a.data)
+        start_schedule_free_at_weights(model.optimizer)
         callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: model.save(f"{a.out}.epoch{e + 1}.keras"))] if a.save_epochs else []
         history = model.fit(x, y, sample_weight=w, batch_size=a.batch_size, epochs=a.epochs, shuffle=False, verbose=0, callbacks=callbacks)
         model.save(a.out)

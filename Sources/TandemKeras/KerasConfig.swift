@@ -130,9 +130,9 @@ public enum KerasConfig {
             guard !name.isEmpty else { throw TandemError.usage("config.json: a \(className) layer has no name") }
             guard raw[name] == nil else { throw TandemError.usage("config.json: two layers are named '\(name)'") }
             if (entry["module"]?.string ?? "").hasPrefix("keras.src.ops") {
-                // An operation, not a layer: only the mask Embedding(mask_zero=True) saves.
-                let (calls, value) = try notEqual(entry, name: name)
-                raw[name] = (className, .object([("name", .string(name)), ("value", .int(Int64(value)))]), calls)
+                // An operation, not a layer: only the masks Embedding(mask_zero=True) and Masking save.
+                let (calls, config) = try maskOperation(entry, name: name)
+                raw[name] = (className, config, calls)
                 fileOrder.append(name)
                 continue
             }
@@ -198,27 +198,40 @@ public enum KerasConfig {
         return graph
     }
 
-    /// The classes of `keras.src.ops` a file may hold: the mask of Embedding(mask_zero=True).
-    static let operations = ["NotEqual"]
+    /// The classes of `keras.src.ops` a file may hold: the masks of Embedding(mask_zero=True)
+    /// (`not_equal(ids, 0)`) and of Masking (`any(not_equal(x, v), axis=-1)`).
+    static let operations = ["NotEqual", "Any"]
 
-    /// A NotEqual operation (`ops.not_equal(tokens, value)`): its calls and the value.
-    private static func notEqual(_ entry: JSONValue, name: String) throws -> (
-        [(tensors: [(String, Int, Int)], masked: Bool)], Int
+    /// A mask operation's one call and its config: NotEqual's `value` (an integer for token ids, a
+    /// float for Masking's mask_value, as the file writes it), Any's axis −1.
+    private static func maskOperation(_ entry: JSONValue, name: String) throws -> (
+        [(tensors: [(String, Int, Int)], masked: Bool)], JSONValue
     ) {
         let className = entry["class_name"]?.string ?? "?"
         guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
             throw TandemError.usage(
-                "layer '\(name)': the operation \(className) is not supported (only NotEqual, the mask that Embedding(mask_zero=True) saves)"
+                "layer '\(name)': the operation \(className) is not supported (only NotEqual and Any, the masks that Embedding(mask_zero=True) and Masking save)"
             )
         }
-        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array,
-            args.count == 2,
-            let value = args[1].integer
-        else {
-            throw TandemError.usage("layer '\(name)': NotEqual must compare one tensor with an integer constant")
+        guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array else {
+            throw TandemError.usage("layer '\(name)': \(className) must be called once")
+        }
+        if className == "Any" {
+            let axis = entry["config"]?["axis"]
+            guard args.count == 1, axis?.integer == -1 || axis?.array?.first?.integer == -1 && axis?.array?.count == 1,
+                entry["config"]?["keepdims"]?.bool != true
+            else {
+                throw TandemError.usage(
+                    "layer '\(name)': Any must reduce one tensor over axis -1 without keepdims (Masking's mask)")
+            }
+            let tensors = try inbound(.object([("args", .array([args[0]]))]), layer: name)
+            return ([tensors], .object([("name", .string(name))]))
+        }
+        guard args.count == 2, let value = args[1].number, value.isFinite else {
+            throw TandemError.usage("layer '\(name)': NotEqual must compare one tensor with a number")
         }
         let tensors = try inbound(.object([("args", .array([args[0]]))]), layer: name)
-        return ([tensors], value)
+        return ([tensors], .object([("name", .string(name)), ("value", args[1])]))
     }
 
     /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
@@ -319,6 +332,23 @@ public enum KerasConfig {
                         config: .object([("name", .string(id)), ("value", .int(0))]),
                         inputs: [inputName], call: 0), at: graph.nodes.count - 1)
                 mask = id
+            } else if className == "Masking" {
+                // Masking's mask, as a functional file spells it: any(not_equal(x, mask_value), axis=-1).
+                let value = config["mask_value"]?.number ?? 0
+                let notEqual = "\(name)/not_equal"
+                let any = "\(name)/any"
+                graph.nodes.insert(
+                    contentsOf: [
+                        GraphNode(
+                            id: notEqual, layer: notEqual, className: "NotEqual",
+                            config: .object([("name", .string(notEqual)), ("value", .double(value))]),
+                            inputs: [previous],
+                            call: 0),
+                        GraphNode(
+                            id: any, layer: any, className: "Any", config: .object([("name", .string(any))]),
+                            inputs: [notEqual], call: 0),
+                    ], at: graph.nodes.count - 1)
+                mask = any
             } else if reads {
                 // An RNN returning its sequence passes the mask on; otherwise it is used up.
                 if !(config["return_sequences"]?.bool ?? config["layer"]?["config"]?["return_sequences"]?.bool ?? false)

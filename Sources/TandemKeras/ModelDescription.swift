@@ -88,13 +88,13 @@ public struct ModelDescription: Sendable {
 
     /// Every node's Tandem layer, by node id: shapes and parameters, no arenas.
     func layerGraph() throws -> [String: Layer] {
-        // Inputs that a token reader (Embedding, its mask's NotEqual) takes: Keras casts their
+        // Inputs that a token reader (Embedding, its mask's integer NotEqual) takes: Keras casts their
         // values to integer ids whatever the input's dtype, so they are token inputs here.
         var readers: [String: [String]] = [:]
         var others: [String: String] = [:]
         for node in nodes {
             for id in node.inputs {
-                if LayerRegistry.tokenReaders.contains(node.className) {
+                if LayerRegistry.readsTokens(node) {
                     readers[id, default: []].append(node.layer)
                 } else {
                     others[id] = others[id] ?? node.layer
@@ -119,7 +119,17 @@ public struct ModelDescription: Sendable {
                 }
                 a.readAsTokens = true
             }
-            built[node.id] = try LayerRegistry.make(a, inputs: sources)
+            let layer = try LayerRegistry.make(a, inputs: sources)
+            built[node.id] = layer
+            if let penalty = try LayerRegistry.activityPenalty(a, after: layer) {
+                // The penalty layer takes the layer's place for its consumers; an output keeps its name.
+                guard !outputs.contains(node.id) else {
+                    throw TandemError.usage(
+                        "layer '\(node.layer)': an activity_regularizer on a model output is not supported (put it on a hidden layer, or add an ActivityRegularization layer before the output)"
+                    )
+                }
+                built[node.id] = penalty
+            }
         }
         return built
     }

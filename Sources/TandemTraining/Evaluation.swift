@@ -105,12 +105,17 @@ public final class Evaluator {
             }
         }
         let blocks = (rows.count + E - 1) / E
+        // Each block's activity penalty, from the rank that forwarded it; summed in block order.
+        let penalized = model.hasActivityPenalties
+        var activity = [Double](repeating: 0, count: penalized ? blocks : 0)
         for first in stride(from: 0, to: blocks, by: P) {
             let inRound = min(P, blocks - first)
             let mine = first + communicator.rank
             if mine < blocks {
                 load(mine)
+                model.activityPenalties.sum = 0
                 model.forward(batch: block(mine).count, training: false)
+                if penalized { activity[mine] = model.activityPenalties.takeSum() }
             }
             if P > 1 {
                 // Slots other ranks filled are zero here; a sum assembles them exactly.
@@ -135,12 +140,19 @@ public final class Evaluator {
                 }
             }
         }
+        if penalized && P > 1 {
+            // One rank's value per slot, zeros elsewhere: the sum is exact.
+            try activity.withUnsafeMutableBufferPointer {
+                try communicator.allReduceSum($0.baseAddress!, count: $0.count)
+            }
+        }
         var result = Evaluation()
         result.samples = rows.count
         result.headLoss = heads.indices.map { sums[layout.loss($0)] / Double(rows.count) }
         result.headAccuracy = heads.indices.map { sums[layout.correct($0)] / Double(max(labels.labelled[$0], 1)) }
         result.headMetrics = sums.withUnsafeBufferPointer { objective.metricResults($0.baseAddress! + layout.metrics) }
-        result.total = regularizationLoss()
+        // Keras adds each batch's penalty ÷ its size; the mean over batches weighted by their sizes is Σ ÷ N.
+        result.total = regularizationLoss() + activity.reduce(0, +) / Double(max(rows.count, 1))
         for (h, head) in heads.enumerated() { result.total += head.weight * result.headLoss[h] }
         return result
     }

@@ -234,6 +234,10 @@ extension TrainingStep {
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         objective.countLabelled(indices, data: data)
+        // A head's own gradient carries no activity penalty (like the weights' penalties, it is no head's).
+        let penaltyScale = model.activityPenalties.scale
+        model.activityPenalties.scale = 0
+        defer { model.activityPenalties.scale = penaltyScale }
         for h in heads.indices {
             store.gradients.update(repeating: 0, count: store.count)
             var start = mine.lowerBound

@@ -8,8 +8,9 @@ import TandemCore
 import TandemKeras
 
 /// Where each figure sits in the flat Double buffer one allreduce combines:
-/// per head its Σ_i w_i·ℓ(i) and correct count, the sample count, the stop flag, then every
-/// head's metric sums in turn (Metrics.swift). The only place that knows the positions.
+/// per head its Σ_i w_i·ℓ(i) and correct count, the sample count, the stop flag, every head's
+/// metric sums in turn (Metrics.swift), then the activity penalties' sum. The only place that
+/// knows the positions.
 package struct FigureLayout: Sendable, Equatable {
     public let heads: Int
     package let metricSlots: Int
@@ -21,7 +22,9 @@ package struct FigureLayout: Sendable, Equatable {
     package var stopFlag: Int { 2 * heads + 1 }
     /// The first metric sum; head h's start at `metrics + metricOffsets[h]`.
     public var metrics: Int { 2 * heads + 2 }
-    public var count: Int { metrics + metricSlots }
+    /// Σ of the activity penalties' values (ActivityRegularization.swift) over the rows forwarded.
+    package var activity: Int { metrics + metricSlots }
+    public var count: Int { metrics + metricSlots + 1 }
     /// Losses and metric sums are real-valued; the sample count and the stop flag are counts
     /// (reproducible mode scales the former to fixed point, not the latter).
     package func isCount(_ i: Int) -> Bool { i == samples || i == stopFlag }

@@ -31,8 +31,10 @@ package struct StepFigures: Sendable {
     package var headLabelled: [Double] = []
     /// Every head's metric sums over the global batch, heads in turn (Metrics.swift).
     package var metricSums: [Double] = []
-    /// λ·Σw² over the L2-regularised tensors, before the update.
+    /// λ·Σw² over the L2-regularised tensors, before the update, and the activity penalties ÷ B.
     package var regularization = 0.0
+    /// Σ over the global batch of the activity penalties' values (ActivityRegularization.swift).
+    package var activitySum = 0.0
     /// Σ_h weight_h · loss_h + regularization.
     package var total = 0.0
     /// Some rank received a stop request (SIGUSR1, or SIGINT/SIGTERM locally) before this step.
@@ -160,6 +162,8 @@ public final class TrainingStep {
         let (exchange, accumulator) = try strategy()
         let B = indices.count
         let chunks = accumulator.chunks(globalBatch: B)
+        // The activity penalties' gradient: ÷ the global batch, as Keras's ÷ the batch in one process.
+        model.activityPenalties.scale = 1 / Float(max(B, 1))
         var clock = monotonicSeconds()
         objective.countLabelled(indices, data: data)
         try exchange.prepare(indices, chunks: chunks, data: data, keeping: optimizer.accumulatedSteps > 0)
@@ -251,12 +255,14 @@ public final class TrainingStep {
     /// Forward on `rows` samples; each head's loss gradient (scaled by the global batch) and
     /// this chunk's figures, its sample count and the stop flag, in `chunkFigures`.
     func forwardAndLosses(rows: Int, globalBatch B: Int) {
+        model.activityPenalties.sum = 0
         model.forward(batch: rows, training: true)
         let layout = objective.layout
         chunkFigures.withUnsafeMutableBufferPointer { f in
             f.update(repeating: 0)
             objective.addLosses(rows: rows, globalBatch: B, writeGradient: true, into: f.baseAddress!)
         }
+        chunkFigures[layout.activity] = model.activityPenalties.takeSum()
         chunkFigures[layout.samples] = Double(rows)
         // A stop request travels with the figures, so every rank sees it at the same step.
         chunkFigures[layout.stopFlag] = stopRequestedLocally ? 1 : 0
@@ -363,6 +369,7 @@ extension TrainingStep {
             lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples)
         }
         lastFigures.stopRequested = figure(layout.stopFlag) > 0
+        lastFigures.activitySum = figure(layout.activity)
         lastFigures.regularization = 0
         lastFigures.total = 0
         return lastFigures
@@ -374,6 +381,7 @@ extension TrainingStep {
     func finishFigures(_ result: inout StepFigures, globalBatch B: Int, penaltyGradient: Bool = true) {
         let params = model.parameters
         if exchangeContext.tablePenalty { synchronize() }
+        result.regularization = result.activitySum / Double(max(B, 1))
         for (view, l1, l2) in regularizers {
             let w = params.value(view)
             let g = params.gradient(view)

@@ -12,7 +12,8 @@ enum KerasFixture {
         "headline", "sequential", "three_heads", "shared", "unseen", "merges", "sequence_core", "recurrent",
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
-        "dot_products", "constrained", "reductions", "feature_normalization",
+        "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
+        "activity",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -30,7 +31,8 @@ enum KerasFixture {
         "adam_amsgrad", "adamw", "rmsprop_centered", "adagrad", "adamax", "nadam", "sgd_clipnorm",
         "adam_global_clipnorm", "rmsprop_clipvalue", "sgd_weight_decay", "exponential", "inverse_time",
         "piecewise", "polynomial", "cosine", "cosine_restarts", "adam_accumulate",
-        "rmsprop_accumulate", "adadelta", "lion", "adam_ema", "ftrl",
+        "rmsprop_accumulate", "adadelta", "lion", "adam_ema", "ftrl", "adafactor", "lamb", "muon", "schedule_free",
+        "loss_scale",
     ].map { "opt_" + $0 }
 
     struct Made {
@@ -79,6 +81,21 @@ enum KerasFixture {
                 let v = (0..<37).map { _ in Float(g.uniform(0.2, 3)) }
                 try v.withUnsafeBufferPointer {
                     try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-\(model)/\(head).sample_weight.npy")
+                }
+            }
+            // The masking model's steps: sample i's last i % 4 steps, and step 1 of every fifth sample,
+            // are the mask value −1 (whole steps masked); other values are never −1.
+            var steps = [Float]()
+            var g = SeededGenerator(seed: 14)
+            for i in 0..<37 {
+                for t in 0..<6 {
+                    let masked = t >= 6 - i % 4 || (t == 1 && i % 5 == 0)
+                    for _ in 0..<3 { steps.append(masked ? -1 : Float(g.uniform(-0.9, 2))) }
+                }
+            }
+            for m in ["masking", "sequential_masking"] {
+                try steps.withUnsafeBufferPointer {
+                    try NPYArray.write(floats: $0, shape: [37, 6, 3], to: dir + "/data-\(m)/steps.npy")
                 }
             }
             return Made(dir: dir, python: p)

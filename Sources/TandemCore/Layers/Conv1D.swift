@@ -174,7 +174,7 @@ extension LayerRegistry {
         let source = try sequence(a, inputs)
         try a.channelsLast()
         try a.require("groups", is: .int(1), supported: "groups = 1")
-        try a.requireNull("activity_regularizer", "lora_rank")
+        try a.requireNull("lora_rank")
         let filters = try a.int("filters")
         let size = try a.size("kernel_size")
         let stride = try a.size("strides", default: 1)

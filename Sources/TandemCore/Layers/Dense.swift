@@ -116,8 +116,7 @@ extension LayerRegistry {
     static func dense(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
         let source = try single(a, inputs)
         let units = try a.int("units")
-        try a.requireNull(
-            "activity_regularizer", "lora_rank", "quantization_config")
+        try a.requireNull("lora_rank", "quantization_config")
         let useBias = try a.bool("use_bias", default: true)
         return Dense(
             name: a.node.id, units: units, activation: try a.activation(), input: source, useBias: useBias,

@@ -106,15 +106,23 @@ extension LayerRegistry {
         let dimension = try a.int("output_dim")
         // mask_zero: the file carries the mask as a NotEqual op passed to the layers that read it.
         try a.require("sparse", is: .bool(false), supported: "dense gradients")
-        try a.requireNull("activity_regularizer", "lora_rank", "quantization_config")
+        try a.requireNull("lora_rank", "quantization_config")
         let initializer = try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension)
         return Embedding(
             name: a.node.id, vocabulary: vocabulary, dimension: dimension, input: source,
             weights: a.node.layer, initializer: initializer ?? .uniform(limit: 0.05))
     }
 
-    /// `ops.not_equal(ids, value)` on a model input of token ids: Embedding(mask_zero=True)'s mask.
+    /// `ops.not_equal(ids, value)` on a model input of token ids: Embedding(mask_zero=True)'s mask;
+    /// with a float value on any float tensor, the first half of Masking's (Masking.swift).
     static func notEqual(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        if case .double(let v) = a.config["value"] {
+            let source = try single(a, inputs)
+            if let input = source as? InputLayer, input.kind == .tokens {
+                throw a.fail("compares token ids with the float \(v) (Masking on token ids is not supported)")
+            }
+            return ValueMask(name: a.node.id, value: Float(v), input: source)
+        }
         guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
             throw a.fail("compares a model input of token ids only")
         }

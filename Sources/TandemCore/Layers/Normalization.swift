@@ -126,7 +126,7 @@ extension LayerRegistry {
         let source = try single(a, inputs)
         try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("rms_scaling", is: .bool(false), supported: "rms_scaling = false")
-        try a.requireNull("activity_regularizer")
+        // activity_regularizer: a layer after this one (LayerRegistry.activityPenalty).
         let f = source.output.features
         let epsilon = a.config["epsilon"]?.number ?? 1e-3
         guard epsilon > 0 else { throw a.fail("'epsilon' must be positive") }
@@ -144,7 +144,7 @@ extension LayerRegistry {
         let source = try single(a, inputs)
         try a.lastAxis(rank: source.output.shape.count + 1)
         try a.require("renorm", is: .bool(false), supported: "renorm = false")
-        try a.requireNull("activity_regularizer")
+        // activity_regularizer: a layer after this one (LayerRegistry.activityPenalty).
         let f = source.output.features
         let epsilon = a.config["epsilon"]?.number ?? 1e-3
         let momentum = a.config["momentum"]?.number ?? 0.99

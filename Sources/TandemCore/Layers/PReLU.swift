@@ -111,7 +111,7 @@ extension KerasLayerKind {
         classNames: ["PReLU"],
         build: { a, inputs, _ in
             let source = try LayerRegistry.single(a, inputs)
-            try a.requireNull("activity_regularizer")
+            // activity_regularizer: a layer after this one (LayerRegistry.activityPenalty).
             let rank = source.output.shape.count
             var shared = Set<Int>()
             if let v = a.config["shared_axes"], !v.isNull {

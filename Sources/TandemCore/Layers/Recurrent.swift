@@ -482,7 +482,7 @@ extension LayerRegistry {
         }
         try a.require("return_state", is: .bool(false), supported: "return_state = false")
         try a.require("stateful", is: .bool(false), supported: "stateful = false")
-        try a.requireNull("activity_regularizer")
+        // activity_regularizer: a layer after this one (LayerRegistry.activityPenalty).
         // `unroll` and `implementation` change how Keras schedules the same arithmetic; `seed`
         // seeds Keras's own generator (Tandem's masks come from the run's seed, docs/SPEC.md §9).
         let useBias = try a.bool("use_bias", default: true)

@@ -51,7 +51,8 @@ extension LayerRegistry {
         + [
             .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,
             .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
-            .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization,
+            .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization, .masking,
+            .anyMask, .activityRegularization,
         ]
 
     /// The entry of each class name.

@@ -142,16 +142,27 @@ package enum LayerRegistry {
     /// Classes whose call takes Keras's `mask` argument (Embedding(mask_zero=True) → NotEqual).
     package static let maskConsumers = kinds.filter(\.readsMask).flatMap(\.classNames)
 
-    /// Builds the Tandem layer for one call; `inputs` are its producers' layers.
-    /// Classes that read a model input's values as token ids (Keras casts them to integers).
-    package static let tokenReaders: Set<String> = ["Embedding", "NotEqual"]
+    /// Classes that read a model input's values as token ids (Keras casts them to integers):
+    /// Embedding, and the NotEqual with an integer value that Embedding(mask_zero=True) saves
+    /// (Masking's compares floats with a float value).
+    package static func readsTokens(_ node: GraphNode) -> Bool {
+        if node.className == "Embedding" { return true }
+        if node.className == "NotEqual", case .int = node.config["value"] { return true }
+        return false
+    }
 
+    /// Builds the Tandem layer for one call; `inputs` are its producers' layers. A layer's
+    /// activity_regularizer is a separate layer after it (`activityPenalty`).
     package static func make(_ a: LayerArguments, inputs: [Layer]) throws -> Layer {
         let node = a.node
         if node.className != "InputLayer" { try a.dtypePolicy() }  // an input's dtype is its data's
-        // Any layer's activity_regularizer (a loss term Keras adds per call) is not built: refused by
-        // name for every class, not only those whose builders list it.
-        try a.requireNull("activity_regularizer")
+        // A wrapped layer's activity_regularizer would run on the wrapper's reshaped calls (its
+        // batch T times larger, for TimeDistributed): refused by name.
+        for key in ["layer", "backward_layer"] {
+            if let inner = node.config[key]?["config"]?["activity_regularizer"], !inner.isNull {
+                throw a.fail("an activity_regularizer on the layer it wraps is not supported (set it on the wrapper)")
+            }
+        }
         if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
             throw a.fail("frozen layers (trainable = false) are not supported")
         }
@@ -163,8 +174,10 @@ package enum LayerRegistry {
                     "its 'mask' argument is not supported (masks are read by \(maskConsumers.joined(separator: ", ")))")
             }
             mask = inputs.removeLast()
-            guard mask is SequenceMask else {
-                throw a.fail("its mask must come from Embedding(mask_zero=True) (ops.not_equal on the token ids)")
+            guard mask is MaskProducer else {
+                throw a.fail(
+                    "its mask must come from Embedding(mask_zero=True) or Masking (ops.not_equal on the token ids, or ops.any of ops.not_equal on the features)"
+                )
             }
         }
         guard let kind = kindByClass[node.className] else {
@@ -173,6 +186,13 @@ package enum LayerRegistry {
             )
         }
         return try kind.build(a, inputs, mask)
+    }
+
+    /// The layer after `layer` that adds its activity_regularizer to the loss (nil when it has none).
+    package static func activityPenalty(_ a: LayerArguments, after layer: Layer) throws -> Layer? {
+        guard let strengths = try a.regularizer("activity_regularizer") else { return nil }
+        return ActivityPenalty(
+            name: a.node.id + "/activity_regularizer", l1: Float(strengths.l1), l2: Float(strengths.l2), input: layer)
     }
 
     /// The penalties a node's config asks for, as tensors (`*_regularizer`).

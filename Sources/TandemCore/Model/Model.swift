@@ -32,6 +32,11 @@ public final class Model {
     /// Where the rows of the next training forward pass sit in the epoch: the
     /// keys of every dropout mask (Dropout.swift). The training step sets them.
     package let dropoutKeys = DropoutKeys()
+    /// The activity penalties' gradient scale and running value (ActivityRegularization.swift).
+    /// The training step sets the scale and takes the sums.
+    package let activityPenalties = ActivityPenalties()
+    /// Whether any layer adds an activity penalty.
+    package var hasActivityPenalties: Bool { layers.contains { $0 is ActivityPenalty } }
 
     /// A graph from `inputs` to `outputs`. Layers that name the same weights
     /// (a Keras layer called more than once) share one tensor in the arena.
@@ -66,6 +71,7 @@ public final class Model {
         parameters = store
         for layer in order { layer.bind(parameters: store) }
         for case let layer as RandomLayer in order { layer.bind(keys: dropoutKeys) }
+        for case let layer as PenaltyLayer in order { layer.bind(penalties: activityPenalties) }
 
         var values = 0
         var gradients = 0

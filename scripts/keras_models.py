@@ -270,7 +270,7 @@ def bad_archives(source, out):
     c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
         "module": "keras.losses", "class_name": "MeanSquaredError", "config": {"name": "mse", "reduction": None}, "registered_name": None}
     archive("reduction_none", {"config.json": json.dumps(c), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "Adafactor", "config": {"learning_rate": 0.01}, "registered_name": None}
+    c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"] = {"module": "keras.optimizers", "class_name": "MultiOptimizer", "config": {"learning_rate": 0.01}, "registered_name": None}
     archive("unsupported_optimizer", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["optimizer"]["config"]["learning_rate"] = -0.01
     archive("negative_learning_rate", {"config.json": json.dumps(c), "model.weights.h5": weights})
@@ -552,8 +552,9 @@ OPTIMIZERS = {
     # epsilon_2 is the step scale of a zero tensor (the biases start at 0): 0.05 moves them measurably.
     "adafactor": lambda: O.Adafactor(0.05, epsilon_2=0.05, clip_threshold=0.5),
     "lamb": lambda: O.Lamb(0.02, weight_decay=0.01),
-    # "^aux" sends the aux head's 2-D kernel to the AdamW half; the embedding goes there by name.
-    "muon": lambda: O.Muon(0.01, exclude_layers=["^aux"]),
+    # "^aux" sends the aux head's 2-D kernel to the AdamW half, and "lstm_cell/recurrent" (a pattern on Keras's
+    # variable path) the LSTM's recurrent kernel; the embedding goes there by name.
+    "muon": lambda: O.Muon(0.01, exclude_layers=["^aux", "lstm_cell/recurrent"]),
     "schedule_free": lambda: O.ScheduleFreeAdamW(0.01, warmup_steps=3),
     # The scale doubles every 3 steps (three times in the two epochs); in float32 a no-op on the gradient.
     "loss_scale": lambda: O.LossScaleOptimizer(O.Adam(0.01), dynamic_growth_steps=3),
@@ -809,7 +810,7 @@ def sequential_masking():
     m = keras.Sequential([keras.Input(shape=(6, 3), name="steps"), L.Masking(mask_value=-1.0, name="masking"),
                           L.Dense(4, activation="tanh", name="per_step"), L.LSTM(3, name="lstm"),
                           L.Dense(1, activation="sigmoid", name="out")])
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    m.compile(optimizer=keras.optimizers.Adam(0.03), loss="binary_crossentropy")
     return m
 
 
@@ -835,6 +836,24 @@ def activity():
 
 
 MODELS["activity"] = activity
+
+
+def softmax_axes():
+    """Softmax over the steps of a sequence (axis 1, per feature: attention-like pooling weights) and over a
+    whole sample (axes 1 and 2), beside the last-axis softmax."""
+    x_in = keras.Input(shape=(5, 4), name="steps")
+    scores = L.Dense(3, name="scores")(x_in)
+    over_steps = L.Softmax(axis=1, name="over_steps")(scores)
+    pooled = L.GlobalAveragePooling1D(name="pool")(L.Multiply(name="weighted")([over_steps, scores]))
+    whole = L.Flatten(name="flat")(L.Softmax(axis=[1, 2], name="whole")(scores))
+    first = L.Dense(1, name="first")(L.Concatenate(name="joined")([pooled, whole]))
+    second = L.Dense(2, name="second_logits")(L.Flatten(name="flat_scores")(scores))
+    m = keras.Model(x_in, [first, L.Softmax(axis=-1, name="second")(second)])
+    m.compile(optimizer=keras.optimizers.Adam(0.004), loss=["mse", "sparse_categorical_crossentropy"])
+    return m
+
+
+MODELS["softmax_axes"] = softmax_axes
 
 
 def start_schedule_free_at_weights(optimizer):

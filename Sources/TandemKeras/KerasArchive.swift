@@ -147,10 +147,11 @@ extension ModelDescription {
         let slot: String, tensor: String, shape: [Int], placeholder: Bool
     }
 
-    /// The slot variables in Keras's order for `variables` (trainable, with their shapes).
-    static func kerasSlotVariables(_ config: OptimizerConfig, variables: [(name: String, shape: [Int])])
-        -> [KerasSlotVariable]
-    {
+    /// The slot variables in Keras's order for `variables` (trainable, with their shapes); `paths`:
+    /// Keras's variable paths where they differ from the names (kerasVariablePaths).
+    static func kerasSlotVariables(
+        _ config: OptimizerConfig, variables: [(name: String, shape: [Int])], paths: [String: String] = [:]
+    ) -> [KerasSlotVariable] {
         var list: [KerasSlotVariable] = []
         for group in kerasSlots(config).groups {
             for v in variables {
@@ -164,7 +165,7 @@ extension ModelDescription {
                                 s.tandem == "r" ? Array(v.shape.dropLast()) : v.shape.dropLast(2) + [v.shape.last!]
                             list.append(.init(slot: s.tandem, tensor: v.name, shape: shape, placeholder: false))
                         }
-                    case (.muon, "velocity") where !config.muonUsesAdam(shape: v.shape, name: v.name):
+                    case (.muon, "velocity") where !config.muonUsesAdam(shape: v.shape, name: paths[v.name] ?? v.name):
                         continue  // Muon's own 2-D tensors keep a momentum only
                     default: list.append(.init(slot: s.tandem, tensor: v.name, shape: v.shape, placeholder: false))
                     }
@@ -218,7 +219,7 @@ extension ModelDescription {
         let variables = trainableVariables
         let (_, leading, scalars) = ModelDescription.kerasSlots(optimizer.config)
         let slotVariables = ModelDescription.kerasSlotVariables(
-            optimizer.config, variables: variables.map { ($0, store.view($0)!.shape) })
+            optimizer.config, variables: variables.map { ($0, store.view($0)!.shape) }, paths: kerasVariablePaths)
         let withoutAccumulators = leading + slotVariables.count + scalars
         if count == leading || count == 0 {
             // Compiled but never trained: iterations (0) and the learning rate only.
@@ -516,7 +517,8 @@ extension ModelDescription {
                 }
             }
             let slotVariables = ModelDescription.kerasSlotVariables(
-                optimizer.config, variables: trainableVariables.map { ($0, store.view($0)!.shape) })
+                optimizer.config, variables: trainableVariables.map { ($0, store.view($0)!.shape) },
+                paths: kerasVariablePaths)
             for v in slotVariables {
                 if v.placeholder {
                     try h5.integer("optimizer/vars/\(index)", 0)

@@ -424,6 +424,25 @@ extension ModelDescription {
         }
     }
 
+    /// Each weight's path as Keras names the variable (`variable.path`): Tandem's `layer/weight`, with an
+    /// RNN cell's name before the weight (`lstm/lstm_cell/kernel`, `bi/forward_gru/gru_cell/bias`).
+    /// Muon's exclude_layers patterns and its embedding rule read these.
+    package var kerasVariablePaths: [String: String] {
+        var paths: [String: String] = [:]
+        for (layer, className, _) in weightGroups {
+            let config = nodes.first { $0.layer == layer }?.config ?? .null
+            for v in ModelDescription.kerasVariables(className: className, layer: layer, config: config)
+            where v.path.hasSuffix("cell/vars") {
+                for name in v.names {
+                    var parts = name.split(separator: "/").map(String.init)
+                    parts.insert(v.label, at: parts.count - 1)
+                    paths["\(layer)/\(name)"] = "\(layer)/" + parts.joined(separator: "/")
+                }
+            }
+        }
+        return paths
+    }
+
     /// A layer's variable groups (docs/KERAS-FORMAT.md §3): `vars` (named after the layer),
     /// and for a wrapper its sub-objects' (an RNN's weights under `cell/`,
     /// TimeDistributed's under `layer/`), each holding its own variables.

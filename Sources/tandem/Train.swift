@@ -149,7 +149,7 @@ struct Train: ParsableCommand {
         let localBatch = (batch + comm.size - 1) / comm.size
         let rows = try comm.agreeOn { try description.evaluationRows() }
         let model = try comm.agreeOn { try description.build(maxBatch: micro ?? max(localBatch, rows)) }
-        let opt = Optimizer(optimizerConfig, parameters: model.parameters)
+        let opt = Optimizer(optimizerConfig, parameters: model.parameters, kerasPaths: description.kerasVariablePaths)
         try opt.constrain(description.constraints, in: model.parameters)
         let step = try TrainingStep(
             model: model, heads: heads, optimizer: opt, communicator: comm,

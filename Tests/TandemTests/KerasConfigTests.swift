@@ -190,8 +190,8 @@ final class KerasConfigTests: XCTestCase {
                 "layer 'out': an activity_regularizer on a model output is not supported"
             ),
             (
-                layer("Softmax", "out", #", "axis": 1"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
-                "layer 'out' (Softmax): 'axis' = 1 is not supported (the last axis, -1)"
+                layer("Softmax", "out", #", "axis": 0"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),
+                "layer 'out' (Softmax): 'axis' = 0 is not supported (non-batch axes"
             ),
         ]
         for (last, expected) in cases {

@@ -1,5 +1,6 @@
 // Masking (Masking.swift): its output and the [B, T] mask Keras saves as not_equal then any, read
-// by a recurrent layer and average pooling; ActivityRegularization (ActivityRegularization.swift):
+// by a recurrent layer and average pooling; Softmax over other axes than the last (AxisSoftmax.swift);
+// ActivityRegularization (ActivityRegularization.swift):
 // its value ÷ the global batch in the step's total and in evaluate, and the total loss's gradient
 // through both, checked numerically (tolerances as in GradientCheckTests, Support.swift).
 
@@ -123,5 +124,29 @@ final class MaskingAndActivityTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(expected), "\(error)")
             }
         }
+    }
+
+    /// Softmax over the steps (axis 1) and over a whole sample (axes 1, 2): values sum to 1 per group,
+    /// and the gradient through each.
+    func testSoftmaxOverOtherAxes() throws {
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 2])
+        let trunk = Dense(name: "trunk", units: 3, activation: .linear, input: x)
+        let overSteps = AxisSoftmax(name: "over_steps", axes: 0...0, input: trunk)
+        let whole = AxisSoftmax(name: "whole", axes: 0...1, input: trunk)
+        let joined = Concatenate(
+            name: "joined",
+            inputs: [Reshape(name: "a", input: overSteps, shape: [12]), Reshape(name: "b", input: whole, shape: [12])])
+        let out = Dense(name: "out", units: 1, input: joined)
+        let model = Model(inputs: [x], outputs: [out], maxBatch: 3)
+        model.parameters.initialize(seed: 37)
+        let dir = temporaryDirectory()
+        try write(steps, [3, 4, 2], dir + "/x.npy")
+        try write([0.3, -0.5, 1.1], [3, 1], dir + "/out.npy")
+        try checkMSEGradient(model, data: dir, batch: [2, 0, 1])
+        model.forward(batch: 1, training: false)
+        for f in 0..<3 {
+            XCTAssertEqual((0..<4).reduce(Float(0)) { $0 + overSteps.output.values[$1 * 3 + f] }, 1, accuracy: 1e-6)
+        }
+        XCTAssertEqual((0..<12).reduce(Float(0)) { $0 + whole.output.values[$1] }, 1, accuracy: 1e-6)
     }
 }

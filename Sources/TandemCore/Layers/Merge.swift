@@ -151,6 +151,9 @@ extension KerasLayerKind {
             let source = try LayerRegistry.single(a, inputs)
             // Other arguments than a plain activation's: an element-wise layer (Pointwise.swift).
             if let layer = try LayerRegistry.pointwiseActivation(a, source) { return layer }
+            if a.node.className == "Softmax", let axes = try LayerRegistry.softmaxAxes(a, source) {
+                return AxisSoftmax(name: a.node.id, axes: axes, input: source)
+            }
             return ActivationLayer(
                 name: a.node.id, activation: try LayerRegistry.activationOfLayer(a, source), input: source)
         })
@@ -185,9 +188,7 @@ extension LayerRegistry {
             let alpha = try number("alpha", default: 1)
             guard alpha == 1 else { throw a.fail("alpha \(alpha) is not supported (only 1.0)") }
             return .elu
-        case "Softmax":
-            try a.lastAxis(rank: source.output.shape.count + 1)
-            return .softmax
+        case "Softmax": return .softmax  // the last axis (other axes: AxisSoftmax)
         default:
             return .linear  // Identity
         }

@@ -64,12 +64,15 @@ public final class Optimizer {
         slotNames(config) + (config.useEMA ? ["average"] : [])
     }
 
-    /// An optimizer for every tensor of `store` (frozen tensors get no weight decay).
-    public convenience init(_ config: OptimizerConfig, parameters store: ParameterStore) {
+    /// An optimizer for every tensor of `store` (frozen tensors get no weight decay). `kerasPaths`:
+    /// Keras's variable paths where they differ from the tensors' names (Muon's rules read them).
+    public convenience init(
+        _ config: OptimizerConfig, parameters store: ParameterStore, kerasPaths: [String: String] = [:]
+    ) {
         self.init(
             config, parameterCount: store.count,
             tensors: store.tensors.map { ($0.offset, $0.count, $0.spec.trainable) },
-            shapes: store.tensors.map { $0.spec.shape }, names: store.tensors.map { $0.name })
+            shapes: store.tensors.map { $0.spec.shape }, names: store.tensors.map { kerasPaths[$0.name] ?? $0.name })
     }
 
     /// An optimizer for `parameterCount` values; without `tensors`, one trainable tensor. The

@@ -262,11 +262,11 @@ def bad_archives(source, out):
         layer["module"] = "my_package.layers"
         layer["registered_name"] = "MyDense"
     archive("custom_object", {"config.json": with_layer("dense", custom), "model.weights.h5": weights})
-    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "circle"
+    c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = "ctc"
     archive("unsupported_loss", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
-        "module": "keras.losses", "class_name": "Dice", "config": {"name": "dice", "reduction": "sum_over_batch_size", "axis": None}, "registered_name": None}
-    archive("dice_over_the_batch", {"config.json": json.dumps(c), "model.weights.h5": weights})
+        "module": "keras.losses", "class_name": "Dice", "config": {"name": "dice", "reduction": "sum_over_batch_size", "axis": 0}, "registered_name": None}
+    archive("dice_on_the_batch_axis", {"config.json": json.dumps(c), "model.weights.h5": weights})
     c = json.loads(json.dumps(config)); c["compile_config"]["loss"]["main_output"] = {
         "module": "keras.losses", "class_name": "MeanSquaredError", "config": {"name": "mse", "reduction": None}, "registered_name": None}
     archive("reduction_none", {"config.json": json.dumps(c), "model.weights.h5": weights})
@@ -854,6 +854,25 @@ def softmax_axes():
 
 
 MODELS["softmax_axes"] = softmax_axes
+
+
+def coupled_losses():
+    """The losses that couple a batch's samples: Dice and Tversky with their default axis None (over the
+    whole batch) and Circle on L2-normalised embeddings with class ids; each rank's rows are gathered."""
+    x_in = keras.Input(shape=(5,), name="features")
+    h = L.Dense(6, activation="tanh", name="trunk")(x_in)
+    overlap = L.Dense(3, activation="sigmoid", name="overlap")(h)
+    tversky = L.Dense(2, activation="sigmoid", name="tversky")(h)
+    embedding = L.UnitNormalization(name="embedding")(L.Dense(4, name="project")(h))
+    m = keras.Model(x_in, [overlap, tversky, embedding])
+    m.compile(optimizer=keras.optimizers.Adam(0.005),
+              loss={"overlap": keras.losses.Dice(), "tversky": keras.losses.Tversky(alpha=0.3, beta=0.7),
+                    "embedding": keras.losses.Circle(gamma=4.0, margin=0.3)},
+              loss_weights={"overlap": 1.0, "tversky": 0.5, "embedding": 0.2})
+    return m
+
+
+MODELS["coupled_losses"] = coupled_losses
 
 
 def start_schedule_free_at_weights(optimizer):

@@ -326,9 +326,11 @@ extension ModelDescription {
 
     /// A head's loss as Keras serialises it: the name when it has Keras's defaults, else the object.
     private func kerasLoss(_ h: Head) -> JSONValue {
-        // Dice and Tversky are taken per sample only (axis −1), which their names' defaults are not.
-        let perSampleAxis = [.dice, .tversky].contains(h.loss)
-        if !h.fromLogits && h.options == LossOptions() && !perSampleAxis && h.reduction == .batch {
+        // Dice and Tversky: per sample (axis −1) or over the whole batch (axis None, their names' default).
+        let overlap = [.dice, .tversky].contains(h.loss)
+        var plain = LossOptions()
+        if overlap { plain.batchAxis = true }
+        if !h.fromLogits && h.options == plain && h.reduction == .batch && h.loss != .circle {
             return .string(h.loss.rawValue)
         }
         let reduction: String
@@ -343,7 +345,9 @@ extension ModelDescription {
             switch key {
             case "from_logits": fields.append((key, .bool(h.fromLogits)))
             case "label_smoothing": fields.append((key, .double(o.labelSmoothing)))
-            case "gamma": fields.append((key, .double(o.gamma)))
+            case "gamma": fields.append((key, .double(h.loss == .circle ? o.circleGamma ?? 80 : o.gamma)))
+            case "margin": fields.append((key, .double(o.margin ?? 0.4)))
+            case "remove_diagonal": fields.append((key, .bool(o.removeDiagonal)))
             case "alpha": fields.append((key, .double(o.alpha)))
             case "apply_class_balancing": fields.append((key, .bool(o.applyClassBalancing)))
             case "ignore_class": fields.append((key, o.ignoreClass.map { .int(Int64($0)) } ?? .null))
@@ -353,7 +357,7 @@ extension ModelDescription {
             default: break
             }
         }
-        if perSampleAxis { fields.append(("axis", .int(-1))) }
+        if overlap { fields.append(("axis", o.wholeBatch ? .null : .int(-1))) }
         return KerasJSON.serialized("keras.losses", lossClassName(h.loss), fields)
     }
 
@@ -379,6 +383,7 @@ extension ModelDescription {
         case .tversky: return "Tversky"
         case .categoricalFocalCrossentropy: return "CategoricalFocalCrossentropy"
         case .categoricalGeneralizedCrossEntropy: return "CategoricalGeneralizedCrossEntropy"
+        case .circle: return "Circle"
         }
     }
 

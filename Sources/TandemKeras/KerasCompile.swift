@@ -112,12 +112,11 @@ enum KerasCompile {
         .categoricalFocalCrossentropy: ["from_logits", "label_smoothing", "gamma", "alpha"],
         .tversky: ["alpha", "beta"],
         .categoricalGeneralizedCrossEntropy: ["q"],
+        .circle: ["gamma", "margin", "remove_diagonal"],
     ]
 
     /// Keras 3.15 losses Tandem refuses, with the reason.
     static let refusedLosses: [String: String] = [
-        "Circle": "it compares every pair of samples in a batch, so one sample's loss depends on the others",
-        "circle": "it compares every pair of samples in a batch, so one sample's loss depends on the others",
         "CTC": "connectionist temporal classification needs label sequences and alignment, which Tandem does not have",
         "ctc": "connectionist temporal classification needs label sequences and alignment, which Tandem does not have",
     ]
@@ -145,15 +144,13 @@ enum KerasCompile {
             if let reason = refusedLosses[name] {
                 throw TandemError.usage("output '\(output)': loss '\(name)' is not supported: \(reason)")
             }
-            if name == "dice" || name == "tversky" {
-                throw TandemError.usage(
-                    "output '\(output)': loss '\(name)' sums over the whole batch (axis None), so one sample's loss depends on every other sample across the ranks; use keras.losses.\(name == "dice" ? "Dice" : "Tversky")(axis=-1), per sample"
-                )
-            }
             guard let k = LossKind.named(name) else {
                 throw TandemError.usage("output '\(output)': loss '\(name)' is not supported (\(supported))")
             }
-            return (k, false, LossOptions())
+            var options = LossOptions()
+            // The functions dice and tversky sum over the whole batch (their axis is None).
+            if k == .dice || k == .tversky { options.batchAxis = true }
+            return (k, false, options)
         }
         try KerasJSON.refuseCustom(value, what: "the loss of output '\(output)'")
         let className = value["class_name"]?.string ?? "?"
@@ -192,12 +189,14 @@ enum KerasCompile {
         if let r = reduction?.string, !["sum_over_batch_size", "mean", "sum", "mean_with_sample_weight"].contains(r) {
             throw fail("reduction", .string(r), "sum_over_batch_size, mean, sum or mean_with_sample_weight")
         }
+        var options = LossOptions()
         if kind == .dice || kind == .tversky {
-            guard perSample(config["axis"]) else {
-                throw fail(
-                    "axis", config["axis"] ?? .null,
-                    "axis -1, per sample; None sums over the whole batch, so one sample's loss would depend on every other sample across the ranks"
-                )
+            // axis None: over the whole batch (Losses+Batch.swift); -1: per sample.
+            let axis = config["axis"]
+            if axis == nil || axis!.isNull {
+                options.batchAxis = true
+            } else if !perSample(axis) {
+                throw fail("axis", axis!, "-1 (per sample) or None (over the whole batch)")
             }
         } else if let axis = config["axis"]?.integer, axis != -1 {
             throw fail("axis", .int(Int64(axis)), "-1")
@@ -210,7 +209,21 @@ enum KerasCompile {
             guard let x = v.number, x.isFinite, valid(x) else { throw fail(key, v, rule) }
             return x
         }
-        var options = LossOptions()
+        if kind == .circle {
+            options.circleGamma = try number("gamma", 80, { $0 > 0 }, "a positive number")
+            options.margin = try number("margin", 0.4, { $0 >= 0 && $0 < 1 }, "0 ≤ margin < 1")
+            if let v = config["remove_diagonal"], !v.isNull {
+                guard let b = v.bool else { throw fail("remove_diagonal", v, "true or false") }
+                options.keepDiagonal = !b
+            }
+            if config["reduction"]?.string == "mean_with_sample_weight" {
+                throw fail(
+                    "reduction", config["reduction"]!,
+                    "sum_over_batch_size, mean or sum for Circle (its masked rows and the weights' sum are not built together)"
+                )
+            }
+            return (kind, false, options)
+        }
         options.labelSmoothing = try number("label_smoothing", 0, { $0 >= 0 && $0 <= 1 }, "0 ≤ label_smoothing ≤ 1")
         options.delta = try number("delta", 1, { $0 > 0 }, "a positive number")
         options.gamma = try number("gamma", 2, { $0 >= 0 }, "gamma ≥ 0")

@@ -60,7 +60,10 @@ public final class Evaluator {
     /// are assembled on every rank, and every rank adds the losses and metric sums of the
     /// blocks in row order — the additions one process makes. So every figure, means
     /// included, is the same bits for any rank count.
-    public func evaluate(_ data: Dataset, rows: Range<Int>) throws -> Evaluation {
+    ///
+    /// A loss that couples a batch's samples (Circle; Dice and Tversky over the batch) is Keras's
+    /// evaluate over batches of `couplingBatch` rows in order, each batch's loss weighted by its size.
+    public func evaluate(_ data: Dataset, rows: Range<Int>, couplingBatch: Int = 32) throws -> Evaluation {
         let layout = objective.layout
         let lossInputs = objective.lossInputs
         var sums = [Double](repeating: 0, count: layout.count)
@@ -105,6 +108,18 @@ public final class Evaluator {
             }
         }
         let blocks = (rows.count + E - 1) / E
+        // The coupled heads' rows of the whole set, kept as the blocks go by (every rank sees every block).
+        let coupled = objective.coupledHeads
+        let coupledWidths = coupled.map { h in
+            (lossInputs[h].layer.output.width, heads[h].targetWidth(of: lossInputs[h].layer))
+        }
+        var coupledRows = coupled.indices.map { k in
+            (
+                outputs: [Float](repeating: 0, count: rows.count * coupledWidths[k].0),
+                targets: [Float](repeating: 0, count: rows.count * coupledWidths[k].1),
+                weights: [Float](repeating: 0, count: rows.count)
+            )
+        }
         // Each block's activity penalty, from the rank that forwarded it; summed in block order.
         let penalized = model.hasActivityPenalties
         var activity = [Double](repeating: 0, count: penalized ? blocks : 0)
@@ -138,6 +153,20 @@ public final class Evaluator {
                 sums.withUnsafeMutableBufferPointer {
                     objective.addLosses(rows: n, globalBatch: rows.count, writeGradient: false, into: $0.baseAddress!)
                 }
+                let at = k * E
+                for (c, h) in coupled.enumerated() {
+                    let (width, targetWidth) = coupledWidths[c]
+                    coupledRows[c].outputs.withUnsafeMutableBufferPointer {
+                        ($0.baseAddress! + at * width).update(
+                            from: lossInputs[h].layer.output.values!, count: n * width)
+                    }
+                    coupledRows[c].targets.withUnsafeMutableBufferPointer {
+                        ($0.baseAddress! + at * targetWidth).update(from: batch.targets[h], count: n * targetWidth)
+                    }
+                    coupledRows[c].weights.withUnsafeMutableBufferPointer {
+                        ($0.baseAddress! + at).update(from: batch.weights[h], count: n)
+                    }
+                }
             }
         }
         if penalized && P > 1 {
@@ -149,6 +178,20 @@ public final class Evaluator {
         var result = Evaluation()
         result.samples = rows.count
         result.headLoss = heads.indices.map { sums[layout.loss($0)] / Double(rows.count) }
+        for (c, h) in coupled.enumerated() {
+            let (width, targetWidth) = coupledWidths[c]
+            result.headLoss[h] = coupledRows[c].outputs.withUnsafeBufferPointer { o in
+                coupledRows[c].targets.withUnsafeBufferPointer { t in
+                    coupledRows[c].weights.withUnsafeBufferPointer { w in
+                        heads[h].batchLossByGroups(
+                            GatheredBatch(
+                                outputs: o.baseAddress!, targets: t.baseAddress!, weights: w.baseAddress!,
+                                rows: rows.count, columns: width, targetColumns: targetWidth),
+                            groupSize: max(couplingBatch, 1))
+                    }
+                }
+            }
+        }
         result.headAccuracy = heads.indices.map { sums[layout.correct($0)] / Double(max(labels.labelled[$0], 1)) }
         result.headMetrics = sums.withUnsafeBufferPointer { objective.metricResults($0.baseAddress! + layout.metrics) }
         // Keras adds each batch's penalty ÷ its size; the mean over batches weighted by their sizes is Σ ÷ N.
@@ -178,13 +221,15 @@ extension TrainingStep {
     /// The loss of the current weights on `rows` of `data`, every deferred row replayed first.
     /// With `other` (the same graph built at other input lengths), the weights are copied into it
     /// and `data` goes through it; the heads' current weights make its total.
-    public func evaluate(_ data: Dataset, rows: Range<Int>, on other: Model? = nil) throws -> Evaluation {
+    public func evaluate(
+        _ data: Dataset, rows: Range<Int>, on other: Model? = nil, couplingBatch: Int = 32
+    ) throws -> Evaluation {
         synchronize()
         guard let other else {
             return try Evaluator(
                 model: model, objective: objective, communicator: communicator, regularizers: regularizers
             )
-            .evaluate(data, rows: rows)
+            .evaluate(data, rows: rows, couplingBatch: couplingBatch)
         }
         precondition(other.parameters.count == model.parameters.count)
         other.parameters.values.update(from: model.parameters.values, count: model.parameters.count)
@@ -192,7 +237,7 @@ extension TrainingStep {
             model: other, objective: try Objective(model: other, heads: heads), communicator: communicator,
             regularizers: regularizers
         )
-        .evaluate(data, rows: rows)
+        .evaluate(data, rows: rows, couplingBatch: couplingBatch)
     }
 }
 

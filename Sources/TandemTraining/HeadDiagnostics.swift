@@ -234,6 +234,7 @@ extension TrainingStep {
         let B = indices.count
         let mine = shard(count: B, rank: communicator.rank, size: communicator.size)
         objective.countLabelled(indices, data: data)
+        try refuseCoupledLosses(reproducible: false, perHeadGradients: true, missingLabels: false)
         // A head's own gradient carries no activity penalty (like the weights' penalties, it is no head's).
         let penaltyScale = model.activityPenalties.scale
         model.activityPenalties.scale = 0

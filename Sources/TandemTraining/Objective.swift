@@ -103,6 +103,56 @@ package final class Objective {
         }
     }
 
+    /// The heads whose loss couples a batch's samples (Losses+Batch.swift).
+    var coupledHeads: [Int] { heads.indices.filter { heads[$0].couplesBatch } }
+
+    /// The coupled heads' losses over the GLOBAL batch: each rank's `rows` rows (at `position` of the
+    /// batch of `globalBatch`) are gathered on every rank — outputs, targets, effective weights, in the
+    /// batch's order, so the same bits for any rank count — then each head's figure share for these
+    /// rows goes into `figures` and, with `writeGradient`, its gradient into the output. Every rank
+    /// calls it (a collective), with or without rows.
+    func addBatchLosses(
+        rows: Int, position: Int, globalBatch B: Int, communicator: Communicator, writeGradient: Bool,
+        into figures: UnsafeMutablePointer<Double>
+    ) throws {
+        let coupled = coupledHeads
+        guard !coupled.isEmpty else { return }
+        let widths = coupled.map { h in
+            (lossInputs[h].layer.output.width, heads[h].targetWidth(of: lossInputs[h].layer))
+        }
+        let perRow = widths.reduce(0) { $0 + $1.0 + $1.1 + 1 }
+        if gathered.count < B * perRow { gathered = [Float](repeating: 0, count: B * perRow) }
+        try gathered.withUnsafeMutableBufferPointer { all in
+            let g = all.baseAddress!
+            g.update(repeating: 0, count: B * perRow)
+            var offset = 0
+            // Per head: outputs [B, C], then targets [B, T], then weights [B]; this rank's rows filled in.
+            for (k, h) in coupled.enumerated() {
+                let (c, t) = widths[k]
+                (g + offset + position * c).update(from: lossInputs[h].layer.output.values!, count: rows * c)
+                offset += B * c
+                (g + offset + position * t).update(from: batch.targets[h], count: rows * t)
+                offset += B * t
+                (g + offset + position).update(from: batch.weights[h], count: rows)
+                offset += B
+            }
+            try communicator.allReduceSum(g, count: B * perRow)
+            offset = 0
+            for (k, h) in coupled.enumerated() {
+                let (c, t) = widths[k]
+                let gatheredBatch = GatheredBatch(
+                    outputs: g + offset, targets: g + offset + B * c, weights: g + offset + B * (c + t), rows: B,
+                    columns: c, targetColumns: t)
+                offset += B * (c + t + 1)
+                let result = heads[h].batchLoss(
+                    gatheredBatch, own: position..<(position + rows),
+                    gradient: writeGradient ? lossInputs[h].layer.output.gradients! : nil)
+                figures[layout.loss(h)] += result.figure
+            }
+        }
+    }
+    private var gathered: [Float] = []
+
     /// Head h's loss gradient alone (the per-head diagnostics): a head that writes its logits'
     /// gradient keeps it outside the arena forward clears, so the others' are zeroed here.
     func writeGradient(ofHead h: Int, rows: Int, globalBatch: Int) {

@@ -217,7 +217,9 @@ public final class Trainer {
             figures.learningRate = step.optimizer.currentLearningRate
             if lossWeighting?.isActive == true { figures.headWeights = step.heads.map(\.weight) }
             if let validation {
-                figures.validation = try step.evaluate(validation.data, rows: validation.rows, on: validationModel)
+                // Keras validates in batches of the training batch size (a coupled loss is formed per batch).
+                figures.validation = try step.evaluate(
+                    validation.data, rows: validation.rows, on: validationModel, couplingBatch: options.batchSize)
             }
             var stopEarly = false
             if let monitor = options.monitor {

@@ -162,6 +162,10 @@ public final class TrainingStep {
         let (exchange, accumulator) = try strategy()
         let B = indices.count
         let chunks = accumulator.chunks(globalBatch: B)
+        // A loss over the whole batch is formed once from every rank's rows (Objective.addBatchLosses).
+        try refuseCoupledLosses(
+            reproducible: configuration.microBatch != nil, perHeadGradients: false, missingLabels: data.hasMissingLabels
+        )
         // The activity penalties' gradient: ÷ the global batch, as Keras's ÷ the batch in one process.
         model.activityPenalties.scale = 1 / Float(max(B, 1))
         var clock = monotonicSeconds()
@@ -175,7 +179,7 @@ public final class TrainingStep {
                 load(
                     UnsafeBufferPointer(rebasing: indices[chunk]), data: data, position: chunk.lowerBound,
                     replayRows: exchange.replaysRowsPerChunk)
-                forwardAndLosses(rows: chunk.count, globalBatch: B)
+                try forwardAndLosses(rows: chunk.count, globalBatch: B, position: chunk.lowerBound)
                 accumulator.addFigures(chunkFigures)
                 timings.forward += lap(&clock)
                 try exchange.backward(rows: chunk.count)
@@ -210,6 +214,30 @@ public final class TrainingStep {
         configuration.factoredTable = false
         defer { configuration.factoredTable = factored }
         return try gradient(indices, data: data)
+    }
+
+    /// The coupled heads' losses, for messages.
+    var coupledLossNames: String {
+        objective.coupledHeads.map { "\(heads[$0].loss.rawValue) (output '\(heads[$0].output)')" }.joined(
+            separator: ", ")
+    }
+
+    /// Refuses, before a run starts, what a loss over the whole batch (Losses+Batch.swift) does not
+    /// combine with; the step checks the same again when it runs.
+    package func refuseCoupledLosses(reproducible: Bool, perHeadGradients: Bool, missingLabels: Bool) throws {
+        guard !objective.coupledHeads.isEmpty else { return }
+        let what = "loss \(coupledLossNames) couples the samples of a batch"
+        if reproducible {
+            throw TandemError.usage(
+                "\(what); --reproducible forms the gradient by micro-batches, which it does not combine with")
+        }
+        if perHeadGradients {
+            throw TandemError.usage(
+                "\(what); per-head gradients (--gradient-surgery, --head-diagnostics-every) do not combine with it")
+        }
+        if missingLabels {
+            throw TandemError.usage("\(what); missing labels (NaN targets) are not supported with it")
+        }
     }
 
     /// The exchange and accumulator of this configuration (see GradientExchange.swift).
@@ -254,13 +282,16 @@ public final class TrainingStep {
 
     /// Forward on `rows` samples; each head's loss gradient (scaled by the global batch) and
     /// this chunk's figures, its sample count and the stop flag, in `chunkFigures`.
-    func forwardAndLosses(rows: Int, globalBatch B: Int) {
+    func forwardAndLosses(rows: Int, globalBatch B: Int, position: Int) throws {
         model.activityPenalties.sum = 0
         model.forward(batch: rows, training: true)
         let layout = objective.layout
-        chunkFigures.withUnsafeMutableBufferPointer { f in
+        try chunkFigures.withUnsafeMutableBufferPointer { f in
             f.update(repeating: 0)
             objective.addLosses(rows: rows, globalBatch: B, writeGradient: true, into: f.baseAddress!)
+            try objective.addBatchLosses(
+                rows: rows, position: position, globalBatch: B, communicator: communicator, writeGradient: true,
+                into: f.baseAddress!)
         }
         chunkFigures[layout.activity] = model.activityPenalties.takeSum()
         chunkFigures[layout.samples] = Double(rows)

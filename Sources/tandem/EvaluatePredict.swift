@@ -48,7 +48,11 @@ struct Evaluate: ParsableCommand {
         String?
     @Option(help: "The data with inputs and targets: a directory of .npy files, an .npz, or a .csv/.tsv.") var data:
         String
-    @Option(name: .customLong("batch-size"), help: "Samples per forward pass.") var batchSize: Int = 256
+    @Option(
+        name: .customLong("batch-size"),
+        help:
+            "Samples per forward pass; for a loss that couples a batch's samples (Circle, Dice or Tversky over the batch), the batch it is formed over, as Keras's evaluate(batch_size)."
+    ) var batchSize: Int = 256
     @Option(name: .customLong("l2"), help: "L2 terms to include in the total, LAYER=λ.") var l2: [String] = []
     @OptionGroup var size: ModelSizeOptions
     @OptionGroup var headOptions: HeadOptions
@@ -64,7 +68,7 @@ struct Evaluate: ParsableCommand {
                 regularizers: description.regularizers + Regularizer.fromLayerFlags(try parseL2(l2), model: model))
             let dataset = try comm.agreeOn { try Dataset(files: files, model: model, heads: heads) }
             try comm.agree(dataset.validate(rows: shard(count: dataset.count, rank: comm.rank, size: comm.size)))
-            let result = try evaluator.evaluate(dataset, rows: 0..<dataset.count)
+            let result = try evaluator.evaluate(dataset, rows: 0..<dataset.count, couplingBatch: batchSize)
             var fields = result.fields(heads: heads)
             fields.append(("samples", result.samples))
             if comm.rank == 0 { print(jsonObject(fields)) }

@@ -176,6 +176,11 @@ struct Train: ParsableCommand {
             files: files, validation: source, model: model, heads: heads, communicator: comm,
             validationModel: validationModel)
         let (dataset, trainRows, validation) = (runData.data, runData.trainRows, runData.validation)
+        try step.refuseCoupledLosses(
+            reproducible: micro != nil,
+            perHeadGradients: (resumed.map { $0.configuration.gradientSurgery } ?? gradientSurgery) != nil
+                || headDiagnosticsEvery > 0,
+            missingLabels: dataset.hasMissingLabels)
         if let meta = resumed, meta.configuration.samples != trainRows.count {
             throw TandemError.usage(
                 "--resume: the checkpoint was trained on \(meta.configuration.samples) samples, this data has \(trainRows.count)"

@@ -148,7 +148,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
     /// losses Keras 3.15 added (more_losses) and the sum / mean_with_sample_weight reductions, whose
     /// compile config goes through Tandem's model.keras.
     func testTrainingContinuesFromTheOptimizerStateInBothDirections() throws {
-        for m in ["headline", "three_heads", "sequential", "more_losses", "reductions"] {
+        for m in ["headline", "three_heads", "sequential", "more_losses", "reductions", "coupled_losses"] {
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
             let tandemContinues = try tandemTrain(first + "/model.keras", m, epochs: 1)
@@ -253,6 +253,21 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         }
     }
 
+    /// A loss over the whole batch (Dice, Tversky with axis None; Circle) refuses what forms the
+    /// gradient in parts: one message, exit 1, no run directory, no hang at 2 ranks.
+    func testCoupledLossesRefuseMicroBatchesAndPerHeadGradients() throws {
+        let m = "coupled_losses"
+        for (np, flags) in [(2, ["--reproducible"]), (1, ["--gradient-surgery", "pcgrad"])] as [(Int, [String])] {
+            let out = dir + "/refused-\(np)"
+            let r = try Harness.mpi(
+                np,
+                ["train", "--model", model(m), "--data", data(m), "--out", out, "--batch-size", "8", "--quiet"] + flags)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("circle (output 'embedding') couples the samples of a batch"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags): nothing written")
+        }
+    }
+
     func testResumeOfAnArchiveModelNeedsNoModelFlags() throws {
         let m = "three_heads"
         let whole = try tandemTrain(model(m), m, epochs: 3)
@@ -326,9 +341,10 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             "unsupported_layer": "Keras class ConvLSTM1D is not supported (supported: InputLayer",
             "unsupported_argument": "'stateful' = true is not supported",
             "lambda_layer": "Lambda layer holds Python code", "custom_object": "custom object",
-            "unsupported_loss": "loss 'circle' is not supported: it compares every pair of samples in a batch",
-            "dice_over_the_batch":
-                "Dice 'axis' = null is not supported (axis -1, per sample; None sums over the whole batch",
+            "unsupported_loss":
+                "loss 'ctc' is not supported: connectionist temporal classification needs label sequences",
+            "dice_on_the_batch_axis":
+                "Dice 'axis' = 0 is not supported (-1 (per sample) or None (over the whole batch))",
             "reduction_none":
                 "MeanSquaredError 'reduction' = null is not supported (sum_over_batch_size, mean, sum or mean_with_sample_weight; with none",
             "unsupported_optimizer":

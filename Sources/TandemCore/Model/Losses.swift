@@ -32,6 +32,7 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
     case tversky
     case categoricalFocalCrossentropy = "categorical_focal_crossentropy"
     case categoricalGeneralizedCrossEntropy = "categorical_generalized_cross_entropy"
+    case circle
 
     /// Keras's names and aliases for each loss (function names and class names).
     public static func named(_ name: String) -> LossKind? {
@@ -59,6 +60,7 @@ public enum LossKind: String, Sendable, Codable, CaseIterable {
         case "categorical_focal_crossentropy", "CategoricalFocalCrossentropy": return .categoricalFocalCrossentropy
         case "categorical_generalized_cross_entropy", "CategoricalGeneralizedCrossEntropy":
             return .categoricalGeneralizedCrossEntropy
+        case "circle", "Circle": return .circle
         default: return nil
         }
     }
@@ -83,7 +85,13 @@ public struct LossOptions: Sendable, Codable, Equatable {
     public var beta: Double?
     /// Generalized cross-entropy's q (nil: 0.5).
     public var q: Double?
+    /// Dice and Tversky over the whole batch (Keras's axis None) rather than per sample.
+    public var batchAxis: Bool?
+    /// Circle's γ (nil: 80), margin (nil: 0.4) and remove_diagonal (nil: true).
+    public var circleGamma: Double?, margin: Double?, keepDiagonal: Bool?
     public init() {}
+    package var wholeBatch: Bool { batchAxis ?? false }
+    package var removeDiagonal: Bool { !(keepDiagonal ?? false) }
 }
 
 /// The accuracy metrics (Keras's "accuracy" resolves to one of them).
@@ -338,6 +346,9 @@ extension LossKind {
             .meanSquaredLogarithmicError:
             return Regression(kind: self, delta: options.delta)
         case .binaryFocalCrossentropy: return BinaryFocalCrossentropy(options)
+        // (A `where` binds to its own pattern: each kind states it.)
+        case .dice where options.wholeBatch, .tversky where options.wholeBatch, .circle:
+            return BatchCoupledLoss(kind: self)
         case .hinge, .squaredHinge, .categoricalHinge, .cosineSimilarity, .dice, .tversky:
             return MarginLoss(kind: self, options: options)
         case .categoricalFocalCrossentropy, .categoricalGeneralizedCrossEntropy:

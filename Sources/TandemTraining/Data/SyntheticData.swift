@@ -149,6 +149,13 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 targets = [Float](repeating: 0, count: samples * w)
                 for (s, id) in ids.enumerated() { targets[s * w + id] = 1 }
             }
+        case .circle:  // class ids: the teacher's embedding's largest coordinate
+            targets = (0..<samples).map { s -> Float in
+                var best = 0
+                for j in 1..<w where p[s * w + j] > p[s * w + best] { best = j }
+                return Float(best)
+            }
+            shape = [samples, 1]
         case .meanSquaredError, .meanAbsoluteError, .huber, .logCosh, .cosineSimilarity:
             targets = p
         case .meanAbsolutePercentageError:  // away from 0, where a percentage has no scale

@@ -233,7 +233,8 @@ public final class TrainingStep {
         }
         if perHeadGradients {
             throw TandemError.usage(
-                "\(what); per-head gradients (--gradient-surgery, --head-diagnostics-every) do not combine with it")
+                "\(what); per-head gradients (--gradient-surgery, --head-diagnostics-every, --loss-weighting gradnorm) do not combine with it"
+            )
         }
         if missingLabels {
             throw TandemError.usage("\(what); missing labels (NaN targets) are not supported with it")

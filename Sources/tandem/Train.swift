@@ -179,7 +179,8 @@ struct Train: ParsableCommand {
         try step.refuseCoupledLosses(
             reproducible: micro != nil,
             perHeadGradients: (resumed.map { $0.configuration.gradientSurgery } ?? gradientSurgery) != nil
-                || headDiagnosticsEvery > 0,
+                || headDiagnosticsEvery > 0
+                || (resumed?.learnedWeighting?.kind ?? lossWeightFlags.learned()) == .gradnorm,
             missingLabels: dataset.hasMissingLabels)
         if let meta = resumed, meta.configuration.samples != trainRows.count {
             throw TandemError.usage(

@@ -117,7 +117,7 @@ final class KerasFromPythonTests: KerasFixtureTestCase {
             expect(ValueError, ["validation_data"], validation_data=(x,))
             expect(TypeError, ["model"], model="m.keras")
             expect(ValueError, ["out", "run_dir"], out="/tmp/x")
-            expect(tandem_keras.TandemError, ["--optimizer", "adafactor"], optimizer="adafactor")
+            expect(tandem_keras.TandemError, ["--optimizer", "sophia"], optimizer="sophia")
             plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
             expect(ValueError, ["model", "compile"], model=plain, x=np.zeros((4, 3)), y=np.zeros((4, 1)))
             """

@@ -875,6 +875,32 @@ def coupled_losses():
 MODELS["coupled_losses"] = coupled_losses
 
 
+def frozen():
+    """Fine-tuning's first step, layers frozen with trainable=False: a pretrained-style Embedding read by a
+    trainable LSTM, a Dense with an L2 penalty and a max-norm constraint (Keras adds neither for a frozen
+    layer), an LSTM, and a BatchNormalization that then runs in inference mode — beside trainable layers
+    and a trainable BatchNormalization. Keras keeps no optimizer variables for the frozen weights."""
+    tokens = keras.Input(shape=(6,), dtype="int32", name="tokens")
+    x_in = keras.Input(shape=(5,), name="features")
+    seq = keras.Input(shape=(4, 3), name="steps")
+    read = L.LSTM(3, name="reader")(L.Embedding(20, 4, name="pretrained", trainable=False)(tokens))
+    base = L.Dense(6, activation="relu", name="base", trainable=False, kernel_regularizer=keras.regularizers.L2(0.05),
+                   kernel_constraint=keras.constraints.MaxNorm(0.5))(x_in)
+    frozen_norm = L.BatchNormalization(name="frozen_norm", trainable=False)(L.Dense(4, name="pre_frozen")(x_in))
+    # No bias before the trainable normalisation (its gradient is float noise that Adam makes full steps of).
+    live_norm = L.BatchNormalization(name="live_norm")(L.Dense(4, use_bias=False, name="pre_live")(x_in))
+    r = L.LSTM(3, name="frozen_lstm", trainable=False)(seq)
+    h = L.Concatenate(name="joined")([read, base, frozen_norm, live_norm, r])
+    a = L.Dense(1, activation="sigmoid", name="a")(h)
+    b = L.Dense(2, activation="softmax", name="b")(L.Dense(5, activation="tanh", name="head_hidden")(h))
+    m = keras.Model([tokens, x_in, seq], [a, b])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
+    return m
+
+
+MODELS["frozen"] = frozen
+
+
 def start_schedule_free_at_weights(optimizer):
     """ScheduleFreeAdamW starts its `momentum` (z) as a copy of the weights. load_model builds the optimizer
     while the layers still hold the values their initializers drew, before the archive's weights are loaded,

@@ -452,9 +452,16 @@ extension ModelDescription {
         LayerRegistry.variables(className: className, layer: layer, config: config)
     }
 
-    /// Every trainable variable in Keras's `model.trainable_variables` order, as `<layer>/<weight>`.
+    /// The layers whose weights do not train: Keras's `trainable: false` in a layer's config.
+    package var frozenLayers: Set<String> {
+        Set(nodes.filter { $0.className != "InputLayer" && $0.config["trainable"]?.bool == false }.map(\.layer))
+    }
+
+    /// Every trainable variable in Keras's `model.trainable_variables` order, as `<layer>/<weight>`
+    /// (a frozen layer's are not: Keras keeps no optimizer variables for them).
     package var trainableVariables: [String] {
-        layerOrder.flatMap { name, className -> [String] in
+        let frozen = frozenLayers
+        return layerOrder.filter { !frozen.contains($0.name) }.flatMap { name, className -> [String] in
             let config = nodes.first { $0.layer == name }?.config ?? .null
             // BatchNormalization's moving statistics are not trainable variables (no optimizer slots).
             return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names)

@@ -152,7 +152,12 @@ public struct ModelDescription: Sendable {
                 "the activations of \(maxBatch) rows need \(arenaBytes >> 30) GiB, more than this machine's \(ProcessInfo.processInfo.physicalMemory >> 30) GiB (a row needs \(arenaBytes / maxBatch >> 20) MiB): use a smaller --batch-size or more ranks"
             )
         }
-        let model = Model(inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse)
+        let frozen = frozenLayers
+        for case let norm as BatchNormalization in built.values where frozen.contains(norm.weightsName) {
+            norm.frozen = true
+        }
+        let model = Model(
+            inputs: inputLayers, outputs: outputs.map { built[$0]! }, maxBatch: maxBatch, fuse: fuse, frozen: frozen)
         model.evaluationRows = ModelDescription.evaluationRows(built.values)
         return model
     }

@@ -112,11 +112,11 @@ public final class TrainingStep {
         for layer in collectiveLayers { layer.bind(communicator: communicator) }
         chunkFigures = [Double](repeating: 0, count: objective.layout.count)
         // Deferred rows and the table's exchanges need the one Embedding call that reads the
-        // table: with a table read twice (a shared Embedding) the dense step runs.
+        // table: with a table read twice (a shared Embedding), or a frozen one, the dense step runs.
         let embeddings = model.layers.compactMap { $0 as? Embedding }
         var table: (embedding: Embedding, view: TensorView)?
         if embeddings.count == 1, let embedding = embeddings.first,
-            let view = model.parameters.view("\(embedding.weightsName)/embeddings")
+            let view = model.parameters.view("\(embedding.weightsName)/embeddings"), view.spec.trainable
         {
             optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
             table = (embedding, view)

@@ -42,7 +42,9 @@ struct Summary: ParsableCommand {
                 let shared = node.map { $0.call > 0 ? " [shares '\($0.layer)']" : "" } ?? ""
                 // A part Tandem adds inside a Keras layer (a Bidirectional's halves, an RNN's input dropout) shows its Tandem type.
                 let type = node?.className ?? "part: \(String(describing: Swift.type(of: layer)))"
-                rows.append(["\(layer.name) (\(type))\(shared)", shape, String(params), from.isEmpty ? "-" : from])
+                let frozen = d.frozenLayers.contains(node?.layer ?? layer.name) ? " [frozen]" : ""
+                rows.append(
+                    ["\(layer.name) (\(type))\(shared)\(frozen)", shape, String(params), from.isEmpty ? "-" : from])
             }
             let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
             var out = "Model: \"\(d.name)\"\(resolved.headline != nil ? " (the headline preset)" : "")\n"
@@ -55,6 +57,9 @@ struct Summary: ParsableCommand {
             }
             out += rule + "\n"
             out += " Total params: \(total) (\(String(format: "%.2f", Double(total) * 4 / 1_048_576)) MB)\n"
+            // As Keras counts them: a frozen layer's weights and BatchNormalization's moving statistics are not trainable.
+            let trainable = model.parameters.tensors.filter { $0.spec.trainable }.reduce(0) { $0 + $1.count }
+            out += " Trainable params: \(trainable)\n Non-trainable params: \(total - trainable)\n"
             out += "\nHeads (one weighted total loss; each head's gradient reaches every layer it depends on):\n"
             for h in d.heads {
                 let names =

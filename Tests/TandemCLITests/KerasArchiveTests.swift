@@ -148,7 +148,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
     /// losses Keras 3.15 added (more_losses) and the sum / mean_with_sample_weight reductions, whose
     /// compile config goes through Tandem's model.keras.
     func testTrainingContinuesFromTheOptimizerStateInBothDirections() throws {
-        for m in ["headline", "three_heads", "sequential", "more_losses", "reductions", "coupled_losses"] {
+        for m in ["headline", "three_heads", "sequential", "more_losses", "reductions", "coupled_losses", "frozen"] {
             let first = try tandemTrain(model(m), m, epochs: 1)
             let kerasContinues = try kerasFit(first + "/model.keras", m, epochs: 1)
             let tandemContinues = try tandemTrain(first + "/model.keras", m, epochs: 1)
@@ -226,8 +226,8 @@ final class KerasArchiveTests: KerasFixtureTestCase {
     /// Dropout masks and the noise layers' draws are a function of the sample's position, not of its
     /// rank: np 1 and np 3 train alike, and reproducible mode is byte-identical for 1 to 4 ranks with them on —
     /// and with BatchNormalization, whose statistics there are gathered per micro-batch and
-    /// added in one order (and still equal one-process Keras), and with activity penalties, whose
-    /// values ride in the step's fixed-point figures.
+    /// added in one order (and still equal one-process Keras), with activity penalties, whose
+    /// values ride in the step's fixed-point figures, and with a frozen BatchNormalization (no statistics).
     func testDropoutAndBatchNormalizationAreTheSameForAnyRankCount() throws {
         for m in KerasFixture.randomModels {
             let one = try tandemTrain(model(m), m, epochs: 2)
@@ -237,7 +237,7 @@ final class KerasArchiveTests: KerasFixtureTestCase {
                 tolerance, "\(m) np 3 against np 1")
         }
         let keras = try kerasFit(model("normalized"), "normalized", epochs: 2)
-        for m in KerasFixture.randomModels + ["normalized", "activity"] {
+        for m in KerasFixture.randomModels + ["normalized", "activity", "frozen"] {
             var runs: [String] = []
             for np in [nil, 2, 3, 4] as [Int?] {
                 runs.append(
@@ -265,6 +265,18 @@ final class KerasArchiveTests: KerasFixtureTestCase {
             XCTAssertNotEqual(r.status, 0)
             XCTAssertTrue(r.stderr.contains("circle (output 'embedding') couples the samples of a batch"), r.stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags): nothing written")
+        }
+    }
+
+    /// Frozen layers (trainable = False) as Keras's summary counts them: 286 trainable and 224
+    /// non-trainable parameters (keras: sum over model.trainable_weights / non_trainable_weights).
+    func testFrozenLayersAreCountedAsKerasCountsThem() throws {
+        let r = try Harness.tandem(["summary", "--model", model("frozen")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for line in [
+            "Total params: 510", "Trainable params: 286", "Non-trainable params: 224", "base (Dense) [frozen]",
+        ] {
+            XCTAssertTrue(r.stdout.contains(line), "\(line) in:\n\(r.stdout)")
         }
     }
 

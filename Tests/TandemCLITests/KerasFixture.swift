@@ -13,7 +13,7 @@ enum KerasFixture {
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
-        "activity",
+        "activity", "softmax_axes", "coupled_losses", "frozen",
     ]
 
     /// The models also trained at 2 ranks by the every-model test (the suite's first fixtures; every
@@ -28,7 +28,16 @@ enum KerasFixture {
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
     /// tests' "every tensor moved" check.
-    static let untrained = ["feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"])]
+    static let untrained = [
+        "feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"]),
+        // Frozen layers (trainable = False), the frozen BatchNormalization's moving statistics included.
+        "frozen": Set(
+            [
+                "pretrained/embeddings", "base/kernel", "base/bias", "frozen_norm/gamma", "frozen_norm/beta",
+                "frozen_norm/moving_mean", "frozen_norm/moving_variance", "frozen_lstm/kernel",
+                "frozen_lstm/recurrent_kernel", "frozen_lstm/bias",
+            ]),
+    ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
     static let lengths = ["functional_guide": 9]

@@ -324,10 +324,11 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testWeightDecaySkipsFrozenTensors() {
-        // SGD lr 0.1, wd 0.5: w ← w − w·0.05 − 0.1·g on trainable tensors; the first element is frozen (a moving statistic).
+        // SGD lr 0.1, wd 0.5: w ← w − w·0.05 − 0.1·g on trainable tensors; the first element is frozen (a
+        // frozen layer's weight, or a moving statistic): neither decayed nor moved by its gradient.
         check(config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.465, -1.1475, 1.6], [0.46175, -1.095125, 1.37]])
         check(
-            config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.49, -1.1475, 1.6], [0.51, -1.095125, 1.37]],
+            config(.sgd, 0.1) { $0.weightDecay = 0.5 }, steps: [[0.5, -1.1475, 1.6], [0.5, -1.095125, 1.37]],
             tensors: [(0, 1, false), (1, 2, true)])
     }
 

@@ -127,11 +127,16 @@ package final class BatchNormalization: Layer, CollectiveLayer {
         }
     }
 
-    public func forward(batch: Int, training: Bool) {
+    /// Keras 3: a frozen BatchNormalization (trainable = False) runs in inference mode, in training
+    /// too — the moving statistics normalise and do not move, and it makes no collective.
+    package var frozen = false
+
+    public func forward(batch: Int, training batchTraining: Bool) {
         let C = channels
         let n = rows(batch)
         let x = inputs[0].output.values!
         let y = output.values!
+        let training = batchTraining && !frozen
         batchStatistics = training
         if training && !givenStatistics {
             inputSums(batch: batch, into: sums)

@@ -163,8 +163,12 @@ package enum LayerRegistry {
                 throw a.fail("an activity_regularizer on the layer it wraps is not supported (set it on the wrapper)")
             }
         }
-        if node.className != "InputLayer", let t = node.config["trainable"]?.bool, !t {
-            throw a.fail("frozen layers (trainable = false) are not supported")
+        // trainable = false freezes the layer's weights (ModelDescription.frozenLayers); a layer inside
+        // a wrapper is frozen with its wrapper only.
+        for key in ["layer", "backward_layer"] {
+            if node.config[key]?["config"]?["trainable"]?.bool == false && node.config["trainable"]?.bool != false {
+                throw a.fail("a frozen layer inside a trainable wrapper is not supported (freeze the wrapper)")
+            }
         }
         var inputs = inputs
         var mask: Layer?

@@ -42,7 +42,10 @@ public final class Model {
     /// (a Keras layer called more than once) share one tensor in the arena.
     /// With `fuse`, the fusion pass turns an Embedding and every recurrent layer that reads
     /// it into fused layers of the schedule that read the table directly (Fusion.swift).
-    package init(inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true) {
+    /// `frozen`: the layers (weights names) whose weights do not train (Keras's trainable = False).
+    package init(
+        inputs: [InputLayer], outputs: [Layer], maxBatch: Int, fuse: Bool = true, frozen: Set<String> = []
+    ) {
         precondition(maxBatch > 0)
         self.inputs = inputs
         self.outputs = outputs
@@ -66,7 +69,11 @@ public final class Model {
         // One tensor per weight name: a shared layer's later calls reuse the first call's.
         var specs: [ParameterSpec] = []
         var named = Set<String>()
-        for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted { specs.append(spec) }
+        for spec in order.flatMap(\.parameterSpecs) where named.insert(spec.name).inserted {
+            // A wrapper's weights sit under its name (Bidirectional's halves: <layer>/<half>).
+            let isFrozen = frozen.contains(spec.layer) || frozen.contains { spec.layer.hasPrefix($0 + "/") }
+            specs.append(isFrozen ? spec.frozen : spec)
+        }
         let store = ParameterStore(specs: specs)
         parameters = store
         for layer in order { layer.bind(parameters: store) }

@@ -41,8 +41,9 @@ public struct Regularizer: Sendable, Codable, Equatable {
             let old = byName[r.tensor] ?? (0, 0)
             byName[r.tensor] = (old.l1 + r.l1, old.l2 + r.l2)
         }
+        // A frozen layer's penalties are not added: Keras sums its trainable weights' only.
         return store.tensors.compactMap { view in
-            guard let r = byName[view.name], r.l1 > 0 || r.l2 > 0 else { return nil }
+            guard view.spec.trainable, let r = byName[view.name], r.l1 > 0 || r.l2 > 0 else { return nil }
             return (view, r.l1, r.l2)
         }
     }

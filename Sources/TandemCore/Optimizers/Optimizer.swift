@@ -31,7 +31,7 @@ public final class Optimizer {
     let count: Int
     /// The tensors' element ranges: clipnorm is per tensor; weight decay reaches trainable tensors only.
     private let tensors: [(offset: Int, count: Int, trainable: Bool)]
-    private var trainableRanges: [Range<Int>] = []
+    private var trainableRanges: [Range<Int>] = [], frozenRanges: [Range<Int>] = []
     /// Deferred rows (Adam on an embedding table), see `enableDeferredRows`.
     var deferred: DeferredRows?
     /// The last finiteness scan's table rows with gradient, for `step` (DeferredRows.swift).
@@ -99,6 +99,9 @@ public final class Optimizer {
                 .max() ?? 0
             scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(most, 1))
         }
+        // Non-trainable tensors: a frozen layer's weights (and BatchNormalization's moving statistics,
+        // whose gradient no layer writes).
+        frozenRanges = self.tensors.filter { !$0.trainable && $0.count > 0 }.map { $0.offset..<($0.offset + $0.count) }
         // Adjacent trainable tensors merged into ranges: weight decay's per-call intersection stays short.
         for t in self.tensors where t.trainable && t.count > 0 {
             if let last = trainableRanges.last, last.upperBound == t.offset {
@@ -150,12 +153,21 @@ public final class Optimizer {
     /// The learning rate of the next step (the schedule's value at `iterations`).
     package var currentLearningRate: Float { config.learningRate(iterations: microSteps) }
 
-    /// False when the rule needs the whole gradient before any row is updated
-    /// (clipnorm and global_clipnorm scale by norms over whole tensors), so the
-    /// table's gradient cannot be streamed to it row block by row block.
-    package var takesRowStreamedGradient: Bool {
-        config.clipnorm == nil && config.globalClipnorm == nil && tensorRule == nil && config.kind != .scheduleFreeAdamW
+    /// Why the rule needs the whole gradient, or the whole weights, before any row is updated, so the
+    /// table's gradient cannot be streamed to it row block by row block (nil: it can be).
+    package var rowStreamRefusal: String? {
+        if config.clipnorm != nil || config.globalClipnorm != nil {
+            return "clipping by norm needs the whole gradient before any row is updated"
+        }
+        if tensorRule != nil {
+            return "\(config.kind.rawValue) reads whole tensors (norms, factored moments or orthogonalisation)"
+        }
+        if config.kind == .scheduleFreeAdamW {
+            return "ScheduleFreeAdamW's momentum starts as a copy of all the weights"
+        }
+        return nil
     }
+    package var takesRowStreamedGradient: Bool { rowStreamRefusal == nil }
 
     /// Why zero-gradient table rows are not deferred under this rule (nil: they are, or may be).
     package var deferralRefusal: String? {
@@ -183,11 +195,12 @@ public final class Optimizer {
                 "weight constraints with gradient_accumulation_steps are not supported (Keras projects the weights on every accumulation step too)"
             )
         }
-        constraints = try list.map { c in
+        constraints = try list.compactMap { c in
             guard let view = store.view(c.tensor) else {
                 throw TandemError.usage("constraint on '\(c.tensor)': the model has no such weight")
             }
-            return (view.offset, view.spec.shape, c)
+            // Keras projects trainable variables only: a frozen layer's weights keep their values.
+            return view.spec.trainable ? (view.offset, view.spec.shape, c) : nil
         }
     }
 
@@ -225,6 +238,9 @@ public final class Optimizer {
     ) {
         let t = iterations + 1
         prepare(step: t)
+        // A frozen layer's weights get no update: Keras computes no gradient for them, and every rule
+        // here leaves a weight whose gradient and slots are zero as it is.
+        for frozen in frozenRanges { (g + frozen.lowerBound).update(repeating: 0, count: frozen.count) }
         clipByNorm(g)
         if momentumFromWeights, let z = slot("momentum") {
             for range in trainableRanges {

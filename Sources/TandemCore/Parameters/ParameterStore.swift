@@ -33,8 +33,8 @@ public struct ParameterSpec: Sendable {
     public let weight: String
     public let shape: [Int]
     package let initializer: Initializer
-    /// False for state a layer updates itself (BatchNormalization's moving statistics):
-    /// no gradient reaches it, so the optimizer leaves it as it is.
+    /// False for state a layer updates itself (BatchNormalization's moving statistics), and for the
+    /// weights of a frozen layer (Keras's trainable = False): the optimizer leaves it as it is.
     package let trainable: Bool
     public var name: String { "\(layer)/\(weight)" }
     package init(layer: String, weight: String, shape: [Int], initializer: Initializer, trainable: Bool = true) {
@@ -43,6 +43,11 @@ public struct ParameterSpec: Sendable {
         self.shape = shape
         self.initializer = initializer
         self.trainable = trainable
+    }
+
+    /// This weight of a frozen layer.
+    package var frozen: ParameterSpec {
+        ParameterSpec(layer: layer, weight: weight, shape: shape, initializer: initializer, trainable: false)
     }
 }
 

@@ -248,7 +248,7 @@ final class FixedPointAccumulator: GradientAccumulator {
     ) throws {
         let model = step.model
         let layers = model.schedule.enumerated().compactMap { entry in
-            (entry.element as? BatchNormalization).map { (index: entry.offset, bn: $0) }
+            (entry.element as? BatchNormalization).flatMap { $0.frozen ? nil : (index: entry.offset, bn: $0) }
         }
         guard !layers.isEmpty else { return }
         let B = indices.count

@@ -140,9 +140,7 @@ final class FactoredTable: GradientExchange {
         guard let t = c.table else { return "no embedding table read by one call" }
         let readers = c.model.layers.compactMap { $0 as? TokenFusable }.filter { $0.embedding === t.embedding }
         if !t.embedding.fused || readers.isEmpty { return "the table is not fused into a recurrent layer" }
-        if !c.optimizer.takesRowStreamedGradient {
-            return "clipping by norm needs the whole gradient before any row is updated"
-        }
+        if let why = c.optimizer.rowStreamRefusal { return why }
         if readers.count > 1 { return "the table is fused into several recurrent layers" }  // one S per row: one reader
         if c.tablePenalty { return "a penalty on the table reaches every row" }
         if t.view.offset != 0 { return "the table does not lead the parameter arena" }

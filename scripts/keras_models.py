@@ -17,6 +17,8 @@ models as a user would, and runs Keras's own fit / predict / evaluate on archive
                            (predict), and evaluate(return_dict=True) printed as JSON
   keras_models.py bad      --model M --out DIR              broken and hostile variants of archive M, for the
                            error tests (see BAD below)
+  keras_models.py serve                                any of the above, one JSON line each from standard input,
+                           in one process (the tests' worker; see serve())
 
 Data files are named after the model's inputs and outputs (what `tandem gen-data --model`
 writes); <output>.sample_weight.npy is used when present.
@@ -894,7 +896,7 @@ def frozen():
     a = L.Dense(1, activation="sigmoid", name="a")(h)
     b = L.Dense(2, activation="softmax", name="b")(L.Dense(5, activation="tanh", name="head_hidden")(h))
     m = keras.Model([tokens, x_in, seq], [a, b])
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
+    m.compile(optimizer=keras.optimizers.Adam(0.005), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
     return m
 
 
@@ -1004,14 +1006,41 @@ def prediction_list(model, predictions):
     return predictions if isinstance(predictions, (list, tuple)) else [predictions]
 
 
-def main():
+def serve():
+    """Runs commands read from standard input, one JSON line each ({"args": [...]}: a command line of
+    this script), in this one process, so a test suite's hundred Keras calls pay for Python's and
+    Keras's start-up once. Each answer is one JSON line: the command's status, standard output and
+    standard error. Keras's session is cleared and the seed set before each, as a fresh process has them."""
+    import contextlib, io, traceback
+    answer = sys.stdout
+    for line in sys.stdin:
+        args = json.loads(line)["args"]
+        out, err = io.StringIO(), io.StringIO()
+        status = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                keras.backend.clear_session()
+                status = main(args) or 0
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:  # noqa: BLE001 — the command's failure is its answer, as its exit would be
+                traceback.print_exc()
+                status = 1
+        answer.write(json.dumps({"status": status, "stdout": out.getvalue(), "stderr": err.getvalue()}) + "\n")
+        answer.flush()
+
+
+def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad"])
+    p.add_argument("mode", choices=["build", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad", "serve"])
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-epochs", action="store_true", help="fit: also save OUT.epoch<N>.keras after each epoch")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    if a.mode == "serve":
+        serve()
+        return
     keras.utils.set_random_seed(a.seed)
     if a.mode == "build":
         os.makedirs(a.out, exist_ok=True)

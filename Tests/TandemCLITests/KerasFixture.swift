@@ -123,10 +123,82 @@ enum KerasFixture {
         return try result.get()
     }
 
+    /// A keras_models.py command, run by the one worker process (`keras_models.py serve`): Python's
+    /// and Keras's start-up (~2 s) is paid once rather than by each of the suite's ~120 Keras calls.
     static func keras(_ python: String, _ args: [String]) throws -> RunResult {
-        try Harness.run(
-            python, [Harness.packageRoot + "/scripts/keras_models.py"] + args, timeout: 300,
-            environment: ["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"])
+        workerLock.lock()
+        defer { workerLock.unlock() }
+        if worker == nil || worker!.python != python { worker = try KerasWorker(python: python) }
+        do { return try worker!.run(args, timeout: 300) } catch {
+            worker = nil  // a worker that failed to answer is stopped; the next call starts another
+            throw error
+        }
+    }
+    nonisolated(unsafe) private static var worker: KerasWorker?
+    private static let workerLock = NSLock()
+}
+
+/// `keras_models.py serve`: one Python process answering command lines, one JSON line each way.
+final class KerasWorker {
+    let python: String
+    private let process = Process()
+    private let input = Pipe(), output = Pipe()
+    private var pending = Data()
+
+    init(python: String) throws {
+        self.python = python
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [Harness.packageRoot + "/scripts/keras_models.py", "serve"]
+        var env = ProcessInfo.processInfo.environment
+        env.merge(["KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"]) { $1 }
+        process.environment = env
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError  // the libraries' own messages, outside any command
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+
+    /// One command's status and output, as running `python keras_models.py ARGS` would give them.
+    func run(_ args: [String], timeout: Double) throws -> RunResult {
+        let start = Date()
+        let request = try JSONSerialization.data(withJSONObject: ["args": args]) + Data("\n".utf8)
+        try input.fileHandleForWriting.write(contentsOf: request)
+        // The answer line, read on another thread so a worker that hangs is stopped at the timeout.
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var line: Data?
+        let reader = output.fileHandleForReading
+        nonisolated(unsafe) var buffer = pending
+        DispatchQueue.global().async {
+            while true {
+                if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    line = buffer[..<newline]
+                    buffer = buffer[(newline + 1)...]
+                    break
+                }
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }  // the worker ended
+                buffer += chunk
+            }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + timeout) == .success else {
+            process.terminate()
+            throw TandemError.training("keras_models.py \(args.joined(separator: " ")): no answer after \(timeout) s")
+        }
+        pending = Data(buffer)
+        guard let line, let answer = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+            let status = answer["status"] as? Int
+        else {
+            throw TandemError.training(
+                "keras_models.py serve ended or answered nothing for: \(args.joined(separator: " "))")
+        }
+        return RunResult(
+            status: Int32(status), stdout: answer["stdout"] as? String ?? "", stderr: answer["stderr"] as? String ?? "",
+            seconds: Date().timeIntervalSince(start))
     }
 }
 

@@ -16,16 +16,6 @@ enum KerasFixture {
         "activity", "softmax_axes", "coupled_losses", "frozen",
     ]
 
-    /// The models also trained at 2 ranks by the every-model test (the suite's first fixtures; every
-    /// model trains at 1 and 3 ranks, and 2 adds no case the others lack — it keeps the suite's time).
-    static let twoRankModels = Set(models.prefix(15))
-
-    /// Optimizer archives that differ from another only in their learning-rate schedule (a function of
-    /// the step count): trained at 1 rank only, the rules beside them at 1 and 3.
-    static let scheduleOnlyOptimizers: Set<String> = [
-        "opt_exponential", "opt_inverse_time", "opt_piecewise", "opt_polynomial", "opt_cosine", "opt_cosine_restarts",
-    ]
-
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
     /// tests' "every tensor moved" check.
     static let untrained = [

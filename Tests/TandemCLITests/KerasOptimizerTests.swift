@@ -2,7 +2,7 @@
 // schedule of docs/SPEC.md §9, each compiled by Keras into the same two-head model
 // (keras_models.py OPTIMIZERS: an Embedding→LSTM trunk, so the table paths run,
 // and a BatchNormalization whose moving statistics get neither slots nor decay):
-// Tandem at 1 and 3 ranks (1 for the schedules) trains to Keras's fit; Keras's fit continues from
+// Tandem at 1 and 3 ranks trains to Keras's fit; Keras's fit continues from
 // Tandem's model.keras (slots, iterations, Nadam's product, the schedule's step)
 // as Keras continuing itself does; and Tandem continues a Keras-trained archive.
 
@@ -20,8 +20,7 @@ final class KerasOptimizerTests: KerasFixtureTestCase {
                 XCTAssertGreaterThan(moved, 100 * tolerance, "\(m): \(name) moved, so the comparison means something")
             }
             var straight: String?
-            let ranks = KerasFixture.scheduleOnlyOptimizers.contains(m) ? 1 : 3
-            for np in (ranks == 1 ? [nil] : [nil, 3]) as [Int?] {
+            for np in [nil, 3] as [Int?] {
                 let run = try tandemTrain(model(m), m, epochs: 2, np: np)
                 if np == nil { straight = run }
                 assertClose(
@@ -57,8 +56,7 @@ final class KerasOptimizerTests: KerasFixtureTestCase {
                 try Data(contentsOf: URL(fileURLWithPath: first + "/weights.safetensors")),
                 try Data(contentsOf: URL(fileURLWithPath: straight! + "/weights.safetensors")), "\(m): resume is exact")
             // Keras's first epoch, continued by Tandem at 3 ranks, likewise.
-            let tandemContinues = try tandemTrain(
-                reference.archive + ".epoch1.keras", m, epochs: 1, np: ranks == 1 ? nil : ranks)
+            let tandemContinues = try tandemTrain(reference.archive + ".epoch1.keras", m, epochs: 1, np: 3)
             assertClose(
                 try Harness.weights(tandemContinues + "/weights.safetensors"), reference.weights, tolerance,
                 "\(m): Tandem continuing Keras's optimizer state")

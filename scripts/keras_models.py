@@ -903,6 +903,24 @@ def frozen():
 MODELS["frozen"] = frozen
 
 
+def pooling_keepdims():
+    """GlobalAveragePooling1D (masked) and GlobalMaxPooling1D with keepdims=True: [B, 1, C], read on."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    e = L.Embedding(12, 5, mask_zero=True, name="embedding")(tokens)
+    steps = L.Dense(4, activation="tanh", name="per_step")(e)
+    mean = L.GlobalAveragePooling1D(keepdims=True, name="mean")(steps)
+    top = L.GlobalMaxPooling1D(keepdims=True, name="top")(steps)
+    joined = L.Flatten(name="flat")(L.Concatenate(name="joined")([mean, top]))
+    first = L.Dense(1, activation="sigmoid", name="first")(joined)
+    second = L.Dense(3, activation="softmax", name="second")(L.Reshape((4,), name="squeeze")(top))
+    m = keras.Model(tokens, [first, second])
+    m.compile(optimizer=keras.optimizers.Adam(0.005), loss=["binary_crossentropy", "sparse_categorical_crossentropy"])
+    return m
+
+
+MODELS["pooling_keepdims"] = pooling_keepdims
+
+
 def start_schedule_free_at_weights(optimizer):
     """ScheduleFreeAdamW starts its `momentum` (z) as a copy of the weights. load_model builds the optimizer
     while the layers still hold the values their initializers drew, before the archive's weights are loaded,

@@ -110,7 +110,8 @@ package final class Pooling1D: Layer {
     }
 }
 
-/// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C].
+/// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C], or [B, 1, C] with
+/// `keepdims` (the same values in the same order).
 /// With a mask (average only, as in Keras) the mean is over the unmasked steps:
 /// Σ mask·x / Σ mask (0/0 when every step is masked, as Keras computes).
 package final class GlobalPooling1D: Layer {
@@ -122,7 +123,7 @@ package final class GlobalPooling1D: Layer {
     let mask: Layer?
     private var argmax: UnsafeMutablePointer<Int32>?
 
-    package init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil) {
+    package init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil, keepDims: Bool = false) {
         precondition(
             input.output.shape.count == 2
                 && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
@@ -132,7 +133,7 @@ package final class GlobalPooling1D: Layer {
         inputs = mask.map { [input, $0] } ?? [input]
         steps = input.output.shape[0]
         channels = input.output.shape[1]
-        output = Node(shape: [channels])
+        output = Node(shape: keepDims ? [1, channels] : [channels])
     }
 
     deinit { argmax?.deallocate() }
@@ -245,8 +246,9 @@ extension LayerRegistry {
     static func globalPooling(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
         let source = try sequence(a, inputs)
         try a.channelsLast()
-        try a.require("keepdims", is: .bool(false), supported: "keepdims = false")
+        let keepDims = try a.bool("keepdims", default: false)
         return GlobalPooling1D(
-            name: a.node.id, kind: a.node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask)
+            name: a.node.id, kind: a.node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask,
+            keepDims: keepDims)
     }
 }

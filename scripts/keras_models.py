@@ -921,6 +921,65 @@ def pooling_keepdims():
 MODELS["pooling_keepdims"] = pooling_keepdims
 
 
+def image_heads():
+    """A convolutional trunk with three heads (#31): Conv2D (same, and strided with groups), BatchNormalization
+    on [B, H, W, C], MaxPooling2D, DepthwiseConv2D (depth_multiplier 2), SeparableConv2D, Conv2DTranspose,
+    AveragePooling2D (same, strided), the global poolings, Flatten."""
+    image = keras.Input(shape=(12, 10, 3), name="image")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv")(image)
+    x = L.BatchNormalization(name="norm")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="tanh", name="depthwise")(x)
+    x = L.Conv2D(8, 2, strides=2, groups=4, padding="same", name="grouped")(x)
+    s = L.SeparableConv2D(5, 2, activation="elu", name="separable")(x)
+    mean = L.GlobalAveragePooling2D(name="mean")(s)
+    top = L.GlobalMaxPooling2D(name="top")(x)
+    up = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu", name="up")(x)
+    pooled = L.AveragePooling2D((3, 2), strides=(2, 1), padding="same", name="average")(up)
+    flat = L.Flatten(name="flat")(pooled)
+    age = L.Dense(1, name="age")(L.Concatenate(name="joined")([mean, top]))
+    kind = L.Dense(3, activation="softmax", name="kind")(flat)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(mean)
+    m = keras.Model(image, [age, kind, flag])
+    m.compile(optimizer=keras.optimizers.Adam(0.002), loss=["mse", "sparse_categorical_crossentropy", "binary_crossentropy"],
+              loss_weights=[0.5, 1.0, 0.3], metrics=[[], ["accuracy"], ["accuracy"]])
+    return m
+
+
+MODELS["image_heads"] = image_heads
+
+
+def image_resampling():
+    """The layers that move and resample image cells, and the 1-D forms of the new convolutions: ZeroPadding2D,
+    Cropping2D, CenterCrop, UpSampling2D (nearest, bilinear), Resizing (bilinear with antialias down, nearest,
+    crop_to_aspect_ratio), Conv2D with dilation, Conv1DTranspose, DepthwiseConv1D, SeparableConv1D, and
+    Dense and LayerNormalization on [B, H, W, C]."""
+    image = keras.Input(shape=(9, 8, 2), name="image")
+    x = L.ZeroPadding2D(((1, 0), (2, 1)), name="pad")(image)
+    x = L.Conv2D(4, 3, dilation_rate=2, activation="tanh", name="dilated")(x)
+    x = L.UpSampling2D(2, interpolation="bilinear", name="up_bilinear")(x)
+    x = L.Cropping2D(((1, 2), (0, 1)), name="crop")(x)
+    x = L.LayerNormalization(name="ln")(x)
+    small = L.Resizing(5, 4, antialias=True, name="shrink")(x)
+    near = L.Resizing(7, 3, interpolation="nearest", crop_to_aspect_ratio=True, name="nearest")(x)
+    near = L.UpSampling2D((1, 2), name="up_nearest")(near)
+    center = L.CenterCrop(4, 4, name="center")(near)
+    d = L.Dense(3, activation="relu", name="per_cell")(center)
+    first = L.Dense(2, activation="softmax", name="first")(L.Flatten(name="flat_small")(small))
+    second = L.Dense(1, name="second")(L.Flatten(name="flat_center")(d))
+    seq = keras.Input(shape=(7, 3), name="series")
+    t = L.Conv1DTranspose(4, 3, strides=2, name="transposed_1d")(seq)
+    t = L.DepthwiseConv1D(3, depth_multiplier=2, padding="same", activation="tanh", name="depthwise_1d")(t)
+    t = L.SeparableConv1D(3, 2, strides=2, name="separable_1d")(t)
+    third = L.Dense(1, activation="sigmoid", name="third")(L.GlobalAveragePooling1D(name="mean_1d")(t))
+    m = keras.Model([image, seq], [first, second, third])
+    m.compile(optimizer=keras.optimizers.Adam(0.005), loss=["sparse_categorical_crossentropy", "mse", "binary_crossentropy"])
+    return m
+
+
+MODELS["image_resampling"] = image_resampling
+
+
 def start_schedule_free_at_weights(optimizer):
     """ScheduleFreeAdamW starts its `momentum` (z) as a copy of the weights. load_model builds the optimizer
     while the layers still hold the values their initializers drew, before the archive's weights are loaded,

@@ -13,7 +13,7 @@ enum KerasFixture {
         "conv_bilstm", "sequential_text", "normalized", "gru_text", "regression", "losses", "metrics",
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
-        "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims",
+        "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the

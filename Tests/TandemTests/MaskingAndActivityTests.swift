@@ -43,7 +43,7 @@ final class MaskingAndActivityTests: XCTestCase {
         let masking = MaskingLayer(name: "masking", maskValue: 0.25, input: trunk)
         let mask = AnyMask(name: "any", input: ValueMask(name: "not_equal", value: 0.25, input: trunk))
         let lstm = Recurrent(name: "lstm", cell: .lstm, units: 3, input: masking, mask: mask)
-        let pool = GlobalPooling1D(name: "pool", kind: .average, input: masking, mask: mask)
+        let pool = GlobalPooling(name: "pool", kind: .average, input: masking, mask: mask)
         let out = Dense(name: "out", units: 1, input: Concatenate(name: "joined", inputs: [lstm, pool]))
         let model = Model(inputs: [x], outputs: [out], maxBatch: 3)
         model.parameters.initialize(seed: 31)

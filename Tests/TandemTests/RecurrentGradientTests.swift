@@ -26,7 +26,7 @@ final class RecurrentGradientTests: XCTestCase {
                 goBackwards: k % 3 == 1, useBias: k != 2, zeroOutputForMask: k % 2 == 0, recurrentDropout: 0.3)
             outputs.append(
                 masked.returnSequences
-                    ? GlobalPooling1D(name: "pool\(k)", kind: .average, input: masked, mask: mask) : masked)
+                    ? GlobalPooling(name: "pool\(k)", kind: .average, input: masked, mask: mask) : masked)
         }
         let x = InputLayer(name: "x", kind: .features, shape: [4, 2])
         for (k, cell) in cells.enumerated() {

@@ -30,8 +30,8 @@ final class SequenceLayerGradientTests: XCTestCase {
         XCTAssertEqual(features.output.shape, [7, 12])
         let dropped = Dropout(name: "spatial", input: features, rate: 0.3, spatial: true)
         let pooled = [
-            GlobalPooling1D(name: "gap", kind: .average, input: dropped),
-            GlobalPooling1D(name: "gmp", kind: .max, input: dropped),
+            GlobalPooling(name: "gap", kind: .average, input: dropped),
+            GlobalPooling(name: "gmp", kind: .max, input: dropped),
         ]
         let flat = Reshape(name: "flat", input: Dense(name: "narrow", units: 2, input: dropped), shape: [14])
         let joined = Concatenate(name: "joined", inputs: pooled + [Dropout(name: "drop", input: flat, rate: 0.25)])
@@ -40,7 +40,7 @@ final class SequenceLayerGradientTests: XCTestCase {
             name: "out1", units: 2, activation: .sigmoid,
             input: LayerNormalization(name: "norm2", input: joined, center: false))
         let out2 = Dense(
-            name: "out2", units: 1, input: GlobalPooling1D(name: "grid_pool", kind: .average, input: regrid))
+            name: "out2", units: 1, input: GlobalPooling(name: "grid_pool", kind: .average, input: regrid))
         try checkGradients(inputs: [x, side], outputs: [out1, out2])
     }
 }

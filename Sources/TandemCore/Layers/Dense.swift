@@ -33,7 +33,7 @@ public final class Dense: Layer {
         name: String, units: Int, activation: Activation = .linear, input: Layer, useBias: Bool = true,
         weights: String? = nil, kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros
     ) {
-        precondition(input.output.shape.count <= 2, "Dense reads [B, features] or [B, T, features]")
+        precondition(!input.output.shape.isEmpty, "Dense reads [B, …, features]")
         self.name = name
         self.units = units
         self.activation = activation

@@ -57,8 +57,8 @@ struct DropoutStream {
     }
 }
 
-/// Keras `Dropout(rate)` and `SpatialDropout1D(rate)` (one draw per sample and
-/// channel, shared by every time step of [B, T, C]).
+/// Keras `Dropout(rate)`, `SpatialDropout1D(rate)` and `SpatialDropout2D(rate)` (one draw per sample
+/// and channel, shared by every time step of [B, T, C] or every cell of [B, H, W, C]).
 package final class Dropout: Layer, RandomLayer {
     public let name: String
     package let inputs: [Layer]
@@ -72,7 +72,7 @@ package final class Dropout: Layer, RandomLayer {
     private var masked = false
 
     package init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
-        precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count == 2))
+        precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count >= 2))
         self.name = name
         self.rate = rate
         self.spatial = spatial
@@ -146,18 +146,23 @@ package final class Dropout: Layer, RandomLayer {
     }
 }
 
-// MARK: - Keras Dropout and SpatialDropout1D: the layer table's entries (KerasLayerKind.swift) and their
+// MARK: - Keras Dropout, SpatialDropout1D and SpatialDropout2D: the layer table's entries (KerasLayerKind.swift) and their
 // builders, which read a call's config and refuse every argument Tandem does not implement by name.
 
 extension KerasLayerKind {
     static let dropout = KerasLayerKind(
-        classNames: ["Dropout", "SpatialDropout1D"], build: { a, inputs, _ in try LayerRegistry.dropout(a, inputs) })
+        classNames: ["Dropout", "SpatialDropout1D", "SpatialDropout2D"],
+        build: { a, inputs, _ in try LayerRegistry.dropout(a, inputs) })
 }
 
 extension LayerRegistry {
     static func dropout(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
-        let spatial = a.node.className == "SpatialDropout1D"
-        let source = spatial ? try sequence(a, inputs) : try single(a, inputs)
+        let spatial = a.node.className.hasPrefix("Spatial")
+        let source = a.node.className == "SpatialDropout1D" ? try sequence(a, inputs) : try single(a, inputs)
+        if a.node.className == "SpatialDropout2D" {
+            _ = try a.spatial(source, rank: 2)
+            try a.channelsLast()
+        }
         try a.requireNull("noise_shape")  // SpatialDropout1D's is fixed; Dropout's must be absent
         // `seed` seeds Keras's own generator; Tandem's masks come from the run's seed (docs/SPEC.md §9).
         return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), spatial: spatial)

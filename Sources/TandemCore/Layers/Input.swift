@@ -104,8 +104,10 @@ extension LayerRegistry {
             }
             return InputLayer(name: a.node.id, kind: .tokens, shape: sample)
         }
-        guard sample.count <= 2 else {
-            throw a.fail("inputs of rank \(sample.count + 1) are not supported (features or [time, features])")
+        guard sample.count <= 3 else {
+            throw a.fail(
+                "inputs of rank \(sample.count + 1) are not supported (features, [time, features] or [height, width, channels])"
+            )
         }
         return InputLayer(name: a.node.id, kind: .features, shape: sample)
     }

@@ -111,10 +111,11 @@ package final class Pooling1D: Layer {
 }
 
 /// Keras `GlobalAveragePooling1D` / `GlobalMaxPooling1D`: [B, T, C] → [B, C], or [B, 1, C] with
-/// `keepdims` (the same values in the same order).
+/// `keepdims` (the same values in the same order); the 2-D forms: [B, H, W, C] → [B, C] or
+/// [B, 1, 1, C], the H·W cells taken as the steps.
 /// With a mask (average only, as in Keras) the mean is over the unmasked steps:
 /// Σ mask·x / Σ mask (0/0 when every step is masked, as Keras computes).
-package final class GlobalPooling1D: Layer {
+package final class GlobalPooling: Layer {
     public let name: String
     package let inputs: [Layer]
     public let output: Node
@@ -124,16 +125,17 @@ package final class GlobalPooling1D: Layer {
     private var argmax: UnsafeMutablePointer<Int32>?
 
     package init(name: String, kind: Pooling1D.Kind, input: Layer, mask: Layer? = nil, keepDims: Bool = false) {
+        let rank = input.output.shape.count
         precondition(
-            input.output.shape.count == 2
-                && (mask == nil || (kind == .average && mask!.output.shape == [input.output.shape[0]])))
+            rank >= 2
+                && (mask == nil || (rank == 2 && kind == .average && mask!.output.shape == [input.output.shape[0]])))
         self.name = name
         self.kind = kind
         self.mask = mask
         inputs = mask.map { [input, $0] } ?? [input]
-        steps = input.output.shape[0]
-        channels = input.output.shape[1]
-        output = Node(shape: keepDims ? [1, channels] : [channels])
+        channels = input.output.features
+        steps = input.output.width / channels
+        output = Node(shape: keepDims ? Array(repeating: 1, count: rank - 1) + [channels] : [channels])
     }
 
     deinit { argmax?.deallocate() }
@@ -222,6 +224,10 @@ extension KerasLayerKind {
     static let globalMaxPooling1D = KerasLayerKind(
         classNames: ["GlobalMaxPooling1D"],
         build: { a, inputs, mask in try LayerRegistry.globalPooling(a, inputs, mask: mask) })
+
+    static let globalPooling2D = KerasLayerKind(
+        classNames: ["GlobalAveragePooling2D", "GlobalMaxPooling2D"],
+        build: { a, inputs, _ in try LayerRegistry.globalPooling(a, inputs, mask: nil) })
 }
 
 extension LayerRegistry {
@@ -244,10 +250,11 @@ extension LayerRegistry {
     }
 
     static func globalPooling(_ a: LayerArguments, _ inputs: [Layer], mask: Layer?) throws -> Layer {
-        let source = try sequence(a, inputs)
+        let source = a.node.className.hasSuffix("2D") ? try single(a, inputs) : try sequence(a, inputs)
+        if a.node.className.hasSuffix("2D") { _ = try a.spatial(source, rank: 2) }
         try a.channelsLast()
         let keepDims = try a.bool("keepdims", default: false)
-        return GlobalPooling1D(
+        return GlobalPooling(
             name: a.node.id, kind: a.node.className.hasPrefix("GlobalMax") ? .max : .average, input: source, mask: mask,
             keepDims: keepDims)
     }

@@ -178,8 +178,10 @@ extension LayerRegistry {
         guard shape.reduce(1, *) == source.output.width else {
             throw a.fail("cannot reshape \(shapeText(source)) (\(source.output.width) values a sample) to \(shape)")
         }
-        guard shape.count <= 2 else {
-            throw a.fail("target shapes of rank \(shape.count) are not supported (features or [time, features])")
+        guard shape.count <= 3 else {
+            throw a.fail(
+                "target shapes of rank \(shape.count) are not supported (features, [time, features] or [height, width, channels])"
+            )
         }
         return Reshape(name: a.node.id, input: source, shape: shape)
     }

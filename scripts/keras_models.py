@@ -980,6 +980,49 @@ def image_resampling():
 MODELS["image_resampling"] = image_resampling
 
 
+def backbone_model(make, trainable_tail, size=32, **kwargs):
+    """A keras.applications backbone (weights=None, so nothing is downloaded) fine-tuned as Keras's transfer-learning
+    guide does it: used as a layer, called with training=False, every layer frozen but its last `trainable_tail`, and
+    two heads on its pooled features. The nested Functional model loads with its layers and weights under their Keras
+    paths. Keras 3's fit overrides the saved training=False (keras-team/keras#20285), so the BatchNormalization layers
+    are frozen too, which keeps them on their moving statistics — the guide's intent. (Trained on batch statistics of
+    8 samples at 1×1 cells, a deep network's gradient is ill-conditioned: Keras's own float32 and float64 fits part
+    as far as Tandem's does, so no fit can be compared weight for weight.) SGD with momentum: behind ReLUs some
+    gradients are float32 noise around zero, and Adam moves each weight ±lr whatever its gradient's size; SGD's step
+    is the gradient's size. With weights=None and moving statistics at their initial values, MobileNetV2's and
+    EfficientNetB0's pooled features are ~1e-6 at 32×32, so their last blocks barely move; their heads train."""
+    def build():
+        base = make(weights=None, include_top=False, input_shape=(size, size, 3), **kwargs)
+        for i, layer in enumerate(base.layers):
+            if i < len(base.layers) - trainable_tail or isinstance(layer, L.BatchNormalization):
+                layer.trainable = False
+        image = keras.Input(shape=(size, size, 3), name="image")
+        features = L.GlobalAveragePooling2D(name="pooled")(base(image, training=False))
+        age = L.Dense(1, name="age")(features)
+        kind = L.Dense(3, activation="softmax", name="kind")(features)
+        m = keras.Model(image, [age, kind])
+        m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), loss=["mse", "sparse_categorical_crossentropy"],
+                  loss_weights=[0.5, 1.0])
+        return m
+    return build
+
+
+def efficientnet_b0_without_stochastic_depth(**kwargs):
+    """EfficientNetB0 as keras.applications builds it, but with drop_connect_rate 0: its blocks' stochastic-depth
+    Dropout layers draw Keras's own random masks in training, which no other trainer can reproduce (the real
+    B0, dropout on, is compared across rank counts instead)."""
+    from keras.src.applications.efficientnet import EfficientNet
+    return EfficientNet(1.0, 1.0, 224, 0.2, drop_connect_rate=0.0, name="efficientnetb0", weights_name="b0", **kwargs)
+
+
+BACKBONES = {  # the tails: VGG16's last block, ResNet50's last residual block, MobileNetV2's and EfficientNetB0's tops
+    "backbone_vgg16": backbone_model(keras.applications.VGG16, 4),
+    "backbone_resnet50": backbone_model(keras.applications.ResNet50, 10),
+    "backbone_mobilenetv2": backbone_model(keras.applications.MobileNetV2, 11, alpha=0.35),
+    "backbone_efficientnetb0": backbone_model(efficientnet_b0_without_stochastic_depth, 16),
+}
+
+
 def start_schedule_free_at_weights(optimizer):
     """ScheduleFreeAdamW starts its `momentum` (z) as a copy of the weights. load_model builds the optimizer
     while the layers still hold the values their initializers drew, before the archive's weights are loaded,
@@ -1034,17 +1077,21 @@ def bench_conv_bilstm():
 BENCH = {"gru_text": bench_gru_text, "conv_bilstm": bench_conv_bilstm}
 
 
-def weights_of(model):
-    """<layer>/<weight> for every layer's variables (an RNN's are its cell's)."""
+def weights_of(model, prefix=""):
+    """<layer>/<weight> for every layer's variables (an RNN's are its cell's; a nested model's layers are
+    <model>/<layer>/<weight>, as Tandem names them)."""
     out = {}
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.update(weights_of(layer, f"{prefix}{layer.name}/"))
+            continue
         if isinstance(layer, keras.layers.Bidirectional):  # <layer>/<half>/<weight>, as Tandem names them
             for half in (layer.forward_layer, layer.backward_layer):
                 for v in half.weights:
-                    out[f"{layer.name}/{half.name}/{v.name}"] = np.asarray(v)
+                    out[f"{prefix}{layer.name}/{half.name}/{v.name}"] = np.asarray(v)
             continue
         for v in layer.weights:
-            out[f"{layer.name}/{v.name}"] = np.asarray(v)
+            out[f"{prefix}{layer.name}/{v.name}"] = np.asarray(v)
     return out
 
 
@@ -1109,7 +1156,7 @@ def serve():
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad", "serve"])
+    p.add_argument("mode", choices=["build", "build-backbones", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad", "serve"])
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -1122,6 +1169,13 @@ def main(argv=None):
     if a.mode == "build":
         os.makedirs(a.out, exist_ok=True)
         for name, make in MODELS.items():
+            m = make()
+            m.save(os.path.join(a.out, name + ".keras"))
+            write_safetensors(os.path.join(a.out, name + ".safetensors"), weights_of(m))
+        return
+    if a.mode == "build-backbones":  # the keras.applications fine-tuning archives (large: built on their own)
+        os.makedirs(a.out, exist_ok=True)
+        for name, make in BACKBONES.items():
             m = make()
             m.save(os.path.join(a.out, name + ".keras"))
             write_safetensors(os.path.join(a.out, name + ".safetensors"), weights_of(m))

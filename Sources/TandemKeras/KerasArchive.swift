@@ -482,7 +482,8 @@ extension ModelDescription {
         for (layer, className, group) in weightGroups {
             let config = nodes.first { $0.layer == layer }?.config ?? .null
             for v in ModelDescription.kerasVariables(className: className, layer: layer, config: config) {
-                try h5.group("layers/\(group)/\(v.path)", name: v.label)
+                // A nested model's layer is `<model>/<layer>` to Tandem, `<layer>` to Keras.
+                try h5.group("layers/\(group)/\(v.path)", name: String(v.label.split(separator: "/").last ?? ""))
                 for (i, name) in v.names.enumerated() {
                     let view = store.view("\(layer)/\(name)")!
                     try h5.floats("layers/\(group)/\(v.path)/\(i)", shape: view.shape, values: store.value(view))

@@ -47,7 +47,7 @@ public enum KerasConfig {
                 "the model class '\(className)' is not supported (Functional or Sequential models; subclassed models cannot be read without running their code)"
             )
         }
-        let order = try keraslayerOrder(graph, sequential: className == "Sequential")
+        let order = try keraslayerOrder(graph.collapsedGraph, sequential: className == "Sequential")
         var regularizers: [Regularizer] = []
         var constraints: [WeightConstraint] = []
         var seen = Set<String>()
@@ -60,6 +60,7 @@ public enum KerasConfig {
             outputs: graph.outputs, layerOrder: order, isSequential: className == "Sequential",
             heads: [], regularizers: regularizers, optimizer: nil, config: json, preset: nil, source: nil)
         description.constraints = constraints
+        description.innerOrders = graph.innerOrders
         try KerasCompile.apply(json["compile_config"] ?? .null, to: &description)
         return description
     }
@@ -68,6 +69,20 @@ public enum KerasConfig {
         var nodes: [GraphNode] = []
         var inputs: [String] = []
         var outputs: [String] = []
+        /// With nested models: the graph with each call of a nested model as one node (its
+        /// `model.layers` order numbers the weight groups; `nodes` has the nested layers inlined).
+        var collapsed: [GraphNode]?
+        var collapsedOutputs: [String]?
+        /// Each nested model's own `model.layers` order, by its layer name (inner names prefixed
+        /// `<model>/`; deeper models keyed `<model>/<inner model>`).
+        var innerOrders: [String: [(name: String, className: String)]] = [:]
+
+        /// The graph Keras numbers its layers by: each nested model's call one node.
+        var collapsedGraph: Graph {
+            var g = self
+            if let collapsed { (g.nodes, g.outputs) = (collapsed, collapsedOutputs ?? outputs) }
+            return g
+        }
     }
 
     /// Node id of call `k` of `layer`.
@@ -121,9 +136,14 @@ public enum KerasConfig {
             throw TandemError.usage("config.json: the model has no 'layers' list")
         }
         var raw:
-            [String: (className: String, config: JSONValue, calls: [(tensors: [(String, Int, Int)], masked: Bool)])] =
+            [String: (
+                className: String, config: JSONValue,
+                calls: [(tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool)]
+            )] =
                 [:]
         var fileOrder: [String] = []
+        var nested: [String: Graph] = [:]
+        var frozenModels = Set<String>()
         for entry in layers {
             let className = entry["class_name"]?.string ?? "?"
             let name = entry["name"]?.string ?? entry["config"]?["name"]?.string ?? ""
@@ -140,13 +160,38 @@ public enum KerasConfig {
             let calls = try (entry["inbound_nodes"]?.array ?? []).map { try inbound($0, layer: name) }
             raw[name] = (className, entry["config"] ?? .object([]), calls)
             fileOrder.append(name)
+            if className == "Functional" || className == "Model" {
+                // A model used as a layer (how keras.applications backbones appear): read as a model.
+                let inner = entry["config"] ?? .null
+                do {
+                    nested[name] = try functional(inner)
+                } catch let TandemError.usage(message) {
+                    throw TandemError.usage("nested model '\(name)': \(message)")
+                }
+                if inner["trainable"]?.bool == false { frozenModels.insert(name) }
+            } else if className == "Sequential" {
+                throw TandemError.usage(
+                    "layer '\(name)': a Sequential model used as a layer is not supported (nested Functional models are)"
+                )
+            }
         }
         var graph = Graph()
         let inputs = try triples(config["input_layers"], what: "input_layers")
         let outputs = try triples(config["output_layers"], what: "output_layers")
-        func checkedID(_ t: (String, Int, Int), _ context: String) throws -> String {
+        // A nested model's call k is its inner graph under the prefix `<model>[@k]/`; its tensor t is its
+        // output t.
+        func prefix(_ model: String, _ k: Int) -> String { nodeID(model, k) + "/" }
+        func checkedID(_ t: (String, Int, Int), _ context: String, collapsed: Bool = false) throws -> String {
             guard let entry = raw[t.0] else {
                 throw TandemError.usage("config.json: \(context) names an unknown layer '\(t.0)'")
+            }
+            if let inner = nested[t.0] {
+                guard t.1 >= 0 && t.1 < entry.calls.count, t.2 >= 0 && t.2 < inner.outputs.count else {
+                    throw TandemError.usage(
+                        "config.json: \(context) reads output \(t.2) of call \(t.1) of model '\(t.0)', which has \(entry.calls.count) call(s) and \(inner.outputs.count) output(s)"
+                    )
+                }
+                return collapsed ? nodeID(t.0, t.1) : prefix(t.0, t.1) + inner.outputs[t.2]
             }
             guard t.2 == 0 else {
                 throw TandemError.usage(
@@ -162,11 +207,13 @@ public enum KerasConfig {
         }
         graph.inputs = try inputs.map { try checkedID($0, "input_layers") }
         graph.outputs = try outputs.map { try checkedID($0, "output_layers") }
+        let collapsedOutputs = try outputs.map { try checkedID($0, "output_layers", collapsed: true) }
         for id in graph.inputs where raw[id]?.className != "InputLayer" {
             throw TandemError.usage("config.json: model input '\(id)' is not an InputLayer")
         }
         // Nodes, producers first: a depth-first walk from the outputs (inputs first for a stable order).
         var nodes: [String: GraphNode] = [:]
+        var collapsed: [String: GraphNode] = [:]
         for name in fileOrder {
             let e = raw[name]!
             if e.className == "InputLayer" {
@@ -176,9 +223,39 @@ public enum KerasConfig {
             }
             for (k, args) in e.calls.enumerated() {
                 let producers = try args.tensors.map { try checkedID($0, "layer '\(name)'") }
+                if let inner = nested[name] {
+                    collapsed[nodeID(name, k)] = GraphNode(
+                        id: nodeID(name, k), layer: name, className: e.className, config: e.config,
+                        inputs: try args.tensors.map { try checkedID($0, "layer '\(name)'", collapsed: true) }, call: k)
+                    guard !args.masked, producers.count == inner.inputs.count else {
+                        throw TandemError.usage(
+                            "config.json: model '\(name)' is called on \(producers.count) tensor(s)\(args.masked ? " with a mask" : ""); it has \(inner.inputs.count) input(s) and reads no mask"
+                        )
+                    }
+                    // Its layers, named `<model>/<layer>` (a second call shares their weights).
+                    let p = prefix(name, k)
+                    let bound = Dictionary(uniqueKeysWithValues: zip(inner.inputs, producers))
+                    for n in inner.nodes where n.className != "InputLayer" {
+                        var config = n.config
+                        if frozenModels.contains(name) { config = config.setting("trainable", to: .bool(false)) }
+                        var node = GraphNode(
+                            id: p + n.id, layer: "\(name)/\(n.layer)", className: n.className, config: config,
+                            inputs: n.inputs.map { bound[$0] ?? p + $0 }, call: n.call, masked: n.masked)
+                        node.savedTrainingFalse = n.savedTrainingFalse || args.trainingFalse
+                        nodes[p + n.id] = node
+                    }
+                    continue
+                }
                 nodes[nodeID(name, k)] = GraphNode(
                     id: nodeID(name, k), layer: name, className: e.className, config: e.config,
                     inputs: producers, call: k, masked: args.masked)
+                nodes[nodeID(name, k)]!.savedTrainingFalse = args.trainingFalse
+                if !nested.isEmpty {
+                    collapsed[nodeID(name, k)] = GraphNode(
+                        id: nodeID(name, k), layer: name, className: e.className, config: e.config,
+                        inputs: try args.tensors.map { try checkedID($0, "layer '\(name)'", collapsed: true) }, call: k,
+                        masked: args.masked)
+                }
             }
         }
         var done = Set<String>()
@@ -195,6 +272,18 @@ public enum KerasConfig {
             graph.nodes.append(node)
         }
         for id in graph.inputs + graph.outputs { try visit(id) }
+        if !nested.isEmpty {
+            for name in fileOrder where raw[name]!.className == "InputLayer" { collapsed[name] = nodes[name] }
+            graph.collapsed = Array(collapsed.values)
+            graph.collapsedOutputs = collapsedOutputs
+            for (name, inner) in nested {
+                let order = try keraslayerOrder(inner.collapsedGraph, sequential: false)
+                graph.innerOrders[name] = order.map { ("\(name)/\($0.name)", $0.className) }
+                for (key, deeper) in inner.innerOrders {
+                    graph.innerOrders["\(name)/\(key)"] = deeper.map { ("\(name)/\($0.name)", $0.className) }
+                }
+            }
+        }
         return graph
     }
 
@@ -205,7 +294,7 @@ public enum KerasConfig {
     /// A mask operation's one call and its config: NotEqual's `value` (an integer for token ids, a
     /// float for Masking's mask_value, as the file writes it), Any's axis −1.
     private static func maskOperation(_ entry: JSONValue, name: String) throws -> (
-        [(tensors: [(String, Int, Int)], masked: Bool)], JSONValue
+        [(tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool)], JSONValue
     ) {
         let className = entry["class_name"]?.string ?? "?"
         guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
@@ -237,7 +326,7 @@ public enum KerasConfig {
     /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
     /// A `mask` keyword tensor comes last, and `masked` says so.
     private static func inbound(_ call: JSONValue, layer: String) throws -> (
-        tensors: [(String, Int, Int)], masked: Bool
+        tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool
     ) {
         var found: [(String, Int, Int)] = []
         func collect(_ v: JSONValue) throws {
@@ -255,7 +344,12 @@ public enum KerasConfig {
         if call.object != nil {
             try collect(call["args"] ?? .array([]))
             var mask: [(String, Int, Int)] = []
+            var trainingFalse = false
             for (key, value) in call["kwargs"]?.object ?? [] {
+                if key == "training" {
+                    trainingFalse = value.bool == false  // overridden by fit (GraphNode.savedTrainingFalse)
+                    continue
+                }
                 var tensors: [(String, Int, Int)] = []
                 swap(&tensors, &found)
                 try collect(value)
@@ -270,7 +364,7 @@ public enum KerasConfig {
                     )
                 }
             }
-            return (found + mask, !mask.isEmpty)
+            return (found + mask, !mask.isEmpty, trainingFalse)
         }
         // Legacy: a list of [layer, node, tensor, kwargs].
         guard let items = call.array else {
@@ -283,7 +377,7 @@ public enum KerasConfig {
             }
             found.append((n, node, t))
         }
-        return (found, false)
+        return (found, false, false)
     }
 
     private static func sequential(_ config: JSONValue) throws -> Graph {
@@ -414,14 +508,29 @@ public enum KerasConfig {
 extension ModelDescription {
     /// Each layer's HDF5 group under `layers/`, in `layerOrder`: the snake-cased
     /// class name, `_k` for its k-th repeat (docs/KERAS-FORMAT.md §3).
+    /// A nested model's group comes first, then its layers' under `<its group>/layers/`, numbered
+    /// within it.
     package var weightGroups: [(layer: String, className: String, group: String)] {
-        var counts: [String: Int] = [:]
-        return layerOrder.map { name, className in
-            let base = KerasJSON.snakeCase(className)
-            let k = counts[base, default: 0]
-            counts[base] = k + 1
-            return (name, className, k == 0 ? base : "\(base)_\(k)")
+        func groups(_ order: [(name: String, className: String)], under prefix: String) -> [(
+            layer: String, className: String, group: String
+        )] {
+            var counts: [String: Int] = [:]
+            return order.flatMap { name, className in
+                let base = KerasJSON.snakeCase(className)
+                let k = counts[base, default: 0]
+                counts[base] = k + 1
+                let group = prefix + (k == 0 ? base : "\(base)_\(k)")
+                let inner = innerOrders[name].map { groups($0, under: group + "/layers/") } ?? []
+                return [(name, className, group)] + inner
+            }
         }
+        return groups(layerOrder, under: "")
+    }
+
+    /// `layerOrder` with each nested model followed by its layers, recursively: the order of Keras's
+    /// `model.trainable_variables`.
+    package var flatLayerOrder: [(name: String, className: String)] {
+        weightGroups.map { ($0.layer, $0.className) }
     }
 
     /// Each weight's path as Keras names the variable (`variable.path`): Tandem's `layer/weight`, with an
@@ -452,6 +561,21 @@ extension ModelDescription {
         LayerRegistry.variables(className: className, layer: layer, config: config)
     }
 
+    /// A note for the run's start when a call was saved with `training=False`: Keras 3's fit overrides it
+    /// (GraphNode.savedTrainingFalse), and so does Tandem, which trains as Keras does.
+    public var trainingFalseNote: String? {
+        let calls = nodes.filter(\.savedTrainingFalse)
+        guard !calls.isEmpty else { return nil }
+        let norms = calls.filter { $0.className == "BatchNormalization" && $0.config["trainable"]?.bool != false }
+        var note =
+            "\(calls.count) layer call\(calls.count == 1 ? " was" : "s were") saved with training=False (\(calls[0].layer)\(calls.count > 1 ? ", …" : "")); Keras 3's fit overrides that argument with training=True (keras-team/keras#20285), and Tandem trains as Keras does"
+        if !norms.isEmpty {
+            note +=
+                ": \(norms.count) trainable BatchNormalization layer\(norms.count == 1 ? "" : "s") use batch statistics; set trainable=False on them to keep their moving statistics"
+        }
+        return note
+    }
+
     /// The layers whose weights do not train: Keras's `trainable: false` in a layer's config.
     package var frozenLayers: Set<String> {
         Set(nodes.filter { $0.className != "InputLayer" && $0.config["trainable"]?.bool == false }.map(\.layer))
@@ -461,7 +585,7 @@ extension ModelDescription {
     /// (a frozen layer's are not: Keras keeps no optimizer variables for them).
     package var trainableVariables: [String] {
         let frozen = frozenLayers
-        return layerOrder.filter { !frozen.contains($0.name) }.flatMap { name, className -> [String] in
+        return flatLayerOrder.filter { !frozen.contains($0.name) }.flatMap { name, className -> [String] in
             let config = nodes.first { $0.layer == name }?.config ?? .null
             // BatchNormalization's moving statistics are not trainable variables (no optimizer slots).
             return ModelDescription.kerasVariables(className: className, layer: name, config: config).flatMap(\.names)

@@ -22,6 +22,9 @@ public struct ModelDescription: Sendable {
     /// Keras's `model.layers` order (layer name, class): it numbers the HDF5
     /// weight groups and orders `trainable_variables` (docs/KERAS-FORMAT.md §3).
     package let layerOrder: [(name: String, className: String)]
+    /// Each nested model's own `model.layers` order, by its layer name (its layers named
+    /// `<model>/<layer>`; a model nested in it keyed `<model>/<inner model>`).
+    package var innerOrders: [String: [(name: String, className: String)]] = [:]
     package let isSequential: Bool
     /// The heads the compile config defines (outputs with a loss), in output order.
     public var heads: [Head]

@@ -195,7 +195,9 @@ struct Train: ParsableCommand {
             ?? .initializers(seed: seed, model: size.model)
         let restored = try step.restore(from: start)
         let position = restored.position ?? TrainingPosition()
-        let notes = restored.notes + [files, validationFiles].compactMap { $0?.conversionNote }
+        let notes =
+            restored.notes + [files, validationFiles].compactMap { $0?.conversionNote }
+            + [description.trainingFalseNote].compactMap { $0 }
 
         try comm.agreeOn {
             if comm.rank == 0 { try makeDirectory(out) }

@@ -66,4 +66,29 @@ final class DropoutTests: XCTestCase {
         }
         XCTAssertEqual(Double(dropped), 120, accuracy: 5 * (240 * 0.25).squareRoot())
     }
+
+    /// noise_shape (None, 1, 1, 1) (EfficientNet's stochastic depth): one draw per sample for all of it; and the
+    /// spatial form on images, one per sample and channel — each drawn as the plain form's first elements.
+    func testNoiseShapesShareDrawsAcrossTheirBroadcastAxes() {
+        let rows = 40
+        let x = InputLayer(name: "x", kind: .features, shape: [3, 2, 4])
+        let whole = Dropout(name: "drop", input: x, rate: 0.5, noise: [1, 1, 1])
+        let channels = Dropout(name: "spatial", input: x, rate: 0.5, spatial: true)
+        let model = Model(inputs: [x], outputs: [whole, channels], maxBatch: rows)
+        x.output.values.update(repeating: 2, count: rows * 24)
+        model.dropoutKeys.seed = 3
+        model.forward(batch: rows, training: true)
+        var droppedSamples = 0
+        for b in 0..<rows {
+            let sample = (0..<24).map { whole.output.values[b * 24 + $0] }
+            XCTAssertTrue(sample.allSatisfy { $0 == sample[0] }, "one draw per sample")
+            if sample[0] == 0 { droppedSamples += 1 }
+            for c in 0..<4 {
+                let cells = (0..<6).map { channels.output.values[b * 24 + $0 * 4 + c] }
+                XCTAssertTrue(cells.allSatisfy { $0 == cells[0] }, "one draw per sample and channel")
+            }
+        }
+        XCTAssertEqual(Double(droppedSamples), 20, accuracy: 5 * (40 * 0.25).squareRoot())
+        XCTAssertGreaterThan(droppedSamples, 0)
+    }
 }

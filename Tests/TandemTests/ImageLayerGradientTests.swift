@@ -147,6 +147,22 @@ final class ImageLayerGradientTests: XCTestCase {
         XCTAssertEqual(ResampleAxis.nearest(input: 3, output: 7), [0, 0, 1, 1, 1, 2, 2])  // JAX's, run
     }
 
+    /// EfficientNet's squeeze-and-excite, [H, W, C] · [1, 1, C]; an Add of [1, W, 1]; a Maximum broadcasting.
+    func testMergesBroadcastOverAxesOfSizeOne() throws {
+        let x = InputLayer(name: "x", kind: .features, shape: [3, 2, 4])
+        let pooled = GlobalPooling(name: "gap", kind: .average, input: x)
+        let excite = Dense(name: "excite", units: 4, activation: .sigmoid, input: pooled)
+        let squeeze = Reshape(name: "squeeze", input: excite, shape: [1, 1, 4])
+        let scaled = Merge(name: "scaled", kind: .multiply, inputs: [x, squeeze])
+        let column = Reshape(name: "column", input: Dense(name: "d", units: 2, input: pooled), shape: [1, 2, 1])
+        let added = Merge(name: "added", kind: .add, inputs: [scaled, column])
+        let maximum = Merge(name: "maximum", kind: .maximum, inputs: [squeeze, x])
+        XCTAssertEqual(added.output.shape, [3, 2, 4])
+        XCTAssertNil(Merge.broadcastShape([[3, 4, 2], [1, 2, 2]]))
+        XCTAssertEqual(Merge.broadcastShape([[3, 4, 2], [1, 4, 1]]), [3, 4, 2])
+        try checkGradients(inputs: [x], outputs: [flat(added), flat(maximum)])
+    }
+
     func testNormalizationsDenseAndDropoutOnImages() throws {
         let x = InputLayer(name: "x", kind: .features, shape: [3, 2, 4])
         let bn = BatchNormalization(

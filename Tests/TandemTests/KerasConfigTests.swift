@@ -42,6 +42,52 @@ final class KerasConfigTests: XCTestCase {
             ["mid/kernel", "mid/bias", "side/kernel", "side/bias", "out/kernel", "out/bias", "aux/kernel", "aux/bias"])
     }
 
+    /// A Functional model used as a layer, twice (a siamese backbone), frozen, with two outputs: its layers are
+    /// inlined under `<model>/<layer>`, both calls share their weights, the outer model numbers it as one
+    /// layer (`functional`) and its layers are numbered within it (`functional/layers/dense`), and Keras's
+    /// trainable variables skip its frozen layers.
+    func testNestedFunctionalModelCalledTwice() throws {
+        let inner = [
+            layer("InputLayer", "inner_in", #", "batch_shape": [null, 3], "dtype": "float32""#, "[]"),
+            layer(
+                "Dense", "hidden", #", "units": 4, "activation": "relu", "trainable": false"#,
+                #"[[["inner_in", 0, 0, {}]]]"#),
+            layer("Dense", "code", #", "units": 2, "trainable": false"#, #"[[["hidden", 0, 0, {}]]]"#),
+            layer("Dense", "side", #", "units": 1, "trainable": false"#, #"[[["hidden", 0, 0, {}]]]"#),
+        ].joined(separator: ", ")
+        let backbone =
+            #"{"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional", "name": "backbone", "config": {"name": "backbone", "trainable": false, "layers": [\#(inner)], "input_layers": ["inner_in", 0, 0], "output_layers": [["code", 0, 0], ["side", 0, 0]]}, "inbound_nodes": [[["a", 0, 0, {}]], [["b", 0, 0, {}]]]}"#
+        let layers = [
+            layer("InputLayer", "a", #", "batch_shape": [null, 3], "dtype": "float32""#, "[]"),
+            layer("InputLayer", "b", #", "batch_shape": [null, 3], "dtype": "float32""#, "[]"),
+            backbone,
+            layer(
+                "Concatenate", "joined", #", "axis": -1"#,
+                #"[[["backbone", 0, 0, {}], ["backbone", 1, 0, {}], ["backbone", 1, 1, {}]]]"#),
+            layer("Dense", "out", #", "units": 1"#, #"[[["joined", 0, 0, {}]]]"#),
+        ]
+        let json =
+            #"{"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional", "config": {"name": "m", "layers": [\#(layers.joined(separator: ", "))], "input_layers": [["a", 0, 0], ["b", 0, 0]], "output_layers": [["out", 0, 0]]}, "compile_config": {"loss": "mse", "optimizer": "adam"}}"#
+        let d = try KerasConfig.description(fromJSON: Array(json.utf8), source: "test")
+        XCTAssertEqual(d.node("joined")?.inputs, ["backbone/code", "backbone@1/code", "backbone@1/side"])
+        XCTAssertEqual(d.node("backbone@1/hidden")?.inputs, ["b"])
+        XCTAssertEqual(d.node("backbone@1/hidden")?.layer, "backbone/hidden")
+        XCTAssertEqual(d.layerOrder.map(\.name), ["a", "b", "backbone", "joined", "out"])
+        XCTAssertEqual(
+            d.weightGroups.map(\.group),
+            [
+                "input_layer", "input_layer_1", "functional", "functional/layers/input_layer",
+                "functional/layers/dense",
+                "functional/layers/dense_1", "functional/layers/dense_2", "concatenate", "dense",
+            ])
+        XCTAssertEqual(d.weightGroups[5].layer, "backbone/code")
+        XCTAssertEqual(d.trainableVariables, ["out/kernel", "out/bias"])
+        let model = try d.build(maxBatch: 2)
+        XCTAssertEqual(
+            model.parameters.tensors.filter(\.spec.trainable).map(\.name), ["out/kernel", "out/bias"])
+        XCTAssertEqual(model.parameters.tensors.count, 8)  // one set of backbone weights for both calls
+    }
+
     /// Inputs and outputs as Keras 3 saves `Model(inputs={…}, outputs={…})`: dicts by name, flattened
     /// as Keras's tree.flatten does (sorted keys; nested lists in order), a loss dict and a single
     /// loss string mapped by output name; a key that is not its layer's name is refused naming both.

@@ -57,33 +57,46 @@ struct DropoutStream {
     }
 }
 
-/// Keras `Dropout(rate)`, `SpatialDropout1D(rate)` and `SpatialDropout2D(rate)` (one draw per sample
-/// and channel, shared by every time step of [B, T, C] or every cell of [B, H, W, C]).
+/// Keras `Dropout(rate, noise_shape)`, `SpatialDropout1D(rate)` and `SpatialDropout2D(rate)`: one draw
+/// per element of the noise shape, broadcast over the sample (spatial: one per channel, shared by every
+/// time step of [B, T, C] or every cell of [B, H, W, C]; noise_shape (None, 1, 1, 1): one per sample).
 package final class Dropout: Layer, RandomLayer {
     public let name: String
     package let inputs: [Layer]
     public let output: Node
     package let rate: Float
-    package let spatial: Bool
+    /// The per-sample shape of the draws (the sample's own shape: every element its own draw).
+    package let noise: [Int]
+    /// Per element of a sample, its draw (nil: every element its own).
+    private let draws: [Int32]?
     let stream: DropoutStream
     private var keys: DropoutKeys!
-    /// The mask of the last training pass, [B, width] (spatial: [B, C]), nil in inference.
+    /// The mask of the last training pass, [B, drawn], nil in inference.
     private var mask: UnsafeMutablePointer<Float>!
     private var masked = false
 
-    package init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
-        precondition(rate >= 0 && rate < 1 && (!spatial || input.output.shape.count >= 2))
+    package convenience init(name: String, input: Layer, rate: Float, spatial: Bool = false) {
+        let shape = input.output.shape
+        precondition(!spatial || shape.count >= 2)
+        let noise = spatial ? Array(repeating: 1, count: shape.count - 1) + [shape.last!] : shape
+        self.init(name: name, input: input, rate: rate, noise: noise)
+    }
+
+    package init(name: String, input: Layer, rate: Float, noise: [Int]) {
+        let shape = input.output.shape
+        precondition(rate >= 0 && rate < 1 && Merge.broadcastShape([noise, shape]) == shape)
         self.name = name
         self.rate = rate
-        self.spatial = spatial
+        self.noise = noise
+        draws = noise == shape ? nil : IndexMap.broadcast(from: noise, to: shape)
         inputs = [input]
         stream = DropoutStream(name: name, rate: rate)
-        output = Node(shape: input.output.shape)
+        output = Node(shape: shape)
     }
 
     func bind(keys: DropoutKeys) { self.keys = keys }
 
-    private var drawn: Int { spatial ? output.features : output.width }
+    private var drawn: Int { noise.reduce(1, *) }
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * (output.width + drawn), batch * output.width)
@@ -105,19 +118,13 @@ package final class Dropout: Layer, RandomLayer {
             return
         }
         stream.fill(mask, rows: batch, count: drawn, keys: keys)
-        if spatial {
-            let C = output.features
-            let T = output.width / C
-            for b in 0..<batch {
-                for t in 0..<T {
-                    for c in 0..<C {
-                        let i = (b * T + t) * C + c
-                        y[i] = x[i] * mask[b * C + c]
-                    }
-                }
-            }
-        } else {
+        guard let draws else {
             for i in 0..<n { y[i] = x[i] * mask[i] }
+            return
+        }
+        let w = output.width
+        for b in 0..<batch {
+            for e in 0..<w { y[b * w + e] = x[b * w + e] * mask[b * drawn + Int(draws[e])] }
         }
     }
 
@@ -129,19 +136,13 @@ package final class Dropout: Layer, RandomLayer {
             for i in 0..<n { dx[i] += dy[i] }
             return
         }
-        if spatial {
-            let C = output.features
-            let T = output.width / C
-            for b in 0..<batch {
-                for t in 0..<T {
-                    for c in 0..<C {
-                        let i = (b * T + t) * C + c
-                        dx[i] += dy[i] * mask[b * C + c]
-                    }
-                }
-            }
-        } else {
+        guard let draws else {
             for i in 0..<n { dx[i] += dy[i] * mask[i] }
+            return
+        }
+        let w = output.width
+        for b in 0..<batch {
+            for e in 0..<w { dx[b * w + e] += dy[b * w + e] * mask[b * drawn + Int(draws[e])] }
         }
     }
 }
@@ -163,8 +164,26 @@ extension LayerRegistry {
             _ = try a.spatial(source, rank: 2)
             try a.channelsLast()
         }
-        try a.requireNull("noise_shape")  // SpatialDropout1D's is fixed; Dropout's must be absent
         // `seed` seeds Keras's own generator; Tandem's masks come from the run's seed (docs/SPEC.md §9).
+        if !spatial, let given = a.config["noise_shape"], !given.isNull {
+            // Keras's noise_shape counts the batch axis; None is the input's size.
+            let shape = source.output.shape
+            guard let dims = given.array, dims.count == shape.count + 1 else {
+                throw a.fail("'noise_shape' \(given) must have one entry per axis of \(shapeText(source))")
+            }
+            let noise = try dims.dropFirst().enumerated().map { k, d -> Int in
+                if d.isNull { return shape[k] }
+                guard let n = d.integer, n == 1 || n == shape[k] else {
+                    throw a.fail("'noise_shape' \(given) must hold None, 1 or the input's size on each axis")
+                }
+                return n
+            }
+            guard dims[0].isNull || dims[0].integer == nil else {
+                throw a.fail("'noise_shape' \(given): a mask shared across the batch is not supported (None first)")
+            }
+            return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), noise: noise)
+        }
+        if spatial { try a.requireNull("noise_shape") }
         return Dropout(name: a.node.id, input: source, rate: try a.rate("rate"), spatial: spatial)
     }
 }

@@ -59,6 +59,31 @@ package final class IndexMap: Layer {
         }
     }
 
+    /// Per element of a `shape` sample, the element of a `from` sample (same rank, each axis equal or 1)
+    /// that broadcasting reads.
+    package static func broadcast(from: [Int], to shape: [Int]) -> [Int32] {
+        precondition(from.count == shape.count)
+        var strides = [Int](repeating: 0, count: from.count)
+        var step = 1
+        for k in stride(from: from.count - 1, through: 0, by: -1) {
+            strides[k] = from[k] == 1 ? 0 : step
+            step *= from[k]
+        }
+        var map = [Int32](repeating: 0, count: shape.reduce(1, *))
+        var index = [Int](repeating: 0, count: shape.count)
+        for o in map.indices {
+            map[o] = Int32(zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 })
+            var k = shape.count - 1
+            while k >= 0 {
+                index[k] += 1
+                if index[k] < shape[k] { break }
+                index[k] = 0
+                k -= 1
+            }
+        }
+        return map
+    }
+
     /// The map that puts the input sample's axes in `order` (0-based sample axes).
     static func permutation(_ shape: [Int], order: [Int]) -> (shape: [Int], map: [Int32]) {
         let outShape = order.map { shape[$0] }

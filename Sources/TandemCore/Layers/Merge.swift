@@ -1,5 +1,7 @@
-// Element-wise merges of same-shaped inputs (Keras Add, Subtract, Multiply,
-// Average, Maximum, Minimum) and the Activation layer. Legend: n = B · width.
+// Element-wise merges (Keras Add, Subtract, Multiply, Average, Maximum, Minimum) and the
+// Activation layer. Legend: n = B · width. Inputs share one rank; an axis of size 1 broadcasts
+// against the others (EfficientNet's squeeze-and-excite: [H, W, C] · [1, 1, C]), read through a
+// per-sample index map, and its gradient is the sum over the axis it was repeated along.
 // Backward ACCUMULATES into every input's gradient, as every layer does.
 
 /// Keras's element-wise merge layers.
@@ -19,15 +21,39 @@ package final class Merge: Layer {
     public let output: Node
     public let kind: MergeKind
 
+    /// Per input: nil when it has the output's shape, else the index of its element that each
+    /// output element of a sample reads (broadcasting).
+    let sources: [[Int32]?]
+
     package init(name: String, kind: MergeKind, inputs: [Layer]) {
-        precondition(
-            inputs.count >= 2 && inputs.allSatisfy { $0.output.shape == inputs[0].output.shape },
-            "merge inputs share one shape")
+        let shape = Merge.broadcastShape(inputs.map(\.output.shape))
+        precondition(inputs.count >= 2 && shape != nil, "merge inputs broadcast to one shape")
         precondition(kind != .subtract || inputs.count == 2, "Subtract takes two inputs")
         self.name = name
         self.kind = kind
         self.inputs = inputs
-        output = Node(shape: inputs[0].output.shape)
+        output = Node(shape: shape!)
+        sources = inputs.map { $0.output.shape == shape! ? nil : IndexMap.broadcast(from: $0.output.shape, to: shape!) }
+    }
+
+    /// The shape same-rank inputs broadcast to (each axis equal, or 1), nil when they do not.
+    package static func broadcastShape(_ shapes: [[Int]]) -> [Int]? {
+        guard let rank = shapes.first?.count, shapes.allSatisfy({ $0.count == rank }) else { return nil }
+        var result = [Int](repeating: 1, count: rank)
+        for shape in shapes {
+            for (k, n) in shape.enumerated() where n != 1 {
+                guard result[k] == 1 || result[k] == n else { return nil }
+                result[k] = n
+            }
+        }
+        return result
+    }
+
+    /// Input k's element that output element i (of the whole batch) reads.
+    @inline(__always) private func at(_ k: Int, _ i: Int) -> Int {
+        guard let map = sources[k] else { return i }
+        let w = output.width
+        return (i / w) * inputs[k].output.width + Int(map[i % w])
     }
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
@@ -42,9 +68,26 @@ package final class Merge: Layer {
     public func forward(batch: Int, training: Bool) {
         let n = batch * output.width
         let y = output.values!
-        y.update(from: inputs[0].output.values, count: n)
-        for source in inputs.dropFirst() {
+        if sources[0] == nil {
+            y.update(from: inputs[0].output.values, count: n)
+        } else {
+            for i in 0..<n { y[i] = inputs[0].output.values[at(0, i)] }
+        }
+        for (k, source) in inputs.enumerated().dropFirst() {
             let x = source.output.values!
+            if sources[k] != nil {
+                for i in 0..<n {
+                    let v = x[at(k, i)]
+                    switch kind {
+                    case .add, .average: y[i] += v
+                    case .subtract: y[i] -= v
+                    case .multiply: y[i] *= v
+                    case .maximum: y[i] = max(y[i], v)
+                    case .minimum: y[i] = min(y[i], v)
+                    }
+                }
+                continue
+            }
             switch kind {
             case .add, .average: for i in 0..<n { y[i] += x[i] }
             case .subtract: for i in 0..<n { y[i] -= x[i] }
@@ -63,9 +106,31 @@ package final class Merge: Layer {
         let n = batch * output.width
         let dy = output.gradients!
         let y = output.values!
+        let broadcast = sources.contains { $0 != nil }
         for (k, source) in inputs.enumerated() {
             let dx = source.output.gradients!
             let x = source.output.values!
+            if broadcast {
+                // Through the index maps: a broadcast input's element gathers every output it fed.
+                for i in 0..<n {
+                    let g: Float
+                    switch kind {
+                    case .add: g = dy[i]
+                    case .average: g = dy[i] / Float(inputs.count)
+                    case .subtract: g = k == 0 ? dy[i] : -dy[i]
+                    case .multiply:
+                        var p: Float = 1
+                        for (j, other) in inputs.enumerated() where j != k { p *= other.output.values[at(j, i)] }
+                        g = dy[i] * p
+                    case .maximum, .minimum:
+                        let mine = x[at(k, i)] == y[i]
+                        let earlier = (0..<k).contains { inputs[$0].output.values[at($0, i)] == y[i] }
+                        g = mine && !earlier ? dy[i] : 0
+                    }
+                    dx[at(k, i)] += g
+                }
+                continue
+            }
             switch kind {
             case .add: for i in 0..<n { dx[i] += dy[i] }
             case .average:
@@ -215,9 +280,9 @@ extension LayerRegistry {
         guard kind != .subtract || inputs.count == 2 else {
             throw a.fail("takes exactly two inputs, got \(inputs.count)")
         }
-        guard inputs.allSatisfy({ $0.output.shape == inputs[0].output.shape }) else {
+        guard Merge.broadcastShape(inputs.map(\.output.shape)) != nil else {
             throw a.fail(
-                "inputs must share one shape (broadcasting is not supported), got \(inputs.map { "\($0.output.shape)" }.joined(separator: " and "))"
+                "inputs must share one rank and broadcast (each axis equal, or 1), got \(inputs.map { "\($0.output.shape)" }.joined(separator: " and "))"
             )
         }
         return Merge(name: a.node.id, kind: kind, inputs: inputs)

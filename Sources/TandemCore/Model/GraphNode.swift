@@ -16,6 +16,11 @@ public struct GraphNode: Sendable {
     public let call: Int
     /// The call's `mask` argument is its last input (a NotEqual node).
     package var masked = false
+    /// The call was saved with `training=False` (itself, or the nested model's call it is part of).
+    /// Keras 3's fit overrides it: Functional passes its own training flag to every call
+    /// (models/functional.py: operation_fn; keras-team/keras#20285), so it trains as any call does and
+    /// the CLI says so once.
+    package var savedTrainingFalse = false
 
     package init(
         id: String, layer: String, className: String, config: JSONValue, inputs: [String], call: Int,

@@ -1,0 +1,87 @@
+// keras.applications backbones (#31, deliverable 3): VGG16, ResNet50, MobileNetV2 and EfficientNetB0, built with
+// weights=None at 32×32, used as a nested Functional layer under two heads and fine-tuned as Keras's transfer-learning
+// guide does it (keras_models.py BACKBONES: every layer frozen but the last block, BatchNormalization frozen).
+// Each trains at 1 and 3 ranks to Keras's fit weights; its frozen tensors stay exactly as loaded; Keras loads the
+// model.keras Tandem writes, with the same weights, predictions and evaluation.
+
+import Foundation
+import XCTest
+
+@testable import TandemCore
+@testable import TandemTraining
+
+final class KerasBackboneTests: KerasFixtureTestCase {
+    static let backbones = ["backbone_vgg16", "backbone_resnet50", "backbone_mobilenetv2", "backbone_efficientnetb0"]
+
+    /// Tensors that train visibly (more than 20× the tolerance), so the comparison means something. With
+    /// weights=None, MobileNetV2's and EfficientNetB0's pooled features are ~1e-6 at 32×32 (their moving
+    /// statistics are the initial ones), so their last blocks move by ~1e-11: their heads' biases train.
+    static let visible = [
+        "backbone_vgg16": ["vgg16/block5_conv3/kernel", "vgg16/block5_conv1/bias", "age/kernel", "kind/bias"],
+        "backbone_resnet50": [
+            "resnet50/conv5_block3_3_conv/kernel", "resnet50/conv5_block3_1_conv/kernel", "kind/bias",
+        ],
+        "backbone_mobilenetv2": ["kind/bias"], "backbone_efficientnetb0": ["kind/bias"],
+    ]
+
+    func testKerasApplicationsBackbonesFineTuneToKerasWeightsAtOneAndThreeRanks() throws {
+        let models = dir + "/backbones"
+        let built = try keras(["build-backbones", "--out", models])
+        XCTAssertEqual(built.status, 0, built.stderr)
+        for m in KerasBackboneTests.backbones {
+            let archive = "\(models)/\(m).keras"
+            let data = "\(dir)/data-\(m)"
+            let gen = try Harness.tandem([
+                "gen-data", "--model", archive, "--out", data, "--samples", "37", "--seed", "3",
+            ])
+            XCTAssertEqual(gen.status, 0, gen.stderr)
+            let start = try Harness.weights("\(models)/\(m).safetensors")
+            let reference = try kerasFit(archive, m, epochs: 2, dataDir: data)
+            // Frozen: what Keras's fit left exactly as it was.
+            let frozen = Set(start.keys.filter { reference.weights[$0] == start[$0] })
+            XCTAssertGreaterThanOrEqual(frozen.count, 20, "\(m): the backbone is frozen but its last block")
+            for name in KerasBackboneTests.visible[m]! {
+                let moved = zip(start[name]!, reference.weights[name]!).map { abs($0 - $1) }.max()!
+                XCTAssertGreaterThan(moved, 20 * tolerance, "\(m): \(name) moved, so the comparison means something")
+            }
+            for np in [nil, 3] as [Int?] {
+                let run = try tandemTrain(archive, m, epochs: 2, np: np, dataDir: data)
+                let mine = try Harness.weights(run + "/weights.safetensors")
+                assertClose(mine, reference.weights, tolerance, "\(m) at np \(np ?? 1)")
+                for name in frozen { XCTAssertEqual(mine[name], start[name], "\(m) at np \(np ?? 1): \(name) frozen") }
+                let metrics = try Harness.metrics(run)
+                for (epoch, line) in metrics.enumerated() {
+                    let loss = reference.history["loss"]![epoch]
+                    XCTAssertEqual(
+                        line["loss"] as! Double, loss, accuracy: 2e-6 * max(1, abs(loss)), "\(m) epoch \(epoch + 1)")
+                }
+                guard np == nil else { continue }
+                // Keras loads Tandem's archive: the same weights, bit for bit, and the same predictions.
+                let seen = dir + "/inspect-\(m)"
+                let inspect = try keras(["inspect", "--model", run + "/model.keras", "--data", data, "--out", seen])
+                XCTAssertEqual(inspect.status, 0, "\(m): \(inspect.stderr)")
+                assertClose(
+                    try Harness.weights(seen + "/weights.safetensors"), mine, Float.leastNonzeroMagnitude, "\(m) loaded"
+                )
+                let predictions = dir + "/predict-\(m)"
+                let p = try Harness.tandem([
+                    "predict", "--model", run + "/model.keras", "--data", data, "--out", predictions,
+                ])
+                XCTAssertEqual(p.status, 0, p.stderr)
+                for o in ["age", "kind"] {
+                    let k = try NPYArray(path: "\(seen)/\(o).npy")
+                    let t = try NPYArray(path: "\(predictions)/\(o).npy")
+                    var a = [Float](repeating: 0, count: k.rowWidth)
+                    var b = a
+                    var worst: Float = 0
+                    for r in 0..<k.rows {
+                        k.readFloats(row: r, into: &a)
+                        t.readFloats(row: r, into: &b)
+                        worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
+                    }
+                    XCTAssertLessThan(worst, 1e-5, "\(m) \(o): Keras's predict against tandem predict")
+                }
+            }
+        }
+    }
+}

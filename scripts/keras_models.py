@@ -1095,6 +1095,39 @@ def weights_of(model, prefix=""):
     return out
 
 
+def apply_trainable(model, rules):
+    """tandem train --trainable: each PATTERN=true|false searched in a layer's name (<model>/<layer> inside a nested
+    model; a model's own name takes all its layers), the last rule that finds a layer deciding; then the model is
+    compiled again from its compile config, which starts a fresh optimizer, as the transfer-learning guide does."""
+    import re
+    parsed = [(re.compile(r.rsplit("=", 1)[0]), r.rsplit("=", 1)[1].lower() == "true") for r in rules]
+
+    def decide(layers, prefix, owners, inherited, out):
+        """Each leaf layer's trainable flag after the rules, into `out`; whether any is trainable."""
+        for layer in layers:
+            full = prefix + layer.name
+            decided = inherited
+            for pattern, value in parsed:
+                if pattern.search(full) or any(pattern.search(o) for o in owners):
+                    decided = value
+            if isinstance(layer, keras.Model):
+                decide([l for l in layer.layers if not isinstance(l, keras.layers.InputLayer)], full + "/",
+                       owners + [full], decided, out)
+            else:
+                out[id(layer)] = (layer, layer.trainable if decided is None else decided)
+
+    flags = {}
+    decide([l for l in model.layers if not isinstance(l, keras.layers.InputLayer)], "", [], None, flags)
+    # A nested model's own flag is whether any of its layers trains (setting it resets its layers: set it first).
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = [flags[id(l)][1] for l in layer._flatten_layers(include_self=False) if id(l) in flags]
+            layer.trainable = any(inner)
+    for layer, value in flags.values():
+        layer.trainable = value
+    model.compile_from_config(model.get_compile_config())
+
+
 def input_names(model):
     return [t._keras_history[0].name for t in model.inputs]
 
@@ -1156,11 +1189,13 @@ def serve():
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["build", "build-backbones", "bench-models", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad", "serve"])
+    p.add_argument("mode", choices=["build", "build-backbones", "bench-models", "count", "fit", "weights", "predict", "evaluate", "slots", "inspect", "bad", "serve"])
     p.add_argument("--out"); p.add_argument("--model"); p.add_argument("--data")
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-epochs", action="store_true", help="fit: also save OUT.epoch<N>.keras after each epoch")
+    p.add_argument("--trainable", action="append", default=[],
+                   help="fit: PATTERN=true|false, as tandem train --trainable (then compiled again: a fresh optimizer)")
     a = p.parse_args(argv)
     if a.mode == "serve":
         serve()
@@ -1189,6 +1224,10 @@ def main(argv=None):
         bad_archives(a.model, a.out)
         return
     model = keras.saving.load_model(a.model)
+    if a.mode == "count":  # model.summary()'s totals
+        trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        print(json.dumps({"total": int(model.count_params()), "trainable": trainable}))
+        return
     if a.mode == "inspect":
         os.makedirs(a.out, exist_ok=True)
         write_safetensors(os.path.join(a.out, "weights.safetensors"), weights_of(model))
@@ -1203,6 +1242,8 @@ def main(argv=None):
     elif a.mode == "slots":
         write_safetensors(a.out, {v.path: np.asarray(v, dtype="float32").reshape(np.shape(v)) for v in model.optimizer.variables})
     elif a.mode == "fit":
+        if a.trainable:
+            apply_trainable(model, a.trainable)
         x, y, w = load_data(model, a.data)
         start_schedule_free_at_weights(model.optimizer)
         callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: model.save(f"{a.out}.epoch{e + 1}.keras"))] if a.save_epochs else []

@@ -15,7 +15,9 @@ import TandemKeras
 public enum RunStart {
     case checkpoint(path: String)
     case weights(path: String)
-    case archive(KerasArchive, ModelDescription)
+    /// `optimizerState`: whether the archive's optimizer variables are loaded (not after --trainable changed
+    /// which weights train: Keras's users compile again then, which starts a fresh optimizer).
+    case archive(KerasArchive, ModelDescription, optimizerState: Bool = true)
     case initializers(seed: UInt64, model: String)
 }
 
@@ -43,10 +45,16 @@ extension TrainingStep {
                 iterations[0] = Double(meta.optimizerIterations ?? meta.position.step)
             case .weights(let path):
                 try loadWeights(model.parameters, from: SafeTensorsFile(path: path))
-            case .archive(let archive, let description):
+            case .archive(let archive, let description, let optimizerState):
                 try description.loadWeights(model.parameters, from: archive)
                 let kind = optimizer.config.kind
-                if description.optimizer?.kind == kind {
+                if !optimizerState {
+                    if description.optimizer != nil {
+                        restored.notes.append(
+                            "--trainable changes which weights train: the archive's optimizer state is not used (a fresh optimizer, as compiling again after changing trainable does in Keras)"
+                        )
+                    }
+                } else if description.optimizer?.kind == kind {
                     let state = try description.loadOptimizerState(
                         optimizer, store: model.parameters, from: archive, accumulator: model.parameters.gradients)
                     if let n = state.iterations { iterations[0] = Double(n) }

@@ -13,6 +13,9 @@ struct Summary: ParsableCommand {
 
     @OptionGroup var size: ModelSizeOptions
 
+    @Flag(help: "List a nested model's layers (a keras.applications backbone) one by one, not as one line.")
+    var expand = false
+
     func run() throws {
         try runCommand { comm in
             let resolved = try size.resolve(comm)
@@ -29,6 +32,29 @@ struct Summary: ParsableCommand {
             var rows: [[String]] = [["Layer (type)", "Output Shape", "Param #", "Connected to"]]
             var counted = Set<String>()
             var total = 0
+            // A nested model's call (its layers' ids start `<model>[@k]/`) is one line unless --expand, as Keras shows it.
+            func call(_ name: String) -> String? {
+                guard !expand, let first = name.split(separator: "/").first, first.count < name.count else {
+                    return nil
+                }
+                let model = String(first.split(separator: "@").first!)
+                return d.innerOrders[model] != nil ? String(first) : nil
+            }
+            let consumers = Dictionary(
+                grouping: model.layers.flatMap { l in l.inputs.map { ($0.name, l.name) } }, by: \.0)
+            var group: (key: String, params: Int, shapes: [String], from: [String], frozen: [Bool])?
+            func flush() {
+                guard let g = group else { return }
+                let model = String(g.key.split(separator: "@").first!)
+                let frozen =
+                    g.frozen.allSatisfy { $0 } ? " [frozen]" : g.frozen.contains(true) ? " [partly frozen]" : ""
+                let shared = g.key.contains("@") ? " [shares '\(model)']" : ""
+                rows.append([
+                    "\(g.key) (Functional)\(shared)\(frozen)", g.shapes.joined(separator: ", "), String(g.params),
+                    g.from.isEmpty ? "-" : g.from.joined(separator: ", "),
+                ])
+                group = nil
+            }
             for (layer, twin) in zip(model.layers, otherModel.layers) {
                 let node = d.node(layer.name)
                 var params = 0
@@ -38,14 +64,32 @@ struct Summary: ParsableCommand {
                 total += params
                 let axes = zip(layer.output.shape, twin.output.shape).map { $0 == $1 ? String($0) : "None" }
                 let shape = "(None, " + axes.joined(separator: ", ") + ")"
-                let from = layer.inputs.map { $0.name }.joined(separator: ", ")
+                var from = ""
+                for name in layer.inputs.map({ call($0.name) ?? $0.name })
+                where !from.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == name }) {
+                    from += (from.isEmpty ? "" : ", ") + name
+                }
                 let shared = node.map { $0.call > 0 ? " [shares '\($0.layer)']" : "" } ?? ""
                 // A part Tandem adds inside a Keras layer (a Bidirectional's halves, an RNN's input dropout) shows its Tandem type.
                 let type = node?.className ?? "part: \(String(describing: Swift.type(of: layer)))"
-                let frozen = d.frozenLayers.contains(node?.layer ?? layer.name) ? " [frozen]" : ""
+                let isFrozen = d.frozenLayers.contains(node?.layer ?? layer.name)
+                if let key = call(layer.name) {
+                    if group?.key != key { flush() }
+                    var g = group ?? (key, 0, [], [], [])
+                    g.params += params
+                    g.frozen.append(isFrozen || layer.parameterSpecs.isEmpty)
+                    let outside = (consumers[layer.name] ?? []).contains { call($0.1) != key }
+                    if outside || model.outputs.contains(where: { $0 === layer }) { g.shapes.append(shape) }
+                    g.from += layer.inputs.map(\.name).filter { call($0) != key && !g.from.contains($0) }
+                    group = g
+                    continue
+                }
+                flush()
+                let frozen = isFrozen ? " [frozen]" : ""
                 rows.append(
                     ["\(layer.name) (\(type))\(shared)\(frozen)", shape, String(params), from.isEmpty ? "-" : from])
             }
+            flush()
             let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
             var out = "Model: \"\(d.name)\"\(resolved.headline != nil ? " (the headline preset)" : "")\n"
             let rule = String(repeating: "─", count: widths.reduce(0, +) + 6)

@@ -32,6 +32,13 @@ struct Train: ParsableCommand {
         help: "Fraction of the training data (its last rows, as Keras) held out for validation.")
     var validationSplit: Double?
     @OptionGroup var size: ModelSizeOptions
+
+    @Option(
+        name: .customLong("trainable"),
+        help: ArgumentHelp(
+            "Freeze or unfreeze layers of an archive: PATTERN=false or PATTERN=true, a regular expression searched in each layer's name (<model>/<layer> inside a nested model; the model's own name takes all its layers); repeatable, the last rule that finds a layer decides. RUN/model.keras keeps the result.",
+            valueName: "PATTERN=true|false"))
+    var trainable: [String] = []
     @OptionGroup var headOptions: HeadOptions
     @Option(
         name: .customLong("l2"),
@@ -118,7 +125,12 @@ struct Train: ParsableCommand {
         let checkpointPath = resume.map { $0 + "/checkpoint.safetensors" }
         let resumed = try checkpointPath.map { try readCheckpoint($0, comm) }
         let resolved = try resolveModel(resumed: resumed, checkpointPath: checkpointPath, comm)
-        var description = resolved.description
+        if resumed != nil && !trainable.isEmpty {
+            throw TandemError.usage(
+                "--trainable changes the model, and --resume continues the checkpoint's model as it was; start a new run from RUN/model.keras with --trainable instead"
+            )
+        }
+        var description = try resolved.description.applying(trainable.map(TrainableRule.init))
         let files = try DataFiles.open(data, for: description, communicator: comm)
         let validationFiles = try valData.map { try DataFiles.open($0, for: description, communicator: comm) }
         try description.takeShapes(from: files)  // an Input(shape=(None, …)) takes the data's length
@@ -191,7 +203,9 @@ struct Train: ParsableCommand {
         // Parameters, optimizer state and position, in RunStart's order of precedence.
         let start: RunStart =
             checkpointPath.map { .checkpoint(path: $0) } ?? `init`.map { .weights(path: $0) }
-            ?? resolved.archive.flatMap { $0.weightsBytes != nil ? .archive($0, description) : nil }
+            ?? resolved.archive.flatMap {
+                $0.weightsBytes != nil ? .archive($0, description, optimizerState: trainable.isEmpty) : nil
+            }
             ?? .initializers(seed: seed, model: size.model)
         let restored = try step.restore(from: start)
         let position = restored.position ?? TrainingPosition()

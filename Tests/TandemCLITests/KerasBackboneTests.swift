@@ -35,6 +35,20 @@ final class KerasBackboneTests: KerasFixtureTestCase {
                 "gen-data", "--model", archive, "--out", data, "--samples", "37", "--seed", "3",
             ])
             XCTAssertEqual(gen.status, 0, gen.stderr)
+            // The summary shows the backbone as one line, as Keras does, with Keras's parameter counts.
+            let counts = try keras(["count", "--model", archive])
+            XCTAssertEqual(counts.status, 0, counts.stderr)
+            let kerasCounts =
+                try JSONSerialization.jsonObject(with: Data(counts.stdout.split(separator: "\n").last!.utf8))
+                as! [String: Int]
+            let summary = try Harness.tandem(["summary", "--model", archive])
+            XCTAssertEqual(summary.status, 0, summary.stderr)
+            XCTAssertTrue(summary.stdout.contains("(Functional) [partly frozen]"), summary.stdout)
+            XCTAssertTrue(summary.stdout.contains(" Total params: \(kerasCounts["total"]!) "), summary.stdout)
+            XCTAssertTrue(summary.stdout.contains(" Trainable params: \(kerasCounts["trainable"]!)\n"), summary.stdout)
+            let expanded = try Harness.tandem(["summary", "--model", archive, "--expand"])
+            XCTAssertGreaterThan(
+                expanded.stdout.split(separator: "\n").count, summary.stdout.split(separator: "\n").count + 15)
             let start = try Harness.weights("\(models)/\(m).safetensors")
             let reference = try kerasFit(archive, m, epochs: 2, dataDir: data)
             // Frozen: what Keras's fit left exactly as it was.
@@ -56,6 +70,7 @@ final class KerasBackboneTests: KerasFixtureTestCase {
                         line["loss"] as! Double, loss, accuracy: 2e-6 * max(1, abs(loss)), "\(m) epoch \(epoch + 1)")
                 }
                 guard np == nil else { continue }
+                if m == "backbone_vgg16" { try secondPhase(from: run + "/model.keras", m, data: data) }
                 // Keras loads Tandem's archive: the same weights, bit for bit, and the same predictions.
                 let seen = dir + "/inspect-\(m)"
                 let inspect = try keras(["inspect", "--model", run + "/model.keras", "--data", data, "--out", seen])
@@ -83,5 +98,38 @@ final class KerasBackboneTests: KerasFixtureTestCase {
                 }
             }
         }
+    }
+
+    /// The guide's second phase from the first phase's RUN/model.keras, by flag: one more convolution unfrozen, one
+    /// frozen again. Keras, given the same rules (keras_models.py apply_trainable, then compiled again), fits to the
+    /// same weights as Tandem at 3 ranks, and reads Tandem's archive with the same trainable layers.
+    private func secondPhase(from archive: String, _ m: String, data: String) throws {
+        let rules = ["--trainable", "block4_conv3=true", "--trainable", "vgg16/block5_conv1=false"]
+        let out = dir + "/keras-\(m)-phase2.keras"
+        let fit = try keras(
+            ["fit", "--model", archive, "--data", data, "--out", out, "--batch-size", "8", "--epochs", "2"] + rules)
+        XCTAssertEqual(fit.status, 0, fit.stderr)
+        let reference = try Harness.weights(out + ".safetensors")
+        let start = try Harness.weights(archive.replacingOccurrences(of: "model.keras", with: "weights.safetensors"))
+        let run = try tandemTrain(archive, m + "-phase2", epochs: 2, np: 3, extra: rules, dataDir: data)
+        let mine = try Harness.weights(run + "/weights.safetensors")
+        assertClose(mine, reference, tolerance, "\(m) second phase at np 3")
+        for name in ["vgg16/block4_conv3/kernel", "vgg16/block5_conv2/kernel"] {
+            XCTAssertGreaterThan(zip(start[name]!, mine[name]!).map { abs($0 - $1) }.max()!, 20 * tolerance, name)
+        }
+        XCTAssertEqual(mine["vgg16/block5_conv1/kernel"], start["vgg16/block5_conv1/kernel"], "frozen again")
+        let counts = try keras(["count", "--model", run + "/model.keras"])
+        XCTAssertEqual(counts.status, 0, counts.stderr)
+        let theirs =
+            try JSONSerialization.jsonObject(with: Data(counts.stdout.split(separator: "\n").last!.utf8))
+            as! [String: Int]
+        let summary = try Harness.tandem(["summary", "--model", run + "/model.keras"])
+        XCTAssertTrue(summary.stdout.contains(" Trainable params: \(theirs["trainable"]!)\n"), summary.stdout)
+        // A rule that finds nothing is refused by name, before anything is written.
+        let bad = try Harness.tandem(
+            ["train", "--model", archive, "--data", data, "--out", dir + "/bad", "--trainable", "no_such_layer=true"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("'no_such_layer=true' finds no layer"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad"))
     }
 }

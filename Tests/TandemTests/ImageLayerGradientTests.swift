@@ -173,4 +173,32 @@ final class ImageLayerGradientTests: XCTestCase {
         XCTAssertEqual(dense.output.shape, [3, 2, 3])
         try checkGradients(inputs: [x], outputs: [flat(dense)], batch: 4)
     }
+
+    /// A frozen backbone's backward is skipped (no trainable weight in or above it), and the heads' gradients are
+    /// what they are with every backward run.
+    func testFrozenPrefixSkipsItsBackward() throws {
+        func build(frozen: Set<String>) -> (Model, Dense) {
+            let x = InputLayer(name: "x", kind: .features, shape: [4, 4, 2])
+            let c = conv("c", x, filters: 3, kernel: (3, 3), same: true, activation: .relu)
+            let head = Dense(name: "head", units: 2, input: GlobalPooling(name: "gap", kind: .average, input: c))
+            let model = Model(inputs: [x], outputs: [head], maxBatch: 2, frozen: frozen)
+            model.parameters.initialize(seed: 4)
+            for i in 0..<(2 * x.width) { x.output.values[i] = Float(i % 7) / 7 - 0.4 }
+            model.forward(batch: 2)
+            for i in 0..<4 { head.output.gradients[i] = Float(i) - 1.5 }
+            model.parameters.zeroGradients()
+            model.backward(batch: 2)
+            return (model, head)
+        }
+        let (frozen, _) = build(frozen: ["c"])
+        let (plain, _) = build(frozen: [])
+        XCTAssertEqual(frozen.runsBackward, [false, false, false, true])
+        XCTAssertEqual(plain.runsBackward, [false, true, true, true])
+        let view = frozen.parameters.view("head/kernel")!
+        let a = (0..<view.count).map { frozen.parameters.gradient(view)[$0] }
+        let b = (0..<view.count).map { plain.parameters.gradient(plain.parameters.view("head/kernel")!)[$0] }
+        XCTAssertEqual(a, b)
+        let kernel = frozen.parameters.view("c/kernel")!
+        XCTAssertTrue((0..<kernel.count).allSatisfy { frozen.parameters.gradient(kernel)[$0] == 0 }, "not computed")
+    }
 }

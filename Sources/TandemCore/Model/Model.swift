@@ -77,6 +77,7 @@ public final class Model {
         let store = ParameterStore(specs: specs)
         parameters = store
         for layer in order { layer.bind(parameters: store) }
+
         for case let layer as RandomLayer in order { layer.bind(keys: dropoutKeys) }
         for case let layer as PenaltyLayer in order { layer.bind(penalties: activityPenalties) }
 
@@ -131,20 +132,45 @@ public final class Model {
 
     /// Backward through `schedule[first...]` only, the last layer first.
     package func backward(batch: Int, downTo first: Int) {
-        for layer in schedule[first...].reversed() { layer.backward(batch: batch) }
+        let runs = runsBackward
+        for k in schedule.indices[first...].reversed() where runs[k] { schedule[k].backward(batch: batch) }
     }
+
+    /// Per schedule entry: whether its backward runs. A layer with no trainable weight in it or above it (a
+    /// frozen backbone's) makes no gradient anyone uses, and is skipped — unless an input above it wants its
+    /// gradient (the gradient checks), or it is a BatchNormalization on batch statistics, whose backward's sums
+    /// reproducible mode reads. Decided at the first backward (the inputs' wishes are set by then).
+    package var runsBackward: [Bool] {
+        if let decided { return decided }
+        var above: [ObjectIdentifier: Bool] = [:]
+        for layer in schedule {
+            let own = layer.parameterSpecs.contains { parameters.view($0.name)?.spec.trainable == true }
+            let input = (layer as? InputLayer)?.wantsGradient == true
+            let value = own || input || layer.inputs.contains { above[ObjectIdentifier($0)] == true }
+            above[ObjectIdentifier(layer)] = value
+            if let fused = layer as? FusedEmbeddingRecurrent { above[ObjectIdentifier(fused.recurrentLayer)] = value }
+        }
+        let runs = schedule.map { layer in
+            above[ObjectIdentifier(layer)] == true || (layer as? BatchNormalization).map { !$0.frozen } == true
+        }
+        decided = runs
+        return runs
+    }
+    private var decided: [Bool]?
 
     /// Backpropagates from the output gradients (or logit gradients) the losses
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     package func backward(batch: Int) {
-        for layer in schedule.reversed() { layer.backward(batch: batch) }
+        let runs = runsBackward
+        for k in schedule.indices.reversed() where runs[k] { schedule[k].backward(batch: batch) }
     }
 
     /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
     /// overlapped exchange starts the sums of the gradients that are final).
     package func backward(batch: Int, finished: (Int) throws -> Void) rethrows {
+        let runs = runsBackward
         for k in schedule.indices.reversed() {
-            schedule[k].backward(batch: batch)
+            if runs[k] { schedule[k].backward(batch: batch) }
             try finished(k)
         }
     }

@@ -455,8 +455,9 @@ public final class Optimizer {
         if config.decays { decay(w, from, to) }
         // Ftrl and ScheduleFreeAdamW move a weight even at a zero gradient (it is rebuilt from its
         // slots): they run on the trainable elements only, as Keras updates only trainable variables. The others' zero
-        // gradient leaves them as they are.
-        if config.kind == .ftrl || config.kind == .scheduleFreeAdamW {
+        // gradient leaves them as they are, so with non-trainable tensors (a frozen backbone's: most of the arena)
+        // they skip them too, which is the same bits for less work.
+        if config.kind == .ftrl || config.kind == .scheduleFreeAdamW || !frozenRanges.isEmpty {
             for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
                 let lo = max(from, r.lowerBound)
                 let hi = min(to, r.upperBound)

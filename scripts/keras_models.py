@@ -966,14 +966,14 @@ def image_resampling():
     center = L.CenterCrop(4, 4, name="center")(near)
     d = L.Dense(3, activation="relu", name="per_cell")(center)
     first = L.Dense(2, activation="softmax", name="first")(L.Flatten(name="flat_small")(small))
-    second = L.Dense(1, name="second")(L.Flatten(name="flat_center")(d))
+    second = L.Dense(1, name="second")(L.GlobalAveragePooling2D(name="mean_center")(d))
     seq = keras.Input(shape=(7, 3), name="series")
     t = L.Conv1DTranspose(4, 3, strides=2, name="transposed_1d")(seq)
     t = L.DepthwiseConv1D(3, depth_multiplier=2, padding="same", activation="tanh", name="depthwise_1d")(t)
     t = L.SeparableConv1D(3, 2, strides=2, name="separable_1d")(t)
     third = L.Dense(1, activation="sigmoid", name="third")(L.GlobalAveragePooling1D(name="mean_1d")(t))
     m = keras.Model([image, seq], [first, second, third])
-    m.compile(optimizer=keras.optimizers.Adam(0.005), loss=["sparse_categorical_crossentropy", "mse", "binary_crossentropy"])
+    m.compile(optimizer=keras.optimizers.Adam(0.002), loss=["sparse_categorical_crossentropy", "mse", "binary_crossentropy"])
     return m
 
 

@@ -60,6 +60,20 @@ package struct WindowGeometry: Sendable, Equatable {
     @inline(__always) package func row(_ i: Int, _ u: Int) -> Int { i * strideY + u * dilationY - top }
     @inline(__always) package func column(_ j: Int, _ v: Int) -> Int { j * strideX + v * dilationX - left }
 
+    /// Calls `body(image cell, tap)` for each tap of grid cell (i, j) that lands inside the image, in the
+    /// window's row-major order (the direct loops: depthwise convolution, pooling).
+    @inline(__always) package func forEachCell(_ i: Int, _ j: Int, _ body: (_ cell: Int, _ tap: Int) -> Void) {
+        for u in 0..<kernelHeight {
+            let r = row(i, u)
+            guard r >= 0 && r < imageHeight else { continue }
+            for v in 0..<kernelWidth {
+                let c = column(j, v)
+                guard c >= 0 && c < imageWidth else { continue }
+                body(r * imageWidth + c, u * kernelWidth + v)
+            }
+        }
+    }
+
     /// columns[w, (u·kw + v)·count + c] = image[row, column, first + c] for every window w of one
     /// image with `channels` channels (0 outside it). Rows of `columns` are `count·taps` apart.
     package func gather(

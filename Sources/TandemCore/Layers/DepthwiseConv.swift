@@ -105,20 +105,6 @@ package final class DepthwiseConv: Layer {
         output.gradients = workspace.takeGradient(rows * filters)
     }
 
-    /// Calls `body(image cell, tap)` for every in-image tap of grid cell (i, j).
-    @inline(__always) private func taps(_ i: Int, _ j: Int, _ body: (Int, Int) -> Void) {
-        let g = geometry
-        for u in 0..<g.kernelHeight {
-            let r = g.row(i, u)
-            guard r >= 0 && r < g.imageHeight else { continue }
-            for v in 0..<g.kernelWidth {
-                let c = g.column(j, v)
-                guard c >= 0 && c < g.imageWidth else { continue }
-                body(r * g.imageWidth + c, u * g.kernelWidth + v)
-            }
-        }
-    }
-
     public func forward(batch: Int, training: Bool) {
         let x = inputs[0].output.values!
         let k = store.value(depthwiseKernel)
@@ -130,7 +116,7 @@ package final class DepthwiseConv: Layer {
             for i in 0..<geometry.gridHeight {
                 for j in 0..<geometry.gridWidth {
                     let out = middle + (b * geometry.windows + i * geometry.gridWidth + j) * D
-                    taps(i, j) { cell, tap in
+                    geometry.forEachCell(i, j) { cell, tap in
                         let xs = image + cell * C
                         let ks = k + tap * D
                         if M == 1 {
@@ -173,7 +159,7 @@ package final class DepthwiseConv: Layer {
             for i in 0..<geometry.gridHeight {
                 for j in 0..<geometry.gridWidth {
                     let g = dMiddle + (b * geometry.windows + i * geometry.gridWidth + j) * D
-                    taps(i, j) { cell, tap in
+                    geometry.forEachCell(i, j) { cell, tap in
                         let xs = image + cell * C
                         let dks = dk + tap * D
                         for c in 0..<C { for m in 0..<M { dks[c * M + m] += xs[c] * g[c * M + m] } }

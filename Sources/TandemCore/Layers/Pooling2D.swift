@@ -28,14 +28,7 @@ package final class Pooling2D: Layer {
         var divisors = [Float](repeating: 0, count: geometry.windows)
         for i in 0..<geometry.gridHeight {
             for j in 0..<geometry.gridWidth {
-                var n = 0
-                for u in 0..<geometry.kernelHeight {
-                    for v in 0..<geometry.kernelWidth {
-                        let (r, c) = (geometry.row(i, u), geometry.column(j, v))
-                        if r >= 0 && r < geometry.imageHeight && c >= 0 && c < geometry.imageWidth { n += 1 }
-                    }
-                }
-                divisors[i * geometry.gridWidth + j] = Float(n)
+                geometry.forEachCell(i, j) { _, _ in divisors[i * geometry.gridWidth + j] += 1 }
             }
         }
         self.divisors = divisors
@@ -56,20 +49,6 @@ package final class Pooling2D: Layer {
         }
     }
 
-    /// Calls `body(input cell)` for each in-image cell of window (i, j), in row-major order.
-    @inline(__always) private func cells(_ i: Int, _ j: Int, _ body: (Int) -> Void) {
-        let g = geometry
-        for u in 0..<g.kernelHeight {
-            let r = g.row(i, u)
-            guard r >= 0 && r < g.imageHeight else { continue }
-            for v in 0..<g.kernelWidth {
-                let c = g.column(j, v)
-                guard c >= 0 && c < g.imageWidth else { continue }
-                body(r * g.imageWidth + c)
-            }
-        }
-    }
-
     public func forward(batch: Int, training: Bool) {
         let x = inputs[0].output.values!
         let C = channels
@@ -84,7 +63,7 @@ package final class Pooling2D: Layer {
                         let arg = argmax! + (b * geometry.windows + w) * C
                         y.update(repeating: -.infinity, count: C)
                         arg.update(repeating: -1, count: C)
-                        cells(i, j) { cell in
+                        geometry.forEachCell(i, j) { cell, _ in
                             let xs = image + cell * C
                             for c in 0..<C where xs[c] > y[c] || arg[c] < 0 {
                                 y[c] = xs[c]
@@ -93,7 +72,7 @@ package final class Pooling2D: Layer {
                         }
                     case .average:
                         y.update(repeating: 0, count: C)
-                        cells(i, j) { cell in
+                        geometry.forEachCell(i, j) { cell, _ in
                             let xs = image + cell * C
                             for c in 0..<C { y[c] += xs[c] }
                         }
@@ -120,7 +99,7 @@ package final class Pooling2D: Layer {
                         for c in 0..<C { image[Int(arg[c]) * C + c] += g[c] }
                     case .average:
                         let n = divisors[w]
-                        cells(i, j) { cell in
+                        geometry.forEachCell(i, j) { cell, _ in
                             let to = image + cell * C
                             for c in 0..<C { to[c] += g[c] / n }
                         }

@@ -38,6 +38,14 @@ let package = Package(
             name: "CCSV",
             providers: [.apt(["libcsv-dev"])]),
 
+        // libpng and libjpeg-turbo, for image files named by a CSV (decoded as the rows are read).
+        .systemLibrary(
+            name: "CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]),
+
         // cairo, for `tandem plot`'s PNG figures.
         .systemLibrary(
             name: "CCairo", pkgConfig: "cairo",
@@ -71,7 +79,9 @@ let package = Package(
         // Training: the step and its strategies, the trainer, checkpoints, the run's rules, data.
         .target(
             name: "TandemTraining",
-            dependencies: ["TandemCore", "TandemKeras", "TandemTensorBoard", "CSignals", "CMinizip", "CCSV"]),
+            dependencies: [
+                "TandemCore", "TandemKeras", "TandemTensorBoard", "CSignals", "CMinizip", "CCSV", "CPNG", "CTurboJPEG",
+            ]),
 
         // `import Tandem`: the four above, re-exported — what the CLI and a user's program import.
         // It links neither MPI nor cairo: those are the two targets below.
@@ -101,7 +111,7 @@ let package = Package(
             name: "TandemTests",
             dependencies: [
                 "TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "TandemTestSupport", "CKernels",
-                "CMinizip",
+                "CMinizip", "CPNG", "CTurboJPEG",
             ]),
         .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "TandemTestSupport", "CCairo"]),
     ]

@@ -980,6 +980,36 @@ def image_resampling():
 MODELS["image_resampling"] = image_resampling
 
 
+def dense_prediction():
+    """Outputs with spatial and time axes (#31): per-pixel classes (sparse categorical cross-entropy with
+    ignore_class, accuracy, MeanIoU, IoU) and depth (MSE, MAE) on a [B, H, W, C] trunk, per-token tags on an
+    LSTM's sequence (categorical cross-entropy, OneHotMeanIoU; its sample weights are one per token), and a
+    per-sample flag (BinaryIoU). Keras averages each loss over every element, then over the batch."""
+    image = keras.Input(shape=(8, 6, 3), name="image")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv")(image)
+    x = L.Conv2D(6, 3, padding="same", activation="tanh", name="conv2")(x)
+    segment = L.Dense(4, activation="softmax", name="segment")(x)
+    depth = L.Conv2D(1, 3, padding="same", name="depth")(x)
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    steps = L.LSTM(6, return_sequences=True, name="lstm")(L.Embedding(20, 5, name="embedding")(tokens))
+    tags = L.Dense(3, activation="softmax", name="tags")(steps)
+    joined = L.Concatenate(name="joined")(
+        [L.GlobalAveragePooling2D(name="pooled")(x), L.GlobalAveragePooling1D(name="mean_steps")(steps)])
+    flag = L.Dense(1, activation="sigmoid", name="flag")(joined)
+    m = keras.Model([image, tokens], [segment, depth, tags, flag])
+    M = keras.metrics
+    m.compile(optimizer=keras.optimizers.Adam(0.005),
+              loss=[keras.losses.SparseCategoricalCrossentropy(ignore_class=3), "mse", "categorical_crossentropy",
+                    "binary_crossentropy"],
+              loss_weights=[1.0, 0.5, 0.7, 0.3],
+              metrics=[["accuracy", M.MeanIoU(4, sparse_y_pred=False), M.IoU(4, [0, 2], sparse_y_pred=False)],
+                       ["mae"], ["accuracy", M.OneHotMeanIoU(3)], [M.BinaryIoU(target_class_ids=[0, 1])]])
+    return m
+
+
+MODELS["dense_prediction"] = dense_prediction
+
+
 def backbone_model(make, trainable_tail, size=32, **kwargs):
     """A keras.applications backbone (weights=None, so nothing is downloaded) fine-tuned as Keras's transfer-learning
     guide does it: used as a layer, called with training=False, every layer frozen but its last `trainable_tail`, and
@@ -1143,10 +1173,15 @@ def load_data(model, data, with_targets=True):
         return x, None, None
     # Lists in the model's output order (Keras 3 matches per-output sample weights by position).
     y, w = [], []
-    for n in output_names(model):
+    for n, output in zip(output_names(model), model.outputs):
         y.append(d(n).astype("float32"))
         p = os.path.join(data, n + ".sample_weight.npy")
-        w.append(np.load(p).astype("float32").reshape(-1) if os.path.exists(p) else np.ones(len(y[-1]), "float32"))
+        sw = np.load(p).astype("float32") if os.path.exists(p) else np.ones(len(y[-1]), "float32")
+        # One per element (a token's, a pixel's) is kept as it is. One per sample is [N, 1, …] against an
+        # output with time or spatial axes: Keras 3.15 squeezes or expands trailing axes of size 1 only, so
+        # [N] fails against per-element losses [N, T] ("Incompatible shapes for broadcasting") and [N, 1]
+        # lines up with an image's first spatial axis.
+        w.append(sw.reshape((-1,) + (1,) * (len(output.shape) - 2)) if sw.size == len(sw) else sw)
     xs = x if len(x) > 1 else next(iter(x.values()))
     if isinstance(getattr(model, "_outputs_struct", None), dict):  # outputs given as a dict: y by name
         names = output_names(model)

@@ -24,10 +24,10 @@ if $quick; then
 fi
 if [ "$(id -u)" = 0 ]; then bash scripts/slurm/local-cluster.sh install; fi
 venv=.build/keras-venv
-if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax, tensorboard, pandas" 2>/dev/null; then
-  echo "test.sh: installing Keras 3, JAX, TensorBoard and pandas into $venv (for the Keras-equivalence, event-file and DataFrame tests)"
+if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax, tensorboard, pandas, PIL" 2>/dev/null; then
+  echo "test.sh: installing Keras 3, JAX, TensorBoard, pandas and Pillow into $venv (for the Keras-equivalence, event-file, DataFrame and image-file tests)"
   rm -rf "$venv"
-  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check keras jax tensorboard pandas; }; then
+  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check keras jax tensorboard pandas pillow; }; then
     # Without Keras the equivalence tests would only skip: that is no verification, so stop.
     echo "test.sh: could not install Keras/JAX from PyPI into $venv; the Keras-equivalence tests need them" >&2
     exit 1

@@ -39,17 +39,19 @@ enum KerasCompile {
                 }
                 weight = x
             }
-            let output = graph[d.outputs[o]]!.output
-            guard output.shape.count == 1 else {
-                throw TandemError.usage(
-                    "output '\(name)' is a sequence [batch, \(output.shape.map(String.init).joined(separator: ", "))]; losses on sequence outputs are not supported yet (only [batch, features])"
-                )
-            }
-            let width = output.width
+            let layer = graph[d.outputs[o]]!
             var head = Head(output: d.outputs[o], loss: kind, weight: weight, fromLogits: fromLogits)
             head.options = options
             head.reduction = reduction
-            let targetWidth = kind.targetWidth(outputWidth: width)
+            // An output with spatial or time axes is one element per token or pixel: the metrics read
+            // each element's last axis.
+            try head.check(layer)
+            if layer.output.shape.count > 1, let source = maskSource(of: d.outputs[o], in: d.nodes) {
+                throw TandemError.usage(
+                    "output '\(name)': its loss would read the mask of \(source) (Keras passes a mask on to an output with time axes and averages over the unmasked elements only); losses on a masked output are not supported yet — use ignore_class on the padding id instead"
+                )
+            }
+            let (width, targetWidth) = { e in (e.columns, e.targetColumns) }(head.elements(of: layer))
             // The first plain accuracy takes the accuracy figures; every other metric its sums.
             var plain = try metricList(
                 metrics[o], weighted: false, output: name, outputWidth: width, targetWidth: targetWidth)
@@ -73,6 +75,24 @@ enum KerasCompile {
         }
         d.heads = heads
         if let opt = compile["optimizer"], !opt.isNull { d.optimizer = try optimizer(opt) }
+    }
+
+    /// A layer before `node` that makes a Keras mask (Embedding(mask_zero=True), Masking), described; nil
+    /// without one. Keras may have consumed it on the way (an RNN without return_sequences, a pooling):
+    /// this errs on the side of refusing.
+    private static func maskSource(of node: String, in nodes: [GraphNode]) -> String? {
+        let byID = Dictionary(nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var seen = Set<String>()
+        var stack = [node]
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted, let n = byID[id] else { continue }
+            if n.className == "Embedding" && n.config["mask_zero"]?.bool == true {
+                return "Embedding(mask_zero=True) '\(n.layer)'"
+            }
+            if n.className == "Masking" { return "Masking '\(n.layer)'" }
+            stack += n.inputs
+        }
+        return nil
     }
 
     /// The per-output entries of a loss / loss_weights / metrics value.
@@ -201,8 +221,10 @@ enum KerasCompile {
         } else if let axis = config["axis"]?.integer, axis != -1 {
             throw fail("axis", .int(Int64(axis)), "-1")
         }
-        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
-            throw fail("dtype", d, "float32")
+        // The IoU family counts in integers by default (Keras casts the weights to them).
+        let dtypes = className.hasSuffix("IoU") ? ["int32", "float32"] : ["float32"]
+        if let d = config["dtype"], !d.isNull, !dtypes.contains(d.string ?? d["config"]?["name"]?.string ?? "?") {
+            throw fail("dtype", d, dtypes.joined(separator: " or "))
         }
         func number(_ key: String, _ fallback: Double, _ valid: (Double) -> Bool, _ rule: String) throws -> Double {
             guard let v = config[key], !v.isNull else { return fallback }
@@ -252,7 +274,7 @@ enum KerasCompile {
     }
 
     static let metricNames =
-        "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, root_mean_squared_error (and their classes)"
+        "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, root_mean_squared_error (and their classes), MeanIoU, IoU, OneHotMeanIoU, OneHotIoU, BinaryIoU"
 
     /// One metric: Keras's compile names a string metric after the string, an object after its `name`.
     private static func metric(_ item: JSONValue, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int)
@@ -329,6 +351,8 @@ enum KerasCompile {
             }
             kind = .auc(
                 curve: curve, thresholds: n, summation: summation, fromLogits: config["from_logits"]?.bool ?? false)
+        case "MeanIoU", "IoU", "OneHotMeanIoU", "OneHotIoU", "BinaryIoU":
+            kind = try iou(className, config, fail: fail, outputWidth: outputWidth, targetWidth: targetWidth)
         case "MeanMetricWrapper":
             guard let fn = config["fn"]?.string else {
                 throw fail("fn", config["fn"] ?? .null, "a Keras metric function")
@@ -341,10 +365,63 @@ enum KerasCompile {
         default:
             throw TandemError.usage("output '\(output)': metric \(className) is not supported (\(metricNames))")
         }
-        if let d = config["dtype"], !d.isNull, (d.string ?? d["config"]?["name"]?.string) != "float32" {
-            throw fail("dtype", d, "float32")
+        // The IoU family counts in integers by default (Keras casts the weights to them).
+        let dtypes = className.hasSuffix("IoU") ? ["int32", "float32"] : ["float32"]
+        if let d = config["dtype"], !d.isNull, !dtypes.contains(d.string ?? d["config"]?["name"]?.string ?? "?") {
+            throw fail("dtype", d, dtypes.joined(separator: " or "))
         }
         return Metric(name: name, kind: kind, weighted: weighted, keras: item.serialized())
+    }
+
+    /// An IoU-family metric's arguments (keras/src/metrics/iou_metrics.py): the one-hot forms take the
+    /// argmax of the target, BinaryIoU thresholds a one-column prediction into classes 0 and 1.
+    private static func iou(
+        _ className: String, _ config: JSONValue, fail: (String, JSONValue, String) -> TandemError,
+        outputWidth: Int, targetWidth: Int
+    ) throws -> MetricKind {
+        let binary = className == "BinaryIoU"
+        var classes = 2
+        if !binary {
+            guard let v = config["num_classes"], let n = v.integer, n >= 1, n <= 4096 else {
+                throw fail("num_classes", config["num_classes"] ?? .null, "an integer in 1…4096")
+            }
+            classes = n
+        }
+        var targets = Array(0..<classes)
+        if className == "IoU" || className == "OneHotIoU" || binary, let v = config["target_class_ids"], !v.isNull {
+            guard let ids = v.array?.compactMap(\.integer), ids.count == v.array!.count, !ids.isEmpty,
+                ids.allSatisfy({ (0..<classes).contains($0) })
+            else { throw fail("target_class_ids", v, "class ids in [0, \(classes))") }
+            targets = ids
+        }
+        let oneHot = className.hasPrefix("OneHot")
+        let sparseTrue = binary || (!oneHot && (config["sparse_y_true"]?.bool ?? true))
+        let sparsePred = binary || (config["sparse_y_pred"]?.bool ?? !oneHot)
+        if let v = config["axis"], !v.isNull, v.integer != -1 { throw fail("axis", v, "-1, the last axis") }
+        var threshold: Double?
+        if binary {
+            threshold = config["threshold"]?.number ?? 0.5
+            guard outputWidth == 1 else {
+                throw fail("threshold", .int(Int64(outputWidth)), "BinaryIoU reads one output column")
+            }
+        } else if sparsePred && outputWidth != 1 {
+            // Keras flattens the output's every value against one id per element: a shape mismatch.
+            throw fail(
+                "sparse_y_pred", .bool(true),
+                "false for an output of \(outputWidth) classes per element: its argmax is the prediction")
+        }
+        if sparseTrue && targetWidth != 1 {
+            throw fail("sparse_y_true", .bool(true), "false for one-hot targets of \(targetWidth) columns")
+        }
+        var ignore: Int?
+        if let v = config["ignore_class"], !v.isNull {
+            guard let c = v.integer else { throw fail("ignore_class", v, "an integer") }
+            ignore = c
+        }
+        let dtype = config["dtype"].flatMap { $0.string ?? $0["config"]?["name"]?.string } ?? "int32"
+        return .iou(
+            classes: classes, targetClasses: targets, sparseTrue: sparseTrue, sparsePred: sparsePred,
+            threshold: threshold, ignoreClass: ignore, integerWeights: dtype != "float32")
     }
 
     /// An optimizer object or name (Keras's defaults for what is absent).

@@ -84,7 +84,7 @@ public final class Evaluator {
             let lower = rows.lowerBound + k * E
             return lower..<min(lower + E, rows.upperBound)
         }
-        func load(_ k: Int) {
+        func load(_ k: Int) throws {
             let r = block(k)
             for i in r.indices { indices[i - r.lowerBound] = Int32(i) }
             indices.withUnsafeBufferPointer {
@@ -92,6 +92,7 @@ public final class Evaluator {
                     UnsafeBufferPointer(rebasing: $0[0..<r.count]), from: data, model: model, heads: heads,
                     labels: labels)
             }
+            try data.checkLoaded()
         }
         // Moves block rows between the loss buffers and a block's slot of `round`.
         func copy(_ slot: UnsafeMutablePointer<Float>, count n: Int, out: Bool) {
@@ -127,7 +128,7 @@ public final class Evaluator {
             let inRound = min(P, blocks - first)
             let mine = first + communicator.rank
             if mine < blocks {
-                load(mine)
+                try load(mine)
                 model.activityPenalties.sum = 0
                 model.forward(batch: block(mine).count, training: false)
                 if penalized { activity[mine] = model.activityPenalties.takeSum() }
@@ -148,7 +149,7 @@ public final class Evaluator {
                     round.withUnsafeMutableBufferPointer {
                         copy($0.baseAddress! + (k - first) * blockFloats, count: n, out: false)
                     }
-                    load(k)
+                    try load(k)
                 }
                 sums.withUnsafeMutableBufferPointer {
                     objective.addLosses(rows: n, globalBatch: rows.count, writeGradient: false, into: $0.baseAddress!)
@@ -257,15 +258,19 @@ extension Evaluation {
     }
 }
 
-/// Every output's predictions for all rows of `data`, in row order, on every rank.
+/// Every output's predictions for all rows of `data`, in row order, on every rank; `shape` is a
+/// sample's ([units], or with the output's spatial or time axes).
 public func predict(model: Model, data: Dataset, communicator: Communicator) throws -> [(
-    name: String, units: Int, values: [Float]
+    name: String, units: Int, values: [Float], shape: [Int]
 )] {
     let n = data.count
     let mine = shard(count: n, rank: communicator.rank, size: communicator.size)
     let batch = BatchBuffers(model: model, heads: [])
     var results = model.outputs.map {
-        (name: $0.name, units: $0.output.width, values: [Float](repeating: 0, count: n * $0.output.width))
+        (
+            name: $0.name, units: $0.output.width, values: [Float](repeating: 0, count: n * $0.output.width),
+            shape: $0.output.shape
+        )
     }
     var indices = [Int32](repeating: 0, count: model.maxBatch)
     var start = mine.lowerBound
@@ -276,6 +281,7 @@ public func predict(model: Model, data: Dataset, communicator: Communicator) thr
             batch.load(
                 UnsafeBufferPointer(rebasing: $0[0..<count]), from: data, model: model, heads: [], withTargets: false)
         }
+        try data.checkLoaded()
         model.forward(batch: count, training: false)
         for (o, layer) in model.outputs.enumerated() {
             let units = layer.output.width

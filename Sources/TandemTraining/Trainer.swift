@@ -99,6 +99,18 @@ public final class Trainer {
 
     package var stepsPerEpoch: Int { (trainRows.count + options.batchSize - 1) / options.batchSize }
 
+    /// This rank's rows of batch k and k + 1 of the epoch's `order`: their image files are decoded in
+    /// the background while batch k computes (ImageColumn.swift).
+    private func prefetchImages(_ order: [Int32], batch k: Int) throws {
+        var rows: [Int] = []
+        for b in [k, k + 1] where b < stepsPerEpoch {
+            let start = b * options.batchSize
+            let count = min(options.batchSize, trainRows.count - start)
+            for chunk in try step.localChunks(globalBatch: count) { rows += chunk.map { Int(order[start + $0]) } }
+        }
+        data.prefetch(rows)
+    }
+
     /// Trains from `position` to the last epoch; returns each epoch's figures.
     @discardableResult
     public func fit() throws -> [EpochFigures] {
@@ -161,6 +173,7 @@ public final class Trainer {
                     }
                 }
                 if diagnosticsDue, let (d, f) = perHead { try recordDiagnostics(d, f, epoch: epoch + 1) }
+                if !data.imageColumns.isEmpty { try prefetchImages(globalOrder, batch: k) }
                 let figures = try globalOrder.withUnsafeBufferPointer {
                     try step.run(
                         globalBatch: UnsafeBufferPointer(rebasing: $0[range]), data: data,

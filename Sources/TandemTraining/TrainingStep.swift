@@ -179,6 +179,7 @@ public final class TrainingStep {
                 load(
                     UnsafeBufferPointer(rebasing: indices[chunk]), data: data, position: chunk.lowerBound,
                     replayRows: exchange.replaysRowsPerChunk)
+                try data.checkLoaded()
                 try forwardAndLosses(rows: chunk.count, globalBatch: B, position: chunk.lowerBound)
                 accumulator.addFigures(chunkFigures)
                 timings.forward += lap(&clock)
@@ -266,6 +267,12 @@ public final class TrainingStep {
             ?? FloatAccumulator(communicator: communicator, layout: objective.layout)
         chosen = (exchange, accumulator)
         return (exchange, accumulator)
+    }
+
+    /// The positions of a global batch of `count` rows this rank loads (what the trainer decodes
+    /// image files ahead for).
+    package func localChunks(globalBatch count: Int) throws -> [Range<Int>] {
+        try strategy().1.chunks(globalBatch: count)
     }
 
     /// Loads the rows `local` (starting at `position` of the global batch) into the model; with

@@ -105,7 +105,7 @@ struct Predict: ParsableCommand {
                 for o in outputs {
                     let path = URL(fileURLWithPath: out).appendingPathComponent("\(o.name).npy").path
                     try o.values.withUnsafeBufferPointer {
-                        try NPYArray.write(floats: $0, shape: [dataset.count, o.units], to: path)
+                        try NPYArray.write(floats: $0, shape: [dataset.count] + o.shape, to: path)
                     }
                     print(path)
                 }

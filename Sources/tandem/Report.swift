@@ -92,6 +92,20 @@ func printEnd(_ trainer: Trainer, history: [EpochFigures], started: Date, out: S
             if head.accuracy != nil { summary += " (acc \(String(format: "%.3f", last.headAccuracy[h])))" }
         }
         summary += "\nper step: \(step.timings.perStepDescription)"
+        let images = trainer.data.imageColumns
+        if !images.isEmpty {
+            // This rank's figures (rank 0 reports): decoding runs beside the step, on a thread per image input.
+            let decoded = images.reduce(0) { $0 + $1.decoded }
+            let decoding = images.reduce(0) { $0 + $1.decodeSeconds }
+            let waited = images.reduce(0) { $0 + $1.waitSeconds }
+            let stepSeconds =
+                step.timings.forward + step.timings.backward + step.timings.exchange + step.timings.optimizer
+            summary += String(
+                format:
+                    "\nimage files (rank 0): %d decoded at %.0f images/s a decode thread; the steps waited for them %.1f%% of their time",
+                decoded, decoding > 0 ? Double(decoded) / decoding : 0, stepSeconds > 0 ? 100 * waited / stepSeconds : 0
+            )
+        }
         summary +=
             "\nweights: \(out)/weights.safetensors  model: \(out)/model.keras  checkpoint: \(out)/checkpoint.safetensors  metrics: \(out)/metrics.jsonl"
         print(summary)

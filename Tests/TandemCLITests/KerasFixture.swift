@@ -14,6 +14,7 @@ enum KerasFixture {
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
+        "dense_prediction",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -91,6 +92,18 @@ enum KerasFixture {
                 try v.withUnsafeBufferPointer {
                     try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-\(model)/\(head).sample_weight.npy")
                 }
+            }
+            // Per-element losses: one weight per token on the dense_prediction model's tags, one per sample
+            // (over every pixel) on its depth.
+            var tokenWeights = SeededGenerator(seed: 15)
+            let perToken = (0..<(37 * 7)).map { _ in Float(tokenWeights.uniform(0.2, 3)) }
+            try perToken.withUnsafeBufferPointer {
+                try NPYArray.write(
+                    floats: $0, shape: [37, 7], to: dir + "/data-dense_prediction/tags.sample_weight.npy")
+            }
+            let perSample = (0..<37).map { _ in Float(tokenWeights.uniform(0.2, 3)) }
+            try perSample.withUnsafeBufferPointer {
+                try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-dense_prediction/depth.sample_weight.npy")
             }
             // The masking model's steps: sample i's last i % 4 steps, and step 1 of every fifth sample,
             // are the mask value −1 (whole steps masked); other values are never −1.

@@ -212,26 +212,63 @@ extension Head {
         ]
     }
 
-    /// Columns of this head's targets for its output layer.
-    package func targetWidth(of layer: Layer) -> Int { loss.targetWidth(outputWidth: layer.output.width) }
+    /// Target floats per sample for its output layer: every element's target columns.
+    package func targetWidth(of layer: Layer) -> Int {
+        let e = elements(of: layer)
+        return e.cells * e.targetColumns
+    }
+
+    /// How the loss splits its output layer: [B, d1…dk, C] is B·cells elements (a token, a pixel) of C
+    /// columns, each with its own loss and target, as Keras's loss functions reduce the last axis only.
+    package func elements(of layer: Layer) -> Elements {
+        let shape = layer.output.shape
+        let columns = shape.last ?? 1
+        return Elements(
+            cells: shape.dropLast().reduce(1, *), columns: columns,
+            targetColumns: function.targetWidth(outputWidth: columns))
+    }
+
+    /// Whether the loss is one function of each element (the last axis) that Keras averages over every
+    /// element: what an output with spatial or time axes needs.
+    package var isElementwise: Bool {
+        !couplesBatch && ![.dice, .tversky, .categoricalGeneralizedCrossEntropy, .circle].contains(loss)
+    }
 
     /// Decides how the loss reads `layer` and marks a Dense whose logit gradient it writes.
     /// `consumers` is how many layers read `layer` (a Dense read further on keeps act').
     package func attach(to layer: Layer, consumers: Int) throws -> LossInput {
-        if loss == .sparseCategoricalCrossentropy && layer.output.width < 2 {
-            throw TandemError.usage(
-                "output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(layer.output.width)"
-            )
-        }
-        if layer.output.shape.count != 1 {
-            throw TandemError.usage(
-                "output '\(output)': losses on sequence outputs \(layer.output.shape) are not supported (outputs must be [batch, features])"
-            )
-        }
+        try check(layer)
         guard let dense = layer as? Dense else { return .output(layer) }
         let folds = function.folds(dense.activation)
         dense.lossWritesLogitGradient = folds && !fromLogits && consumers == 0
         return dense.lossWritesLogitGradient ? .logits(dense) : .output(layer)
+    }
+
+    /// Whether this loss can read `layer`'s output (its classes; spatial or time axes).
+    package func check(_ layer: Layer) throws {
+        if loss == .sparseCategoricalCrossentropy && elements(of: layer).columns < 2 {
+            throw TandemError.usage(
+                "output '\(output)': sparse_categorical_crossentropy needs an output of at least 2 classes, found \(elements(of: layer).columns)"
+            )
+        }
+        if layer.output.shape.count != 1 {
+            let shape = "[batch, " + layer.output.shape.map(String.init).joined(separator: ", ") + "]"
+            guard isElementwise else {
+                throw TandemError.usage(
+                    "output '\(output)' \(shape): \(loss.rawValue)\(couplesBatch ? " over the whole batch" : "") on an output with spatial or time axes is not supported (element-wise losses are: every loss but dice, tversky, categorical_generalized_cross_entropy and circle)"
+                )
+            }
+            guard classWeights.isEmpty else {
+                throw TandemError.usage(
+                    "output '\(output)' \(shape): class weights on an output with spatial or time axes are not supported (Keras refuses them too; pass sample weights of the output's shape)"
+                )
+            }
+        }
+    }
+
+    /// An output's loss elements: `cells` per sample, each `columns` outputs and `targetColumns` targets.
+    public struct Elements: Sendable, Equatable {
+        public var cells, columns, targetColumns: Int
     }
 
     /// Effective per-sample weights: sample weight × class weight, written into `weights`.
@@ -250,9 +287,12 @@ extension Head {
     }
 
     /// Loss sums over `rows` local samples, and the gradient into the output
-    /// (or its logits) scaled by weight / globalBatch. `weights` are the effective sample weights.
+    /// (or its logits) scaled by weight / globalBatch. `weights` are the effective weights of each
+    /// element (`elements(of:)`; one per sample without spatial or time axes).
     /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
     /// Rows whose `labelled` flag is false (a NaN target, docs/SPEC.md §10) weigh 0 and add to no metric.
+    /// A sample's loss and accuracy are the means over its elements (Keras divides the sum over every
+    /// element by B·cells); the metrics count each element, as Keras's flatten them.
     public func evaluate(
         _ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
         labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
@@ -260,10 +300,10 @@ extension Head {
     ) -> HeadSums {
         let layer = input.layer
         let function = self.function
-        let columns = layer.output.width
-        let tw = function.targetWidth(outputWidth: columns)
+        let (cells, columns, tw) = { e in (e.cells, e.columns, e.targetColumns) }(elements(of: layer))
         let y = UnsafePointer(layer.output.values!)
-        let scale = weight / Double(max(globalBatch, 1))
+        let scale = weight / Double(max(globalBatch, 1) * cells)
+        let perCell = 1 / Double(cells)
         var sums = HeadSums()
         let dOut: UnsafeMutablePointer<Float>?
         let fromZ: UnsafePointer<Float>?
@@ -275,18 +315,19 @@ extension Head {
             fromZ = fromLogits ? y : nil
             dOut = writeGradient ? layer.output.gradients! : nil
         }
-        for i in 0..<rows {
-            let o = i * columns
-            let t = targets + i * tw
-            let w = Double(weights[i])
+        for e in 0..<(rows * cells) {
+            let o = e * columns
+            let t = targets + e * tw
+            let w = Double(weights[e])
             let g = w * scale
-            let sampleLoss = function.sample(
+            let elementLoss = function.sample(
                 y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
-            sums.weightedLoss += w * sampleLoss
-            if let labelled, !labelled[i] { continue }
+            sums.weightedLoss += w * elementLoss * perCell
+            if let labelled, !labelled[e / cells] { continue }
             if let accuracy {
                 // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
-                sums.correct += Head.accuracy(accuracy.kind, p: y + o, t: t, columns: columns, targetColumns: tw)
+                sums.correct +=
+                    Head.accuracy(accuracy.kind, p: y + o, t: t, columns: columns, targetColumns: tw) * perCell
             }
             if let metricSums {
                 var offset = 0

@@ -20,6 +20,15 @@ public enum MetricKind: Sendable, Codable, Equatable {
     case recall(threshold: Double)
     /// Keras's AUC with evenly spaced thresholds (num_thresholds), over every element.
     case auc(curve: Curve, thresholds: Int, summation: Summation, fromLogits: Bool)
+    /// Keras's IoU family (metrics/iou_metrics.py) from a `classes`² confusion matrix over every
+    /// element (rows: true class, columns: predicted), summed over the global batch and the whole set:
+    /// the mean IoU of `targetClasses`. A class id is the value cast to an integer (`sparse…`) or the
+    /// argmax of the last axis; BinaryIoU's prediction is 1 at or above `threshold`. Out-of-range ids
+    /// and `ignoreClass` count for nothing; `integerWeights`: the weights cast to integers, toward zero,
+    /// as Keras does with the metric's default dtype (int32).
+    case iou(
+        classes: Int, targetClasses: [Int], sparseTrue: Bool, sparsePred: Bool, threshold: Double?,
+        ignoreClass: Int?, integerWeights: Bool)
 
     public enum Curve: String, Sendable, Codable {
         case roc = "ROC"
@@ -47,6 +56,7 @@ public struct Metric: Sendable, Codable, Equatable {
     package var slotCount: Int {
         switch kind {
         case .auc(_, let n, _, _): return 2 * n  // per bucket: Σw of true and of false elements
+        case .iou(let n, _, _, _, _, _, _): return n * n
         default: return 2
         }
     }
@@ -114,6 +124,14 @@ public struct Metric: Sendable, Codable, Equatable {
                 let bucket = max(Int((x * Float(n - 1)).rounded(.up)) - 1, 0)
                 if t[j] != 0 { s[bucket] += w } else { s[n + bucket] += w }
             }
+        case .iou(let n, _, let sparseTrue, let sparsePred, let threshold, let ignoreClass, let integerWeights):
+            let truth = sparseTrue ? integerID(t[0]) : argmaxOf(t, targetColumns)
+            let predicted =
+                threshold.map { Double(p[0]) >= $0 ? 1 : 0 } ?? (sparsePred ? integerID(p[0]) : argmaxOf(p, columns))
+            guard let truth, let predicted, (0..<n).contains(truth), (0..<n).contains(predicted),
+                truth != ignoreClass
+            else { return }
+            s[truth * n + predicted] += integerWeights ? w.rounded(.towardZero) : w
         }
     }
 
@@ -123,6 +141,25 @@ public struct Metric: Sendable, Codable, Equatable {
         switch kind {
         case .rootMeanSquaredError: return ratio(s[0], s[1]).squareRoot()
         case .precision, .recall: return ratio(s[0], s[0] + s[1])
+        case .iou(let n, let targets, _, _, _, _, _):
+            // Per class: TP / (predicted + true − TP); classes never seen (denominator 0) are left out
+            // of the mean. Keras's epsilons kept: TP / (d + 1e-7), Σ / (valid + 1e-7).
+            var sum = 0.0
+            var valid = 0.0
+            for k in targets {
+                var predicted = 0.0
+                var truth = 0.0
+                for j in 0..<n {
+                    predicted += s[j * n + k]
+                    truth += s[k * n + j]
+                }
+                let tp = s[k * n + k]
+                let denominator = predicted + truth - tp
+                guard denominator > 1e-9 else { continue }
+                sum += tp / (denominator + 1e-7)
+                valid += 1
+            }
+            return sum / (valid + 1e-7)
         case .auc(let curve, let n, let summation, _):
             // Counts at threshold i: the elements in buckets ≥ i.
             var tp = [Double](repeating: 0, count: n)
@@ -175,6 +212,11 @@ public struct Metric: Sendable, Codable, Equatable {
         default: return ratio(s[0], s[1])
         }
     }
+}
+
+/// A value as Keras's cast to int32 makes it a class id (toward zero); nil when it has none.
+@inline(__always) private func integerID(_ x: Float) -> Int? {
+    x.isFinite && abs(x) < 2e9 ? Int(x.rounded(.towardZero)) : nil
 }
 
 @inline(__always) private func argmaxOf(_ p: UnsafePointer<Float>, _ n: Int) -> Int {

@@ -1,7 +1,8 @@
 // Where a dataset's arrays come from (docs/SPEC.md §5, §13): a directory of `<name>.npy`, the
 // `<name>.npy` members of one `.npz` (np.savez), or the columns of a CSV/TSV with a header
 // (converted once to a cache of .npy files, CSV.swift). Every form gives the same arrays, so
-// the run is the same bytes whichever the user has.
+// the run is the same bytes whichever the user has. A CSV column of image paths feeds an image
+// input through ImageColumn (decoded as its rows are read, never cached).
 
 import Foundation
 import TandemCore
@@ -17,6 +18,8 @@ public final class DataFiles: @unchecked Sendable {
         case csv(cache: String)
     }
     private let storage: Storage
+    /// For a CSV: each image input's declared sample shape (None axes nil).
+    private var imageShapes: [String: [Int?]] = [:]
     /// For a CSV: whether this open converted it, or re-used the cache (nil otherwise).
     public private(set) var conversion: (cache: String, converted: Bool)?
 
@@ -63,7 +66,9 @@ public final class DataFiles: @unchecked Sendable {
         let groups = columnGroups(description)
         let first = try comm.agreeOn { comm.rank == 0 ? try CSVDataset.cache(csv: location, groups: groups) : nil }
         let mine = try comm.agreeOn { try first ?? CSVDataset.cache(csv: location, groups: groups) }
-        return DataFiles(csv: location, cache: mine.directory, converted: mine.converted)
+        let files = DataFiles(csv: location, cache: mine.directory, converted: mine.converted)
+        for g in groups where g.imagePaths { files.imageShapes[g.name] = g.sampleShape }
+        return files
     }
 
     /// What a CSV feeds: every input (required), every output and its sample weights (optional).
@@ -71,9 +76,10 @@ public final class DataFiles: @unchecked Sendable {
         var groups = description.inputs.map { id -> CSVColumnGroup in
             let config = description.node(id)!.config
             let dims = Array(((config["batch_shape"] ?? config["batch_input_shape"])?.array ?? []).dropFirst())
+            // An image input [H, W, C] may be fed by one column of image paths (ImageColumn.swift).
             return CSVColumnGroup(
                 name: description.node(id)!.layer, sampleShape: dims.count >= 2 ? dims.map(\.integer) : nil,
-                required: true, emptyIsMissing: false)
+                required: true, emptyIsMissing: false, imagePaths: dims.count == 3)
         }
         for output in description.outputNames {
             groups.append(CSVColumnGroup(name: output, required: false, emptyIsMissing: true))
@@ -103,6 +109,30 @@ public final class DataFiles: @unchecked Sendable {
             return try NPYArray(path: path, label: "\(location)[\(name)]")
         case .npz(let archive): return try archive.array(name)
         }
+    }
+
+    /// The rows input `name` of sample shape `sampleShape` reads: its array, or the image files a
+    /// CSV column names; nil when the data has neither.
+    package func input(_ name: String, sampleShape: [Int]) throws -> (any SampleArray)? {
+        if case .csv(let cache) = storage {
+            let paths = cache + "/\(name).paths"
+            if FileManager.default.fileExists(atPath: paths) {
+                if let declared = imageShapes[name], declared.contains(where: { $0 == nil }) {
+                    throw TandemError.file(
+                        location,
+                        "column '\(name)' names image files, but the model's input '\(name)' has no fixed size (\(declared.map { $0.map(String.init) ?? "None" }.joined(separator: ", "))): images are resized to the input's height and width"
+                    )
+                }
+                guard [1, 3, 4].contains(sampleShape.last) else {
+                    throw TandemError.file(
+                        location,
+                        "column '\(name)' names image files, but the model's input '\(name)' has \(sampleShape.last ?? 0) channels (image files give 1: gray, 3: RGB or 4: RGBA)"
+                    )
+                }
+                return try ImageColumn(csv: location, column: name, paths: paths, sampleShape: sampleShape)
+            }
+        }
+        return try array(name)
     }
 
     /// The error for a missing array `name`, which the model's `what` needs.

@@ -21,8 +21,8 @@ public final class Dataset: @unchecked Sendable {
     /// Where the arrays come from (a directory, an .npz, a CSV's cache).
     package let files: DataFiles
     public let count: Int
-    /// Per model input, in `model.inputs` order.
-    package let inputs: [NPYArray]
+    /// Per model input, in `model.inputs` order: arrays, or image files a CSV names.
+    package let inputs: [any SampleArray]
     /// Per head: targets and optional sample weights.
     package let targets: [NPYArray]
     package let sampleWeights: [NPYArray?]
@@ -31,6 +31,8 @@ public final class Dataset: @unchecked Sendable {
     private let classes: [Int?]
     /// Per head: the class id that marks "no label" (Keras's ignore_class).
     private let ignored: [Int?]
+    /// Per head: its output's elements per sample (Head.elements: tokens, pixels; 1 for [batch, features]).
+    private let elements: [Head.Elements]
     /// The heads the targets belong to (empty without targets).
     public let heads: [Head]
     /// Some head's targets hold a NaN row (a sample without that label).
@@ -50,12 +52,18 @@ public final class Dataset: @unchecked Sendable {
             return array
         }
         var counts: [(String, Int)] = []
-        var inputArrays: [NPYArray] = []
+        var inputArrays: [any SampleArray] = []
         var vocab: [Int?] = []
         for input in model.inputs {
-            let array = try open(input.name, what: "input '\(input.name)'")
+            guard let array = try files.input(input.name, sampleShape: input.output.shape) else {
+                throw files.missing(input.name, what: "input '\(input.name)'")
+            }
             switch input.kind {
             case .tokens:
+                if array is ImageColumn {
+                    throw TandemError.file(
+                        array.path, "names image files, but the model's input '\(input.name)' takes token ids")
+                }
                 // Any integer, bool or float type: Keras's Embedding casts its ids itself, so
                 // float ids are read too — each one checked to be a whole number (validate).
                 let embedding = model.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }
@@ -71,13 +79,17 @@ public final class Dataset: @unchecked Sendable {
         var weightArrays: [NPYArray?] = []
         var classCounts: [Int?] = []
         var ignoredClasses: [Int?] = []
+        var headElements: [Head.Elements] = []
         if requireTargets {
             for head in heads {
                 guard let layer = model.output(named: head.output) else {
                     throw TandemError.usage("unknown output '\(head.output)'")
                 }
                 let array = try open(head.output, what: "output '\(head.output)'")
-                try Dataset.check(array, rowShape: [head.targetWidth(of: layer)], label: "output '\(head.output)'")
+                let e = head.elements(of: layer)
+                let cellShape = Array(layer.output.shape.dropLast())
+                try Dataset.check(
+                    array, rowShape: cellShape + [e.targetColumns], label: "output '\(head.output)'", targets: true)
                 if head.loss == .categoricalGeneralizedCrossEntropy && array.shape.count != 1 {
                     throw TandemError.file(
                         array.path,
@@ -85,13 +97,20 @@ public final class Dataset: @unchecked Sendable {
                     )
                 }
                 targetArrays.append(array)
-                classCounts.append(head.loss == .sparseCategoricalCrossentropy ? layer.output.width : nil)
+                classCounts.append(head.loss == .sparseCategoricalCrossentropy ? e.columns : nil)
                 ignoredClasses.append(head.options.ignoreClass)
+                headElements.append(e)
                 counts.append((array.path, array.rows))
                 if let weights = try files.array("\(head.output).sample_weight") {
-                    guard weights.shape.count == 1 || (weights.shape.count == 2 && weights.shape[1] == 1) else {
+                    // [N], or (Keras broadcasts and squeezes) one per element: [N, d1…dk], each optionally
+                    // with a trailing axis of 1.
+                    let row = Array(weights.shape.dropFirst())
+                    let fits = [[], [1], cellShape, cellShape + [1]].contains(row)
+                    guard fits, !weights.shape.isEmpty else {
+                        let perElement =
+                            cellShape.isEmpty ? "" : " or [N, \(cellShape.map(String.init).joined(separator: ", "))]"
                         throw TandemError.file(
-                            weights.path, "sample weights must have shape [N], found \(weights.shape)")
+                            weights.path, "sample weights must have shape [N]\(perElement), found \(weights.shape)")
                     }
                     weightArrays.append(weights)
                     counts.append((weights.path, weights.rows))
@@ -112,51 +131,58 @@ public final class Dataset: @unchecked Sendable {
         vocabulary = vocab
         classes = classCounts
         ignored = ignoredClasses
+        elements = headElements
         self.heads = requireTargets ? heads : []
         hasMissingLabels = targetArrays.contains { array in (0..<n).contains { array.float(row: $0).isNaN } }
     }
 
     /// Per head over `rows` (a global batch, or a whole evaluated set; docs/SPEC.md §10): the factor a
-    /// labelled row's weight takes, and how many rows have a label (a target that is not NaN).
-    /// - `batch` reduction: 1, or with ignore_class Keras's mask weight count / not-ignored
+    /// labelled element's weight takes, and how many rows have a label (a target that is not NaN).
+    /// An element is a sample of an output [batch, features], or one of its tokens or pixels
+    /// (Head.elements); the figures divide by the rows' elements, `rows.count · cells`.
+    /// - `batch` reduction: 1, or with ignore_class Keras's mask weight: elements / not-ignored
     ///   (0 when all are ignored, as divide_no_nan); a NaN row simply weighs 0.
-    /// - `labeled`: count / Σ effective weight of the labelled, not-ignored rows (0 when
-    ///   there are none), so the loss is the weighted mean over labelled samples.
-    /// - `sum`: count, so the loss is the batch's sum (ignored and unlabelled rows weigh 0).
+    /// - `labeled`: elements / Σ effective weight of the labelled, not-ignored elements (0 when
+    ///   there are none), so the loss is the weighted mean over labelled elements.
+    /// - `sum`: elements, so the loss is the batch's sum (ignored and unlabelled elements weigh 0).
     /// Every rank reads the same targets, so no collective is needed.
     public func labels<S: Collection>(rows: S) -> Labels where S.Element == Int {
         var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
+        var weight = [Float](repeating: 1, count: elements.map(\.cells).max() ?? 1)
         var result = Labels()
         for (h, head) in heads.enumerated() {
+            let (cells, tw) = (elements[h].cells, elements[h].targetColumns)
             var labelled = 0
-            var ignoredRows = 0
+            var ignoredElements = 0
             var weightSum = 0.0
             for r in rows {
                 let first = targets[h].float(row: r)
                 if first.isNaN { continue }
                 labelled += 1
-                if let c = head.options.ignoreClass, first == Float(c) {
-                    ignoredRows += 1
-                    continue
-                }
+                guard head.options.ignoreClass != nil || head.reduction == .labeled else { continue }
+                targets[h].readFloats(row: r, into: &value)
                 if head.reduction == .labeled {
-                    targets[h].readFloats(row: r, into: &value)
-                    var w: Float = 1
-                    if let sw = sampleWeights[h] { sw.readFloats(row: r, into: &w) }
+                    readWeights(h, row: r, into: &weight)
                     value.withUnsafeBufferPointer {
-                        head.applyClassWeights(
-                            targets: $0.baseAddress!, columns: targets[h].rowWidth, rows: 1, weights: &w)
+                        head.applyClassWeights(targets: $0.baseAddress!, columns: tw, rows: cells, weights: &weight)
                     }
-                    weightSum += Double(w)
+                }
+                for k in 0..<cells {
+                    if let c = head.options.ignoreClass, value[k * tw] == Float(c) {
+                        ignoredElements += 1
+                    } else {
+                        weightSum += Double(weight[k])
+                    }
                 }
             }
+            let count = Double(rows.count * cells)
             let scale: Double
             switch head.reduction {
-            case .labeled: scale = weightSum > 0 ? Double(rows.count) / weightSum : 0
-            case .sum: scale = Double(rows.count)  // the figures divide by the batch: undone here
+            case .labeled: scale = weightSum > 0 ? count / weightSum : 0
+            case .sum: scale = count  // the figures divide by the batch's elements: undone here
             case .batch:
-                let valid = rows.count - ignoredRows
-                scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : Double(rows.count) / Double(valid)
+                let valid = count - Double(ignoredElements)
+                scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : count / valid
             }
             result.scales.append(scale)
             result.labelled.append(labelled)
@@ -164,14 +190,41 @@ public final class Dataset: @unchecked Sendable {
         return result
     }
 
-    /// [N, shape…] as the model has it; [N] for one column.
-    static func check(_ array: NPYArray, rowShape: [Int], label: String) throws {
+    /// The image inputs (ImageColumn): their files are decoded as rows are read.
+    package var imageColumns: [ImageColumn] { inputs.compactMap { $0 as? ImageColumn } }
+
+    /// Rows this rank reads next: their image files are decoded ahead, in the background.
+    package func prefetch<S: Sequence<Int>>(_ rows: S) {
+        for column in imageColumns { column.prefetch(rows) }
+    }
+
+    /// Throws when an image failed to decode since the last call (its file changed after start-up).
+    package func checkLoaded() throws {
+        for column in imageColumns { if let failure = column.takeFailure() { throw failure } }
+    }
+
+    /// Head h's sample weights of `row`, one per element (a weight per sample is repeated); 1 without any.
+    private func readWeights(_ h: Int, row: Int, into w: inout [Float]) {
+        let cells = elements[h].cells
+        guard let sw = sampleWeights[h] else {
+            for k in 0..<cells { w[k] = 1 }
+            return
+        }
+        w.withUnsafeMutableBufferPointer { readElementWeights(sw, row: row, cells: cells, into: $0.baseAddress!) }
+    }
+
+    /// [N, shape…] as the model has it; [N] for one column. Targets (`targets`) may leave out a last axis
+    /// of 1, as Keras's losses squeeze it: class ids [N, H, W] for an output [N, H, W, C].
+    static func check(_ array: any SampleArray, rowShape: [Int], label: String, targets: Bool = false) throws {
         let width = rowShape.reduce(1, *)
-        let ok = Array(array.shape.dropFirst()) == rowShape || (array.shape.count == 1 && width == 1)
+        let row = Array(array.shape.dropFirst())
+        let squeezed = targets && rowShape.count > 1 && rowShape.last == 1 ? Array(rowShape.dropLast()) : nil
+        let ok = row == rowShape || row == squeezed || (array.shape.count == 1 && width == 1)
         guard ok, array.shape.count >= 1 else {
+            let alternative = squeezed.map { " or [N, \($0.map(String.init).joined(separator: ", "))]" } ?? ""
             throw TandemError.file(
                 array.path,
-                "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]"
+                "shape \(array.shape) does not fit the model's \(label), which needs [N, \(rowShape.map(String.init).joined(separator: ", "))]\(alternative)"
             )
         }
     }
@@ -194,6 +247,8 @@ public final class Dataset: @unchecked Sendable {
                         return .file(
                             array.path, "row \(row), column \(bad.column): token id \(formatted(bad.value)) \(problem)")
                     }
+                } else if let images = array as? ImageColumn {
+                    if let error = images.problem(row: row) { return error }  // decoded once, here
                 } else if let error = checkFinite(array, row, &floats) {
                     return error
                 }
@@ -207,14 +262,18 @@ public final class Dataset: @unchecked Sendable {
             for (array, (count, skip)) in zip(targets, zip(classes, ignored)) {
                 guard let count else { continue }
                 array.readFloats(row: row, into: &floats)
-                let id = floats[0]
-                if id.isNaN { continue }  // no label for this head (docs/SPEC.md §10)
-                if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
-                if id.rounded() != id || id < 0 || Int(id) >= count {
-                    return .file(
-                        array.path,
-                        "row \(row): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))"
-                    )
+                if floats[0].isNaN { continue }  // no label for this head (docs/SPEC.md §10)
+                // One id per element (a token's, a pixel's): the row's every value.
+                for k in 0..<array.rowWidth {
+                    let id = floats[k]
+                    if let skip, id == Float(skip) { continue }  // "no label" (ignore_class)
+                    if id.rounded() != id || id < 0 || Int(id) >= count {
+                        let position = array.rowWidth == 1 ? "" : ", element \(k)"
+                        return .file(
+                            array.path,
+                            "row \(row)\(position): class id \(id) is not a whole number in [0, \(count)) (the model's output has \(count) classes\(skip.map { "; \($0) is ignored" } ?? ""))"
+                        )
+                    }
                 }
             }
         }
@@ -242,7 +301,7 @@ public final class Dataset: @unchecked Sendable {
         }
     }
 
-    private func checkFinite(_ array: NPYArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
+    private func checkFinite(_ array: any SampleArray, _ row: Int, _ scratch: inout [Float]) -> TandemError? {
         scratch.withUnsafeMutableBufferPointer { buffer in
             array.readFloats(row: row, into: buffer.baseAddress!)
             for j in 0..<array.rowWidth where !buffer[j].isFinite {
@@ -270,9 +329,10 @@ package final class BatchBuffers {
             p.initialize(repeating: 0, count: model.maxBatch * units)
             return p
         }
-        weights = heads.map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: model.maxBatch)
-            p.initialize(repeating: 1, count: model.maxBatch)
+        weights = heads.map { head in
+            let n = model.maxBatch * head.elements(of: model.output(named: head.output)!).cells
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(repeating: 1, count: n)
             return p
         }
         labelled = heads.map { _ in
@@ -312,19 +372,31 @@ package final class BatchBuffers {
             let t = targets[h]
             let w = weights[h]
             let present = labelled[h]
+            let e = head.elements(of: model.output(named: head.output)!)
             for (r, sample) in indices.enumerated() {
                 data.targets[h].readFloats(row: Int(sample), into: t + r * units)
-                if let sw = data.sampleWeights[h] { sw.readFloats(row: Int(sample), into: w + r) } else { w[r] = 1 }
+                if let sw = data.sampleWeights[h] {
+                    readElementWeights(sw, row: Int(sample), cells: e.cells, into: w + r * e.cells)
+                } else {
+                    (w + r * e.cells).update(repeating: 1, count: e.cells)
+                }
                 present[r] = !t[r * units].isNaN
                 // A finite stand-in target keeps the (zero-weighted) loss terms finite.
                 if !present[r] { (t + r * units).update(repeating: 0, count: units) }
             }
-            head.applyClassWeights(targets: t, columns: units, rows: rows, weights: w)
+            head.applyClassWeights(targets: t, columns: e.targetColumns, rows: rows * e.cells, weights: w)
             let scale = Float(labels.map { $0.scales[h] } ?? 1)
             let ignored = head.options.ignoreClass.map(Float.init)
-            for r in 0..<rows {
-                w[r] = !present[r] || t[r * units] == ignored ? 0 : w[r] * scale
+            for k in 0..<(rows * e.cells) {
+                w[k] = !present[k / e.cells] || t[k * e.targetColumns] == ignored ? 0 : w[k] * scale
             }
         }
     }
+}
+
+/// One sample's weights for `cells` elements from a sample-weight array of one per sample (repeated)
+/// or one per element.
+private func readElementWeights(_ sw: NPYArray, row: Int, cells: Int, into w: UnsafeMutablePointer<Float>) {
+    sw.readFloats(row: row, into: w)
+    if sw.rowWidth == 1 && cells > 1 { (w + 1).update(repeating: w[0], count: cells - 1) }
 }

@@ -118,7 +118,11 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
     }
     for head in description.heads {
         guard let o = teacher.outputs.firstIndex(where: { $0.name == head.output }) else { continue }
-        let w = teacher.outputs[o].output.width
+        // An output with spatial or time axes: one target per element (token, pixel), made as a sample's.
+        let layer = teacher.outputs[o]
+        let cellShape = Array(layer.output.shape.dropLast())
+        let w = head.elements(of: layer).columns
+        let samples = samples * head.elements(of: layer).cells
         let p = predictions[o]
         var targets: [Float]
         var shape = [samples, w]
@@ -171,6 +175,7 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
                 for j in 0..<w { targets[s * w + j] /= total }
             }
         }
+        if !cellShape.isEmpty { shape = [samples / cellShape.reduce(1, *)] + cellShape + shape.dropFirst() }
         try targets.withUnsafeBufferPointer {
             try NPYArray.write(floats: $0, shape: shape, to: path("\(head.output).npy"))
         }

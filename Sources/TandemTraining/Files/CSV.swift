@@ -9,6 +9,10 @@
 // gives (pandas reads a CSV as float64 too). The cache sits beside the CSV
 // (`.<file>.tandem/`, else under the temporary directory) and is re-used while the CSV's size
 // and modification time and the columns asked for are unchanged.
+//
+// An image input [H, W, C] may instead have one column named after it holding PNG or JPEG paths
+// relative to the CSV: those are kept as text (`<name>.paths`, one per line) and the files are
+// read when the rows are (ImageColumn.swift), never converted into the cache.
 
 import CCSV
 import Foundation
@@ -24,12 +28,17 @@ package struct CSVColumnGroup: Equatable, Sendable {
     package var required: Bool
     /// An output's target or weight: an empty cell is a missing label (NaN) for targets.
     package var emptyIsMissing: Bool
+    /// An image input: a single column named after it holds image paths (kept as text).
+    package var imagePaths: Bool
 
-    package init(name: String, sampleShape: [Int?]? = nil, required: Bool, emptyIsMissing: Bool) {
+    package init(
+        name: String, sampleShape: [Int?]? = nil, required: Bool, emptyIsMissing: Bool, imagePaths: Bool = false
+    ) {
         self.name = name
         self.sampleShape = sampleShape
         self.required = required
         self.emptyIsMissing = emptyIsMissing
+        self.imagePaths = imagePaths
     }
 }
 
@@ -112,7 +121,7 @@ private struct CSVSource: Codable, Equatable {
         size = Int(info.st_size)
         modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) * 1e-9
         self.groups = groups.map { g in
-            "\(g.name) \(g.sampleShape.map { $0.map { $0.map(String.init) ?? "None" }.joined(separator: ",") } ?? "-") \(g.required) \(g.emptyIsMissing)"
+            "\(g.name) \(g.sampleShape.map { $0.map { $0.map(String.init) ?? "None" }.joined(separator: ",") } ?? "-") \(g.required) \(g.emptyIsMissing) \(g.imagePaths)"
         }
     }
 
@@ -149,6 +158,9 @@ private final class CSVConversion {
     private var targets: [(group: Int, index: Int)?] = []
     private var widths: [Int] = []
     private var writers: [NPYStreamWriter?] = []
+    /// Per group fed as image paths: the `.paths` file, and the row's path.
+    private var pathWriters: [UnsafeMutablePointer<FILE>?] = []
+    private var pathCells: [String] = []
     private var row: [[Double]] = []
     private var column = 0
     /// The CSV line of the current row (the header is line 1; one line per row).
@@ -159,7 +171,10 @@ private final class CSVConversion {
         self.path = path
         self.groups = groups
         self.directory = directory
+        pathCells = Array(repeating: "", count: groups.count)
     }
+
+    deinit { for file in pathWriters { if let file { fclose(file) } } }
 
     func field(_ bytes: UnsafeMutableRawPointer?, _ length: Int) {
         guard error == nil else { return }
@@ -170,6 +185,17 @@ private final class CSVConversion {
             return
         }
         guard column < targets.count, let (g, i) = targets[column] else { return }
+        if pathWriters[g] != nil {
+            let cell = String(decoding: UnsafeRawBufferPointer(start: bytes, count: length), as: UTF8.self)
+            let relative = cell.hasSuffix("\r") ? String(cell.dropLast()) : cell
+            if let problem = relative.contains(where: \.isNewline)
+                ? "the path holds a line break" : ImageColumn.pathProblem(relative)
+            {
+                fail("line \(line), column \(column + 1) ('\(header[column])'): \(problem)")
+            }
+            pathCells[g] = relative
+            return
+        }
         let text = bytes!.assumingMemoryBound(to: CChar.self)  // CSV_APPEND_NULL: NUL-terminated
         var start = text
         while start.pointee == 0x20 || start.pointee == 0x09 { start += 1 }
@@ -211,6 +237,7 @@ private final class CSVConversion {
             return
         }
         for (g, writer) in writers.enumerated() { writer?.append(row[g]) }
+        for (g, file) in pathWriters.enumerated() { if let file { fputs(pathCells[g] + "\n", file) } }
         rows += 1
     }
 
@@ -240,6 +267,18 @@ private final class CSVConversion {
             }
             widths.append(columns.count)
             row.append(Array(repeating: 0, count: max(columns.count, 1)))
+            if group.imagePaths, let c = byName[group.name] {
+                // One column named after an image input: its cells are paths to image files.
+                guard let file = fopen(directory + "/\(group.name).paths", "wb") else {
+                    error = .file(directory, "cannot write the CSV's cache: \(String(cString: strerror(errno)))")
+                    return
+                }
+                targets[c] = (g, 0)
+                writers.append(nil)
+                pathWriters.append(file)
+                continue
+            }
+            pathWriters.append(nil)
             guard !columns.isEmpty else {
                 if group.required {
                     fail(
@@ -283,6 +322,9 @@ private final class CSVConversion {
         if let error { throw error }
         guard rows > 0 else { throw TandemError.file(path, "has a header but no rows") }
         for writer in writers { try writer?.finish(rows: rows) }
+        for file in pathWriters.compactMap({ $0 }) where fflush(file) != 0 || ferror(file) != 0 {
+            throw TandemError.file(directory, "cannot write the CSV's cache: \(String(cString: strerror(errno)))")
+        }
     }
 }
 

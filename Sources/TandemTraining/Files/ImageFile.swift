@@ -67,11 +67,19 @@ package enum ImageFile {
         throw ImageProblem("not a PNG or JPEG file (its first bytes are neither signature)")
     }
 
-    private static func checkSize(width: Int, height: Int, format: String) throws(ImageProblem) {
+    /// The header's size against the limits, and against what the file's bytes can hold: deflate
+    /// expands at most ~1032×, and a JPEG spends at least about 2 bits on an 8 × 8 block, so a small
+    /// file claiming millions of pixels is refused before its buffer is allocated.
+    private static func checkSize(width: Int, height: Int, format: String, fileBytes: Int) throws(ImageProblem) {
         guard width > 0, height > 0, width <= maxSide, height <= maxSide, width * height <= maxPixels else {
             throw ImageProblem(
                 "the \(format) header claims \(width) × \(height) pixels (the limit is \(maxSide) a side and \(maxPixels) pixels)"
             )
+        }
+        let perByte = format == "PNG" ? 1100 : 2048
+        guard width * height <= fileBytes * perByte else {
+            throw ImageProblem(
+                "the \(format) header claims \(width) × \(height) pixels, more than its \(fileBytes) bytes can hold")
         }
     }
 
@@ -86,7 +94,7 @@ package enum ImageFile {
         }
         defer { png_image_free(&image) }
         let (width, height) = (Int(image.width), Int(image.height))
-        try checkSize(width: width, height: height, format: "PNG")
+        try checkSize(width: width, height: height, format: "PNG", fileBytes: bytes.count)
         // PNG_FORMAT_GRAY, PNG_FORMAT_RGB, PNG_FORMAT_RGBA: 8-bit sRGB.
         image.format = channels == 1 ? 0 : channels == 3 ? 2 : 3
         var pixels = [UInt8](repeating: 0, count: width * height * channels)
@@ -107,7 +115,7 @@ package enum ImageFile {
         guard tjDecompressHeader3(handle, source, UInt(bytes.count), &w, &h, &subsampling, &colorspace) == 0 else {
             throw ImageProblem("not a readable JPEG (libjpeg-turbo: \(message()))")
         }
-        try checkSize(width: Int(w), height: Int(h), format: "JPEG")
+        try checkSize(width: Int(w), height: Int(h), format: "JPEG", fileBytes: bytes.count)
         let format = channels == 1 ? TJPF_GRAY : channels == 3 ? TJPF_RGB : TJPF_RGBA
         var pixels = [UInt8](repeating: 0, count: Int(w) * Int(h) * channels)
         // The accurate integer IDCT (libjpeg's default, as tf.io.decode_jpeg's); a warning (a truncated

@@ -129,7 +129,8 @@ final class ImageFileCLITests: XCTestCase {
         let png = try Data(contentsOf: URL(fileURLWithPath: dir + "/pics/sub/im1.png"))
         try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: dir + "/pics/half.png"))
         let jpeg = try Data(contentsOf: URL(fileURLWithPath: dir + "/pics/sub/im0.jpg"))
-        try jpeg.prefix(jpeg.count - 10).write(to: URL(fileURLWithPath: dir + "/pics/half.jpg"))  // in its entropy-coded data
+        // Cut in its entropy-coded data.
+        try jpeg.prefix(jpeg.count - 10).write(to: URL(fileURLWithPath: dir + "/pics/half.jpg"))
         // A PNG whose header claims 100000 × 100000 (IHDR edited; libpng checks the CRC, so it is recomputed).
         var huge = [UInt8](png)
         for (k, v) in [UInt8(0x00), 0x01, 0x86, 0xA0, 0x00, 0x01, 0x86, 0xA0].enumerated() { huge[16 + k] = v }

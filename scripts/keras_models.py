@@ -727,6 +727,29 @@ def noise_layers():
 MODELS["noise_layers"] = noise_layers
 
 
+def augmentation():
+    """The image augmentation layers inside a model (#31), on in training: RandomFlip, RandomTranslation,
+    RandomRotation, RandomZoom, RandomContrast, RandomBrightness. Their draws are Tandem's own (like dropout's),
+    so the tests check them against other rank counts; in inference they pass the image through, as Keras's."""
+    image = keras.Input(shape=(10, 8, 3), name="image")
+    x = L.RandomFlip("horizontal", name="flip")(image)
+    x = L.RandomTranslation(0.1, 0.15, fill_mode="constant", name="shift")(x)
+    x = L.RandomRotation(0.05, name="turn")(x)
+    x = L.RandomZoom((-0.2, 0.1), interpolation="nearest", fill_mode="nearest", name="zoom")(x)
+    x = L.RandomContrast(0.3, value_range=(-4, 4), name="contrast")(x)
+    x = L.RandomBrightness(0.1, value_range=(-4, 4), name="brightness")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
+    pooled = L.GlobalAveragePooling2D(name="pool")(x)
+    kind = L.Dense(3, activation="softmax", name="kind")(pooled)
+    size = L.Dense(1, name="size")(pooled)
+    m = keras.Model(image, [kind, size])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy", "mse"])
+    return m
+
+
+MODELS["augmentation"] = augmentation
+
+
 def constrained():
     """Weight constraints applied after each update: MinMaxNorm on an Embedding's rows (axis 1), MaxNorm on a
     Dense kernel's columns, NonNeg on its bias, UnitNorm on another kernel."""

@@ -33,8 +33,9 @@ enum KerasFixture {
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
     static let lengths = ["functional_guide": 9]
 
-    /// Archives with dropout on: their masks are Tandem's, so they are compared across rank counts.
-    static let randomModels = ["dropout", "noise_layers"]
+    /// Archives with dropout, noise or augmentation on: their draws are Tandem's, so they are compared
+    /// across rank counts.
+    static let randomModels = ["dropout", "noise_layers", "augmentation"]
 
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
     static let optimizerModels = [

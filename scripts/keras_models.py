@@ -727,29 +727,6 @@ def noise_layers():
 MODELS["noise_layers"] = noise_layers
 
 
-def augmentation():
-    """The image augmentation layers inside a model (#31), on in training: RandomFlip, RandomTranslation,
-    RandomRotation, RandomZoom, RandomContrast, RandomBrightness. Their draws are Tandem's own (like dropout's),
-    so the tests check them against other rank counts; in inference they pass the image through, as Keras's."""
-    image = keras.Input(shape=(10, 8, 3), name="image")
-    x = L.RandomFlip("horizontal", name="flip")(image)
-    x = L.RandomTranslation(0.1, 0.15, fill_mode="constant", name="shift")(x)
-    x = L.RandomRotation(0.05, name="turn")(x)
-    x = L.RandomZoom((-0.2, 0.1), interpolation="nearest", fill_mode="nearest", name="zoom")(x)
-    x = L.RandomContrast(0.3, value_range=(-4, 4), name="contrast")(x)
-    x = L.RandomBrightness(0.1, value_range=(-4, 4), name="brightness")(x)
-    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
-    pooled = L.GlobalAveragePooling2D(name="pool")(x)
-    kind = L.Dense(3, activation="softmax", name="kind")(pooled)
-    size = L.Dense(1, name="size")(pooled)
-    m = keras.Model(image, [kind, size])
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy", "mse"])
-    return m
-
-
-MODELS["augmentation"] = augmentation
-
-
 def constrained():
     """Weight constraints applied after each update: MinMaxNorm on an Embedding's rows (axis 1), MaxNorm on a
     Dense kernel's columns, NonNeg on its bias, UnitNorm on another kernel."""
@@ -1033,6 +1010,74 @@ def dense_prediction():
 MODELS["dense_prediction"] = dense_prediction
 
 
+def image_timeseries():
+    """Keras's "training & evaluation with the built-in methods" guide model, as written there: an image and a
+    time series of any length → a score and a class (Conv2D, GlobalMaxPooling2D, Conv1D, GlobalMaxPooling1D,
+    concatenate; MSE and categorical cross-entropy on a linear output; MAPE, MAE and categorical accuracy)."""
+    image_input = keras.Input(shape=(32, 32, 3), name="img_input")
+    timeseries_input = keras.Input(shape=(None, 10), name="ts_input")
+    x1 = L.Conv2D(3, 3)(image_input)
+    x1 = L.GlobalMaxPooling2D()(x1)
+    x2 = L.Conv1D(3, 3)(timeseries_input)
+    x2 = L.GlobalMaxPooling1D()(x2)
+    x = L.concatenate([x1, x2])
+    score_output = L.Dense(1, name="score_output")(x)
+    class_output = L.Dense(5, name="class_output")(x)
+    model = keras.Model(inputs=[image_input, timeseries_input], outputs=[score_output, class_output])
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(1e-3),
+        loss=[keras.losses.MeanSquaredError(), keras.losses.CategoricalCrossentropy()],
+        metrics=[[keras.metrics.MeanAbsolutePercentageError(), keras.metrics.MeanAbsoluteError()],
+                 [keras.metrics.CategoricalAccuracy()]])
+    return model
+
+
+MODELS["image_timeseries"] = image_timeseries
+
+
+def token_tags():
+    """Per-token heads under Keras masks (#31): Embedding(mask_zero=True) → Bidirectional(LSTM) → TimeDistributed(Dense)
+    tags (sparse categorical cross-entropy), and Masking → GRU → Dense per step (categorical). Keras passes the mask on
+    to these outputs and divides each loss by the unmasked steps; their accuracy counts the unmasked steps only."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(12, 6, mask_zero=True, name="embedding")(tokens)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bilstm")(x)
+    tags = L.TimeDistributed(L.Dense(3, activation="softmax"), name="tags")(x)
+    steps = keras.Input(shape=(6, 3), name="steps")
+    y = L.GRU(4, return_sequences=True, name="gru")(L.Masking(-1.0, name="masking")(steps))
+    marks = L.Dense(2, activation="softmax", name="marks")(L.Dropout(0.0, name="keep")(y))
+    m = keras.Model([tokens, steps], [tags, marks])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy", "categorical_crossentropy"],
+              loss_weights=[1.0, 0.5], metrics=[["accuracy"], ["accuracy"]])
+    return m
+
+
+MODELS["token_tags"] = token_tags
+
+
+def augmentation():
+    """The image augmentation layers inside a model (#31), on in training: RandomFlip, RandomTranslation,
+    RandomRotation, RandomZoom, RandomContrast, RandomBrightness. Their draws are Tandem's own (like dropout's),
+    so the tests check them against other rank counts; in inference they pass the image through, as Keras's."""
+    image = keras.Input(shape=(10, 8, 3), name="image")
+    x = L.RandomFlip("horizontal", name="flip")(image)
+    x = L.RandomTranslation(0.1, 0.15, fill_mode="constant", name="shift")(x)
+    x = L.RandomRotation(0.05, name="turn")(x)
+    x = L.RandomZoom((-0.2, 0.1), interpolation="nearest", fill_mode="nearest", name="zoom")(x)
+    x = L.RandomContrast(0.3, value_range=(-4, 4), name="contrast")(x)
+    x = L.RandomBrightness(0.1, value_range=(-4, 4), name="brightness")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
+    pooled = L.GlobalAveragePooling2D(name="pool")(x)
+    kind = L.Dense(3, activation="softmax", name="kind")(pooled)
+    size = L.Dense(1, name="size")(pooled)
+    m = keras.Model(image, [kind, size])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy", "mse"])
+    return m
+
+
+MODELS["augmentation"] = augmentation
+
+
 def backbone_model(make, trainable_tail, size=32, **kwargs):
     """A keras.applications backbone (weights=None, so nothing is downloaded) fine-tuned as Keras's transfer-learning
     guide does it: used as a layer, called with training=False, every layer frozen but its last `trainable_tail`, and
@@ -1260,6 +1305,8 @@ def main(argv=None):
         return
     keras.utils.set_random_seed(a.seed)
     if a.mode == "build":
+        # One seed for the whole build, in MODELS' order: a model added anywhere but the end changes the
+        # initial weights of every model after it (and the tests' trajectories with them).
         os.makedirs(a.out, exist_ok=True)
         for name, make in MODELS.items():
             m = make()

@@ -46,10 +46,13 @@ enum KerasCompile {
             // An output with spatial or time axes is one element per token or pixel: the metrics read
             // each element's last axis.
             try head.check(layer)
-            if layer.output.shape.count > 1, let source = maskSource(of: d.outputs[o], in: d.nodes) {
-                throw TandemError.usage(
-                    "output '\(name)': its loss would read the mask of \(source) (Keras passes a mask on to an output with time axes and averages over the unmasked elements only); losses on a masked output are not supported yet — use ignore_class on the padding id instead"
-                )
+            if layer.output.shape.count > 1 {
+                head.elementMask = try elementMask(of: d.outputs[o], in: d.nodes, output: name)
+                if head.elementMask != nil && layer.output.shape.count != 2 {
+                    throw TandemError.usage(
+                        "output '\(name)': a Keras mask reaches this output of \(layer.output.shape.count) axes; masks are followed to outputs [batch, steps, features] only"
+                    )
+                }
             }
             let (width, targetWidth) = { e in (e.columns, e.targetColumns) }(head.elements(of: layer))
             // The first plain accuracy takes the accuracy figures; every other metric its sums.
@@ -75,6 +78,56 @@ enum KerasCompile {
         }
         d.heads = heads
         if let opt = compile["optimizer"], !opt.isNull { d.optimizer = try optimizer(opt) }
+    }
+
+    /// The Keras mask that reaches output `node`, as Keras 3.15 propagates it (measured: a layer that
+    /// supports masking passes its first input's mask on; a sequence-returning RNN keeps it; a
+    /// convolution, a pooling, Flatten or an RNN's last step drop it); nil without one. A mask that
+    /// reaches the output through any other layer is refused by name.
+    private static func elementMask(of node: String, in nodes: [GraphNode], output: String) throws -> Head.ElementMask?
+    {
+        let byID = Dictionary(nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let passes: Set<String> = [
+            "Dense", "Activation", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+            "LayerNormalization", "BatchNormalization", "GroupNormalization", "UnitNormalization", "Normalization",
+            "TimeDistributed", "ReLU", "LeakyReLU", "ELU", "Rescaling", "Identity", "ActivityRegularization",
+        ]
+        let drops: Set<String> = [
+            "Conv1D", "Conv1DTranspose", "DepthwiseConv1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten",
+            "RMSNormalization", "ZeroPadding1D", "UpSampling1D", "InputLayer",
+        ]
+        func modelInput(_ n: GraphNode) throws -> String {
+            guard let source = n.inputs.first, let input = byID[source], input.className == "InputLayer" else {
+                throw TandemError.usage(
+                    "output '\(output)': the mask of \(n.className) '\(n.layer)' reaches it, but that layer does not read a model input (masks are followed from a model input)"
+                )
+            }
+            return input.layer
+        }
+        var id = node
+        while let n = byID[id] {
+            switch n.className {
+            case "Embedding":
+                guard n.config["mask_zero"]?.bool == true else { return nil }
+                return .tokens(input: try modelInput(n))
+            case "Masking":
+                return .features(input: try modelInput(n), value: Float(n.config["mask_value"]?.number ?? 0))
+            case "LSTM", "GRU", "SimpleRNN", "Bidirectional":
+                let config = n.className == "Bidirectional" ? n.config["layer"]?["config"] : n.config
+                guard config?["return_sequences"]?.bool == true else { return nil }
+                id = n.inputs[0]
+            case _ where passes.contains(n.className): id = n.inputs[0]
+            case _ where drops.contains(n.className): return nil
+            default:
+                if let source = maskSource(of: id, in: nodes) {
+                    throw TandemError.usage(
+                        "output '\(output)': the mask of \(source) may reach it through \(n.className) '\(n.layer)', whose mask Tandem does not follow (it follows Dense, activations, dropout, normalisation, TimeDistributed and sequence-returning RNNs)"
+                    )
+                }
+                return nil
+            }
+        }
+        return nil
     }
 
     /// A layer before `node` that makes a Keras mask (Embedding(mask_zero=True), Masking), described; nil
@@ -274,7 +327,7 @@ enum KerasCompile {
     }
 
     static let metricNames =
-        "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, root_mean_squared_error (and their classes), MeanIoU, IoU, OneHotMeanIoU, OneHotIoU, BinaryIoU"
+        "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, auc, precision, recall, mae, mse, mape, msle, root_mean_squared_error (and their classes), MeanIoU, IoU, OneHotMeanIoU, OneHotIoU, BinaryIoU"
 
     /// One metric: Keras's compile names a string metric after the string, an object after its `name`.
     private static func metric(_ item: JSONValue, weighted: Bool, output: String, outputWidth: Int, targetWidth: Int)
@@ -328,6 +381,10 @@ enum KerasCompile {
             kind = .topK(k: try k(), sparse: true)
         case "mae", "mean_absolute_error", "MeanAbsoluteError": kind = .meanAbsoluteError
         case "mse", "mean_squared_error", "MeanSquaredError": kind = .meanSquaredError
+        case "mape", "mean_absolute_percentage_error", "MeanAbsolutePercentageError":
+            kind = .meanAbsolutePercentageError
+        case "msle", "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError":
+            kind = .meanSquaredLogarithmicError
         case "root_mean_squared_error", "RootMeanSquaredError": kind = .rootMeanSquaredError
         case "precision", "Precision", "recall", "Recall":
             try refuseSet(["top_k", "class_id"])

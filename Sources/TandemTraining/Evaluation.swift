@@ -79,7 +79,7 @@ public final class Evaluator {
         let blockFloats = E * zip(sources, widths).reduce(0) { $0 + $1.0.count * $1.1 }
         var round = [Float](repeating: 0, count: P > 1 ? P * blockFloats : 0)
         // Divisors and labelled counts over the whole set (ignore_class, `labeled`, NaN targets).
-        let labels = data.labels(rows: rows)
+        let labels = data.labels(rows: rows, maskedMetrics: true)
         func block(_ k: Int) -> Range<Int> {
             let lower = rows.lowerBound + k * E
             return lower..<min(lower + E, rows.upperBound)
@@ -152,7 +152,9 @@ public final class Evaluator {
                     try load(k)
                 }
                 sums.withUnsafeMutableBufferPointer {
-                    objective.addLosses(rows: n, globalBatch: rows.count, writeGradient: false, into: $0.baseAddress!)
+                    objective.addLosses(
+                        rows: n, globalBatch: rows.count, writeGradient: false, maskedMetrics: true,
+                        into: $0.baseAddress!)
                 }
                 let at = k * E
                 for (c, h) in coupled.enumerated() {
@@ -193,7 +195,9 @@ public final class Evaluator {
                 }
             }
         }
-        result.headAccuracy = heads.indices.map { sums[layout.correct($0)] / Double(max(labels.labelled[$0], 1)) }
+        result.headAccuracy = heads.indices.map {
+            labels.labelled[$0] > 0 ? sums[layout.correct($0)] / labels.labelled[$0] : 0
+        }
         result.headMetrics = sums.withUnsafeBufferPointer { objective.metricResults($0.baseAddress! + layout.metrics) }
         // Keras adds each batch's penalty ÷ its size; the mean over batches weighted by their sizes is Σ ÷ N.
         result.total = regularizationLoss() + activity.reduce(0, +) / Double(max(rows.count, 1))

@@ -75,7 +75,9 @@ package final class Objective {
     func countLabelled(_ indices: UnsafeBufferPointer<Int32>, data: Dataset) {
         guard
             data.hasMissingLabels
-                || heads.contains(where: { $0.options.ignoreClass != nil || $0.reduction != .batch })
+                || heads.contains(where: {
+                    $0.options.ignoreClass != nil || $0.reduction != .batch || $0.elementMask != nil
+                })
         else {
             labels = nil
             return
@@ -91,12 +93,19 @@ package final class Objective {
     /// The per-head loss loop, after a forward of `rows` rows: adds each head's Σ w·ℓ and correct
     /// count, and its metric sums, into `figures` (laid out as `layout`); with `writeGradient`,
     /// each head's loss gradient, scaled by weight / `globalBatch`, goes into its output layer.
-    func addLosses(rows: Int, globalBatch: Int, writeGradient: Bool, into figures: UnsafeMutablePointer<Double>) {
+    /// `maskedMetrics`: the metrics skip the elements an output's Keras mask hides, as Keras's
+    /// evaluate does; its fit does not (on JAX the mask does not survive the train step's
+    /// value_and_grad, so fit's metrics count every element: measured, Keras 3.15), and training
+    /// reports what Keras's fit reports. The loss is masked in both.
+    func addLosses(
+        rows: Int, globalBatch: Int, writeGradient: Bool, maskedMetrics: Bool = false,
+        into figures: UnsafeMutablePointer<Double>
+    ) {
         for (h, head) in heads.enumerated() {
             let sums = head.evaluate(
                 lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-                labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch,
-                writeGradient: writeGradient,
+                labelled: batch.labelled[h], masked: maskedMetrics ? batch.masked[h] : nil, rows: rows,
+                globalBatch: globalBatch, writeGradient: writeGradient,
                 metricSums: figures + layout.metrics + layout.metricOffsets[h])
             figures[layout.loss(h)] += sums.weightedLoss
             figures[layout.correct(h)] += sums.correct
@@ -161,7 +170,8 @@ package final class Objective {
         }
         _ = heads[h].evaluate(
             lossInputs[h], targets: batch.targets[h], weights: batch.weights[h],
-            labelled: batch.labelled[h], rows: rows, globalBatch: globalBatch, writeGradient: true)
+            labelled: batch.labelled[h], masked: batch.masked[h], rows: rows, globalBatch: globalBatch,
+            writeGradient: true)
     }
 
     /// Per head, its metrics' values from every head's sums laid out in turn at `s`.

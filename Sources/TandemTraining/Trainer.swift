@@ -334,7 +334,7 @@ public final class Trainer {
         f.step = position.step
         f.loss = sums.totalTimesSamples / max(samples, 1)
         f.headLoss = sums.headLoss.map { $0 / max(samples, 1) }
-        f.headAccuracy = zip(sums.headCorrect, sums.headLabelled).map { $0 / max($1, 1) }
+        f.headAccuracy = zip(sums.headCorrect, sums.headLabelled).map { $1 > 0 ? $0 / $1 : 0 }
         f.headMetrics = sums.metricSums.withUnsafeBufferPointer { step.objective.metricResults($0.baseAddress!) }
         return f
     }

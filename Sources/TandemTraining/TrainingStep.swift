@@ -405,7 +405,7 @@ extension TrainingStep {
         if lastFigures.headLabelled.count != n { lastFigures.headLabelled = Array(repeating: 0, count: n) }
         let labels = objective.labels
         for h in 0..<n {
-            lastFigures.headLabelled[h] = labels.map { Double($0.labelled[h]) } ?? Double(lastFigures.samples)
+            lastFigures.headLabelled[h] = labels.map { $0.labelled[h] } ?? Double(lastFigures.samples)
         }
         lastFigures.stopRequested = figure(layout.stopFlag) > 0
         lastFigures.activitySum = figure(layout.activity)

@@ -38,7 +38,7 @@ func printStartup(comm: Communicator, hosts: [String], trainer: Trainer, facts: 
         line +=
             "\n        labels: "
             + heads.indices.map { h in
-                "\(heads[h].output) \(counts[h])/\(trainRows.count) labelled, loss \(reductionText(heads[h].reduction))"
+                "\(heads[h].output) \(Int(counts[h]))/\(trainRows.count) labelled, loss \(reductionText(heads[h].reduction))"
             }.joined(separator: "; ")
     }
     for note in facts.notes { line += "\n        note: \(note)" }

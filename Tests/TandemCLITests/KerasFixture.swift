@@ -14,7 +14,7 @@ enum KerasFixture {
         "dict_outputs", "functional_guide", "activation_layers", "more_losses", "more_layers", "sequence_moves",
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
-        "dense_prediction",
+        "dense_prediction", "token_tags", "image_timeseries",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -31,7 +31,7 @@ enum KerasFixture {
     ]
 
     /// The length generated for a model's None axes (`Input(shape=(None,))`), by model.
-    static let lengths = ["functional_guide": 9]
+    static let lengths = ["functional_guide": 9, "image_timeseries": 12]
 
     /// Archives with dropout, noise or augmentation on: their draws are Tandem's, so they are compared
     /// across rank counts.
@@ -106,6 +106,14 @@ enum KerasFixture {
             try perSample.withUnsafeBufferPointer {
                 try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-dense_prediction/depth.sample_weight.npy")
             }
+            // The token_tags model's sentences: sample i's last i % 5 tokens are padding (id 0), other ids
+            // are 1…11.
+            var sentences = [Int32]()
+            var ids = SeededGenerator(seed: 16)
+            for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
+            try sentences.withUnsafeBufferPointer {
+                try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-token_tags/tokens.npy")
+            }
             // The masking model's steps: sample i's last i % 4 steps, and step 1 of every fifth sample,
             // are the mask value −1 (whole steps masked); other values are never −1.
             var steps = [Float]()
@@ -116,7 +124,7 @@ enum KerasFixture {
                     for _ in 0..<3 { steps.append(masked ? -1 : Float(g.uniform(-0.9, 2))) }
                 }
             }
-            for m in ["masking", "sequential_masking"] {
+            for m in ["masking", "sequential_masking", "token_tags"] {
                 try steps.withUnsafeBufferPointer {
                     try NPYArray.write(floats: $0, shape: [37, 6, 3], to: dir + "/data-\(m)/steps.npy")
                 }

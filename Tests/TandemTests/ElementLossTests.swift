@@ -134,6 +134,60 @@ final class ElementLossTests: XCTestCase {
         }
     }
 
+    /// Keras's mask on a per-token output (Embedding(mask_zero=True) passed on by the layers after it):
+    /// padded tokens add nothing, and the loss divides by the unmasked tokens of the GLOBAL batch (here
+    /// with ignore_class too: by the tokens both keep).
+    func testMaskedTokensCountForNothingAndTheLossDividesByTheRest() throws {
+        let ids = InputLayer(name: "ids", kind: .tokens, shape: [4])
+        let embedded = Embedding(name: "embedding", vocabulary: 6, dimension: 3, input: ids)
+        let tags = Dense(name: "tags", units: 3, activation: .softmax, input: embedded)
+        let model = Model(inputs: [ids], outputs: [tags], maxBatch: 5)
+        model.parameters.initialize(seed: 61)
+        let dir = temporaryDirectory()
+        let tokens: [Int32] = [3, 1, 0, 0, 2, 0, 0, 0, 5, 4, 3, 2, 1, 1, 0, 0, 4, 0, 0, 0]
+        try tokens.withUnsafeBufferPointer { try NPYArray.write(ints: $0, shape: [5, 4], to: dir + "/ids.npy") }
+        let labels: [Float] = [0, 2, 1, 1, 1, 0, 2, 2, 2, 2, 0, 1, 0, 1, 2, 0, 1, 1, 1, 1]
+        try write(labels, [5, 4], dir + "/tags.npy")
+        var head = Head(output: "tags", loss: .sparseCategoricalCrossentropy, weight: 1)
+        head.elementMask = .tokens(input: "ids")
+        head.options.ignoreClass = 1
+        head.accuracy = .init(name: "accuracy", kind: .sparseCategorical)
+        let s = try step(model, [head])
+        let data = try Dataset(directory: dir, model: model, heads: [head])
+        let order: [Int32] = [0, 1, 2, 3, 4]
+        let f = try order.withUnsafeBufferPointer { try s.computeGradient(globalBatch: $0, data: data) }
+        let p = tags.output.values!
+        var sum = 0.0
+        var kept = 0
+        var hits = 0
+        var unmasked = 0
+        for e in 0..<20 where tokens[e] != 0 {
+            unmasked += 1
+            let q = (0..<3).map { Double(p[e * 3 + $0]) }
+            if q.indices.max(by: { q[$0] < q[$1] }) == Int(labels[e]) { hits += 1 }
+            guard labels[e] != 1 else { continue }
+            sum -= log(q[Int(labels[e])])
+            kept += 1
+        }
+        XCTAssertEqual(f.headLossSums[0] / 5, sum / Double(kept), accuracy: 1e-6)
+        // Training's accuracy counts every token, as Keras's fit reports it (on JAX the mask does not reach
+        // fit's metrics); evaluation's the unmasked ones, as Keras's evaluate.
+        let allHits = (0..<20).filter { e in
+            let q = (0..<3).map { p[e * 3 + $0] }
+            return q.indices.max(by: { q[$0] < q[$1] }) == Int(labels[e])
+        }.count
+        XCTAssertEqual(f.headCorrect[0] / f.headLabelled[0], Double(allHits) / 20, accuracy: 1e-12)
+        let evaluated = try s.evaluate(data, rows: 0..<5)
+        XCTAssertEqual(evaluated.headAccuracy[0], Double(hits) / Double(unmasked), accuracy: 1e-12)
+        XCTAssertEqual(evaluated.headLoss[0], sum / Double(kept), accuracy: 1e-6)
+        try checkTotalLossGradient(s, data: data, batch: [3, 1, 0, 2, 4])
+        // Split into micro-batches: the same divisors, the same total.
+        let split = try step(model, [head])
+        split.microBatch = 2
+        let g = try order.withUnsafeBufferPointer { try split.computeGradient(globalBatch: $0, data: data) }
+        XCTAssertEqual(g.total, f.total, accuracy: 1e-6)
+    }
+
     func testRefusedWhereKerasDoesNotAverageElements() throws {
         let image = InputLayer(name: "image", kind: .features, shape: [3, 2, 2])
         let out = Dense(name: "out", units: 2, activation: .softmax, input: image)

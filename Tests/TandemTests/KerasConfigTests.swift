@@ -194,7 +194,7 @@ final class KerasConfigTests: XCTestCase {
                 layer(
                     "Dense", "out", #", "units": 2"#,
                     #"[{"args": [\#(seq)], "kwargs": {"mask": \#(tensor("ne", "[null, 5]"))}}]"#),
-                "layer 'out' (Dense): its 'mask' argument is not supported (masks are read by LSTM, GRU, SimpleRNN, Bidirectional, GlobalAveragePooling1D)"
+                "layer 'out' (Dense): its 'mask' argument is not supported (masks are read by LSTM, GRU, SimpleRNN, Bidirectional, TimeDistributed, GlobalAveragePooling1D)"
             ),
             (
                 layer("GRU", "out", #", "units": 2, "stateful": true"#, #"[{"args": [\#(seq)], "kwargs": {}}]"#),

@@ -4,7 +4,10 @@
 
 extension KerasLayerKind {
     static let timeDistributed = KerasLayerKind(
-        classNames: ["TimeDistributed"], build: { a, inputs, _ in try LayerRegistry.timeDistributed(a, inputs) },
+        // A mask passed to it (Embedding(mask_zero=True) before) changes no value: the per-step layers it
+        // wraps read none (Keras's TimeDistributed hands it only to a layer whose call takes one).
+        classNames: ["TimeDistributed"], readsMask: true,
+        build: { a, inputs, _ in try LayerRegistry.timeDistributed(a, inputs) },
         variables: { _, layer, config in
             // The wrapped layer's, under `layer/`.
             let inner = config["layer"] ?? .null

@@ -124,6 +124,21 @@ public struct Head: Sendable, Codable, Equatable {
     public var metrics: [Metric] = []
     /// What the head's loss over a batch is divided by (docs/SPEC.md §10).
     public var reduction: Reduction = .batch
+    /// The Keras mask that reaches this output (an output with time axes after Embedding(mask_zero=True)
+    /// or Masking): masked elements add nothing to the loss or the metrics, and the loss divides by the
+    /// unmasked elements (Keras's apply_mask). Nil: no mask.
+    public var elementMask: ElementMask?
+    public enum ElementMask: Sendable, Codable, Equatable {
+        /// Token ids ≠ 0 of this model input, one per time step.
+        case tokens(input: String)
+        /// A step whose features are not all `value` (Masking's), of this model input.
+        case features(input: String, value: Float)
+        package var input: String {
+            switch self {
+            case .tokens(let i), .features(let i, _): return i
+            }
+        }
+    }
     public enum Reduction: String, Sendable, Codable, CaseIterable {
         /// Keras's sum_over_batch_size: the global batch size (a missing label counts as weight 0).
         case batch
@@ -290,12 +305,14 @@ extension Head {
     /// (or its logits) scaled by weight / globalBatch. `weights` are the effective weights of each
     /// element (`elements(of:)`; one per sample without spatial or time axes).
     /// With `metricSums`, each metric's sums over these rows are added there (`metricSlotCount` doubles).
-    /// Rows whose `labelled` flag is false (a NaN target, docs/SPEC.md §10) weigh 0 and add to no metric.
+    /// Rows whose `labelled` flag is false (a NaN target, docs/SPEC.md §10) weigh 0 and add to no metric;
+    /// so do elements whose `masked` flag is true (`elementMask`).
     /// A sample's loss and accuracy are the means over its elements (Keras divides the sum over every
     /// element by B·cells); the metrics count each element, as Keras's flatten them.
     public func evaluate(
         _ input: LossInput, targets: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-        labelled: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int, writeGradient: Bool,
+        labelled: UnsafePointer<Bool>? = nil, masked: UnsafePointer<Bool>? = nil, rows: Int, globalBatch: Int,
+        writeGradient: Bool,
         metricSums: UnsafeMutablePointer<Double>? = nil
     ) -> HeadSums {
         let layer = input.layer
@@ -324,6 +341,7 @@ extension Head {
                 y: y + o, z: fromZ.map { $0 + o }, t: t, columns: columns, d: dOut.map { $0 + o }, scale: g)
             sums.weightedLoss += w * elementLoss * perCell
             if let labelled, !labelled[e / cells] { continue }
+            if let masked, masked[e] { continue }  // Keras's metrics skip masked elements too
             if let accuracy {
                 // Keras's metric reads the output as it is (on logits too: threshold 0.5, argmax).
                 sums.correct +=

@@ -13,6 +13,8 @@ public enum MetricKind: Sendable, Codable, Equatable {
     case categoricalAccuracy, sparseCategoricalAccuracy
     case topK(k: Int, sparse: Bool)
     case meanAbsoluteError, meanSquaredError
+    /// 100·mean(|t − y| / max(|t|, ε)) and mean((log(max(y, ε) + 1) − log(max(t, ε) + 1))²) per sample.
+    case meanAbsolutePercentageError, meanSquaredLogarithmicError
     /// √(Σ w·(y − t)² / Σ w·columns).
     case rootMeanSquaredError
     /// Over every element: prediction > threshold is positive, a non-zero target is true.
@@ -98,6 +100,18 @@ public struct Metric: Sendable, Codable, Equatable {
                 sum += kind == .meanAbsoluteError ? abs(e) : e * e
             }
             mean(sum / Double(columns))
+        case .meanAbsolutePercentageError:
+            // Keras's loss function, in float32 as it computes it.
+            var sum: Float = 0
+            for j in 0..<columns { sum += abs((t[j] - p[j]) / max(abs(t[j]), 1e-7)) }
+            mean(Double(100 * (sum / Float(columns))))
+        case .meanSquaredLogarithmicError:
+            var sum: Float = 0
+            for j in 0..<columns {
+                let e = log(max(p[j], 1e-7) + 1) - log(max(t[j], 1e-7) + 1)
+                sum += e * e
+            }
+            mean(Double(sum / Float(columns)))
         case .rootMeanSquaredError:
             for j in 0..<columns {
                 let e = Double(p[j]) - Double(t[j])

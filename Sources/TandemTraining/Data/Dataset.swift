@@ -12,8 +12,41 @@ import TandemKeras
 /// Per head, over a set of rows: the weight factor of a labelled row and the labelled count.
 public struct Labels: Sendable {
     package var scales: [Double] = []
-    public var labelled: [Int] = []
+    /// Labelled samples; with an element mask, the unmasked elements of labelled rows ÷ cells.
+    public var labelled: [Double] = []
     package init() {}
+}
+
+/// Where a head's Keras mask comes from: its model input's rows, one mask flag per time step.
+final class ElementMaskSource {
+    let mask: Head.ElementMask
+    let array: any SampleArray
+    let steps: Int
+    /// One row of the input (read on the loading thread only).
+    private let values: UnsafeMutablePointer<Float>
+
+    init(mask: Head.ElementMask, array: any SampleArray, steps: Int) {
+        self.mask = mask
+        self.array = array
+        self.steps = steps
+        values = .allocate(capacity: array.rowWidth)
+    }
+
+    deinit { values.deallocate() }
+
+    /// Row `row`'s flags: true where the step is masked (a token id 0; features all Masking's value).
+    func read(row: Int, into masked: UnsafeMutablePointer<Bool>) {
+        let width = array.rowWidth
+        array.readFloats(row: row, into: values)
+        let features = width / steps
+        for t in 0..<steps {
+            switch mask {
+            case .tokens: masked[t] = values[t] == 0
+            case .features(_, let value):
+                masked[t] = (0..<features).allSatisfy { values[t * features + $0] == value }
+            }
+        }
+    }
 }
 
 /// The arrays of one dataset directory, matched to a model's inputs and heads.
@@ -33,6 +66,8 @@ public final class Dataset: @unchecked Sendable {
     private let ignored: [Int?]
     /// Per head: its output's elements per sample (Head.elements: tokens, pixels; 1 for [batch, features]).
     private let elements: [Head.Elements]
+    /// Per head: where its output's Keras mask comes from (Head.elementMask), nil without one.
+    let maskSources: [ElementMaskSource?]
     /// The heads the targets belong to (empty without targets).
     public let heads: [Head]
     /// Some head's targets hold a NaN row (a sample without that label).
@@ -80,6 +115,7 @@ public final class Dataset: @unchecked Sendable {
         var classCounts: [Int?] = []
         var ignoredClasses: [Int?] = []
         var headElements: [Head.Elements] = []
+        var headMasks: [ElementMaskSource?] = []
         if requireTargets {
             for head in heads {
                 guard let layer = model.output(named: head.output) else {
@@ -100,6 +136,17 @@ public final class Dataset: @unchecked Sendable {
                 classCounts.append(head.loss == .sparseCategoricalCrossentropy ? e.columns : nil)
                 ignoredClasses.append(head.options.ignoreClass)
                 headElements.append(e)
+                headMasks.append(
+                    try head.elementMask.map { mask in
+                        guard let k = model.inputs.firstIndex(where: { $0.name == mask.input }), k < inputArrays.count,
+                            inputArrays[k].rowWidth % e.cells == 0
+                        else {
+                            throw TandemError.usage(
+                                "output '\(head.output)': its mask's input '\(mask.input)' does not have one step per element"
+                            )
+                        }
+                        return ElementMaskSource(mask: mask, array: inputArrays[k], steps: e.cells)
+                    })
                 counts.append((array.path, array.rows))
                 if let weights = try files.array("\(head.output).sample_weight") {
                     // [N], or (Keras broadcasts and squeezes) one per element: [N, d1…dk], each optionally
@@ -132,6 +179,7 @@ public final class Dataset: @unchecked Sendable {
         classes = classCounts
         ignored = ignoredClasses
         elements = headElements
+        maskSources = headMasks
         self.heads = requireTargets ? heads : []
         hasMissingLabels = targetArrays.contains { array in (0..<n).contains { array.float(row: $0).isNaN } }
     }
@@ -146,20 +194,26 @@ public final class Dataset: @unchecked Sendable {
     ///   there are none), so the loss is the weighted mean over labelled elements.
     /// - `sum`: elements, so the loss is the batch's sum (ignored and unlabelled elements weigh 0).
     /// Every rank reads the same targets, so no collective is needed.
-    public func labels<S: Collection>(rows: S) -> Labels where S.Element == Int {
+    /// `maskedMetrics` (evaluation, as Keras's evaluate): the labelled count of a head whose output a
+    /// Keras mask reaches counts its unmasked elements; else (training, as Keras's fit) every element.
+    public func labels<S: Collection>(rows: S, maskedMetrics: Bool = false) -> Labels where S.Element == Int {
         var value = [Float](repeating: 0, count: targets.map(\.rowWidth).max() ?? 1)
         var weight = [Float](repeating: 1, count: elements.map(\.cells).max() ?? 1)
+        var masked = [Bool](repeating: false, count: elements.map(\.cells).max() ?? 1)
         var result = Labels()
         for (h, head) in heads.enumerated() {
             let (cells, tw) = (elements[h].cells, elements[h].targetColumns)
-            var labelled = 0
+            let mask = maskSources[h]
+            var labelled = 0.0
             var ignoredElements = 0
             var weightSum = 0.0
             for r in rows {
                 let first = targets[h].float(row: r)
                 if first.isNaN { continue }
-                labelled += 1
-                guard head.options.ignoreClass != nil || head.reduction == .labeled else { continue }
+                guard head.options.ignoreClass != nil || head.reduction == .labeled || mask != nil else {
+                    labelled += 1
+                    continue
+                }
                 targets[h].readFloats(row: r, into: &value)
                 if head.reduction == .labeled {
                     readWeights(h, row: r, into: &weight)
@@ -167,13 +221,21 @@ public final class Dataset: @unchecked Sendable {
                         head.applyClassWeights(targets: $0.baseAddress!, columns: tw, rows: cells, weights: &weight)
                     }
                 }
+                if let mask { masked.withUnsafeMutableBufferPointer { mask.read(row: r, into: $0.baseAddress!) } }
+                var unmasked = 0
                 for k in 0..<cells {
+                    if mask != nil && masked[k] {
+                        ignoredElements += 1  // Keras's mask on the loss: as an ignored element
+                        continue
+                    }
+                    unmasked += 1
                     if let c = head.options.ignoreClass, value[k * tw] == Float(c) {
                         ignoredElements += 1
                     } else {
                         weightSum += Double(weight[k])
                     }
                 }
+                labelled += maskedMetrics ? Double(unmasked) / Double(cells) : 1
             }
             let count = Double(rows.count * cells)
             let scale: Double
@@ -182,7 +244,7 @@ public final class Dataset: @unchecked Sendable {
             case .sum: scale = count  // the figures divide by the batch's elements: undone here
             case .batch:
                 let valid = count - Double(ignoredElements)
-                scale = head.options.ignoreClass == nil ? 1 : valid == 0 ? 0 : count / valid
+                scale = head.options.ignoreClass == nil && mask == nil ? 1 : valid == 0 ? 0 : count / valid
             }
             result.scales.append(scale)
             result.labelled.append(labelled)
@@ -318,6 +380,8 @@ public final class Dataset: @unchecked Sendable {
 package final class BatchBuffers {
     package let targets: [UnsafeMutablePointer<Float>]
     package let weights: [UnsafeMutablePointer<Float>]
+    /// Per head with an element mask (Head.elementMask), per element: masked out.
+    package let masked: [UnsafeMutablePointer<Bool>?]
     /// Per head and row: false when the target is NaN (no label; the target is zeroed, weight 0).
     public let labelled: [UnsafeMutablePointer<Bool>]
     package private(set) var rows = 0
@@ -335,6 +399,13 @@ package final class BatchBuffers {
             p.initialize(repeating: 1, count: n)
             return p
         }
+        masked = heads.map { head in
+            guard head.elementMask != nil else { return nil }
+            let n = model.maxBatch * head.elements(of: model.output(named: head.output)!).cells
+            let p = UnsafeMutablePointer<Bool>.allocate(capacity: n)
+            p.initialize(repeating: false, count: n)
+            return p
+        }
         labelled = heads.map { _ in
             let p = UnsafeMutablePointer<Bool>.allocate(capacity: model.maxBatch)
             p.initialize(repeating: true, count: model.maxBatch)
@@ -345,6 +416,7 @@ package final class BatchBuffers {
     deinit {
         for buffer in targets + weights { buffer.deallocate() }
         for flags in labelled { flags.deallocate() }
+        for flags in masked { flags?.deallocate() }
     }
 
     /// Copies samples `indices` into the model's input buffers and these buffers,
@@ -385,6 +457,10 @@ package final class BatchBuffers {
                 if !present[r] { (t + r * units).update(repeating: 0, count: units) }
             }
             head.applyClassWeights(targets: t, columns: e.targetColumns, rows: rows * e.cells, weights: w)
+            if let flags = masked[h], let source = data.maskSources[h] {
+                for (r, sample) in indices.enumerated() { source.read(row: Int(sample), into: flags + r * e.cells) }
+                for k in 0..<(rows * e.cells) where flags[k] { w[k] = 0 }
+            }
             let scale = Float(labels.map { $0.scales[h] } ?? 1)
             let ignored = head.options.ignoreClass.map(Float.init)
             for k in 0..<(rows * e.cells) {

@@ -1118,6 +1118,8 @@ BACKBONES = {  # the tails: VGG16's last block, ResNet50's last residual block, 
     "backbone_resnet50": backbone_model(keras.applications.ResNet50, 10),
     "backbone_mobilenetv2": backbone_model(keras.applications.MobileNetV2, 11, alpha=0.35),
     "backbone_efficientnetb0": backbone_model(efficientnet_b0_without_stochastic_depth, 16),
+    # Stochastic depth on: compared across rank counts (its masks are Tandem's own).
+    "backbone_efficientnetb0_published": backbone_model(keras.applications.EfficientNetB0, 16),
 }
 
 

@@ -95,9 +95,10 @@ func printEnd(_ trainer: Trainer, history: [EpochFigures], started: Date, out: S
         let images = trainer.data.imageColumns
         if !images.isEmpty {
             // This rank's figures (rank 0 reports): decoding runs beside the step, on a thread per image input.
-            let decoded = images.reduce(0) { $0 + $1.decoded }
-            let decoding = images.reduce(0) { $0 + $1.decodeSeconds }
-            let waited = images.reduce(0) { $0 + $1.waitSeconds }
+            let figures = images.map(\.figures)
+            let decoded = figures.reduce(0) { $0 + $1.decoded }
+            let decoding = figures.reduce(0) { $0 + $1.decodeSeconds }
+            let waited = figures.reduce(0) { $0 + $1.waitSeconds }
             let stepSeconds =
                 step.timings.forward + step.timings.backward + step.timings.exchange + step.timings.optimizer
             summary += String(

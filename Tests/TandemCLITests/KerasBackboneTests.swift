@@ -98,6 +98,28 @@ final class KerasBackboneTests: KerasFixtureTestCase {
                 }
             }
         }
+        try publishedEfficientNet(models)
+    }
+
+    /// The published EfficientNetB0, stochastic depth on (drop_connect_rate 0.2: per-sample Dropout masks in
+    /// every block, frozen ones included, as Keras's). Its masks are Tandem's, a function of the sample's
+    /// position: np 3 trains as np 1, and another seed draws other masks (and they act).
+    private func publishedEfficientNet(_ models: String) throws {
+        let m = "backbone_efficientnetb0_published"
+        let archive = "\(models)/\(m).keras"
+        let data = "\(dir)/data-\(m)"
+        let gen = try Harness.tandem(["gen-data", "--model", archive, "--out", data, "--samples", "37", "--seed", "3"])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        let one = try Harness.weights(try tandemTrain(archive, m, epochs: 2, dataDir: data) + "/weights.safetensors")
+        let three = try Harness.weights(
+            try tandemTrain(archive, m, epochs: 2, np: 3, dataDir: data) + "/weights.safetensors")
+        assertClose(three, one, tolerance, "\(m): np 3 against np 1")
+        let reseeded = try Harness.weights(
+            try tandemTrain(archive, m, epochs: 2, extra: ["--seed", "2"], dataDir: data) + "/weights.safetensors")
+        // Nothing else in this run depends on the seed (no shuffling, weights from the archive), and a run is
+        // deterministic: other bits mean other masks acted. (Only slightly: with weights=None the pooled
+        // features are ~1e-6 at 32×32, so the heads move by ~1e-10 between the two.)
+        XCTAssertNotEqual(reseeded, one, "another seed draws other stochastic-depth masks, and they act")
     }
 
     /// The guide's second phase from the first phase's RUN/model.keras, by flag: one more convolution unfrozen, one

@@ -41,13 +41,6 @@ package final class ImageColumn: SampleArray, @unchecked Sendable {
         free(resolved)
     }
 
-    deinit {
-        lock.lock()
-        stopping = true
-        lock.broadcast()
-        lock.unlock()
-    }
-
     /// The problem with a path as a CSV cell gives it, before any file is looked at (nil: none).
     package static func pathProblem(_ relative: String) -> String? {
         if relative.isEmpty { return "the image path is empty" }
@@ -103,14 +96,21 @@ package final class ImageColumn: SampleArray, @unchecked Sendable {
     private var queue: [Int] = []
     private var inFlight: Int?
     private var generation = 0
+    /// The decoding thread, started by the first `prefetch`; it waits for work for as long as the process
+    /// runs (one per image input of the training data).
     private var worker: Thread?
-    private var stopping = false
     /// The first row that failed to decode after start-up (its file changed): reported by `takeFailure`.
     private var failure: TandemError?
+    private var decoded = 0
+    private var decodeSeconds = 0.0
+    private var waitSeconds = 0.0
+
     /// Images decoded, seconds spent decoding them, and seconds a reader waited for one.
-    package private(set) var decoded = 0
-    package private(set) var decodeSeconds = 0.0
-    package private(set) var waitSeconds = 0.0
+    package var figures: (decoded: Int, decodeSeconds: Double, waitSeconds: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (decoded, decodeSeconds, waitSeconds)
+    }
 
     /// Decode `rows` ahead, on the background thread; what an earlier call asked for and was not read
     /// by the call before this one is dropped.
@@ -121,7 +121,7 @@ package final class ImageColumn: SampleArray, @unchecked Sendable {
         ready = ready.filter { $0.value.generation >= generation - 1 }
         queue = rows.filter { ready[$0] == nil && $0 != inFlight }
         if worker == nil {
-            let thread = Thread { [weak self] in self?.work() }
+            let thread = Thread { self.work() }  // holds the column: it lives as long as the process
             thread.name = "tandem-decode-\(column)"
             thread.start()
             worker = thread
@@ -133,11 +133,7 @@ package final class ImageColumn: SampleArray, @unchecked Sendable {
         let width = shape.dropFirst().reduce(1, *)
         while true {
             lock.lock()
-            while queue.isEmpty && !stopping { lock.wait() }
-            if stopping {
-                lock.unlock()
-                return
-            }
+            while queue.isEmpty { lock.wait() }
             let row = queue.removeFirst()
             let asked = generation
             inFlight = row

@@ -142,8 +142,7 @@ package final class Augmentation: Layer, RandomLayer {
                 }
                 for i in 0..<height {
                     for j in 0..<width {
-                        let from =
-                            ((vertical ? height - 1 - i : i) * width + (horizontal ? width - 1 - j : j)) * channels
+                        let from = flipped(i, j, horizontal: horizontal, vertical: vertical)
                         (yb + (i * width + j) * channels).update(from: xb + from, count: channels)
                     }
                 }
@@ -161,6 +160,11 @@ package final class Augmentation: Layer, RandomLayer {
                 for k in 0..<n { yb[k] = min(max(xb[k] + p[0], range.lowerBound), range.upperBound) }
             }
         }
+    }
+
+    /// The input offset a flipped image's cell (i, j) reads.
+    @inline(__always) private func flipped(_ i: Int, _ j: Int, horizontal: Bool, vertical: Bool) -> Int {
+        ((vertical ? height - 1 - i : i) * width + (horizontal ? width - 1 - j : j)) * channels
     }
 
     /// Keras's mean over the height, then over the width, of one channel.
@@ -254,10 +258,7 @@ package final class Augmentation: Layer, RandomLayer {
                 for i in 0..<height {
                     for j in 0..<width {
                         let o = (i * width + j) * channels
-                        let from =
-                            p[0] == 1
-                            ? ((vertical ? height - 1 - i : i) * width + (horizontal ? width - 1 - j : j)) * channels
-                            : o
+                        let from = p[0] == 1 ? flipped(i, j, horizontal: horizontal, vertical: vertical) : o
                         for k in 0..<channels { gx[from + k] += gy[o + k] }
                     }
                 }

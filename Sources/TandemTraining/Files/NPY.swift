@@ -53,9 +53,7 @@ public final class NPYArray: @unchecked Sendable {
     package let path: String
     /// Bytes of the whole .npy, header included.
     package let byteCount: Int
-    package var rows: Int { shape.first ?? 1 }
-    /// Elements per row (product of the trailing dimensions).
-    package var rowWidth: Int { shape.dropFirst().reduce(1, *) }
+    // `rows` and `rowWidth` (the product of the trailing dimensions): SampleArray's.
 
     /// `label`: how errors name the array (default: the path).
     public convenience init(path: String, label: String? = nil) throws {

@@ -54,14 +54,20 @@ let package = Package(
         // Element-wise C kernels Swift does not vectorise (run-time ISA dispatch).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
 
+        // oneDNN's convolutions (Conv2D's fast path beside its im2col + GEMM plain path).
+        // (Debian's libdnnl-dev, built on OpenMP: gomp sets its thread count.)
+        .target(
+            name: "CDNNL", cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
+
         // Stop-on-request signal flags.
         .target(name: "CSignals"),
 
         // The library, in dependency order. Core: kernels, layers (each with its Keras class's
         // table entry: config → layer), the runnable model, losses, metrics, optimizers and the
         // Communicator protocol (BatchNormalization's global statistics call it) with local and
-        // thread ranks — BLAS and the C kernels only.
-        .target(name: "TandemCore", dependencies: ["CBLAS", "CKernels"]),
+        // thread ranks — BLAS, oneDNN and the C kernels only.
+        .target(name: "TandemCore", dependencies: ["CBLAS", "CKernels", "CDNNL"]),
 
         // Keras: the model description, config.json and compile config, and .keras archives
         // (HDF5 weights in a zip).
@@ -111,6 +117,7 @@ let package = Package(
             name: "TandemTests",
             dependencies: [
                 "TandemCore", "TandemKeras", "TandemTensorBoard", "TandemTraining", "TandemTestSupport", "CKernels",
+                "CDNNL",
                 "CMinizip", "CPNG", "CTurboJPEG",
             ]),
         .testTarget(name: "TandemCLITests", dependencies: ["Tandem", "TandemPlot", "TandemTestSupport", "CCairo"]),

@@ -8,23 +8,39 @@
 # run's timed intervals; with --runs N, the median over the N runs), their ratio,
 # the 2-rank scaling at the same per-rank batch, peak RSS against its bound, and
 # the achieved dense-equivalent GFLOP/s against the sgemm peak measured in the
-# same process. Extra arguments go to every `tandem bench`.
+# same process. Extra arguments go to every `tandem bench`. With --peers keras,torch
+# the image families (cnn_*) are also trained by PyTorch 2 on CPU (scripts/bench_torch.py:
+# the same architectures in torch.nn, one thread, channels_last), in a venv of its own
+# installed on that request only (~200 MB CPU wheel).
 #
 #   bash scripts/bench.sh                          # one run of the whole matrix (~8 minutes)
 #   bash scripts/bench.sh --runs 3                 # three runs, interleaved: the README's table
 #   bash scripts/bench.sh --families gru_classifier,tabular --batches 32
+#   bash scripts/bench.sh --families cnn --peers keras,torch   # the image families against both peers
 #   bash scripts/bench.sh --table .build/bench-results/<time>.jsonl   # a kept run's table again
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm"; batches="32 256"; table=""
+runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm cnn"; batches="32 256"; table=""
+peers="keras"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --families) families="${2//,/ }"; shift 2 ;;
+    --peers) peers="${2//,/ }"; shift 2 ;;
     --batches) batches="${2//,/ }"; shift 2 ;;
     --table) table="$2"; shift 2 ;;  # print the table of a kept results file, measure nothing
     *) break ;;
   esac
+done
+# "cnn" names the four image families.
+expanded=""
+for family in $families; do
+  [ "$family" = cnn ] && family="cnn_resnet_32 cnn_resnet_64 cnn_mobilenetv2_32 cnn_mobilenetv2_64"
+  expanded="$expanded $family"
+done
+families="${expanded# }"
+for peer in $peers; do
+  case "$peer" in keras|torch) ;; *) echo "bench.sh: --peers takes keras and torch, not '$peer'" >&2; exit 2 ;; esac
 done
 if [ -z "$table" ]; then
 bash scripts/install-deps.sh >/dev/null
@@ -42,6 +58,16 @@ if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qx "keras==3.15.1"; then
 fi
 py=(env KERAS_BACKEND=jax "$venv/bin/python" scripts/bench_families.py)
 
+# PyTorch 2 on CPU, pinned, only when asked for (the CPU wheel from PyTorch's index).
+torch_venv=.build/bench-torch-venv
+if [[ " $peers " == *" torch "* ]] && ! "$torch_venv/bin/pip" freeze 2>/dev/null | grep -qx "torch==2.13.0+cpu"; then
+  echo "bench.sh: installing torch==2.13.0+cpu into $torch_venv" >&2
+  rm -rf "$torch_venv"
+  python3 -m venv "$torch_venv"
+  "$torch_venv/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 \
+    torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+fi
+
 models=.build/bench-families
 "${py[@]}" build --out "$models" 2>/dev/null
 
@@ -56,6 +82,10 @@ for run in $(seq "$runs"); do
       echo "bench.sh: run $run/$runs: $family, batch $batch" >&2
       k=$(taskset -c 0 "${py[@]}" keras --family "$family" --model "$models/$family.keras" --batch-size "$batch" 2>/dev/null | tail -1)
       tag "$k" "$family" keras >> "$results"
+      if [[ " $peers " == *" torch "* && "$family" == cnn_* ]]; then
+        p=$(taskset -c 0 "$torch_venv/bin/python" scripts/bench_torch.py --family "$family" --batch-size "$batch" | tail -1)
+        tag "$p" "$family" torch >> "$results"
+      fi
       t=$(OPENBLAS_NUM_THREADS=1 taskset -c 0 $bin bench --json --model "$models/$family.keras" --batch-size "$batch" "$@" | tail -1)
       tag "$t" "$family" tandem >> "$results"
       t=$(TANDEM_BIN=$bin scripts/mpi-train.sh -np 2 --timeout 900 -- bench --json --model "$models/$family.keras" --batch-size "$batch" "$@" | tail -1)
@@ -79,27 +109,35 @@ def listed(rs):
     return ", ".join("%.0f" % r["samples_per_second"] for r in rs)
 def rate(rs):
     return median([r["samples_per_second"] for r in rs])
-print(f"{'family':<15} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
-      f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'data':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18}")
+print(f"{'family':<18} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'PyTorch':>7} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
+      f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'data':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18} {'PyTorch runs':<18}")
 batches = sorted({r["batch_per_rank"] for r in rows})
 for family in sys.argv[2].split():
     for batch in batches:
         one, two, keras = runs(family, "tandem", batch), runs(family, "tandem", batch, 2), runs(family, "keras", batch)
+        torch = runs(family, "torch", batch)
         if not one:
             continue
-        t1, t2, k = rate(one), rate(two), rate(keras)
+        t1, t2, k, p = rate(one), rate(two), rate(keras), rate(torch)
+        versus_torch = f"{p:>7.0f} {t1 / p:>5.2f}x" if torch else f"{'-':>7} {'-':>6}"
         # The median 1-rank run's figures; RSS the largest of any run, 1 or 2 ranks.
         m = sorted(one, key=lambda r: r["samples_per_second"])[len(one) // 2]
         rss = max(r["peak_rss_mb"] for r in one + two)
         bound = max(r["memory_bound_mb"] for r in one + two)
         fixed = max(r.get("fixed_runtime_mb", 0) for r in one + two)
         data = max(r.get("data_mb", 0) for r in one + two)
-        print(f"{family:<15} {batch:>5} {t1:>9.0f} {k:>9.0f} {t1 / k:>5.2f}x {t2:>9.0f} {t2 / t1:>5.2f}x "
+        print(f"{family:<18} {batch:>5} {t1:>9.0f} {k:>9.0f} {t1 / k:>5.2f}x {versus_torch} {t2:>9.0f} {t2 / t1:>5.2f}x "
               f"{rss:>6.0f} {bound:>5.0f} {fixed:>5.0f} {data:>5.1f} {m['gflops']:>7.1f} {100 * m['gflops'] / m['sgemm_peak_gflops']:>6.0f}%  "
-              f"{listed(one):<18} {listed(keras):<18}")
+              f"{listed(one):<18} {listed(keras):<18} {listed(torch):<18}")
 print("samples/s, Adam, one BLAS/XLA thread per process; RSS = peak while training, the largest of any run; ratio = Tandem 1 rank / Keras-JAX (target ≥ 2.0×); 2r = 2 ranks × batch,")
 print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations + fixed, per rank,")
 print("fixed = the runtime resident before any model exists (Swift, MPI, BLAS and its buffers), measured in each run;")
 print("data = the generated dataset's mapped files: the rows read stay resident, in the RSS but in no term of the bound;")
 print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; BLAS: " + rows[-1].get("blas", "?"))
+kernels = sorted({r["convolutions"] for r in rows if r.get("convolutions", "none") != "none"})
+if kernels:
+    print("convolutions: " + "; ".join(kernels))
+peer = next((r for r in rows if r["side"] == "torch"), None)
+if peer:
+    print(f"PyTorch {peer['torch']} on CPU, one thread, {peer['memory_format']} (oneDNN: {peer['mkldnn']}); ratio = Tandem 1 rank / PyTorch")
 PY

@@ -86,8 +86,46 @@ def stacked_lstm():
     return topic_and_flag(tokens, L.LSTM(64, name="lstm_1")(x), 0.2)
 
 
+def age_and_kind(image, features):
+    """The image families' two heads on pooled features: an `age` regression (MSE) and a 10-class `kind`
+    (sparse categorical cross-entropy), weights 1.0 / 0.5, compiled."""
+    pooled = L.GlobalAveragePooling2D(name="pool")(features)
+    age = L.Dense(1, name="age")(pooled)
+    kind = L.Dense(10, activation="softmax", name="kind")(pooled)
+    m = keras.Model(image, [age, kind])
+    m.compile(optimizer="adam", loss={"age": "mse", "kind": "sparse_categorical_crossentropy"},
+              loss_weights={"age": 1.0, "kind": 0.5})
+    return m
+
+
+def resnet_small(size):
+    """A small ResNet: Conv2D 32 (3×3) → BN → ReLU, then three residual stages (32, 64 and 128 filters; the
+    last two stride 2 with a 1×1 projection), each two 3×3 Conv2D + BN, then the two image heads."""
+    image = keras.Input(shape=(size, size, 3), name="image")
+    x = L.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(image)
+    x = L.ReLU(name="stem_relu")(L.BatchNormalization(name="stem_bn")(x))
+    for stage, (filters, stride) in enumerate([(32, 1), (64, 2), (128, 2)]):
+        skip = x if stride == 1 else L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"proj{stage}")(x)
+        y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"conv{stage}a")(x)
+        y = L.ReLU(name=f"relu{stage}a")(L.BatchNormalization(name=f"bn{stage}a")(y))
+        y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{stage}b")(y)
+        y = L.BatchNormalization(name=f"bn{stage}b")(y)
+        x = L.ReLU(name=f"relu{stage}")(L.Add(name=f"add{stage}")([skip, y]))
+    return age_and_kind(image, x)
+
+
+def mobilenet_v2(size):
+    """keras.applications.MobileNetV2 (alpha 0.35, weights=None, no top) as a nested model, then the two
+    image heads."""
+    image = keras.Input(shape=(size, size, 3), name="image")
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(size, size, 3), alpha=0.35)
+    return age_and_kind(image, base(image))
+
+
 FAMILIES = {"headline": headline, "gru_classifier": gru_classifier, "conv_bilstm": conv_bilstm,
-            "tabular": tabular, "stacked_lstm": stacked_lstm}
+            "tabular": tabular, "stacked_lstm": stacked_lstm,
+            "cnn_resnet_32": lambda: resnet_small(32), "cnn_resnet_64": lambda: resnet_small(64),
+            "cnn_mobilenetv2_32": lambda: mobilenet_v2(32), "cnn_mobilenetv2_64": lambda: mobilenet_v2(64)}
 
 
 def random_data(model, n, rng):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Tandem builds against (OpenMPI, OpenBLAS, HDF5, cairo with
-# the DejaVu fonts for `tandem plot`, minizip for .npz data, libcsv for CSV data, libpng and libjpeg-turbo for image files, pkg-config).
+# the DejaVu fonts for `tandem plot`, minizip for .npz data, libcsv for CSV data, libpng and libjpeg-turbo for image files,
+# oneDNN for convolutions, pkg-config).
 # Skips apt when everything is already present; needs root (or sudo) otherwise.
 set -euo pipefail
 need=()
@@ -15,12 +16,13 @@ pkg-config --exists minizip 2>/dev/null || need+=(libminizip-dev)
 [ -e /usr/include/csv.h ] || need+=(libcsv-dev)
 pkg-config --exists libpng 2>/dev/null || need+=(libpng-dev)
 pkg-config --exists libturbojpeg 2>/dev/null || need+=(libturbojpeg0-dev)
+[ -e /usr/include/oneapi/dnnl/dnnl.h ] || need+=(libdnnl-dev)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-deps: OpenMPI, OpenBLAS, HDF5, cairo, fonts, minizip, libcsv, libpng, libjpeg-turbo and pkg-config are present"
+  echo "install-deps: OpenMPI, OpenBLAS, HDF5, cairo, fonts, minizip, libcsv, libpng, libjpeg-turbo, oneDNN and pkg-config are present"
   exit 0
 fi
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 echo "install-deps: installing ${need[*]}"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libcairo2-dev fonts-dejavu-core libminizip-dev libcsv-dev libpng-dev libturbojpeg0-dev pkg-config >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev libcairo2-dev fonts-dejavu-core libminizip-dev libcsv-dev libpng-dev libturbojpeg0-dev libdnnl-dev pkg-config >/dev/null

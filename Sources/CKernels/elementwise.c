@@ -9,6 +9,20 @@ void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n) 
     }
 }
 
+void tandem_relu6(const float *z, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = z[i] > 0.0f ? z[i] : 0.0f;
+        y[i] = v < 6.0f ? v : 6.0f;
+    }
+}
+
+void tandem_relu6_backward(const float *dy, const float *z, float *dz, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float d = dy[i], v = z[i];
+        dz[i] = (v > 0.0f) & (v < 6.0f) ? d : 0.0f;
+    }
+}
+
 // OR and max are exact in any order, so 32 lanes (two AVX-512 registers) each
 // keep their own; every build gives the same result.
 #define BITS_BODY                                                              \

@@ -94,6 +94,8 @@ public struct BenchmarkResult: Sendable {
     /// a batch has read stay resident, so up to this much of the peak is data, which no
     /// term of the bound counts.
     package var dataBytes = 0
+    /// The kernels the model's convolutions run (Model.convolutionKernels).
+    public var convolutions: String?
     /// Buckets the gradient exchange was overlapped in (`--overlap-exchange`; 0: not overlapped).
     public var exchangeBuckets = 0
     /// Gradient exchange time per sample of the global batch (with gradient accumulation over N
@@ -120,6 +122,7 @@ public struct BenchmarkResult: Sendable {
             ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("data_mb", Double(dataBytes) / 1e6),
             ("diagnostic_ms", diagnosticMilliseconds ?? 0),
             ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description),
+            ("convolutions", convolutions ?? "none"),
         ])
     }
 }
@@ -187,6 +190,7 @@ public func runBenchmark(
     result.samplesPerSecond = rates.sorted()[rates.count / 2]
     result.timings = step.timings
     result.exchangeBuckets = step.exchangeBuckets
+    result.convolutions = step.model.convolutionKernels
     result.gflops = result.samplesPerSecond * denseFlopsPerSample(step.model) / 1e9 / Double(comm.size)
     let store = step.model.parameters
     result.stateBytes = store.count * 4 * (2 + step.optimizer.slots.count)

@@ -49,8 +49,10 @@ struct Bench: ParsableCommand {
             let description = resolved.description
             let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
             let global = batchSize * comm.size
-            // The peak first: its BLAS buffers then count in the fixed runtime, as in training.
+            // The peak first: its BLAS buffers then count in the fixed runtime, as in training; oneDNN's
+            // engine and code likewise.
             let peak = measureSGEMMPeak()
+            warmConvolutions()
             var fixed = [Double(residentBytes())]
             try comm.allReduceMax(&fixed)
             let n = samples > 0 ? samples : max(4096, global * 4)
@@ -130,6 +132,7 @@ struct Bench: ParsableCommand {
                         "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                     result.gflops, 100 * result.gflops / peak, peak))
             print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")
+            if let kernels = step.model.convolutionKernels { print("convolutions      \(kernels)") }
             if let d = result.diagnosticMilliseconds {
                 print(
                     String(

@@ -24,6 +24,7 @@ func printStartup(comm: Communicator, hosts: [String], trainer: Trainer, facts: 
     let dataset = trainer.data
     let position = trainer.position
     var line = startupReport(comm: comm, hosts: hosts)
+    if let kernels = model.convolutionKernels { line += "\n        convolutions: \(kernels)" }
     line += "\n        data: \(trainRows.count) training samples"
     if let validation = trainer.validation { line += ", \(validation.rows.count) validation" }
     let slices = (0..<comm.size).map { shard(count: batch, rank: $0, size: comm.size).count }

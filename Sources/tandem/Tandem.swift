@@ -52,6 +52,7 @@ func useFastBLASKernels() {
 func runCommand(_ body: (Communicator) throws -> Void) throws {
     let env = ProcessInfo.processInfo.environment
     setBLASThreads(Int(env["OPENBLAS_NUM_THREADS"] ?? "") ?? 1)
+    setConvolutionThreads(blasThreads())
     let communicator: Communicator
     do { communicator = try Launch.communicator() } catch {
         printError("\(error)")

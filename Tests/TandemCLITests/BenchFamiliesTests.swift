@@ -9,7 +9,10 @@ import TandemTestSupport
 import XCTest
 
 final class BenchFamiliesTests: XCTestCase {
-    static let families = ["headline", "gru_classifier", "conv_bilstm", "tabular", "stacked_lstm"]
+    static let families = [
+        "headline", "gru_classifier", "conv_bilstm", "tabular", "stacked_lstm", "cnn_resnet_32", "cnn_resnet_64",
+        "cnn_mobilenetv2_32", "cnn_mobilenetv2_64",
+    ]
 
     private func python() throws -> String {
         guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"],
@@ -52,10 +55,15 @@ final class BenchFamiliesTests: XCTestCase {
             XCTAssertGreaterThan(state, 0, family)
             XCTAssertGreaterThan(fixed, 1, "\(family): the runtime is resident before any model")
             XCTAssertEqual(bound, 1.3 * state + activations + fixed, accuracy: 0.01, family)
-            // The mapped dataset: 64 samples of every input and target, a few KB to 60 KB a family.
+            // The mapped dataset: 64 samples of every input and target, a few KB to 60 KB a text family, up to
+            // 3.2 MB of 64×64 RGB floats an image one.
             let data = try XCTUnwrap(r["data_mb"] as? Double)
+            let image = family.hasPrefix("cnn_")
             XCTAssertGreaterThan(data, 0.002, family)
-            XCTAssertLessThan(data, 0.1, family)
+            XCTAssertLessThan(data, image ? 3.3 : 0.1, family)
+            // The table names the convolution kernels: oneDNN's for the image families.
+            let kernels = try XCTUnwrap(r["convolutions"] as? String, family)
+            XCTAssertTrue(image ? kernels.hasPrefix("oneDNN ") : kernels == "none", "\(family): \(kernels)")
             XCTAssertGreaterThan(try XCTUnwrap(r["sgemm_peak_gflops"] as? Double), 0, family)
         }
         // Two ranks: the total rate over the global batch.

@@ -17,7 +17,8 @@ final class ImageLayerGradientTests: XCTestCase {
 
     private func conv(
         _ name: String, _ input: Layer, filters: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
-        dilation: (Int, Int) = (1, 1), same: Bool, groups: Int = 1, activation: Activation = .linear
+        dilation: (Int, Int) = (1, 1), same: Bool, groups: Int = 1, activation: Activation = .linear,
+        kernels: ConvolutionKernels = .preferred
     ) -> Conv2D {
         let s = input.output.shape
         let g = WindowGeometry.forward(
@@ -25,7 +26,7 @@ final class ImageLayerGradientTests: XCTestCase {
         return Conv2D(
             name: name, input: input, geometry: g, filters: filters, groups: groups, activation: activation,
             kernelShape: [kernel.0, kernel.1, s[2] / groups, filters],
-            outputShape: [g.gridHeight, g.gridWidth, filters])
+            outputShape: [g.gridHeight, g.gridWidth, filters], kernels: kernels)
     }
 
     func testWindowGeometryMatchesXLAPadding() {
@@ -37,13 +38,20 @@ final class ImageLayerGradientTests: XCTestCase {
     }
 
     func testConv2DPaddingStridesDilationAndGroups() throws {
-        let x = InputLayer(name: "x", kind: .features, shape: [5, 6, 4])
-        let same = conv("same", x, filters: 4, kernel: (3, 2), stride: (2, 2), same: true, activation: .tanh)
-        let grouped = conv("grouped", same, filters: 6, kernel: (2, 2), same: true, groups: 2, activation: .sigmoid)
-        let dilated = conv("dilated", x, filters: 2, kernel: (2, 3), dilation: (2, 2), same: false)
-        XCTAssertEqual(same.output.shape, [3, 3, 4])
-        XCTAssertEqual(dilated.output.shape, [3, 2, 2])
-        try checkGradients(inputs: [x], outputs: [flat(grouped), flat(dilated)])
+        // Both kernels: oneDNN's (the default) and the plain im2col + GEMM path.
+        for kernels in [ConvolutionKernels.oneDNN, .im2col] {
+            let x = InputLayer(name: "x", kind: .features, shape: [5, 6, 4])
+            let same = conv(
+                "same", x, filters: 4, kernel: (3, 2), stride: (2, 2), same: true, activation: .tanh, kernels: kernels)
+            let grouped = conv(
+                "grouped", same, filters: 6, kernel: (2, 2), same: true, groups: 2, activation: .sigmoid,
+                kernels: kernels)
+            let dilated = conv(
+                "dilated", x, filters: 2, kernel: (2, 3), dilation: (2, 2), same: false, kernels: kernels)
+            XCTAssertEqual(same.output.shape, [3, 3, 4])
+            XCTAssertEqual(dilated.output.shape, [3, 2, 2])
+            try checkGradients(inputs: [x], outputs: [flat(grouped), flat(dilated)])
+        }
     }
 
     func testTransposedConvolutionsEveryPadding() throws {
@@ -73,19 +81,23 @@ final class ImageLayerGradientTests: XCTestCase {
     }
 
     func testDepthwiseAndSeparableConvolutions() throws {
-        let x = InputLayer(name: "x", kind: .features, shape: [5, 4, 3])
-        let g = WindowGeometry.forward(image: (5, 4), kernel: (3, 2), stride: (2, 1), same: true)
-        let depthwise = DepthwiseConv(name: "dw", input: x, geometry: g, multiplier: 2, activation: .tanh)
-        let single = DepthwiseConv(
-            name: "dw1", input: x, geometry: .forward(image: (5, 4), kernel: (2, 2), stride: (1, 1), same: false),
-            multiplier: 1, useBias: false)
-        let separable = DepthwiseConv(
-            name: "sep", input: depthwise,
-            geometry: .forward(image: (3, 4), kernel: (2, 2), stride: (1, 1), same: true),
-            multiplier: 2, pointwise: 3, activation: .sigmoid)
-        XCTAssertEqual(depthwise.output.shape, [3, 4, 6])
-        XCTAssertEqual(separable.output.shape, [3, 4, 3])
-        try checkGradients(inputs: [x], outputs: [flat(separable), flat(single)])
+        // Both kernels: oneDNN's (the default) and the plain direct loop.
+        for kernels in [ConvolutionKernels.oneDNN, .im2col] {
+            let x = InputLayer(name: "x", kind: .features, shape: [5, 4, 3])
+            let g = WindowGeometry.forward(image: (5, 4), kernel: (3, 2), stride: (2, 1), same: true)
+            let depthwise = DepthwiseConv(
+                name: "dw", input: x, geometry: g, multiplier: 2, activation: .tanh, kernels: kernels)
+            let single = DepthwiseConv(
+                name: "dw1", input: x, geometry: .forward(image: (5, 4), kernel: (2, 2), stride: (1, 1), same: false),
+                multiplier: 1, useBias: false, kernels: kernels)
+            let separable = DepthwiseConv(
+                name: "sep", input: depthwise,
+                geometry: .forward(image: (3, 4), kernel: (2, 2), stride: (1, 1), same: true),
+                multiplier: 2, pointwise: 3, activation: .sigmoid, kernels: kernels)
+            XCTAssertEqual(depthwise.output.shape, [3, 4, 6])
+            XCTAssertEqual(separable.output.shape, [3, 4, 3])
+            try checkGradients(inputs: [x], outputs: [flat(separable), flat(single)])
+        }
     }
 
     func testPooling2DMaxAndAverageEveryPadding() throws {

@@ -53,6 +53,10 @@ void tandem_gru_step_backward(const float *a, const float *rec, const float *bef
 /// dz = dy where z > 0, else 0 (ReLU's backward; the same values as the scalar rule).
 void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n);
 
+/// y = min(max(z, 0), 6), and dz = dy where 0 < z < 6, else 0 (ReLU6, MobileNet's activation).
+void tandem_relu6(const float *z, float *y, size_t n);
+void tandem_relu6_backward(const float *dy, const float *z, float *dz, size_t n);
+
 /// The largest exponent field (bits 23–30) among n floats (0x7F800000: some NaN or ±Inf),
 /// and in *any the OR of all their bits (non-zero when any value, −0 included, is set).
 uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);

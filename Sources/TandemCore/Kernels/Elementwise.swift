@@ -103,6 +103,7 @@ package enum Activation: String, Sendable, CaseIterable {
         case .relu: for i in 0..<n { y[i] = z[i] > 0 ? z[i] : 0 }
         case .sigmoid: for i in 0..<n { y[i] = TandemCore.sigmoid(z[i]) }
         case .tanh: for i in 0..<n { y[i] = fastTanh(z[i]) }
+        case .relu6: tandem_relu6(z, y, n)
         case .softmax, .logSoftmax:
             for r in 0..<rows {
                 let zr = z + r * columns
@@ -135,6 +136,7 @@ package enum Activation: String, Sendable, CaseIterable {
         switch self {
         case .linear: dz.update(from: dy, count: n)
         case .relu: tandem_relu_backward(dy, z, dz, n)
+        case .relu6: tandem_relu6_backward(dy, z, dz, n)
         case .sigmoid: for i in 0..<n { dz[i] = dy[i] * y[i] * (1 - y[i]) }
         case .tanh: for i in 0..<n { dz[i] = dy[i] * (1 - y[i] * y[i]) }
         case .softmax:

@@ -5,6 +5,9 @@
 // per group (im2col), then z = columns · W_g + b with the kernel [kh, kw, Cg, F] read as
 // [kh·kw·Cg, F] (group g: filters [g·Fg, (g+1)·Fg), channels [g·Cg, (g+1)·Cg)), y = act(z).
 // Backward: dW_g += columns_gᵀ·dz_g, db += Σ dz, dcolumns_g = dz_g·W_gᵀ scattered back into dx.
+// That is the plain path; by default the three products run as oneDNN's direct convolutions instead
+// (Kernels/ConvolutionDNNL.swift: no columns, kernels chosen from the CPU's instruction sets), and
+// the tests hold them to the plain path.
 //
 // Transposed (Keras's JAX backend: jax.lax.conv_transpose with transpose_kernel): every input cell
 // i spreads x[i]·W over the output, tap u landing on i·s + u·d − P, with the kernel
@@ -27,6 +30,7 @@ package final class Conv2D: Layer {
     /// The kernel's shape as Keras stores it ([kh, kw, Cg, F], or [k, Cg, F] for a 1-D form).
     let kernelShape: [Int]
     let initializers: (kernel: Initializer?, bias: Initializer)
+    package let primitives: ConvolutionPrimitives
     private var kernel: TensorView!, bias: TensorView?
     private var store: ParameterStore!
     private var columns: UnsafeMutablePointer<Float>!, dColumns: UnsafeMutablePointer<Float>!
@@ -38,7 +42,8 @@ package final class Conv2D: Layer {
     package init(
         name: String, input: Layer, geometry: WindowGeometry, filters: Int, groups: Int = 1,
         activation: Activation = .linear, useBias: Bool = true, weights: String? = nil, kernelShape: [Int],
-        outputShape: [Int], kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros
+        outputShape: [Int], kernelInitializer: Initializer? = nil, biasInitializer: Initializer = .zeros,
+        kernels: ConvolutionKernels = .preferred
     ) {
         channels = input.output.features
         precondition(input.output.width == geometry.imageCells * channels && geometry.windows > 0)
@@ -55,6 +60,8 @@ package final class Conv2D: Layer {
         self.useBias = useBias
         self.kernelShape = kernelShape
         initializers = (kernelInitializer, biasInitializer)
+        primitives = ConvolutionPrimitives(
+            kernels, layer: name, geometry: geometry, channels: channels, filters: filters, groups: groups)
         output = Node(shape: outputShape)
     }
 
@@ -79,13 +86,17 @@ package final class Conv2D: Layer {
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * geometry.windows
-        return (2 * rows * patch * groups + 3 * rows * filters, rows * filters)
+        return ((primitives.kernels == .oneDNN ? 0 : 2 * rows * patch * groups) + 3 * rows * filters, rows * filters)
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * geometry.windows
-        columns = workspace.take(rows * patch * groups)
-        dColumns = workspace.take(rows * patch * groups)
+        if primitives.kernels == .im2col {
+            columns = workspace.take(rows * patch * groups)
+            dColumns = workspace.take(rows * patch * groups)
+        } else {
+            _ = primitives(batch: batch)
+        }
         z = workspace.take(rows * filters)
         dz = workspace.take(rows * filters)
         output.values = workspace.take(rows * filters)
@@ -95,8 +106,19 @@ package final class Conv2D: Layer {
     public func forward(batch: Int, training: Bool) {
         let x = inputs[0].output.values!
         let rows = batch * geometry.windows
-        let (cg, fg) = (channels / groups, filters / groups)
         let w = store.value(kernel)
+        if let conv = primitives(batch: batch) {
+            conv.forward(x, kernel: w, into: z)
+        } else {
+            forwardPlain(x, w, batch: batch)
+        }
+        if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
+        activation.apply(z, output.values, rows: rows, columns: filters)
+    }
+
+    private func forwardPlain(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, batch: Int) {
+        let rows = batch * geometry.windows
+        let (cg, fg) = (channels / groups, filters / groups)
         for g in 0..<groups {
             let block = columns + g * rows * patch
             for b in 0..<batch {
@@ -108,8 +130,6 @@ package final class Conv2D: Layer {
                 .none, .none, m: rows, n: fg, k: patch, a: block, lda: patch, b: w + g * fg, ldb: filters, beta: 0,
                 c: z + g * fg, ldc: filters)
         }
-        if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
-        activation.apply(z, output.values, rows: rows, columns: filters)
     }
 
     package func backward(batch: Int) {
@@ -118,12 +138,17 @@ package final class Conv2D: Layer {
         activation.backward(dy: output.gradients, z: z, y: output.values, dz: dz, rows: rows, columns: filters)
         let w = store.value(kernel)
         let dw = store.gradient(kernel)
+        if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
+        if let conv = primitives(batch: batch) {
+            conv.backwardWeights(inputs[0].output.values!, dz, addingTo: dw)
+            if inputs[0].wantsGradient { conv.backwardData(dz, kernel: w, addingTo: inputs[0].output.gradients!) }
+            return
+        }
         for g in 0..<groups {
             gemm(
                 .transposed, .none, m: patch, n: fg, k: rows, a: columns + g * rows * patch, lda: patch, b: dz + g * fg,
                 ldb: filters, beta: 1, c: dw + g * fg, ldc: filters)
         }
-        if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
         guard inputs[0].wantsGradient else { return }
         let dx = inputs[0].output.gradients!
         for g in 0..<groups {

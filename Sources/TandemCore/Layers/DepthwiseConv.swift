@@ -2,8 +2,9 @@
 // Depthwise: output channel c·M + m of each cell is Σ over taps of x[tap cell, c]·K[tap, c, m], the
 // kernel [kh, kw, C, M] (M = depth_multiplier), as Keras's JAX backend runs it (a grouped
 // convolution with C groups; the kernel's memory is the same). Each channel's product is a handful
-// of multiply-adds, far too small for a GEMM, so it is a direct loop over the window map
-// (ConvWindows.swift). Separable: that depthwise result (no bias) times the pointwise kernel
+// of multiply-adds, far too small for a GEMM, so the plain path is a direct loop over the window map
+// (ConvWindows.swift); by default oneDNN's depthwise kernels run it instead (a grouped convolution,
+// Kernels/ConvolutionDNNL.swift), held to the loop by the tests. Separable: that depthwise result (no bias) times the pointwise kernel
 // [1, 1, C·M, F] through the GEMM layer, then bias and activation.
 
 /// Keras `DepthwiseConv2D` / `DepthwiseConv1D`, and with `pointwise` filters `SeparableConv2D` /
@@ -18,6 +19,7 @@ package final class DepthwiseConv: Layer {
     /// The separable form's filters (nil: depthwise alone).
     package let pointwise: Int?
     package let activation: Activation, useBias: Bool
+    package let primitives: ConvolutionPrimitives
     /// True for the 1-D forms, whose kernels drop the height axis.
     let oneD: Bool
     let initializers: (depthwise: Initializer?, pointwise: Initializer?, bias: Initializer)
@@ -35,7 +37,7 @@ package final class DepthwiseConv: Layer {
         name: String, input: Layer, geometry: WindowGeometry, multiplier: Int, pointwise: Int? = nil,
         activation: Activation = .linear, useBias: Bool = true, weights: String? = nil, oneD: Bool = false,
         depthwiseInitializer: Initializer? = nil, pointwiseInitializer: Initializer? = nil,
-        biasInitializer: Initializer = .zeros
+        biasInitializer: Initializer = .zeros, kernels: ConvolutionKernels = .preferred
     ) {
         channels = input.output.features
         precondition(input.output.width == geometry.imageCells * channels && geometry.windows > 0)
@@ -49,6 +51,10 @@ package final class DepthwiseConv: Layer {
         self.useBias = useBias
         self.oneD = oneD
         initializers = (depthwiseInitializer, pointwiseInitializer, biasInitializer)
+        // Keras's [kh, kw, C, M] is oneDNN's grouped kernel with C groups of one channel and M filters.
+        primitives = ConvolutionPrimitives(
+            kernels, layer: name, geometry: geometry, channels: channels, filters: channels * multiplier,
+            groups: channels)
         let spatial = oneD ? [geometry.gridWidth] : [geometry.gridHeight, geometry.gridWidth]
         output = Node(shape: spatial + [pointwise ?? channels * multiplier])
     }
@@ -93,6 +99,7 @@ package final class DepthwiseConv: Layer {
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * geometry.windows
+        _ = primitives(batch: batch)
         z = workspace.take(rows * filters)
         dz = workspace.take(rows * filters)
         if pointwise != nil {
@@ -108,9 +115,24 @@ package final class DepthwiseConv: Layer {
     public func forward(batch: Int, training: Bool) {
         let x = inputs[0].output.values!
         let k = store.value(depthwiseKernel)
-        let (C, M, D) = (channels, multiplier, depth)
         let rows = batch * geometry.windows
-        middle.update(repeating: 0, count: rows * D)
+        if let conv = primitives(batch: batch) {
+            conv.forward(x, kernel: k, into: middle)
+        } else {
+            forwardPlain(x, k, batch: batch)
+        }
+        if let pointwiseKernel {
+            gemm(
+                .none, .none, m: rows, n: filters, k: depth, a: middle, lda: depth, b: store.value(pointwiseKernel),
+                ldb: filters, beta: 0, c: z, ldc: filters)
+        }
+        if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
+        activation.apply(z, output.values, rows: rows, columns: filters)
+    }
+
+    private func forwardPlain(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, batch: Int) {
+        let (C, M, D) = (channels, multiplier, depth)
+        middle.update(repeating: 0, count: batch * geometry.windows * D)
         for b in 0..<batch {
             let image = x + b * geometry.imageCells * C
             for i in 0..<geometry.gridHeight {
@@ -128,13 +150,6 @@ package final class DepthwiseConv: Layer {
                 }
             }
         }
-        if let pointwiseKernel {
-            gemm(
-                .none, .none, m: rows, n: filters, k: D, a: middle, lda: D, b: store.value(pointwiseKernel),
-                ldb: filters, beta: 0, c: z, ldc: filters)
-        }
-        if let bias { addBias(store.value(bias), to: z, rows: rows, columns: filters, stride: filters) }
-        activation.apply(z, output.values, rows: rows, columns: filters)
     }
 
     package func backward(batch: Int) {
@@ -154,6 +169,11 @@ package final class DepthwiseConv: Layer {
         let k = store.value(depthwiseKernel)
         let dk = store.gradient(depthwiseKernel)
         let dx: UnsafeMutablePointer<Float>? = inputs[0].wantsGradient ? inputs[0].output.gradients! : nil
+        if let conv = primitives(batch: batch) {
+            conv.backwardWeights(x, dMiddle, addingTo: dk)
+            if let dx { conv.backwardData(dMiddle, kernel: k, addingTo: dx) }
+            return
+        }
         for b in 0..<batch {
             let image = x + b * geometry.imageCells * C
             for i in 0..<geometry.gridHeight {

@@ -64,8 +64,10 @@ if [[ " $peers " == *" torch "* ]] && ! "$torch_venv/bin/pip" freeze 2>/dev/null
   echo "bench.sh: installing torch==2.13.0+cpu into $torch_venv" >&2
   rm -rf "$torch_venv"
   python3 -m venv "$torch_venv"
-  "$torch_venv/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 \
-    torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+  # A wheel pip can already see (a --find-links folder, a mirror) first; else PyTorch's CPU index.
+  "$torch_venv/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 torch==2.13.0+cpu 2>/dev/null ||
+    "$torch_venv/bin/pip" install -q --disable-pip-version-check numpy==2.4.6 torch==2.13.0+cpu \
+      --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
 models=.build/bench-families

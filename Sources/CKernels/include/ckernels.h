@@ -57,6 +57,9 @@ void tandem_relu_backward(const float *dy, const float *z, float *dz, size_t n);
 void tandem_relu6(const float *z, float *y, size_t n);
 void tandem_relu6_backward(const float *dy, const float *z, float *dz, size_t n);
 
+/// dx += ReLU's (max 0 then 0, max 6 then 6) backward: the activation layers' one pass.
+void tandem_relu_backward_add(const float *dy, const float *z, float *dx, size_t n, float top);
+
 /// The largest exponent field (bits 23–30) among n floats (0x7F800000: some NaN or ±Inf),
 /// and in *any the OR of all their bits (non-zero when any value, −0 included, is set).
 uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);

@@ -99,7 +99,7 @@ package enum Activation: String, Sendable, CaseIterable {
     package func apply(_ z: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
         let n = rows * columns
         switch self {
-        case .linear: y.update(from: z, count: n)
+        case .linear: if UnsafePointer(y) != z { y.update(from: z, count: n) }  // aliased: nothing to copy
         case .relu: for i in 0..<n { y[i] = z[i] > 0 ? z[i] : 0 }
         case .sigmoid: for i in 0..<n { y[i] = TandemCore.sigmoid(z[i]) }
         case .tanh: for i in 0..<n { y[i] = fastTanh(z[i]) }
@@ -134,7 +134,7 @@ package enum Activation: String, Sendable, CaseIterable {
     ) {
         let n = rows * columns
         switch self {
-        case .linear: dz.update(from: dy, count: n)
+        case .linear: if UnsafePointer(dz) != dy { dz.update(from: dy, count: n) }
         case .relu: tandem_relu_backward(dy, z, dz, n)
         case .relu6: tandem_relu6_backward(dy, z, dz, n)
         case .sigmoid: for i in 0..<n { dz[i] = dy[i] * y[i] * (1 - y[i]) }

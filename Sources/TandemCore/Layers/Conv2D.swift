@@ -86,7 +86,8 @@ package final class Conv2D: Layer {
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * geometry.windows
-        return ((primitives.kernels == .oneDNN ? 0 : 2 * rows * patch * groups) + 3 * rows * filters, rows * filters)
+        let columns = primitives.kernels == .oneDNN ? 0 : 2 * rows * patch * groups
+        return (columns + (activation == .linear ? 1 : 3) * rows * filters, rows * filters)
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -97,10 +98,12 @@ package final class Conv2D: Layer {
         } else {
             _ = primitives(batch: batch)
         }
-        z = workspace.take(rows * filters)
-        dz = workspace.take(rows * filters)
         output.values = workspace.take(rows * filters)
         output.gradients = workspace.takeGradient(rows * filters)
+        // Linear: y is z and dz is dy (nothing to copy); else buffers of their own.
+        (z, dz) =
+            activation == .linear
+            ? (output.values, output.gradients) : (workspace.take(rows * filters), workspace.take(rows * filters))
     }
 
     public func forward(batch: Int, training: Bool) {

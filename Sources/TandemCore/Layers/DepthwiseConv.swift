@@ -94,22 +94,26 @@ package final class DepthwiseConv: Layer {
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * geometry.windows
-        return ((pointwise == nil ? 0 : 2 * rows * depth) + 3 * rows * filters, rows * filters)
+        return (
+            (pointwise == nil ? 0 : 2 * rows * depth) + (activation == .linear ? 1 : 3) * rows * filters, rows * filters
+        )
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * geometry.windows
         _ = primitives(batch: batch)
-        z = workspace.take(rows * filters)
-        dz = workspace.take(rows * filters)
+        output.values = workspace.take(rows * filters)
+        output.gradients = workspace.takeGradient(rows * filters)
+        // Linear: y is z and dz is dy (nothing to copy); else buffers of their own.
+        (z, dz) =
+            activation == .linear
+            ? (output.values, output.gradients) : (workspace.take(rows * filters), workspace.take(rows * filters))
         if pointwise != nil {
             middle = workspace.take(rows * depth)
             dMiddle = workspace.take(rows * depth)
         } else {
             (middle, dMiddle) = (z, dz)
         }
-        output.values = workspace.take(rows * filters)
-        output.gradients = workspace.takeGradient(rows * filters)
     }
 
     public func forward(batch: Int, training: Bool) {

@@ -4,6 +4,8 @@
 // per-sample index map, and its gradient is the sum over the axis it was repeated along.
 // Backward ACCUMULATES into every input's gradient, as every layer does.
 
+import CKernels
+
 /// Keras's element-wise merge layers.
 package enum MergeKind: String, Sendable, CaseIterable {
     case add = "Add"
@@ -188,11 +190,17 @@ package final class ActivationLayer: Layer {
     }
 
     package func backward(batch: Int) {
+        let dx = inputs[0].output.gradients!
+        let n = batch * output.width
+        // ReLU and ReLU6 (MobileNet's): dx += dy where the input passed, in one pass.
+        if activation == .relu || activation == .relu6 {
+            tandem_relu_backward_add(
+                output.gradients, inputs[0].output.values, dx, n, activation == .relu ? .infinity : 6)
+            return
+        }
         activation.backward(
             dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
             rows: rows(batch), columns: output.features)
-        let dx = inputs[0].output.gradients!
-        let n = batch * output.width
         for i in 0..<n { dx[i] += dz[i] }
     }
 }

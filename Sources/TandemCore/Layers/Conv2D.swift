@@ -87,7 +87,7 @@ package final class Conv2D: Layer {
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * geometry.windows
         let columns = primitives.kernels == .oneDNN ? 0 : 2 * rows * patch * groups
-        return (columns + (activation == .linear ? 1 : 3) * rows * filters, rows * filters)
+        return (columns + WorkspaceCursor.outputValues(rows * filters, activation: activation), rows * filters)
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -98,12 +98,7 @@ package final class Conv2D: Layer {
         } else {
             _ = primitives(batch: batch)
         }
-        output.values = workspace.take(rows * filters)
-        output.gradients = workspace.takeGradient(rows * filters)
-        // Linear: y is z and dz is dy (nothing to copy); else buffers of their own.
-        (z, dz) =
-            activation == .linear
-            ? (output.values, output.gradients) : (workspace.take(rows * filters), workspace.take(rows * filters))
+        (z, dz) = workspace.takeOutput(output, rows * filters, activation: activation)
     }
 
     public func forward(batch: Int, training: Bool) {

@@ -95,19 +95,16 @@ package final class DepthwiseConv: Layer {
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let rows = batch * geometry.windows
         return (
-            (pointwise == nil ? 0 : 2 * rows * depth) + (activation == .linear ? 1 : 3) * rows * filters, rows * filters
+            (pointwise == nil ? 0 : 2 * rows * depth)
+                + WorkspaceCursor.outputValues(rows * filters, activation: activation),
+            rows * filters
         )
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         let rows = batch * geometry.windows
         _ = primitives(batch: batch)
-        output.values = workspace.take(rows * filters)
-        output.gradients = workspace.takeGradient(rows * filters)
-        // Linear: y is z and dz is dy (nothing to copy); else buffers of their own.
-        (z, dz) =
-            activation == .linear
-            ? (output.values, output.gradients) : (workspace.take(rows * filters), workspace.take(rows * filters))
+        (z, dz) = workspace.takeOutput(output, rows * filters, activation: activation)
         if pointwise != nil {
             middle = workspace.take(rows * depth)
             dMiddle = workspace.take(rows * depth)

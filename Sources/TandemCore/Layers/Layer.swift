@@ -38,6 +38,19 @@ public struct WorkspaceCursor {
         defer { gradients += count }
         return gradients
     }
+    /// Forward-arena floats `takeOutput` takes for `count` outputs.
+    package static func outputValues(_ count: Int, activation: Activation) -> Int {
+        (activation == .linear ? 1 : 3) * count
+    }
+    /// The output's windows, and z (before the activation) with its gradient dz: a linear activation's z is
+    /// the output and dz the output's gradient (nothing to copy either way), any other gets windows of its own.
+    package mutating func takeOutput(
+        _ output: Node, _ count: Int, activation: Activation
+    ) -> (z: UnsafeMutablePointer<Float>, dz: UnsafeMutablePointer<Float>) {
+        output.values = take(count)
+        output.gradients = takeGradient(count)
+        return activation == .linear ? (output.values, output.gradients) : (take(count), take(count))
+    }
 }
 
 /// A layer of the functional graph: one CALL of a Keras layer. A Keras layer

@@ -121,7 +121,7 @@ public struct BenchmarkResult: Sendable {
             ("memory_bound_mb", memoryBound / 1e6),
             ("fixed_runtime_mb", Double(fixedRuntimeBytes) / 1e6), ("data_mb", Double(dataBytes) / 1e6),
             ("diagnostic_ms", diagnosticMilliseconds ?? 0),
-            ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description),
+            ("exchange_buckets", exchangeBuckets), ("blas", BLASKernels.description), ("gemm", GEMMKernels.description),
             ("convolutions", convolutions ?? "none"),
         ])
     }
@@ -204,4 +204,39 @@ public func runBenchmark(
     result.peakRSS = Int(rss[0])
     result.lifetimePeakRSS = Int(rss[1])
     return result
+}
+
+/// One shape of a step's matrix products, measured on each library (`tandem bench --gemm`).
+public struct GEMMShapeMeasure {
+    public let shape: GEMMShape
+    /// Calls per training step.
+    public let calls: Int
+    public let openBLAS: Double, oneDNN: Double
+    /// The library `gemm` runs this shape on in this process.
+    public let chosen: GEMMLibrary
+    /// The largest difference of oneDNN's result from OpenBLAS's (products of ±1 inputs, accumulated once).
+    public let largestDifference: Float
+    /// Milliseconds per step this shape's calls take on `library`.
+    public func milliseconds(_ library: GEMMLibrary) -> Double {
+        1000 * Double(calls) * 2 * Double(shape.m * shape.n * shape.k) / 1e9
+            / (library == .openBLAS ? openBLAS : oneDNN)
+    }
+}
+
+/// The shapes one training step multiplies (recorded while it runs), each measured on OpenBLAS and oneDNN,
+/// largest share of the step first.
+public func measureStepGEMMs(step: TrainingStep, data: Dataset, batchPerRank: Int) throws -> [GEMMShapeMeasure] {
+    let log = GEMMShapeLog()
+    GEMMShapeLog.current = log
+    defer { GEMMShapeLog.current = nil }
+    _ = try runBenchmark(step: step, data: data, batchPerRank: batchPerRank, warmup: 0, intervals: 1, steps: 1)
+    GEMMShapeLog.current = nil
+    return log.counts.sorted { $0.key < $1.key }.map { shape, calls in
+        let blas = measureGEMM(shape, library: .openBLAS)
+        let dnnl = measureGEMM(shape, library: .oneDNN)
+        return GEMMShapeMeasure(
+            shape: shape, calls: calls, openBLAS: blas.gflops, oneDNN: dnnl.gflops,
+            chosen: GEMMKernels.library(m: shape.m, n: shape.n, k: shape.k),
+            largestDifference: dnnl.largestDifference)
+    }.sorted { $0.milliseconds(.openBLAS) > $1.milliseconds(.openBLAS) }
 }

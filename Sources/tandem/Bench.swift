@@ -37,6 +37,12 @@ struct Bench: ParsableCommand {
         name: .customLong("overlap-exchange"),
         help: "Measure with the gradient sums started during backward (as train's flag).")
     var overlapExchange = false
+    @Flag(
+        name: .customLong("gemm"),
+        help:
+            "Instead of throughput: every matrix-product shape of one step, measured on OpenBLAS and on oneDNN, and the library each runs on."
+    )
+    var gemmShapes = false
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
@@ -90,6 +96,11 @@ struct Bench: ParsableCommand {
                 step.surgery = PCGrad(model: model, heads: heads, seed: 1)
             }
             let data = try Dataset(directory: dir, model: model, heads: heads)
+            if gemmShapes {
+                let rows = try measureStepGEMMs(step: step, data: data, batchPerRank: batchSize)
+                if comm.rank == 0 { printGEMMShapes(rows) }
+                return
+            }
             var result = try runBenchmark(
                 step: step, data: data, batchPerRank: batchSize, warmup: warmup,
                 intervals: intervals, steps: stepsPerInterval,
@@ -131,7 +142,7 @@ struct Bench: ParsableCommand {
                     format:
                         "GFLOP/s per rank  %.1f dense-equivalent (%.0f%% of the %.1f GFLOP/s sgemm peak measured now)",
                     result.gflops, 100 * result.gflops / peak, peak))
-            print("BLAS              \(BLASKernels.description), \(blasThreads()) thread(s) per rank")
+            print("matrix products   \(GEMMKernels.description), \(blasThreads()) thread(s) per rank")
             if let kernels = step.model.convolutionKernels { print("convolutions      \(kernels)") }
             if let d = result.diagnosticMilliseconds {
                 print(
@@ -151,6 +162,31 @@ struct Bench: ParsableCommand {
                     Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
         }
     }
+}
+
+/// `tandem bench --gemm`'s table: one line per shape, then the step's matrix-product time on each choice.
+private func printGEMMShapes(_ rows: [GEMMShapeMeasure]) {
+    print("matrix products   \(GEMMKernels.description)")
+    print("shape (m×n×k, op A op B)   calls/step   OpenBLAS GFLOP/s   oneDNN GFLOP/s   oneDNN/OpenBLAS   runs on")
+    for r in rows {
+        print(
+            r.shape.text.padding(toLength: 27, withPad: " ", startingAt: 0)
+                + String(
+                    format: "%10d   %16.1f   %14.1f   %15.2f   %@", r.calls, r.openBLAS, r.oneDNN,
+                    r.oneDNN / r.openBLAS,
+                    r.chosen.rawValue))
+    }
+    func total(_ pick: (GEMMShapeMeasure) -> GEMMLibrary) -> Double {
+        rows.reduce(0) { $0 + $1.milliseconds(pick($1)) }
+    }
+    print(
+        String(
+            format:
+                "matrix products per step: %.3f ms all OpenBLAS, %.3f ms all oneDNN, %.3f ms as chosen, %.3f ms the faster of each",
+            total { _ in .openBLAS }, total { _ in .oneDNN }, total { $0.chosen },
+            total { $0.oneDNN > $0.openBLAS ? .oneDNN : .openBLAS }))
+    let worst = rows.map(\.largestDifference).max() ?? 0
+    print(String(format: "largest difference of oneDNN's products from OpenBLAS's: %.2g", worst))
 }
 
 extension Result where Failure == Error {

@@ -121,7 +121,8 @@ func hostName() -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; OpenBLAS 0.3.21, Haswell kernels, 1 thread per rank".
+/// "tandem: 4 ranks on 2 hosts (a: 2, b: 2); Open MPI v4.1.4; 1 thread per rank; matrix products: OpenBLAS 0.3.21,
+/// Cooperlake kernels for every product".
 func startupReport(comm: Communicator, hosts: [String]) -> String {
     var order: [String] = []
     var counts: [String: Int] = [:]
@@ -134,7 +135,7 @@ func startupReport(comm: Communicator, hosts: [String]) -> String {
     return
         "tandem: \(comm.size) rank\(comm.size == 1 ? "" : "s") on \(order.count) host\(order.count == 1 ? "" : "s") ("
         + order.map { "\($0): \(counts[$0]!)" }.joined(separator: ", ")
-        + "); \(library); \(BLASKernels.description), \(threads) thread\(threads == 1 ? "" : "s") per rank"
+        + "); \(library); \(threads) thread\(threads == 1 ? "" : "s") per rank; matrix products: \(GEMMKernels.description)"
 }
 
 /// How a head's loss over a batch is reduced, for the start-up report.

@@ -53,6 +53,10 @@ func runCommand(_ body: (Communicator) throws -> Void) throws {
     let env = ProcessInfo.processInfo.environment
     setBLASThreads(Int(env["OPENBLAS_NUM_THREADS"] ?? "") ?? 1)
     setConvolutionThreads(blasThreads())
+    do { try GEMMKernels.checkEnvironment() } catch {
+        printError("\(error)")
+        throw ExitCode(2)
+    }
     let communicator: Communicator
     do { communicator = try Launch.communicator() } catch {
         printError("\(error)")

@@ -8,8 +8,10 @@ import Tandem
 import XCTest
 
 final class BLASKernelTests: XCTestCase {
-    /// `tandem bench --json` on the tiny model, returning the "blas" field.
-    private func reportedKernels(environment: [String: String] = [:], unsetting: [String] = []) throws -> String {
+    /// `tandem bench --json` on the tiny model, returning the "blas" field (or another).
+    private func reportedKernels(
+        environment: [String: String] = [:], unsetting: [String] = [], field: String = "blas"
+    ) throws -> String {
         let run = try Harness.run(
             Harness.binary,
             [
@@ -19,7 +21,7 @@ final class BLASKernelTests: XCTestCase {
             environment: environment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }, unsetting: unsetting)
         XCTAssertEqual(run.status, 0, run.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
-        return try XCTUnwrap(json?["blas"] as? String, run.stdout)
+        return try XCTUnwrap(json?[field] as? String, run.stdout)
     }
 
     func testGenericFallbackIsReplacedByTheKernelsThisCPURuns() throws {
@@ -37,5 +39,29 @@ final class BLASKernelTests: XCTestCase {
             environment: ["OPENBLAS_CORETYPE": "Prescott"], unsetting: [BLASKernels.fallbackVariable])
         XCTAssertTrue(blas.contains("Prescott kernels"), blas)
         XCTAssertFalse(blas.contains("set by Tandem"), blas)
+    }
+
+    /// An older core named in OPENBLAS_CORETYPE (as some sites set it) narrows OpenBLAS's kernels, not Tandem's:
+    /// the products then run on oneDNN, which picks its kernels from the CPU; with OpenBLAS's own choice only the
+    /// large ones do; and TANDEM_GEMM puts every product on one library, a wrong value refused.
+    func testMatrixProductsRunOnOneDNNWhenOpenBLASRunsAnOlderCore() throws {
+        guard BLASKernels.coreTypeForCPU == "SkylakeX" else {
+            throw XCTSkip("this CPU has no AVX-512: Haswell's kernels are the widest it runs")
+        }
+        let older = try reportedKernels(
+            environment: ["OPENBLAS_CORETYPE": "Haswell"], unsetting: [BLASKernels.fallbackVariable], field: "gemm")
+        XCTAssertTrue(older.hasPrefix("oneDNN "), older)
+        XCTAssertTrue(older.contains("Haswell is narrower than this CPU"), older)
+        let native = try reportedKernels(
+            unsetting: ["OPENBLAS_CORETYPE", BLASKernels.fallbackVariable, "TANDEM_GEMM"], field: "gemm")
+        XCTAssertTrue(native.contains("sgemm for products of m·n·k ≥ 2²⁰ and 8 columns or more, OpenBLAS "), native)
+        let forced = try reportedKernels(environment: ["TANDEM_GEMM": "onednn"], field: "gemm")
+        XCTAssertTrue(forced.contains("sgemm for every product (TANDEM_GEMM=onednn)"), forced)
+        let wrong = try Harness.run(
+            Harness.binary, ["bench", "--batch-size", "4", "--intervals", "1", "--steps", "1"] + Harness.tiny,
+            environment: ["TANDEM_GEMM": "mkl"])
+        XCTAssertEqual(wrong.status, 2, wrong.stderr)
+        XCTAssertTrue(wrong.stderr.contains("TANDEM_GEMM=mkl: use auto, openblas or onednn"), wrong.stderr)
+        XCTAssertEqual(wrong.stdout, "")
     }
 }

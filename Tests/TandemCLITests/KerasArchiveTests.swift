@@ -65,6 +65,21 @@ final class KerasArchiveTests: KerasFixtureTestCase {
         }
     }
 
+    /// Every product on oneDNN's sgemm (what a machine whose OpenBLAS runs older kernels than the CPU gets): the
+    /// models whose products are dense, recurrent, convolutional over sequences and over images still train to
+    /// Keras's weights, at 1 and 2 ranks.
+    func testProductsOnOneDNNTrainToKerasWeights() throws {
+        for m in ["headline", "recurrent", "conv_bilstm", "regression", "image_heads", "token_tags"] {
+            let reference = try kerasFit(model(m), m, epochs: 2)
+            for np in [nil, 2] as [Int?] {
+                let run = try tandemTrain(model(m), m, epochs: 2, np: np, environment: ["TANDEM_GEMM": "onednn"])
+                assertClose(
+                    try Harness.weights(run + "/weights.safetensors"), reference.weights, tolerance,
+                    "\(m) at np \(np ?? 1), products on oneDNN")
+            }
+        }
+    }
+
     func testTandemsModelKerasLoadsInKerasWithEqualPredictionsAndEvaluation() throws {
         for m in KerasFixture.models + KerasFixture.randomModels {  // inference has no dropout: the same as Keras
             let run = try tandemTrain(model(m), m, epochs: 1)

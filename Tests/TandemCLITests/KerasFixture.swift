@@ -54,12 +54,18 @@ enum KerasFixture {
     nonisolated(unsafe) private static var made: Result<Made, Error>?
     private static let lock = NSLock()
 
-    static func get() throws -> Made {
+    /// The Python with Keras that scripts/test.sh installs.
+    static func python() throws -> String {
         guard let p = ProcessInfo.processInfo.environment["TANDEM_KERAS_PYTHON"],
             FileManager.default.isExecutableFile(atPath: p)
         else {
             throw XCTSkip("TANDEM_KERAS_PYTHON is not set (scripts/test.sh installs Keras and sets it)")
         }
+        return p
+    }
+
+    static func get() throws -> Made {
+        let p = try python()
         lock.lock()
         defer { lock.unlock() }
         if let made { return try made.get() }
@@ -219,8 +225,14 @@ class KerasFixtureTestCase: XCTestCase {
     var f: KerasFixture.Made!
     var dir = ""
 
+    /// Whether the class's tests use the shared archives (built once per test process, ~1.5 min); the
+    /// backbones build their own.
+    class var usesSharedArchives: Bool { true }
+
     override func setUpWithError() throws {
-        f = try KerasFixture.get()
+        f =
+            Self.usesSharedArchives
+            ? try KerasFixture.get() : KerasFixture.Made(dir: "", python: try KerasFixture.python())
         dir = temporaryDirectory()
     }
 
@@ -249,7 +261,7 @@ class KerasFixtureTestCase: XCTestCase {
 
     func tandemTrain(
         _ archive: String, _ m: String, epochs: Int, np: Int? = nil, extra: [String] = [], dataDir: String? = nil,
-        file: StaticString = #filePath, line: UInt = #line
+        environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line
     ) throws -> String {
         let out = dir + "/tandem-\(m)-\(np ?? 1)-\(UUID().uuidString.prefix(6))"
         let args =
@@ -258,7 +270,9 @@ class KerasFixtureTestCase: XCTestCase {
                 "--epochs", "\(epochs)",
                 "--no-shuffle", "--quiet",
             ] + extra
-        let r = try np.map { try Harness.mpi($0, args) } ?? Harness.tandem(args)
+        let r =
+            try np.map { try Harness.mpi($0, args, environment: environment) }
+            ?? Harness.run(Harness.binary, args, environment: environment)
         XCTAssertEqual(r.status, 0, "\(m) np \(np ?? 1): \(r.stderr)", file: file, line: line)
         return out
     }

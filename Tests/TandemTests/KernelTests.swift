@@ -33,6 +33,73 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Both libraries `gemm` may run, called directly: sub-matrices (leading dimensions wider than the
+    /// operands), alpha and beta, tiny and wide shapes, every transpose; and the same bits when called again.
+    func testOpenBLASAndOneDNNProductsMatchTheReference() {
+        var rng = SeededGenerator(seed: 2)
+        for library in GEMMLibrary.allCases {
+            for (m, n, k) in [(1, 1, 1), (7, 5, 9), (33, 130, 65), (64, 3, 200), (2, 257, 17)] {
+                for ta in [Transpose.none, .transposed] {
+                    for tb in [Transpose.none, .transposed] {
+                        for (alpha, beta): (Float, Float) in [(1, 0), (1, 1), (0.5, 0.3)] {
+                            // Stored with 3 spare columns per row: the products must read and write only theirs.
+                            let (lda, ldb, ldc) = ((ta == .none ? k : m) + 3, (tb == .none ? n : k) + 3, n + 3)
+                            var a = [Float](repeating: 0, count: (ta == .none ? m : k) * lda)
+                            var b = [Float](repeating: 0, count: (tb == .none ? k : n) * ldb)
+                            var c = [Float](repeating: 0, count: m * ldc)
+                            a.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, $0.count, &rng) }
+                            b.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, $0.count, &rng) }
+                            c.withUnsafeMutableBufferPointer { fillUniform($0.baseAddress!, $0.count, &rng) }
+                            var expected = c
+                            gemmReference(
+                                ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta,
+                                c: &expected, ldc: ldc)
+                            var runs: [[Float]] = []
+                            for _ in 0..<2 {
+                                var mine = c
+                                switch library {
+                                case .openBLAS:
+                                    gemmOpenBLAS(
+                                        ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                        beta: beta, c: &mine, ldc: ldc)
+                                case .oneDNN:
+                                    gemmOneDNN(
+                                        ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                        beta: beta, c: &mine, ldc: ldc)
+                                }
+                                runs.append(mine)
+                            }
+                            let what = "\(library) \(m)×\(n)×\(k) \(ta) \(tb) alpha \(alpha) beta \(beta)"
+                            XCTAssertEqual(runs[0], runs[1], "\(what): the same bits when called again")
+                            for i in 0..<m {
+                                for j in n..<ldc {
+                                    XCTAssertEqual(
+                                        runs[0][i * ldc + j], c[i * ldc + j], "\(what): spare column written")
+                                }
+                            }
+                            // Float32 sums of up to 200 products of values in [-1, 1], in another order than the
+                            // Double reference: a few ulps of the sum's magnitude (≤ ~15).
+                            assertClose(runs[0], expected.map(Double.init), atol: 2e-5, rtol: 1e-5, what)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rule `gemm` picks a library by (GEMMKernels.byShape): narrow products on OpenBLAS; with OpenBLAS's
+    /// own kernels, products under 2²⁰ multiply-adds too; with narrower kernels than the CPU's, the rest on oneDNN.
+    func testProductsGoToTheLibraryMeasuredFasterForTheirShape() {
+        for native in [true, false] {
+            XCTAssertEqual(GEMMKernels.byShape(m: 25600, n: 4, k: 128, openBLASIsNative: native), .openBLAS)
+            XCTAssertEqual(GEMMKernels.byShape(m: 32, n: 128, k: 3200, openBLASIsNative: native), .oneDNN)
+            XCTAssertEqual(GEMMKernels.byShape(m: 256, n: 32, k: 128, openBLASIsNative: native), .oneDNN)  // 2²⁰
+        }
+        XCTAssertEqual(GEMMKernels.byShape(m: 32, n: 32, k: 128, openBLASIsNative: true), .openBLAS)
+        XCTAssertEqual(GEMMKernels.byShape(m: 255, n: 32, k: 128, openBLASIsNative: true), .openBLAS)
+        XCTAssertEqual(GEMMKernels.byShape(m: 32, n: 32, k: 128, openBLASIsNative: false), .oneDNN)
+    }
+
     func testOrthogonalInitialiserHasOrthonormalRows() {
         let spec = ParameterSpec(layer: "lstm", weight: "recurrent_kernel", shape: [3, 12], initializer: .orthogonal)
         let store = ParameterStore(specs: [spec])

@@ -1,4 +1,4 @@
-// oneDNN's convolutions behind four calls, for Conv2D's fast path (Layers/Conv2D+DNNL.swift).
+// oneDNN's convolutions behind four calls, for Conv2D's fast path (Kernels/ConvolutionDNNL.swift), and its sgemm.
 // Images are channels-last [B, H, W, C] and kernels Keras's [kh, kw, C/groups, F], both as Tandem
 // stores them: oneDNN reads and writes them in place, and only the kernel is reordered into the
 // layout oneDNN's kernels prefer (it changes every step, and it is small).
@@ -31,6 +31,12 @@ int tandem_dnnl_conv_backward_weights(tandem_dnnl_conv *conv, const float *x, co
 
 /// oneDNN's name for the implementation of primitive 0 (forward), 1 (backward data) or 2 (backward weights).
 const char *tandem_dnnl_conv_implementation(const tandem_dnnl_conv *conv, int which);
+
+/// C[m,n] = alpha·op(A)·op(B) + beta·C, row-major (dnnl_sgemm on the calling thread's thread count).
+/// Returns 0, or a dnnl status.
+int tandem_dnnl_sgemm(
+    int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b, long ldb,
+    float beta, float *c, long ldc);
 
 /// Threads each primitive may use (oneDNN here runs on OpenMP; 1 under MPI, as BLAS).
 void tandem_dnnl_set_threads(int count);

@@ -1,6 +1,6 @@
-// Matrix products: the one place Tandem calls cblas_sgemm.
-// Row-major throughout. A naive reference kernel stays beside the fast one;
-// tests use it as the oracle. Not a tensor library: pointers and sizes only.
+// Matrix products: the one place Tandem multiplies matrices. Row-major throughout. Each product runs
+// OpenBLAS's cblas_sgemm or oneDNN's sgemm, chosen by its shape (GEMMDNNL.swift); a naive reference kernel
+// stays beside them as the tests' oracle. Not a tensor library: pointers and sizes only.
 
 import CBLAS
 import CKernels
@@ -32,6 +32,26 @@ package func gemm(
         }
         return
     }
+    if let log = GEMMShapeLog.current { log.add(GEMMShape(transA, transB, m: m, n: n, k: k)) }
+    switch GEMMKernels.library(m: m, n: n, k: k) {
+    case .openBLAS:
+        gemmOpenBLAS(
+            transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    case .oneDNN:
+        gemmOneDNN(
+            transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+}
+
+/// `gemm` through OpenBLAS's cblas_sgemm (m, n, k > 0): the reference library the tests compare the others with.
+@inline(__always)
+package func gemmOpenBLAS(
+    _ transA: Transpose, _ transB: Transpose,
+    m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     cblas_sgemm(
         CblasRowMajor, transA.cblas, transB.cblas,
         Int32(m), Int32(n), Int32(k), alpha,

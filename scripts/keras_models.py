@@ -28,6 +28,16 @@ import argparse, json, os, struct, sys
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
+
+if os.environ.get("TANDEM_JAX_CACHE"):
+    # XLA's compiled programs on disk (scripts/test.sh sets a folder in .build/): most of a small model's fit is
+    # compiling its step, and the suite fits, loads and evaluates the same models many times. Keyed by the
+    # program, the compiler's options and JAX's version, so a hit runs the very program a miss compiles.
+    import jax  # noqa: E402
+
+    jax.config.update("jax_compilation_cache_dir", os.environ["TANDEM_JAX_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import keras  # noqa: E402
 from keras_reference import write_safetensors  # noqa: E402  (the same safetensors writer)
 

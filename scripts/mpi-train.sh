@@ -5,7 +5,8 @@
 #   scripts/mpi-train.sh -np 2 -- evaluate --weights run/weights.safetensors --data data
 #
 # Adds: --allow-run-as-root when root; --oversubscribe and mpi_yield_when_idle
-# when ranks exceed cores (a blocked rank would otherwise busy-poll);
+# when ranks exceed cores (a blocked rank would otherwise busy-poll) or when
+# TANDEM_MPI_SHARED_CORES is set (other jobs share the cores; no binding then);
 # one BLAS thread per rank; mpirun --timeout so a hang ends as exit 110.
 # The binary is $TANDEM_BIN, else .build/release/tandem. The first word after
 # `--` may name a subcommand (train, evaluate, predict); train is the default.
@@ -36,7 +37,9 @@ esac
 args=(-np "$np" --timeout "$timeout" -x OPENBLAS_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && args+=(--allow-run-as-root)
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
-if [ -z "$hostfile" ] && [ "$np" -gt "$(nproc)" ]; then
+if [ -z "$hostfile" ] && { [ "$np" -gt "$(nproc)" ] || [ -n "${TANDEM_MPI_SHARED_CORES:-}" ]; }; then
   args+=(--oversubscribe --mca mpi_yield_when_idle 1)
+  # Cores other jobs use too (scripts/test.sh runs two halves of the suite at once): bound to none.
+  [ -n "${TANDEM_MPI_SHARED_CORES:-}" ] && args+=(--bind-to none)
 fi
 exec mpirun "${args[@]}" "${extra[@]}" "$bin" "$@"

@@ -11,6 +11,8 @@ import XCTest
 @testable import TandemTraining
 
 final class KerasBackboneTests: KerasFixtureTestCase {
+    override class var usesSharedArchives: Bool { false }
+
     static let backbones = ["backbone_vgg16", "backbone_resnet50", "backbone_mobilenetv2", "backbone_efficientnetb0"]
 
     /// Tensors that train visibly (more than 20× the tolerance), so the comparison means something. With

@@ -9,9 +9,10 @@
 # the 2-rank scaling at the same per-rank batch, peak RSS against its bound, and
 # the achieved dense-equivalent GFLOP/s against the sgemm peak measured in the
 # same process. Extra arguments go to every `tandem bench`. With --peers keras,torch
-# the image families (cnn_*) are also trained by PyTorch 2 on CPU (scripts/bench_torch.py:
-# the same architectures in torch.nn, one thread, channels_last), in a venv of its own
-# installed on that request only (~200 MB CPU wheel).
+# every family is also trained by PyTorch 2 on CPU (scripts/bench_torch.py: the same
+# architectures in torch.nn, one thread, fused Adam, channels_last for images), in a venv
+# of its own installed on that request only (~200 MB CPU wheel); the table then shows
+# Tandem against each peer and against the faster one.
 #
 #   bash scripts/bench.sh                          # one run of the whole matrix (~8 minutes)
 #   bash scripts/bench.sh --runs 3                 # three runs, interleaved: the README's table
@@ -84,7 +85,7 @@ for run in $(seq "$runs"); do
       echo "bench.sh: run $run/$runs: $family, batch $batch" >&2
       k=$(taskset -c 0 "${py[@]}" keras --family "$family" --model "$models/$family.keras" --batch-size "$batch" 2>/dev/null | tail -1)
       tag "$k" "$family" keras >> "$results"
-      if [[ " $peers " == *" torch "* && "$family" == cnn_* ]]; then
+      if [[ " $peers " == *" torch "* ]]; then
         p=$(taskset -c 0 "$torch_venv/bin/python" scripts/bench_torch.py --family "$family" --batch-size "$batch" | tail -1)
         tag "$p" "$family" torch >> "$results"
       fi
@@ -111,7 +112,7 @@ def listed(rs):
     return ", ".join("%.0f" % r["samples_per_second"] for r in rs)
 def rate(rs):
     return median([r["samples_per_second"] for r in rs])
-print(f"{'family':<18} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'PyTorch':>7} {'ratio':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
+print(f"{'family':<18} {'batch':>5} {'Tandem 1r':>9} {'Keras-JAX':>9} {'ratio':>6} {'PyTorch':>7} {'ratio':>6} {'faster':>6} {'Tandem 2r':>9} {'2r/1r':>6} "
       f"{'RSS MB':>6} {'bound':>5} {'fixed':>5} {'data':>5} {'GFLOP/s':>7} {'of peak':>7}  {'Tandem 1r runs':<18} {'Keras runs':<18} {'PyTorch runs':<18}")
 batches = sorted({r["batch_per_rank"] for r in rows})
 for family in sys.argv[2].split():
@@ -122,6 +123,7 @@ for family in sys.argv[2].split():
             continue
         t1, t2, k, p = rate(one), rate(two), rate(keras), rate(torch)
         versus_torch = f"{p:>7.0f} {t1 / p:>5.2f}x" if torch else f"{'-':>7} {'-':>6}"
+        versus_torch += f" {t1 / max(k, p if torch else 0):>5.2f}x"
         # The median 1-rank run's figures; RSS the largest of any run, 1 or 2 ranks.
         m = sorted(one, key=lambda r: r["samples_per_second"])[len(one) // 2]
         rss = max(r["peak_rss_mb"] for r in one + two)
@@ -135,11 +137,13 @@ print("samples/s, Adam, one BLAS/XLA thread per process; RSS = peak while traini
 print("total samples/s (target ≥ 1.8× 1 rank); bound = 1.3 × (parameters + gradients + slots) + activations + fixed, per rank,")
 print("fixed = the runtime resident before any model exists (Swift, MPI, BLAS and its buffers), measured in each run;")
 print("data = the generated dataset's mapped files: the rows read stay resident, in the RSS but in no term of the bound;")
-print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; BLAS: " + rows[-1].get("blas", "?"))
+print("GFLOP/s = dense-equivalent per rank against the single-thread sgemm peak measured in the same run; matrix products: "
+      + rows[-1].get("gemm", rows[-1].get("blas", "?")))
 kernels = sorted({r["convolutions"] for r in rows if r.get("convolutions", "none") != "none"})
 if kernels:
     print("convolutions: " + "; ".join(kernels))
 peer = next((r for r in rows if r["side"] == "torch"), None)
 if peer:
-    print(f"PyTorch {peer['torch']} on CPU, one thread, {peer['memory_format']} (oneDNN: {peer['mkldnn']}); ratio = Tandem 1 rank / PyTorch")
+    print(f"PyTorch {peer['torch']} on CPU, one thread, fused Adam, channels_last for the image families (oneDNN: {peer['mkldnn']}); "
+          "ratio = Tandem 1 rank / PyTorch; faster = Tandem 1 rank / the faster peer")
 PY

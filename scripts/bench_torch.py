@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch 2 on CPU as the second peer of the speed matrix (scripts/bench.sh --peers keras,torch): the
-image families of bench_families.py written in torch.nn, trained with one Adam on the same weighted total
-loss, one thread, channels_last (PyTorch's fastest CPU layout for convolutions, run by its bundled oneDNN).
+"""PyTorch 2 on CPU as the second peer of the speed matrix (scripts/bench.sh --peers keras,torch): every
+family of bench_families.py written in torch.nn with the same sizes, trained with one Adam (fused: PyTorch's
+fastest CPU update) on the same weighted total loss, one thread; the image families channels_last (PyTorch's
+fastest CPU layout for convolutions, run by its bundled oneDNN). Parameter counts equal Keras's but for
+PyTorch's LSTM, which has two bias vectors where Keras has one (4·units more per LSTM).
 
   bench_torch.py --family F --batch-size B [--intervals 5] [--memory-format channels_last|contiguous]
 
@@ -101,12 +103,169 @@ FAMILIES = {"cnn_resnet_32": (resnet_small, 32), "cnn_resnet_64": (resnet_small,
             "cnn_mobilenetv2_32": (mobilenet_v2, 32), "cnn_mobilenetv2_64": (mobilenet_v2, 64)}
 
 
+# The text and tabular families (bench_families.py): token ids [B, 100] in; Keras's defaults where PyTorch's
+# differ (LayerNorm-free; BatchNormalization eps 1e-3, momentum 0.01 in PyTorch's convention).
+class Headline(nn.Module):
+    """Embedding 10000×512 → LSTM 32 → aux head; concatenate aux_input(5) → 3 × Dense 64 relu → main head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding, self.lstm = nn.Embedding(10000, 512), nn.LSTM(512, 32, batch_first=True)
+        self.aux = nn.Linear(32, 1)
+        self.dense = nn.Sequential(nn.Linear(37, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64),
+                                   nn.ReLU())
+        self.main = nn.Linear(64, 1)
+
+    def forward(self, tokens, aux_input):
+        _, (h, _) = self.lstm(self.embedding(tokens))
+        h = h[-1]
+        return self.main(self.dense(torch.cat([h, aux_input], dim=1))), self.aux(h)
+
+
+class TopicAndFlag(nn.Module):
+    """bench_families.topic_and_flag's heads (5-class `topic`, binary `flag`) on a text trunk."""
+
+    def __init__(self, trunk, width):
+        super().__init__()
+        self.trunk, self.topic, self.flag = trunk, nn.Linear(width, 5), nn.Linear(width, 1)
+
+    def forward(self, tokens):
+        x = self.trunk(tokens)
+        return self.topic(x), self.flag(x)
+
+
+class LastState(nn.Module):
+    """A recurrent layer's last output (Keras's return_sequences=False)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)[0][:, -1]
+
+
+class Sequences(nn.Module):
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+class ConvOverTime(nn.Module):
+    """Conv1D 64→128, kernel 3, same, relu, channels-last in and out (Keras's layout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(64, 128, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+
+
+class MaxOverTime(nn.Module):
+    def forward(self, x):
+        return x.max(dim=1).values
+
+
+class Tabular(nn.Module):
+    """200 features → Dense 512 relu → BatchNormalization → Dense 256 relu → Dropout 0.2 → three heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(200, 512), nn.ReLU(), nn.BatchNorm1d(512, eps=1e-3, momentum=0.01),
+                                   nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.2))
+        self.churn, self.segment, self.spend = nn.Linear(256, 1), nn.Linear(256, 10), nn.Linear(256, 1)
+
+    def forward(self, features):
+        x = self.trunk(features)
+        return self.churn(x), self.segment(x), self.spend(x)
+
+
+def text(trunk, width, flag_weight):
+    return lambda: (TopicAndFlag(trunk(), width), flag_weight)
+
+
+TEXT = {
+    "gru_classifier": text(lambda: nn.Sequential(nn.Embedding(20000, 128), LastState(nn.GRU(128, 64, batch_first=True))),
+                           64, 0.5),
+    "conv_bilstm": text(lambda: nn.Sequential(nn.Embedding(10000, 64), ConvOverTime(),
+                                              Sequences(nn.LSTM(128, 32, batch_first=True, bidirectional=True)),
+                                              MaxOverTime()), 64, 0.3),
+    "stacked_lstm": text(lambda: nn.Sequential(nn.Embedding(5000, 64), Sequences(nn.LSTM(64, 64, batch_first=True)),
+                                               LastState(nn.LSTM(64, 64, batch_first=True))), 64, 0.2),
+}
+
+
+def text_speed(family, batch, intervals, seconds):
+    """The non-image families: one timed interval is one pass over random data of about `seconds`."""
+    torch.manual_seed(1)
+    bce, ce, mse = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss(), nn.MSELoss()
+    if family == "headline":
+        model = Headline()
+
+        def data(n):
+            return (torch.randint(0, 10000, (n, 100)), torch.randn(n, 5)), (torch.randint(0, 2, (n, 1)).float(),
+                                                                            torch.randint(0, 2, (n, 1)).float())
+
+        def loss(out, y):
+            return bce(out[0], y[0]) + 0.2 * bce(out[1], y[1])
+    elif family == "tabular":
+        model = Tabular()
+
+        def data(n):
+            return (torch.randn(n, 200),), (torch.randint(0, 2, (n, 1)).float(), torch.randint(0, 10, (n,)),
+                                            torch.randn(n, 1))
+
+        def loss(out, y):
+            return bce(out[0], y[0]) + 0.5 * ce(out[1], y[1]) + 0.2 * mse(out[2], y[2])
+    else:
+        model, flag_weight = TEXT[family]()
+        vocab = model.trunk[0].num_embeddings
+
+        def data(n):
+            return (torch.randint(0, vocab, (n, 100)),), (torch.randint(0, 5, (n,)),
+                                                          torch.randint(0, 2, (n, 1)).float())
+
+        def loss(out, y):
+            return ce(out[0], y[0]) + flag_weight * bce(out[1], y[1])
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+
+    def epoch(x, y):
+        n = y[0].shape[0]
+        for i in range(0, n - batch + 1, batch):
+            optimizer.zero_grad(set_to_none=True)
+            l = loss(model(*(t[i:i + batch] for t in x)), [t[i:i + batch] for t in y])
+            l.backward()
+            optimizer.step()
+
+    probe = data(4 * batch)
+    epoch(*probe)  # warm-up; not timed
+    started = time.time()
+    epoch(*probe)
+    rate = 4 * batch / (time.time() - started)
+    n = batch * max(4, int(rate * seconds / batch))
+    full = data(n)
+    epoch(*full)
+    rates = []
+    for _ in range(intervals):
+        started = time.time()
+        epoch(*full)
+        rates.append(n / (time.time() - started))
+    return {"samples_per_second": sorted(rates)[len(rates) // 2], "intervals": rates, "steps_per_interval": n // batch,
+            "torch": torch.__version__, "memory_format": "contiguous", "mkldnn": torch.backends.mkldnn.is_available(),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
 def speed(family, batch, intervals, seconds, memory_format):
     make, size = FAMILIES[family]
     torch.manual_seed(1)
     model = TwoHeads(*make()).to(memory_format=memory_format)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
     mse, ce = nn.MSELoss(), nn.CrossEntropyLoss()
 
     def data(n):
@@ -141,13 +300,16 @@ def speed(family, batch, intervals, seconds, memory_format):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    p.add_argument("--family", required=True, choices=sorted(FAMILIES) + sorted(TEXT) + ["headline", "tabular"])
     p.add_argument("--batch-size", type=int, default=32); p.add_argument("--intervals", type=int, default=5)
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--memory-format", choices=["channels_last", "contiguous"], default="channels_last")
     a = p.parse_args()
     memory_format = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
-    result = speed(a.family, a.batch_size, a.intervals, a.seconds, memory_format)
+    if a.family in FAMILIES:
+        result = speed(a.family, a.batch_size, a.intervals, a.seconds, memory_format)
+    else:
+        result = text_speed(a.family, a.batch_size, a.intervals, a.seconds)
     result.update({"family": a.family, "batch_per_rank": a.batch_size})
     print(json.dumps(result))
 

@@ -43,6 +43,15 @@ struct Bench: ParsableCommand {
             "Instead of throughput: every matrix-product shape of one step, measured on OpenBLAS and on oneDNN, and the library each runs on."
     )
     var gemmShapes = false
+    @Flag(
+        help:
+            "Instead of the throughput table: predicted samples/s and efficiency at 1 … 64 ranks, one per host, from this one-rank step's compute time and the collectives it makes (run without mpirun)."
+    )
+    var scaling = false
+    @Option(
+        name: .customLong("link"),
+        help: "With --scaling: a link as NAME=LATENCY_US:GBIT (repeatable; default 10GbE=25:10 and 100Gb/s=3:100).")
+    var links: [String] = []
     @OptionGroup var size: ModelSizeOptions
 
     func run() throws {
@@ -51,6 +60,12 @@ struct Bench: ParsableCommand {
                 throw TandemError.usage("--batch-size and --intervals must be positive")
             }
             let optimizerConfig = try optimizerOptions.config(over: OptimizerConfig(kind: .adam))
+            let linkModels = try links.isEmpty ? LinkModel.defaults : links.map { try LinkModel(parsing: $0) }
+            guard !scaling || (comm.size == 1 && !reproducible) else {
+                throw TandemError.usage(
+                    "--scaling measures one rank's step and predicts the rest: run it without mpirun and --reproducible"
+                )
+            }
             let resolved = try size.resolve(comm)
             let description = resolved.description
             let stepsPerInterval = steps > 0 ? steps : max(4, 2048 / (batchSize * comm.size))
@@ -107,6 +122,20 @@ struct Bench: ParsableCommand {
                 diagnostics: headDiagnostics ? HeadDiagnostics(model: model, heads: heads) : nil)
             result.sgemmPeak = peak
             result.fixedRuntimeBytes = Int(fixed[0])
+            if scaling {
+                // The collectives one step makes with more than one rank, recorded from a real step.
+                let recorder = RecordingCommunicator()
+                let recording = try TrainingStep(
+                    model: model, heads: heads, optimizer: optimizer, communicator: recorder, l2: [:])
+                let indices = (0..<Int32(recorder.size * batchSize)).map { $0 }
+                _ = try indices.withUnsafeBufferPointer { try recording.run(globalBatch: $0, data: data) }
+                let compute = Double(batchSize) / result.samplesPerSecond
+                let backward = result.timings.backward / Double(max(result.timings.steps, 1))
+                printScaling(
+                    calls: recorder.calls, compute: compute, backward: backward, batch: batchSize, links: linkModels,
+                    json: json)
+                return
+            }
             guard comm.rank == 0 else { return }
             if json {
                 print(result.json)
@@ -160,6 +189,64 @@ struct Bench: ParsableCommand {
                     Double(result.peakRSS) / 1e6, Double(result.lifetimePeakRSS) / 1e6, Double(result.stateBytes) / 1e6,
                     Double(result.activationBytes) / 1e6,
                     Double(result.fixedRuntimeBytes) / 1e6, result.memoryBound / 1e6))
+        }
+    }
+}
+
+/// `tandem bench --scaling`'s tables: per link, predicted samples/s and efficiency at 1 … 64 ranks.
+private func printScaling(
+    calls: [CollectiveCall], compute: Double, backward: Double, batch: Int, links: [LinkModel], json: Bool
+) {
+    let ranks = [1, 2, 3, 4, 8, 16, 32, 64]
+    let gradientBytes = calls.filter(\.gradient).reduce(0) { $0 + $1.bytes }
+    if json {
+        var rows: [[String: Any]] = []
+        for link in links {
+            for p in predictScaling(
+                computeSeconds: compute, backwardSeconds: backward, calls: calls, batchPerRank: batch, link: link,
+                ranks: ranks)
+            {
+                rows.append([
+                    "link": link.name, "latency_us": link.latency * 1e6, "gbit": link.bytesPerSecond * 8 / 1e9,
+                    "ranks": p.ranks, "samples_per_second": p.samplesPerSecond, "efficiency": p.efficiency,
+                    "overlapped_samples_per_second": p.overlappedSamplesPerSecond,
+                    "overlapped_efficiency": p.overlappedEfficiency, "exchange_ms": 1000 * p.exchangeSeconds,
+                    "gradient_latencies": p.gradient.latencies, "gradient_link_bytes": p.gradient.bytes,
+                    "other_latencies": p.other.latencies, "other_link_bytes": p.other.bytes,
+                ])
+            }
+        }
+        let object: [String: Any] = [
+            "compute_ms": 1000 * compute, "backward_ms": 1000 * backward, "batch_per_rank": batch,
+            "collectives": calls.count, "gradient_bytes": gradientBytes, "predictions": rows,
+        ]
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+        return
+    }
+    print(
+        String(
+            format:
+                "scaling           one rank: %.2f ms a step at batch %d (backward %.2f ms); per step %d collectives, %.0f KB of gradient",
+            1000 * compute, batch, 1000 * backward, calls.count, Double(gradientBytes) / 1e3))
+    let sizes = Dictionary(grouping: calls, by: { "\($0.kind.rawValue) \($0.bytes) B" }).map { "\($1.count) × \($0)" }
+    print("collectives       " + sizes.sorted().joined(separator: ", "))
+    for link in links {
+        print(
+            String(
+                format: "link %@: %.0f µs, %.0f Gbit/s (Open MPI: recursive doubling under 10 KB, ring above)",
+                link.name, link.latency * 1e6, link.bytesPerSecond * 8 / 1e9))
+        print("  ranks    samples/s   efficiency   exchange ms   overlapped samples/s   efficiency")
+        for p in predictScaling(
+            computeSeconds: compute, backwardSeconds: backward, calls: calls, batchPerRank: batch, link: link,
+            ranks: ranks)
+        {
+            print(
+                String(
+                    format: "  %5d   %10.0f   %9.0f%%   %11.3f   %20.0f   %9.0f%%", p.ranks, p.samplesPerSecond,
+                    100 * p.efficiency, 1000 * p.exchangeSeconds, p.overlappedSamplesPerSecond,
+                    100 * p.overlappedEfficiency))
         }
     }
 }

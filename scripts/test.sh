@@ -53,6 +53,6 @@ logs=$(mktemp -d)
 status=0
 wait $first || status=1
 wait $second || status=1
-for half in archives rest; do echo "$half: $(grep '^Executed .* tests' "$logs/$half" | tail -n 1)"; done
+for half in archives rest; do echo "$half: $(grep -E 'Executed [0-9]+ tests' "$logs/$half" | tail -n 1 | sed 's/^[[:space:]]*//')"; done
 rm -rf "$logs"
 exit $status

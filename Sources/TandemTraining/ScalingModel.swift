@@ -3,10 +3,10 @@
 //
 // The collectives are recorded from one real step run through `RecordingCommunicator` (rank 0 of a
 // pretend group of two: every call is recorded and otherwise does nothing, so the step runs on its own
-// shard). Their cost follows Open MPI's choices over TCP: below 10 KB an allreduce takes recursive
-// doubling, log₂N rounds of (α + mβ) (⌊log₂N⌋ + 2 when N is not a power of two); above, the ring (or its
-// segmented form, or Rabenseifner's, which share its bandwidth term): 2(N−1)α + 2(N−1)/N·mβ. An allgather
-// of m bytes from each rank is a ring, (N−1)(α + mβ). Compute per rank at a fixed per-rank batch does not
+// shard). Their cost follows what Open MPI 4.1's tuned component runs: its fixed decision picks an
+// allreduce algorithm by group and message size (recursive doubling, the ring, its segmented form or
+// Rabenseifner's reduce-scatter + allgather), each costed as latencies × α + link bytes × β; an allgather is
+// a ring, (N−1)(α + mβ). Compute per rank at a fixed per-rank batch does not
 // change with N (each rank has its host's core); the local reductions' arithmetic is not counted.
 
 import Foundation
@@ -90,20 +90,68 @@ public struct CollectiveCost: Sendable {
     }
 }
 
+/// The allreduce algorithms Open MPI's tuned component chooses among (its numbering).
+public enum AllReduceAlgorithm: Int, Sendable {
+    case nonoverlapping = 2
+    case recursiveDoubling = 3
+    case ring = 4
+    case segmentedRing = 5
+    case rabenseifner = 6
+
+    /// Open MPI 4.1's fixed decision for a commutative sum of `bytes` among `n` ranks
+    /// (coll_tuned_decision_fixed.c, the switch points its developers measured with ompi-collectives-tuning).
+    public static func openMPI(bytes b: Int, ranks n: Int) -> AllReduceAlgorithm {
+        switch n {
+        case ..<4:
+            if b < 8 { return .ring }
+            if b < 4096 { return .recursiveDoubling }
+            if b < 8192 { return .ring }
+            if b < 16384 { return .recursiveDoubling }
+            if b < 65536 { return .ring }
+            return b < 262_144 ? .segmentedRing : .rabenseifner
+        case ..<8: return b < 16 ? .ring : b < 8192 ? .recursiveDoubling : .rabenseifner
+        case ..<16: return b < 8192 ? .recursiveDoubling : .rabenseifner
+        case ..<32: return b < 64 ? .segmentedRing : b < 4096 ? .recursiveDoubling : .rabenseifner
+        case ..<64: return b < 128 ? .segmentedRing : .rabenseifner
+        case ..<128: return b < 262_144 ? .recursiveDoubling : .rabenseifner
+        default: return b < 131_072 ? .nonoverlapping : b < 262_144 ? .recursiveDoubling : .rabenseifner
+        }
+    }
+
+    /// Its cost for m bytes among n ranks (Open MPI's base implementations). p is the largest power of two
+    /// ≤ n: the other n − p ranks are folded in before and out after.
+    public func cost(bytes: Int, ranks n: Int) -> CollectiveCost {
+        let m = Double(bytes)
+        let log2p = Double(Int.bitWidth - 1 - n.leadingZeroBitCount)
+        let p = Double(1 << Int(log2p))
+        let folded = Double(n) != p
+        switch self {
+        case .recursiveDoubling:  // whole vectors each round; the extra ranks' vectors in and the result out
+            let rounds = log2p + (folded ? 2 : 0)
+            return CollectiveCost(latencies: rounds, bytes: rounds * m)
+        case .ring, .segmentedRing:  // reduce-scatter then allgather around the ring, m/n per step
+            return CollectiveCost(latencies: 2 * Double(n - 1), bytes: 2 * Double(n - 1) / Double(n) * m)
+        case .rabenseifner:
+            // Recursive halving then doubling among p. Folding: pairs swap half vectors and one sends its
+            // reduced half back (3 messages), and the result goes out whole at the end; the busiest link
+            // carries half a vector and a whole one more.
+            var cost = CollectiveCost(latencies: 2 * log2p, bytes: 2 * (p - 1) / p * m)
+            if folded { cost = cost + CollectiveCost(latencies: 4, bytes: 1.5 * m) }
+            return cost
+        case .nonoverlapping:  // a binomial reduce, then a binomial broadcast
+            let rounds = Double(Int.bitWidth - (n - 1).leadingZeroBitCount)
+            return CollectiveCost(latencies: 2 * rounds, bytes: 2 * rounds * m)
+        }
+    }
+}
+
 /// What one collective costs among `ranks` hosts, one rank each.
 public func collectiveCost(_ call: CollectiveCall, ranks n: Int) -> CollectiveCost {
     guard n > 1 else { return CollectiveCost() }
     let m = Double(call.bytes)
     let rounds = Double(Int.bitWidth - (n - 1).leadingZeroBitCount)  // ⌈log₂ n⌉
     switch call.kind {
-    case .allReduce:
-        if call.bytes < 10_000 {
-            // A group that is no power of two folds its extra ranks into the largest power of two below
-            // it and out again: ⌊log₂ N⌋ + 2 steps.
-            let steps = n & (n - 1) == 0 ? rounds : rounds - 1 + 2
-            return CollectiveCost(latencies: steps, bytes: steps * m)
-        }
-        return CollectiveCost(latencies: 2 * Double(n - 1), bytes: 2 * Double(n - 1) / Double(n) * m)
+    case .allReduce: return AllReduceAlgorithm.openMPI(bytes: call.bytes, ranks: n).cost(bytes: call.bytes, ranks: n)
     case .allGather: return CollectiveCost(latencies: Double(n - 1), bytes: Double(n - 1) * m)
     case .broadcast: return CollectiveCost(latencies: rounds, bytes: rounds * m)
     case .barrier: return CollectiveCost(latencies: rounds, bytes: 0)

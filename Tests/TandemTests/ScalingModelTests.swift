@@ -12,19 +12,31 @@ final class ScalingModelTests: XCTestCase {
         }
         // One rank: nothing crosses a link.
         XCTAssertEqual(cost(.allReduce, 1 << 20, 1).latencies, 0)
-        // Recursive doubling under 10 KB: log₂ N rounds of (α + mβ); a group that is no power of two folds
-        // its extra ranks in and out, ⌊log₂ N⌋ + 2 (so 3 ranks take one step more than 4).
+        // Open MPI 4.1's choices (coll_tuned_decision_fixed.c) at a few group and message sizes.
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 72, ranks: 2), .recursiveDoubling)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 8200, ranks: 3), .recursiveDoubling)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 40000, ranks: 3), .ring)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 100_000, ranks: 2), .segmentedRing)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 957_488, ranks: 3), .rabenseifner)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 8200, ranks: 4), .rabenseifner)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 100, ranks: 40), .segmentedRing)
+        XCTAssertEqual(AllReduceAlgorithm.openMPI(bytes: 100_000, ranks: 64), .recursiveDoubling)
+        // Recursive doubling: log₂ N rounds of (α + mβ); 3 ranks fold the odd one in and out: 1 + 2.
         XCTAssertEqual(cost(.allReduce, 8, 2).latencies, 1)
         XCTAssertEqual(cost(.allReduce, 8, 2).bytes, 8)
-        XCTAssertEqual(cost(.allReduce, 8, 4).latencies, 2)
         XCTAssertEqual(cost(.allReduce, 8, 3).latencies, 3)
-        XCTAssertEqual(cost(.allReduce, 8, 6).latencies, 4)
-        XCTAssertEqual(cost(.allReduce, 9_999, 64).latencies, 6)
-        XCTAssertEqual(cost(.allReduce, 9_999, 64).bytes, 6 * 9_999)
-        // The ring from 10 KB: 2(N−1) messages, 2(N−1)/N of the buffer through each link.
-        XCTAssertEqual(cost(.allReduce, 1_000_000, 4).latencies, 6)
+        XCTAssertEqual(cost(.allReduce, 8, 3).bytes, 24)
+        XCTAssertEqual(cost(.allReduce, 100, 8).latencies, 3)
+        // The ring: 2(N−1) messages, 2(N−1)/N of the buffer through each link.
+        XCTAssertEqual(cost(.allReduce, 40000, 3).latencies, 4)
+        XCTAssertEqual(cost(.allReduce, 40000, 3).bytes, 40000 * 4 / 3, accuracy: 1e-9)
+        // Rabenseifner: 2 log₂ p messages and 2(p−1)/p of the buffer among p = 2^⌊log₂ N⌋; folding 3 into 2
+        // adds 4 messages and 1.5 buffers on the busiest link.
+        XCTAssertEqual(cost(.allReduce, 1_000_000, 4).latencies, 4)
         XCTAssertEqual(cost(.allReduce, 1_000_000, 4).bytes, 1_500_000)
-        XCTAssertEqual(cost(.allReduce, 10_000, 2).bytes, 10_000)
+        XCTAssertEqual(cost(.allReduce, 1_000_000, 2).bytes, 1_000_000)
+        XCTAssertEqual(cost(.allReduce, 1_000_000, 3).latencies, 6)
+        XCTAssertEqual(cost(.allReduce, 1_000_000, 3).bytes, 2_500_000)
         // Allgather of m bytes from each rank: a ring of N−1 steps.
         XCTAssertEqual(cost(.allGather, 100, 3).latencies, 2)
         XCTAssertEqual(cost(.allGather, 100, 3).bytes, 200)
@@ -43,15 +55,15 @@ final class ScalingModelTests: XCTestCase {
             computeSeconds: 0.010, backwardSeconds: 0.004, calls: calls, batchPerRank: 32, link: link, ranks: [1, 2, 4])
         XCTAssertEqual(p[0].samplesPerSecond, 3200, accuracy: 1e-9)
         XCTAssertEqual(p[0].efficiency, 1, accuracy: 1e-12)
-        // N = 2: gradient 2·10 µs + 1 MB·1 ns = 1.02 ms; metric 10 µs + 8 ns.
+        // N = 2: Rabenseifner's 2·10 µs + 1 MB·1 ns = 1.02 ms; the metric by recursive doubling, 10 µs + 8 ns.
         let gradient2 = 20e-6 + 1e-3
         let other2 = 10e-6 + 8e-9
         XCTAssertEqual(p[1].stepSeconds, 0.010 + gradient2 + other2, accuracy: 1e-12)
         XCTAssertEqual(p[1].samplesPerSecond, 64 / (0.010 + gradient2 + other2), accuracy: 1e-6)
         XCTAssertEqual(p[1].overlappedStepSeconds, 0.010 + other2, accuracy: 1e-12)  // 1.02 ms < 4 ms backward
-        // N = 4: gradient 6·10 µs + 1.5 MB·1 ns = 1.56 ms; metric 2 rounds.
-        let gradient4 = 60e-6 + 1.5e-3
-        let other4 = 2 * (10e-6 + 8e-9)
+        // N = 4: Rabenseifner's 4·10 µs + 1.5 MB·1 ns = 1.54 ms; 8 bytes among 4 go round the ring: 6 messages.
+        let gradient4 = 40e-6 + 1.5e-3
+        let other4 = 6 * 10e-6 + 12e-9
         XCTAssertEqual(p[2].efficiency, 0.010 / (0.010 + gradient4 + other4), accuracy: 1e-12)
         // A backward shorter than the exchange hides only part of it.
         let short = predictScaling(

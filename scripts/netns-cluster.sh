@@ -6,8 +6,9 @@
 # inside one. Touches only what it creates: namespaces tandem-br and
 # tandem-h1…N and the veth pairs inside them.
 #
-#   scripts/netns-cluster.sh up N                 create N hosts
-#   scripts/netns-cluster.sh run N [--slots S] [--timeout T] -- <tandem args>
+#   scripts/netns-cluster.sh up N [--gbit G]      create N hosts (--gbit: each host's link
+#                                                 sends at most G Gbit/s, a tc token bucket)
+#   scripts/netns-cluster.sh run N [--slots S] [--timeout T] [--gbit G] -- <tandem args>
 #                                                 train across N hosts × S ranks, print
 #                                                 the bytes each host's link carried
 #                                                 (creates and removes the cluster itself
@@ -34,8 +35,10 @@ preflight() {
 hosts_up() { ip netns list 2>/dev/null | awk '{print $1}' | grep -c '^tandem-h[0-9]' || true; }
 
 up() {
-  local n="$1"
+  local n="$1" gbit="${2:-}"
   [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "up: N must be 1…200"
+  [ -z "$gbit" ] || [[ "$gbit" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--gbit must be a number of Gbit/s"
+  [ -z "$gbit" ] || command -v tc >/dev/null 2>&1 || die "--gbit needs tc (iproute2)"
   [ "$(hosts_up)" = 0 ] || die "a cluster is already up (run '$0 down' first)"
   ip netns add $bridge_ns
   ip -n $bridge_ns link add br0 type bridge
@@ -50,8 +53,14 @@ up() {
     ip -n $ns addr add 10.77.0.$i/24 dev eth0
     ip -n $ns link set eth0 up
     ip -n $ns link set lo up
+    if [ -n "$gbit" ]; then
+      # A token bucket on what the host sends. It holds 0.5 ms of the rate (at least 64 KB, one segment
+      # as TCP hands it over): more would let a step's first half-megabyte through at the veth's speed.
+      local burst; burst=$(awk -v g="$gbit" 'BEGIN { b = g * 1e9 / 8 * 0.0005; print int(b < 65536 ? 65536 : b) }')
+      ip netns exec $ns tc qdisc add dev eth0 root tbf rate "${gbit}gbit" burst "$burst" latency 200ms
+    fi
   done
-  echo "netns-cluster: $n host(s) up: $(seq -s ' ' -f 'tandem-h%g' 1 "$n") on $subnet"
+  echo "netns-cluster: $n host(s) up: $(seq -s ' ' -f 'tandem-h%g' 1 "$n") on $subnet${gbit:+, $gbit Gbit/s each}"
 }
 
 down() {
@@ -76,11 +85,12 @@ link_bytes() {
 
 run() {
   local n="$1"; shift
-  local slots=1 timeout=600
+  local slots=1 timeout=600 gbit=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --slots) slots="$2"; shift 2 ;;
       --timeout) timeout="$2"; shift 2 ;;
+      --gbit) gbit="$2"; shift 2 ;;
       --) shift; break ;;
       *) die "run: unknown option '$1'" ;;
     esac
@@ -94,7 +104,7 @@ run() {
     created=1
     trap 'down' EXIT
     trap 'exit 130' INT TERM
-    up "$n" >/dev/null
+    up "$n" "$gbit" >/dev/null
   elif [ "$(hosts_up)" -lt "$n" ]; then
     die "only $(hosts_up) host(s) are up, $n needed"
   fi
@@ -122,7 +132,9 @@ run() {
 
 cmd="${1:-}"; shift || true
 case "$cmd" in
-  up) preflight; up "${1:?usage: up N}" ;;
+  up) preflight
+    [ "${2:-}" != --gbit ] || set -- "$1" "${3:?usage: up N --gbit G}"
+    up "${1:?usage: up N [--gbit G]}" "${2:-}" ;;
   down) preflight; down; echo "netns-cluster: down" ;;
   run) preflight; run "${1:?usage: run N [--slots S] -- <tandem args>}" "${@:2}" ;;
   status) ip netns list 2>/dev/null | grep -E '^tandem-' || echo "netns-cluster: no cluster" ;;

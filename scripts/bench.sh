@@ -19,14 +19,17 @@
 #   bash scripts/bench.sh --families gru_classifier,tabular --batches 32
 #   bash scripts/bench.sh --families cnn --peers keras,torch   # the image families against both peers
 #   bash scripts/bench.sh --table .build/bench-results/<time>.jsonl   # a kept run's table again
+#   bash scripts/bench.sh --check --peers keras,torch   # exits 1 when a row is behind the faster peer
+#                                                   # (a guard to run before a release; not part of CI)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm cnn"; batches="32 256"; table=""
+runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm cnn"; batches="32 256"; table=""; check=0
 peers="keras"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --families) families="${2//,/ }"; shift 2 ;;
+    --check) check=1; shift ;;
     --peers) peers="${2//,/ }"; shift 2 ;;
     --batches) batches="${2//,/ }"; shift 2 ;;
     --table) table="$2"; shift 2 ;;  # print the table of a kept results file, measure nothing
@@ -100,8 +103,9 @@ else
   [ -s "$table" ] || { echo "bench.sh: --table $table: no such results file (they are kept in .build/bench-results/)" >&2; exit 2; }
   results="$table"
 fi
-python3 - "$results" "$families" <<'PY'
+python3 - "$results" "$families" "$check" <<'PY'
 import json, statistics, sys
+check, behind = sys.argv[3] == "1", []
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 def runs(family, side, batch, ranks=1):
     return [r for r in rows if r["family"] == family and r["side"] == side and r["batch_per_rank"] == batch
@@ -124,6 +128,8 @@ for family in sys.argv[2].split():
         t1, t2, k, p = rate(one), rate(two), rate(keras), rate(torch)
         versus_torch = f"{p:>7.0f} {t1 / p:>5.2f}x" if torch else f"{'-':>7} {'-':>6}"
         versus_torch += f" {t1 / max(k, p if torch else 0):>5.2f}x"
+        if t1 < max(k, p if torch else 0):
+            behind.append(f"{family} batch {batch}: {t1 / max(k, p if torch else 0):.2f}x the faster peer")
         # The median 1-rank run's figures; RSS the largest of any run, 1 or 2 ranks.
         m = sorted(one, key=lambda r: r["samples_per_second"])[len(one) // 2]
         rss = max(r["peak_rss_mb"] for r in one + two)
@@ -146,4 +152,9 @@ peer = next((r for r in rows if r["side"] == "torch"), None)
 if peer:
     print(f"PyTorch {peer['torch']} on CPU, one thread, fused Adam, channels_last for the image families (oneDNN: {peer['mkldnn']}); "
           "ratio = Tandem 1 rank / PyTorch; faster = Tandem 1 rank / the faster peer")
+if check and behind:
+    print("bench.sh --check: rows behind the faster peer: " + "; ".join(behind), file=sys.stderr)
+    sys.exit(1)
+if check:
+    print("bench.sh --check: every row at or ahead of the faster peer")
 PY

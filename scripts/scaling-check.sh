@@ -5,14 +5,15 @@
 #
 #   bash scripts/scaling-check.sh MODEL.keras BATCH GBIT [GBIT ...]    (as root)
 #
-# The prediction takes one rank's step time measured here (tandem bench --scaling), the collectives
-# a step makes, and the link's α and β measured at 2 hosts from two probe models' gradient exchange
+# The prediction takes one rank's step time measured here with every core busy (as the hosts' ranks
+# are; the compute tandem bench --scaling measures is one pinned rank's), the collectives a step makes
+# (tandem bench --scaling), and the link's α and β measured at 2 hosts from two probe models' gradient exchange
 # (one of a few small sums, one of ~1 MB): the namespace links deliver less than the token bucket's
 # rate when the TCP stack competes with the ranks for the cores. This machine has fewer cores than
 # 3 hosts need: there the ranks share them, so the compute term is multiplied by ranks / cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[ $# -ge 3 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
 model="$1" batch="$2"; shift 2
 bin="${TANDEM_BIN:-.build/release/tandem}"
 [ -x "$bin" ] || { echo "scaling-check: $bin not found; run 'swift build -c release' first (or set TANDEM_BIN)" >&2; exit 2; }
@@ -44,6 +45,12 @@ for gbit in "$@"; do
 done
 OPENBLAS_NUM_THREADS=1 taskset -c 0 "$bin" bench --json --scaling --model "$model" --batch-size "$batch" \
   > "$results/scaling.json"
+# One rank's compute as it runs here with every core busy (2 ranks on this machine, shared memory): the
+# cores' shared caches and memory slow each rank, which one pinned rank does not show.
+for run in 1 2 3; do
+  bash scripts/mpi-train.sh -np "$cores" -- bench --json --model "$model" --batch-size "$batch" 2>/dev/null | tail -1 \
+    > "$results/local-$run.json"
+done
 "$bin" bench --json --scaling --batch-size 4 "${tiny[@]}" > "$results/scaling-small.json"
 "$bin" bench --json --scaling --batch-size 4 "${large[@]}" > "$results/scaling-large.json"
 
@@ -58,8 +65,12 @@ def median(name, key):
 def at(scaling, ranks):
     return next(p for p in scaling["predictions"] if p["ranks"] == ranks)
 scaling = load("scaling")
-compute = scaling["compute_ms"] / 1000
-print(f"one rank: {1000 * compute:.2f} ms a step at batch {batch}; {scaling['collectives']} collectives a step, "
+# Per rank, with every core busy: the local run's step less its (shared-memory) exchange.
+local = sorted((cores * batch / load(f"local-{run}")["samples_per_second"] - load(f"local-{run}")["exchange_ms"] / 1000)
+               for run in (1, 2, 3))[1]
+compute = local
+print(f"one rank: {scaling['compute_ms']:.2f} ms a step at batch {batch} alone, {1000 * compute:.2f} ms with {cores} "
+      f"ranks busy; {scaling['collectives']} collectives a step, "
       f"{scaling['gradient_bytes'] / 1e3:.0f} KB of gradient; {cores} cores here")
 print(f"{'Gbit/s':>6} {'hosts':>5} {'α µs':>6} {'β Gbit/s':>8} {'compute ms':>10} {'exchange ms':>11} "
       f"{'predicted':>10} {'measured':>10} {'error':>7}")

@@ -132,11 +132,11 @@ public enum AllReduceAlgorithm: Int, Sendable {
         case .ring, .segmentedRing:  // reduce-scatter then allgather around the ring, m/n per step
             return CollectiveCost(latencies: 2 * Double(n - 1), bytes: 2 * Double(n - 1) / Double(n) * m)
         case .rabenseifner:
-            // Recursive halving then doubling among p. Folding: pairs swap half vectors and one sends its
-            // reduced half back (3 messages), and the result goes out whole at the end; the busiest link
-            // carries half a vector and a whole one more.
+            // Recursive halving then doubling among p. Folding, on the critical path: pairs swap half
+            // vectors, one sends its reduced half to the other, and the result goes back whole at the end
+            // (three dependent steps: half, half, whole).
             var cost = CollectiveCost(latencies: 2 * log2p, bytes: 2 * (p - 1) / p * m)
-            if folded { cost = cost + CollectiveCost(latencies: 4, bytes: 1.5 * m) }
+            if folded { cost = cost + CollectiveCost(latencies: 3, bytes: 2 * m) }
             return cost
         case .nonoverlapping:  // a binomial reduce, then a binomial broadcast
             let rounds = Double(Int.bitWidth - (n - 1).leadingZeroBitCount)

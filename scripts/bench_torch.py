@@ -199,6 +199,25 @@ TEXT = {
 }
 
 
+def timed(epoch, data, batch, intervals, seconds):
+    """samples/s of `intervals` passes over random data of about `seconds` each (at least 4 steps), after a
+    warm-up pass; `epoch(*data(n))` trains one pass over n samples."""
+    probe = data(4 * batch)
+    epoch(*probe)  # warm-up; not timed
+    started = time.time()
+    epoch(*probe)
+    rate = 4 * batch / (time.time() - started)
+    n = batch * max(4, int(rate * seconds / batch))
+    full = data(n)
+    epoch(*full)
+    rates = []
+    for _ in range(intervals):
+        started = time.time()
+        epoch(*full)
+        rates.append(n / (time.time() - started))
+    return {"samples_per_second": sorted(rates)[len(rates) // 2], "intervals": rates, "steps_per_interval": n // batch}
+
+
 def text_speed(family, batch, intervals, seconds):
     """The non-image families: one timed interval is one pass over random data of about `seconds`."""
     torch.manual_seed(1)
@@ -242,20 +261,7 @@ def text_speed(family, batch, intervals, seconds):
             l.backward()
             optimizer.step()
 
-    probe = data(4 * batch)
-    epoch(*probe)  # warm-up; not timed
-    started = time.time()
-    epoch(*probe)
-    rate = 4 * batch / (time.time() - started)
-    n = batch * max(4, int(rate * seconds / batch))
-    full = data(n)
-    epoch(*full)
-    rates = []
-    for _ in range(intervals):
-        started = time.time()
-        epoch(*full)
-        rates.append(n / (time.time() - started))
-    return {"samples_per_second": sorted(rates)[len(rates) // 2], "intervals": rates, "steps_per_interval": n // batch,
+    return {**timed(epoch, data, batch, intervals, seconds),
             "torch": torch.__version__, "memory_format": "contiguous", "mkldnn": torch.backends.mkldnn.is_available(),
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -280,20 +286,7 @@ def speed(family, batch, intervals, seconds, memory_format):
             loss.backward()
             optimizer.step()
 
-    probe = data(4 * batch)
-    epoch(*probe)  # warm-up; not timed
-    started = time.time()
-    epoch(*probe)
-    rate = 4 * batch / (time.time() - started)
-    n = batch * max(4, int(rate * seconds / batch))
-    full = data(n)
-    epoch(*full)
-    rates = []
-    for _ in range(intervals):
-        started = time.time()
-        epoch(*full)
-        rates.append(n / (time.time() - started))
-    return {"samples_per_second": sorted(rates)[len(rates) // 2], "intervals": rates, "steps_per_interval": n // batch,
+    return {**timed(epoch, data, batch, intervals, seconds),
             "torch": torch.__version__, "memory_format": str(memory_format).replace("torch.", ""),
             "mkldnn": torch.backends.mkldnn.is_available()}
 

@@ -1154,6 +1154,36 @@ def seeded_optimizer_model(make):
 MODELS.update({"opt_" + name: (lambda make=make: seeded_optimizer_model(make)) for name, make in OPTIMIZERS.items()})
 
 
+def attention_heads():
+    """A small transformer encoder block with two heads (#33): self-attention (3 heads) with a residual and
+    LayerNormalization, a feed-forward pair, then a sentence label (mean over the steps) and per-token tags read
+    from a causal attention with a key of its own, output_shape and no biases."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 12, name="embedding")(tokens)
+    a = L.MultiHeadAttention(num_heads=3, key_dim=4, name="self_attention")(x, x)
+    x = L.LayerNormalization(name="norm_1")(L.Add(name="residual_1")([x, a]))
+    f = L.Dense(12, name="ffn_out")(L.Dense(16, activation="relu", name="ffn_in")(x))
+    x = L.LayerNormalization(name="norm_2")(L.Add(name="residual_2")([x, f]))
+    keys = L.Dense(4, use_bias=False, name="keys")(x)  # a bias there would have no gradient at all
+    # value_dim as key_dim: Keras 3.15 on JAX cannot run value_dim != key_dim without dropout (its
+    # dot_product_attention reshapes the output to the query's shape).
+    c = L.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=3, output_shape=6, use_bias=False,
+                             name="causal_attention")(x, x, key=keys, use_causal_mask=True)
+    sentence = L.Dense(3, activation="softmax", name="sentence")(L.GlobalAveragePooling1D(name="pool")(x))
+    tags = L.Dense(5, activation="softmax", name="tags")(c)
+    m = keras.Model(tokens, [sentence, tags])
+    # SGD with momentum: a key projection's bias has a gradient of zero up to rounding (a shift common to
+    # every key leaves the softmax unchanged), which Adam would divide by its own rounding-sized root.
+    m.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9),
+              loss={"sentence": "sparse_categorical_crossentropy", "tags": "sparse_categorical_crossentropy"},
+              loss_weights={"sentence": 1.0, "tags": 0.5},
+              metrics={"sentence": ["accuracy"], "tags": ["accuracy"]})
+    return m
+
+
+MODELS["attention_heads"] = attention_heads
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")
@@ -1199,6 +1229,11 @@ def weights_of(model, prefix=""):
             for half in (layer.forward_layer, layer.backward_layer):
                 for v in half.weights:
                     out[f"{prefix}{layer.name}/{half.name}/{v.name}"] = np.asarray(v)
+            continue
+        if isinstance(layer, keras.layers.MultiHeadAttention):  # <layer>/<sublayer>/<weight>, as Tandem names them
+            for sub in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense):
+                for v in sub.weights:
+                    out[f"{prefix}{layer.name}/{sub.name}/{v.name}"] = np.asarray(v)
             continue
         for v in layer.weights:
             out[f"{prefix}{layer.name}/{v.name}"] = np.asarray(v)

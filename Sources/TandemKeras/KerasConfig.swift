@@ -138,7 +138,7 @@ public enum KerasConfig {
         var raw:
             [String: (
                 className: String, config: JSONValue,
-                calls: [(tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool)]
+                calls: [InboundCall]
             )] =
                 [:]
         var fileOrder: [String] = []
@@ -157,7 +157,9 @@ public enum KerasConfig {
                 continue
             }
             try KerasJSON.refuseCustom(entry, what: "layer '\(name)'")
-            let calls = try (entry["inbound_nodes"]?.array ?? []).map { try inbound($0, layer: name) }
+            let calls = try (entry["inbound_nodes"]?.array ?? []).map {
+                try inbound($0, layer: name, className: className)
+            }
             raw[name] = (className, entry["config"] ?? .object([]), calls)
             fileOrder.append(name)
             if className == "Functional" || className == "Model" {
@@ -242,6 +244,7 @@ public enum KerasConfig {
                             id: p + n.id, layer: "\(name)/\(n.layer)", className: n.className, config: config,
                             inputs: n.inputs.map { bound[$0] ?? p + $0 }, call: n.call, masked: n.masked)
                         node.savedTrainingFalse = n.savedTrainingFalse || args.trainingFalse
+                        node.callOptions = n.callOptions
                         nodes[p + n.id] = node
                     }
                     continue
@@ -250,6 +253,7 @@ public enum KerasConfig {
                     id: nodeID(name, k), layer: name, className: e.className, config: e.config,
                     inputs: producers, call: k, masked: args.masked)
                 nodes[nodeID(name, k)]!.savedTrainingFalse = args.trainingFalse
+                nodes[nodeID(name, k)]!.callOptions = args.options
                 if !nested.isEmpty {
                     collapsed[nodeID(name, k)] = GraphNode(
                         id: nodeID(name, k), layer: name, className: e.className, config: e.config,
@@ -294,7 +298,7 @@ public enum KerasConfig {
     /// A mask operation's one call and its config: NotEqual's `value` (an integer for token ids, a
     /// float for Masking's mask_value, as the file writes it), Any's axis −1.
     private static func maskOperation(_ entry: JSONValue, name: String) throws -> (
-        [(tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool)], JSONValue
+        [InboundCall], JSONValue
     ) {
         let className = entry["class_name"]?.string ?? "?"
         guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
@@ -325,9 +329,16 @@ public enum KerasConfig {
 
     /// The tensors one call reads: Keras 3's {"args": [...], "kwargs": {...}} or Keras 2's [[layer, node, tensor, kwargs], ...].
     /// A `mask` keyword tensor comes last, and `masked` says so.
-    private static func inbound(_ call: JSONValue, layer: String) throws -> (
-        tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool
-    ) {
+    /// One call's producers (a `mask` last when `masked`), its training=False, and its other keyword
+    /// arguments that are not tensors (`use_causal_mask`, …), which the layer's builder reads.
+    typealias InboundCall = (
+        tensors: [(String, Int, Int)], masked: Bool, trainingFalse: Bool, options: JSONValue
+    )
+
+    /// Keyword tensors a class's call takes as inputs, in the order they follow its positional ones.
+    static let keywordInputs = ["MultiHeadAttention": ["query", "value", "key"]]
+
+    private static func inbound(_ call: JSONValue, layer: String, className: String = "") throws -> InboundCall {
         var found: [(String, Int, Int)] = []
         func collect(_ v: JSONValue) throws {
             if v["class_name"]?.string == "__keras_tensor__" {
@@ -345,6 +356,8 @@ public enum KerasConfig {
             try collect(call["args"] ?? .array([]))
             var mask: [(String, Int, Int)] = []
             var trainingFalse = false
+            var options: [(String, JSONValue)] = []
+            var keyword: [String: [(String, Int, Int)]] = [:]
             for (key, value) in call["kwargs"]?.object ?? [] {
                 if key == "training" {
                     trainingFalse = value.bool == false  // overridden by fit (GraphNode.savedTrainingFalse)
@@ -358,13 +371,19 @@ public enum KerasConfig {
                     mask = tensors
                     continue
                 }
+                if tensors.count == 1, keywordInputs[className]?.contains(key) == true {
+                    keyword[key] = tensors
+                    continue
+                }
+                if tensors.isEmpty { options.append((key, value)) }
                 if !tensors.isEmpty {
                     throw TandemError.usage(
                         "layer '\(layer)': the tensor argument '\(key)' is not supported (tensors come as inputs, and a mask as 'mask')"
                     )
                 }
             }
-            return (found + mask, !mask.isEmpty, trainingFalse)
+            for key in keywordInputs[className] ?? [] { found += keyword[key] ?? [] }
+            return (found + mask, !mask.isEmpty, trainingFalse, .object(options))
         }
         // Legacy: a list of [layer, node, tensor, kwargs].
         guard let items = call.array else {
@@ -377,7 +396,7 @@ public enum KerasConfig {
             }
             found.append((n, node, t))
         }
-        return (found, false, false)
+        return (found, false, false, .object([]))
     }
 
     private static func sequential(_ config: JSONValue) throws -> Graph {

@@ -112,6 +112,16 @@ public struct ModelDescription: Sendable {
                 }
                 return l
             }
+            if node.className == "MultiHeadAttention" {
+                // Keras derives its attention mask from its inputs' Keras masks; Tandem does not yet.
+                for id in node.inputs {
+                    if let source = KerasCompile.maskSource(of: id, in: nodes) {
+                        throw TandemError.usage(
+                            "layer '\(node.layer)' (MultiHeadAttention): the Keras mask of \(source) reaches its inputs; attention under padding masks is not supported yet (use_causal_mask and sliding_window are)"
+                        )
+                    }
+                }
+            }
             var a = LayerArguments(node: node)
             a.dataShape = dataShapes[node.id]
             if node.className == "InputLayer", let reader = readers[node.id]?.first {

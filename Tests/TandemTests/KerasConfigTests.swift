@@ -257,6 +257,65 @@ final class KerasConfigTests: XCTestCase {
         XCTAssertTrue(try d.build(maxBatch: 2).layers.contains { $0 is SequenceMask })
     }
 
+    /// MultiHeadAttention's call: a key as a keyword tensor and use_causal_mask are read; what Tandem does not
+    /// implement (dropout, gates, other axes, attention scores, an explicit mask tensor, Keras masks from
+    /// Embedding(mask_zero=True)) is refused by name.
+    func testMultiHeadAttentionCallsAndRefusals() throws {
+        func tensor(_ name: String, _ shape: String = "[null, 5, 4]") -> String {
+            #"{"class_name": "__keras_tensor__", "config": {"shape": \#(shape), "dtype": "float32", "keras_history": ["\#(name)", 0, 0]}}"#
+        }
+        func model(_ options: String, kwargs: String = "", maskZero: Bool = false) -> String {
+            let layers = [
+                layer("InputLayer", "tok", #", "batch_shape": [null, 5], "dtype": "int32""#, "[]"),
+                layer(
+                    "Embedding", "emb", #", "input_dim": 9, "output_dim": 4, "mask_zero": \#(maskZero)"#,
+                    #"[{"args": [\#(tensor("tok", "[null, 5]"))], "kwargs": {}}]"#),
+                layer("Dense", "keys", #", "units": 3"#, #"[{"args": [\#(tensor("emb"))], "kwargs": {}}]"#),
+                layer(
+                    "MultiHeadAttention", "out", #", "num_heads": 2, "key_dim": 3\#(options)"#,
+                    #"[{"args": [\#(tensor("emb")), \#(tensor("emb"))], "kwargs": {\#(kwargs)}}]"#),
+            ]
+            return
+                #"{"class_name": "Functional", "config": {"name": "m", "layers": [\#(layers.joined(separator: ", "))], "input_layers": [["tok", 0, 0]], "output_layers": [["out", 0, 0]]}}"#
+        }
+        let accepted = try KerasConfig.description(
+            fromJSON: Array(
+                model(#", "output_shape": [6]"#, kwargs: #""key": \#(tensor("keys")), "use_causal_mask": true"#).utf8),
+            source: "m.keras"
+        ).build(maxBatch: 2)
+        let attention = try XCTUnwrap(accepted.layers.first { $0 is MultiHeadAttention } as? MultiHeadAttention)
+        XCTAssertTrue(attention.causal)
+        XCTAssertEqual(attention.inputs.map(\.name), ["emb", "emb", "keys"])
+        XCTAssertEqual(attention.output.shape, [5, 6])
+        let cases: [(String, String, Bool, String)] = [
+            (
+                #", "dropout": 0.1"#, "", false,
+                "'dropout' = 0.1 is not supported (0; dropout on the attention probabilities"
+            ),
+            (#", "use_gate": true"#, "", false, "'use_gate' = true is not supported (false)"),
+            (#", "attention_axes": [2]"#, "", false, "'attention_axes' = [2] is not supported"),
+            (
+                "", #""return_attention_scores": true"#, false,
+                "the call argument return_attention_scores=true is not supported"
+            ),
+            (
+                "", #""attention_mask": \#(tensor("keys"))"#, false,
+                "the tensor argument 'attention_mask' is not supported"
+            ),
+            ("", "", true, "the Keras mask of Embedding(mask_zero=True) 'emb' reaches its inputs"),
+        ]
+        for (options, kwargs, maskZero, expected) in cases {
+            XCTAssertThrowsError(
+                try KerasConfig.description(
+                    fromJSON: Array(model(options, kwargs: kwargs, maskZero: maskZero).utf8), source: "m.keras"
+                ).build(maxBatch: 2)
+            ) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+                XCTAssertTrue("\(error)".hasPrefix("m.keras"), "\(error)")
+            }
+        }
+    }
+
     func testSnakeCaseAsKeras() {
         let cases = [
             "InputLayer": "input_layer", "LSTM": "lstm", "GRU": "gru", "Conv1D": "conv1d", "Dense": "dense",

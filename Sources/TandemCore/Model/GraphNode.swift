@@ -21,6 +21,8 @@ public struct GraphNode: Sendable {
     /// (models/functional.py: operation_fn; keras-team/keras#20285), so it trains as any call does and
     /// the CLI says so once.
     package var savedTrainingFalse = false
+    /// The call's keyword arguments that are not tensors (`use_causal_mask=True`, …), for the builder.
+    package var callOptions: JSONValue = .object([])
 
     package init(
         id: String, layer: String, className: String, config: JSONValue, inputs: [String], call: Int,

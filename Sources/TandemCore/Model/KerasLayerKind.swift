@@ -53,7 +53,7 @@ extension LayerRegistry {
             .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
             .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization, .masking,
             .anyMask, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
-            .pooling2D, .globalPooling2D, .resampling2D, .augmentation,
+            .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention,
         ]
 
     /// The entry of each class name.

@@ -1,0 +1,325 @@
+// Keras `MultiHeadAttention` (keras/src/layers/attention/multi_head_attention.py) on sequences:
+// query [B, T, Dq], value [B, S, Dv], key [B, S, Dk] (the value when not given). Legend: H heads,
+// K key_dim, V value_dim, E the output width (the query's features unless `output_shape`).
+//   Q = xq·Wq + bq [B, T, H, K],  Kt = xk·Wk + bk [B, S, H, K],  Vt = xv·Wv + bv [B, S, H, V]
+//   per sample b and head h:  L = (Q_bh·Kt_bhᵀ)·K^-½ [T, S],  P = softmax over s of L where allowed,
+//   O_bh = P·Vt_bh,  y = O·Wo + bo with O [B, T, H·V] and Wo [H, V, E].
+// The kernels are EinsumDense's ([D, H, K], bias [H, K]; [H, V, E], bias [E]) and, as laid out in
+// memory, exactly Dense kernels [D, H·K] and [H·V, E], so every projection is one product over
+// B·T rows; the per-head products read Q, Kt, Vt and O in place with a row stride of H·K (H·V).
+// The scale multiplies the product, as jax.nn.dot_product_attention does (Keras 3.15's path when
+// dropout is 0). Masks: `use_causal_mask` (s ≤ t) and `sliding_window` (|t − s| < w) are Keras's;
+// a masked logit is excluded (its probability exactly 0), and a row with nothing allowed attends
+// uniformly, as XLA's `where(mask, logits, −0.7·max)` then softmax gives. Backward: dP = dO·Vtᵀ,
+// dL = P ⊙ (dP − Σ_s dP·P) (zero on a row with nothing allowed: its logits were constants),
+// dQ = K^-½·dL·Kt, dKt = K^-½·dLᵀ·Q, dVt = Pᵀ·dO, then each projection as Dense's backward.
+
+import Foundation
+
+package final class MultiHeadAttention: Layer {
+    public let name: String
+    package let weightsName: String
+    /// Query, value, key (the value's layer again when the call gave no key).
+    package let inputs: [Layer]
+    public let output: Node
+    package let heads: Int, keyDim: Int, valueDim: Int, useBias: Bool
+    package let causal: Bool, window: Int?
+    /// Query steps T, key/value steps S; the inputs' feature widths; the output width E.
+    let T: Int, S: Int, queryWidth: Int, keyWidth: Int, valueWidth: Int, outputWidth: Int
+    /// Query, key, value and output kernels' initializers (nil: glorot uniform over each's fans).
+    let kernelInitializers: [Initializer?], biasInitializer: Initializer
+    private let scale: Float
+    private var store: ParameterStore!
+    private var weights: [TensorView] = []
+    /// Forward: projected Q, Kt, Vt, the probabilities P [B, H, T, S], the heads' output O; backward scratch.
+    private var q, k, v, probabilities, o: UnsafeMutablePointer<Float>!
+    private var dq, dk, dv, dO, dP: UnsafeMutablePointer<Float>!
+    /// Per query row: whether any key was allowed (else the row attended uniformly).
+    private var anyAllowed: [Bool] = []
+
+    package init(
+        name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, keyDim: Int, valueDim: Int? = nil,
+        outputWidth: Int? = nil, useBias: Bool = true, causal: Bool = false, window: Int? = nil,
+        weights: String? = nil, kernelInitializers: [Initializer?] = [nil, nil, nil, nil],
+        biasInitializer: Initializer = .zeros
+    ) {
+        precondition(query.output.shape.count == 2 && value.output.shape.count == 2, "attention reads [B, T, D]")
+        self.name = name
+        weightsName = weights ?? name
+        let key = key ?? value
+        inputs = [query, value, key]
+        self.heads = heads
+        self.keyDim = keyDim
+        self.valueDim = valueDim ?? keyDim
+        self.useBias = useBias
+        self.causal = causal
+        self.window = window
+        self.kernelInitializers = kernelInitializers
+        self.biasInitializer = biasInitializer
+        T = query.output.shape[0]
+        S = value.output.shape[0]
+        precondition(key.output.shape[0] == S, "key and value have the same steps")
+        queryWidth = query.output.features
+        valueWidth = value.output.features
+        keyWidth = key.output.features
+        self.outputWidth = outputWidth ?? queryWidth
+        scale = Float(1 / Double(keyDim).squareRoot())
+        output = Node(shape: [T, self.outputWidth])
+        anyAllowed = (0..<T).map { t in (0..<S).contains { allowed(t, $0) } }
+    }
+
+    /// Whether query step t may attend to key step s (Keras's causal mask: row ≥ column).
+    @inline(__always) private func allowed(_ t: Int, _ s: Int) -> Bool {
+        (!causal || s <= t) && (window.map { abs(t - s) < $0 } ?? true)
+    }
+
+    /// (sublayer, input width, kernel shape, bias shape), in Keras's variable order.
+    private var projections: [(String, Int, [Int], [Int])] {
+        [
+            ("query", queryWidth, [queryWidth, heads, keyDim], [heads, keyDim]),
+            ("key", keyWidth, [keyWidth, heads, keyDim], [heads, keyDim]),
+            ("value", valueWidth, [valueWidth, heads, valueDim], [heads, valueDim]),
+            ("attention_output", heads * valueDim, [heads, valueDim, outputWidth], [outputWidth]),
+        ]
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        projections.enumerated().flatMap { i, projection -> [ParameterSpec] in
+            let (sub, fanIn, kernel, bias) = projection
+            let k = ParameterSpec(
+                layer: weightsName, weight: "\(sub)/kernel", shape: kernel,
+                initializer: kernelInitializers[i] ?? .glorotUniform(fanIn: fanIn, fanOut: bias.reduce(1, *)))
+            return useBias
+                ? [
+                    k,
+                    ParameterSpec(layer: weightsName, weight: "\(sub)/bias", shape: bias, initializer: biasInitializer),
+                ]
+                : [k]
+        }
+    }
+
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        weights = projections.flatMap { sub, _, _, _ in
+            [parameters.view("\(weightsName)/\(sub)/kernel")!]
+                + (useBias ? [parameters.view("\(weightsName)/\(sub)/bias")!] : [])
+        }
+    }
+
+    private func kernel(_ i: Int) -> TensorView { weights[useBias ? 2 * i : i] }
+    private func bias(_ i: Int) -> TensorView? { useBias ? weights[2 * i + 1] : nil }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        let projected = batch * (T * heads * keyDim + S * heads * (keyDim + valueDim) + T * heads * valueDim)
+        return (2 * projected + batch * heads * T * S + T * S + batch * T * outputWidth, batch * T * outputWidth)
+    }
+
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        q = workspace.take(batch * T * heads * keyDim)
+        k = workspace.take(batch * S * heads * keyDim)
+        v = workspace.take(batch * S * heads * valueDim)
+        o = workspace.take(batch * T * heads * valueDim)
+        dq = workspace.take(batch * T * heads * keyDim)
+        dk = workspace.take(batch * S * heads * keyDim)
+        dv = workspace.take(batch * S * heads * valueDim)
+        dO = workspace.take(batch * T * heads * valueDim)
+        probabilities = workspace.take(batch * heads * T * S)
+        dP = workspace.take(T * S)
+        output.values = workspace.take(batch * T * outputWidth)
+        output.gradients = workspace.takeGradient(batch * T * outputWidth)
+    }
+
+    /// y = x·W (+ b) over `rows` rows: W [width, columns].
+    private func project(
+        _ x: UnsafePointer<Float>, rows: Int, width: Int, _ i: Int, into y: UnsafeMutablePointer<Float>
+    ) {
+        let columns = kernel(i).count / width
+        gemm(
+            .none, .none, m: rows, n: columns, k: width, a: x, lda: width, b: store.value(kernel(i)), ldb: columns,
+            beta: 0, c: y, ldc: columns)
+        if let b = bias(i) { addBias(store.value(b), to: y, rows: rows, columns: columns, stride: columns) }
+    }
+
+    /// dW += xᵀ·dy, db += Σ dy, and dx (+)= dy·Wᵀ (beta 0 overwrites `dx`; nil: no dx wanted).
+    private func projectBack(
+        rows: Int, width: Int, _ i: Int, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>?, beta: Float = 1
+    ) {
+        let columns = kernel(i).count / width
+        gemm(
+            .transposed, .none, m: width, n: columns, k: rows, a: x, lda: width, b: dy, ldb: columns, beta: 1,
+            c: store.gradient(kernel(i)), ldc: columns)
+        if let b = bias(i) { addColumnSums(dy, rows: rows, columns: columns, stride: columns, into: store.gradient(b)) }
+        guard let dx else { return }
+        gemm(
+            .none, .transposed, m: rows, n: width, k: columns, a: dy, lda: columns, b: store.value(kernel(i)),
+            ldb: columns, beta: beta, c: dx, ldc: width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let (hk, hv) = (heads * keyDim, heads * valueDim)
+        project(inputs[0].output.values, rows: batch * T, width: queryWidth, 0, into: q)
+        project(inputs[2].output.values, rows: batch * S, width: keyWidth, 1, into: k)
+        project(inputs[1].output.values, rows: batch * S, width: valueWidth, 2, into: v)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let p = probabilities + (b * heads + h) * T * S
+                gemm(
+                    .none, .transposed, m: T, n: S, k: keyDim, alpha: scale, a: q + b * T * hk + h * keyDim, lda: hk,
+                    b: k + b * S * hk + h * keyDim, ldb: hk, beta: 0, c: p, ldc: S)
+                for t in 0..<T { softmaxRow(p + t * S, t) }
+                gemm(
+                    .none, .none, m: T, n: valueDim, k: S, a: p, lda: S, b: v + b * S * hv + h * valueDim, ldb: hv,
+                    beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
+            }
+        }
+        project(o, rows: batch * T, width: hv, 3, into: output.values)
+    }
+
+    /// P over one query row: exp(l − max)/Σ over the allowed keys, 0 elsewhere; uniform when none is.
+    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ t: Int) {
+        guard anyAllowed[t] else {
+            for s in 0..<S { row[s] = 1 / Float(S) }
+            return
+        }
+        var top = -Float.infinity
+        for s in 0..<S where allowed(t, s) { top = max(top, row[s]) }
+        var sum: Float = 0
+        for s in 0..<S {
+            let e = allowed(t, s) ? expf(row[s] - top) : 0
+            row[s] = e
+            sum += e
+        }
+        for s in 0..<S { row[s] /= sum }
+    }
+
+    public func backward(batch: Int) {
+        let (hk, hv) = (heads * keyDim, heads * valueDim)
+        let dy = output.gradients!
+        projectBack(rows: batch * T, width: hv, 3, dy: dy, x: o, dx: dO, beta: 0)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let p = probabilities + (b * heads + h) * T * S
+                let dOh = dO + b * T * hv + h * valueDim
+                let vh = v + b * S * hv + h * valueDim
+                gemm(
+                    .transposed, .none, m: S, n: valueDim, k: T, a: p, lda: S, b: dOh, ldb: hv, beta: 0,
+                    c: dv + b * S * hv + h * valueDim, ldc: hv)
+                gemm(
+                    .none, .transposed, m: T, n: S, k: valueDim, a: dOh, lda: hv, b: vh, ldb: hv, beta: 0, c: dP, ldc: S
+                )
+                for t in 0..<T {
+                    let (pr, dr) = (p + t * S, dP + t * S)
+                    guard anyAllowed[t] else {
+                        for s in 0..<S { dr[s] = 0 }
+                        continue
+                    }
+                    var dot: Float = 0
+                    for s in 0..<S { dot += dr[s] * pr[s] }
+                    for s in 0..<S { dr[s] = pr[s] * (dr[s] - dot) }
+                }
+                gemm(
+                    .none, .none, m: T, n: keyDim, k: S, alpha: scale, a: dP, lda: S, b: k + b * S * hk + h * keyDim,
+                    ldb: hk, beta: 0, c: dq + b * T * hk + h * keyDim, ldc: hk)
+                gemm(
+                    .transposed, .none, m: S, n: keyDim, k: T, alpha: scale, a: dP, lda: S,
+                    b: q + b * T * hk + h * keyDim, ldb: hk, beta: 0, c: dk + b * S * hk + h * keyDim, ldc: hk)
+            }
+        }
+        for (i, input, rows, width, d) in [
+            (0, inputs[0], T, queryWidth, dq!), (1, inputs[2], S, keyWidth, dk!), (2, inputs[1], S, valueWidth, dv!),
+        ] {
+            projectBack(
+                rows: batch * rows, width: width, i, dy: d, x: input.output.values,
+                dx: input.wantsGradient ? input.output.gradients : nil)
+        }
+    }
+}
+
+// MARK: - Keras MultiHeadAttention: the layer table's entry (KerasLayerKind.swift) and its builder, which
+// reads a call's config and options and refuses every argument Tandem does not implement by name.
+
+extension KerasLayerKind {
+    /// The projections' weights sit in EinsumDense sublayers (`query_dense/vars`, named `query`, …); the
+    /// softmax and dropout sublayers have empty groups, which Keras's loader expects.
+    static let multiHeadAttention = KerasLayerKind(
+        classNames: ["MultiHeadAttention"], build: { a, inputs, _ in try LayerRegistry.multiHeadAttention(a, inputs) },
+        variables: { _, layer, config in
+            let bias = config["use_bias"]?.bool != false
+            let sublayers = [
+                ("query_dense", "query"), ("key_dense", "key"), ("value_dense", "value"),
+                ("output_dense", "attention_output"),
+            ]
+            return [top(layer, [])]
+                + sublayers.map { path, sub in
+                    VariableGroup(
+                        path: "\(path)/vars", label: sub, names: ["\(sub)/kernel"] + (bias ? ["\(sub)/bias"] : []))
+                }
+                + [
+                    VariableGroup(path: "_softmax/vars", label: "softmax", names: []),
+                    VariableGroup(path: "_dropout_layer/vars", label: "dropout", names: []),
+                ]
+        })
+}
+
+extension LayerRegistry {
+    static func multiHeadAttention(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        guard (2...3).contains(inputs.count) else {
+            throw a.fail("must be called on a query and a value (and a key), got \(inputs.count) tensor(s)")
+        }
+        for x in inputs where x.output.shape.count != 2 {
+            throw a.fail(
+                "reads sequences [batch, steps, features]; an input of shape \(x.output.shape) is not supported (attention over one steps axis only)"
+            )
+        }
+        guard inputs.count < 3 || inputs[2].output.shape[0] == inputs[1].output.shape[0] else {
+            throw a.fail("its key has \(inputs[2].output.shape[0]) steps and its value \(inputs[1].output.shape[0])")
+        }
+        let heads = try a.int("num_heads")
+        let keyDim = try a.int("key_dim")
+        let valueDim = a.config["value_dim"].map { $0.isNull } ?? true ? keyDim : try a.int("value_dim")
+        try a.require(
+            "dropout", is: .double(0), supported: "0; dropout on the attention probabilities is not supported")
+        try a.require("use_gate", is: .bool(false), supported: "false")
+        try a.requireNull("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
+        if let axes = a.config["attention_axes"], !axes.isNull {
+            let list = axes.array ?? [axes]
+            guard list.count == 1, let axis = list[0].integer, axis == 1 || axis == -3 else {
+                throw a.fail("'attention_axes' = \(axes) is not supported (the steps axis: null or [1])")
+            }
+        }
+        var width: Int?
+        if let shape = a.config["output_shape"], !shape.isNull {
+            let list = shape.array ?? [shape]
+            guard list.count == 1, let w = list[0].integer, w > 0 else {
+                throw a.fail("'output_shape' = \(shape) is not supported (one width: an integer or a list of one)")
+            }
+            width = w
+        }
+        var window: Int?
+        if let w = a.config["sliding_window"], !w.isNull { window = try a.int("sliding_window") }
+        var causal = false
+        for (key, value) in a.node.callOptions.object ?? [] {
+            switch (key, value.bool) {
+            case ("use_causal_mask", let b?): causal = b
+            case ("return_attention_scores", false?): break
+            default:
+                throw a.fail(
+                    "the call argument \(key)=\(value) is not supported (supported: use_causal_mask, return_attention_scores=False)"
+                )
+            }
+        }
+        let (query, value) = (inputs[0], inputs[1])
+        let key = inputs.count > 2 ? inputs[2] : value
+        let fans = [
+            (query.output.features, heads * keyDim), (key.output.features, heads * keyDim),
+            (value.output.features, heads * valueDim), (heads * valueDim, width ?? query.output.features),
+        ]
+        return MultiHeadAttention(
+            name: a.node.id, query: query, value: value, key: inputs.count > 2 ? key : nil, heads: heads,
+            keyDim: keyDim, valueDim: valueDim, outputWidth: width, useBias: try a.bool("use_bias", default: true),
+            causal: causal, window: window, weights: a.node.layer,
+            kernelInitializers: try fans.map { try a.initializer("kernel_initializer", fanIn: $0.0, fanOut: $0.1) },
+            biasInitializer: try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros)
+    }
+}

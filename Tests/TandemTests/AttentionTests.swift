@@ -1,0 +1,93 @@
+// MultiHeadAttention: gradients checked numerically for every option (self and cross attention with
+// different query and key lengths, a separate key, odd head counts and key dims, value_dim and
+// output_shape, no bias, causal and sliding-window masks), and its forward against attention
+// written out in Double.
+
+import XCTest
+
+@testable import TandemCore
+
+final class AttentionTests: XCTestCase {
+    func testSelfAttentionGradients() {
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 5])
+        let a = MultiHeadAttention(name: "mha", query: x, value: x, heads: 3, keyDim: 2)
+        checkLayer(Model(inputs: [x], outputs: [a], maxBatch: 3), terminal: a, batch: 3, seed: 31)
+    }
+
+    func testCrossAttentionWithKeyValueDimOutputWidthNoBiasAndCausalMask() {
+        let q = InputLayer(name: "q", kind: .features, shape: [3, 4])
+        let v = InputLayer(name: "v", kind: .features, shape: [5, 3])
+        let k = InputLayer(name: "k", kind: .features, shape: [5, 2])
+        for (causal, bias) in [(false, true), (true, false)] {
+            let a = MultiHeadAttention(
+                name: "mha", query: q, value: v, key: k, heads: 2, keyDim: 3, valueDim: 4, outputWidth: 6,
+                useBias: bias, causal: causal)
+            checkLayer(Model(inputs: [q, v, k], outputs: [a], maxBatch: 2), terminal: a, batch: 2, seed: 32)
+        }
+    }
+
+    func testCausalSlidingWindowGradients() {
+        let x = InputLayer(name: "x", kind: .features, shape: [6, 4])
+        let a = MultiHeadAttention(name: "mha", query: x, value: x, heads: 1, keyDim: 5, causal: true, window: 2)
+        checkLayer(Model(inputs: [x], outputs: [a], maxBatch: 2), terminal: a, batch: 2, seed: 33)
+    }
+
+    /// The forward pass against the definition in Double: projections, scaled products, masked softmax.
+    func testForwardMatchesTheDefinition() {
+        let (B, T, S, D, H, K, V, E) = (2, 3, 4, 5, 2, 3, 2, 4)
+        let q = InputLayer(name: "q", kind: .features, shape: [T, D])
+        let v = InputLayer(name: "v", kind: .features, shape: [S, D])
+        let a = MultiHeadAttention(
+            name: "mha", query: q, value: v, heads: H, keyDim: K, valueDim: V, outputWidth: E, causal: true, window: 2)
+        let model = Model(inputs: [q, v], outputs: [a], maxBatch: B)
+        var rng = SeededGenerator(seed: 34)
+        fillUniform(model.parameters.values, model.parameters.count, &rng, -0.7, 0.7)
+        fillUniform(q.output.values, B * T * D, &rng)
+        fillUniform(v.output.values, B * S * D, &rng)
+        model.forward(batch: B)
+        let store = model.parameters
+        func w(_ name: String) -> [Double] {
+            let view = store.view("mha/\(name)")!
+            return (0..<view.count).map { Double(store.value(view)[$0]) }
+        }
+        let (wq, bq, wk, bk, wv, bv, wo, bo) = (
+            w("query/kernel"), w("query/bias"), w("key/kernel"), w("key/bias"), w("value/kernel"), w("value/bias"),
+            w("attention_output/kernel"), w("attention_output/bias")
+        )
+        for b in 0..<B {
+            func x(_ layer: InputLayer, _ steps: Int, _ t: Int, _ d: Int) -> Double {
+                Double(layer.output.values[(b * steps + t) * D + d])
+            }
+            var heads = [[Double]](repeating: [Double](repeating: 0, count: H * V), count: T)
+            for h in 0..<H {
+                func project(
+                    _ layer: InputLayer, _ steps: Int, _ t: Int, _ kernel: [Double], _ bias: [Double], _ n: Int,
+                    _ j: Int
+                ) -> Double {
+                    (0..<D).reduce(bias[h * n + j]) { $0 + x(layer, steps, t, $1) * kernel[($1 * H + h) * n + j] }
+                }
+                for t in 0..<T {
+                    var logits = (0..<S).map { s in
+                        (0..<K).reduce(0.0) { $0 + project(q, T, t, wq, bq, K, $1) * project(v, S, s, wk, bk, K, $1) }
+                            / Double(K).squareRoot()
+                    }
+                    let allowed = (0..<S).map { s in s <= t && abs(t - s) < 2 }
+                    let top = zip(logits, allowed).filter(\.1).map(\.0).max()!
+                    logits = zip(logits, allowed).map { $1 ? exp($0 - top) : 0 }
+                    let sum = logits.reduce(0, +)
+                    for j in 0..<V {
+                        heads[t][h * V + j] = (0..<S).reduce(0.0) {
+                            $0 + logits[$1] / sum * project(v, S, $1, wv, bv, V, j)
+                        }
+                    }
+                }
+            }
+            for t in 0..<T {
+                for e in 0..<E {
+                    let expected = (0..<(H * V)).reduce(bo[e]) { $0 + heads[t][$1] * wo[$1 * E + e] }
+                    XCTAssertEqual(Double(a.output.values[(b * T + t) * E + e]), expected, accuracy: 1e-5)
+                }
+            }
+        }
+    }
+}

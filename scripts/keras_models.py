@@ -1184,6 +1184,29 @@ def attention_heads():
 MODELS["attention_heads"] = attention_heads
 
 
+def masked_encoder():
+    """A transformer encoder over padded sentences with two heads (#33): Embedding(mask_zero=True), so the
+    self-attention never attends to padding and a padded query step attends uniformly (Keras's masks, not saved in
+    the call); a sentence label from the masked mean and per-token tags whose loss leaves padding out."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(12, 10, mask_zero=True, name="embedding")(tokens)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=5, name="attention")(x, x)
+    x = L.LayerNormalization(name="norm_1")(L.Add(name="residual_1")([x, a]))
+    f = L.Dense(10, name="ffn_out")(L.Dense(16, activation="gelu", name="ffn_in")(x))
+    x = L.LayerNormalization(name="norm_2")(L.Add(name="residual_2")([x, f]))
+    sentence = L.Dense(3, activation="softmax", name="sentence")(L.GlobalAveragePooling1D(name="pool")(x))
+    tags = L.Dense(4, activation="softmax", name="tags")(x)
+    m = keras.Model(tokens, [sentence, tags])
+    m.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9),
+              loss={"sentence": "sparse_categorical_crossentropy", "tags": "sparse_categorical_crossentropy"},
+              loss_weights={"sentence": 1.0, "tags": 0.5},
+              metrics={"sentence": ["accuracy"], "tags": ["accuracy"]})
+    return m
+
+
+MODELS["masked_encoder"] = masked_encoder
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

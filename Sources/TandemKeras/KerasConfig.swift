@@ -293,7 +293,7 @@ public enum KerasConfig {
 
     /// The classes of `keras.src.ops` a file may hold: the masks of Embedding(mask_zero=True)
     /// (`not_equal(ids, 0)`) and of Masking (`any(not_equal(x, v), axis=-1)`).
-    static let operations = ["NotEqual", "Any"]
+    static let operations = ["NotEqual", "Any", "LogicalOr"]
 
     /// A mask operation's one call and its config: NotEqual's `value` (an integer for token ids, a
     /// float for Masking's mask_value, as the file writes it), Any's axis −1.
@@ -303,11 +303,21 @@ public enum KerasConfig {
         let className = entry["class_name"]?.string ?? "?"
         guard operations.contains(className), entry["module"]?.string == "keras.src.ops.numpy" else {
             throw TandemError.usage(
-                "layer '\(name)': the operation \(className) is not supported (only NotEqual and Any, the masks that Embedding(mask_zero=True) and Masking save)"
+                "layer '\(name)': the operation \(className) is not supported (only NotEqual, Any and LogicalOr: the masks that Embedding(mask_zero=True), Masking and merge layers save)"
             )
         }
         guard let calls = entry["inbound_nodes"]?.array, calls.count == 1, let args = calls[0]["args"]?.array else {
             throw TandemError.usage("layer '\(name)': \(className) must be called once")
+        }
+        if className == "LogicalOr" {  // a merge layer's two input masks
+            guard args.count == 2 else {
+                throw TandemError.usage("layer '\(name)': LogicalOr must combine two masks")
+            }
+            let tensors = try inbound(.object([("args", .array(args))]), layer: name)
+            guard tensors.tensors.count == 2 else {
+                throw TandemError.usage("layer '\(name)': LogicalOr must combine two masks")
+            }
+            return ([tensors], .object([("name", .string(name))]))
         }
         if className == "Any" {
             let axis = entry["config"]?["axis"]

@@ -112,17 +112,22 @@ public struct ModelDescription: Sendable {
                 }
                 return l
             }
+            var a = LayerArguments(node: node)
             if node.className == "MultiHeadAttention" {
-                // Keras derives its attention mask from its inputs' Keras masks; Tandem does not yet.
-                for id in node.inputs {
-                    if let source = KerasCompile.maskSource(of: id, in: nodes) {
-                        throw TandemError.usage(
-                            "layer '\(node.layer)' (MultiHeadAttention): the Keras mask of \(source) reaches its inputs; attention under padding masks is not supported yet (use_causal_mask and sliding_window are)"
-                        )
+                // Keras derives the attention mask from its query's, value's and key's Keras masks (not saved
+                // in the call): each is the ids ≠ 0 of the model input an Embedding(mask_zero=True) reads.
+                a.attentionMasks = try node.inputs.enumerated().map { k, id -> Layer? in
+                    let reader = "layer '\(node.layer)' (MultiHeadAttention)"
+                    guard let input = try KerasCompile.tokenMask(of: id, readBy: node.id, in: nodes, reader: reader)
+                    else {
+                        return nil
                     }
+                    guard let tokens = built[input] as? InputLayer, tokens.kind == .tokens else {
+                        throw TandemError.usage("\(reader): its mask's model input '\(input)' is not read as token ids")
+                    }
+                    return SequenceMask(name: "\(node.id)/\(["query", "value", "key"][k])_mask", tokens: tokens)
                 }
             }
-            var a = LayerArguments(node: node)
             a.dataShape = dataShapes[node.id]
             if node.className == "InputLayer", let reader = readers[node.id]?.first {
                 if let other = others[node.id] {

@@ -15,6 +15,7 @@ enum KerasFixture {
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
         "dense_prediction", "token_tags", "image_timeseries", "attention_heads",
+        "masked_encoder",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -115,13 +116,15 @@ enum KerasFixture {
             try perSample.withUnsafeBufferPointer {
                 try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-dense_prediction/depth.sample_weight.npy")
             }
-            // The token_tags model's sentences: sample i's last i % 5 tokens are padding (id 0), other ids
-            // are 1…11.
+            // The token_tags and masked_encoder models' sentences: sample i's last i % 5 tokens are padding
+            // (id 0), other ids are 1…11.
             var sentences = [Int32]()
             var ids = SeededGenerator(seed: 16)
             for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
-            try sentences.withUnsafeBufferPointer {
-                try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-token_tags/tokens.npy")
+            for m in ["token_tags", "masked_encoder"] {  // the same padded sentences
+                try sentences.withUnsafeBufferPointer {
+                    try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-\(m)/tokens.npy")
+                }
             }
             // The masking model's steps: sample i's last i % 4 steps, and step 1 of every fifth sample,
             // are the mask value −1 (whole steps masked); other values are never −1.

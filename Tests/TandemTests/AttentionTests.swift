@@ -32,6 +32,29 @@ final class AttentionTests: XCTestCase {
         checkLayer(Model(inputs: [x], outputs: [a], maxBatch: 2), terminal: a, batch: 2, seed: 33)
     }
 
+    /// Padding masks from token ids (0: padding) on the query and on the value/key steps: a padded query
+    /// step attends uniformly and gets no gradient through its logits; a padded key step gets probability 0.
+    func testPaddingMaskGradientsAndProbabilities() {
+        let ids = InputLayer(name: "ids", kind: .tokens, shape: [5])
+        let x = InputLayer(name: "x", kind: .features, shape: [5, 4])
+        let mask = SequenceMask(name: "mask", tokens: ids)
+        let a = MultiHeadAttention(
+            name: "mha", query: x, value: x, heads: 2, keyDim: 3, causal: true, masks: [mask, mask])
+        let model = Model(inputs: [ids, x], outputs: [a], maxBatch: 3)
+        // Sample 0 unpadded, sample 1's last two steps padding, sample 2's first step too (a query row with
+        // nothing allowed under the causal mask: step 0 may see only key 0, which is padding).
+        let tokens: [Int32] = [3, 1, 4, 1, 5, 9, 2, 6, 0, 0, 0, 3, 5, 8, 9]
+        checkLayer(model, terminal: a, batch: 3, seed: 36) { _ in ids.tokens!.update(from: tokens, count: 15) }
+        model.forward(batch: 3)
+        // Uniform where nothing is allowed; none anywhere else on a padded key.
+        XCTAssertEqual(a.attentionRowForTesting(sample: 2, head: 0, step: 0), [Float](repeating: 0.2, count: 5))
+        let row = a.attentionRowForTesting(sample: 2, head: 1, step: 3)  // key 0 padding, key 4 in the future
+        XCTAssertEqual(row[0], 0)
+        XCTAssertEqual(row[4], 0)
+        XCTAssertGreaterThan(row[1] * row[2] * row[3], 0)
+        XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
+    }
+
     /// The forward pass against the definition in Double: projections, scaled products, masked softmax.
     func testForwardMatchesTheDefinition() {
         let (B, T, S, D, H, K, V, E) = (2, 3, 4, 5, 2, 3, 2, 4)

@@ -287,6 +287,12 @@ final class KerasConfigTests: XCTestCase {
         XCTAssertTrue(attention.causal)
         XCTAssertEqual(attention.inputs.map(\.name), ["emb", "emb", "keys"])
         XCTAssertEqual(attention.output.shape, [5, 6])
+        // Embedding(mask_zero=True): the query's, value's and key's masks (through the Dense) are its ids ≠ 0.
+        let masked = try KerasConfig.description(
+            fromJSON: Array(model("", kwargs: #""key": \#(tensor("keys"))"#, maskZero: true).utf8), source: "m.keras"
+        ).build(maxBatch: 2)
+        let maskedAttention = try XCTUnwrap(masked.layers.first { $0 is MultiHeadAttention })
+        XCTAssertEqual(maskedAttention.inputs.filter { $0 is SequenceMask }.count, 3)
         let cases: [(String, String, Bool, String)] = [
             (
                 #", "dropout": 0.1"#, "", false,
@@ -302,7 +308,6 @@ final class KerasConfigTests: XCTestCase {
                 "", #""attention_mask": \#(tensor("keys"))"#, false,
                 "the tensor argument 'attention_mask' is not supported"
             ),
-            ("", "", true, "the Keras mask of Embedding(mask_zero=True) 'emb' reaches its inputs"),
         ]
         for (options, kwargs, maskZero, expected) in cases {
             XCTAssertThrowsError(

@@ -95,6 +95,35 @@ package final class ValueMask: Layer {
 }
 
 /// `ops.any(m, axis=−1)` on a 0/1 tensor [B, T, F]: the [B, T] mask. No gradient.
+/// The OR of two masks (1 kept, 0 masked), step by step.
+package final class MaskOr: MaskProducer {
+    public let name: String
+    package let inputs: [Layer]
+    public let output: Node
+
+    package init(name: String, inputs: [Layer]) {
+        self.name = name
+        self.inputs = inputs
+        output = Node(shape: inputs[0].output.shape)
+    }
+
+    package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
+
+    package func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let (a, b) = (inputs[0].output.values!, inputs[1].output.values!)
+        for i in 0..<(batch * output.width) { output.values[i] = a[i] != 0 || b[i] != 0 ? 1 : 0 }
+    }
+
+    package func backward(batch: Int) {}
+}
+
 package final class AnyMask: MaskProducer {
     public let name: String
     package let inputs: [Layer]
@@ -148,6 +177,19 @@ extension KerasLayerKind {
             let value = a.config["mask_value"] ?? .double(0)
             guard let v = value.number, v.isFinite else { throw a.fail("'mask_value' must be a number") }
             return MaskingLayer(name: a.node.id, maskValue: Float(v), input: source)
+        })
+
+    /// Keras 3.15's Add, Subtract, … combine their inputs' masks with ops.logical_or (base_merge.py), which
+    /// the file saves as a LogicalOr op between two masks.
+    static let maskOr = KerasLayerKind(
+        classNames: ["LogicalOr"], listed: false,
+        build: { a, inputs, _ in
+            guard inputs.count == 2, inputs.allSatisfy({ $0 is MaskProducer }),
+                inputs[0].output.shape == inputs[1].output.shape
+            else {
+                throw a.fail("combines two masks of one shape only (what a merge layer saves)")
+            }
+            return MaskOr(name: a.node.id, inputs: inputs)
         })
 
     static let anyMask = KerasLayerKind(

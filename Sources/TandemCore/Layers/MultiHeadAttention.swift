@@ -8,9 +8,11 @@
 // memory, exactly Dense kernels [D, H·K] and [H·V, E], so every projection is one product over
 // B·T rows; the per-head products read Q, Kt, Vt and O in place with a row stride of H·K (H·V).
 // The scale multiplies the product, as jax.nn.dot_product_attention does (Keras 3.15's path when
-// dropout is 0). Masks: `use_causal_mask` (s ≤ t) and `sliding_window` (|t − s| < w) are Keras's;
-// a masked logit is excluded (its probability exactly 0), and a row with nothing allowed attends
-// uniformly, as XLA's `where(mask, logits, −0.7·max)` then softmax gives. Backward: dP = dO·Vtᵀ,
+// dropout is 0). Masks: `use_causal_mask` (s ≤ t), `sliding_window` (|t − s| < w) and the Keras masks
+// of the query, value and key (padding: token id 0; ModelDescription finds them, as Keras does not save
+// them in the call), AND-ed as Keras's _compute_attention_mask does; a masked logit is excluded (its
+// probability exactly 0), and a row with nothing allowed (a padded query) attends uniformly, as XLA's
+// `where(mask, logits, −0.7·max)` then softmax gives. Backward: dP = dO·Vtᵀ,
 // dL = P ⊙ (dP − Σ_s dP·P) (zero on a row with nothing allowed: its logits were constants),
 // dQ = K^-½·dL·Kt, dKt = K^-½·dLᵀ·Q, dVt = Pᵀ·dO, then each projection as Dense's backward.
 
@@ -19,8 +21,10 @@ import Foundation
 package final class MultiHeadAttention: Layer {
     public let name: String
     package let weightsName: String
-    /// Query, value, key (the value's layer again when the call gave no key).
+    /// Query, value, key (the value's layer again when the call gave no key), then the masks given.
     package let inputs: [Layer]
+    /// The query's, value's and key's Keras masks (1 kept, 0 padding, per step), when they have one.
+    private let masks: [Layer?]
     public let output: Node
     package let heads: Int, keyDim: Int, valueDim: Int, useBias: Bool
     package let causal: Bool, window: Int?
@@ -34,12 +38,15 @@ package final class MultiHeadAttention: Layer {
     /// Forward: projected Q, Kt, Vt, the probabilities P [B, H, T, S], the heads' output O; backward scratch.
     private var q, k, v, probabilities, o: UnsafeMutablePointer<Float>!
     private var dq, dk, dv, dO, dP: UnsafeMutablePointer<Float>!
-    /// Per query row: whether any key was allowed (else the row attended uniformly).
-    private var anyAllowed: [Bool] = []
+    /// Per sample and query step: whether any key was allowed (else the row attended uniformly).
+    private var anyAllowed: UnsafeMutablePointer<Float>!
+    /// One sample's query and key steps as the Keras masks leave them (1 or 0).
+    private var queryKept, keyKept: UnsafeMutablePointer<Float>!
 
     package init(
         name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, keyDim: Int, valueDim: Int? = nil,
         outputWidth: Int? = nil, useBias: Bool = true, causal: Bool = false, window: Int? = nil,
+        masks: [Layer?] = [],
         weights: String? = nil, kernelInitializers: [Initializer?] = [nil, nil, nil, nil],
         biasInitializer: Initializer = .zeros
     ) {
@@ -47,7 +54,8 @@ package final class MultiHeadAttention: Layer {
         self.name = name
         weightsName = weights ?? name
         let key = key ?? value
-        inputs = [query, value, key]
+        self.masks = (0..<3).map { $0 < masks.count ? masks[$0] : nil }
+        inputs = [query, value, key] + self.masks.compactMap { $0 }
         self.heads = heads
         self.keyDim = keyDim
         self.valueDim = valueDim ?? keyDim
@@ -65,12 +73,22 @@ package final class MultiHeadAttention: Layer {
         self.outputWidth = outputWidth ?? queryWidth
         scale = Float(1 / Double(keyDim).squareRoot())
         output = Node(shape: [T, self.outputWidth])
-        anyAllowed = (0..<T).map { t in (0..<S).contains { allowed(t, $0) } }
     }
 
-    /// Whether query step t may attend to key step s (Keras's causal mask: row ≥ column).
+    /// Whether query step t may attend to key step s of the current sample (Keras's causal mask: row ≥
+    /// column), after `keep(sample:)`.
     @inline(__always) private func allowed(_ t: Int, _ s: Int) -> Bool {
-        (!causal || s <= t) && (window.map { abs(t - s) < $0 } ?? true)
+        (!causal || s <= t) && (window.map { abs(t - s) < $0 } ?? true) && queryKept[t] != 0 && keyKept[s] != 0
+    }
+
+    /// The sample's kept query and key steps from the masks (a key step needs the value's and the key's).
+    private func keep(sample b: Int) {
+        for t in 0..<T { queryKept[t] = masks[0].map { $0.output.values[b * T + t] } ?? 1 }
+        for s in 0..<S {
+            keyKept[s] =
+                (masks[1].map { $0.output.values[b * S + s] } ?? 1)
+                * (masks[2].map { $0.output.values[b * S + s] } ?? 1)
+        }
     }
 
     /// (sublayer, input width, kernel shape, bias shape), in Keras's variable order.
@@ -111,7 +129,10 @@ package final class MultiHeadAttention: Layer {
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let projected = batch * (T * heads * keyDim + S * heads * (keyDim + valueDim) + T * heads * valueDim)
-        return (2 * projected + batch * heads * T * S + T * S + batch * T * outputWidth, batch * T * outputWidth)
+        return (
+            2 * projected + batch * heads * T * S + T * S + batch * T * (outputWidth + 1) + T + S,
+            batch * T * outputWidth
+        )
     }
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
@@ -125,6 +146,9 @@ package final class MultiHeadAttention: Layer {
         dO = workspace.take(batch * T * heads * valueDim)
         probabilities = workspace.take(batch * heads * T * S)
         dP = workspace.take(T * S)
+        anyAllowed = workspace.take(batch * T)
+        queryKept = workspace.take(T)
+        keyKept = workspace.take(S)
         output.values = workspace.take(batch * T * outputWidth)
         output.gradients = workspace.takeGradient(batch * T * outputWidth)
     }
@@ -162,12 +186,14 @@ package final class MultiHeadAttention: Layer {
         project(inputs[2].output.values, rows: batch * S, width: keyWidth, 1, into: k)
         project(inputs[1].output.values, rows: batch * S, width: valueWidth, 2, into: v)
         for b in 0..<batch {
+            keep(sample: b)
+            for t in 0..<T { anyAllowed[b * T + t] = (0..<S).contains { allowed(t, $0) } ? 1 : 0 }
             for h in 0..<heads {
                 let p = probabilities + (b * heads + h) * T * S
                 gemm(
                     .none, .transposed, m: T, n: S, k: keyDim, alpha: scale, a: q + b * T * hk + h * keyDim, lda: hk,
                     b: k + b * S * hk + h * keyDim, ldb: hk, beta: 0, c: p, ldc: S)
-                for t in 0..<T { softmaxRow(p + t * S, t) }
+                for t in 0..<T { softmaxRow(p + t * S, t, anyAllowed[b * T + t] != 0) }
                 gemm(
                     .none, .none, m: T, n: valueDim, k: S, a: p, lda: S, b: v + b * S * hv + h * valueDim, ldb: hv,
                     beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
@@ -176,9 +202,14 @@ package final class MultiHeadAttention: Layer {
         project(o, rows: batch * T, width: hv, 3, into: output.values)
     }
 
+    /// One row of the last forward's probabilities (the tests read it).
+    package func attentionRowForTesting(sample b: Int, head h: Int, step t: Int) -> [Float] {
+        Array(UnsafeBufferPointer(start: probabilities + ((b * heads + h) * T + t) * S, count: S))
+    }
+
     /// P over one query row: exp(l − max)/Σ over the allowed keys, 0 elsewhere; uniform when none is.
-    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ t: Int) {
-        guard anyAllowed[t] else {
+    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ t: Int, _ any: Bool) {
+        guard any else {
             for s in 0..<S { row[s] = 1 / Float(S) }
             return
         }
@@ -210,7 +241,7 @@ package final class MultiHeadAttention: Layer {
                 )
                 for t in 0..<T {
                     let (pr, dr) = (p + t * S, dP + t * S)
-                    guard anyAllowed[t] else {
+                    guard anyAllowed[b * T + t] != 0 else {
                         for s in 0..<S { dr[s] = 0 }
                         continue
                     }
@@ -318,7 +349,7 @@ extension LayerRegistry {
         return MultiHeadAttention(
             name: a.node.id, query: query, value: value, key: inputs.count > 2 ? key : nil, heads: heads,
             keyDim: keyDim, valueDim: valueDim, outputWidth: width, useBias: try a.bool("use_bias", default: true),
-            causal: causal, window: window, weights: a.node.layer,
+            causal: causal, window: window, masks: a.attentionMasks, weights: a.node.layer,
             kernelInitializers: try fans.map { try a.initializer("kernel_initializer", fanIn: $0.0, fanOut: $0.1) },
             biasInitializer: try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros)
     }

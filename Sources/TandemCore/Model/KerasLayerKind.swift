@@ -52,7 +52,7 @@ extension LayerRegistry {
             .flatten, .reshape, .repeatVector, .dropout, .layerNormalization, .timeDistributed, .pooling1D,
             .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
             .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization, .masking,
-            .anyMask, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
+            .anyMask, .maskOr, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
             .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention,
         ]
 

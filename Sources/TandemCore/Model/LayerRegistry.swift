@@ -13,6 +13,9 @@ package struct LayerArguments {
     package var readAsTokens = false
     /// An InputLayer's per-sample shape in the data, for its None axes (ModelDescription.dataShapes).
     package var dataShape: [Int]?
+    /// A MultiHeadAttention call's query, value and key masks (nil: none), which Keras does not save
+    /// in the call: ModelDescription follows the Keras masks to them.
+    package var attentionMasks: [Layer?] = []
 
     package init(node: GraphNode) { self.node = node }
     var config: JSONValue { node.config }

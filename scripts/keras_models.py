@@ -1207,6 +1207,26 @@ def masked_encoder():
 MODELS["masked_encoder"] = masked_encoder
 
 
+def attention_dropout():
+    """Attention with dropout on its probabilities (#33), over padded sentences: Keras takes its einsum path then
+    (the query scaled first, a padded query's row all zero); the draws are Tandem's, so training is compared across
+    rank counts and inference with Keras."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(12, 8, mask_zero=True, name="embedding")(tokens)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.25, name="attention")(x, x, use_causal_mask=True)
+    x = L.LayerNormalization(name="norm")(L.Add(name="residual")([x, a]))
+    sentence = L.Dense(3, activation="softmax", name="sentence")(L.GlobalAveragePooling1D(name="pool")(x))
+    tags = L.Dense(4, activation="softmax", name="tags")(a)
+    m = keras.Model(tokens, [sentence, tags])
+    m.compile(optimizer=keras.optimizers.Adam(0.01),
+              loss={"sentence": "sparse_categorical_crossentropy", "tags": "sparse_categorical_crossentropy"},
+              loss_weights={"sentence": 1.0, "tags": 0.5})
+    return m
+
+
+MODELS["attention_dropout"] = attention_dropout
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

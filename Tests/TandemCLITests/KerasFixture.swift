@@ -39,7 +39,7 @@ enum KerasFixture {
 
     /// Archives with dropout, noise or augmentation on: their draws are Tandem's, so they are compared
     /// across rank counts.
-    static let randomModels = ["dropout", "noise_layers", "augmentation"]
+    static let randomModels = ["dropout", "noise_layers", "augmentation", "attention_dropout"]
 
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
     static let optimizerModels = [
@@ -116,12 +116,12 @@ enum KerasFixture {
             try perSample.withUnsafeBufferPointer {
                 try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-dense_prediction/depth.sample_weight.npy")
             }
-            // The token_tags and masked_encoder models' sentences: sample i's last i % 5 tokens are padding
+            // The token_tags, masked_encoder and attention_dropout models' sentences: sample i's last i % 5 tokens are padding
             // (id 0), other ids are 1…11.
             var sentences = [Int32]()
             var ids = SeededGenerator(seed: 16)
             for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
-            for m in ["token_tags", "masked_encoder"] {  // the same padded sentences
+            for m in ["token_tags", "masked_encoder", "attention_dropout"] {  // the same padded sentences
                 try sentences.withUnsafeBufferPointer {
                     try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-\(m)/tokens.npy")
                 }

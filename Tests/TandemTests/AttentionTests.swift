@@ -55,6 +55,34 @@ final class AttentionTests: XCTestCase {
         XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
     }
 
+    /// Dropout on the probabilities (Keras's einsum path: the query scaled first, a row with nothing allowed
+    /// zero): gradients through a fixed mask, the mask a function of the sample's position (not of the batch
+    /// it lands in), and inference without it.
+    func testDropoutGradientsAndDraws() {
+        let ids = InputLayer(name: "ids", kind: .tokens, shape: [4])
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 3])
+        let mask = SequenceMask(name: "mask", tokens: ids)
+        let a = MultiHeadAttention(
+            name: "mha", query: x, value: x, heads: 2, keyDim: 3, causal: true, masks: [mask, mask], dropout: 0.3)
+        let model = Model(inputs: [ids, x], outputs: [a], maxBatch: 3)
+        model.dropoutKeys.seed = 7
+        let tokens: [Int32] = [3, 1, 4, 1, 0, 2, 6, 5, 9, 2, 0, 0]
+        checkLayer(model, terminal: a, batch: 3, seed: 37) { _ in ids.tokens!.update(from: tokens, count: 12) }
+        XCTAssertEqual(a.attentionRowForTesting(sample: 1, head: 0, step: 0), [0, 0, 0, 0], "nothing allowed: zero")
+        // Sample 2 alone at position 2 draws what it drew as row 2 of the batch.
+        model.dropoutKeys.firstPosition = 0
+        model.forward(batch: 3, training: true)
+        let whole = (0..<12).map { a.output.values[2 * 12 + $0] }  // [T, E] = [4, 3] per sample
+        let row = (0..<12).map { x.output.values[24 + $0] }
+        x.output.values.update(from: row, count: 12)
+        ids.tokens!.update(from: Array(tokens[8...]), count: 4)
+        model.dropoutKeys.firstPosition = 2
+        model.forward(batch: 1, training: true)
+        XCTAssertEqual((0..<12).map { a.output.values[$0] }, whole)
+        model.forward(batch: 1, training: false)
+        XCTAssertNotEqual((0..<12).map { a.output.values[$0] }, whole, "inference drops nothing")
+    }
+
     /// The forward pass against the definition in Double: projections, scaled products, masked softmax.
     func testForwardMatchesTheDefinition() {
         let (B, T, S, D, H, K, V, E) = (2, 3, 4, 5, 2, 3, 2, 4)

@@ -257,9 +257,9 @@ final class KerasConfigTests: XCTestCase {
         XCTAssertTrue(try d.build(maxBatch: 2).layers.contains { $0 is SequenceMask })
     }
 
-    /// MultiHeadAttention's call: a key as a keyword tensor and use_causal_mask are read; what Tandem does not
-    /// implement (dropout, gates, other axes, attention scores, an explicit mask tensor, Keras masks from
-    /// Embedding(mask_zero=True)) is refused by name.
+    /// MultiHeadAttention's call: a key as a keyword tensor, use_causal_mask and the Keras masks of
+    /// Embedding(mask_zero=True) are read; what Tandem does not implement (gates, other axes, attention
+    /// scores, an explicit mask tensor) and a dropout outside [0, 1) are refused by name.
     func testMultiHeadAttentionCallsAndRefusals() throws {
         func tensor(_ name: String, _ shape: String = "[null, 5, 4]") -> String {
             #"{"class_name": "__keras_tensor__", "config": {"shape": \#(shape), "dtype": "float32", "keras_history": ["\#(name)", 0, 0]}}"#
@@ -295,8 +295,8 @@ final class KerasConfigTests: XCTestCase {
         XCTAssertEqual(maskedAttention.inputs.filter { $0 is SequenceMask }.count, 3)
         let cases: [(String, String, Bool, String)] = [
             (
-                #", "dropout": 0.1"#, "", false,
-                "'dropout' = 0.1 is not supported (0; dropout on the attention probabilities"
+                #", "dropout": 1.5"#, "", false,
+                "'dropout' = 1.5 must be in [0, 1)"
             ),
             (#", "use_gate": true"#, "", false, "'use_gate' = true is not supported (false)"),
             (#", "attention_axes": [2]"#, "", false, "'attention_axes' = [2] is not supported"),

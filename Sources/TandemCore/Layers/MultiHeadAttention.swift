@@ -8,7 +8,9 @@
 // memory, exactly Dense kernels [D, H·K] and [H·V, E], so every projection is one product over
 // B·T rows; the per-head products read Q, Kt, Vt and O in place with a row stride of H·K (H·V).
 // The scale multiplies the product, as jax.nn.dot_product_attention does (Keras 3.15's path when
-// dropout is 0). Masks: `use_causal_mask` (s ≤ t), `sliding_window` (|t − s| < w) and the Keras masks
+// dropout is 0); with dropout Keras takes its einsum path instead, which scales the query first, zeroes a
+// row with nothing allowed, and drops probabilities (inverted dropout, each draw a pure function of (seed,
+// layer, epoch, sample position, element) as Dropout's): O = (P ⊙ M)·Vt. Masks: `use_causal_mask` (s ≤ t), `sliding_window` (|t − s| < w) and the Keras masks
 // of the query, value and key (padding: token id 0; ModelDescription finds them, as Keras does not save
 // them in the call), AND-ed as Keras's _compute_attention_mask does; a masked logit is excluded (its
 // probability exactly 0), and a row with nothing allowed (a padded query) attends uniformly, as XLA's
@@ -18,7 +20,7 @@
 
 import Foundation
 
-package final class MultiHeadAttention: Layer {
+package final class MultiHeadAttention: Layer, RandomLayer {
     public let name: String
     package let weightsName: String
     /// Query, value, key (the value's layer again when the call gave no key), then the masks given.
@@ -28,6 +30,13 @@ package final class MultiHeadAttention: Layer {
     public let output: Node
     package let heads: Int, keyDim: Int, valueDim: Int, useBias: Bool
     package let causal: Bool, window: Int?
+    /// Dropout on the probabilities (Keras's einsum path when > 0).
+    package let dropout: Float
+    private let stream: DropoutStream
+    private var keys: DropoutKeys!
+    /// This training pass's dropout mask and the dropped probabilities P ⊙ M, [B, H, T, S].
+    private var dropMask, dropped: UnsafeMutablePointer<Float>!
+    private var dropping = false
     /// Query steps T, key/value steps S; the inputs' feature widths; the output width E.
     let T: Int, S: Int, queryWidth: Int, keyWidth: Int, valueWidth: Int, outputWidth: Int
     /// Query, key, value and output kernels' initializers (nil: glorot uniform over each's fans).
@@ -46,7 +55,7 @@ package final class MultiHeadAttention: Layer {
     package init(
         name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, keyDim: Int, valueDim: Int? = nil,
         outputWidth: Int? = nil, useBias: Bool = true, causal: Bool = false, window: Int? = nil,
-        masks: [Layer?] = [],
+        masks: [Layer?] = [], dropout: Float = 0,
         weights: String? = nil, kernelInitializers: [Initializer?] = [nil, nil, nil, nil],
         biasInitializer: Initializer = .zeros
     ) {
@@ -63,6 +72,8 @@ package final class MultiHeadAttention: Layer {
         self.causal = causal
         self.window = window
         self.kernelInitializers = kernelInitializers
+        self.dropout = dropout
+        stream = DropoutStream(name: name, rate: dropout)
         self.biasInitializer = biasInitializer
         T = query.output.shape[0]
         S = value.output.shape[0]
@@ -80,6 +91,8 @@ package final class MultiHeadAttention: Layer {
     @inline(__always) private func allowed(_ t: Int, _ s: Int) -> Bool {
         (!causal || s <= t) && (window.map { abs(t - s) < $0 } ?? true) && queryKept[t] != 0 && keyKept[s] != 0
     }
+
+    func bind(keys: DropoutKeys) { self.keys = keys }
 
     /// The sample's kept query and key steps from the masks (a key step needs the value's and the key's).
     private func keep(sample b: Int) {
@@ -130,7 +143,8 @@ package final class MultiHeadAttention: Layer {
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         let projected = batch * (T * heads * keyDim + S * heads * (keyDim + valueDim) + T * heads * valueDim)
         return (
-            2 * projected + batch * heads * T * S + T * S + batch * T * (outputWidth + 1) + T + S,
+            2 * projected + (dropout > 0 ? 3 : 1) * batch * heads * T * S + T * S + batch * T * (outputWidth + 1) + T
+                + S,
             batch * T * outputWidth
         )
     }
@@ -145,6 +159,10 @@ package final class MultiHeadAttention: Layer {
         dv = workspace.take(batch * S * heads * valueDim)
         dO = workspace.take(batch * T * heads * valueDim)
         probabilities = workspace.take(batch * heads * T * S)
+        if dropout > 0 {
+            dropMask = workspace.take(batch * heads * T * S)
+            dropped = workspace.take(batch * heads * T * S)
+        }
         dP = workspace.take(T * S)
         anyAllowed = workspace.take(batch * T)
         queryKept = workspace.take(T)
@@ -185,18 +203,28 @@ package final class MultiHeadAttention: Layer {
         project(inputs[0].output.values, rows: batch * T, width: queryWidth, 0, into: q)
         project(inputs[2].output.values, rows: batch * S, width: keyWidth, 1, into: k)
         project(inputs[1].output.values, rows: batch * S, width: valueWidth, 2, into: v)
+        if dropout > 0 { for i in 0..<(batch * T * hk) { q[i] *= scale } }  // Keras's einsum path: Q·K^-½ first
+        dropping = training && dropout > 0
+        if dropping { stream.fill(dropMask, rows: batch, count: heads * T * S, keys: keys) }
         for b in 0..<batch {
             keep(sample: b)
             for t in 0..<T { anyAllowed[b * T + t] = (0..<S).contains { allowed(t, $0) } ? 1 : 0 }
             for h in 0..<heads {
-                let p = probabilities + (b * heads + h) * T * S
+                let block = (b * heads + h) * T * S
+                let p = probabilities + block
                 gemm(
-                    .none, .transposed, m: T, n: S, k: keyDim, alpha: scale, a: q + b * T * hk + h * keyDim, lda: hk,
-                    b: k + b * S * hk + h * keyDim, ldb: hk, beta: 0, c: p, ldc: S)
+                    .none, .transposed, m: T, n: S, k: keyDim, alpha: dropout > 0 ? 1 : scale,
+                    a: q + b * T * hk + h * keyDim, lda: hk, b: k + b * S * hk + h * keyDim, ldb: hk, beta: 0, c: p,
+                    ldc: S)
                 for t in 0..<T { softmaxRow(p + t * S, t, anyAllowed[b * T + t] != 0) }
+                var weights = UnsafePointer(p)
+                if dropping {
+                    for i in 0..<(T * S) { dropped[block + i] = p[i] * dropMask[block + i] }
+                    weights = UnsafePointer(dropped + block)
+                }
                 gemm(
-                    .none, .none, m: T, n: valueDim, k: S, a: p, lda: S, b: v + b * S * hv + h * valueDim, ldb: hv,
-                    beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
+                    .none, .none, m: T, n: valueDim, k: S, a: weights, lda: S, b: v + b * S * hv + h * valueDim,
+                    ldb: hv, beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
             }
         }
         project(o, rows: batch * T, width: hv, 3, into: output.values)
@@ -207,10 +235,11 @@ package final class MultiHeadAttention: Layer {
         Array(UnsafeBufferPointer(start: probabilities + ((b * heads + h) * T + t) * S, count: S))
     }
 
-    /// P over one query row: exp(l − max)/Σ over the allowed keys, 0 elsewhere; uniform when none is.
+    /// P over one query row: exp(l − max)/Σ over the allowed keys, 0 elsewhere. A row with nothing allowed:
+    /// uniform in XLA's dot-product path, zero in Keras's einsum path (its Softmax zeroes masked positions).
     private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ t: Int, _ any: Bool) {
         guard any else {
-            for s in 0..<S { row[s] = 1 / Float(S) }
+            for s in 0..<S { row[s] = dropout > 0 ? 0 : 1 / Float(S) }
             return
         }
         var top = -Float.infinity
@@ -230,15 +259,18 @@ package final class MultiHeadAttention: Layer {
         projectBack(rows: batch * T, width: hv, 3, dy: dy, x: o, dx: dO, beta: 0)
         for b in 0..<batch {
             for h in 0..<heads {
-                let p = probabilities + (b * heads + h) * T * S
+                let block = (b * heads + h) * T * S
+                let p = probabilities + block
                 let dOh = dO + b * T * hv + h * valueDim
                 let vh = v + b * S * hv + h * valueDim
+                let weights = dropping ? UnsafePointer(dropped + block) : UnsafePointer(p)
                 gemm(
-                    .transposed, .none, m: S, n: valueDim, k: T, a: p, lda: S, b: dOh, ldb: hv, beta: 0,
+                    .transposed, .none, m: S, n: valueDim, k: T, a: weights, lda: S, b: dOh, ldb: hv, beta: 0,
                     c: dv + b * S * hv + h * valueDim, ldc: hv)
                 gemm(
                     .none, .transposed, m: T, n: S, k: valueDim, a: dOh, lda: hv, b: vh, ldb: hv, beta: 0, c: dP, ldc: S
                 )
+                if dropping { for i in 0..<(T * S) { dP[i] *= dropMask[block + i] } }  // d(P ⊙ M)/dP = M
                 for t in 0..<T {
                     let (pr, dr) = (p + t * S, dP + t * S)
                     guard anyAllowed[b * T + t] != 0 else {
@@ -249,11 +281,12 @@ package final class MultiHeadAttention: Layer {
                     for s in 0..<S { dot += dr[s] * pr[s] }
                     for s in 0..<S { dr[s] = pr[s] * (dr[s] - dot) }
                 }
+                // dQ = K^-½·dL·Kt either way; dKt = dLᵀ·(the query the product read: scaled already with dropout).
                 gemm(
                     .none, .none, m: T, n: keyDim, k: S, alpha: scale, a: dP, lda: S, b: k + b * S * hk + h * keyDim,
                     ldb: hk, beta: 0, c: dq + b * T * hk + h * keyDim, ldc: hk)
                 gemm(
-                    .transposed, .none, m: S, n: keyDim, k: T, alpha: scale, a: dP, lda: S,
+                    .transposed, .none, m: S, n: keyDim, k: T, alpha: dropout > 0 ? 1 : scale, a: dP, lda: S,
                     b: q + b * T * hk + h * keyDim, ldb: hk, beta: 0, c: dk + b * S * hk + h * keyDim, ldc: hk)
             }
         }
@@ -309,8 +342,8 @@ extension LayerRegistry {
         let heads = try a.int("num_heads")
         let keyDim = try a.int("key_dim")
         let valueDim = a.config["value_dim"].map { $0.isNull } ?? true ? keyDim : try a.int("value_dim")
-        try a.require(
-            "dropout", is: .double(0), supported: "0; dropout on the attention probabilities is not supported")
+        let dropout = a.config["dropout"]?.number ?? 0
+        guard dropout >= 0 && dropout < 1 else { throw a.fail("'dropout' = \(dropout) must be in [0, 1)") }
         try a.require("use_gate", is: .bool(false), supported: "false")
         try a.requireNull("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
         if let axes = a.config["attention_axes"], !axes.isNull {
@@ -349,7 +382,7 @@ extension LayerRegistry {
         return MultiHeadAttention(
             name: a.node.id, query: query, value: value, key: inputs.count > 2 ? key : nil, heads: heads,
             keyDim: keyDim, valueDim: valueDim, outputWidth: width, useBias: try a.bool("use_bias", default: true),
-            causal: causal, window: window, masks: a.attentionMasks, weights: a.node.layer,
+            causal: causal, window: window, masks: a.attentionMasks, dropout: Float(dropout), weights: a.node.layer,
             kernelInitializers: try fans.map { try a.initializer("kernel_initializer", fanIn: $0.0, fanOut: $0.1) },
             biasInitializer: try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros)
     }

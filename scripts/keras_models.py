@@ -1159,7 +1159,9 @@ def attention_heads():
     LayerNormalization, a feed-forward pair, then a sentence label (mean over the steps) and per-token tags read
     from a causal attention with a key of its own, output_shape and no biases."""
     tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 12, name="embedding")(tokens)
+    # Embeddings of unit scale (not Keras's ±0.05): attention over near-equal logits would barely train its
+    # query and key projections in the test's ten steps.
+    x = L.Embedding(30, 12, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")(tokens)
     a = L.MultiHeadAttention(num_heads=3, key_dim=4, name="self_attention")(x, x)
     x = L.LayerNormalization(name="norm_1")(L.Add(name="residual_1")([x, a]))
     f = L.Dense(12, name="ffn_out")(L.Dense(16, activation="relu", name="ffn_in")(x))
@@ -1189,7 +1191,8 @@ def masked_encoder():
     self-attention never attends to padding and a padded query step attends uniformly (Keras's masks, not saved in
     the call); a sentence label from the masked mean and per-token tags whose loss leaves padding out."""
     tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
-    x = L.Embedding(12, 10, mask_zero=True, name="embedding")(tokens)
+    x = L.Embedding(12, 10, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1),
+                    name="embedding")(tokens)  # unit scale, as attention_heads
     a = L.MultiHeadAttention(num_heads=2, key_dim=5, name="attention")(x, x)
     x = L.LayerNormalization(name="norm_1")(L.Add(name="residual_1")([x, a]))
     f = L.Dense(10, name="ffn_out")(L.Dense(16, activation="gelu", name="ffn_in")(x))

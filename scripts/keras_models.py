@@ -1230,6 +1230,28 @@ def attention_dropout():
 MODELS["attention_dropout"] = attention_dropout
 
 
+def attention_layers():
+    """EinsumDense (a plain product with tanh, `...`, a per-step score with no kernel axis kept), Attention (dot
+    scaled and causal; concat with a separate key) and AdditiveAttention on one sequence, two heads (#33)."""
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(20, 8, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")(tokens)
+    e = L.EinsumDense("abc,cd->abd", output_shape=(None, 6), bias_axes="d", activation="tanh", name="proj")(x)
+    f = L.EinsumDense("...b,bc->...c", output_shape=5, bias_axes="c", name="ellipsis")(x)
+    a1 = L.Attention(use_scale=True, name="dot")([f, f], use_causal_mask=True)
+    a2 = L.Attention(score_mode="concat", use_scale=True, name="concat")([e, x, e])
+    a3 = L.AdditiveAttention(name="additive")([f, x, f])
+    joined = L.Concatenate(name="joined")([a1, a2, a3])
+    label = L.Dense(3, activation="softmax", name="label")(L.GlobalAveragePooling1D(name="pool")(joined))
+    steps = L.EinsumDense("abc,c->ab", output_shape=(7,), name="steps")(joined)
+    m = keras.Model(tokens, [label, steps])
+    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"label": "sparse_categorical_crossentropy", "steps": "mse"},
+              loss_weights={"label": 1.0, "steps": 0.3})
+    return m
+
+
+MODELS["attention_layers"] = attention_layers
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

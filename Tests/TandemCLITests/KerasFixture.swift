@@ -15,7 +15,7 @@ enum KerasFixture {
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
         "dense_prediction", "token_tags", "image_timeseries", "attention_heads",
-        "masked_encoder",
+        "masked_encoder", "attention_layers",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the

@@ -142,3 +142,104 @@ final class AttentionTests: XCTestCase {
         }
     }
 }
+
+/// EinsumDense: gradients for each kind of equation (a plain product, a transposed kernel with the output's
+/// axes reordered, MultiHeadAttention's projections, `...`), and the transposed one's forward against the
+/// einsum written out.
+final class EinsumDenseTests: XCTestCase {
+    private func layer(_ x: Layer, _ equation: String, _ shape: [Int], bias: String?, _ act: Activation = .linear)
+        -> EinsumDense
+    {
+        let sides = equation.components(separatedBy: "->")
+        let operands = sides[0].components(separatedBy: ",")
+        return EinsumDense(
+            name: "e", input: x, equation: equation, inputLetters: Array(operands[0]),
+            kernelLetters: Array(operands[1]),
+            outputLetters: Array(sides[1]), outputShape: shape, biasAxes: bias, activation: act)
+    }
+
+    func testGradientsForEveryKindOfEquation() {
+        let cases: [([Int], String, [Int], String?, Activation)] = [
+            ([4, 5], "abc,cd->abd", [4, 3], "d", .linear),
+            ([4, 5], "abc,dc->adb", [3, 4], "d", .tanh),
+            ([3, 2, 4], "abcd,cde->abe", [3, 5], "e", .linear),
+            ([4, 5], "abc,cde->abde", [4, 2, 3], "de", .linear),
+            ([4, 5], "ABb,bc->ABc", [4, 3], "c", .relu),  // "...b,bc->...c" as the builder writes it
+            ([2, 3, 4], "abcd,dce->aeb", [5, 2], "e", .linear),  // two contracted axes in the kernel's other order
+        ]
+        for (input, equation, shape, bias, act) in cases {
+            let x = InputLayer(name: "x", kind: .features, shape: input)
+            let e = layer(x, equation, shape, bias: bias, act)
+            checkLayer(Model(inputs: [x], outputs: [e], maxBatch: 3), terminal: e, batch: 3, seed: 41)
+        }
+    }
+
+    func testTransposedEquationMatchesTheEinsum() {
+        // y[a, d, b] = Σ_c x[a, b, c]·K[d, c] + bias[d] (bias shape [3, 1]: Keras's, from the first bias axis on).
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 5])
+        let e = layer(x, "abc,dc->adb", [3, 4], bias: "d")
+        XCTAssertEqual(e.biasShape, [3, 1])
+        XCTAssertEqual(e.kernelShape, [3, 5])
+        let model = Model(inputs: [x], outputs: [e], maxBatch: 2)
+        var rng = SeededGenerator(seed: 42)
+        fillUniform(model.parameters.values, model.parameters.count, &rng, -1, 1)
+        fillUniform(x.output.values, 2 * 20, &rng)
+        model.forward(batch: 2)
+        let k = model.parameters.view("e/kernel")!
+        let b = model.parameters.view("e/bias")!
+        for a in 0..<2 {
+            for d in 0..<3 {
+                for t in 0..<4 {
+                    var sum = Double(model.parameters.value(b)[d])
+                    for c in 0..<5 {
+                        sum +=
+                            Double(x.output.values[a * 20 + t * 5 + c]) * Double(model.parameters.value(k)[d * 5 + c])
+                    }
+                    XCTAssertEqual(Double(e.output.values[a * 12 + d * 4 + t]), sum, accuracy: 1e-5)
+                }
+            }
+        }
+    }
+}
+
+/// Attention (dot, scaled, concat) and AdditiveAttention: gradients with a separate key, the causal mask and
+/// dropout; the dot score's forward against the definition.
+final class ScoreAttentionTests: XCTestCase {
+    func testGradientsForEveryScore() {
+        let q = InputLayer(name: "q", kind: .features, shape: [3, 4])
+        let v = InputLayer(name: "v", kind: .features, shape: [5, 2])
+        let k = InputLayer(name: "k", kind: .features, shape: [5, 4])
+        for (score, scaled, causal, dropout) in [
+            (ScoreAttention.Score.dot, false, false, Float(0)), (.dot, true, true, 0), (.concat, true, false, 0),
+            (.concat, false, true, 0.3), (.additive, true, true, 0), (.additive, false, false, 0.3),
+        ] {
+            let a = ScoreAttention(
+                name: "att", query: q, value: v, key: k, score: score, scaled: scaled, causal: causal, dropout: dropout)
+            let model = Model(inputs: [q, v, k], outputs: [a], maxBatch: 2)
+            model.dropoutKeys.seed = 3
+            checkLayer(model, terminal: a, batch: 2, seed: 51)
+        }
+    }
+
+    func testDotScoresMatchTheDefinition() {
+        let q = InputLayer(name: "q", kind: .features, shape: [3, 2])
+        let v = InputLayer(name: "v", kind: .features, shape: [4, 2])  // the key too
+        let a = ScoreAttention(name: "att", query: q, value: v, score: .dot, scaled: true, causal: true)
+        let model = Model(inputs: [q, v], outputs: [a], maxBatch: 1)
+        var rng = SeededGenerator(seed: 52)
+        fillUniform(q.output.values, 6, &rng)
+        fillUniform(v.output.values, 8, &rng)
+        model.parameters.value(model.parameters.view("att/scale")!)[0] = 0.7
+        model.forward(batch: 1)
+        func x(_ l: InputLayer, _ i: Int) -> Double { Double(l.output.values[i]) }
+        for t in 0..<3 {
+            // Keras: a masked score is score − 1e9, so step t sees only key steps ≤ t.
+            let e = (0...t).map { s in exp(0.7 * (x(q, t * 2) * x(v, s * 2) + x(q, t * 2 + 1) * x(v, s * 2 + 1))) }
+            let total = e.reduce(0, +)
+            for d in 0..<2 {
+                let expected = (0...t).reduce(0.0) { $0 + e[$1] / total * x(v, $1 * 2 + d) }
+                XCTAssertEqual(Double(a.output.values[t * 2 + d]), expected, accuracy: 1e-6)
+            }
+        }
+    }
+}

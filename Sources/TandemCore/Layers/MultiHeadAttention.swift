@@ -363,7 +363,7 @@ extension LayerRegistry {
         var window: Int?
         if let w = a.config["sliding_window"], !w.isNull { window = try a.int("sliding_window") }
         var causal = false
-        for (key, value) in a.node.callOptions.object ?? [] {
+        for (key, value) in a.node.callOptions.object ?? [] where !value.isNull {
             switch (key, value.bool) {
             case ("use_causal_mask", let b?): causal = b
             case ("return_attention_scores", false?): break

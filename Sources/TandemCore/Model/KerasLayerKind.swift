@@ -53,7 +53,8 @@ extension LayerRegistry {
             .globalAveragePooling1D, .globalMaxPooling1D, .conv1D, .batchNormalization, .notEqual, .rescaling,
             .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization, .masking,
             .anyMask, .maskOr, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
-            .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention,
+            .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention, .einsumDense,
+            .scoreAttention,
         ]
 
     /// The entry of each class name.

@@ -1232,7 +1232,8 @@ MODELS["attention_dropout"] = attention_dropout
 
 def attention_layers():
     """EinsumDense (a plain product with tanh, `...`, a per-step score with no kernel axis kept), Attention (dot
-    scaled and causal; concat with a separate key) and AdditiveAttention on one sequence, two heads (#33)."""
+    scaled and causal; concat with a separate key), AdditiveAttention and a causal GroupQueryAttention (4 query
+    heads over 2 key/value heads) on one sequence, two heads (#33)."""
     tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
     x = L.Embedding(20, 8, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")(tokens)
     e = L.EinsumDense("abc,cd->abd", output_shape=(None, 6), bias_axes="d", activation="tanh", name="proj")(x)
@@ -1240,12 +1241,15 @@ def attention_layers():
     a1 = L.Attention(use_scale=True, name="dot")([f, f], use_causal_mask=True)
     a2 = L.Attention(score_mode="concat", use_scale=True, name="concat")([e, x, e])
     a3 = L.AdditiveAttention(name="additive")([f, x, f])
-    joined = L.Concatenate(name="joined")([a1, a2, a3])
+    a4 = L.GroupQueryAttention(head_dim=3, num_query_heads=4, num_key_value_heads=2, name="grouped")(
+        x, x, use_causal_mask=True)
+    joined = L.Concatenate(name="joined")([a1, a2, a3, a4])
     label = L.Dense(3, activation="softmax", name="label")(L.GlobalAveragePooling1D(name="pool")(joined))
     steps = L.EinsumDense("abc,c->ab", output_shape=(7,), name="steps")(joined)
     m = keras.Model(tokens, [label, steps])
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss={"label": "sparse_categorical_crossentropy", "steps": "mse"},
-              loss_weights={"label": 1.0, "steps": 0.3})
+    # SGD with momentum, as attention_heads: the key projections' biases have a zero gradient up to rounding.
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+              loss={"label": "sparse_categorical_crossentropy", "steps": "mse"}, loss_weights={"label": 1.0, "steps": 0.3})
     return m
 
 
@@ -1298,8 +1302,9 @@ def weights_of(model, prefix=""):
                 for v in half.weights:
                     out[f"{prefix}{layer.name}/{half.name}/{v.name}"] = np.asarray(v)
             continue
-        if isinstance(layer, keras.layers.MultiHeadAttention):  # <layer>/<sublayer>/<weight>, as Tandem names them
-            for sub in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense):
+        if isinstance(layer, (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention)):
+            # <layer>/<sublayer>/<weight>, as Tandem names them
+            for sub in (layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense):
                 for v in sub.weights:
                     out[f"{prefix}{layer.name}/{sub.name}/{v.name}"] = np.asarray(v)
             continue

@@ -346,7 +346,9 @@ public enum KerasConfig {
     )
 
     /// Keyword tensors a class's call takes as inputs, in the order they follow its positional ones.
-    static let keywordInputs = ["MultiHeadAttention": ["query", "value", "key"]]
+    static let keywordInputs = [
+        "MultiHeadAttention": ["query", "value", "key"], "GroupQueryAttention": ["query", "value", "key"],
+    ]
 
     private static func inbound(_ call: JSONValue, layer: String, className: String = "") throws -> InboundCall {
         var found: [(String, Int, Int)] = []

@@ -8,6 +8,7 @@
 // reads one of them sees no mask there. A residual Add([x, attention(x, x)]) therefore has no mask in Keras
 // 3.15 (its merge rule wants both), and nor has anything after it but what reads the mask Keras saved in
 // the file (GlobalAveragePooling1D's `mask` argument). The walk follows that: it knows who reads each tensor.
+// (GroupQueryAttention reads the masks without clearing them.)
 
 import TandemCore
 
@@ -76,7 +77,7 @@ extension KerasCompile {
                 "AlphaDropout",
                 "LayerNormalization", "BatchNormalization", "GroupNormalization", "UnitNormalization", "Normalization",
                 "TimeDistributed", "ReLU", "LeakyReLU", "ELU", "Rescaling", "Identity", "ActivityRegularization",
-                "MultiHeadAttention",  // its output carries its query's mask (as the query had it)
+                "MultiHeadAttention", "GroupQueryAttention",  // the output carries the query's mask (as it had it)
             ]
             // Keras 3.15's Merge.compute_mask: the OR of its inputs' masks, none if any input has none; Concatenate's:
             // the AND of those there are. Followed when they all come from one source (then either is that mask).

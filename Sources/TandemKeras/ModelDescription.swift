@@ -113,11 +113,11 @@ public struct ModelDescription: Sendable {
                 return l
             }
             var a = LayerArguments(node: node)
-            if node.className == "MultiHeadAttention" {
+            if node.className == "MultiHeadAttention" || node.className == "GroupQueryAttention" {
                 // Keras derives the attention mask from its query's, value's and key's Keras masks (not saved
                 // in the call): each is the ids ≠ 0 of the model input an Embedding(mask_zero=True) reads.
                 a.attentionMasks = try node.inputs.enumerated().map { k, id -> Layer? in
-                    let reader = "layer '\(node.layer)' (MultiHeadAttention)"
+                    let reader = "layer '\(node.layer)' (\(node.className))"
                     guard let input = try KerasCompile.tokenMask(of: id, readBy: node.id, in: nodes, reader: reader)
                     else {
                         return nil

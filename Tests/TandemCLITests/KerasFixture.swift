@@ -24,6 +24,7 @@ enum KerasFixture {
         // A key projection's bias: a shift common to every key leaves the softmax unchanged, so its gradient
         // is zero up to rounding.
         "attention_heads": Set(["self_attention/key/bias"]), "masked_encoder": Set(["attention/key/bias"]),
+        "attention_layers": Set(["grouped/key/bias"]),
         "feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"]),
         // Frozen layers (trainable = False), the frozen BatchNormalization's moving statistics included.
         "frozen": Set(

@@ -26,6 +26,18 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// GroupQueryAttention: 4 query heads over 2 key/value heads (heads 0, 1 read key/value head 0).
+    func testGroupedQueryGradients() {
+        let q = InputLayer(name: "q", kind: .features, shape: [3, 5])
+        let v = InputLayer(name: "v", kind: .features, shape: [4, 3])
+        for dropout in [Float(0), 0.25] {
+            let a = MultiHeadAttention(
+                name: "gqa", query: q, value: v, heads: 4, kvHeads: 2, keyDim: 2, causal: true, dropout: dropout)
+            XCTAssertEqual(a.parameterSpecs.map(\.shape)[2], [3, 2, 2], "key kernel [D, kv heads, head dim]")
+            checkLayer(Model(inputs: [q, v], outputs: [a], maxBatch: 2), terminal: a, batch: 2, seed: 38)
+        }
+    }
+
     func testCausalSlidingWindowGradients() {
         let x = InputLayer(name: "x", kind: .features, shape: [6, 4])
         let a = MultiHeadAttention(name: "mha", query: x, value: x, heads: 1, keyDim: 5, causal: true, window: 2)

@@ -109,9 +109,12 @@ package enum KerasJSON {
         }
     }
 
-    /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name).
+    /// Keras's `naming.to_snake_case` (HDF5 group names come from the class name — the Python class's: the
+    /// one class exported under another name, GroupQueryAttention, is GroupedQueryAttention there).
     package static func snakeCase(_ name: String) -> String {
-        var s = name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
+        var s =
+            name == "GroupQueryAttention"
+            ? "GroupedQueryAttention" : name.replacingOccurrences(of: "\\W+", with: "", options: .regularExpression)
         s = s.replacingOccurrences(of: "(.)([A-Z][a-z]+)", with: "$1_$2", options: .regularExpression)
         s = s.replacingOccurrences(of: "([a-z])([A-Z])", with: "$1_$2", options: .regularExpression)
         return s.lowercased()

@@ -29,6 +29,10 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     private let masks: [Layer?]
     public let output: Node
     package let heads: Int, keyDim: Int, valueDim: Int, useBias: Bool
+    /// Key/value heads (GroupQueryAttention's num_key_value_heads; MultiHeadAttention's: every head): query
+    /// head h reads key/value head h / repeats, as Keras's ops.repeat(key, repeats, axis=2) lays them out.
+    package let kvHeads: Int
+    private var repeats: Int { heads / kvHeads }
     package let causal: Bool, window: Int?
     /// Dropout on the probabilities (Keras's einsum path when > 0).
     package let dropout: Float
@@ -53,7 +57,8 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     private var queryKept, keyKept: UnsafeMutablePointer<Float>!
 
     package init(
-        name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, keyDim: Int, valueDim: Int? = nil,
+        name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, kvHeads: Int? = nil, keyDim: Int,
+        valueDim: Int? = nil,
         outputWidth: Int? = nil, useBias: Bool = true, causal: Bool = false, window: Int? = nil,
         masks: [Layer?] = [], dropout: Float = 0,
         weights: String? = nil, kernelInitializers: [Initializer?] = [nil, nil, nil, nil],
@@ -66,6 +71,8 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         self.masks = (0..<3).map { $0 < masks.count ? masks[$0] : nil }
         inputs = [query, value, key] + self.masks.compactMap { $0 }
         self.heads = heads
+        self.kvHeads = kvHeads ?? heads
+        precondition(heads % self.kvHeads == 0, "query heads are a multiple of key/value heads")
         self.keyDim = keyDim
         self.valueDim = valueDim ?? keyDim
         self.useBias = useBias
@@ -108,8 +115,8 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     private var projections: [(String, Int, [Int], [Int])] {
         [
             ("query", queryWidth, [queryWidth, heads, keyDim], [heads, keyDim]),
-            ("key", keyWidth, [keyWidth, heads, keyDim], [heads, keyDim]),
-            ("value", valueWidth, [valueWidth, heads, valueDim], [heads, valueDim]),
+            ("key", keyWidth, [keyWidth, kvHeads, keyDim], [kvHeads, keyDim]),
+            ("value", valueWidth, [valueWidth, kvHeads, valueDim], [kvHeads, valueDim]),
             ("attention_output", heads * valueDim, [heads, valueDim, outputWidth], [outputWidth]),
         ]
     }
@@ -141,7 +148,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     private func bias(_ i: Int) -> TensorView? { useBias ? weights[2 * i + 1] : nil }
 
     public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
-        let projected = batch * (T * heads * keyDim + S * heads * (keyDim + valueDim) + T * heads * valueDim)
+        let projected = batch * (T * heads * keyDim + S * kvHeads * (keyDim + valueDim) + T * heads * valueDim)
         return (
             2 * projected + (dropout > 0 ? 3 : 1) * batch * heads * T * S + T * S + batch * T * (outputWidth + 1) + T
                 + S,
@@ -151,12 +158,12 @@ package final class MultiHeadAttention: Layer, RandomLayer {
 
     public func bind(workspace: inout WorkspaceCursor, batch: Int) {
         q = workspace.take(batch * T * heads * keyDim)
-        k = workspace.take(batch * S * heads * keyDim)
-        v = workspace.take(batch * S * heads * valueDim)
+        k = workspace.take(batch * S * kvHeads * keyDim)
+        v = workspace.take(batch * S * kvHeads * valueDim)
         o = workspace.take(batch * T * heads * valueDim)
         dq = workspace.take(batch * T * heads * keyDim)
-        dk = workspace.take(batch * S * heads * keyDim)
-        dv = workspace.take(batch * S * heads * valueDim)
+        dk = workspace.take(batch * S * kvHeads * keyDim)
+        dv = workspace.take(batch * S * kvHeads * valueDim)
         dO = workspace.take(batch * T * heads * valueDim)
         probabilities = workspace.take(batch * heads * T * S)
         if dropout > 0 {
@@ -199,7 +206,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     }
 
     public func forward(batch: Int, training: Bool) {
-        let (hk, hv) = (heads * keyDim, heads * valueDim)
+        let (hk, hv, kk, kv) = (heads * keyDim, heads * valueDim, kvHeads * keyDim, kvHeads * valueDim)
         project(inputs[0].output.values, rows: batch * T, width: queryWidth, 0, into: q)
         project(inputs[2].output.values, rows: batch * S, width: keyWidth, 1, into: k)
         project(inputs[1].output.values, rows: batch * S, width: valueWidth, 2, into: v)
@@ -214,7 +221,8 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                 let p = probabilities + block
                 gemm(
                     .none, .transposed, m: T, n: S, k: keyDim, alpha: dropout > 0 ? 1 : scale,
-                    a: q + b * T * hk + h * keyDim, lda: hk, b: k + b * S * hk + h * keyDim, ldb: hk, beta: 0, c: p,
+                    a: q + b * T * hk + h * keyDim, lda: hk, b: k + b * S * kk + h / repeats * keyDim, ldb: kk, beta: 0,
+                    c: p,
                     ldc: S)
                 for t in 0..<T { softmaxRow(p + t * S, t, anyAllowed[b * T + t] != 0) }
                 var weights = UnsafePointer(p)
@@ -223,8 +231,9 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                     weights = UnsafePointer(dropped + block)
                 }
                 gemm(
-                    .none, .none, m: T, n: valueDim, k: S, a: weights, lda: S, b: v + b * S * hv + h * valueDim,
-                    ldb: hv, beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
+                    .none, .none, m: T, n: valueDim, k: S, a: weights, lda: S,
+                    b: v + b * S * kv + h / repeats * valueDim,
+                    ldb: kv, beta: 0, c: o + b * T * hv + h * valueDim, ldc: hv)
             }
         }
         project(o, rows: batch * T, width: hv, 3, into: output.values)
@@ -254,7 +263,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     }
 
     public func backward(batch: Int) {
-        let (hk, hv) = (heads * keyDim, heads * valueDim)
+        let (hk, hv, kk, kv) = (heads * keyDim, heads * valueDim, kvHeads * keyDim, kvHeads * valueDim)
         let dy = output.gradients!
         projectBack(rows: batch * T, width: hv, 3, dy: dy, x: o, dx: dO, beta: 0)
         for b in 0..<batch {
@@ -262,13 +271,14 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                 let block = (b * heads + h) * T * S
                 let p = probabilities + block
                 let dOh = dO + b * T * hv + h * valueDim
-                let vh = v + b * S * hv + h * valueDim
+                let vh = v + b * S * kv + h / repeats * valueDim
                 let weights = dropping ? UnsafePointer(dropped + block) : UnsafePointer(p)
                 gemm(
-                    .transposed, .none, m: S, n: valueDim, k: T, a: weights, lda: S, b: dOh, ldb: hv, beta: 0,
-                    c: dv + b * S * hv + h * valueDim, ldc: hv)
+                    .transposed, .none, m: S, n: valueDim, k: T, a: weights, lda: S, b: dOh, ldb: hv,
+                    beta: h % repeats == 0 ? 0 : 1,
+                    c: dv + b * S * kv + h / repeats * valueDim, ldc: kv)
                 gemm(
-                    .none, .transposed, m: T, n: S, k: valueDim, a: dOh, lda: hv, b: vh, ldb: hv, beta: 0, c: dP, ldc: S
+                    .none, .transposed, m: T, n: S, k: valueDim, a: dOh, lda: hv, b: vh, ldb: kv, beta: 0, c: dP, ldc: S
                 )
                 if dropping { for i in 0..<(T * S) { dP[i] *= dropMask[block + i] } }  // d(P ⊙ M)/dP = M
                 for t in 0..<T {
@@ -283,11 +293,13 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                 }
                 // dQ = K^-½·dL·Kt either way; dKt = dLᵀ·(the query the product read: scaled already with dropout).
                 gemm(
-                    .none, .none, m: T, n: keyDim, k: S, alpha: scale, a: dP, lda: S, b: k + b * S * hk + h * keyDim,
-                    ldb: hk, beta: 0, c: dq + b * T * hk + h * keyDim, ldc: hk)
+                    .none, .none, m: T, n: keyDim, k: S, alpha: scale, a: dP, lda: S,
+                    b: k + b * S * kk + h / repeats * keyDim,
+                    ldb: kk, beta: 0, c: dq + b * T * hk + h * keyDim, ldc: hk)
                 gemm(
                     .transposed, .none, m: S, n: keyDim, k: T, alpha: dropout > 0 ? 1 : scale, a: dP, lda: S,
-                    b: q + b * T * hk + h * keyDim, ldb: hk, beta: 0, c: dk + b * S * hk + h * keyDim, ldc: hk)
+                    b: q + b * T * hk + h * keyDim, ldb: hk, beta: h % repeats == 0 ? 0 : 1,
+                    c: dk + b * S * kk + h / repeats * keyDim, ldc: kk)
             }
         }
         for (i, input, rows, width, d) in [
@@ -307,8 +319,11 @@ extension KerasLayerKind {
     /// The projections' weights sit in EinsumDense sublayers (`query_dense/vars`, named `query`, …); the
     /// softmax and dropout sublayers have empty groups, which Keras's loader expects.
     static let multiHeadAttention = KerasLayerKind(
-        classNames: ["MultiHeadAttention"], build: { a, inputs, _ in try LayerRegistry.multiHeadAttention(a, inputs) },
-        variables: { _, layer, config in
+        classNames: ["MultiHeadAttention", "GroupQueryAttention"],
+        build: { a, inputs, _ in try LayerRegistry.multiHeadAttention(a, inputs) },
+        variables: { className, layer, config in
+            // GroupQueryAttention keeps the attributes' underscores in its paths (`_query_dense/vars`).
+            let prefix = className == "GroupQueryAttention" ? "_" : ""
             let bias = config["use_bias"]?.bool != false
             let sublayers = [
                 ("query_dense", "query"), ("key_dense", "key"), ("value_dense", "value"),
@@ -317,7 +332,8 @@ extension KerasLayerKind {
             return [top(layer, [])]
                 + sublayers.map { path, sub in
                     VariableGroup(
-                        path: "\(path)/vars", label: sub, names: ["\(sub)/kernel"] + (bias ? ["\(sub)/bias"] : []))
+                        path: "\(prefix)\(path)/vars", label: sub,
+                        names: ["\(sub)/kernel"] + (bias ? ["\(sub)/bias"] : []))
                 }
                 + [
                     VariableGroup(path: "_softmax/vars", label: "softmax", names: []),
@@ -339,9 +355,16 @@ extension LayerRegistry {
         guard inputs.count < 3 || inputs[2].output.shape[0] == inputs[1].output.shape[0] else {
             throw a.fail("its key has \(inputs[2].output.shape[0]) steps and its value \(inputs[1].output.shape[0])")
         }
-        let heads = try a.int("num_heads")
-        let keyDim = try a.int("key_dim")
-        let valueDim = a.config["value_dim"].map { $0.isNull } ?? true ? keyDim : try a.int("value_dim")
+        // GroupQueryAttention: num_query_heads over num_key_value_heads, one head_dim, the query's width out.
+        let grouped = a.node.className == "GroupQueryAttention"
+        let heads = try a.int(grouped ? "num_query_heads" : "num_heads")
+        let kvHeads = grouped ? try a.int("num_key_value_heads") : heads
+        guard heads % kvHeads == 0 else {
+            throw a.fail("'num_query_heads' = \(heads) is not a multiple of 'num_key_value_heads' = \(kvHeads)")
+        }
+        let keyDim = try a.int(grouped ? "head_dim" : "key_dim")
+        let valueDim =
+            grouped || (a.config["value_dim"].map { $0.isNull } ?? true) ? keyDim : try a.int("value_dim")
         let dropout = a.config["dropout"]?.number ?? 0
         guard dropout >= 0 && dropout < 1 else { throw a.fail("'dropout' = \(dropout) must be in [0, 1)") }
         try a.require("use_gate", is: .bool(false), supported: "false")
@@ -376,12 +399,13 @@ extension LayerRegistry {
         let (query, value) = (inputs[0], inputs[1])
         let key = inputs.count > 2 ? inputs[2] : value
         let fans = [
-            (query.output.features, heads * keyDim), (key.output.features, heads * keyDim),
-            (value.output.features, heads * valueDim), (heads * valueDim, width ?? query.output.features),
+            (query.output.features, heads * keyDim), (key.output.features, kvHeads * keyDim),
+            (value.output.features, kvHeads * valueDim), (heads * valueDim, width ?? query.output.features),
         ]
         return MultiHeadAttention(
             name: a.node.id, query: query, value: value, key: inputs.count > 2 ? key : nil, heads: heads,
-            keyDim: keyDim, valueDim: valueDim, outputWidth: width, useBias: try a.bool("use_bias", default: true),
+            kvHeads: kvHeads, keyDim: keyDim, valueDim: valueDim, outputWidth: width,
+            useBias: try a.bool("use_bias", default: true),
             causal: causal, window: window, masks: a.attentionMasks, dropout: Float(dropout), weights: a.node.layer,
             kernelInitializers: try fans.map { try a.initializer("kernel_initializer", fanIn: $0.0, fanOut: $0.1) },
             biasInitializer: try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros)

@@ -1256,6 +1256,29 @@ def attention_layers():
 MODELS["attention_layers"] = attention_layers
 
 
+def hub_encoder():
+    """A KerasHub transformer encoder with a sentence head and a per-token head, as users write it (#33): padded
+    sentences through TokenAndPositionEmbedding(mask_zero=True), a post-norm and a pre-norm (gelu)
+    TransformerEncoder, the masked mean for the sentence, per-token tags whose loss leaves padding out. KerasHub is
+    imported here only: the other models need Keras alone."""
+    import keras_hub
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        12, 7, 10, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embed")(tokens)
+    x = keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(x)
+    x = keras_hub.layers.TransformerEncoder(12, 2, normalize_first=True, activation="gelu", name="encoder_2")(x)
+    sentence = L.Dense(3, activation="softmax", name="sentence")(L.GlobalAveragePooling1D(name="pool")(x))
+    tags = L.Dense(4, activation="softmax", name="tags")(x)
+    m = keras.Model(tokens, [sentence, tags])
+    m.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9),
+              loss={"sentence": "sparse_categorical_crossentropy", "tags": "sparse_categorical_crossentropy"},
+              loss_weights={"sentence": 1.0, "tags": 0.5}, metrics={"sentence": ["accuracy"], "tags": ["accuracy"]})
+    return m
+
+
+MODELS["hub_encoder"] = hub_encoder
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")
@@ -1289,6 +1312,14 @@ def bench_conv_bilstm():
 BENCH = {"gru_text": bench_gru_text, "conv_bilstm": bench_conv_bilstm}
 
 
+def sublayer_weights(layer, prefix):
+    """A layer made of layers (KerasHub's): <layer>/<sublayer>/…/<weight>, as Tandem names them."""
+    out = {f"{prefix}{v.name}": np.asarray(v) for v in layer._trainable_variables + layer._non_trainable_variables}
+    for sub in layer._layers:
+        out.update(sublayer_weights(sub, f"{prefix}{sub.name}/"))
+    return out
+
+
 def weights_of(model, prefix=""):
     """<layer>/<weight> for every layer's variables (an RNN's are its cell's; a nested model's layers are
     <model>/<layer>/<weight>, as Tandem names them)."""
@@ -1307,6 +1338,9 @@ def weights_of(model, prefix=""):
             for sub in (layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense):
                 for v in sub.weights:
                     out[f"{prefix}{layer.name}/{sub.name}/{v.name}"] = np.asarray(v)
+            continue
+        if type(layer).__module__.startswith("keras_hub."):
+            out.update(sublayer_weights(layer, f"{prefix}{layer.name}/"))
             continue
         for v in layer.weights:
             out[f"{prefix}{layer.name}/{v.name}"] = np.asarray(v)

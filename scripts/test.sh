@@ -24,10 +24,14 @@ if $quick; then
 fi
 if [ "$(id -u)" = 0 ]; then bash scripts/slurm/local-cluster.sh install; fi
 venv=.build/keras-venv
-if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax, tensorboard, pandas, PIL" 2>/dev/null; then
-  echo "test.sh: installing Keras 3, JAX, TensorBoard, pandas and Pillow into $venv (for the Keras-equivalence, event-file, DataFrame and image-file tests)"
+if [ ! -x "$venv/bin/python" ] || ! KERAS_BACKEND=jax "$venv/bin/python" -c "import keras, jax, tensorboard, pandas, PIL, keras_hub" 2>/dev/null; then
+  echo "test.sh: installing Keras 3, JAX, KerasHub, TensorBoard, pandas and Pillow into $venv (for the Keras-equivalence, event-file, DataFrame and image-file tests)"
   rm -rf "$venv"
-  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check keras jax tensorboard pandas pillow; }; then
+  # KerasHub pinned (Tandem implements its layers from this version's configs) and without its
+  # tensorflow-text requirement (TensorFlow itself, for tokenizers the tests never use).
+  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check keras jax tensorboard pandas pillow \
+      absl-py packaging regex rich kagglehub sentencepiece tokenizers &&
+      "$venv/bin/pip" install -q --disable-pip-version-check --no-deps keras-hub==0.32.0; }; then
     # Without Keras the equivalence tests would only skip: that is no verification, so stop.
     echo "test.sh: could not install Keras/JAX from PyPI into $venv; the Keras-equivalence tests need them" >&2
     exit 1

@@ -59,7 +59,12 @@ extension KerasCompile {
         /// Whether `tensor`'s mask has been cleared by the time `consumer` reads it (nil: the loss, after all).
         func cleared(_ tensor: String, readBy consumer: String?) throws -> Bool {
             let before = consumer.map { ancestors(of: $0) }
-            for m in nodes where m.className == "MultiHeadAttention" && m.id != consumer && m.inputs.contains(tensor) {
+            // A KerasHub TransformerEncoder calls its attention on its very input (unless it normalises first).
+            func clears(_ m: GraphNode) -> Bool {
+                m.className == "MultiHeadAttention"
+                    || (m.className == "TransformerEncoder" && m.config["normalize_first"]?.bool != true)
+            }
+            for m in nodes where clears(m) && m.id != consumer && m.inputs.contains(tensor) {
                 guard let consumer, let before else { return true }
                 if before.contains(m.id) { return true }  // the attention ran first
                 if !ancestors(of: m.id).contains(consumer) {
@@ -78,6 +83,7 @@ extension KerasCompile {
                 "LayerNormalization", "BatchNormalization", "GroupNormalization", "UnitNormalization", "Normalization",
                 "TimeDistributed", "ReLU", "LeakyReLU", "ELU", "Rescaling", "Identity", "ActivityRegularization",
                 "MultiHeadAttention", "GroupQueryAttention",  // the output carries the query's mask (as it had it)
+                "TransformerEncoder",  // KerasHub's: its input's mask, kept before its attention clears it
             ]
             // Keras 3.15's Merge.compute_mask: the OR of its inputs' masks, none if any input has none; Concatenate's:
             // the AND of those there are. Followed when they all come from one source (then either is that mask).
@@ -99,7 +105,7 @@ extension KerasCompile {
             while let n = byID[id] {
                 if try cleared(id, readBy: consumer) { return nil }
                 switch n.className {
-                case "Embedding":
+                case "Embedding", "TokenAndPositionEmbedding":
                     guard n.config["mask_zero"]?.bool == true else { return nil }
                     return .tokens(input: try modelInput(n))
                 case "Masking":
@@ -143,8 +149,8 @@ extension KerasCompile {
         var stack = [node]
         while let id = stack.popLast() {
             guard seen.insert(id).inserted, let n = byID[id] else { continue }
-            if n.className == "Embedding" && n.config["mask_zero"]?.bool == true {
-                return "Embedding(mask_zero=True) '\(n.layer)'"
+            if ["Embedding", "TokenAndPositionEmbedding"].contains(n.className) && n.config["mask_zero"]?.bool == true {
+                return "\(n.className)(mask_zero=True) '\(n.layer)'"
             }
             if n.className == "Masking" { return "Masking '\(n.layer)'" }
             stack += n.inputs

@@ -113,7 +113,7 @@ public struct ModelDescription: Sendable {
                 return l
             }
             var a = LayerArguments(node: node)
-            if node.className == "MultiHeadAttention" || node.className == "GroupQueryAttention" {
+            if ["MultiHeadAttention", "GroupQueryAttention", "TransformerEncoder"].contains(node.className) {
                 // Keras derives the attention mask from its query's, value's and key's Keras masks (not saved
                 // in the call): each is the ids ≠ 0 of the model input an Embedding(mask_zero=True) reads.
                 a.attentionMasks = try node.inputs.enumerated().map { k, id -> Layer? in
@@ -127,6 +127,14 @@ public struct ModelDescription: Sendable {
                     }
                     return SequenceMask(name: "\(node.id)/\(["query", "value", "key"][k])_mask", tokens: tokens)
                 }
+            }
+            if !node.masked, LayerRegistry.maskConsumers.contains(node.className), let first = node.inputs.first,
+                let input = try? KerasCompile.tokenMask(of: first, readBy: node.id, in: nodes, reader: node.layer),
+                let tokens = built[input] as? InputLayer, tokens.kind == .tokens
+            {
+                // Keras fills a `mask` argument the file does not hold from the input's mask at run time (a
+                // KerasHub layer's masks exist only then): the same ids ≠ 0.
+                a.runtimeMask = SequenceMask(name: "\(node.id)/mask", tokens: tokens)
             }
             a.dataShape = dataShapes[node.id]
             if node.className == "InputLayer", let reader = readers[node.id]?.first {

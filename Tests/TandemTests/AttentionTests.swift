@@ -6,6 +6,7 @@
 import XCTest
 
 @testable import TandemCore
+@testable import TandemKeras
 
 final class AttentionTests: XCTestCase {
     func testSelfAttentionGradients() {
@@ -252,6 +253,85 @@ final class ScoreAttentionTests: XCTestCase {
                 let expected = (0...t).reduce(0.0) { $0 + e[$1] / total * x(v, $1 * 2 + d) }
                 XCTAssertEqual(Double(a.output.values[t * 2 + d]), expected, accuracy: 1e-6)
             }
+        }
+    }
+}
+
+/// KerasHub's layers from their configs: the TransformerEncoder (post-norm and pre-norm, with dropout, under a
+/// padding mask from its tokens) and PositionEmbedding checked numerically; an unknown registered name and an
+/// unknown config key refused by name.
+final class KerasHubLayerTests: XCTestCase {
+    private func hub(_ cls: String, _ name: String, _ config: String, _ input: String, _ shape: String) -> String {
+        #"{"module": "keras_hub.src.layers.modeling.x", "class_name": "\#(cls)", "config": {"name": "\#(name)"\#(config)}, "registered_name": "keras_hub>\#(cls)", "name": "\#(name)", "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"shape": \#(shape), "dtype": "float32", "keras_history": ["\#(input)", 0, 0]}}], "kwargs": {}}]}"#
+    }
+    private func model(_ layers: [String], input: String, output: String) -> String {
+        #"{"class_name": "Functional", "config": {"name": "m", "layers": [\#(([input] + layers).joined(separator: ", "))], "input_layers": [["x", 0, 0]], "output_layers": [["\#(output)", 0, 0]]}}"#
+    }
+    private let features =
+        #"{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 4, 6], "dtype": "float32"}, "registered_name": null, "name": "x", "inbound_nodes": []}"#
+    private let tokens =
+        #"{"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "x", "batch_shape": [null, 4], "dtype": "int32"}, "registered_name": null, "name": "x", "inbound_nodes": []}"#
+
+    func testEncoderGradients() throws {
+        for options in [
+            #", "normalize_first": false, "dropout": 0"#,
+            #", "normalize_first": true, "dropout": 0.2, "activation": "gelu""#,
+        ] {
+            let json = model(
+                [
+                    hub(
+                        "TransformerEncoder", "enc", #", "intermediate_dim": 5, "num_heads": 2\#(options)"#, "x",
+                        "[null, 4, 6]")
+                ],
+                input: features, output: "enc")
+            let m = try KerasConfig.description(fromJSON: Array(json.utf8), source: "m.keras").build(maxBatch: 2)
+            m.dropoutKeys.seed = 5
+            checkLayer(m, terminal: m.outputs[0], batch: 2, seed: 61)
+        }
+    }
+
+    func testMaskedEncoderAndPositionGradients() throws {
+        let json = model(
+            [
+                hub(
+                    "TokenAndPositionEmbedding", "embed",
+                    #", "vocabulary_size": 9, "sequence_length": 5, "embedding_dim": 6, "mask_zero": true"#, "x",
+                    "[null, 4]"),
+                hub("TransformerEncoder", "enc", #", "intermediate_dim": 5, "num_heads": 3"#, "embed", "[null, 4, 6]"),
+            ], input: tokens, output: "enc")
+        let m = try KerasConfig.description(fromJSON: Array(json.utf8), source: "m.keras").build(maxBatch: 2)
+        let ids = try XCTUnwrap(m.inputs.first)
+        XCTAssertEqual(
+            m.parameters.tensors.map(\.name).prefix(4),
+            [
+                "embed/token_embedding/embeddings", "embed/position_embedding/embeddings",
+                "enc/self_attention_layer/query/kernel", "enc/self_attention_layer/query/bias",
+            ])
+        checkLayer(m, terminal: m.outputs[0], batch: 2, seed: 62) { _ in
+            ids.tokens!.update(from: [3, 1, 0, 0, 4, 0, 0, 0], count: 8)
+        }
+    }
+
+    func testUnknownKerasHubNamesAndKeysAreRefused() throws {
+        for (layer, expected) in [
+            (
+                hub("TransformerDecoder", "dec", #", "intermediate_dim": 5, "num_heads": 2"#, "x", "[null, 4, 6]"),
+                "'keras_hub>TransformerDecoder' is not a KerasHub layer Tandem implements (supported: keras_hub>PositionEmbedding"
+            ),
+            (
+                hub(
+                    "TransformerEncoder", "enc", #", "intermediate_dim": 5, "num_heads": 2, "rope": true"#, "x",
+                    "[null, 4, 6]"),
+                "the KerasHub config key 'rope' is not understood"
+            ),
+        ] {
+            let name = layer.contains("TransformerDecoder") ? "dec" : "enc"
+            XCTAssertThrowsError(
+                try KerasConfig.description(
+                    fromJSON: Array(model([layer], input: features, output: name).utf8), source: "m.keras"
+                )
+                .build(maxBatch: 2)
+            ) { error in XCTAssertTrue("\(error)".contains(expected), "\(error)") }
         }
     }
 }

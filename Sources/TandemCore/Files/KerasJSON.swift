@@ -95,6 +95,19 @@ package enum KerasJSON {
                 "\(what): a \(className) layer holds Python code, which Tandem never executes; rebuild the model from built-in layers"
             )
         }
+        // KerasHub's layers that Tandem implements natively, by registered name (KerasHub.swift).
+        if let registered = entry["registered_name"]?.string, registered == "keras_hub>\(className)",
+            KerasLayerKind.kerasHubConfigKeys[className] != nil,
+            entry["module"]?.string?.hasPrefix("keras_hub.src.layers.modeling.") == true
+        {
+            return
+        }
+        if let registered = entry["registered_name"]?.string, registered.hasPrefix("keras_hub>") {
+            let supported = KerasLayerKind.kerasHubConfigKeys.keys.sorted().map { "keras_hub>\($0)" }
+            throw TandemError.usage(
+                "\(what): '\(registered)' is not a KerasHub layer Tandem implements (supported: \(supported.joined(separator: ", "))); nothing from a file is executed"
+            )
+        }
         if let module = entry["module"]?.string, !(module == "keras" || module.hasPrefix("keras.")) {
             throw TandemError.usage(
                 "\(what): class \(className) comes from module '\(module)' (a custom object); Tandem reads built-in Keras classes only and never executes code from a file"

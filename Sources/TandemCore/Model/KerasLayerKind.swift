@@ -54,7 +54,7 @@ extension LayerRegistry {
             .rowNormalization, .indexMaps, .prelu, .dot, .noise, .featureNormalization, .groupNormalization, .masking,
             .anyMask, .maskOr, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
             .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention, .einsumDense,
-            .scoreAttention,
+            .scoreAttention, .positionEmbedding, .tokenAndPositionEmbedding, .transformerEncoder,
         ]
 
     /// The entry of each class name.

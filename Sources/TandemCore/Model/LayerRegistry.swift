@@ -16,6 +16,8 @@ package struct LayerArguments {
     /// A MultiHeadAttention call's query, value and key masks (nil: none), which Keras does not save
     /// in the call: ModelDescription follows the Keras masks to them.
     package var attentionMasks: [Layer?] = []
+    /// The Keras mask a mask-reading call gets at run time when the file holds none for it.
+    package var runtimeMask: Layer?
 
     package init(node: GraphNode) { self.node = node }
     var config: JSONValue { node.config }
@@ -149,7 +151,7 @@ package enum LayerRegistry {
     /// Embedding, and the NotEqual with an integer value that Embedding(mask_zero=True) saves
     /// (Masking's compares floats with a float value).
     package static func readsTokens(_ node: GraphNode) -> Bool {
-        if node.className == "Embedding" { return true }
+        if node.className == "Embedding" || node.className == "TokenAndPositionEmbedding" { return true }
         if node.className == "NotEqual", case .int = node.config["value"] { return true }
         return false
     }
@@ -187,6 +189,7 @@ package enum LayerRegistry {
                 )
             }
         }
+        if mask == nil { mask = a.runtimeMask }
         guard let kind = kindByClass[node.className] else {
             throw TandemError.usage(
                 "layer '\(node.layer)': Keras class \(node.className) is not supported (supported: \(supported.joined(separator: ", ")))"

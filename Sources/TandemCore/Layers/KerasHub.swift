@@ -1,0 +1,256 @@
+// KerasHub's layers (keras_hub 0.32.0, keras_hub/src/layers/modeling/), implemented natively from their
+// config: an archive entry whose registered_name is one of these `keras_hub>…` names loads when Tandem
+// understands every key of its config; nothing from the file is executed, and any other registered name
+// is refused (KerasJSON.refuseCustom). TokenAndPositionEmbedding and TransformerEncoder are Blocks of
+// Tandem's own layers, their weights under KerasHub's paths.
+//
+// - PositionEmbedding(sequence_length): a weight `embeddings` [L, F]; on [B, T, F] its output is the first
+//   T rows, broadcast over the batch (the input's values are not read). Inside TokenAndPositionEmbedding
+//   the same weight is added to the token embeddings.
+// - TokenAndPositionEmbedding(vocabulary_size, sequence_length, embedding_dim, mask_zero): token_embedding
+//   (a ReversibleEmbedding; tie_weights, the default, adds no weight) plus position_embedding; with
+//   mask_zero its Keras mask is ids ≠ 0.
+// - TransformerEncoder(intermediate_dim, num_heads, dropout, activation, layer_norm_epsilon,
+//   normalize_first): x + Dropout(MHA(x, x)) then LayerNorm (or the norm first, normalize_first), then the
+//   same around Dense(intermediate, activation) → Dense(hidden); MultiHeadAttention with key_dim =
+//   hidden / heads, its dropout the block's, masked by the input's Keras mask on queries and keys (KerasHub
+//   passes it as the attention mask and Keras adds the query's).
+
+/// KerasHub's PositionEmbedding, and the position half of TokenAndPositionEmbedding (`addsInput`).
+package final class PositionEmbedding: Layer {
+    public let name: String
+    package let weightsName: String
+    package let inputs: [Layer]
+    public let output: Node
+    package let length: Int, addsInput: Bool
+    let initializer: Initializer
+    private var store: ParameterStore!
+    private var table: TensorView!
+
+    package init(
+        name: String, input: Layer, length: Int, addsInput: Bool, weights: String? = nil,
+        initializer: Initializer = .uniform(limit: 0.05)
+    ) {
+        precondition(input.output.shape.count == 2 && input.output.shape[0] <= length)
+        self.name = name
+        weightsName = weights ?? name
+        inputs = [input]
+        self.length = length
+        self.addsInput = addsInput
+        self.initializer = initializer
+        output = Node(shape: input.output.shape)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [
+            ParameterSpec(
+                layer: weightsName, weight: "embeddings", shape: [length, output.features], initializer: initializer)
+        ]
+    }
+    public func bind(parameters: ParameterStore) {
+        store = parameters
+        table = parameters.view("\(weightsName)/embeddings")
+    }
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+
+    public func forward(batch: Int, training: Bool) {
+        let (w, p, x) = (output.width, store.value(table), inputs[0].output.values!)
+        for b in 0..<batch {
+            let y = output.values + b * w
+            if addsInput {
+                for i in 0..<w { y[i] = x[b * w + i] + p[i] }  // the first T rows of the table are the first T·F
+            } else {
+                y.update(from: p, count: w)
+            }
+        }
+    }
+
+    public func backward(batch: Int) {
+        let (w, g, dy) = (output.width, store.gradient(table), output.gradients!)
+        for b in 0..<batch { for i in 0..<w { g[i] += dy[b * w + i] } }
+        guard addsInput, inputs[0].wantsGradient, let dx = inputs[0].output.gradients else { return }
+        for i in 0..<(batch * w) { dx[i] += dy[i] }
+    }
+}
+
+// MARK: - The layer table's entries (KerasLayerKind.swift) and their builders.
+
+extension KerasLayerKind {
+    /// KerasHub classes by registered name (`keras_hub>Class`), with the config keys each understands.
+    package static let kerasHubConfigKeys: [String: Set<String>] = [
+        "PositionEmbedding": ["sequence_length", "initializer"],
+        "TokenAndPositionEmbedding": [
+            "vocabulary_size", "sequence_length", "embedding_dim", "embeddings_initializer", "tie_weights", "mask_zero",
+        ],
+        "TransformerEncoder": [
+            "intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon", "kernel_initializer",
+            "bias_initializer", "normalize_first",
+        ],
+    ]
+
+    static let positionEmbedding = KerasLayerKind(
+        classNames: ["PositionEmbedding"], build: { a, inputs, _ in try LayerRegistry.positionEmbedding(a, inputs) },
+        variables: { _, layer, _ in [top(layer, ["embeddings"])] })
+
+    static let tokenAndPositionEmbedding = KerasLayerKind(
+        classNames: ["TokenAndPositionEmbedding"],
+        build: { a, inputs, _ in try LayerRegistry.tokenAndPositionEmbedding(a, inputs) },
+        variables: { _, layer, _ in
+            [
+                top(layer, []),
+                VariableGroup(
+                    path: "token_embedding/vars", label: "token_embedding", names: ["token_embedding/embeddings"]),
+                VariableGroup(
+                    path: "position_embedding/vars", label: "position_embedding",
+                    names: ["position_embedding/embeddings"]),
+            ]
+        })
+
+    static let transformerEncoder = KerasLayerKind(
+        classNames: ["TransformerEncoder"],
+        build: { a, inputs, _ in try LayerRegistry.transformerEncoder(a, inputs) },
+        variables: { _, layer, _ in
+            let attention = LayerRegistry.variables(
+                className: "MultiHeadAttention", layer: "self_attention_layer", config: .object([])
+            ).map {
+                VariableGroup(
+                    path: "_self_attention_layer/\($0.path)", label: $0.label,
+                    names: $0.names.map { "self_attention_layer/\($0)" })
+            }
+            func part(_ name: String, _ weights: [String]) -> VariableGroup {
+                VariableGroup(path: "_\(name)/vars", label: name, names: weights.map { "\(name)/\($0)" })
+            }
+            return [top(layer, [])] + attention + [
+                part("self_attention_layer_norm", ["gamma", "beta"]), part("self_attention_dropout", []),
+                part("feedforward_layer_norm", ["gamma", "beta"]),
+                part("feedforward_intermediate_dense", ["kernel", "bias"]),
+                part("feedforward_output_dense", ["kernel", "bias"]), part("feedforward_dropout", []),
+            ]
+        })
+}
+
+extension LayerRegistry {
+    /// Refuses a KerasHub config key Tandem does not know (the version the tests pin writes only these).
+    static func checkKerasHubKeys(_ a: LayerArguments) throws {
+        let known = KerasLayerKind.kerasHubConfigKeys[a.node.className] ?? []
+        let base: Set<String> = ["name", "trainable", "dtype"]
+        for (key, _) in a.config.object ?? [] where !known.contains(key) && !base.contains(key) {
+            throw a.fail(
+                "the KerasHub config key '\(key)' is not understood (Tandem implements \(a.node.className) from keras_hub 0.32.0's keys: \(known.sorted().joined(separator: ", ")))"
+            )
+        }
+    }
+
+    static func positionEmbedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        try checkKerasHubKeys(a)
+        let source = try single(a, inputs)
+        let length = try a.int("sequence_length")
+        guard source.output.shape.count == 2, source.output.shape[0] <= length else {
+            throw a.fail("reads [batch, steps ≤ \(length), features], got \(source.output.shape)")
+        }
+        return PositionEmbedding(
+            name: a.node.id, input: source, length: length, addsInput: false, weights: a.node.layer,
+            initializer: try a.initializer("initializer", fanIn: length, fanOut: source.output.features)
+                ?? .uniform(limit: 0.05))
+    }
+
+    static func tokenAndPositionEmbedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        try checkKerasHubKeys(a)
+        guard let tokens = try single(a, inputs) as? InputLayer, tokens.kind == .tokens else {
+            throw a.fail("must read a model input directly (its token ids)")
+        }
+        try a.require("tie_weights", is: .bool(true), supported: "true: a reverse projection is not supported")
+        let (vocabulary, length, dimension) = (
+            try a.int("vocabulary_size"), try a.int("sequence_length"), try a.int("embedding_dim")
+        )
+        guard tokens.width <= length else {
+            throw a.fail("reads \(tokens.width) tokens, more than its sequence_length \(length)")
+        }
+        let initializer =
+            try a.initializer("embeddings_initializer", fanIn: vocabulary, fanOut: dimension) ?? .uniform(limit: 0.05)
+        let w = a.node.layer
+        let embedding = Embedding(
+            name: "\(a.node.id)/token_embedding", vocabulary: vocabulary, dimension: dimension, input: tokens,
+            weights: "\(w)/token_embedding", initializer: initializer)
+        let position = PositionEmbedding(
+            name: "\(a.node.id)/position_embedding", input: embedding, length: length, addsInput: true,
+            weights: "\(w)/position_embedding", initializer: initializer)
+        return Block(name: a.node.id, inputs: [tokens], parts: [embedding, position])
+    }
+
+    static func transformerEncoder(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        try checkKerasHubKeys(a)
+        let source = try single(a, inputs)
+        guard source.output.shape.count == 2 else {
+            throw a.fail("reads sequences [batch, steps, features], got \(source.output.shape)")
+        }
+        let hidden = source.output.features
+        let heads = try a.int("num_heads")
+        guard hidden / heads > 0 else { throw a.fail("its \(hidden) features are fewer than its \(heads) heads") }
+        let intermediate = try a.int("intermediate_dim")
+        let dropout = a.config["dropout"]?.number ?? 0
+        guard dropout >= 0 && dropout < 1 else { throw a.fail("'dropout' = \(dropout) must be in [0, 1)") }
+        let epsilon = Float(a.config["layer_norm_epsilon"]?.number ?? 1e-5)
+        let first = try a.bool("normalize_first", default: false)
+        let (id, w) = (a.node.id, a.node.layer)
+        let kernel = { (i: Int, o: Int) in try a.initializer("kernel_initializer", fanIn: i, fanOut: o) }
+        let bias = try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros
+        // The input's Keras mask masks the attention's queries and keys (ModelDescription finds it).
+        let mask = a.attentionMasks.first ?? nil
+        var parts: [Layer] = []
+        func add<L: Layer>(_ l: L) -> L {
+            parts.append(l)
+            return l
+        }
+        func norm(_ name: String, _ input: Layer) -> LayerNormalization {
+            add(LayerNormalization(name: "\(id)/\(name)", input: input, epsilon: epsilon, weights: "\(w)/\(name)"))
+        }
+        func dropped(_ name: String, _ input: Layer) -> Layer {
+            dropout > 0 ? add(Dropout(name: "\(id)/\(name)", input: input, rate: Float(dropout))) : input
+        }
+        let keyDim = hidden / heads
+        let attentionInput: Layer = first ? norm("self_attention_layer_norm", source) : source
+        let attention = add(
+            MultiHeadAttention(
+                name: "\(id)/self_attention_layer", query: attentionInput, value: attentionInput, heads: heads,
+                keyDim: keyDim, masks: [mask, mask], dropout: Float(dropout), weights: "\(w)/self_attention_layer",
+                kernelInitializers: try [
+                    kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden),
+                ], biasInitializer: bias))
+        var x: Layer = add(
+            Merge(
+                name: "\(id)/self_attention_residual", kind: .add,
+                inputs: [dropped("self_attention_dropout", attention), source]))
+        if !first { x = norm("self_attention_layer_norm", x) }
+        let residual = x
+        let up = add(
+            Dense(
+                name: "\(id)/feedforward_intermediate_dense", units: intermediate,
+                activation: try a.activation("activation", default: "relu"),
+                input: first ? norm("feedforward_layer_norm", x) : x, weights: "\(w)/feedforward_intermediate_dense",
+                kernelInitializer: try kernel(hidden, intermediate), biasInitializer: bias))
+        let down = add(
+            Dense(
+                name: "\(id)/feedforward_output_dense", units: hidden, input: up,
+                weights: "\(w)/feedforward_output_dense",
+                kernelInitializer: try kernel(intermediate, hidden), biasInitializer: bias))
+        x = add(
+            Merge(
+                name: "\(id)/feedforward_residual", kind: .add,
+                inputs: [dropped("feedforward_dropout", down), residual]))
+        if !first { x = norm("feedforward_layer_norm", x) }
+        // Keras creates the variables of the attention, the attention's norm, the feedforward's norm, the Denses.
+        let norms = parts.compactMap { $0 as? LayerNormalization }
+        let order: [Layer] =
+            [attention] + norms.filter { $0.name.hasSuffix("/self_attention_layer_norm") }
+            + norms.filter { $0.name.hasSuffix("/feedforward_layer_norm") } + [up, down]
+            + parts.filter { !($0 is MultiHeadAttention || $0 is LayerNormalization || $0 is Dense) }
+        return Block(name: id, inputs: [source] + (mask.map { [$0] } ?? []), parts: parts, variableOrder: order)
+    }
+}

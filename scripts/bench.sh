@@ -23,7 +23,7 @@
 #                                                   # (a guard to run before a release; not part of CI)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm cnn"; batches="32 256"; table=""; check=0
+runs=1; families="headline gru_classifier conv_bilstm tabular stacked_lstm cnn transformer"; batches="32 256"; table=""; check=0
 peers="keras"
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -122,10 +122,25 @@ def mobilenet_v2(size):
     return age_and_kind(image, base(image))
 
 
+def transformer():
+    """A 4-layer transformer encoder (#33): Embedding 10000×128 over 128 tokens → 4 × [MultiHeadAttention (4 heads
+    of 32) → residual → LayerNormalization → Dense 512 relu → Dense 128 → residual → LayerNormalization] → the
+    mean over tokens → a 5-class head and a binary head."""
+    tokens = keras.Input(shape=(128,), dtype="int32", name="tokens")
+    x = L.Embedding(10000, 128, name="embedding")(tokens)
+    for i in range(4):
+        a = L.MultiHeadAttention(num_heads=4, key_dim=32, name=f"attention_{i}")(x, x)
+        x = L.LayerNormalization(name=f"attention_norm_{i}")(L.Add(name=f"attention_residual_{i}")([x, a]))
+        f = L.Dense(128, name=f"feedforward_out_{i}")(L.Dense(512, activation="relu", name=f"feedforward_in_{i}")(x))
+        x = L.LayerNormalization(name=f"feedforward_norm_{i}")(L.Add(name=f"feedforward_residual_{i}")([x, f]))
+    return topic_and_flag(tokens, L.GlobalAveragePooling1D(name="mean_over_tokens")(x), 0.3)
+
+
 FAMILIES = {"headline": headline, "gru_classifier": gru_classifier, "conv_bilstm": conv_bilstm,
             "tabular": tabular, "stacked_lstm": stacked_lstm,
             "cnn_resnet_32": lambda: resnet_small(32), "cnn_resnet_64": lambda: resnet_small(64),
-            "cnn_mobilenetv2_32": lambda: mobilenet_v2(32), "cnn_mobilenetv2_64": lambda: mobilenet_v2(64)}
+            "cnn_mobilenetv2_32": lambda: mobilenet_v2(32), "cnn_mobilenetv2_64": lambda: mobilenet_v2(64),
+            "transformer": transformer}
 
 
 def random_data(model, n, rng):

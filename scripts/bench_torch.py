@@ -184,6 +184,20 @@ class Tabular(nn.Module):
         return self.churn(x), self.segment(x), self.spend(x)
 
 
+class Encoder(nn.Module):
+    """bench_families.transformer's trunk: Embedding 10000×128 → 4 post-norm encoder layers (4 heads, 512 relu,
+    Keras's LayerNormalization epsilon 1e-3, no dropout) → the mean over tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(10000, 128)
+        layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, layer_norm_eps=1e-3, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+
+    def forward(self, tokens):
+        return self.encoder(self.embedding(tokens)).mean(dim=1)
+
+
 def text(trunk, width, flag_weight):
     return lambda: (TopicAndFlag(trunk(), width), flag_weight)
 
@@ -196,7 +210,10 @@ TEXT = {
                                               MaxOverTime()), 64, 0.3),
     "stacked_lstm": text(lambda: nn.Sequential(nn.Embedding(5000, 64), Sequences(nn.LSTM(64, 64, batch_first=True)),
                                                LastState(nn.LSTM(64, 64, batch_first=True))), 64, 0.2),
+    "transformer": text(lambda: nn.Sequential(Encoder()), 128, 0.3),
 }
+# Tokens per sample, by family (100 unless named).
+LENGTHS = {"transformer": 128}
 
 
 def timed(epoch, data, batch, intervals, seconds):
@@ -242,10 +259,12 @@ def text_speed(family, batch, intervals, seconds):
             return bce(out[0], y[0]) + 0.5 * ce(out[1], y[1]) + 0.2 * mse(out[2], y[2])
     else:
         model, flag_weight = TEXT[family]()
-        vocab = model.trunk[0].num_embeddings
+        first = model.trunk[0]
+        vocab = (first.embedding if isinstance(first, Encoder) else first).num_embeddings
+        length = LENGTHS.get(family, 100)
 
         def data(n):
-            return (torch.randint(0, vocab, (n, 100)),), (torch.randint(0, 5, (n,)),
+            return (torch.randint(0, vocab, (n, length)),), (torch.randint(0, 5, (n,)),
                                                           torch.randint(0, 2, (n, 1)).float())
 
         def loss(out, y):

@@ -76,6 +76,11 @@ void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mea
 void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, int channels, double *sdy, double *sdyx);
 
 /// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel.
+/// Attention's softmax over one row of n scores in place: the keys [lo, hi) with keep[s] != 0 (keep may be
+/// NULL) share the probability, the others get 0 (attention.c).
+void tandem_softmax_row(float *row, int n, int lo, int hi, const float *keep);
+/// dp = p ⊙ (dp − Σ dp·p) over one row of n, in place.
+void tandem_softmax_row_backward(const float *p, float *dp, int n);
 void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
                         const float *mean_dy, const float *mean_dyx, float *dx);
 

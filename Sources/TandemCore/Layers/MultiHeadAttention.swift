@@ -18,6 +18,7 @@
 // dL = P ⊙ (dP − Σ_s dP·P) (zero on a row with nothing allowed: its logits were constants),
 // dQ = K^-½·dL·Kt, dKt = K^-½·dLᵀ·Q, dVt = Pᵀ·dO, then each projection as Dense's backward.
 
+import CKernels
 import Foundation
 
 package final class MultiHeadAttention: Layer, RandomLayer {
@@ -93,10 +94,19 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         output = Node(shape: [T, self.outputWidth])
     }
 
-    /// Whether query step t may attend to key step s of the current sample (Keras's causal mask: row ≥
-    /// column), after `keep(sample:)`.
-    @inline(__always) private func allowed(_ t: Int, _ s: Int) -> Bool {
-        (!causal || s <= t) && (window.map { abs(t - s) < $0 } ?? true) && queryKept[t] != 0 && keyKept[s] != 0
+    /// The key steps query step t may see before the padding masks: [lo, hi) (Keras's causal mask: row ≥
+    /// column; the sliding window: |t − s| < w).
+    @inline(__always) private func span(_ t: Int) -> (lo: Int, hi: Int) {
+        var (lo, hi) = (0, causal ? min(S, t + 1) : S)
+        if let w = window { (lo, hi) = (max(lo, t - w + 1), min(hi, t + w)) }
+        return (lo, hi)
+    }
+
+    /// Whether query step t of the current sample attends to any key (after `keep(sample:)`).
+    private func attends(_ t: Int) -> Bool {
+        guard queryKept[t] != 0 else { return false }
+        let (lo, hi) = span(t)
+        return (lo..<max(lo, hi)).contains { keyKept[$0] != 0 }
     }
 
     func bind(keys: DropoutKeys) { self.keys = keys }
@@ -215,7 +225,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         if dropping { stream.fill(dropMask, rows: batch, count: heads * T * S, keys: keys) }
         for b in 0..<batch {
             keep(sample: b)
-            for t in 0..<T { anyAllowed[b * T + t] = (0..<S).contains { allowed(t, $0) } ? 1 : 0 }
+            for t in 0..<T { anyAllowed[b * T + t] = attends(t) ? 1 : 0 }
             for h in 0..<heads {
                 let block = (b * heads + h) * T * S
                 let p = probabilities + block
@@ -251,16 +261,11 @@ package final class MultiHeadAttention: Layer, RandomLayer {
             for s in 0..<S { row[s] = dropout > 0 ? 0 : 1 / Float(S) }
             return
         }
-        var top = -Float.infinity
-        for s in 0..<S where allowed(t, s) { top = max(top, row[s]) }
-        var sum: Float = 0
-        for s in 0..<S {
-            let e = allowed(t, s) ? expf(row[s] - top) : 0
-            row[s] = e
-            sum += e
-        }
-        for s in 0..<S { row[s] /= sum }
+        let (lo, hi) = span(t)
+        tandem_softmax_row(row, Int32(S), Int32(lo), Int32(hi), hasKeyMask ? UnsafePointer(keyKept) : nil)
     }
+
+    private var hasKeyMask: Bool { masks[1] != nil || masks[2] != nil }
 
     public func backward(batch: Int) {
         let (hk, hv, kk, kv) = (heads * keyDim, heads * valueDim, kvHeads * keyDim, kvHeads * valueDim)
@@ -284,12 +289,10 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                 for t in 0..<T {
                     let (pr, dr) = (p + t * S, dP + t * S)
                     guard anyAllowed[b * T + t] != 0 else {
-                        for s in 0..<S { dr[s] = 0 }
+                        dr.update(repeating: 0, count: S)
                         continue
                     }
-                    var dot: Float = 0
-                    for s in 0..<S { dot += dr[s] * pr[s] }
-                    for s in 0..<S { dr[s] = pr[s] * (dr[s] - dot) }
+                    tandem_softmax_row_backward(pr, dr, Int32(S))
                 }
                 // dQ = K^-½·dL·Kt either way; dKt = dLᵀ·(the query the product read: scaled already with dropout).
                 gemm(

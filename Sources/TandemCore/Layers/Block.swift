@@ -22,6 +22,7 @@ package final class Block: Layer, RandomLayer {
     }
 
     public var output: Node { parts.last!.output }
+    public var forwardFlopsPerSample: Double { parts.reduce(0) { $0 + $1.forwardFlopsPerSample } }
     public var parameterSpecs: [ParameterSpec] { variableOrder.flatMap(\.parameterSpecs) }
     public func bind(parameters: ParameterStore) { for p in parts { p.bind(parameters: parameters) } }
 

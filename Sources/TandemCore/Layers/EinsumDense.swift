@@ -11,6 +11,8 @@
 // refused naming the equation.
 
 package final class EinsumDense: Layer {
+    /// The product's FLOPs of one sample's forward.
+    public var forwardFlopsPerSample: Double { 2 * Double(rows * inner * columns) }
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]

@@ -22,6 +22,15 @@ import CKernels
 import Foundation
 
 package final class MultiHeadAttention: Layer, RandomLayer {
+    /// The products' FLOPs of one sample's forward: the four projections, the scores and the mix of values.
+    public var forwardFlopsPerSample: Double {
+        let (h, t, s) = (Double(heads), Double(T), Double(S))
+        let kv = Double(kvHeads)
+        let projections =
+            t * Double(queryWidth) * h * Double(keyDim) + s * Double(keyWidth) * kv * Double(keyDim)
+            + s * Double(valueWidth) * kv * Double(valueDim) + t * h * Double(valueDim) * Double(outputWidth)
+        return 2 * (projections + h * t * s * Double(keyDim + valueDim))
+    }
     public let name: String
     package let weightsName: String
     /// Query, value, key (the value's layer again when the call gave no key), then the masks given.

@@ -13,6 +13,9 @@
 import Foundation
 
 package final class ScoreAttention: Layer, RandomLayer {
+    /// The products' FLOPs of one sample's forward (the dot score's and the mix of values; concat and
+    /// additive scores are element-wise).
+    public var forwardFlopsPerSample: Double { 2 * Double(T * S) * Double((score == .dot ? D : 0) + valueWidth) }
     package enum Score: Sendable { case dot, concat, additive }
 
     public let name: String

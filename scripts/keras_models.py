@@ -1279,6 +1279,29 @@ def hub_encoder():
 MODELS["hub_encoder"] = hub_encoder
 
 
+def hub_decoder_lm():
+    """A small decoder-only language model with an auxiliary head (#33): padded sentences through
+    TokenAndPositionEmbedding(mask_zero=True) and two KerasHub TransformerDecoders (causal self-attention, the
+    padding on the keys; the second pre-norm), the next token at every step (its loss leaves padding out) and a
+    binary flag from the masked mean."""
+    import keras_hub
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        12, 7, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embed")(tokens)
+    x = keras_hub.layers.TransformerDecoder(16, 2, name="decoder")(x)
+    x = keras_hub.layers.TransformerDecoder(16, 2, normalize_first=True, name="decoder_2")(x)
+    next_token = L.Dense(12, activation="softmax", name="next_token")(x)
+    flag = L.Dense(1, activation="sigmoid", name="flag")(L.GlobalAveragePooling1D(name="pool")(x))
+    m = keras.Model(tokens, [next_token, flag])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+              loss={"next_token": "sparse_categorical_crossentropy", "flag": "binary_crossentropy"},
+              loss_weights={"next_token": 1.0, "flag": 0.3})
+    return m
+
+
+MODELS["hub_decoder_lm"] = hub_decoder_lm
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

@@ -83,7 +83,7 @@ extension KerasCompile {
                 "LayerNormalization", "BatchNormalization", "GroupNormalization", "UnitNormalization", "Normalization",
                 "TimeDistributed", "ReLU", "LeakyReLU", "ELU", "Rescaling", "Identity", "ActivityRegularization",
                 "MultiHeadAttention", "GroupQueryAttention",  // the output carries the query's mask (as it had it)
-                "TransformerEncoder",  // KerasHub's: its input's mask, kept before its attention clears it
+                "TransformerEncoder", "TransformerDecoder",  // KerasHub's: the input's mask (kept before any clearing)
             ]
             // Keras 3.15's Merge.compute_mask: the OR of its inputs' masks, none if any input has none; Concatenate's:
             // the AND of those there are. Followed when they all come from one source (then either is that mask).

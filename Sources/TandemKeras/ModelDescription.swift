@@ -113,7 +113,9 @@ public struct ModelDescription: Sendable {
                 return l
             }
             var a = LayerArguments(node: node)
-            if ["MultiHeadAttention", "GroupQueryAttention", "TransformerEncoder"].contains(node.className) {
+            if ["MultiHeadAttention", "GroupQueryAttention", "TransformerEncoder", "TransformerDecoder"].contains(
+                node.className)
+            {
                 // Keras derives the attention mask from its query's, value's and key's Keras masks (not saved
                 // in the call): each is the ids ≠ 0 of the model input an Embedding(mask_zero=True) reads.
                 a.attentionMasks = try node.inputs.enumerated().map { k, id -> Layer? in

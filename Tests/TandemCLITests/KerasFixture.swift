@@ -15,7 +15,7 @@ enum KerasFixture {
         "dot_products", "constrained", "reductions", "feature_normalization", "masking", "sequential_masking",
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
         "dense_prediction", "token_tags", "image_timeseries", "attention_heads",
-        "masked_encoder", "attention_layers", "hub_encoder",
+        "masked_encoder", "attention_layers", "hub_encoder", "hub_decoder_lm",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -26,6 +26,7 @@ enum KerasFixture {
         "attention_heads": Set(["self_attention/key/bias"]), "masked_encoder": Set(["attention/key/bias"]),
         "attention_layers": Set(["grouped/key/bias"]),
         "hub_encoder": Set(["encoder/self_attention_layer/key/bias", "encoder_2/self_attention_layer/key/bias"]),
+        "hub_decoder_lm": Set(["decoder/self_attention/key/bias", "decoder_2/self_attention/key/bias"]),
         "feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"]),
         // Frozen layers (trainable = False), the frozen BatchNormalization's moving statistics included.
         "frozen": Set(
@@ -118,12 +119,12 @@ enum KerasFixture {
             try perSample.withUnsafeBufferPointer {
                 try NPYArray.write(floats: $0, shape: [37], to: dir + "/data-dense_prediction/depth.sample_weight.npy")
             }
-            // The token_tags, masked_encoder, attention_dropout and hub_encoder models' sentences: sample i's last i % 5 tokens are padding
+            // The padded models' sentences (token_tags, the attention models): sample i's last i % 5 tokens are padding
             // (id 0), other ids are 1…11.
             var sentences = [Int32]()
             var ids = SeededGenerator(seed: 16)
             for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
-            for m in ["token_tags", "masked_encoder", "attention_dropout", "hub_encoder"] {
+            for m in ["token_tags", "masked_encoder", "attention_dropout", "hub_encoder", "hub_decoder_lm"] {
                 try sentences.withUnsafeBufferPointer {
                     try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-\(m)/tokens.npy")
                 }

@@ -315,8 +315,8 @@ final class KerasHubLayerTests: XCTestCase {
     func testUnknownKerasHubNamesAndKeysAreRefused() throws {
         for (layer, expected) in [
             (
-                hub("TransformerDecoder", "dec", #", "intermediate_dim": 5, "num_heads": 2"#, "x", "[null, 4, 6]"),
-                "'keras_hub>TransformerDecoder' is not a KerasHub layer Tandem implements (supported: keras_hub>PositionEmbedding"
+                hub("RotaryEmbedding", "dec", #", "max_wavelength": 10000"#, "x", "[null, 4, 6]"),
+                "'keras_hub>RotaryEmbedding' is not a KerasHub layer Tandem implements (supported: keras_hub>PositionEmbedding"
             ),
             (
                 hub(
@@ -325,7 +325,7 @@ final class KerasHubLayerTests: XCTestCase {
                 "the KerasHub config key 'rope' is not understood"
             ),
         ] {
-            let name = layer.contains("TransformerDecoder") ? "dec" : "enc"
+            let name = layer.contains("RotaryEmbedding") ? "dec" : "enc"
             XCTAssertThrowsError(
                 try KerasConfig.description(
                     fromJSON: Array(model([layer], input: features, output: name).utf8), source: "m.keras"

@@ -92,6 +92,10 @@ extension KerasLayerKind {
             "intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon", "kernel_initializer",
             "bias_initializer", "normalize_first",
         ],
+        "TransformerDecoder": [
+            "intermediate_dim", "num_heads", "dropout", "activation", "layer_norm_epsilon", "kernel_initializer",
+            "bias_initializer", "normalize_first", "decoder_sequence_shape", "encoder_sequence_shape",
+        ],
     ]
 
     static let positionEmbedding = KerasLayerKind(
@@ -114,25 +118,36 @@ extension KerasLayerKind {
 
     static let transformerEncoder = KerasLayerKind(
         classNames: ["TransformerEncoder"],
-        build: { a, inputs, _ in try LayerRegistry.transformerEncoder(a, inputs) },
-        variables: { _, layer, _ in
-            let attention = LayerRegistry.variables(
-                className: "MultiHeadAttention", layer: "self_attention_layer", config: .object([])
-            ).map {
-                VariableGroup(
-                    path: "_self_attention_layer/\($0.path)", label: $0.label,
-                    names: $0.names.map { "self_attention_layer/\($0)" })
-            }
-            func part(_ name: String, _ weights: [String]) -> VariableGroup {
-                VariableGroup(path: "_\(name)/vars", label: name, names: weights.map { "\(name)/\($0)" })
-            }
-            return [top(layer, [])] + attention + [
-                part("self_attention_layer_norm", ["gamma", "beta"]), part("self_attention_dropout", []),
-                part("feedforward_layer_norm", ["gamma", "beta"]),
-                part("feedforward_intermediate_dense", ["kernel", "bias"]),
-                part("feedforward_output_dense", ["kernel", "bias"]), part("feedforward_dropout", []),
-            ]
-        })
+        build: { a, inputs, _ in try LayerRegistry.transformerBlock(a, inputs, decoder: false) },
+        variables: { _, layer, _ in transformerVariables(layer, attention: "self_attention_layer") })
+
+    static let transformerDecoder = KerasLayerKind(
+        classNames: ["TransformerDecoder"],
+        build: { a, inputs, _ in try LayerRegistry.transformerBlock(a, inputs, decoder: true) },
+        variables: { _, layer, _ in transformerVariables(layer, attention: "self_attention") })
+
+    /// A KerasHub encoder's or decoder's groups: its parts under their attributes (`_self_attention_layer/…`),
+    /// each labelled with the part's name (`attention`: the attention's, which the two classes name apart).
+    private static func transformerVariables(_ layer: String, attention: String) -> [VariableGroup] {
+        let mha = LayerRegistry.variables(className: "MultiHeadAttention", layer: attention, config: .object([])).map {
+            VariableGroup(
+                path: "_self_attention_layer/\($0.path)", label: $0.label, names: $0.names.map { "\(attention)/\($0)" })
+        }
+        func part(_ name: String, _ weights: [String]) -> VariableGroup {
+            VariableGroup(path: "_\(name)/vars", label: name, names: weights.map { "\(name)/\($0)" })
+        }
+        // In the order Keras creates the variables (the optimizer's slots follow it): the decoder makes its
+        // Denses before its feedforward norm.
+        let norm = part("feedforward_layer_norm", ["gamma", "beta"])
+        let denses = [
+            part("feedforward_intermediate_dense", ["kernel", "bias"]),
+            part("feedforward_output_dense", ["kernel", "bias"]),
+        ]
+        return [top(layer, [])] + mha + [
+            part("self_attention_layer_norm", ["gamma", "beta"]), part("self_attention_dropout", []),
+        ]
+            + (attention == "self_attention" ? denses + [norm] : [norm] + denses) + [part("feedforward_dropout", [])]
+    }
 }
 
 extension LayerRegistry {
@@ -184,8 +199,25 @@ extension LayerRegistry {
         return Block(name: a.node.id, inputs: [tokens], parts: [embedding, position])
     }
 
-    static func transformerEncoder(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+    /// TransformerEncoder, or TransformerDecoder without cross-attention (a decoder-only block): the same parts,
+    /// but the decoder's attention (KerasHub's CachedMultiHeadAttention) is causal unless the call says
+    /// use_causal_mask=False, takes the input's mask on its keys only (its call has no query mask for Keras to
+    /// fill), is named `self_attention`, and Keras creates its Denses before its feedforward norm.
+    static func transformerBlock(_ a: LayerArguments, _ inputs: [Layer], decoder: Bool) throws -> Layer {
         try checkKerasHubKeys(a)
+        var causal = decoder
+        for (key, value) in a.node.callOptions.object ?? [] where !value.isNull {
+            switch (key, value.bool) {
+            case ("use_causal_mask", let b?) where decoder: causal = b
+            default:
+                throw a.fail(
+                    "the call argument \(key)=\(value) is not supported\(decoder ? " (supported: use_causal_mask)" : "")"
+                )
+            }
+        }
+        if decoder, let shape = a.config["encoder_sequence_shape"], !shape.isNull {
+            throw a.fail("cross-attention (an encoder_sequence) is not supported; a decoder-only TransformerDecoder is")
+        }
         let source = try single(a, inputs)
         guard source.output.shape.count == 2 else {
             throw a.fail("reads sequences [batch, steps, features], got \(source.output.shape)")
@@ -216,10 +248,13 @@ extension LayerRegistry {
         }
         let keyDim = hidden / heads
         let attentionInput: Layer = first ? norm("self_attention_layer_norm", source) : source
+        let attentionName = decoder ? "self_attention" : "self_attention_layer"
         let attention = add(
             MultiHeadAttention(
-                name: "\(id)/self_attention_layer", query: attentionInput, value: attentionInput, heads: heads,
-                keyDim: keyDim, masks: [mask, mask], dropout: Float(dropout), weights: "\(w)/self_attention_layer",
+                name: "\(id)/\(attentionName)", query: attentionInput, value: attentionInput, heads: heads,
+                keyDim: keyDim,
+                causal: causal, masks: decoder ? [nil, mask] : [mask, mask], dropout: Float(dropout),
+                weights: "\(w)/\(attentionName)",
                 kernelInitializers: try [
                     kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden),
                 ], biasInitializer: bias))

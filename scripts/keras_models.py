@@ -1302,6 +1302,29 @@ def hub_decoder_lm():
 MODELS["hub_decoder_lm"] = hub_decoder_lm
 
 
+def hub_classifier():
+    """A three-head encoder classifier (#33): token embeddings plus KerasHub's SinePositionEncoding, one
+    TransformerEncoder with dropout off, the mean over tokens, then a topic (softmax), a sentiment (sigmoid) and a
+    score (regression)."""
+    import keras_hub
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = L.Embedding(20, 8, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")(tokens)
+    x = L.Add(name="with_positions")([x, keras_hub.layers.SinePositionEncoding(name="positions")(x)])
+    x = L.GlobalAveragePooling1D(name="pool")(keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(x))
+    topic = L.Dense(4, activation="softmax", name="topic")(x)
+    sentiment = L.Dense(1, activation="sigmoid", name="sentiment")(x)
+    score = L.Dense(1, name="score")(x)
+    m = keras.Model(tokens, [topic, sentiment, score])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+              loss={"topic": "sparse_categorical_crossentropy", "sentiment": "binary_crossentropy", "score": "mse"},
+              loss_weights={"topic": 1.0, "sentiment": 0.5, "score": 0.2},
+              metrics={"topic": ["accuracy"], "sentiment": ["accuracy"], "score": ["mae"]})
+    return m
+
+
+MODELS["hub_classifier"] = hub_classifier
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

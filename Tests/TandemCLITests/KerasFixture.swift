@@ -16,6 +16,7 @@ enum KerasFixture {
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
         "dense_prediction", "token_tags", "image_timeseries", "attention_heads",
         "masked_encoder", "attention_layers", "hub_encoder", "hub_decoder_lm",
+        "hub_classifier",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -27,6 +28,7 @@ enum KerasFixture {
         "attention_layers": Set(["grouped/key/bias"]),
         "hub_encoder": Set(["encoder/self_attention_layer/key/bias", "encoder_2/self_attention_layer/key/bias"]),
         "hub_decoder_lm": Set(["decoder/self_attention/key/bias", "decoder_2/self_attention/key/bias"]),
+        "hub_classifier": Set(["encoder/self_attention_layer/key/bias"]),
         "feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"]),
         // Frozen layers (trainable = False), the frozen BatchNormalization's moving statistics included.
         "frozen": Set(

@@ -16,6 +16,8 @@
 //   hidden / heads, its dropout the block's, masked by the input's Keras mask on queries and keys (KerasHub
 //   passes it as the attention mask and Keras adds the query's).
 
+import Foundation
+
 /// KerasHub's PositionEmbedding, and the position half of TokenAndPositionEmbedding (`addsInput`).
 package final class PositionEmbedding: Layer {
     public let name: String
@@ -79,12 +81,55 @@ package final class PositionEmbedding: Layer {
     }
 }
 
+/// KerasHub's SinePositionEncoding(max_wavelength): the sinusoidal encoding of the steps, [T, F] broadcast
+/// over the batch — sin(t·w_j) on even features, cos on odd, w_j = (1/max_wavelength)^(2⌊j/2⌋/F) — computed
+/// in float32 as KerasHub's ops do. It reads no value of its input and has no weights, so no gradient.
+package final class SinePositionEncoding: Layer {
+    public let name: String
+    package let inputs: [Layer]
+    public let output: Node
+    private let table: [Float]
+
+    package init(name: String, input: Layer, maxWavelength: Double) {
+        precondition(input.output.shape.count == 2)
+        self.name = name
+        inputs = [input]
+        output = Node(shape: input.output.shape)
+        let (steps, features) = (input.output.shape[0], input.output.features)
+        let minFrequency = Float(1 / maxWavelength)
+        var table: [Float] = []
+        for t in 0..<steps {
+            for j in 0..<features {
+                let timescale = powf(minFrequency, Float(2 * (j / 2)) / Float(features))
+                let angle = Float(t) * timescale
+                table.append(j % 2 == 0 ? sinf(angle) : cosf(angle))
+            }
+        }
+        self.table = table
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+    public func forward(batch: Int, training: Bool) {
+        table.withUnsafeBufferPointer { t in
+            for b in 0..<batch { (output.values + b * output.width).update(from: t.baseAddress!, count: output.width) }
+        }
+    }
+    package func backward(batch: Int) {}
+}
+
 // MARK: - The layer table's entries (KerasLayerKind.swift) and their builders.
 
 extension KerasLayerKind {
     /// KerasHub classes by registered name (`keras_hub>Class`), with the config keys each understands.
     package static let kerasHubConfigKeys: [String: Set<String>] = [
         "PositionEmbedding": ["sequence_length", "initializer"],
+        "SinePositionEncoding": ["max_wavelength"],
         "TokenAndPositionEmbedding": [
             "vocabulary_size", "sequence_length", "embedding_dim", "embeddings_initializer", "tie_weights", "mask_zero",
         ],
@@ -101,6 +146,19 @@ extension KerasLayerKind {
     static let positionEmbedding = KerasLayerKind(
         classNames: ["PositionEmbedding"], build: { a, inputs, _ in try LayerRegistry.positionEmbedding(a, inputs) },
         variables: { _, layer, _ in [top(layer, ["embeddings"])] })
+
+    static let sinePositionEncoding = KerasLayerKind(
+        classNames: ["SinePositionEncoding"],
+        build: { a, inputs, _ in
+            try LayerRegistry.checkKerasHubKeys(a)
+            let source = try LayerRegistry.single(a, inputs)
+            guard source.output.shape.count == 2 else {
+                throw a.fail("reads [batch, steps, features], got \(source.output.shape)")
+            }
+            let wavelength = a.config["max_wavelength"]?.number ?? 10000
+            guard wavelength > 0 else { throw a.fail("'max_wavelength' must be positive") }
+            return SinePositionEncoding(name: a.node.id, input: source, maxWavelength: wavelength)
+        })
 
     static let tokenAndPositionEmbedding = KerasLayerKind(
         classNames: ["TokenAndPositionEmbedding"],

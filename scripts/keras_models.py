@@ -1280,17 +1280,20 @@ MODELS["hub_encoder"] = hub_encoder
 
 
 def hub_decoder_lm():
-    """A small decoder-only language model with an auxiliary head (#33): padded sentences through
-    TokenAndPositionEmbedding(mask_zero=True) and two KerasHub TransformerDecoders (causal self-attention, the
-    padding on the keys; the second pre-norm), the next token at every step (its loss leaves padding out) and a
-    binary flag from the masked mean."""
+    """A small decoder-only language model with an auxiliary head (#33): padded sentences through a tied
+    ReversibleEmbedding(mask_zero=True) plus KerasHub's PositionEmbedding, two KerasHub TransformerDecoders (causal
+    self-attention, the padding on the keys; the second pre-norm), the next token at every step from the same
+    table (reverse=True; its loss over every step: the reverse call carries no mask) and a binary flag from the
+    masked mean."""
     import keras_hub
     tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
-    x = keras_hub.layers.TokenAndPositionEmbedding(
-        12, 7, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embed")(tokens)
+    embedding = L.ReversibleEmbedding(
+        12, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")
+    x = embedding(tokens)
+    x = L.Add(name="with_positions")([x, keras_hub.layers.PositionEmbedding(7, name="positions")(x)])
     x = keras_hub.layers.TransformerDecoder(16, 2, name="decoder")(x)
     x = keras_hub.layers.TransformerDecoder(16, 2, normalize_first=True, name="decoder_2")(x)
-    next_token = L.Dense(12, activation="softmax", name="next_token")(x)
+    next_token = L.Activation("softmax", name="next_token")(embedding(x, reverse=True))
     flag = L.Dense(1, activation="sigmoid", name="flag")(L.GlobalAveragePooling1D(name="pool")(x))
     m = keras.Model(tokens, [next_token, flag])
     m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),

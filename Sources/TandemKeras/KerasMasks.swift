@@ -106,8 +106,8 @@ extension KerasCompile {
             while let n = byID[id] {
                 if try cleared(id, readBy: consumer) { return nil }
                 switch n.className {
-                case "Embedding", "TokenAndPositionEmbedding":
-                    guard n.config["mask_zero"]?.bool == true else { return nil }
+                case "Embedding", "TokenAndPositionEmbedding", "ReversibleEmbedding":
+                    guard n.config["mask_zero"]?.bool == true, !LayerRegistry.isReverse(n) else { return nil }
                     return .tokens(input: try modelInput(n))
                 case "Masking":
                     return .features(input: try modelInput(n), value: Float(n.config["mask_value"]?.number ?? 0))
@@ -150,7 +150,9 @@ extension KerasCompile {
         var stack = [node]
         while let id = stack.popLast() {
             guard seen.insert(id).inserted, let n = byID[id] else { continue }
-            if ["Embedding", "TokenAndPositionEmbedding"].contains(n.className) && n.config["mask_zero"]?.bool == true {
+            if ["Embedding", "TokenAndPositionEmbedding", "ReversibleEmbedding"].contains(n.className)
+                && n.config["mask_zero"]?.bool == true && !LayerRegistry.isReverse(n)
+            {
                 return "\(n.className)(mask_zero=True) '\(n.layer)'"
             }
             if n.className == "Masking" { return "Masking '\(n.layer)'" }

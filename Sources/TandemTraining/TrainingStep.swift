@@ -115,8 +115,11 @@ public final class TrainingStep {
         // table: with a table read twice (a shared Embedding), or a frozen one, the dense step runs.
         let embeddings = model.layers.compactMap { $0 as? Embedding }
         var table: (embedding: Embedding, view: TensorView)?
+        // (A tied output projection reading the same table — ReversibleEmbedding's reverse call — counts as a
+        // second reader.)
         if embeddings.count == 1, let embedding = embeddings.first,
-            let view = model.parameters.view("\(embedding.weightsName)/embeddings"), view.spec.trainable
+            let view = model.parameters.view("\(embedding.weightsName)/embeddings"), view.spec.trainable,
+            !model.layers.contains(where: { $0 !== embedding && $0.parameterSpecs.contains { $0.name == view.name } })
         {
             optimizer.enableDeferredRows(offset: view.offset, rows: embedding.vocabulary, width: embedding.dimension)
             table = (embedding, view)

@@ -55,7 +55,7 @@ extension LayerRegistry {
             .anyMask, .maskOr, .activityRegularization, .convolutions, .depthwiseConvolutions, .separableConvolutions,
             .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention, .einsumDense,
             .scoreAttention, .positionEmbedding, .tokenAndPositionEmbedding, .transformerEncoder,
-            .transformerDecoder, .sinePositionEncoding,
+            .transformerDecoder, .sinePositionEncoding, .reversibleEmbedding,
         ]
 
     /// The entry of each class name.

@@ -152,6 +152,7 @@ package enum LayerRegistry {
     /// (Masking's compares floats with a float value).
     package static func readsTokens(_ node: GraphNode) -> Bool {
         if node.className == "Embedding" || node.className == "TokenAndPositionEmbedding" { return true }
+        if node.className == "ReversibleEmbedding" { return !isReverse(node) }
         if node.className == "NotEqual", case .int = node.config["value"] { return true }
         return false
     }

@@ -347,7 +347,8 @@ public enum KerasConfig {
 
     /// Keyword tensors a class's call takes as inputs, in the order they follow its positional ones.
     static let keywordInputs = [
-        "MultiHeadAttention": ["query", "value", "key"], "GroupQueryAttention": ["query", "value", "key"],
+        "MultiHeadAttention": ["query", "value", "key", "attention_mask"],
+        "GroupQueryAttention": ["query", "value", "key", "attention_mask"],
     ]
 
     private static func inbound(_ call: JSONValue, layer: String, className: String = "") throws -> InboundCall {
@@ -395,6 +396,8 @@ public enum KerasConfig {
                 }
             }
             for key in keywordInputs[className] ?? [] { found += keyword[key] ?? [] }
+            // An attention mask tensor comes last among the inputs; the option says it is there.
+            if keyword["attention_mask"] != nil { options.append(("attention_mask", .string("the last input"))) }
             return (found + mask, !mask.isEmpty, trainingFalse, .object(options))
         }
         // Legacy: a list of [layer, node, tensor, kwargs].

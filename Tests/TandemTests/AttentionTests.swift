@@ -96,6 +96,36 @@ final class AttentionTests: XCTestCase {
         XCTAssertNotEqual((0..<12).map { a.output.values[$0] }, whole, "inference drops nothing")
     }
 
+    /// An explicit attention_mask [T, S] (nonzero: may attend): a lower-triangular one gives exactly the causal
+    /// mask's outputs and gradients, and a row it blanks attends uniformly (Keras's dot-product path).
+    func testExplicitAttentionMaskEqualsTheCausalMask() {
+        let x = InputLayer(name: "x", kind: .features, shape: [4, 3])
+        let m = InputLayer(name: "m", kind: .features, shape: [4, 4])
+        let causal = MultiHeadAttention(name: "mha", query: x, value: x, heads: 2, keyDim: 2, causal: true)
+        let explicit = MultiHeadAttention(name: "mha", query: x, value: x, heads: 2, keyDim: 2, attentionMask: m)
+        let a = Model(inputs: [x], outputs: [causal], maxBatch: 2)
+        let b = Model(inputs: [x, m], outputs: [explicit], maxBatch: 2)
+        a.parameters.initialize(seed: 39)
+        b.parameters.initialize(seed: 39)
+        var rng = SeededGenerator(seed: 40)
+        fillUniform(x.output.values, 24, &rng)
+        for s in 0..<2 { for t in 0..<4 { for k in 0..<4 { m.output.values[s * 16 + t * 4 + k] = k <= t ? 1 : 0 } } }
+        let dy = (0..<24).map { _ in Float(rng.uniform(-1, 1)) }
+        var results: [[Float]] = []
+        for (model, layer) in [(a, causal), (b, explicit)] as [(Model, MultiHeadAttention)] {
+            model.parameters.zeroGradients()
+            model.forward(batch: 2)
+            let out = (0..<24).map { layer.output.values[$0] }
+            layer.output.gradients.update(from: dy, count: 24)
+            model.backward(batch: 2)
+            results.append(out + (0..<model.parameters.count).map { model.parameters.gradients[$0] })
+        }
+        XCTAssertEqual(results[0], results[1])
+        for k in 0..<4 { m.output.values[16 + 2 * 4 + k] = 0 }  // sample 1, step 2: nothing allowed
+        b.forward(batch: 2)
+        XCTAssertEqual(explicit.attentionRowForTesting(sample: 1, head: 1, step: 2), [0.25, 0.25, 0.25, 0.25])
+    }
+
     /// The forward pass against the definition in Double: projections, scaled products, masked softmax.
     func testForwardMatchesTheDefinition() {
         let (B, T, S, D, H, K, V, E) = (2, 3, 4, 5, 2, 3, 2, 4)

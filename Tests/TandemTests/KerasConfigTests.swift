@@ -306,7 +306,7 @@ final class KerasConfigTests: XCTestCase {
             ),
             (
                 "", #""attention_mask": \#(tensor("keys"))"#, false,
-                "the tensor argument 'attention_mask' is not supported"
+                "its attention_mask is [5, 3] per sample; it must be [query steps, key steps] = [5, 5]"
             ),
         ]
         for (options, kwargs, maskZero, expected) in cases {

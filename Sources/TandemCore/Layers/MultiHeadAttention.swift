@@ -37,6 +37,10 @@ package final class MultiHeadAttention: Layer, RandomLayer {
     package let inputs: [Layer]
     /// The query's, value's and key's Keras masks (1 kept, 0 padding, per step), when they have one.
     private let masks: [Layer?]
+    /// An explicit `attention_mask` [T, S] per sample (nonzero: may attend), when the call gave one.
+    private let attentionMask: Layer?
+    /// One row's keys kept by every mask (the key masks and the row of attention_mask).
+    private var rowKept: UnsafeMutablePointer<Float>!
     public let output: Node
     package let heads: Int, keyDim: Int, valueDim: Int, useBias: Bool
     /// Key/value heads (GroupQueryAttention's num_key_value_heads; MultiHeadAttention's: every head): query
@@ -70,7 +74,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         name: String, query: Layer, value: Layer, key: Layer? = nil, heads: Int, kvHeads: Int? = nil, keyDim: Int,
         valueDim: Int? = nil,
         outputWidth: Int? = nil, useBias: Bool = true, causal: Bool = false, window: Int? = nil,
-        masks: [Layer?] = [], dropout: Float = 0,
+        masks: [Layer?] = [], attentionMask: Layer? = nil, dropout: Float = 0,
         weights: String? = nil, kernelInitializers: [Initializer?] = [nil, nil, nil, nil],
         biasInitializer: Initializer = .zeros
     ) {
@@ -79,7 +83,8 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         weightsName = weights ?? name
         let key = key ?? value
         self.masks = (0..<3).map { $0 < masks.count ? masks[$0] : nil }
-        inputs = [query, value, key] + self.masks.compactMap { $0 }
+        self.attentionMask = attentionMask
+        inputs = [query, value, key] + self.masks.compactMap { $0 } + (attentionMask.map { [$0] } ?? [])
         self.heads = heads
         self.kvHeads = kvHeads ?? heads
         precondition(heads % self.kvHeads == 0, "query heads are a multiple of key/value heads")
@@ -111,11 +116,21 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         return (lo, hi)
     }
 
-    /// Whether query step t of the current sample attends to any key (after `keep(sample:)`).
-    private func attends(_ t: Int) -> Bool {
+    /// The keys row t of sample b may see by the masks, in `rowKept` (nil: every key, no mask says otherwise).
+    private func rowKeep(_ b: Int, _ t: Int) -> UnsafePointer<Float>? {
+        guard let attentionMask else { return hasKeyMask ? UnsafePointer(keyKept) : nil }
+        let m = attentionMask.output.values + (b * T + t) * S
+        for s in 0..<S { rowKept[s] = (m[s] != 0 ? 1 : 0) * (hasKeyMask ? keyKept[s] : 1) }
+        return UnsafePointer(rowKept)
+    }
+
+    /// Whether query step t of sample b attends to any key (after `keep(sample:)`).
+    private func attends(_ b: Int, _ t: Int) -> Bool {
         guard queryKept[t] != 0 else { return false }
         let (lo, hi) = span(t)
-        return (lo..<max(lo, hi)).contains { keyKept[$0] != 0 }
+        let keep = rowKeep(b, t)
+        guard let keep else { return hi > lo }
+        return (lo..<max(lo, hi)).contains { keep[$0] != 0 }
     }
 
     func bind(keys: DropoutKeys) { self.keys = keys }
@@ -170,7 +185,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         let projected = batch * (T * heads * keyDim + S * kvHeads * (keyDim + valueDim) + T * heads * valueDim)
         return (
             2 * projected + (dropout > 0 ? 3 : 1) * batch * heads * T * S + T * S + batch * T * (outputWidth + 1) + T
-                + S,
+                + 2 * S,
             batch * T * outputWidth
         )
     }
@@ -193,6 +208,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         anyAllowed = workspace.take(batch * T)
         queryKept = workspace.take(T)
         keyKept = workspace.take(S)
+        rowKept = workspace.take(S)
         output.values = workspace.take(batch * T * outputWidth)
         output.gradients = workspace.takeGradient(batch * T * outputWidth)
     }
@@ -234,7 +250,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
         if dropping { stream.fill(dropMask, rows: batch, count: heads * T * S, keys: keys) }
         for b in 0..<batch {
             keep(sample: b)
-            for t in 0..<T { anyAllowed[b * T + t] = attends(t) ? 1 : 0 }
+            for t in 0..<T { anyAllowed[b * T + t] = attends(b, t) ? 1 : 0 }
             for h in 0..<heads {
                 let block = (b * heads + h) * T * S
                 let p = probabilities + block
@@ -243,7 +259,7 @@ package final class MultiHeadAttention: Layer, RandomLayer {
                     a: q + b * T * hk + h * keyDim, lda: hk, b: k + b * S * kk + h / repeats * keyDim, ldb: kk, beta: 0,
                     c: p,
                     ldc: S)
-                for t in 0..<T { softmaxRow(p + t * S, t, anyAllowed[b * T + t] != 0) }
+                for t in 0..<T { softmaxRow(p + t * S, b, t, anyAllowed[b * T + t] != 0) }
                 var weights = UnsafePointer(p)
                 if dropping {
                     for i in 0..<(T * S) { dropped[block + i] = p[i] * dropMask[block + i] }
@@ -265,13 +281,13 @@ package final class MultiHeadAttention: Layer, RandomLayer {
 
     /// P over one query row: exp(l − max)/Σ over the allowed keys, 0 elsewhere. A row with nothing allowed:
     /// uniform in XLA's dot-product path, zero in Keras's einsum path (its Softmax zeroes masked positions).
-    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ t: Int, _ any: Bool) {
+    private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ b: Int, _ t: Int, _ any: Bool) {
         guard any else {
             for s in 0..<S { row[s] = dropout > 0 ? 0 : 1 / Float(S) }
             return
         }
         let (lo, hi) = span(t)
-        tandem_softmax_row(row, Int32(S), Int32(lo), Int32(hi), hasKeyMask ? UnsafePointer(keyKept) : nil)
+        tandem_softmax_row(row, Int32(S), Int32(lo), Int32(hi), rowKeep(b, t))
     }
 
     private var hasKeyMask: Bool { masks[1] != nil || masks[2] != nil }
@@ -356,6 +372,10 @@ extension KerasLayerKind {
 
 extension LayerRegistry {
     static func multiHeadAttention(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        // An explicit attention_mask tensor is the last input (KerasConfig says so in the call's options).
+        var inputs = inputs
+        var attentionMask: Layer?
+        if a.node.callOptions["attention_mask"] != nil, let last = inputs.popLast() { attentionMask = last }
         guard (2...3).contains(inputs.count) else {
             throw a.fail("must be called on a query and a value (and a key), got \(inputs.count) tensor(s)")
         }
@@ -401,7 +421,7 @@ extension LayerRegistry {
         for (key, value) in a.node.callOptions.object ?? [] where !value.isNull {
             switch (key, value.bool) {
             case ("use_causal_mask", let b?): causal = b
-            case ("return_attention_scores", false?): break
+            case ("return_attention_scores", false?), ("attention_mask", nil): break
             default:
                 throw a.fail(
                     "the call argument \(key)=\(value) is not supported (supported: use_causal_mask, return_attention_scores=False)"
@@ -410,6 +430,11 @@ extension LayerRegistry {
         }
         let (query, value) = (inputs[0], inputs[1])
         let key = inputs.count > 2 ? inputs[2] : value
+        if let m = attentionMask, m.output.shape != [query.output.shape[0], value.output.shape[0]] {
+            throw a.fail(
+                "its attention_mask is \(m.output.shape) per sample; it must be [query steps, key steps] = [\(query.output.shape[0]), \(value.output.shape[0])]"
+            )
+        }
         let fans = [
             (query.output.features, heads * keyDim), (key.output.features, kvHeads * keyDim),
             (value.output.features, kvHeads * valueDim), (heads * valueDim, width ?? query.output.features),
@@ -418,7 +443,9 @@ extension LayerRegistry {
             name: a.node.id, query: query, value: value, key: inputs.count > 2 ? key : nil, heads: heads,
             kvHeads: kvHeads, keyDim: keyDim, valueDim: valueDim, outputWidth: width,
             useBias: try a.bool("use_bias", default: true),
-            causal: causal, window: window, masks: a.attentionMasks, dropout: Float(dropout), weights: a.node.layer,
+            causal: causal, window: window, masks: a.attentionMasks, attentionMask: attentionMask,
+            dropout: Float(dropout),
+            weights: a.node.layer,
             kernelInitializers: try fans.map { try a.initializer("kernel_initializer", fanIn: $0.0, fanOut: $0.1) },
             biasInitializer: try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros)
     }

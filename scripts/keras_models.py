@@ -1306,13 +1306,14 @@ MODELS["hub_decoder_lm"] = hub_decoder_lm
 
 
 def hub_classifier():
-    """A three-head encoder classifier (#33): token embeddings plus KerasHub's SinePositionEncoding, one
-    TransformerEncoder with dropout off, the mean over tokens, then a topic (softmax), a sentiment (sigmoid) and a
+    """A three-head encoder classifier (#33): token embeddings plus KerasHub's SinePositionEncoding, rotated by its
+    RotaryEmbedding, one TransformerEncoder with dropout off, the mean over tokens, then a topic (softmax), a sentiment (sigmoid) and a
     score (regression)."""
     import keras_hub
     tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
     x = L.Embedding(20, 8, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embedding")(tokens)
     x = L.Add(name="with_positions")([x, keras_hub.layers.SinePositionEncoding(name="positions")(x)])
+    x = keras_hub.layers.RotaryEmbedding(max_wavelength=100, scaling_factor=2.0, name="rotary")(x)
     x = L.GlobalAveragePooling1D(name="pool")(keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(x))
     topic = L.Dense(4, activation="softmax", name="topic")(x)
     sentiment = L.Dense(1, activation="sigmoid", name="sentiment")(x)

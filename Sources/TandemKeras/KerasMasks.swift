@@ -92,7 +92,7 @@ extension KerasCompile {
                 "Conv1D", "Conv1DTranspose", "DepthwiseConv1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
                 "Flatten",
                 "RMSNormalization", "ZeroPadding1D", "UpSampling1D", "InputLayer",
-                "SinePositionEncoding", "PositionEmbedding",  // KerasHub's: no masking support, no mask out
+                "SinePositionEncoding", "PositionEmbedding", "RotaryEmbedding",  // KerasHub's: no masking support
             ]
             func modelInput(_ n: GraphNode) throws -> String {
                 guard let source = n.inputs.first, let input = byID[source], input.className == "InputLayer" else {

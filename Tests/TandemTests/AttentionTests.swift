@@ -342,11 +342,23 @@ final class KerasHubLayerTests: XCTestCase {
         }
     }
 
+    func testRotaryAndSineGradients() throws {
+        let json = model(
+            [
+                hub("RotaryEmbedding", "rope", #", "max_wavelength": 100, "scaling_factor": 2.0"#, "x", "[null, 4, 6]"),
+                hub("SinePositionEncoding", "sine", #", "max_wavelength": 50"#, "rope", "[null, 4, 6]"),
+                #"{"module": "keras.layers", "class_name": "Add", "config": {"name": "sum"}, "registered_name": null, "name": "sum", "inbound_nodes": [{"args": [[{"class_name": "__keras_tensor__", "config": {"shape": [null, 4, 6], "dtype": "float32", "keras_history": ["rope", 0, 0]}}, {"class_name": "__keras_tensor__", "config": {"shape": [null, 4, 6], "dtype": "float32", "keras_history": ["sine", 0, 0]}}]], "kwargs": {}}]}"#,
+                hub("TransformerEncoder", "enc", #", "intermediate_dim": 5, "num_heads": 2"#, "sum", "[null, 4, 6]"),
+            ], input: features, output: "enc")
+        let m = try KerasConfig.description(fromJSON: Array(json.utf8), source: "m.keras").build(maxBatch: 2)
+        checkLayer(m, terminal: m.outputs[0], batch: 2, seed: 63)
+    }
+
     func testUnknownKerasHubNamesAndKeysAreRefused() throws {
         for (layer, expected) in [
             (
-                hub("RotaryEmbedding", "dec", #", "max_wavelength": 10000"#, "x", "[null, 4, 6]"),
-                "'keras_hub>RotaryEmbedding' is not a KerasHub layer Tandem implements (supported: keras_hub>PositionEmbedding"
+                hub("AlibiBias", "dec", #", "alibi_bias_max": 8"#, "x", "[null, 4, 6]"),
+                "'keras_hub>AlibiBias' is not a KerasHub layer Tandem implements (supported: keras_hub>PositionEmbedding"
             ),
             (
                 hub(
@@ -355,7 +367,7 @@ final class KerasHubLayerTests: XCTestCase {
                 "the KerasHub config key 'rope' is not understood"
             ),
         ] {
-            let name = layer.contains("RotaryEmbedding") ? "dec" : "enc"
+            let name = layer.contains("AlibiBias") ? "dec" : "enc"
             XCTAssertThrowsError(
                 try KerasConfig.description(
                     fromJSON: Array(model([layer], input: features, output: name).utf8), source: "m.keras"

@@ -123,6 +123,65 @@ package final class SinePositionEncoding: Layer {
     package func backward(batch: Int) {}
 }
 
+/// KerasHub's RotaryEmbedding on [B, T, F] (sequence axis 1, features last, F even; rope_type linear or
+/// dynamic): with h = F/2, θ_i = t·inv_i (inv_i = max_wavelength^(−2i/F) / scaling), the angle of feature j is
+/// θ_{j mod h}, and y_j = x_j·cos + r_j·sin where r = [−x_{h…F−1}, x_{0…h−1}] — linear in x, no weights.
+package final class RotaryEmbedding: Layer {
+    public let name: String
+    package let inputs: [Layer]
+    public let output: Node
+    /// cos and sin per (step, feature), [T, F] each.
+    private let cosines: [Float], sines: [Float]
+
+    package init(name: String, input: Layer, inverseFrequencies: [Float]) {
+        precondition(input.output.shape.count == 2 && input.output.features == 2 * inverseFrequencies.count)
+        self.name = name
+        inputs = [input]
+        output = Node(shape: input.output.shape)
+        let (steps, h) = (input.output.shape[0], inverseFrequencies.count)
+        var (c, s) = ([Float](), [Float]())
+        for t in 0..<steps {
+            for j in 0..<(2 * h) {
+                let angle = Float(t) * inverseFrequencies[j % h]
+                c.append(cosf(angle))
+                s.append(sinf(angle))
+            }
+        }
+        (cosines, sines) = (c, s)
+    }
+
+    public func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
+        (batch * output.width, batch * output.width)
+    }
+    public func bind(workspace: inout WorkspaceCursor, batch: Int) {
+        output.values = workspace.take(batch * output.width)
+        output.gradients = workspace.takeGradient(batch * output.width)
+    }
+    public func forward(batch: Int, training: Bool) {
+        let (w, F, h) = (output.width, output.features, output.features / 2)
+        let x = inputs[0].output.values!
+        for b in 0..<batch {
+            for i in 0..<w {
+                let (row, j) = (b * w + i - i % F, i % F)
+                let rotated = j < h ? -x[row + j + h] : x[row + j - h]
+                output.values[b * w + i] = x[b * w + i] * cosines[i] + rotated * sines[i]
+            }
+        }
+    }
+    public func backward(batch: Int) {
+        guard inputs[0].wantsGradient, let dx = inputs[0].output.gradients else { return }
+        let (w, F, h, dy) = (output.width, output.features, output.features / 2, output.gradients!)
+        for b in 0..<batch {
+            for i in 0..<w {
+                let (row, j) = (b * w + i - i % F, i % F)
+                let g = dy[b * w + i]
+                dx[b * w + i] += g * cosines[i]
+                if j < h { dx[row + j + h] -= g * sines[i] } else { dx[row + j - h] += g * sines[i] }
+            }
+        }
+    }
+}
+
 // MARK: - The layer table's entries (KerasLayerKind.swift) and their builders.
 
 extension KerasLayerKind {
@@ -130,6 +189,11 @@ extension KerasLayerKind {
     package static let kerasHubConfigKeys: [String: Set<String>] = [
         "PositionEmbedding": ["sequence_length", "initializer"],
         "SinePositionEncoding": ["max_wavelength"],
+        "RotaryEmbedding": [
+            "max_wavelength", "scaling_factor", "rope_type", "beta_fast", "beta_slow",
+            "original_max_position_embeddings",
+            "truncate", "sequence_axis", "feature_axis", "denominator_dim",
+        ],
         "TokenAndPositionEmbedding": [
             "vocabulary_size", "sequence_length", "embedding_dim", "embeddings_initializer", "tie_weights", "mask_zero",
         ],
@@ -159,6 +223,9 @@ extension KerasLayerKind {
             guard wavelength > 0 else { throw a.fail("'max_wavelength' must be positive") }
             return SinePositionEncoding(name: a.node.id, input: source, maxWavelength: wavelength)
         })
+
+    static let rotaryEmbedding = KerasLayerKind(
+        classNames: ["RotaryEmbedding"], build: { a, inputs, _ in try LayerRegistry.rotaryEmbedding(a, inputs) })
 
     static let tokenAndPositionEmbedding = KerasLayerKind(
         classNames: ["TokenAndPositionEmbedding"],
@@ -231,6 +298,34 @@ extension LayerRegistry {
             name: a.node.id, input: source, length: length, addsInput: false, weights: a.node.layer,
             initializer: try a.initializer("initializer", fanIn: length, fanOut: source.output.features)
                 ?? .uniform(limit: 0.05))
+    }
+
+    static func rotaryEmbedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {
+        try checkKerasHubKeys(a)
+        let source = try single(a, inputs)
+        let sequenceAxis = a.config["sequence_axis"]?.integer ?? 1
+        let featureAxis = a.config["feature_axis"]?.integer ?? -1
+        guard source.output.shape.count == 2, [1, -2].contains(sequenceAxis), [2, -1].contains(featureAxis) else {
+            throw a.fail(
+                "rotates [batch, steps, features] with sequence_axis 1 and feature_axis -1 only (got \(source.output.shape), axes \(sequenceAxis), \(featureAxis))"
+            )
+        }
+        let F = source.output.features
+        guard F % 2 == 0 else { throw a.fail("rotates an even number of features, got \(F)") }
+        let rope = try a.string("rope_type", default: "linear")
+        let scaling = Float(a.config["scaling_factor"]?.number ?? 1)
+        let wavelength = Float(a.config["max_wavelength"]?.number ?? 10000)
+        let denominator = Float(a.config["denominator_dim"]?.integer ?? F)
+        // In float32 as KerasHub's ops: inv_i = wavelength^(−2i/denominator), then the rope type's scaling.
+        var inverse = (0..<(F / 2)).map { powf(wavelength, -(Float(2 * $0) / denominator)) }
+        switch rope {
+        case "linear": inverse = inverse.map { $0 / scaling }
+        case "dynamic":
+            let exponent = Float(F) / Float(max(1, F - 2))
+            inverse = inverse.map { $0 / powf(scaling, exponent) }
+        default: throw a.fail("'rope_type' = '\(rope)' is not supported (linear, dynamic)")
+        }
+        return RotaryEmbedding(name: a.node.id, input: source, inverseFrequencies: inverse)
     }
 
     static func tokenAndPositionEmbedding(_ a: LayerArguments, _ inputs: [Layer]) throws -> Layer {

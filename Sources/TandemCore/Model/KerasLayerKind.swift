@@ -56,6 +56,7 @@ extension LayerRegistry {
             .pooling2D, .globalPooling2D, .resampling2D, .augmentation, .multiHeadAttention, .einsumDense,
             .scoreAttention, .positionEmbedding, .tokenAndPositionEmbedding, .transformerEncoder,
             .transformerDecoder, .sinePositionEncoding, .reversibleEmbedding,
+            .rotaryEmbedding,
         ]
 
     /// The entry of each class name.

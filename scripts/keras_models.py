@@ -1329,6 +1329,31 @@ def hub_classifier():
 MODELS["hub_classifier"] = hub_classifier
 
 
+def hub_seq2seq():
+    """An encoder-decoder (#33): padded source sentences through a KerasHub TransformerEncoder, target tokens through
+    a TransformerDecoder that attends to them (cross-attention, the source's padding on its keys), the next target
+    token at every step and a source label from the encoder's masked mean."""
+    import keras_hub
+    source = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    target = keras.Input(shape=(5,), dtype="int32", name="target")
+    def embed(name, length):
+        return keras_hub.layers.TokenAndPositionEmbedding(
+            12, length, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name=name)
+    encoded = keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(embed("source_embed", 7)(source))
+    decoded = keras_hub.layers.TransformerDecoder(16, 2, name="decoder")(embed("target_embed", 5)(target),
+                                                                       encoder_sequence=encoded)
+    next_token = L.Dense(12, activation="softmax", name="next_token")(decoded)
+    label = L.Dense(3, activation="softmax", name="label")(L.GlobalAveragePooling1D(name="pool")(encoded))
+    m = keras.Model([source, target], [next_token, label])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+              loss={"next_token": "sparse_categorical_crossentropy", "label": "sparse_categorical_crossentropy"},
+              loss_weights={"next_token": 1.0, "label": 0.5})
+    return m
+
+
+MODELS["hub_seq2seq"] = hub_seq2seq
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

@@ -349,6 +349,7 @@ public enum KerasConfig {
     static let keywordInputs = [
         "MultiHeadAttention": ["query", "value", "key", "attention_mask"],
         "GroupQueryAttention": ["query", "value", "key", "attention_mask"],
+        "TransformerDecoder": ["decoder_sequence", "encoder_sequence"],
     ]
 
     private static func inbound(_ call: JSONValue, layer: String, className: String = "") throws -> InboundCall {

@@ -16,7 +16,7 @@ enum KerasFixture {
         "activity", "softmax_axes", "coupled_losses", "frozen", "pooling_keepdims", "image_heads", "image_resampling",
         "dense_prediction", "token_tags", "image_timeseries", "attention_heads",
         "masked_encoder", "attention_layers", "hub_encoder", "hub_decoder_lm",
-        "hub_classifier",
+        "hub_classifier", "hub_seq2seq",
     ]
 
     /// Variables no update moves (a Normalization's adapted statistics), by model: left out of the
@@ -29,6 +29,10 @@ enum KerasFixture {
         "hub_encoder": Set(["encoder/self_attention_layer/key/bias", "encoder_2/self_attention_layer/key/bias"]),
         "hub_decoder_lm": Set(["decoder/self_attention/key/bias", "decoder_2/self_attention/key/bias"]),
         "hub_classifier": Set(["encoder/self_attention_layer/key/bias"]),
+        "hub_seq2seq": Set([
+            "encoder/self_attention_layer/key/bias", "decoder/self_attention/key/bias",
+            "decoder/cross_attention/key/bias",
+        ]),
         "feature_normalization": Set(["norm/mean", "norm/variance", "norm/count"]),
         // Frozen layers (trainable = False), the frozen BatchNormalization's moving statistics included.
         "frozen": Set(
@@ -126,7 +130,9 @@ enum KerasFixture {
             var sentences = [Int32]()
             var ids = SeededGenerator(seed: 16)
             for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
-            for m in ["token_tags", "masked_encoder", "attention_dropout", "hub_encoder", "hub_decoder_lm"] {
+            for m in [
+                "token_tags", "masked_encoder", "attention_dropout", "hub_encoder", "hub_decoder_lm", "hub_seq2seq",
+            ] {
                 try sentences.withUnsafeBufferPointer {
                     try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-\(m)/tokens.npy")
                 }

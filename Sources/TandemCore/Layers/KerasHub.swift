@@ -244,19 +244,23 @@ extension KerasLayerKind {
     static let transformerEncoder = KerasLayerKind(
         classNames: ["TransformerEncoder"],
         build: { a, inputs, _ in try LayerRegistry.transformerBlock(a, inputs, decoder: false) },
-        variables: { _, layer, _ in transformerVariables(layer, attention: "self_attention_layer") })
+        variables: { _, layer, _ in transformerVariables(layer, attention: "self_attention_layer", cross: false) })
 
     static let transformerDecoder = KerasLayerKind(
         classNames: ["TransformerDecoder"],
         build: { a, inputs, _ in try LayerRegistry.transformerBlock(a, inputs, decoder: true) },
-        variables: { _, layer, _ in transformerVariables(layer, attention: "self_attention") })
+        variables: { _, layer, config in
+            let cross = config["encoder_sequence_shape"].map { !$0.isNull } ?? false
+            return transformerVariables(layer, attention: "self_attention", cross: cross)
+        })
 
     /// A KerasHub encoder's or decoder's groups: its parts under their attributes (`_self_attention_layer/…`),
     /// each labelled with the part's name (`attention`: the attention's, which the two classes name apart).
-    private static func transformerVariables(_ layer: String, attention: String) -> [VariableGroup] {
-        let mha = LayerRegistry.variables(className: "MultiHeadAttention", layer: attention, config: .object([])).map {
-            VariableGroup(
-                path: "_self_attention_layer/\($0.path)", label: $0.label, names: $0.names.map { "\(attention)/\($0)" })
+    private static func transformerVariables(_ layer: String, attention: String, cross: Bool) -> [VariableGroup] {
+        func mha(_ attribute: String, _ name: String) -> [VariableGroup] {
+            LayerRegistry.variables(className: "MultiHeadAttention", layer: name, config: .object([])).map {
+                VariableGroup(path: "\(attribute)/\($0.path)", label: $0.label, names: $0.names.map { "\(name)/\($0)" })
+            }
         }
         func part(_ name: String, _ weights: [String]) -> VariableGroup {
             VariableGroup(path: "_\(name)/vars", label: name, names: weights.map { "\(name)/\($0)" })
@@ -268,9 +272,12 @@ extension KerasLayerKind {
             part("feedforward_intermediate_dense", ["kernel", "bias"]),
             part("feedforward_output_dense", ["kernel", "bias"]),
         ]
-        return [top(layer, [])] + mha + [
-            part("self_attention_layer_norm", ["gamma", "beta"]), part("self_attention_dropout", []),
-        ]
+        let crossGroups =
+            cross
+            ? mha("_cross_attention_layer", "cross_attention")
+                + [part("cross_attention_layer_norm", ["gamma", "beta"]), part("cross_attention_dropout", [])] : []
+        return [top(layer, [])] + mha("_self_attention_layer", attention)
+            + [part("self_attention_layer_norm", ["gamma", "beta"]), part("self_attention_dropout", [])] + crossGroups
             + (attention == "self_attention" ? denses + [norm] : [norm] + denses) + [part("feedforward_dropout", [])]
     }
 }
@@ -368,10 +375,20 @@ extension LayerRegistry {
                 )
             }
         }
-        if decoder, let shape = a.config["encoder_sequence_shape"], !shape.isNull {
-            throw a.fail("cross-attention (an encoder_sequence) is not supported; a decoder-only TransformerDecoder is")
+        // A decoder built with an encoder_sequence attends to it after its self-attention (its second input).
+        let crossAttends = decoder && (a.config["encoder_sequence_shape"].map { !$0.isNull } ?? false)
+        guard inputs.count == (crossAttends ? 2 : 1) else {
+            throw a.fail(
+                crossAttends
+                    ? "was built with an encoder_sequence; call it on a decoder sequence and encoder_sequence="
+                    : "takes one sequence (an encoder_sequence needs a decoder built with one)")
         }
-        let source = try single(a, inputs)
+        let source = inputs[0]
+        let encoded: Layer? = crossAttends ? inputs[1] : nil
+        if let encoded, encoded.output.shape.count != 2 || encoded.output.features != source.output.features {
+            throw a.fail(
+                "its encoder_sequence must be [batch, steps, \(source.output.features)], got \(encoded.output.shape)")
+        }
         guard source.output.shape.count == 2 else {
             throw a.fail("reads sequences [batch, steps, features], got \(source.output.shape)")
         }
@@ -386,8 +403,10 @@ extension LayerRegistry {
         let (id, w) = (a.node.id, a.node.layer)
         let kernel = { (i: Int, o: Int) in try a.initializer("kernel_initializer", fanIn: i, fanOut: o) }
         let bias = try a.initializer("bias_initializer", fanIn: 1, fanOut: 1) ?? .zeros
-        // The input's Keras mask masks the attention's queries and keys (ModelDescription finds it).
+        // The input's Keras mask masks the attention's queries and keys (ModelDescription finds it); the
+        // encoder sequence's masks the cross-attention's keys.
         let mask = a.attentionMasks.first ?? nil
+        let encoderMask = a.attentionMasks.count > 1 ? a.attentionMasks[1] : nil
         var parts: [Layer] = []
         func add<L: Layer>(_ l: L) -> L {
             parts.append(l)
@@ -416,6 +435,23 @@ extension LayerRegistry {
                 name: "\(id)/self_attention_residual", kind: .add,
                 inputs: [dropped("self_attention_dropout", attention), source]))
         if !first { x = norm("self_attention_layer_norm", x) }
+        var cross: MultiHeadAttention?
+        if let encoded {
+            let crossResidual = x
+            let crossInput: Layer = first ? norm("cross_attention_layer_norm", x) : x
+            cross = add(
+                MultiHeadAttention(
+                    name: "\(id)/cross_attention", query: crossInput, value: encoded, heads: heads, keyDim: keyDim,
+                    masks: [nil, encoderMask], dropout: Float(dropout), weights: "\(w)/cross_attention",
+                    kernelInitializers: try [
+                        kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden), kernel(hidden, hidden),
+                    ], biasInitializer: bias))
+            x = add(
+                Merge(
+                    name: "\(id)/cross_attention_residual", kind: .add,
+                    inputs: [dropped("cross_attention_dropout", cross!), crossResidual]))
+            if !first { x = norm("cross_attention_layer_norm", x) }
+        }
         let residual = x
         let up = add(
             Dense(
@@ -433,12 +469,17 @@ extension LayerRegistry {
                 name: "\(id)/feedforward_residual", kind: .add,
                 inputs: [dropped("feedforward_dropout", down), residual]))
         if !first { x = norm("feedforward_layer_norm", x) }
-        // Keras creates the variables of the attention, the attention's norm, the feedforward's norm, the Denses.
+        // Keras creates the variables of the attention and its norm, the cross-attention and its norm, then the
+        // feedforward's norm and Denses (the decoder: its Denses, then the norm).
         let norms = parts.compactMap { $0 as? LayerNormalization }
+        func named(_ suffix: String) -> [Layer] { norms.filter { $0.name.hasSuffix("/\(suffix)") } }
+        let feedforward: [Layer] =
+            decoder ? [up, down] + named("feedforward_layer_norm") : named("feedforward_layer_norm") + [up, down]
         let order: [Layer] =
-            [attention] + norms.filter { $0.name.hasSuffix("/self_attention_layer_norm") }
-            + norms.filter { $0.name.hasSuffix("/feedforward_layer_norm") } + [up, down]
+            [attention] + named("self_attention_layer_norm") + (cross.map { [$0] } ?? [])
+            + named("cross_attention_layer_norm") + feedforward
             + parts.filter { !($0 is MultiHeadAttention || $0 is LayerNormalization || $0 is Dense) }
-        return Block(name: id, inputs: [source] + (mask.map { [$0] } ?? []), parts: parts, variableOrder: order)
+        return Block(
+            name: id, inputs: inputs + [mask, encoderMask].compactMap { $0 }, parts: parts, variableOrder: order)
     }
 }

@@ -11,6 +11,11 @@ public final class Model {
     /// Every layer of the graph (each Keras layer call), inputs first, in an order
     /// where a layer follows its inputs.
     public let layers: [Layer]
+    /// Every Embedding that looks up token ids, those inside a Block (a KerasHub layer's) too: what the data's
+    /// id checks and generated ids follow.
+    package var lookups: [Embedding] {
+        layers.flatMap { ($0 as? Block)?.parts ?? [$0] }.compactMap { $0 as? Embedding }
+    }
     /// What forward and backward run, in order: `layers` after the fusion pass
     /// (an Embedding → recurrent pair is one FusedEmbeddingRecurrent there).
     public let schedule: [Layer]

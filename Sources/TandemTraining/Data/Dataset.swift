@@ -69,7 +69,7 @@ public final class Dataset: @unchecked Sendable {
                 }
                 // Any integer, bool or float type: Keras's Embedding casts its ids itself, so
                 // float ids are read too — each one checked to be a whole number (validate).
-                let embedding = model.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }
+                let embedding = model.lookups.first { $0.inputs.first === input }
                 vocab.append(embedding?.vocabulary)
             case .features:
                 vocab.append(nil)

@@ -72,7 +72,7 @@ public func generateData(directory: String, samples: Int, description: ModelDesc
         let n = samples * input.width
         if input.kind == .tokens {
             let vocab =
-                teacher.layers.compactMap { $0 as? Embedding }.first { $0.inputs.first === input }?.vocabulary ?? 100
+                teacher.lookups.first { $0.inputs.first === input }?.vocabulary ?? 100
             tokenData.append((0..<n).map { _ in Int32(rng.below(vocab)) })
             floatData.append([])
         } else {

@@ -1354,6 +1354,27 @@ def hub_seq2seq():
 MODELS["hub_seq2seq"] = hub_seq2seq
 
 
+def hub_dropout():
+    """KerasHub's encoder and decoder with dropout on (#33): their attention dropout (Keras's einsum path: a padded
+    query's row is zero) and Dropout parts draw Tandem's masks, so it is compared across rank counts; inference
+    (no dropout) with Keras."""
+    import keras_hub
+    tokens = keras.Input(shape=(7,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        12, 7, 8, mask_zero=True, embeddings_initializer=keras.initializers.RandomUniform(-1, 1), name="embed")(tokens)
+    x = keras_hub.layers.TransformerEncoder(16, 2, dropout=0.2, name="encoder")(x)
+    x = keras_hub.layers.TransformerDecoder(16, 2, dropout=0.2, normalize_first=True, name="decoder")(x)
+    tags = L.Dense(4, activation="softmax", name="tags")(x)
+    sentence = L.Dense(3, activation="softmax", name="sentence")(L.GlobalAveragePooling1D(name="pool")(x))
+    m = keras.Model(tokens, [sentence, tags])
+    m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+              loss={"sentence": "sparse_categorical_crossentropy", "tags": "sparse_categorical_crossentropy"})
+    return m
+
+
+MODELS["hub_dropout"] = hub_dropout
+
+
 def bench_gru_text():
     """The headline's sizes with a GRU trunk (10 000 × 512 table, 100 tokens, 32 units)."""
     tokens = keras.Input(shape=(100,), dtype="int32", name="main_input")

@@ -48,7 +48,7 @@ enum KerasFixture {
 
     /// Archives with dropout, noise or augmentation on: their draws are Tandem's, so they are compared
     /// across rank counts.
-    static let randomModels = ["dropout", "noise_layers", "augmentation", "attention_dropout"]
+    static let randomModels = ["dropout", "noise_layers", "augmentation", "attention_dropout", "hub_dropout"]
 
     /// One two-head model compiled with each optimizer, modifier and schedule (keras_models.py OPTIMIZERS).
     static let optimizerModels = [
@@ -132,6 +132,7 @@ enum KerasFixture {
             for i in 0..<37 { for t in 0..<7 { sentences.append(t >= 7 - i % 5 ? 0 : Int32(1 + ids.below(11))) } }
             for m in [
                 "token_tags", "masked_encoder", "attention_dropout", "hub_encoder", "hub_decoder_lm", "hub_seq2seq",
+                "hub_dropout",
             ] {
                 try sentences.withUnsafeBufferPointer {
                     try NPYArray.write(ints: $0, shape: [37, 7], to: dir + "/data-\(m)/tokens.npy")

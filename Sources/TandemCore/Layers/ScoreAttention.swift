@@ -4,12 +4,13 @@
 //   dot:      Q·Kᵀ (× `scale`, a scalar weight, with use_scale)
 //   concat:   c · Σ_d tanh(scale·(q_t + k_s))_d (c: `concat_score_weight`; scale only with use_scale)
 //   additive: Σ_d scale_d · tanh(q_t + k_s)_d (scale: a weight [D] with use_scale, else 1)
-// then Keras's causal mask (use_causal_mask) as Keras applies it: a masked score becomes score − 1e9 in
-// float32 (so a partly masked row gives it probability 0, and the gradient passes through the subtraction),
-// P = softmax over s, dropout on P in training (draws a pure function of the sample's position, as
+// then Keras's causal mask (use_causal_mask): a masked score becomes score − 1e9, which leaves it
+// probability 0 (a row always keeps step 0), so the softmax kernel (CKernels/attention.c) runs over the
+// allowed span; P = softmax over s, dropout on P in training (draws a pure function of the sample's position, as
 // Dropout's), O = P·V. Backward: dP = dO·Vᵀ (through the dropout mask), dS = P ⊙ (dP − Σ dP·P), then each
 // score's own rule. The tanh terms are recomputed in backward rather than kept ([T, S, D] per sample).
 
+import CKernels
 import Foundation
 
 package final class ScoreAttention: Layer, RandomLayer {
@@ -127,18 +128,9 @@ package final class ScoreAttention: Layer, RandomLayer {
                     }
                 }
             }
-            for t in 0..<T {
-                let row = p + t * S
-                if causal { for s in (t + 1)..<max(S, t + 1) where s < S { row[s] -= 1e9 } }
-                var top = -Float.infinity
-                for s in 0..<S { top = max(top, row[s]) }
-                var sum: Float = 0
-                for s in 0..<S {
-                    row[s] = expf(row[s] - top)
-                    sum += row[s]
-                }
-                for s in 0..<S { row[s] /= sum }
-            }
+            // Keras's `score − 1e9` on a later step leaves it probability 0 (step 0 is never masked): the
+            // softmax kernel's span of allowed keys, [0, t + 1).
+            for t in 0..<T { tandem_softmax_row(p + t * S, Int32(S), 0, Int32(causal ? min(S, t + 1) : S), nil) }
             var weights = UnsafePointer(p)
             if dropping {
                 let (m, d) = (dropMask + b * T * S, dropped + b * T * S)
@@ -175,12 +167,7 @@ package final class ScoreAttention: Layer, RandomLayer {
                 .none, .transposed, m: T, n: S, k: valueWidth, a: dO, lda: valueWidth, b: value + b * S * valueWidth,
                 ldb: valueWidth, beta: 0, c: dP, ldc: S)
             if dropping { for i in 0..<(T * S) { dP[i] *= dropMask[b * T * S + i] } }
-            for t in 0..<T {
-                let (pr, dr) = (p + t * S, dP + t * S)
-                var dot: Float = 0
-                for s in 0..<S { dot += dr[s] * pr[s] }
-                for s in 0..<S { dr[s] = pr[s] * (dr[s] - dot) }  // now dScores
-            }
+            for t in 0..<T { tandem_softmax_row_backward(p + t * S, dP + t * S, Int32(S)) }  // now dScores
             switch score {
             case .dot:
                 if let scale, let dScale {

@@ -278,7 +278,8 @@ int tandem_dnnl_conv_forward(tandem_dnnl_conv *c, const float *x, const float *k
     return run(c, c->primitive[0], 4, args);
 }
 
-int tandem_dnnl_conv_backward_data(tandem_dnnl_conv *c, const float *dz, const float *kernel, float *dx) {
+int tandem_dnnl_conv_backward_data(tandem_dnnl_conv *c, const float *dz, const float *kernel, float *dx,
+                                   int accumulate) {
     omp_set_num_threads(thread_count);
     struct scratch *scratch = scratch_for(c);
     if (!scratch) return dnnl_out_of_memory;
@@ -286,11 +287,12 @@ int tandem_dnnl_conv_backward_data(tandem_dnnl_conv *c, const float *dz, const f
     int s = kernel_for(c, 1, kernel, &w);
     if (s) return s;
     dnnl_memory_set_data_handle(c->dst, (void *)dz);
+    if (!accumulate) dnnl_memory_set_data_handle(c->dx_memory, dx);  // written outright: no scratch, no add
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_DIFF_DST, c->dst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, c->dx_memory},
         {DNNL_ARG_SCRATCHPAD, c->scratch[1]}};
     s = run(c, c->primitive[1], 4, args);
-    if (s) return s;
+    if (s || !accumulate) return s;
     const float *from = scratch->gradient;
     for (size_t i = 0; i < c->dx_count; i++) dx[i] += from[i];
     return 0;

@@ -23,6 +23,13 @@ void tandem_relu6_backward(const float *dy, const float *z, float *dz, size_t n)
     }
 }
 
+void tandem_relu_backward_bounded(const float *dy, const float *z, float *dx, size_t n, float top) {
+    for (size_t i = 0; i < n; i++) {
+        float d = dy[i], v = z[i];
+        dx[i] = (v > 0.0f) & (v < top) ? d : 0.0f;
+    }
+}
+
 void tandem_relu_backward_add(const float *dy, const float *z, float *dx, size_t n, float top) {
     for (size_t i = 0; i < n; i++) {
         float d = dy[i], v = z[i];

@@ -32,7 +32,10 @@
     for (size_t r = 0; r < rows; r++) {                                             \
         const float *d = dy + r * (size_t)C, *nr = xhat + r * (size_t)C;            \
         float *to = dx + r * (size_t)C;                                             \
-        for (int c = 0; c < C; c++) to[c] += scale[c] * (d[c] - mean_dy[c] - nr[c] * mean_dyx[c]); \
+        if (accumulate)                                                             \
+            for (int c = 0; c < C; c++) to[c] += scale[c] * (d[c] - mean_dy[c] - nr[c] * mean_dyx[c]); \
+        else                                                                        \
+            for (int c = 0; c < C; c++) to[c] = scale[c] * (d[c] - mean_dy[c] - nr[c] * mean_dyx[c]); \
     }
 
 #define BN_KERNELS(suffix, target)                                                                       \
@@ -48,7 +51,7 @@
     target static void bn_backward_##suffix(const float *restrict dy, const float *restrict xhat,        \
                                             size_t rows, int C, const float *restrict scale,             \
                                             const float *restrict mean_dy, const float *restrict mean_dyx, \
-                                            float *restrict dx) { BN_BACKWARD_BODY }
+                                            float *restrict dx, int accumulate) { BN_BACKWARD_BODY }
 
 BN_KERNELS(base, )
 BN_KERNELS(avx2, __attribute__((target("avx2"))))
@@ -73,10 +76,10 @@ void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, in
 }
 
 void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
-                        const float *mean_dy, const float *mean_dyx, float *dx) {
+                        const float *mean_dy, const float *mean_dyx, float *dx, int accumulate) {
     static void (*const table[3])(const float *, const float *, size_t, int, const float *, const float *, const float *,
-                                  float *) = {bn_backward_base, bn_backward_avx2, bn_backward_avx512};
-    table[tandem_isa_level()](dy, xhat, rows, channels, scale, mean_dy, mean_dyx, dx);
+                                  float *, int) = {bn_backward_base, bn_backward_avx2, bn_backward_avx512};
+    table[tandem_isa_level()](dy, xhat, rows, channels, scale, mean_dy, mean_dyx, dx, accumulate);
 }
 
 // LayerNormalization: one pass over the rows, each row's sums and outputs while it is in

@@ -18,9 +18,11 @@ final class ConvolutionKernelTests: XCTestCase {
 
     /// Conv2D with `filters`, or with `depthwise` a DepthwiseConv (multiplier = filters; a separable one
     /// when `pointwise` is given).
-    private func run(_ c: Case, _ kernels: ConvolutionKernels, depthwise: Bool = false, pointwise: Int? = nil)
-        -> [[Float]]
-    {
+    /// `pending`: dx holds stale values the layer overwrites (its first writer in a model's backward),
+    /// else a reader's share it adds to.
+    private func run(
+        _ c: Case, _ kernels: ConvolutionKernels, depthwise: Bool = false, pointwise: Int? = nil, pending: Bool = false
+    ) -> [[Float]] {
         let x = InputLayer(name: "x", kind: .features, shape: [c.image.0, c.image.1, c.channels])
         x.wantsGradient = true
         let g = WindowGeometry.forward(
@@ -42,8 +44,9 @@ final class ConvolutionKernelTests: XCTestCase {
         model.forward(batch: c.batch)
         let n = c.batch * conv.output.width
         for i in 0..<n { conv.output.gradients[i] = Float(rng.normal()) }
-        // Something already in dx: the backward must add to it.
+        // Something already in dx: the backward must add to it — or, pending, write over it.
         for i in 0..<(c.batch * x.width) { x.output.gradients[i] = 0.25 }
+        x.output.gradientPending = pending
         model.parameters.zeroGradients()
         model.backward(batch: c.batch)
         let p = model.parameters
@@ -69,7 +72,14 @@ final class ConvolutionKernelTests: XCTestCase {
             Case(image: (6, 5), channels: 3, filters: 4, kernel: (3, 3), same: true, batch: 2, bound: 5),
             Case(image: (4, 4), channels: 8, filters: 8, kernel: (4, 4), same: false, batch: 1),
         ]
-        for (k, c) in cases.enumerated() { compare(run(c, .oneDNN), run(c, .im2col), "case \(k) \(c)") }
+        for (k, c) in cases.enumerated() {
+            let added = run(c, .oneDNN)
+            compare(added, run(c, .im2col), "case \(k) \(c)")
+            let written = run(c, .oneDNN, pending: true)
+            compare(written, run(c, .im2col, pending: true), "case \(k) \(c), dx written")
+            compare(
+                written, [added[0], added[1].map { $0 - 0.25 }, added[2]], "case \(k) \(c), written = added − 0.25")
+        }
     }
 
     func testOneDNNDepthwiseEqualsTheDirectLoop() {
@@ -84,6 +94,9 @@ final class ConvolutionKernelTests: XCTestCase {
         ]
         for (k, c) in cases.enumerated() {
             compare(run(c, .oneDNN, depthwise: true), run(c, .im2col, depthwise: true), "depthwise case \(k) \(c)")
+            compare(
+                run(c, .oneDNN, depthwise: true, pending: true), run(c, .im2col, depthwise: true, pending: true),
+                "depthwise case \(k) \(c), dx written")
             compare(
                 run(c, .oneDNN, depthwise: true, pointwise: 7), run(c, .im2col, depthwise: true, pointwise: 7),
                 "separable case \(k) \(c)")

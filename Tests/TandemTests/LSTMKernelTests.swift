@@ -186,6 +186,8 @@ final class LSTMKernelTests: XCTestCase {
             var wantSdyx = sum
             var dx = (0..<rows * C).map { _ in Float(rng.uniform(-1, 1)) }
             var wantDx = dx
+            var setDx = dx  // written outright (accumulate 0): what it held does not matter
+            var wantSetDx = dx
             for r in 0..<rows {
                 for c in 0..<C {
                     let i = r * C + c
@@ -197,12 +199,14 @@ final class LSTMKernelTests: XCTestCase {
                     wantSdy[c] += Double(dy[i])
                     wantSdyx[c] += Double(dy[i] * wantXhat[i])
                     wantDx[i] += gamma[c] * inv[c] * (dy[i] - meanDy[c] - wantXhat[i] * meanDyx[c])
+                    wantSetDx[i] = gamma[c] * inv[c] * (dy[i] - meanDy[c] - wantXhat[i] * meanDyx[c])
                 }
             }
             tandem_bn_sums(x, rows, Int32(C), &sum, &sq)
             tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &xhat, &y)
             tandem_bn_gradient_sums(dy, xhat, rows, Int32(C), &sdy, &sdyx)
-            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx)
+            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx, 1)
+            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &setDx, 0)
             let label = "\(rows) × \(C)"
             XCTAssertEqual(sum, wantSum, label)
             XCTAssertEqual(sq, wantSq, label)
@@ -211,6 +215,7 @@ final class LSTMKernelTests: XCTestCase {
             XCTAssertEqual(sdy, wantSdy, label)
             XCTAssertEqual(sdyx, wantSdyx, label)
             XCTAssertEqual(dx.map(\.bitPattern), wantDx.map(\.bitPattern), label)
+            XCTAssertEqual(setDx.map(\.bitPattern), wantSetDx.map(\.bitPattern), label)
         }
     }
 

@@ -79,24 +79,31 @@ final class NewLayerGradientTests: XCTestCase {
 
     func testReLUActivationLayersAddTheirGradientInOnePass() {
         // ReLU and ReLU6 layers take a one-pass kernel: dx += dy where 0 < x (< 6), by hand at values on
-        // every side of both kinks (the kinks themselves pass nothing, as the scalar rule).
+        // every side of both kinks (the kinks themselves pass nothing, as the scalar rule) — and, as the
+        // first writer of a pending dx (Model.forward marks it: it holds the last step's values), dx = dy
+        // there instead, whatever dx held.
         let values: [Float] = [-2, -0.0, 0, 0.5, 5.9, 6, 6.5, 100, 3]
         for (activation, top) in [(Activation.relu, Float.infinity), (.relu6, 6)] {
-            let x = InputLayer(name: "x", kind: .features, width: values.count)
-            x.wantsGradient = true
-            let layer = ActivationLayer(name: "a", activation: activation, input: x)
-            let model = Model(inputs: [x], outputs: [layer], maxBatch: 1)
-            for (i, v) in values.enumerated() { x.output.values[i] = v }
-            model.forward(batch: 1)
-            for i in values.indices {
-                XCTAssertEqual(layer.output.values[i], min(max(values[i], 0), top), "\(activation) at \(values[i])")
-                layer.output.gradients[i] = Float(i + 1)
-                x.output.gradients[i] = 0.5
-            }
-            model.backward(batch: 1)
-            for (i, v) in values.enumerated() {
-                let expected: Float = 0.5 + (v > 0 && v < top ? Float(i + 1) : 0)
-                XCTAssertEqual(x.output.gradients[i], expected, "\(activation) at \(v)")
+            for pending in [false, true] {
+                let x = InputLayer(name: "x", kind: .features, width: values.count)
+                x.wantsGradient = true
+                let layer = ActivationLayer(name: "a", activation: activation, input: x)
+                let model = Model(inputs: [x], outputs: [layer], maxBatch: 1)
+                for (i, v) in values.enumerated() { x.output.values[i] = v }
+                model.forward(batch: 1)
+                XCTAssertTrue(x.output.gradientPending, "an input's gradient waits for its first writer")
+                for i in values.indices {
+                    XCTAssertEqual(layer.output.values[i], min(max(values[i], 0), top), "\(activation) at \(values[i])")
+                    layer.output.gradients[i] = Float(i + 1)
+                    x.output.gradients[i] = 0.5  // another reader's share, or (pending) the last step's stale values
+                }
+                x.output.gradientPending = pending
+                model.backward(batch: 1)
+                XCTAssertFalse(x.output.gradientPending)
+                for (i, v) in values.enumerated() {
+                    let expected: Float = (pending ? 0 : 0.5) + (v > 0 && v < top ? Float(i + 1) : 0)
+                    XCTAssertEqual(x.output.gradients[i], expected, "\(activation) at \(v), pending \(pending)")
+                }
             }
         }
     }

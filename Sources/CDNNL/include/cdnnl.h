@@ -24,8 +24,9 @@ void tandem_dnnl_conv_destroy(tandem_dnnl_conv *conv);
 
 /// z = x ⊛ kernel (no bias: the layer adds it as its plain path does). Returns 0, or a dnnl status.
 int tandem_dnnl_conv_forward(tandem_dnnl_conv *conv, const float *x, const float *kernel, float *z);
-/// dx += the input's gradient from dz.
-int tandem_dnnl_conv_backward_data(tandem_dnnl_conv *conv, const float *dz, const float *kernel, float *dx);
+/// dx += the input's gradient from dz; with accumulate 0, dx = it (written in place, no scratch).
+int tandem_dnnl_conv_backward_data(tandem_dnnl_conv *conv, const float *dz, const float *kernel, float *dx,
+                                   int accumulate);
 /// dkernel += the kernel's gradient from x and dz.
 int tandem_dnnl_conv_backward_weights(tandem_dnnl_conv *conv, const float *x, const float *dz, float *dkernel);
 

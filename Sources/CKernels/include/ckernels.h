@@ -59,6 +59,8 @@ void tandem_relu6_backward(const float *dy, const float *z, float *dz, size_t n)
 
 /// dx += ReLU's (max 0 then 0, max 6 then 6) backward: the activation layers' one pass.
 void tandem_relu_backward_add(const float *dy, const float *z, float *dx, size_t n, float top);
+/// dx = the same (the first write of dx in a backward pass).
+void tandem_relu_backward_bounded(const float *dy, const float *z, float *dx, size_t n, float top);
 
 /// The largest exponent field (bits 23–30) among n floats (0x7F800000: some NaN or ±Inf),
 /// and in *any the OR of all their bits (non-zero when any value, −0 included, is set).
@@ -75,14 +77,15 @@ void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mea
 /// sdy = Σdy, sdyx = Σ(dy·xhat) (the product in float, as the scalar rule), set.
 void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, int channels, double *sdy, double *sdyx);
 
-/// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel.
 /// Attention's softmax over one row of n scores in place: the keys [lo, hi) with keep[s] != 0 (keep may be
 /// NULL) share the probability, the others get 0 (attention.c).
 void tandem_softmax_row(float *row, int n, int lo, int hi, const float *keep);
 /// dp = p ⊙ (dp − Σ dp·p) over one row of n, in place.
 void tandem_softmax_row_backward(const float *p, float *dp, int n);
+/// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel; dx = the same
+/// when accumulate is 0 (the first write of dx in a backward pass).
 void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
-                        const float *mean_dy, const float *mean_dyx, float *dx);
+                        const float *mean_dy, const float *mean_dyx, float *dx, int accumulate);
 
 /// LayerNormalization over rows × features: per row μ, σ² (biased), inv = 1/√(σ² + ε),
 /// xhat = (x − μ)·inv, y = xhat·gamma + beta. Row sums run in 16 lanes (same bits on every build).

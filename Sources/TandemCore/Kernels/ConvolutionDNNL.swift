@@ -54,11 +54,12 @@ package final class DNNLConvolution {
         check(tandem_dnnl_conv_forward(handle, x, kernel, z), "forward")
     }
 
-    /// dx += ∂z/∂x · dz.
+    /// dx += ∂z/∂x · dz, or dx = it when `overwriting` (the first write of dx in a backward pass).
     package func backwardData(
-        _ dz: UnsafePointer<Float>, kernel: UnsafePointer<Float>, addingTo dx: UnsafeMutablePointer<Float>
+        _ dz: UnsafePointer<Float>, kernel: UnsafePointer<Float>, addingTo dx: UnsafeMutablePointer<Float>,
+        overwriting: Bool = false
     ) {
-        check(tandem_dnnl_conv_backward_data(handle, dz, kernel, dx), "backward data")
+        check(tandem_dnnl_conv_backward_data(handle, dz, kernel, dx, overwriting ? 0 : 1), "backward data")
     }
 
     /// dkernel += ∂z/∂kernel · dz.

@@ -22,7 +22,7 @@ package protocol CollectiveLayer: AnyObject {
 }
 
 /// Keras `BatchNormalization(axis=-1, momentum, epsilon, center, scale)`.
-package final class BatchNormalization: Layer, CollectiveLayer {
+package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwriting {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -173,7 +173,9 @@ package final class BatchNormalization: Layer, CollectiveLayer {
             dg?[c] += Float(local[C + c])
             db?[c] += Float(local[c])
         }
+        let first = inputs[0].output.claimGradient()
         guard batchStatistics else {  // statistics were constants: dx = γ·dy/√(σ² + ε)
+            if first { dx.update(repeating: 0, count: n * C) }
             for r in 0..<n { for c in 0..<C { dx[r * C + c] += dy[r * C + c] * (g?[c] ?? 1) * inverse[c] } }
             return
         }
@@ -190,7 +192,7 @@ package final class BatchNormalization: Layer, CollectiveLayer {
             meanDyx[c] = Float(global[C + c] / count)
             scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
-        tandem_bn_backward(dy, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx)
+        tandem_bn_backward(dy, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx, first ? 0 : 1)
     }
 
     // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch

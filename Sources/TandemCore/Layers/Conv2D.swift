@@ -19,7 +19,7 @@
 // (n − 1)·s + 1 + before + after − (span − 1), and P = span − 1 − before.
 
 /// Keras `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias)`.
-package final class Conv2D: Layer {
+package final class Conv2D: Layer, GradientOverwriting {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -137,9 +137,12 @@ package final class Conv2D: Layer {
         let w = store.value(kernel)
         let dw = store.gradient(kernel)
         if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
+        let first = inputs[0].wantsGradient && inputs[0].output.claimGradient()
         if let conv = primitives(batch: batch) {
             conv.backwardWeights(inputs[0].output.values!, dz, addingTo: dw)
-            if inputs[0].wantsGradient { conv.backwardData(dz, kernel: w, addingTo: inputs[0].output.gradients!) }
+            if inputs[0].wantsGradient {
+                conv.backwardData(dz, kernel: w, addingTo: inputs[0].output.gradients!, overwriting: first)
+            }
             return
         }
         for g in 0..<groups {
@@ -149,6 +152,7 @@ package final class Conv2D: Layer {
         }
         guard inputs[0].wantsGradient else { return }
         let dx = inputs[0].output.gradients!
+        if first { dx.update(repeating: 0, count: batch * inputs[0].output.width) }
         for g in 0..<groups {
             let block = dColumns + g * rows * patch
             gemm(

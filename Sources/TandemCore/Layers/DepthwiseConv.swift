@@ -9,7 +9,7 @@
 
 /// Keras `DepthwiseConv2D` / `DepthwiseConv1D`, and with `pointwise` filters `SeparableConv2D` /
 /// `SeparableConv1D`.
-package final class DepthwiseConv: Layer {
+package final class DepthwiseConv: Layer, GradientOverwriting {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -170,11 +170,13 @@ package final class DepthwiseConv: Layer {
         let k = store.value(depthwiseKernel)
         let dk = store.gradient(depthwiseKernel)
         let dx: UnsafeMutablePointer<Float>? = inputs[0].wantsGradient ? inputs[0].output.gradients! : nil
+        let first = dx != nil && inputs[0].output.claimGradient()
         if let conv = primitives(batch: batch) {
             conv.backwardWeights(x, dMiddle, addingTo: dk)
-            if let dx { conv.backwardData(dMiddle, kernel: k, addingTo: dx) }
+            if let dx { conv.backwardData(dMiddle, kernel: k, addingTo: dx, overwriting: first) }
             return
         }
+        if first, let dx { dx.update(repeating: 0, count: batch * inputs[0].output.width) }
         for b in 0..<batch {
             let image = x + b * geometry.imageCells * C
             for i in 0..<geometry.gridHeight {

@@ -15,6 +15,10 @@ public final class Node: @unchecked Sendable {
     package let width: Int
     package internal(set) var values: UnsafeMutablePointer<Float>!
     package internal(set) var gradients: UnsafeMutablePointer<Float>!
+    /// Set by `Model.forward` when this gradient holds the last step's values: the first layer to
+    /// write it in backward writes it outright (`claimGradient`), or the model zeroes it just
+    /// before a layer that only adds to it. Not set outside a model (a layer alone always adds).
+    package var gradientPending = false
     init(shape: [Int]) {
         self.shape = shape
         width = shape.reduce(1, *)
@@ -22,7 +26,19 @@ public final class Node: @unchecked Sendable {
     convenience init(width: Int) { self.init(shape: [width]) }
     /// The last axis (features per time step for a sequence).
     package var features: Int { shape.last ?? 1 }
+    /// For a layer about to write this gradient: true when the write is the first of the backward
+    /// pass, so it writes `=` rather than `+=` (the buffer holds stale values, not zeros); the
+    /// gradient is no longer pending after it.
+    package func claimGradient() -> Bool {
+        defer { gradientPending = false }
+        return gradientPending
+    }
 }
+
+/// A layer whose backward claims its inputs' gradients (`Node.claimGradient`) before it writes them,
+/// writing a pending one outright: the model then does not zero them first — one pass over
+/// the buffer fewer, and no read of it.
+package protocol GradientOverwriting: Layer {}
 
 /// Hands out consecutive windows of the model's two activation arenas.
 public struct WorkspaceCursor {
@@ -33,11 +49,15 @@ public struct WorkspaceCursor {
         defer { values += count }
         return values
     }
-    /// A window of the gradient arena, which is zeroed before every backward pass.
+    /// A window of the gradient arena: zeroed before every backward pass (a layer's output gradient:
+    /// before its first writer runs, see Model.forward).
     package mutating func takeGradient(_ count: Int) -> UnsafeMutablePointer<Float> {
         defer { gradients += count }
+        gradientWindows[gradients] = count
         return gradients
     }
+    /// Every gradient window taken, by start: its float count (Model checks its lazy zeroing against them).
+    package var gradientWindows: [UnsafeMutablePointer<Float>: Int] = [:]
     /// Forward-arena floats `takeOutput` takes for `count` outputs.
     package static func outputValues(_ count: Int, activation: Activation) -> Int {
         (activation == .linear ? 1 : 3) * count

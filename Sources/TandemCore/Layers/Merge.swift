@@ -159,7 +159,7 @@ package final class Merge: Layer {
 }
 
 /// Keras `Activation(activation)`: y = act(x) on any shape (softmax over the last axis).
-package final class ActivationLayer: Layer {
+package final class ActivationLayer: Layer, GradientOverwriting {
     public let name: String
     package let inputs: [Layer]
     public let output: Node
@@ -190,18 +190,24 @@ package final class ActivationLayer: Layer {
     }
 
     package func backward(batch: Int) {
+        guard inputs[0].wantsGradient else { return }
         let dx = inputs[0].output.gradients!
         let n = batch * output.width
-        // ReLU and ReLU6 (MobileNet's): dx += dy where the input passed, in one pass.
+        let first = inputs[0].output.claimGradient()
+        // ReLU and ReLU6 (MobileNet's): dx (+)= dy where the input passed, in one pass.
         if activation == .relu || activation == .relu6 {
-            tandem_relu_backward_add(
-                output.gradients, inputs[0].output.values, dx, n, activation == .relu ? .infinity : 6)
+            let top: Float = activation == .relu ? .infinity : 6
+            if first {
+                tandem_relu_backward_bounded(output.gradients, inputs[0].output.values, dx, n, top)
+            } else {
+                tandem_relu_backward_add(output.gradients, inputs[0].output.values, dx, n, top)
+            }
             return
         }
         activation.backward(
-            dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: dz,
+            dy: output.gradients, z: inputs[0].output.values, y: output.values, dz: first ? dx : dz,
             rows: rows(batch), columns: output.features)
-        for i in 0..<n { dx[i] += dz[i] }
+        if !first { for i in 0..<n { dx[i] += dz[i] } }
     }
 }
 

@@ -1,7 +1,7 @@
 // A functional model graph: named inputs, named outputs, layers in
 // topological order, one parameter arena and one activation arena sized for
-// `maxBatch` samples. Forward runs in order; backward zeroes the activation
-// gradients once and walks the graph in reverse, so every head's gradient
+// `maxBatch` samples. Forward runs in order; backward walks the graph in
+// reverse from zeroed activation gradients, so every head's gradient
 // accumulates into the shared trunk. Not a loss or an optimizer: see Head and Objective.
 
 import CKernels
@@ -31,7 +31,6 @@ public final class Model {
     private let valueArena: UnsafeMutablePointer<Float>
     private let gradientArena: UnsafeMutablePointer<Float>
     private let hugeArenas: Int32
-    private let gradientArenaCount: Int
     /// Bytes of the activation arenas (values and gradients) for `maxBatch`.
     public let activationBytes: Int
     /// Where the rows of the next training forward pass sit in the epoch: the
@@ -105,11 +104,41 @@ public final class Model {
         }
         valueArena = v
         gradientArena = g
-        gradientArenaCount = gradients
         activationBytes = 4 * (values + gradients)
         var cursor = WorkspaceCursor(values: valueArena, gradients: gradientArena)
         for layer in schedule { layer.bind(workspace: &cursor, batch: maxBatch) }
+
+        // The layer outputs' gradient windows, zeroed lazily; the rest of the arena (layers' own
+        // scratch) eagerly. An output gradient that is not one whole window of its own (shorter,
+        // or sharing one) turns lazy zeroing off.
+        let arena = gradientArena..<(gradientArena + gradients)
+        var nodes: [Node] = []
+        var seenNodes = Set<ObjectIdentifier>()
+        for layer in order + schedule where seenNodes.insert(ObjectIdentifier(layer.output)).inserted {
+            if let g = layer.output.gradients, arena.contains(g) { nodes.append(layer.output) }
+        }
+        nodes.sort { $0.gradients < $1.gradients }
+        var scratch: [Range<Int>] = []
+        var at = 0
+        var disjoint = true
+        for node in nodes {
+            let start = node.gradients - gradientArena
+            disjoint =
+                disjoint && start >= at && cursor.gradientWindows[node.gradients, default: 0] >= maxBatch * node.width
+            if start > at { scratch.append(at..<start) }
+            at = max(at, start + maxBatch * node.width)
+        }
+        if at < gradients { scratch.append(at..<gradients) }
+        (lazyWindows, scratchRanges) = disjoint ? (nodes, scratch) : ([], [0..<gradients])
+        overwrites = schedule.map { $0 is GradientOverwriting }
     }
+
+    /// Output gradients zeroed only when needed (Model.forward); empty when zeroing is eager.
+    private let lazyWindows: [Node]
+    /// The gradient arena's other floats (offsets), zeroed before every backward pass.
+    private let scratchRanges: [Range<Int>]
+    /// Per schedule entry: whether its backward claims its inputs' gradients (GradientOverwriting).
+    private let overwrites: [Bool]
 
     deinit {
         tandem_free_workspace(valueArena, hugeArenas)
@@ -121,24 +150,60 @@ public final class Model {
     public func output(named name: String) -> Layer? { outputs.first { $0.name == name } }
 
     /// Runs every layer forward on the first `batch` rows of the input buffers,
-    /// and zeroes every activation gradient so losses can then write theirs.
+    /// and readies the activation gradients so losses can then write theirs.
     /// `training` is false for evaluate and predict.
     public func forward(batch: Int, training: Bool = true) {
         precondition(batch <= maxBatch)
-        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        clearGradients(batch: batch)
         for layer in schedule { layer.forward(batch: batch, training: training) }
     }
 
     /// Forward through `schedule[0...last]` only (reproducible mode's statistics passes).
     public func forward(batch: Int, training: Bool, through last: Int) {
-        gradientArena.update(repeating: 0, count: gradientArenaCount)
+        clearGradients(batch: batch)
         for layer in schedule[...last] { layer.forward(batch: batch, training: training) }
     }
 
-    /// Backward through `schedule[first...]` only, the last layer first.
+    /// The backward pass ACCUMULATES into the activation gradients, so they must start at zero.
+    /// Zeroing the whole arena every step was a tenth of a convolutional step (a pass over
+    /// every activation's gradient); instead the outputs' gradients (the losses add into them)
+    /// and the layers' scratch are zeroed here, and every other layer output's gradient is
+    /// marked pending: zeroed just before the first layer that adds to it runs, or written
+    /// outright by a layer that overwrites (GradientOverwriting) — no pass of its own at all.
+    private func clearGradients(batch: Int) {
+        for r in scratchRanges { (gradientArena + r.lowerBound).update(repeating: 0, count: r.count) }
+        for node in lazyWindows { node.gradientPending = true }
+        for layer in outputs { settle(layer.output, batch: batch) }
+    }
+
+    /// Zeroes a pending gradient's `batch` rows.
+    private func settle(_ node: Node, batch: Int) {
+        guard node.gradientPending else { return }
+        node.gradients.update(repeating: 0, count: batch * node.width)
+        node.gradientPending = false
+    }
+
+    /// Schedule entry k's backward, its gradients settled first: its own output's (no reader wrote
+    /// it: zeros), and its inputs' unless it claims them itself.
+    private func backward(_ k: Int, batch: Int) {
+        let layer = schedule[k]
+        settle(layer.output, batch: batch)
+        if !overwrites[k] { for input in layer.inputs where input.wantsGradient { settle(input.output, batch: batch) } }
+        layer.backward(batch: batch)
+    }
+
+    /// After a backward pass: the inputs' gradients (the gradient checks read them) are complete.
+    private func settleInputs(batch: Int) {
+        for input in inputs where input.wantsGradient { settle(input.output, batch: batch) }
+    }
+
+    /// Backward through `schedule[first...]` only, the last layer first; the gradient of
+    /// `schedule[first − 1]`'s output is complete after it (reproducible mode reads it).
     package func backward(batch: Int, downTo first: Int) {
         let runs = runsBackward
-        for k in schedule.indices[first...].reversed() where runs[k] { schedule[k].backward(batch: batch) }
+        for k in schedule.indices[first...].reversed() where runs[k] { backward(k, batch: batch) }
+        if first > 0 { settle(schedule[first - 1].output, batch: batch) }
+        settleInputs(batch: batch)
     }
 
     /// Per schedule entry: whether its backward runs. A layer with no trainable weight in it or above it (a
@@ -167,7 +232,8 @@ public final class Model {
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     package func backward(batch: Int) {
         let runs = runsBackward
-        for k in schedule.indices.reversed() where runs[k] { schedule[k].backward(batch: batch) }
+        for k in schedule.indices.reversed() where runs[k] { backward(k, batch: batch) }
+        settleInputs(batch: batch)
     }
 
     /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
@@ -175,8 +241,9 @@ public final class Model {
     package func backward(batch: Int, finished: (Int) throws -> Void) rethrows {
         let runs = runsBackward
         for k in schedule.indices.reversed() {
-            if runs[k] { schedule[k].backward(batch: batch) }
+            if runs[k] { backward(k, batch: batch) }
             try finished(k)
         }
+        settleInputs(batch: batch)
     }
 }

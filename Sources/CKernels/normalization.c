@@ -15,27 +15,50 @@
     for (size_t r = 0; r < rows; r++) {                                             \
         const float *xr = x + r * (size_t)C;                                        \
         float *nr = xhat + r * (size_t)C, *yr = y + r * (size_t)C;                  \
+        if (top > 0.0f)                                                             \
+            for (int c = 0; c < C; c++) {                                           \
+                float n = (xr[c] - mean[c]) * inv[c], v = n * gamma[c] + beta[c];   \
+                v = v > 0.0f ? v : 0.0f;                                            \
+                nr[c] = n; yr[c] = v < top ? v : top;                               \
+            }                                                                       \
+        else                                                                        \
+            for (int c = 0; c < C; c++) {                                           \
+                float n = (xr[c] - mean[c]) * inv[c];                               \
+                nr[c] = n; yr[c] = n * gamma[c] + beta[c];                          \
+            }                                                                       \
+    }
+
+// With a ReLU fused after the normalisation (a != NULL), dy is the ReLU's: da where its output
+// a passed (0 < a < top, exactly where its input did), else 0 — the ReLU's own backward pass.
+// Each loop is written twice (masked, plain) so neither tests `a` per element.
+#define BN_MASKED(i) ((a[i] > 0.0f) & (a[i] < top) ? dy[i] : 0.0f)
+#define BN_PLAIN(i) dy[i]
+
+#define BN_GRADIENT_SUMS_LOOP(DY)                                                   \
+    for (size_t r = 0; r < rows; r++) {                                             \
+        const float *nr = xhat + r * (size_t)C;                                     \
+        size_t o = r * (size_t)C;                                                   \
         for (int c = 0; c < C; c++) {                                               \
-            float n = (xr[c] - mean[c]) * inv[c];                                   \
-            nr[c] = n; yr[c] = n * gamma[c] + beta[c];                              \
+            float d = DY(o + c);                                                    \
+            sdy[c] += (double)d; sdyx[c] += (double)(d * nr[c]);                    \
         }                                                                           \
     }
-
 #define BN_GRADIENT_SUMS_BODY                                                       \
     for (int c = 0; c < C; c++) { sdy[c] = 0; sdyx[c] = 0; }                        \
-    for (size_t r = 0; r < rows; r++) {                                             \
-        const float *d = dy + r * (size_t)C, *nr = xhat + r * (size_t)C;            \
-        for (int c = 0; c < C; c++) { sdy[c] += (double)d[c]; sdyx[c] += (double)(d[c] * nr[c]); } \
-    }
+    if (a) { BN_GRADIENT_SUMS_LOOP(BN_MASKED) } else { BN_GRADIENT_SUMS_LOOP(BN_PLAIN) }
 
-#define BN_BACKWARD_BODY                                                            \
+#define BN_BACKWARD_LOOP(DY, OP)                                                    \
     for (size_t r = 0; r < rows; r++) {                                             \
-        const float *d = dy + r * (size_t)C, *nr = xhat + r * (size_t)C;            \
+        const float *nr = xhat + r * (size_t)C;                                     \
         float *to = dx + r * (size_t)C;                                             \
-        if (accumulate)                                                             \
-            for (int c = 0; c < C; c++) to[c] += scale[c] * (d[c] - mean_dy[c] - nr[c] * mean_dyx[c]); \
-        else                                                                        \
-            for (int c = 0; c < C; c++) to[c] = scale[c] * (d[c] - mean_dy[c] - nr[c] * mean_dyx[c]); \
+        size_t o = r * (size_t)C;                                                   \
+        for (int c = 0; c < C; c++) to[c] OP scale[c] * (DY(o + c) - mean_dy[c] - nr[c] * mean_dyx[c]); \
+    }
+#define BN_BACKWARD_BODY                                                            \
+    if (a) {                                                                        \
+        if (accumulate) { BN_BACKWARD_LOOP(BN_MASKED, +=) } else { BN_BACKWARD_LOOP(BN_MASKED, =) } \
+    } else {                                                                        \
+        if (accumulate) { BN_BACKWARD_LOOP(BN_PLAIN, +=) } else { BN_BACKWARD_LOOP(BN_PLAIN, =) } \
     }
 
 #define BN_KERNELS(suffix, target)                                                                       \
@@ -44,14 +67,18 @@
     target static void bn_apply_##suffix(const float *restrict x, size_t rows, int C,                    \
                                          const float *restrict mean, const float *restrict inv,          \
                                          const float *restrict gamma, const float *restrict beta,        \
-                                         float *restrict xhat, float *restrict y) { BN_APPLY_BODY }      \
-    target static void bn_gradient_sums_##suffix(const float *restrict dy, const float *restrict xhat,   \
-                                                 size_t rows, int C, double *restrict sdy,               \
-                                                 double *restrict sdyx) { BN_GRADIENT_SUMS_BODY }        \
-    target static void bn_backward_##suffix(const float *restrict dy, const float *restrict xhat,        \
-                                            size_t rows, int C, const float *restrict scale,             \
-                                            const float *restrict mean_dy, const float *restrict mean_dyx, \
-                                            float *restrict dx, int accumulate) { BN_BACKWARD_BODY }
+                                         float *restrict xhat, float *restrict y, float top) { BN_APPLY_BODY } \
+    target static void bn_gradient_sums_##suffix(const float *restrict dy, const float *restrict a, float top, \
+                                                 const float *restrict xhat, size_t rows, int C,         \
+                                                 double *restrict sdy, double *restrict sdyx) {          \
+        BN_GRADIENT_SUMS_BODY                                                                            \
+    }                                                                                                    \
+    target static void bn_backward_##suffix(const float *restrict dy, const float *restrict a, float top, \
+                                            const float *restrict xhat, size_t rows, int C,              \
+                                            const float *restrict scale, const float *restrict mean_dy,  \
+                                            const float *restrict mean_dyx, float *restrict dx, int accumulate) { \
+        BN_BACKWARD_BODY                                                                                 \
+    }
 
 BN_KERNELS(base, )
 BN_KERNELS(avx2, __attribute__((target("avx2"))))
@@ -63,23 +90,25 @@ void tandem_bn_sums(const float *x, size_t rows, int channels, double *sum, doub
 }
 
 void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mean, const float *inv,
-                     const float *gamma, const float *beta, float *xhat, float *y) {
+                     const float *gamma, const float *beta, float *xhat, float *y, float top) {
     static void (*const table[3])(const float *, size_t, int, const float *, const float *, const float *, const float *,
-                                  float *, float *) = {bn_apply_base, bn_apply_avx2, bn_apply_avx512};
-    table[tandem_isa_level()](x, rows, channels, mean, inv, gamma, beta, xhat, y);
+                                  float *, float *, float) = {bn_apply_base, bn_apply_avx2, bn_apply_avx512};
+    table[tandem_isa_level()](x, rows, channels, mean, inv, gamma, beta, xhat, y, top);
 }
 
-void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, int channels, double *sdy, double *sdyx) {
-    static void (*const table[3])(const float *, const float *, size_t, int, double *, double *) = {
-        bn_gradient_sums_base, bn_gradient_sums_avx2, bn_gradient_sums_avx512};
-    table[tandem_isa_level()](dy, xhat, rows, channels, sdy, sdyx);
+void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
+                             double *sdy, double *sdyx) {
+    static void (*const table[3])(const float *, const float *, float, const float *, size_t, int, double *,
+                                  double *) = {bn_gradient_sums_base, bn_gradient_sums_avx2, bn_gradient_sums_avx512};
+    table[tandem_isa_level()](dy, a, top, xhat, rows, channels, sdy, sdyx);
 }
 
-void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
-                        const float *mean_dy, const float *mean_dyx, float *dx, int accumulate) {
-    static void (*const table[3])(const float *, const float *, size_t, int, const float *, const float *, const float *,
-                                  float *, int) = {bn_backward_base, bn_backward_avx2, bn_backward_avx512};
-    table[tandem_isa_level()](dy, xhat, rows, channels, scale, mean_dy, mean_dyx, dx, accumulate);
+void tandem_bn_backward(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
+                        const float *scale, const float *mean_dy, const float *mean_dyx, float *dx, int accumulate) {
+    static void (*const table[3])(const float *, const float *, float, const float *, size_t, int, const float *,
+                                  const float *, const float *, float *, int) = {
+        bn_backward_base, bn_backward_avx2, bn_backward_avx512};
+    table[tandem_isa_level()](dy, a, top, xhat, rows, channels, scale, mean_dy, mean_dyx, dx, accumulate);
 }
 
 // LayerNormalization: one pass over the rows, each row's sums and outputs while it is in

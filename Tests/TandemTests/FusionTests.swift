@@ -102,4 +102,65 @@ final class FusionTests: XCTestCase {
             }
         }
     }
+
+    /// BatchNormalization → ReLU / ReLU6 paired (the normalisation writes the ReLU's output and takes its
+    /// backward) against the plain pair: the same bits — outputs, every parameter gradient, the input's
+    /// gradient, the moving statistics — over training steps, an inference forward, and with the
+    /// normalisation frozen (inference statistics in training); a normalisation read twice is not paired.
+    func testBatchNormalizationWithItsReLUEqualsThePlainPair() {
+        func build(_ top: Activation, fuse: Bool, frozen: Bool) -> (Model, InputLayer, [BatchNormalization]) {
+            let x = InputLayer(name: "x", kind: .features, shape: [4, 3, 5])
+            x.wantsGradient = true
+            let g = WindowGeometry.forward(image: (4, 3), kernel: (3, 3), stride: (1, 1), same: true)
+            let conv = Conv2D(
+                name: "conv", input: x, geometry: g, filters: 6, groups: 1, activation: .linear,
+                kernelShape: [3, 3, 5, 6], outputShape: [4, 3, 6])
+            let bn = BatchNormalization(name: "bn", input: conv, momentum: 0.9, epsilon: 0.01)
+            let relu = ActivationLayer(name: "relu", activation: top, input: bn)
+            let twice = BatchNormalization(name: "twice", input: relu)  // read by the ReLU and the Add
+            let relu2 = ActivationLayer(name: "relu2", activation: top, input: twice)
+            let add = Merge(name: "add", kind: .add, inputs: [relu2, twice])
+            let flat = Reshape(name: "flat", input: add, shape: [add.output.width])
+            bn.frozen = frozen
+            let model = Model(inputs: [x], outputs: [flat], maxBatch: 5, fuse: fuse)
+            model.parameters.initialize(seed: 4)
+            // Spread γ and β so some outputs pass 6 and some stay under 0.
+            let p = model.parameters
+            for name in ["bn/gamma", "bn/beta", "twice/gamma"] {
+                let v = p.view(name)!
+                for i in 0..<v.count { p.value(v)[i] = name.hasSuffix("beta") ? Float(i) - 2 : 4 + Float(i % 3) }
+            }
+            return (model, x, [bn, twice])
+        }
+        for top in [Activation.relu, .relu6] {
+            for frozen in [false, true] {
+                var runs: [[Float]] = []
+                for fuse in [true, false] {
+                    let (model, x, norms) = build(top, fuse: fuse, frozen: frozen)
+                    XCTAssertEqual(norms[0].fused != nil, fuse)
+                    XCTAssertNil(norms[1].fused, "a normalisation read twice is not paired")
+                    var rng = SeededGenerator(seed: 8)
+                    var seen: [Float] = []
+                    let out = model.outputs[0]
+                    for (batch, training) in [(5, true), (3, true), (4, false)] {
+                        for i in 0..<(batch * x.width) { x.output.values[i] = Float(rng.normal()) }
+                        model.forward(batch: batch, training: training)
+                        seen += Array(UnsafeBufferPointer(start: out.output.values, count: batch * out.output.width))
+                        guard training else { continue }
+                        for i in 0..<(batch * out.output.width) { out.output.gradients[i] = Float(rng.normal()) }
+                        model.parameters.zeroGradients()
+                        model.backward(batch: batch)
+                        let p = model.parameters
+                        seen += Array(UnsafeBufferPointer(start: p.gradients, count: p.count))
+                        seen += Array(UnsafeBufferPointer(start: x.output.gradients, count: batch * x.width))
+                    }
+                    let p = model.parameters
+                    seen += Array(UnsafeBufferPointer(start: p.values, count: p.count))  // the moving statistics
+                    runs.append(seen)
+                }
+                XCTAssertEqual(runs[0].map(\.bitPattern), runs[1].map(\.bitPattern), "\(top), frozen \(frozen)")
+                XCTAssertTrue(runs[0].contains { $0 == 0 } && runs[0].contains { $0 == 6 } || top == .relu)
+            }
+        }
+    }
 }

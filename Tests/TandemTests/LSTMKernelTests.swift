@@ -203,10 +203,10 @@ final class LSTMKernelTests: XCTestCase {
                 }
             }
             tandem_bn_sums(x, rows, Int32(C), &sum, &sq)
-            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &xhat, &y)
-            tandem_bn_gradient_sums(dy, xhat, rows, Int32(C), &sdy, &sdyx)
-            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx, 1)
-            tandem_bn_backward(dy, xhat, rows, Int32(C), scale, meanDy, meanDyx, &setDx, 0)
+            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &xhat, &y, 0)
+            tandem_bn_gradient_sums(dy, nil, 0, xhat, rows, Int32(C), &sdy, &sdyx)
+            tandem_bn_backward(dy, nil, 0, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx, 1)
+            tandem_bn_backward(dy, nil, 0, xhat, rows, Int32(C), scale, meanDy, meanDyx, &setDx, 0)
             let label = "\(rows) × \(C)"
             XCTAssertEqual(sum, wantSum, label)
             XCTAssertEqual(sq, wantSq, label)

@@ -70,22 +70,27 @@ uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);
 /// Double sums in row order: sum = Σx, sq = Σx² (set, not added to).
 void tandem_bn_sums(const float *x, size_t rows, int channels, double *sum, double *sq);
 
-/// xhat = (x − mean)·inv and y = xhat·gamma + beta, per channel.
+/// xhat = (x − mean)·inv and y = xhat·gamma + beta, per channel; with top > 0, y is then a ReLU's
+/// output, clamped to [0, top] as the ReLU kernels do (top = +∞ for a plain ReLU, 6 for ReLU6).
 void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mean, const float *inv,
-                     const float *gamma, const float *beta, float *xhat, float *y);
+                     const float *gamma, const float *beta, float *xhat, float *y, float top);
 
-/// sdy = Σdy, sdyx = Σ(dy·xhat) (the product in float, as the scalar rule), set.
-void tandem_bn_gradient_sums(const float *dy, const float *xhat, size_t rows, int channels, double *sdy, double *sdyx);
+/// sdy = Σdy, sdyx = Σ(dy·xhat) (the product in float, as the scalar rule), set. With a != NULL, dy is
+/// the gradient of a ReLU's output a = clamp(y, 0, top) and the ReLU's backward is taken on the way:
+/// dy where 0 < a < top, else 0 (likewise in tandem_bn_backward).
+void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
+                             double *sdy, double *sdyx);
+
+/// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel; dx = the same
+/// when accumulate is 0 (the first write of dx in a backward pass).
+void tandem_bn_backward(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
+                        const float *scale, const float *mean_dy, const float *mean_dyx, float *dx, int accumulate);
 
 /// Attention's softmax over one row of n scores in place: the keys [lo, hi) with keep[s] != 0 (keep may be
 /// NULL) share the probability, the others get 0 (attention.c).
 void tandem_softmax_row(float *row, int n, int lo, int hi, const float *keep);
 /// dp = p ⊙ (dp − Σ dp·p) over one row of n, in place.
 void tandem_softmax_row_backward(const float *p, float *dp, int n);
-/// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel; dx = the same
-/// when accumulate is 0 (the first write of dx in a backward pass).
-void tandem_bn_backward(const float *dy, const float *xhat, size_t rows, int channels, const float *scale,
-                        const float *mean_dy, const float *mean_dyx, float *dx, int accumulate);
 
 /// LayerNormalization over rows × features: per row μ, σ² (biased), inv = 1/√(σ² + ε),
 /// xhat = (x − μ)·inv, y = xhat·gamma + beta. Row sums run in 16 lanes (same bits on every build).

@@ -127,6 +127,22 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
         }
     }
 
+    /// The ReLU or ReLU6 layer fused after this one (FusionPass.pairNormalizationActivations): forward
+    /// writes its output, clamped, instead of y; backward reads its gradient and output and takes its
+    /// backward on the way (dy where 0 < a < top, else 0). y and dy are never formed.
+    package private(set) weak var fused: ActivationLayer?
+    /// The fused ReLU's upper bound (+∞ or 6); 0 when none is fused.
+    private var top: Float = 0
+    package func fuse(_ activation: ActivationLayer) {
+        fused = activation
+        top = activation.activation == .relu ? .infinity : 6
+        activation.fusedInto = self
+    }
+    /// What backward reads as dy: the fused ReLU's gradient (with its output a, for the mask), or this layer's.
+    private var upstream: (dy: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>?) {
+        fused.map { ($0.output.gradients, UnsafePointer($0.output.values)) } ?? (output.gradients, nil)
+    }
+
     /// Keras 3: a frozen BatchNormalization (trainable = False) runs in inference mode, in training
     /// too — the moving statistics normalise and do not move, and it makes no collective.
     package var frozen = false
@@ -135,7 +151,7 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
         let C = channels
         let n = rows(batch)
         let x = inputs[0].output.values!
-        let y = output.values!
+        let y = fused?.output.values ?? output.values!
         let training = batchTraining && !frozen
         batchStatistics = training
         if training && !givenStatistics {
@@ -155,14 +171,14 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
         // x̂ = (x − μ)·inv and y = x̂·γ + β in one pass over the rows.
         tandem_bn_apply(
             x, n, Int32(C), mean32, inverse, gamma.map { store.value($0) } ?? ones,
-            beta.map { store.value($0) } ?? zeros, normalized, y)
+            beta.map { store.value($0) } ?? zeros, normalized, y, top)
     }
 
     package func backward(batch: Int) {
         let C = channels
         let n = rows(batch)
         let dx = inputs[0].output.gradients!
-        let dy = output.gradients!
+        let (dy, a) = upstream
         let g = gamma.map { UnsafePointer(store.value($0)) }
         let dg = gamma.map { store.gradient($0) }
         let db = beta.map { store.gradient($0) }
@@ -176,7 +192,13 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
         let first = inputs[0].output.claimGradient()
         guard batchStatistics else {  // statistics were constants: dx = γ·dy/√(σ² + ε)
             if first { dx.update(repeating: 0, count: n * C) }
-            for r in 0..<n { for c in 0..<C { dx[r * C + c] += dy[r * C + c] * (g?[c] ?? 1) * inverse[c] } }
+            for r in 0..<n {
+                for c in 0..<C {
+                    let i = r * C + c
+                    let d = a.map { $0[i] > 0 && $0[i] < top ? dy[i] : 0 } ?? dy[i]
+                    dx[i] += d * (g?[c] ?? 1) * inverse[c]
+                }
+            }
             return
         }
         if !givenStatistics {
@@ -192,7 +214,7 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
             meanDyx[c] = Float(global[C + c] / count)
             scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
-        tandem_bn_backward(dy, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx, first ? 0 : 1)
+        tandem_bn_backward(dy, a, top, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx, first ? 0 : 1)
     }
 
     // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch
@@ -211,7 +233,8 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
     /// Σdy, Σdy·x̂ per channel over the rows of the current backward (2C doubles, in row order).
     package func gradientSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
         let C = channels
-        tandem_bn_gradient_sums(output.gradients!, normalized, rows(batch), Int32(C), out, out + C)
+        let (dy, a) = upstream
+        tandem_bn_gradient_sums(dy, a, top, normalized, rows(batch), Int32(C), out, out + C)
     }
 
     /// The step's statistics from the global Σx, Σx² over `count` rows; the moving statistics move once.

@@ -165,6 +165,9 @@ package final class ActivationLayer: Layer, GradientOverwriting {
     public let output: Node
     package let activation: Activation
     private var dz: UnsafeMutablePointer<Float>!
+    /// The BatchNormalization this ReLU is fused into (FusionPass.pairNormalizationActivations): it writes
+    /// this layer's output and reads this layer's gradient, so this layer runs nothing.
+    package weak var fusedInto: Layer?
 
     package init(name: String, activation: Activation, input: Layer) {
         self.name = name
@@ -186,10 +189,15 @@ package final class ActivationLayer: Layer, GradientOverwriting {
     private var rows: (Int) -> Int { { batch in batch * self.output.width / self.output.features } }
 
     public func forward(batch: Int, training: Bool) {
+        guard fusedInto == nil else { return }
         activation.apply(inputs[0].output.values, output.values, rows: rows(batch), columns: output.features)
     }
 
     package func backward(batch: Int) {
+        guard fusedInto == nil else {
+            inputs[0].output.gradientPending = false  // the normalisation's gradient is never formed or read
+            return
+        }
         guard inputs[0].wantsGradient else { return }
         let dx = inputs[0].output.gradients!
         let n = batch * output.width

@@ -36,6 +36,25 @@ package final class FusedEmbeddingRecurrent: Layer {
 }
 
 enum FusionPass {
+    /// Pairs each BatchNormalization with the ReLU or ReLU6 layer that is its only reader (the
+    /// convolutional blocks of MobileNet and ResNet): the normalisation then writes the ReLU's output
+    /// and takes the ReLU's backward on the way, one pass each way instead of two, and its own output
+    /// and gradient are never formed. Both layers keep their place in the schedule (reproducible
+    /// mode's per-layer statistics passes find the normalisation where it was). Tested against the
+    /// plain pair (FusionTests).
+    static func pairNormalizationActivations(in order: [Layer], outputs: [Layer]) {
+        var readers: [ObjectIdentifier: [Layer]] = [:]
+        for layer in order { for input in layer.inputs { readers[ObjectIdentifier(input), default: []].append(layer) } }
+        for case let normalization as BatchNormalization in order
+        where !outputs.contains(where: { $0 === normalization }) {
+            guard let r = readers[ObjectIdentifier(normalization)], r.count == 1,
+                let activation = r[0] as? ActivationLayer,
+                activation.activation == .relu || activation.activation == .relu6
+            else { continue }
+            normalization.fuse(activation)
+        }
+    }
+
     /// `order` (a topological order of the graph) with each fusable Embedding → recurrent pair
     /// replaced by one FusedEmbeddingRecurrent at the recurrent layer's place (the Embedding's
     /// own place held nothing to run once fused). An Embedding read only by recurrent layers

@@ -70,6 +70,7 @@ public final class Model {
 
         // What runs: the graph's order after the fusion pass (Fusion.swift).
         schedule = fuse ? FusionPass.apply(to: order) : order
+        if fuse { FusionPass.pairNormalizationActivations(in: order, outputs: outputs) }
         // One tensor per weight name: a shared layer's later calls reuse the first call's.
         var specs: [ParameterSpec] = []
         var named = Set<String>()
@@ -131,7 +132,12 @@ public final class Model {
         if at < gradients { scratch.append(at..<gradients) }
         (lazyWindows, scratchRanges) = disjoint ? (nodes, scratch) : ([], [0..<gradients])
         overwrites = schedule.map { $0 is GradientOverwriting }
+        fusedReadsOf = schedule.map { ($0 as? BatchNormalization)?.fused?.output }
     }
+
+    /// Per schedule entry: the gradient its backward reads besides its own output's (a normalisation's
+    /// fused ReLU's), settled before it like its own.
+    private var fusedReadsOf: [Node?] = []
 
     /// Output gradients zeroed only when needed (Model.forward); empty when zeroing is eager.
     private let lazyWindows: [Node]
@@ -188,6 +194,7 @@ public final class Model {
     private func backward(_ k: Int, batch: Int) {
         let layer = schedule[k]
         settle(layer.output, batch: batch)
+        if let read = fusedReadsOf[k] { settle(read, batch: batch) }
         if !overwrites[k] { for input in layer.inputs where input.wantsGradient { settle(input.output, batch: batch) } }
         layer.backward(batch: batch)
     }

@@ -11,21 +11,20 @@
         for (int c = 0; c < C; c++) { double v = row[c]; sum[c] += v; sq[c] += v * v; } \
     }
 
+// x̂ = (x − μ)·inv is not kept: backward computes it again from x with the same two operations
+// (the same bits), which saves a write of every activation in forward and its memory.
 #define BN_APPLY_BODY                                                               \
     for (size_t r = 0; r < rows; r++) {                                             \
         const float *xr = x + r * (size_t)C;                                        \
-        float *nr = xhat + r * (size_t)C, *yr = y + r * (size_t)C;                  \
+        float *yr = y + r * (size_t)C;                                              \
         if (top > 0.0f)                                                             \
             for (int c = 0; c < C; c++) {                                           \
                 float n = (xr[c] - mean[c]) * inv[c], v = n * gamma[c] + beta[c];   \
                 v = v > 0.0f ? v : 0.0f;                                            \
-                nr[c] = n; yr[c] = v < top ? v : top;                               \
+                yr[c] = v < top ? v : top;                                          \
             }                                                                       \
         else                                                                        \
-            for (int c = 0; c < C; c++) {                                           \
-                float n = (xr[c] - mean[c]) * inv[c];                               \
-                nr[c] = n; yr[c] = n * gamma[c] + beta[c];                          \
-            }                                                                       \
+            for (int c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * inv[c] * gamma[c] + beta[c]; \
     }
 
 // With a ReLU fused after the normalisation (a != NULL), dy is the ReLU's: da where its output
@@ -36,11 +35,11 @@
 
 #define BN_GRADIENT_SUMS_LOOP(DY)                                                   \
     for (size_t r = 0; r < rows; r++) {                                             \
-        const float *nr = xhat + r * (size_t)C;                                     \
+        const float *xr = x + r * (size_t)C;                                        \
         size_t o = r * (size_t)C;                                                   \
         for (int c = 0; c < C; c++) {                                               \
-            float d = DY(o + c);                                                    \
-            sdy[c] += (double)d; sdyx[c] += (double)(d * nr[c]);                    \
+            float d = DY(o + c), n = (xr[c] - mean[c]) * inv[c];                    \
+            sdy[c] += (double)d; sdyx[c] += (double)(d * n);                        \
         }                                                                           \
     }
 #define BN_GRADIENT_SUMS_BODY                                                       \
@@ -49,10 +48,11 @@
 
 #define BN_BACKWARD_LOOP(DY, OP)                                                    \
     for (size_t r = 0; r < rows; r++) {                                             \
-        const float *nr = xhat + r * (size_t)C;                                     \
+        const float *xr = x + r * (size_t)C;                                        \
         float *to = dx + r * (size_t)C;                                             \
         size_t o = r * (size_t)C;                                                   \
-        for (int c = 0; c < C; c++) to[c] OP scale[c] * (DY(o + c) - mean_dy[c] - nr[c] * mean_dyx[c]); \
+        for (int c = 0; c < C; c++)                                                 \
+            to[c] OP scale[c] * (DY(o + c) - mean_dy[c] - (xr[c] - mean[c]) * inv[c] * mean_dyx[c]); \
     }
 #define BN_BACKWARD_BODY                                                            \
     if (a) {                                                                        \
@@ -67,14 +67,16 @@
     target static void bn_apply_##suffix(const float *restrict x, size_t rows, int C,                    \
                                          const float *restrict mean, const float *restrict inv,          \
                                          const float *restrict gamma, const float *restrict beta,        \
-                                         float *restrict xhat, float *restrict y, float top) { BN_APPLY_BODY } \
+                                         float *restrict y, float top) { BN_APPLY_BODY }                 \
     target static void bn_gradient_sums_##suffix(const float *restrict dy, const float *restrict a, float top, \
-                                                 const float *restrict xhat, size_t rows, int C,         \
+                                                 const float *restrict x, const float *restrict mean,    \
+                                                 const float *restrict inv, size_t rows, int C,          \
                                                  double *restrict sdy, double *restrict sdyx) {          \
         BN_GRADIENT_SUMS_BODY                                                                            \
     }                                                                                                    \
     target static void bn_backward_##suffix(const float *restrict dy, const float *restrict a, float top, \
-                                            const float *restrict xhat, size_t rows, int C,              \
+                                            const float *restrict x, const float *restrict mean,         \
+                                            const float *restrict inv, size_t rows, int C,               \
                                             const float *restrict scale, const float *restrict mean_dy,  \
                                             const float *restrict mean_dyx, float *restrict dx, int accumulate) { \
         BN_BACKWARD_BODY                                                                                 \
@@ -90,25 +92,27 @@ void tandem_bn_sums(const float *x, size_t rows, int channels, double *sum, doub
 }
 
 void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mean, const float *inv,
-                     const float *gamma, const float *beta, float *xhat, float *y, float top) {
+                     const float *gamma, const float *beta, float *y, float top) {
     static void (*const table[3])(const float *, size_t, int, const float *, const float *, const float *, const float *,
-                                  float *, float *, float) = {bn_apply_base, bn_apply_avx2, bn_apply_avx512};
-    table[tandem_isa_level()](x, rows, channels, mean, inv, gamma, beta, xhat, y, top);
+                                  float *, float) = {bn_apply_base, bn_apply_avx2, bn_apply_avx512};
+    table[tandem_isa_level()](x, rows, channels, mean, inv, gamma, beta, y, top);
 }
 
-void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
-                             double *sdy, double *sdyx) {
-    static void (*const table[3])(const float *, const float *, float, const float *, size_t, int, double *,
-                                  double *) = {bn_gradient_sums_base, bn_gradient_sums_avx2, bn_gradient_sums_avx512};
-    table[tandem_isa_level()](dy, a, top, xhat, rows, channels, sdy, sdyx);
+void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *x, const float *mean,
+                             const float *inv, size_t rows, int channels, double *sdy, double *sdyx) {
+    static void (*const table[3])(const float *, const float *, float, const float *, const float *, const float *,
+                                  size_t, int, double *, double *) = {
+        bn_gradient_sums_base, bn_gradient_sums_avx2, bn_gradient_sums_avx512};
+    table[tandem_isa_level()](dy, a, top, x, mean, inv, rows, channels, sdy, sdyx);
 }
 
-void tandem_bn_backward(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
-                        const float *scale, const float *mean_dy, const float *mean_dyx, float *dx, int accumulate) {
-    static void (*const table[3])(const float *, const float *, float, const float *, size_t, int, const float *,
-                                  const float *, const float *, float *, int) = {
+void tandem_bn_backward(const float *dy, const float *a, float top, const float *x, const float *mean,
+                        const float *inv, size_t rows, int channels, const float *scale, const float *mean_dy,
+                        const float *mean_dyx, float *dx, int accumulate) {
+    static void (*const table[3])(const float *, const float *, float, const float *, const float *, const float *,
+                                  size_t, int, const float *, const float *, const float *, float *, int) = {
         bn_backward_base, bn_backward_avx2, bn_backward_avx512};
-    table[tandem_isa_level()](dy, a, top, xhat, rows, channels, scale, mean_dy, mean_dyx, dx, accumulate);
+    table[tandem_isa_level()](dy, a, top, x, mean, inv, rows, channels, scale, mean_dy, mean_dyx, dx, accumulate);
 }
 
 // LayerNormalization: one pass over the rows, each row's sums and outputs while it is in

@@ -176,10 +176,9 @@ final class LSTMKernelTests: XCTestCase {
             var sq = sum
             var wantSum = sum
             var wantSq = sum
-            var xhat = [Float](repeating: 0, count: rows * C)
-            var y = xhat
-            var wantXhat = xhat
-            var wantY = xhat
+            var y = [Float](repeating: 0, count: rows * C)
+            var wantXhat = y
+            var wantY = y
             var sdy = sum
             var sdyx = sum
             var wantSdy = sum
@@ -203,19 +202,38 @@ final class LSTMKernelTests: XCTestCase {
                 }
             }
             tandem_bn_sums(x, rows, Int32(C), &sum, &sq)
-            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &xhat, &y, 0)
-            tandem_bn_gradient_sums(dy, nil, 0, xhat, rows, Int32(C), &sdy, &sdyx)
-            tandem_bn_backward(dy, nil, 0, xhat, rows, Int32(C), scale, meanDy, meanDyx, &dx, 1)
-            tandem_bn_backward(dy, nil, 0, xhat, rows, Int32(C), scale, meanDy, meanDyx, &setDx, 0)
+            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &y, 0)
+            tandem_bn_gradient_sums(dy, nil, 0, x, mean, inv, rows, Int32(C), &sdy, &sdyx)
+            tandem_bn_backward(dy, nil, 0, x, mean, inv, rows, Int32(C), scale, meanDy, meanDyx, &dx, 1)
+            tandem_bn_backward(dy, nil, 0, x, mean, inv, rows, Int32(C), scale, meanDy, meanDyx, &setDx, 0)
             let label = "\(rows) × \(C)"
             XCTAssertEqual(sum, wantSum, label)
             XCTAssertEqual(sq, wantSq, label)
-            XCTAssertEqual(xhat.map(\.bitPattern), wantXhat.map(\.bitPattern), label)
             XCTAssertEqual(y.map(\.bitPattern), wantY.map(\.bitPattern), label)
             XCTAssertEqual(sdy, wantSdy, label)
             XCTAssertEqual(sdyx, wantSdyx, label)
             XCTAssertEqual(dx.map(\.bitPattern), wantDx.map(\.bitPattern), label)
             XCTAssertEqual(setDx.map(\.bitPattern), wantSetDx.map(\.bitPattern), label)
+            // With a ReLU6 fused after it: the clamped output, and the ReLU's backward taken inside both passes.
+            var a = y
+            tandem_bn_apply(x, rows, Int32(C), mean, inv, gamma, beta, &a, 6)
+            XCTAssertEqual(a.map(\.bitPattern), wantY.map { min(max($0, 0), 6).bitPattern }, label)
+            let masked = (0..<rows * C).map { a[$0] > 0 && a[$0] < 6 ? dy[$0] : 0 }
+            let zeros = [Double](repeating: 0, count: C)
+            var (msdy, msdyx, wantMsdy, wantMsdyx) = (zeros, zeros, zeros, zeros)
+            var (mdx, wantMdx) = (dx, dx)
+            for i in 0..<(rows * C) {
+                let c = i % C
+                wantMsdy[c] += Double(masked[i])
+                wantMsdyx[c] += Double(masked[i] * wantXhat[i])
+                wantMdx[i] += gamma[c] * inv[c] * (masked[i] - meanDy[c] - wantXhat[i] * meanDyx[c])
+            }
+            tandem_bn_gradient_sums(dy, a, 6, x, mean, inv, rows, Int32(C), &msdy, &msdyx)
+            tandem_bn_backward(dy, a, 6, x, mean, inv, rows, Int32(C), scale, meanDy, meanDyx, &mdx, 1)
+            XCTAssertEqual(msdy, wantMsdy, label)
+            XCTAssertEqual(msdyx, wantMsdyx, label)
+            XCTAssertEqual(mdx.map(\.bitPattern), wantMdx.map(\.bitPattern), label)
+            XCTAssertTrue(masked.contains(0) || rows * C < 10, label)
         }
     }
 

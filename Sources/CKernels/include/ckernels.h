@@ -70,21 +70,23 @@ uint32_t tandem_bits_and_exponent(const float *x, size_t n, uint32_t *any);
 /// Double sums in row order: sum = Σx, sq = Σx² (set, not added to).
 void tandem_bn_sums(const float *x, size_t rows, int channels, double *sum, double *sq);
 
-/// xhat = (x − mean)·inv and y = xhat·gamma + beta, per channel; with top > 0, y is then a ReLU's
+/// y = xhat·gamma + beta with xhat = (x − mean)·inv, per channel; with top > 0, y is then a ReLU's
 /// output, clamped to [0, top] as the ReLU kernels do (top = +∞ for a plain ReLU, 6 for ReLU6).
+/// xhat is not stored: the two passes below compute it again from x, mean and inv (the same bits).
 void tandem_bn_apply(const float *x, size_t rows, int channels, const float *mean, const float *inv,
-                     const float *gamma, const float *beta, float *xhat, float *y, float top);
+                     const float *gamma, const float *beta, float *y, float top);
 
 /// sdy = Σdy, sdyx = Σ(dy·xhat) (the product in float, as the scalar rule), set. With a != NULL, dy is
 /// the gradient of a ReLU's output a = clamp(y, 0, top) and the ReLU's backward is taken on the way:
 /// dy where 0 < a < top, else 0 (likewise in tandem_bn_backward).
-void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
-                             double *sdy, double *sdyx);
+void tandem_bn_gradient_sums(const float *dy, const float *a, float top, const float *x, const float *mean,
+                             const float *inv, size_t rows, int channels, double *sdy, double *sdyx);
 
 /// dx += scale·(dy − mean_dy − xhat·mean_dyx), scale = γ/√(σ² + ε) per channel; dx = the same
 /// when accumulate is 0 (the first write of dx in a backward pass).
-void tandem_bn_backward(const float *dy, const float *a, float top, const float *xhat, size_t rows, int channels,
-                        const float *scale, const float *mean_dy, const float *mean_dyx, float *dx, int accumulate);
+void tandem_bn_backward(const float *dy, const float *a, float top, const float *x, const float *mean,
+                        const float *inv, size_t rows, int channels, const float *scale, const float *mean_dy,
+                        const float *mean_dyx, float *dx, int accumulate);
 
 /// Attention's softmax over one row of n scores in place: the keys [lo, hi) with keep[s] != 0 (keep may be
 /// NULL) share the probability, the others get 0 (attention.c).

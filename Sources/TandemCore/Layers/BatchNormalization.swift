@@ -36,8 +36,8 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
     /// Per channel: μ and σ² (Σx, Σx² and the count while reduced), the global Σdy, Σdy·x̂,
     /// then this rank's Σdy, Σdy·x̂ (Double).
     private var sums: UnsafeMutablePointer<Double>
-    /// x̂ [rows, C]; 1/√(σ² + ε) per channel; whether the last forward used batch statistics.
-    private var normalized: UnsafeMutablePointer<Float>!, inverse: UnsafeMutablePointer<Float>
+    /// 1/√(σ² + ε) per channel (x̂ = (x − μ)·inv is computed again in backward, not kept).
+    private var inverse: UnsafeMutablePointer<Float>
     /// Per channel, for the C passes (CKernels/normalization.c): μ as Float, γ/√(σ² + ε), the
     /// global mean dy and mean dy·x̂, and ones and zeros standing in for an absent γ or β.
     private var mean32, scale32, meanDy, meanDyx, ones, zeros: UnsafeMutablePointer<Float>
@@ -110,12 +110,11 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
     }
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
-        (2 * batch * output.width, batch * output.width)
+        (batch * output.width, batch * output.width)
     }
 
     package func bind(workspace: inout WorkspaceCursor, batch: Int) {
         output.values = workspace.take(batch * output.width)
-        normalized = workspace.take(batch * output.width)
         output.gradients = workspace.takeGradient(batch * output.width)
     }
 
@@ -168,10 +167,10 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
             }
         }  // else: the step set this step's statistics (reproducible mode)
         for c in 0..<C { mean32[c] = Float(sums[c]) }
-        // x̂ = (x − μ)·inv and y = x̂·γ + β in one pass over the rows.
+        // y = x̂·γ + β, x̂ = (x − μ)·inv, in one pass over the rows.
         tandem_bn_apply(
             x, n, Int32(C), mean32, inverse, gamma.map { store.value($0) } ?? ones,
-            beta.map { store.value($0) } ?? zeros, normalized, y, top)
+            beta.map { store.value($0) } ?? zeros, y, top)
     }
 
     package func backward(batch: Int) {
@@ -214,7 +213,9 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
             meanDyx[c] = Float(global[C + c] / count)
             scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
-        tandem_bn_backward(dy, a, top, normalized, n, Int32(C), scale32, meanDy, meanDyx, dx, first ? 0 : 1)
+        tandem_bn_backward(
+            dy, a, top, inputs[0].output.values, mean32, inverse, n, Int32(C), scale32, meanDy, meanDyx, dx,
+            first ? 0 : 1)
     }
 
     // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch
@@ -234,7 +235,8 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
     package func gradientSums(batch: Int, into out: UnsafeMutablePointer<Double>) {
         let C = channels
         let (dy, a) = upstream
-        tandem_bn_gradient_sums(dy, a, top, normalized, rows(batch), Int32(C), out, out + C)
+        tandem_bn_gradient_sums(
+            dy, a, top, inputs[0].output.values, mean32, inverse, rows(batch), Int32(C), out, out + C)
     }
 
     /// The step's statistics from the global Σx, Σx² over `count` rows; the moving statistics move once.

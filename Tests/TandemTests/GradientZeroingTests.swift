@@ -2,7 +2,8 @@
 // gradient keeps the last step's values until its first writer in backward overwrites it, or the model
 // zeroes it just before a layer that only adds. A stale value that leaks shows as a second step whose
 // gradients differ from a fresh model's first step on the same rows — checked here on a graph where
-// every case meets: a tensor read by an overwriting layer and by one that adds (in both orders), an
+// every case meets: a tensor read by an overwriting layer (Conv2D, DepthwiseConv, BatchNormalization,
+// an activation, Dense) and by one that adds (in both orders), an
 // output also read further on, an input whose gradient is wanted, a batch smaller than the last one.
 
 import XCTest
@@ -44,9 +45,10 @@ final class GradientZeroingTests: XCTestCase {
         let c2 = conv("c2", add, filters: 2)
         let c3 = conv("c3", x, filters: 2)  // x: a second overwriting reader
         let tail = ActivationLayer(name: "tail", activation: .tanh, input: add)  // add: read twice
+        let dense = Dense(name: "dense", units: 3, activation: .tanh, input: tail)  // tail: read by it and flat
         func flat(_ l: Layer) -> Layer { Reshape(name: "flat_\(l.name)", input: l, shape: [l.output.width]) }
         // r is an output and is read further on (the output's gradient is zeroed before the losses).
-        return (x, [flat(c2), flat(r), flat(c3), flat(tail)])
+        return (x, [flat(c2), flat(r), flat(c3), flat(dense), flat(tail)])  // dense: tail's second writer
     }
 
     func testTheGraphsGradientsAgainstCentralDifferences() throws {

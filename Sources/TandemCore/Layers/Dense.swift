@@ -4,7 +4,7 @@
 // (sigmoid + BCE, softmax + CCE: dz = p − t) instead of through act'.
 
 /// Keras `Dense(units, activation)` on [B, I] or [B, T, I]: `kernel` [I, O] glorot uniform, `bias` [O] zeros.
-public final class Dense: Layer {
+public final class Dense: Layer, GradientOverwriting {
     /// The products' FLOPs of one sample's forward (the benchmark's count).
     public var forwardFlopsPerSample: Double { 2 * Double(steps * inputWidth * units) }
 
@@ -96,9 +96,11 @@ public final class Dense: Layer {
             b: dLogits, ldb: units, beta: 1, c: store.gradient(kernel), ldc: units)
         if useBias { addColumnSums(dLogits, rows: batch, columns: units, stride: units, into: store.gradient(bias)) }
         guard source.wantsGradient else { return }
+        // The first writer of dx writes it outright (beta 0): no zeroing pass, no read of dx.
         gemm(
             .none, .transposed, m: batch, n: inputWidth, k: units, a: dLogits, lda: units,
-            b: store.value(kernel), ldb: units, beta: 1, c: source.output.gradients, ldc: inputWidth)
+            b: store.value(kernel), ldb: units, beta: source.output.claimGradient() ? 0 : 1,
+            c: source.output.gradients, ldc: inputWidth)
     }
 }
 

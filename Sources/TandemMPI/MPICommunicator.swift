@@ -107,6 +107,25 @@ public final class MPICommunicator: Communicator {
             "MPI_Allreduce(SUM, \(count) doubles)")
     }
 
+    /// The started Double sum's request (nil when none is under way).
+    private var doubleRequest: MPI_Request?, doubleStarted = false
+
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        try check(
+            MPI_Iallreduce(
+                tandem_mpi_in_place(), buffer, Int32(count), tandem_mpi_double(), tandem_mpi_sum(), world,
+                &doubleRequest),
+            "MPI_Iallreduce(SUM, \(count) doubles)")
+        doubleStarted = true
+    }
+
+    public func finishDoubleSum() throws {
+        guard doubleStarted else { return }
+        doubleStarted = false
+        watchdog?.enter("MPI_Wait of a layer's global sums")
+        try check(MPI_Wait(&doubleRequest, nil), "MPI_Wait(a layer's global sums)")
+    }
+
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
         var offset = 0
         repeat {

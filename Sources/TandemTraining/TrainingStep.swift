@@ -110,6 +110,7 @@ public final class TrainingStep {
         // Layers with collectives of their own (BatchNormalization's global statistics).
         let collectiveLayers = model.layers.compactMap { $0 as? CollectiveLayer }
         for layer in collectiveLayers { layer.bind(communicator: communicator) }
+        model.overlapsCollectives = communicator.size > 1 && !collectiveLayers.isEmpty
         chunkFigures = [Double](repeating: 0, count: objective.layout.count)
         // Deferred rows and the table's exchanges need the one Embedding call that reads the
         // table: with a table read twice (a shared Embedding), or a frozen one, the dense step runs.

@@ -21,6 +21,12 @@ public protocol Communicator: AnyObject {
     func waitForSums() throws
     /// The same for Double (metrics, counts, flags).
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// Starts a Double sum apart from the gradient sums (a normalisation's global sums in backward,
+    /// which travel while the convolutions' weight gradients are made). One at a time, finished by
+    /// `finishDoubleSum` before the next collective; `buffer` untouched until then.
+    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws
+    /// Returns once the started Double sum is complete (at once when none is).
+    func finishDoubleSum() throws
     /// The same for Int64: exact, so the result does not depend on the order of the sum.
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws
     /// Every rank holds the element-wise maximum afterwards.
@@ -115,6 +121,10 @@ extension Communicator {
     }
     public func progressSums() throws {}
     public func waitForSums() throws {}
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        try allReduceSum(buffer, count: count)
+    }
+    public func finishDoubleSum() throws {}
 
     public func allReduceMax(_ values: inout [Double]) throws {
         try values.withUnsafeMutableBufferPointer { try allReduceMax($0.baseAddress!, count: $0.count) }

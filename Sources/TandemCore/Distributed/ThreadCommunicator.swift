@@ -86,6 +86,18 @@ package final class ThreadCommunicator: Communicator, @unchecked Sendable {
     package func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
         reduce(buffer, count: count, +)
     }
+    /// A started Double sum is made when it is finished, so a layer that read its buffer before then
+    /// would read its own rank's values only (the tests' check of the split backward).
+    private var startedDouble: (buffer: UnsafeMutablePointer<Double>, count: Int)?
+    package func startAllReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws {
+        precondition(startedDouble == nil, "one started Double sum at a time")
+        startedDouble = (buffer, count)
+    }
+    package func finishDoubleSum() throws {
+        guard let started = startedDouble else { return }
+        startedDouble = nil
+        reduce(started.buffer, count: started.count, +)
+    }
     package func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws {
         reduce(buffer, count: count, &+)
     }

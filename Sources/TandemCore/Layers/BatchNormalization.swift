@@ -7,7 +7,9 @@
 //   moving_mean ← m·momentum + μ·(1 − momentum), moving_variance likewise with σ².
 // Backward needs global sums too: with Σdy and Σdy·x̂ allreduced,
 //   dx = γ/√(σ² + ε) · (dy − Σdy/N − x̂·Σ(dy·x̂)/N);  dγ += Σ dy·x̂, dβ += Σ dy (local:
-// the gradient's own allreduce adds the ranks). Inference uses the moving
+// the gradient's own allreduce adds the ranks). Backward is split at that allreduce (SplitBackward):
+// while the sums travel, the model makes the weight gradients the convolutions above left (Model.backward),
+// so a rank that arrives first computes instead of waiting. Inference uses the moving
 // statistics and no collective. The moving statistics live in the parameter
 // store (so checkpoints and model.keras keep them) but get no gradient.
 
@@ -22,7 +24,7 @@ package protocol CollectiveLayer: AnyObject {
 }
 
 /// Keras `BatchNormalization(axis=-1, momentum, epsilon, center, scale)`.
-package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwriting {
+package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwriting, SplitBackward {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -174,11 +176,13 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
     }
 
     package func backward(batch: Int) {
+        if beginBackward(batch: batch) { finishBackward(batch: batch) }
+    }
+
+    /// This rank's Σdy, Σdy·x̂ (and dγ, dβ from them), and the start of their global sum; with constant
+    /// statistics, or the step's (reproducible mode), the whole backward.
+    package func beginBackward(batch: Int) -> Bool {
         let C = channels
-        let n = rows(batch)
-        let dx = inputs[0].output.gradients!
-        let (dy, a) = upstream
-        let g = gamma.map { UnsafePointer(store.value($0)) }
         let dg = gamma.map { store.gradient($0) }
         let db = beta.map { store.gradient($0) }
         let local = sums + 4 * C + 1
@@ -188,34 +192,60 @@ package final class BatchNormalization: Layer, CollectiveLayer, GradientOverwrit
             dg?[c] += Float(local[C + c])
             db?[c] += Float(local[c])
         }
-        let first = inputs[0].output.claimGradient()
         guard batchStatistics else {  // statistics were constants: dx = γ·dy/√(σ² + ε)
-            if first { dx.update(repeating: 0, count: n * C) }
-            for r in 0..<n {
-                for c in 0..<C {
-                    let i = r * C + c
-                    let d = a.map { $0[i] > 0 && $0[i] < top ? dy[i] : 0 } ?? dy[i]
-                    dx[i] += d * (g?[c] ?? 1) * inverse[c]
-                }
-            }
-            return
+            backwardConstant(batch: batch)
+            return false
         }
+        guard !givenStatistics else {
+            finishBackward(batch: batch)
+            return false
+        }
+        // The gradient of the global statistics needs the global sums.
+        global.update(from: local, count: 2 * C)
+        do { try communicator.startAllReduceSum(global, count: 2 * C) } catch { fail(error) }
+        return true
+    }
+
+    /// dx once the global Σdy, Σdy·x̂ are in.
+    package func finishBackward(batch: Int) {
+        let C = channels
+        let global = sums + 2 * C + 1
         if !givenStatistics {
-            // The gradient of the global statistics needs the global sums.
-            global.update(from: local, count: 2 * C)
-            do { try communicator.allReduceSum(global, count: 2 * C) } catch {
-                if self.error == nil { self.error = error }
-                global.update(repeating: .nan, count: 2 * C)
-            }
+            do { try communicator.finishDoubleSum() } catch { fail(error) }
         }
+        let g = gamma.map { UnsafePointer(store.value($0)) }
         for c in 0..<C {
             meanDy[c] = Float(global[c] / count)
             meanDyx[c] = Float(global[C + c] / count)
             scale32[c] = (g?[c] ?? 1) * inverse[c]
         }
+        let first = inputs[0].output.claimGradient()
+        let (dy, a) = upstream
         tandem_bn_backward(
-            dy, a, top, inputs[0].output.values, mean32, inverse, n, Int32(C), scale32, meanDy, meanDyx, dx,
-            first ? 0 : 1)
+            dy, a, top, inputs[0].output.values, mean32, inverse, rows(batch), Int32(C), scale32, meanDy, meanDyx,
+            inputs[0].output.gradients!, first ? 0 : 1)
+    }
+
+    /// Keeps the first collective failure and poisons the global gradient sums.
+    private func fail(_ error: Error) {
+        if self.error == nil { self.error = error }
+        (sums + 2 * channels + 1).update(repeating: .nan, count: 2 * channels)
+    }
+
+    private func backwardConstant(batch: Int) {
+        let C = channels
+        let n = rows(batch)
+        let dx = inputs[0].output.gradients!
+        let (dy, a) = upstream
+        let g = gamma.map { UnsafePointer(store.value($0)) }
+        if inputs[0].output.claimGradient() { dx.update(repeating: 0, count: n * C) }
+        for r in 0..<n {
+            for c in 0..<C {
+                let i = r * C + c
+                let d = a.map { $0[i] > 0 && $0[i] < top ? dy[i] : 0 } ?? dy[i]
+                dx[i] += d * (g?[c] ?? 1) * inverse[c]
+            }
+        }
     }
 
     // Reproducible mode (ReproducibleStep.swift) gathers the sums per canonical micro-batch

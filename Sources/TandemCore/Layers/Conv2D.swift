@@ -19,7 +19,7 @@
 // (n − 1)·s + 1 + before + after − (span − 1), and P = span − 1 − before.
 
 /// Keras `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias)`.
-package final class Conv2D: Layer, GradientOverwriting {
+package final class Conv2D: Layer, GradientOverwriting, DeferringWeightGradients {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -131,6 +131,12 @@ package final class Conv2D: Layer, GradientOverwriting {
     }
 
     package func backward(batch: Int) {
+        if backwardLeavingWeights(batch: batch) { backwardWeights(batch: batch) }
+    }
+
+    /// dz, the bias's gradient and dx; the kernel's gradient (dz and x, both unchanged until then) waits
+    /// when oneDNN runs the products.
+    package func backwardLeavingWeights(batch: Int) -> Bool {
         let rows = batch * geometry.windows
         let (cg, fg) = (channels / groups, filters / groups)
         activation.backward(dy: output.gradients, z: z, y: output.values, dz: dz, rows: rows, columns: filters)
@@ -139,18 +145,17 @@ package final class Conv2D: Layer, GradientOverwriting {
         if let bias { addColumnSums(dz, rows: rows, columns: filters, stride: filters, into: store.gradient(bias)) }
         let first = inputs[0].wantsGradient && inputs[0].output.claimGradient()
         if let conv = primitives(batch: batch) {
-            conv.backwardWeights(inputs[0].output.values!, dz, addingTo: dw)
             if inputs[0].wantsGradient {
                 conv.backwardData(dz, kernel: w, addingTo: inputs[0].output.gradients!, overwriting: first)
             }
-            return
+            return true
         }
         for g in 0..<groups {
             gemm(
                 .transposed, .none, m: patch, n: fg, k: rows, a: columns + g * rows * patch, lda: patch, b: dz + g * fg,
                 ldb: filters, beta: 1, c: dw + g * fg, ldc: filters)
         }
-        guard inputs[0].wantsGradient else { return }
+        guard inputs[0].wantsGradient else { return false }
         let dx = inputs[0].output.gradients!
         if first { dx.update(repeating: 0, count: batch * inputs[0].output.width) }
         for g in 0..<groups {
@@ -164,6 +169,11 @@ package final class Conv2D: Layer, GradientOverwriting {
                     into: dx + b * geometry.imageCells * channels)
             }
         }
+        return false
+    }
+
+    package func backwardWeights(batch: Int) {
+        primitives(batch: batch)!.backwardWeights(inputs[0].output.values!, dz, addingTo: store.gradient(kernel))
     }
 }
 

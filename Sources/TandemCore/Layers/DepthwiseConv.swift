@@ -9,7 +9,7 @@
 
 /// Keras `DepthwiseConv2D` / `DepthwiseConv1D`, and with `pointwise` filters `SeparableConv2D` /
 /// `SeparableConv1D`.
-package final class DepthwiseConv: Layer, GradientOverwriting {
+package final class DepthwiseConv: Layer, GradientOverwriting, DeferringWeightGradients {
     public let name: String
     package let weightsName: String
     package let inputs: [Layer]
@@ -154,6 +154,12 @@ package final class DepthwiseConv: Layer, GradientOverwriting {
     }
 
     package func backward(batch: Int) {
+        if backwardLeavingWeights(batch: batch) { backwardWeights(batch: batch) }
+    }
+
+    /// All but the depthwise kernel's gradient (x and dMiddle, unchanged until then), which waits when
+    /// oneDNN runs the depthwise products.
+    package func backwardLeavingWeights(batch: Int) -> Bool {
         let x = inputs[0].output.values!
         let (C, M, D) = (channels, multiplier, depth)
         let rows = batch * geometry.windows
@@ -172,9 +178,8 @@ package final class DepthwiseConv: Layer, GradientOverwriting {
         let dx: UnsafeMutablePointer<Float>? = inputs[0].wantsGradient ? inputs[0].output.gradients! : nil
         let first = dx != nil && inputs[0].output.claimGradient()
         if let conv = primitives(batch: batch) {
-            conv.backwardWeights(x, dMiddle, addingTo: dk)
             if let dx { conv.backwardData(dMiddle, kernel: k, addingTo: dx, overwriting: first) }
-            return
+            return true
         }
         if first, let dx { dx.update(repeating: 0, count: batch * inputs[0].output.width) }
         for b in 0..<batch {
@@ -198,6 +203,12 @@ package final class DepthwiseConv: Layer, GradientOverwriting {
                 }
             }
         }
+        return false
+    }
+
+    package func backwardWeights(batch: Int) {
+        primitives(batch: batch)!.backwardWeights(
+            inputs[0].output.values!, dMiddle, addingTo: store.gradient(depthwiseKernel))
     }
 }
 

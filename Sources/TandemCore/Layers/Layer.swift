@@ -40,6 +40,24 @@ public final class Node: @unchecked Sendable {
 /// the buffer fewer, and no read of it.
 package protocol GradientOverwriting: Layer {}
 
+/// A layer whose backward can leave its weight gradients for later: between a normalisation's start of
+/// its global sums and its wait for them, the model runs the weight gradients it left (Model.backward),
+/// so the ranks' sums travel while each core computes. Nothing read by the later part may change between.
+package protocol DeferringWeightGradients: Layer {
+    /// Backward but for the weight gradients; false when it ran whole (nothing left for later).
+    func backwardLeavingWeights(batch: Int) -> Bool
+    /// The weight gradients the last `backwardLeavingWeights` left.
+    func backwardWeights(batch: Int)
+}
+
+/// A layer whose backward waits for a collective: `beginBackward` starts it, `finishBackward` waits
+/// for it and completes the backward.
+package protocol SplitBackward: Layer {
+    /// Starts the backward; false when it ran whole (no collective under way, no finish to call).
+    func beginBackward(batch: Int) -> Bool
+    func finishBackward(batch: Int)
+}
+
 /// Hands out consecutive windows of the model's two activation arenas.
 public struct WorkspaceCursor {
     var values: UnsafeMutablePointer<Float>

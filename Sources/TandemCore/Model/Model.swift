@@ -133,11 +133,14 @@ public final class Model {
         (lazyWindows, scratchRanges) = disjoint ? (nodes, scratch) : ([], [0..<gradients])
         overwrites = schedule.map { $0 is GradientOverwriting }
         fusedReadsOf = schedule.map { ($0 as? BatchNormalization)?.fused?.output }
+        deferring = schedule.map { $0 as? DeferringWeightGradients }
+        splits = schedule.map { $0 as? SplitBackward }
+        leftWeights.reserveCapacity(schedule.count)
     }
 
     /// Per schedule entry: the gradient its backward reads besides its own output's (a normalisation's
     /// fused ReLU's), settled before it like its own.
-    private var fusedReadsOf: [Node?] = []
+    private let fusedReadsOf: [Node?]
 
     /// Output gradients zeroed only when needed (Model.forward); empty when zeroing is eager.
     private let lazyWindows: [Node]
@@ -189,14 +192,50 @@ public final class Model {
         node.gradientPending = false
     }
 
-    /// Schedule entry k's backward, its gradients settled first: its own output's (no reader wrote
-    /// it: zeros), and its inputs' unless it claims them itself.
+    /// Schedule entry k's backward, its gradients settled first.
     private func backward(_ k: Int, batch: Int) {
+        settleForBackward(k, batch: batch)
+        schedule[k].backward(batch: batch)
+    }
+
+    /// Settles what schedule entry k's backward reads and adds to: its own output's gradient (no reader
+    /// wrote it: zeros), and its inputs' unless it claims them itself.
+    private func settleForBackward(_ k: Int, batch: Int) {
         let layer = schedule[k]
         settle(layer.output, batch: batch)
         if let read = fusedReadsOf[k] { settle(read, batch: batch) }
         if !overwrites[k] { for input in layer.inputs where input.wantsGradient { settle(input.output, batch: batch) } }
-        layer.backward(batch: batch)
+    }
+
+    /// Set by the training step when its collectives cross ranks: backward then leaves the convolutions'
+    /// weight gradients until the next normalisation has started its global sums, and makes them while
+    /// the sums travel — each rank's core busy instead of waiting for the slower rank at every
+    /// normalisation. The same arithmetic in another order: a weight's gradient still takes its calls'
+    /// additions in schedule order (all its calls leave them, or none does).
+    package var overlapsCollectives = false
+    /// Per schedule entry: the layer as one that can leave its weight gradients, or that can split its backward.
+    private let deferring: [DeferringWeightGradients?]
+    private let splits: [SplitBackward?]
+    /// The schedule entries whose weight gradients wait, in the order they were left.
+    private var leftWeights: [Int] = []
+
+    /// Schedule entry k's backward, overlapping collectives with the weight gradients left so far.
+    private func backwardOverlapping(_ k: Int, batch: Int) {
+        settleForBackward(k, batch: batch)
+        if let layer = deferring[k] {
+            if layer.backwardLeavingWeights(batch: batch) { leftWeights.append(k) }
+        } else if let layer = splits[k] {
+            guard layer.beginBackward(batch: batch) else { return }
+            makeLeftWeights(batch: batch)
+            layer.finishBackward(batch: batch)
+        } else {
+            schedule[k].backward(batch: batch)
+        }
+    }
+
+    private func makeLeftWeights(batch: Int) {
+        for k in leftWeights { deferring[k]!.backwardWeights(batch: batch) }
+        leftWeights.removeAll(keepingCapacity: true)
     }
 
     /// After a backward pass: the inputs' gradients (the gradient checks read them) are complete.
@@ -239,7 +278,12 @@ public final class Model {
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
     package func backward(batch: Int) {
         let runs = runsBackward
-        for k in schedule.indices.reversed() where runs[k] { backward(k, batch: batch) }
+        if overlapsCollectives {
+            for k in schedule.indices.reversed() where runs[k] { backwardOverlapping(k, batch: batch) }
+            makeLeftWeights(batch: batch)
+        } else {
+            for k in schedule.indices.reversed() where runs[k] { backward(k, batch: batch) }
+        }
         settleInputs(batch: batch)
     }
 

@@ -323,6 +323,28 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(Double(o.nadamProduct), 0.9 * (1 - 0.5 * 0.96) * 0.9 * (1 - 0.5 * 0.96 * 0.96), accuracy: 1e-7)
     }
 
+    func testClearingWithFrozenTensorsLeavesTheGradientZeroAndTheSameWeights() {
+        // With a non-trainable tensor (a moving statistic) each trainable range's pass clears its own gradient;
+        // the weights must be those of a step that does not clear, and every gradient element zero after.
+        let tensors = [(offset: 0, count: 2, trainable: false), (2, 3, true), (5, 2, false), (7, 3, true)]
+        let kinds = OptimizerConfig.Kind.allCases.filter { ![.adafactor, .lamb, .muon].contains($0) }
+        for kind in kinds {
+            var runs: [[Float]] = []
+            for clear in [false, true] {
+                let optimizer = Optimizer(
+                    OptimizerConfig(kind: kind, learningRate: 0.01), parameterCount: 10, tensors: tensors)
+                var w: [Float] = (0..<10).map { Float($0) / 7 - 0.6 }
+                for step in 0..<3 {
+                    var g: [Float] = (0..<10).map { Float(($0 * 5 + step * 3) % 11) / 4 - 1.2 }
+                    optimizer.step(parameters: &w, gradients: &g, clear: clear)
+                    if clear { XCTAssertEqual(g, [Float](repeating: 0, count: 10), "\(kind): step \(step)") }
+                }
+                runs.append(w)
+            }
+            XCTAssertEqual(runs[1].map(\.bitPattern), runs[0].map(\.bitPattern), "\(kind): weights")
+        }
+    }
+
     func testWeightDecaySkipsFrozenTensors() {
         // SGD lr 0.1, wd 0.5: w ← w − w·0.05 − 0.1·g on trainable tensors; the first element is frozen (a
         // frozen layer's weight, or a moving statistic): neither decayed nor moved by its gradient.

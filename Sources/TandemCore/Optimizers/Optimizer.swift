@@ -458,12 +458,21 @@ public final class Optimizer {
         // gradient leaves them as they are, so with non-trainable tensors (a frozen backbone's: most of the arena)
         // they skip them too, which is the same bits for less work.
         if config.kind == .ftrl || config.kind == .scheduleFreeAdamW || !frozenRanges.isEmpty {
+            // Each range's pass clears its own gradient; the rest of [from, to) is zeroed apart (a memset of
+            // the whole span was 2% of a MobileNetV2 step: BatchNormalization's moving statistics are such tensors).
             for r in trainableRanges where r.lowerBound < to && r.upperBound > from {
                 let lo = max(from, r.lowerBound)
                 let hi = min(to, r.upperBound)
-                _ = rule.apply(w + lo, g + (lo - from), slotPointers(at: lo), n: hi - lo, constants, clear: false)
+                let cleared = rule.apply(
+                    w + lo, g + (lo - from), slotPointers(at: lo), n: hi - lo, constants, clear: clear)
+                if clear && !cleared { (g + (lo - from)).update(repeating: 0, count: hi - lo) }
             }
-            if clear { g.update(repeating: 0, count: n) }
+            if clear {
+                for r in frozenRanges where r.lowerBound < to && r.upperBound > from {
+                    let lo = max(from, r.lowerBound)
+                    (g + (lo - from)).update(repeating: 0, count: min(to, r.upperBound) - lo)
+                }
+            }
             return
         }
         let cleared = rule.apply(w + from, g, slotPointers(at: from), n: n, constants, clear: clear)

@@ -86,8 +86,12 @@ final class BackwardOverlapTests: XCTestCase {
     }
 
     /// The first step's combined gradient and the parameters after three Adam steps, per rank.
-    private func train(size: Int, overlapping: Bool) -> (gradients: [[Float]], parameters: [[Float]]) {
-        let dir = temporaryDirectory("overlap-\(size)-\(overlapping)")
+    /// `buckets`: the exchange overlapped with backward too, one float per bucket (each tensor's sum started
+    /// as early as its plan allows — after the weight gradients it waited for).
+    private func train(size: Int, overlapping: Bool, buckets: Bool = false) -> (
+        gradients: [[Float]], parameters: [[Float]]
+    ) {
+        let dir = temporaryDirectory("overlap-\(size)-\(overlapping)-\(buckets)")
         try! Self.writeData(dir, samples: 12)
         let gradients = LockedArray(size)
         let parameters = LockedArray(size)
@@ -103,6 +107,8 @@ final class BackwardOverlapTests: XCTestCase {
                 communicator: comm, regularizers: [])
             XCTAssertEqual(model.overlapsCollectives, size > 1, "the step overlaps when its sums cross ranks")
             model.overlapsCollectives = overlapping
+            step.overlapExchange = buckets
+            step.exchangeBucketFloats = 1
             let data = try! Dataset(directory: dir, model: model, heads: heads)
             let batches: [[Int32]] = [[3, 0, 9, 11, 5, 1], [2, 4, 6, 8, 10, 7], [11, 1, 2, 3, 4, 0]]
             _ = try! batches[0].withUnsafeBufferPointer { try step.computeGradient(globalBatch: $0, data: data) }
@@ -122,6 +128,9 @@ final class BackwardOverlapTests: XCTestCase {
             let overlapped = train(size: size, overlapping: true)
             XCTAssertEqual(overlapped.gradients, plain.gradients, "gradient at \(size) ranks")
             XCTAssertEqual(overlapped.parameters, plain.parameters, "parameters after 3 steps at \(size) ranks")
+            let bucketed = train(size: size, overlapping: true, buckets: true)
+            XCTAssertEqual(bucketed.gradients, plain.gradients, "gradient at \(size) ranks, buckets")
+            XCTAssertEqual(bucketed.parameters, plain.parameters, "parameters at \(size) ranks, buckets")
             // N ranks = one process, but for the order of the sums.
             let g = overlapped.gradients[0]
             let scale = g.map { abs($0) }.max()!

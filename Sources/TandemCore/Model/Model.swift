@@ -289,12 +289,28 @@ public final class Model {
 
     /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
     /// overlapped exchange starts the sums of the gradients that are final).
+    /// With overlapsCollectives, a layer whose weight gradients wait holds back its `finished` call and every
+    /// later one (a bucket may hold its tensors) until they are made: the same calls, in the same order, later.
     package func backward(batch: Int, finished: (Int) throws -> Void) rethrows {
         let runs = runsBackward
+        var held: Int?  // the first schedule entry whose `finished` call waits
         for k in schedule.indices.reversed() {
-            if runs[k] { backward(k, batch: batch) }
-            try finished(k)
+            if !overlapsCollectives {
+                if runs[k] { backward(k, batch: batch) }
+                try finished(k)
+                continue
+            }
+            if runs[k] { backwardOverlapping(k, batch: batch) }
+            if !leftWeights.isEmpty {
+                held = held ?? k
+            } else {
+                if let first = held { for j in stride(from: first, to: k, by: -1) { try finished(j) } }
+                held = nil
+                try finished(k)
+            }
         }
+        makeLeftWeights(batch: batch)
+        if let first = held { for j in stride(from: first, through: 0, by: -1) { try finished(j) } }
         settleInputs(batch: batch)
     }
 }

@@ -32,6 +32,55 @@ final class SequenceMoveTests: XCTestCase {
         XCTAssertEqual(IndexMap.permutation([2, 3, 4], order: [2, 0, 1]).shape, [4, 2, 3])
     }
 
+    func testRunsMoveTheSameBitsAsTheElementRule() {
+        // Padding (asymmetric), cropping and nearest upsampling of a [6, 5, 16] image move runs of whole rows
+        // and cells; each against y[i] = x[map[i]] and dx[map[i]] += dy[i], element by element, from a dx
+        // that is not zero (backward adds).
+        let shape = [6, 5, 16]
+        let maps = [
+            IndexMap.cells(shape, out: (7, 8)) { i, j in i < 6 && j >= 1 && j < 6 ? (i, j - 1) : nil },
+            IndexMap.cells(shape, out: (3, 2)) { i, j in (i + 2, j + 1) },
+            IndexMap.cells(shape, out: (12, 10)) { i, j in (i / 2, j / 2) },
+        ]
+        for (k, built) in maps.enumerated() {
+            let x = InputLayer(name: "x", kind: .features, shape: shape)
+            x.wantsGradient = true
+            let layer = IndexMap(name: "m", input: x, shape: built.shape, map: built.map)
+            XCTAssertTrue(layer.movesRuns, "map \(k)")
+            let model = Model(inputs: [x], outputs: [layer], maxBatch: 3)
+            var rng = SeededGenerator(seed: UInt64(40 + k))
+            let (n, m) = (x.width, layer.output.width)
+            let xs = (0..<(3 * n)).map { _ in Float(rng.normal()) }
+            let dys = (0..<(3 * m)).map { _ in Float(rng.normal()) }
+            let dx0 = (0..<(3 * n)).map { _ in Float(rng.normal()) }
+            x.output.values.update(from: xs, count: 3 * n)
+            model.forward(batch: 3)
+            var y = [Float](repeating: 0, count: 3 * m)
+            var dx = dx0
+            for b in 0..<3 {
+                for i in 0..<m where built.map[i] >= 0 {
+                    y[b * m + i] = xs[b * n + Int(built.map[i])]
+                    dx[b * n + Int(built.map[i])] += dys[b * m + i]
+                }
+            }
+            XCTAssertEqual(
+                Array(UnsafeBufferPointer(start: layer.output.values, count: 3 * m)).map(\.bitPattern),
+                y.map(\.bitPattern), "forward, map \(k)")
+            x.output.gradients.update(from: dx0, count: 3 * n)
+            x.output.gradientPending = false
+            layer.output.gradients.update(from: dys, count: 3 * m)
+            layer.backward(batch: 3)
+            XCTAssertEqual(
+                Array(UnsafeBufferPointer(start: x.output.gradients, count: 3 * n)).map(\.bitPattern),
+                dx.map(\.bitPattern), "backward, map \(k)")
+        }
+        XCTAssertFalse(
+            IndexMap(
+                name: "p", input: InputLayer(name: "x", kind: .features, shape: [3, 4]), shape: [4, 3],
+                map: IndexMap.permutation([3, 4], order: [1, 0]).map
+            ).movesRuns, "a permutation moves element by element")
+    }
+
     func testGradientsThroughTheMovesAndPReLU() throws {
         let x = InputLayer(name: "x", kind: .features, shape: [4, 3])
         let pad = IndexMap.steps([4, 3], outSteps: 7) { $0 >= 1 && $0 < 5 ? $0 - 1 : nil }

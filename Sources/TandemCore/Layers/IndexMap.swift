@@ -6,6 +6,9 @@
 //   ZeroPadding1D((a, b)): a zero steps before the sequence, b after.
 //   Cropping1D((a, b)): the sequence without its first a and last b steps.
 //   UpSampling1D(size): each step repeated `size` times.
+// A map made of long runs of consecutive sources (padding and cropping of images: whole rows of channels)
+// moves each run as one block copy and one vector add instead of an index per element: the same values
+// and, in backward, the same additions to each dx element in the same order.
 
 package final class IndexMap: Layer {
     public let name: String
@@ -20,7 +23,28 @@ package final class IndexMap: Layer {
         inputs = [input]
         output = Node(shape: shape)
         self.map = map
+        var runs: [Run] = []
+        for (i, source) in map.enumerated() {
+            if let last = runs.last, last.output + last.count == i,
+                (last.source < 0 && source < 0) || (last.source >= 0 && last.source + last.count == Int(source))
+            {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append(Run(output: i, source: source < 0 ? -1 : Int(source), count: 1))
+            }
+        }
+        // Runs pay off when they are long; a permutation's are one element each.
+        self.runs = runs.count * 8 <= map.count ? runs : nil
     }
+
+    /// `count` outputs from `output` on that read the inputs from `source` on (−1: zeros).
+    struct Run {
+        let output: Int, source: Int
+        var count: Int
+    }
+    private let runs: [Run]?
+    /// Whether forward and backward move runs (the tests hold them to the per-element rule).
+    package var movesRuns: Bool { runs != nil }
 
     package func workspaceSize(batch: Int) -> (values: Int, gradients: Int) {
         (batch * output.width, batch * output.width)
@@ -36,6 +60,20 @@ package final class IndexMap: Layer {
         let y = output.values!
         let inWidth = inputs[0].output.width
         let outWidth = output.width
+        if let runs {
+            for b in 0..<batch {
+                let source = x + b * inWidth
+                let target = y + b * outWidth
+                for r in runs {
+                    if r.source < 0 {
+                        (target + r.output).update(repeating: 0, count: r.count)
+                    } else {
+                        (target + r.output).update(from: source + r.source, count: r.count)
+                    }
+                }
+            }
+            return
+        }
         map.withUnsafeBufferPointer { m in
             for b in 0..<batch {
                 let source = x + b * inWidth
@@ -50,6 +88,17 @@ package final class IndexMap: Layer {
         let dy = output.gradients!
         let inWidth = inputs[0].output.width
         let outWidth = output.width
+        if let runs {
+            for b in 0..<batch {
+                let target = dx + b * inWidth
+                let source = dy + b * outWidth
+                for r in runs where r.source >= 0 {
+                    let (t, s) = (target + r.source, source + r.output)
+                    for i in 0..<r.count { t[i] += s[i] }
+                }
+            }
+            return
+        }
         map.withUnsafeBufferPointer { m in
             for b in 0..<batch {
                 let target = dx + b * inWidth

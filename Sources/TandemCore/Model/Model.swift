@@ -276,16 +276,7 @@ public final class Model {
 
     /// Backpropagates from the output gradients (or logit gradients) the losses
     /// wrote after `forward`, ACCUMULATING into the parameter gradient arena.
-    package func backward(batch: Int) {
-        let runs = runsBackward
-        if overlapsCollectives {
-            for k in schedule.indices.reversed() where runs[k] { backwardOverlapping(k, batch: batch) }
-            makeLeftWeights(batch: batch)
-        } else {
-            for k in schedule.indices.reversed() where runs[k] { backward(k, batch: batch) }
-        }
-        settleInputs(batch: batch)
-    }
+    package func backward(batch: Int) { backward(batch: batch) { _ in } }
 
     /// The same, calling `finished(k)` after `schedule[k]`'s backward (where the
     /// overlapped exchange starts the sums of the gradients that are final).
@@ -295,19 +286,16 @@ public final class Model {
         let runs = runsBackward
         var held: Int?  // the first schedule entry whose `finished` call waits
         for k in schedule.indices.reversed() {
-            if !overlapsCollectives {
-                if runs[k] { backward(k, batch: batch) }
-                try finished(k)
-                continue
+            if runs[k] {
+                if overlapsCollectives { backwardOverlapping(k, batch: batch) } else { backward(k, batch: batch) }
             }
-            if runs[k] { backwardOverlapping(k, batch: batch) }
             if !leftWeights.isEmpty {
                 held = held ?? k
-            } else {
-                if let first = held { for j in stride(from: first, to: k, by: -1) { try finished(j) } }
-                held = nil
-                try finished(k)
+                continue
             }
+            if let first = held { for j in stride(from: first, to: k, by: -1) { try finished(j) } }
+            held = nil
+            try finished(k)
         }
         makeLeftWeights(batch: batch)
         if let first = held { for j in stride(from: first, through: 0, by: -1) { try finished(j) } }
